@@ -1,0 +1,110 @@
+//! `cipherlink bench ...`: benchmarks that print numbers and write JSON.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context as _, Result};
+use cipherlink::certs::KeyAlgorithm;
+use cipherlink::{KeyExchange, PemSource};
+use cipherlink_lab::bench_conn::{self, ConnBenchOptions, Exchange, Mode, Target};
+use clap::{Args, Subcommand};
+
+/// Benchmarks.
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    #[command(subcommand)]
+    pub command: BenchCommand,
+}
+
+/// Which benchmark.
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Connections per second: connect, handshake, PING/PONG, close (seed 000).
+    Conn(ConnArgs),
+}
+
+/// `bench conn` options.
+#[derive(Debug, Args)]
+pub struct ConnArgs {
+    /// Modes to run, comma-separated: plain, tls, tls-resume.
+    #[arg(long, default_value = "plain,tls,tls-resume", value_delimiter = ',')]
+    pub mode: Vec<Mode>,
+    /// Groups for the TLS modes, comma-separated.
+    #[arg(long, default_value = "X25519MLKEM768,X25519,P-256")]
+    pub groups: String,
+    /// Connections per case (default: run for --duration).
+    #[arg(long)]
+    pub connections: Option<u64>,
+    /// Seconds per case.
+    #[arg(long, default_value_t = 3.0)]
+    pub duration: f64,
+    /// Connections in flight at once (1 = the seed's sequential loop).
+    #[arg(long, default_value_t = 16)]
+    pub concurrency: usize,
+    /// Print a line every N connections (0 = none).
+    #[arg(long, default_value_t = 1000)]
+    pub batch: u64,
+    /// Certificate key algorithm of the in-process server.
+    #[arg(long, default_value = "p256", value_parser = |s: &str| s.parse::<KeyAlgorithm>())]
+    pub cert_algorithm: KeyAlgorithm,
+    /// Benchmark this TLS server instead of the in-process one (e.g. openssl s_server).
+    #[arg(long, value_name = "ADDR")]
+    pub target: Option<SocketAddr>,
+    /// With --target: the CA that signed its certificate.
+    #[arg(long, value_name = "FILE", requires = "target")]
+    pub ca: Option<PathBuf>,
+    /// With --target: the server name to verify.
+    #[arg(long, requires = "target")]
+    pub server_name: Option<String>,
+    /// With --target: what to do after the handshake: none, echo, pingpong.
+    #[arg(long, default_value = "none", value_parser = |s: &str| s.parse::<Exchange>())]
+    pub exchange: Exchange,
+    /// Write the full report as JSON here.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+}
+
+/// Runs the chosen benchmark.
+pub async fn run(args: BenchArgs) -> Result<()> {
+    match args.command {
+        BenchCommand::Conn(conn) => run_conn(conn).await,
+    }
+}
+
+async fn run_conn(args: ConnArgs) -> Result<()> {
+    if !(args.duration > 0.0 && args.duration.is_finite()) {
+        anyhow::bail!("--duration must be a positive number of seconds");
+    }
+    let groups = KeyExchange::parse_list(&args.groups).context("--groups")?;
+    let target = match args.target {
+        Some(addr) => Some(Target {
+            addr,
+            ca: PemSource::path(
+                args.ca
+                    .context("--target needs --ca: the CA that signed the server's certificate")?,
+            ),
+            server_name: args.server_name,
+        }),
+        None => None,
+    };
+    let options = ConnBenchOptions {
+        modes: args.mode,
+        groups,
+        connections: args.connections,
+        duration: Duration::from_secs_f64(args.duration),
+        concurrency: args.concurrency,
+        batch: args.batch,
+        target,
+        exchange: args.exchange,
+        cert_algorithm: args.cert_algorithm,
+        progress: true,
+    };
+    let report = bench_conn::run(&options).await?;
+    if let Some(path) = args.json {
+        let json = serde_json::to_string_pretty(&report)?;
+        std::fs::write(&path, json).with_context(|| format!("writing {}", path.display()))?;
+        println!("wrote {}", path.display());
+    }
+    Ok(())
+}

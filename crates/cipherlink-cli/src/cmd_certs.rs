@@ -1,0 +1,51 @@
+//! `cipherlink certs`: a CA, a server and a client certificate.
+
+use std::path::PathBuf;
+
+use anyhow::{Context as _, Result};
+use cipherlink::certs::{self, CertOptions, KeyAlgorithm};
+use clap::Args;
+
+/// Write a throwaway PKI: ca.crt ca.key server.crt server.key client.crt client.key.
+#[derive(Debug, Args)]
+pub struct CertsArgs {
+    /// Folder to write into (created if missing; existing files are replaced).
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    /// Key algorithm: p256, p384, ed25519, rsa2048, rsa4096.
+    #[arg(long, default_value = "p256", value_parser = parse_algorithm)]
+    pub algorithm: KeyAlgorithm,
+    /// Validity in days.
+    #[arg(long, default_value_t = 365)]
+    pub days: u32,
+    /// Extra server names (DNS or IP) besides localhost, 127.0.0.1 and ::1. Repeatable.
+    #[arg(long = "server-name", value_name = "NAME")]
+    pub server_names: Vec<String>,
+    /// The client certificate's common name.
+    #[arg(long, default_value = "client")]
+    pub client_name: String,
+    /// The CA's common name.
+    #[arg(long, default_value = "cipherlink test CA")]
+    pub ca_name: String,
+}
+
+fn parse_algorithm(s: &str) -> Result<KeyAlgorithm, String> {
+    s.parse()
+}
+
+/// Runs the subcommand.
+pub fn run(args: CertsArgs) -> Result<()> {
+    let bundle = certs::generate(&CertOptions {
+        algorithm: args.algorithm,
+        days: args.days,
+        not_before: None,
+        server_names: args.server_names,
+        ca_name: args.ca_name,
+        client_name: args.client_name,
+    })
+    .context("generating certificates")?;
+    for path in bundle.write_to(&args.out)? {
+        println!("wrote {}", path.display());
+    }
+    Ok(())
+}

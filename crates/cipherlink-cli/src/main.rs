@@ -1,0 +1,72 @@
+//! `cipherlink`: encrypted links between parties, and honest measurements of them.
+
+#[allow(dead_code)]
+mod bench_pool_cmd;
+mod cmd_bench;
+mod cmd_certs;
+mod cmd_connect;
+mod cmd_serve;
+mod pool_cmd;
+mod rpc_cmd;
+mod summarize_cmd;
+mod tls_args;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+/// Encrypted, authenticated, post-quantum-ready links (hybrid X25519MLKEM768
+/// by default), and benchmarks that compare them with their baselines.
+///
+/// Start with `cipherlink bench conn` (no setup needed), or
+/// `cipherlink certs --out certs/` and then `serve` / `connect`.
+#[derive(Debug, Parser)]
+#[command(name = "cipherlink", version, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Write a test CA with server and client certificates.
+    Certs(cmd_certs::CertsArgs),
+    /// Run a TLS server (echo, or print what arrives).
+    Serve(cmd_serve::ServeArgs),
+    /// Connect to a TLS server, send stdin, print the reply.
+    Connect(cmd_connect::ConnectArgs),
+    /// Benchmarks (connections/s, ...).
+    Bench(cmd_bench::BenchArgs),
+    /// gRPC latency lab (seed 001): serve, steady, coldconn.
+    Rpc(rpc_cmd::RpcArgs),
+    /// Summarize results files (numbers, SVG and HTML plots).
+    Summarize(summarize_cmd::SummarizeArgs),
+    /// A party of a tno.mpc.communication-compatible pool (seed 002): serve, send.
+    Pool(pool_cmd::PoolArgs),
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("CIPHERLINK_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    init_logging();
+    // The seed's .env fills in environment variables, which flags read at parse time.
+    rpc_cmd::load_dotenv();
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Certs(args) => cmd_certs::run(args),
+        Command::Serve(args) => cmd_serve::run(args).await,
+        Command::Connect(args) => cmd_connect::run(args).await,
+        Command::Bench(args) => cmd_bench::run(args).await,
+        Command::Rpc(args) => rpc_cmd::run(args).await,
+        Command::Summarize(args) => summarize_cmd::run(args),
+        Command::Pool(args) => pool_cmd::run(args).await,
+    }
+}

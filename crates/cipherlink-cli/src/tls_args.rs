@@ -1,0 +1,166 @@
+//! The TLS flags every networked subcommand shares, mapped onto the core
+//! `Config` (a `--config` TOML file first, flags on top).
+
+use std::path::PathBuf;
+
+use anyhow::{Context as _, Result};
+use cipherlink::{ClassicalChoice, Config, KeyExchange, PemSource, PostQuantumChoice};
+use clap::{Args, ValueEnum};
+
+/// `--classical`.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum ClassicalFlag {
+    /// Classical groups may be offered.
+    Allow,
+    /// Only hybrid or post-quantum groups.
+    Forbid,
+}
+
+/// `--post-quantum`.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum PostQuantumFlag {
+    /// No requirement.
+    Allow,
+    /// Every group hybrid.
+    RequireHybrid,
+    /// Every group pure ML-KEM.
+    RequirePure,
+}
+
+/// TLS options; each overrides the same field of `--config`.
+#[derive(Debug, Clone, Default, Args)]
+pub struct TlsArgs {
+    /// TOML configuration file (fields as in docs/config.md); flags override it.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Our certificate chain (PEM), leaf first.
+    #[arg(long = "cert", value_name = "FILE")]
+    pub cert: Option<PathBuf>,
+    /// The private key for --cert (PEM).
+    #[arg(long = "key", value_name = "FILE")]
+    pub key: Option<PathBuf>,
+    /// CA certificate(s) that sign the peer (PEM); "system" for the OS roots. Repeatable.
+    #[arg(long = "ca", value_name = "FILE")]
+    pub ca: Vec<String>,
+    /// Key-exchange groups, most preferred first, e.g. X25519MLKEM768,X25519,P-256.
+    #[arg(long, value_name = "LIST")]
+    pub groups: Option<String>,
+    /// Whether classical-only groups may be offered.
+    #[arg(long, value_enum)]
+    pub classical: Option<ClassicalFlag>,
+    /// Post-quantum requirement.
+    #[arg(long = "post-quantum", value_enum)]
+    pub post_quantum: Option<PostQuantumFlag>,
+    /// ALPN protocols, most preferred first (comma-separated).
+    #[arg(long, value_name = "LIST")]
+    pub alpn: Option<String>,
+    /// Handshake time limit in milliseconds.
+    #[arg(long, value_name = "MS")]
+    pub handshake_timeout_ms: Option<u64>,
+    /// Disable session resumption.
+    #[arg(long)]
+    pub no_resumption: bool,
+    /// Also allow TLS 1.2 (TLS 1.3 only by default).
+    #[arg(long)]
+    pub tls12: bool,
+}
+
+impl TlsArgs {
+    /// The configuration: file (if any), then flags.
+    pub fn to_config(&self) -> Result<Config> {
+        let mut config = match &self.config {
+            Some(path) => Config::from_toml_file(path)?,
+            None => Config::default(),
+        };
+        if let Some(cert) = &self.cert {
+            config.certificate = Some(PemSource::path(cert));
+        }
+        if let Some(key) = &self.key {
+            config.private_key = Some(PemSource::path(key));
+        }
+        if !self.ca.is_empty() {
+            config.trusted_cas = self.ca.iter().map(|ca| PemSource(ca.clone())).collect();
+        }
+        if let Some(groups) = &self.groups {
+            config.key_exchange = KeyExchange::parse_list(groups).context("--groups")?;
+        }
+        if let Some(classical) = self.classical {
+            config.compliance.classical = match classical {
+                ClassicalFlag::Allow => ClassicalChoice::Allow,
+                ClassicalFlag::Forbid => ClassicalChoice::Forbid,
+            };
+        }
+        if let Some(pq) = self.post_quantum {
+            config.compliance.post_quantum = match pq {
+                PostQuantumFlag::Allow => PostQuantumChoice::Allow,
+                PostQuantumFlag::RequireHybrid => PostQuantumChoice::RequireHybrid,
+                PostQuantumFlag::RequirePure => PostQuantumChoice::RequirePure,
+            };
+        }
+        if let Some(alpn) = &self.alpn {
+            config.alpn = alpn
+                .split(',')
+                .map(str::trim)
+                .filter(|p| !p.is_empty())
+                .map(str::to_string)
+                .collect();
+        }
+        if let Some(ms) = self.handshake_timeout_ms {
+            config.handshake_timeout_ms = ms;
+        }
+        if self.no_resumption {
+            config.resumption = false;
+        }
+        if self.tls12 {
+            config.allow_tls12 = true;
+        }
+        Ok(config)
+    }
+}
+
+/// Server-only TLS options.
+#[derive(Debug, Clone, Default, Args)]
+pub struct ServerTlsArgs {
+    /// Demand a client certificate signed by --ca (mutual TLS).
+    #[arg(long)]
+    pub require_client_cert: bool,
+    /// Only let in clients whose certificate names this (CN or subjectAltName). Repeatable.
+    #[arg(long = "allow-identity", value_name = "NAME")]
+    pub allow_identity: Vec<String>,
+}
+
+impl ServerTlsArgs {
+    /// Applies these on top of a configuration.
+    pub fn apply(&self, config: &mut Config) {
+        if self.require_client_cert {
+            config.require_client_cert = true;
+        }
+        if !self.allow_identity.is_empty() {
+            config.allowed_identities = self.allow_identity.clone();
+        }
+    }
+}
+
+/// Client-only TLS options.
+#[derive(Debug, Clone, Default, Args)]
+pub struct ClientTlsArgs {
+    /// The server name to send (SNI) and verify; defaults to the host connected to.
+    #[arg(long, value_name = "NAME")]
+    pub server_name: Option<String>,
+    /// Accept a server certificate without subjectAltName whose CN equals the
+    /// server name (legacy certificates, as gRPC's own stack does). The chain is still verified.
+    #[arg(long)]
+    pub accept_cn_only: bool,
+}
+
+impl ClientTlsArgs {
+    /// Applies these on top of a configuration.
+    pub fn apply(&self, config: &mut Config) {
+        if let Some(name) = &self.server_name {
+            config.server_name = Some(name.clone());
+        }
+        if self.accept_cn_only {
+            config.accept_cn_only_certificates = true;
+        }
+    }
+}

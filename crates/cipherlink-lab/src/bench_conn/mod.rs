@@ -1,0 +1,625 @@
+//! `cipherlink bench conn`: connections per second, seed 000's experiment.
+//!
+//! Each connection is connect -> handshake -> client writes PING -> server
+//! answers PONG -> close. Plain TCP runs in the same process as the ceiling,
+//! and the crypto floor is measured in the same run, so the rate can be
+//! read as a fraction of what this machine's public-key work permits.
+
+mod client;
+pub mod floor;
+mod server;
+
+use std::io::IsTerminal;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use cipherlink::certs::{self, CertBundle, CertOptions, KeyAlgorithm};
+use cipherlink::{Config, Context, KeyExchange, PemSource};
+use hdrhistogram::Histogram;
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::Serialize;
+
+use crate::format::{ms, thousands};
+use floor::CryptoFloor;
+
+pub(crate) const PING: &[u8; 4] = b"PING";
+pub(crate) const PONG: &[u8; 4] = b"PONG";
+
+/// Errors that stop a benchmark (a failed connection does not: it is counted).
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    /// Preparing certificates, contexts or listeners failed.
+    #[error("benchmark setup: {0}")]
+    Setup(String),
+    /// The core library refused a configuration.
+    #[error(transparent)]
+    Core(#[from] cipherlink::Error),
+    /// Measuring the floor failed.
+    #[error(transparent)]
+    Floor(#[from] floor::FloorError),
+}
+
+/// What is measured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Mode {
+    /// Plain TCP: the ceiling.
+    Plain,
+    /// A full TLS 1.3 handshake per connection.
+    Tls,
+    /// TLS 1.3 resumed with a ticket from an earlier connection.
+    TlsResume,
+}
+
+impl std::str::FromStr for Mode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "plain" => Ok(Mode::Plain),
+            "tls" => Ok(Mode::Tls),
+            "tls-resume" => Ok(Mode::TlsResume),
+            _ => Err(format!("unknown mode {s:?}; valid: plain, tls, tls-resume")),
+        }
+    }
+}
+
+impl std::fmt::Display for Mode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Mode::Plain => "plain",
+            Mode::Tls => "tls",
+            Mode::TlsResume => "tls-resume",
+        })
+    }
+}
+
+/// What each connection exchanges after the handshake.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Exchange {
+    /// PING, expect exactly PONG (cipherlink's own servers).
+    PingPong,
+    /// `PING\n`, expect five bytes back (`cipherlink serve --echo`, `openssl s_server -rev`).
+    Echo,
+    /// Handshake and close (any TLS server).
+    None,
+}
+
+impl std::str::FromStr for Exchange {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "pingpong" => Ok(Exchange::PingPong),
+            "echo" => Ok(Exchange::Echo),
+            "none" => Ok(Exchange::None),
+            _ => Err(format!(
+                "unknown exchange {s:?}; valid: pingpong, echo, none"
+            )),
+        }
+    }
+}
+
+/// An external server to measure instead of the in-process one.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// Its address.
+    pub addr: SocketAddr,
+    /// The CA that signed its certificate.
+    pub ca: PemSource,
+    /// The name to verify (defaults to the address).
+    pub server_name: Option<String>,
+}
+
+/// Options of one benchmark run.
+#[derive(Debug, Clone)]
+pub struct ConnBenchOptions {
+    /// Modes, in order.
+    pub modes: Vec<Mode>,
+    /// Groups for the TLS modes; each is one case.
+    pub groups: Vec<KeyExchange>,
+    /// Stop after this many connections per case (otherwise after `duration`).
+    pub connections: Option<u64>,
+    /// How long each case runs (a hard cap when `connections` is set too).
+    pub duration: Duration,
+    /// Connections in flight at once.
+    pub concurrency: usize,
+    /// Print a seed-style line every this many connections (0: none).
+    pub batch: u64,
+    /// External server, or `None` for the in-process one.
+    pub target: Option<Target>,
+    /// After-handshake exchange.
+    pub exchange: Exchange,
+    /// Certificate key algorithm of the in-process server.
+    pub cert_algorithm: KeyAlgorithm,
+    /// Show a progress spinner (only on a terminal).
+    pub progress: bool,
+}
+
+impl Default for ConnBenchOptions {
+    fn default() -> Self {
+        ConnBenchOptions {
+            modes: vec![Mode::Plain, Mode::Tls, Mode::TlsResume],
+            groups: vec![
+                KeyExchange::X25519MlKem768,
+                KeyExchange::X25519,
+                KeyExchange::P256,
+            ],
+            connections: None,
+            duration: Duration::from_secs(3),
+            concurrency: 16,
+            batch: 1000,
+            target: None,
+            exchange: Exchange::PingPong,
+            cert_algorithm: KeyAlgorithm::P256,
+            progress: true,
+        }
+    }
+}
+
+/// Latency percentiles in microseconds.
+#[derive(Debug, Clone, Serialize)]
+pub struct Percentiles {
+    /// Median.
+    pub p50_us: u64,
+    /// 90th.
+    pub p90_us: u64,
+    /// 99th.
+    pub p99_us: u64,
+    /// Largest.
+    pub max_us: u64,
+}
+
+impl Percentiles {
+    fn of(h: &Histogram<u64>) -> Percentiles {
+        Percentiles {
+            p50_us: h.value_at_quantile(0.50),
+            p90_us: h.value_at_quantile(0.90),
+            p99_us: h.value_at_quantile(0.99),
+            max_us: h.max(),
+        }
+    }
+}
+
+/// One mode/group case.
+#[derive(Debug, Clone, Serialize)]
+pub struct CaseResult {
+    /// The mode.
+    pub mode: Mode,
+    /// The group (none for plain).
+    pub group: Option<String>,
+    /// Connections completed.
+    pub connections: u64,
+    /// Connections that failed.
+    pub errors: u64,
+    /// The first failure's message.
+    pub first_error: Option<String>,
+    /// Connections that resumed a session.
+    pub resumed: u64,
+    /// Wall time.
+    pub seconds: f64,
+    /// Completed connections per second.
+    pub conns_per_sec: f64,
+    /// connect() to handshake done.
+    pub handshake: Percentiles,
+    /// The whole connection.
+    pub connection: Percentiles,
+    /// Connections/s this machine's crypto and TCP allow (see the report).
+    pub floor_per_sec: Option<f64>,
+    /// `conns_per_sec` as a percentage of `floor_per_sec`.
+    pub percent_of_floor: Option<f64>,
+    /// Server connections still open after the case (must be 0).
+    pub server_connections_left: Option<usize>,
+}
+
+/// The whole run.
+#[derive(Debug, Clone, Serialize)]
+pub struct ConnReport {
+    /// CPU cores available.
+    pub cores: usize,
+    /// Concurrency used.
+    pub concurrency: usize,
+    /// Certificate algorithm.
+    pub cert_algorithm: String,
+    /// What was measured against.
+    pub target: String,
+    /// The crypto floor per group.
+    pub floors: Vec<CryptoFloor>,
+    /// CPU microseconds per plain TCP connection (both ends), from the plain case.
+    pub plain_tcp_us: Option<f64>,
+    /// The cases.
+    pub cases: Vec<CaseResult>,
+}
+
+struct Fixture {
+    bundle: CertBundle,
+}
+
+impl Fixture {
+    fn server_context(&self, group: KeyExchange, resumption: bool) -> Result<Context, BenchError> {
+        Ok(Context::server(&Config {
+            key_exchange: vec![group],
+            certificate: Some(PemSource::inline(self.bundle.server.cert.clone())),
+            private_key: Some(PemSource::inline(self.bundle.server.key.clone())),
+            resumption,
+            ..Config::default()
+        })?)
+    }
+}
+
+fn client_context(
+    ca: PemSource,
+    server_name: Option<String>,
+    group: KeyExchange,
+    resumption: bool,
+) -> Result<Context, BenchError> {
+    Ok(Context::client(&Config {
+        key_exchange: vec![group],
+        trusted_cas: vec![ca],
+        server_name,
+        resumption,
+        ..Config::default()
+    })?)
+}
+
+fn leaf_public_key(cert_pem: &str) -> Result<Vec<u8>, BenchError> {
+    use cipherlink::rustls::pki_types::{pem::PemObject, CertificateDer};
+    use x509_parser::prelude::{FromDer, X509Certificate};
+    let der = CertificateDer::from_pem_slice(cert_pem.as_bytes())
+        .map_err(|e| BenchError::Setup(format!("server certificate PEM: {e}")))?;
+    let (_, cert) = X509Certificate::from_der(&der)
+        .map_err(|e| BenchError::Setup(format!("server certificate: {e}")))?;
+    Ok(cert.public_key().subject_public_key.data.to_vec())
+}
+
+/// Runs the benchmark, printing seed-style lines and a final table on stdout.
+pub async fn run(options: &ConnBenchOptions) -> Result<ConnReport, BenchError> {
+    if options.concurrency == 0 {
+        return Err(BenchError::Setup("--concurrency must be at least 1".into()));
+    }
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let bundle = certs::generate(&CertOptions {
+        algorithm: options.cert_algorithm,
+        ..CertOptions::default()
+    })?;
+    let fixture = Fixture { bundle };
+
+    println!(
+        "measuring the crypto floor ({} certificate, {} core(s))...",
+        options.cert_algorithm, cores
+    );
+    let spki = leaf_public_key(&fixture.bundle.server.cert)?;
+    let mut floors = Vec::new();
+    for &group in &options.groups {
+        let floor = tokio::task::block_in_place(|| {
+            floor::measure(
+                group,
+                options.cert_algorithm,
+                &fixture.bundle.server.key,
+                &spki,
+                Duration::from_millis(150),
+            )
+        })?;
+        println!(
+            "  {:<18} kx {:>7.1} us  sign {:>7.1} us  verify {:>7.1} us  => full handshake {:>7.1} us, resumed {:>6.1} us",
+            floor.group,
+            floor.key_exchange_us,
+            floor.sign_us,
+            floor.verify_us,
+            floor.full_handshake_us(),
+            floor.resumed_handshake_us()
+        );
+        floors.push(floor);
+    }
+
+    let mut cases = Vec::new();
+    let mut plain_tcp_us = None;
+    for &mode in &options.modes {
+        let groups: Vec<Option<KeyExchange>> = match mode {
+            Mode::Plain => vec![None],
+            _ => options.groups.iter().copied().map(Some).collect(),
+        };
+        for group in groups {
+            let mut result = run_case(options, &fixture, mode, group).await?;
+            if mode == Mode::Plain && result.conns_per_sec > 0.0 {
+                plain_tcp_us = Some(cores as f64 * 1e6 / result.conns_per_sec);
+            }
+            if let Some(group) = group {
+                let floor = floors.iter().find(|f| f.group == group.name());
+                if let Some(floor) = floor {
+                    let crypto_us = match mode {
+                        Mode::TlsResume => floor.resumed_handshake_us(),
+                        _ => floor.full_handshake_us(),
+                    };
+                    let per_conn = crypto_us + plain_tcp_us.unwrap_or(0.0);
+                    let floor_rate = cores as f64 * 1e6 / per_conn;
+                    result.floor_per_sec = Some(floor_rate);
+                    result.percent_of_floor = Some(100.0 * result.conns_per_sec / floor_rate);
+                }
+            }
+            cases.push(result);
+        }
+    }
+    let report = ConnReport {
+        cores,
+        concurrency: options.concurrency,
+        cert_algorithm: options.cert_algorithm.to_string(),
+        target: options
+            .target
+            .as_ref()
+            .map_or("in-process loopback".to_string(), |t| t.addr.to_string()),
+        floors,
+        plain_tcp_us,
+        cases,
+    };
+    print_table(&report);
+    Ok(report)
+}
+
+async fn run_case(
+    options: &ConnBenchOptions,
+    fixture: &Fixture,
+    mode: Mode,
+    group: Option<KeyExchange>,
+) -> Result<CaseResult, BenchError> {
+    let label = match group {
+        Some(group) => format!("{mode} {group}"),
+        None => mode.to_string(),
+    };
+    println!("\n== {label}");
+    let resumption = mode == Mode::TlsResume;
+    let (addr, server, client_ctx) = match (&options.target, group) {
+        (Some(target), Some(group)) => (
+            target.addr,
+            None,
+            Some(client_context(
+                target.ca.clone(),
+                target.server_name.clone(),
+                group,
+                resumption,
+            )?),
+        ),
+        (Some(target), None) => (target.addr, None, None),
+        (None, None) => {
+            let server = server::plain().await?;
+            (server.addr, Some(server), None)
+        }
+        (None, Some(group)) => {
+            let server = server::tls(fixture.server_context(group, resumption)?).await?;
+            let ca = PemSource::inline(fixture.bundle.ca.cert.clone());
+            let client = client_context(ca, Some("localhost".into()), group, resumption)?;
+            (server.addr, Some(server), Some(client))
+        }
+    };
+    let exchange = if options.target.is_none() {
+        Exchange::PingPong
+    } else {
+        options.exchange
+    };
+
+    let shared = Arc::new(Shared {
+        issued: AtomicU64::new(0),
+        completed: AtomicU64::new(0),
+        errors: AtomicU64::new(0),
+        first_error: Mutex::new(None),
+        start: Instant::now(),
+        limit: options.connections,
+        deadline: Instant::now()
+            + if options.connections.is_some() {
+                options.duration.max(Duration::from_secs(60))
+            } else {
+                options.duration
+            },
+        batch: options.batch,
+        bar: progress_bar(options.progress, &label),
+    });
+    let mut workers = Vec::with_capacity(options.concurrency);
+    for _ in 0..options.concurrency {
+        let shared = shared.clone();
+        let client_ctx = client_ctx.clone();
+        workers.push(tokio::spawn(async move {
+            worker(shared, addr, client_ctx, exchange).await
+        }));
+    }
+    let mut handshake = new_histogram();
+    let mut connection = new_histogram();
+    let mut resumed = 0;
+    for w in workers {
+        let local = w
+            .await
+            .map_err(|e| BenchError::Setup(format!("worker task: {e}")))?;
+        handshake.add(&local.handshake).ok();
+        connection.add(&local.connection).ok();
+        resumed += local.resumed;
+    }
+    let seconds = shared.start.elapsed().as_secs_f64();
+    if let Some(bar) = &shared.bar {
+        bar.finish_and_clear();
+    }
+    let completed = shared.completed.load(Ordering::Relaxed);
+    let server_connections_left = match server.as_ref().and_then(|s| s.stats.clone()) {
+        Some(stats) => Some(settle(&stats).await),
+        None => None,
+    };
+    let first_error = shared.first_error.lock().ok().and_then(|e| e.clone());
+    Ok(CaseResult {
+        mode,
+        group: group.map(|g| g.name().to_string()),
+        connections: completed,
+        errors: shared.errors.load(Ordering::Relaxed),
+        first_error,
+        resumed,
+        seconds,
+        conns_per_sec: completed as f64 / seconds,
+        handshake: Percentiles::of(&handshake),
+        connection: Percentiles::of(&connection),
+        floor_per_sec: None,
+        percent_of_floor: None,
+        server_connections_left,
+    })
+}
+
+/// Waits briefly for the server's last connections to finish closing.
+async fn settle(stats: &cipherlink::server::ServerStats) -> usize {
+    for _ in 0..100 {
+        if stats.active() == 0 {
+            return 0;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    stats.active()
+}
+
+struct Shared {
+    issued: AtomicU64,
+    completed: AtomicU64,
+    errors: AtomicU64,
+    first_error: Mutex<Option<String>>,
+    start: Instant,
+    limit: Option<u64>,
+    deadline: Instant,
+    batch: u64,
+    bar: Option<ProgressBar>,
+}
+
+struct WorkerResult {
+    handshake: Histogram<u64>,
+    connection: Histogram<u64>,
+    resumed: u64,
+}
+
+fn new_histogram() -> Histogram<u64> {
+    // 1 us .. 60 s at 3 significant digits; these bounds are valid constants.
+    Histogram::new_with_bounds(1, 60_000_000, 3).expect("constant histogram bounds are valid")
+}
+
+const CONNECTION_TIMEOUT: Duration = Duration::from_secs(10);
+
+async fn worker(
+    shared: Arc<Shared>,
+    addr: SocketAddr,
+    context: Option<Context>,
+    exchange: Exchange,
+) -> WorkerResult {
+    let mut result = WorkerResult {
+        handshake: new_histogram(),
+        connection: new_histogram(),
+        resumed: 0,
+    };
+    loop {
+        if Instant::now() >= shared.deadline {
+            break;
+        }
+        let ticket = shared.issued.fetch_add(1, Ordering::Relaxed);
+        if shared.limit.is_some_and(|limit| ticket >= limit) {
+            break;
+        }
+        let attempt = async {
+            match &context {
+                Some(ctx) => client::tls(addr, ctx, exchange).await,
+                None => client::plain(addr, exchange).await,
+            }
+        };
+        let outcome = match tokio::time::timeout(CONNECTION_TIMEOUT, attempt).await {
+            Ok(outcome) => outcome,
+            Err(_) => Err(format!(
+                "connection did not finish within {CONNECTION_TIMEOUT:?}"
+            )),
+        };
+        match outcome {
+            Ok(sample) => {
+                let _ = result
+                    .handshake
+                    .record(sample.handshake.as_micros().max(1) as u64);
+                let _ = result
+                    .connection
+                    .record(sample.total.as_micros().max(1) as u64);
+                result.resumed += u64::from(sample.resumed);
+                let done = shared.completed.fetch_add(1, Ordering::Relaxed) + 1;
+                if shared.batch > 0 && done % shared.batch == 0 {
+                    let rate = done as f64 / shared.start.elapsed().as_secs_f64();
+                    let line = format!(
+                        "{:<24} {} conns per/s",
+                        format!("{} connections", thousands(done)),
+                        thousands(rate as u64)
+                    );
+                    match &shared.bar {
+                        Some(bar) => bar.println(line),
+                        None => println!("{line}"),
+                    }
+                }
+                if let Some(bar) = &shared.bar {
+                    bar.inc(1);
+                }
+            }
+            Err(message) => {
+                shared.errors.fetch_add(1, Ordering::Relaxed);
+                if let Ok(mut first) = shared.first_error.lock() {
+                    first.get_or_insert(message);
+                }
+            }
+        }
+    }
+    result
+}
+
+fn progress_bar(wanted: bool, label: &str) -> Option<ProgressBar> {
+    if !wanted || !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let bar = ProgressBar::new_spinner();
+    if let Ok(style) = ProgressStyle::with_template("{spinner} {msg} {pos} connections ({per_sec})")
+    {
+        bar.set_style(style);
+    }
+    bar.set_message(label.to_string());
+    bar.enable_steady_tick(Duration::from_millis(100));
+    Some(bar)
+}
+
+fn print_table(report: &ConnReport) {
+    println!(
+        "\nsummary: {} core(s), concurrency {}, {} certificate, against {}",
+        report.cores, report.concurrency, report.cert_algorithm, report.target
+    );
+    if let Some(tcp) = report.plain_tcp_us {
+        println!("plain TCP costs {tcp:.1} CPU-us per connection; floor = cores / (crypto + TCP)");
+    }
+    println!(
+        "{:<11} {:<18} {:>9} {:>7} {:>10} {:>9} {:>9} {:>9} {:>10} {:>7}",
+        "mode",
+        "group",
+        "conns",
+        "errors",
+        "conns/s",
+        "hs p50ms",
+        "hs p99ms",
+        "resumed",
+        "floor/s",
+        "%floor"
+    );
+    for case in &report.cases {
+        println!(
+            "{:<11} {:<18} {:>9} {:>7} {:>10} {:>9} {:>9} {:>9} {:>10} {:>7}",
+            case.mode.to_string(),
+            case.group.as_deref().unwrap_or("-"),
+            thousands(case.connections),
+            case.errors,
+            thousands(case.conns_per_sec as u64),
+            ms(case.handshake.p50_us),
+            ms(case.handshake.p99_us),
+            case.resumed,
+            case.floor_per_sec
+                .map_or("-".to_string(), |f| thousands(f as u64)),
+            case.percent_of_floor
+                .map_or("-".to_string(), |p| format!("{p:.0}%")),
+        );
+        if let Some(err) = &case.first_error {
+            println!("    first error: {err}");
+        }
+        if let Some(left) = case.server_connections_left.filter(|&n| n > 0) {
+            println!("    WARNING: {left} server connection(s) still open after the case");
+        }
+    }
+}

@@ -1,0 +1,254 @@
+//! The declarative configuration a [`crate::Context`] is built from.
+//!
+//! The same fields come from a TOML file or from command-line flags. Nothing
+//! here is checked: [`crate::Context::server`] and [`crate::Context::client`]
+//! check everything at once and name the field at fault.
+//!
+//! ```toml
+//! implementation = "rustls"
+//! key_exchange = ["X25519MLKEM768", "X25519"]
+//! certificate = "server.crt"        # a path, or inline PEM
+//! private_key = "server.key"
+//! trusted_cas = ["ca.crt"]          # or ["system"]
+//! require_client_cert = true
+//! allowed_identities = ["client"]
+//!
+//! [compliance]
+//! classical = "allow"               # or "forbid"
+//! post_quantum = "require_hybrid"   # "allow" | "require_hybrid" | "require_pure"
+//! ```
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::compliance::Compliance;
+use crate::error::Error;
+use crate::kx::KeyExchange;
+
+/// Which TLS implementation carries the tunnel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum Implementation {
+    /// rustls with the aws-lc-rs provider.
+    #[default]
+    Rustls,
+    /// OpenSSL: named so configuration files can say it; not built in yet.
+    Openssl,
+}
+
+/// PEM data: a file path, or the PEM text itself (anything containing `-----BEGIN`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct PemSource(pub String);
+
+impl PemSource {
+    /// A PEM file.
+    pub fn path(path: impl AsRef<Path>) -> PemSource {
+        PemSource(path.as_ref().display().to_string())
+    }
+
+    /// Inline PEM text.
+    pub fn inline(pem: impl Into<String>) -> PemSource {
+        PemSource(pem.into())
+    }
+
+    /// Whether this holds the PEM text rather than a path.
+    pub fn is_inline(&self) -> bool {
+        self.0.contains("-----BEGIN")
+    }
+
+    /// For messages: the path, or `inline PEM`.
+    pub fn describe(&self) -> String {
+        if self.is_inline() {
+            "inline PEM".to_string()
+        } else {
+            self.0.clone()
+        }
+    }
+
+    /// Reads the bytes, naming `field` when the file cannot be read.
+    pub fn read(&self, field: &'static str) -> Result<Vec<u8>, Error> {
+        if self.is_inline() {
+            return Ok(self.0.as_bytes().to_vec());
+        }
+        std::fs::read(&self.0).map_err(|source| Error::File {
+            field,
+            path: PathBuf::from(&self.0),
+            source,
+        })
+    }
+}
+
+/// The value of `trusted_cas` that means the operating system's roots.
+pub const SYSTEM_ROOTS: &str = "system";
+
+/// Everything a client or server Context needs. See the module docs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// The TLS implementation.
+    #[serde(default)]
+    pub implementation: Implementation,
+    /// Key-exchange groups, most preferred first.
+    #[serde(default = "KeyExchange::default_list")]
+    pub key_exchange: Vec<KeyExchange>,
+    /// What the key-exchange list may contain.
+    #[serde(default)]
+    pub compliance: Compliance,
+    /// Our certificate chain, leaf first (a server's, or a client's for mutual TLS).
+    #[serde(default)]
+    pub certificate: Option<PemSource>,
+    /// The private key for `certificate`.
+    #[serde(default)]
+    pub private_key: Option<PemSource>,
+    /// CAs that sign the peer's certificate; `"system"` means the OS roots.
+    #[serde(default)]
+    pub trusted_cas: Vec<PemSource>,
+    /// Server: demand a client certificate signed by `trusted_cas`.
+    #[serde(default)]
+    pub require_client_cert: bool,
+    /// Server: client identities (subject CN or a subjectAltName) allowed in;
+    /// empty allows any client the CAs vouch for.
+    #[serde(default)]
+    pub allowed_identities: Vec<String>,
+    /// Client: the name to send (SNI) and verify; defaults to the host connected to.
+    #[serde(default)]
+    pub server_name: Option<String>,
+    /// ALPN protocols, most preferred first.
+    #[serde(default)]
+    pub alpn: Vec<String>,
+    /// How long a handshake may take before the connection is dropped.
+    #[serde(default = "default_handshake_timeout_ms")]
+    pub handshake_timeout_ms: u64,
+    /// Session resumption (tickets on the server, a session cache on the client).
+    #[serde(default = "default_true")]
+    pub resumption: bool,
+    /// Also allow TLS 1.2 (TLS 1.3 only by default).
+    #[serde(default)]
+    pub allow_tls12: bool,
+    /// Client: accept a server certificate without subjectAltName when its
+    /// subject CN equals the server name, as gRPC's and OpenSSL's legacy
+    /// checks do. The chain is still verified.
+    #[serde(default)]
+    pub accept_cn_only_certificates: bool,
+}
+
+fn default_handshake_timeout_ms() -> u64 {
+    10_000
+}
+
+fn default_true() -> bool {
+    true
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            implementation: Implementation::default(),
+            key_exchange: KeyExchange::default_list(),
+            compliance: Compliance::default(),
+            certificate: None,
+            private_key: None,
+            trusted_cas: Vec::new(),
+            require_client_cert: false,
+            allowed_identities: Vec::new(),
+            server_name: None,
+            alpn: Vec::new(),
+            handshake_timeout_ms: default_handshake_timeout_ms(),
+            resumption: true,
+            allow_tls12: false,
+            accept_cn_only_certificates: false,
+        }
+    }
+}
+
+impl Config {
+    /// Parses TOML text; `origin` names it in errors.
+    pub fn from_toml(text: &str, origin: &Path) -> Result<Config, Error> {
+        toml::from_str(text).map_err(|source| Error::Toml {
+            path: origin.to_path_buf(),
+            source: Box::new(source),
+        })
+    }
+
+    /// Reads and parses a TOML file. Relative PEM paths in it are taken
+    /// relative to the file's folder, so a config travels with its certificates.
+    pub fn from_toml_file(path: &Path) -> Result<Config, Error> {
+        let text = std::fs::read_to_string(path).map_err(|source| Error::File {
+            field: "--config",
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let mut config = Config::from_toml(&text, path)?;
+        if let Some(base) = path.parent() {
+            config.rebase_paths(base);
+        }
+        Ok(config)
+    }
+
+    fn rebase_paths(&mut self, base: &Path) {
+        let rebase = |source: &mut PemSource| {
+            if !source.is_inline() && source.0 != SYSTEM_ROOTS && Path::new(&source.0).is_relative()
+            {
+                source.0 = base.join(&source.0).display().to_string();
+            }
+        };
+        self.certificate.iter_mut().for_each(rebase);
+        self.private_key.iter_mut().for_each(rebase);
+        self.trusted_cas.iter_mut().for_each(rebase);
+    }
+
+    /// The handshake timeout as a duration.
+    pub fn handshake_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.handshake_timeout_ms)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_hybrid_first_tls13_with_resumption() {
+        let config = Config::from_toml("", Path::new("x.toml")).unwrap();
+        assert_eq!(config, Config::default());
+        assert_eq!(config.key_exchange[0], KeyExchange::X25519MlKem768);
+        assert!(config.resumption && !config.allow_tls12);
+    }
+
+    #[test]
+    fn full_file_parses() {
+        let text = r#"
+            key_exchange = ["X25519MLKEM768", "prime256v1"]
+            certificate = "server.crt"
+            private_key = "server.key"
+            trusted_cas = ["ca.crt"]
+            require_client_cert = true
+            allowed_identities = ["client"]
+            [compliance]
+            classical = "forbid"
+            post_quantum = "require_hybrid"
+        "#;
+        let mut config = Config::from_toml(text, Path::new("x.toml")).unwrap();
+        assert_eq!(config.key_exchange[1], KeyExchange::P256);
+        config.rebase_paths(Path::new("/etc/cl"));
+        assert_eq!(
+            config.certificate,
+            Some(PemSource::path("/etc/cl/server.crt"))
+        );
+    }
+
+    #[test]
+    fn unknown_group_and_unknown_field_are_reported_with_position() {
+        let err = Config::from_toml("key_exchange = [\"kyber\"]", Path::new("a.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("a.toml") && err.contains("kyber"), "{err}");
+        let err = Config::from_toml("certificat = \"x\"", Path::new("a.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("certificat"), "{err}");
+    }
+}

@@ -1,0 +1,61 @@
+//! cipherlink core: encrypted, authenticated, post-quantum-ready links.
+//!
+//! ```text
+//!  Config (TOML / flags) --build once, validate all--> Context (Arc, per role)
+//!                                                         |
+//!      any AsyncRead + AsyncWrite (TCP, Unix, duplex) --> Tunnel
+//!                                                   handshake / read / write / close
+//! ```
+//!
+//! A [`Context`] is immutable and shared; every configuration mistake is
+//! reported when it is built, naming the field and the fix. A [`Tunnel`]
+//! carries one session and reports what was negotiated ([`TunnelInfo`]).
+//! Key exchange defaults to hybrid X25519MLKEM768 with classical fallbacks,
+//! under a named [`Compliance`] policy.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), cipherlink::Error> {
+//! use cipherlink::{certs, Config, Context, PemSource};
+//! let bundle = certs::generate(&certs::CertOptions::default())?;
+//! let server = Context::server(&Config {
+//!     certificate: Some(PemSource::inline(bundle.server.cert.clone())),
+//!     private_key: Some(PemSource::inline(bundle.server.key.clone())),
+//!     ..Config::default()
+//! })?;
+//! let client = Context::client(&Config {
+//!     trusted_cas: vec![PemSource::inline(bundle.ca.cert.clone())],
+//!     ..Config::default()
+//! })?;
+//! let (a, b) = tokio::io::duplex(64 * 1024);
+//! let (server_side, client_side) = tokio::join!(
+//!     server.accept(a, "client"),
+//!     client.connect(b, "localhost"),
+//! );
+//! let mut tunnel = client_side?;
+//! tunnel.write_all(b"PING").await?;
+//! # drop(server_side);
+//! # Ok(()) }
+//! ```
+
+pub mod certs;
+pub mod compliance;
+pub mod config;
+mod context;
+pub mod error;
+pub mod kx;
+pub mod pki;
+pub mod server;
+mod tunnel;
+mod verify;
+
+pub use compliance::{ClassicalChoice, Compliance, PostQuantumChoice};
+pub use config::{Config, Implementation, PemSource};
+pub use context::{Context, Role};
+pub use error::Error;
+pub use kx::KeyExchange;
+pub use pki::Identity;
+pub use tunnel::{Tunnel, TunnelInfo, TunnelState};
+pub use verify::IdentityNotAllowed;
+
+/// Re-exported so users name the same rustls types this crate was built with.
+pub use rustls;

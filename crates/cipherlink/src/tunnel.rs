@@ -1,0 +1,385 @@
+//! A `Tunnel`: one TLS session over any byte transport.
+//!
+//! The lifecycle follows Sandwich: built from a [`Context`], then
+//! [`Tunnel::handshake`], [`Tunnel::read`] / [`Tunnel::write_all`], and
+//! [`Tunnel::close`] (which sends close_notify). Every step reports a typed
+//! error naming the peer; a failed tunnel stays failed.
+
+use std::fmt;
+use std::io;
+use std::pin::Pin;
+use std::task::{Context as TaskContext, Poll};
+
+use rustls::pki_types::ServerName;
+use rustls::HandshakeKind;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio_rustls::{TlsAcceptor, TlsConnector, TlsStream};
+
+use crate::context::{Context, TlsSide};
+use crate::error::Error;
+use crate::kx::KeyExchange;
+use crate::pki::Identity;
+
+/// Where a tunnel is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TunnelState {
+    /// Built, no handshake yet.
+    NotStarted,
+    /// The handshake is running.
+    Handshaking,
+    /// Handshake done: data may flow.
+    Done,
+    /// Closed by [`Tunnel::close`].
+    Closed,
+    /// A step failed; the tunnel cannot be used again.
+    Error,
+}
+
+impl fmt::Display for TunnelState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            TunnelState::NotStarted => "not started",
+            TunnelState::Handshaking => "handshaking",
+            TunnelState::Done => "established",
+            TunnelState::Closed => "closed",
+            TunnelState::Error => "failed",
+        })
+    }
+}
+
+/// What the handshake settled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TunnelInfo {
+    /// `TLSv1.3` or `TLSv1.2`.
+    pub protocol: String,
+    /// The IANA name of the cipher suite.
+    pub cipher_suite: String,
+    /// The key-exchange group (none for a TLS 1.2 resumption).
+    pub key_exchange: Option<KeyExchange>,
+    /// The peer's leaf certificate, if it sent one.
+    pub peer_identity: Option<Identity>,
+    /// The ALPN protocol agreed, if any.
+    pub alpn: Option<String>,
+    /// Whether the session was resumed.
+    pub resumed: bool,
+    /// Whether the server had to ask for another key share (HelloRetryRequest).
+    pub hello_retry: bool,
+}
+
+impl fmt::Display for TunnelInfo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.protocol, self.cipher_suite)?;
+        match self.key_exchange {
+            Some(kx) => write!(f, " group={kx}")?,
+            None => write!(f, " group=none")?,
+        }
+        if self.resumed {
+            f.write_str(" resumed")?;
+        }
+        if self.hello_retry {
+            f.write_str(" hello-retry")?;
+        }
+        if let Some(alpn) = &self.alpn {
+            write!(f, " alpn={alpn}")?;
+        }
+        match &self.peer_identity {
+            Some(id) => write!(f, " peer={}", id.summary()),
+            None => f.write_str(" peer=anonymous"),
+        }
+    }
+}
+
+enum Stage<IO> {
+    NotStarted(IO),
+    Handshaking,
+    Ready(Box<TlsStream<IO>>),
+    Closed,
+    Failed,
+}
+
+/// One TLS session over a transport `IO`.
+pub struct Tunnel<IO> {
+    context: Context,
+    peer: String,
+    stage: Stage<IO>,
+}
+
+impl<IO> fmt::Debug for Tunnel<IO> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Tunnel")
+            .field("peer", &self.peer)
+            .field("state", &self.state())
+            .finish()
+    }
+}
+
+impl<IO> Tunnel<IO> {
+    /// The state.
+    pub fn state(&self) -> TunnelState {
+        match self.stage {
+            Stage::NotStarted(_) => TunnelState::NotStarted,
+            Stage::Handshaking => TunnelState::Handshaking,
+            Stage::Ready(_) => TunnelState::Done,
+            Stage::Closed => TunnelState::Closed,
+            Stage::Failed => TunnelState::Error,
+        }
+    }
+
+    /// Who is on the other side, as given when the tunnel was built.
+    pub fn peer(&self) -> &str {
+        &self.peer
+    }
+}
+
+impl<IO> Tunnel<IO>
+where
+    IO: AsyncRead + AsyncWrite + Unpin,
+{
+    pub(crate) fn new(context: Context, io: IO, peer: String) -> Tunnel<IO> {
+        Tunnel {
+            context,
+            peer,
+            stage: Stage::NotStarted(io),
+        }
+    }
+
+    /// Runs the handshake, bounded by the Context's handshake timeout.
+    pub async fn handshake(&mut self) -> Result<(), Error> {
+        let io = match std::mem::replace(&mut self.stage, Stage::Handshaking) {
+            Stage::NotStarted(io) => io,
+            other => {
+                self.stage = other;
+                return Err(Error::State {
+                    op: "handshake",
+                    state: self.state(),
+                });
+            }
+        };
+        let limit = self.context.handshake_timeout();
+        let context = self.context.clone();
+        let result = match context.tls() {
+            TlsSide::Server(config) => {
+                let acceptor = TlsAcceptor::from(config.clone());
+                tokio::time::timeout(limit, acceptor.accept(io))
+                    .await
+                    .map(|r| r.map(TlsStream::Server))
+            }
+            TlsSide::Client(config) => {
+                let name = self.server_name()?;
+                let connector = TlsConnector::from(config.clone());
+                tokio::time::timeout(limit, connector.connect(name, io))
+                    .await
+                    .map(|r| r.map(TlsStream::Client))
+            }
+        };
+        match result {
+            Ok(Ok(stream)) => {
+                self.stage = Stage::Ready(Box::new(stream));
+                Ok(())
+            }
+            Ok(Err(err)) => {
+                self.stage = Stage::Failed;
+                Err(Error::from_io(&self.peer, "handshake", err))
+            }
+            Err(_) => {
+                self.stage = Stage::Failed;
+                Err(Error::HandshakeTimeout {
+                    peer: self.peer.clone(),
+                    after: limit,
+                })
+            }
+        }
+    }
+
+    fn server_name(&mut self) -> Result<ServerName<'static>, Error> {
+        let name = match self.context.server_name() {
+            Some(name) => name.to_string(),
+            None => host_of(&self.peer).to_string(),
+        };
+        ServerName::try_from(name.clone()).map_err(|_| {
+            self.stage = Stage::Failed;
+            Error::config(
+                "server_name",
+                format!(
+                    "{name:?} (from peer {}) is not a DNS name or IP address; set `server_name`",
+                    self.peer
+                ),
+            )
+        })
+    }
+
+    /// What the handshake settled; `None` before it is done.
+    pub fn info(&self) -> Option<TunnelInfo> {
+        let Stage::Ready(stream) = &self.stage else {
+            return None;
+        };
+        let (_, conn) = stream.get_ref();
+        Some(TunnelInfo {
+            protocol: conn
+                .protocol_version()
+                .map(|v| match v {
+                    rustls::ProtocolVersion::TLSv1_3 => "TLSv1.3".to_string(),
+                    rustls::ProtocolVersion::TLSv1_2 => "TLSv1.2".to_string(),
+                    other => format!("{other:?}"),
+                })
+                .unwrap_or_default(),
+            cipher_suite: conn
+                .negotiated_cipher_suite()
+                .and_then(|s| s.suite().as_str())
+                .unwrap_or("unknown")
+                .to_string(),
+            key_exchange: conn
+                .negotiated_key_exchange_group()
+                .and_then(|g| KeyExchange::from_code_point(u16::from(g.name()))),
+            peer_identity: conn
+                .peer_certificates()
+                .and_then(|certs| certs.first())
+                .and_then(|leaf| Identity::from_der(leaf).ok()),
+            alpn: conn
+                .alpn_protocol()
+                .map(|p| String::from_utf8_lossy(p).into_owned()),
+            resumed: conn.handshake_kind() == Some(HandshakeKind::Resumed),
+            hello_retry: conn.handshake_kind() == Some(HandshakeKind::FullWithHelloRetryRequest),
+        })
+    }
+
+    fn ready(&mut self, op: &'static str) -> Result<&mut TlsStream<IO>, Error> {
+        let state = self.state();
+        match &mut self.stage {
+            Stage::Ready(stream) => Ok(stream),
+            _ => Err(Error::State { op, state }),
+        }
+    }
+
+    /// Reads decrypted bytes; `Ok(0)` means the peer closed cleanly.
+    pub async fn read(&mut self, buf: &mut [u8]) -> Result<usize, Error> {
+        let result = self.ready("read")?.read(buf).await;
+        self.settle(result, "read")
+    }
+
+    /// Reads exactly `buf.len()` bytes.
+    pub async fn read_exact(&mut self, buf: &mut [u8]) -> Result<(), Error> {
+        let result = self.ready("read")?.read_exact(buf).await.map(|_| ());
+        self.settle(result, "read")
+    }
+
+    /// Encrypts and sends all of `buf`.
+    pub async fn write_all(&mut self, buf: &[u8]) -> Result<(), Error> {
+        let stream = self.ready("write")?;
+        let result = match stream.write_all(buf).await {
+            Ok(()) => stream.flush().await,
+            Err(e) => Err(e),
+        };
+        self.settle(result, "write")
+    }
+
+    /// Sends close_notify and shuts the transport's write side.
+    pub async fn close(&mut self) -> Result<(), Error> {
+        let result = self.ready("close")?.shutdown().await;
+        let settled = self.settle(result, "close");
+        if settled.is_ok() {
+            self.stage = Stage::Closed;
+        }
+        settled
+    }
+
+    fn settle<T>(&mut self, result: io::Result<T>, during: &'static str) -> Result<T, Error> {
+        result.map_err(|err| {
+            self.stage = Stage::Failed;
+            Error::from_io(&self.peer, during, err)
+        })
+    }
+
+    /// The established TLS stream, for code that wants tokio's I/O traits
+    /// directly (e.g. `tokio::io::copy`). `None` unless established.
+    pub fn stream_mut(&mut self) -> Option<&mut TlsStream<IO>> {
+        match &mut self.stage {
+            Stage::Ready(stream) => Some(stream),
+            _ => None,
+        }
+    }
+
+    /// Gives up the tunnel and returns the established TLS stream.
+    pub fn into_stream(self) -> Option<TlsStream<IO>> {
+        match self.stage {
+            Stage::Ready(stream) => Some(*stream),
+            _ => None,
+        }
+    }
+}
+
+impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncRead for Tunnel<IO> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        match &mut this.stage {
+            Stage::Ready(stream) => Pin::new(stream.as_mut()).poll_read(cx, buf),
+            _ => Poll::Ready(Err(not_ready(this.state()))),
+        }
+    }
+}
+
+impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncWrite for Tunnel<IO> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        match &mut this.stage {
+            Stage::Ready(stream) => Pin::new(stream.as_mut()).poll_write(cx, buf),
+            _ => Poll::Ready(Err(not_ready(this.state()))),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        match &mut this.stage {
+            Stage::Ready(stream) => Pin::new(stream.as_mut()).poll_flush(cx),
+            _ => Poll::Ready(Ok(())),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        match &mut this.stage {
+            Stage::Ready(stream) => Pin::new(stream.as_mut()).poll_shutdown(cx),
+            _ => Poll::Ready(Ok(())),
+        }
+    }
+}
+
+fn not_ready(state: TunnelState) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::NotConnected,
+        format!("tunnel is {state}, not established"),
+    )
+}
+
+/// The host part of `host:port`, `[v6]:port`, or a bare host.
+pub(crate) fn host_of(peer: &str) -> &str {
+    if let Some(rest) = peer.strip_prefix('[') {
+        return rest.split(']').next().unwrap_or(rest);
+    }
+    match peer.rsplit_once(':') {
+        Some((host, port)) if !host.contains(':') && port.parse::<u16>().is_ok() => host,
+        _ => peer,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::host_of;
+
+    #[test]
+    fn host_parts() {
+        assert_eq!(host_of("127.0.0.1:443"), "127.0.0.1");
+        assert_eq!(host_of("[::1]:443"), "::1");
+        assert_eq!(host_of("::1"), "::1");
+        assert_eq!(host_of("example.com"), "example.com");
+        assert_eq!(host_of("example.com:8443"), "example.com");
+    }
+}

@@ -1,0 +1,169 @@
+//! Certificate verifiers layered on rustls' WebPKI ones.
+//!
+//! Each wraps the standard verifier, so the chain is always checked first;
+//! they only add a rule (an identity allow-list) or relax one documented,
+//! opt-in rule (CN-only legacy server certificates).
+
+use std::sync::Arc;
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::WebPkiServerVerifier;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::{
+    CertificateError, DigitallySignedStruct, DistinguishedName, OtherError, SignatureScheme,
+};
+
+use crate::pki::Identity;
+
+/// A client's certificate chain was valid, but its identity is not allowed in.
+#[derive(Debug, thiserror::Error)]
+#[error("client identity {presented} is not in `allowed_identities` ({allowed})")]
+pub struct IdentityNotAllowed {
+    /// The names the certificate carries.
+    pub presented: String,
+    /// The allow-list.
+    pub allowed: String,
+}
+
+/// Verifies the client chain, then requires one of its names on a list.
+#[derive(Debug)]
+pub(crate) struct AllowListClientVerifier {
+    pub(crate) inner: Arc<dyn ClientCertVerifier>,
+    pub(crate) allowed: Vec<String>,
+}
+
+impl ClientCertVerifier for AllowListClientVerifier {
+    fn offer_client_auth(&self) -> bool {
+        self.inner.offer_client_auth()
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        self.inner.client_auth_mandatory()
+    }
+
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        self.inner.root_hint_subjects()
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        let verified = self
+            .inner
+            .verify_client_cert(end_entity, intermediates, now)?;
+        let identity = Identity::from_der(end_entity)
+            .map_err(|_| rustls::Error::InvalidCertificate(CertificateError::BadEncoding))?;
+        if identity
+            .names()
+            .any(|name| self.allowed.iter().any(|allowed| allowed == name))
+        {
+            return Ok(verified);
+        }
+        let presented = identity.names().collect::<Vec<_>>().join(", ");
+        Err(rustls::Error::InvalidCertificate(CertificateError::Other(
+            OtherError(Arc::new(IdentityNotAllowed {
+                presented: if presented.is_empty() {
+                    identity.subject
+                } else {
+                    presented
+                },
+                allowed: self.allowed.join(", "),
+            })),
+        )))
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+}
+
+/// WebPKI server verification, except that a certificate with no
+/// subjectAltName at all is accepted when its subject CN equals the server
+/// name (RFC 6125 section 6.4.4's legacy fallback, which gRPC and OpenSSL
+/// clients apply). WebPKI checks the chain before the name, so reaching the
+/// name error means the chain was already valid.
+#[derive(Debug)]
+pub(crate) struct CnFallbackServerVerifier {
+    pub(crate) inner: Arc<WebPkiServerVerifier>,
+}
+
+impl ServerCertVerifier for CnFallbackServerVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let result = self.inner.verify_server_cert(
+            end_entity,
+            intermediates,
+            server_name,
+            ocsp_response,
+            now,
+        );
+        match result {
+            Err(rustls::Error::InvalidCertificate(
+                CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
+            )) if cn_matches_without_san(end_entity, server_name) => {
+                Ok(ServerCertVerified::assertion())
+            }
+            other => other,
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+}
+
+fn cn_matches_without_san(end_entity: &CertificateDer<'_>, server_name: &ServerName<'_>) -> bool {
+    let Ok(identity) = Identity::from_der(end_entity) else {
+        return false;
+    };
+    !identity.has_alt_name_extension
+        && identity
+            .common_name
+            .is_some_and(|cn| cn.eq_ignore_ascii_case(&server_name.to_str()))
+}

@@ -1,0 +1,149 @@
+//! Handshakes that should succeed, and what they report.
+
+mod common;
+
+use cipherlink::{Context, KeyExchange, TunnelState};
+use common::*;
+
+#[tokio::test]
+async fn every_group_negotiates_and_is_reported() {
+    let b = bundle();
+    let mut server_cfg = server_config(&b);
+    server_cfg.key_exchange = KeyExchange::ALL.to_vec();
+    let server = Context::server(&server_cfg).unwrap();
+    for group in KeyExchange::ALL {
+        let mut client_cfg = client_config(&b);
+        client_cfg.key_exchange = vec![group];
+        let client = Context::client(&client_cfg).unwrap();
+        let (s, c) = pair(&server, &client).await;
+        let (s, c) = (s.unwrap(), c.unwrap());
+        let info = c.info().unwrap();
+        assert_eq!(info.key_exchange, Some(group), "client view of {group}");
+        assert_eq!(s.info().unwrap().key_exchange, Some(group));
+        assert_eq!(info.protocol, "TLSv1.3");
+        assert!(!info.hello_retry, "{group} needed a HelloRetryRequest");
+        assert_eq!(
+            info.peer_identity.unwrap().common_name.as_deref(),
+            Some("localhost")
+        );
+    }
+}
+
+#[tokio::test]
+async fn default_offer_is_hybrid_first() {
+    let b = bundle();
+    let server = Context::server(&server_config(&b)).unwrap();
+    let client = Context::client(&client_config(&b)).unwrap();
+    let (_, c) = pair(&server, &client).await;
+    assert_eq!(
+        c.unwrap().info().unwrap().key_exchange,
+        Some(KeyExchange::X25519MlKem768)
+    );
+}
+
+#[tokio::test]
+async fn server_preference_for_a_group_the_client_did_not_share_first_uses_hello_retry() {
+    let b = bundle();
+    let mut server_cfg = server_config(&b);
+    server_cfg.key_exchange = vec![KeyExchange::P256];
+    let server = Context::server(&server_cfg).unwrap();
+    let mut client_cfg = client_config(&b);
+    client_cfg.key_exchange = vec![KeyExchange::X25519, KeyExchange::P256];
+    let client = Context::client(&client_cfg).unwrap();
+    let (_, c) = pair(&server, &client).await;
+    let info = c.unwrap().info().unwrap();
+    assert_eq!(info.key_exchange, Some(KeyExchange::P256));
+    assert!(info.hello_retry);
+}
+
+#[tokio::test]
+async fn mutual_tls_reports_the_client_identity_to_the_server() {
+    let b = bundle();
+    let mut server_cfg = mtls_server_config(&b);
+    server_cfg.allowed_identities = vec!["client".into()];
+    let server = Context::server(&server_cfg).unwrap();
+    let client = Context::client(&mtls_client_config(&b)).unwrap();
+    let (s, c) = pair(&server, &client).await;
+    let identity = s.unwrap().info().unwrap().peer_identity.unwrap();
+    assert_eq!(identity.common_name.as_deref(), Some("client"));
+    assert_eq!(
+        identity.issuer_first_rdn_value.as_deref(),
+        Some("cipherlink test CA")
+    );
+    assert!(c.is_ok());
+}
+
+#[tokio::test]
+async fn second_connection_resumes_and_close_sends_close_notify() {
+    let b = bundle();
+    let server = Context::server(&server_config(&b)).unwrap();
+    let client = Context::client(&client_config(&b)).unwrap();
+    let (_, first) = pair(&server, &client).await;
+    assert!(!first.unwrap().info().unwrap().resumed);
+    let (s, c) = pair(&server, &client).await;
+    let (mut s, mut c) = (s.unwrap(), c.unwrap());
+    assert!(
+        c.info().unwrap().resumed,
+        "second handshake was not resumed"
+    );
+    c.close().await.unwrap();
+    assert_eq!(c.state(), TunnelState::Closed);
+    let mut buf = [0u8; 8];
+    assert_eq!(
+        s.read(&mut buf).await.unwrap(),
+        0,
+        "close_notify = clean EOF"
+    );
+    // A closed tunnel refuses further use with a typed error.
+    let err = c.write_all(b"x").await.unwrap_err();
+    assert!(err.to_string().contains("closed"), "{err}");
+}
+
+#[tokio::test]
+async fn resumption_off_means_full_handshakes() {
+    let b = bundle();
+    let mut server_cfg = server_config(&b);
+    server_cfg.resumption = false;
+    let server = Context::server(&server_cfg).unwrap();
+    let client = Context::client(&client_config(&b)).unwrap();
+    for _ in 0..2 {
+        let (_, c) = pair(&server, &client).await;
+        assert!(!c.unwrap().info().unwrap().resumed);
+    }
+}
+
+#[tokio::test]
+async fn alpn_is_negotiated() {
+    let b = bundle();
+    let mut server_cfg = server_config(&b);
+    server_cfg.alpn = vec!["h2".into(), "http/1.1".into()];
+    let mut client_cfg = client_config(&b);
+    client_cfg.alpn = vec!["http/1.1".into()];
+    let server = Context::server(&server_cfg).unwrap();
+    let client = Context::client(&client_cfg).unwrap();
+    let (_, c) = pair(&server, &client).await;
+    assert_eq!(c.unwrap().info().unwrap().alpn.as_deref(), Some("http/1.1"));
+}
+
+#[tokio::test]
+async fn toml_file_with_relative_paths_builds_a_context() {
+    let b = bundle();
+    let dir = tempfile::tempdir().unwrap();
+    b.write_to(dir.path()).unwrap();
+    let path = dir.path().join("server.toml");
+    std::fs::write(
+        &path,
+        "certificate = \"server.crt\"\nprivate_key = \"server.key\"\ntrusted_cas = [\"ca.crt\"]\n\
+         require_client_cert = true\nkey_exchange = [\"X25519MLKEM768\"]\n\
+         [compliance]\npost_quantum = \"require_hybrid\"\n",
+    )
+    .unwrap();
+    let config = cipherlink::Config::from_toml_file(&path).unwrap();
+    let server = Context::server(&config).unwrap();
+    let client = Context::client(&mtls_client_config(&b)).unwrap();
+    let (s, _) = pair(&server, &client).await;
+    assert_eq!(
+        s.unwrap().info().unwrap().key_exchange,
+        Some(KeyExchange::X25519MlKem768)
+    );
+}
