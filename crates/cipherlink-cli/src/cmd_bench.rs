@@ -22,6 +22,8 @@ pub struct BenchArgs {
 pub enum BenchCommand {
     /// Connections per second: connect, handshake, PING/PONG, close (seed 000).
     Conn(ConnArgs),
+    /// Pool messages/s and round trips between two parties (Rust, and Python when installed).
+    Pool(crate::bench_pool_cmd::BenchPoolArgs),
 }
 
 /// `bench conn` options.
@@ -69,6 +71,7 @@ pub struct ConnArgs {
 pub async fn run(args: BenchArgs) -> Result<()> {
     match args.command {
         BenchCommand::Conn(conn) => run_conn(conn).await,
+        BenchCommand::Pool(pool) => crate::bench_pool_cmd::run(pool).await,
     }
 }
 

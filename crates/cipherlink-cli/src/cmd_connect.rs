@@ -3,12 +3,12 @@
 use std::time::Duration;
 
 use anyhow::{Context as _, Result};
-use cipherlink::Context;
+use cipherlink::Role;
 use clap::Args;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
-use crate::tls_args::{ClientTlsArgs, TlsArgs};
+use crate::tls_args::{build_context, ClientTlsArgs, TlsArgs};
 
 /// Connect, send stdin, print what comes back; negotiated details go to stderr.
 #[derive(Debug, Args)]
@@ -31,7 +31,7 @@ pub struct ConnectArgs {
 pub async fn run(args: ConnectArgs) -> Result<()> {
     let mut config = args.tls.to_config()?;
     args.client.apply(&mut config);
-    let context = Context::client(&config).context("building the client TLS context")?;
+    let context = build_context(Role::Client, &config)?;
     let stream = tokio::time::timeout(
         Duration::from_millis(args.connect_timeout_ms),
         TcpStream::connect(&args.addr),
@@ -48,24 +48,43 @@ pub async fn run(args: ConnectArgs) -> Result<()> {
         tunnel.close().await?;
         return Ok(());
     }
+    let addr = args.addr.as_str();
     let (mut from_server, mut to_server) = tokio::io::split(tunnel);
     let upload = async {
         let mut stdin = tokio::io::stdin();
         tokio::io::copy(&mut stdin, &mut to_server)
             .await
-            .context("sending stdin")?;
+            .map_err(|e| explain_io(e, format!("sending stdin to {addr}")))?;
         // close_notify tells the server we are done; its reply still arrives.
-        to_server.shutdown().await.context("sending close_notify")?;
+        to_server
+            .shutdown()
+            .await
+            .map_err(|e| explain_io(e, format!("sending close_notify to {addr}")))?;
         anyhow::Ok(())
     };
     let download = async {
         let mut stdout = tokio::io::stdout();
         let copied = tokio::io::copy(&mut from_server, &mut stdout).await;
         stdout.flush().await.ok();
-        copied.context("receiving from the server")
+        copied.map_err(|e| explain_io(e, format!("receiving from {addr}")))
     };
     let (up, down) = tokio::join!(upload, download);
     down?;
     up?;
     Ok(())
+}
+
+/// In TLS 1.3 the server judges a client certificate after the client has
+/// finished its handshake, so a refusal (alert certificate_required,
+/// unknown_ca, ...) arrives on the first read or write. Explain it as the
+/// handshake errors are explained, instead of a bare "received fatal alert".
+fn explain_io(err: std::io::Error, during: String) -> anyhow::Error {
+    let tls = err
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<cipherlink::rustls::Error>())
+        .map(cipherlink::error::explain_tls);
+    match tls {
+        Some(why) => anyhow::Error::new(err).context(format!("{during}: {why}")),
+        None => anyhow::Error::new(err).context(during),
+    }
 }

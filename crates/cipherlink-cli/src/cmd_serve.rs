@@ -5,12 +5,12 @@ use std::sync::Arc;
 
 use anyhow::{Context as _, Result};
 use cipherlink::server::TlsServer;
-use cipherlink::Context;
+use cipherlink::Role;
 use clap::Args;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::Mutex;
 
-use crate::tls_args::{ServerTlsArgs, TlsArgs};
+use crate::tls_args::{build_context, ServerTlsArgs, TlsArgs};
 
 /// Accept TLS connections; echo them (--echo) or print what arrives on stdout.
 #[derive(Debug, Args)]
@@ -34,7 +34,7 @@ pub struct ServeArgs {
 pub async fn run(args: ServeArgs) -> Result<()> {
     let mut config = args.tls.to_config()?;
     args.server.apply(&mut config);
-    let context = Context::server(&config).context("building the server TLS context")?;
+    let context = build_context(Role::Server, &config)?;
     let server = TlsServer::bind(args.listen, context)
         .await?
         .max_connections(args.max_connections);

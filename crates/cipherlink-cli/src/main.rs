@@ -1,6 +1,5 @@
 //! `cipherlink`: encrypted links between parties, and honest measurements of them.
 
-#[allow(dead_code)]
 mod bench_pool_cmd;
 mod cmd_bench;
 mod cmd_certs;
@@ -51,6 +50,7 @@ fn init_logging() {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_target(false)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
 }
 

@@ -164,3 +164,50 @@ impl ClientTlsArgs {
         }
     }
 }
+
+/// The flag that sets a configuration field, for error messages: the core
+/// names fields as the TOML file does, a command-line user typed flags.
+fn flag_for_field(field: &str) -> Option<&'static str> {
+    Some(match field {
+        "certificate" => "--cert",
+        "private_key" => "--key",
+        "trusted_cas" => "--ca",
+        "key_exchange" => "--groups",
+        "require_client_cert" => "--require-client-cert",
+        "allowed_identities" => "--allow-identity",
+        "server_name" => "--server-name",
+        "accept_cn_only_certificates" => "--accept-cn-only",
+        "handshake_timeout_ms" => "--handshake-timeout-ms",
+        "alpn" => "--alpn",
+        _ => return None,
+    })
+}
+
+/// Builds a Context, naming the flag behind a faulty field.
+pub fn build_context(role: cipherlink::Role, config: &Config) -> Result<cipherlink::Context> {
+    let built = match role {
+        cipherlink::Role::Server => cipherlink::Context::server(config),
+        cipherlink::Role::Client => cipherlink::Context::client(config),
+    };
+    built.map_err(|err| {
+        let field = match &err {
+            cipherlink::Error::Config { field, .. } | cipherlink::Error::File { field, .. } => {
+                Some(*field)
+            }
+            cipherlink::Error::Policy(_) | cipherlink::Error::UnknownGroup(_) => {
+                Some("key_exchange")
+            }
+            _ => None,
+        };
+        let side = match role {
+            cipherlink::Role::Server => "server",
+            cipherlink::Role::Client => "client",
+        };
+        match field.and_then(|f| flag_for_field(f).map(|flag| (f, flag))) {
+            Some((field, flag)) => anyhow::Error::new(err).context(format!(
+                "building the {side} TLS context (`{field}` is set with {flag} or in --config)"
+            )),
+            None => anyhow::Error::new(err).context(format!("building the {side} TLS context")),
+        }
+    })
+}

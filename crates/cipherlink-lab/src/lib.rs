@@ -6,4 +6,5 @@
 
 pub mod bench_conn;
 pub mod bench_pool;
+pub mod cpu;
 pub mod format;

@@ -246,10 +246,10 @@ fn leaf(
 impl CertBundle {
     /// Writes the six files into `dir` (created if needed); keys get mode 0600.
     pub fn write_to(&self, dir: &Path) -> Result<Vec<PathBuf>, Error> {
-        std::fs::create_dir_all(dir).map_err(|source| Error::File {
+        std::fs::create_dir_all(dir).map_err(|error| Error::File {
             field: "--out",
             path: dir.to_path_buf(),
-            source,
+            error,
         })?;
         let files = [
             ("ca.crt", &self.ca.cert, false),
@@ -262,10 +262,10 @@ impl CertBundle {
         let mut written = Vec::new();
         for (name, contents, secret) in files {
             let path = dir.join(name);
-            write_file(&path, contents.as_bytes(), secret).map_err(|source| Error::File {
+            write_file(&path, contents.as_bytes(), secret).map_err(|error| Error::File {
                 field: "--out",
                 path: path.clone(),
-                source,
+                error,
             })?;
             written.push(path);
         }

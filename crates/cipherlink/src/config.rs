@@ -73,10 +73,10 @@ impl PemSource {
         if self.is_inline() {
             return Ok(self.0.as_bytes().to_vec());
         }
-        std::fs::read(&self.0).map_err(|source| Error::File {
+        std::fs::read(&self.0).map_err(|error| Error::File {
             field,
             path: PathBuf::from(&self.0),
-            source,
+            error,
         })
     }
 }
@@ -167,19 +167,19 @@ impl Default for Config {
 impl Config {
     /// Parses TOML text; `origin` names it in errors.
     pub fn from_toml(text: &str, origin: &Path) -> Result<Config, Error> {
-        toml::from_str(text).map_err(|source| Error::Toml {
+        toml::from_str(text).map_err(|error| Error::Toml {
             path: origin.to_path_buf(),
-            source: Box::new(source),
+            error: Box::new(error),
         })
     }
 
     /// Reads and parses a TOML file. Relative PEM paths in it are taken
     /// relative to the file's folder, so a config travels with its certificates.
     pub fn from_toml_file(path: &Path) -> Result<Config, Error> {
-        let text = std::fs::read_to_string(path).map_err(|source| Error::File {
+        let text = std::fs::read_to_string(path).map_err(|error| Error::File {
             field: "--config",
             path: path.to_path_buf(),
-            source,
+            error,
         })?;
         let mut config = Config::from_toml(&text, path)?;
         if let Some(base) = path.parent() {

@@ -18,7 +18,7 @@ use crate::error::Error;
 use crate::kx::KeyExchange;
 use crate::pki::{load_certificates, load_certified_key};
 use crate::tunnel::Tunnel;
-use crate::verify::{AllowListClientVerifier, CnFallbackServerVerifier};
+use crate::verify::{AllowListClientVerifier, ChainCache, CnFallbackServerVerifier};
 
 /// Which side of the handshake a Context is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -127,6 +127,7 @@ impl Context {
         } else {
             webpki
         };
+        let verifier = Arc::new(ChainCache::new(verifier));
         let builder = ClientConfig::builder_with_provider(provider.clone())
             .with_protocol_versions(protocol_versions(config))
             .map_err(Error::Build)?
@@ -272,6 +273,7 @@ fn build_provider(config: &Config) -> Result<Arc<CryptoProvider>, Error> {
     }
     config.compliance.check(&config.key_exchange)?;
     let mut provider = rustls::crypto::aws_lc_rs::default_provider();
+    provider.cipher_suites = preferred_cipher_suites(&provider.cipher_suites);
     // Check against what the implementation really offers, not a table.
     let offered = rustls::crypto::aws_lc_rs::ALL_KX_GROUPS;
     provider.kx_groups = config
@@ -292,6 +294,23 @@ fn build_provider(config: &Config) -> Result<Arc<CryptoProvider>, Error> {
         })
         .collect::<Result<_, _>>()?;
     Ok(Arc::new(provider))
+}
+
+/// AES-128-GCM-SHA256 first: with SHA-NI its HKDF key schedule costs a
+/// fraction of SHA-384's (measured: SHA-384 was 10% of handshake CPU), and
+/// AES-128 stays at NIST's category 1 against quantum search. The rest keep
+/// the provider's order.
+fn preferred_cipher_suites(
+    suites: &[rustls::SupportedCipherSuite],
+) -> Vec<rustls::SupportedCipherSuite> {
+    let first = rustls::CipherSuite::TLS13_AES_128_GCM_SHA256;
+    let mut ordered: Vec<_> = suites
+        .iter()
+        .copied()
+        .filter(|s| s.suite() == first)
+        .collect();
+    ordered.extend(suites.iter().copied().filter(|s| s.suite() != first));
+    ordered
 }
 
 static TLS13_ONLY: &[&SupportedProtocolVersion] = &[&rustls::version::TLS13];

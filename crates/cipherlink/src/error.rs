@@ -24,24 +24,22 @@ pub enum Error {
         reason: String,
     },
     /// A file named by the configuration could not be read.
-    #[error("configuration `{field}`: cannot read {}: {source}", path.display())]
+    #[error("configuration `{field}`: cannot read {}: {error}", path.display())]
     File {
         /// The field that named the file.
         field: &'static str,
         /// The file.
         path: PathBuf,
-        /// Why.
-        #[source]
-        source: io::Error,
+        /// Why (part of the message, so not repeated as a cause).
+        error: io::Error,
     },
     /// The TOML configuration does not parse.
-    #[error("configuration file {}: {source}", path.display())]
+    #[error("configuration file {}: {error}", path.display())]
     Toml {
         /// The file.
         path: PathBuf,
         /// The parser's message (has line and column).
-        #[source]
-        source: Box<toml::de::Error>,
+        error: Box<toml::de::Error>,
     },
     /// A key-exchange group name is unknown.
     #[error("configuration `key_exchange`: {0}")]
@@ -52,14 +50,13 @@ pub enum Error {
     /// The TLS library refused the assembled configuration.
     #[error("building the TLS configuration: {0}")]
     Build(#[source] rustls::Error),
-    /// The TLS handshake with a peer failed.
-    #[error("TLS handshake with {peer} failed: {}", explain_tls(source))]
+    /// TLS with a peer failed (in the handshake, or an alert after it).
+    #[error("TLS with {peer} failed: {}", explain_tls(error))]
     Handshake {
         /// Who we were talking to.
         peer: String,
-        /// The TLS library's reason.
-        #[source]
-        source: rustls::Error,
+        /// The TLS library's reason, explained in the message.
+        error: rustls::Error,
     },
     /// The peer did not finish the handshake in time.
     #[error("TLS handshake with {peer} timed out after {after:?} (configuration `handshake_timeout_ms`)")]
@@ -70,15 +67,14 @@ pub enum Error {
         after: Duration,
     },
     /// Reading or writing the transport failed.
-    #[error("I/O with {peer} during {during}: {source}")]
+    #[error("I/O with {peer} during {during}: {error}")]
     Io {
         /// Who we were talking to.
         peer: String,
         /// What we were doing.
         during: &'static str,
         /// The OS reason.
-        #[source]
-        source: io::Error,
+        error: io::Error,
     },
     /// A tunnel operation was called in a state that does not allow it.
     #[error("cannot {op}: tunnel is {state}")]
@@ -110,12 +106,12 @@ impl Error {
         {
             Some(tls) => Error::Handshake {
                 peer: peer.to_string(),
-                source: tls.clone(),
+                error: tls.clone(),
             },
             None => Error::Io {
                 peer: peer.to_string(),
                 during,
-                source: err,
+                error: err,
             },
         }
     }
@@ -123,7 +119,7 @@ impl Error {
     /// The TLS reason, when this is a handshake failure.
     pub fn tls_error(&self) -> Option<&rustls::Error> {
         match self {
-            Error::Handshake { source, .. } | Error::Build(source) => Some(source),
+            Error::Handshake { error, .. } | Error::Build(error) => Some(error),
             _ => None,
         }
     }

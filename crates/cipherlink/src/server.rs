@@ -72,10 +72,10 @@ pub const DEFAULT_MAX_CONNECTIONS: usize = 4096;
 impl TlsServer {
     /// Binds `addr` with a server Context.
     pub async fn bind(addr: SocketAddr, context: Context) -> Result<TlsServer, Error> {
-        let listener = TcpListener::bind(addr).await.map_err(|source| Error::Io {
+        let listener = TcpListener::bind(addr).await.map_err(|error| Error::Io {
             peer: addr.to_string(),
             during: "bind",
-            source,
+            error,
         })?;
         Ok(TlsServer::from_listener(listener, context))
     }
@@ -99,10 +99,10 @@ impl TlsServer {
 
     /// The bound address.
     pub fn local_addr(&self) -> Result<SocketAddr, Error> {
-        self.listener.local_addr().map_err(|source| Error::Io {
+        self.listener.local_addr().map_err(|error| Error::Io {
             peer: "listener".into(),
             during: "local_addr",
-            source,
+            error,
         })
     }
 

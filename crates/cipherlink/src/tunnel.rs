@@ -243,6 +243,17 @@ where
         })
     }
 
+    /// Whether the session was resumed (cheaper than [`Tunnel::info`], which
+    /// parses the peer certificate).
+    pub fn resumed(&self) -> bool {
+        match &self.stage {
+            Stage::Ready(stream) => {
+                stream.get_ref().1.handshake_kind() == Some(HandshakeKind::Resumed)
+            }
+            _ => false,
+        }
+    }
+
     fn ready(&mut self, op: &'static str) -> Result<&mut TlsStream<IO>, Error> {
         let state = self.state();
         match &mut self.stage {

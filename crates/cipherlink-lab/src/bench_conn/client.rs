@@ -73,7 +73,7 @@ pub async fn tls(
     let mut tunnel = context.tunnel(stream, addr.to_string());
     tunnel.handshake().await.map_err(|e| e.to_string())?;
     let handshake = start.elapsed();
-    let resumed = tunnel.info().is_some_and(|info| info.resumed);
+    let resumed = tunnel.resumed();
     match exchange {
         Exchange::None => {}
         Exchange::PingPong => {

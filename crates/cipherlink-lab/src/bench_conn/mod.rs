@@ -209,6 +209,9 @@ pub struct CaseResult {
     pub floor_per_sec: Option<f64>,
     /// `conns_per_sec` as a percentage of `floor_per_sec`.
     pub percent_of_floor: Option<f64>,
+    /// Process CPU time (client and server, in-process) per connection, in
+    /// microseconds; robust to other load on the machine. `None` with --target.
+    pub cpu_us_per_conn: Option<f64>,
     /// Server connections still open after the case (must be 0).
     pub server_connections_left: Option<usize>,
 }
@@ -414,6 +417,7 @@ async fn run_case(
         batch: options.batch,
         bar: progress_bar(options.progress, &label),
     });
+    let cpu_before = crate::cpu::process_cpu_time();
     let mut workers = Vec::with_capacity(options.concurrency);
     for _ in 0..options.concurrency {
         let shared = shared.clone();
@@ -434,6 +438,7 @@ async fn run_case(
         resumed += local.resumed;
     }
     let seconds = shared.start.elapsed().as_secs_f64();
+    let cpu = cpu_before.zip(crate::cpu::process_cpu_time());
     if let Some(bar) = &shared.bar {
         bar.finish_and_clear();
     }
@@ -456,6 +461,12 @@ async fn run_case(
         connection: Percentiles::of(&connection),
         floor_per_sec: None,
         percent_of_floor: None,
+        cpu_us_per_conn: match (cpu, &options.target) {
+            (Some((before, after)), None) if completed > 0 => {
+                Some((after - before).as_secs_f64() * 1e6 / completed as f64)
+            }
+            _ => None,
+        },
         server_connections_left,
     })
 }
@@ -584,7 +595,10 @@ fn print_table(report: &ConnReport) {
         report.cores, report.concurrency, report.cert_algorithm, report.target
     );
     if let Some(tcp) = report.plain_tcp_us {
-        println!("plain TCP costs {tcp:.1} CPU-us per connection; floor = cores / (crypto + TCP)");
+        println!(
+            "floor/s = cores / (crypto floor + {tcp:.1} us of plain TCP per connection); \
+             cpu-us = process CPU per connection (client + server)"
+        );
     }
     println!(
         "{:<11} {:<18} {:>9} {:>7} {:>10} {:>9} {:>9} {:>9} {:>10} {:>7}",
@@ -601,7 +615,7 @@ fn print_table(report: &ConnReport) {
     );
     for case in &report.cases {
         println!(
-            "{:<11} {:<18} {:>9} {:>7} {:>10} {:>9} {:>9} {:>9} {:>10} {:>7}",
+            "{:<11} {:<18} {:>9} {:>7} {:>10} {:>9} {:>9} {:>9} {:>8} {:>10} {:>7}",
             case.mode.to_string(),
             case.group.as_deref().unwrap_or("-"),
             thousands(case.connections),
@@ -610,6 +624,8 @@ fn print_table(report: &ConnReport) {
             ms(case.handshake.p50_us),
             ms(case.handshake.p99_us),
             case.resumed,
+            case.cpu_us_per_conn
+                .map_or("-".to_string(), |us| format!("{us:.0}")),
             case.floor_per_sec
                 .map_or("-".to_string(), |f| thousands(f as u64)),
             case.percent_of_floor

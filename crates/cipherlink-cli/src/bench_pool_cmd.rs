@@ -1,0 +1,60 @@
+//! `cipherlink bench pool`: Pool messages/s and round trips, Rust and Python parties.
+
+use std::path::PathBuf;
+
+use anyhow::{Context as _, Result};
+use cipherlink_lab::bench_pool::{self, PoolBenchOptions};
+use clap::Args;
+
+/// `bench pool` options.
+#[derive(Debug, Args)]
+pub struct BenchPoolArgs {
+    /// Payload sizes in bytes, comma-separated.
+    #[arg(long, default_value = "16,1048576", value_delimiter = ',')]
+    pub sizes: Vec<usize>,
+    /// Messages per phase for payloads up to 64 KiB.
+    #[arg(long, default_value_t = 2000)]
+    pub messages: usize,
+    /// Messages per phase for larger payloads.
+    #[arg(long, default_value_t = 100)]
+    pub messages_large: usize,
+    /// Sends in flight in the pipelined phase.
+    #[arg(long, default_value_t = 16)]
+    pub depth: usize,
+    /// Transports, comma-separated: plain, tls.
+    #[arg(long, default_value = "plain,tls", value_delimiter = ',')]
+    pub transport: Vec<String>,
+    /// A Python with tno.mpc.communication 5.x, to measure a Python Bob too
+    /// (default: $CIPHERLINK_PEER_PYTHON_TNO5 when set).
+    #[arg(long, env = "CIPHERLINK_PEER_PYTHON_TNO5")]
+    pub python: Option<PathBuf>,
+    /// The Python Bob script.
+    #[arg(long, default_value = "crates/cipherlink-pool/tests/py/bench_party.py")]
+    pub python_script: PathBuf,
+    /// Write the results as JSON here.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+}
+
+/// Runs `cipherlink bench pool`.
+pub async fn run(args: BenchPoolArgs) -> Result<()> {
+    for t in &args.transport {
+        anyhow::ensure!(
+            t == "plain" || t == "tls",
+            "--transport {t:?}: expected plain or tls"
+        );
+    }
+    let opts = PoolBenchOptions {
+        sizes: args.sizes,
+        messages_small: args.messages,
+        messages_large: args.messages_large,
+        depth: args.depth,
+        plain: args.transport.iter().any(|t| t == "plain"),
+        tls: args.transport.iter().any(|t| t == "tls"),
+        python: args.python.filter(|p| p.exists()),
+        python_script: args.python_script,
+        json_out: args.json,
+    };
+    bench_pool::run(opts).await.context("bench pool")?;
+    Ok(())
+}

@@ -1,0 +1,214 @@
+//! `cipherlink pool serve|send`: a party of a tno.mpc.communication-compatible pool.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{bail, Context as _, Result};
+use cipherlink_pool::json::{from_json, to_json};
+use cipherlink_pool::{tls, MessageId, PeerConfig, Pool, PoolConfig, WireVersion};
+use clap::{Args, Subcommand};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::CertificateDer;
+
+/// A party of a pool, speaking the tno.mpc.communication wire.
+#[derive(Debug, Args)]
+pub struct PoolArgs {
+    #[command(subcommand)]
+    command: PoolCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum PoolCommand {
+    /// Serve: print every received message as a JSON line, or echo it back.
+    Serve(ServeArgs),
+    /// Send one value (JSON) to a peer, optionally waiting for its reply.
+    Send(SendArgs),
+}
+
+/// Options every party needs.
+#[derive(Debug, Args)]
+struct PartyArgs {
+    /// This party's name.
+    #[arg(long)]
+    name: String,
+    /// Where to listen; peers identify us by this port.
+    #[arg(long, default_value = "127.0.0.1:0")]
+    listen: SocketAddr,
+    /// A peer: NAME=HOST:PORT, or NAME=HOST:PORT@CERT.pem to identify it by
+    /// its client certificate under TLS. Repeatable.
+    #[arg(long = "peer", value_name = "NAME=HOST:PORT[@CERT]", required = true)]
+    peers: Vec<String>,
+    /// Use mutual TLS (needs --cert, --key, --ca).
+    #[arg(long, requires_all = ["cert", "key", "ca"])]
+    tls: bool,
+    /// Our certificate chain (PEM), used as server and client certificate.
+    #[arg(long, value_name = "FILE")]
+    cert: Option<PathBuf>,
+    /// Our private key (PEM).
+    #[arg(long, value_name = "FILE")]
+    key: Option<PathBuf>,
+    /// The CA that issued every party's certificate (PEM).
+    #[arg(long, value_name = "FILE")]
+    ca: Option<PathBuf>,
+    /// Which tno.mpc.communication wire to speak: 5 (default) or 4.
+    #[arg(long, default_value = "5")]
+    wire: WireVersion,
+    /// Seconds to wait for a message (0 = forever).
+    #[arg(long, default_value_t = 60.0)]
+    timeout: f64,
+}
+
+#[derive(Debug, Args)]
+struct ServeArgs {
+    #[command(flatten)]
+    party: PartyArgs,
+    /// Send every received message back to its sender with the same id.
+    #[arg(long)]
+    echo: bool,
+    /// Stop after this many messages (default: run until interrupted).
+    #[arg(long)]
+    count: Option<u64>,
+}
+
+#[derive(Debug, Args)]
+struct SendArgs {
+    #[command(flatten)]
+    party: PartyArgs,
+    /// The recipient (default: the first --peer).
+    #[arg(long)]
+    to: Option<String>,
+    /// The message id (default: the next counter id, "0" for a fresh party).
+    #[arg(long)]
+    id: Option<String>,
+    /// Wait for a reply with the same id and print it as JSON.
+    #[arg(long)]
+    reply: bool,
+    /// The value as JSON; see `cipherlink_pool::json` for bytes, tuples, big ints.
+    value: String,
+}
+
+/// Runs `cipherlink pool ...`.
+pub async fn run(args: PoolArgs) -> Result<()> {
+    match args.command {
+        PoolCommand::Serve(a) => serve(a).await,
+        PoolCommand::Send(a) => send(a).await,
+    }
+}
+
+fn timeout(secs: f64) -> Result<Option<Duration>> {
+    if secs == 0.0 {
+        return Ok(None);
+    }
+    Duration::try_from_secs_f64(secs)
+        .map(Some)
+        .with_context(|| format!("--timeout {secs}: expected a number of seconds >= 0"))
+}
+
+fn parse_peer(spec: &str) -> Result<PeerConfig> {
+    let (name, rest) = spec
+        .split_once('=')
+        .with_context(|| format!("--peer {spec:?}: expected NAME=HOST:PORT[@CERT]"))?;
+    let (addr, cert) = match rest.split_once('@') {
+        Some((a, c)) => (a, Some(c)),
+        None => (rest, None),
+    };
+    let (host, port) = addr
+        .rsplit_once(':')
+        .with_context(|| format!("--peer {spec:?}: expected HOST:PORT after '='"))?;
+    let port: u16 = port
+        .parse()
+        .with_context(|| format!("--peer {spec:?}: port {port:?} is not a number"))?;
+    let mut peer = PeerConfig::new(name, host.trim_matches(['[', ']']), port);
+    if let Some(path) = cert {
+        let der = CertificateDer::from_pem_file(path)
+            .with_context(|| format!("--peer {name}: reading certificate {path}"))?;
+        peer = peer.with_cert(der);
+    }
+    Ok(peer)
+}
+
+async fn start(p: &PartyArgs) -> Result<Pool> {
+    let mut cfg = PoolConfig::new(&p.name, p.listen).wire(p.wire);
+    for spec in &p.peers {
+        cfg = cfg.peer(parse_peer(spec)?);
+    }
+    cfg.limits.recv_timeout = timeout(p.timeout)?;
+    if p.tls {
+        let read = |what: &str, f: &Option<PathBuf>| -> Result<Vec<u8>> {
+            let path = f
+                .as_ref()
+                .with_context(|| format!("--tls needs --{what}"))?;
+            std::fs::read(path).with_context(|| format!("--{what} {}", path.display()))
+        };
+        let (cert, key, ca) = (
+            read("cert", &p.cert)?,
+            read("key", &p.key)?,
+            read("ca", &p.ca)?,
+        );
+        let server = tls::server_config(&cert, &key, &ca).context("building the TLS listener")?;
+        let client = tls::client_config(&cert, &key, &ca).context("building the TLS client")?;
+        cfg = cfg.tls(server, client);
+    }
+    Pool::start(cfg)
+        .await
+        .with_context(|| format!("starting party {}", p.name))
+}
+
+async fn serve(a: ServeArgs) -> Result<()> {
+    let pool = start(&a.party).await?;
+    let mut handled = 0u64;
+    let result = loop {
+        if a.count.is_some_and(|c| handled >= c) {
+            break Ok(());
+        }
+        let msg = tokio::select! {
+            m = pool.recv_any(None) => m.context("receiving")?,
+            _ = tokio::signal::ctrl_c() => break Ok(()),
+        };
+        handled += 1;
+        if a.echo {
+            if let Err(e) = pool.send(&msg.peer, &msg.value, Some(msg.id.clone())).await {
+                tracing::warn!("echo of {} to {} failed: {e}", msg.id, msg.peer);
+            }
+        } else {
+            let id = match &msg.id {
+                MessageId::Str(s) => serde_json::Value::String(s.clone()),
+                MessageId::Int(i) => to_json(&cipherlink_pool::Value::Int(i.clone())),
+            };
+            let line =
+                serde_json::json!({"from": msg.peer, "id": id, "value": to_json(&msg.value)});
+            println!("{line}");
+        }
+    };
+    pool.shutdown().await;
+    result
+}
+
+async fn send(a: SendArgs) -> Result<()> {
+    let json: serde_json::Value =
+        serde_json::from_str(&a.value).context("VALUE is not valid JSON")?;
+    let value = from_json(&json).context("VALUE")?;
+    let pool = start(&a.party).await?;
+    let to = match &a.to {
+        Some(t) => t.clone(),
+        None => match pool.peers().first() {
+            Some(p) => p.clone(),
+            None => bail!("no --peer given"),
+        },
+    };
+    let id = pool
+        .send(&to, &value, a.id.clone().map(MessageId::Str))
+        .await
+        .with_context(|| format!("sending to {to}"))?;
+    eprintln!("sent message {id} to {to}");
+    if a.reply {
+        let reply = pool
+            .recv(&to, Some(id))
+            .await
+            .with_context(|| format!("waiting for the reply from {to}"))?;
+        println!("{}", to_json(&reply));
+    }
+    pool.shutdown().await;
+    Ok(())
+}

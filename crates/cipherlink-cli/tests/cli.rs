@@ -1,0 +1,311 @@
+//! The `cipherlink` command's own behaviour, no foreign peer: certificates of
+//! every algorithm work with serve/connect, configuration files work, and
+//! user mistakes end with a non-zero status and a message that names the
+//! file, the field or the valid choices.
+
+mod common;
+
+use common::{args, cipherlink, connect, group_field, run, token, Pki, Serve};
+
+/// serve (mutual TLS) and connect with one PKI: one echoed line, and both
+/// sides report the other's identity.
+fn round_trip(pki: &Pki, extra_connect: &[&str]) -> (String, String) {
+    let mut serve = Serve::start(&args(&[
+        "--echo",
+        "--cert",
+        &pki.path("server.crt"),
+        "--key",
+        &pki.path("server.key"),
+        "--ca",
+        &pki.path("ca.crt"),
+        "--require-client-cert",
+    ]));
+    let mut connect_args = args(&[
+        "--ca",
+        &pki.path("ca.crt"),
+        "--cert",
+        &pki.path("client.crt"),
+        "--key",
+        &pki.path("client.key"),
+    ]);
+    connect_args.extend(args(extra_connect));
+    let line = token("cli");
+    let out = connect(serve.addr, &connect_args, format!("{line}\n").as_bytes());
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        out.describe(),
+        serve.proc.describe()
+    );
+    assert_eq!(out.stdout, format!("{line}\n"), "{}", out.describe());
+    let connected = out
+        .stderr
+        .lines()
+        .find(|l| l.starts_with("connected to "))
+        .unwrap_or_else(|| panic!("no `connected to` line:\n{}", out.describe()))
+        .to_string();
+    assert!(connected.contains("TLSv1.3"), "{connected}");
+    assert!(connected.contains("peer=CN=localhost"), "{connected}");
+    let accepted = serve.accepted(1);
+    assert!(accepted.contains("peer=CN=client"), "{accepted}");
+    (connected, accepted)
+}
+
+fn algorithm_round_trip(algorithm: &str) {
+    let pki = Pki::new(&["--algorithm", algorithm]);
+    let (connected, accepted) = round_trip(&pki, &[]);
+    // Our own default offer leads with the hybrid on both sides.
+    assert_eq!(
+        group_field(&connected),
+        Some("X25519MLKEM768"),
+        "{connected}"
+    );
+    assert_eq!(group_field(&accepted), Some("X25519MLKEM768"), "{accepted}");
+}
+
+#[test]
+fn certs_p256_default_work_with_serve_and_connect() {
+    algorithm_round_trip("p256");
+}
+
+#[test]
+fn certs_p384_work_with_serve_and_connect() {
+    algorithm_round_trip("p384");
+}
+
+#[test]
+fn certs_ed25519_work_with_serve_and_connect() {
+    algorithm_round_trip("ed25519");
+}
+
+#[test]
+fn certs_rsa2048_work_with_serve_and_connect() {
+    algorithm_round_trip("rsa2048");
+}
+
+#[test]
+fn certs_rejects_unknown_algorithm_listing_valid_ones() {
+    let dir = tempfile::tempdir().expect("temporary folder");
+    let mut cmd = cipherlink();
+    cmd.arg("certs")
+        .arg("--out")
+        .arg(dir.path())
+        .args(["--algorithm", "dsa"]);
+    let out = run("cipherlink certs", cmd, b"");
+    assert!(!out.status.success(), "{}", out.describe());
+    for name in ["p256", "ed25519", "rsa2048"] {
+        assert!(out.stderr.contains(name), "{}", out.describe());
+    }
+    assert!(
+        std::fs::read_dir(dir.path())
+            .expect("listing the folder")
+            .next()
+            .is_none(),
+        "files were written despite the error"
+    );
+}
+
+#[test]
+fn serve_with_missing_cert_file_names_file_and_field() {
+    let pki = Pki::new(&[]);
+    let missing = pki.root().join("no-such-server.crt");
+    let mut cmd = cipherlink();
+    cmd.args(["serve", "--listen", "127.0.0.1:0", "--echo", "--cert"])
+        .arg(&missing)
+        .args(["--key", &pki.path("server.key")]);
+    let out = run("cipherlink serve", cmd, b"");
+    assert!(!out.status.success(), "{}", out.describe());
+    assert!(
+        out.stderr.contains(&missing.display().to_string()),
+        "the message should name the file:\n{}",
+        out.describe()
+    );
+    assert!(
+        out.stderr.contains("`certificate`"),
+        "the message should name the field:\n{}",
+        out.describe()
+    );
+    assert!(!out.stderr.contains("serving TLS on"), "{}", out.describe());
+}
+
+#[test]
+fn serve_with_mismatched_key_names_both_files() {
+    let pki = Pki::new(&[]);
+    let mut cmd = cipherlink();
+    cmd.args(["serve", "--listen", "127.0.0.1:0", "--echo"])
+        .args(["--cert", &pki.path("server.crt")])
+        .args(["--key", &pki.path("client.key")]);
+    let out = run("cipherlink serve", cmd, b"");
+    assert!(!out.status.success(), "{}", out.describe());
+    assert!(
+        out.stderr.contains("client.key")
+            && out.stderr.contains("server.crt")
+            && out.stderr.contains("does not match"),
+        "{}",
+        out.describe()
+    );
+}
+
+#[test]
+fn connect_to_closed_port_fails_with_clear_message() {
+    let pki = Pki::new(&[]);
+    // A port that was just free; nothing listens there now.
+    let port = common::free_port();
+    let out = connect(
+        format!("127.0.0.1:{port}"),
+        &args(&["--ca", &pki.path("ca.crt")]),
+        b"hello\n",
+    );
+    assert!(!out.status.success(), "{}", out.describe());
+    assert!(
+        out.stderr
+            .contains(&format!("connecting to 127.0.0.1:{port}"))
+            && out.stderr.contains("refused"),
+        "{}",
+        out.describe()
+    );
+    assert!(out.stdout.is_empty(), "{}", out.describe());
+}
+
+#[test]
+fn unknown_group_fails_listing_valid_names() {
+    let pki = Pki::new(&[]);
+    for sub in ["connect", "serve"] {
+        let mut cmd = cipherlink();
+        cmd.arg(sub);
+        if sub == "connect" {
+            cmd.args(["127.0.0.1:9", "--ca", &pki.path("ca.crt")]);
+        } else {
+            cmd.args(["--listen", "127.0.0.1:0", "--cert", &pki.path("server.crt")])
+                .args(["--key", &pki.path("server.key")]);
+        }
+        cmd.args(["--groups", "X25519,kyber"]);
+        let out = run("cipherlink", cmd, b"");
+        assert!(!out.status.success(), "{sub}: {}", out.describe());
+        for expected in [
+            "--groups",
+            "\"kyber\"",
+            "X25519MLKEM768",
+            "X25519",
+            "P-256",
+            "P-384",
+        ] {
+            assert!(
+                out.stderr.contains(expected),
+                "{sub}: the message should contain {expected}:\n{}",
+                out.describe()
+            );
+        }
+    }
+}
+
+#[test]
+fn config_files_configure_serve_and_connect() {
+    let pki = Pki::new(&[]);
+    // Relative paths are taken relative to the configuration file's folder.
+    let server_toml = pki.root().join("server.toml");
+    std::fs::write(
+        &server_toml,
+        r#"
+key_exchange = ["X25519MLKEM768", "P-256"]
+certificate = "server.crt"
+private_key = "server.key"
+trusted_cas = ["ca.crt"]
+require_client_cert = true
+allowed_identities = ["client"]
+"#,
+    )
+    .expect("writing server.toml");
+    let client_toml = pki.root().join("client.toml");
+    std::fs::write(
+        &client_toml,
+        r#"
+key_exchange = ["P-256"]
+certificate = "client.crt"
+private_key = "client.key"
+trusted_cas = ["ca.crt"]
+server_name = "localhost"
+"#,
+    )
+    .expect("writing client.toml");
+
+    let server_config = server_toml.display().to_string();
+    let mut serve = Serve::start(&args(&["--echo", "--config", &server_config]));
+    let log = serve.proc.stderr();
+    assert!(
+        log.contains("groups X25519MLKEM768,P-256") && log.contains("client certificate required"),
+        "serve did not take its settings from the file:\n{log}"
+    );
+
+    let client_config = client_toml.display().to_string();
+    let line = token("config");
+    let out = connect(
+        serve.addr,
+        &args(&["--config", &client_config]),
+        format!("{line}\n").as_bytes(),
+    );
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        out.describe(),
+        serve.proc.describe()
+    );
+    assert_eq!(out.stdout, format!("{line}\n"));
+    // The client file offers only P-256, so that is what both sides settle on.
+    let accepted = serve.accepted(1);
+    assert_eq!(group_field(&accepted), Some("P-256"), "{accepted}");
+    assert!(accepted.contains("peer=CN=client"), "{accepted}");
+    assert!(out.stderr.contains("group=P-256"), "{}", out.describe());
+
+    // A flag overrides the same field of the file.
+    let out = connect(
+        serve.addr,
+        &args(&["--config", &client_config, "--groups", "X25519MLKEM768"]),
+        b"x\n",
+    );
+    assert!(out.status.success(), "{}", out.describe());
+    assert!(
+        out.stderr.contains("group=X25519MLKEM768"),
+        "{}",
+        out.describe()
+    );
+}
+
+#[test]
+fn config_file_mistakes_name_the_file_and_field() {
+    let dir = tempfile::tempdir().expect("temporary folder");
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "certificat = \"server.crt\"\n").expect("writing bad.toml");
+    let mut cmd = cipherlink();
+    cmd.args(["connect", "127.0.0.1:9", "--config"]).arg(&bad);
+    let out = run("cipherlink connect", cmd, b"");
+    assert!(!out.status.success(), "{}", out.describe());
+    assert!(
+        out.stderr.contains("bad.toml") && out.stderr.contains("certificat"),
+        "{}",
+        out.describe()
+    );
+
+    let missing = dir.path().join("missing.toml");
+    let mut cmd = cipherlink();
+    cmd.args(["connect", "127.0.0.1:9", "--config"])
+        .arg(&missing);
+    let out = run("cipherlink connect", cmd, b"");
+    assert!(!out.status.success(), "{}", out.describe());
+    assert!(
+        out.stderr.contains("missing.toml") && out.stderr.contains("--config"),
+        "{}",
+        out.describe()
+    );
+}
+
+#[test]
+fn connect_without_ca_says_which_option_is_missing() {
+    let out = connect("127.0.0.1:9", &[], b"");
+    assert!(!out.status.success(), "{}", out.describe());
+    assert!(
+        out.stderr.contains("trusted_cas") && out.stderr.contains("ca.crt"),
+        "{}",
+        out.describe()
+    );
+}

@@ -1,0 +1,458 @@
+//! `cipherlink bench pool`: two parties of a cipherlink-pool on loopback,
+//! plain and TLS, Rust-Rust and (when given a Python interpreter with
+//! tno.mpc.communication 5.x) Rust-Python.
+//!
+//! For each payload size, Alice (always Rust) runs three phases against Bob:
+//! 1. one-way: `send` awaited one at a time, as the package does;
+//! 2. pipelined: up to `depth` sends in flight;
+//! 3. round trip: send, Bob sends it back, Alice receives; per-message RTT.
+//!
+//! Both sides use default (counter) ids, so a Python Bob only needs to know
+//! the counts (`tests/py/bench_party.py` in cipherlink-pool).
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use cipherlink_pool::{PeerConfig, Pool, PoolConfig, RetryPolicy, Value};
+use hdrhistogram::Histogram;
+use serde::Serialize;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::task::JoinSet;
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct PoolBenchOptions {
+    /// Payload sizes in bytes (a `bytes` value of this length).
+    pub sizes: Vec<usize>,
+    /// Messages per phase for payloads up to 64 KiB.
+    pub messages_small: usize,
+    /// Messages per phase for larger payloads.
+    pub messages_large: usize,
+    /// Sends in flight in the pipelined phase.
+    pub depth: usize,
+    /// Run plain HTTP.
+    pub plain: bool,
+    /// Run TLS.
+    pub tls: bool,
+    /// A Python with tno.mpc.communication 5.x: also measure a Python Bob.
+    pub python: Option<PathBuf>,
+    /// Where `bench_party.py` lives.
+    pub python_script: PathBuf,
+    /// Write the report as JSON here.
+    pub json_out: Option<PathBuf>,
+}
+
+impl Default for PoolBenchOptions {
+    fn default() -> Self {
+        PoolBenchOptions {
+            sizes: vec![16, 1 << 20],
+            messages_small: 2000,
+            messages_large: 100,
+            depth: 16,
+            plain: true,
+            tls: true,
+            python: None,
+            python_script: PathBuf::from("crates/cipherlink-pool/tests/py/bench_party.py"),
+            json_out: None,
+        }
+    }
+}
+
+/// One measured case.
+#[derive(Debug, Clone, Serialize)]
+pub struct PoolBenchRow {
+    /// "rust-rust" or "rust-python5".
+    pub pair: String,
+    /// "plain" or "tls".
+    pub transport: String,
+    /// Payload bytes.
+    pub size: usize,
+    /// Messages per phase.
+    pub messages: usize,
+    /// One-way, each send awaited: messages per second.
+    pub oneway_msgs_per_s: f64,
+    /// Pipelined: messages per second.
+    pub pipelined_msgs_per_s: f64,
+    /// Round trip, median, milliseconds.
+    pub rtt_p50_ms: f64,
+    /// Round trip, 99th percentile, milliseconds.
+    pub rtt_p99_ms: f64,
+}
+
+/// All rows.
+#[derive(Debug, Clone, Serialize)]
+pub struct PoolBenchReport {
+    /// The measured cases.
+    pub rows: Vec<PoolBenchRow>,
+}
+
+/// A benchmark that could not run.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PoolBenchError {
+    /// A pool operation failed.
+    #[error("{phase}: {source}")]
+    Pool {
+        /// Which phase.
+        phase: String,
+        /// The cause.
+        source: Box<cipherlink_pool::PoolError>,
+    },
+    /// Certificates could not be made or loaded.
+    #[error("certificates: {0}")]
+    Certs(String),
+    /// The Python party failed.
+    #[error("python party: {0}")]
+    Python(String),
+    /// Writing the JSON report failed.
+    #[error("writing {path}: {source}")]
+    Write {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+}
+
+fn pool_err(phase: &str) -> impl FnOnce(cipherlink_pool::PoolError) -> PoolBenchError + '_ {
+    move |source| PoolBenchError::Pool {
+        phase: phase.to_string(),
+        source: Box::new(source),
+    }
+}
+
+/// Runs every case, prints a table, and writes JSON when asked.
+pub async fn run(opts: PoolBenchOptions) -> Result<PoolBenchReport, PoolBenchError> {
+    let certs = Certs::new()?;
+    let mut rows = Vec::new();
+    let mut transports = Vec::new();
+    if opts.plain {
+        transports.push(false);
+    }
+    if opts.tls {
+        transports.push(true);
+    }
+    print_header();
+    for &tls in &transports {
+        for &size in &opts.sizes {
+            let n = if size <= 64 * 1024 {
+                opts.messages_small
+            } else {
+                opts.messages_large
+            };
+            let row = case(&opts, &certs, tls, size, n, false).await?;
+            print_row(&row);
+            rows.push(row);
+            if opts.python.is_some() {
+                let row = case(&opts, &certs, tls, size, n, true).await?;
+                print_row(&row);
+                rows.push(row);
+            }
+        }
+    }
+    let report = PoolBenchReport { rows };
+    if let Some(path) = &opts.json_out {
+        let text = serde_json::to_string_pretty(&report).unwrap_or_default();
+        std::fs::write(path, text).map_err(|source| PoolBenchError::Write {
+            path: path.clone(),
+            source,
+        })?;
+    }
+    Ok(report)
+}
+
+fn print_header() {
+    println!(
+        "{:<13} {:<6} {:>9} {:>7} {:>12} {:>12} {:>10} {:>10}",
+        "pair", "tls", "size", "msgs", "one-way/s", "pipelined/s", "rtt p50ms", "rtt p99ms"
+    );
+}
+
+fn print_row(r: &PoolBenchRow) {
+    println!(
+        "{:<13} {:<6} {:>9} {:>7} {:>12.0} {:>12.0} {:>10.3} {:>10.3}",
+        r.pair,
+        r.transport,
+        r.size,
+        r.messages,
+        r.oneway_msgs_per_s,
+        r.pipelined_msgs_per_s,
+        r.rtt_p50_ms,
+        r.rtt_p99_ms
+    );
+}
+
+async fn case(
+    opts: &PoolBenchOptions,
+    certs: &Certs,
+    tls: bool,
+    size: usize,
+    n: usize,
+    python: bool,
+) -> Result<PoolBenchRow, PoolBenchError> {
+    let alice_port = free_port()?;
+    let bob_port = free_port()?;
+    let payload = Value::Bytes(vec![0x5a; size]);
+    let alice = party(
+        "Alice",
+        alice_port,
+        PeerConfig::new("Bob", "127.0.0.1", bob_port),
+        tls.then_some((certs, &certs.alice, &certs.bob_der)),
+    )
+    .await?;
+    let mut py_child = None;
+    let bob_task = if python {
+        let py = opts.python.clone().unwrap_or_default();
+        let mut cmd = tokio::process::Command::new(py);
+        cmd.arg(&opts.python_script)
+            .arg(format!("--port={bob_port}"))
+            .arg(format!("--alice-port={alice_port}"))
+            .arg(format!("--count={n}"))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .kill_on_drop(true);
+        if tls {
+            cmd.arg("--tls")
+                .arg(certs.dir.path().join("bob.pem"))
+                .arg(certs.dir.path().join("bob.key"))
+                .arg(certs.dir.path().join("ca.pem"))
+                .arg(certs.dir.path().join("alice.pem"));
+        }
+        let mut child = cmd
+            .spawn()
+            .map_err(|e| PoolBenchError::Python(e.to_string()))?;
+        let stdout = child
+            .stdout
+            .take()
+            .ok_or_else(|| PoolBenchError::Python("no stdout".into()))?;
+        let mut lines = BufReader::new(stdout).lines();
+        let ready = tokio::time::timeout(Duration::from_secs(60), async {
+            while let Ok(Some(l)) = lines.next_line().await {
+                if l.starts_with("READY") {
+                    return true;
+                }
+            }
+            false
+        })
+        .await;
+        if ready != Ok(true) {
+            return Err(PoolBenchError::Python("did not print READY".into()));
+        }
+        py_child = Some(child);
+        None
+    } else {
+        let bob = party(
+            "Bob",
+            bob_port,
+            PeerConfig::new("Alice", "127.0.0.1", alice_port),
+            tls.then_some((certs, &certs.bob, &certs.alice_der)),
+        )
+        .await?;
+        Some(tokio::spawn(rust_bob(bob, n)))
+    };
+
+    // 1. One-way, awaited.
+    let t = Instant::now();
+    for _ in 0..n {
+        alice
+            .send("Bob", &payload, None)
+            .await
+            .map_err(pool_err("one-way"))?;
+    }
+    let oneway = n as f64 / t.elapsed().as_secs_f64();
+
+    // 2. Pipelined: ids are taken in order, sends overlap.
+    let t = Instant::now();
+    let mut set = JoinSet::new();
+    let payload = Arc::new(payload);
+    for _ in 0..n {
+        while set.len() >= opts.depth.max(1) {
+            if let Some(r) = set.join_next().await {
+                flatten(r).map_err(pool_err("pipelined"))?;
+            }
+        }
+        let (a, p) = (alice.clone(), payload.clone());
+        // Each send takes the next counter id; the set of ids is the same
+        // whatever order the tasks run in, so Bob's in-order recvs all match.
+        set.spawn(async move { a.send("Bob", &p, None).await.map(|_| ()) });
+    }
+    while let Some(r) = set.join_next().await {
+        flatten(r).map_err(pool_err("pipelined"))?;
+    }
+    let pipelined = n as f64 / t.elapsed().as_secs_f64();
+
+    // 3. Round trips.
+    let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)
+        .map_err(|e| PoolBenchError::Certs(e.to_string()))?;
+    for _ in 0..n {
+        let t = Instant::now();
+        alice
+            .send("Bob", &payload, None)
+            .await
+            .map_err(pool_err("rtt send"))?;
+        alice
+            .recv("Bob", None)
+            .await
+            .map_err(pool_err("rtt recv"))?;
+        let _ = hist.record(t.elapsed().as_micros().max(1) as u64);
+    }
+
+    if let Some(task) = bob_task {
+        match task.await {
+            Ok(r) => r?,
+            Err(e) => return Err(PoolBenchError::Python(format!("bob task: {e}"))),
+        }
+    }
+    if let Some(mut child) = py_child {
+        let _ = tokio::time::timeout(Duration::from_secs(30), child.wait()).await;
+    }
+    alice.shutdown().await;
+    Ok(PoolBenchRow {
+        pair: if python { "rust-python5" } else { "rust-rust" }.to_string(),
+        transport: if tls { "tls" } else { "plain" }.to_string(),
+        size,
+        messages: n,
+        oneway_msgs_per_s: oneway,
+        pipelined_msgs_per_s: pipelined,
+        rtt_p50_ms: hist.value_at_quantile(0.5) as f64 / 1000.0,
+        rtt_p99_ms: hist.value_at_quantile(0.99) as f64 / 1000.0,
+    })
+}
+
+fn flatten(
+    r: Result<Result<(), cipherlink_pool::PoolError>, tokio::task::JoinError>,
+) -> Result<(), cipherlink_pool::PoolError> {
+    r.unwrap_or_else(|e| Err(cipherlink_pool::PoolError::TaskFailed(e.to_string())))
+}
+
+/// Bob's side of the three phases, with default ids.
+async fn rust_bob(bob: Pool, n: usize) -> Result<(), PoolBenchError> {
+    for _ in 0..2 * n {
+        bob.recv("Alice", None)
+            .await
+            .map_err(pool_err("bob recv"))?;
+    }
+    for _ in 0..n {
+        let v = bob
+            .recv("Alice", None)
+            .await
+            .map_err(pool_err("bob rtt recv"))?;
+        bob.send("Alice", &v, None)
+            .await
+            .map_err(pool_err("bob rtt send"))?;
+    }
+    bob.shutdown().await;
+    Ok(())
+}
+
+async fn party(
+    name: &str,
+    port: u16,
+    peer: PeerConfig,
+    tls: Option<(
+        &Certs,
+        &(String, String),
+        &rustls_pki_types::CertificateDer<'static>,
+    )>,
+) -> Result<Pool, PoolBenchError> {
+    let mut cfg = PoolConfig::new(name, ([127, 0, 0, 1], port).into());
+    cfg.retry = RetryPolicy {
+        attempts: 40,
+        wait: Duration::from_millis(250),
+    };
+    cfg.limits.recv_timeout = Some(Duration::from_secs(120));
+    let peer = match tls {
+        Some((certs, (cert, key), peer_der)) => {
+            let server = cipherlink_pool::tls::server_config(
+                cert.as_bytes(),
+                key.as_bytes(),
+                certs.ca.as_bytes(),
+            )
+            .map_err(|e| PoolBenchError::Certs(e.to_string()))?;
+            let client = cipherlink_pool::tls::client_config(
+                cert.as_bytes(),
+                key.as_bytes(),
+                certs.ca.as_bytes(),
+            )
+            .map_err(|e| PoolBenchError::Certs(e.to_string()))?;
+            cfg = cfg.tls(server, client);
+            peer.with_cert(peer_der.clone())
+        }
+        None => peer,
+    };
+    cfg = cfg.peer(peer);
+    Pool::start(cfg).await.map_err(pool_err("start"))
+}
+
+fn free_port() -> Result<u16, PoolBenchError> {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .map_err(|e| PoolBenchError::Python(format!("no free port: {e}")))
+}
+
+/// A CA (subject DN starting with CN, as the package's identity needs) and
+/// two party certificates, also written to a temporary folder for Python.
+struct Certs {
+    dir: tempfile::TempDir,
+    ca: String,
+    alice: (String, String),
+    bob: (String, String),
+    alice_der: rustls_pki_types::CertificateDer<'static>,
+    bob_der: rustls_pki_types::CertificateDer<'static>,
+}
+
+impl Certs {
+    fn new() -> Result<Certs, PoolBenchError> {
+        let e = |e: rcgen::Error| PoolBenchError::Certs(e.to_string());
+        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).map_err(e)?;
+        ca_params.distinguished_name = rcgen::DistinguishedName::new();
+        ca_params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "cipherlink bench CA");
+        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let ca_key = rcgen::KeyPair::generate().map_err(e)?;
+        let ca_cert = ca_params.self_signed(&ca_key).map_err(e)?;
+        let issuer = rcgen::Issuer::from_params(&ca_params, &ca_key);
+        let dir = tempfile::tempdir().map_err(|x| PoolBenchError::Certs(x.to_string()))?;
+        let leaf = |name: &str,
+                    serial: u64|
+         -> Result<
+            (String, String, rustls_pki_types::CertificateDer<'static>),
+            PoolBenchError,
+        > {
+            let mut p = rcgen::CertificateParams::new(vec!["localhost".into(), "127.0.0.1".into()])
+                .map_err(e)?;
+            p.distinguished_name = rcgen::DistinguishedName::new();
+            p.distinguished_name.push(rcgen::DnType::CommonName, name);
+            p.serial_number = Some(rcgen::SerialNumber::from(serial.to_be_bytes().to_vec()));
+            p.extended_key_usages = vec![
+                rcgen::ExtendedKeyUsagePurpose::ServerAuth,
+                rcgen::ExtendedKeyUsagePurpose::ClientAuth,
+            ];
+            let key = rcgen::KeyPair::generate().map_err(e)?;
+            let cert = p.signed_by(&key, &issuer).map_err(e)?;
+            let w = |f: &str, s: &str| {
+                std::fs::write(dir.path().join(f), s)
+                    .map_err(|x| PoolBenchError::Certs(x.to_string()))
+            };
+            w(&format!("{name}.pem"), &cert.pem())?;
+            w(&format!("{name}.key"), &key.serialize_pem())?;
+            Ok((cert.pem(), key.serialize_pem(), cert.der().clone()))
+        };
+        let (ac, ak, ad) = leaf("alice", 101)?;
+        let (bc, bk, bd) = leaf("bob", 102)?;
+        std::fs::write(dir.path().join("ca.pem"), ca_cert.pem())
+            .map_err(|x| PoolBenchError::Certs(x.to_string()))?;
+        Ok(Certs {
+            ca: ca_cert.pem(),
+            alice: (ac, ak),
+            bob: (bc, bk),
+            alice_der: ad,
+            bob_der: bd,
+            dir,
+        })
+    }
+}

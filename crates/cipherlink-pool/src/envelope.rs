@@ -1,0 +1,305 @@
+//! The request body: `{"object": ..., "id": ...}`, in the 4.x or 5.x layout.
+//! Pure functions over bytes.
+
+use std::fmt;
+
+use crate::codec;
+use crate::error::{EncodeError, EnvelopeError};
+use crate::int::Int;
+use crate::value::Value;
+
+/// Which `tno.mpc.communication` major version's wire to speak.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum WireVersion {
+    /// 4.x: the value inline, ids are msgpack ints (counter) or strs.
+    V4,
+    /// 5.x (default): the value double-encoded as bin, ids are strs.
+    #[default]
+    V5,
+}
+
+impl WireVersion {
+    /// "4.x" or "5.x", for messages.
+    pub fn label(self) -> &'static str {
+        match self {
+            WireVersion::V4 => "4.x",
+            WireVersion::V5 => "5.x",
+        }
+    }
+}
+
+impl fmt::Display for WireVersion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.label())
+    }
+}
+
+impl std::str::FromStr for WireVersion {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "4" | "4.x" | "v4" => Ok(WireVersion::V4),
+            "5" | "5.x" | "v5" => Ok(WireVersion::V5),
+            other => Err(format!("wire version {other:?}: expected 4 or 5")),
+        }
+    }
+}
+
+/// A message id. Python compares ids by value and type, so `Int(14)` and
+/// `Str("14")` are different ids, as they are in the package.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum MessageId {
+    /// A str id (5.x always; 4.x when given by the user).
+    Str(String),
+    /// An int id (4.x's default counter ids).
+    Int(Int),
+}
+
+impl MessageId {
+    fn to_value(&self) -> Value {
+        match self {
+            MessageId::Str(s) => Value::Str(s.clone()),
+            MessageId::Int(i) => Value::Int(i.clone()),
+        }
+    }
+}
+
+impl fmt::Display for MessageId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            MessageId::Str(s) => write!(f, "{s:?}"),
+            MessageId::Int(i) => write!(f, "{i}"),
+        }
+    }
+}
+
+impl From<&str> for MessageId {
+    fn from(s: &str) -> MessageId {
+        MessageId::Str(s.to_string())
+    }
+}
+
+impl From<String> for MessageId {
+    fn from(s: String) -> MessageId {
+        MessageId::Str(s)
+    }
+}
+
+impl From<i64> for MessageId {
+    fn from(v: i64) -> MessageId {
+        MessageId::Int(v.into())
+    }
+}
+
+/// Encodes a value once, for [`encode_with_inner`] (a broadcast sends the
+/// same value under several ids, so it is encoded only once).
+pub fn encode_inner(value: &Value) -> Result<Vec<u8>, EncodeError> {
+    codec::encode(value)
+}
+
+/// Builds the request body from an already encoded value.
+pub fn encode_with_inner(
+    version: WireVersion,
+    id: &MessageId,
+    inner: &[u8],
+) -> Result<Vec<u8>, EncodeError> {
+    let mut out = Vec::with_capacity(inner.len() + 32);
+    // fixmap(2), "object"
+    out.extend_from_slice(b"\x82\xa6object");
+    match version {
+        WireVersion::V4 => out.extend_from_slice(inner),
+        WireVersion::V5 => {
+            bin_header(inner.len(), &mut out)?;
+            out.extend_from_slice(inner);
+        }
+    }
+    out.extend_from_slice(b"\xa2id");
+    codec::encode_into(&id.to_value(), &mut out, 1)?;
+    Ok(out)
+}
+
+fn bin_header(len: usize, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+    if len <= 0xff {
+        out.extend_from_slice(&[0xc4, len as u8]);
+    } else if len <= 0xffff {
+        out.push(0xc5);
+        out.extend_from_slice(&(len as u16).to_be_bytes());
+    } else {
+        let len32 = u32::try_from(len).map_err(|_| EncodeError::TooLong { kind: "bytes", len })?;
+        out.push(0xc6);
+        out.extend_from_slice(&len32.to_be_bytes());
+    }
+    Ok(())
+}
+
+/// Builds the request body for one message.
+pub fn encode(version: WireVersion, id: &MessageId, value: &Value) -> Result<Vec<u8>, EncodeError> {
+    encode_with_inner(version, id, &encode_inner(value)?)
+}
+
+/// Decodes a request body of the given version into (id, value).
+pub fn decode(
+    version: WireVersion,
+    body: &[u8],
+    max_depth: usize,
+) -> Result<(MessageId, Value), EnvelopeError> {
+    let outer = codec::decode_with_depth(body, max_depth).map_err(EnvelopeError::Outer)?;
+    let pairs = match outer {
+        Value::Dict(pairs) => pairs,
+        other => {
+            return Err(EnvelopeError::NotAMap {
+                found: other.kind(),
+            })
+        }
+    };
+    let keys_ok = match version {
+        // 5.x: `msg.keys() == {"id", "object"}`.
+        WireVersion::V5 => {
+            pairs.len() == 2 && pairs.iter().all(|(k, _)| k == "id" || k == "object")
+        }
+        // 4.x reads the two keys and ignores the rest.
+        WireVersion::V4 => ["id", "object"]
+            .iter()
+            .all(|want| pairs.iter().any(|(k, _)| k == want)),
+    };
+    if !keys_ok {
+        return Err(EnvelopeError::Keys {
+            found: pairs
+                .iter()
+                .map(|(k, _)| k.as_str())
+                .collect::<Vec<_>>()
+                .join(","),
+        });
+    }
+    let mut id = None;
+    let mut object = None;
+    for (k, v) in pairs {
+        match k.as_str() {
+            "id" => id = Some(v),
+            "object" => object = Some(v),
+            _ => {}
+        }
+    }
+    let id = match id {
+        Some(Value::Str(s)) => MessageId::Str(s),
+        Some(Value::Int(i)) => MessageId::Int(i),
+        Some(other) => {
+            return Err(EnvelopeError::BadId {
+                found: other.kind(),
+            })
+        }
+        None => {
+            return Err(EnvelopeError::Keys {
+                found: "object".into(),
+            })
+        }
+    };
+    let object = object.unwrap_or(Value::Nil);
+    let value = match version {
+        WireVersion::V4 => object,
+        WireVersion::V5 => match object {
+            Value::Bytes(inner) => {
+                codec::decode_with_depth(&inner, max_depth).map_err(EnvelopeError::Inner)?
+            }
+            other => {
+                return Err(EnvelopeError::ObjectNotBytes {
+                    found: other.kind(),
+                })
+            }
+        },
+    };
+    Ok((id, value))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec::vectors::{hex, unhex};
+
+    fn big_2_100() -> Value {
+        Value::Int(
+            "1267650600228229401496703205376"
+                .parse()
+                .unwrap_or_else(|e| panic!("{e}")),
+        )
+    }
+
+    /// The captured bodies in tno-wire.md section 3a.
+    fn captured() -> Vec<(WireVersion, MessageId, Value, &'static str)> {
+        vec![
+            (WireVersion::V4, MessageId::from(0), "hi".into(), "82a66f626a656374a26869a2696400"),
+            (WireVersion::V4, "m0".into(), "hi".into(), "82a66f626a656374a26869a26964a26d30"),
+            (
+                WireVersion::V4,
+                "m1".into(),
+                big_2_100(),
+                "82a66f626a65637482a474797065a3696e74a464617461c40d00000000000000000000000010a26964a26d31",
+            ),
+            (WireVersion::V5, "0".into(), "hi".into(), "82a66f626a656374c403a26869a26964a130"),
+            (WireVersion::V5, "m0".into(), "hi".into(), "82a66f626a656374c403a26869a26964a26d30"),
+            (
+                WireVersion::V5,
+                "m1".into(),
+                big_2_100(),
+                "82a66f626a656374c41e82a474797065a3696e74a464617461c40d00000000000000000000000010a26964a26d31",
+            ),
+        ]
+    }
+
+    #[test]
+    fn encodes_captured_bodies() {
+        for (v, id, value, want) in captured() {
+            let got = encode(v, &id, &value).unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(hex(&got), want, "{v} {id}");
+        }
+    }
+
+    #[test]
+    fn decodes_captured_bodies() {
+        for (v, id, value, body) in captured() {
+            let got = decode(v, &unhex(body), 64).unwrap_or_else(|e| panic!("{v} {id}: {e}"));
+            assert_eq!(got, (id, value));
+        }
+    }
+
+    #[test]
+    fn v4_body_to_v5_party_names_both_versions() {
+        let err = decode(
+            WireVersion::V5,
+            &unhex("82a66f626a656374a26869a26964a26d30"),
+            64,
+        );
+        let msg = match err {
+            Err(e @ EnvelopeError::ObjectNotBytes { .. }) => e.to_string(),
+            other => panic!("{other:?}"),
+        };
+        assert!(msg.contains("4.x") && msg.contains("5.x"), "{msg}");
+    }
+
+    #[test]
+    fn v5_keys_must_be_exact() {
+        // {"object": b"\xc0"} only.
+        let e = decode(WireVersion::V5, &unhex("81a66f626a656374c401c0"), 64);
+        assert!(
+            matches!(e, Err(EnvelopeError::Keys { ref found }) if found == "object"),
+            "{e:?}"
+        );
+        // 4.x ignores extra keys.
+        let body = unhex("83a66f626a656374c0a26964a161a178c0");
+        assert_eq!(
+            decode(WireVersion::V4, &body, 64).ok(),
+            Some((MessageId::from("a"), Value::Nil))
+        );
+        assert!(decode(WireVersion::V5, &body, 64).is_err());
+    }
+
+    #[test]
+    fn large_inner_uses_bin32() {
+        let body = encode(WireVersion::V5, &"x".into(), &Value::Bytes(vec![7; 70_000]))
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(&body[8..13], &[0xc6, 0x00, 0x01, 0x11, 0x75]);
+        let (_, v) = decode(WireVersion::V5, &body, 64).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(v.as_bytes().map(<[u8]>::len), Some(70_000));
+    }
+}

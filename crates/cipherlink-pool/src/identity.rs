@@ -1,0 +1,116 @@
+//! Who sent a request: the package's two ways of naming a sender.
+//!
+//! * Plain HTTP: `"{remote_ip}:{server_port cookie}"`, compared as a string
+//!   with the peer's `"{gethostbyname(addr)}:{port}"`. 5.x first rewrites a
+//!   leading `localhost`, `127.0.0.1` or `::1` on either side to `localhost`;
+//!   4.x compares exactly.
+//! * TLS: `"{issuer first RDN value}:{decimal serial}"` from the client
+//!   certificate, compared with the registered certificate's
+//!   `"{issuer CN}:{decimal serial}"`. The two agree only when the issuer DN
+//!   starts with CN, which is why certificates for parties must be issued by
+//!   a CA whose subject DN starts with CN.
+
+use std::net::IpAddr;
+
+use x509_parser::prelude::{FromDer, X509Certificate};
+
+use crate::envelope::WireVersion;
+use crate::int::Int;
+
+/// The network id of a request: `"{remote}:{cookie}"`, the cookie as sent.
+pub fn request_address_id(remote: IpAddr, cookie_port: &str) -> String {
+    format!("{}:{cookie_port}", remote.to_canonical())
+}
+
+/// The network id the package computes for a registered peer.
+pub fn peer_address_id(ip: IpAddr, port: u16) -> String {
+    format!("{}:{port}", ip.to_canonical())
+}
+
+/// Whether two network ids name the same party, as the given version compares them.
+pub fn same_network_id(version: WireVersion, a: &str, b: &str) -> bool {
+    match version {
+        WireVersion::V4 => a == b,
+        WireVersion::V5 => normalize_localhost(a) == normalize_localhost(b),
+    }
+}
+
+/// 5.x `_is_same_network_id`: each of the three spellings, in order, replaces
+/// its first occurrence with `localhost` when the id starts with it.
+fn normalize_localhost(id: &str) -> String {
+    let mut id = id.to_string();
+    for local in ["localhost", "127.0.0.1", "::1"] {
+        if id.starts_with(local) {
+            id = id.replacen(local, "localhost", 1);
+        }
+    }
+    id
+}
+
+/// The id the receiving side computes from a presented client certificate
+/// (DER): the first attribute value of the first RDN of the issuer, in
+/// certificate order, then the serial in decimal.
+pub fn presented_cert_id(der: &[u8]) -> Result<String, String> {
+    let (_, cert) = X509Certificate::from_der(der).map_err(|e| e.to_string())?;
+    let first = cert
+        .issuer()
+        .iter_rdn()
+        .next()
+        .and_then(|rdn| rdn.iter().next())
+        .ok_or("the issuer name is empty")?;
+    let value = first
+        .as_str()
+        .map_err(|e| format!("issuer's first attribute is not a string: {e}"))?;
+    Ok(format!("{value}:{}", serial_decimal(cert.raw_serial())))
+}
+
+/// The id the package computes for a registered peer certificate (DER):
+/// pyOpenSSL's `issuer.CN` (the first CN attribute) and the decimal serial.
+pub fn registered_cert_id(der: &[u8]) -> Result<String, String> {
+    let (_, cert) = X509Certificate::from_der(der).map_err(|e| e.to_string())?;
+    let cn = match cert.issuer().iter_common_name().next() {
+        Some(attr) => attr
+            .as_str()
+            .map_err(|e| format!("issuer CN is not a string: {e}"))?
+            .to_string(),
+        // pyOpenSSL gives None, which Python formats as "None".
+        None => "None".to_string(),
+    };
+    Ok(format!("{cn}:{}", serial_decimal(cert.raw_serial())))
+}
+
+fn serial_decimal(big_endian: &[u8]) -> String {
+    let le: Vec<u8> = big_endian.iter().rev().copied().collect();
+    Int::from_sign_magnitude(false, &le).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn v5_normalizes_localhost_spellings() {
+        assert!(same_network_id(
+            WireVersion::V5,
+            "127.0.0.1:5",
+            "localhost:5"
+        ));
+        assert!(same_network_id(WireVersion::V5, "::1:5", "127.0.0.1:5"));
+        assert!(!same_network_id(
+            WireVersion::V5,
+            "127.0.0.1:5",
+            "127.0.0.1:6"
+        ));
+        assert!(!same_network_id(
+            WireVersion::V4,
+            "127.0.0.1:5",
+            "localhost:5"
+        ));
+        // The cookie must be the decimal port exactly.
+        assert!(!same_network_id(
+            WireVersion::V5,
+            "127.0.0.1:062010",
+            "127.0.0.1:62010"
+        ));
+    }
+}

@@ -1,0 +1,383 @@
+//! The listening side: one HTTP/1.1 (optionally TLS) server that turns each
+//! `POST` into a buffered message and answers as the package does.
+//!
+//! | case | status, body |
+//! |---|---|
+//! | stored | `200 Message received` |
+//! | `GET`/`HEAD`, any path | `200 Connection working (GET)` |
+//! | other method | `405` |
+//! | no `Content-Length` (chunked) | `411` (the package: 500) |
+//! | body over the limit | `413` |
+//! | body not received in time | `408` |
+//! | no `server_port` cookie | `400 Bad Request` |
+//! | unknown sender | `401` (5.x reason "Server did not recognize sender.") |
+//! | body not a valid envelope | `400 Failed processing received message: '...'` |
+//! | id already buffered | `409` (the package: 200 and both lost) |
+//! | sender's buffer full | `429` |
+//! | shutting down | `503` |
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::header::{HeaderValue, CONTENT_LENGTH, CONTENT_TYPE, COOKIE};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio_rustls::TlsAcceptor;
+use tracing::{debug, info, warn};
+
+use crate::envelope::{self, WireVersion};
+use crate::identity;
+use crate::mailbox::{DeliverError, Mailbox};
+
+/// How a peer is recognised when it sends.
+#[derive(Debug, Clone)]
+pub(crate) struct PeerIdentity {
+    pub name: String,
+    /// `"{ip}:{port}"` as the package builds it.
+    pub address_id: String,
+    /// `"{issuer CN}:{serial}"` of the pinned certificate, if any.
+    pub cert_id: Option<String>,
+}
+
+/// Server limits.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ServerLimits {
+    pub max_body: usize,
+    pub max_depth: usize,
+    pub body_timeout: Duration,
+    pub header_timeout: Duration,
+    pub handshake_timeout: Duration,
+}
+
+/// Everything a request handler needs; shared by all connections.
+#[derive(Debug)]
+pub(crate) struct Receiver {
+    pub wire: WireVersion,
+    pub limits: ServerLimits,
+    pub peers: Vec<PeerIdentity>,
+    pub mailbox: Arc<Mailbox>,
+    pub bytes_received: Vec<AtomicU64>,
+}
+
+/// What is known about one connection before its requests arrive.
+#[derive(Debug, Clone)]
+struct ConnInfo {
+    remote: SocketAddr,
+    tls: bool,
+    /// The presented certificate's id, or why it has none.
+    cert_id: Result<String, String>,
+}
+
+/// Accepts connections until `shutdown` turns true.
+pub(crate) async fn serve(
+    listener: TcpListener,
+    tls: Option<TlsAcceptor>,
+    recv: Arc<Receiver>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            _ = shutdown.changed() => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, remote)) => {
+                    let conn = connection(stream, remote, tls.clone(), recv.clone(), shutdown.clone());
+                    tokio::spawn(conn);
+                }
+                Err(e) => {
+                    // Typically out of file descriptors: back off instead of spinning.
+                    warn!("accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+        }
+    }
+    debug!("server loop stopped");
+}
+
+async fn connection(
+    stream: TcpStream,
+    remote: SocketAddr,
+    tls: Option<TlsAcceptor>,
+    recv: Arc<Receiver>,
+    shutdown: watch::Receiver<bool>,
+) {
+    // Small request/response exchanges: do not wait for Nagle.
+    let _ = stream.set_nodelay(true);
+    match tls {
+        None => {
+            let info = ConnInfo {
+                remote,
+                tls: false,
+                cert_id: Err("plain HTTP".into()),
+            };
+            serve_http(TokioIo::new(stream), info, recv, shutdown).await;
+        }
+        Some(acceptor) => {
+            let limit = recv.limits.handshake_timeout;
+            let tls_stream = match tokio::time::timeout(limit, acceptor.accept(stream)).await {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => {
+                    warn!("TLS handshake from {remote} failed: {e}");
+                    return;
+                }
+                Err(_) => {
+                    warn!("TLS handshake from {remote} took longer than {limit:?}");
+                    return;
+                }
+            };
+            let cert_id = match tls_stream.get_ref().1.peer_certificates() {
+                Some([first, ..]) => identity::presented_cert_id(first),
+                _ => Err("no client certificate".to_string()),
+            };
+            let info = ConnInfo {
+                remote,
+                tls: true,
+                cert_id,
+            };
+            serve_http(TokioIo::new(tls_stream), info, recv, shutdown).await;
+        }
+    }
+}
+
+async fn serve_http<I>(
+    io: I,
+    info: ConnInfo,
+    recv: Arc<Receiver>,
+    mut shutdown: watch::Receiver<bool>,
+) where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let header_timeout = recv.limits.header_timeout;
+    let info = Arc::new(info);
+    let svc = service_fn(move |req| {
+        let recv = recv.clone();
+        let info = info.clone();
+        async move { Ok::<_, Infallible>(recv.handle(req, &info).await) }
+    });
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_timeout)
+        .keep_alive(true);
+    let conn = builder.serve_connection(io, svc);
+    tokio::pin!(conn);
+    tokio::select! {
+        res = conn.as_mut() => {
+            if let Err(e) = res {
+                debug!("connection ended: {e}");
+            }
+        }
+        _ = shutdown.changed() => {
+            conn.as_mut().graceful_shutdown();
+            let _ = tokio::time::timeout(Duration::from_secs(5), conn).await;
+        }
+    }
+}
+
+type Resp = Response<Full<Bytes>>;
+
+impl Receiver {
+    async fn handle(&self, req: Request<Incoming>, info: &ConnInfo) -> Resp {
+        match *req.method() {
+            Method::GET | Method::HEAD => ok("Connection working (GET)"),
+            Method::POST => self.post(req, info).await,
+            ref m => {
+                warn!(
+                    "refused {m} {} from {}: method not allowed",
+                    req.uri(),
+                    info.remote
+                );
+                error(StatusCode::METHOD_NOT_ALLOWED, None)
+            }
+        }
+    }
+
+    async fn post(&self, req: Request<Incoming>, info: &ConnInfo) -> Resp {
+        let remote = info.remote;
+        let length = req
+            .headers()
+            .get(CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok());
+        let Some(length) = length else {
+            warn!("refused POST from {remote}: no Content-Length (a chunked body?)");
+            return error(StatusCode::LENGTH_REQUIRED, None);
+        };
+        if length > self.limits.max_body as u64 {
+            warn!(
+                "refused POST from {remote}: body of {length} bytes is over the limit of {}",
+                self.limits.max_body
+            );
+            return error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                Some(&format!(
+                    "Body of {length} bytes exceeds the limit of {} bytes",
+                    self.limits.max_body
+                )),
+            );
+        }
+        let Some(port) = server_port_cookie(&req) else {
+            warn!("refused POST from {remote}: HTTP POST does not contain the server_port cookie");
+            return error(StatusCode::BAD_REQUEST, None);
+        };
+        info!("Received message from {}:{port}", remote.ip());
+        let peer = match self.identify(info, &port) {
+            Ok(p) => p,
+            Err(id) => {
+                warn!("Received message from unknown sender: {id}");
+                let reason = match self.wire {
+                    WireVersion::V5 => Some("Server did not recognize sender."),
+                    WireVersion::V4 => None,
+                };
+                return error(StatusCode::UNAUTHORIZED, reason);
+            }
+        };
+        let name = &self.peers[peer].name;
+        let limited = Limited::new(req.into_body(), self.limits.max_body);
+        let body = match tokio::time::timeout(self.limits.body_timeout, limited.collect()).await {
+            Ok(Ok(collected)) => collected.to_bytes(),
+            Ok(Err(e)) => {
+                warn!("reading the body from {name} failed: {e}");
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    Some("Failed reading the request body"),
+                );
+            }
+            Err(_) => {
+                warn!(
+                    "body from {name} not received within {:?}",
+                    self.limits.body_timeout
+                );
+                return error(StatusCode::REQUEST_TIMEOUT, None);
+            }
+        };
+        let (id, value) = match envelope::decode(self.wire, &body, self.limits.max_depth) {
+            Ok(x) => x,
+            Err(e) => {
+                warn!("refused message from {name}: {e}");
+                let reason = format!("Failed processing received message: '{e}'");
+                return error(StatusCode::BAD_REQUEST, Some(&reason));
+            }
+        };
+        debug!(
+            "message {id} from {name}: {} ({} bytes)",
+            value.kind(),
+            body.len()
+        );
+        // Counted before delivery: a waiting recv may return (and its party
+        // report totals) before this handler runs again.
+        let counter = self.bytes_received.get(peer);
+        if let Some(c) = counter {
+            c.fetch_add(body.len() as u64, Ordering::Relaxed);
+        }
+        match self.mailbox.deliver(peer, id.clone(), value) {
+            Ok(()) => ok("Message received"),
+            Err(e) => {
+                if let Some(c) = counter {
+                    c.fetch_sub(body.len() as u64, Ordering::Relaxed);
+                }
+                warn!("refused message {id} from {name}: {e}");
+                let status = match e {
+                    DeliverError::Duplicate => StatusCode::CONFLICT,
+                    DeliverError::Full(_) => StatusCode::TOO_MANY_REQUESTS,
+                    DeliverError::Closed => StatusCode::SERVICE_UNAVAILABLE,
+                };
+                error(status, Some(&format!("Message {id} refused: {e}")))
+            }
+        }
+    }
+
+    /// The index of the sending peer, or the id that matched nobody.
+    fn identify(&self, info: &ConnInfo, port: &str) -> Result<usize, String> {
+        let address_id = identity::request_address_id(info.remote.ip(), port);
+        if !info.tls {
+            return self
+                .peers
+                .iter()
+                .position(|p| identity::same_network_id(self.wire, &p.address_id, &address_id))
+                .ok_or(address_id);
+        }
+        let cert_id = info.cert_id.clone().map_err(|why| format!("({why})"))?;
+        if let Some(i) = self
+            .peers
+            .iter()
+            .position(|p| p.cert_id.as_deref() == Some(cert_id.as_str()))
+        {
+            return Ok(i);
+        }
+        // 4.x falls back to the address for peers registered without a
+        // certificate; 5.x identifies TLS senders by certificate only.
+        if self.wire == WireVersion::V4 {
+            if let Some(i) = self
+                .peers
+                .iter()
+                .position(|p| p.cert_id.is_none() && p.address_id == address_id)
+            {
+                return Ok(i);
+            }
+        }
+        Err(format!("{cert_id} or {address_id}"))
+    }
+}
+
+/// The `server_port` cookie, from any `Cookie` header (other cookies allowed).
+fn server_port_cookie(req: &Request<Incoming>) -> Option<String> {
+    req.headers()
+        .get_all(COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(k, _)| *k == "server_port")
+        .map(|(_, v)| v.trim().trim_matches('"').to_string())
+}
+
+fn text(status: StatusCode, body: String, reason: Option<&str>) -> Resp {
+    let mut resp = Response::new(Full::new(Bytes::from(body)));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    if let Some(reason) = reason {
+        // A reason phrase may not hold CR/LF or other controls (the package
+        // answers 500 when its own reason would); replace them instead.
+        let clean: String = reason
+            .chars()
+            .map(|c| {
+                if c.is_ascii_graphic() || c == ' ' {
+                    c
+                } else {
+                    '?'
+                }
+            })
+            .collect();
+        if let Ok(phrase) = hyper::ext::ReasonPhrase::try_from(clean) {
+            resp.extensions_mut().insert(phrase);
+        }
+    }
+    resp
+}
+
+fn ok(body: &'static str) -> Resp {
+    text(StatusCode::OK, body.to_string(), None)
+}
+
+/// An error answer as aiohttp words it: body `"{code}: {reason}"`.
+fn error(status: StatusCode, reason: Option<&str>) -> Resp {
+    let shown = reason
+        .or(status.canonical_reason())
+        .unwrap_or("Error")
+        .to_string();
+    text(status, format!("{}: {shown}", status.as_u16()), reason)
+}

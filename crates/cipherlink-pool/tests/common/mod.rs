@@ -1,0 +1,357 @@
+//! Shared helpers for the integration tests: the round-trip catalog, Python
+//! party processes (killed on drop), free loopback ports, test certificates.
+#![allow(dead_code, missing_docs)]
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::Duration;
+
+use cipherlink_pool::{
+    tls, Int, Limits, PeerConfig, Pool, PoolConfig, RetryPolicy, Value, WireVersion,
+};
+use cipherlink_test_support::Peer;
+use rustls_pki_types::CertificateDer;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, ChildStdout, Command};
+
+/// Every wait in these tests is bounded by this.
+pub const WAIT: Duration = Duration::from_secs(60);
+
+pub fn init_logs() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_test_writer()
+        .try_init();
+}
+
+fn big(s: &str) -> Value {
+    Value::Int(s.parse::<Int>().unwrap_or_else(|e| panic!("{e}")))
+}
+
+/// The catalog of tests/py/cases.py, as a receiver should see each value.
+pub fn cases() -> Vec<(&'static str, Value)> {
+    let i = |v: i64| Value::int(v);
+    let f = Value::Float;
+    vec![
+        ("str", Value::str("Hello Bob! This is Alice speaking.")),
+        ("str_unicode", Value::str("héllo ☃ 𝄞")),
+        ("bytes", Value::Bytes(vec![0, 1, 0xfe, 0xff])),
+        ("zero", i(0)),
+        ("minus_one", i(-1)),
+        ("u64_max", Value::int(u64::MAX)),
+        ("i64_min", i(i64::MIN)),
+        ("big_2_64_p1", big("18446744073709551617")),
+        ("big_m2_100", big("-1267650600228229401496703205376")),
+        ("float", f(3.25)),
+        ("nan", f(f64::NAN)),
+        ("inf", f(f64::INFINITY)),
+        ("neg_inf", f(f64::NEG_INFINITY)),
+        ("neg_zero", f(-0.0)),
+        ("none", Value::Nil),
+        ("true", Value::Bool(true)),
+        ("false", Value::Bool(false)),
+        (
+            "list_nested",
+            Value::List(vec![
+                i(1),
+                Value::List(vec![f(2.5), Value::List(vec![Value::str("x"), Value::Nil])]),
+                Value::List(vec![]),
+            ]),
+        ),
+        (
+            "tuple",
+            Value::Tuple(vec![
+                i(1),
+                Value::str("a"),
+                Value::Tuple(vec![i(2), Value::Bytes(b"b".to_vec())]),
+            ]),
+        ),
+        (
+            "dict",
+            Value::dict([
+                ("b", i(1)),
+                (
+                    "a",
+                    Value::dict([
+                        ("t", Value::Tuple(vec![i(1), i(2)])),
+                        ("l", Value::List(vec![Value::Bool(true)])),
+                    ]),
+                ),
+            ]),
+        ),
+        (
+            "np_int64_2d",
+            Value::ndarray_i64(&[2, 3], &[1, -2, 3, 1 << 62, 5, -6]).unwrap_or(Value::Nil),
+        ),
+        (
+            "np_float64_2d",
+            Value::ndarray_f64(&[2, 2], &[1.5, -2.0, f64::INFINITY, 0.25]).unwrap_or(Value::Nil),
+        ),
+        (
+            "big_bytes",
+            Value::Bytes((0..400).flat_map(|_| 0..=255u8).collect()),
+        ),
+    ]
+}
+
+pub fn custom_id(name: &str) -> String {
+    format!("c-{name}")
+}
+
+/// A loopback port that was free a moment ago.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or_else(|e| panic!("no free port: {e}"))
+}
+
+pub fn loopback(port: u16) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], port))
+}
+
+pub fn test_limits() -> Limits {
+    Limits {
+        recv_timeout: Some(WAIT),
+        request_timeout: Duration::from_secs(20),
+        ..Limits::default()
+    }
+}
+
+/// A Rust party on a free loopback port.
+pub async fn rust_party(
+    name: &str,
+    wire: WireVersion,
+    peers: Vec<PeerConfig>,
+    tls: Option<&Party>,
+) -> Pool {
+    let mut cfg = PoolConfig::new(name, loopback(0)).wire(wire);
+    cfg.peers = peers;
+    cfg.limits = test_limits();
+    cfg.retry = RetryPolicy {
+        attempts: 40,
+        wait: Duration::from_millis(250),
+    };
+    if let Some(p) = tls {
+        cfg = cfg.tls(p.server_config(), p.client_config());
+    }
+    Pool::start(cfg)
+        .await
+        .unwrap_or_else(|e| panic!("{name}: {e}"))
+}
+
+/// A running Python party; killed when dropped.
+pub struct PyParty {
+    pub child: Child,
+    lines: tokio::io::Lines<BufReader<ChildStdout>>,
+    pub output: Vec<String>,
+}
+
+pub fn py_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/py")
+}
+
+impl PyParty {
+    pub fn spawn(python: &Path, args: &[String]) -> PyParty {
+        let mut cmd = Command::new(python);
+        cmd.arg(py_dir().join("party.py"))
+            .args(args)
+            .current_dir(py_dir())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true);
+        let mut child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawning {}: {e}", python.display()));
+        let stdout = child
+            .stdout
+            .take()
+            .unwrap_or_else(|| panic!("no stdout pipe"));
+        PyParty {
+            child,
+            lines: BufReader::new(stdout).lines(),
+            output: Vec::new(),
+        }
+    }
+
+    /// Reads lines until one starts with `prefix`; panics after [`WAIT`].
+    pub async fn wait_for(&mut self, prefix: &str) -> String {
+        let fut = async {
+            while let Ok(Some(line)) = self.lines.next_line().await {
+                eprintln!("[python] {line}");
+                self.output.push(line.clone());
+                if line.starts_with(prefix) {
+                    return Some(line);
+                }
+            }
+            None
+        };
+        match tokio::time::timeout(WAIT, fut).await {
+            Ok(Some(line)) => line,
+            Ok(None) => panic!(
+                "python exited before printing {prefix:?}: {:?}",
+                self.output
+            ),
+            Err(_) => panic!(
+                "python did not print {prefix:?} within {WAIT:?}: {:?}",
+                self.output
+            ),
+        }
+    }
+
+    /// Waits for the final RESULT line and the exit; asserts success.
+    pub async fn expect_success(mut self) -> String {
+        let result = self.wait_for("RESULT").await;
+        let status = tokio::time::timeout(WAIT, self.child.wait())
+            .await
+            .unwrap_or_else(|_| panic!("python did not exit within {WAIT:?}"))
+            .unwrap_or_else(|e| panic!("waiting for python: {e}"));
+        assert!(
+            status.success() && result.contains("failed=0"),
+            "python party failed ({status}): {result}\n{:?}",
+            self.output
+        );
+        result
+    }
+}
+
+pub fn peer_arg(name: &str, port: u16, cert: Option<&Path>) -> String {
+    match cert {
+        Some(c) => format!("--peer={name}=127.0.0.1:{port}@{}", c.display()),
+        None => format!("--peer={name}=127.0.0.1:{port}"),
+    }
+}
+
+pub fn python(peer: Peer, test: &str) -> Option<PathBuf> {
+    cipherlink_test_support::find(peer, test)
+}
+
+/// Test certificates: one CA whose subject DN starts with CN (the package
+/// needs that, see identity.rs), and one certificate per party.
+pub struct Pki {
+    pub dir: tempfile::TempDir,
+    pub ca_pem: String,
+}
+
+/// One party's certificate and key, as files and PEM.
+pub struct Party {
+    pub cert_path: PathBuf,
+    pub key_path: PathBuf,
+    pub ca_path: PathBuf,
+    pub cert_pem: String,
+    pub key_pem: String,
+    pub ca_pem: String,
+    pub cert_der: CertificateDer<'static>,
+}
+
+impl Party {
+    pub fn server_config(&self) -> Arc<rustls::ServerConfig> {
+        tls::server_config(
+            self.cert_pem.as_bytes(),
+            self.key_pem.as_bytes(),
+            self.ca_pem.as_bytes(),
+        )
+        .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    pub fn client_config(&self) -> Arc<rustls::ClientConfig> {
+        tls::client_config(
+            self.cert_pem.as_bytes(),
+            self.key_pem.as_bytes(),
+            self.ca_pem.as_bytes(),
+        )
+        .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    pub fn tls_args(&self) -> Vec<String> {
+        vec![
+            "--tls".into(),
+            self.cert_path.display().to_string(),
+            self.key_path.display().to_string(),
+            self.ca_path.display().to_string(),
+        ]
+    }
+}
+
+pub struct Ca {
+    params: rcgen::CertificateParams,
+    key: rcgen::KeyPair,
+    pub pem: String,
+    dir: tempfile::TempDir,
+}
+
+impl Ca {
+    /// A CA named `/CN=Test CA/O=TNO/C=NL` (CN first).
+    pub fn new() -> Ca {
+        Ca::with_dn(&[
+            (rcgen::DnType::CommonName, "Test CA"),
+            (rcgen::DnType::OrganizationName, "TNO"),
+            (rcgen::DnType::CountryName, "NL"),
+        ])
+    }
+
+    pub fn with_dn(dn: &[(rcgen::DnType, &str)]) -> Ca {
+        let mut params =
+            rcgen::CertificateParams::new(Vec::<String>::new()).unwrap_or_else(|e| panic!("{e}"));
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        for (ty, v) in dn {
+            params.distinguished_name.push(ty.clone(), *v);
+        }
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params.key_usages = vec![
+            rcgen::KeyUsagePurpose::KeyCertSign,
+            rcgen::KeyUsagePurpose::CrlSign,
+            rcgen::KeyUsagePurpose::DigitalSignature,
+        ];
+        let key = rcgen::KeyPair::generate().unwrap_or_else(|e| panic!("{e}"));
+        let cert = params.self_signed(&key).unwrap_or_else(|e| panic!("{e}"));
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let pem = cert.pem();
+        std::fs::write(dir.path().join("ca.pem"), &pem).unwrap_or_else(|e| panic!("{e}"));
+        Ca {
+            params,
+            key,
+            pem,
+            dir,
+        }
+    }
+
+    /// A party certificate for 127.0.0.1/localhost, client and server use.
+    pub fn party(&self, name: &str, serial: u64) -> Party {
+        let mut params =
+            rcgen::CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])
+                .unwrap_or_else(|e| panic!("{e}"));
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, name);
+        params.serial_number = Some(rcgen::SerialNumber::from(serial.to_be_bytes().to_vec()));
+        params.extended_key_usages = vec![
+            rcgen::ExtendedKeyUsagePurpose::ServerAuth,
+            rcgen::ExtendedKeyUsagePurpose::ClientAuth,
+        ];
+        let key = rcgen::KeyPair::generate().unwrap_or_else(|e| panic!("{e}"));
+        let issuer = rcgen::Issuer::from_params(&self.params, &self.key);
+        let cert = params
+            .signed_by(&key, &issuer)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let cert_path = self.dir.path().join(format!("{name}.pem"));
+        let key_path = self.dir.path().join(format!("{name}.key"));
+        std::fs::write(&cert_path, cert.pem()).unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(&key_path, key.serialize_pem()).unwrap_or_else(|e| panic!("{e}"));
+        Party {
+            cert_path,
+            key_path,
+            ca_path: self.dir.path().join("ca.pem"),
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+            ca_pem: self.pem.clone(),
+            cert_der: cert.der().clone(),
+        }
+    }
+}

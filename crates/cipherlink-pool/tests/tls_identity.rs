@@ -1,0 +1,101 @@
+//! TLS sender identity between Rust parties: issuer first RDN + serial, as
+//! the package computes it, and refusal (401) of anyone else.
+
+mod common;
+
+use cipherlink_pool::{PeerConfig, PoolError, SendError, Value, WireVersion};
+use common::*;
+
+async fn send_with(
+    bob_pins: &Party,
+    alice: &Party,
+    bob_cert: &Party,
+) -> Result<cipherlink_pool::MessageId, PoolError> {
+    let bob_port = free_port();
+    let bob = {
+        let mut cfg = cipherlink_pool::PoolConfig::new("Bob", loopback(bob_port))
+            .tls(bob_cert.server_config(), bob_cert.client_config());
+        // Bob knows Alice by the certificate he pinned for her.
+        cfg.peers =
+            vec![PeerConfig::new("Alice", "127.0.0.1", free_port())
+                .with_cert(bob_pins.cert_der.clone())];
+        cfg.limits = test_limits();
+        cipherlink_pool::Pool::start(cfg)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+    };
+    let alice_pool = rust_party(
+        "Alice",
+        WireVersion::V5,
+        vec![PeerConfig::new("Bob", "127.0.0.1", bob_port).with_cert(bob_cert.cert_der.clone())],
+        Some(alice),
+    )
+    .await;
+    let res = alice_pool.send("Bob", &Value::str("hi"), None).await;
+    if res.is_ok() {
+        assert_eq!(bob.recv("Alice", None).await.ok(), Some(Value::str("hi")));
+    }
+    alice_pool.shutdown().await;
+    bob.shutdown().await;
+    res
+}
+
+fn is_401(r: &Result<cipherlink_pool::MessageId, PoolError>) -> bool {
+    matches!(
+        r,
+        Err(PoolError::Send {
+            source: SendError::Status { status: 401, .. },
+            ..
+        })
+    )
+}
+
+#[tokio::test]
+async fn pinned_certificate_identifies_the_sender() {
+    init_logs();
+    let ca = Ca::new();
+    let (alice, bob) = (ca.party("alice", 0x0A1B2C3D4E), ca.party("bob", 7));
+    assert!(send_with(&alice, &alice, &bob).await.is_ok());
+}
+
+#[tokio::test]
+async fn another_certificate_from_the_same_ca_is_refused() {
+    init_logs();
+    let ca = Ca::new();
+    let (alice, mallory, bob) = (
+        ca.party("alice", 11),
+        ca.party("mallory", 12),
+        ca.party("bob", 13),
+    );
+    let r = send_with(&alice, &mallory, &bob).await;
+    assert!(is_401(&r), "{r:?}");
+}
+
+#[tokio::test]
+async fn issuer_dn_not_starting_with_cn_is_refused_as_the_package_does() {
+    init_logs();
+    // /C=NL/O=TNO/CN=Test CA: the receiving side computes "NL:<serial>", the
+    // registering side "Test CA:<serial>"; they never match (tno-wire.md 2).
+    let ca = Ca::with_dn(&[
+        (rcgen::DnType::CountryName, "NL"),
+        (rcgen::DnType::OrganizationName, "TNO"),
+        (rcgen::DnType::CommonName, "Test CA"),
+    ]);
+    let (alice, bob) = (ca.party("alice", 21), ca.party("bob", 22));
+    let r = send_with(&alice, &alice, &bob).await;
+    assert!(is_401(&r), "{r:?}");
+}
+
+#[test]
+fn ids_match_the_packages_format() {
+    let ca = Ca::new();
+    let alice = ca.party("alice", 0x0A1B2C3D4E);
+    assert_eq!(
+        cipherlink_pool::identity::presented_cert_id(&alice.cert_der).ok(),
+        Some("Test CA:43405557070".to_string())
+    );
+    assert_eq!(
+        cipherlink_pool::identity::registered_cert_id(&alice.cert_der).ok(),
+        Some("Test CA:43405557070".to_string())
+    );
+}

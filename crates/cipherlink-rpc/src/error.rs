@@ -1,0 +1,158 @@
+//! Typed errors of the RPC lab. Each names the file, address or setting at
+//! fault and, where one exists, the fix.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// Everything that can go wrong while configuring or running the lab.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RpcError {
+    /// A PEM file could not be read.
+    #[error("cannot read {what} from {path}: {source}")]
+    ReadPem {
+        /// What the file should hold ("server certificate", "CA bundle", ...).
+        what: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A PEM file was read but holds nothing usable.
+    #[error("{path} holds no {what}: expected a PEM block such as {expected}")]
+    EmptyPem {
+        /// What the file should hold.
+        what: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// An example PEM header that would be accepted.
+        expected: &'static str,
+    },
+    /// A PEM file holds a malformed block.
+    #[error("{path}: malformed PEM ({what}): {detail}")]
+    BadPem {
+        /// What the file should hold.
+        what: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// The parser's complaint.
+        detail: String,
+    },
+    /// Our own certificate is in the seed's legacy shape and acceptance is off.
+    #[error(transparent)]
+    Legacy(#[from] crate::tls::LegacyCertificate),
+    /// rustls refused the assembled TLS configuration.
+    #[error("TLS configuration refused: {0}")]
+    Tls(#[from] rustls::Error),
+    /// A verifier could not be built from the trust anchors.
+    #[error("cannot build a certificate verifier from {path}: {detail}")]
+    Verifier {
+        /// The CA file.
+        path: PathBuf,
+        /// rustls' reason.
+        detail: String,
+    },
+    /// The name the client should check in the server certificate is invalid.
+    #[error("invalid TLS server name {name:?}: {detail}")]
+    ServerName {
+        /// The name given.
+        name: String,
+        /// Why it is invalid.
+        detail: String,
+    },
+    /// Binding the listening socket failed.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// Resolving the server's host name failed or gave no address.
+    #[error("cannot resolve {host}:{port}: {detail}")]
+    Resolve {
+        /// Host name.
+        host: String,
+        /// Port.
+        port: u16,
+        /// Why.
+        detail: String,
+    },
+    /// The gRPC channel could not be set up (TCP, TLS or HTTP/2).
+    #[error("cannot open a gRPC channel to {target}: {detail}")]
+    Connect {
+        /// host:port.
+        target: String,
+        /// The full cause chain, innermost last.
+        detail: String,
+    },
+    /// The gRPC server stopped with an error.
+    #[error("gRPC server failed: {0}")]
+    Serve(String),
+    /// A load setting is out of range.
+    #[error("invalid setting {field}: {detail}")]
+    Setting {
+        /// The setting's name (flag or env var).
+        field: &'static str,
+        /// What would be valid.
+        detail: String,
+    },
+    /// Reading or writing a results file failed.
+    #[error("{path}: {source}")]
+    ResultsIo {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A results file line is not in either format.
+    #[error("{path}:{line}: {detail}")]
+    ResultsFormat {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line number.
+        line: usize,
+        /// What was wrong.
+        detail: String,
+    },
+    /// Drawing a plot failed.
+    #[error("cannot draw {path}: {detail}")]
+    Plot {
+        /// The output file.
+        path: PathBuf,
+        /// The backend's reason.
+        detail: String,
+    },
+}
+
+/// Joins an error and all its sources into one line, so a TLS failure deep in
+/// the connector ("invalid peer certificate: UnknownIssuer") reaches the user.
+pub fn chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = String::new();
+    let mut cur = Some(err);
+    while let Some(e) = cur {
+        let s = readable(e).unwrap_or_else(|| e.to_string());
+        if !out.contains(&s) {
+            if !out.is_empty() {
+                out.push_str(": ");
+            }
+            out.push_str(&s);
+        }
+        cur = e.source();
+    }
+    out
+}
+
+/// rustls prints errors it carries for a verifier with `Debug`; find ours
+/// (inside an `io::Error` from tokio-rustls) and use its `Display` instead.
+fn readable(e: &(dyn std::error::Error + 'static)) -> Option<String> {
+    let tls = match e.downcast_ref::<std::io::Error>() {
+        Some(io) => io.get_ref()?.downcast_ref::<rustls::Error>()?,
+        None => e.downcast_ref::<rustls::Error>()?,
+    };
+    if let rustls::Error::InvalidCertificate(rustls::CertificateError::Other(other)) = tls {
+        let inner: &(dyn std::error::Error + 'static) = &*other.0;
+        return Some(format!("invalid peer certificate: {inner}"));
+    }
+    None
+}

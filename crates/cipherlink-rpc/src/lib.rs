@@ -1,0 +1,31 @@
+//! cipherlink-rpc: the gRPC latency lab of seed 001.
+//!
+//! ```text
+//!  rpc serve ──> server::BoundServer ── tonic ── ScoreService (delay, random score)
+//!                     ^ accept + TLS (tls::server_config)
+//!                     |
+//!  rpc steady ──> client::connect::Connector ──> one Channel ──> client::steady (open loop)
+//!  rpc coldconn ─> client::connect::Connector ──> new Channel per attempt ──> client::coldconn
+//!                     |
+//!                     v  results files (record), seed format
+//!  summarize ────> summary (read, stats, SVG + HTML plots)
+//! ```
+//!
+//! The proto is the seed's `score.proto`, compiled at build time by protox
+//! (pure Rust, no system `protoc`) and tonic-prost-build. TLS is rustls with
+//! aws-lc-rs, TLS 1.3 only, hybrid post-quantum key exchange preferred; the
+//! seed's own openssl certificates (X.509 v1, CN-only) work with
+//! `--legacy-cn-certs` (see [`tls`]).
+
+pub mod client;
+pub mod env;
+pub mod error;
+pub mod pb;
+pub mod record;
+pub mod server;
+pub mod stats;
+pub mod summary;
+pub mod timer;
+pub mod tls;
+
+pub use error::RpcError;

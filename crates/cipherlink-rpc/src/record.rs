@@ -1,0 +1,174 @@
+//! The results files, in the seed's format: a `#TEST=<name>` line, then one
+//! JSON object a line.
+//!
+//! ```text
+//! #TEST=01_steady
+//! {"ok":true,"latency_ms":5.83}
+//! {"ok":false,"code":"DEADLINE_EXCEEDED"}
+//! #TEST=02_coldconn
+//! {"ok":true,"t_connect_ms":19.4,"t_first_rpc_ms":6.1,"t_total_ms":25.5}
+//! ```
+//!
+//! Times are written with microsecond precision (three decimals): at
+//! DELAY_MS=0 whole latencies are a fraction of a millisecond.
+
+use std::io::Write;
+use std::path::Path;
+use std::time::Duration;
+
+use crate::error::RpcError;
+
+/// Header name of the steady test.
+pub const STEADY_TEST: &str = "01_steady";
+/// Header name of the cold-connection test.
+pub const COLDCONN_TEST: &str = "02_coldconn";
+
+/// The result of one steady-test request.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// Answered; latency from the request's intended send time.
+    Ok(Duration),
+    /// Failed with this gRPC code name.
+    Err(&'static str),
+}
+
+/// The result of one cold-connection attempt.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ColdOutcome {
+    /// Connected and answered.
+    Ok {
+        /// TCP connect + TLS handshake + HTTP/2 setup.
+        connect: Duration,
+        /// The first call on the new channel.
+        first_rpc: Duration,
+    },
+    /// Failed with this gRPC code name.
+    Err(&'static str),
+}
+
+/// The gRPC code name of a failed call, as gRPC's own clients report it.
+///
+/// tonic reports a broken or refused connection (server down, TLS alert) as
+/// UNKNOWN carrying the transport error as its source; gRPC's C core and
+/// grpc-go call that UNAVAILABLE, and so does this lab, to keep the two
+/// suites' files comparable. A server's own UNKNOWN has no source and stays.
+pub fn status_name(status: &tonic::Status) -> &'static str {
+    use std::error::Error as _;
+    if status.code() == tonic::Code::Unknown && status.source().is_some() {
+        return "UNAVAILABLE";
+    }
+    code_name(status.code())
+}
+
+/// Milliseconds rounded to microseconds, as written to files.
+pub fn ms(d: Duration) -> f64 {
+    (d.as_secs_f64() * 1e6).round() / 1e3
+}
+
+/// The gRPC name of a status code, as Python's `grpc.StatusCode.X.name`.
+pub fn code_name(code: tonic::Code) -> &'static str {
+    use tonic::Code::*;
+    match code {
+        Ok => "OK",
+        Cancelled => "CANCELLED",
+        Unknown => "UNKNOWN",
+        InvalidArgument => "INVALID_ARGUMENT",
+        DeadlineExceeded => "DEADLINE_EXCEEDED",
+        NotFound => "NOT_FOUND",
+        AlreadyExists => "ALREADY_EXISTS",
+        PermissionDenied => "PERMISSION_DENIED",
+        ResourceExhausted => "RESOURCE_EXHAUSTED",
+        FailedPrecondition => "FAILED_PRECONDITION",
+        Aborted => "ABORTED",
+        OutOfRange => "OUT_OF_RANGE",
+        Unimplemented => "UNIMPLEMENTED",
+        Internal => "INTERNAL",
+        Unavailable => "UNAVAILABLE",
+        DataLoss => "DATA_LOSS",
+        Unauthenticated => "UNAUTHENTICATED",
+    }
+}
+
+fn create(path: &Path) -> Result<std::io::BufWriter<std::fs::File>, RpcError> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|source| RpcError::ResultsIo {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+    }
+    std::fs::File::create(path)
+        .map(std::io::BufWriter::new)
+        .map_err(|source| RpcError::ResultsIo {
+            path: path.to_path_buf(),
+            source,
+        })
+}
+
+fn io_err(path: &Path) -> impl Fn(std::io::Error) -> RpcError + '_ {
+    move |source| RpcError::ResultsIo {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Writes a steady-test results file.
+pub fn write_steady(path: &Path, outcomes: &[Outcome]) -> Result<(), RpcError> {
+    let mut w = create(path)?;
+    let mut body = String::with_capacity(32 * (outcomes.len() + 1));
+    body.push_str("#TEST=");
+    body.push_str(STEADY_TEST);
+    body.push('\n');
+    for o in outcomes {
+        match o {
+            Outcome::Ok(d) => {
+                body.push_str(&format!("{{\"ok\":true,\"latency_ms\":{}}}\n", ms(*d)))
+            }
+            Outcome::Err(code) => body.push_str(&format!("{{\"ok\":false,\"code\":\"{code}\"}}\n")),
+        }
+    }
+    w.write_all(body.as_bytes()).map_err(io_err(path))?;
+    w.flush().map_err(io_err(path))
+}
+
+/// Writes a cold-connection results file.
+pub fn write_coldconn(path: &Path, outcomes: &[ColdOutcome]) -> Result<(), RpcError> {
+    let mut w = create(path)?;
+    let mut body = format!("#TEST={COLDCONN_TEST}\n");
+    for o in outcomes {
+        match o {
+            ColdOutcome::Ok { connect, first_rpc } => body.push_str(&format!(
+                "{{\"ok\":true,\"t_connect_ms\":{},\"t_first_rpc_ms\":{},\"t_total_ms\":{}}}\n",
+                ms(*connect),
+                ms(*first_rpc),
+                ms(*connect + *first_rpc)
+            )),
+            ColdOutcome::Err(code) => {
+                body.push_str(&format!("{{\"ok\":false,\"code\":\"{code}\"}}\n"))
+            }
+        }
+    }
+    w.write_all(body.as_bytes()).map_err(io_err(path))?;
+    w.flush().map_err(io_err(path))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_match_the_seed_format() {
+        let dir = tempfile::tempdir().map_err(|e| e.to_string());
+        let Ok(dir) = dir else { return };
+        let p = dir.path().join("s.txt");
+        let outs = [
+            Outcome::Ok(Duration::from_micros(5830)),
+            Outcome::Err("DEADLINE_EXCEEDED"),
+        ];
+        assert!(write_steady(&p, &outs).is_ok());
+        let text = std::fs::read_to_string(&p).unwrap_or_default();
+        assert_eq!(
+            text,
+            "#TEST=01_steady\n{\"ok\":true,\"latency_ms\":5.83}\n{\"ok\":false,\"code\":\"DEADLINE_EXCEEDED\"}\n"
+        );
+    }
+}

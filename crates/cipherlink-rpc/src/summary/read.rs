@@ -1,0 +1,169 @@
+//! Reading results files: the seed's two formats as written by this crate
+//! and by the Python suite (which may add fields, spell codes as
+//! `StatusCode.UNAVAILABLE`, or leave trailing blanks on the header).
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::error::RpcError;
+use crate::record::{COLDCONN_TEST, STEADY_TEST};
+
+/// Which test a file holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// 01_steady: one latency per request.
+    Steady,
+    /// 02_coldconn: connect / first RPC / total per attempt.
+    Coldconn,
+}
+
+/// One line of results.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+pub struct Row {
+    /// Success flag; absent means "success if it has a time".
+    #[serde(default)]
+    pub ok: Option<bool>,
+    /// gRPC code name of a failure.
+    #[serde(default)]
+    pub code: Option<String>,
+    /// Steady latency.
+    #[serde(default)]
+    pub latency_ms: Option<f64>,
+    /// Cold: connect time.
+    #[serde(default)]
+    pub t_connect_ms: Option<f64>,
+    /// Cold: first call time.
+    #[serde(default)]
+    pub t_first_rpc_ms: Option<f64>,
+    /// Cold: total.
+    #[serde(default)]
+    pub t_total_ms: Option<f64>,
+}
+
+impl Row {
+    /// Whether the line records a success.
+    pub fn succeeded(&self) -> bool {
+        self.ok
+            .unwrap_or(self.latency_ms.is_some() || self.t_total_ms.is_some())
+    }
+
+    /// The failure's code, normalised to the bare gRPC name.
+    pub fn code_name(&self) -> String {
+        let code = self.code.as_deref().unwrap_or("UNKNOWN").trim();
+        code.strip_prefix("StatusCode.").unwrap_or(code).to_string()
+    }
+
+    /// The time plotted and summarised: latency, or cold total.
+    pub fn primary_ms(&self) -> Option<f64> {
+        self.latency_ms.or(self.t_total_ms).or_else(|| {
+            // Some writers give only the two parts.
+            Some(self.t_connect_ms? + self.t_first_rpc_ms?)
+        })
+    }
+}
+
+/// A parsed results file.
+#[derive(Debug, Clone)]
+pub struct RunFile {
+    /// Where it came from.
+    pub path: PathBuf,
+    /// The `#TEST=` name, if the file had one.
+    pub test: Option<String>,
+    /// Which test, from the header or the fields.
+    pub kind: Kind,
+    /// Lines in file order (= intended send order for this crate's files).
+    pub rows: Vec<Row>,
+}
+
+impl RunFile {
+    /// A short label for tables and legends: the file name.
+    pub fn label(&self) -> String {
+        self.path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| self.path.display().to_string())
+    }
+}
+
+/// Reads one file.
+pub fn read(path: &Path) -> Result<RunFile, RpcError> {
+    let text = std::fs::read_to_string(path).map_err(|source| RpcError::ResultsIo {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    parse(path, &text)
+}
+
+/// Parses file text; `path` only names it in errors.
+pub fn parse(path: &Path, text: &str) -> Result<RunFile, RpcError> {
+    let mut test = None;
+    let mut rows = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() {
+            continue;
+        }
+        if let Some(comment) = line.strip_prefix('#') {
+            if let Some(name) = comment.trim().strip_prefix("TEST=") {
+                test.get_or_insert_with(|| name.trim().to_string());
+            }
+            continue;
+        }
+        let row: Row = serde_json::from_str(line).map_err(|e| RpcError::ResultsFormat {
+            path: path.to_path_buf(),
+            line: i + 1,
+            detail: format!("not a results line ({e}): {}", truncate(line)),
+        })?;
+        rows.push(row);
+    }
+    let kind = match test.as_deref() {
+        Some(t) if t == COLDCONN_TEST || t.contains("coldconn") => Kind::Coldconn,
+        Some(t) if t == STEADY_TEST || t.contains("steady") => Kind::Steady,
+        _ if rows
+            .iter()
+            .any(|r| r.t_total_ms.is_some() || r.t_connect_ms.is_some()) =>
+        {
+            Kind::Coldconn
+        }
+        _ => Kind::Steady,
+    };
+    Ok(RunFile {
+        path: path.to_path_buf(),
+        test,
+        kind,
+        rows,
+    })
+}
+
+fn truncate(line: &str) -> String {
+    line.chars().take(80).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_both_formats_and_python_spellings() {
+        let steady = "#TEST=01_steady\n{\"ok\":true,\"latency_ms\":5.83}\n\n\
+                      {\"ok\":false,\"code\":\"StatusCode.DEADLINE_EXCEEDED\",\"error\":\"x\"}\n";
+        let f = parse(Path::new("a"), steady).map_err(|e| e.to_string());
+        assert!(matches!(&f, Ok(f) if f.kind == Kind::Steady && f.rows.len() == 2));
+        if let Ok(f) = f {
+            assert_eq!(f.rows[1].code_name(), "DEADLINE_EXCEEDED");
+            assert!(!f.rows[1].succeeded());
+        }
+        let cold = "#TEST=02_coldconn  \n{\"ok\":true,\"t_connect_ms\":19.4,\"t_first_rpc_ms\":6.1,\"t_total_ms\":25.5}\n";
+        let f = parse(Path::new("b"), cold).map_err(|e| e.to_string());
+        assert!(
+            matches!(&f, Ok(f) if f.kind == Kind::Coldconn && f.rows[0].primary_ms() == Some(25.5))
+        );
+    }
+
+    #[test]
+    fn a_bad_line_names_file_and_line() {
+        let err = parse(Path::new("r.txt"), "#TEST=01_steady\nnot json\n");
+        assert!(matches!(err, Err(RpcError::ResultsFormat { line: 2, .. })));
+    }
+}
