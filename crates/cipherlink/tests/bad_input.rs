@@ -455,3 +455,52 @@ async fn many_failures_leave_no_connection_behind() {
     assert_eq!(server.stats.completed(), 10);
     assert_eq!(server.stats.accepted(), 30);
 }
+
+#[tokio::test]
+async fn a_cached_chain_never_vouches_for_a_different_certificate() {
+    // The client caches verified chains; an impostor with another CA's
+    // certificate for the same name must still be refused, and the genuine
+    // server must still prove key possession (a copied certificate with the
+    // wrong key fails CertificateVerify).
+    let b = bundle();
+    let genuine = start(&server_config(&b)).await;
+    let client = Context::client(&client_config(&b)).unwrap();
+    ping(genuine.addr, &client).await.unwrap();
+    ping(genuine.addr, &client).await.unwrap();
+
+    let impostor_bundle = certs::generate(&CertOptions {
+        ca_name: "impostor CA".into(),
+        ..CertOptions::default()
+    })
+    .unwrap();
+    let impostor = start(&server_config(&impostor_bundle)).await;
+    let err = ping(impostor.addr, &client).await.unwrap_err().to_string();
+    assert!(err.contains("trusted CA"), "{err}");
+
+    // The genuine certificate served with someone else's key: the server
+    // Context refuses to build, so use plain rustls for the impostor.
+    let chain = cipherlink::pki::load_certificates("certificate", &inline(&b.server.cert)).unwrap();
+    let key = cipherlink::pki::load_private_key("private_key", &inline(&impostor_bundle.server.key))
+        .unwrap();
+    let provider = cipherlink::rustls::crypto::aws_lc_rs::default_provider();
+    let signer = provider.key_provider.load_private_key(key).unwrap();
+    let certified = cipherlink::rustls::sign::CertifiedKey::new(chain, signer);
+    let tls = cipherlink::rustls::ServerConfig::builder()
+        .with_no_client_auth()
+        .with_cert_resolver(Arc::new(cipherlink::rustls::sign::SingleCertAndKey::from(certified)));
+    let (a, c) = tokio::io::duplex(64 * 1024);
+    let server = tokio::spawn(async move {
+        let _ = tokio_rustls::TlsAcceptor::from(Arc::new(tls)).accept(a).await;
+    });
+    let err = client.connect(c, "127.0.0.1").await.unwrap_err();
+    assert!(
+        matches!(
+            err.tls_error(),
+            Some(cipherlink::rustls::Error::InvalidCertificate(
+                cipherlink::rustls::CertificateError::BadSignature
+            ))
+        ),
+        "{err:?}"
+    );
+    server.await.unwrap();
+}
