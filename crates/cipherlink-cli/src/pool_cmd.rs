@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{bail, Context as _, Result};
+use cipherlink::PemSource;
 use cipherlink_pool::json::{from_json, to_json};
 use cipherlink_pool::{tls, MessageId, PeerConfig, Pool, PoolConfig, WireVersion};
 use clap::{Args, Subcommand};
@@ -51,6 +52,13 @@ struct PartyArgs {
     /// The CA that issued every party's certificate (PEM).
     #[arg(long, value_name = "FILE")]
     ca: Option<PathBuf>,
+    /// TLS as the Python package does it: verify peers' certificate chains
+    /// but not that they name the address dialled (`check_hostname=False`),
+    /// with rustls' default groups. Needed when Python parties' certificates
+    /// do not name their address. Without it, TLS comes from the core
+    /// Context (its key-exchange policy, checks and messages).
+    #[arg(long, requires = "tls")]
+    python_compat_tls: bool,
     /// Which tno.mpc.communication wire to speak: 5 (default) or 4.
     #[arg(long, default_value = "5")]
     wire: WireVersion,
@@ -146,8 +154,21 @@ async fn start(p: &PartyArgs) -> Result<Pool> {
             read("key", &p.key)?,
             read("ca", &p.ca)?,
         );
-        let server = tls::server_config(&cert, &key, &ca).context("building the TLS listener")?;
-        let client = tls::client_config(&cert, &key, &ca).context("building the TLS client")?;
+        let (server, client) = if p.python_compat_tls {
+            let server =
+                tls::server_config(&cert, &key, &ca).context("building the TLS listener")?;
+            let client = tls::client_config(&cert, &key, &ca).context("building the TLS client")?;
+            (server, client)
+        } else {
+            // By path, so the core's messages name the file at fault.
+            let path = |f: &Option<PathBuf>| {
+                f.as_deref()
+                    .map_or_else(|| PemSource::path(""), PemSource::path)
+            };
+            let _ = (cert, key, ca);
+            tls::core_configs(path(&p.cert), path(&p.key), path(&p.ca))
+                .context("building TLS from --cert, --key and --ca")?
+        };
         cfg = cfg.tls(server, client);
     }
     Pool::start(cfg)

@@ -17,7 +17,7 @@ use cipherlink_rpc::record;
 use cipherlink_rpc::server::{BoundServer, ServerOptions};
 use cipherlink_rpc::summary::report::latency_line;
 use cipherlink_rpc::timer::Timer;
-use cipherlink_rpc::tls::{self, ClientTls, ServerTls};
+use cipherlink_rpc::tls::{self, ClientTls, KeyExchange, ServerTls};
 use clap::{Args, Subcommand};
 
 /// Loads a `.env` file into the environment; call before parsing flags.
@@ -62,6 +62,18 @@ struct RpcTlsArgs {
     /// still verified (leaf signed directly by the CA).
     #[arg(long, env = "TLS_LEGACY_CN")]
     legacy_cn_certs: bool,
+    /// Key-exchange groups to offer / accept, most preferred first, e.g.
+    /// `X25519` (classical) or `X25519MLKEM768` (hybrid post-quantum).
+    /// Valid: X25519MLKEM768, SecP256r1MLKEM768, MLKEM768, X25519, P-256, P-384.
+    #[arg(
+        long,
+        env = "TLS_GROUPS",
+        value_name = "LIST",
+        value_delimiter = ',',
+        value_parser = parse_group,
+        default_value = "X25519MLKEM768,X25519,P-256"
+    )]
+    groups: Vec<KeyExchange>,
     /// Plaintext HTTP/2, no TLS at all (TLS_* are then ignored).
     #[arg(long)]
     insecure: bool,
@@ -184,6 +196,11 @@ pub async fn run(args: RpcArgs) -> Result<()> {
     }
 }
 
+fn parse_group(text: &str) -> std::result::Result<KeyExchange, String> {
+    text.parse()
+        .map_err(|e: cipherlink::kx::UnknownGroup| e.to_string())
+}
+
 fn secs(value: f64, name: &str) -> Result<Duration> {
     Duration::try_from_secs_f64(value).with_context(|| format!("{name}={value} is not a duration"))
 }
@@ -215,6 +232,7 @@ async fn serve(a: ServeArgs) -> Result<()> {
             key,
             client_ca: a.tls.tls_ca.clone(),
             accept_legacy: a.tls.legacy_cn_certs,
+            groups: a.tls.groups.clone(),
         })?)
     };
     let mode = match (&tls, &a.tls.tls_ca) {
@@ -261,6 +279,7 @@ async fn connector(c: &ClientArgs, resumption: bool) -> Result<Connector> {
             identity,
             accept_legacy: c.tls.legacy_cn_certs,
             resumption,
+            groups: c.tls.groups.clone(),
         })?)
     };
     Ok(Connector::resolve(&Target {

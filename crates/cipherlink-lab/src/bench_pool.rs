@@ -195,11 +195,14 @@ async fn case(
     let alice_port = free_port()?;
     let bob_port = free_port()?;
     let payload = Value::Bytes(vec![0x5a; size]);
+    // A Python Bob needs the package's TLS (no host name check, classical
+    // groups); between Rust parties TLS comes from the core Context.
     let alice = party(
         "Alice",
         alice_port,
         PeerConfig::new("Bob", "127.0.0.1", bob_port),
         tls.then_some((certs, &certs.alice, &certs.bob_der)),
+        !python,
     )
     .await?;
     let mut py_child = None;
@@ -248,6 +251,7 @@ async fn case(
             bob_port,
             PeerConfig::new("Alice", "127.0.0.1", alice_port),
             tls.then_some((certs, &certs.bob, &certs.alice_der)),
+            true,
         )
         .await?;
         Some(tokio::spawn(rust_bob(bob, n)))
@@ -356,6 +360,7 @@ async fn party(
         &(String, String),
         &rustls_pki_types::CertificateDer<'static>,
     )>,
+    core_tls: bool,
 ) -> Result<Pool, PoolBenchError> {
     let mut cfg = PoolConfig::new(name, ([127, 0, 0, 1], port).into());
     cfg.retry = RetryPolicy {
@@ -364,6 +369,14 @@ async fn party(
     };
     cfg.limits.recv_timeout = Some(Duration::from_secs(120));
     let peer = match tls {
+        Some((certs, (cert, key), peer_der)) if core_tls => {
+            let pem = |s: &String| cipherlink::PemSource::inline(s.clone());
+            let (server, client) =
+                cipherlink_pool::tls::core_configs(pem(cert), pem(key), pem(&certs.ca))
+                    .map_err(|e| PoolBenchError::Certs(e.to_string()))?;
+            cfg = cfg.tls(server, client);
+            peer.with_cert(peer_der.clone())
+        }
         Some((certs, (cert, key), peer_der)) => {
             let server = cipherlink_pool::tls::server_config(
                 cert.as_bytes(),

@@ -35,6 +35,15 @@ pub fn encode_into(value: &Value, out: &mut Vec<u8>, max_depth: usize) -> Result
     Encoder { out, max_depth }.value(value, 0)
 }
 
+/// Appends a str, as [`encode_into`] would encode `Value::Str`.
+pub fn encode_str_into(s: &str, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+    Encoder {
+        out,
+        max_depth: DEFAULT_MAX_DEPTH,
+    }
+    .str(s)
+}
+
 /// Decodes the first msgpack document in `input`, ignoring trailing bytes.
 pub fn decode(input: &[u8]) -> Result<Value, DecodeError> {
     decode_with_depth(input, DEFAULT_MAX_DEPTH)

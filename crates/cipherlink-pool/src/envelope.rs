@@ -135,11 +135,158 @@ fn bin_header(len: usize, out: &mut Vec<u8>) -> Result<(), EncodeError> {
 
 /// Builds the request body for one message.
 pub fn encode(version: WireVersion, id: &MessageId, value: &Value) -> Result<Vec<u8>, EncodeError> {
-    encode_with_inner(version, id, &encode_inner(value)?)
+    let mut body = encode_object(version, value)?;
+    finish_body(&mut body, id)?;
+    Ok(body)
+}
+
+/// Where the 5.x bin header starts: after `fixmap(2), "object"`.
+const OBJECT_AT: usize = 8;
+/// The longest bin header (bin32: marker and 4 length bytes).
+const BIN32_HEADER: usize = 5;
+
+/// The start of a request body, `{"object": <value>`, with the value encoded
+/// straight into it; [`finish_body`] appends the id. Encoding before the id
+/// is known lets a send fail on an unencodable value without spending an id,
+/// and writing into the body at once avoids a second copy of a large value
+/// (5.x double-encodes it as a bin, which a naive build copies again).
+pub fn encode_object(version: WireVersion, value: &Value) -> Result<Vec<u8>, EncodeError> {
+    let mut out = Vec::with_capacity(OBJECT_AT + BIN32_HEADER + size_hint(value) + 16);
+    out.extend_from_slice(b"\x82\xa6object");
+    match version {
+        WireVersion::V4 => codec::encode_into(value, &mut out, codec::DEFAULT_MAX_DEPTH)?,
+        WireVersion::V5 => {
+            // Reserve room for the longest bin header, encode, then write the
+            // header the length needs; a shorter header means the value is
+            // under 64 KiB, so moving it back is cheap.
+            out.extend_from_slice(&[0; BIN32_HEADER]);
+            codec::encode_into(value, &mut out, codec::DEFAULT_MAX_DEPTH)?;
+            let inner_len = out.len() - OBJECT_AT - BIN32_HEADER;
+            let mut header = Vec::with_capacity(BIN32_HEADER);
+            bin_header(inner_len, &mut header)?;
+            let gap = BIN32_HEADER - header.len();
+            if gap > 0 {
+                out.copy_within(OBJECT_AT + BIN32_HEADER.., OBJECT_AT + header.len());
+                out.truncate(out.len() - gap);
+            }
+            out[OBJECT_AT..OBJECT_AT + header.len()].copy_from_slice(&header);
+        }
+    }
+    Ok(out)
+}
+
+/// Appends `"id": <id>` to a body begun by [`encode_object`].
+pub fn finish_body(body: &mut Vec<u8>, id: &MessageId) -> Result<(), EncodeError> {
+    body.extend_from_slice(b"\xa2id");
+    match id {
+        // The common case, without building a Value (and cloning the str).
+        MessageId::Str(s) => codec::encode_str_into(s, body),
+        MessageId::Int(_) => codec::encode_into(&id.to_value(), body, 1),
+    }
+}
+
+/// Roughly how many bytes `value` encodes to, so the body is allocated once
+/// for the large values (bytes, str, numpy data) that matter.
+fn size_hint(value: &Value) -> usize {
+    match value {
+        Value::Bytes(b) => b.len() + 5,
+        Value::Str(s) => s.len() + 5,
+        Value::List(items) | Value::Tuple(items) if items.len() <= 16 => {
+            items.iter().map(size_hint).sum::<usize>() + 32
+        }
+        _ => 64,
+    }
 }
 
 /// Decodes a request body of the given version into (id, value).
 pub fn decode(
+    version: WireVersion,
+    body: &[u8],
+    max_depth: usize,
+) -> Result<(MessageId, Value), EnvelopeError> {
+    if version == WireVersion::V5 {
+        if let Some((id, inner)) = split_v5(body) {
+            let value = codec::decode_with_depth(inner, max_depth).map_err(EnvelopeError::Inner)?;
+            return Ok((id, value));
+        }
+    }
+    decode_general(version, body, max_depth)
+}
+
+/// The well-formed 5.x body, `{"object": bin, "id": str}` in either order,
+/// read in place: the inner document is borrowed from the body instead of
+/// copied out as a bytes value first (a second copy of every payload).
+/// Anything else returns `None`, and [`decode_general`] gives the same
+/// answer, and error, as it always did.
+fn split_v5(body: &[u8]) -> Option<(MessageId, &[u8])> {
+    let mut r = Reader { buf: body, pos: 0 };
+    if r.byte()? != 0x82 {
+        return None;
+    }
+    let mut id = None;
+    let mut object = None;
+    for _ in 0..2 {
+        match r.str()? {
+            "object" if object.is_none() => object = Some(r.bin()?),
+            "id" if id.is_none() => id = Some(MessageId::Str(r.str()?.to_string())),
+            _ => return None,
+        }
+    }
+    Some((id?, object?))
+}
+
+/// A cursor over msgpack bytes for [`split_v5`]; every length is checked
+/// against what is there.
+struct Reader<'a> {
+    buf: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        let end = self.pos.checked_add(n)?;
+        let s = self.buf.get(self.pos..end)?;
+        self.pos = end;
+        Some(s)
+    }
+
+    fn byte(&mut self) -> Option<u8> {
+        self.take(1).map(|b| b[0])
+    }
+
+    fn len(&mut self, width: usize) -> Option<usize> {
+        Some(
+            self.take(width)?
+                .iter()
+                .fold(0usize, |acc, &b| (acc << 8) | usize::from(b)),
+        )
+    }
+
+    fn str(&mut self) -> Option<&'a str> {
+        let n = match self.byte()? {
+            m @ 0xa0..=0xbf => usize::from(m & 0x1f),
+            0xd9 => self.len(1)?,
+            0xda => self.len(2)?,
+            0xdb => self.len(4)?,
+            _ => return None,
+        };
+        std::str::from_utf8(self.take(n)?).ok()
+    }
+
+    fn bin(&mut self) -> Option<&'a [u8]> {
+        let n = match self.byte()? {
+            0xc4 => self.len(1)?,
+            0xc5 => self.len(2)?,
+            0xc6 => self.len(4)?,
+            _ => return None,
+        };
+        self.take(n)
+    }
+}
+
+/// Decodes any body the generic way: the outer document as a value, then
+/// the checks, in the package's order.
+fn decode_general(
     version: WireVersion,
     body: &[u8],
     max_depth: usize,

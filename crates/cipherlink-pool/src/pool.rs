@@ -231,14 +231,18 @@ impl Pool {
         id: Option<MessageId>,
     ) -> Result<MessageId, PoolError> {
         let idx = self.index(peer)?;
-        let inner = envelope::encode_inner(value).map_err(|source| PoolError::Encode {
-            peer: peer.to_string(),
-            source,
+        // Encoded before an id is taken, so a value that cannot be sent
+        // does not leave a gap in the peer's ids.
+        let body = envelope::encode_object(self.shared.wire, value).map_err(|source| {
+            PoolError::Encode {
+                peer: peer.to_string(),
+                source,
+            }
         })?;
         let id = self.shared.peers[idx]
             .counters
             .next_send(self.shared.wire, id);
-        self.shared.send_inner(idx, &id, &inner).await?;
+        self.shared.send_body(idx, &id, body).await?;
         Ok(id)
     }
 
@@ -251,9 +255,11 @@ impl Pool {
         id: Option<MessageId>,
     ) -> Result<MessageId, PoolError> {
         let idx = self.index(peer)?;
-        let inner = envelope::encode_inner(value).map_err(|source| PoolError::Encode {
-            peer: peer.to_string(),
-            source,
+        let body = envelope::encode_object(self.shared.wire, value).map_err(|source| {
+            PoolError::Encode {
+                peer: peer.to_string(),
+                source,
+            }
         })?;
         let id = self.shared.peers[idx]
             .counters
@@ -268,7 +274,7 @@ impl Pool {
         // Reap finished sends so the set does not grow without bound.
         while bg.try_join_next().is_some() {}
         bg.spawn(async move {
-            if let Err(e) = shared.send_inner(idx, &task_id, &inner).await {
+            if let Err(e) = shared.send_body(idx, &task_id, body).await {
                 warn!("{}: background send failed: {e}", shared.name);
             }
         });
@@ -290,19 +296,26 @@ impl Pool {
                 .collect::<Result<_, _>>()?,
             None => (0..self.shared.peers.len()).collect(),
         };
-        let inner = envelope::encode_inner(value).map_err(|source| PoolError::Encode {
-            peer: "(broadcast)".to_string(),
-            source,
+        // Encoded once; each peer's body is a copy of it with its own id.
+        let object = envelope::encode_object(self.shared.wire, value).map_err(|source| {
+            PoolError::Encode {
+                peer: "(broadcast)".to_string(),
+                source,
+            }
         })?;
-        let inner = Bytes::from(inner);
+        let object = Bytes::from(object);
         let mut set = JoinSet::new();
         for idx in targets {
             let msg_id = self.shared.peers[idx]
                 .counters
                 .next_send(self.shared.wire, id.clone());
             let shared = self.shared.clone();
-            let inner = inner.clone();
-            set.spawn(async move { shared.send_inner(idx, &msg_id, &inner).await });
+            let object = object.clone();
+            set.spawn(async move {
+                let mut body = Vec::with_capacity(object.len() + 32);
+                body.extend_from_slice(&object);
+                shared.send_body(idx, &msg_id, body).await
+            });
         }
         let mut first_err = None;
         while let Some(res) = set.join_next().await {
@@ -497,13 +510,18 @@ impl Pool {
 }
 
 impl Shared {
-    async fn send_inner(&self, idx: usize, id: &MessageId, inner: &[u8]) -> Result<(), PoolError> {
+    /// Completes a body begun by [`envelope::encode_object`] with the id and
+    /// sends it.
+    async fn send_body(
+        &self,
+        idx: usize,
+        id: &MessageId,
+        mut body: Vec<u8>,
+    ) -> Result<(), PoolError> {
         let peer = &self.peers[idx];
-        let body = envelope::encode_with_inner(self.wire, id, inner).map_err(|source| {
-            PoolError::Encode {
-                peer: peer.name.clone(),
-                source,
-            }
+        envelope::finish_body(&mut body, id).map_err(|source| PoolError::Encode {
+            peer: peer.name.clone(),
+            source,
         })?;
         let len = body.len() as u64;
         tracing::debug!("Sending {len} bytes to {}...", peer.client.label());

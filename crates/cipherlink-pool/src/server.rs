@@ -23,7 +23,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::header::{HeaderValue, CONTENT_LENGTH, CONTENT_TYPE, COOKIE};
 use hyper::server::conn::http1;
@@ -33,7 +33,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
-use tracing::{debug, info, warn};
+use tracing::{debug, warn};
 
 use crate::envelope::{self, WireVersion};
 use crate::identity;
@@ -230,7 +230,10 @@ impl Receiver {
             warn!("refused POST from {remote}: HTTP POST does not contain the server_port cookie");
             return error(StatusCode::BAD_REQUEST, None);
         };
-        info!("Received message from {}:{port}", remote.ip());
+        // The package logs this at info; here it is debug, because one
+        // formatted stderr line per message costs more than the rest of a
+        // small message's handling (see docs/pool-wire.md).
+        debug!("Received message from {}:{port}", remote.ip());
         let peer = match self.identify(info, &port) {
             Ok(p) => p,
             Err(id) => {
@@ -243,9 +246,12 @@ impl Receiver {
             }
         };
         let name = &self.peers[peer].name;
-        let limited = Limited::new(req.into_body(), self.limits.max_body);
-        let body = match tokio::time::timeout(self.limits.body_timeout, limited.collect()).await {
-            Ok(Ok(collected)) => collected.to_bytes(),
+        // `length` was checked against max_body above, and hyper ends the
+        // body at Content-Length, so it fits in usize and bounds the read.
+        let length = usize::try_from(length).unwrap_or(self.limits.max_body);
+        let read = read_body(req.into_body(), length, self.limits.max_body);
+        let body = match tokio::time::timeout(self.limits.body_timeout, read).await {
+            Ok(Ok(body)) => body,
             Ok(Err(e)) => {
                 warn!("reading the body from {name} failed: {e}");
                 return error(
@@ -328,6 +334,44 @@ impl Receiver {
         }
         Err(format!("{cert_id} or {address_id}"))
     }
+}
+
+/// Up to this much of a declared body is allocated before it arrives; a
+/// larger body grows the buffer as its bytes come (so a peer that only
+/// announces a big body cannot make us commit memory for it).
+const PREALLOC_MAX: usize = 16 * 1024 * 1024;
+
+/// A body longer than allowed, or a broken stream.
+#[derive(Debug, thiserror::Error)]
+enum BodyError {
+    #[error("body longer than the limit of {0} bytes")]
+    TooLong(usize),
+    #[error(transparent)]
+    Http(#[from] hyper::Error),
+}
+
+/// Collects a body of `length` announced bytes into one buffer, sized once:
+/// one copy of each chunk and no regrowth (collecting chunk lists and
+/// joining them copied a large body twice). A body that arrives as one chunk,
+/// as small ones do, is used as it is.
+async fn read_body(mut body: Incoming, length: usize, max: usize) -> Result<Bytes, BodyError> {
+    let mut buf: Vec<u8> = Vec::new();
+    while let Some(frame) = body.frame().await {
+        let Ok(data) = frame?.into_data() else {
+            continue; // trailers: ignored, as the package does
+        };
+        if buf.len().saturating_add(data.len()) > max {
+            return Err(BodyError::TooLong(max));
+        }
+        if buf.is_empty() {
+            if data.len() >= length {
+                return Ok(data);
+            }
+            buf.reserve_exact(length.min(PREALLOC_MAX));
+        }
+        buf.extend_from_slice(&data);
+    }
+    Ok(Bytes::from(buf))
 }
 
 /// The `server_port` cookie, from any `Cookie` header (other cookies allowed).

@@ -1,7 +1,21 @@
-//! rustls configurations for parties, as the package sets up its SSL contexts:
-//! mutual TLS, peers verified against one CA, and no host name check
-//! (`check_hostname=False`), because parties are addressed by IP and
-//! identified by certificate issuer and serial, not by name.
+//! rustls configurations for parties.
+//!
+//! Two ways to build them:
+//!
+//! - [`core_configs`] / [`from_contexts`]: from the core library's
+//!   [`cipherlink::Context`], so a Pool gets the core's key-exchange policy
+//!   (hybrid X25519MLKEM768 first by default), its validation and its error
+//!   messages. The core client verifies the server's name (the host dialled),
+//!   so every party's certificate must name the address it is reached at,
+//!   as `cipherlink certs` makes them (SAN localhost, 127.0.0.1). Use this
+//!   between cipherlink parties.
+//! - [`server_config`] / [`client_config`]: the package's SSL contexts
+//!   exactly: mutual TLS, peers verified against one CA, and no host name
+//!   check (`check_hostname=False`), because Python parties are addressed by
+//!   IP and identified by certificate issuer and serial, not by name, and
+//!   their certificates often name no address at all. Kept for interop with
+//!   Python parties; the core has no "verify the chain but not the name"
+//!   option yet.
 
 use std::sync::Arc;
 
@@ -35,6 +49,85 @@ pub enum TlsConfigError {
     /// The CA cannot verify client certificates.
     #[error("client verifier: {0}")]
     Verifier(String),
+    /// The core library refused the configuration.
+    #[error("{what}: {source}")]
+    Core {
+        /// Which side.
+        what: &'static str,
+        /// The core's error, naming the field.
+        source: cipherlink::Error,
+    },
+    /// A Context of the wrong role was given.
+    #[error("{what}: expected a {expected} Context")]
+    Role {
+        /// Which argument.
+        what: &'static str,
+        /// The role it should have.
+        expected: &'static str,
+    },
+}
+
+/// A party's two cipherlink [`Config`](cipherlink::Config)s from PEM (file
+/// paths or inline text): a server that requires a client certificate
+/// issued by the CA, and a client that presents the same certificate. The
+/// Pool identifies senders by issuer and serial, so no
+/// `allowed_identities` are set. Adjust them (e.g. `key_exchange`,
+/// `compliance`) before [`from_contexts`].
+pub fn core_party_configs(
+    cert: cipherlink::config::PemSource,
+    key: cipherlink::config::PemSource,
+    ca: cipherlink::config::PemSource,
+) -> (cipherlink::Config, cipherlink::Config) {
+    let server = cipherlink::Config {
+        certificate: Some(cert.clone()),
+        private_key: Some(key.clone()),
+        trusted_cas: vec![ca.clone()],
+        require_client_cert: true,
+        ..cipherlink::Config::default()
+    };
+    let client = cipherlink::Config {
+        certificate: Some(cert),
+        private_key: Some(key),
+        trusted_cas: vec![ca],
+        ..cipherlink::Config::default()
+    };
+    (server, client)
+}
+
+/// The rustls configurations inside two core Contexts, for
+/// [`crate::PoolConfig::tls`].
+pub fn from_contexts(
+    server: &cipherlink::Context,
+    client: &cipherlink::Context,
+) -> Result<(Arc<rustls::ServerConfig>, Arc<rustls::ClientConfig>), TlsConfigError> {
+    let s = server.rustls_server_config().ok_or(TlsConfigError::Role {
+        what: "server",
+        expected: "server",
+    })?;
+    let c = client.rustls_client_config().ok_or(TlsConfigError::Role {
+        what: "client",
+        expected: "client",
+    })?;
+    Ok((s, c))
+}
+
+/// [`core_party_configs`] built into Contexts with the core's defaults, for
+/// [`crate::PoolConfig::tls`].
+pub fn core_configs(
+    cert: cipherlink::config::PemSource,
+    key: cipherlink::config::PemSource,
+    ca: cipherlink::config::PemSource,
+) -> Result<(Arc<rustls::ServerConfig>, Arc<rustls::ClientConfig>), TlsConfigError> {
+    let (s, c) = core_party_configs(cert, key, ca);
+    let server = cipherlink::Context::server(&s).map_err(|source| TlsConfigError::Core {
+        what: "TLS listener",
+        source,
+    })?;
+    let client = cipherlink::Context::client(&c).map_err(|source| TlsConfigError::Core {
+        what: "TLS client",
+        source,
+    })?;
+    from_contexts(&server, &client)
 }
 
 /// Certificates from PEM text.

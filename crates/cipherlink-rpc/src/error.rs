@@ -41,6 +41,15 @@ pub enum RpcError {
     /// Our own certificate is in the seed's legacy shape and acceptance is off.
     #[error(transparent)]
     Legacy(#[from] crate::tls::LegacyCertificate),
+    /// The core library refused the TLS configuration; `setting` is the
+    /// flag (and env var) behind the core field it names.
+    #[error("{setting}: {source}")]
+    Context {
+        /// The flag / env var of the field at fault.
+        setting: &'static str,
+        /// The core library's error (names the field, the file and the fix).
+        source: cipherlink::Error,
+    },
     /// rustls refused the assembled TLS configuration.
     #[error("TLS configuration refused: {0}")]
     Tls(#[from] rustls::Error),
@@ -150,9 +159,20 @@ fn readable(e: &(dyn std::error::Error + 'static)) -> Option<String> {
         Some(io) => io.get_ref()?.downcast_ref::<rustls::Error>()?,
         None => e.downcast_ref::<rustls::Error>()?,
     };
-    if let rustls::Error::InvalidCertificate(rustls::CertificateError::Other(other)) = tls {
-        let inner: &(dyn std::error::Error + 'static) = &*other.0;
-        return Some(format!("invalid peer certificate: {inner}"));
+    match tls {
+        rustls::Error::InvalidCertificate(rustls::CertificateError::Other(other)) => {
+            let inner: &(dyn std::error::Error + 'static) = &*other.0;
+            Some(format!("invalid peer certificate: {inner}"))
+        }
+        rustls::Error::InvalidCertificate(
+            rustls::CertificateError::NotValidForName
+            | rustls::CertificateError::NotValidForNameContext { .. },
+        ) => Some(format!(
+            "{tls}. If the certificate names the host only in its subject CN (no \
+             subjectAltName, as the seed's openssl commands make), pass {} to accept it as \
+             gRPC's own TLS stack does, or make new certificates with `cipherlink certs`",
+            crate::tls::LEGACY_OPTION
+        )),
+        _ => None,
     }
-    None
 }

@@ -85,12 +85,14 @@ async fn seed_openssl_certificates_work_with_the_documented_option() -> TestResu
             key: d.join("server.key"),
             client_ca: Some(d.join("ca.crt")),
             accept_legacy: legacy,
+            groups: tls::KeyExchange::default_list(),
         };
         let client = |legacy| ClientTls {
             ca: d.join("ca.crt"),
             identity: Some((d.join("client.crt"), d.join("client.key"))),
             accept_legacy: legacy,
             resumption: false,
+            groups: tls::KeyExchange::default_list(),
         };
         // Without the option our own v1 certificate is refused up front, by name.
         let err = tls::server_config(&server(false))

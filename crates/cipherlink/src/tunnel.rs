@@ -284,6 +284,27 @@ where
         self.settle(result, "write")
     }
 
+    /// Sends `buf` and close_notify in one flight (one write to the
+    /// transport instead of two), then shuts the transport's write side: the
+    /// shape of a request/response server's last reply.
+    pub async fn write_all_and_close(&mut self, buf: &[u8]) -> Result<(), Error> {
+        let stream = self.ready("write")?;
+        let queued = match stream {
+            TlsStream::Client(s) => std::io::Write::write_all(&mut s.get_mut().1.writer(), buf),
+            TlsStream::Server(s) => std::io::Write::write_all(&mut s.get_mut().1.writer(), buf),
+        };
+        if let Err(err) = queued {
+            return self.settle(Err(err), "write");
+        }
+        stream.get_mut().1.send_close_notify();
+        let result = stream.shutdown().await;
+        let settled = self.settle(result, "close");
+        if settled.is_ok() {
+            self.stage = Stage::Closed;
+        }
+        settled
+    }
+
     /// Sends close_notify and shuts the transport's write side.
     pub async fn close(&mut self) -> Result<(), Error> {
         let result = self.ready("close")?.shutdown().await;

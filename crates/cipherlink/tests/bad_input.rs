@@ -480,17 +480,22 @@ async fn a_cached_chain_never_vouches_for_a_different_certificate() {
     // The genuine certificate served with someone else's key: the server
     // Context refuses to build, so use plain rustls for the impostor.
     let chain = cipherlink::pki::load_certificates("certificate", &inline(&b.server.cert)).unwrap();
-    let key = cipherlink::pki::load_private_key("private_key", &inline(&impostor_bundle.server.key))
-        .unwrap();
+    let key =
+        cipherlink::pki::load_private_key("private_key", &inline(&impostor_bundle.server.key))
+            .unwrap();
     let provider = cipherlink::rustls::crypto::aws_lc_rs::default_provider();
     let signer = provider.key_provider.load_private_key(key).unwrap();
     let certified = cipherlink::rustls::sign::CertifiedKey::new(chain, signer);
     let tls = cipherlink::rustls::ServerConfig::builder()
         .with_no_client_auth()
-        .with_cert_resolver(Arc::new(cipherlink::rustls::sign::SingleCertAndKey::from(certified)));
+        .with_cert_resolver(Arc::new(cipherlink::rustls::sign::SingleCertAndKey::from(
+            certified,
+        )));
     let (a, c) = tokio::io::duplex(64 * 1024);
     let server = tokio::spawn(async move {
-        let _ = tokio_rustls::TlsAcceptor::from(Arc::new(tls)).accept(a).await;
+        let _ = tokio_rustls::TlsAcceptor::from(Arc::new(tls))
+            .accept(a)
+            .await;
     });
     let err = client.connect(c, "127.0.0.1").await.unwrap_err();
     assert!(

@@ -147,3 +147,33 @@ async fn toml_file_with_relative_paths_builds_a_context() {
         Some(KeyExchange::X25519MlKem768)
     );
 }
+
+#[tokio::test]
+async fn reply_and_close_in_one_flight_reaches_the_client_whole() {
+    let b = bundle();
+    let server = Context::server(&server_config(&b)).unwrap();
+    let client = Context::client(&client_config(&b)).unwrap();
+    let (a, c) = tokio::io::duplex(64 * 1024);
+    let serve = async {
+        let mut tunnel = server.accept(a, "client").await.unwrap();
+        let mut ping = [0u8; 4];
+        tunnel.read_exact(&mut ping).await.unwrap();
+        tunnel.write_all_and_close(b"PONG").await.unwrap();
+        assert_eq!(tunnel.state(), TunnelState::Closed);
+    };
+    let call = async {
+        let mut tunnel = client.connect(c, "localhost").await.unwrap();
+        tunnel.write_all(b"PING").await.unwrap();
+        let mut reply = Vec::new();
+        let mut buf = [0u8; 16];
+        loop {
+            let n = tunnel.read(&mut buf).await.unwrap();
+            if n == 0 {
+                break;
+            }
+            reply.extend_from_slice(&buf[..n]);
+        }
+        assert_eq!(reply, b"PONG");
+    };
+    tokio::join!(serve, call);
+}

@@ -3,7 +3,8 @@
 //! Each connection is connect -> handshake -> client writes PING -> server
 //! answers PONG -> close. Plain TCP runs in the same process as the ceiling,
 //! and the crypto floor is measured in the same run, so the rate can be
-//! read as a fraction of what this machine's public-key work permits.
+//! read as a fraction of what this machine's public-key work permits
+//! (see [`floor`] for what a handshake needs).
 
 mod client;
 pub mod floor;

@@ -67,8 +67,7 @@ pub async fn tls(context: Context) -> Result<PongServer, BenchError> {
     let task = server.spawn(|mut tunnel| async move {
         let mut ping = [0u8; PING.len()];
         tunnel.read_exact(&mut ping).await?;
-        tunnel.write_all(PONG).await?;
-        tunnel.close().await
+        tunnel.write_all_and_close(PONG).await
     });
     Ok(PongServer {
         addr,

@@ -94,6 +94,7 @@ pub fn server_tls(p: &Pki, mtls: bool, legacy: bool) -> ServerTls {
         key: p.server_key.clone(),
         client_ca: mtls.then(|| p.ca.clone()),
         accept_legacy: legacy,
+        groups: tls::KeyExchange::default_list(),
     }
 }
 
@@ -103,6 +104,7 @@ pub fn client_tls(p: &Pki, with_cert: bool, legacy: bool) -> ClientTls {
         identity: with_cert.then(|| (p.client_cert.clone(), p.client_key.clone())),
         accept_legacy: legacy,
         resumption: false,
+        groups: tls::KeyExchange::default_list(),
     }
 }
 
