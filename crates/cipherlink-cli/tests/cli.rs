@@ -3,6 +3,8 @@
 //! user mistakes end with a non-zero status and a message that names the
 //! file, the field or the valid choices.
 
+#![allow(clippy::unwrap_used)] // Tests fail loudly on purpose.
+
 mod common;
 
 use common::{args, cipherlink, connect, group_field, run, token, Pki, Serve};

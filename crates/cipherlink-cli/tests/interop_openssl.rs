@@ -8,6 +8,8 @@
 //! and P-256; the OpenSSL 4 build that scripts/setup-peers makes covers
 //! X25519MLKEM768. A peer that could not be installed skips its tests loudly.
 
+#![allow(clippy::unwrap_used)] // Tests fail loudly on purpose.
+
 mod common;
 
 use std::path::Path;

@@ -2,6 +2,8 @@
 //! Python's asyncio, requests, grpc-less stacks...) against the real
 //! `cipherlink serve --echo`, with and without mutual TLS.
 
+#![allow(clippy::unwrap_used)] // Tests fail loudly on purpose.
+
 mod common;
 
 use std::process::Command;

@@ -2,6 +2,8 @@
 //! completed the PING/PONG exchange, resumed ones really resumed, and the
 //! server ends with no connection open. (No timing is asserted.)
 
+#![allow(clippy::unwrap_used)] // Tests fail loudly on purpose.
+
 use std::time::Duration;
 
 use cipherlink::KeyExchange;

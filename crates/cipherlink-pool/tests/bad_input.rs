@@ -1,6 +1,8 @@
 //! Hostile or broken requests: each gets the right status and a logged
 //! reason, nothing already accepted is lost, and the party keeps serving.
 
+#![allow(clippy::unwrap_used)] // Tests fail loudly on purpose.
+
 mod common;
 
 use std::net::SocketAddr;

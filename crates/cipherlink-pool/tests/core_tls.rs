@@ -2,6 +2,8 @@
 //! certificates from `cipherlink::certs::generate`: the core's checks and
 //! key-exchange policy, and the Pool's identity by issuer and serial.
 
+#![allow(clippy::unwrap_used)] // Tests fail loudly on purpose.
+
 mod common;
 
 use cipherlink::certs::{generate, CertOptions};

@@ -1,6 +1,8 @@
 //! Rust parties against real `tno.mpc.communication` parties (5.x and 4.x),
 //! plain and TLS. Each test skips loudly when its Python peer is not installed.
 
+#![allow(clippy::unwrap_used)] // Tests fail loudly on purpose.
+
 mod common;
 
 use cipherlink_pool::{MessageId, PeerConfig, Pool, Value, WireVersion};

@@ -1,6 +1,8 @@
 //! TLS sender identity between Rust parties: issuer first RDN + serial, as
 //! the package computes it, and refusal (401) of anyone else.
 
+#![allow(clippy::unwrap_used)] // Tests fail loudly on purpose.
+
 mod common;
 
 use cipherlink_pool::{PeerConfig, PoolError, SendError, Value, WireVersion};

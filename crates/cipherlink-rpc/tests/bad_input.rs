@@ -2,6 +2,8 @@
 //! every kind of bad input the issue lists. Short runs on loopback; no
 //! timing assertions.
 
+#![allow(clippy::unwrap_used)] // Tests fail loudly on purpose.
+
 mod common;
 
 use std::time::Duration;

@@ -5,6 +5,8 @@
 //! The interpreter comes from `cipherlink-test-support` (scripts/setup-peers
 //! installs grpcio and grpcio-tools); without it the tests skip loudly.
 
+#![allow(clippy::unwrap_used)] // Tests fail loudly on purpose.
+
 mod common;
 
 use std::path::{Path, PathBuf};

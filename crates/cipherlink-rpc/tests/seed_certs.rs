@@ -3,6 +3,8 @@
 //! sides and are refused with a message naming it otherwise. Keys are
 //! RSA-2048 here instead of the seed's 4096 only to keep the test quick.
 
+#![allow(clippy::unwrap_used)] // Tests fail loudly on purpose.
+
 mod common;
 
 use std::path::Path;

@@ -1,6 +1,8 @@
 //! Every way a peer or a user can get it wrong gives a clear error on the
 //! side that detects it, the server keeps serving, and nothing leaks.
 
+#![allow(clippy::unwrap_used)] // Tests fail loudly on purpose.
+
 mod common;
 
 use std::net::SocketAddr;

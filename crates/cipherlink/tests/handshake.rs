@@ -1,5 +1,7 @@
 //! Handshakes that should succeed, and what they report.
 
+#![allow(clippy::unwrap_used)] // Tests fail loudly on purpose.
+
 mod common;
 
 use cipherlink::{Context, KeyExchange, TunnelState};
