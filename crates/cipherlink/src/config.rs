@@ -133,6 +133,12 @@ pub struct Config {
     /// checks do. The chain is still verified.
     #[serde(default)]
     pub accept_cn_only_certificates: bool,
+    /// Client: check that the server certificate names `server_name`. Turning
+    /// it off still verifies the chain against `trusted_cas`; it is what
+    /// tno.mpc.communication parties do (`check_hostname=False`), where a
+    /// private CA issues each party one certificate.
+    #[serde(default = "default_true")]
+    pub verify_server_name: bool,
 }
 
 fn default_handshake_timeout_ms() -> u64 {
@@ -160,6 +166,7 @@ impl Default for Config {
             resumption: true,
             allow_tls12: false,
             accept_cn_only_certificates: false,
+            verify_server_name: true,
         }
     }
 }

@@ -50,20 +50,26 @@ pub struct Context {
 }
 
 const SERVER_ONLY: [&str; 2] = ["require_client_cert", "allowed_identities"];
-const CLIENT_ONLY: [&str; 2] = ["server_name", "accept_cn_only_certificates"];
+const CLIENT_ONLY: [&str; 3] = [
+    "server_name",
+    "accept_cn_only_certificates",
+    "verify_server_name",
+];
 
 impl Context {
     /// Builds a server Context, checking every field.
     pub fn server(config: &Config) -> Result<Context, Error> {
-        if config.server_name.is_some() || config.accept_cn_only_certificates {
-            return Err(Error::config(
-                if config.server_name.is_some() {
-                    CLIENT_ONLY[0]
-                } else {
-                    CLIENT_ONLY[1]
-                },
-                "is a client option; remove it from a server configuration",
-            ));
+        for (field, set) in CLIENT_ONLY.iter().zip([
+            config.server_name.is_some(),
+            config.accept_cn_only_certificates,
+            !config.verify_server_name,
+        ]) {
+            if set {
+                return Err(Error::config(
+                    field,
+                    "is a client option; remove it from a server configuration",
+                ));
+            }
         }
         let provider = build_provider(config)?;
         let (Some(cert), Some(key)) = (&config.certificate, &config.private_key) else {
@@ -122,11 +128,15 @@ impl Context {
         let webpki = WebPkiServerVerifier::builder_with_provider(roots, provider.clone())
             .build()
             .map_err(|e| Error::config("trusted_cas", e.to_string()))?;
-        let verifier: Arc<dyn ServerCertVerifier> = if config.accept_cn_only_certificates {
-            Arc::new(CnFallbackServerVerifier { inner: webpki })
-        } else {
-            webpki
-        };
+        let verifier: Arc<dyn ServerCertVerifier> =
+            if config.accept_cn_only_certificates || !config.verify_server_name {
+                Arc::new(CnFallbackServerVerifier {
+                    inner: webpki,
+                    any_name: !config.verify_server_name,
+                })
+            } else {
+                webpki
+            };
         let verifier = Arc::new(ChainCache::new(verifier));
         let builder = ClientConfig::builder_with_provider(provider.clone())
             .with_protocol_versions(protocol_versions(config))

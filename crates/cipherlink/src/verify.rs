@@ -16,6 +16,34 @@ use rustls::{
 
 use crate::pki::Identity;
 
+/// The handshake-signature methods every wrapper here passes to `self.inner`
+/// unchanged: the wrappers only add or relax a rule about the certificate.
+macro_rules! delegate_signature_checks {
+    () => {
+        fn verify_tls12_signature(
+            &self,
+            message: &[u8],
+            cert: &CertificateDer<'_>,
+            dss: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            self.inner.verify_tls12_signature(message, cert, dss)
+        }
+
+        fn verify_tls13_signature(
+            &self,
+            message: &[u8],
+            cert: &CertificateDer<'_>,
+            dss: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            self.inner.verify_tls13_signature(message, cert, dss)
+        }
+
+        fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+            self.inner.supported_verify_schemes()
+        }
+    };
+}
+
 /// A client's certificate chain was valid, but its identity is not allowed in.
 #[derive(Debug, thiserror::Error)]
 #[error("client identity {presented} is not in `allowed_identities` ({allowed})")]
@@ -76,27 +104,7 @@ impl ClientCertVerifier for AllowListClientVerifier {
         )))
     }
 
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls12_signature(message, cert, dss)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls13_signature(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.inner.supported_verify_schemes()
-    }
+    delegate_signature_checks!();
 }
 
 /// WebPKI server verification, except that a certificate with no
@@ -107,6 +115,9 @@ impl ClientCertVerifier for AllowListClientVerifier {
 #[derive(Debug)]
 pub(crate) struct CnFallbackServerVerifier {
     pub(crate) inner: Arc<WebPkiServerVerifier>,
+    /// Accept any name at all (the chain must still verify): what
+    /// tno.mpc.communication does with `check_hostname=False`.
+    pub(crate) any_name: bool,
 }
 
 impl ServerCertVerifier for CnFallbackServerVerifier {
@@ -128,34 +139,14 @@ impl ServerCertVerifier for CnFallbackServerVerifier {
         match result {
             Err(rustls::Error::InvalidCertificate(
                 CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
-            )) if cn_matches_without_san(end_entity, server_name) => {
+            )) if self.any_name || cn_matches_without_san(end_entity, server_name) => {
                 Ok(ServerCertVerified::assertion())
             }
             other => other,
         }
     }
 
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls12_signature(message, cert, dss)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls13_signature(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.inner.supported_verify_schemes()
-    }
+    delegate_signature_checks!();
 }
 
 fn cn_matches_without_san(end_entity: &CertificateDer<'_>, server_name: &ServerName<'_>) -> bool {
@@ -255,25 +246,5 @@ impl ServerCertVerifier for ChainCache {
         Ok(verified)
     }
 
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls12_signature(message, cert, dss)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls13_signature(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.inner.supported_verify_schemes()
-    }
+    delegate_signature_checks!();
 }

@@ -511,3 +511,30 @@ async fn a_cached_chain_never_vouches_for_a_different_certificate() {
     );
     server.await.unwrap();
 }
+
+#[tokio::test]
+async fn skipping_the_name_check_still_verifies_the_chain() {
+    let b = bundle();
+    let server = Context::server(&server_config(&b)).unwrap();
+    let mut config = client_config(&b);
+    config.server_name = Some("party-bob.invalid".into());
+    config.verify_server_name = false;
+    let client = Context::client(&config).unwrap();
+    let (_, c) = pair(&server, &client).await;
+    c.unwrap();
+
+    let stranger = Context::client(&Config {
+        server_name: Some("party-bob.invalid".into()),
+        verify_server_name: false,
+        ..client_config(
+            &certs::generate(&CertOptions {
+                ca_name: "stranger CA".into(),
+                ..CertOptions::default()
+            })
+            .unwrap(),
+        )
+    })
+    .unwrap();
+    let (_, c) = pair(&server, &stranger).await;
+    assert!(c.unwrap_err().to_string().contains("trusted CA"));
+}
