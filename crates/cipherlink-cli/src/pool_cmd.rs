@@ -52,13 +52,6 @@ struct PartyArgs {
     /// The CA that issued every party's certificate (PEM).
     #[arg(long, value_name = "FILE")]
     ca: Option<PathBuf>,
-    /// TLS as the Python package does it: verify peers' certificate chains
-    /// but not that they name the address dialled (`check_hostname=False`),
-    /// with rustls' default groups. Needed when Python parties' certificates
-    /// do not name their address. Without it, TLS comes from the core
-    /// Context (its key-exchange policy, checks and messages).
-    #[arg(long, requires = "tls")]
-    python_compat_tls: bool,
     /// Which tno.mpc.communication wire to speak: 5 (default) or 4.
     #[arg(long, default_value = "5")]
     wire: WireVersion,
@@ -143,32 +136,18 @@ async fn start(p: &PartyArgs) -> Result<Pool> {
     }
     cfg.limits.recv_timeout = timeout(p.timeout)?;
     if p.tls {
-        let read = |what: &str, f: &Option<PathBuf>| -> Result<Vec<u8>> {
-            let path = f
-                .as_ref()
-                .with_context(|| format!("--tls needs --{what}"))?;
-            std::fs::read(path).with_context(|| format!("--{what} {}", path.display()))
+        // By path, so the core's messages name the file at fault.
+        let path = |what: &str, f: &Option<PathBuf>| -> Result<PemSource> {
+            f.as_deref()
+                .map(PemSource::path)
+                .with_context(|| format!("--tls needs --{what}"))
         };
-        let (cert, key, ca) = (
-            read("cert", &p.cert)?,
-            read("key", &p.key)?,
-            read("ca", &p.ca)?,
-        );
-        let (server, client) = if p.python_compat_tls {
-            let server =
-                tls::server_config(&cert, &key, &ca).context("building the TLS listener")?;
-            let client = tls::client_config(&cert, &key, &ca).context("building the TLS client")?;
-            (server, client)
-        } else {
-            // By path, so the core's messages name the file at fault.
-            let path = |f: &Option<PathBuf>| {
-                f.as_deref()
-                    .map_or_else(|| PemSource::path(""), PemSource::path)
-            };
-            let _ = (cert, key, ca);
-            tls::core_configs(path(&p.cert), path(&p.key), path(&p.ca))
-                .context("building TLS from --cert, --key and --ca")?
-        };
+        let (server, client) = tls::core_configs(
+            path("cert", &p.cert)?,
+            path("key", &p.key)?,
+            path("ca", &p.ca)?,
+        )
+        .context("building TLS from --cert, --key and --ca")?;
         cfg = cfg.tls(server, client);
     }
     Pool::start(cfg)

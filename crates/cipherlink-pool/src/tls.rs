@@ -1,30 +1,18 @@
-//! rustls configurations for parties.
+//! rustls configurations for parties, built by the core library's
+//! [`cipherlink::Context`], so a Pool gets the core's key-exchange policy
+//! (hybrid X25519MLKEM768 first, classical fallbacks that Python's OpenSSL
+//! negotiates), its validation and its error messages.
 //!
-//! Two ways to build them:
-//!
-//! - [`core_configs`] / [`from_contexts`]: from the core library's
-//!   [`cipherlink::Context`], so a Pool gets the core's key-exchange policy
-//!   (hybrid X25519MLKEM768 first by default), its validation and its error
-//!   messages. The core client verifies the server's name (the host dialled),
-//!   so every party's certificate must name the address it is reached at,
-//!   as `cipherlink certs` makes them (SAN localhost, 127.0.0.1). Use this
-//!   between cipherlink parties.
-//! - [`server_config`] / [`client_config`]: the package's SSL contexts
-//!   exactly: mutual TLS, peers verified against one CA, and no host name
-//!   check (`check_hostname=False`), because Python parties are addressed by
-//!   IP and identified by certificate issuer and serial, not by name, and
-//!   their certificates often name no address at all. Kept for interop with
-//!   Python parties; the core has no "verify the chain but not the name"
-//!   option yet.
+//! The package's rules are kept: mutual TLS, peers verified against one CA,
+//! and no host-name check on the client (`check_hostname=False`), because
+//! Python parties are addressed by IP and identified by certificate issuer
+//! and serial, not by name; the chain is still verified
+//! (`verify_server_name = false` in the core).
 
 use std::sync::Arc;
 
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::client::WebPkiServerVerifier;
-use rustls::server::WebPkiClientVerifier;
-use rustls::{CertificateError, DigitallySignedStruct, RootCertStore, SignatureScheme};
 use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls_pki_types::CertificateDer;
 
 /// A PEM input that cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -89,6 +77,7 @@ pub fn core_party_configs(
         certificate: Some(cert),
         private_key: Some(key),
         trusted_cas: vec![ca],
+        verify_server_name: false,
         ..cipherlink::Config::default()
     };
     (server, client)
@@ -150,26 +139,12 @@ pub fn certs_from_pem(
     Ok(certs)
 }
 
-fn key_from_pem(pem: &[u8]) -> Result<PrivateKeyDer<'static>, TlsConfigError> {
-    PrivateKeyDer::from_pem_slice(pem).map_err(|e| TlsConfigError::Pem {
-        what: "private key",
-        reason: e.to_string(),
-    })
-}
-
-fn roots(ca_pem: &[u8]) -> Result<Arc<RootCertStore>, TlsConfigError> {
-    let mut roots = RootCertStore::empty();
-    for c in certs_from_pem("CA certificate", ca_pem)? {
-        roots.add(c).map_err(|source| TlsConfigError::Rustls {
-            what: "CA certificate",
-            source,
-        })?;
-    }
-    Ok(Arc::new(roots))
-}
-
-fn provider() -> Arc<rustls::crypto::CryptoProvider> {
-    Arc::new(rustls::crypto::aws_lc_rs::default_provider())
+fn inline(what: &'static str, pem: &[u8]) -> Result<cipherlink::PemSource, TlsConfigError> {
+    let text = std::str::from_utf8(pem).map_err(|_| TlsConfigError::Pem {
+        what,
+        reason: "not PEM text (not UTF-8)".into(),
+    })?;
+    Ok(cipherlink::PemSource::inline(text))
 }
 
 /// A listener configuration that requires a client certificate issued by the CA.
@@ -178,25 +153,19 @@ pub fn server_config(
     key_pem: &[u8],
     ca_pem: &[u8],
 ) -> Result<Arc<rustls::ServerConfig>, TlsConfigError> {
-    let verifier = WebPkiClientVerifier::builder_with_provider(roots(ca_pem)?, provider())
-        .build()
-        .map_err(|e| TlsConfigError::Verifier(e.to_string()))?;
-    let cfg = rustls::ServerConfig::builder_with_provider(provider())
-        .with_safe_default_protocol_versions()
-        .map_err(|source| TlsConfigError::Rustls {
-            what: "protocol versions",
-            source,
-        })?
-        .with_client_cert_verifier(verifier)
-        .with_single_cert(
-            certs_from_pem("certificate", cert_chain_pem)?,
-            key_from_pem(key_pem)?,
-        )
-        .map_err(|source| TlsConfigError::Rustls {
-            what: "certificate and key",
-            source,
-        })?;
-    Ok(Arc::new(cfg))
+    let (config, _) = core_party_configs(
+        inline("certificate", cert_chain_pem)?,
+        inline("private key", key_pem)?,
+        inline("CA certificate", ca_pem)?,
+    );
+    let context = cipherlink::Context::server(&config).map_err(|source| TlsConfigError::Core {
+        what: "TLS listener",
+        source,
+    })?;
+    context.rustls_server_config().ok_or(TlsConfigError::Role {
+        what: "TLS listener",
+        expected: "server",
+    })
 }
 
 /// A client configuration that presents our certificate and verifies the
@@ -206,73 +175,17 @@ pub fn client_config(
     key_pem: &[u8],
     ca_pem: &[u8],
 ) -> Result<Arc<rustls::ClientConfig>, TlsConfigError> {
-    let inner = WebPkiServerVerifier::builder_with_provider(roots(ca_pem)?, provider())
-        .build()
-        .map_err(|e| TlsConfigError::Verifier(e.to_string()))?;
-    let cfg = rustls::ClientConfig::builder_with_provider(provider())
-        .with_safe_default_protocol_versions()
-        .map_err(|source| TlsConfigError::Rustls {
-            what: "protocol versions",
-            source,
-        })?
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::new(ChainOnlyVerifier(inner)))
-        .with_client_auth_cert(
-            certs_from_pem("certificate", cert_chain_pem)?,
-            key_from_pem(key_pem)?,
-        )
-        .map_err(|source| TlsConfigError::Rustls {
-            what: "certificate and key",
-            source,
-        })?;
-    Ok(Arc::new(cfg))
-}
-
-/// Verifies the chain, validity and signatures like WebPKI, and accepts a
-/// certificate that is merely not issued for the name we dialled: the
-/// package's `check_hostname=False`.
-#[derive(Debug)]
-struct ChainOnlyVerifier(Arc<WebPkiServerVerifier>);
-
-impl ServerCertVerifier for ChainOnlyVerifier {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        server_name: &ServerName<'_>,
-        ocsp_response: &[u8],
-        now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        match self
-            .0
-            .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
-        {
-            Err(rustls::Error::InvalidCertificate(
-                CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
-            )) => Ok(ServerCertVerified::assertion()),
-            other => other,
-        }
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.verify_tls12_signature(message, cert, dss)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.verify_tls13_signature(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.supported_verify_schemes()
-    }
+    let (_, config) = core_party_configs(
+        inline("certificate", cert_chain_pem)?,
+        inline("private key", key_pem)?,
+        inline("CA certificate", ca_pem)?,
+    );
+    let context = cipherlink::Context::client(&config).map_err(|source| TlsConfigError::Core {
+        what: "TLS client",
+        source,
+    })?;
+    context.rustls_client_config().ok_or(TlsConfigError::Role {
+        what: "TLS client",
+        expected: "client",
+    })
 }
