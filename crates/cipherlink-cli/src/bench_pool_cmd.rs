@@ -25,7 +25,8 @@ pub struct BenchPoolArgs {
     #[arg(long, default_value = "plain,tls", value_delimiter = ',')]
     pub transport: Vec<String>,
     /// A Python with tno.mpc.communication 5.x, to measure a Python Bob too
-    /// (default: $CIPHERLINK_PEER_PYTHON_TNO5 when set).
+    /// (default: $CIPHERLINK_PEER_PYTHON_TNO5, else .venv/tno5 from scripts/setup-peers).
+    /// Skipped, with a note, when none is installed.
     #[arg(long, env = "CIPHERLINK_PEER_PYTHON_TNO5")]
     pub python: Option<PathBuf>,
     /// The Python Bob script.
@@ -51,7 +52,12 @@ pub async fn run(args: BenchPoolArgs) -> Result<()> {
         depth: args.depth,
         plain: args.transport.iter().any(|t| t == "plain"),
         tls: args.transport.iter().any(|t| t == "tls"),
-        python: args.python.filter(|p| p.exists()),
+        // scripts/setup-peers puts the package in .venv/tno5; use it when no
+        // interpreter was named, so the Python comparison runs by default.
+        python: args
+            .python
+            .or_else(|| Some(PathBuf::from(".venv/tno5/bin/python")))
+            .filter(|p| p.exists()),
         python_script: args.python_script,
         json_out: args.json,
     };

@@ -152,6 +152,12 @@ pub async fn run(opts: PoolBenchOptions) -> Result<PoolBenchReport, PoolBenchErr
             }
         }
     }
+    if opts.python.is_none() {
+        println!(
+            "note: no Python party measured: install tno.mpc.communication (scripts/setup-peers) \
+             or pass --python"
+        );
+    }
     let report = PoolBenchReport { rows };
     if let Some(path) = &opts.json_out {
         let text = serde_json::to_string_pretty(&report).unwrap_or_default();

@@ -43,12 +43,13 @@ pub enum RpcError {
     Legacy(#[from] crate::tls::LegacyCertificate),
     /// The core library refused the TLS configuration; `setting` is the
     /// flag (and env var) behind the core field it names.
-    #[error("{setting}: {source}")]
+    #[error("{setting}: {error}")]
     Context {
         /// The flag / env var of the field at fault.
         setting: &'static str,
-        /// The core library's error (names the field, the file and the fix).
-        source: cipherlink::Error,
+        /// The core library's error (names the field, the file and the fix);
+        /// part of the message, so not repeated as a cause.
+        error: cipherlink::Error,
     },
     /// rustls refused the assembled TLS configuration.
     #[error("TLS configuration refused: {0}")]

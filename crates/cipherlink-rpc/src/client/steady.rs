@@ -105,6 +105,9 @@ pub struct SteadyRun {
     pub report: SteadyReport,
 }
 
+/// Shortest time between two wake-ups of the scheduler (see [`run_steady`]).
+pub const MIN_WAKE_GAP: Duration = Duration::from_micros(100);
+
 /// Slots the in-flight tasks fill; `None` until answered.
 type Slots = Arc<Mutex<Vec<Option<Outcome>>>>;
 
@@ -134,9 +137,17 @@ pub async fn run_steady(
     let mut first_issue = None;
     let mut last_issue = start;
     let mut i = 0u64;
+    let mut last_wake = start;
     while i < total {
-        timer.sleep_until(due(i)).await;
+        // At most one wake-up per MIN_WAKE_GAP: above ~10,000/s requests go
+        // out in small batches, which the HTTP/2 connection then writes in one
+        // TLS record and one system call. Latency still runs from each
+        // request's own intended time, so the batching is measured, not hidden.
+        timer
+            .sleep_until(due(i).max(last_wake + MIN_WAKE_GAP))
+            .await;
         let now = Instant::now();
+        last_wake = now;
         // Issue everything already due: after a late wake-up this catches up
         // at once rather than shifting the whole schedule.
         while i < total && due(i) <= now {

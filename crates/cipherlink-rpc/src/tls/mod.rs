@@ -116,10 +116,10 @@ fn setting(err: &cipherlink::Error) -> &'static str {
     }
 }
 
-fn core_err(source: cipherlink::Error) -> RpcError {
+fn core_err(error: cipherlink::Error) -> RpcError {
     RpcError::Context {
-        setting: setting(&source),
-        source,
+        setting: setting(&error),
+        error,
     }
 }
 
