@@ -260,6 +260,15 @@ impl Context {
     }
 }
 
+impl Config {
+    /// The crypto provider this configuration's policy selects (groups in
+    /// order, checked against `compliance`; AES-128-GCM first), for code
+    /// that must build its own rustls configuration around custom verifiers.
+    pub fn crypto_provider(&self) -> Result<Arc<CryptoProvider>, Error> {
+        build_provider(self)
+    }
+}
+
 fn build_provider(config: &Config) -> Result<Arc<CryptoProvider>, Error> {
     if config.implementation != Implementation::Rustls {
         return Err(Error::config(

@@ -74,15 +74,28 @@ pub(crate) fn load_certified_key(
         )
     })?;
     let certified = CertifiedKey::new(chain, signer);
-    if certified.keys_match().is_err() {
-        return Err(Error::config(
-            "private_key",
-            format!(
-                "{} does not match the certificate in {}: pass the key that was generated with that certificate",
-                key_source.describe(),
-                cert_source.describe()
-            ),
-        ));
+    match certified.keys_match() {
+        Ok(()) => {}
+        Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::KeyMismatch)) => {
+            return Err(Error::config(
+                "private_key",
+                format!(
+                    "{} does not match the certificate in {}: pass the key that was generated with that certificate",
+                    key_source.describe(),
+                    cert_source.describe()
+                ),
+            ));
+        }
+        Err(other) => {
+            return Err(Error::config(
+                "certificate",
+                format!(
+                    "{}: the certificate cannot be used ({other}); X.509 v1 certificates \
+                     (`openssl x509 -req` without extensions) must be reissued as v3",
+                    cert_source.describe()
+                ),
+            ));
+        }
     }
     let leaf = certified
         .cert

@@ -19,7 +19,7 @@ mod pem;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use cipherlink::{Compliance, Config, Context, PemSource};
+use cipherlink::{Config, Context, PemSource};
 use rustls::client::{Resumption, WebPkiServerVerifier};
 use rustls::crypto::CryptoProvider;
 use rustls::server::WebPkiClientVerifier;
@@ -202,30 +202,15 @@ pub fn client_config(tls: &ClientTls) -> Result<Arc<ClientConfig>, RpcError> {
 /// the order given (checked against the default compliance policy), then
 /// AES-128-GCM first.
 fn legacy_provider(groups: &[KeyExchange]) -> Result<Arc<CryptoProvider>, RpcError> {
-    let policy = |detail: String| RpcError::Setting {
+    cipherlink::Config {
+        key_exchange: groups.to_vec(),
+        ..cipherlink::Config::default()
+    }
+    .crypto_provider()
+    .map_err(|e| RpcError::Setting {
         field: GROUPS_OPTION,
-        detail,
-    };
-    if groups.is_empty() {
-        return Err(policy(
-            "is empty; name at least one group, e.g. X25519MLKEM768,X25519".into(),
-        ));
-    }
-    for (i, g) in groups.iter().enumerate() {
-        if groups[..i].contains(g) {
-            return Err(policy(format!("{g} is listed twice")));
-        }
-    }
-    Compliance::default()
-        .check(groups)
-        .map_err(|e| policy(e.to_string()))?;
-    let mut provider = rustls::crypto::aws_lc_rs::default_provider();
-    provider.kx_groups = groups.iter().map(|g| g.rustls_group()).collect();
-    let first = rustls::CipherSuite::TLS13_AES_128_GCM_SHA256;
-    provider
-        .cipher_suites
-        .sort_by_key(|s| if s.suite() == first { 0 } else { 1 });
-    Ok(Arc::new(provider))
+        detail: e.to_string(),
+    })
 }
 
 fn roots(path: &Path) -> Result<(RootCertStore, Vec<CertificateDer<'static>>), RpcError> {
