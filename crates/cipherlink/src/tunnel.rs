@@ -145,6 +145,25 @@ where
 
     /// Runs the handshake, bounded by the Context's handshake timeout.
     pub async fn handshake(&mut self) -> Result<(), Error> {
+        self.handshake_inner(&[]).await
+    }
+
+    /// Client: runs the handshake with `first` queued to leave in the same
+    /// flight as the client's Finished, saving a write and a packet on
+    /// request/response protocols. This is not 0-RTT early data: nothing is
+    /// sent before the server's certificate has been verified. On a server
+    /// tunnel `first` is refused.
+    pub async fn handshake_and_send(&mut self, first: &[u8]) -> Result<(), Error> {
+        if self.context.role() == crate::Role::Server && !first.is_empty() {
+            return Err(Error::State {
+                op: "send data with the handshake (client only)",
+                state: self.state(),
+            });
+        }
+        self.handshake_inner(first).await
+    }
+
+    async fn handshake_inner(&mut self, first: &[u8]) -> Result<(), Error> {
         let io = match std::mem::replace(&mut self.stage, Stage::Handshaking) {
             Stage::NotStarted(io) => io,
             other => {
@@ -167,7 +186,14 @@ where
             TlsSide::Client(config) => {
                 let name = self.server_name()?;
                 let connector = TlsConnector::from(config.clone());
-                tokio::time::timeout(limit, connector.connect(name, io))
+                let connect = connector.connect_with(name, io, |conn| {
+                    if !first.is_empty() {
+                        // Buffered by rustls until the handshake completes;
+                        // writing to an in-memory buffer cannot fail short.
+                        let _ = std::io::Write::write_all(&mut conn.writer(), first);
+                    }
+                });
+                tokio::time::timeout(limit, connect)
                     .await
                     .map(|r| r.map(TlsStream::Client))
             }

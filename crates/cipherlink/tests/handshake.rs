@@ -179,3 +179,57 @@ async fn reply_and_close_in_one_flight_reaches_the_client_whole() {
     };
     tokio::join!(serve, call);
 }
+
+#[tokio::test]
+async fn data_queued_with_the_handshake_arrives_once_and_in_order() {
+    let b = bundle();
+    let server = Context::server(&server_config(&b)).unwrap();
+    let client = Context::client(&client_config(&b)).unwrap();
+    let (a, c) = tokio::io::duplex(64 * 1024);
+    let serve = async {
+        let mut tunnel = server.accept(a, "client").await.unwrap();
+        let mut got = [0u8; 9];
+        tunnel.read_exact(&mut got).await.unwrap();
+        assert_eq!(&got, b"PING+MORE");
+        tunnel.write_all_and_close(b"PONG").await.unwrap();
+        // A server cannot queue data with its handshake.
+        let (x, _y) = tokio::io::duplex(1024);
+        let mut other = server.tunnel(x, "other");
+        assert!(other.handshake_and_send(b"nope").await.is_err());
+    };
+    let call = async {
+        let mut tunnel = client.tunnel(c, "localhost");
+        tunnel.handshake_and_send(b"PING").await.unwrap();
+        tunnel.write_all(b"+MORE").await.unwrap();
+        let mut pong = [0u8; 4];
+        tunnel.read_exact(&mut pong).await.unwrap();
+        assert_eq!(&pong, b"PONG");
+    };
+    tokio::join!(serve, call);
+}
+
+#[tokio::test]
+async fn data_queued_with_a_failing_handshake_is_never_sent() {
+    // Wrong CA: the client must refuse before its queued data leaves.
+    let b = bundle();
+    let other = cipherlink::certs::generate(&cipherlink::certs::CertOptions {
+        ca_name: "other CA".into(),
+        ..Default::default()
+    })
+    .unwrap();
+    let server = Context::server(&server_config(&b)).unwrap();
+    let client = Context::client(&client_config(&other)).unwrap();
+    let (a, c) = tokio::io::duplex(64 * 1024);
+    let serve = async {
+        let mut tunnel = server.tunnel(a, "client");
+        // The client answers our flight with an alert, never with Finished
+        // followed by its queued data.
+        let err = tunnel.handshake().await.unwrap_err().to_string();
+        assert!(err.contains("unknown_ca") || err.contains("UnknownCA"), "{err}");
+    };
+    let call = async {
+        let mut tunnel = client.tunnel(c, "localhost");
+        assert!(tunnel.handshake_and_send(b"SECRET").await.is_err());
+    };
+    tokio::join!(serve, call);
+}

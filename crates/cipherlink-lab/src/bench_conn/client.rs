@@ -71,13 +71,21 @@ pub async fn tls(
     let start = Instant::now();
     let stream = connect(addr).await?;
     let mut tunnel = context.tunnel(stream, addr.to_string());
-    tunnel.handshake().await.map_err(|e| e.to_string())?;
+    // PING leaves with the client's Finished: one flight, as a tuned client would send it.
+    let first: &[u8] = if exchange == Exchange::PingPong {
+        PING
+    } else {
+        &[]
+    };
+    tunnel
+        .handshake_and_send(first)
+        .await
+        .map_err(|e| e.to_string())?;
     let handshake = start.elapsed();
     let resumed = tunnel.resumed();
     match exchange {
         Exchange::None => {}
         Exchange::PingPong => {
-            tunnel.write_all(PING).await.map_err(|e| e.to_string())?;
             let mut reply = [0u8; PONG.len()];
             tunnel
                 .read_exact(&mut reply)
