@@ -225,7 +225,10 @@ async fn data_queued_with_a_failing_handshake_is_never_sent() {
         // The client answers our flight with an alert, never with Finished
         // followed by its queued data.
         let err = tunnel.handshake().await.unwrap_err().to_string();
-        assert!(err.contains("unknown_ca") || err.contains("UnknownCA"), "{err}");
+        assert!(
+            err.contains("unknown_ca") || err.contains("UnknownCA"),
+            "{err}"
+        );
     };
     let call = async {
         let mut tunnel = client.tunnel(c, "localhost");

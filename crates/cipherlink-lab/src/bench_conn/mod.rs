@@ -373,10 +373,12 @@ async fn run_case(
     };
     println!("\n== {label}");
     let resumption = mode == Mode::TlsResume;
-    let (addr, server, client_ctx) = match (&options.target, group) {
+    // In process, each core runs its own server and its share of the
+    // clients on a single-threaded runtime, so a connection never crosses
+    // cores: what is measured is the TLS stack, not the scheduler.
+    let (route, client_ctx) = match (&options.target, group) {
         (Some(target), Some(group)) => (
-            target.addr,
-            None,
+            Route::Target(target.addr),
             Some(client_context(
                 target.ca.clone(),
                 target.server_name.clone(),
@@ -384,16 +386,15 @@ async fn run_case(
                 resumption,
             )?),
         ),
-        (Some(target), None) => (target.addr, None, None),
-        (None, None) => {
-            let server = server::plain().await?;
-            (server.addr, Some(server), None)
-        }
+        (Some(target), None) => (Route::Target(target.addr), None),
+        (None, None) => (Route::InProcess(None), None),
         (None, Some(group)) => {
-            let server = server::tls(fixture.server_context(group, resumption)?).await?;
             let ca = PemSource::inline(fixture.bundle.ca.cert.clone());
             let client = client_context(ca, Some("localhost".into()), group, resumption)?;
-            (server.addr, Some(server), Some(client))
+            (
+                Route::InProcess(Some(fixture.server_context(group, resumption)?)),
+                Some(client),
+            )
         }
     };
     let exchange = if options.target.is_none() {
@@ -419,24 +420,66 @@ async fn run_case(
         bar: progress_bar(options.progress, &label),
     });
     let cpu_before = crate::cpu::process_cpu_time();
-    let mut workers = Vec::with_capacity(options.concurrency);
-    for _ in 0..options.concurrency {
-        let shared = shared.clone();
-        let client_ctx = client_ctx.clone();
-        workers.push(tokio::spawn(async move {
-            worker(shared, addr, client_ctx, exchange).await
-        }));
-    }
+    let outputs = match route {
+        Route::Target(addr) => {
+            let mut workers = Vec::with_capacity(options.concurrency);
+            for _ in 0..options.concurrency {
+                let (shared, client_ctx) = (shared.clone(), client_ctx.clone());
+                workers.push(tokio::spawn(worker(shared, addr, client_ctx, exchange)));
+            }
+            let mut results = Vec::with_capacity(workers.len());
+            for w in workers {
+                results.push(
+                    w.await
+                        .map_err(|e| BenchError::Setup(format!("worker task: {e}")))?,
+                );
+            }
+            vec![ShardOutput {
+                results,
+                server_connections_left: None,
+            }]
+        }
+        Route::InProcess(server_ctx) => {
+            let shards = std::thread::available_parallelism()
+                .map_or(1, |n| n.get())
+                .min(options.concurrency);
+            let mut threads = Vec::with_capacity(shards);
+            for shard in 0..shards {
+                // Spread the workers: the first shards take the remainder.
+                let workers = options.concurrency / shards
+                    + usize::from(shard < options.concurrency % shards);
+                let (shared, client_ctx, server_ctx) =
+                    (shared.clone(), client_ctx.clone(), server_ctx.clone());
+                threads.push(std::thread::spawn(move || {
+                    run_shard(shared, server_ctx, client_ctx, exchange, workers)
+                }));
+            }
+            tokio::task::spawn_blocking(move || {
+                threads
+                    .into_iter()
+                    .map(|t| {
+                        t.join()
+                            .map_err(|_| BenchError::Setup("a benchmark shard panicked".into()))?
+                    })
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .await
+            .map_err(|e| BenchError::Setup(format!("joining shards: {e}")))??
+        }
+    };
     let mut handshake = new_histogram();
     let mut connection = new_histogram();
     let mut resumed = 0;
-    for w in workers {
-        let local = w
-            .await
-            .map_err(|e| BenchError::Setup(format!("worker task: {e}")))?;
-        handshake.add(&local.handshake).ok();
-        connection.add(&local.connection).ok();
-        resumed += local.resumed;
+    let mut server_connections_left = None;
+    for output in &outputs {
+        for local in &output.results {
+            handshake.add(&local.handshake).ok();
+            connection.add(&local.connection).ok();
+            resumed += local.resumed;
+        }
+        if let Some(left) = output.server_connections_left {
+            *server_connections_left.get_or_insert(0) += left;
+        }
     }
     let seconds = shared.start.elapsed().as_secs_f64();
     let cpu = cpu_before.zip(crate::cpu::process_cpu_time());
@@ -444,10 +487,6 @@ async fn run_case(
         bar.finish_and_clear();
     }
     let completed = shared.completed.load(Ordering::Relaxed);
-    let server_connections_left = match server.as_ref().and_then(|s| s.stats.clone()) {
-        Some(stats) => Some(settle(&stats).await),
-        None => None,
-    };
     let first_error = shared.first_error.lock().ok().and_then(|e| e.clone());
     Ok(CaseResult {
         mode,
@@ -469,6 +508,64 @@ async fn run_case(
             _ => None,
         },
         server_connections_left,
+    })
+}
+
+/// Where the clients connect.
+enum Route {
+    /// An external server.
+    Target(SocketAddr),
+    /// In-process servers, one per core: TLS with this Context, or plain.
+    InProcess(Option<Context>),
+}
+
+struct ShardOutput {
+    results: Vec<WorkerResult>,
+    server_connections_left: Option<usize>,
+}
+
+/// One core's server and clients, on a runtime of its own.
+fn run_shard(
+    shared: Arc<Shared>,
+    server_ctx: Option<Context>,
+    client_ctx: Option<Context>,
+    exchange: Exchange,
+    workers: usize,
+) -> Result<ShardOutput, BenchError> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| BenchError::Setup(format!("shard runtime: {e}")))?;
+    runtime.block_on(async move {
+        let server = match server_ctx {
+            Some(ctx) => server::tls(ctx).await?,
+            None => server::plain().await?,
+        };
+        let tasks: Vec<_> = (0..workers)
+            .map(|_| {
+                tokio::spawn(worker(
+                    shared.clone(),
+                    server.addr,
+                    client_ctx.clone(),
+                    exchange,
+                ))
+            })
+            .collect();
+        let mut results = Vec::with_capacity(tasks.len());
+        for task in tasks {
+            results.push(
+                task.await
+                    .map_err(|e| BenchError::Setup(format!("worker task: {e}")))?,
+            );
+        }
+        let server_connections_left = match &server.stats {
+            Some(stats) => Some(settle(stats).await),
+            None => None,
+        };
+        Ok(ShardOutput {
+            results,
+            server_connections_left,
+        })
     })
 }
 
