@@ -7,7 +7,7 @@ use anyhow::{Context as _, Result};
 use cipherlink::server::TlsServer;
 use cipherlink::Role;
 use clap::Args;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::sync::Mutex;
 
 use crate::tls_args::{build_context, ServerTlsArgs, TlsArgs};
@@ -88,7 +88,5 @@ pub async fn run(args: ServeArgs) -> Result<()> {
             tracing::info!("interrupted; stopping");
         }
     }
-    // Reading stdin would block shutdown; nothing else to flush.
-    let _ = tokio::io::stdin().read(&mut [0u8; 0]).await;
     Ok(())
 }

@@ -241,7 +241,9 @@ impl Context {
         Tunnel::new(self.clone(), io, peer.into())
     }
 
-    /// Wraps and handshakes a client transport.
+    /// Wraps a transport and runs the handshake in this Context's role
+    /// (`connect` and [`Context::accept`] are the same call, named for the
+    /// reader of the calling code).
     pub async fn connect<IO>(&self, io: IO, peer: impl Into<String>) -> Result<Tunnel<IO>, Error>
     where
         IO: AsyncRead + AsyncWrite + Unpin,
@@ -251,7 +253,7 @@ impl Context {
         Ok(tunnel)
     }
 
-    /// Wraps and handshakes a server transport.
+    /// Wraps and handshakes a server transport; see [`Context::connect`].
     pub async fn accept<IO>(&self, io: IO, peer: impl Into<String>) -> Result<Tunnel<IO>, Error>
     where
         IO: AsyncRead + AsyncWrite + Unpin,
