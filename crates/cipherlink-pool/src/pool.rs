@@ -221,18 +221,16 @@ impl Pool {
             .ok_or_else(|| PoolError::UnknownPeer(peer.to_string()))
     }
 
-    /// Sends `value` to `peer` and waits for its `200`. Without an id, the
-    /// next id of the send counter is used (as the package numbers them).
-    /// Returns the id used.
-    pub async fn send(
+    /// Encodes `value` for `peer` and takes its message id. Encoding comes
+    /// first, so a value that cannot be sent does not leave a gap in the
+    /// peer's ids.
+    fn prepare(
         &self,
         peer: &str,
         value: &Value,
         id: Option<MessageId>,
-    ) -> Result<MessageId, PoolError> {
+    ) -> Result<(usize, MessageId, Vec<u8>), PoolError> {
         let idx = self.index(peer)?;
-        // Encoded before an id is taken, so a value that cannot be sent
-        // does not leave a gap in the peer's ids.
         let body = envelope::encode_object(self.shared.wire, value).map_err(|source| {
             PoolError::Encode {
                 peer: peer.to_string(),
@@ -242,6 +240,19 @@ impl Pool {
         let id = self.shared.peers[idx]
             .counters
             .next_send(self.shared.wire, id);
+        Ok((idx, id, body))
+    }
+
+    /// Sends `value` to `peer` and waits for its `200`. Without an id, the
+    /// next id of the send counter is used (as the package numbers them).
+    /// Returns the id used.
+    pub async fn send(
+        &self,
+        peer: &str,
+        value: &Value,
+        id: Option<MessageId>,
+    ) -> Result<MessageId, PoolError> {
+        let (idx, id, body) = self.prepare(peer, value, id)?;
         self.shared.send_body(idx, &id, body).await?;
         Ok(id)
     }
@@ -254,16 +265,7 @@ impl Pool {
         value: &Value,
         id: Option<MessageId>,
     ) -> Result<MessageId, PoolError> {
-        let idx = self.index(peer)?;
-        let body = envelope::encode_object(self.shared.wire, value).map_err(|source| {
-            PoolError::Encode {
-                peer: peer.to_string(),
-                source,
-            }
-        })?;
-        let id = self.shared.peers[idx]
-            .counters
-            .next_send(self.shared.wire, id);
+        let (idx, id, body) = self.prepare(peer, value, id)?;
         let shared = self.shared.clone();
         let task_id = id.clone();
         let mut bg = self
