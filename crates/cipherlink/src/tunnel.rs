@@ -322,13 +322,8 @@ where
         if let Err(err) = queued {
             return self.settle(Err(err), "write");
         }
-        stream.get_mut().1.send_close_notify();
-        let result = stream.shutdown().await;
-        let settled = self.settle(result, "close");
-        if settled.is_ok() {
-            self.stage = Stage::Closed;
-        }
-        settled
+        // Shutdown queues close_notify behind the reply and flushes both at once.
+        self.close().await
     }
 
     /// Sends close_notify and shuts the transport's write side.
