@@ -19,6 +19,7 @@ use cipherlink_pool::{PeerConfig, Pool, PoolConfig, RetryPolicy, Value};
 use hdrhistogram::Histogram;
 use serde::Serialize;
 use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::sync::oneshot;
 use tokio::task::JoinSet;
 
 /// What to run.
@@ -60,10 +61,15 @@ impl Default for PoolBenchOptions {
     }
 }
 
+const RUST_PAIR: &str = "rust-rust";
+const MIXED_PAIR: &str = "rust-python5";
+const PYTHON_PAIR: &str = "python5-python5";
+
 /// One measured case.
 #[derive(Debug, Clone, Serialize)]
 pub struct PoolBenchRow {
-    /// "rust-rust" or "rust-python5".
+    /// "rust-rust", "rust-python5" (Rust Alice, Python Bob) or
+    /// "python5-python5" (the baseline).
     pub pair: String,
     /// "plain" or "tls".
     pub transport: String,
@@ -125,7 +131,7 @@ fn pool_err(phase: &str) -> impl FnOnce(cipherlink_pool::PoolError) -> PoolBench
 
 /// Runs every case, prints a table, and writes JSON when asked.
 pub async fn run(opts: PoolBenchOptions) -> Result<PoolBenchReport, PoolBenchError> {
-    let certs = Certs::new()?;
+    let certs = Arc::new(Certs::new()?);
     let mut rows = Vec::new();
     let mut transports = Vec::new();
     if opts.plain {
@@ -149,6 +155,9 @@ pub async fn run(opts: PoolBenchOptions) -> Result<PoolBenchReport, PoolBenchErr
                 let row = case(&opts, &certs, tls, size, n, true).await?;
                 print_row(&row);
                 rows.push(row);
+                let row = python_pair(&opts, &certs, tls, size, n).await?;
+                print_row(&row);
+                rows.push(row);
             }
         }
     }
@@ -158,6 +167,7 @@ pub async fn run(opts: PoolBenchOptions) -> Result<PoolBenchReport, PoolBenchErr
              or pass --python"
         );
     }
+    print_ratios(&rows);
     let report = PoolBenchReport { rows };
     if let Some(path) = &opts.json_out {
         let text = serde_json::to_string_pretty(&report).unwrap_or_default();
@@ -176,6 +186,27 @@ fn print_header() {
     );
 }
 
+/// Rust-Rust over Python-Python, from rows of this same run.
+fn print_ratios(rows: &[PoolBenchRow]) {
+    let python = |r: &PoolBenchRow| {
+        rows.iter().find(|p| {
+            p.pair == PYTHON_PAIR && p.transport == r.transport && p.size == r.size
+        })
+    };
+    for rust in rows.iter().filter(|r| r.pair == RUST_PAIR) {
+        if let Some(py) = python(rust) {
+            println!(
+                "rust-rust / python-python, {} {:>7} B: one-way {:.1}x, pipelined {:.1}x, rtt p50 {:.1}x lower",
+                rust.transport,
+                rust.size,
+                rust.oneway_msgs_per_s / py.oneway_msgs_per_s,
+                rust.pipelined_msgs_per_s / py.pipelined_msgs_per_s,
+                py.rtt_p50_ms / rust.rtt_p50_ms,
+            );
+        }
+    }
+}
+
 fn print_row(r: &PoolBenchRow) {
     println!(
         "{:<13} {:<6} {:>9} {:>7} {:>12.0} {:>12.0} {:>10.3} {:>10.3}",
@@ -192,7 +223,7 @@ fn print_row(r: &PoolBenchRow) {
 
 async fn case(
     opts: &PoolBenchOptions,
-    certs: &Certs,
+    certs: &Arc<Certs>,
     tls: bool,
     size: usize,
     n: usize,
@@ -200,69 +231,117 @@ async fn case(
 ) -> Result<PoolBenchRow, PoolBenchError> {
     let alice_port = free_port()?;
     let bob_port = free_port()?;
-    let payload = Value::Bytes(vec![0x5a; size]);
-    // A Python Bob needs the package's TLS (no host name check, classical
-    // groups); between Rust parties TLS comes from the core Context.
-    let alice = party(
-        "Alice",
-        alice_port,
-        PeerConfig::new("Bob", "127.0.0.1", bob_port),
-        tls.then_some((certs, &certs.alice, &certs.bob_der)),
-        !python,
-    )
-    .await?;
     let mut py_child = None;
-    let bob_task = if python {
-        let py = opts.python.clone().unwrap_or_default();
-        let mut cmd = tokio::process::Command::new(py);
-        cmd.arg(&opts.python_script)
-            .arg(format!("--port={bob_port}"))
-            .arg(format!("--alice-port={alice_port}"))
-            .arg(format!("--count={n}"))
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .kill_on_drop(true);
-        if tls {
-            cmd.arg("--tls")
-                .arg(certs.dir.path().join("bob.pem"))
-                .arg(certs.dir.path().join("bob.key"))
-                .arg(certs.dir.path().join("ca.pem"))
-                .arg(certs.dir.path().join("alice.pem"));
-        }
-        let mut child = cmd
-            .spawn()
-            .map_err(|e| PoolBenchError::Python(e.to_string()))?;
-        let stdout = child
-            .stdout
-            .take()
-            .ok_or_else(|| PoolBenchError::Python("no stdout".into()))?;
-        let mut lines = BufReader::new(stdout).lines();
-        let ready = tokio::time::timeout(Duration::from_secs(60), async {
-            while let Ok(Some(l)) = lines.next_line().await {
-                if l.starts_with("READY") {
-                    return true;
-                }
-            }
-            false
-        })
-        .await;
-        if ready != Ok(true) {
-            return Err(PoolBenchError::Python("did not print READY".into()));
-        }
-        py_child = Some(child);
+    let (bob_ready_tx, bob_ready_rx) = oneshot::channel();
+    let bob = if python {
+        py_child = Some(python_bob(opts, certs, tls, bob_port, alice_port, n).await?);
+        let _ = bob_ready_tx.send(());
         None
     } else {
-        let bob = party(
-            "Bob",
-            bob_port,
-            PeerConfig::new("Alice", "127.0.0.1", alice_port),
-            tls.then_some((certs, &certs.bob, &certs.alice_der)),
-            true,
-        )
-        .await?;
-        Some(tokio::spawn(rust_bob(bob, n)))
+        let certs = certs.clone();
+        Some(on_own_thread("bob", move || async move {
+            let bob = party(
+                "Bob",
+                bob_port,
+                PeerConfig::new("Alice", "127.0.0.1", alice_port),
+                tls.then_some((&*certs, &certs.bob, &certs.alice_der)),
+                true,
+            )
+            .await?;
+            let _ = bob_ready_tx.send(());
+            rust_bob(bob, n).await
+        }))
     };
 
+    let (depth, certs_for_alice) = (opts.depth, certs.clone());
+    let alice = on_own_thread("alice", move || async move {
+        let certs = certs_for_alice;
+        // A Python Bob needs the package's TLS (no host name check,
+        // classical groups); between Rust parties TLS comes from the core.
+        let alice = party(
+            "Alice",
+            alice_port,
+            PeerConfig::new("Bob", "127.0.0.1", bob_port),
+            tls.then_some((&*certs, &certs.alice, &certs.bob_der)),
+            !python,
+        )
+        .await?;
+        bob_ready_rx
+            .await
+            .map_err(|_| PoolBenchError::Python("Bob did not start".into()))?;
+        let measured = alice_phases(&alice, size, n, depth).await;
+        alice.shutdown().await;
+        measured
+    });
+
+    let measured = alice.await;
+    if let Some(bob) = bob {
+        bob.await?;
+    }
+    if let Some(mut child) = py_child {
+        let _ = tokio::time::timeout(Duration::from_secs(30), child.wait()).await;
+    }
+    let measured = measured?;
+    Ok(PoolBenchRow {
+        pair: if python { MIXED_PAIR } else { RUST_PAIR }.to_string(),
+        transport: if tls { "tls" } else { "plain" }.to_string(),
+        size,
+        messages: n,
+        oneway_msgs_per_s: measured.oneway,
+        pipelined_msgs_per_s: measured.pipelined,
+        rtt_p50_ms: measured.rtt_p50_ms,
+        rtt_p99_ms: measured.rtt_p99_ms,
+    })
+}
+
+/// Runs a party on an OS thread of its own with a single-threaded runtime,
+/// as if it were its own process: it wakes from epoll when its peer writes,
+/// instead of handing every message between the worker threads of one
+/// shared runtime (two futex wake-ups per message, which cost more than the
+/// HTTP work of a small message).
+fn on_own_thread<F, Fut, T>(
+    name: &str,
+    party: F,
+) -> impl std::future::Future<Output = Result<T, PoolBenchError>>
+where
+    F: FnOnce() -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = Result<T, PoolBenchError>>,
+    T: Send + 'static,
+{
+    let (tx, rx) = oneshot::channel();
+    let name = name.to_string();
+    let spawned = std::thread::Builder::new()
+        .name(format!("bench-{name}"))
+        .spawn(move || {
+            let result = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| PoolBenchError::Python(format!("runtime: {e}")))
+                .and_then(|rt| rt.block_on(party()));
+            let _ = tx.send(result);
+        });
+    async move {
+        spawned.map_err(|e| PoolBenchError::Python(format!("thread for {name}: {e}")))?;
+        rx.await
+            .map_err(|_| PoolBenchError::Python(format!("{name} panicked")))?
+    }
+}
+
+/// What Alice measured in the three phases.
+struct Measured {
+    oneway: f64,
+    pipelined: f64,
+    rtt_p50_ms: f64,
+    rtt_p99_ms: f64,
+}
+
+async fn alice_phases(
+    alice: &Pool,
+    size: usize,
+    n: usize,
+    depth: usize,
+) -> Result<Measured, PoolBenchError> {
+    let payload = Value::Bytes(vec![0x5a; size]);
     // 1. One-way, awaited.
     let t = Instant::now();
     for _ in 0..n {
@@ -278,7 +357,7 @@ async fn case(
     let mut set = JoinSet::new();
     let payload = Arc::new(payload);
     for _ in 0..n {
-        while set.len() >= opts.depth.max(1) {
+        while set.len() >= depth.max(1) {
             if let Some(r) = set.join_next().await {
                 flatten(r).map_err(pool_err("pipelined"))?;
             }
@@ -308,27 +387,128 @@ async fn case(
             .map_err(pool_err("rtt recv"))?;
         let _ = hist.record(t.elapsed().as_micros().max(1) as u64);
     }
-
-    if let Some(task) = bob_task {
-        match task.await {
-            Ok(r) => r?,
-            Err(e) => return Err(PoolBenchError::Python(format!("bob task: {e}"))),
-        }
-    }
-    if let Some(mut child) = py_child {
-        let _ = tokio::time::timeout(Duration::from_secs(30), child.wait()).await;
-    }
-    alice.shutdown().await;
-    Ok(PoolBenchRow {
-        pair: if python { "rust-python5" } else { "rust-rust" }.to_string(),
-        transport: if tls { "tls" } else { "plain" }.to_string(),
-        size,
-        messages: n,
-        oneway_msgs_per_s: oneway,
-        pipelined_msgs_per_s: pipelined,
+    Ok(Measured {
+        oneway,
+        pipelined,
         rtt_p50_ms: hist.value_at_quantile(0.5) as f64 / 1000.0,
         rtt_p99_ms: hist.value_at_quantile(0.99) as f64 / 1000.0,
     })
+}
+
+/// The baseline: a Python Alice against a Python Bob, the same phases.
+async fn python_pair(
+    opts: &PoolBenchOptions,
+    certs: &Certs,
+    tls: bool,
+    size: usize,
+    n: usize,
+) -> Result<PoolBenchRow, PoolBenchError> {
+    let alice_port = free_port()?;
+    let bob_port = free_port()?;
+    let mut bob = python_bob(opts, certs, tls, bob_port, alice_port, n).await?;
+    let mut alice = python_command(opts, certs, tls, alice_port, bob_port, n, "alice");
+    alice.arg(format!("--size={size}")).arg(format!("--depth={}", opts.depth));
+    let out = tokio::time::timeout(Duration::from_secs(600), alice.output())
+        .await
+        .map_err(|_| PoolBenchError::Python("Python Alice took over 600 s".into()))?
+        .map_err(|e| PoolBenchError::Python(format!("Python Alice: {e}")))?;
+    let _ = tokio::time::timeout(Duration::from_secs(30), bob.wait()).await;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text.lines().last().unwrap_or_default();
+    let measured: PythonAlice = serde_json::from_str(line).map_err(|e| {
+        PoolBenchError::Python(format!(
+            "Python Alice printed {line:?} ({e}); exit {}",
+            out.status
+        ))
+    })?;
+    Ok(PoolBenchRow {
+        pair: PYTHON_PAIR.to_string(),
+        transport: if tls { "tls" } else { "plain" }.to_string(),
+        size,
+        messages: n,
+        oneway_msgs_per_s: measured.oneway,
+        pipelined_msgs_per_s: measured.pipelined,
+        rtt_p50_ms: measured.rtt_p50_ms,
+        rtt_p99_ms: measured.rtt_p99_ms,
+    })
+}
+
+/// What `bench_party.py --role alice` prints.
+#[derive(serde::Deserialize)]
+struct PythonAlice {
+    oneway: f64,
+    pipelined: f64,
+    rtt_p50_ms: f64,
+    rtt_p99_ms: f64,
+}
+
+/// `bench_party.py` as `role`, listening on `port`, its peer on `peer_port`.
+fn python_command(
+    opts: &PoolBenchOptions,
+    certs: &Certs,
+    tls: bool,
+    port: u16,
+    peer_port: u16,
+    n: usize,
+    role: &str,
+) -> tokio::process::Command {
+    let py = opts.python.clone().unwrap_or_default();
+    let mut cmd = tokio::process::Command::new(py);
+    cmd.arg(&opts.python_script)
+        .arg(format!("--role={role}"))
+        .arg(format!("--port={port}"))
+        .arg(format!("--alice-port={peer_port}"))
+        .arg(format!("--count={n}"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true);
+    if tls {
+        let (own, peer) = if role == "alice" {
+            ("alice", "bob")
+        } else {
+            ("bob", "alice")
+        };
+        let file = |f: String| certs.dir.path().join(f);
+        cmd.arg("--tls")
+            .arg(file(format!("{own}.pem")))
+            .arg(file(format!("{own}.key")))
+            .arg(file("ca.pem".into()))
+            .arg(file(format!("{peer}.pem")));
+    }
+    cmd
+}
+
+/// Starts the Python Bob and waits until it listens.
+async fn python_bob(
+    opts: &PoolBenchOptions,
+    certs: &Certs,
+    tls: bool,
+    bob_port: u16,
+    alice_port: u16,
+    n: usize,
+) -> Result<tokio::process::Child, PoolBenchError> {
+    let mut cmd = python_command(opts, certs, tls, bob_port, alice_port, n, "bob");
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| PoolBenchError::Python(e.to_string()))?;
+    let stdout = child
+        .stdout
+        .take()
+        .ok_or_else(|| PoolBenchError::Python("no stdout".into()))?;
+    let mut lines = BufReader::new(stdout).lines();
+    let ready = tokio::time::timeout(Duration::from_secs(60), async {
+        while let Ok(Some(l)) = lines.next_line().await {
+            if l.starts_with("READY") {
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    if ready != Ok(true) {
+        return Err(PoolBenchError::Python("did not print READY".into()));
+    }
+    Ok(child)
 }
 
 fn flatten(

@@ -1,0 +1,48 @@
+//! The Pool benchmark runs every pair it claims: Rust-Rust always, and with
+//! the real tno.mpc.communication 5.x installed, Rust-Python and the
+//! Python-Python baseline, over plain HTTP and mutual TLS. Every phase must
+//! have delivered all its messages (a lost one makes the run fail with a
+//! timeout instead of a row). No timing is asserted.
+
+#![allow(clippy::unwrap_used)] // Tests fail loudly on purpose.
+
+use std::path::PathBuf;
+
+use cipherlink_lab::bench_pool::{self, PoolBenchOptions};
+use cipherlink_test_support::{find, Peer};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_pair_runs_and_reports() {
+    let python = find(Peer::PythonTno5, "bench_pool::every_pair_runs_and_reports (Python pairs)");
+    let json = tempfile::NamedTempFile::new().unwrap();
+    let options = PoolBenchOptions {
+        sizes: vec![16, 70_000],
+        messages_small: 40,
+        messages_large: 40,
+        depth: 4,
+        plain: true,
+        tls: true,
+        python: python.clone(),
+        python_script: PathBuf::from(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../cipherlink-pool/tests/py/bench_party.py"
+        )),
+        json_out: Some(json.path().to_path_buf()),
+    };
+    let report = bench_pool::run(options).await.expect("bench runs");
+    let pairs: &[&str] = if python.is_some() {
+        &["rust-rust", "rust-python5", "python5-python5"]
+    } else {
+        &["rust-rust"]
+    };
+    assert_eq!(report.rows.len(), 2 * 2 * pairs.len());
+    for row in &report.rows {
+        assert!(pairs.contains(&row.pair.as_str()), "{row:?}");
+        assert_eq!(row.messages, 40);
+        assert!(row.oneway_msgs_per_s > 0.0 && row.pipelined_msgs_per_s > 0.0, "{row:?}");
+        assert!(row.rtt_p50_ms > 0.0 && row.rtt_p99_ms >= row.rtt_p50_ms, "{row:?}");
+    }
+    let written: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(json.path()).unwrap()).unwrap();
+    assert_eq!(written["rows"].as_array().unwrap().len(), report.rows.len());
+}
