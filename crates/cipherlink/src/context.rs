@@ -294,7 +294,8 @@ fn build_provider(config: &Config) -> Result<Arc<CryptoProvider>, Error> {
     }
     config.compliance.check(&config.key_exchange)?;
     let mut provider = rustls::crypto::aws_lc_rs::default_provider();
-    provider.cipher_suites = preferred_cipher_suites(&provider.cipher_suites);
+    provider.cipher_suites =
+        crate::hkdf::with_prepared_hkdf(&preferred_cipher_suites(&provider.cipher_suites));
     // Check against what the implementation really offers, not a table.
     let offered = rustls::crypto::aws_lc_rs::ALL_KX_GROUPS;
     provider.kx_groups = config

@@ -42,6 +42,7 @@ pub mod compliance;
 pub mod config;
 mod context;
 pub mod error;
+mod hkdf;
 pub mod kx;
 pub mod pki;
 pub mod server;

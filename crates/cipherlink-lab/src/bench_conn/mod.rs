@@ -306,7 +306,7 @@ pub async fn run(options: &ConnBenchOptions) -> Result<ConnReport, BenchError> {
             )
         })?;
         println!(
-            "  {:<18} kx {:>7.1} us  sign {:>7.1} us  verify {:>7.1} us  => full handshake {:>7.1} us, resumed {:>6.1} us",
+            "  {:<18} kx {:>7.1} us  sign {:>7.1} us  verify {:>7.1} us  => full handshake (kx + sign + 2 verify) {:>7.1} us, resumed {:>6.1} us",
             floor.group,
             floor.key_exchange_us,
             floor.sign_us,
@@ -358,6 +358,7 @@ pub async fn run(options: &ConnBenchOptions) -> Result<ConnReport, BenchError> {
         cases,
     };
     print_table(&report);
+    print_group_ratios(&report);
     Ok(report)
 }
 
@@ -695,11 +696,13 @@ fn print_table(report: &ConnReport) {
     if let Some(tcp) = report.plain_tcp_us {
         println!(
             "floor/s = cores / (crypto floor + {tcp:.1} us of plain TCP per connection); \
-             cpu-us = process CPU per connection (client + server)"
+             the floor counts kx + sign + 2 verifies (CertificateVerify and the leaf's CA \
+             signature, which cipherlink's client skips for a chain it verified in the \
+             last 5 minutes); cpu-us = process CPU per connection (client + server)"
         );
     }
     println!(
-        "{:<11} {:<18} {:>9} {:>7} {:>10} {:>9} {:>9} {:>9} {:>10} {:>7}",
+        "{:<11} {:<18} {:>9} {:>7} {:>10} {:>9} {:>9} {:>9} {:>8} {:>10} {:>7}",
         "mode",
         "group",
         "conns",
@@ -708,6 +711,7 @@ fn print_table(report: &ConnReport) {
         "hs p50ms",
         "hs p99ms",
         "resumed",
+        "cpu-us",
         "floor/s",
         "%floor"
     );
@@ -734,6 +738,33 @@ fn print_table(report: &ConnReport) {
         }
         if let Some(left) = case.server_connections_left.filter(|&n| n > 0) {
             println!("    WARNING: {left} server connection(s) still open after the case");
+        }
+    }
+}
+
+/// Each group's rate as a share of X25519's in the same mode, beside the
+/// share the floor allows: a hybrid group cannot beat the ratio of the
+/// public-key work, whatever the rest of the stack does.
+fn print_group_ratios(report: &ConnReport) {
+    let x25519 = KeyExchange::X25519.name();
+    for base in report
+        .cases
+        .iter()
+        .filter(|c| c.group.as_deref() == Some(x25519))
+    {
+        for case in report.cases.iter().filter(|c| {
+            c.mode == base.mode && c.group.is_some() && c.group.as_deref() != Some(x25519)
+        }) {
+            let floor_ratio = match (case.floor_per_sec, base.floor_per_sec) {
+                (Some(f), Some(b)) if b > 0.0 => format!("{:.0}%", 100.0 * f / b),
+                _ => "-".to_string(),
+            };
+            println!(
+                "{} {} / {x25519}: {:.0}% of the rate (the floors allow {floor_ratio})",
+                case.mode,
+                case.group.as_deref().unwrap_or("-"),
+                100.0 * case.conns_per_sec / base.conns_per_sec.max(f64::MIN_POSITIVE),
+            );
         }
     }
 }
