@@ -189,9 +189,8 @@ fn print_header() {
 /// Rust-Rust over Python-Python, from rows of this same run.
 fn print_ratios(rows: &[PoolBenchRow]) {
     let python = |r: &PoolBenchRow| {
-        rows.iter().find(|p| {
-            p.pair == PYTHON_PAIR && p.transport == r.transport && p.size == r.size
-        })
+        rows.iter()
+            .find(|p| p.pair == PYTHON_PAIR && p.transport == r.transport && p.size == r.size)
     };
     for rust in rows.iter().filter(|r| r.pair == RUST_PAIR) {
         if let Some(py) = python(rust) {
@@ -341,7 +340,7 @@ async fn alice_phases(
     n: usize,
     depth: usize,
 ) -> Result<Measured, PoolBenchError> {
-    let payload = Value::Bytes(vec![0x5a; size]);
+    let payload = Value::from(vec![0x5a; size]);
     // 1. One-way, awaited.
     let t = Instant::now();
     for _ in 0..n {
@@ -407,7 +406,9 @@ async fn python_pair(
     let bob_port = free_port()?;
     let mut bob = python_bob(opts, certs, tls, bob_port, alice_port, n).await?;
     let mut alice = python_command(opts, certs, tls, alice_port, bob_port, n, "alice");
-    alice.arg(format!("--size={size}")).arg(format!("--depth={}", opts.depth));
+    alice
+        .arg(format!("--size={size}"))
+        .arg(format!("--depth={}", opts.depth));
     let out = tokio::time::timeout(Duration::from_secs(600), alice.output())
         .await
         .map_err(|_| PoolBenchError::Python("Python Alice took over 600 s".into()))?

@@ -13,7 +13,10 @@ use cipherlink_test_support::{find, Peer};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_pair_runs_and_reports() {
-    let python = find(Peer::PythonTno5, "bench_pool::every_pair_runs_and_reports (Python pairs)");
+    let python = find(
+        Peer::PythonTno5,
+        "bench_pool::every_pair_runs_and_reports (Python pairs)",
+    );
     let json = tempfile::NamedTempFile::new().unwrap();
     let options = PoolBenchOptions {
         sizes: vec![16, 70_000],
@@ -39,8 +42,14 @@ async fn every_pair_runs_and_reports() {
     for row in &report.rows {
         assert!(pairs.contains(&row.pair.as_str()), "{row:?}");
         assert_eq!(row.messages, 40);
-        assert!(row.oneway_msgs_per_s > 0.0 && row.pipelined_msgs_per_s > 0.0, "{row:?}");
-        assert!(row.rtt_p50_ms > 0.0 && row.rtt_p99_ms >= row.rtt_p50_ms, "{row:?}");
+        assert!(
+            row.oneway_msgs_per_s > 0.0 && row.pipelined_msgs_per_s > 0.0,
+            "{row:?}"
+        );
+        assert!(
+            row.rtt_p50_ms > 0.0 && row.rtt_p99_ms >= row.rtt_p50_ms,
+            "{row:?}"
+        );
     }
     let written: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(json.path()).unwrap()).unwrap();

@@ -53,11 +53,30 @@ pub fn decode(input: &[u8]) -> Result<Value, DecodeError> {
 pub fn decode_with_depth(input: &[u8], max_depth: usize) -> Result<Value, DecodeError> {
     Decoder {
         buf: input,
+        owner: None,
         pos: 0,
         max_depth,
     }
     .value()
 }
+
+/// [`decode_with_depth`] where a `bytes` value that is most of `input` is
+/// returned as a slice of it instead of a copy (a large payload is the
+/// common case, and the copy was a fifth of the cost of receiving one).
+/// Smaller ones are copied, so a small value never keeps a large message
+/// alive.
+pub fn decode_shared(input: &bytes::Bytes, max_depth: usize) -> Result<Value, DecodeError> {
+    Decoder {
+        buf: input,
+        owner: Some(input),
+        pos: 0,
+        max_depth,
+    }
+    .value()
+}
+
+/// Below this a `bytes` value is copied even from a shared input.
+const SHARE_MIN: usize = 4096;
 
 struct Encoder<'a> {
     out: &'a mut Vec<u8>,
@@ -247,11 +266,21 @@ impl Encoder<'_> {
 
 struct Decoder<'a> {
     buf: &'a [u8],
+    /// The same bytes as `buf`, when they may be shared.
+    owner: Option<&'a bytes::Bytes>,
     pos: usize,
     max_depth: usize,
 }
 
 impl<'a> Decoder<'a> {
+    fn bin(&mut self, n: usize, start: usize) -> Result<Value, DecodeError> {
+        let slice = self.take(n, start)?;
+        Ok(Value::Bytes(match self.owner {
+            Some(owner) if n >= SHARE_MIN && 2 * n >= owner.len() => owner.slice_ref(slice),
+            _ => bytes::Bytes::copy_from_slice(slice),
+        }))
+    }
+
     fn take(&mut self, n: usize, start: usize) -> Result<&'a [u8], DecodeError> {
         let remaining = self.buf.len() - self.pos;
         if n > remaining {
@@ -381,15 +410,15 @@ impl<'a> Decoder<'a> {
             }
             Marker::Bin8 => {
                 let n = self.len8(start)?;
-                Value::Bytes(self.take(n, start)?.to_vec())
+                self.bin(n, start)?
             }
             Marker::Bin16 => {
                 let n = self.len16(start)?;
-                Value::Bytes(self.take(n, start)?.to_vec())
+                self.bin(n, start)?
             }
             Marker::Bin32 => {
                 let n = self.len32(start)?;
-                Value::Bytes(self.take(n, start)?.to_vec())
+                self.bin(n, start)?
             }
             Marker::FixArray(n) => return Ok(Item::Array(usize::from(n))),
             Marker::Array16 => return Ok(Item::Array(self.len16(start)?)),
@@ -601,3 +630,52 @@ fn ndarray_from_pairs(pairs: Vec<(String, Value)>) -> Value {
 #[cfg(test)]
 #[path = "codec_vectors.rs"]
 pub(crate) mod vectors;
+
+#[cfg(test)]
+mod shared_tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    fn bytes_of(v: &Value) -> &bytes::Bytes {
+        match v {
+            Value::Bytes(b) => b,
+            other => panic!("expected bytes, got {}", other.kind()),
+        }
+    }
+
+    fn within(inner: &[u8], outer: &[u8]) -> bool {
+        let range = outer.as_ptr_range();
+        range.contains(&inner.as_ptr()) && inner.len() <= outer.len()
+    }
+
+    #[test]
+    fn a_large_payload_is_shared_and_equal() {
+        let value = Value::from(vec![0xa5u8; 100_000]);
+        let input = bytes::Bytes::from(encode(&value).unwrap());
+        let decoded = decode_shared(&input, DEFAULT_MAX_DEPTH).unwrap();
+        assert_eq!(decoded, value);
+        assert!(within(bytes_of(&decoded), &input), "payload was copied");
+        assert_eq!(decoded, decode(&input).unwrap());
+    }
+
+    #[test]
+    fn small_or_minor_payloads_are_copied() {
+        // Too small to be worth sharing.
+        let small = bytes::Bytes::from(encode(&Value::from(vec![1u8; 100])).unwrap());
+        let decoded = decode_shared(&small, DEFAULT_MAX_DEPTH).unwrap();
+        assert!(!within(bytes_of(&decoded), &small));
+        // Large, but a small part of the message: must not pin the rest.
+        let mixed = Value::List(vec![
+            Value::from(vec![2u8; 5_000]),
+            Value::Str("x".repeat(50_000)),
+        ]);
+        let input = bytes::Bytes::from(encode(&mixed).unwrap());
+        let decoded = decode_shared(&input, DEFAULT_MAX_DEPTH).unwrap();
+        assert_eq!(decoded, mixed);
+        let Value::List(items) = &decoded else {
+            panic!("expected a list")
+        };
+        assert!(!within(bytes_of(&items[0]), &input));
+    }
+}

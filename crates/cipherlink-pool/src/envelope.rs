@@ -213,6 +213,23 @@ pub fn decode(
     decode_general(version, body, max_depth)
 }
 
+/// [`decode`] of a received body that a large `bytes` payload may share
+/// instead of copying (see [`codec::decode_shared`]); same answers.
+pub fn decode_received(
+    version: WireVersion,
+    body: &bytes::Bytes,
+    max_depth: usize,
+) -> Result<(MessageId, Value), EnvelopeError> {
+    if version == WireVersion::V5 {
+        if let Some((id, inner)) = split_v5(body) {
+            let inner = body.slice_ref(inner);
+            let value = codec::decode_shared(&inner, max_depth).map_err(EnvelopeError::Inner)?;
+            return Ok((id, value));
+        }
+    }
+    decode_general(version, body, max_depth)
+}
+
 /// The well-formed 5.x body, `{"object": bin, "id": str}` in either order,
 /// read in place: the inner document is borrowed from the body instead of
 /// copied out as a bytes value first (a second copy of every payload).
@@ -443,7 +460,7 @@ mod tests {
 
     #[test]
     fn large_inner_uses_bin32() {
-        let body = encode(WireVersion::V5, &"x".into(), &Value::Bytes(vec![7; 70_000]))
+        let body = encode(WireVersion::V5, &"x".into(), &Value::from(vec![7; 70_000]))
             .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(&body[8..13], &[0xc6, 0x00, 0x01, 0x11, 0x75]);
         let (_, v) = decode(WireVersion::V5, &body, 64).unwrap_or_else(|e| panic!("{e}"));

@@ -160,7 +160,7 @@ mod tests {
     fn round_trips_special_forms() {
         let v = Value::List(vec![
             Value::Float(f64::NAN),
-            Value::Bytes(vec![0, 255]),
+            Value::from(vec![0, 255]),
             Value::Tuple(vec![Value::Nil]),
             Value::Int(
                 "-1267650600228229401496703205376"

@@ -267,7 +267,7 @@ impl Receiver {
                 return error(StatusCode::REQUEST_TIMEOUT, None);
             }
         };
-        let (id, value) = match envelope::decode(self.wire, &body, self.limits.max_depth) {
+        let (id, value) = match envelope::decode_received(self.wire, &body, self.limits.max_depth) {
             Ok(x) => x,
             Err(e) => {
                 warn!("refused message from {name}: {e}");

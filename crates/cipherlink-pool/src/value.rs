@@ -26,8 +26,9 @@ pub enum Value {
     Float(f64),
     /// `str`.
     Str(String),
-    /// `bytes`.
-    Bytes(Vec<u8>),
+    /// `bytes`. Shared, not copied, when it arrives as most of a message
+    /// (see [`crate::codec::decode_shared`]), and cheap to clone for a relay.
+    Bytes(bytes::Bytes),
     /// `list` (and numeric numpy arrays, which arrive as nested lists).
     List(Vec<Value>),
     /// `tuple`, the `{"type":"tuple","data":[...]}` tag.
@@ -192,6 +193,12 @@ impl From<String> for Value {
 
 impl From<Vec<u8>> for Value {
     fn from(b: Vec<u8>) -> Value {
+        Value::Bytes(b.into())
+    }
+}
+
+impl From<bytes::Bytes> for Value {
+    fn from(b: bytes::Bytes) -> Value {
         Value::Bytes(b)
     }
 }

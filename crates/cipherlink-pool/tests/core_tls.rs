@@ -47,7 +47,7 @@ async fn core_context_tls_between_rust_parties() {
     cfg.limits = test_limits();
     let bob = Pool::start(cfg).await.unwrap_or_else(|e| panic!("{e}"));
 
-    let big = Value::Bytes(vec![7; 300_000]);
+    let big = Value::from(vec![7; 300_000]);
     alice
         .send("Bob", &big, None)
         .await

@@ -140,7 +140,11 @@ mod tests {
             else {
                 unreachable!()
             };
-            assert!(!std::ptr::eq(ours, stock), "{:?} replaced", stock.common.suite);
+            assert!(
+                !std::ptr::eq(ours, stock),
+                "{:?} replaced",
+                stock.common.suite
+            );
             let (a, b) = (stock.hkdf_provider, ours.hkdf_provider);
             let salt = [7u8; 48];
             let secret = [9u8; 48];

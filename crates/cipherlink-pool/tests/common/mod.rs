@@ -40,7 +40,7 @@ pub fn cases() -> Vec<(&'static str, Value)> {
     vec![
         ("str", Value::str("Hello Bob! This is Alice speaking.")),
         ("str_unicode", Value::str("héllo ☃ 𝄞")),
-        ("bytes", Value::Bytes(vec![0, 1, 0xfe, 0xff])),
+        ("bytes", Value::from(vec![0, 1, 0xfe, 0xff])),
         ("zero", i(0)),
         ("minus_one", i(-1)),
         ("u64_max", Value::int(u64::MAX)),
@@ -68,7 +68,7 @@ pub fn cases() -> Vec<(&'static str, Value)> {
             Value::Tuple(vec![
                 i(1),
                 Value::str("a"),
-                Value::Tuple(vec![i(2), Value::Bytes(b"b".to_vec())]),
+                Value::Tuple(vec![i(2), Value::from(b"b".to_vec())]),
             ]),
         ),
         (
