@@ -1,6 +1,7 @@
 """Generates the score.proto stubs with grpcio-tools into a temp dir and imports them."""
 
 import os
+import shutil
 import sys
 import tempfile
 
@@ -19,8 +20,13 @@ def load(proto_dir):
     if rc != 0:
         raise SystemExit(f"grpc_tools.protoc failed with {rc}")
     sys.path.insert(0, out)
-    import score_pb2  # noqa: E402
-    import score_pb2_grpc  # noqa: E402
+    try:
+        import score_pb2  # noqa: E402
+        import score_pb2_grpc  # noqa: E402
+    finally:
+        # The modules are in memory now; leave nothing behind in /tmp.
+        sys.path.remove(out)
+        shutil.rmtree(out, ignore_errors=True)
 
     return score_pb2, score_pb2_grpc
 
