@@ -7,6 +7,7 @@ use std::time::Duration;
 use rustls::client::danger::ServerCertVerifier;
 use rustls::client::{Resumption, WebPkiServerVerifier};
 use rustls::crypto::CryptoProvider;
+use rustls::pki_types::ServerName;
 use rustls::server::danger::ClientCertVerifier;
 use rustls::server::{NoServerSessionStorage, WebPkiClientVerifier};
 use rustls::sign::SingleCertAndKey;
@@ -38,7 +39,8 @@ pub(crate) enum TlsSide {
 #[derive(Debug)]
 struct Inner {
     tls: TlsSide,
-    server_name: Option<String>,
+    /// `server_name`, parsed once when the Context is built.
+    server_name: Option<ServerName<'static>>,
     handshake_timeout: Duration,
     key_exchange: Vec<KeyExchange>,
 }
@@ -100,7 +102,7 @@ impl Context {
             tls.session_storage = Arc::new(NoServerSessionStorage {});
             tls.send_tls13_tickets = 0;
         }
-        Ok(Context::new(TlsSide::Server(Arc::new(tls)), config))
+        Ok(Context::new(TlsSide::Server(Arc::new(tls)), config, None))
     }
 
     /// Builds a client Context, checking every field.
@@ -166,22 +168,27 @@ impl Context {
         if !config.resumption {
             tls.resumption = Resumption::disabled();
         }
-        if let Some(name) = &config.server_name {
-            rustls::pki_types::ServerName::try_from(name.as_str()).map_err(|_| {
+        let server_name = match &config.server_name {
+            Some(name) => Some(ServerName::try_from(name.clone()).map_err(|_| {
                 Error::config(
                     "server_name",
                     format!("{name:?} is neither a DNS name nor an IP address"),
                 )
-            })?;
-        }
-        Ok(Context::new(TlsSide::Client(Arc::new(tls)), config))
+            })?),
+            None => None,
+        };
+        Ok(Context::new(
+            TlsSide::Client(Arc::new(tls)),
+            config,
+            server_name,
+        ))
     }
 
-    fn new(tls: TlsSide, config: &Config) -> Context {
+    fn new(tls: TlsSide, config: &Config, server_name: Option<ServerName<'static>>) -> Context {
         Context {
             inner: Arc::new(Inner {
                 tls,
-                server_name: config.server_name.clone(),
+                server_name,
                 handshake_timeout: config.handshake_timeout(),
                 key_exchange: config.key_exchange.clone(),
             }),
@@ -207,8 +214,8 @@ impl Context {
     }
 
     /// The configured server name, if any (client).
-    pub fn server_name(&self) -> Option<&str> {
-        self.inner.server_name.as_deref()
+    pub fn server_name(&self) -> Option<&ServerName<'static>> {
+        self.inner.server_name.as_ref()
     }
 
     /// The rustls server configuration, for libraries (hyper, tonic) that take one.

@@ -175,8 +175,10 @@ where
             }
         };
         let limit = self.context.handshake_timeout();
-        let context = self.context.clone();
-        let result = match context.tls() {
+        // Client data that did not fit rustls' buffer (64 KiB) goes out
+        // after the handshake instead of in its last flight.
+        let mut queued = 0;
+        let result = match self.context.tls() {
             TlsSide::Server(config) => {
                 let acceptor = TlsAcceptor::from(config.clone());
                 tokio::time::timeout(limit, acceptor.accept(io))
@@ -184,19 +186,35 @@ where
                     .map(|r| r.map(TlsStream::Server))
             }
             TlsSide::Client(config) => {
-                let name = self.server_name()?;
+                let name = match self.server_name() {
+                    Ok(name) => name,
+                    Err(err) => {
+                        self.stage = Stage::Failed;
+                        return Err(err);
+                    }
+                };
                 let connector = TlsConnector::from(config.clone());
                 let connect = connector.connect_with(name, io, |conn| {
-                    if !first.is_empty() {
-                        // Buffered by rustls until the handshake completes;
-                        // writing to an in-memory buffer cannot fail short.
-                        let _ = std::io::Write::write_all(&mut conn.writer(), first);
-                    }
+                    queued = queue_plaintext(conn.writer(), first);
                 });
                 tokio::time::timeout(limit, connect)
                     .await
                     .map(|r| r.map(TlsStream::Client))
             }
+        };
+        let result = match result {
+            Ok(Ok(mut stream)) if queued < first.len() => {
+                let rest = async {
+                    stream.write_all(&first[queued..]).await?;
+                    stream.flush().await
+                };
+                match tokio::time::timeout(limit, rest).await {
+                    Ok(Ok(())) => Ok(Ok(stream)),
+                    Ok(Err(err)) => Ok(Err(err)),
+                    Err(elapsed) => Err(elapsed),
+                }
+            }
+            other => other,
         };
         match result {
             Ok(Ok(stream)) => {
@@ -217,17 +235,16 @@ where
         }
     }
 
-    fn server_name(&mut self) -> Result<ServerName<'static>, Error> {
-        let name = match self.context.server_name() {
-            Some(name) => name.to_string(),
-            None => host_of(&self.peer).to_string(),
-        };
-        ServerName::try_from(name.clone()).map_err(|_| {
-            self.stage = Stage::Failed;
+    fn server_name(&self) -> Result<ServerName<'static>, Error> {
+        if let Some(name) = self.context.server_name() {
+            return Ok(name.clone());
+        }
+        let host = host_of(&self.peer);
+        ServerName::try_from(host.to_string()).map_err(|_| {
             Error::config(
                 "server_name",
                 format!(
-                    "{name:?} (from peer {}) is not a DNS name or IP address; set `server_name`",
+                    "{host:?} (from peer {}) is not a DNS name or IP address; set `server_name`",
                     self.peer
                 ),
             )
@@ -316,11 +333,13 @@ where
     pub async fn write_all_and_close(&mut self, buf: &[u8]) -> Result<(), Error> {
         let stream = self.ready("write")?;
         let queued = match stream {
-            TlsStream::Client(s) => std::io::Write::write_all(&mut s.get_mut().1.writer(), buf),
-            TlsStream::Server(s) => std::io::Write::write_all(&mut s.get_mut().1.writer(), buf),
+            TlsStream::Client(s) => queue_plaintext(s.get_mut().1.writer(), buf),
+            TlsStream::Server(s) => queue_plaintext(s.get_mut().1.writer(), buf),
         };
-        if let Err(err) = queued {
-            return self.settle(Err(err), "write");
+        if queued < buf.len() {
+            // Past rustls' buffer: send the rest the ordinary way first.
+            let rest = stream.write_all(&buf[queued..]).await;
+            self.settle(rest, "write")?;
         }
         // Shutdown queues close_notify behind the reply and flushes both at once.
         self.close().await
@@ -410,6 +429,19 @@ fn not_ready(state: TunnelState) -> io::Error {
         io::ErrorKind::NotConnected,
         format!("tunnel is {state}, not established"),
     )
+}
+
+/// Hands as much of `buf` to rustls as its buffer takes (64 KiB by
+/// default) without any I/O; returns how much it took.
+fn queue_plaintext(mut writer: rustls::Writer<'_>, buf: &[u8]) -> usize {
+    let mut queued = 0;
+    while queued < buf.len() {
+        match std::io::Write::write(&mut writer, &buf[queued..]) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => queued += n,
+        }
+    }
+    queued
 }
 
 /// The host part of `host:port`, `[v6]:port`, or a bare host.

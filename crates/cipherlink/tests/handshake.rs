@@ -236,3 +236,43 @@ async fn data_queued_with_a_failing_handshake_is_never_sent() {
     };
     tokio::join!(serve, call);
 }
+
+/// More than rustls buffers (64 KiB) sent with the handshake and as the
+/// closing reply: every byte arrives, in order (the excess goes out after
+/// the handshake, or before close_notify).
+#[tokio::test]
+async fn large_first_data_and_large_closing_reply_arrive_whole() {
+    let b = bundle();
+    let server = Context::server(&server_config(&b)).unwrap();
+    let client = Context::client(&client_config(&b)).unwrap();
+    let request: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+    let reply: Vec<u8> = (0..200_000u32).map(|i| (i % 241) as u8).collect();
+    let (a, c) = tokio::io::duplex(16 * 1024);
+    let serve = async {
+        let mut tunnel = server.accept(a, "client").await.unwrap();
+        let mut got = vec![0u8; request.len()];
+        tunnel.read_exact(&mut got).await.unwrap();
+        assert!(got == request, "request arrived altered");
+        tunnel.write_all_and_close(&reply).await.unwrap();
+    };
+    let call = async {
+        let mut tunnel = client.tunnel(c, "localhost".to_string());
+        tunnel.handshake_and_send(&request).await.unwrap();
+        let mut got = Vec::new();
+        let mut buf = [0u8; 8192];
+        loop {
+            let n = tunnel.read(&mut buf).await.unwrap();
+            if n == 0 {
+                break;
+            }
+            got.extend_from_slice(&buf[..n]);
+        }
+        assert!(got == reply, "reply arrived altered ({} bytes)", got.len());
+    };
+    // Lost bytes would leave the server waiting: fail instead of hanging.
+    tokio::time::timeout(std::time::Duration::from_secs(30), async {
+        tokio::join!(serve, call)
+    })
+    .await
+    .expect("the whole request and reply arrive");
+}
