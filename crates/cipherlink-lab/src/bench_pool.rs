@@ -15,8 +15,11 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use cipherlink::certs::{CertBundle, CertOptions, Pem};
 use cipherlink_pool::{PeerConfig, Pool, PoolConfig, RetryPolicy, Value};
 use hdrhistogram::Histogram;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::CertificateDer;
 use serde::Serialize;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::sync::oneshot;
@@ -243,8 +246,7 @@ async fn case(
                 "Bob",
                 bob_port,
                 PeerConfig::new("Alice", "127.0.0.1", alice_port),
-                tls.then_some((&*certs, &certs.bob, &certs.alice_der)),
-                true,
+                tls.then_some((&*certs, &certs.bundle.client, &certs.alice_der)),
             )
             .await?;
             let _ = bob_ready_tx.send(());
@@ -255,14 +257,11 @@ async fn case(
     let (depth, certs_for_alice) = (opts.depth, certs.clone());
     let alice = on_own_thread("alice", move || async move {
         let certs = certs_for_alice;
-        // A Python Bob needs the package's TLS (no host name check,
-        // classical groups); between Rust parties TLS comes from the core.
         let alice = party(
             "Alice",
             alice_port,
             PeerConfig::new("Bob", "127.0.0.1", bob_port),
-            tls.then_some((&*certs, &certs.alice, &certs.bob_der)),
-            !python,
+            tls.then_some((&*certs, &certs.bundle.server, &certs.bob_der)),
         )
         .await?;
         bob_ready_rx
@@ -280,17 +279,8 @@ async fn case(
     if let Some(mut child) = py_child {
         let _ = tokio::time::timeout(Duration::from_secs(30), child.wait()).await;
     }
-    let measured = measured?;
-    Ok(PoolBenchRow {
-        pair: if python { MIXED_PAIR } else { RUST_PAIR }.to_string(),
-        transport: if tls { "tls" } else { "plain" }.to_string(),
-        size,
-        messages: n,
-        oneway_msgs_per_s: measured.oneway,
-        pipelined_msgs_per_s: measured.pipelined,
-        rtt_p50_ms: measured.rtt_p50_ms,
-        rtt_p99_ms: measured.rtt_p99_ms,
-    })
+    let pair = if python { MIXED_PAIR } else { RUST_PAIR };
+    Ok(measured?.into_row(pair, tls, size, n))
 }
 
 /// Runs a party on an OS thread of its own with a single-threaded runtime,
@@ -326,12 +316,29 @@ where
     }
 }
 
-/// What Alice measured in the three phases.
+/// What Alice measured in the three phases; `bench_party.py --role alice`
+/// prints the same fields as JSON.
+#[derive(serde::Deserialize)]
 struct Measured {
     oneway: f64,
     pipelined: f64,
     rtt_p50_ms: f64,
     rtt_p99_ms: f64,
+}
+
+impl Measured {
+    fn into_row(self, pair: &str, tls: bool, size: usize, messages: usize) -> PoolBenchRow {
+        PoolBenchRow {
+            pair: pair.to_string(),
+            transport: if tls { "tls" } else { "plain" }.to_string(),
+            size,
+            messages,
+            oneway_msgs_per_s: self.oneway,
+            pipelined_msgs_per_s: self.pipelined,
+            rtt_p50_ms: self.rtt_p50_ms,
+            rtt_p99_ms: self.rtt_p99_ms,
+        }
+    }
 }
 
 async fn alice_phases(
@@ -416,31 +423,13 @@ async fn python_pair(
     let _ = tokio::time::timeout(Duration::from_secs(30), bob.wait()).await;
     let text = String::from_utf8_lossy(&out.stdout);
     let line = text.lines().last().unwrap_or_default();
-    let measured: PythonAlice = serde_json::from_str(line).map_err(|e| {
+    let measured: Measured = serde_json::from_str(line).map_err(|e| {
         PoolBenchError::Python(format!(
             "Python Alice printed {line:?} ({e}); exit {}",
             out.status
         ))
     })?;
-    Ok(PoolBenchRow {
-        pair: PYTHON_PAIR.to_string(),
-        transport: if tls { "tls" } else { "plain" }.to_string(),
-        size,
-        messages: n,
-        oneway_msgs_per_s: measured.oneway,
-        pipelined_msgs_per_s: measured.pipelined,
-        rtt_p50_ms: measured.rtt_p50_ms,
-        rtt_p99_ms: measured.rtt_p99_ms,
-    })
-}
-
-/// What `bench_party.py --role alice` prints.
-#[derive(serde::Deserialize)]
-struct PythonAlice {
-    oneway: f64,
-    pipelined: f64,
-    rtt_p50_ms: f64,
-    rtt_p99_ms: f64,
+    Ok(measured.into_row(PYTHON_PAIR, tls, size, n))
 }
 
 /// `bench_party.py` as `role`, listening on `port`, its peer on `peer_port`.
@@ -458,7 +447,7 @@ fn python_command(
     cmd.arg(&opts.python_script)
         .arg(format!("--role={role}"))
         .arg(format!("--port={port}"))
-        .arg(format!("--alice-port={peer_port}"))
+        .arg(format!("--peer-port={peer_port}"))
         .arg(format!("--count={n}"))
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -538,16 +527,13 @@ async fn rust_bob(bob: Pool, n: usize) -> Result<(), PoolBenchError> {
     Ok(())
 }
 
+/// Starts a party; with TLS, `own` is its certificate and key and
+/// `peer_der` the peer's certificate (its identity, as the package pins it).
 async fn party(
     name: &str,
     port: u16,
     peer: PeerConfig,
-    tls: Option<(
-        &Certs,
-        &(String, String),
-        &rustls_pki_types::CertificateDer<'static>,
-    )>,
-    core_tls: bool,
+    tls: Option<(&Certs, &Pem, &CertificateDer<'static>)>,
 ) -> Result<Pool, PoolBenchError> {
     let mut cfg = PoolConfig::new(name, ([127, 0, 0, 1], port).into());
     cfg.retry = RetryPolicy {
@@ -556,25 +542,12 @@ async fn party(
     };
     cfg.limits.recv_timeout = Some(Duration::from_secs(120));
     let peer = match tls {
-        Some((certs, (cert, key), peer_der)) if core_tls => {
+        Some((certs, own, peer_der)) => {
             let pem = |s: &String| cipherlink::PemSource::inline(s.clone());
-            let (server, client) =
-                cipherlink_pool::tls::core_configs(pem(cert), pem(key), pem(&certs.ca))
-                    .map_err(|e| PoolBenchError::Certs(e.to_string()))?;
-            cfg = cfg.tls(server, client);
-            peer.with_cert(peer_der.clone())
-        }
-        Some((certs, (cert, key), peer_der)) => {
-            let server = cipherlink_pool::tls::server_config(
-                cert.as_bytes(),
-                key.as_bytes(),
-                certs.ca.as_bytes(),
-            )
-            .map_err(|e| PoolBenchError::Certs(e.to_string()))?;
-            let client = cipherlink_pool::tls::client_config(
-                cert.as_bytes(),
-                key.as_bytes(),
-                certs.ca.as_bytes(),
+            let (server, client) = cipherlink_pool::tls::core_configs(
+                pem(&own.cert),
+                pem(&own.key),
+                pem(&certs.bundle.ca.cert),
             )
             .map_err(|e| PoolBenchError::Certs(e.to_string()))?;
             cfg = cfg.tls(server, client);
@@ -593,65 +566,39 @@ fn free_port() -> Result<u16, PoolBenchError> {
         .map_err(|e| PoolBenchError::Python(format!("no free port: {e}")))
 }
 
-/// A CA (subject DN starting with CN, as the package's identity needs) and
-/// two party certificates, also written to a temporary folder for Python.
+/// The core's test PKI (CA names start with CN, as the package's identity
+/// needs): Alice holds the server certificate, Bob the client one (both
+/// carry both key usages). Also written to a temporary folder for Python.
 struct Certs {
     dir: tempfile::TempDir,
-    ca: String,
-    alice: (String, String),
-    bob: (String, String),
-    alice_der: rustls_pki_types::CertificateDer<'static>,
-    bob_der: rustls_pki_types::CertificateDer<'static>,
+    bundle: CertBundle,
+    alice_der: CertificateDer<'static>,
+    bob_der: CertificateDer<'static>,
 }
 
 impl Certs {
     fn new() -> Result<Certs, PoolBenchError> {
-        let e = |e: rcgen::Error| PoolBenchError::Certs(e.to_string());
-        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).map_err(e)?;
-        ca_params.distinguished_name = rcgen::DistinguishedName::new();
-        ca_params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, "cipherlink bench CA");
-        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        let ca_key = rcgen::KeyPair::generate().map_err(e)?;
-        let ca_cert = ca_params.self_signed(&ca_key).map_err(e)?;
-        let issuer = rcgen::Issuer::from_params(&ca_params, &ca_key);
-        let dir = tempfile::tempdir().map_err(|x| PoolBenchError::Certs(x.to_string()))?;
-        let leaf = |name: &str,
-                    serial: u64|
-         -> Result<
-            (String, String, rustls_pki_types::CertificateDer<'static>),
-            PoolBenchError,
-        > {
-            let mut p = rcgen::CertificateParams::new(vec!["localhost".into(), "127.0.0.1".into()])
-                .map_err(e)?;
-            p.distinguished_name = rcgen::DistinguishedName::new();
-            p.distinguished_name.push(rcgen::DnType::CommonName, name);
-            p.serial_number = Some(rcgen::SerialNumber::from(serial.to_be_bytes().to_vec()));
-            p.extended_key_usages = vec![
-                rcgen::ExtendedKeyUsagePurpose::ServerAuth,
-                rcgen::ExtendedKeyUsagePurpose::ClientAuth,
-            ];
-            let key = rcgen::KeyPair::generate().map_err(e)?;
-            let cert = p.signed_by(&key, &issuer).map_err(e)?;
-            let w = |f: &str, s: &str| {
-                std::fs::write(dir.path().join(f), s)
-                    .map_err(|x| PoolBenchError::Certs(x.to_string()))
-            };
-            w(&format!("{name}.pem"), &cert.pem())?;
-            w(&format!("{name}.key"), &key.serialize_pem())?;
-            Ok((cert.pem(), key.serialize_pem(), cert.der().clone()))
-        };
-        let (ac, ak, ad) = leaf("alice", 101)?;
-        let (bc, bk, bd) = leaf("bob", 102)?;
-        std::fs::write(dir.path().join("ca.pem"), ca_cert.pem())
-            .map_err(|x| PoolBenchError::Certs(x.to_string()))?;
+        let e = |e: &dyn std::fmt::Display| PoolBenchError::Certs(e.to_string());
+        let bundle = cipherlink::certs::generate(&CertOptions {
+            client_name: "bob".into(),
+            ..CertOptions::default()
+        })
+        .map_err(|x| e(&x))?;
+        let dir = tempfile::tempdir().map_err(|x| e(&x))?;
+        for (file, text) in [
+            ("alice.pem", &bundle.server.cert),
+            ("alice.key", &bundle.server.key),
+            ("bob.pem", &bundle.client.cert),
+            ("bob.key", &bundle.client.key),
+            ("ca.pem", &bundle.ca.cert),
+        ] {
+            std::fs::write(dir.path().join(file), text).map_err(|x| e(&x))?;
+        }
+        let der = |pem: &str| CertificateDer::from_pem_slice(pem.as_bytes()).map_err(|x| e(&x));
         Ok(Certs {
-            ca: ca_cert.pem(),
-            alice: (ac, ak),
-            bob: (bc, bk),
-            alice_der: ad,
-            bob_der: bd,
+            alice_der: der(&bundle.server.cert)?,
+            bob_der: der(&bundle.client.cert)?,
+            bundle,
             dir,
         })
     }

@@ -92,33 +92,6 @@ impl From<i64> for MessageId {
     }
 }
 
-/// Encodes a value once, for [`encode_with_inner`] (a broadcast sends the
-/// same value under several ids, so it is encoded only once).
-pub fn encode_inner(value: &Value) -> Result<Vec<u8>, EncodeError> {
-    codec::encode(value)
-}
-
-/// Builds the request body from an already encoded value.
-pub fn encode_with_inner(
-    version: WireVersion,
-    id: &MessageId,
-    inner: &[u8],
-) -> Result<Vec<u8>, EncodeError> {
-    let mut out = Vec::with_capacity(inner.len() + 32);
-    // fixmap(2), "object"
-    out.extend_from_slice(b"\x82\xa6object");
-    match version {
-        WireVersion::V4 => out.extend_from_slice(inner),
-        WireVersion::V5 => {
-            bin_header(inner.len(), &mut out)?;
-            out.extend_from_slice(inner);
-        }
-    }
-    out.extend_from_slice(b"\xa2id");
-    codec::encode_into(&id.to_value(), &mut out, 1)?;
-    Ok(out)
-}
-
 fn bin_header(len: usize, out: &mut Vec<u8>) -> Result<(), EncodeError> {
     if len <= 0xff {
         out.extend_from_slice(&[0xc4, len as u8]);
@@ -204,13 +177,9 @@ pub fn decode(
     body: &[u8],
     max_depth: usize,
 ) -> Result<(MessageId, Value), EnvelopeError> {
-    if version == WireVersion::V5 {
-        if let Some((id, inner)) = split_v5(body) {
-            let value = codec::decode_with_depth(inner, max_depth).map_err(EnvelopeError::Inner)?;
-            return Ok((id, value));
-        }
-    }
-    decode_general(version, body, max_depth)
+    decode_with(version, body, max_depth, |inner| {
+        codec::decode_with_depth(inner, max_depth)
+    })
 }
 
 /// [`decode`] of a received body that a large `bytes` payload may share
@@ -220,11 +189,22 @@ pub fn decode_received(
     body: &bytes::Bytes,
     max_depth: usize,
 ) -> Result<(MessageId, Value), EnvelopeError> {
+    decode_with(version, body, max_depth, |inner| {
+        codec::decode_shared(&body.slice_ref(inner), max_depth)
+    })
+}
+
+/// The well-formed 5.x body through `decode_inner`, anything else through
+/// [`decode_general`].
+fn decode_with(
+    version: WireVersion,
+    body: &[u8],
+    max_depth: usize,
+    decode_inner: impl FnOnce(&[u8]) -> Result<Value, crate::error::DecodeError>,
+) -> Result<(MessageId, Value), EnvelopeError> {
     if version == WireVersion::V5 {
         if let Some((id, inner)) = split_v5(body) {
-            let inner = body.slice_ref(inner);
-            let value = codec::decode_shared(&inner, max_depth).map_err(EnvelopeError::Inner)?;
-            return Ok((id, value));
+            return Ok((id, decode_inner(inner).map_err(EnvelopeError::Inner)?));
         }
     }
     decode_general(version, body, max_depth)

@@ -11,9 +11,6 @@
 
 use std::sync::Arc;
 
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::CertificateDer;
-
 /// A PEM input that cannot be used.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -26,17 +23,6 @@ pub enum TlsConfigError {
         /// Why.
         reason: String,
     },
-    /// rustls refused the configuration.
-    #[error("{what}: {source}")]
-    Rustls {
-        /// Which step.
-        what: &'static str,
-        /// The cause.
-        source: rustls::Error,
-    },
-    /// The CA cannot verify client certificates.
-    #[error("client verifier: {0}")]
-    Verifier(String),
     /// The core library refused the configuration.
     #[error("{what}: {source}")]
     Core {
@@ -107,36 +93,32 @@ pub fn core_configs(
     key: cipherlink::config::PemSource,
     ca: cipherlink::config::PemSource,
 ) -> Result<(Arc<rustls::ServerConfig>, Arc<rustls::ClientConfig>), TlsConfigError> {
-    let (s, c) = core_party_configs(cert, key, ca);
-    let server = cipherlink::Context::server(&s).map_err(|source| TlsConfigError::Core {
-        what: "TLS listener",
-        source,
-    })?;
-    let client = cipherlink::Context::client(&c).map_err(|source| TlsConfigError::Core {
-        what: "TLS client",
-        source,
-    })?;
-    from_contexts(&server, &client)
+    let (server, client) = core_party_configs(cert, key, ca);
+    Ok((listener(&server)?, sender(&client)?))
 }
 
-/// Certificates from PEM text.
-pub fn certs_from_pem(
-    what: &'static str,
-    pem: &[u8],
-) -> Result<Vec<CertificateDer<'static>>, TlsConfigError> {
-    let certs = CertificateDer::pem_slice_iter(pem)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| TlsConfigError::Pem {
+/// The rustls configuration of a server Context built from `config`.
+fn listener(config: &cipherlink::Config) -> Result<Arc<rustls::ServerConfig>, TlsConfigError> {
+    let what = "TLS listener";
+    cipherlink::Context::server(config)
+        .map_err(|source| TlsConfigError::Core { what, source })?
+        .rustls_server_config()
+        .ok_or(TlsConfigError::Role {
             what,
-            reason: e.to_string(),
-        })?;
-    if certs.is_empty() {
-        return Err(TlsConfigError::Pem {
+            expected: "server",
+        })
+}
+
+/// The rustls configuration of a client Context built from `config`.
+fn sender(config: &cipherlink::Config) -> Result<Arc<rustls::ClientConfig>, TlsConfigError> {
+    let what = "TLS client";
+    cipherlink::Context::client(config)
+        .map_err(|source| TlsConfigError::Core { what, source })?
+        .rustls_client_config()
+        .ok_or(TlsConfigError::Role {
             what,
-            reason: "no CERTIFICATE block".into(),
-        });
-    }
-    Ok(certs)
+            expected: "client",
+        })
 }
 
 fn inline(what: &'static str, pem: &[u8]) -> Result<cipherlink::PemSource, TlsConfigError> {
@@ -147,25 +129,26 @@ fn inline(what: &'static str, pem: &[u8]) -> Result<cipherlink::PemSource, TlsCo
     Ok(cipherlink::PemSource::inline(text))
 }
 
+/// [`core_party_configs`] from PEM text.
+fn party_configs_from_pem(
+    cert_chain_pem: &[u8],
+    key_pem: &[u8],
+    ca_pem: &[u8],
+) -> Result<(cipherlink::Config, cipherlink::Config), TlsConfigError> {
+    Ok(core_party_configs(
+        inline("certificate", cert_chain_pem)?,
+        inline("private key", key_pem)?,
+        inline("CA certificate", ca_pem)?,
+    ))
+}
+
 /// A listener configuration that requires a client certificate issued by the CA.
 pub fn server_config(
     cert_chain_pem: &[u8],
     key_pem: &[u8],
     ca_pem: &[u8],
 ) -> Result<Arc<rustls::ServerConfig>, TlsConfigError> {
-    let (config, _) = core_party_configs(
-        inline("certificate", cert_chain_pem)?,
-        inline("private key", key_pem)?,
-        inline("CA certificate", ca_pem)?,
-    );
-    let context = cipherlink::Context::server(&config).map_err(|source| TlsConfigError::Core {
-        what: "TLS listener",
-        source,
-    })?;
-    context.rustls_server_config().ok_or(TlsConfigError::Role {
-        what: "TLS listener",
-        expected: "server",
-    })
+    listener(&party_configs_from_pem(cert_chain_pem, key_pem, ca_pem)?.0)
 }
 
 /// A client configuration that presents our certificate and verifies the
@@ -175,17 +158,5 @@ pub fn client_config(
     key_pem: &[u8],
     ca_pem: &[u8],
 ) -> Result<Arc<rustls::ClientConfig>, TlsConfigError> {
-    let (_, config) = core_party_configs(
-        inline("certificate", cert_chain_pem)?,
-        inline("private key", key_pem)?,
-        inline("CA certificate", ca_pem)?,
-    );
-    let context = cipherlink::Context::client(&config).map_err(|source| TlsConfigError::Core {
-        what: "TLS client",
-        source,
-    })?;
-    context.rustls_client_config().ok_or(TlsConfigError::Role {
-        what: "TLS client",
-        expected: "client",
-    })
+    sender(&party_configs_from_pem(cert_chain_pem, key_pem, ca_pem)?.1)
 }

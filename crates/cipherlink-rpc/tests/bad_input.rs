@@ -9,6 +9,7 @@ mod common;
 use std::time::Duration;
 
 use cipherlink_rpc::client::coldconn::{run_coldconn, ColdOptions};
+use cipherlink_rpc::client::connect::Connector;
 use cipherlink_rpc::client::steady::{run_steady, SteadyOptions};
 use cipherlink_rpc::pb::score_service_client::ScoreServiceClient;
 use cipherlink_rpc::pb::JsonVector;
@@ -30,10 +31,16 @@ fn steady(rate: f64, secs: f64) -> SteadyOptions {
     }
 }
 
-async fn one_call(
-    c: &cipherlink_rpc::client::connect::Connector,
-    json: String,
-) -> Result<(), tonic::Status> {
+/// Why opening a channel failed ("" when it opened).
+async fn channel_error(c: &Connector) -> String {
+    c.channel()
+        .await
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default()
+}
+
+async fn one_call(c: &Connector, json: String) -> Result<(), tonic::Status> {
     let ch = c
         .channel()
         .await
@@ -109,12 +116,7 @@ async fn wrong_ca_is_refused_with_the_reason() -> TestResult {
         let mut tls = client_tls(&p, false, false);
         tls.ca = other.ca.clone();
         let c = connector(srv.addr, Some(tls), "localhost").await?;
-        let err = c
-            .channel()
-            .await
-            .err()
-            .map(|e| e.to_string())
-            .unwrap_or_default();
+        let err = channel_error(&c).await;
         // Same CA name, other key: BadSignature; other name: UnknownIssuer.
         assert!(err.contains("invalid peer certificate"), "{err}");
         srv.shutdown().await;
@@ -251,12 +253,7 @@ async fn cn_only_server_certificate_needs_the_documented_option() -> TestResult 
         let p = pki(false)?;
         let srv = start(Some(server_tls(&p, true, false)), Duration::ZERO, None).await?;
         let strict = connector(srv.addr, Some(client_tls(&p, true, false)), "localhost").await?;
-        let err = strict
-            .channel()
-            .await
-            .err()
-            .map(|e| e.to_string())
-            .unwrap_or_default();
+        let err = channel_error(&strict).await;
         assert!(err.contains("--legacy-cn-certs"), "{err}");
         let lenient = connector(srv.addr, Some(client_tls(&p, true, true)), "localhost").await?;
         one_call(&lenient, "{}".into()).await?;

@@ -152,28 +152,29 @@ impl Proc {
         self.status
     }
 
+    /// What the child wrote so far on stderr (`on_stderr`) or stdout.
+    fn stream_text(&self, on_stderr: bool) -> String {
+        if on_stderr {
+            self.stderr()
+        } else {
+            self.stdout()
+        }
+    }
+
     /// Waits until the child's stdout (or stderr, with `on_stderr`) contains
     /// `needle`, and returns that stream's text. Fails the test if the child
     /// exits first or the deadline passes.
     pub fn wait_for(&mut self, on_stderr: bool, needle: &str) -> String {
         let start = Instant::now();
         loop {
-            let text = if on_stderr {
-                self.stderr()
-            } else {
-                self.stdout()
-            };
+            let text = self.stream_text(on_stderr);
             if text.contains(needle) {
                 return text;
             }
             if let Some(status) = self.poll_exit() {
                 // The last output may still be in the pipe.
                 self.join_readers();
-                let text = if on_stderr {
-                    self.stderr()
-                } else {
-                    self.stdout()
-                };
+                let text = self.stream_text(on_stderr);
                 if text.contains(needle) {
                     return text;
                 }

@@ -10,12 +10,13 @@ import argparse
 import asyncio
 import json
 import logging
-import ssl
 import sys
 import time
 
 from tno.mpc.communication import Pool
 from tno.mpc.communication.communicators.http_communicator import HttpCommunicator, HttpConnection
+
+from tls5 import package_contexts
 
 logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
 
@@ -23,35 +24,29 @@ logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
 async def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--port", type=int, required=True)
-    ap.add_argument("--alice-port", type=int, required=True)
+    ap.add_argument("--peer-port", type=int, required=True)
     ap.add_argument("--count", type=int, required=True)
     ap.add_argument("--role", choices=("bob", "alice"), default="bob")
     ap.add_argument("--size", type=int, default=16)
     ap.add_argument("--depth", type=int, default=16)
-    ap.add_argument("--tls", nargs=4, metavar=("CERT", "KEY", "CA", "ALICE_CERT"))
+    ap.add_argument("--tls", nargs=4, metavar=("CERT", "KEY", "CA", "PEER_CERT"))
     args = ap.parse_args()
     client_ctx = server_ctx = None
-    alice_cert = None
+    peer_cert = None
     if args.tls:
-        cert, key, ca, alice_cert = args.tls
-        client_ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=ca)
-        client_ctx.load_cert_chain(cert, key)
-        client_ctx.check_hostname = False
-        server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=ca)
-        server_ctx.load_cert_chain(cert, key)
-        server_ctx.verify_mode = ssl.CERT_REQUIRED
+        cert, key, ca, peer_cert = args.tls
+        client_ctx, server_ctx = package_contexts(cert, key, ca)
     comm = HttpCommunicator(addr="127.0.0.1", port=args.port,
                             ssl_client_context=client_ctx, ssl_server_context=server_ctx)
     if args.role == "alice":
-        # --port is ours, --alice-port the peer's, as for Bob.
         pool = Pool("Alice", comm, timeout=120)
-        pool.add_client("Bob", HttpConnection("127.0.0.1", args.alice_port, cert=alice_cert))
+        pool.add_client("Bob", HttpConnection("127.0.0.1", args.peer_port, cert=peer_cert))
         await pool.initialize()
         print(json.dumps(await alice(pool, args)), flush=True)
         await pool.shutdown()
         return
     pool = Pool("Bob", comm, timeout=120)
-    pool.add_client("Alice", HttpConnection("127.0.0.1", args.alice_port, cert=alice_cert))
+    pool.add_client("Alice", HttpConnection("127.0.0.1", args.peer_port, cert=peer_cert))
     await pool.initialize()
     print("READY", flush=True)
     for _ in range(2 * args.count):

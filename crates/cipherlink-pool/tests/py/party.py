@@ -17,12 +17,12 @@ Modes:
 import argparse
 import asyncio
 import logging
-import ssl
 import sys
 import warnings
 from importlib.metadata import version
 
 from cases import CASES, expected, same
+from tls5 import package_contexts
 
 warnings.simplefilter("ignore")
 logging.basicConfig(level=logging.INFO, stream=sys.stderr,
@@ -52,13 +52,7 @@ async def make_pool(args):
             HttpCommunicator, HttpConnection)
         client_ctx = server_ctx = None
         if args.tls:
-            cert, key, ca = args.tls
-            client_ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=ca)
-            client_ctx.load_cert_chain(cert, key)
-            client_ctx.check_hostname = False
-            server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=ca)
-            server_ctx.load_cert_chain(cert, key)
-            server_ctx.verify_mode = ssl.CERT_REQUIRED
+            client_ctx, server_ctx = package_contexts(*args.tls)
         comm = HttpCommunicator(addr="127.0.0.1", port=args.port,
                                 ssl_client_context=client_ctx, ssl_server_context=server_ctx,
                                 conn_retry_max=args.retries, conn_retry_delay=1)

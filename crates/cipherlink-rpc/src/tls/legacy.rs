@@ -7,13 +7,14 @@
 //! (OpenSSL/BoringSSL underneath) still falls back to the CN when there is no
 //! subjectAltName, which is why the seed's Python suite works with them.
 //!
-//! The verifiers here wrap rustls' own. They always try the standard check
-//! first. When it fails on a legacy-shaped certificate they either:
-//! - accept it, when the user asked for that, after checking what gRPC's
-//!   stack checks: the signature of a trusted CA directly over the leaf (no
-//!   intermediates), the validity period, that it is not a CA, and (server
-//!   side) that the CN equals the expected name; or
-//! - refuse it with [`LegacyCertificate`], whose message names the option.
+//! The verifiers here, used only when the user asked for legacy acceptance
+//! (`--legacy-cn-certs`), wrap rustls' own and always try the standard check
+//! first. When it fails on a legacy-shaped certificate they accept it after
+//! checking what gRPC's stack checks: the signature of a trusted CA directly
+//! over the leaf (no intermediates), the validity period, that it is not a
+//! CA, and (server side) that the CN equals the expected name. Without the
+//! option the core Context is used, and such a certificate is refused with
+//! a message that names the option ([`LegacyCertificate`] for our own).
 
 use std::sync::Arc;
 
@@ -55,29 +56,16 @@ struct LegacyRejected(String);
 /// Parsed facts about a leaf that the legacy path needs.
 struct Leaf<'a> {
     cert: X509Certificate<'a>,
-    shape: Option<&'static str>,
+    /// X.509 v1, or v3 without subjectAltName: what webpki refuses.
+    legacy: bool,
 }
 
 impl<'a> Leaf<'a> {
     fn parse(der: &'a [u8]) -> Option<Self> {
         let (_, cert) = X509Certificate::from_der(der).ok()?;
-        let shape = if cert.version().0 < 2 {
-            Some("an X.509 v1 certificate")
-        } else if cert.subject_alternative_name().ok().flatten().is_none() {
-            Some("a certificate without subjectAltName")
-        } else {
-            None
-        };
-        Some(Self { cert, shape })
-    }
-
-    fn refusal(&self, shape: &'static str) -> rustls::Error {
-        rustls::Error::InvalidCertificate(CertificateError::Other(OtherError(Arc::new(
-            LegacyCertificate {
-                subject: self.cert.subject().to_string(),
-                shape,
-            },
-        ))))
+        let legacy =
+            cert.version().0 < 2 || cert.subject_alternative_name().ok().flatten().is_none();
+        Some(Self { cert, legacy })
     }
 
     /// Signature by one of the anchors directly, validity, not a CA.
@@ -141,8 +129,6 @@ impl<'a> Leaf<'a> {
     }
 }
 
-/// The SubjectPublicKeyInfo of a certificate, for checking handshake
-/// signatures of certificates webpki will not parse.
 /// The handshake-signature methods both legacy verifiers share: checked
 /// with the provider's algorithms directly, because webpki's own path
 /// refuses to parse a v1 certificate before it would check a signature.
@@ -172,6 +158,8 @@ macro_rules! legacy_signature_checks {
     };
 }
 
+/// The SubjectPublicKeyInfo of a certificate, for checking handshake
+/// signatures of certificates webpki will not parse.
 fn spki(cert: &CertificateDer<'_>) -> Result<SubjectPublicKeyInfoDer<'static>, rustls::Error> {
     let (_, parsed) = X509Certificate::from_der(cert.as_ref())
         .map_err(|_| rustls::Error::InvalidCertificate(CertificateError::BadEncoding))?;
@@ -207,7 +195,6 @@ pub struct ServerVerifier {
     inner: Arc<WebPkiServerVerifier>,
     anchors: Vec<CertificateDer<'static>>,
     algs: WebPkiSupportedAlgorithms,
-    accept_legacy: bool,
 }
 
 impl ServerVerifier {
@@ -216,13 +203,11 @@ impl ServerVerifier {
         inner: Arc<WebPkiServerVerifier>,
         anchors: Vec<CertificateDer<'static>>,
         algs: WebPkiSupportedAlgorithms,
-        accept_legacy: bool,
     ) -> Self {
         Self {
             inner,
             anchors,
             algs,
-            accept_legacy,
         }
     }
 }
@@ -249,20 +234,8 @@ impl ServerCertVerifier for ServerVerifier {
         let Some(leaf) = Leaf::parse(end_entity.as_ref()) else {
             return Err(original);
         };
-        let Some(shape) = leaf.shape else {
+        if !leaf.legacy {
             return Err(original);
-        };
-        if !self.accept_legacy {
-            // Only blame the shape when the rest would pass; otherwise the
-            // original reason (unknown issuer, expired) is the useful one.
-            let rest = leaf
-                .check_chain(&self.anchors, now)
-                .and_then(|()| leaf.check_name(server_name));
-            return Err(if rest.is_ok() {
-                leaf.refusal(shape)
-            } else {
-                original
-            });
         }
         leaf.check_chain(&self.anchors, now)
             .and_then(|()| leaf.check_name(server_name))
@@ -285,7 +258,6 @@ pub struct ClientVerifier {
     inner: Arc<dyn ClientCertVerifier>,
     anchors: Vec<CertificateDer<'static>>,
     algs: WebPkiSupportedAlgorithms,
-    accept_legacy: bool,
 }
 
 impl ClientVerifier {
@@ -294,13 +266,11 @@ impl ClientVerifier {
         inner: Arc<dyn ClientCertVerifier>,
         anchors: Vec<CertificateDer<'static>>,
         algs: WebPkiSupportedAlgorithms,
-        accept_legacy: bool,
     ) -> Self {
         Self {
             inner,
             anchors,
             algs,
-            accept_legacy,
         }
     }
 }
@@ -330,18 +300,15 @@ impl ClientCertVerifier for ClientVerifier {
             return Err(original);
         };
         // A client certificate needs no subjectAltName; only v1 is legacy here.
-        let Some(shape) = leaf.shape.filter(|_| leaf.cert.version().0 < 2) else {
+        if leaf.cert.version().0 >= 2 {
             return Err(original);
-        };
-        let chain = leaf.check_chain(&self.anchors, now);
-        match (self.accept_legacy, chain) {
-            (true, Ok(())) => Ok(ClientCertVerified::assertion()),
-            (false, Ok(())) => Err(leaf.refusal(shape)),
-            (_, Err(reason)) => {
-                tracing::debug!(%original, %reason, "legacy client certificate refused");
-                Err(original)
-            }
         }
+        leaf.check_chain(&self.anchors, now)
+            .map(|()| ClientCertVerified::assertion())
+            .map_err(|reason| {
+                tracing::debug!(%original, %reason, "legacy client certificate refused");
+                original
+            })
     }
 
     legacy_signature_checks!();
@@ -354,7 +321,6 @@ pub fn certified_key(
     chain: Vec<CertificateDer<'static>>,
     key: rustls_pki_types::PrivateKeyDer<'static>,
     provider: &rustls::crypto::CryptoProvider,
-    accept_legacy: bool,
 ) -> Result<Arc<rustls::sign::CertifiedKey>, crate::error::RpcError> {
     let signing = provider.key_provider.load_private_key(key)?;
     let ck = rustls::sign::CertifiedKey::new(chain, signing);
@@ -369,13 +335,6 @@ pub fn certified_key(
     };
     if leaf.cert.version().0 >= 2 {
         return Err(original.into());
-    }
-    if !accept_legacy {
-        return Err(LegacyCertificate {
-            subject: leaf.cert.subject().to_string(),
-            shape: "an X.509 v1 certificate",
-        }
-        .into());
     }
     let same_key = ck
         .key

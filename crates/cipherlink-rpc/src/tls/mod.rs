@@ -246,11 +246,10 @@ fn legacy_server_config(tls: &ServerTls) -> Result<Arc<ServerConfig>, RpcError> 
                 inner,
                 anchors,
                 provider.signature_verification_algorithms,
-                true,
             )))
         }
     };
-    let ck = legacy::certified_key(chain, key, &provider, true)?;
+    let ck = legacy::certified_key(chain, key, &provider)?;
     let mut config = builder.with_cert_resolver(Arc::new(SingleCertAndKey::from(ck)));
     config.alpn_protocols = vec![ALPN_H2.as_bytes().to_vec()];
     Ok(Arc::new(config))
@@ -265,12 +264,8 @@ fn legacy_client_config(tls: &ClientTls) -> Result<Arc<ClientConfig>, RpcError> 
             path: tls.ca.clone(),
             detail: e.to_string(),
         })?;
-    let verifier = legacy::ServerVerifier::new(
-        inner,
-        anchors,
-        provider.signature_verification_algorithms,
-        true,
-    );
+    let verifier =
+        legacy::ServerVerifier::new(inner, anchors, provider.signature_verification_algorithms);
     let builder = ClientConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .dangerous()
@@ -284,7 +279,6 @@ fn legacy_client_config(tls: &ClientTls) -> Result<Arc<ClientConfig>, RpcError> 
                 pem::certificates(cert, "client certificate")?,
                 pem::private_key(key)?,
                 &provider,
-                true,
             )?;
             builder.with_client_cert_resolver(Arc::new(SingleCertAndKey::from(ck)))
         }
