@@ -108,7 +108,7 @@ fn bin_header(len: usize, out: &mut Vec<u8>) -> Result<(), EncodeError> {
 
 /// Builds the request body for one message.
 pub fn encode(version: WireVersion, id: &MessageId, value: &Value) -> Result<Vec<u8>, EncodeError> {
-    let mut body = encode_object(version, value)?;
+    let mut body = encode_object(version, value, codec::DEFAULT_MAX_DEPTH)?;
     finish_body(&mut body, id)?;
     Ok(body)
 }
@@ -123,17 +123,22 @@ const BIN32_HEADER: usize = 5;
 /// is known lets a send fail on an unencodable value without spending an id,
 /// and writing into the body at once avoids a second copy of a large value
 /// (5.x double-encodes it as a bin, which a naive build copies again).
-pub fn encode_object(version: WireVersion, value: &Value) -> Result<Vec<u8>, EncodeError> {
+/// Nesting deeper than `max_depth` is refused, as the receiving side does.
+pub fn encode_object(
+    version: WireVersion,
+    value: &Value,
+    max_depth: usize,
+) -> Result<Vec<u8>, EncodeError> {
     let mut out = Vec::with_capacity(OBJECT_AT + BIN32_HEADER + size_hint(value) + 16);
     out.extend_from_slice(b"\x82\xa6object");
     match version {
-        WireVersion::V4 => codec::encode_into(value, &mut out, codec::DEFAULT_MAX_DEPTH)?,
+        WireVersion::V4 => codec::encode_into(value, &mut out, max_depth)?,
         WireVersion::V5 => {
             // Reserve room for the longest bin header, encode, then write the
             // header the length needs; a shorter header means the value is
             // under 64 KiB, so moving it back is cheap.
             out.extend_from_slice(&[0; BIN32_HEADER]);
-            codec::encode_into(value, &mut out, codec::DEFAULT_MAX_DEPTH)?;
+            codec::encode_into(value, &mut out, max_depth)?;
             let inner_len = out.len() - OBJECT_AT - BIN32_HEADER;
             let mut header = Vec::with_capacity(BIN32_HEADER);
             bin_header(inner_len, &mut header)?;

@@ -231,11 +231,10 @@ impl Pool {
         id: Option<MessageId>,
     ) -> Result<(usize, MessageId, Vec<u8>), PoolError> {
         let idx = self.index(peer)?;
-        let body = envelope::encode_object(self.shared.wire, value).map_err(|source| {
-            PoolError::Encode {
-                peer: peer.to_string(),
-                source,
-            }
+        let body = envelope::encode_object(self.shared.wire, value, self.shared.limits.max_depth)
+            .map_err(|source| PoolError::Encode {
+            peer: peer.to_string(),
+            source,
         })?;
         let id = self.shared.peers[idx]
             .counters
@@ -299,12 +298,11 @@ impl Pool {
             None => (0..self.shared.peers.len()).collect(),
         };
         // Encoded once; each peer's body is a copy of it with its own id.
-        let object = envelope::encode_object(self.shared.wire, value).map_err(|source| {
-            PoolError::Encode {
+        let object = envelope::encode_object(self.shared.wire, value, self.shared.limits.max_depth)
+            .map_err(|source| PoolError::Encode {
                 peer: "(broadcast)".to_string(),
                 source,
-            }
-        })?;
+            })?;
         let object = Bytes::from(object);
         let mut set = JoinSet::new();
         for idx in targets {
