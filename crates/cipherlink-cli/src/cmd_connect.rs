@@ -27,7 +27,8 @@ pub struct ConnectArgs {
     pub client: ClientTlsArgs,
 }
 
-/// Runs until the server closes (or, with --handshake-only, right after the handshake).
+/// Runs until the server closes (or, with --handshake-only, right after the
+/// handshake); the end of stdin sends close_notify but keeps reading.
 pub async fn run(args: ConnectArgs) -> Result<()> {
     let mut config = args.tls.to_config()?;
     args.client.apply(&mut config);
@@ -68,10 +69,15 @@ pub async fn run(args: ConnectArgs) -> Result<()> {
         stdout.flush().await.ok();
         copied.map_err(|e| explain_io(e, format!("receiving from {addr}")))
     };
-    let (up, down) = tokio::join!(upload, download);
-    down?;
-    up?;
-    Ok(())
+    tokio::pin!(upload, download);
+    tokio::select! {
+        // The server closed: done, even if stdin has more to give.
+        down = &mut download => down.map(drop),
+        up = &mut upload => {
+            up?;
+            (&mut download).await.map(drop)
+        }
+    }
 }
 
 /// In TLS 1.3 the server judges a client certificate after the client has

@@ -1,7 +1,9 @@
 //! `cipherlink serve`: a TLS server for testing any TLS client.
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Context as _, Result};
 use cipherlink::server::TlsServer;
@@ -24,6 +26,10 @@ pub struct ServeArgs {
     /// Most connections open at once; more wait in the accept queue.
     #[arg(long, default_value_t = cipherlink::server::DEFAULT_MAX_CONNECTIONS)]
     pub max_connections: usize,
+    /// Close a connection that sends nothing, or does not take its echo, for
+    /// this many seconds, so idle clients cannot hold every slot (0 = never).
+    #[arg(long, default_value_t = 300)]
+    pub idle_timeout: u64,
     #[command(flatten)]
     pub tls: TlsArgs,
     #[command(flatten)]
@@ -54,6 +60,7 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         }
     );
     let echo = args.echo;
+    let idle = (args.idle_timeout > 0).then(|| Duration::from_secs(args.idle_timeout));
     let stdout = Arc::new(Mutex::new(tokio::io::stdout()));
     let task = server.spawn(move |mut tunnel| {
         let stdout = stdout.clone();
@@ -61,24 +68,34 @@ pub async fn run(args: ServeArgs) -> Result<()> {
             if let Some(info) = tunnel.info() {
                 tracing::info!(peer = tunnel.peer(), "accepted: {info}");
             }
+            let peer = tunnel.peer().to_string();
             let mut buf = vec![0u8; 16 * 1024];
             let mut total = 0u64;
             loop {
-                let n = tunnel.read(&mut buf).await?;
+                let Some(n) = within(idle, tunnel.read(&mut buf)).await? else {
+                    // A polite end: the client gets close_notify, not a cut.
+                    tracing::info!(peer, "{} (--idle-timeout): closing", idle_text(idle));
+                    break;
+                };
                 if n == 0 {
                     break;
                 }
                 total += n as u64;
                 if echo {
-                    tunnel.write_all(&buf[..n]).await?;
+                    let echoed = within(idle, tunnel.write_all(&buf[..n])).await?;
+                    if echoed.is_none() {
+                        return Err(idle_error(&peer, "echo", idle));
+                    }
                 } else {
                     let mut out = stdout.lock().await;
                     let _ = out.write_all(&buf[..n]).await;
                     let _ = out.flush().await;
                 }
             }
-            tracing::info!(peer = tunnel.peer(), "closed after {total} bytes");
-            tunnel.close().await
+            tracing::info!(peer, "closed after {total} bytes");
+            within(idle, tunnel.close())
+                .await?
+                .ok_or_else(|| idle_error(&peer, "close", idle))
         }
     });
     tokio::select! {
@@ -89,4 +106,34 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// `op`'s result, or `None` when it took longer than `limit`.
+async fn within<T>(
+    limit: Option<Duration>,
+    op: impl Future<Output = Result<T, cipherlink::Error>>,
+) -> Result<Option<T>, cipherlink::Error> {
+    match limit {
+        None => op.await.map(Some),
+        Some(limit) => match tokio::time::timeout(limit, op).await {
+            Ok(result) => result.map(Some),
+            Err(_) => Ok(None),
+        },
+    }
+}
+
+fn idle_text(limit: Option<Duration>) -> String {
+    format!("idle for {:?}", limit.unwrap_or_default())
+}
+
+/// A peer that stopped taking data: the connection is dropped.
+fn idle_error(peer: &str, during: &'static str, limit: Option<Duration>) -> cipherlink::Error {
+    cipherlink::Error::Io {
+        peer: peer.to_string(),
+        during,
+        error: std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            format!("{} (--idle-timeout)", idle_text(limit)),
+        ),
+    }
 }

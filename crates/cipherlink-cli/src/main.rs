@@ -10,7 +10,7 @@ mod rpc_cmd;
 mod summarize_cmd;
 mod tls_args;
 
-use anyhow::Result;
+use anyhow::{Context as _, Result};
 
 /// rustls and hyper allocate many small, short-lived buffers across threads;
 /// mimalloc serves those faster than glibc's malloc (measured in bench conn).
@@ -59,12 +59,24 @@ fn init_logging() {
         .init();
 }
 
-#[tokio::main]
-async fn main() -> Result<()> {
+fn main() -> Result<()> {
     init_logging();
     // The seed's .env fills in environment variables, which flags read at parse time.
     rpc_cmd::load_dotenv();
     let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let result = runtime.block_on(run(cli));
+    // tokio reads stdin on a blocking thread whose read cannot be cancelled
+    // (`connect` after the server closed, with a terminal on stdin): exit
+    // without waiting for it.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(100));
+    result
+}
+
+async fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Certs(args) => cmd_certs::run(args),
         Command::Serve(args) => cmd_serve::run(args).await,

@@ -311,3 +311,31 @@ fn connect_without_ca_says_which_option_is_missing() {
         out.describe()
     );
 }
+
+/// A client that connects and then says nothing is closed after
+/// `--idle-timeout`, with the reason in serve's log; `connect` ends when the
+/// server closes even though its stdin is still open.
+#[test]
+fn idle_client_is_closed_and_connect_ends_with_the_server() {
+    let pki = Pki::new(&[]);
+    let mut serve = Serve::start(&args(&[
+        "--echo",
+        "--idle-timeout",
+        "1",
+        "--cert",
+        &pki.path("server.crt"),
+        "--key",
+        &pki.path("server.key"),
+    ]));
+    let mut cmd = cipherlink();
+    cmd.arg("connect")
+        .arg(serve.addr.to_string())
+        .args(["--ca", &pki.path("ca.crt")]);
+    // Its stdin stays open and empty for the whole test.
+    let mut client = common::Proc::spawn("cipherlink connect", cmd);
+    client.wait_stderr("connected to ");
+    let status = client.wait_exit();
+    assert!(status.success(), "{}", client.describe());
+    let line = serve.log_line("--idle-timeout");
+    assert!(line.contains("idle for 1s"), "{line}");
+}

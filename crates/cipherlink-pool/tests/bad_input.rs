@@ -317,8 +317,11 @@ async fn a_peer_that_resets_connections_exhausts_the_retries() {
 /// than `max_depth` is refused before any I/O (Bob is not even listening).
 #[tokio::test]
 async fn a_value_nested_past_the_limit_is_not_sent() {
-    let mut cfg = PoolConfig::new("Alice", loopback(0))
-        .peer(PeerConfig::new("Bob", "127.0.0.1", free_port()));
+    let mut cfg = PoolConfig::new("Alice", loopback(0)).peer(PeerConfig::new(
+        "Bob",
+        "127.0.0.1",
+        free_port(),
+    ));
     cfg.limits.max_depth = 4;
     let alice = Pool::start(cfg).await.unwrap_or_else(|e| panic!("{e}"));
     let mut deep = Value::Nil;
