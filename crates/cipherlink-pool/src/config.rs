@@ -52,6 +52,12 @@ pub struct Limits {
     pub max_body: usize,
     /// Unreceived messages buffered per sender before 429s. Default 100 000.
     pub max_buffered_per_peer: usize,
+    /// Body bytes of unreceived messages buffered per sender before 429s.
+    /// Default 1 GiB.
+    pub max_buffered_bytes_per_peer: usize,
+    /// Connections accepted at once; more wait in the listen backlog.
+    /// Default 1024.
+    pub max_incoming_connections: usize,
     /// Deepest nesting decoded or encoded. Default 256.
     pub max_depth: usize,
     /// How long `recv` waits by default; `None` waits forever. Default 60 s
@@ -80,6 +86,8 @@ impl Default for Limits {
         Limits {
             max_body: 256 * 1024 * 1024,
             max_buffered_per_peer: 100_000,
+            max_buffered_bytes_per_peer: 1 << 30,
+            max_incoming_connections: 1024,
             max_depth: crate::codec::DEFAULT_MAX_DEPTH,
             recv_timeout: Some(Duration::from_secs(60)),
             request_timeout: Duration::from_secs(300),

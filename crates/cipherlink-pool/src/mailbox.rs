@@ -3,8 +3,9 @@
 //!
 //! Unlike the package, a second message with an id that is still buffered is
 //! refused ([`DeliverError::Duplicate`], answered 409) and the first one is
-//! kept; the package drops both and answers 200. The number of buffered
-//! messages per sender is limited ([`DeliverError::Full`], answered 429).
+//! kept; the package drops both and answers 200. The messages buffered per
+//! sender are limited in number ([`DeliverError::Full`]) and in bytes
+//! ([`DeliverError::FullBytes`]), both answered 429.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Mutex, MutexGuard};
@@ -23,6 +24,9 @@ pub enum DeliverError {
     /// The sender already has the maximum number of unreceived messages buffered.
     #[error("the sender already has {0} unreceived messages buffered (the limit)")]
     Full(usize),
+    /// The sender's unreceived messages would take more bytes than allowed.
+    #[error("the sender's unreceived messages would exceed {0} bytes (the limit)")]
+    FullBytes(usize),
     /// The pool is shutting down.
     #[error("the pool is shutting down")]
     Closed,
@@ -46,6 +50,7 @@ pub struct AlreadyWaiting;
 pub struct Mailbox {
     state: Mutex<State>,
     max_per_peer: usize,
+    max_bytes_per_peer: usize,
     arrived: Notify,
 }
 
@@ -62,17 +67,20 @@ struct State {
 struct PeerBox {
     slots: HashMap<MessageId, Slot>,
     ready: usize,
+    /// Body bytes of the `ready` messages.
+    bytes: usize,
 }
 
 #[derive(Debug)]
 enum Slot {
-    Ready { value: Value, seq: u64 },
+    Ready { value: Value, seq: u64, size: usize },
     Waiting(oneshot::Sender<Value>),
 }
 
 impl Mailbox {
-    /// A mailbox for `peers` senders, buffering at most `max_per_peer` each.
-    pub fn new(peers: usize, max_per_peer: usize) -> Mailbox {
+    /// A mailbox for `peers` senders, buffering at most `max_per_peer`
+    /// messages and `max_bytes_per_peer` body bytes of each.
+    pub fn new(peers: usize, max_per_peer: usize, max_bytes_per_peer: usize) -> Mailbox {
         Mailbox {
             state: Mutex::new(State {
                 peers: (0..peers).map(|_| PeerBox::default()).collect(),
@@ -81,6 +89,7 @@ impl Mailbox {
                 closed: false,
             }),
             max_per_peer,
+            max_bytes_per_peer,
             arrived: Notify::new(),
         }
     }
@@ -91,8 +100,15 @@ impl Mailbox {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Stores an arriving message, or hands it to the `recv` waiting for it.
-    pub fn deliver(&self, peer: usize, id: MessageId, value: Value) -> Result<(), DeliverError> {
+    /// Stores an arriving message (`size` bytes of body), or hands it to the
+    /// `recv` waiting for it.
+    pub fn deliver(
+        &self,
+        peer: usize,
+        id: MessageId,
+        value: Value,
+        size: usize,
+    ) -> Result<(), DeliverError> {
         let mut st = self.lock();
         if st.closed {
             return Err(DeliverError::Closed);
@@ -121,11 +137,15 @@ impl Mailbox {
         if pb.ready >= self.max_per_peer {
             return Err(DeliverError::Full(self.max_per_peer));
         }
+        if pb.bytes.saturating_add(size) > self.max_bytes_per_peer {
+            return Err(DeliverError::FullBytes(self.max_bytes_per_peer));
+        }
         let seq = *next_seq;
         *next_seq += 1;
         order.insert(seq, (peer, id.clone()));
-        pb.slots.insert(id, Slot::Ready { value, seq });
+        pb.slots.insert(id, Slot::Ready { value, seq, size });
         pb.ready += 1;
+        pb.bytes += size;
         drop(st);
         self.arrived.notify_waiters();
         Ok(())
@@ -231,8 +251,9 @@ impl Mailbox {
 fn take_ready(st: &mut State, peer: usize, id: &MessageId) -> Option<Value> {
     let pb = st.peers.get_mut(peer)?;
     match pb.slots.remove(id) {
-        Some(Slot::Ready { value, seq }) => {
+        Some(Slot::Ready { value, seq, size }) => {
             pb.ready -= 1;
+            pb.bytes -= size;
             st.order.remove(&seq);
             Some(value)
         }
@@ -250,31 +271,44 @@ mod tests {
 
     #[test]
     fn duplicate_keeps_first_and_limit_applies() {
-        let mb = Mailbox::new(1, 2);
-        assert_eq!(mb.deliver(0, "a".into(), 1.into()), Ok(()));
+        let mb = Mailbox::new(1, 2, usize::MAX);
+        assert_eq!(mb.deliver(0, "a".into(), 1.into(), 1), Ok(()));
         assert_eq!(
-            mb.deliver(0, "a".into(), 2.into()),
+            mb.deliver(0, "a".into(), 2.into(), 1),
             Err(DeliverError::Duplicate)
         );
-        assert_eq!(mb.deliver(0, "b".into(), 3.into()), Ok(()));
+        assert_eq!(mb.deliver(0, "b".into(), 3.into(), 1), Ok(()));
         assert_eq!(
-            mb.deliver(0, "c".into(), 4.into()),
+            mb.deliver(0, "c".into(), 4.into(), 1),
             Err(DeliverError::Full(2))
         );
         assert_eq!(mb.take(0, &"a".into()), Some(1.into()));
         // Once received, the id may be used again.
-        assert_eq!(mb.deliver(0, "a".into(), 5.into()), Ok(()));
+        assert_eq!(mb.deliver(0, "a".into(), 5.into(), 1), Ok(()));
         assert_eq!(mb.take_any(None).map(|t| t.2), Some(3.into()));
+    }
+
+    #[test]
+    fn byte_limit_counts_what_is_buffered_not_what_was_received() {
+        let mb = Mailbox::new(1, 100, 1000);
+        assert_eq!(mb.deliver(0, "a".into(), 1.into(), 600), Ok(()));
+        assert_eq!(
+            mb.deliver(0, "b".into(), 2.into(), 600),
+            Err(DeliverError::FullBytes(1000))
+        );
+        assert_eq!(mb.deliver(0, "c".into(), 3.into(), 400), Ok(()));
+        assert_eq!(mb.take(0, &"a".into()), Some(1.into()));
+        assert_eq!(mb.deliver(0, "b".into(), 2.into(), 600), Ok(()));
     }
 
     #[tokio::test]
     async fn waiting_recv_gets_message_and_timeout_loses_nothing() {
-        let mb = Mailbox::new(1, 4);
+        let mb = Mailbox::new(1, 4, usize::MAX);
         let Ok(Wait::Pending(rx)) = mb.wait(0, &"x".into()) else {
             panic!("expected pending")
         };
         assert_eq!(mb.wait(0, &"x".into()).err(), Some(AlreadyWaiting));
-        assert_eq!(mb.deliver(0, "x".into(), 7.into()), Ok(()));
+        assert_eq!(mb.deliver(0, "x".into(), 7.into(), 1), Ok(()));
         assert_eq!(rx.await.ok(), Some(7.into()));
 
         let Ok(Wait::Pending(rx)) = mb.wait(0, &"y".into()) else {
@@ -282,7 +316,7 @@ mod tests {
         };
         drop(rx);
         // The waiter is gone: the message is buffered rather than lost.
-        assert_eq!(mb.deliver(0, "y".into(), 8.into()), Ok(()));
+        assert_eq!(mb.deliver(0, "y".into(), 8.into(), 1), Ok(()));
         assert_eq!(mb.take(0, &"y".into()), Some(8.into()));
     }
 }

@@ -144,7 +144,11 @@ impl Pool {
             });
         }
 
-        let mailbox = Arc::new(Mailbox::new(peers.len(), cfg.limits.max_buffered_per_peer));
+        let mailbox = Arc::new(Mailbox::new(
+            peers.len(),
+            cfg.limits.max_buffered_per_peer,
+            cfg.limits.max_buffered_bytes_per_peer,
+        ));
         let receiver = Arc::new(Receiver {
             wire: cfg.wire,
             limits: ServerLimits {
@@ -153,6 +157,7 @@ impl Pool {
                 body_timeout: cfg.limits.body_timeout,
                 header_timeout: cfg.limits.header_timeout,
                 handshake_timeout: cfg.limits.handshake_timeout,
+                max_connections: cfg.limits.max_incoming_connections,
             },
             peers: identities,
             mailbox: mailbox.clone(),

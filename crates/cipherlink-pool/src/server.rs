@@ -31,7 +31,7 @@ use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
+use tokio::sync::{watch, Semaphore};
 use tokio_rustls::TlsAcceptor;
 use tracing::{debug, warn};
 
@@ -57,6 +57,7 @@ pub(crate) struct ServerLimits {
     pub body_timeout: Duration,
     pub header_timeout: Duration,
     pub handshake_timeout: Duration,
+    pub max_connections: usize,
 }
 
 /// Everything a request handler needs; shared by all connections.
@@ -85,13 +86,26 @@ pub(crate) async fn serve(
     recv: Arc<Receiver>,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    // Each connection holds a permit; without one, connections wait in the
+    // listen backlog instead of each costing a task and buffers.
+    let permits = Arc::new(Semaphore::new(recv.limits.max_connections.max(1)));
     loop {
+        let permit = tokio::select! {
+            _ = shutdown.changed() => break,
+            permit = permits.clone().acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => break,
+            },
+        };
         tokio::select! {
             _ = shutdown.changed() => break,
             accepted = listener.accept() => match accepted {
                 Ok((stream, remote)) => {
                     let conn = connection(stream, remote, tls.clone(), recv.clone(), shutdown.clone());
-                    tokio::spawn(conn);
+                    tokio::spawn(async move {
+                        conn.await;
+                        drop(permit);
+                    });
                 }
                 Err(e) => {
                     // Typically out of file descriptors: back off instead of spinning.
@@ -286,7 +300,7 @@ impl Receiver {
         if let Some(c) = counter {
             c.fetch_add(body.len() as u64, Ordering::Relaxed);
         }
-        match self.mailbox.deliver(peer, id.clone(), value) {
+        match self.mailbox.deliver(peer, id.clone(), value, body.len()) {
             Ok(()) => ok("Message received"),
             Err(e) => {
                 if let Some(c) = counter {
@@ -295,7 +309,9 @@ impl Receiver {
                 warn!("refused message {id} from {name}: {e}");
                 let status = match e {
                     DeliverError::Duplicate => StatusCode::CONFLICT,
-                    DeliverError::Full(_) => StatusCode::TOO_MANY_REQUESTS,
+                    DeliverError::Full(_) | DeliverError::FullBytes(_) => {
+                        StatusCode::TOO_MANY_REQUESTS
+                    }
                     DeliverError::Closed => StatusCode::SERVICE_UNAVAILABLE,
                 };
                 error(status, Some(&format!("Message {id} refused: {e}")))

@@ -333,3 +333,57 @@ async fn a_value_nested_past_the_limit_is_not_sent() {
     assert_eq!(alice.stats()[0].sent, 0);
     alice.shutdown().await;
 }
+
+/// Unreceived messages are bounded in bytes as well as in number: past the
+/// byte limit a sender gets 429 with the reason, and once Bob receives what
+/// is buffered, the sender's message is taken again. Nothing accepted is lost.
+#[tokio::test]
+async fn buffered_bytes_are_bounded_per_sender() {
+    let alice_port = free_port();
+    let mut cfg =
+        PoolConfig::new("Bob", loopback(0)).peer(PeerConfig::new("Alice", "127.0.0.1", alice_port));
+    cfg.limits.max_buffered_bytes_per_peer = 3000;
+    let bob = Pool::start(cfg).await.unwrap();
+    let addr = bob.local_addr();
+    let big = |id: &str| body(id, &Value::from(vec![7u8; 2000]));
+    assert_eq!(
+        raw(addr, &post(Some(alice_port), &big("m1"))).await.status,
+        200
+    );
+    let r = raw(addr, &post(Some(alice_port), &big("m2"))).await;
+    assert_eq!(r.status, 429, "{}", r.head);
+    assert!(r.body.contains("3000 bytes"), "{}", r.body);
+    let first = bob.recv("Alice", Some("m1".into())).await.unwrap();
+    assert_eq!(first, Value::from(vec![7u8; 2000]));
+    assert_eq!(
+        raw(addr, &post(Some(alice_port), &big("m2"))).await.status,
+        200
+    );
+    assert!(bob.recv("Alice", Some("m2".into())).await.is_ok());
+    bob.shutdown().await;
+}
+
+/// Connections beyond `max_incoming_connections` wait in the listen backlog:
+/// while one idle connection holds the only slot, a request on a second one
+/// is not served; when the first goes, it is.
+#[tokio::test]
+async fn incoming_connections_are_bounded() {
+    let alice_port = free_port();
+    let mut cfg =
+        PoolConfig::new("Bob", loopback(0)).peer(PeerConfig::new("Alice", "127.0.0.1", alice_port));
+    cfg.limits.max_incoming_connections = 1;
+    let bob = Pool::start(cfg).await.unwrap();
+    let addr = bob.local_addr();
+    let idle = TcpStream::connect(addr).await.unwrap();
+    let request_bytes = post(Some(alice_port), &body("m1", &Value::Nil));
+    let request = tokio::spawn(async move { raw(addr, &request_bytes).await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!request.is_finished(), "a second connection was served");
+    drop(idle);
+    assert_eq!(request.await.unwrap().status, 200);
+    assert_eq!(
+        bob.recv("Alice", Some("m1".into())).await.unwrap(),
+        Value::Nil
+    );
+    bob.shutdown().await;
+}
