@@ -10,12 +10,12 @@
 //!   starts with CN, which is why certificates for parties must be issued by
 //!   a CA whose subject DN starts with CN.
 
+use std::borrow::Cow;
 use std::net::IpAddr;
 
 use x509_parser::prelude::{FromDer, X509Certificate};
 
 use crate::envelope::WireVersion;
-use crate::int::Int;
 
 /// The network id of a request: `"{remote}:{cookie}"`, the cookie as sent.
 pub fn request_address_id(remote: IpAddr, cookie_port: &str) -> String {
@@ -29,19 +29,20 @@ pub fn peer_address_id(ip: IpAddr, port: u16) -> String {
 
 /// Whether two network ids name the same party, as the given version compares them.
 pub fn same_network_id(version: WireVersion, a: &str, b: &str) -> bool {
-    match version {
-        WireVersion::V4 => a == b,
-        WireVersion::V5 => normalize_localhost(a) == normalize_localhost(b),
-    }
+    comparable_network_id(version, a) == comparable_network_id(version, b)
 }
 
-/// 5.x `_is_same_network_id`: each of the three spellings, in order, replaces
-/// its first occurrence with `localhost` when the id starts with it.
-fn normalize_localhost(id: &str) -> String {
-    let mut id = id.to_string();
-    for local in ["localhost", "127.0.0.1", "::1"] {
-        if id.starts_with(local) {
-            id = id.replacen(local, "localhost", 1);
+/// The form in which the given version compares network ids: as they are
+/// (4.x), or with 5.x's `_is_same_network_id` rewriting: each of the three
+/// spellings, in order, replaces its first occurrence with `localhost` when
+/// the id starts with it. A registered peer's form is computed once.
+pub fn comparable_network_id(version: WireVersion, id: &str) -> Cow<'_, str> {
+    let mut id = Cow::Borrowed(id);
+    if version == WireVersion::V5 {
+        for local in ["localhost", "127.0.0.1", "::1"] {
+            if id.starts_with(local) {
+                id = Cow::Owned(id.replacen(local, "localhost", 1));
+            }
         }
     }
     id
@@ -51,17 +52,12 @@ fn normalize_localhost(id: &str) -> String {
 /// (DER): the first attribute value of the first RDN of the issuer, in
 /// certificate order, then the serial in decimal.
 pub fn presented_cert_id(der: &[u8]) -> Result<String, String> {
-    let (_, cert) = X509Certificate::from_der(der).map_err(|e| e.to_string())?;
-    let first = cert
-        .issuer()
-        .iter_rdn()
-        .next()
-        .and_then(|rdn| rdn.iter().next())
-        .ok_or("the issuer name is empty")?;
-    let value = first
-        .as_str()
-        .map_err(|e| format!("issuer's first attribute is not a string: {e}"))?;
-    Ok(format!("{value}:{}", serial_decimal(cert.raw_serial())))
+    let identity = cipherlink::Identity::from_der(der)?;
+    let value = identity
+        .issuer_first_rdn_value
+        .as_deref()
+        .ok_or("the issuer's first attribute is missing or not a string")?;
+    Ok(format!("{value}:{}", identity.serial_decimal()))
 }
 
 /// The id the package computes for a registered peer certificate (DER):
@@ -76,12 +72,10 @@ pub fn registered_cert_id(der: &[u8]) -> Result<String, String> {
         // pyOpenSSL gives None, which Python formats as "None".
         None => "None".to_string(),
     };
-    Ok(format!("{cn}:{}", serial_decimal(cert.raw_serial())))
-}
-
-fn serial_decimal(big_endian: &[u8]) -> String {
-    let le: Vec<u8> = big_endian.iter().rev().copied().collect();
-    Int::from_sign_magnitude(false, &le).to_string()
+    Ok(format!(
+        "{cn}:{}",
+        cipherlink::pki::decimal_from_be_bytes(cert.raw_serial())
+    ))
 }
 
 #[cfg(test)]

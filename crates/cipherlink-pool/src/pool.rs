@@ -131,9 +131,12 @@ impl Pool {
                 }
                 None => None,
             };
+            let address_id = identity::peer_address_id(ip, p.port);
             identities.push(PeerIdentity {
                 name: p.name.clone(),
-                address_id: identity::peer_address_id(ip, p.port),
+                comparable_address_id: identity::comparable_network_id(cfg.wire, &address_id)
+                    .into_owned(),
+                address_id,
                 cert_id,
             });
             peers.push(Peer {

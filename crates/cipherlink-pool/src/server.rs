@@ -45,6 +45,8 @@ pub(crate) struct PeerIdentity {
     pub name: String,
     /// `"{ip}:{port}"` as the package builds it.
     pub address_id: String,
+    /// `address_id` in the form the wire version compares.
+    pub comparable_address_id: String,
     /// `"{issuer CN}:{serial}"` of the pinned certificate, if any.
     pub cert_id: Option<String>,
 }
@@ -323,10 +325,11 @@ impl Receiver {
     fn identify(&self, info: &ConnInfo, port: &str) -> Result<usize, String> {
         let address_id = identity::request_address_id(info.remote.ip(), port);
         if !info.tls {
+            let wanted = identity::comparable_network_id(self.wire, &address_id);
             return self
                 .peers
                 .iter()
-                .position(|p| identity::same_network_id(self.wire, &p.address_id, &address_id))
+                .position(|p| p.comparable_address_id == wanted)
                 .ok_or(address_id);
         }
         let cert_id = info.cert_id.clone().map_err(|why| format!("({why})"))?;

@@ -214,7 +214,7 @@ impl Identity {
 
     /// The serial number as a decimal string.
     pub fn serial_decimal(&self) -> String {
-        bytes_to_decimal(&self.serial)
+        decimal_from_be_bytes(&self.serial)
     }
 
     /// The names this identity answers to: CN, then subjectAltNames.
@@ -251,7 +251,7 @@ fn ip_to_string(bytes: &[u8]) -> Option<String> {
 }
 
 /// Big-endian unsigned bytes to decimal, for serial numbers of any length.
-fn bytes_to_decimal(bytes: &[u8]) -> String {
+pub fn decimal_from_be_bytes(bytes: &[u8]) -> String {
     let mut digits: Vec<u8> = vec![0];
     for &byte in bytes {
         let mut carry = u32::from(byte);
@@ -276,12 +276,12 @@ mod tests {
     fn decimal_serials_match_python_int() {
         // The tno notes' example: serial 0x0A1B2C3D4E is 43405557070.
         assert_eq!(
-            bytes_to_decimal(&[0x0a, 0x1b, 0x2c, 0x3d, 0x4e]),
+            decimal_from_be_bytes(&[0x0a, 0x1b, 0x2c, 0x3d, 0x4e]),
             "43405557070"
         );
-        assert_eq!(bytes_to_decimal(&[]), "0");
+        assert_eq!(decimal_from_be_bytes(&[]), "0");
         assert_eq!(
-            bytes_to_decimal(&[0xff; 16]),
+            decimal_from_be_bytes(&[0xff; 16]),
             "340282366920938463463374607431768211455"
         );
     }
