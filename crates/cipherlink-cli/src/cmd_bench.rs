@@ -48,7 +48,7 @@ pub struct ConnArgs {
     #[arg(long, default_value_t = 1000)]
     pub batch: u64,
     /// Certificate key algorithm of the in-process server.
-    #[arg(long, default_value = "p256", value_parser = |s: &str| s.parse::<KeyAlgorithm>())]
+    #[arg(long, default_value = "p256")]
     pub cert_algorithm: KeyAlgorithm,
     /// Benchmark this TLS server instead of the in-process one (e.g. openssl s_server).
     #[arg(long, value_name = "ADDR")]
@@ -60,7 +60,7 @@ pub struct ConnArgs {
     #[arg(long, requires = "target")]
     pub server_name: Option<String>,
     /// With --target: what to do after the handshake: none, echo, pingpong.
-    #[arg(long, default_value = "none", value_parser = |s: &str| s.parse::<Exchange>())]
+    #[arg(long, default_value = "none")]
     pub exchange: Exchange,
     /// Write the full report as JSON here.
     #[arg(long, value_name = "FILE")]

@@ -13,7 +13,7 @@ pub struct CertsArgs {
     #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
     /// Key algorithm: p256, p384, ed25519, rsa2048, rsa4096.
-    #[arg(long, default_value = "p256", value_parser = parse_algorithm)]
+    #[arg(long, default_value = "p256")]
     pub algorithm: KeyAlgorithm,
     /// Validity in days.
     #[arg(long, default_value_t = 365)]
@@ -27,10 +27,6 @@ pub struct CertsArgs {
     /// The CA's common name.
     #[arg(long, default_value = "cipherlink test CA")]
     pub ca_name: String,
-}
-
-fn parse_algorithm(s: &str) -> Result<KeyAlgorithm, String> {
-    s.parse()
 }
 
 /// Runs the subcommand.

@@ -85,10 +85,7 @@ pub async fn run(args: ConnectArgs) -> Result<()> {
 /// unknown_ca, ...) arrives on the first read or write. Explain it as the
 /// handshake errors are explained, instead of a bare "received fatal alert".
 fn explain_io(err: std::io::Error, during: String) -> anyhow::Error {
-    let tls = err
-        .get_ref()
-        .and_then(|inner| inner.downcast_ref::<cipherlink::rustls::Error>())
-        .map(cipherlink::error::explain_tls);
+    let tls = cipherlink::error::tls_error_in(&err).map(cipherlink::error::explain_tls);
     match tls {
         Some(why) => anyhow::Error::new(err).context(format!("{during}: {why}")),
         None => anyhow::Error::new(err).context(during),

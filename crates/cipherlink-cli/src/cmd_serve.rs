@@ -65,8 +65,11 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     let task = server.spawn(move |mut tunnel| {
         let stdout = stdout.clone();
         async move {
-            if let Some(info) = tunnel.info() {
-                tracing::info!(peer = tunnel.peer(), "accepted: {info}");
+            // info() parses the peer's certificate: only when it is logged.
+            if tracing::enabled!(tracing::Level::INFO) {
+                if let Some(info) = tunnel.info() {
+                    tracing::info!(peer = tunnel.peer(), "accepted: {info}");
+                }
             }
             let peer = tunnel.peer().to_string();
             let mut buf = vec![0u8; 16 * 1024];

@@ -55,7 +55,8 @@ struct PartyArgs {
     /// Which tno.mpc.communication wire to speak: 5 (default) or 4.
     #[arg(long, default_value = "5")]
     wire: WireVersion,
-    /// Seconds to wait for a message (0 = forever).
+    /// Seconds `send --reply` waits for the reply (0 = forever); `serve`
+    /// waits for messages until it is interrupted or has its --count.
     #[arg(long, default_value_t = 60.0)]
     timeout: f64,
 }
@@ -172,10 +173,7 @@ async fn serve(a: ServeArgs) -> Result<()> {
                 tracing::warn!("echo of {} to {} failed: {e}", msg.id, msg.peer);
             }
         } else {
-            let id = match &msg.id {
-                MessageId::Str(s) => serde_json::Value::String(s.clone()),
-                MessageId::Int(i) => to_json(&cipherlink_pool::Value::Int(i.clone())),
-            };
+            let id = to_json(&msg.id.to_value());
             let line =
                 serde_json::json!({"from": msg.peer, "id": id, "value": to_json(&msg.value)});
             println!("{line}");

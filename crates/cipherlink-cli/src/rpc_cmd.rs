@@ -70,7 +70,6 @@ struct RpcTlsArgs {
         env = "TLS_GROUPS",
         value_name = "LIST",
         value_delimiter = ',',
-        value_parser = parse_group,
         default_value = "X25519MLKEM768,X25519,P-256"
     )]
     groups: Vec<KeyExchange>,
@@ -230,11 +229,6 @@ where
     })
     .await
     .context("the runtime thread failed")?
-}
-
-fn parse_group(text: &str) -> std::result::Result<KeyExchange, String> {
-    text.parse()
-        .map_err(|e: cipherlink::kx::UnknownGroup| e.to_string())
 }
 
 fn secs(value: f64, name: &str) -> Result<Duration> {

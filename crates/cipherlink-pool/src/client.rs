@@ -11,7 +11,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::client::conn::http1::{self, SendRequest};
-use hyper::header::{HeaderValue, CONTENT_LENGTH, CONTENT_TYPE, COOKIE, HOST};
+use hyper::header::{HeaderValue, CONTENT_TYPE, COOKIE, HOST};
 use hyper::{Method, Request, StatusCode};
 use hyper_util::rt::TokioIo;
 use rustls_pki_types::ServerName;
@@ -179,14 +179,12 @@ impl PeerClient {
     }
 
     fn request(&self, body: Bytes) -> Request<Full<Bytes>> {
-        let len = body.len();
         let mut req = Request::new(Full::new(body));
         *req.method_mut() = Method::POST;
         *req.uri_mut() = hyper::Uri::from_static("/");
         let h = req.headers_mut();
         h.insert(HOST, self.host_header.clone());
         h.insert(COOKIE, self.cookie.clone());
-        h.insert(CONTENT_LENGTH, HeaderValue::from(len));
         h.insert(
             CONTENT_TYPE,
             HeaderValue::from_static("application/octet-stream"),

@@ -57,7 +57,8 @@ pub enum MessageId {
 }
 
 impl MessageId {
-    fn to_value(&self) -> Value {
+    /// The id as the value it is on the wire (a str, or a 4.x int).
+    pub fn to_value(&self) -> Value {
         match self {
             MessageId::Str(s) => Value::Str(s.clone()),
             MessageId::Int(i) => Value::Int(i.clone()),

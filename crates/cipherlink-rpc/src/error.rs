@@ -157,7 +157,7 @@ pub fn chain(err: &(dyn std::error::Error + 'static)) -> String {
 /// (inside an `io::Error` from tokio-rustls) and use its `Display` instead.
 fn readable(e: &(dyn std::error::Error + 'static)) -> Option<String> {
     let tls = match e.downcast_ref::<std::io::Error>() {
-        Some(io) => io.get_ref()?.downcast_ref::<rustls::Error>()?,
+        Some(io) => cipherlink::error::tls_error_in(io)?,
         None => e.downcast_ref::<rustls::Error>()?,
     };
     match tls {

@@ -113,42 +113,38 @@ fn io_err(path: &Path) -> impl Fn(std::io::Error) -> RpcError + '_ {
 
 /// Writes a steady-test results file.
 pub fn write_steady(path: &Path, outcomes: &[Outcome]) -> Result<(), RpcError> {
-    let mut w = create(path)?;
-    let mut body = String::with_capacity(32 * (outcomes.len() + 1));
-    body.push_str("#TEST=");
-    body.push_str(STEADY_TEST);
-    body.push('\n');
-    for o in outcomes {
-        match o {
-            Outcome::Ok(d) => {
-                body.push_str(&format!("{{\"ok\":true,\"latency_ms\":{}}}\n", ms(*d)))
-            }
-            Outcome::Err(code) => body.push_str(&format!("{{\"ok\":false,\"code\":\"{code}\"}}\n")),
-        }
-    }
-    w.write_all(body.as_bytes()).map_err(io_err(path))?;
-    w.flush().map_err(io_err(path))
+    write_lines(path, STEADY_TEST, outcomes, |w, o| match o {
+        Outcome::Ok(d) => writeln!(w, "{{\"ok\":true,\"latency_ms\":{}}}", ms(*d)),
+        Outcome::Err(code) => writeln!(w, "{{\"ok\":false,\"code\":\"{code}\"}}"),
+    })
 }
 
 /// Writes a cold-connection results file.
 pub fn write_coldconn(path: &Path, outcomes: &[ColdOutcome]) -> Result<(), RpcError> {
+    write_lines(path, COLDCONN_TEST, outcomes, |w, o| match o {
+        ColdOutcome::Ok { connect, first_rpc } => writeln!(
+            w,
+            "{{\"ok\":true,\"t_connect_ms\":{},\"t_first_rpc_ms\":{},\"t_total_ms\":{}}}",
+            ms(*connect),
+            ms(*first_rpc),
+            ms(*connect + *first_rpc)
+        ),
+        ColdOutcome::Err(code) => writeln!(w, "{{\"ok\":false,\"code\":\"{code}\"}}"),
+    })
+}
+
+/// The `#TEST=` header, then one line per outcome, straight into the file's buffer.
+fn write_lines<T>(
+    path: &Path,
+    test: &str,
+    outcomes: &[T],
+    line: impl Fn(&mut dyn Write, &T) -> std::io::Result<()>,
+) -> Result<(), RpcError> {
     let mut w = create(path)?;
-    let mut body = format!("#TEST={COLDCONN_TEST}\n");
-    for o in outcomes {
-        match o {
-            ColdOutcome::Ok { connect, first_rpc } => body.push_str(&format!(
-                "{{\"ok\":true,\"t_connect_ms\":{},\"t_first_rpc_ms\":{},\"t_total_ms\":{}}}\n",
-                ms(*connect),
-                ms(*first_rpc),
-                ms(*connect + *first_rpc)
-            )),
-            ColdOutcome::Err(code) => {
-                body.push_str(&format!("{{\"ok\":false,\"code\":\"{code}\"}}\n"))
-            }
-        }
-    }
-    w.write_all(body.as_bytes()).map_err(io_err(path))?;
-    w.flush().map_err(io_err(path))
+    let written = writeln!(w, "#TEST={test}")
+        .and_then(|()| outcomes.iter().try_for_each(|o| line(&mut w, o)))
+        .and_then(|()| w.flush());
+    written.map_err(io_err(path))
 }
 
 #[cfg(test)]

@@ -100,10 +100,7 @@ impl Error {
     /// Splits a transport error into a TLS failure (when the TLS library put
     /// one inside) or plain I/O.
     pub(crate) fn from_io(peer: &str, during: &'static str, err: io::Error) -> Error {
-        match err
-            .get_ref()
-            .and_then(|inner| inner.downcast_ref::<rustls::Error>())
-        {
+        match tls_error_in(&err) {
             Some(tls) => Error::Handshake {
                 peer: peer.to_string(),
                 error: tls.clone(),
@@ -123,6 +120,14 @@ impl Error {
             _ => None,
         }
     }
+}
+
+/// The TLS failure inside a transport error, when the TLS library (through
+/// tokio-rustls) put one there: an alert that arrives on a read or write
+/// after the handshake, e.g. a refused client certificate in TLS 1.3.
+pub fn tls_error_in(err: &io::Error) -> Option<&rustls::Error> {
+    err.get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
 }
 
 /// Renders a TLS error for a person: certificate times as calendar dates,

@@ -5,7 +5,6 @@
 //! and measure the handshake), hence this small wrapper.
 
 use std::io;
-use std::net::SocketAddr;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
@@ -22,25 +21,11 @@ pub enum Conn {
     Tls(Box<TlsStream<TcpStream>>),
 }
 
-/// What a handler can learn about its connection.
-#[derive(Debug, Clone)]
-pub struct ConnInfo {
-    /// The client's address, when the OS still knows it.
-    pub peer: Option<SocketAddr>,
-}
-
+// No handler asks who is calling: no `getpeername` per connection.
 impl Connected for Conn {
-    type ConnectInfo = ConnInfo;
+    type ConnectInfo = ();
 
-    fn connect_info(&self) -> ConnInfo {
-        let tcp = match self {
-            Conn::Plain(s) => s,
-            Conn::Tls(s) => s.get_ref().0,
-        };
-        ConnInfo {
-            peer: tcp.peer_addr().ok(),
-        }
-    }
+    fn connect_info(&self) {}
 }
 
 impl AsyncRead for Conn {

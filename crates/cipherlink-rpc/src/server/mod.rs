@@ -19,7 +19,7 @@ use tokio::sync::{mpsc, Semaphore};
 use tokio_rustls::TlsAcceptor;
 use tokio_stream::wrappers::ReceiverStream;
 
-pub use conn::{Conn, ConnInfo};
+pub use conn::Conn;
 pub use service::Scorer;
 
 use crate::error::RpcError;
