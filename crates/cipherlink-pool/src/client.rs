@@ -9,7 +9,7 @@ use std::task::Poll;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Limited};
 use hyper::client::conn::http1::{self, SendRequest};
 use hyper::header::{HeaderValue, CONTENT_TYPE, COOKIE, HOST};
 use hyper::{Method, Request, StatusCode};
@@ -20,6 +20,7 @@ use tokio::sync::Semaphore;
 use tokio_rustls::TlsConnector;
 use tracing::{debug, warn};
 
+use crate::body::MessageBody;
 use crate::error::SendError;
 
 /// Retries on connection errors, as 5.x does with tenacity.
@@ -57,7 +58,7 @@ pub(crate) struct ClientOptions {
 /// nothing polls it; a connection the peer closed meanwhile is noticed when
 /// it is next used, and a request it did not send goes out on another.
 struct Conn {
-    sender: SendRequest<Full<Bytes>>,
+    sender: SendRequest<MessageBody>,
     /// `None` once the connection has ended.
     driver: Driver,
 }
@@ -97,7 +98,7 @@ async fn drive<F: Future>(driver: &mut Driver, fut: F) -> F::Output {
 enum Exchange {
     Answered(StatusCode, Option<String>, Bytes),
     /// The request was not sent; it can go out on another connection.
-    Unsent(Request<Full<Bytes>>),
+    Unsent(Box<Request<MessageBody>>),
     Failed(SendError),
 }
 
@@ -152,7 +153,7 @@ impl PeerClient {
     }
 
     /// POSTs one body, retrying connection errors per the policy.
-    pub(crate) async fn send(&self, body: Bytes) -> Result<(), SendError> {
+    pub(crate) async fn send(&self, body: MessageBody) -> Result<(), SendError> {
         let Ok(_permit) = self.permits.acquire().await else {
             return Err(self.connect_error(std::io::Error::other("client closed")));
         };
@@ -178,8 +179,8 @@ impl PeerClient {
         }
     }
 
-    fn request(&self, body: Bytes) -> Request<Full<Bytes>> {
-        let mut req = Request::new(Full::new(body));
+    fn request(&self, body: MessageBody) -> Request<MessageBody> {
+        let mut req = Request::new(body);
         *req.method_mut() = Method::POST;
         *req.uri_mut() = hyper::Uri::from_static("/");
         let h = req.headers_mut();
@@ -208,14 +209,14 @@ impl PeerClient {
         }
     }
 
-    async fn try_once(&self, body: Bytes) -> Result<(), SendError> {
+    async fn try_once(&self, body: MessageBody) -> Result<(), SendError> {
         let mut req = self.request(body);
         // A connection the peer closed while idle may still look ready; a
         // request hyper hands back unsent goes out on another connection at
         // once, without spending an attempt.
         while let Some(mut conn) = self.pop_idle() {
             match self.exchange(&mut conn, req).await {
-                Exchange::Unsent(back) => req = back,
+                Exchange::Unsent(back) => req = *back,
                 done => return self.finish(conn, done),
             }
         }
@@ -231,17 +232,17 @@ impl PeerClient {
 
     /// Sends one request on `conn` and reads the whole (short) answer, so the
     /// connection can be reused; all within the request timeout.
-    async fn exchange(&self, conn: &mut Conn, req: Request<Full<Bytes>>) -> Exchange {
+    async fn exchange(&self, conn: &mut Conn, req: Request<MessageBody>) -> Exchange {
         let Conn { sender, driver } = conn;
         let work = async {
             if sender.ready().await.is_err() {
-                return Exchange::Unsent(req);
+                return Exchange::Unsent(Box::new(req));
             }
             let resp = match sender.try_send_request(req).await {
                 Ok(resp) => resp,
                 Err(mut e) => {
                     return match e.take_message() {
-                        Some(back) => Exchange::Unsent(back),
+                        Some(back) => Exchange::Unsent(Box::new(back)),
                         None => Exchange::Failed(self.http_error(e.into_error())),
                     }
                 }

@@ -109,27 +109,62 @@ fn bin_header(len: usize, out: &mut Vec<u8>) -> Result<(), EncodeError> {
 
 /// Builds the request body for one message.
 pub fn encode(version: WireVersion, id: &MessageId, value: &Value) -> Result<Vec<u8>, EncodeError> {
-    let mut body = encode_object(version, value, codec::DEFAULT_MAX_DEPTH)?;
-    finish_body(&mut body, id)?;
-    Ok(body)
+    let parts = encode_object(version, value, codec::DEFAULT_MAX_DEPTH)?.finish(id)?;
+    Ok(parts.concat())
 }
 
 /// Where the 5.x bin header starts: after `fixmap(2), "object"`.
 const OBJECT_AT: usize = 8;
 /// The longest bin header (bin32: marker and 4 length bytes).
 const BIN32_HEADER: usize = 5;
+/// A top-level `bytes` value this long or longer is sent from where it is
+/// instead of being copied into the body.
+const SHARE_FROM: usize = 16 * 1024;
 
-/// The start of a request body, `{"object": <value>`, with the value encoded
-/// straight into it; [`finish_body`] appends the id. Encoding before the id
-/// is known lets a send fail on an unencodable value without spending an id,
-/// and writing into the body at once avoids a second copy of a large value
-/// (5.x double-encodes it as a bin, which a naive build copies again).
-/// Nesting deeper than `max_depth` is refused, as the receiving side does.
+/// The start of a request body, `{"object": <value>`, before the id is
+/// known: encoding first lets a send fail on an unencodable value without
+/// spending an id. A large top-level `bytes` value (the common bulk
+/// payload) stays a shared chunk of its own, so the body is sent without
+/// copying it; anything else is encoded straight into one buffer (5.x
+/// double-encodes the value as a bin, which a naive build copies again).
+/// Cloning is cheap for the shared case, as a broadcast needs.
+#[derive(Debug, Clone)]
+pub struct EncodedObject {
+    head: Vec<u8>,
+    shared: Option<bytes::Bytes>,
+}
+
+impl EncodedObject {
+    /// Appends `"id": <id>` and returns the body's parts, in order.
+    pub fn finish(self, id: &MessageId) -> Result<Vec<bytes::Bytes>, EncodeError> {
+        let EncodedObject { mut head, shared } = self;
+        match shared {
+            None => {
+                finish_body(&mut head, id)?;
+                Ok(vec![head.into()])
+            }
+            Some(payload) => {
+                let mut tail = Vec::with_capacity(16);
+                finish_body(&mut tail, id)?;
+                Ok(vec![head.into(), payload, tail.into()])
+            }
+        }
+    }
+}
+
+/// Encodes `{"object": <value>` for `version`; [`EncodedObject::finish`]
+/// adds the id. Nesting deeper than `max_depth` is refused, as the
+/// receiving side does.
 pub fn encode_object(
     version: WireVersion,
     value: &Value,
     max_depth: usize,
-) -> Result<Vec<u8>, EncodeError> {
+) -> Result<EncodedObject, EncodeError> {
+    if let Value::Bytes(payload) = value {
+        if payload.len() >= SHARE_FROM {
+            return shared_bytes_object(version, payload);
+        }
+    }
     let mut out = Vec::with_capacity(OBJECT_AT + BIN32_HEADER + size_hint(value) + 16);
     out.extend_from_slice(b"\x82\xa6object");
     match version {
@@ -151,11 +186,35 @@ pub fn encode_object(
             out[OBJECT_AT..OBJECT_AT + header.len()].copy_from_slice(&header);
         }
     }
-    Ok(out)
+    Ok(EncodedObject {
+        head: out,
+        shared: None,
+    })
+}
+
+/// `{"object": <bytes>` with the bytes left where they are: only the
+/// headers are written (4.x: the bin header; 5.x: the outer bin header of
+/// the inner document, then the inner document's own bin header).
+fn shared_bytes_object(
+    version: WireVersion,
+    payload: &bytes::Bytes,
+) -> Result<EncodedObject, EncodeError> {
+    let mut inner_header = Vec::with_capacity(BIN32_HEADER);
+    bin_header(payload.len(), &mut inner_header)?;
+    let mut head = Vec::with_capacity(OBJECT_AT + 2 * BIN32_HEADER);
+    head.extend_from_slice(b"\x82\xa6object");
+    if version == WireVersion::V5 {
+        bin_header(inner_header.len() + payload.len(), &mut head)?;
+    }
+    head.extend_from_slice(&inner_header);
+    Ok(EncodedObject {
+        head,
+        shared: Some(payload.clone()),
+    })
 }
 
 /// Appends `"id": <id>` to a body begun by [`encode_object`].
-pub fn finish_body(body: &mut Vec<u8>, id: &MessageId) -> Result<(), EncodeError> {
+fn finish_body(body: &mut Vec<u8>, id: &MessageId) -> Result<(), EncodeError> {
     body.extend_from_slice(b"\xa2id");
     match id {
         // The common case, without building a Value (and cloning the str).
@@ -366,6 +425,32 @@ fn decode_general(
 mod tests {
     use super::*;
     use crate::codec::vectors::{hex, unhex};
+
+    /// A large `bytes` payload sent from where it is gives exactly the
+    /// bytes of encoding the whole envelope as one msgpack document.
+    #[test]
+    fn shared_payload_bodies_are_byte_identical() {
+        for len in [SHARE_FROM - 1, SHARE_FROM, 70_000, 1 << 20] {
+            let value = Value::from(vec![0x5a; len]);
+            let id = MessageId::from("m7");
+            for version in [WireVersion::V4, WireVersion::V5] {
+                let object = match version {
+                    WireVersion::V4 => value.clone(),
+                    WireVersion::V5 => Value::from(codec::encode(&value).unwrap_or_default()),
+                };
+                let whole = Value::Dict(vec![
+                    ("object".to_string(), object),
+                    ("id".to_string(), Value::str("m7")),
+                ]);
+                let expected = codec::encode(&whole).unwrap_or_default();
+                let parts = encode_object(version, &value, codec::DEFAULT_MAX_DEPTH)
+                    .and_then(|o| o.finish(&id))
+                    .unwrap_or_else(|e| panic!("{e}"));
+                assert_eq!(parts.len(), if len >= SHARE_FROM { 3 } else { 1 });
+                assert!(parts.concat() == expected, "{version:?} {len}");
+            }
+        }
+    }
 
     fn big_2_100() -> Value {
         Value::Int(

@@ -29,6 +29,7 @@
 //! # let _ = reply; Ok(()) }
 //! ```
 
+mod body;
 mod client;
 pub mod codec;
 mod config;

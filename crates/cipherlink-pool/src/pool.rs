@@ -6,7 +6,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::Bytes;
 use rustls_pki_types::ServerName;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -14,9 +13,10 @@ use tokio::task::{JoinHandle, JoinSet};
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 use tracing::{info, warn};
 
+use crate::body::MessageBody;
 use crate::client::{ClientOptions, PeerClient};
 use crate::config::{Limits, PoolConfig};
-use crate::envelope::{self, MessageId, WireVersion};
+use crate::envelope::{self, EncodedObject, MessageId, WireVersion};
 use crate::error::{ConfigError, PoolError};
 use crate::identity;
 use crate::ids::Counters;
@@ -237,7 +237,7 @@ impl Pool {
         peer: &str,
         value: &Value,
         id: Option<MessageId>,
-    ) -> Result<(usize, MessageId, Vec<u8>), PoolError> {
+    ) -> Result<(usize, MessageId, EncodedObject), PoolError> {
         let idx = self.index(peer)?;
         let body = envelope::encode_object(self.shared.wire, value, self.shared.limits.max_depth)
             .map_err(|source| PoolError::Encode {
@@ -305,13 +305,12 @@ impl Pool {
                 .collect::<Result<_, _>>()?,
             None => (0..self.shared.peers.len()).collect(),
         };
-        // Encoded once; each peer's body is a copy of it with its own id.
+        // Encoded once; each peer's body is it (shared when large) and its own id.
         let object = envelope::encode_object(self.shared.wire, value, self.shared.limits.max_depth)
             .map_err(|source| PoolError::Encode {
                 peer: "(broadcast)".to_string(),
                 source,
             })?;
-        let object = Bytes::from(object);
         let mut set = JoinSet::new();
         for idx in targets {
             let msg_id = self.shared.peers[idx]
@@ -319,11 +318,7 @@ impl Pool {
                 .next_send(self.shared.wire, id.clone());
             let shared = self.shared.clone();
             let object = object.clone();
-            set.spawn(async move {
-                let mut body = Vec::with_capacity(object.len() + 32);
-                body.extend_from_slice(&object);
-                shared.send_body(idx, &msg_id, body).await
-            });
+            set.spawn(async move { shared.send_body(idx, &msg_id, object).await });
         }
         let mut first_err = None;
         while let Some(res) = set.join_next().await {
@@ -524,17 +519,18 @@ impl Shared {
         &self,
         idx: usize,
         id: &MessageId,
-        mut body: Vec<u8>,
+        object: EncodedObject,
     ) -> Result<(), PoolError> {
         let peer = &self.peers[idx];
-        envelope::finish_body(&mut body, id).map_err(|source| PoolError::Encode {
+        let parts = object.finish(id).map_err(|source| PoolError::Encode {
             peer: peer.name.clone(),
             source,
         })?;
-        let len = body.len() as u64;
+        let body = MessageBody::new(parts);
+        let len = body.len();
         tracing::debug!("Sending {len} bytes to {}...", peer.client.label());
         peer.client
-            .send(Bytes::from(body))
+            .send(body)
             .await
             .map_err(|source| PoolError::Send {
                 peer: peer.name.clone(),
