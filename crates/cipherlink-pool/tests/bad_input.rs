@@ -334,16 +334,24 @@ async fn a_value_nested_past_the_limit_is_not_sent() {
     alice.shutdown().await;
 }
 
+/// Bob, expecting Alice on `alice_port`, with default limits but one.
+async fn bob_with(alice_port: u16, set: impl FnOnce(&mut Limits)) -> Pool {
+    let mut cfg =
+        PoolConfig::new("Bob", loopback(0)).peer(PeerConfig::new("Alice", "127.0.0.1", alice_port));
+    set(&mut cfg.limits);
+    Pool::start(cfg).await.unwrap()
+}
+
 /// Unreceived messages are bounded in bytes as well as in number: past the
 /// byte limit a sender gets 429 with the reason, and once Bob receives what
 /// is buffered, the sender's message is taken again. Nothing accepted is lost.
 #[tokio::test]
 async fn buffered_bytes_are_bounded_per_sender() {
     let alice_port = free_port();
-    let mut cfg =
-        PoolConfig::new("Bob", loopback(0)).peer(PeerConfig::new("Alice", "127.0.0.1", alice_port));
-    cfg.limits.max_buffered_bytes_per_peer = 3000;
-    let bob = Pool::start(cfg).await.unwrap();
+    let bob = bob_with(alice_port, |limits| {
+        limits.max_buffered_bytes_per_peer = 3000
+    })
+    .await;
     let addr = bob.local_addr();
     let big = |id: &str| body(id, &Value::from(vec![7u8; 2000]));
     assert_eq!(
@@ -369,10 +377,7 @@ async fn buffered_bytes_are_bounded_per_sender() {
 #[tokio::test]
 async fn incoming_connections_are_bounded() {
     let alice_port = free_port();
-    let mut cfg =
-        PoolConfig::new("Bob", loopback(0)).peer(PeerConfig::new("Alice", "127.0.0.1", alice_port));
-    cfg.limits.max_incoming_connections = 1;
-    let bob = Pool::start(cfg).await.unwrap();
+    let bob = bob_with(alice_port, |limits| limits.max_incoming_connections = 1).await;
     let addr = bob.local_addr();
     let idle = TcpStream::connect(addr).await.unwrap();
     let request_bytes = post(Some(alice_port), &body("m1", &Value::Nil));
