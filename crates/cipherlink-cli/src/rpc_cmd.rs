@@ -100,8 +100,9 @@ struct ServeArgs {
     /// HTTP/2 streams a client may have open at once.
     #[arg(long, default_value_t = 4096)]
     max_streams: u32,
-    /// Worker threads: 1 runs everything on one thread (the cheapest for a
-    /// few busy connections); 0 means one per core.
+    /// Server threads (0: one per core). Each runs whole connections, TLS
+    /// handshake, HTTP/2 and handlers, so a connection never crosses threads;
+    /// new connections are dealt to the threads in turn.
     #[arg(long, env = "RPC_THREADS", default_value_t = 0)]
     threads: usize,
 }
@@ -193,39 +194,28 @@ struct ColdArgs {
 /// Runs `cipherlink rpc ...`.
 pub async fn run(args: RpcArgs) -> Result<()> {
     match args.command {
-        RpcCommand::Serve(a) => {
-            let threads = a.threads;
-            on_runtime(threads, move || serve(a)).await
-        }
+        // The accept loop needs one thread; the server starts its own.
+        RpcCommand::Serve(a) => on_runtime(move || serve(a)).await,
         // One thread for the whole client (scheduler, requests and the
         // connection task): no hand-offs between threads on the request
         // path, and the other cores stay free for the server.
-        RpcCommand::Steady(a) => on_runtime(1, move || steady(a)).await,
-        RpcCommand::Coldconn(a) => on_runtime(1, move || coldconn(a)).await,
+        RpcCommand::Steady(a) => on_runtime(move || steady(a)).await,
+        RpcCommand::Coldconn(a) => on_runtime(move || coldconn(a)).await,
     }
 }
 
-/// Runs `make()` on a runtime of its own: single-threaded for `threads == 1`,
-/// else multi-threaded with that many workers (0: one per core).
-async fn on_runtime<F, Fut>(threads: usize, make: F) -> Result<()>
+/// Runs `make()` on a single-threaded runtime of its own thread.
+async fn on_runtime<F, Fut>(make: F) -> Result<()>
 where
     F: FnOnce() -> Fut + Send + 'static,
     Fut: std::future::Future<Output = Result<()>>,
 {
     tokio::task::spawn_blocking(move || {
-        let rt = if threads == 1 {
-            tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-        } else {
-            let mut b = tokio::runtime::Builder::new_multi_thread();
-            if threads > 1 {
-                b.worker_threads(threads);
-            }
-            b.enable_all().build()
-        }
-        .context("cannot start the async runtime")?;
-        rt.block_on(make())
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("cannot start the async runtime")?
+            .block_on(make())
     })
     .await
     .context("the runtime thread failed")?
@@ -274,6 +264,7 @@ async fn serve(a: ServeArgs) -> Result<()> {
     opts.precise_timer = !a.tokio_timer;
     opts.max_request_bytes = a.max_request_bytes;
     opts.max_concurrent_streams = a.max_streams;
+    opts.threads = a.threads;
     let server = BoundServer::bind(opts).await?;
     let addr = server.local_addr()?;
     eprintln!("ScoreService on {addr}: {mode}, DELAY_MS={}", a.delay_ms);

@@ -8,6 +8,7 @@
 
 mod conn;
 mod service;
+mod shard;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -15,9 +16,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::{mpsc, watch, Semaphore};
 use tokio_rustls::TlsAcceptor;
-use tokio_stream::wrappers::ReceiverStream;
 
 pub use conn::Conn;
 pub use service::Scorer;
@@ -25,6 +25,7 @@ pub use service::Scorer;
 use crate::error::RpcError;
 use crate::pb::score_service_server::ScoreServiceServer;
 use crate::timer::Timer;
+use shard::{Accepted, ShardSetup};
 
 /// Largest request accepted by default: gRPC's usual 4 MiB.
 pub const DEFAULT_MAX_REQUEST_BYTES: usize = 4 * 1024 * 1024;
@@ -48,6 +49,9 @@ pub struct ServerOptions {
     pub handshake_timeout: Duration,
     /// Handshakes in progress at once; more wait in the accept queue.
     pub max_handshakes: usize,
+    /// Server threads, each running whole connections (a connection never
+    /// moves between threads); 0 means one per core.
+    pub threads: usize,
 }
 
 impl ServerOptions {
@@ -62,6 +66,7 @@ impl ServerOptions {
             max_request_bytes: DEFAULT_MAX_REQUEST_BYTES,
             handshake_timeout: Duration::from_secs(10),
             max_handshakes: 256,
+            threads: 0,
         }
     }
 }
@@ -92,7 +97,7 @@ impl BoundServer {
         })
     }
 
-    /// Serves until `shutdown` completes.
+    /// Serves until `shutdown` completes (or until this future is dropped).
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send) -> Result<(), RpcError> {
         let opts = self.opts;
         let timer = if opts.precise_timer && !opts.delay.is_zero() {
@@ -100,30 +105,64 @@ impl BoundServer {
         } else {
             Timer::Tokio
         };
-        let service = ScoreServiceServer::new(Scorer::new(opts.delay, timer))
-            .max_decoding_message_size(opts.max_request_bytes);
-        // A bounded queue: when tonic falls behind, accepting pauses.
-        let (tx, rx) = mpsc::channel::<Result<Conn, std::io::Error>>(64);
-        let acceptor = tokio::spawn(accept_loop(self.listener, opts.clone(), tx));
-        let result = tonic::transport::Server::builder()
-            .max_concurrent_streams(Some(opts.max_concurrent_streams))
-            .add_service(service)
-            .serve_with_incoming_shutdown(ReceiverStream::new(rx), shutdown)
-            .await
-            .map_err(|e| RpcError::Serve(crate::error::chain(&e)));
-        acceptor.abort();
-        result
+        let setup = ShardSetup {
+            service: ScoreServiceServer::new(Scorer::new(opts.delay, timer))
+                .max_decoding_message_size(opts.max_request_bytes),
+            tls: opts.tls.clone().map(TlsAcceptor::from),
+            handshake_timeout: opts.handshake_timeout,
+            max_concurrent_streams: opts.max_concurrent_streams,
+        };
+        let count = match opts.threads {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        };
+        // Dropping `stop` (this future dropped, or returning) stops the shards too.
+        let (stop, stopped) = watch::channel(false);
+        let mut queues = Vec::with_capacity(count);
+        let mut threads = Vec::with_capacity(count);
+        for index in 0..count {
+            let (tx, rx) = mpsc::channel(64);
+            threads.push(shard::spawn(index, setup.clone(), rx, stopped.clone())?);
+            queues.push(tx);
+        }
+        let handshakes = opts
+            .tls
+            .is_some()
+            .then(|| Arc::new(Semaphore::new(opts.max_handshakes.max(1))));
+        tokio::select! {
+            () = accept_loop(&self.listener, handshakes, &queues) => {}
+            () = shutdown => {}
+        }
+        let _ = stop.send(true);
+        drop(queues);
+        let joined = tokio::task::spawn_blocking(move || {
+            threads.into_iter().try_for_each(|t| {
+                t.join()
+                    .map_err(|_| RpcError::Serve("a server thread panicked".into()))?
+            })
+        })
+        .await;
+        joined.map_err(|e| RpcError::Serve(format!("joining the server threads: {e}")))?
     }
 }
 
+/// Accepts connections and deals them to the shards in turn. Returns only
+/// when every shard has gone.
 async fn accept_loop(
-    listener: TcpListener,
-    opts: ServerOptions,
-    tx: mpsc::Sender<Result<Conn, std::io::Error>>,
+    listener: &TcpListener,
+    handshakes: Option<Arc<Semaphore>>,
+    queues: &[mpsc::Sender<Accepted>],
 ) {
-    let acceptor = opts.tls.clone().map(TlsAcceptor::from);
-    let handshakes = Arc::new(Semaphore::new(opts.max_handshakes.max(1)));
+    let mut next = 0usize;
     loop {
+        // Too many handshakes in progress: leave the rest in the listen backlog.
+        let permit = match &handshakes {
+            Some(limit) => match limit.clone().acquire_owned().await {
+                Ok(permit) => Some(permit),
+                Err(_) => return,
+            },
+            None => None,
+        };
         let (tcp, peer) = match listener.accept().await {
             Ok(pair) => pair,
             Err(e) => {
@@ -137,27 +176,39 @@ async fn accept_loop(
         if let Err(e) = tcp.set_nodelay(true) {
             tracing::debug!(%peer, "cannot set TCP_NODELAY: {e}");
         }
-        let Some(acceptor) = acceptor.clone() else {
-            if tx.send(Ok(Conn::Plain(tcp))).await.is_err() {
-                return;
+        let tcp = match tcp.into_std() {
+            Ok(tcp) => tcp,
+            Err(e) => {
+                tracing::warn!(%peer, "cannot hand the connection to a server thread: {e}");
+                continue;
             }
-            continue;
         };
-        let Ok(permit) = handshakes.clone().acquire_owned().await else {
-            return;
-        };
-        let tx = tx.clone();
-        let limit = opts.handshake_timeout;
-        tokio::spawn(async move {
-            let _permit = permit;
-            match tokio::time::timeout(limit, acceptor.accept(tcp)).await {
-                Ok(Ok(tls)) => {
-                    let _ = tx.send(Ok(Conn::Tls(Box::new(tls)))).await;
+        let mut accepted = Accepted { tcp, peer, permit };
+        // A shard whose queue is full is skipped; one that has gone is skipped for good.
+        let mut tries = 0;
+        loop {
+            let queue = &queues[next % queues.len()];
+            next = next.wrapping_add(1);
+            match queue.try_send(accepted) {
+                Ok(()) => break,
+                Err(mpsc::error::TrySendError::Full(back)) if tries < queues.len() => {
+                    accepted = back;
+                    tries += 1;
                 }
-                // debug, not info: anyone can make these, and logs must not be a lever.
-                Ok(Err(e)) => tracing::debug!(%peer, "TLS handshake failed: {e}"),
-                Err(_) => tracing::debug!(%peer, "TLS handshake timed out after {limit:?}"),
+                Err(mpsc::error::TrySendError::Full(back)) => {
+                    // Every shard is backed up: wait for this one.
+                    if queue.send(back).await.is_err() {
+                        return;
+                    }
+                    break;
+                }
+                Err(mpsc::error::TrySendError::Closed(back)) => {
+                    if queues.iter().all(mpsc::Sender::is_closed) {
+                        return;
+                    }
+                    accepted = back;
+                }
             }
-        });
+        }
     }
 }
