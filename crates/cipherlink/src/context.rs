@@ -14,12 +14,13 @@ use rustls::sign::SingleCertAndKey;
 use rustls::{ClientConfig, RootCertStore, ServerConfig, SupportedProtocolVersion};
 use tokio::io::{AsyncRead, AsyncWrite};
 
+use crate::chain_cache::{ClientChainCache, ServerChainCache};
 use crate::config::{Config, Implementation, SYSTEM_ROOTS};
 use crate::error::Error;
 use crate::kx::KeyExchange;
 use crate::pki::{load_certificates, load_certified_key};
 use crate::tunnel::Tunnel;
-use crate::verify::{AllowListClientVerifier, ChainCache, CnFallbackServerVerifier};
+use crate::verify::{AllowListClientVerifier, CnFallbackServerVerifier};
 
 /// Which side of the handshake a Context is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -139,7 +140,7 @@ impl Context {
             } else {
                 webpki
             };
-        let verifier = Arc::new(ChainCache::new(verifier));
+        let verifier = Arc::new(ServerChainCache::new(verifier));
         let builder = ClientConfig::builder_with_provider(provider.clone())
             .with_protocol_versions(protocol_versions(config))
             .map_err(Error::Build)?
@@ -402,11 +403,13 @@ fn client_verifier(
     let verifier = builder
         .build()
         .map_err(|e| Error::config("trusted_cas", e.to_string()))?;
-    if config.allowed_identities.is_empty() {
-        return Ok(verifier);
-    }
-    Ok(Arc::new(AllowListClientVerifier {
-        inner: verifier,
-        allowed: config.allowed_identities.clone(),
-    }))
+    let verifier: Arc<dyn ClientCertVerifier> = if config.allowed_identities.is_empty() {
+        verifier
+    } else {
+        Arc::new(AllowListClientVerifier {
+            inner: verifier,
+            allowed: config.allowed_identities.clone(),
+        })
+    };
+    Ok(Arc::new(ClientChainCache::new(verifier)))
 }

@@ -38,6 +38,7 @@
 //! ```
 
 pub mod certs;
+mod chain_cache;
 pub mod compliance;
 pub mod config;
 mod context;

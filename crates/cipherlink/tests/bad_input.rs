@@ -513,6 +513,81 @@ async fn a_cached_chain_never_vouches_for_a_different_certificate() {
 }
 
 #[tokio::test]
+async fn a_cached_client_chain_never_vouches_for_another_client() {
+    // The server caches verified client chains. After a genuine client has
+    // been admitted, a client from another CA with the same name is still
+    // refused, and the genuine certificate with another key still fails its
+    // CertificateVerify.
+    let b = bundle();
+    let server = Context::server(&mtls_server_config(&b)).unwrap();
+    let genuine = Context::client(&mtls_client_config(&b)).unwrap();
+    for _ in 0..2 {
+        let (s, c) = pair(&server, &genuine).await;
+        s.unwrap();
+        c.unwrap();
+    }
+
+    let other = certs::generate(&CertOptions {
+        ca_name: "impostor CA".into(),
+        ..CertOptions::default()
+    })
+    .unwrap();
+    let impostor = Context::client(&Config {
+        certificate: Some(inline(&other.client.cert)),
+        private_key: Some(inline(&other.client.key)),
+        ..client_config(&b)
+    })
+    .unwrap();
+    let (s, _) = pair(&server, &impostor).await;
+    let err = s.unwrap_err().to_string();
+    assert!(err.contains("trusted CA"), "{err}");
+
+    // The genuine client certificate with someone else's key: a client
+    // Context refuses to build, so use plain rustls for the impostor.
+    let chain = cipherlink::pki::load_certificates("certificate", &inline(&b.client.cert)).unwrap();
+    let key = cipherlink::pki::load_private_key("private_key", &inline(&other.client.key)).unwrap();
+    let signer = cipherlink::rustls::crypto::aws_lc_rs::default_provider()
+        .key_provider
+        .load_private_key(key)
+        .unwrap();
+    let mut roots = cipherlink::rustls::RootCertStore::empty();
+    for ca in cipherlink::pki::load_certificates("ca", &inline(&b.ca.cert)).unwrap() {
+        roots.add(ca).unwrap();
+    }
+    let tls = cipherlink::rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_client_cert_resolver(Arc::new(cipherlink::rustls::sign::SingleCertAndKey::from(
+            cipherlink::rustls::sign::CertifiedKey::new(chain, signer),
+        )));
+    let (a, c) = tokio::io::duplex(64 * 1024);
+    let client = tokio::spawn(async move {
+        let name = cipherlink::rustls::pki_types::ServerName::try_from("localhost").unwrap();
+        if let Ok(mut tls) = tokio_rustls::TlsConnector::from(Arc::new(tls))
+            .connect(name, c)
+            .await
+        {
+            // TLS 1.3: the client's certificate is judged after its handshake ends.
+            let _ = tls.write_all(b"PING").await;
+            let _ = tls.read(&mut [0u8; 4]).await;
+        }
+    });
+    let err = tokio::time::timeout(Duration::from_secs(10), server.accept(a, "impostor"))
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert!(
+        matches!(
+            err.tls_error(),
+            Some(cipherlink::rustls::Error::InvalidCertificate(
+                cipherlink::rustls::CertificateError::BadSignature
+            ))
+        ),
+        "{err:?}"
+    );
+    client.await.unwrap();
+}
+
+#[tokio::test]
 async fn skipping_the_name_check_still_verifies_the_chain() {
     let b = bundle();
     let server = Context::server(&server_config(&b)).unwrap();

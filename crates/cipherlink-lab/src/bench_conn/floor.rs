@@ -9,6 +9,12 @@
 //! client skips the second verification for a chain it verified in the last
 //! five minutes, so it can do less than the floor; the table says so.) A
 //! resumed handshake keeps only the key exchange.
+//!
+//! Each operation is timed on every core at once, as the benchmark itself
+//! loads every core: a core's speed with its neighbours busy (shared caches,
+//! the host's scheduling of a VM's CPUs) is what the handshakes get. The
+//! benchmark measures the floor just before each case, so the machine's
+//! drift during a run moves both numbers together.
 
 use std::time::{Duration, Instant};
 
@@ -19,7 +25,7 @@ use cipherlink::rustls::SignatureScheme;
 use cipherlink::KeyExchange;
 use serde::Serialize;
 
-/// Microseconds per operation, single core.
+/// Microseconds per operation on one core, with every core busy.
 #[derive(Debug, Clone, Serialize)]
 pub struct CryptoFloor {
     /// The group measured.
@@ -52,16 +58,18 @@ impl CryptoFloor {
 #[error("measuring the crypto floor: {0}")]
 pub struct FloorError(String);
 
-/// Measures for `budget` of wall time per operation kind.
+/// Measures for `budget` of wall time per operation kind, on `threads`
+/// threads at once.
 pub fn measure(
     group: KeyExchange,
     algorithm: KeyAlgorithm,
     key_pem: &str,
     leaf_spki_key: &[u8],
     budget: Duration,
+    threads: usize,
 ) -> Result<CryptoFloor, FloorError> {
     let kx = group.rustls_group();
-    let key_exchange_us = per_op(budget, || {
+    let key_exchange_us = per_op(budget, threads, || {
         let client = kx.start().map_err(|e| FloorError(e.to_string()))?;
         let server = kx
             .start_and_complete(client.pub_key())
@@ -85,7 +93,7 @@ pub fn measure(
         .ok_or_else(|| FloorError(format!("key cannot sign with {scheme:?}")))?;
     // The size of a TLS 1.3 CertificateVerify input: 64 spaces, context, 0, hash.
     let message = [0x20u8; 130];
-    let sign_us = per_op(budget, || {
+    let sign_us = per_op(budget, threads, || {
         signer
             .sign(&message)
             .map(drop)
@@ -95,7 +103,7 @@ pub fn measure(
         .sign(&message)
         .map_err(|e| FloorError(e.to_string()))?;
     let public_key = UnparsedPublicKey::new(verify_alg, leaf_spki_key);
-    let verify_us = per_op(budget, || {
+    let verify_us = per_op(budget, threads, || {
         public_key
             .verify(&message, &signature)
             .map_err(|_| FloorError("own signature does not verify".into()))
@@ -127,10 +135,32 @@ fn schemes(algorithm: KeyAlgorithm) -> (SignatureScheme, &'static dyn Verificati
     }
 }
 
-/// Runs `op` repeatedly for about `budget` and returns microseconds per call.
+/// Runs `op` repeatedly for about `budget` on each of `threads` threads at
+/// once and returns the mean microseconds per call on one thread.
 fn per_op(
     budget: Duration,
-    mut op: impl FnMut() -> Result<(), FloorError>,
+    threads: usize,
+    op: impl Fn() -> Result<(), FloorError> + Sync,
+) -> Result<f64, FloorError> {
+    let threads = threads.max(1);
+    let per_thread = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|_| scope.spawn(|| per_op_on_this_thread(budget, &op)))
+            .collect();
+        workers
+            .into_iter()
+            .map(|w| {
+                w.join()
+                    .map_err(|_| FloorError("a measuring thread panicked".into()))?
+            })
+            .collect::<Result<Vec<f64>, FloorError>>()
+    })?;
+    Ok(per_thread.iter().sum::<f64>() / per_thread.len() as f64)
+}
+
+fn per_op_on_this_thread(
+    budget: Duration,
+    op: &impl Fn() -> Result<(), FloorError>,
 ) -> Result<f64, FloorError> {
     // Warm caches and lazy tables first.
     for _ in 0..3 {

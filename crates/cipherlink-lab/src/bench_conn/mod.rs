@@ -206,6 +206,8 @@ pub struct CaseResult {
     pub handshake: Percentiles,
     /// The whole connection.
     pub connection: Percentiles,
+    /// The crypto floor, measured on every core just before this case.
+    pub floor: Option<CryptoFloor>,
     /// Connections/s this machine's crypto and TCP allow (see the report).
     pub floor_per_sec: Option<f64>,
     /// `conns_per_sec` as a percentage of `floor_per_sec`.
@@ -228,8 +230,6 @@ pub struct ConnReport {
     pub cert_algorithm: String,
     /// What was measured against.
     pub target: String,
-    /// The crypto floor per group.
-    pub floors: Vec<CryptoFloor>,
     /// CPU microseconds per plain TCP connection (both ends), from the plain case.
     pub plain_tcp_us: Option<f64>,
     /// The cases.
@@ -289,34 +289,7 @@ pub async fn run(options: &ConnBenchOptions) -> Result<ConnReport, BenchError> {
     })?;
     let fixture = Fixture { bundle };
 
-    println!(
-        "measuring the crypto floor ({} certificate, {} core(s))...",
-        options.cert_algorithm, cores
-    );
     let spki = leaf_public_key(&fixture.bundle.server.cert)?;
-    let mut floors = Vec::new();
-    for &group in &options.groups {
-        let floor = tokio::task::block_in_place(|| {
-            floor::measure(
-                group,
-                options.cert_algorithm,
-                &fixture.bundle.server.key,
-                &spki,
-                Duration::from_millis(150),
-            )
-        })?;
-        println!(
-            "  {:<18} kx {:>7.1} us  sign {:>7.1} us  verify {:>7.1} us  => full handshake (kx + sign + 2 verify) {:>7.1} us, resumed {:>6.1} us",
-            floor.group,
-            floor.key_exchange_us,
-            floor.sign_us,
-            floor.verify_us,
-            floor.full_handshake_us(),
-            floor.resumed_handshake_us()
-        );
-        floors.push(floor);
-    }
-
     let mut cases = Vec::new();
     let mut plain_tcp_us = None;
     for &mode in &options.modes {
@@ -325,22 +298,25 @@ pub async fn run(options: &ConnBenchOptions) -> Result<ConnReport, BenchError> {
             _ => options.groups.iter().copied().map(Some).collect(),
         };
         for group in groups {
+            println!("\n== {}", case_label(mode, group));
+            let floor = match group {
+                Some(group) => Some(measure_floor(options, &fixture, &spki, group, cores)?),
+                None => None,
+            };
             let mut result = run_case(options, &fixture, mode, group).await?;
+            result.floor = floor;
             if mode == Mode::Plain && result.conns_per_sec > 0.0 {
                 plain_tcp_us = Some(cores as f64 * 1e6 / result.conns_per_sec);
             }
-            if let Some(group) = group {
-                let floor = floors.iter().find(|f| f.group == group.name());
-                if let Some(floor) = floor {
-                    let crypto_us = match mode {
-                        Mode::TlsResume => floor.resumed_handshake_us(),
-                        _ => floor.full_handshake_us(),
-                    };
-                    let per_conn = crypto_us + plain_tcp_us.unwrap_or(0.0);
-                    let floor_rate = cores as f64 * 1e6 / per_conn;
-                    result.floor_per_sec = Some(floor_rate);
-                    result.percent_of_floor = Some(100.0 * result.conns_per_sec / floor_rate);
-                }
+            if let Some(floor) = &result.floor {
+                let crypto_us = match mode {
+                    Mode::TlsResume => floor.resumed_handshake_us(),
+                    _ => floor.full_handshake_us(),
+                };
+                let per_conn = crypto_us + plain_tcp_us.unwrap_or(0.0);
+                let floor_rate = cores as f64 * 1e6 / per_conn;
+                result.floor_per_sec = Some(floor_rate);
+                result.percent_of_floor = Some(100.0 * result.conns_per_sec / floor_rate);
             }
             cases.push(result);
         }
@@ -353,7 +329,6 @@ pub async fn run(options: &ConnBenchOptions) -> Result<ConnReport, BenchError> {
             .target
             .as_ref()
             .map_or("in-process loopback".to_string(), |t| t.addr.to_string()),
-        floors,
         plain_tcp_us,
         cases,
     };
@@ -362,17 +337,51 @@ pub async fn run(options: &ConnBenchOptions) -> Result<ConnReport, BenchError> {
     Ok(report)
 }
 
+fn case_label(mode: Mode, group: Option<KeyExchange>) -> String {
+    match group {
+        Some(group) => format!("{mode} {group}"),
+        None => mode.to_string(),
+    }
+}
+
+/// The crypto floor of `group`, measured on every core, printed.
+fn measure_floor(
+    options: &ConnBenchOptions,
+    fixture: &Fixture,
+    spki: &[u8],
+    group: KeyExchange,
+    cores: usize,
+) -> Result<CryptoFloor, BenchError> {
+    let floor = tokio::task::block_in_place(|| {
+        floor::measure(
+            group,
+            options.cert_algorithm,
+            &fixture.bundle.server.key,
+            spki,
+            Duration::from_millis(150),
+            cores,
+        )
+    })?;
+    println!(
+        "crypto floor on {cores} core(s), {} certificate: kx {:.1} us  sign {:.1} us  verify {:.1} us  \
+         => full handshake (kx + sign + 2 verify) {:.1} us, resumed {:.1} us",
+        options.cert_algorithm,
+        floor.key_exchange_us,
+        floor.sign_us,
+        floor.verify_us,
+        floor.full_handshake_us(),
+        floor.resumed_handshake_us()
+    );
+    Ok(floor)
+}
+
 async fn run_case(
     options: &ConnBenchOptions,
     fixture: &Fixture,
     mode: Mode,
     group: Option<KeyExchange>,
 ) -> Result<CaseResult, BenchError> {
-    let label = match group {
-        Some(group) => format!("{mode} {group}"),
-        None => mode.to_string(),
-    };
-    println!("\n== {label}");
+    let label = case_label(mode, group);
     let resumption = mode == Mode::TlsResume;
     // In process, each core runs its own server and its share of the
     // clients on a single-threaded runtime, so a connection never crosses
@@ -500,6 +509,7 @@ async fn run_case(
         conns_per_sec: completed as f64 / seconds,
         handshake: Percentiles::of(&handshake),
         connection: Percentiles::of(&connection),
+        floor: None,
         floor_per_sec: None,
         percent_of_floor: None,
         cpu_us_per_conn: match (cpu, &options.target) {
