@@ -63,6 +63,11 @@ pub struct TlsArgs {
     /// Also allow TLS 1.2 (TLS 1.3 only by default).
     #[arg(long)]
     pub tls12: bool,
+    /// Accept X.509 v1 certificates (`openssl x509 -req` without extensions),
+    /// ours and the peer's, as OpenSSL does: the peer's must be signed
+    /// directly by a trusted CA, and a server's must name the host in its CN.
+    #[arg(long)]
+    pub accept_legacy_certs: bool,
 }
 
 impl TlsArgs {
@@ -113,6 +118,9 @@ impl TlsArgs {
         }
         if self.tls12 {
             config.allow_tls12 = true;
+        }
+        if self.accept_legacy_certs {
+            config.accept_legacy_certificates = true;
         }
         Ok(config)
     }
@@ -177,6 +185,7 @@ fn flag_for_field(field: &str) -> Option<&'static str> {
         "allowed_identities" => "--allow-identity",
         "server_name" => "--server-name",
         "accept_cn_only_certificates" => "--accept-cn-only",
+        "accept_legacy_certificates" => "--accept-legacy-certs",
         "handshake_timeout_ms" => "--handshake-timeout-ms",
         "alpn" => "--alpn",
         _ => return None,

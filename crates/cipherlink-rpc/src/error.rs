@@ -8,36 +8,6 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum RpcError {
-    /// A PEM file could not be read.
-    #[error("cannot read {what} from {path}: {source}")]
-    ReadPem {
-        /// What the file should hold ("server certificate", "CA bundle", ...).
-        what: &'static str,
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        source: std::io::Error,
-    },
-    /// A PEM file was read but holds nothing usable.
-    #[error("{path} holds no {what}: expected a PEM block such as {expected}")]
-    EmptyPem {
-        /// What the file should hold.
-        what: &'static str,
-        /// The file.
-        path: PathBuf,
-        /// An example PEM header that would be accepted.
-        expected: &'static str,
-    },
-    /// A PEM file holds a malformed block.
-    #[error("{path}: malformed PEM ({what}): {detail}")]
-    BadPem {
-        /// What the file should hold.
-        what: &'static str,
-        /// The file.
-        path: PathBuf,
-        /// The parser's complaint.
-        detail: String,
-    },
     /// Our own certificate is in the seed's legacy shape and acceptance is off.
     #[error(transparent)]
     Legacy(#[from] crate::tls::LegacyCertificate),
@@ -50,17 +20,6 @@ pub enum RpcError {
         /// The core library's error (names the field, the file and the fix);
         /// part of the message, so not repeated as a cause.
         error: cipherlink::Error,
-    },
-    /// rustls refused the assembled TLS configuration.
-    #[error("TLS configuration refused: {0}")]
-    Tls(#[from] rustls::Error),
-    /// A verifier could not be built from the trust anchors.
-    #[error("cannot build a certificate verifier from {path}: {detail}")]
-    Verifier {
-        /// The CA file.
-        path: PathBuf,
-        /// rustls' reason.
-        detail: String,
     },
     /// The name the client should check in the server certificate is invalid.
     #[error("invalid TLS server name {name:?}: {detail}")]

@@ -7,68 +7,14 @@
 
 mod common;
 
-use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use cipherlink_rpc::client::connect::{Connector, Target};
 use cipherlink_rpc::pb::score_service_client::ScoreServiceClient;
 use cipherlink_rpc::pb::JsonVector;
 use cipherlink_rpc::tls::{self, ClientTls, ServerTls};
-use cipherlink_test_support::{find, Peer};
+use cipherlink_test_support::{find, openssl_v1_pki, Peer};
 use common::*;
-
-fn openssl(bin: &Path, dir: &Path, args: &[&str]) -> Result<(), Box<dyn std::error::Error>> {
-    let out = Command::new(bin).args(args).current_dir(dir).output()?;
-    if !out.status.success() {
-        return Err(format!("openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr)).into());
-    }
-    Ok(())
-}
-
-fn seed_pki(bin: &Path, dir: &Path) -> Result<(), Box<dyn std::error::Error>> {
-    let run = |a: &str| openssl(bin, dir, &a.split(' ').collect::<Vec<_>>());
-    run("genrsa -out ca.key 2048")?;
-    openssl(
-        bin,
-        dir,
-        &[
-            "req",
-            "-new",
-            "-x509",
-            "-key",
-            "ca.key",
-            "-sha256",
-            "-subj",
-            "/C=US/ST=CA/O=TestLab/CN=TestCA",
-            "-days",
-            "365",
-            "-out",
-            "ca.crt",
-        ],
-    )?;
-    for (name, cn) in [("server", "localhost"), ("client", "smft-client")] {
-        run(&format!("genrsa -out {name}.key 2048"))?;
-        openssl(
-            bin,
-            dir,
-            &[
-                "req",
-                "-new",
-                "-key",
-                &format!("{name}.key"),
-                "-subj",
-                &format!("/C=US/ST=CA/O=TestLab/CN={cn}"),
-                "-out",
-                &format!("{name}.csr"),
-            ],
-        )?;
-        run(&format!(
-            "x509 -req -in {name}.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out {name}.crt -days 365 -sha256"
-        ))?;
-    }
-    Ok(())
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn seed_openssl_certificates_work_with_the_documented_option() -> TestResult {
@@ -81,7 +27,12 @@ async fn seed_openssl_certificates_work_with_the_documented_option() -> TestResu
     tokio::time::timeout(Duration::from_secs(60), async {
         let dir = tempfile::tempdir()?;
         let d = dir.path();
-        seed_pki(&bin, d)?;
+        openssl_v1_pki(
+            &bin,
+            d,
+            "TestCA",
+            &[("server", "localhost"), ("client", "smft-client")],
+        )?;
         let server = |legacy| ServerTls {
             cert: d.join("server.crt"),
             key: d.join("server.key"),

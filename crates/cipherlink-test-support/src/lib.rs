@@ -117,6 +117,77 @@ fn read_peers_file(var: &str) -> Option<String> {
         .map(|(_, value)| value.trim().to_string())
 }
 
+/// Makes certificates as the gRPC latency suite's openssl commands do, in
+/// `dir`: `ca.crt`/`ca.key` (self-signed, RSA-2048, subject
+/// `/C=US/ST=CA/O=TestLab/CN={ca_cn}`), then for each `(name, cn)` a leaf
+/// `{name}.crt`/`{name}.key` signed with `openssl x509 -req` and no extension
+/// file: an X.509 v1 certificate naming `cn` only in its subject.
+pub fn openssl_v1_pki(
+    openssl: &Path,
+    dir: &Path,
+    ca_cn: &str,
+    leaves: &[(&str, &str)],
+) -> Result<(), String> {
+    let run = |args: &[&str]| -> Result<(), String> {
+        let out = std::process::Command::new(openssl)
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .map_err(|e| format!("running {}: {e}", openssl.display()))?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(format!(
+                "openssl {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            ))
+        }
+    };
+    run(&["genrsa", "-out", "ca.key", "2048"])?;
+    let ca_subject = format!("/C=US/ST=CA/O=TestLab/CN={ca_cn}");
+    run(&[
+        "req",
+        "-new",
+        "-x509",
+        "-key",
+        "ca.key",
+        "-sha256",
+        "-subj",
+        &ca_subject,
+        "-days",
+        "365",
+        "-out",
+        "ca.crt",
+    ])?;
+    for (name, cn) in leaves {
+        let (key, csr, crt) = (
+            format!("{name}.key"),
+            format!("{name}.csr"),
+            format!("{name}.crt"),
+        );
+        let subject = format!("/C=US/ST=CA/O=TestLab/CN={cn}");
+        run(&["genrsa", "-out", &key, "2048"])?;
+        run(&["req", "-new", "-key", &key, "-subj", &subject, "-out", &csr])?;
+        run(&[
+            "x509",
+            "-req",
+            "-in",
+            &csr,
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            &crt,
+            "-days",
+            "365",
+            "-sha256",
+        ])?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -128,6 +128,12 @@ pub struct Config {
     /// Also allow TLS 1.2 (TLS 1.3 only by default).
     #[serde(default)]
     pub allow_tls12: bool,
+    /// Accept X.509 v1 certificates (what `openssl x509 -req` writes without
+    /// an extension file): our own, and the peer's when a trusted CA signed
+    /// it directly, as OpenSSL and gRPC do. A v1 server certificate must
+    /// carry the server name as its subject CN. Off by default.
+    #[serde(default)]
+    pub accept_legacy_certificates: bool,
     /// Client: accept a server certificate without subjectAltName when its
     /// subject CN equals the server name, as gRPC's and OpenSSL's legacy
     /// checks do. The chain is still verified.
@@ -165,6 +171,7 @@ impl Default for Config {
             handshake_timeout_ms: default_handshake_timeout_ms(),
             resumption: true,
             allow_tls12: false,
+            accept_legacy_certificates: false,
             accept_cn_only_certificates: false,
             verify_server_name: true,
         }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use rustls::client::danger::ServerCertVerifier;
 use rustls::client::{Resumption, WebPkiServerVerifier};
 use rustls::crypto::CryptoProvider;
-use rustls::pki_types::ServerName;
+use rustls::pki_types::{CertificateDer, ServerName};
 use rustls::server::danger::ClientCertVerifier;
 use rustls::server::{NoServerSessionStorage, WebPkiClientVerifier};
 use rustls::sign::SingleCertAndKey;
@@ -18,6 +18,7 @@ use crate::chain_cache::{ClientChainCache, ServerChainCache};
 use crate::config::{Config, Implementation, SYSTEM_ROOTS};
 use crate::error::Error;
 use crate::kx::KeyExchange;
+use crate::legacy::{LegacyClientVerifier, LegacyServerVerifier};
 use crate::pki::{load_certificates, load_certified_key};
 use crate::tunnel::Tunnel;
 use crate::verify::{AllowListClientVerifier, CnFallbackServerVerifier};
@@ -86,7 +87,8 @@ impl Context {
                  (make a test set with `cipherlink certs --out DIR`)",
             ));
         };
-        let certified = load_certified_key(&provider, cert, key)?;
+        let certified =
+            load_certified_key(&provider, cert, key, config.accept_legacy_certificates)?;
         let verifier = client_verifier(config, &provider)?;
         let mut tls = ServerConfig::builder_with_provider(provider.clone())
             .with_protocol_versions(protocol_versions(config))
@@ -127,8 +129,8 @@ impl Context {
                  (a PEM file such as ca.crt, or \"system\" for the OS roots)",
             ));
         }
-        let roots = Arc::new(root_store("trusted_cas", config)?);
-        let webpki = WebPkiServerVerifier::builder_with_provider(roots, provider.clone())
+        let (roots, anchors) = trust_anchors("trusted_cas", config)?;
+        let webpki = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
             .build()
             .map_err(|e| Error::config("trusted_cas", e.to_string()))?;
         let verifier: Arc<dyn ServerCertVerifier> =
@@ -140,6 +142,16 @@ impl Context {
             } else {
                 webpki
             };
+        let verifier: Arc<dyn ServerCertVerifier> = if config.accept_legacy_certificates {
+            Arc::new(LegacyServerVerifier {
+                inner: verifier,
+                anchors,
+                algs: provider.signature_verification_algorithms,
+                check_name: config.verify_server_name,
+            })
+        } else {
+            verifier
+        };
         let verifier = Arc::new(ServerChainCache::new(verifier));
         let builder = ClientConfig::builder_with_provider(provider.clone())
             .with_protocol_versions(protocol_versions(config))
@@ -148,7 +160,8 @@ impl Context {
             .with_custom_certificate_verifier(verifier);
         let mut tls = match (&config.certificate, &config.private_key) {
             (Some(cert), Some(key)) => {
-                let certified = load_certified_key(&provider, cert, key)?;
+                let certified =
+                    load_certified_key(&provider, cert, key, config.accept_legacy_certificates)?;
                 builder.with_client_cert_resolver(Arc::new(SingleCertAndKey::from(certified)))
             }
             (None, None) => builder.with_no_client_auth(),
@@ -344,8 +357,14 @@ fn alpn(config: &Config) -> Vec<Vec<u8>> {
     config.alpn.iter().map(|p| p.as_bytes().to_vec()).collect()
 }
 
-fn root_store(field: &'static str, config: &Config) -> Result<RootCertStore, Error> {
+/// The trust anchors of `trusted_cas`, as rustls' store and (the explicit
+/// ones, not the system's) as certificates for the v1 check of [`crate::legacy`].
+fn trust_anchors(
+    field: &'static str,
+    config: &Config,
+) -> Result<(RootCertStore, Vec<CertificateDer<'static>>), Error> {
     let mut roots = RootCertStore::empty();
+    let mut anchors = Vec::new();
     for source in &config.trusted_cas {
         if source.0 == SYSTEM_ROOTS {
             let native = rustls_native_certs::load_native_certs();
@@ -359,6 +378,7 @@ fn root_store(field: &'static str, config: &Config) -> Result<RootCertStore, Err
             continue;
         }
         for cert in load_certificates(field, source)? {
+            anchors.push(cert.clone());
             roots.add(cert).map_err(|e| {
                 Error::config(
                     field,
@@ -367,7 +387,7 @@ fn root_store(field: &'static str, config: &Config) -> Result<RootCertStore, Err
             })?;
         }
     }
-    Ok(roots)
+    Ok((roots, anchors))
 }
 
 fn client_verifier(
@@ -395,14 +415,24 @@ fn client_verifier(
             "needs `require_client_cert = true`: an allow-list is pointless if clients may skip certificates",
         ));
     }
-    let roots = Arc::new(root_store("trusted_cas", config)?);
-    let mut builder = WebPkiClientVerifier::builder_with_provider(roots, provider.clone());
+    let (roots, anchors) = trust_anchors("trusted_cas", config)?;
+    let mut builder =
+        WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone());
     if !config.require_client_cert {
         builder = builder.allow_unauthenticated();
     }
     let verifier = builder
         .build()
         .map_err(|e| Error::config("trusted_cas", e.to_string()))?;
+    let verifier: Arc<dyn ClientCertVerifier> = if config.accept_legacy_certificates {
+        Arc::new(LegacyClientVerifier {
+            inner: verifier,
+            anchors,
+            algs: provider.signature_verification_algorithms,
+        })
+    } else {
+        verifier
+    };
     let verifier: Arc<dyn ClientCertVerifier> = if config.allowed_identities.is_empty() {
         verifier
     } else {

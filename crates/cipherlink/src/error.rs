@@ -145,6 +145,15 @@ pub fn explain_tls(err: &rustls::Error) -> String {
             unix_to_utc(not_before.as_secs()),
             unix_to_utc(time.as_secs())
         ),
+        // webpki's UnsupportedCertVersion, which rustls passes on as Other.
+        E::InvalidCertificate(Cert::Other(other))
+            if format!("{other:?}").contains("UnsupportedCertVersion") =>
+        {
+            "peer certificate is X.509 v1 (`openssl x509 -req` without extensions), which \
+             rustls does not accept: set `accept_legacy_certificates` to accept it as OpenSSL \
+             does, or reissue it as v3 (`cipherlink certs`)"
+                .to_string()
+        }
         E::InvalidCertificate(Cert::UnknownIssuer) => {
             "peer certificate is not signed by a trusted CA (check `trusted_cas`)".to_string()
         }

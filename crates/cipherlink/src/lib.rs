@@ -45,6 +45,7 @@ mod context;
 pub mod error;
 mod hkdf;
 pub mod kx;
+pub mod legacy;
 pub mod pki;
 pub mod server;
 mod tunnel;

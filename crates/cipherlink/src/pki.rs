@@ -59,11 +59,13 @@ pub fn load_private_key(
 }
 
 /// Loads a chain and its key, and checks that they belong together and that
-/// the leaf is currently valid.
+/// the leaf is currently valid. An X.509 v1 leaf is refused unless
+/// `accept_legacy` (see [`crate::legacy`]).
 pub(crate) fn load_certified_key(
     provider: &CryptoProvider,
     cert_source: &PemSource,
     key_source: &PemSource,
+    accept_legacy: bool,
 ) -> Result<Arc<CertifiedKey>, Error> {
     let chain = load_certificates("certificate", cert_source)?;
     let key = load_private_key("private_key", key_source)?;
@@ -74,7 +76,36 @@ pub(crate) fn load_certified_key(
         )
     })?;
     let certified = CertifiedKey::new(chain, signer);
-    match certified.keys_match() {
+    let v1_leaf = certified
+        .cert
+        .first()
+        .filter(|leaf| crate::legacy::is_v1(leaf.as_ref()));
+    let key_check = match (v1_leaf, accept_legacy) {
+        (None, _) => certified.keys_match(),
+        (Some(leaf), true) => {
+            let spki = certified.key.public_key();
+            if spki.is_some_and(|spki| crate::legacy::v1_key_matches(leaf.as_ref(), spki.as_ref()))
+            {
+                Ok(())
+            } else {
+                Err(rustls::Error::InconsistentKeys(
+                    rustls::InconsistentKeys::KeyMismatch,
+                ))
+            }
+        }
+        (Some(_), false) => {
+            return Err(Error::config(
+                "certificate",
+                format!(
+                    "{} is an X.509 v1 certificate (`openssl x509 -req` without extensions), \
+                     which rustls does not accept: set `accept_legacy_certificates` to use it \
+                     as OpenSSL does, or make a v3 one with `cipherlink certs`",
+                    cert_source.describe()
+                ),
+            ));
+        }
+    };
+    match key_check {
         Ok(()) => {}
         Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::KeyMismatch)) => {
             return Err(Error::config(
@@ -90,8 +121,7 @@ pub(crate) fn load_certified_key(
             return Err(Error::config(
                 "certificate",
                 format!(
-                    "{}: the certificate cannot be used ({other}); X.509 v1 certificates \
-                     (`openssl x509 -req` without extensions) must be reissued as v3",
+                    "{}: the certificate cannot be used ({other})",
                     cert_source.describe()
                 ),
             ));

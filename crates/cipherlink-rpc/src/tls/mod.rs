@@ -6,26 +6,19 @@
 //! errors that name the field), whose rustls configuration the gRPC plumbing
 //! then uses with ALPN `h2`.
 //!
-//! The seed's own openssl certificates (X.509 v1, host only in the CN) cannot
-//! go through it: webpki parses only v3 certificates. Behind
-//! `--legacy-cn-certs` only, this crate builds the configuration itself with
-//! the verifiers of [`legacy`], on the same provider policy (groups, cipher
-//! suite order). Without the option such a certificate is refused up front
-//! with a message naming it.
+//! The seed's own openssl certificates (X.509 v1, host only in the CN) need
+//! `--legacy-cn-certs`, which turns on the core's
+//! `accept_legacy_certificates` and `accept_cn_only_certificates` (see
+//! [`cipherlink::legacy`]); without it such a certificate is refused up front
+//! with a message naming the option.
 
 mod legacy;
-mod pem;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use cipherlink::{Config, Context, PemSource};
-use rustls::client::{Resumption, WebPkiServerVerifier};
-use rustls::crypto::CryptoProvider;
-use rustls::server::WebPkiClientVerifier;
-use rustls::sign::SingleCertAndKey;
-use rustls::{ClientConfig, RootCertStore, ServerConfig};
-use rustls_pki_types::CertificateDer;
+use rustls::{ClientConfig, ServerConfig};
 use x509_parser::certificate::X509Certificate;
 use x509_parser::prelude::FromDer;
 
@@ -123,10 +116,14 @@ fn core_err(error: cipherlink::Error) -> RpcError {
     }
 }
 
-/// Refuses our own certificate up front when it is X.509 v1: the core would
-/// report it as a key mismatch (webpki cannot parse it to compare keys).
+/// Refuses our own X.509 v1 certificate up front, naming this tool's option
+/// (the core's own message names its configuration field).
 fn refuse_v1(path: &Path, what: &'static str) -> Result<(), RpcError> {
-    let chain = pem::certificates(path, what)?;
+    // A file that cannot be read is left to the core, whose error names the
+    // file and the setting.
+    let Ok(chain) = cipherlink::pki::load_certificates(what, &PemSource::path(path)) else {
+        return Ok(());
+    };
     let Some(leaf) = chain.first() else {
         return Ok(());
     };
@@ -142,7 +139,9 @@ fn refuse_v1(path: &Path, what: &'static str) -> Result<(), RpcError> {
 
 /// The core Context for a server.
 pub fn server_context(tls: &ServerTls) -> Result<Context, RpcError> {
-    refuse_v1(&tls.cert, "server certificate")?;
+    if !tls.accept_legacy {
+        refuse_v1(&tls.cert, "server certificate")?;
+    }
     let config = Config {
         key_exchange: tls.groups.clone(),
         certificate: Some(PemSource::path(&tls.cert)),
@@ -152,6 +151,7 @@ pub fn server_context(tls: &ServerTls) -> Result<Context, RpcError> {
         alpn: vec![ALPN_H2.into()],
         // Tickets, so clients that ask to resume (`coldconn --resume`) can.
         resumption: true,
+        accept_legacy_certificates: tls.accept_legacy,
         ..Config::default()
     };
     Context::server(&config).map_err(core_err)
@@ -159,7 +159,7 @@ pub fn server_context(tls: &ServerTls) -> Result<Context, RpcError> {
 
 /// The core Context for a client.
 pub fn client_context(tls: &ClientTls) -> Result<Context, RpcError> {
-    if let Some((cert, _)) = &tls.identity {
+    if let Some((cert, _)) = tls.identity.as_ref().filter(|_| !tls.accept_legacy) {
         refuse_v1(cert, "client certificate")?;
     }
     let (certificate, private_key) = match &tls.identity {
@@ -173,6 +173,8 @@ pub fn client_context(tls: &ClientTls) -> Result<Context, RpcError> {
         trusted_cas: vec![PemSource::path(&tls.ca)],
         alpn: vec![ALPN_H2.into()],
         resumption: tls.resumption,
+        accept_legacy_certificates: tls.accept_legacy,
+        accept_cn_only_certificates: tls.accept_legacy,
         ..Config::default()
     };
     Context::client(&config).map_err(core_err)
@@ -180,9 +182,6 @@ pub fn client_context(tls: &ClientTls) -> Result<Context, RpcError> {
 
 /// Builds the server's TLS 1.3 configuration.
 pub fn server_config(tls: &ServerTls) -> Result<Arc<ServerConfig>, RpcError> {
-    if tls.accept_legacy {
-        return legacy_server_config(tls);
-    }
     server_context(tls)?
         .rustls_server_config()
         .ok_or_else(|| RpcError::Serve("a server Context has no server configuration".into()))
@@ -190,102 +189,7 @@ pub fn server_config(tls: &ServerTls) -> Result<Arc<ServerConfig>, RpcError> {
 
 /// Builds the client's TLS 1.3 configuration.
 pub fn client_config(tls: &ClientTls) -> Result<Arc<ClientConfig>, RpcError> {
-    if tls.accept_legacy {
-        return legacy_client_config(tls);
-    }
     client_context(tls)?
         .rustls_client_config()
         .ok_or_else(|| RpcError::Serve("a client Context has no client configuration".into()))
-}
-
-/// The provider of the legacy path, with the core's policy: the groups in
-/// the order given (checked against the default compliance policy), then
-/// AES-128-GCM first.
-fn legacy_provider(groups: &[KeyExchange]) -> Result<Arc<CryptoProvider>, RpcError> {
-    cipherlink::Config {
-        key_exchange: groups.to_vec(),
-        ..cipherlink::Config::default()
-    }
-    .crypto_provider()
-    .map_err(|e| RpcError::Setting {
-        field: GROUPS_OPTION,
-        detail: e.to_string(),
-    })
-}
-
-fn roots(path: &Path) -> Result<(RootCertStore, Vec<CertificateDer<'static>>), RpcError> {
-    let certs = pem::certificates(path, "CA certificates")?;
-    let mut store = RootCertStore::empty();
-    for cert in &certs {
-        store.add(cert.clone()).map_err(|e| RpcError::Verifier {
-            path: path.to_path_buf(),
-            detail: e.to_string(),
-        })?;
-    }
-    Ok((store, certs))
-}
-
-fn legacy_server_config(tls: &ServerTls) -> Result<Arc<ServerConfig>, RpcError> {
-    let provider = legacy_provider(&tls.groups)?;
-    let chain = pem::certificates(&tls.cert, "server certificate")?;
-    let key = pem::private_key(&tls.key)?;
-    let builder = ServerConfig::builder_with_provider(provider.clone())
-        .with_protocol_versions(&[&rustls::version::TLS13])?;
-    let builder = match &tls.client_ca {
-        None => builder.with_no_client_auth(),
-        Some(ca) => {
-            let (store, anchors) = roots(ca)?;
-            let inner =
-                WebPkiClientVerifier::builder_with_provider(Arc::new(store), provider.clone())
-                    .build()
-                    .map_err(|e| RpcError::Verifier {
-                        path: ca.clone(),
-                        detail: e.to_string(),
-                    })?;
-            builder.with_client_cert_verifier(Arc::new(legacy::ClientVerifier::new(
-                inner,
-                anchors,
-                provider.signature_verification_algorithms,
-            )))
-        }
-    };
-    let ck = legacy::certified_key(chain, key, &provider)?;
-    let mut config = builder.with_cert_resolver(Arc::new(SingleCertAndKey::from(ck)));
-    config.alpn_protocols = vec![ALPN_H2.as_bytes().to_vec()];
-    Ok(Arc::new(config))
-}
-
-fn legacy_client_config(tls: &ClientTls) -> Result<Arc<ClientConfig>, RpcError> {
-    let provider = legacy_provider(&tls.groups)?;
-    let (store, anchors) = roots(&tls.ca)?;
-    let inner = WebPkiServerVerifier::builder_with_provider(Arc::new(store), provider.clone())
-        .build()
-        .map_err(|e| RpcError::Verifier {
-            path: tls.ca.clone(),
-            detail: e.to_string(),
-        })?;
-    let verifier =
-        legacy::ServerVerifier::new(inner, anchors, provider.signature_verification_algorithms);
-    let builder = ClientConfig::builder_with_provider(provider.clone())
-        .with_protocol_versions(&[&rustls::version::TLS13])?
-        .dangerous()
-        // Not a weakening: the wrapper runs rustls' own WebPki verifier first
-        // and only adds the opt-in legacy fallback (see `legacy`).
-        .with_custom_certificate_verifier(Arc::new(verifier));
-    let mut config = match &tls.identity {
-        None => builder.with_no_client_auth(),
-        Some((cert, key)) => {
-            let ck = legacy::certified_key(
-                pem::certificates(cert, "client certificate")?,
-                pem::private_key(key)?,
-                &provider,
-            )?;
-            builder.with_client_cert_resolver(Arc::new(SingleCertAndKey::from(ck)))
-        }
-    };
-    config.alpn_protocols = vec![ALPN_H2.as_bytes().to_vec()];
-    if !tls.resumption {
-        config.resumption = Resumption::disabled();
-    }
-    Ok(Arc::new(config))
 }

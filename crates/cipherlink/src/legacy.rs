@@ -1,0 +1,255 @@
+//! X.509 v1 certificates, accepted only when `accept_legacy_certificates`
+//! is set.
+//!
+//! `openssl x509 -req` without an extension file writes v1 certificates, and
+//! test suites that make their certificates that way (the gRPC latency
+//! suite's RSA-4096 set is one) work with OpenSSL and gRPC's C core, which
+//! accept them. webpki, under rustls, parses only v3 and refuses them before
+//! it looks at anything else.
+//!
+//! The verifiers here wrap the standard ones and always try them first. Only
+//! when a v1 leaf fails there do they check what OpenSSL's stack checks for
+//! such a leaf: a trusted CA's signature directly over it (no
+//! intermediates), its validity period, that it is not a CA, and for a
+//! server that its subject CN is the expected name (a v1 certificate has no
+//! other place for a name). Handshake signatures are checked with the key
+//! taken from the certificate, since webpki will not parse it.
+
+use std::sync::Arc;
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::{verify_tls13_signature_with_raw_key, WebPkiSupportedAlgorithms};
+use rustls::pki_types::{CertificateDer, ServerName, SubjectPublicKeyInfoDer, UnixTime};
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::{
+    CertificateError, DigitallySignedStruct, DistinguishedName, OtherError, SignatureScheme,
+};
+use x509_parser::certificate::X509Certificate;
+use x509_parser::prelude::FromDer;
+use x509_parser::time::ASN1Time;
+
+/// Why a v1 certificate failed the legacy check.
+#[derive(Debug, thiserror::Error)]
+#[error("X.509 v1 certificate: {0}")]
+pub struct LegacyRejected(String);
+
+/// A parsed X.509 v1 leaf.
+struct V1Leaf<'a>(X509Certificate<'a>);
+
+impl<'a> V1Leaf<'a> {
+    /// `None` unless `der` parses and is version 1.
+    fn parse(der: &'a [u8]) -> Option<Self> {
+        let (_, cert) = X509Certificate::from_der(der).ok()?;
+        (cert.version().0 < 2).then_some(Self(cert))
+    }
+
+    /// Signature by one of the anchors directly, validity, not a CA.
+    fn check_chain(
+        &self,
+        anchors: &[CertificateDer<'static>],
+        now: UnixTime,
+    ) -> Result<(), String> {
+        let secs = i64::try_from(now.as_secs()).map_err(|_| "clock out of range".to_string())?;
+        let at = ASN1Time::from_timestamp(secs).map_err(|e| e.to_string())?;
+        let validity = self.0.validity();
+        if !validity.is_valid_at(at) {
+            return Err(format!(
+                "outside its validity period ({} .. {})",
+                validity.not_before, validity.not_after
+            ));
+        }
+        if let Ok(Some(bc)) = self.0.basic_constraints() {
+            if bc.value.ca {
+                return Err("is a CA certificate, not a leaf".into());
+            }
+        }
+        let issuer = self.0.issuer().as_raw();
+        for anchor in anchors {
+            let Ok((_, ca)) = X509Certificate::from_der(anchor.as_ref()) else {
+                continue;
+            };
+            if ca.subject().as_raw() == issuer
+                && self.0.verify_signature(Some(ca.public_key())).is_ok()
+            {
+                return Ok(());
+            }
+        }
+        Err(format!(
+            "not signed directly by a trusted CA (issuer {})",
+            self.0.issuer()
+        ))
+    }
+
+    /// A v1 certificate's only name: the subject CN.
+    fn check_name(&self, name: &ServerName<'_>) -> Result<(), String> {
+        let wanted = match name {
+            ServerName::DnsName(d) => d.as_ref().to_ascii_lowercase(),
+            ServerName::IpAddress(ip) => std::net::IpAddr::from(*ip).to_string(),
+            _ => return Err("unsupported server name kind".into()),
+        };
+        let matches = self
+            .0
+            .subject()
+            .iter_common_name()
+            .filter_map(|cn| cn.as_str().ok())
+            .any(|cn| cn.eq_ignore_ascii_case(&wanted));
+        if matches {
+            Ok(())
+        } else {
+            Err(format!(
+                "subject {} does not name {wanted}",
+                self.0.subject()
+            ))
+        }
+    }
+
+    fn public_key(&self) -> &[u8] {
+        self.0.public_key().raw
+    }
+}
+
+/// Whether `der` is an X.509 v1 certificate.
+pub(crate) fn is_v1(der: &[u8]) -> bool {
+    V1Leaf::parse(der).is_some()
+}
+
+/// Whether a v1 leaf carries the public key `spki` (DER SubjectPublicKeyInfo):
+/// rustls' own key-match check parses the leaf with webpki, which refuses v1.
+pub(crate) fn v1_key_matches(leaf: &[u8], spki: &[u8]) -> bool {
+    V1Leaf::parse(leaf).is_some_and(|leaf| leaf.public_key() == spki)
+}
+
+fn rejected(reason: String) -> rustls::Error {
+    rustls::Error::InvalidCertificate(CertificateError::Other(OtherError(Arc::new(
+        LegacyRejected(reason),
+    ))))
+}
+
+/// The handshake-signature methods of both verifiers: the standard check,
+/// then the certificate's raw key for what webpki cannot parse.
+macro_rules! raw_key_signature_checks {
+    () => {
+        fn verify_tls12_signature(
+            &self,
+            message: &[u8],
+            cert: &CertificateDer<'_>,
+            dss: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            // TLS 1.2 has no raw-key path in rustls; v1 peers need TLS 1.3.
+            rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algs)
+        }
+
+        fn verify_tls13_signature(
+            &self,
+            message: &[u8],
+            cert: &CertificateDer<'_>,
+            dss: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algs).or_else(
+                |original| match V1Leaf::parse(cert.as_ref()) {
+                    Some(leaf) => verify_tls13_signature_with_raw_key(
+                        message,
+                        &SubjectPublicKeyInfoDer::from(leaf.public_key()),
+                        dss,
+                        &self.algs,
+                    ),
+                    None => Err(original),
+                },
+            )
+        }
+
+        fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+            self.inner.supported_verify_schemes()
+        }
+    };
+}
+
+/// A client's server verifier that also accepts v1 server certificates.
+#[derive(Debug)]
+pub(crate) struct LegacyServerVerifier {
+    pub(crate) inner: Arc<dyn ServerCertVerifier>,
+    pub(crate) anchors: Vec<CertificateDer<'static>>,
+    pub(crate) algs: WebPkiSupportedAlgorithms,
+    /// Check the CN against the server name (off with `verify_server_name = false`).
+    pub(crate) check_name: bool,
+}
+
+impl ServerCertVerifier for LegacyServerVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let standard = self.inner.verify_server_cert(
+            end_entity,
+            intermediates,
+            server_name,
+            ocsp_response,
+            now,
+        );
+        let Err(original) = standard else {
+            return standard;
+        };
+        let Some(leaf) = V1Leaf::parse(end_entity.as_ref()) else {
+            return Err(original);
+        };
+        leaf.check_chain(&self.anchors, now)
+            .and_then(|()| match self.check_name {
+                true => leaf.check_name(server_name),
+                false => Ok(()),
+            })
+            .map(|()| ServerCertVerified::assertion())
+            .map_err(rejected)
+    }
+
+    raw_key_signature_checks!();
+}
+
+/// A server's client verifier that also accepts v1 client certificates
+/// (no name check, as for any client certificate; an allow-list wrapped
+/// around this one still applies).
+#[derive(Debug)]
+pub(crate) struct LegacyClientVerifier {
+    pub(crate) inner: Arc<dyn ClientCertVerifier>,
+    pub(crate) anchors: Vec<CertificateDer<'static>>,
+    pub(crate) algs: WebPkiSupportedAlgorithms,
+}
+
+impl ClientCertVerifier for LegacyClientVerifier {
+    fn offer_client_auth(&self) -> bool {
+        self.inner.offer_client_auth()
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        self.inner.client_auth_mandatory()
+    }
+
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        self.inner.root_hint_subjects()
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        let standard = self
+            .inner
+            .verify_client_cert(end_entity, intermediates, now);
+        let Err(original) = standard else {
+            return standard;
+        };
+        let Some(leaf) = V1Leaf::parse(end_entity.as_ref()) else {
+            return Err(original);
+        };
+        leaf.check_chain(&self.anchors, now)
+            .map(|()| ClientCertVerified::assertion())
+            .map_err(rejected)
+    }
+
+    raw_key_signature_checks!();
+}

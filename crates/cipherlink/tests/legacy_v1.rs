@@ -1,0 +1,115 @@
+//! X.509 v1 certificates, as the gRPC latency suite's openssl commands make
+//! them: refused by default with the option named, accepted with
+//! `accept_legacy_certificates`, and still checked (CA signature, name).
+
+#![allow(clippy::unwrap_used)] // Tests fail loudly on purpose.
+
+mod common;
+
+use std::path::Path;
+
+use cipherlink::{Config, Context, PemSource};
+use cipherlink_test_support::{find, openssl_v1_pki, Peer};
+use common::pair;
+
+fn pem(dir: &Path, file: &str) -> PemSource {
+    PemSource::path(dir.join(file))
+}
+
+fn server(dir: &Path, legacy: bool, mutual: bool) -> Config {
+    Config {
+        certificate: Some(pem(dir, "server.crt")),
+        private_key: Some(pem(dir, "server.key")),
+        trusted_cas: if mutual {
+            vec![pem(dir, "ca.crt")]
+        } else {
+            Vec::new()
+        },
+        require_client_cert: mutual,
+        accept_legacy_certificates: legacy,
+        ..Config::default()
+    }
+}
+
+fn client(dir: &Path, ca_dir: &Path, legacy: bool) -> Config {
+    Config {
+        certificate: Some(pem(dir, "client.crt")),
+        private_key: Some(pem(dir, "client.key")),
+        trusted_cas: vec![pem(ca_dir, "ca.crt")],
+        accept_legacy_certificates: legacy,
+        ..Config::default()
+    }
+}
+
+/// The client's error from a handshake with `server`.
+async fn client_error(server: &Config, client: &Config) -> String {
+    let server = Context::server(server).unwrap();
+    let client = Context::client(client).unwrap();
+    let (_, c) = pair(&server, &client).await;
+    c.err().map(|e| e.to_string()).unwrap_or_default()
+}
+
+#[tokio::test]
+async fn v1_certificates_need_the_option_and_are_still_checked() {
+    let Some(openssl) = find(
+        Peer::Openssl,
+        "v1_certificates_need_the_option_and_are_still_checked",
+    ) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    openssl_v1_pki(
+        &openssl,
+        d,
+        "TestCA",
+        &[("server", "localhost"), ("client", "smft-client")],
+    )
+    .unwrap();
+    // Another CA of the same name, and a server certificate it signed.
+    let other = tempfile::tempdir().unwrap();
+    let o = other.path();
+    openssl_v1_pki(
+        &openssl,
+        o,
+        "TestCA",
+        &[("server", "localhost"), ("client", "x")],
+    )
+    .unwrap();
+
+    // Off: our own v1 certificate is refused, naming the option.
+    let err = Context::server(&server(d, false, true))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("accept_legacy_certificates") && err.contains("v1"),
+        "{err}"
+    );
+    // Off: a peer's v1 certificate is refused, naming the option.
+    let mut plain_client = client(d, d, false);
+    (plain_client.certificate, plain_client.private_key) = (None, None);
+    let err = client_error(&server(d, true, false), &plain_client).await;
+    assert!(err.contains("accept_legacy_certificates"), "{err}");
+
+    // On: mutual TLS works, both certificates v1.
+    let s = Context::server(&server(d, true, true)).unwrap();
+    let c = Context::client(&client(d, d, true)).unwrap();
+    let (s, c) = pair(&s, &c).await;
+    let (s, c) = (s.unwrap(), c.unwrap());
+    let peer = s.info().and_then(|i| i.peer_identity).map(|p| p.subject);
+    assert_eq!(
+        peer.as_deref(),
+        Some("C=US, ST=CA, O=TestLab, CN=smft-client")
+    );
+    drop((s, c));
+
+    // On, but the name is wrong.
+    let mut wrong_name = client(d, d, true);
+    wrong_name.server_name = Some("other.example".into());
+    let err = client_error(&server(d, true, true), &wrong_name).await;
+    assert!(err.contains("does not name other.example"), "{err}");
+
+    // On, but the server's certificate comes from the other CA of the same name.
+    let err = client_error(&server(o, true, false), &client(d, d, true)).await;
+    assert!(err.contains("not signed directly by a trusted CA"), "{err}");
+}
