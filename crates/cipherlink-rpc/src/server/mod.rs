@@ -25,7 +25,7 @@ pub use service::Scorer;
 use crate::error::RpcError;
 use crate::pb::score_service_server::ScoreServiceServer;
 use crate::timer::Timer;
-use shard::{Accepted, ShardSetup};
+use shard::ShardSetup;
 
 /// Largest request accepted by default: gRPC's usual 4 MiB.
 pub const DEFAULT_MAX_REQUEST_BYTES: usize = 4 * 1024 * 1024;
@@ -97,9 +97,15 @@ impl BoundServer {
         })
     }
 
-    /// Serves until `shutdown` completes (or until this future is dropped).
+    /// Serves until `shutdown` completes (or until this future is dropped,
+    /// or a server thread fails).
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send) -> Result<(), RpcError> {
         let opts = self.opts;
+        let bind_err = |source| RpcError::Bind {
+            addr: opts.addr,
+            source,
+        };
+        let listener = self.listener.into_std().map_err(bind_err)?;
         let timer = if opts.precise_timer && !opts.delay.is_zero() {
             Timer::precise()
         } else {
@@ -110,6 +116,7 @@ impl BoundServer {
                 .max_decoding_message_size(opts.max_request_bytes),
             tls: opts.tls.clone().map(TlsAcceptor::from),
             handshake_timeout: opts.handshake_timeout,
+            handshakes: Arc::new(Semaphore::new(opts.max_handshakes.max(1))),
             max_concurrent_streams: opts.max_concurrent_streams,
         };
         let count = match opts.threads {
@@ -118,97 +125,37 @@ impl BoundServer {
         };
         // Dropping `stop` (this future dropped, or returning) stops the shards too.
         let (stop, stopped) = watch::channel(false);
-        let mut queues = Vec::with_capacity(count);
+        let (ended, mut first_end) = mpsc::channel(count);
         let mut threads = Vec::with_capacity(count);
         for index in 0..count {
-            let (tx, rx) = mpsc::channel(64);
-            threads.push(shard::spawn(index, setup.clone(), rx, stopped.clone())?);
-            queues.push(tx);
+            let listener = listener.try_clone().map_err(bind_err)?;
+            let shard = shard::spawn(
+                index,
+                setup.clone(),
+                listener,
+                stopped.clone(),
+                ended.clone(),
+            );
+            threads.push(shard?);
         }
-        let handshakes = opts
-            .tls
-            .is_some()
-            .then(|| Arc::new(Semaphore::new(opts.max_handshakes.max(1))));
-        tokio::select! {
-            () = accept_loop(&self.listener, handshakes, &queues) => {}
-            () = shutdown => {}
-        }
+        drop(ended);
+        let ended_early = tokio::select! {
+            () = shutdown => false,
+            _ = first_end.recv() => true,
+        };
         let _ = stop.send(true);
-        drop(queues);
         let joined = tokio::task::spawn_blocking(move || {
             threads.into_iter().try_for_each(|t| {
                 t.join()
                     .map_err(|_| RpcError::Serve("a server thread panicked".into()))?
             })
         })
-        .await;
-        joined.map_err(|e| RpcError::Serve(format!("joining the server threads: {e}")))?
-    }
-}
-
-/// Accepts connections and deals them to the shards in turn. Returns only
-/// when every shard has gone.
-async fn accept_loop(
-    listener: &TcpListener,
-    handshakes: Option<Arc<Semaphore>>,
-    queues: &[mpsc::Sender<Accepted>],
-) {
-    let mut next = 0usize;
-    loop {
-        // Too many handshakes in progress: leave the rest in the listen backlog.
-        let permit = match &handshakes {
-            Some(limit) => match limit.clone().acquire_owned().await {
-                Ok(permit) => Some(permit),
-                Err(_) => return,
-            },
-            None => None,
-        };
-        let (tcp, peer) = match listener.accept().await {
-            Ok(pair) => pair,
-            Err(e) => {
-                // Usually out of file descriptors: back off instead of spinning.
-                tracing::warn!("accept failed: {e}");
-                tokio::time::sleep(Duration::from_millis(10)).await;
-                continue;
-            }
-        };
-        // Small request/response messages: Nagle + delayed ACK would add 40 ms.
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!(%peer, "cannot set TCP_NODELAY: {e}");
+        .await
+        .map_err(|e| RpcError::Serve(format!("joining the server threads: {e}")))?;
+        joined?;
+        if ended_early {
+            return Err(RpcError::Serve("a server thread stopped on its own".into()));
         }
-        let tcp = match tcp.into_std() {
-            Ok(tcp) => tcp,
-            Err(e) => {
-                tracing::warn!(%peer, "cannot hand the connection to a server thread: {e}");
-                continue;
-            }
-        };
-        let mut accepted = Accepted { tcp, peer, permit };
-        // A shard whose queue is full is skipped; one that has gone is skipped for good.
-        let mut tries = 0;
-        loop {
-            let queue = &queues[next % queues.len()];
-            next = next.wrapping_add(1);
-            match queue.try_send(accepted) {
-                Ok(()) => break,
-                Err(mpsc::error::TrySendError::Full(back)) if tries < queues.len() => {
-                    accepted = back;
-                    tries += 1;
-                }
-                Err(mpsc::error::TrySendError::Full(back)) => {
-                    // Every shard is backed up: wait for this one.
-                    if queue.send(back).await.is_err() {
-                        return;
-                    }
-                    break;
-                }
-                Err(mpsc::error::TrySendError::Closed(back)) => {
-                    if queues.iter().all(mpsc::Sender::is_closed) {
-                        return;
-                    }
-                    accepted = back;
-                }
-            }
-        }
+        Ok(())
     }
 }
