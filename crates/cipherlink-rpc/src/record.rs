@@ -60,6 +60,22 @@ pub fn status_name(status: &tonic::Status) -> &'static str {
     code_name(status.code())
 }
 
+/// The code to record for a failed call that was sent at `sent` with
+/// `deadline`. Once the deadline has passed, the call failed by it, whatever
+/// arrived: a gRPC server whose deadline fires resets the stream (CANCELLED
+/// on the wire), and gRPC's own clients report DEADLINE_EXCEEDED for that,
+/// as the seed's Python suite records it.
+pub fn failure_name(
+    status: &tonic::Status,
+    sent: std::time::Instant,
+    deadline: Duration,
+) -> &'static str {
+    if sent.elapsed() >= deadline {
+        return "DEADLINE_EXCEEDED";
+    }
+    status_name(status)
+}
+
 /// Milliseconds rounded to microseconds, as written to files.
 pub fn ms(d: Duration) -> f64 {
     (d.as_secs_f64() * 1e6).round() / 1e3
@@ -150,6 +166,21 @@ fn write_lines<T>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_failure_after_the_deadline_is_deadline_exceeded() {
+        let cancelled = tonic::Status::cancelled("stream reset by the server");
+        let deadline = Duration::from_millis(100);
+        let late = std::time::Instant::now()
+            .checked_sub(Duration::from_millis(150))
+            .unwrap_or_else(std::time::Instant::now);
+        assert_eq!(
+            failure_name(&cancelled, late, deadline),
+            "DEADLINE_EXCEEDED"
+        );
+        let early = std::time::Instant::now();
+        assert_eq!(failure_name(&cancelled, early, deadline), "CANCELLED");
+    }
 
     #[test]
     fn lines_match_the_seed_format() {

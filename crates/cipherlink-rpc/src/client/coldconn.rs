@@ -13,7 +13,7 @@ use crate::client::connect::Connector;
 use crate::error::RpcError;
 use crate::pb::score_service_client::ScoreServiceClient;
 use crate::pb::JsonVector;
-use crate::record::{status_name, ColdOutcome};
+use crate::record::{failure_name, ColdOutcome};
 use crate::timer::Timer;
 
 /// How a cold-connection run proceeds.
@@ -81,7 +81,7 @@ pub async fn attempt(connector: &Connector, opts: &ColdOptions) -> ColdOutcome {
             connect: t1 - t0,
             first_rpc: t1.elapsed(),
         },
-        Ok(Err(status)) => ColdOutcome::Err(status_name(&status)),
+        Ok(Err(status)) => ColdOutcome::Err(failure_name(&status, t1, opts.deadline)),
         Err(_) => ColdOutcome::Err("DEADLINE_EXCEEDED"),
     };
     // Dropping the last handle closes the connection.

@@ -17,7 +17,7 @@ use tonic::transport::Channel;
 use crate::error::RpcError;
 use crate::pb::score_service_client::ScoreServiceClient;
 use crate::pb::JsonVector;
-use crate::record::{status_name, Outcome};
+use crate::record::{failure_name, Outcome};
 use crate::stats::Latencies;
 use crate::timer::Timer;
 
@@ -219,11 +219,12 @@ fn issue(
     let slots = slots.clone();
     let json = payload.to_string();
     tokio::spawn(async move {
+        let sent = Instant::now();
         let mut req = tonic::Request::new(JsonVector { json });
         req.set_timeout(deadline);
         let outcome = match tokio::time::timeout(deadline, client.get_score(req)).await {
             Ok(Ok(_)) => Outcome::Ok(intended.elapsed()),
-            Ok(Err(status)) => Outcome::Err(status_name(&status)),
+            Ok(Err(status)) => Outcome::Err(failure_name(&status, sent, deadline)),
             Err(_) => Outcome::Err("DEADLINE_EXCEEDED"),
         };
         // Record before releasing the permit: the final wait takes all permits
