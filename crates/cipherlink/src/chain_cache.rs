@@ -21,6 +21,7 @@ use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::{DigitallySignedStruct, DistinguishedName, SignatureScheme};
 
 use crate::pki::Identity;
+use crate::verify::{delegate_client_auth_policy, delegate_signature_checks};
 
 /// How long a verified chain is trusted without re-verification, seconds.
 pub(crate) const CHAIN_CACHE_TTL: u64 = 300;
@@ -72,34 +73,6 @@ fn chain_parts<'a>(
     intermediates: &'a [CertificateDer<'_>],
 ) -> impl Iterator<Item = &'a [u8]> {
     std::iter::once(end_entity.as_ref()).chain(intermediates.iter().map(|c| c.as_ref()))
-}
-
-/// The handshake-signature methods, passed to `self.inner` unchanged: these
-/// are never cached.
-macro_rules! delegate_signature_checks {
-    () => {
-        fn verify_tls12_signature(
-            &self,
-            message: &[u8],
-            cert: &CertificateDer<'_>,
-            dss: &DigitallySignedStruct,
-        ) -> Result<HandshakeSignatureValid, rustls::Error> {
-            self.inner.verify_tls12_signature(message, cert, dss)
-        }
-
-        fn verify_tls13_signature(
-            &self,
-            message: &[u8],
-            cert: &CertificateDer<'_>,
-            dss: &DigitallySignedStruct,
-        ) -> Result<HandshakeSignatureValid, rustls::Error> {
-            self.inner.verify_tls13_signature(message, cert, dss)
-        }
-
-        fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-            self.inner.supported_verify_schemes()
-        }
-    };
 }
 
 /// A client's cache of server chains, keyed by chain and server name.
@@ -166,17 +139,7 @@ impl ClientChainCache {
 }
 
 impl ClientCertVerifier for ClientChainCache {
-    fn offer_client_auth(&self) -> bool {
-        self.inner.offer_client_auth()
-    }
-
-    fn client_auth_mandatory(&self) -> bool {
-        self.inner.client_auth_mandatory()
-    }
-
-    fn root_hint_subjects(&self) -> &[DistinguishedName] {
-        self.inner.root_hint_subjects()
-    }
+    delegate_client_auth_policy!();
 
     fn verify_client_cert(
         &self,

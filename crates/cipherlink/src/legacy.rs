@@ -219,17 +219,7 @@ pub(crate) struct LegacyClientVerifier {
 }
 
 impl ClientCertVerifier for LegacyClientVerifier {
-    fn offer_client_auth(&self) -> bool {
-        self.inner.offer_client_auth()
-    }
-
-    fn client_auth_mandatory(&self) -> bool {
-        self.inner.client_auth_mandatory()
-    }
-
-    fn root_hint_subjects(&self) -> &[DistinguishedName] {
-        self.inner.root_hint_subjects()
-    }
+    crate::verify::delegate_client_auth_policy!();
 
     fn verify_client_cert(
         &self,

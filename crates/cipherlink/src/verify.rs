@@ -16,8 +16,9 @@ use rustls::{
 
 use crate::pki::Identity;
 
-/// The handshake-signature methods every wrapper here passes to `self.inner`
-/// unchanged: the wrappers only add or relax a rule about the certificate.
+/// The handshake-signature methods a wrapping verifier passes to `self.inner`
+/// unchanged: the wrappers only add or relax a rule about the certificate
+/// (or, in [`crate::chain_cache`], remember a verdict about it).
 macro_rules! delegate_signature_checks {
     () => {
         fn verify_tls12_signature(
@@ -44,6 +45,27 @@ macro_rules! delegate_signature_checks {
     };
 }
 
+pub(crate) use delegate_signature_checks;
+
+/// The policy methods of a wrapping client-certificate verifier: whether and
+/// from whom a certificate is asked is `self.inner`'s to say.
+macro_rules! delegate_client_auth_policy {
+    () => {
+        fn offer_client_auth(&self) -> bool {
+            self.inner.offer_client_auth()
+        }
+
+        fn client_auth_mandatory(&self) -> bool {
+            self.inner.client_auth_mandatory()
+        }
+
+        fn root_hint_subjects(&self) -> &[DistinguishedName] {
+            self.inner.root_hint_subjects()
+        }
+    };
+}
+pub(crate) use delegate_client_auth_policy;
+
 /// A client's certificate chain was valid, but its identity is not allowed in.
 #[derive(Debug, thiserror::Error)]
 #[error("client identity {presented} is not in `allowed_identities` ({allowed})")]
@@ -62,17 +84,7 @@ pub(crate) struct AllowListClientVerifier {
 }
 
 impl ClientCertVerifier for AllowListClientVerifier {
-    fn offer_client_auth(&self) -> bool {
-        self.inner.offer_client_auth()
-    }
-
-    fn client_auth_mandatory(&self) -> bool {
-        self.inner.client_auth_mandatory()
-    }
-
-    fn root_hint_subjects(&self) -> &[DistinguishedName] {
-        self.inner.root_hint_subjects()
-    }
+    delegate_client_auth_policy!();
 
     fn verify_client_cert(
         &self,

@@ -69,6 +69,36 @@ async fn drained(stats: &ServerStats) {
     panic!("{} connection(s) still open on the server", stats.active());
 }
 
+/// A certificate presented with a key that is not its own: a Context refuses
+/// to build with it, so impostors in these tests are plain rustls.
+fn with_someone_elses_key(
+    cert_pem: &str,
+    key_pem: &str,
+) -> Arc<cipherlink::rustls::sign::SingleCertAndKey> {
+    let chain = cipherlink::pki::load_certificates("certificate", &inline(cert_pem)).unwrap();
+    let key = cipherlink::pki::load_private_key("private_key", &inline(key_pem)).unwrap();
+    let signer = cipherlink::rustls::crypto::aws_lc_rs::default_provider()
+        .key_provider
+        .load_private_key(key)
+        .unwrap();
+    Arc::new(cipherlink::rustls::sign::SingleCertAndKey::from(
+        cipherlink::rustls::sign::CertifiedKey::new(chain, signer),
+    ))
+}
+
+/// The handshake signature did not verify: the peer does not hold the key.
+fn assert_bad_signature(err: &Error) {
+    assert!(
+        matches!(
+            err.tls_error(),
+            Some(cipherlink::rustls::Error::InvalidCertificate(
+                cipherlink::rustls::CertificateError::BadSignature
+            ))
+        ),
+        "{err:?}"
+    );
+}
+
 #[tokio::test]
 async fn garbage_instead_of_client_hello_is_refused_and_server_keeps_serving() {
     let b = bundle();
@@ -479,20 +509,13 @@ async fn a_cached_chain_never_vouches_for_a_different_certificate() {
     let err = ping(impostor.addr, &client).await.unwrap_err().to_string();
     assert!(err.contains("trusted CA"), "{err}");
 
-    // The genuine certificate served with someone else's key: the server
-    // Context refuses to build, so use plain rustls for the impostor.
-    let chain = cipherlink::pki::load_certificates("certificate", &inline(&b.server.cert)).unwrap();
-    let key =
-        cipherlink::pki::load_private_key("private_key", &inline(&impostor_bundle.server.key))
-            .unwrap();
-    let provider = cipherlink::rustls::crypto::aws_lc_rs::default_provider();
-    let signer = provider.key_provider.load_private_key(key).unwrap();
-    let certified = cipherlink::rustls::sign::CertifiedKey::new(chain, signer);
+    // The genuine certificate served with someone else's key.
     let tls = cipherlink::rustls::ServerConfig::builder()
         .with_no_client_auth()
-        .with_cert_resolver(Arc::new(cipherlink::rustls::sign::SingleCertAndKey::from(
-            certified,
-        )));
+        .with_cert_resolver(with_someone_elses_key(
+            &b.server.cert,
+            &impostor_bundle.server.key,
+        ));
     let (a, c) = tokio::io::duplex(64 * 1024);
     let server = tokio::spawn(async move {
         let _ = tokio_rustls::TlsAcceptor::from(Arc::new(tls))
@@ -500,15 +523,7 @@ async fn a_cached_chain_never_vouches_for_a_different_certificate() {
             .await;
     });
     let err = client.connect(c, "127.0.0.1").await.unwrap_err();
-    assert!(
-        matches!(
-            err.tls_error(),
-            Some(cipherlink::rustls::Error::InvalidCertificate(
-                cipherlink::rustls::CertificateError::BadSignature
-            ))
-        ),
-        "{err:?}"
-    );
+    assert_bad_signature(&err);
     server.await.unwrap();
 }
 
@@ -542,23 +557,14 @@ async fn a_cached_client_chain_never_vouches_for_another_client() {
     let err = s.unwrap_err().to_string();
     assert!(err.contains("trusted CA"), "{err}");
 
-    // The genuine client certificate with someone else's key: a client
-    // Context refuses to build, so use plain rustls for the impostor.
-    let chain = cipherlink::pki::load_certificates("certificate", &inline(&b.client.cert)).unwrap();
-    let key = cipherlink::pki::load_private_key("private_key", &inline(&other.client.key)).unwrap();
-    let signer = cipherlink::rustls::crypto::aws_lc_rs::default_provider()
-        .key_provider
-        .load_private_key(key)
-        .unwrap();
+    // The genuine client certificate with someone else's key.
     let mut roots = cipherlink::rustls::RootCertStore::empty();
     for ca in cipherlink::pki::load_certificates("ca", &inline(&b.ca.cert)).unwrap() {
         roots.add(ca).unwrap();
     }
     let tls = cipherlink::rustls::ClientConfig::builder()
         .with_root_certificates(roots)
-        .with_client_cert_resolver(Arc::new(cipherlink::rustls::sign::SingleCertAndKey::from(
-            cipherlink::rustls::sign::CertifiedKey::new(chain, signer),
-        )));
+        .with_client_cert_resolver(with_someone_elses_key(&b.client.cert, &other.client.key));
     let (a, c) = tokio::io::duplex(64 * 1024);
     let client = tokio::spawn(async move {
         let name = cipherlink::rustls::pki_types::ServerName::try_from("localhost").unwrap();
@@ -575,15 +581,7 @@ async fn a_cached_client_chain_never_vouches_for_another_client() {
         .await
         .unwrap()
         .unwrap_err();
-    assert!(
-        matches!(
-            err.tls_error(),
-            Some(cipherlink::rustls::Error::InvalidCertificate(
-                cipherlink::rustls::CertificateError::BadSignature
-            ))
-        ),
-        "{err:?}"
-    );
+    assert_bad_signature(&err);
     client.await.unwrap();
 }
 
