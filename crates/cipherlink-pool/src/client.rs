@@ -3,6 +3,7 @@
 //! a bounded number of attempts, a fixed wait between them).
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Mutex;
 use std::task::Poll;
@@ -105,8 +106,9 @@ enum Exchange {
 /// Sends to one peer.
 pub(crate) struct PeerClient {
     label: String,
-    host: String,
-    port: u16,
+    /// Resolved once, when the pool starts: the peer's identity is built
+    /// from this address too, and a connection should not wait for DNS.
+    addr: SocketAddr,
     tls: Option<(TlsConnector, ServerName<'static>)>,
     cookie: HeaderValue,
     host_header: HeaderValue,
@@ -126,20 +128,19 @@ impl std::fmt::Debug for PeerClient {
 impl PeerClient {
     pub(crate) fn new(
         host: &str,
-        port: u16,
+        addr: SocketAddr,
         our_port: u16,
         tls: Option<(TlsConnector, ServerName<'static>)>,
         opts: ClientOptions,
     ) -> PeerClient {
-        let label = format!("{host}:{port}");
+        let label = format!("{host}:{}", addr.port());
         PeerClient {
             cookie: HeaderValue::from_str(&format!("server_port={our_port}"))
                 .unwrap_or_else(|_| HeaderValue::from_static("server_port=0")),
             host_header: HeaderValue::from_str(&label)
                 .unwrap_or_else(|_| HeaderValue::from_static("localhost")),
             label,
-            host: host.to_string(),
-            port,
+            addr,
             tls,
             idle: Mutex::new(Vec::new()),
             permits: Semaphore::new(opts.max_connections.max(1)),
@@ -296,19 +297,16 @@ impl PeerClient {
 
     async fn connect(&self) -> Result<Conn, SendError> {
         let limit = self.opts.connect_timeout;
-        let tcp =
-            match tokio::time::timeout(limit, TcpStream::connect((self.host.as_str(), self.port)))
-                .await
-            {
-                Ok(Ok(s)) => s,
-                Ok(Err(e)) => return Err(self.connect_error(e)),
-                Err(_) => {
-                    return Err(self.connect_error(std::io::Error::new(
-                        std::io::ErrorKind::TimedOut,
-                        format!("connect took longer than {limit:?}"),
-                    )))
-                }
-            };
+        let tcp = match tokio::time::timeout(limit, TcpStream::connect(self.addr)).await {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => return Err(self.connect_error(e)),
+            Err(_) => {
+                return Err(self.connect_error(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("connect took longer than {limit:?}"),
+                )))
+            }
+        };
         // Small request/answer exchanges: do not wait for Nagle.
         let _ = tcp.set_nodelay(true);
         match &self.tls {

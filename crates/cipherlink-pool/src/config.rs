@@ -17,7 +17,8 @@ pub struct PeerConfig {
     /// The name this party uses for it (`send("Bob", ...)`).
     pub name: String,
     /// Its host name or IP address (it must resolve to IPv4, as the package's
-    /// `gethostbyname` requires).
+    /// `gethostbyname` requires). Resolved once, when the pool starts: the
+    /// peer's identity is that address, and connections go to it.
     pub host: String,
     /// Its listening port.
     pub port: u16,

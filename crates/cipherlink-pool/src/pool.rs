@@ -141,7 +141,7 @@ impl Pool {
             });
             peers.push(Peer {
                 name: p.name.clone(),
-                client: PeerClient::new(&p.host, p.port, our_port, tls, opts),
+                client: PeerClient::new(&p.host, SocketAddr::new(ip, p.port), our_port, tls, opts),
                 counters: Counters::default(),
                 bytes_sent: AtomicU64::new(0),
             });
