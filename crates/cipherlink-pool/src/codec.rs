@@ -83,6 +83,27 @@ struct Encoder<'a> {
     max_depth: usize,
 }
 
+/// Writes the msgpack 8/16/32-bit length header of the family starting at
+/// `marker8` (bin 0xc4, str 0xd9, ext 0xc7).
+pub(crate) fn sized_header(
+    out: &mut Vec<u8>,
+    marker8: u8,
+    len: usize,
+    kind: &'static str,
+) -> Result<(), EncodeError> {
+    if len <= usize::from(u8::MAX) {
+        out.extend_from_slice(&[marker8, len as u8]);
+    } else if len <= usize::from(u16::MAX) {
+        out.push(marker8 + 1);
+        out.extend_from_slice(&(len as u16).to_be_bytes());
+    } else {
+        let len32 = u32::try_from(len).map_err(|_| EncodeError::TooLong { kind, len })?;
+        out.push(marker8 + 2);
+        out.extend_from_slice(&len32.to_be_bytes());
+    }
+    Ok(())
+}
+
 impl Encoder<'_> {
     fn value(&mut self, v: &Value, depth: usize) -> Result<(), EncodeError> {
         if depth > self.max_depth {
@@ -211,19 +232,8 @@ impl Encoder<'_> {
         Ok(())
     }
 
-    /// The 8/16/32-bit length header family starting at `marker8`.
     fn sized(&mut self, marker8: u8, len: usize, kind: &'static str) -> Result<(), EncodeError> {
-        if len <= usize::from(u8::MAX) {
-            self.out.extend_from_slice(&[marker8, len as u8]);
-        } else if len <= usize::from(u16::MAX) {
-            self.out.push(marker8 + 1);
-            self.out.extend_from_slice(&(len as u16).to_be_bytes());
-        } else {
-            let len32 = u32::try_from(len).map_err(|_| EncodeError::TooLong { kind, len })?;
-            self.out.push(marker8 + 2);
-            self.out.extend_from_slice(&len32.to_be_bytes());
-        }
-        Ok(())
+        sized_header(self.out, marker8, len, kind)
     }
 
     /// Array or map header: fix form below 16, else the 16/32-bit form.

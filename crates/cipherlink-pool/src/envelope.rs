@@ -94,17 +94,7 @@ impl From<i64> for MessageId {
 }
 
 fn bin_header(len: usize, out: &mut Vec<u8>) -> Result<(), EncodeError> {
-    if len <= 0xff {
-        out.extend_from_slice(&[0xc4, len as u8]);
-    } else if len <= 0xffff {
-        out.push(0xc5);
-        out.extend_from_slice(&(len as u16).to_be_bytes());
-    } else {
-        let len32 = u32::try_from(len).map_err(|_| EncodeError::TooLong { kind: "bytes", len })?;
-        out.push(0xc6);
-        out.extend_from_slice(&len32.to_be_bytes());
-    }
-    Ok(())
+    codec::sized_header(out, 0xc4, len, "bytes")
 }
 
 /// Builds the request body for one message.
