@@ -6,7 +6,7 @@
 //! Only the chain check is cached: the handshake signature
 //! (CertificateVerify), which proves the peer holds the key *now*, is
 //! verified on every handshake. A verdict lasts at most [`CHAIN_CACHE_TTL`]
-//! seconds and never past the leaf's notAfter. The Context's trust anchors
+//! seconds and never past the notAfter of any certificate in the chain. The Context's trust anchors
 //! and allow-list are immutable, so a cached verdict cannot outlive the rules
 //! it was made with. Only successes are cached: a refused chain is checked
 //! again, with its full error, every time.
@@ -53,12 +53,22 @@ impl Verdicts {
             .is_ok_and(|map| map.get(key).is_some_and(|&until| now.as_secs() < until))
     }
 
-    fn remember(&self, key: [u8; 32], end_entity: &CertificateDer<'_>, now: UnixTime) {
-        let Ok(identity) = Identity::from_der(end_entity) else {
-            return;
-        };
-        let not_after = u64::try_from(identity.not_after).unwrap_or(0);
-        let until = (now.as_secs() + CHAIN_CACHE_TTL).min(not_after);
+    /// Keeps a verdict until the TTL or the first notAfter in the chain.
+    fn remember(
+        &self,
+        key: [u8; 32],
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) {
+        let mut until = now.as_secs() + CHAIN_CACHE_TTL;
+        for cert in std::iter::once(end_entity).chain(intermediates) {
+            // A chain we cannot date is not remembered.
+            let Ok(identity) = Identity::from_der(cert) else {
+                return;
+            };
+            until = until.min(u64::try_from(identity.not_after).unwrap_or(0));
+        }
         if let Ok(mut map) = self.0.lock() {
             if map.len() >= CAPACITY {
                 map.clear();
@@ -114,7 +124,7 @@ impl ServerCertVerifier for ServerChainCache {
             ocsp_response,
             now,
         )?;
-        self.verdicts.remember(key, end_entity, now);
+        self.verdicts.remember(key, end_entity, intermediates, now);
         Ok(verified)
     }
 
@@ -154,7 +164,7 @@ impl ClientCertVerifier for ClientChainCache {
         let verified = self
             .inner
             .verify_client_cert(end_entity, intermediates, now)?;
-        self.verdicts.remember(key, end_entity, now);
+        self.verdicts.remember(key, end_entity, intermediates, now);
         Ok(verified)
     }
 

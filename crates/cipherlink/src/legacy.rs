@@ -25,8 +25,30 @@ use rustls::{
     CertificateError, DigitallySignedStruct, DistinguishedName, OtherError, SignatureScheme,
 };
 use x509_parser::certificate::X509Certificate;
+use x509_parser::oid_registry::{
+    Oid, OID_PKCS1_RSASSAPSS, OID_PKCS1_SHA256WITHRSA, OID_PKCS1_SHA384WITHRSA,
+    OID_PKCS1_SHA512WITHRSA, OID_SIG_ECDSA_WITH_SHA256, OID_SIG_ECDSA_WITH_SHA384,
+    OID_SIG_ECDSA_WITH_SHA512, OID_SIG_ED25519,
+};
 use x509_parser::prelude::FromDer;
+use x509_parser::public_key::PublicKey;
 use x509_parser::time::ASN1Time;
+
+/// Certificate signature algorithms the legacy path accepts: what rustls
+/// accepts for v3 chains. SHA-1 and MD5 signatures are refused.
+const SIGNATURE_ALGORITHMS: [Oid<'static>; 8] = [
+    OID_PKCS1_SHA256WITHRSA,
+    OID_PKCS1_SHA384WITHRSA,
+    OID_PKCS1_SHA512WITHRSA,
+    OID_PKCS1_RSASSAPSS,
+    OID_SIG_ECDSA_WITH_SHA256,
+    OID_SIG_ECDSA_WITH_SHA384,
+    OID_SIG_ECDSA_WITH_SHA512,
+    OID_SIG_ED25519,
+];
+
+/// The smallest RSA key a CA may sign a legacy leaf with, bits (webpki's floor).
+const MIN_RSA_BITS: usize = 2048;
 
 /// Why a v1 certificate failed the legacy check.
 #[derive(Debug, thiserror::Error)]
@@ -40,7 +62,7 @@ impl<'a> V1Leaf<'a> {
     /// `None` unless `der` parses and is version 1.
     fn parse(der: &'a [u8]) -> Option<Self> {
         let (_, cert) = X509Certificate::from_der(der).ok()?;
-        (cert.version().0 < 2).then_some(Self(cert))
+        (cert.version().0 == 0).then_some(Self(cert))
     }
 
     /// Signature by one of the anchors directly, validity, not a CA.
@@ -58,19 +80,41 @@ impl<'a> V1Leaf<'a> {
                 validity.not_before, validity.not_after
             ));
         }
-        if let Ok(Some(bc)) = self.0.basic_constraints() {
-            if bc.value.ca {
-                return Err("is a CA certificate, not a leaf".into());
-            }
+        match self.0.basic_constraints() {
+            Ok(Some(bc)) if bc.value.ca => return Err("is a CA certificate, not a leaf".into()),
+            Ok(_) => {}
+            Err(e) => return Err(format!("unreadable basicConstraints: {e}")),
+        }
+        let algorithm = &self.0.signature_algorithm.algorithm;
+        if *algorithm != self.0.tbs_certificate.signature.algorithm {
+            return Err("its two signature algorithm fields differ".into());
+        }
+        if !SIGNATURE_ALGORITHMS.contains(algorithm) {
+            return Err(format!(
+                "signed with {algorithm}, which is not accepted (SHA-256 or stronger with \
+                 RSA, ECDSA or Ed25519 is)"
+            ));
         }
         let issuer = self.0.issuer().as_raw();
         for anchor in anchors {
+            if anchor.as_ref() == self.0.as_ref() {
+                return Err("is one of the trust anchors, not a leaf".into());
+            }
             let Ok((_, ca)) = X509Certificate::from_der(anchor.as_ref()) else {
                 continue;
             };
-            if ca.subject().as_raw() == issuer
-                && self.0.verify_signature(Some(ca.public_key())).is_ok()
-            {
+            if ca.subject().as_raw() != issuer {
+                continue;
+            }
+            if let Ok(PublicKey::RSA(rsa)) = ca.public_key().parsed() {
+                if rsa.key_size() < MIN_RSA_BITS {
+                    return Err(format!(
+                        "signed with a {}-bit RSA key (at least {MIN_RSA_BITS} needed)",
+                        rsa.key_size()
+                    ));
+                }
+            }
+            if self.0.verify_signature(Some(ca.public_key())).is_ok() {
                 return Ok(());
             }
         }
@@ -160,6 +204,10 @@ macro_rules! raw_key_signature_checks {
 
         fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
             self.inner.supported_verify_schemes()
+        }
+
+        fn requires_raw_public_keys(&self) -> bool {
+            self.inner.requires_raw_public_keys()
         }
     };
 }

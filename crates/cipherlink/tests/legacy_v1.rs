@@ -112,4 +112,25 @@ async fn v1_certificates_need_the_option_and_are_still_checked() {
     // On, but the server's certificate comes from the other CA of the same name.
     let err = client_error(&server(o, true, false), &client(d, d, true)).await;
     assert!(err.contains("not signed directly by a trusted CA"), "{err}");
+
+    // On, but the trusted CA signed the server's certificate with SHA-1.
+    let weak = tempfile::tempdir().unwrap();
+    let w = weak.path();
+    for file in ["ca.crt", "ca.key"] {
+        std::fs::copy(d.join(file), w.join(file)).unwrap();
+    }
+    for args in [
+        "genrsa -out server.key 2048",
+        "req -new -key server.key -subj /CN=localhost -out server.csr",
+        "x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out server.crt -days 30 -sha1",
+    ] {
+        let out = std::process::Command::new(&openssl)
+            .args(args.split(' '))
+            .current_dir(w)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "openssl {args}: {out:?}");
+    }
+    let err = client_error(&server(w, true, false), &client(d, d, true)).await;
+    assert!(err.contains("which is not accepted"), "{err}");
 }

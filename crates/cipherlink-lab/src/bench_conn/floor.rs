@@ -136,16 +136,19 @@ fn schemes(algorithm: KeyAlgorithm) -> (SignatureScheme, &'static dyn Verificati
 }
 
 /// Runs `op` repeatedly for about `budget` on each of `threads` threads at
-/// once and returns the mean microseconds per call on one thread.
+/// once and returns the microseconds per call on one thread that the
+/// threads' combined rate implies (a harmonic mean: capacity adds rates).
 fn per_op(
     budget: Duration,
     threads: usize,
     op: impl Fn() -> Result<(), FloorError> + Sync,
 ) -> Result<f64, FloorError> {
     let threads = threads.max(1);
+    // Every thread starts timing together, after its own warm-up.
+    let start_line = std::sync::Barrier::new(threads);
     let per_thread = std::thread::scope(|scope| {
         let workers: Vec<_> = (0..threads)
-            .map(|_| scope.spawn(|| per_op_on_this_thread(budget, &op)))
+            .map(|_| scope.spawn(|| per_op_on_this_thread(budget, &start_line, &op)))
             .collect();
         workers
             .into_iter()
@@ -155,17 +158,20 @@ fn per_op(
             })
             .collect::<Result<Vec<f64>, FloorError>>()
     })?;
-    Ok(per_thread.iter().sum::<f64>() / per_thread.len() as f64)
+    let ops_per_us: f64 = per_thread.iter().map(|us| 1.0 / us).sum();
+    Ok(per_thread.len() as f64 / ops_per_us)
 }
 
 fn per_op_on_this_thread(
     budget: Duration,
+    start_line: &std::sync::Barrier,
     op: &impl Fn() -> Result<(), FloorError>,
 ) -> Result<f64, FloorError> {
-    // Warm caches and lazy tables first.
-    for _ in 0..3 {
-        op()?;
-    }
+    // Warm caches and lazy tables first. An error is returned only after the
+    // barrier, so no other thread waits for this one forever.
+    let warm = (0..3).try_for_each(|_| op());
+    start_line.wait();
+    warm?;
     let start = Instant::now();
     let mut count = 0u32;
     while start.elapsed() < budget || count < 10 {

@@ -47,15 +47,23 @@ pub(super) fn spawn(
     std::thread::Builder::new()
         .name(format!("rpc-shard-{index}"))
         .spawn(move || {
-            let result = tokio::runtime::Builder::new_current_thread()
+            // Says so on `ended` however the thread ends, panics included.
+            let _ended = EndedGuard(ended);
+            tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
                 .map_err(|e| RpcError::Serve(format!("server thread {index}: runtime: {e}")))
-                .and_then(|runtime| runtime.block_on(serve(setup, listener, stop)));
-            let _ = ended.try_send(());
-            result
+                .and_then(|runtime| runtime.block_on(serve(setup, listener, stop)))
         })
         .map_err(|e| RpcError::Serve(format!("cannot start server thread {index}: {e}")))
+}
+
+struct EndedGuard(mpsc::Sender<()>);
+
+impl Drop for EndedGuard {
+    fn drop(&mut self) {
+        let _ = self.0.try_send(());
+    }
 }
 
 async fn serve(
@@ -63,7 +71,9 @@ async fn serve(
     listener: std::net::TcpListener,
     mut stop: watch::Receiver<bool>,
 ) -> Result<(), RpcError> {
-    let listener = TcpListener::from_std(listener)
+    let listener = listener
+        .set_nonblocking(true)
+        .and_then(|()| TcpListener::from_std(listener))
         .map_err(|e| RpcError::Serve(format!("registering the listening socket: {e}")))?;
     // A bounded queue: when tonic falls behind, handshakes wait.
     let (ready_tx, ready_rx) = mpsc::channel::<Result<Conn, std::io::Error>>(64);
@@ -97,11 +107,12 @@ async fn accept_loop(
     ready: mpsc::Sender<Result<Conn, std::io::Error>>,
 ) {
     loop {
-        // Too many handshakes in progress: leave the rest in the listen backlog.
-        let Ok(permit) = handshakes.clone().acquire_owned().await else {
-            return;
+        // Ends when tonic stops taking connections (shutdown).
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            () = ready.closed() => return,
         };
-        let (tcp, peer) = match listener.accept().await {
+        let (tcp, peer) = match accepted {
             Ok(pair) => pair,
             Err(e) => {
                 // Usually out of file descriptors: back off instead of spinning.
@@ -109,6 +120,11 @@ async fn accept_loop(
                 tokio::time::sleep(Duration::from_millis(10)).await;
                 continue;
             }
+        };
+        // Too many handshakes in progress: this one waits, and the rest stay
+        // in the listen backlog.
+        let Ok(permit) = handshakes.clone().acquire_owned().await else {
+            return;
         };
         // Small request/response messages: Nagle + delayed ACK would add 40 ms.
         if let Err(e) = tcp.set_nodelay(true) {
