@@ -202,13 +202,7 @@ macro_rules! raw_key_signature_checks {
             )
         }
 
-        fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-            self.inner.supported_verify_schemes()
-        }
-
-        fn requires_raw_public_keys(&self) -> bool {
-            self.inner.requires_raw_public_keys()
-        }
+        crate::verify::delegate_key_kinds!();
     };
 }
 

@@ -39,6 +39,15 @@ macro_rules! delegate_signature_checks {
             self.inner.verify_tls13_signature(message, cert, dss)
         }
 
+        $crate::verify::delegate_key_kinds!();
+    };
+}
+pub(crate) use delegate_signature_checks;
+
+/// Which signature schemes and key forms a wrapping verifier takes: those
+/// of `self.inner`.
+macro_rules! delegate_key_kinds {
+    () => {
         fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
             self.inner.supported_verify_schemes()
         }
@@ -48,8 +57,7 @@ macro_rules! delegate_signature_checks {
         }
     };
 }
-
-pub(crate) use delegate_signature_checks;
+pub(crate) use delegate_key_kinds;
 
 /// The policy methods of a wrapping client-certificate verifier: whether and
 /// from whom a certificate is asked is `self.inner`'s to say.
