@@ -1,8 +1,8 @@
 //! cipherlink-rpc: the gRPC latency lab of seed 001.
 //!
 //! ```text
-//!  rpc serve ──> server::BoundServer ── tonic ── ScoreService (delay, random score)
-//!                     ^ accept + TLS (tls::server_config)
+//!  rpc serve ──> server::BoundServer ── one thread per core, each: accept + TLS
+//!                     (tls::server_config) ── tonic ── ScoreService (delay, random score)
 //!                     |
 //!  rpc steady ──> client::connect::Connector ──> one Channel ──> client::steady (open loop)
 //!  rpc coldconn ─> client::connect::Connector ──> new Channel per attempt ──> client::coldconn
