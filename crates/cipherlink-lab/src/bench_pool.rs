@@ -151,11 +151,11 @@ pub async fn run(opts: PoolBenchOptions) -> Result<PoolBenchReport, PoolBenchErr
             } else {
                 opts.messages_large
             };
-            let row = case(&opts, &certs, tls, size, n, false).await?;
+            let row = case_on_free_ports(&opts, &certs, tls, size, n, false).await?;
             print_row(&row);
             rows.push(row);
             if opts.python.is_some() {
-                let row = case(&opts, &certs, tls, size, n, true).await?;
+                let row = case_on_free_ports(&opts, &certs, tls, size, n, true).await?;
                 print_row(&row);
                 rows.push(row);
                 let row = python_pair(&opts, &certs, tls, size, n).await?;
@@ -223,6 +223,44 @@ fn print_row(r: &PoolBenchRow) {
     );
 }
 
+/// Runs [`case`], again on new ports if a port picked for it was taken
+/// before its party could bind it: each party must know the other's port
+/// before either starts, so the ports are picked free and bound a moment
+/// later, and another program's connection can take one in between.
+async fn case_on_free_ports(
+    opts: &PoolBenchOptions,
+    certs: &Arc<Certs>,
+    tls: bool,
+    size: usize,
+    n: usize,
+    python: bool,
+) -> Result<PoolBenchRow, PoolBenchError> {
+    let mut tries = 0;
+    loop {
+        match case(opts, certs, tls, size, n, python).await {
+            Err(e) if tries < 3 && e.is_port_taken() => {
+                tries += 1;
+                eprintln!("note: {e}; running the case again on new ports");
+            }
+            other => return other,
+        }
+    }
+}
+
+impl PoolBenchError {
+    /// A Rust party could not bind the port picked for it.
+    fn is_port_taken(&self) -> bool {
+        let PoolBenchError::Pool { source, .. } = self else {
+            return false;
+        };
+        matches!(
+            &**source,
+            cipherlink_pool::PoolError::Config(cipherlink_pool::ConfigError::Bind { source, .. })
+                if source.kind() == std::io::ErrorKind::AddrInUse
+        )
+    }
+}
+
 async fn case(
     opts: &PoolBenchOptions,
     certs: &Arc<Certs>,
@@ -272,7 +310,12 @@ async fn case(
         measured
     });
 
-    let measured = alice.await;
+    let measured = match alice.await {
+        // Retried on new ports by the caller; this Bob waits for messages that
+        // will not come and stops at its own receive timeout.
+        Err(e) if e.is_port_taken() => return Err(e),
+        other => other,
+    };
     if let Some(bob) = bob {
         bob.await?;
     }
