@@ -85,15 +85,18 @@ fn chain_parts<'a>(
     std::iter::once(end_entity.as_ref()).chain(intermediates.iter().map(|c| c.as_ref()))
 }
 
-/// A client's cache of server chains, keyed by chain and server name.
+/// A verifier that remembers the chains `inner` accepted: as a client's
+/// [`ServerCertVerifier`] (keyed by chain and server name) or a server's
+/// [`ClientCertVerifier`] (keyed by chain; any allow-list check inside
+/// `inner` is part of the verdict).
 #[derive(Debug)]
-pub(crate) struct ServerChainCache {
-    inner: Arc<dyn ServerCertVerifier>,
+pub(crate) struct ChainCache<V: ?Sized> {
+    inner: Arc<V>,
     verdicts: Verdicts,
 }
 
-impl ServerChainCache {
-    pub(crate) fn new(inner: Arc<dyn ServerCertVerifier>) -> Self {
+impl<V: ?Sized> ChainCache<V> {
+    pub(crate) fn new(inner: Arc<V>) -> Self {
         Self {
             inner,
             verdicts: Verdicts::default(),
@@ -101,7 +104,7 @@ impl ServerChainCache {
     }
 }
 
-impl ServerCertVerifier for ServerChainCache {
+impl ServerCertVerifier for ChainCache<dyn ServerCertVerifier> {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
@@ -131,24 +134,7 @@ impl ServerCertVerifier for ServerChainCache {
     delegate_signature_checks!();
 }
 
-/// A server's cache of client chains (after any allow-list check, which is
-/// part of the verdict).
-#[derive(Debug)]
-pub(crate) struct ClientChainCache {
-    inner: Arc<dyn ClientCertVerifier>,
-    verdicts: Verdicts,
-}
-
-impl ClientChainCache {
-    pub(crate) fn new(inner: Arc<dyn ClientCertVerifier>) -> Self {
-        Self {
-            inner,
-            verdicts: Verdicts::default(),
-        }
-    }
-}
-
-impl ClientCertVerifier for ClientChainCache {
+impl ClientCertVerifier for ChainCache<dyn ClientCertVerifier> {
     delegate_client_auth_policy!();
 
     fn verify_client_cert(
@@ -236,7 +222,7 @@ mod tests {
     #[test]
     fn a_verdict_is_reused_per_chain_and_expires() {
         let inner = Arc::new(Counting::default());
-        let cache = ClientChainCache::new(inner.clone());
+        let cache = ChainCache::<dyn ClientCertVerifier>::new(inner.clone());
         let (a, b) = (leaf(30), leaf(30));
         let now = UnixTime::now();
         let calls = || inner.0.load(Ordering::Relaxed);
@@ -260,7 +246,7 @@ mod tests {
     #[test]
     fn a_verdict_never_outlives_the_certificate() {
         let inner = Arc::new(Counting::default());
-        let cache = ClientChainCache::new(inner.clone());
+        let cache = ChainCache::<dyn ClientCertVerifier>::new(inner.clone());
         let short = leaf(1);
         let not_after = Identity::from_der(&short).expect("parse").not_after;
         let just_before = UnixTime::since_unix_epoch(std::time::Duration::from_secs(

@@ -14,7 +14,7 @@ use rustls::sign::SingleCertAndKey;
 use rustls::{ClientConfig, RootCertStore, ServerConfig, SupportedProtocolVersion};
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use crate::chain_cache::{ClientChainCache, ServerChainCache};
+use crate::chain_cache::ChainCache;
 use crate::config::{Config, Implementation, SYSTEM_ROOTS};
 use crate::error::Error;
 use crate::kx::KeyExchange;
@@ -152,7 +152,7 @@ impl Context {
         } else {
             verifier
         };
-        let verifier = Arc::new(ServerChainCache::new(verifier));
+        let verifier = Arc::new(ChainCache::new(verifier));
         let builder = ClientConfig::builder_with_provider(provider.clone())
             .with_protocol_versions(protocol_versions(config))
             .map_err(Error::Build)?
@@ -441,5 +441,5 @@ fn client_verifier(
             allowed: config.allowed_identities.clone(),
         })
     };
-    Ok(Arc::new(ClientChainCache::new(verifier)))
+    Ok(Arc::new(ChainCache::new(verifier)))
 }
