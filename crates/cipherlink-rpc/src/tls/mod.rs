@@ -42,8 +42,9 @@ pub struct ServerTls {
     pub key: PathBuf,
     /// PEM CA bundle; when set, clients must present a certificate it signed (mTLS).
     pub client_ca: Option<PathBuf>,
-    /// Accept the seed's legacy certificates (X.509 v1) with the crate's own
-    /// verifiers instead of the core Context.
+    /// Accept the seed's legacy certificates (X.509 v1, `--legacy-cn-certs`):
+    /// the core's `accept_legacy_certificates`, for our own certificate and
+    /// for the clients'.
     pub accept_legacy: bool,
     /// Key-exchange groups, most preferred first.
     pub groups: Vec<KeyExchange>,
@@ -69,8 +70,9 @@ pub struct ClientTls {
     pub ca: PathBuf,
     /// PEM certificate chain and key for mutual TLS.
     pub identity: Option<(PathBuf, PathBuf)>,
-    /// Accept the seed's legacy server certificates (v1, CN-only name) with
-    /// the crate's own verifiers instead of the core Context.
+    /// Accept the seed's legacy certificates (v1, host named only in the CN;
+    /// `--legacy-cn-certs`): the core's `accept_legacy_certificates` and
+    /// `accept_cn_only_certificates`.
     pub accept_legacy: bool,
     /// Allow TLS session resumption. Off for cold connections: one that
     /// resumes a session skips the public-key work it means to measure.
