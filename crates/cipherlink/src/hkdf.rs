@@ -13,9 +13,14 @@
 //! three SHA-256 compressions. aws-lc-rs's HMAC copies, clears and re-inits a
 //! context sized for SHA-512 around every tag: 660 ns a tag against 206 ns
 //! here, which was 9% of the CPU of a full handshake (perf, `bench conn`).
-//! Same algorithms, same outputs (checked against RFC 5869 and against
+//! Same algorithms, same outputs (checked against RFC 5869, RFC 4231 and
 //! rustls' suites in the tests), not FIPS-flagged; cipherlink does not claim
 //! FIPS mode.
+//!
+//! Secrets: the key block built here is cleared after use, and rustls clears
+//! the secrets themselves. The keyed hash states inside RustCrypto's HMAC are
+//! not cleared when dropped (the crate has no hook for it), where aws-lc
+//! cleared its contexts; they live as long as one traffic secret does.
 
 use std::sync::OnceLock;
 
@@ -28,6 +33,7 @@ use rustls::crypto::tls13::HkdfUsingHmac;
 use rustls::crypto::CipherSuiteCommon;
 use rustls::{SupportedCipherSuite, Tls13CipherSuite};
 use sha2::{Sha256, Sha384};
+use zeroize::Zeroize;
 
 /// The hash under an HMAC, as rustls' [`Hmac`].
 #[derive(Clone, Copy)]
@@ -39,12 +45,8 @@ enum PreparedHmac {
 impl Hmac for PreparedHmac {
     fn with_key(&self, key: &[u8]) -> Box<dyn Key> {
         Box::new(match self {
-            Self::Sha256 => {
-                PreparedKey::Sha256(<RcHmac<Sha256> as KeyInit>::new(&key_block::<Sha256>(key)))
-            }
-            Self::Sha384 => {
-                PreparedKey::Sha384(<RcHmac<Sha384> as KeyInit>::new(&key_block::<Sha384>(key)))
-            }
+            Self::Sha256 => PreparedKey::Sha256(with_key_block::<Sha256, _>(key, KeyInit::new)),
+            Self::Sha384 => PreparedKey::Sha384(with_key_block::<Sha384, _>(key, KeyInit::new)),
         })
     }
 
@@ -56,18 +58,25 @@ impl Hmac for PreparedHmac {
     }
 }
 
-/// HMAC's key block (RFC 2104, section 2): the key, or its hash when it is
-/// longer than a block, padded with zeros. Taking the block (rather than
-/// `new_from_slice`) leaves no error path for a key length.
-fn key_block<D: Digest + BlockSizeUser>(key: &[u8]) -> GenericArray<u8, D::BlockSize> {
-    let mut block = GenericArray::default();
+/// Calls `make` with HMAC's key block (RFC 2104, section 2): the key, or its
+/// hash when it is longer than a block, padded with zeros; then clears it.
+/// Keying from the block (rather than `new_from_slice`) leaves no error path
+/// for a key length.
+fn with_key_block<D: Digest + BlockSizeUser, R>(
+    key: &[u8],
+    make: impl FnOnce(&GenericArray<u8, D::BlockSize>) -> R,
+) -> R {
+    let mut block = GenericArray::<u8, D::BlockSize>::default();
     if key.len() <= block.len() {
         block[..key.len()].copy_from_slice(key);
     } else {
-        let hashed = D::digest(key);
+        let mut hashed = D::digest(key);
         block[..hashed.len()].copy_from_slice(&hashed);
+        hashed.as_mut_slice().zeroize();
     }
-    block
+    let made = make(&block);
+    block.as_mut_slice().zeroize();
+    made
 }
 
 /// An HMAC key with its inner and outer hash states already keyed.
