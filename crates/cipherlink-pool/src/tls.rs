@@ -99,25 +99,21 @@ pub fn core_configs(
 
 /// The rustls configuration of a server Context built from `config`.
 fn listener(config: &cipherlink::Config) -> Result<Arc<rustls::ServerConfig>, TlsConfigError> {
-    let what = "TLS listener";
-    cipherlink::Context::server(config)
-        .map_err(|source| TlsConfigError::Core { what, source })?
+    config
         .rustls_server_config()
-        .ok_or(TlsConfigError::Role {
-            what,
-            expected: "server",
+        .map_err(|source| TlsConfigError::Core {
+            what: "TLS listener",
+            source,
         })
 }
 
 /// The rustls configuration of a client Context built from `config`.
 fn sender(config: &cipherlink::Config) -> Result<Arc<rustls::ClientConfig>, TlsConfigError> {
-    let what = "TLS client";
-    cipherlink::Context::client(config)
-        .map_err(|source| TlsConfigError::Core { what, source })?
+    config
         .rustls_client_config()
-        .ok_or(TlsConfigError::Role {
-            what,
-            expected: "client",
+        .map_err(|source| TlsConfigError::Core {
+            what: "TLS client",
+            source,
         })
 }
 

@@ -179,6 +179,19 @@ impl Default for Config {
 }
 
 impl Config {
+    /// The rustls server configuration this describes, checked field by
+    /// field as [`crate::Context::server`] checks it; for libraries that take
+    /// a rustls configuration (hyper, tonic).
+    pub fn rustls_server_config(&self) -> Result<std::sync::Arc<rustls::ServerConfig>, Error> {
+        crate::context::server_tls(self)
+    }
+
+    /// The rustls client configuration this describes, checked field by
+    /// field as [`crate::Context::client`] checks it.
+    pub fn rustls_client_config(&self) -> Result<std::sync::Arc<rustls::ClientConfig>, Error> {
+        crate::context::client_tls(self).map(|(tls, _server_name)| tls)
+    }
+
     /// Parses TOML text; `origin` names it in errors.
     pub fn from_toml(text: &str, origin: &Path) -> Result<Config, Error> {
         toml::from_str(text).map_err(|error| Error::Toml {

@@ -63,139 +63,17 @@ const CLIENT_ONLY: [&str; 3] = [
 impl Context {
     /// Builds a server Context, checking every field.
     pub fn server(config: &Config) -> Result<Context, Error> {
-        for (field, set) in CLIENT_ONLY.iter().zip([
-            config.server_name.is_some(),
-            config.accept_cn_only_certificates,
-            !config.verify_server_name,
-        ]) {
-            if set {
-                return Err(Error::config(
-                    field,
-                    "is a client option; remove it from a server configuration",
-                ));
-            }
-        }
-        let provider = build_provider(config)?;
-        let (Some(cert), Some(key)) = (&config.certificate, &config.private_key) else {
-            return Err(Error::config(
-                if config.certificate.is_none() {
-                    "certificate"
-                } else {
-                    "private_key"
-                },
-                "a server needs both `certificate` and `private_key` \
-                 (make a test set with `cipherlink certs --out DIR`)",
-            ));
-        };
-        let certified =
-            load_certified_key(&provider, cert, key, config.accept_legacy_certificates)?;
-        let verifier = client_verifier(config, &provider)?;
-        let mut tls = ServerConfig::builder_with_provider(provider.clone())
-            .with_protocol_versions(protocol_versions(config))
-            .map_err(Error::Build)?
-            .with_client_cert_verifier(verifier)
-            .with_cert_resolver(Arc::new(SingleCertAndKey::from(certified)));
-        tls.alpn_protocols = alpn(config);
-        if config.resumption {
-            // Stateless tickets scale with connection count; the default
-            // stateful cache holds only 256 sessions.
-            tls.ticketer = rustls::crypto::aws_lc_rs::Ticketer::new().map_err(Error::Build)?;
-            tls.send_tls13_tickets = 1;
-        } else {
-            tls.session_storage = Arc::new(NoServerSessionStorage {});
-            tls.send_tls13_tickets = 0;
-        }
-        Ok(Context::new(TlsSide::Server(Arc::new(tls)), config, None))
+        Ok(Context::new(
+            TlsSide::Server(server_tls(config)?),
+            config,
+            None,
+        ))
     }
 
     /// Builds a client Context, checking every field.
     pub fn client(config: &Config) -> Result<Context, Error> {
-        for (field, set) in SERVER_ONLY.iter().zip([
-            config.require_client_cert,
-            !config.allowed_identities.is_empty(),
-        ]) {
-            if set {
-                return Err(Error::config(
-                    field,
-                    "is a server option; remove it from a client configuration",
-                ));
-            }
-        }
-        let provider = build_provider(config)?;
-        if config.trusted_cas.is_empty() {
-            return Err(Error::config(
-                "trusted_cas",
-                "a client needs the CA that signed the server's certificate \
-                 (a PEM file such as ca.crt, or \"system\" for the OS roots)",
-            ));
-        }
-        let (roots, anchors) = trust_anchors("trusted_cas", config)?;
-        let webpki = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
-            .build()
-            .map_err(|e| Error::config("trusted_cas", e.to_string()))?;
-        let verifier: Arc<dyn ServerCertVerifier> =
-            if config.accept_cn_only_certificates || !config.verify_server_name {
-                Arc::new(CnFallbackServerVerifier {
-                    inner: webpki,
-                    any_name: !config.verify_server_name,
-                })
-            } else {
-                webpki
-            };
-        let verifier: Arc<dyn ServerCertVerifier> = if config.accept_legacy_certificates {
-            Arc::new(LegacyServerVerifier {
-                inner: verifier,
-                anchors,
-                algs: provider.signature_verification_algorithms,
-                check_name: config.verify_server_name,
-            })
-        } else {
-            verifier
-        };
-        let verifier = Arc::new(ChainCache::new(verifier));
-        let builder = ClientConfig::builder_with_provider(provider.clone())
-            .with_protocol_versions(protocol_versions(config))
-            .map_err(Error::Build)?
-            .dangerous()
-            .with_custom_certificate_verifier(verifier);
-        let mut tls = match (&config.certificate, &config.private_key) {
-            (Some(cert), Some(key)) => {
-                let certified =
-                    load_certified_key(&provider, cert, key, config.accept_legacy_certificates)?;
-                builder.with_client_cert_resolver(Arc::new(SingleCertAndKey::from(certified)))
-            }
-            (None, None) => builder.with_no_client_auth(),
-            (Some(_), None) => {
-                return Err(Error::config(
-                    "private_key",
-                    "a client certificate needs its private key",
-                ))
-            }
-            (None, Some(_)) => {
-                return Err(Error::config(
-                    "certificate",
-                    "a client private key needs its certificate",
-                ))
-            }
-        };
-        tls.alpn_protocols = alpn(config);
-        if !config.resumption {
-            tls.resumption = Resumption::disabled();
-        }
-        let server_name = match &config.server_name {
-            Some(name) => Some(ServerName::try_from(name.clone()).map_err(|_| {
-                Error::config(
-                    "server_name",
-                    format!("{name:?} is neither a DNS name nor an IP address"),
-                )
-            })?),
-            None => None,
-        };
-        Ok(Context::new(
-            TlsSide::Client(Arc::new(tls)),
-            config,
-            server_name,
-        ))
+        let (tls, server_name) = client_tls(config)?;
+        Ok(Context::new(TlsSide::Client(tls), config, server_name))
     }
 
     fn new(tls: TlsSide, config: &Config, server_name: Option<ServerName<'static>>) -> Context {
@@ -281,6 +159,141 @@ impl Context {
     {
         self.connect(io, peer).await
     }
+}
+
+/// Checks `config` as a server's and builds its rustls configuration.
+pub(crate) fn server_tls(config: &Config) -> Result<Arc<ServerConfig>, Error> {
+    for (field, set) in CLIENT_ONLY.iter().zip([
+        config.server_name.is_some(),
+        config.accept_cn_only_certificates,
+        !config.verify_server_name,
+    ]) {
+        if set {
+            return Err(Error::config(
+                field,
+                "is a client option; remove it from a server configuration",
+            ));
+        }
+    }
+    let provider = build_provider(config)?;
+    let (Some(cert), Some(key)) = (&config.certificate, &config.private_key) else {
+        return Err(Error::config(
+            if config.certificate.is_none() {
+                "certificate"
+            } else {
+                "private_key"
+            },
+            "a server needs both `certificate` and `private_key` \
+                 (make a test set with `cipherlink certs --out DIR`)",
+        ));
+    };
+    let certified = load_certified_key(&provider, cert, key, config.accept_legacy_certificates)?;
+    let verifier = client_verifier(config, &provider)?;
+    let mut tls = ServerConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(protocol_versions(config))
+        .map_err(Error::Build)?
+        .with_client_cert_verifier(verifier)
+        .with_cert_resolver(Arc::new(SingleCertAndKey::from(certified)));
+    tls.alpn_protocols = alpn(config);
+    if config.resumption {
+        // Stateless tickets scale with connection count; the default
+        // stateful cache holds only 256 sessions.
+        tls.ticketer = rustls::crypto::aws_lc_rs::Ticketer::new().map_err(Error::Build)?;
+        tls.send_tls13_tickets = 1;
+    } else {
+        tls.session_storage = Arc::new(NoServerSessionStorage {});
+        tls.send_tls13_tickets = 0;
+    }
+    Ok(Arc::new(tls))
+}
+
+/// Checks `config` as a client's and builds its rustls configuration and
+/// the server name it names, if any.
+pub(crate) fn client_tls(
+    config: &Config,
+) -> Result<(Arc<ClientConfig>, Option<ServerName<'static>>), Error> {
+    for (field, set) in SERVER_ONLY.iter().zip([
+        config.require_client_cert,
+        !config.allowed_identities.is_empty(),
+    ]) {
+        if set {
+            return Err(Error::config(
+                field,
+                "is a server option; remove it from a client configuration",
+            ));
+        }
+    }
+    let provider = build_provider(config)?;
+    if config.trusted_cas.is_empty() {
+        return Err(Error::config(
+            "trusted_cas",
+            "a client needs the CA that signed the server's certificate \
+                 (a PEM file such as ca.crt, or \"system\" for the OS roots)",
+        ));
+    }
+    let (roots, anchors) = trust_anchors("trusted_cas", config)?;
+    let webpki = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+        .build()
+        .map_err(|e| Error::config("trusted_cas", e.to_string()))?;
+    let verifier: Arc<dyn ServerCertVerifier> =
+        if config.accept_cn_only_certificates || !config.verify_server_name {
+            Arc::new(CnFallbackServerVerifier {
+                inner: webpki,
+                any_name: !config.verify_server_name,
+            })
+        } else {
+            webpki
+        };
+    let verifier: Arc<dyn ServerCertVerifier> = if config.accept_legacy_certificates {
+        Arc::new(LegacyServerVerifier {
+            inner: verifier,
+            anchors,
+            algs: provider.signature_verification_algorithms,
+            check_name: config.verify_server_name,
+        })
+    } else {
+        verifier
+    };
+    let verifier = Arc::new(ChainCache::new(verifier));
+    let builder = ClientConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(protocol_versions(config))
+        .map_err(Error::Build)?
+        .dangerous()
+        .with_custom_certificate_verifier(verifier);
+    let mut tls = match (&config.certificate, &config.private_key) {
+        (Some(cert), Some(key)) => {
+            let certified =
+                load_certified_key(&provider, cert, key, config.accept_legacy_certificates)?;
+            builder.with_client_cert_resolver(Arc::new(SingleCertAndKey::from(certified)))
+        }
+        (None, None) => builder.with_no_client_auth(),
+        (Some(_), None) => {
+            return Err(Error::config(
+                "private_key",
+                "a client certificate needs its private key",
+            ))
+        }
+        (None, Some(_)) => {
+            return Err(Error::config(
+                "certificate",
+                "a client private key needs its certificate",
+            ))
+        }
+    };
+    tls.alpn_protocols = alpn(config);
+    if !config.resumption {
+        tls.resumption = Resumption::disabled();
+    }
+    let server_name = match &config.server_name {
+        Some(name) => Some(ServerName::try_from(name.clone()).map_err(|_| {
+            Error::config(
+                "server_name",
+                format!("{name:?} is neither a DNS name nor an IP address"),
+            )
+        })?),
+        None => None,
+    };
+    Ok((Arc::new(tls), server_name))
 }
 
 impl Config {

@@ -276,3 +276,41 @@ async fn large_first_data_and_large_closing_reply_arrive_whole() {
     .await
     .expect("the whole request and reply arrive");
 }
+
+#[tokio::test]
+async fn rustls_configurations_from_a_config_handshake_as_a_context_would() {
+    let b = bundle();
+    let mut server_cfg = server_config(&b);
+    server_cfg.alpn = vec!["h2".into()];
+    let mut client_cfg = client_config(&b);
+    client_cfg.alpn = vec!["h2".into()];
+    let acceptor = tokio_rustls::TlsAcceptor::from(server_cfg.rustls_server_config().unwrap());
+    let connector = tokio_rustls::TlsConnector::from(client_cfg.rustls_client_config().unwrap());
+    let (a, c) = tokio::io::duplex(64 * 1024);
+    let name = cipherlink::rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let (server, client) = tokio::join!(acceptor.accept(a), connector.connect(name, c));
+    let (server, client) = (server.unwrap(), client.unwrap());
+    let (_, client_conn) = client.get_ref();
+    assert_eq!(client_conn.alpn_protocol(), Some(&b"h2"[..]));
+    // The core's default key-exchange list, hybrid first.
+    assert_eq!(
+        client_conn
+            .negotiated_key_exchange_group()
+            .map(|g| g.name()),
+        Some(cipherlink::rustls::NamedGroup::X25519MLKEM768)
+    );
+    assert!(server.get_ref().1.alpn_protocol().is_some());
+}
+
+#[test]
+fn a_config_for_the_wrong_side_is_refused_by_its_rustls_builder_too() {
+    let b = bundle();
+    let mut server_cfg = server_config(&b);
+    server_cfg.server_name = Some("localhost".into());
+    let err = server_cfg.rustls_server_config().unwrap_err().to_string();
+    assert!(err.contains("server_name"), "{err}");
+    let mut wrong = client_config(&b);
+    wrong.require_client_cert = true;
+    let err = wrong.rustls_client_config().unwrap_err().to_string();
+    assert!(err.contains("require_client_cert"), "{err}");
+}

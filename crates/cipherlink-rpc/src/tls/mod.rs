@@ -1,8 +1,8 @@
 //! TLS configuration for the lab's servers and clients.
 //!
-//! The normal path is the core library's: a [`cipherlink::Config`] built into
-//! a [`cipherlink::Context`] (TLS 1.3, the key-exchange list and its
-//! compliance check, AES-128-GCM first, a verified-chain cache on the client,
+//! The normal path is the core library's: a [`cipherlink::Config`] checked
+//! and built by the core as a Context would be (TLS 1.3, the key-exchange
+//! list and its compliance check, AES-128-GCM first, verified-chain caches,
 //! errors that name the field), whose rustls configuration the gRPC plumbing
 //! then uses with ALPN `h2`.
 //!
@@ -17,7 +17,7 @@ mod legacy;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use cipherlink::{Config, Context, PemSource};
+use cipherlink::{Config, PemSource};
 use rustls::{ClientConfig, ServerConfig};
 use x509_parser::certificate::X509Certificate;
 use x509_parser::prelude::FromDer;
@@ -139,8 +139,8 @@ fn refuse_v1(path: &Path, what: &'static str) -> Result<(), RpcError> {
     }
 }
 
-/// The core Context for a server.
-pub fn server_context(tls: &ServerTls) -> Result<Context, RpcError> {
+/// The core configuration of a server.
+fn server_core_config(tls: &ServerTls) -> Result<Config, RpcError> {
     if !tls.accept_legacy {
         refuse_v1(&tls.cert, "server certificate")?;
     }
@@ -156,11 +156,11 @@ pub fn server_context(tls: &ServerTls) -> Result<Context, RpcError> {
         accept_legacy_certificates: tls.accept_legacy,
         ..Config::default()
     };
-    Context::server(&config).map_err(core_err)
+    Ok(config)
 }
 
-/// The core Context for a client.
-pub fn client_context(tls: &ClientTls) -> Result<Context, RpcError> {
+/// The core configuration of a client.
+fn client_core_config(tls: &ClientTls) -> Result<Config, RpcError> {
     if let Some((cert, _)) = tls.identity.as_ref().filter(|_| !tls.accept_legacy) {
         refuse_v1(cert, "client certificate")?;
     }
@@ -179,19 +179,19 @@ pub fn client_context(tls: &ClientTls) -> Result<Context, RpcError> {
         accept_cn_only_certificates: tls.accept_legacy,
         ..Config::default()
     };
-    Context::client(&config).map_err(core_err)
+    Ok(config)
 }
 
 /// Builds the server's TLS 1.3 configuration.
 pub fn server_config(tls: &ServerTls) -> Result<Arc<ServerConfig>, RpcError> {
-    server_context(tls)?
+    server_core_config(tls)?
         .rustls_server_config()
-        .ok_or_else(|| RpcError::Serve("a server Context has no server configuration".into()))
+        .map_err(core_err)
 }
 
 /// Builds the client's TLS 1.3 configuration.
 pub fn client_config(tls: &ClientTls) -> Result<Arc<ClientConfig>, RpcError> {
-    client_context(tls)?
+    client_core_config(tls)?
         .rustls_client_config()
-        .ok_or_else(|| RpcError::Serve("a client Context has no client configuration".into()))
+        .map_err(core_err)
 }
