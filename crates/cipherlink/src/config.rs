@@ -181,7 +181,8 @@ impl Default for Config {
 impl Config {
     /// The rustls server configuration this describes, checked field by
     /// field as [`crate::Context::server`] checks it; for libraries that take
-    /// a rustls configuration (hyper, tonic).
+    /// a rustls configuration (hyper, tonic). rustls has no handshake time
+    /// limit: `handshake_timeout_ms` is then the caller's to apply.
     pub fn rustls_server_config(&self) -> Result<std::sync::Arc<rustls::ServerConfig>, Error> {
         crate::context::server_tls(self)
     }
