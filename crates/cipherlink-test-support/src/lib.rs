@@ -5,10 +5,13 @@
 //! `CIPHERLINK_PEER_<NAME>=missing:<reason>` when it could not be installed.
 //! The same variables in the process environment take precedence.
 //!
-//! A test asks [`find`] for its peer. A peer that could not be installed makes
-//! the test print a loud `SKIPPED` line and return early; a peer that setup
-//! reported as installed but that is not there fails the test, because a
-//! silent skip would hide a broken CI.
+//! A test asks for its peer with [`peer!`] (or [`find`]). A peer that could
+//! not be installed makes the test print a loud `SKIPPED` line and return
+//! early, and the skip is counted in `.cache/peer-tests.log`, which
+//! `scripts/test` sums up at the end. With `CIPHERLINK_REQUIRE_PEERS=1` (CI
+//! sets it) a missing peer fails the test instead: CI cannot pass without its
+//! peers. A peer that setup reported as installed but that is not there always
+//! fails the test, because a silent skip would hide a broken CI.
 
 use std::path::{Path, PathBuf};
 
@@ -29,6 +32,8 @@ pub enum Peer {
     PythonTno4,
     /// A Python interpreter with `grpcio` and `grpcio-tools`.
     PythonGrpc,
+    /// A Python interpreter with PyNaCl (`nacl.public.Box`).
+    PythonNacl,
 }
 
 impl Peer {
@@ -42,6 +47,7 @@ impl Peer {
             Peer::PythonTno5 => "PYTHON_TNO5",
             Peer::PythonTno4 => "PYTHON_TNO4",
             Peer::PythonGrpc => "PYTHON_GRPC",
+            Peer::PythonNacl => "PYTHON_NACL",
         }
     }
 }
@@ -91,18 +97,67 @@ pub fn lookup(peer: Peer) -> Lookup {
     }
 }
 
-/// Returns the peer's path, or prints a loud skip line naming the test and the
-/// reason and returns `None`. Call as `let Some(p) = find(Peer::X, "name") else { return };`.
+/// The environment variable that turns a missing peer into a test failure.
+pub const REQUIRE_PEERS_VAR: &str = "CIPHERLINK_REQUIRE_PEERS";
+
+/// Returns the peer's path for the named test, or prints a loud skip line
+/// naming the test and the reason and returns `None`. Under
+/// `CIPHERLINK_REQUIRE_PEERS=1` a missing peer panics instead. Every answer is
+/// counted in `.cache/peer-tests.log` for `scripts/test`'s summary.
+/// Prefer [`peer!`], which fills in the test's name.
 pub fn find(peer: Peer, test_name: &str) -> Option<PathBuf> {
     match lookup(peer) {
-        Lookup::Found(path) => Some(path),
+        Lookup::Found(path) => {
+            count("ran", peer, test_name);
+            Some(path)
+        }
         Lookup::Missing(reason) => {
-            eprintln!(
-                "\n!!!!!!!! SKIPPED {test_name}: peer {:?} is not installed: {reason}\n",
-                peer
-            );
+            if peers_required() {
+                count("FAILED", peer, test_name);
+                panic!(
+                    "{test_name}: peer {peer:?} is not installed ({reason}), and \
+                     {REQUIRE_PEERS_VAR}=1 says every peer must be"
+                );
+            }
+            count("skipped", peer, test_name);
+            eprintln!("\n!!!!!!!! SKIPPED {test_name}: peer {peer:?} is not installed: {reason}\n");
             None
         }
+    }
+}
+
+/// Looks up a peer for the test it is written in (the test's name comes from
+/// the enclosing function): `let Some(python) = peer!(Peer::Python) else { return };`
+#[macro_export]
+macro_rules! peer {
+    ($peer:expr) => {{
+        fn here() {}
+        let name = ::std::any::type_name_of_val(&here);
+        let name = name.strip_suffix("::here").unwrap_or(name);
+        // async tests add `::{{closure}}` segments; they name nothing.
+        let name = name.replace("::{{closure}}", "");
+        $crate::find($peer, &name)
+    }};
+}
+
+fn peers_required() -> bool {
+    std::env::var(REQUIRE_PEERS_VAR).is_ok_and(|v| v == "1")
+}
+
+/// Appends `outcome peer test` to `.cache/peer-tests.log`. Best effort: a
+/// read-only checkout still runs its tests, it only loses the count.
+fn count(outcome: &str, peer: Peer, test_name: &str) {
+    use std::io::Write;
+    let path = std::env::var_os("CIPHERLINK_PEER_LOG")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join(".cache/peer-tests.log"));
+    if let Ok(mut file) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+    {
+        // One write per line, so lines from parallel tests do not interleave.
+        let _ = file.write_all(format!("{outcome} {} {test_name}\n", peer.env_name()).as_bytes());
     }
 }
 
@@ -193,13 +248,36 @@ mod tests {
     use super::*;
 
     #[test]
-    fn missing_marker_is_a_skip_not_a_failure() {
+    fn missing_marker_is_a_skip_unless_peers_are_required() {
         std::env::set_var("CIPHERLINK_PEER_STUNNEL", "missing:apt-get refused");
         assert_eq!(
             lookup(Peer::Stunnel),
             Lookup::Missing("apt-get refused".into())
         );
-        assert_eq!(find(Peer::Stunnel, "demo"), None);
+        if peers_required() {
+            let outcome = std::panic::catch_unwind(|| find(Peer::Stunnel, "demo"));
+            assert!(
+                outcome.is_err(),
+                "a required peer that is missing must fail"
+            );
+        } else {
+            assert_eq!(find(Peer::Stunnel, "demo"), None);
+        }
+    }
+
+    #[test]
+    fn peer_macro_names_the_enclosing_test() {
+        std::env::set_var("CIPHERLINK_PEER_PYTHON_NACL", "/");
+        let log = std::env::temp_dir().join(format!("peer-log-{}", std::process::id()));
+        std::env::set_var("CIPHERLINK_PEER_LOG", &log);
+        let found = peer!(Peer::PythonNacl);
+        assert_eq!(found, Some(PathBuf::from("/")));
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        let _ = std::fs::remove_file(&log);
+        assert!(
+            text.contains("ran PYTHON_NACL cipherlink_test_support::tests::peer_macro_names_the_enclosing_test"),
+            "log: {text}"
+        );
     }
 
     #[test]
