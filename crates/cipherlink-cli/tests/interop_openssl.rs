@@ -14,7 +14,7 @@ mod common;
 
 use std::path::Path;
 
-use cipherlink_test_support::{find, Peer};
+use cipherlink_test_support::{peer, Peer};
 use common::{
     args, connect, group_field, s_client_echo, s_client_group, s_server, token, Pki, Serve,
 };
@@ -114,7 +114,7 @@ fn s_client_case(
 
 #[test]
 fn s_client_x25519_against_serve() {
-    let Some(openssl) = find(Peer::Openssl, "s_client_x25519_against_serve") else {
+    let Some(openssl) = peer!(Peer::Openssl) else {
         return;
     };
     s_client_case(&openssl, Some("X25519"), None, false, "X25519");
@@ -122,7 +122,7 @@ fn s_client_x25519_against_serve() {
 
 #[test]
 fn s_client_p256_against_serve() {
-    let Some(openssl) = find(Peer::Openssl, "s_client_p256_against_serve") else {
+    let Some(openssl) = peer!(Peer::Openssl) else {
         return;
     };
     s_client_case(
@@ -136,7 +136,7 @@ fn s_client_p256_against_serve() {
 
 #[test]
 fn s_client_x25519mlkem768_against_serve() {
-    let Some(openssl) = find(Peer::Openssl4, "s_client_x25519mlkem768_against_serve") else {
+    let Some(openssl) = peer!(Peer::Openssl4) else {
         return;
     };
     s_client_case(
@@ -150,10 +150,7 @@ fn s_client_x25519mlkem768_against_serve() {
 
 #[test]
 fn s_client_default_groups_negotiate_hybrid_with_serve_defaults() {
-    let Some(openssl) = find(
-        Peer::Openssl4,
-        "s_client_default_groups_negotiate_hybrid_with_serve_defaults",
-    ) else {
+    let Some(openssl) = peer!(Peer::Openssl4) else {
         return;
     };
     // Neither side names groups: OpenSSL 4's defaults and cipherlink's meet on the hybrid.
@@ -162,7 +159,7 @@ fn s_client_default_groups_negotiate_hybrid_with_serve_defaults() {
 
 #[test]
 fn s_client_mtls_x25519_against_serve() {
-    let Some(openssl) = find(Peer::Openssl, "s_client_mtls_x25519_against_serve") else {
+    let Some(openssl) = peer!(Peer::Openssl) else {
         return;
     };
     s_client_case(&openssl, Some("X25519"), None, true, "X25519");
@@ -170,7 +167,7 @@ fn s_client_mtls_x25519_against_serve() {
 
 #[test]
 fn s_client_mtls_p256_against_serve() {
-    let Some(openssl) = find(Peer::Openssl, "s_client_mtls_p256_against_serve") else {
+    let Some(openssl) = peer!(Peer::Openssl) else {
         return;
     };
     s_client_case(&openssl, Some("P-256"), None, true, "P-256");
@@ -178,7 +175,7 @@ fn s_client_mtls_p256_against_serve() {
 
 #[test]
 fn s_client_mtls_x25519mlkem768_against_serve() {
-    let Some(openssl) = find(Peer::Openssl4, "s_client_mtls_x25519mlkem768_against_serve") else {
+    let Some(openssl) = peer!(Peer::Openssl4) else {
         return;
     };
     s_client_case(
@@ -269,10 +266,7 @@ fn refused_then_good_client(openssl: &Path, bad_extra: &[&str], bad_reason: &str
 
 #[test]
 fn s_client_without_client_cert_is_refused_and_serve_keeps_serving() {
-    let Some(openssl) = find(
-        Peer::Openssl,
-        "s_client_without_client_cert_is_refused_and_serve_keeps_serving",
-    ) else {
+    let Some(openssl) = peer!(Peer::Openssl) else {
         return;
     };
     refused_then_good_client(
@@ -285,10 +279,7 @@ fn s_client_without_client_cert_is_refused_and_serve_keeps_serving() {
 
 #[test]
 fn s_client_with_only_unoffered_group_is_refused_and_serve_keeps_serving() {
-    let Some(openssl) = find(
-        Peer::Openssl,
-        "s_client_with_only_unoffered_group_is_refused_and_serve_keeps_serving",
-    ) else {
+    let Some(openssl) = peer!(Peer::Openssl) else {
         return;
     };
     // serve offers X25519MLKEM768,X25519; this client only P-384.
@@ -394,7 +385,7 @@ fn connect_case(
 
 #[test]
 fn connect_x25519_to_s_server() {
-    let Some(openssl) = find(Peer::Openssl, "connect_x25519_to_s_server") else {
+    let Some(openssl) = peer!(Peer::Openssl) else {
         return;
     };
     // Our default offer leads with X25519MLKEM768, which OpenSSL 3.0 does not
@@ -404,7 +395,7 @@ fn connect_x25519_to_s_server() {
 
 #[test]
 fn connect_p256_to_s_server() {
-    let Some(openssl) = find(Peer::Openssl, "connect_p256_to_s_server") else {
+    let Some(openssl) = peer!(Peer::Openssl) else {
         return;
     };
     connect_case(&openssl, "P-256", Some("P-256"), false, "P-256");
@@ -412,7 +403,7 @@ fn connect_p256_to_s_server() {
 
 #[test]
 fn connect_x25519mlkem768_to_s_server() {
-    let Some(openssl) = find(Peer::Openssl4, "connect_x25519mlkem768_to_s_server") else {
+    let Some(openssl) = peer!(Peer::Openssl4) else {
         return;
     };
     connect_case(
@@ -426,7 +417,7 @@ fn connect_x25519mlkem768_to_s_server() {
 
 #[test]
 fn connect_mtls_x25519_to_s_server() {
-    let Some(openssl) = find(Peer::Openssl, "connect_mtls_x25519_to_s_server") else {
+    let Some(openssl) = peer!(Peer::Openssl) else {
         return;
     };
     connect_case(&openssl, "X25519", Some("X25519"), true, "X25519");
@@ -434,7 +425,7 @@ fn connect_mtls_x25519_to_s_server() {
 
 #[test]
 fn connect_mtls_x25519mlkem768_to_s_server() {
-    let Some(openssl) = find(Peer::Openssl4, "connect_mtls_x25519mlkem768_to_s_server") else {
+    let Some(openssl) = peer!(Peer::Openssl4) else {
         return;
     };
     // The server prefers the hybrid among several; our default offer has it first.
@@ -487,7 +478,7 @@ fn connect_expecting_failure(
 
 #[test]
 fn connect_with_wrong_ca_fails_naming_the_ca() {
-    let Some(openssl) = find(Peer::Openssl, "connect_with_wrong_ca_fails_naming_the_ca") else {
+    let Some(openssl) = peer!(Peer::Openssl) else {
         return;
     };
     let pki = Pki::new(&[]);
@@ -516,10 +507,7 @@ fn connect_with_wrong_ca_fails_naming_the_ca() {
 
 #[test]
 fn connect_to_server_with_only_unoffered_group_fails_clearly() {
-    let Some(openssl) = find(
-        Peer::Openssl,
-        "connect_to_server_with_only_unoffered_group_fails_clearly",
-    ) else {
+    let Some(openssl) = peer!(Peer::Openssl) else {
         return;
     };
     let pki = Pki::new(&[]);
@@ -543,10 +531,7 @@ fn connect_to_server_with_only_unoffered_group_fails_clearly() {
 
 #[test]
 fn connect_without_client_cert_to_server_requiring_one_fails_clearly() {
-    let Some(openssl) = find(
-        Peer::Openssl,
-        "connect_without_client_cert_to_server_requiring_one_fails_clearly",
-    ) else {
+    let Some(openssl) = peer!(Peer::Openssl) else {
         return;
     };
     let pki = Pki::new(&[]);

@@ -8,7 +8,7 @@ mod common;
 
 use std::process::Command;
 
-use cipherlink_test_support::{find, Peer};
+use cipherlink_test_support::{peer, Peer};
 use common::{args, group_field, run, token, Pki, Serve};
 
 /// Connects with `ssl.create_default_context(cafile=...)` (which verifies the
@@ -142,7 +142,7 @@ fn python_case(python: &std::path::Path, mtls: bool) {
 
 #[test]
 fn python_ssl_client_against_serve() {
-    let Some(python) = find(Peer::Python, "python_ssl_client_against_serve") else {
+    let Some(python) = peer!(Peer::Python) else {
         return;
     };
     python_case(&python, false);
@@ -150,7 +150,7 @@ fn python_ssl_client_against_serve() {
 
 #[test]
 fn python_ssl_client_mtls_against_serve() {
-    let Some(python) = find(Peer::Python, "python_ssl_client_mtls_against_serve") else {
+    let Some(python) = peer!(Peer::Python) else {
         return;
     };
     python_case(&python, true);
@@ -158,10 +158,7 @@ fn python_ssl_client_mtls_against_serve() {
 
 #[test]
 fn python_ssl_client_without_cert_is_refused_by_mtls_serve() {
-    let Some(python) = find(
-        Peer::Python,
-        "python_ssl_client_without_cert_is_refused_by_mtls_serve",
-    ) else {
+    let Some(python) = peer!(Peer::Python) else {
         return;
     };
     let pki = Pki::new(&[]);

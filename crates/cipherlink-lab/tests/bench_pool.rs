@@ -9,14 +9,11 @@
 use std::path::PathBuf;
 
 use cipherlink_lab::bench_pool::{self, PoolBenchOptions};
-use cipherlink_test_support::{find, Peer};
+use cipherlink_test_support::{peer, Peer};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_pair_runs_and_reports() {
-    let python = find(
-        Peer::PythonTno5,
-        "bench_pool::every_pair_runs_and_reports (Python pairs)",
-    );
+    let python = peer!(Peer::PythonTno5);
     let json = tempfile::NamedTempFile::new().unwrap();
     let options = PoolBenchOptions {
         sizes: vec![16, 70_000],

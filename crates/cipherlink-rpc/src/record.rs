@@ -17,6 +17,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use crate::error::RpcError;
+use crate::summary::read::Row;
 
 /// Header name of the steady test.
 pub const STEADY_TEST: &str = "01_steady";
@@ -129,36 +130,54 @@ fn io_err(path: &Path) -> impl Fn(std::io::Error) -> RpcError + '_ {
 
 /// Writes a steady-test results file.
 pub fn write_steady(path: &Path, outcomes: &[Outcome]) -> Result<(), RpcError> {
-    write_lines(path, STEADY_TEST, outcomes, |w, o| match o {
-        Outcome::Ok(d) => writeln!(w, "{{\"ok\":true,\"latency_ms\":{}}}", ms(*d)),
-        Outcome::Err(code) => writeln!(w, "{{\"ok\":false,\"code\":\"{code}\"}}"),
+    write_lines(path, STEADY_TEST, outcomes, |o| match o {
+        Outcome::Ok(d) => Row {
+            ok: Some(true),
+            latency_ms: Some(ms(*d)),
+            ..Row::default()
+        },
+        Outcome::Err(code) => failed(code),
     })
 }
 
 /// Writes a cold-connection results file.
 pub fn write_coldconn(path: &Path, outcomes: &[ColdOutcome]) -> Result<(), RpcError> {
-    write_lines(path, COLDCONN_TEST, outcomes, |w, o| match o {
-        ColdOutcome::Ok { connect, first_rpc } => writeln!(
-            w,
-            "{{\"ok\":true,\"t_connect_ms\":{},\"t_first_rpc_ms\":{},\"t_total_ms\":{}}}",
-            ms(*connect),
-            ms(*first_rpc),
-            ms(*connect + *first_rpc)
-        ),
-        ColdOutcome::Err(code) => writeln!(w, "{{\"ok\":false,\"code\":\"{code}\"}}"),
+    write_lines(path, COLDCONN_TEST, outcomes, |o| match o {
+        ColdOutcome::Ok { connect, first_rpc } => Row {
+            ok: Some(true),
+            t_connect_ms: Some(ms(*connect)),
+            t_first_rpc_ms: Some(ms(*first_rpc)),
+            t_total_ms: Some(ms(*connect + *first_rpc)),
+            ..Row::default()
+        },
+        ColdOutcome::Err(code) => failed(code),
     })
 }
 
-/// The `#TEST=` header, then one line per outcome, straight into the file's buffer.
+fn failed(code: &str) -> Row {
+    Row {
+        ok: Some(false),
+        code: Some(code.to_string()),
+        ..Row::default()
+    }
+}
+
+/// The `#TEST=` header, then one JSON line per outcome, straight into the
+/// file's buffer.
 fn write_lines<T>(
     path: &Path,
     test: &str,
     outcomes: &[T],
-    line: impl Fn(&mut dyn Write, &T) -> std::io::Result<()>,
+    row: impl Fn(&T) -> Row,
 ) -> Result<(), RpcError> {
     let mut w = create(path)?;
     let written = writeln!(w, "#TEST={test}")
-        .and_then(|()| outcomes.iter().try_for_each(|o| line(&mut w, o)))
+        .and_then(|()| {
+            outcomes.iter().try_for_each(|o| {
+                serde_json::to_writer(&mut w, &row(o))?;
+                w.write_all(b"\n")
+            })
+        })
         .and_then(|()| w.flush());
     written.map_err(io_err(path))
 }

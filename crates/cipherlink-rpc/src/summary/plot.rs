@@ -5,13 +5,16 @@
 //! as a line and the maximum as a fainter line). Bottom: the percentile
 //! distribution on a "nines" axis (90, 99, 99.9 ... equally spaced), as
 //! HdrHistogram's own plots do. Both use a log latency axis so a tail of
-//! timeouts does not flatten everything else. One colour per file.
+//! timeouts does not flatten everything else, labelled at 1-2-5 steps. One
+//! colour per file; a 02_coldconn file draws its connect, first-RPC and total
+//! times as three series of that colour.
 
 use std::path::Path;
 
 use plotters::prelude::*;
 
 use crate::error::RpcError;
+use crate::stats::Latencies;
 use crate::summary::report::FileSummary;
 
 /// Most buckets drawn per file on the over-time plot.
@@ -62,17 +65,61 @@ pub fn svg(all: &[FileSummary], title: &str) -> Result<String, String> {
 type Area<'a> = DrawingArea<SVGBackend<'a>, plotters::coord::Shift>;
 type DrawResult = Result<(), DrawingAreaErrorKind<std::io::Error>>;
 
+/// Every distribution a file contributes: (latencies, legend suffix, line
+/// width, opacity). Cold-connection files split their total into its parts.
+fn parts(s: &FileSummary) -> Vec<(&Latencies, &'static str, u32, f64)> {
+    let mut out = Vec::new();
+    if let Some(connect) = &s.connect {
+        out.push((connect, " connect", 1, 0.55));
+    }
+    if let Some(first) = &s.first_rpc {
+        out.push((first, " first RPC", 1, 0.8));
+    }
+    let suffix = if out.is_empty() { "" } else { " total" };
+    out.push((&s.primary, suffix, 2, 1.0));
+    out
+}
+
 fn y_range(all: &[FileSummary]) -> (f64, f64) {
     let mut lo = f64::INFINITY;
     let mut hi: f64 = 0.0;
-    for s in all.iter().filter(|s| !s.primary.is_empty()) {
-        lo = lo.min(s.primary.percentile_ms(0.0));
-        hi = hi.max(s.primary.percentile_ms(100.0));
+    for latencies in all.iter().flat_map(parts).map(|(l, ..)| l) {
+        if latencies.is_empty() {
+            continue;
+        }
+        lo = lo.min(latencies.percentile_ms(0.0));
+        hi = hi.max(latencies.percentile_ms(100.0));
     }
     if !lo.is_finite() || hi <= 0.0 {
         return (0.01, 10.0);
     }
     ((lo * 0.8).max(0.001), (hi * 1.25).max(lo * 2.0))
+}
+
+/// Axis labels at 1, 2 and 5 times each power of ten inside `lo..=hi`, so a
+/// log axis is readable between its decades.
+fn one_two_five(lo: f64, hi: f64) -> Vec<f64> {
+    let mut keys = Vec::new();
+    let mut decade = 10f64.powf(lo.log10().floor());
+    while decade <= hi {
+        for step in [1.0, 2.0, 5.0] {
+            let key = decade * step;
+            if key >= lo && key <= hi {
+                keys.push(key);
+            }
+        }
+        decade *= 10.0;
+    }
+    keys
+}
+
+fn ms_label(ms: &f64) -> String {
+    if *ms >= 1.0 {
+        format!("{ms:.0}")
+    } else {
+        let s = format!("{ms:.3}");
+        s.trim_end_matches('0').to_string()
+    }
 }
 
 fn over_time(area: &Area<'_>, all: &[FileSummary]) -> DrawResult {
@@ -89,12 +136,18 @@ fn over_time(area: &Area<'_>, all: &[FileSummary]) -> DrawResult {
         .margin(12)
         .x_label_area_size(40)
         .y_label_area_size(60)
-        .build_cartesian_2d(0.0..xmax, (ylo..yhi).log_scale())?;
+        .build_cartesian_2d(
+            0.0..xmax,
+            (ylo..yhi)
+                .log_scale()
+                .with_key_points(one_two_five(ylo, yhi)),
+        )?;
     chart
         .configure_mesh()
         // Log axes get a light line per minor tick: too dense to read.
         .light_line_style(TRANSPARENT)
         .x_label_formatter(&|x| format!("{x:.0}"))
+        .y_label_formatter(&ms_label)
         .x_desc("request number (in intended send order)")
         .y_desc("ms")
         .draw()?;
@@ -137,29 +190,37 @@ fn distribution(area: &Area<'_>, all: &[FileSummary]) -> DrawResult {
         .margin(12)
         .x_label_area_size(40)
         .y_label_area_size(60)
-        .build_cartesian_2d(0.0..MAX_NINES, (ylo..yhi).log_scale())?;
+        .build_cartesian_2d(
+            0.0..MAX_NINES,
+            (ylo..yhi)
+                .log_scale()
+                .with_key_points(one_two_five(ylo, yhi)),
+        )?;
     chart
         .configure_mesh()
         .light_line_style(TRANSPARENT)
         .x_labels(7)
         .x_label_formatter(&label)
+        .y_label_formatter(&ms_label)
         .x_desc("percentile")
         .y_desc("ms")
         .draw()?;
     for (i, s) in all.iter().enumerate() {
-        let color = Palette99::pick(i).to_rgba();
-        let points: Vec<(f64, f64)> = s
-            .primary
-            .distribution()
-            .into_iter()
-            .map(|(q, ms)| (nines(q), ms.max(ylo)))
-            .collect();
-        chart
-            .draw_series(LineSeries::new(points, color.stroke_width(2)))?
-            .label(s.label.clone())
-            .legend(move |(x, y)| {
-                PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
-            });
+        for (latencies, suffix, width, opacity) in parts(s) {
+            let style = Palette99::pick(i)
+                .to_rgba()
+                .mix(opacity)
+                .stroke_width(width);
+            let points: Vec<(f64, f64)> = latencies
+                .distribution()
+                .into_iter()
+                .map(|(q, ms)| (nines(q), ms.max(ylo)))
+                .collect();
+            chart
+                .draw_series(LineSeries::new(points, style))?
+                .label(format!("{}{suffix}", s.label))
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], style));
+        }
     }
     chart
         .configure_series_labels()
@@ -181,4 +242,18 @@ pub fn write_svg(path: &Path, all: &[FileSummary], title: &str) -> Result<String
         source,
     })?;
     Ok(doc)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_axis_labels_fall_on_one_two_five_steps() {
+        assert_eq!(one_two_five(0.8, 25.0), vec![1.0, 2.0, 5.0, 10.0, 20.0]);
+        assert_eq!(one_two_five(0.15, 0.6), vec![0.2, 0.5]);
+        assert!(one_two_five(3.0, 4.0).is_empty());
+        assert_eq!(ms_label(&0.5), "0.5");
+        assert_eq!(ms_label(&20.0), "20");
+    }
 }

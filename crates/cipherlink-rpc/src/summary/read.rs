@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::error::RpcError;
 use crate::record::{COLDCONN_TEST, STEADY_TEST};
@@ -18,26 +18,27 @@ pub enum Kind {
     Coldconn,
 }
 
-/// One line of results.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+/// One line of results, as this crate writes it (crate::record) and reads it
+/// back; absent fields are left out of the line.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
 pub struct Row {
     /// Success flag; absent means "success if it has a time".
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ok: Option<bool>,
     /// gRPC code name of a failure.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub code: Option<String>,
     /// Steady latency.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub latency_ms: Option<f64>,
     /// Cold: connect time.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub t_connect_ms: Option<f64>,
     /// Cold: first call time.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub t_first_rpc_ms: Option<f64>,
     /// Cold: total.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub t_total_ms: Option<f64>,
 }
 
