@@ -25,16 +25,33 @@ pub struct BenchPoolArgs {
     #[arg(long, default_value = "plain,tls", value_delimiter = ',')]
     pub transport: Vec<String>,
     /// A Python with tno.mpc.communication 5.x, to measure a Python Bob too
-    /// (default: $CIPHERLINK_PEER_PYTHON_TNO5, else .venv/tno5 from scripts/setup-peers).
-    /// Skipped, with a note, when none is installed.
+    /// (default: $CIPHERLINK_PEER_PYTHON_TNO5, else .venv/tno5 from
+    /// scripts/setup-peers, in the current folder or the checkout this binary
+    /// was built from). Skipped, with a note, when none is installed.
     #[arg(long, env = "CIPHERLINK_PEER_PYTHON_TNO5")]
     pub python: Option<PathBuf>,
-    /// The Python Bob script.
-    #[arg(long, default_value = "crates/cipherlink-pool/tests/py/bench_party.py")]
-    pub python_script: PathBuf,
+    /// The Python party script (default: crates/cipherlink-pool/tests/py/bench_party.py
+    /// in the current folder or the checkout this binary was built from).
+    #[arg(long)]
+    pub python_script: Option<PathBuf>,
     /// Write the results as JSON here.
     #[arg(long)]
     pub json: Option<PathBuf>,
+}
+
+const PARTY_SCRIPT: &str = "crates/cipherlink-pool/tests/py/bench_party.py";
+
+/// `relative` under the current folder if it is there, else under the
+/// checkout this binary was built from (found the way the tests find it).
+fn in_checkout(relative: &str) -> Option<PathBuf> {
+    let here = PathBuf::from(relative);
+    if here.exists() {
+        return Some(here);
+    }
+    let built_from = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .ancestors()
+        .nth(2)?;
+    Some(built_from.join(relative)).filter(|p| p.exists())
 }
 
 /// Runs `cipherlink bench pool`.
@@ -56,9 +73,14 @@ pub async fn run(args: BenchPoolArgs) -> Result<()> {
         // interpreter was named, so the Python comparison runs by default.
         python: args
             .python
-            .or_else(|| Some(PathBuf::from(".venv/tno5/bin/python")))
+            .or_else(|| in_checkout(".venv/tno5/bin/python"))
             .filter(|p| p.exists()),
-        python_script: args.python_script,
+        python_script: args
+            .python_script
+            .or_else(|| in_checkout(PARTY_SCRIPT))
+            .with_context(|| {
+                format!("{PARTY_SCRIPT} is not in the current folder nor in the checkout this binary was built from: give --python-script")
+            })?,
         json_out: args.json,
     };
     bench_pool::run(opts).await.context("bench pool")?;

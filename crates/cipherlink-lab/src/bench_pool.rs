@@ -95,6 +95,8 @@ pub struct PoolBenchRow {
 pub struct PoolBenchReport {
     /// The measured cases.
     pub rows: Vec<PoolBenchRow>,
+    /// Cases that could not run because a Python party failed, with why.
+    pub python_failures: Vec<String>,
 }
 
 /// A benchmark that could not run.
@@ -112,9 +114,21 @@ pub enum PoolBenchError {
     /// Certificates could not be made or loaded.
     #[error("certificates: {0}")]
     Certs(String),
-    /// The Python party failed.
+    /// The benchmark's own machinery failed (a thread, a runtime, a party
+    /// that never became ready).
     #[error("python party: {0}")]
     Python(String),
+    /// A Python party (tno.mpc.communication) failed: its case is left out
+    /// and the other cases run.
+    #[error("Python {role} ({python}) failed: {detail}")]
+    PythonParty {
+        /// "Alice" or "Bob".
+        role: &'static str,
+        /// The interpreter.
+        python: String,
+        /// What it printed on stderr, and what it needs.
+        detail: String,
+    },
     /// Writing the JSON report failed.
     #[error("writing {path}: {source}")]
     Write {
@@ -136,6 +150,7 @@ fn pool_err(phase: &str) -> impl FnOnce(cipherlink_pool::PoolError) -> PoolBench
 pub async fn run(opts: PoolBenchOptions) -> Result<PoolBenchReport, PoolBenchError> {
     let certs = Arc::new(Certs::new()?);
     let mut rows = Vec::new();
+    let mut python_failures = Vec::new();
     let mut transports = Vec::new();
     if opts.plain {
         transports.push(false);
@@ -155,12 +170,23 @@ pub async fn run(opts: PoolBenchOptions) -> Result<PoolBenchReport, PoolBenchErr
             print_row(&row);
             rows.push(row);
             if opts.python.is_some() {
-                let row = case_on_free_ports(&opts, &certs, tls, size, n, true).await?;
-                print_row(&row);
-                rows.push(row);
-                let row = python_pair(&opts, &certs, tls, size, n).await?;
-                print_row(&row);
-                rows.push(row);
+                let mixed = case_on_free_ports(&opts, &certs, tls, size, n, true).await;
+                let pair = python_pair(&opts, &certs, tls, size, n).await;
+                for outcome in [mixed, pair] {
+                    match outcome {
+                        Ok(row) => {
+                            print_row(&row);
+                            rows.push(row);
+                        }
+                        Err(e @ PoolBenchError::PythonParty { .. }) => {
+                            let transport = if tls { "mutual TLS" } else { "plain" };
+                            let why = format!("{transport}, {size} B: {e}");
+                            println!("(skipped) {why}");
+                            python_failures.push(why);
+                        }
+                        Err(e) => return Err(e),
+                    }
+                }
             }
         }
     }
@@ -171,7 +197,10 @@ pub async fn run(opts: PoolBenchOptions) -> Result<PoolBenchReport, PoolBenchErr
         );
     }
     print_ratios(&rows);
-    let report = PoolBenchReport { rows };
+    let report = PoolBenchReport {
+        rows,
+        python_failures,
+    };
     if let Some(path) = &opts.json_out {
         let text = serde_json::to_string_pretty(&report).unwrap_or_default();
         std::fs::write(path, text).map_err(|source| PoolBenchError::Write {
@@ -459,18 +488,21 @@ async fn python_pair(
     alice
         .arg(format!("--size={size}"))
         .arg(format!("--depth={}", opts.depth));
+    alice.stderr(Stdio::piped());
     let out = tokio::time::timeout(Duration::from_secs(600), alice.output())
         .await
-        .map_err(|_| PoolBenchError::Python("Python Alice took over 600 s".into()))?
-        .map_err(|e| PoolBenchError::Python(format!("Python Alice: {e}")))?;
+        .map_err(|_| python_failed(opts, "Alice", "took over 600 s".into(), b""))?
+        .map_err(|e| python_failed(opts, "Alice", e.to_string(), b""))?;
     let _ = tokio::time::timeout(Duration::from_secs(30), bob.wait()).await;
     let text = String::from_utf8_lossy(&out.stdout);
     let line = text.lines().last().unwrap_or_default();
     let measured: Measured = serde_json::from_str(line).map_err(|e| {
-        PoolBenchError::Python(format!(
-            "Python Alice printed {line:?} ({e}); exit {}",
-            out.status
-        ))
+        python_failed(
+            opts,
+            "Alice",
+            format!("printed {line:?} ({e}); exit {}", out.status),
+            &out.stderr,
+        )
     })?;
     Ok(measured.into_row(PYTHON_PAIR, tls, size, n))
 }
@@ -521,9 +553,15 @@ async fn python_bob(
     n: usize,
 ) -> Result<tokio::process::Child, PoolBenchError> {
     let mut cmd = python_command(opts, certs, tls, bob_port, alice_port, n, "bob");
+    // Bob runs on while Alice measures: its stderr goes to a file, read only
+    // if it fails to start.
+    let stderr_path = certs.dir.path().join(format!("bob-{bob_port}.stderr"));
+    let stderr = std::fs::File::create(&stderr_path)
+        .map_err(|e| python_failed(opts, "Bob", format!("stderr file: {e}"), b""))?;
+    cmd.stderr(stderr);
     let mut child = cmd
         .spawn()
-        .map_err(|e| PoolBenchError::Python(e.to_string()))?;
+        .map_err(|e| python_failed(opts, "Bob", e.to_string(), b""))?;
     let stdout = child
         .stdout
         .take()
@@ -539,9 +577,51 @@ async fn python_bob(
     })
     .await;
     if ready != Ok(true) {
-        return Err(PoolBenchError::Python("did not print READY".into()));
+        let _ = child.kill().await;
+        let stderr = std::fs::read(&stderr_path).unwrap_or_default();
+        return Err(python_failed(
+            opts,
+            "Bob",
+            "did not print READY".into(),
+            &stderr,
+        ));
     }
     Ok(child)
+}
+
+/// The Python party's failure, with the end of its stderr and, when a module
+/// is missing, what to install.
+fn python_failed(
+    opts: &PoolBenchOptions,
+    role: &'static str,
+    what: String,
+    stderr: &[u8],
+) -> PoolBenchError {
+    let stderr = String::from_utf8_lossy(stderr);
+    let tail: Vec<&str> = stderr.lines().rev().take(3).collect();
+    let mut detail = what;
+    if !tail.is_empty() {
+        let tail: Vec<&str> = tail.into_iter().rev().collect();
+        detail.push_str(&format!("; stderr: {}", tail.join(" | ")));
+    }
+    if let Some(module) = stderr
+        .lines()
+        .find_map(|l| l.split("No module named ").nth(1))
+    {
+        detail.push_str(&format!(
+            "; this Python lacks {module}: the benchmark's parties need \
+             tno.mpc.communication 5.x (and cryptography and pyOpenSSL for --tls), \
+             as scripts/setup-peers installs into .venv/tno5"
+        ));
+    }
+    PoolBenchError::PythonParty {
+        role,
+        python: opts
+            .python
+            .as_ref()
+            .map_or_else(|| "python".into(), |p| p.display().to_string()),
+        detail,
+    }
 }
 
 fn flatten(

@@ -52,3 +52,43 @@ async fn every_pair_runs_and_reports() {
         serde_json::from_str(&std::fs::read_to_string(json.path()).unwrap()).unwrap();
     assert_eq!(written["rows"].as_array().unwrap().len(), report.rows.len());
 }
+
+/// A Python without tno.mpc.communication (the plain `ssl` peer's venv) cannot
+/// be a party: its cases are reported with its stderr and what it needs, and
+/// the Rust rows still run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_python_without_the_package_is_reported_and_the_rest_runs() {
+    let Some(python) = peer!(Peer::Python) else {
+        return;
+    };
+    let options = PoolBenchOptions {
+        sizes: vec![16],
+        messages_small: 10,
+        messages_large: 10,
+        depth: 4,
+        plain: true,
+        tls: false,
+        python: Some(python),
+        python_script: PathBuf::from(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../cipherlink-pool/tests/py/bench_party.py"
+        )),
+        json_out: None,
+    };
+    let report = bench_pool::run(options).await.expect("bench runs");
+    assert_eq!(report.rows.len(), 1, "{:?}", report.rows);
+    assert_eq!(report.rows[0].pair, "rust-rust");
+    assert_eq!(
+        report.python_failures.len(),
+        2,
+        "{:?}",
+        report.python_failures
+    );
+    for failure in &report.python_failures {
+        assert!(
+            failure.contains("No module named") || failure.contains("lacks"),
+            "{failure}"
+        );
+        assert!(failure.contains("tno.mpc.communication"), "{failure}");
+    }
+}
