@@ -9,7 +9,8 @@ use clap::Args;
 /// Write a throwaway PKI: ca.crt ca.key server.crt server.key client.crt client.key.
 #[derive(Debug, Args)]
 pub struct CertsArgs {
-    /// Folder to write into (created if missing; existing files are replaced).
+    /// Folder to write into (created if missing; existing files are replaced
+    /// by new ones, keys with mode 0600; a symlink there is replaced, not followed).
     #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
     /// Key algorithm: p256, p384, ed25519, rsa2048, rsa4096.
@@ -39,8 +40,17 @@ pub fn run(args: CertsArgs) -> Result<()> {
         ca_name: args.ca_name,
         client_name: args.client_name,
     })
-    .context("generating certificates")?;
-    for path in bundle.write_to(&args.out)? {
+    .map_err(|err| match &err {
+        // The library names its field; the user typed the flag.
+        cipherlink::Error::Config { field: "days", .. } => {
+            anyhow::Error::new(err).context("--days")
+        }
+        _ => anyhow::Error::new(err).context("generating certificates"),
+    })?;
+    let written = bundle
+        .write_to(&args.out)
+        .with_context(|| format!("--out {}", args.out.display()))?;
+    for path in written {
         println!("wrote {}", path.display());
     }
     Ok(())

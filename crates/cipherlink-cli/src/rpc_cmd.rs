@@ -20,10 +20,27 @@ use cipherlink_rpc::timer::Timer;
 use cipherlink_rpc::tls::{self, ClientTls, KeyExchange, ServerTls};
 use clap::{Args, Subcommand};
 
-/// Loads a `.env` file into the environment; call before parsing flags.
+/// What `.env` loading found, announced when an `rpc` command starts.
+static DOTENV: std::sync::OnceLock<cipherlink_rpc::env::DotEnv> = std::sync::OnceLock::new();
+
+/// Loads `./.env` into the environment; call before parsing flags.
 pub fn load_dotenv() {
-    if let Some(path) = cipherlink_rpc::env::load_dotenv() {
+    let loaded = cipherlink_rpc::env::load_dotenv();
+    if let Some(path) = &loaded.path {
         tracing::debug!("read {}", path.display());
+    }
+    let _ = DOTENV.set(loaded);
+}
+
+/// Says on stderr which settings from the environment or `.env` weaken
+/// certificate verification, so none is in force unseen.
+fn announce_weakening() {
+    for weakening in DOTENV
+        .get()
+        .map(|d| d.weakening.as_slice())
+        .unwrap_or_default()
+    {
+        eprintln!("warning: {weakening}");
     }
 }
 
@@ -60,7 +77,13 @@ struct RpcTlsArgs {
     /// Accept the seed's openssl certificates (X.509 v1, host only in the
     /// CN, no subjectAltName) as gRPC's own TLS stack does. The chain is
     /// still verified (leaf signed directly by the CA).
-    #[arg(long, env = "TLS_LEGACY_CN")]
+    #[arg(
+        long = "dangerous-legacy-cn-certs",
+        alias = "legacy-cn-certs",
+        env = "TLS_LEGACY_CN",
+        // The seed writes TLS_LEGACY_CN=1: take 1/0, yes/no, on/off too.
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
     legacy_cn_certs: bool,
     /// Key-exchange groups to offer / accept, most preferred first, e.g.
     /// `X25519` (classical) or `X25519MLKEM768` (hybrid post-quantum).
@@ -70,7 +93,7 @@ struct RpcTlsArgs {
         env = "TLS_GROUPS",
         value_name = "LIST",
         value_delimiter = ',',
-        default_value = "X25519MLKEM768,X25519,P-256"
+        default_value = "X25519MLKEM768,X25519,P-256,P-384"
     )]
     groups: Vec<KeyExchange>,
     /// Plaintext HTTP/2, no TLS at all (TLS_* are then ignored).
@@ -97,9 +120,19 @@ struct ServeArgs {
     /// Largest request accepted, in bytes.
     #[arg(long, default_value_t = cipherlink_rpc::server::DEFAULT_MAX_REQUEST_BYTES)]
     max_request_bytes: usize,
-    /// HTTP/2 streams a client may have open at once.
-    #[arg(long, default_value_t = 4096)]
+    /// HTTP/2 streams a client may have open at once. With
+    /// --max-request-bytes it bounds what one connection can make the server
+    /// buffer (1024 x 64 KiB = 64 MiB by default).
+    #[arg(long, default_value_t = cipherlink_rpc::server::DEFAULT_MAX_CONCURRENT_STREAMS)]
     max_streams: u32,
+    /// Connections open at once, all threads together; more wait in the
+    /// listen backlog.
+    #[arg(long, default_value_t = cipherlink_rpc::server::DEFAULT_MAX_CONNECTIONS)]
+    max_connections: usize,
+    /// Close a connection after this many seconds without a byte either
+    /// way (0: never).
+    #[arg(long, value_name = "SECONDS", default_value_t = cipherlink_rpc::server::DEFAULT_IDLE_TIMEOUT.as_secs())]
+    idle_timeout: u64,
     /// Server threads (0: one per core). Each runs whole connections, TLS
     /// handshake, HTTP/2 and handlers, so a connection never crosses threads;
     /// new connections are dealt to the threads in turn.
@@ -193,15 +226,54 @@ struct ColdArgs {
 
 /// Runs `cipherlink rpc ...`.
 pub async fn run(args: RpcArgs) -> Result<()> {
-    match args.command {
+    announce_weakening();
+    let (command, result) = match args.command {
         // The accept loop needs one thread; the server starts its own.
-        RpcCommand::Serve(a) => on_runtime(move || serve(a)).await,
+        RpcCommand::Serve(a) => ("serve", on_runtime(move || serve(a)).await),
         // One thread for the whole client (scheduler, requests and the
         // connection task): no hand-offs between threads on the request
         // path, and the other cores stay free for the server.
-        RpcCommand::Steady(a) => on_runtime(move || steady(a)).await,
-        RpcCommand::Coldconn(a) => on_runtime(move || coldconn(a)).await,
+        RpcCommand::Steady(a) => ("steady", on_runtime(move || steady(a)).await),
+        RpcCommand::Coldconn(a) => ("coldconn", on_runtime(move || coldconn(a)).await),
+    };
+    result.map_err(|err| name_flags(command, &err))
+}
+
+/// The flag (and environment variable) behind each field that the rpc
+/// library names in its messages as `field`, by subcommand (`None`: all):
+/// the library names its options, the user typed flags.
+const FIELD_FLAGS: [(Option<&str>, &str, &str); 12] = [
+    (
+        None,
+        "accept_legacy",
+        "--dangerous-legacy-cn-certs (env TLS_LEGACY_CN=1)",
+    ),
+    (None, "cert", "--tls-cert (env TLS_CERT)"),
+    (None, "key", "--tls-key (env TLS_KEY)"),
+    (None, "ca", "--tls-ca (env TLS_CA)"),
+    (None, "groups", "--groups (env TLS_GROUPS)"),
+    (None, "server_name", "--server-name (env TLS_SERVER_NAME)"),
+    (None, "duration", "--duration-sec (env T_DURATION_SEC)"),
+    (None, "deadline", "--deadline-ms"),
+    (Some("steady"), "rate", "--rps (env N_RPS)"),
+    (Some("steady"), "max_outstanding", "--max-outstanding"),
+    (
+        Some("steady"),
+        "growth",
+        "--find-max (with --start-rps and --max-rps)",
+    ),
+    (Some("coldconn"), "rate", "--rate"),
+];
+
+/// `err` with every field the table knows replaced by its flag.
+fn name_flags(command: &str, err: &anyhow::Error) -> anyhow::Error {
+    let mut text = format!("{err:#}");
+    for (only, field, flag) in FIELD_FLAGS {
+        if only.is_none_or(|only| only == command) {
+            text = text.replace(&format!("`{field}`"), flag);
+        }
     }
+    anyhow::anyhow!(text)
 }
 
 /// Runs `make()` on a single-threaded runtime of its own thread.
@@ -264,6 +336,8 @@ async fn serve(a: ServeArgs) -> Result<()> {
     opts.precise_timer = !a.tokio_timer;
     opts.max_request_bytes = a.max_request_bytes;
     opts.max_concurrent_streams = a.max_streams;
+    opts.max_connections = a.max_connections;
+    opts.idle_timeout = (a.idle_timeout > 0).then(|| Duration::from_secs(a.idle_timeout));
     opts.threads = a.threads;
     let server = BoundServer::bind(opts).await?;
     let addr = server.local_addr()?;

@@ -63,18 +63,19 @@ pub struct TlsArgs {
     /// Also allow TLS 1.2 (TLS 1.3 only by default).
     #[arg(long)]
     pub tls12: bool,
-    /// Accept X.509 v1 certificates (`openssl x509 -req` without extensions),
-    /// ours and the peer's, as OpenSSL does: the peer's must be signed
-    /// directly by a trusted CA, and a server's must name the host in its CN.
-    #[arg(long)]
-    pub accept_legacy_certs: bool,
+    /// Dangerous: accept X.509 v1 certificates (`openssl x509 -req` without
+    /// extensions), ours and the peer's, as OpenSSL does: the peer's must be
+    /// signed directly by a trusted CA, and a server's must name the host in its CN.
+    #[arg(long = "dangerous-accept-legacy-certs", alias = "accept-legacy-certs")]
+    pub dangerous_accept_legacy_certs: bool,
 }
 
 impl TlsArgs {
     /// The configuration: file (if any), then flags.
     pub fn to_config(&self) -> Result<Config> {
         let mut config = match &self.config {
-            Some(path) => Config::from_toml_file(path)?,
+            Some(path) => Config::from_toml_file(path)
+                .with_context(|| format!("--config {}", path.display()))?,
             None => Config::default(),
         };
         if let Some(cert) = &self.cert {
@@ -119,8 +120,8 @@ impl TlsArgs {
         if self.tls12 {
             config.allow_tls12 = true;
         }
-        if self.accept_legacy_certs {
-            config.accept_legacy_certificates = true;
+        if self.dangerous_accept_legacy_certs {
+            config.dangerous.accept_legacy_certificates = true;
         }
         Ok(config)
     }
@@ -135,6 +136,10 @@ pub struct ServerTlsArgs {
     /// Only let in clients whose certificate names this (CN or subjectAltName). Repeatable.
     #[arg(long = "allow-identity", value_name = "NAME")]
     pub allow_identity: Vec<String>,
+    /// Dangerous: let --ca system authenticate clients (the system roots
+    /// vouch for public web sites, not for your clients).
+    #[arg(long)]
+    pub dangerous_client_certs_from_system_roots: bool,
 }
 
 impl ServerTlsArgs {
@@ -146,6 +151,9 @@ impl ServerTlsArgs {
         if !self.allow_identity.is_empty() {
             config.allowed_identities = self.allow_identity.clone();
         }
+        if self.dangerous_client_certs_from_system_roots {
+            config.dangerous.client_certs_from_system_roots = true;
+        }
     }
 }
 
@@ -155,10 +163,15 @@ pub struct ClientTlsArgs {
     /// The server name to send (SNI) and verify; defaults to the host connected to.
     #[arg(long, value_name = "NAME")]
     pub server_name: Option<String>,
-    /// Accept a server certificate without subjectAltName whose CN equals the
-    /// server name (legacy certificates, as gRPC's own stack does). The chain is still verified.
+    /// Dangerous: accept a server certificate without subjectAltName whose CN
+    /// equals the server name (legacy certificates, as gRPC's own stack does).
+    /// The chain is still verified.
+    #[arg(long = "dangerous-accept-cn-only", alias = "accept-cn-only")]
+    pub dangerous_accept_cn_only: bool,
+    /// Dangerous: do not check that the server certificate names the server
+    /// (the chain is still verified; refused with --ca system).
     #[arg(long)]
-    pub accept_cn_only: bool,
+    pub dangerous_skip_server_name_check: bool,
 }
 
 impl ClientTlsArgs {
@@ -167,8 +180,11 @@ impl ClientTlsArgs {
         if let Some(name) = &self.server_name {
             config.server_name = Some(name.clone());
         }
-        if self.accept_cn_only {
-            config.accept_cn_only_certificates = true;
+        if self.dangerous_accept_cn_only {
+            config.dangerous.accept_cn_only_certificates = true;
+        }
+        if self.dangerous_skip_server_name_check {
+            config.dangerous.skip_server_name_check = true;
         }
     }
 }
@@ -184,8 +200,10 @@ fn flag_for_field(field: &str) -> Option<&'static str> {
         "require_client_cert" => "--require-client-cert",
         "allowed_identities" => "--allow-identity",
         "server_name" => "--server-name",
-        "accept_cn_only_certificates" => "--accept-cn-only",
-        "accept_legacy_certificates" => "--accept-legacy-certs",
+        "dangerous.accept_cn_only_certificates" => "--dangerous-accept-cn-only",
+        "dangerous.accept_legacy_certificates" => "--dangerous-accept-legacy-certs",
+        "dangerous.skip_server_name_check" => "--dangerous-skip-server-name-check",
+        "dangerous.client_certs_from_system_roots" => "--dangerous-client-certs-from-system-roots",
         "handshake_timeout_ms" => "--handshake-timeout-ms",
         "alpn" => "--alpn",
         _ => return None,

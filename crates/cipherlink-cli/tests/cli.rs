@@ -301,6 +301,184 @@ fn config_file_mistakes_name_the_file_and_field() {
     );
 }
 
+/// The options that weaken verification are `--dangerous-*` flags; a
+/// combination that would accept any public certificate is refused with the
+/// reason, and the old flag names still parse (hidden from --help).
+#[test]
+fn dangerous_flags_say_so_and_refuse_what_trusts_everyone() {
+    let out = connect(
+        "127.0.0.1:9",
+        &args(&["--ca", "system", "--dangerous-skip-server-name-check"]),
+        b"",
+    );
+    assert!(!out.status.success(), "{}", out.describe());
+    assert!(
+        out.stderr.contains("--dangerous-skip-server-name-check")
+            && out.stderr.contains("public CA"),
+        "{}",
+        out.describe()
+    );
+
+    // The old name parses: the failure is the missing CA, not the flag.
+    let out = connect("127.0.0.1:9", &args(&["--accept-legacy-certs"]), b"");
+    assert!(!out.status.success(), "{}", out.describe());
+    assert!(out.stderr.contains("trusted_cas"), "{}", out.describe());
+
+    let mut cmd = cipherlink();
+    cmd.args(["connect", "--help"]);
+    let help = run("cipherlink connect --help", cmd, b"");
+    assert!(help.status.success(), "{}", help.describe());
+    assert!(
+        help.stdout.contains("--dangerous-accept-legacy-certs")
+            && help.stdout.contains("--dangerous-accept-cn-only")
+            && !help.stdout.contains("--accept-legacy-certs"),
+        "{}",
+        help.describe()
+    );
+}
+
+/// `cipherlink rpc serve` that stops at once (the host is not an address),
+/// run in `dir` with `env` set.
+fn rpc_serve_in(dir: &std::path::Path, env: &[(&str, &str)]) -> common::Output {
+    let mut cmd = cipherlink();
+    cmd.args(["rpc", "serve", "--host", "not-an-address", "--insecure"])
+        .current_dir(dir)
+        .env_remove("TLS_LEGACY_CN");
+    for (key, value) in env {
+        cmd.env(key, value);
+    }
+    let out = run("cipherlink rpc serve", cmd, b"");
+    assert!(
+        !out.status.success() && out.stderr.contains("not-an-address"),
+        "{}",
+        out.describe()
+    );
+    out
+}
+
+/// `.env` is read from the working folder only, and a setting from it (or
+/// the environment) that weakens verification is announced at start.
+#[test]
+fn dotenv_is_read_from_here_only_and_weakening_settings_are_announced() {
+    let dir = tempfile::tempdir().expect("temporary folder");
+    std::fs::write(dir.path().join(".env"), "TLS_LEGACY_CN=1\n").expect("writing .env");
+    let out = rpc_serve_in(dir.path(), &[]);
+    assert!(
+        out.stderr.contains("warning: TLS_LEGACY_CN=1 from")
+            && out.stderr.contains(".env")
+            && out.stderr.contains("CN-only"),
+        "{}",
+        out.describe()
+    );
+
+    // A subfolder does not see its parent's .env.
+    let sub = dir.path().join("sub");
+    std::fs::create_dir(&sub).expect("creating a subfolder");
+    let out = rpc_serve_in(&sub, &[]);
+    assert!(!out.stderr.contains("TLS_LEGACY_CN"), "{}", out.describe());
+
+    // From the environment, it is announced as such; a false value is not.
+    let out = rpc_serve_in(&sub, &[("TLS_LEGACY_CN", "true")]);
+    assert!(
+        out.stderr
+            .contains("TLS_LEGACY_CN=true from the environment"),
+        "{}",
+        out.describe()
+    );
+    let out = rpc_serve_in(&sub, &[("TLS_LEGACY_CN", "0")]);
+    assert!(!out.stderr.contains("TLS_LEGACY_CN"), "{}", out.describe());
+}
+
+/// `certs` over existing files: keys end up 0600 even where a 0644 file
+/// was, and a symlink in the way is replaced, not written through.
+#[cfg(unix)]
+#[test]
+fn certs_replaces_existing_keys_with_0600_files_and_never_follows_symlinks() {
+    use std::os::unix::fs::{symlink, PermissionsExt};
+    let dir = tempfile::tempdir().expect("temporary folder");
+    let out = dir.path().join("pki");
+    std::fs::create_dir(&out).expect("creating the output folder");
+    let server_key = out.join("server.key");
+    std::fs::write(&server_key, "old key\n").expect("writing an old key");
+    std::fs::set_permissions(&server_key, std::fs::Permissions::from_mode(0o644))
+        .expect("chmod 0644");
+    let elsewhere = dir.path().join("elsewhere.txt");
+    std::fs::write(&elsewhere, "not a key\n").expect("writing the symlink target");
+    std::fs::set_permissions(&elsewhere, std::fs::Permissions::from_mode(0o644))
+        .expect("chmod 0644");
+    symlink(&elsewhere, out.join("ca.key")).expect("making a symlink");
+
+    let mut cmd = cipherlink();
+    cmd.args(["certs", "--out"]).arg(&out);
+    let run_out = run("cipherlink certs", cmd, b"");
+    assert!(run_out.status.success(), "{}", run_out.describe());
+
+    for key in ["ca.key", "server.key", "client.key"] {
+        let path = out.join(key);
+        let meta = std::fs::symlink_metadata(&path).expect("key written");
+        assert!(meta.file_type().is_file(), "{key} is not a regular file");
+        assert_eq!(meta.permissions().mode() & 0o777, 0o600, "{key}");
+        let text = std::fs::read_to_string(&path).expect("reading the key");
+        assert!(text.contains("PRIVATE KEY"), "{key}: {text}");
+    }
+    assert_eq!(
+        std::fs::read_to_string(&elsewhere).expect("reading the symlink target"),
+        "not a key\n",
+        "the key was written through the symlink"
+    );
+    let leftovers: Vec<_> = std::fs::read_dir(&out)
+        .expect("listing the output folder")
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|name| name.starts_with('.'))
+        .collect();
+    assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
+}
+
+/// The rpc library names its option fields; the command maps each to the
+/// flag and environment variable the user sets.
+#[test]
+fn rpc_errors_name_the_flag_not_the_library_field() {
+    let mut cmd = cipherlink();
+    cmd.args([
+        "rpc",
+        "steady",
+        "--insecure",
+        "--rps",
+        "0",
+        "--port",
+        "9",
+        "--duration-sec",
+        "1",
+    ])
+    .env_remove("N_RPS");
+    let out = run("cipherlink rpc steady", cmd, b"");
+    assert!(!out.status.success(), "{}", out.describe());
+    assert!(
+        out.stderr.contains("--rps (env N_RPS)") && !out.stderr.contains("`rate`"),
+        "{}",
+        out.describe()
+    );
+
+    let mut cmd = cipherlink();
+    cmd.args([
+        "rpc",
+        "steady",
+        "--tls-ca",
+        "/nonexistent/ca.crt",
+        "--port",
+        "9",
+    ])
+    .env_remove("TLS_CA");
+    let out = run("cipherlink rpc steady", cmd, b"");
+    assert!(!out.status.success(), "{}", out.describe());
+    assert!(
+        out.stderr.contains("--tls-ca (env TLS_CA)") && out.stderr.contains("/nonexistent/ca.crt"),
+        "{}",
+        out.describe()
+    );
+}
+
 #[test]
 fn connect_without_ca_says_which_option_is_missing() {
     let out = connect("127.0.0.1:9", &[], b"");

@@ -7,7 +7,7 @@
 //! and no host-name check on the client (`check_hostname=False`), because
 //! Python parties are addressed by IP and identified by certificate issuer
 //! and serial, not by name; the chain is still verified
-//! (`verify_server_name = false` in the core).
+//! (`dangerous.skip_server_name_check` in the core).
 
 use std::sync::Arc;
 
@@ -63,7 +63,10 @@ pub fn core_party_configs(
         certificate: Some(cert),
         private_key: Some(key),
         trusted_cas: vec![ca],
-        verify_server_name: false,
+        dangerous: cipherlink::Dangerous {
+            skip_server_name_check: true,
+            ..cipherlink::Dangerous::default()
+        },
         ..cipherlink::Config::default()
     };
     (server, client)

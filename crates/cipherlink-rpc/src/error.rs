@@ -11,12 +11,13 @@ pub enum RpcError {
     /// Our own certificate is in the seed's legacy shape and acceptance is off.
     #[error(transparent)]
     Legacy(#[from] crate::tls::LegacyCertificate),
-    /// The core library refused the TLS configuration; `setting` is the
-    /// flag (and env var) behind the core field it names.
-    #[error("{setting}: {error}")]
+    /// The core library refused the TLS configuration; `field` is the field
+    /// of [`crate::tls::ServerTls`] / [`crate::tls::ClientTls`] behind the
+    /// core field it names.
+    #[error("TLS setting `{field}`: {error}")]
     Context {
-        /// The flag / env var of the field at fault.
-        setting: &'static str,
+        /// The field at fault.
+        field: &'static str,
         /// The core library's error (names the field, the file and the fix);
         /// part of the message, so not repeated as a cause.
         error: cipherlink::Error,
@@ -59,9 +60,9 @@ pub enum RpcError {
     #[error("gRPC server failed: {0}")]
     Serve(String),
     /// A load setting is out of range.
-    #[error("invalid setting {field}: {detail}")]
+    #[error("invalid setting `{field}`: {detail}")]
     Setting {
-        /// The setting's name (flag or env var).
+        /// The options field at fault (`rate`, `duration`, ...).
         field: &'static str,
         /// What would be valid.
         detail: String,
@@ -129,9 +130,9 @@ fn readable(e: &(dyn std::error::Error + 'static)) -> Option<String> {
             | rustls::CertificateError::NotValidForNameContext { .. },
         ) => Some(format!(
             "{tls}. If the certificate names the host only in its subject CN (no \
-             subjectAltName, as the seed's openssl commands make), pass {} to accept it as \
+             subjectAltName, as the seed's openssl commands make), set `{}` to accept it as \
              gRPC's own TLS stack does, or make new certificates with `cipherlink certs`",
-            crate::tls::LEGACY_OPTION
+            crate::tls::LEGACY_FIELD
         )),
         _ => None,
     }

@@ -15,7 +15,7 @@
 //! (pure Rust, no system `protoc`) and tonic-prost-build. TLS is rustls with
 //! aws-lc-rs, TLS 1.3 only, hybrid post-quantum key exchange preferred; the
 //! seed's own openssl certificates (X.509 v1, CN-only) work with
-//! `--legacy-cn-certs` (see [`tls`]).
+//! `--dangerous-legacy-cn-certs` (see [`tls`]).
 
 pub mod client;
 pub mod env;

@@ -53,7 +53,7 @@ async fn seed_openssl_certificates_work_with_the_documented_option() -> TestResu
             .map(|e| e.to_string())
             .unwrap_or_default();
         assert!(
-            err.contains("--legacy-cn-certs") && err.contains("v1"),
+            err.contains("`accept_legacy`") && err.contains("v1"),
             "{err}"
         );
 

@@ -137,7 +137,7 @@ pub struct CertBundle {
 /// Generates a bundle.
 pub fn generate(options: &CertOptions) -> Result<CertBundle, Error> {
     if options.days == 0 {
-        return Err(Error::config("--days", "must be at least 1"));
+        return Err(Error::config("days", "must be at least 1"));
     }
     let not_before = options
         .not_before
@@ -244,10 +244,12 @@ fn leaf(
 }
 
 impl CertBundle {
-    /// Writes the six files into `dir` (created if needed); keys get mode 0600.
+    /// Writes the six files into `dir` (created if needed). Each is written
+    /// to a new file in `dir` and renamed over the old one, so keys are 0600
+    /// whatever mode an existing file had, and a symlink in the way is
+    /// replaced, not followed (which could write a key wherever it points).
     pub fn write_to(&self, dir: &Path) -> Result<Vec<PathBuf>, Error> {
-        std::fs::create_dir_all(dir).map_err(|error| Error::File {
-            field: "--out",
+        std::fs::create_dir_all(dir).map_err(|error| Error::Write {
             path: dir.to_path_buf(),
             error,
         })?;
@@ -262,10 +264,11 @@ impl CertBundle {
         let mut written = Vec::new();
         for (name, contents, secret) in files {
             let path = dir.join(name);
-            write_file(&path, contents.as_bytes(), secret).map_err(|error| Error::File {
-                field: "--out",
-                path: path.clone(),
-                error,
+            replace_file(dir, &path, contents.as_bytes(), secret).map_err(|error| {
+                Error::Write {
+                    path: path.clone(),
+                    error,
+                }
             })?;
             written.push(path);
         }
@@ -273,18 +276,26 @@ impl CertBundle {
     }
 }
 
-fn write_file(path: &Path, contents: &[u8], secret: bool) -> std::io::Result<()> {
+/// Writes `contents` to a new file in `dir` (created exclusively, mode 0600
+/// for a secret, 0644 otherwise, before a byte is written), then renames it
+/// to `path`, which replaces a file or symlink there without opening it.
+fn replace_file(dir: &Path, path: &Path, contents: &[u8], secret: bool) -> std::io::Result<()> {
     use std::io::Write;
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(".cipherlink-certs-");
     #[cfg(unix)]
-    if secret {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = if secret { 0o600 } else { 0o644 };
+        builder.permissions(std::fs::Permissions::from_mode(mode));
     }
     #[cfg(not(unix))]
     let _ = secret;
-    options.open(path)?.write_all(contents)
+    let mut file = builder.tempfile_in(dir)?;
+    file.write_all(contents)?;
+    file.as_file().sync_all()?;
+    file.persist(path).map_err(|e| e.error)?;
+    Ok(())
 }
 
 #[cfg(test)]
@@ -327,6 +338,6 @@ mod tests {
             ..CertOptions::default()
         })
         .unwrap_err();
-        assert!(err.to_string().contains("--days"));
+        assert!(err.to_string().contains("`days`"));
     }
 }

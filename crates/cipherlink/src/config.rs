@@ -16,6 +16,9 @@
 //! [compliance]
 //! classical = "allow"               # or "forbid"
 //! post_quantum = "require_hybrid"   # "allow" | "require_hybrid" | "require_pure"
+//!
+//! [dangerous]                       # options that weaken verification; see Dangerous
+//! accept_legacy_certificates = false
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -128,10 +131,28 @@ pub struct Config {
     /// Also allow TLS 1.2 (TLS 1.3 only by default).
     #[serde(default)]
     pub allow_tls12: bool,
+    /// Options that weaken verification, kept apart so they are seen.
+    #[serde(default)]
+    pub dangerous: Dangerous,
+}
+
+/// Options that weaken certificate verification, in one `[dangerous]` table
+/// (and `--dangerous-*` flags), as rustls keeps its own behind `dangerous()`:
+/// a reviewer finds every one of them in one place. All are off by default,
+/// and combinations that would trust any certificate a public CA issued are
+/// refused when the Context is built.
+///
+/// ```toml
+/// [dangerous]
+/// accept_legacy_certificates = true
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Dangerous {
     /// Accept X.509 v1 certificates (what `openssl x509 -req` writes without
     /// an extension file): our own, and the peer's when a trusted CA signed
     /// it directly, as OpenSSL and gRPC do. A v1 server certificate must
-    /// carry the server name as its subject CN. Off by default.
+    /// carry the server name as its subject CN.
     #[serde(default)]
     pub accept_legacy_certificates: bool,
     /// Client: accept a server certificate without subjectAltName when its
@@ -139,13 +160,27 @@ pub struct Config {
     /// checks do. The chain is still verified.
     #[serde(default)]
     pub accept_cn_only_certificates: bool,
-    /// Client: check that the server certificate names `server_name`. Turning
-    /// it off still verifies the chain against `trusted_cas`; it is what
+    /// Client: do not check that the server certificate names `server_name`.
+    /// The chain is still verified against `trusted_cas`; it is what
     /// tno.mpc.communication parties do (`check_hostname=False`), where a
-    /// private CA issues each party one certificate.
-    #[serde(default = "default_true")]
-    pub verify_server_name: bool,
+    /// private CA issues each party one certificate. Refused with the system
+    /// roots, where it would accept any public web site's certificate.
+    #[serde(default)]
+    pub skip_server_name_check: bool,
+    /// Server: let `trusted_cas` contain `"system"`. The system roots vouch
+    /// for public web sites, not for anyone's clients: any holder of any
+    /// public certificate would be authenticated.
+    #[serde(default)]
+    pub client_certs_from_system_roots: bool,
 }
+
+/// The fields that moved from the top level into `[dangerous]`, for the
+/// message that says where they went.
+const MOVED_TO_DANGEROUS: [(&str, &str); 3] = [
+    ("accept_legacy_certificates", "accept_legacy_certificates"),
+    ("accept_cn_only_certificates", "accept_cn_only_certificates"),
+    ("verify_server_name", "skip_server_name_check (inverted)"),
+];
 
 fn default_handshake_timeout_ms() -> u64 {
     10_000
@@ -171,9 +206,7 @@ impl Default for Config {
             handshake_timeout_ms: default_handshake_timeout_ms(),
             resumption: true,
             allow_tls12: false,
-            accept_legacy_certificates: false,
-            accept_cn_only_certificates: false,
-            verify_server_name: true,
+            dangerous: Dangerous::default(),
         }
     }
 }
@@ -193,11 +226,29 @@ impl Config {
         crate::context::client_tls(self).map(|(tls, _server_name)| tls)
     }
 
+    /// The options that weaken verification (the `[dangerous]` table).
+    pub fn dangerous(&self) -> &Dangerous {
+        &self.dangerous
+    }
+
     /// Parses TOML text; `origin` names it in errors.
     pub fn from_toml(text: &str, origin: &Path) -> Result<Config, Error> {
-        toml::from_str(text).map_err(|error| Error::Toml {
-            path: origin.to_path_buf(),
-            error: Box::new(error),
+        toml::from_str(text).map_err(|error| {
+            let message = error.message();
+            let moved = MOVED_TO_DANGEROUS
+                .iter()
+                .find(|(old, _)| message.contains(&format!("unknown field `{old}`")));
+            match moved {
+                Some((old, new)) => Error::Moved {
+                    path: origin.to_path_buf(),
+                    old,
+                    new: format!("[dangerous] {new}"),
+                },
+                None => Error::Toml {
+                    path: origin.to_path_buf(),
+                    error: Box::new(error),
+                },
+            }
         })
     }
 
@@ -205,7 +256,7 @@ impl Config {
     /// relative to the file's folder, so a config travels with its certificates.
     pub fn from_toml_file(path: &Path) -> Result<Config, Error> {
         let text = std::fs::read_to_string(path).map_err(|error| Error::File {
-            field: "--config",
+            field: "config",
             path: path.to_path_buf(),
             error,
         })?;
@@ -278,5 +329,35 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("certificat"), "{err}");
+    }
+
+    #[test]
+    fn dangerous_options_live_in_their_own_table() {
+        let text =
+            "[dangerous]\naccept_legacy_certificates = true\nskip_server_name_check = true\n";
+        let config = Config::from_toml(text, Path::new("d.toml")).unwrap();
+        assert!(config.dangerous().accept_legacy_certificates);
+        assert!(config.dangerous.skip_server_name_check);
+        assert!(!config.dangerous.accept_cn_only_certificates);
+        assert_eq!(Config::default().dangerous, Dangerous::default());
+    }
+
+    #[test]
+    fn a_moved_field_at_the_top_level_says_where_it_went() {
+        for (text, new) in [
+            (
+                "accept_legacy_certificates = true",
+                "[dangerous] accept_legacy_certificates",
+            ),
+            (
+                "verify_server_name = false",
+                "[dangerous] skip_server_name_check",
+            ),
+        ] {
+            let err = Config::from_toml(text, Path::new("old.toml"))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("old.toml") && err.contains(new), "{err}");
+        }
     }
 }

@@ -53,11 +53,15 @@ pub struct Context {
     inner: Arc<Inner>,
 }
 
-const SERVER_ONLY: [&str; 2] = ["require_client_cert", "allowed_identities"];
+const SERVER_ONLY: [&str; 3] = [
+    "require_client_cert",
+    "allowed_identities",
+    "dangerous.client_certs_from_system_roots",
+];
 const CLIENT_ONLY: [&str; 3] = [
     "server_name",
-    "accept_cn_only_certificates",
-    "verify_server_name",
+    "dangerous.accept_cn_only_certificates",
+    "dangerous.skip_server_name_check",
 ];
 
 impl Context {
@@ -165,8 +169,8 @@ impl Context {
 pub(crate) fn server_tls(config: &Config) -> Result<Arc<ServerConfig>, Error> {
     for (field, set) in CLIENT_ONLY.iter().zip([
         config.server_name.is_some(),
-        config.accept_cn_only_certificates,
-        !config.verify_server_name,
+        config.dangerous.accept_cn_only_certificates,
+        config.dangerous.skip_server_name_check,
     ]) {
         if set {
             return Err(Error::config(
@@ -187,7 +191,12 @@ pub(crate) fn server_tls(config: &Config) -> Result<Arc<ServerConfig>, Error> {
                  (make a test set with `cipherlink certs --out DIR`)",
         ));
     };
-    let certified = load_certified_key(&provider, cert, key, config.accept_legacy_certificates)?;
+    let certified = load_certified_key(
+        &provider,
+        cert,
+        key,
+        config.dangerous.accept_legacy_certificates,
+    )?;
     let verifier = client_verifier(config, &provider)?;
     let mut tls = ServerConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(protocol_versions(config))
@@ -215,6 +224,7 @@ pub(crate) fn client_tls(
     for (field, set) in SERVER_ONLY.iter().zip([
         config.require_client_cert,
         !config.allowed_identities.is_empty(),
+        config.dangerous.client_certs_from_system_roots,
     ]) {
         if set {
             return Err(Error::config(
@@ -231,25 +241,34 @@ pub(crate) fn client_tls(
                  (a PEM file such as ca.crt, or \"system\" for the OS roots)",
         ));
     }
+    if config.dangerous.skip_server_name_check && trusts_system_roots(config) {
+        return Err(Error::config(
+            "dangerous.skip_server_name_check",
+            "is refused with `trusted_cas = [\"system\"]`: without the name check, any \
+             certificate any public CA issued to anyone would be accepted. Trust the private \
+             CA that issues your servers' certificates instead",
+        ));
+    }
     let (roots, anchors) = trust_anchors("trusted_cas", config)?;
     let webpki = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
         .build()
         .map_err(|e| Error::config("trusted_cas", e.to_string()))?;
-    let verifier: Arc<dyn ServerCertVerifier> =
-        if config.accept_cn_only_certificates || !config.verify_server_name {
-            Arc::new(CnFallbackServerVerifier {
-                inner: webpki,
-                any_name: !config.verify_server_name,
-            })
-        } else {
-            webpki
-        };
-    let verifier: Arc<dyn ServerCertVerifier> = if config.accept_legacy_certificates {
+    let verifier: Arc<dyn ServerCertVerifier> = if config.dangerous.accept_cn_only_certificates
+        || config.dangerous.skip_server_name_check
+    {
+        Arc::new(CnFallbackServerVerifier {
+            inner: webpki,
+            any_name: config.dangerous.skip_server_name_check,
+        })
+    } else {
+        webpki
+    };
+    let verifier: Arc<dyn ServerCertVerifier> = if config.dangerous.accept_legacy_certificates {
         Arc::new(LegacyServerVerifier {
             inner: verifier,
             anchors,
             algs: provider.signature_verification_algorithms,
-            check_name: config.verify_server_name,
+            check_name: !config.dangerous.skip_server_name_check,
         })
     } else {
         verifier
@@ -262,8 +281,12 @@ pub(crate) fn client_tls(
         .with_custom_certificate_verifier(verifier);
     let mut tls = match (&config.certificate, &config.private_key) {
         (Some(cert), Some(key)) => {
-            let certified =
-                load_certified_key(&provider, cert, key, config.accept_legacy_certificates)?;
+            let certified = load_certified_key(
+                &provider,
+                cert,
+                key,
+                config.dangerous.accept_legacy_certificates,
+            )?;
             builder.with_client_cert_resolver(Arc::new(SingleCertAndKey::from(certified)))
         }
         (None, None) => builder.with_no_client_auth(),
@@ -370,6 +393,10 @@ fn alpn(config: &Config) -> Vec<Vec<u8>> {
     config.alpn.iter().map(|p| p.as_bytes().to_vec()).collect()
 }
 
+fn trusts_system_roots(config: &Config) -> bool {
+    config.trusted_cas.iter().any(|ca| ca.0 == SYSTEM_ROOTS)
+}
+
 /// The trust anchors of `trusted_cas`, as rustls' store and (the explicit
 /// ones, not the system's) as certificates for the v1 check of [`crate::legacy`].
 fn trust_anchors(
@@ -428,6 +455,15 @@ fn client_verifier(
             "needs `require_client_cert = true`: an allow-list is pointless if clients may skip certificates",
         ));
     }
+    if trusts_system_roots(config) && !config.dangerous.client_certs_from_system_roots {
+        return Err(Error::config(
+            "trusted_cas",
+            "\"system\" on a server would authenticate clients by the system roots, which \
+             vouch for public web sites, not for your clients: anyone holding any public \
+             certificate would get in. Name the CA that issues client certificates, or set \
+             `dangerous.client_certs_from_system_roots` if that is really meant",
+        ));
+    }
     let (roots, anchors) = trust_anchors("trusted_cas", config)?;
     let mut builder =
         WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone());
@@ -437,7 +473,7 @@ fn client_verifier(
     let verifier = builder
         .build()
         .map_err(|e| Error::config("trusted_cas", e.to_string()))?;
-    let verifier: Arc<dyn ClientCertVerifier> = if config.accept_legacy_certificates {
+    let verifier: Arc<dyn ClientCertVerifier> = if config.dangerous.accept_legacy_certificates {
         Arc::new(LegacyClientVerifier {
             inner: verifier,
             anchors,

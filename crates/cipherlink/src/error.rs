@@ -33,6 +33,14 @@ pub enum Error {
         /// Why (part of the message, so not repeated as a cause).
         error: io::Error,
     },
+    /// A file could not be written (certificates, keys).
+    #[error("writing {}: {error}", path.display())]
+    Write {
+        /// The file or folder.
+        path: PathBuf,
+        /// Why.
+        error: io::Error,
+    },
     /// The TOML configuration does not parse.
     #[error("configuration file {}: {error}", path.display())]
     Toml {
@@ -40,6 +48,17 @@ pub enum Error {
         path: PathBuf,
         /// The parser's message (has line and column).
         error: Box<toml::de::Error>,
+    },
+    /// The TOML configuration sets a field at the top level that now lives
+    /// in a table (the options that weaken verification moved to `[dangerous]`).
+    #[error("configuration file {}: `{old}` moved to {new}", path.display())]
+    Moved {
+        /// The file.
+        path: PathBuf,
+        /// The old top-level field.
+        old: &'static str,
+        /// Where it is now.
+        new: String,
     },
     /// A key-exchange group name is unknown.
     #[error("configuration `key_exchange`: {0}")]
@@ -147,10 +166,13 @@ pub fn explain_tls(err: &rustls::Error) -> String {
         ),
         // webpki's UnsupportedCertVersion, which rustls passes on as Other.
         E::InvalidCertificate(Cert::Other(other))
-            if format!("{other:?}").contains("UnsupportedCertVersion") =>
+            if matches!(
+                other.0.downcast_ref::<webpki::Error>(),
+                Some(webpki::Error::UnsupportedCertVersion)
+            ) =>
         {
             "peer certificate is X.509 v1 (`openssl x509 -req` without extensions), which \
-             rustls does not accept: set `accept_legacy_certificates` to accept it as OpenSSL \
+             rustls does not accept: set `dangerous.accept_legacy_certificates` to accept it as OpenSSL \
              does, or reissue it as v3 (`cipherlink certs`)"
                 .to_string()
         }
@@ -169,7 +191,7 @@ pub fn explain_tls(err: &rustls::Error) -> String {
             "peer certificate is not valid for server name {expected:?}; it names {}. \
              Set `server_name` to one of those, or reissue the certificate",
             if presented.is_empty() {
-                "nothing in subjectAltName (a CN-only certificate: see `accept_cn_only_certificates`)".to_string()
+                "nothing in subjectAltName (a CN-only certificate: see `dangerous.accept_cn_only_certificates`)".to_string()
             } else {
                 presented.join(", ")
             }
@@ -242,5 +264,18 @@ mod tests {
             Some(rustls::Error::NoCertificatesPresented)
         ));
         assert!(err.to_string().contains("127.0.0.1:1"));
+    }
+
+    #[test]
+    fn a_v1_certificate_is_explained_by_webpkis_variant() {
+        let other = |e: webpki::Error| {
+            rustls::Error::InvalidCertificate(rustls::CertificateError::Other(rustls::OtherError(
+                std::sync::Arc::new(e),
+            )))
+        };
+        let v1 = explain_tls(&other(webpki::Error::UnsupportedCertVersion));
+        assert!(v1.contains("X.509 v1"), "{v1}");
+        let else_ = explain_tls(&other(webpki::Error::UnsupportedCriticalExtension));
+        assert!(!else_.contains("X.509 v1"), "{else_}");
     }
 }

@@ -7,33 +7,215 @@
 //! is a FIPS-approved HKDF call). rustls' own [`HkdfUsingHmac`] builds HKDF
 //! from an HMAC instead, and a handshake derives about twenty labels a side.
 //!
-//! The HMAC is RustCrypto's (`hmac` over `sha2`, which uses the CPU's SHA
-//! instructions when it has them): it keeps the keyed inner and outer states
-//! in a small struct, so each label costs a copy of that struct and two or
-//! three SHA-256 compressions. aws-lc-rs's HMAC copies, clears and re-inits a
-//! context sized for SHA-512 around every tag: 660 ns a tag against 206 ns
-//! here, which was 9% of the CPU of a full handshake (perf, `bench conn`).
-//! Same algorithms, same outputs (checked against RFC 5869, RFC 4231 and
-//! rustls' suites in the tests), not FIPS-flagged; cipherlink does not claim
-//! FIPS mode.
+//! The HMAC here keeps the keyed inner and outer SHA-2 states of a key, so
+//! each label costs a copy of them and two or three compressions (of
+//! RustCrypto's `sha2`, which uses the CPU's SHA instructions when it has
+//! them). aws-lc-rs's HMAC copies, clears and re-inits a context sized for
+//! SHA-512 around every tag: 660 ns a tag against about 200 ns this way,
+//! which was 9% of the CPU of a full handshake (perf, `bench conn`). Same
+//! algorithms, same outputs (checked against RFC 5869, RFC 4231, OpenSSL and
+//! aws-lc in the tests), not FIPS-flagged; cipherlink does not claim FIPS
+//! mode.
 //!
-//! Secrets: the key block built here is cleared after use, and rustls clears
-//! the secrets themselves. The keyed hash states inside RustCrypto's HMAC are
-//! not cleared when dropped (the crate has no hook for it), where aws-lc
-//! cleared its contexts; they live as long as one traffic secret does.
+//! Secrets: RustCrypto's own `Hmac` keeps its keyed states in a struct that
+//! cannot be cleared (no `zeroize` support in hmac 0.12 / sha2 0.10, and
+//! this crate forbids `unsafe`), and every tag would leave a clone of them
+//! and its output behind. So the HMAC is built here on `sha2`'s exported
+//! compression functions (`compress256` / `compress512`, with the same CPU
+//! dispatch), and every piece of state is ours to clear: the keyed states
+//! when the key is dropped, each tag's working copies, buffers and digests
+//! when the tag is made. What remains is what the compression function
+//! leaves in registers and on its own stack. Hand-written here is only the
+//! SHA-2 padding (FIPS 180-4 section 5.1) and HMAC (RFC 2104) around it.
 
 use std::sync::OnceLock;
 
-use hmac::digest::core_api::BlockSizeUser;
-use hmac::digest::generic_array::GenericArray;
-use hmac::digest::{Digest, KeyInit};
-use hmac::{Hmac as RcHmac, Mac};
 use rustls::crypto::hmac::{Hmac, Key, Tag};
 use rustls::crypto::tls13::HkdfUsingHmac;
 use rustls::crypto::CipherSuiteCommon;
 use rustls::{SupportedCipherSuite, Tls13CipherSuite};
-use sha2::{Sha256, Sha384};
-use zeroize::Zeroize;
+use sha2::digest::generic_array::GenericArray;
+use zeroize::{Zeroize, Zeroizing};
+
+/// The largest block (SHA-384's, 128 bytes); SHA-256 uses the first 64.
+const MAX_BLOCK: usize = 128;
+
+/// One SHA-2 function: its compression function and constants.
+trait Sha2: Send + Sync + 'static {
+    /// The chaining state.
+    type State: Copy + Zeroize + Send + Sync;
+    /// Block length, bytes.
+    const BLOCK: usize;
+    /// Digest length, bytes.
+    const OUT: usize;
+    /// Initial state (FIPS 180-4 section 5.3).
+    const IV: Self::State;
+    /// Compresses one block of `BLOCK` bytes into `state`.
+    fn compress(state: &mut Self::State, block: &[u8]);
+    /// Writes the first `OUT` bytes of the big-endian state into `out`.
+    fn write_digest(state: &Self::State, out: &mut [u8]);
+}
+
+struct Sha256;
+struct Sha384;
+
+impl Sha2 for Sha256 {
+    type State = [u32; 8];
+    const BLOCK: usize = 64;
+    const OUT: usize = 32;
+    const IV: [u32; 8] = [
+        0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab,
+        0x5be0cd19,
+    ];
+
+    fn compress(state: &mut [u32; 8], block: &[u8]) {
+        sha2::compress256(state, std::slice::from_ref(GenericArray::from_slice(block)));
+    }
+
+    fn write_digest(state: &[u32; 8], out: &mut [u8]) {
+        for (chunk, word) in out.chunks_exact_mut(4).zip(state) {
+            chunk.copy_from_slice(&word.to_be_bytes());
+        }
+    }
+}
+
+impl Sha2 for Sha384 {
+    type State = [u64; 8];
+    const BLOCK: usize = 128;
+    const OUT: usize = 48;
+    const IV: [u64; 8] = [
+        0xcbbb9d5dc1059ed8,
+        0x629a292a367cd507,
+        0x9159015a3070dd17,
+        0x152fecd8f70e5939,
+        0x67332667ffc00b31,
+        0x8eb44a8768581511,
+        0xdb0c2e0d64f98fa7,
+        0x47b5481dbefa4fa4,
+    ];
+
+    fn compress(state: &mut [u64; 8], block: &[u8]) {
+        sha2::compress512(state, std::slice::from_ref(GenericArray::from_slice(block)));
+    }
+
+    fn write_digest(state: &[u64; 8], out: &mut [u8]) {
+        // SHA-384 is SHA-512 with its own IV, truncated to six words.
+        for (chunk, word) in out.chunks_exact_mut(8).zip(state) {
+            chunk.copy_from_slice(&word.to_be_bytes());
+        }
+    }
+}
+
+/// Continues the hash in `state`, which has already absorbed `absorbed`
+/// whole blocks' worth of bytes, over `parts`, and writes the digest to
+/// `out` (`H::OUT` bytes). `state` is left spent; the caller clears it.
+fn finish_hash<'a, H: Sha2>(
+    state: &mut H::State,
+    absorbed: u64,
+    parts: impl IntoIterator<Item = &'a [u8]>,
+    out: &mut [u8],
+) {
+    // Cleared by hand below, only the part a SHA-256 block uses when that
+    // is the hash: `zeroize` writes byte by byte (volatile), and clearing
+    // every buffer whole made a tag half as slow again.
+    let mut buf = [0u8; MAX_BLOCK];
+    let block = H::BLOCK;
+    let mut filled = 0;
+    let mut total = absorbed;
+    for mut part in parts {
+        total += part.len() as u64;
+        while !part.is_empty() {
+            let take = part.len().min(block - filled);
+            buf[filled..filled + take].copy_from_slice(&part[..take]);
+            filled += take;
+            part = &part[take..];
+            if filled == block {
+                H::compress(state, &buf[..block]);
+                filled = 0;
+            }
+        }
+    }
+    // Padding: 0x80, zeros, then the length in bits in the last 8 bytes (of
+    // SHA-512's 16-byte length field, whose upper half is 0 for any message
+    // that fits in memory).
+    buf[filled] = 0x80;
+    buf[filled + 1..block].fill(0);
+    if filled + 1 > block - H::BLOCK / 8 {
+        H::compress(state, &buf[..block]);
+        buf[..block].fill(0);
+    }
+    buf[block - 8..block].copy_from_slice(&(total.wrapping_mul(8)).to_be_bytes());
+    H::compress(state, &buf[..block]);
+    buf[..block].zeroize();
+    H::write_digest(state, &mut out[..H::OUT]);
+}
+
+/// An HMAC key with its inner and outer hash states already keyed; both
+/// are cleared when it is dropped.
+struct PreparedKey<H: Sha2> {
+    inner: H::State,
+    outer: H::State,
+}
+
+impl<H: Sha2> Drop for PreparedKey<H> {
+    fn drop(&mut self) {
+        self.inner.zeroize();
+        self.outer.zeroize();
+    }
+}
+
+impl<H: Sha2> PreparedKey<H> {
+    /// Keys from HMAC's key block (RFC 2104, section 2): the key, or its hash
+    /// when it is longer than a block, padded with zeros.
+    fn new(key: &[u8]) -> Self {
+        let block = H::BLOCK;
+        let mut key_block = Zeroizing::new([0u8; MAX_BLOCK]);
+        if key.len() <= block {
+            key_block[..key.len()].copy_from_slice(key);
+        } else {
+            let mut state = Zeroizing::new(H::IV);
+            finish_hash::<H>(&mut state, 0, [key], &mut key_block[..H::OUT]);
+        }
+        let mut pad = Zeroizing::new([0u8; MAX_BLOCK]);
+        let mut keyed = |byte: u8| {
+            for (p, k) in pad[..block].iter_mut().zip(&key_block[..block]) {
+                *p = k ^ byte;
+            }
+            let mut state = H::IV;
+            H::compress(&mut state, &pad[..block]);
+            state
+        };
+        let inner = keyed(0x36);
+        let outer = keyed(0x5c);
+        Self { inner, outer }
+    }
+}
+
+impl<H: Sha2> Key for PreparedKey<H> {
+    fn sign_concat(&self, first: &[u8], middle: &[&[u8]], last: &[u8]) -> Tag {
+        // Starts from copies of the keyed states: no re-keying.
+        let block = H::BLOCK as u64;
+        // Both cleared by hand, only the digest's length (see `finish_hash`).
+        let mut inner_hash = [0u8; 64];
+        let mut state = Zeroizing::new(self.inner);
+        let parts = std::iter::once(first)
+            .chain(middle.iter().copied())
+            .chain(std::iter::once(last));
+        finish_hash::<H>(&mut state, block, parts, &mut inner_hash[..]);
+        let mut tag = [0u8; 64];
+        let mut state = Zeroizing::new(self.outer);
+        finish_hash::<H>(&mut state, block, [&inner_hash[..H::OUT]], &mut tag[..]);
+        inner_hash[..H::OUT].zeroize();
+        // rustls' Tag clears itself when dropped.
+        let out = Tag::new(&tag[..H::OUT]);
+        tag[..H::OUT].zeroize();
+        out
+    }
+
+    fn tag_len(&self) -> usize {
+        H::OUT
+    }
+}
 
 /// The hash under an HMAC, as rustls' [`Hmac`].
 #[derive(Clone, Copy)]
@@ -44,70 +226,16 @@ enum PreparedHmac {
 
 impl Hmac for PreparedHmac {
     fn with_key(&self, key: &[u8]) -> Box<dyn Key> {
-        Box::new(match self {
-            Self::Sha256 => PreparedKey::Sha256(with_key_block::<Sha256, _>(key, KeyInit::new)),
-            Self::Sha384 => PreparedKey::Sha384(with_key_block::<Sha384, _>(key, KeyInit::new)),
-        })
+        match self {
+            Self::Sha256 => Box::new(PreparedKey::<Sha256>::new(key)),
+            Self::Sha384 => Box::new(PreparedKey::<Sha384>::new(key)),
+        }
     }
 
     fn hash_output_len(&self) -> usize {
         match self {
-            Self::Sha256 => 32,
-            Self::Sha384 => 48,
-        }
-    }
-}
-
-/// Calls `make` with HMAC's key block (RFC 2104, section 2): the key, or its
-/// hash when it is longer than a block, padded with zeros; then clears it.
-/// Keying from the block (rather than `new_from_slice`) leaves no error path
-/// for a key length.
-fn with_key_block<D: Digest + BlockSizeUser, R>(
-    key: &[u8],
-    make: impl FnOnce(&GenericArray<u8, D::BlockSize>) -> R,
-) -> R {
-    let mut block = GenericArray::<u8, D::BlockSize>::default();
-    if key.len() <= block.len() {
-        block[..key.len()].copy_from_slice(key);
-    } else {
-        let mut hashed = D::digest(key);
-        block[..hashed.len()].copy_from_slice(&hashed);
-        hashed.as_mut_slice().zeroize();
-    }
-    let made = make(&block);
-    block.as_mut_slice().zeroize();
-    made
-}
-
-/// An HMAC key with its inner and outer hash states already keyed.
-enum PreparedKey {
-    Sha256(RcHmac<Sha256>),
-    Sha384(RcHmac<Sha384>),
-}
-
-fn tag_of<M: Mac + Clone>(keyed: &M, first: &[u8], middle: &[&[u8]], last: &[u8]) -> Tag {
-    // Starts from a copy of the keyed states: no re-keying.
-    let mut mac = keyed.clone();
-    mac.update(first);
-    for part in middle {
-        mac.update(part);
-    }
-    mac.update(last);
-    Tag::new(&mac.finalize().into_bytes())
-}
-
-impl Key for PreparedKey {
-    fn sign_concat(&self, first: &[u8], middle: &[&[u8]], last: &[u8]) -> Tag {
-        match self {
-            Self::Sha256(keyed) => tag_of(keyed, first, middle, last),
-            Self::Sha384(keyed) => tag_of(keyed, first, middle, last),
-        }
-    }
-
-    fn tag_len(&self) -> usize {
-        match self {
-            Self::Sha256(_) => 32,
-            Self::Sha384(_) => 48,
+            Self::Sha256 => Sha256::OUT,
+            Self::Sha384 => Sha384::OUT,
         }
     }
 }
@@ -187,6 +315,134 @@ mod tests {
         let mut okm = vec![0u8; expected.len()];
         expander.expand_slice(&[&info], &mut okm).unwrap();
         assert_eq!(okm, expected);
+    }
+
+    /// RFC 5869 test case 1's inputs under HKDF-SHA384 (the RFC has only
+    /// SHA-256 and SHA-1 vectors). The expected bytes were computed with
+    /// OpenSSL 3 (`openssl kdf -kdfopt digest:SHA384 ... HKDF`) and with
+    /// Python's `hmac`, which agree.
+    #[test]
+    fn hkdf_sha384_known_answer() {
+        let ikm = hex("0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b");
+        let salt = hex("000102030405060708090a0b0c");
+        let info = hex("f0f1f2f3f4f5f6f7f8f9");
+        let prk = hex(concat!(
+            "704b39990779ce1dc548052c7dc39f303570dd13fb39f7acc564680bef80e8de",
+            "c70ee9a7e1f3e293ef68eceb072a5ade"
+        ));
+        let expected = hex(
+            "9b5097a86038b805309076a44b3a9f38063e25b516dcbf369f394cfab43685f748b6457763e4f0204fc5",
+        );
+        let expander = HKDF_SHA384.extract_from_secret(Some(&salt), &ikm);
+        let mut okm = vec![0u8; expected.len()];
+        expander.expand_slice(&[&info], &mut okm).unwrap();
+        assert_eq!(okm, expected);
+        assert_eq!(HMAC_SHA384.with_key(&salt).sign(&[&ikm]).as_ref(), prk);
+    }
+
+    /// HKDF-Expand gives at most 255 blocks (RFC 5869 section 2.3): exactly
+    /// 255 x HashLen works and matches aws-lc-rs, one byte more is refused.
+    #[test]
+    fn expand_stops_at_255_blocks() {
+        for (ours, stock, len) in [
+            (
+                &HKDF_SHA256,
+                stock_hkdf(rustls::CipherSuite::TLS13_AES_128_GCM_SHA256),
+                32,
+            ),
+            (
+                &HKDF_SHA384,
+                stock_hkdf(rustls::CipherSuite::TLS13_AES_256_GCM_SHA384),
+                48,
+            ),
+        ] {
+            let info: [&[u8]; 1] = [b"boundary"];
+            let mut out = vec![0u8; 255 * len];
+            let mut want = vec![0u8; 255 * len];
+            ours.extract_from_secret(Some(b"salt"), b"secret")
+                .expand_slice(&info, &mut out)
+                .unwrap();
+            stock
+                .extract_from_secret(Some(b"salt"), b"secret")
+                .expand_slice(&info, &mut want)
+                .unwrap();
+            assert_eq!(out, want, "{len}-byte hash, 255 blocks");
+            let mut over = vec![0u8; 255 * len + 1];
+            assert!(ours
+                .extract_from_secret(Some(b"salt"), b"secret")
+                .expand_slice(&info, &mut over)
+                .is_err());
+        }
+    }
+
+    fn stock_hkdf(suite: rustls::CipherSuite) -> &'static dyn Hkdf {
+        rustls::crypto::aws_lc_rs::ALL_CIPHER_SUITES
+            .iter()
+            .filter_map(|s| s.tls13())
+            .find(|s| s.common.suite == suite)
+            .unwrap()
+            .hkdf_provider
+    }
+
+    /// A key exactly one block long is used as it is, not hashed; one byte
+    /// longer is hashed. Expected tags from OpenSSL (`openssl dgst -mac
+    /// HMAC`) and Python's `hmac`, which agree.
+    #[test]
+    fn key_exactly_one_block_long() {
+        let message: &[u8] = b"a key exactly one block long";
+        let k64: Vec<u8> = (0..64).collect();
+        let k128: Vec<u8> = (0..128).collect();
+        assert_eq!(
+            HMAC_SHA256.with_key(&k64).sign(&[message]).as_ref(),
+            hex("b6019290740344fa632879fd671b7dc3d7e2f7e771a9260f895e87de7fb05227")
+        );
+        assert_eq!(
+            HMAC_SHA384.with_key(&k128).sign(&[message]).as_ref(),
+            hex(concat!(
+                "964ebb214e7703f0df1fe28254d0b8862ca49289bfa29ab13f7fbd75",
+                "56f0da218ddc493bae2fbffbbaca0edbd046da57"
+            ))
+        );
+        let k65: Vec<u8> = (0..65).collect();
+        assert_eq!(
+            HMAC_SHA256.with_key(&k65).sign(&[message]).as_ref(),
+            hex("3a93fdef3cd3e09f1974255b1dc876347bc145886b9fea07c2aba1153f14277d")
+        );
+        let k129: Vec<u8> = (0..129).collect();
+        assert_eq!(
+            HMAC_SHA384.with_key(&k129).sign(&[message]).as_ref(),
+            hex(concat!(
+                "48cd5ee2eec04ae87b75443cbcea820f96559185d2d003e1b7f9c40a",
+                "cb492c7007f2494cb801197e8472bbf709d17bf9"
+            ))
+        );
+    }
+
+    /// The hand-written padding against aws-lc's HMAC at every message
+    /// length around one and two blocks, for keys around a block, with the
+    /// message split across parts as rustls passes it.
+    #[test]
+    fn same_tags_as_aws_lc_at_every_padding_boundary() {
+        use aws_lc_rs::hmac as reference;
+        let data: Vec<u8> = (0..300u32).map(|i| (i * 7 + 3) as u8).collect();
+        for (ours, algorithm) in [
+            (&HMAC_SHA256, reference::HMAC_SHA256),
+            (&HMAC_SHA384, reference::HMAC_SHA384),
+        ] {
+            for key_len in [0, 1, 31, 63, 64, 65, 127, 128, 129, 200] {
+                let key = &data[..key_len];
+                let prepared = ours.with_key(key);
+                let want_key = reference::Key::new(algorithm, key);
+                for len in 0..data.len() {
+                    let message = &data[..len];
+                    let (a, rest) = message.split_at(len / 3);
+                    let (b, c) = rest.split_at(rest.len() / 2);
+                    let got = prepared.sign_concat(a, &[b], c);
+                    let want = reference::sign(&want_key, message);
+                    assert_eq!(got.as_ref(), want.as_ref(), "key {key_len}, message {len}");
+                }
+            }
+        }
     }
 
     /// RFC 4231 test case 6: a key longer than the hash's block is hashed

@@ -47,12 +47,16 @@ impl KeyExchange {
         KeyExchange::MlKem768,
     ];
 
-    /// The default offer: hybrid first, classical fallbacks for old peers.
+    /// The default list: hybrid first, classical fallbacks for old peers.
+    /// P-384 is last: a client's first key share is the hybrid's, while a
+    /// server still accepts a client that offers only P-384 (CNSA suite
+    /// clients do), as rustls' and OpenSSL's default servers do.
     pub fn default_list() -> Vec<KeyExchange> {
         vec![
             KeyExchange::X25519MlKem768,
             KeyExchange::X25519,
             KeyExchange::P256,
+            KeyExchange::P384,
         ]
     }
 

@@ -1,5 +1,5 @@
-//! X.509 v1 certificates, accepted only when `accept_legacy_certificates`
-//! is set.
+//! X.509 v1 certificates, accepted only when
+//! `dangerous.accept_legacy_certificates` is set.
 //!
 //! `openssl x509 -req` without an extension file writes v1 certificates, and
 //! test suites that make their certificates that way (the gRPC latency
@@ -10,10 +10,16 @@
 //! The verifiers here wrap the standard ones and always try them first. Only
 //! when a v1 leaf fails there do they check what OpenSSL's stack checks for
 //! such a leaf: a trusted CA's signature directly over it (no
-//! intermediates), its validity period, that it is not a CA, and for a
-//! server that its subject CN is the expected name (a v1 certificate has no
-//! other place for a name). Handshake signatures are checked with the key
-//! taken from the certificate, since webpki will not parse it.
+//! intermediates), its validity period, that it is not a CA, the CA's name
+//! constraints ([`crate::name_constraints`]) and key usage, the leaf's key
+//! usage and extended key usage where present (OpenSSL's purpose check),
+//! no critical extension left unread, and for a server that it names the
+//! expected host. Its name is in subjectAltName when that extension is
+//! present (found by its OID; one that does not parse refuses the
+//! certificate) and otherwise in the subject CN, the only other place a v1
+//! certificate has. Extensions belong to v3, but OpenSSL reads them in any
+//! version, and so does this check. Handshake signatures are checked with the
+//! key taken from the certificate, since webpki will not parse it.
 
 use std::sync::Arc;
 
@@ -25,10 +31,12 @@ use rustls::{
     CertificateError, DigitallySignedStruct, DistinguishedName, OtherError, SignatureScheme,
 };
 use x509_parser::certificate::X509Certificate;
+use x509_parser::extensions::GeneralName;
 use x509_parser::oid_registry::{
     Oid, OID_PKCS1_RSASSAPSS, OID_PKCS1_SHA256WITHRSA, OID_PKCS1_SHA384WITHRSA,
     OID_PKCS1_SHA512WITHRSA, OID_SIG_ECDSA_WITH_SHA256, OID_SIG_ECDSA_WITH_SHA384,
-    OID_SIG_ECDSA_WITH_SHA512, OID_SIG_ED25519,
+    OID_SIG_ECDSA_WITH_SHA512, OID_SIG_ED25519, OID_X509_EXT_BASIC_CONSTRAINTS,
+    OID_X509_EXT_EXTENDED_KEY_USAGE, OID_X509_EXT_KEY_USAGE, OID_X509_EXT_SUBJECT_ALT_NAME,
 };
 use x509_parser::prelude::FromDer;
 use x509_parser::public_key::PublicKey;
@@ -50,6 +58,22 @@ const SIGNATURE_ALGORITHMS: [Oid<'static>; 8] = [
 /// The smallest RSA key a CA may sign a legacy leaf with, bits (webpki's floor).
 const MIN_RSA_BITS: usize = 2048;
 
+/// Extensions this check reads, so may be critical.
+const UNDERSTOOD_EXTENSIONS: [Oid<'static>; 4] = [
+    OID_X509_EXT_BASIC_CONSTRAINTS,
+    OID_X509_EXT_KEY_USAGE,
+    OID_X509_EXT_EXTENDED_KEY_USAGE,
+    OID_X509_EXT_SUBJECT_ALT_NAME,
+];
+
+/// What the leaf is checked for, as OpenSSL's `ssl_server` / `ssl_client`
+/// purposes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Purpose {
+    Server,
+    Client,
+}
+
 /// Why a v1 certificate failed the legacy check.
 #[derive(Debug, thiserror::Error)]
 #[error("X.509 v1 certificate: {0}")]
@@ -65,12 +89,15 @@ impl<'a> V1Leaf<'a> {
         (cert.version().0 == 0).then_some(Self(cert))
     }
 
-    /// Signature by one of the anchors directly, validity, not a CA.
+    /// Signature by one of the anchors directly, validity, not a CA, the
+    /// extensions for `purpose`, and the signing CA's constraints. Returns
+    /// the subjectAltName entries, if the extension is present.
     fn check_chain(
         &self,
         anchors: &[CertificateDer<'static>],
         now: UnixTime,
-    ) -> Result<(), String> {
+        purpose: Purpose,
+    ) -> Result<Option<Vec<GeneralName<'a>>>, String> {
         let secs = i64::try_from(now.as_secs()).map_err(|_| "clock out of range".to_string())?;
         let at = ASN1Time::from_timestamp(secs).map_err(|e| e.to_string())?;
         let validity = self.0.validity();
@@ -95,6 +122,8 @@ impl<'a> V1Leaf<'a> {
                  RSA, ECDSA or Ed25519 is)"
             ));
         }
+        self.check_extensions(purpose)?;
+        let alt_names = self.alt_names()?;
         let issuer = self.0.issuer().as_raw();
         for anchor in anchors {
             if anchor.as_ref() == self.0.as_ref() {
@@ -115,7 +144,18 @@ impl<'a> V1Leaf<'a> {
                 }
             }
             if self.0.verify_signature(Some(ca.public_key())).is_ok() {
-                return Ok(());
+                match ca.key_usage() {
+                    Ok(Some(ku)) if !ku.value.key_cert_sign() => {
+                        return Err(format!(
+                            "its CA {} has a key usage without keyCertSign",
+                            ca.subject()
+                        ))
+                    }
+                    Ok(_) => {}
+                    Err(e) => return Err(format!("its CA's keyUsage does not parse ({e})")),
+                }
+                crate::name_constraints::check(&self.0, alt_names.as_deref().unwrap_or(&[]), &ca)?;
+                return Ok(alt_names);
             }
         }
         Err(format!(
@@ -124,21 +164,101 @@ impl<'a> V1Leaf<'a> {
         ))
     }
 
-    /// A v1 certificate's only name: the subject CN.
-    fn check_name(&self, name: &ServerName<'_>) -> Result<(), String> {
+    /// No critical extension this check does not read; key usage and
+    /// extended key usage, where present, allow `purpose` (as OpenSSL's
+    /// purpose check, except that key usage must allow digitalSignature:
+    /// every handshake here is signed, so keyEncipherment or keyAgreement
+    /// alone, which OpenSSL also takes, could not be used).
+    fn check_extensions(&self, purpose: Purpose) -> Result<(), String> {
+        if let Some(ext) = self
+            .0
+            .extensions()
+            .iter()
+            .find(|ext| ext.critical && !UNDERSTOOD_EXTENSIONS.contains(&ext.oid))
+        {
+            return Err(format!(
+                "has a critical extension {} that is not understood",
+                ext.oid
+            ));
+        }
+        match self.0.key_usage() {
+            Ok(Some(ku)) if !ku.value.digital_signature() => {
+                return Err(format!(
+                    "its key usage ({}) does not allow digitalSignature",
+                    ku.value
+                ))
+            }
+            Ok(_) => {}
+            Err(e) => return Err(format!("its keyUsage does not parse ({e})")),
+        }
+        match self.0.extended_key_usage() {
+            Ok(Some(eku)) => {
+                let (allowed, wanted) = match purpose {
+                    Purpose::Server => (eku.value.server_auth, "serverAuth"),
+                    Purpose::Client => (eku.value.client_auth, "clientAuth"),
+                };
+                if !allowed {
+                    return Err(format!("its extended key usage does not include {wanted}"));
+                }
+            }
+            Ok(None) => {}
+            Err(e) => return Err(format!("its extendedKeyUsage does not parse ({e})")),
+        }
+        Ok(())
+    }
+
+    /// The subjectAltName entries when the extension is present, found by
+    /// its OID: one that does not parse refuses the certificate rather than
+    /// counting as absent (which would let the CN stand in for it).
+    fn alt_names(&self) -> Result<Option<Vec<GeneralName<'a>>>, String> {
+        let present = self
+            .0
+            .extensions()
+            .iter()
+            .any(|ext| ext.oid == OID_X509_EXT_SUBJECT_ALT_NAME);
+        if !present {
+            return Ok(None);
+        }
+        match self.0.subject_alternative_name() {
+            Ok(Some(san)) => Ok(Some(san.value.general_names.clone())),
+            Ok(None) => Err("its subjectAltName cannot be read".into()),
+            Err(e) => Err(format!("its subjectAltName does not parse ({e})")),
+        }
+    }
+
+    /// The server name: among the subjectAltName entries when there are
+    /// any (as OpenSSL and RFC 6125 do), else the subject CN.
+    fn check_name(
+        &self,
+        alt_names: Option<&[GeneralName<'_>]>,
+        name: &ServerName<'_>,
+    ) -> Result<(), String> {
         let wanted = match name {
             ServerName::DnsName(d) => d.as_ref().to_ascii_lowercase(),
             ServerName::IpAddress(ip) => std::net::IpAddr::from(*ip).to_string(),
             _ => return Err("unsupported server name kind".into()),
         };
-        let matches = self
-            .0
-            .subject()
-            .iter_common_name()
-            .filter_map(|cn| cn.as_str().ok())
-            .any(|cn| cn.eq_ignore_ascii_case(&wanted));
+        let matches = match alt_names {
+            Some(alt_names) => alt_names.iter().any(|alt| match (alt, name) {
+                (GeneralName::DNSName(dns), ServerName::DnsName(_)) => {
+                    dns.trim_end_matches('.').eq_ignore_ascii_case(&wanted)
+                }
+                (GeneralName::IPAddress(bytes), ServerName::IpAddress(ip)) => {
+                    *bytes == ip_octets(std::net::IpAddr::from(*ip)).as_slice()
+                }
+                _ => false,
+            }),
+            None => self
+                .0
+                .subject()
+                .iter_common_name()
+                .filter_map(|cn| cn.as_str().ok())
+                .any(|cn| cn.eq_ignore_ascii_case(&wanted)),
+        };
         if matches {
             Ok(())
+        } else if alt_names.is_some() {
+            Err(format!("its subjectAltName does not name {wanted}"))
         } else {
             Err(format!(
                 "subject {} does not name {wanted}",
@@ -149,6 +269,13 @@ impl<'a> V1Leaf<'a> {
 
     fn public_key(&self) -> &[u8] {
         self.0.public_key().raw
+    }
+}
+
+fn ip_octets(ip: std::net::IpAddr) -> Vec<u8> {
+    match ip {
+        std::net::IpAddr::V4(v4) => v4.octets().to_vec(),
+        std::net::IpAddr::V6(v6) => v6.octets().to_vec(),
     }
 }
 
@@ -212,7 +339,7 @@ pub(crate) struct LegacyServerVerifier {
     pub(crate) inner: Arc<dyn ServerCertVerifier>,
     pub(crate) anchors: Vec<CertificateDer<'static>>,
     pub(crate) algs: WebPkiSupportedAlgorithms,
-    /// Check the CN against the server name (off with `verify_server_name = false`).
+    /// Check the CN against the server name (off with `dangerous.skip_server_name_check`).
     pub(crate) check_name: bool,
 }
 
@@ -238,9 +365,9 @@ impl ServerCertVerifier for LegacyServerVerifier {
         let Some(leaf) = V1Leaf::parse(end_entity.as_ref()) else {
             return Err(original);
         };
-        leaf.check_chain(&self.anchors, now)
-            .and_then(|()| match self.check_name {
-                true => leaf.check_name(server_name),
+        leaf.check_chain(&self.anchors, now, Purpose::Server)
+            .and_then(|alt_names| match self.check_name {
+                true => leaf.check_name(alt_names.as_deref(), server_name),
                 false => Ok(()),
             })
             .map(|()| ServerCertVerified::assertion())
@@ -278,8 +405,8 @@ impl ClientCertVerifier for LegacyClientVerifier {
         let Some(leaf) = V1Leaf::parse(end_entity.as_ref()) else {
             return Err(original);
         };
-        leaf.check_chain(&self.anchors, now)
-            .map(|()| ClientCertVerified::assertion())
+        leaf.check_chain(&self.anchors, now, Purpose::Client)
+            .map(|_| ClientCertVerified::assertion())
             .map_err(rejected)
     }
 

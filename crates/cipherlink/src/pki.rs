@@ -98,7 +98,7 @@ pub(crate) fn load_certified_key(
                 "certificate",
                 format!(
                     "{} is an X.509 v1 certificate (`openssl x509 -req` without extensions), \
-                     which rustls does not accept: set `accept_legacy_certificates` to use it \
+                     which rustls does not accept: set `dangerous.accept_legacy_certificates` to use it \
                      as OpenSSL does, or make a v3 one with `cipherlink certs`",
                     cert_source.describe()
                 ),
@@ -205,20 +205,25 @@ impl Identity {
             .next()
             .and_then(|cn| cn.as_str().ok())
             .map(str::to_string);
-        let (has_alt_name_extension, alt_names) = match cert.subject_alternative_name() {
-            Ok(Some(san)) => (
-                true,
-                san.value
-                    .general_names
-                    .iter()
-                    .filter_map(|name| match name {
-                        GeneralName::DNSName(dns) => Some((*dns).to_string()),
-                        GeneralName::IPAddress(bytes) => ip_to_string(bytes),
-                        _ => None,
-                    })
-                    .collect(),
-            ),
-            _ => (false, Vec::new()),
+        // Presence by the extension's OID: one whose contents do not parse
+        // still counts as present (with no names), so that the CN never
+        // stands in for a subjectAltName that could not be read.
+        let has_alt_name_extension = cert
+            .extensions()
+            .iter()
+            .any(|ext| ext.oid == x509_parser::oid_registry::OID_X509_EXT_SUBJECT_ALT_NAME);
+        let alt_names = match cert.subject_alternative_name() {
+            Ok(Some(san)) => san
+                .value
+                .general_names
+                .iter()
+                .filter_map(|name| match name {
+                    GeneralName::DNSName(dns) => Some((*dns).to_string()),
+                    GeneralName::IPAddress(bytes) => ip_to_string(bytes),
+                    _ => None,
+                })
+                .collect(),
+            _ => Vec::new(),
         };
         let issuer_first_rdn_value = cert
             .issuer()

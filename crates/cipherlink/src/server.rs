@@ -15,6 +15,8 @@ use crate::context::Context;
 use crate::error::Error;
 use crate::tunnel::Tunnel;
 
+pub use crate::failure_log::{FailureLog, FailureSummary, DEFAULT_SUMMARY_INTERVAL};
+
 /// Counters of one server, shared with whoever wants to watch it.
 #[derive(Debug, Default)]
 pub struct ServerStats {
@@ -64,6 +66,7 @@ pub struct TlsServer {
     context: Context,
     max_connections: usize,
     stats: Arc<ServerStats>,
+    failures: Arc<FailureLog>,
 }
 
 /// The default cap on simultaneously open connections.
@@ -87,6 +90,7 @@ impl TlsServer {
             context,
             max_connections: DEFAULT_MAX_CONNECTIONS,
             stats: Arc::default(),
+            failures: FailureLog::new("TLS handshakes", DEFAULT_SUMMARY_INTERVAL),
         }
     }
 
@@ -94,6 +98,13 @@ impl TlsServer {
     /// kernel's accept backlog.
     pub fn max_connections(mut self, limit: usize) -> TlsServer {
         self.max_connections = limit.max(1);
+        self
+    }
+
+    /// Where failed handshakes are counted and summarised (by default a
+    /// warn line at most every [`DEFAULT_SUMMARY_INTERVAL`], each at debug).
+    pub fn failure_log(mut self, log: Arc<FailureLog>) -> TlsServer {
+        self.failures = log;
         self
     }
 
@@ -112,7 +123,8 @@ impl TlsServer {
     }
 
     /// Runs the accept loop in a task. Each established tunnel goes to
-    /// `handler`; handshake failures are logged with the peer and counted.
+    /// `handler`; handshake failures are counted and go to the
+    /// [`FailureLog`].
     /// Abort the returned handle to stop accepting.
     pub fn spawn<H, F>(self, handler: H) -> JoinHandle<()>
     where
@@ -148,6 +160,7 @@ impl TlsServer {
             let stats = self.stats.clone();
             let context = self.context.clone();
             let handler = handler.clone();
+            let failures = self.failures.clone();
             tokio::spawn(async move {
                 let _guard = guard;
                 let _permit = permit;
@@ -155,7 +168,8 @@ impl TlsServer {
                 let mut tunnel = context.tunnel(stream, peer.to_string());
                 if let Err(err) = tunnel.handshake().await {
                     stats.handshake_failures.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(%peer, "{err}");
+                    // Anyone can cause these: debug each, warn a summary.
+                    failures.record(&peer, &err);
                     return;
                 }
                 match handler(tunnel).await {

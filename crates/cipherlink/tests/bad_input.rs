@@ -12,7 +12,7 @@ use std::time::Duration;
 use cipherlink::certs::{self, CertOptions};
 use cipherlink::server::{ServerStats, TlsServer};
 use cipherlink::{
-    ClassicalChoice, Compliance, Config, Context, Error, KeyExchange, PostQuantumChoice,
+    ClassicalChoice, Compliance, Config, Context, Dangerous, Error, KeyExchange, PostQuantumChoice,
 };
 use common::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -443,7 +443,7 @@ async fn cn_only_legacy_certificate_needs_the_documented_option() {
     let err = c.unwrap_err().to_string();
     assert!(err.contains("accept_cn_only_certificates"), "{err}");
 
-    config.accept_cn_only_certificates = true;
+    config.dangerous.accept_cn_only_certificates = true;
     let legacy = Context::client(&config).unwrap();
     let (_, c) = pair(&server, &legacy).await;
     c.unwrap();
@@ -591,14 +591,17 @@ async fn skipping_the_name_check_still_verifies_the_chain() {
     let server = Context::server(&server_config(&b)).unwrap();
     let mut config = client_config(&b);
     config.server_name = Some("party-bob.invalid".into());
-    config.verify_server_name = false;
+    config.dangerous.skip_server_name_check = true;
     let client = Context::client(&config).unwrap();
     let (_, c) = pair(&server, &client).await;
     c.unwrap();
 
     let stranger = Context::client(&Config {
         server_name: Some("party-bob.invalid".into()),
-        verify_server_name: false,
+        dangerous: Dangerous {
+            skip_server_name_check: true,
+            ..Dangerous::default()
+        },
         ..client_config(
             &certs::generate(&CertOptions {
                 ca_name: "stranger CA".into(),

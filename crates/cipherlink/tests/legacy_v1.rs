@@ -1,6 +1,7 @@
 //! X.509 v1 certificates, as the gRPC latency suite's openssl commands make
 //! them: refused by default with the option named, accepted with
-//! `accept_legacy_certificates`, and still checked (CA signature, name).
+//! `dangerous.accept_legacy_certificates`, and still checked (CA signature,
+//! name).
 
 #![allow(clippy::unwrap_used)] // Tests fail loudly on purpose.
 
@@ -8,7 +9,7 @@ mod common;
 
 use std::path::Path;
 
-use cipherlink::{Config, Context, PemSource};
+use cipherlink::{Config, Context, Dangerous, PemSource};
 use cipherlink_test_support::{find, openssl_v1_pki, Peer};
 use common::pair;
 
@@ -26,7 +27,10 @@ fn server(dir: &Path, legacy: bool, mutual: bool) -> Config {
             Vec::new()
         },
         require_client_cert: mutual,
-        accept_legacy_certificates: legacy,
+        dangerous: Dangerous {
+            accept_legacy_certificates: legacy,
+            ..Dangerous::default()
+        },
         ..Config::default()
     }
 }
@@ -36,7 +40,10 @@ fn client(dir: &Path, ca_dir: &Path, legacy: bool) -> Config {
         certificate: Some(pem(dir, "client.crt")),
         private_key: Some(pem(dir, "client.key")),
         trusted_cas: vec![pem(ca_dir, "ca.crt")],
-        accept_legacy_certificates: legacy,
+        dangerous: Dangerous {
+            accept_legacy_certificates: legacy,
+            ..Dangerous::default()
+        },
         ..Config::default()
     }
 }

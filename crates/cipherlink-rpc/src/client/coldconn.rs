@@ -41,7 +41,7 @@ pub async fn run_coldconn(
 ) -> Result<Vec<ColdOutcome>, RpcError> {
     if !(opts.rate.is_finite() && opts.rate > 0.0 && opts.rate <= 1e6) {
         return Err(RpcError::Setting {
-            field: "--rate",
+            field: "rate",
             detail: format!("{} is not a rate in (0, 1,000,000]", opts.rate),
         });
     }

@@ -67,7 +67,7 @@ pub async fn find_max(
 ) -> Result<FindMax, RpcError> {
     if !(opts.growth > 1.0 && opts.start_rps > 0.0 && opts.max_rps >= opts.start_rps) {
         return Err(RpcError::Setting {
-            field: "--find-max",
+            field: "growth",
             detail: "needs growth > 1 and 0 < start rate <= max rate".into(),
         });
     }

@@ -43,25 +43,25 @@ impl SteadyOptions {
     pub fn validate(&self) -> Result<(), RpcError> {
         if !(self.rate.is_finite() && self.rate > 0.0 && self.rate <= 1e7) {
             return Err(RpcError::Setting {
-                field: "N_RPS",
+                field: "rate",
                 detail: format!("{} is not a rate in (0, 10,000,000]", self.rate),
             });
         }
         if self.duration.is_zero() {
             return Err(RpcError::Setting {
-                field: "T_DURATION_SEC",
+                field: "duration",
                 detail: "must be above 0".into(),
             });
         }
         if self.deadline.is_zero() {
             return Err(RpcError::Setting {
-                field: "--deadline-ms",
+                field: "deadline",
                 detail: "must be above 0".into(),
             });
         }
         if self.max_outstanding == 0 || self.max_outstanding > Semaphore::MAX_PERMITS {
             return Err(RpcError::Setting {
-                field: "--max-outstanding",
+                field: "max_outstanding",
                 detail: format!("must be in 1..={}", Semaphore::MAX_PERMITS),
             });
         }

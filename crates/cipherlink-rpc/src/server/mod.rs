@@ -4,7 +4,16 @@
 //! tonic serves connections that this module accepts and handshakes itself
 //! (`serve_with_incoming`): every socket gets TCP_NODELAY, every handshake a
 //! timeout, and a failed handshake (garbage, wrong CA, no client certificate)
-//! costs only that connection.
+//! costs only that connection, and a debug line (a warn summary at most
+//! every 10 s: [`cipherlink::server::FailureLog`]).
+//!
+//! What one client can hold is bounded: open connections (`max_connections`,
+//! further ones wait in the listen backlog), handshakes in progress
+//! (`max_handshakes`), time without traffic on an established connection
+//! (`idle_timeout`), and per connection, streams x request size
+//! (`max_concurrent_streams` x `max_request_bytes`, 1024 x 64 KiB = 64 MiB by
+//! default: tonic buffers each request whole before decoding it) and header
+//! lists (16 KiB a stream).
 
 mod conn;
 mod service;
@@ -15,6 +24,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use cipherlink::server::{FailureLog, DEFAULT_SUMMARY_INTERVAL};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch, Semaphore};
 use tokio_rustls::TlsAcceptor;
@@ -27,8 +37,26 @@ use crate::pb::score_service_server::ScoreServiceServer;
 use crate::timer::Timer;
 use shard::ShardSetup;
 
-/// Largest request accepted by default: gRPC's usual 4 MiB.
-pub const DEFAULT_MAX_REQUEST_BYTES: usize = 4 * 1024 * 1024;
+/// Largest request accepted by default: 64 KiB, far above the lab's
+/// requests (tens of bytes), so that with [`DEFAULT_MAX_CONCURRENT_STREAMS`]
+/// a connection buffers at most 64 MiB (gRPC's usual 4 MiB would allow
+/// 4 GiB). Raise it for large payloads, and lower the streams with it.
+pub const DEFAULT_MAX_REQUEST_BYTES: usize = 64 * 1024;
+
+/// HTTP/2 streams one client may have open at once, by default.
+pub const DEFAULT_MAX_CONCURRENT_STREAMS: u32 = 1024;
+
+/// Connections open at once, by default (all server threads together).
+pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
+
+/// How long an established connection may go without a byte either way.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// Above this, streams x request size is warned about at start.
+const LARGE_CONNECTION_BUFFER: u64 = 256 * 1024 * 1024;
+
+/// Largest header list of one request (hyper's own default, said here).
+const MAX_HEADER_LIST_BYTES: u32 = 16 * 1024;
 
 /// How the server runs.
 #[derive(Debug, Clone)]
@@ -49,6 +77,14 @@ pub struct ServerOptions {
     pub handshake_timeout: Duration,
     /// Handshakes in progress at once; more wait in the accept queue.
     pub max_handshakes: usize,
+    /// Connections open at once (handshaking or established, all threads
+    /// together); more wait in the listen backlog.
+    pub max_connections: usize,
+    /// Close an established connection after this long without a byte in
+    /// either direction; `None` never does.
+    pub idle_timeout: Option<Duration>,
+    /// Where failed handshakes are counted and summarised.
+    pub failure_log: Arc<FailureLog>,
     /// Server threads, each running whole connections (a connection never
     /// moves between threads); 0 means one per core.
     pub threads: usize,
@@ -62,10 +98,13 @@ impl ServerOptions {
             delay,
             tls,
             precise_timer: true,
-            max_concurrent_streams: 4096,
+            max_concurrent_streams: DEFAULT_MAX_CONCURRENT_STREAMS,
             max_request_bytes: DEFAULT_MAX_REQUEST_BYTES,
             handshake_timeout: Duration::from_secs(10),
             max_handshakes: 256,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            idle_timeout: Some(DEFAULT_IDLE_TIMEOUT),
+            failure_log: FailureLog::new("TLS handshakes", DEFAULT_SUMMARY_INTERVAL),
             threads: 0,
         }
     }
@@ -111,13 +150,26 @@ impl BoundServer {
         } else {
             Timer::Tokio
         };
+        let per_connection =
+            u64::from(opts.max_concurrent_streams).saturating_mul(opts.max_request_bytes as u64);
+        if per_connection > LARGE_CONNECTION_BUFFER {
+            tracing::warn!(
+                "max_concurrent_streams x max_request_bytes lets one connection buffer {} MiB \
+                 of requests",
+                per_connection >> 20
+            );
+        }
         let setup = ShardSetup {
             service: ScoreServiceServer::new(Scorer::new(opts.delay, timer))
                 .max_decoding_message_size(opts.max_request_bytes),
             tls: opts.tls.clone().map(TlsAcceptor::from),
             handshake_timeout: opts.handshake_timeout,
             handshakes: Arc::new(Semaphore::new(opts.max_handshakes.max(1))),
+            connections: Arc::new(Semaphore::new(opts.max_connections.max(1))),
+            idle_timeout: opts.idle_timeout,
+            failures: opts.failure_log.clone(),
             max_concurrent_streams: opts.max_concurrent_streams,
+            max_header_list_bytes: MAX_HEADER_LIST_BYTES,
         };
         let count = match opts.threads {
             0 => std::thread::available_parallelism().map_or(1, |n| n.get()),

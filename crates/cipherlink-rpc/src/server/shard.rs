@@ -12,6 +12,7 @@
 
 use std::time::Duration;
 
+use cipherlink::server::FailureLog;
 use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch, Semaphore};
@@ -31,7 +32,12 @@ pub(super) struct ShardSetup {
     pub handshake_timeout: Duration,
     /// Handshakes in progress, all shards together.
     pub handshakes: Arc<Semaphore>,
+    /// Open connections, all shards together.
+    pub connections: Arc<Semaphore>,
+    pub idle_timeout: Option<Duration>,
+    pub failures: Arc<FailureLog>,
     pub max_concurrent_streams: u32,
+    pub max_header_list_bytes: u32,
 }
 
 /// Starts shard `index` on a thread of its own, accepting from its copy of
@@ -77,15 +83,10 @@ async fn serve(
         .map_err(|e| RpcError::Serve(format!("registering the listening socket: {e}")))?;
     // A bounded queue: when tonic falls behind, handshakes wait.
     let (ready_tx, ready_rx) = mpsc::channel::<Result<Conn, std::io::Error>>(64);
-    let acceptor = tokio::spawn(accept_loop(
-        listener,
-        setup.tls.clone(),
-        setup.handshakes.clone(),
-        setup.handshake_timeout,
-        ready_tx,
-    ));
+    let acceptor = tokio::spawn(accept_loop(listener, setup.clone(), ready_tx));
     let result = tonic::transport::Server::builder()
         .max_concurrent_streams(Some(setup.max_concurrent_streams))
+        .http2_max_header_list_size(Some(setup.max_header_list_bytes))
         .add_service(setup.service)
         .serve_with_incoming_shutdown(ReceiverStream::new(ready_rx), async move {
             // A dropped sender means the server was dropped: stop as well.
@@ -98,15 +99,22 @@ async fn serve(
 }
 
 /// Accepts connections and hands them to tonic, after a TLS handshake with a
-/// time limit when TLS is on.
+/// time limit when TLS is on. Each holds a connection slot from before its
+/// accept until tonic drops it.
 async fn accept_loop(
     listener: TcpListener,
-    tls: Option<TlsAcceptor>,
-    handshakes: Arc<Semaphore>,
-    limit: Duration,
+    setup: ShardSetup,
     ready: mpsc::Sender<Result<Conn, std::io::Error>>,
 ) {
+    let limit = setup.handshake_timeout;
+    let idle = setup.idle_timeout;
     loop {
+        // All slots taken: the next clients wait in the listen backlog.
+        let slot = tokio::select! {
+            slot = setup.connections.clone().acquire_owned() => slot,
+            () = ready.closed() => return,
+        };
+        let Ok(slot) = slot else { return };
         // Ends when tonic stops taking connections (shutdown).
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
@@ -123,30 +131,35 @@ async fn accept_loop(
         };
         // Too many handshakes in progress: this one waits, and the rest stay
         // in the listen backlog.
-        let Ok(permit) = handshakes.clone().acquire_owned().await else {
+        let Ok(permit) = setup.handshakes.clone().acquire_owned().await else {
             return;
         };
         // Small request/response messages: Nagle + delayed ACK would add 40 ms.
         if let Err(e) = tcp.set_nodelay(true) {
             tracing::debug!(%peer, "cannot set TCP_NODELAY: {e}");
         }
-        let Some(acceptor) = tls.clone() else {
+        let Some(acceptor) = setup.tls.clone() else {
             drop(permit);
-            if ready.send(Ok(Conn::Plain(tcp))).await.is_err() {
+            if ready.send(Ok(Conn::plain(tcp, slot, idle))).await.is_err() {
                 return;
             }
             continue;
         };
         let ready = ready.clone();
+        let failures = setup.failures.clone();
         tokio::spawn(async move {
             let _permit = permit;
             match tokio::time::timeout(limit, acceptor.accept(tcp)).await {
                 Ok(Ok(tls)) => {
-                    let _ = ready.send(Ok(Conn::Tls(Box::new(tls)))).await;
+                    let _ = ready.send(Ok(Conn::tls(tls, slot, idle))).await;
                 }
-                // debug, not info: anyone can make these, and logs must not be a lever.
-                Ok(Err(e)) => tracing::debug!(%peer, "TLS handshake failed: {e}"),
-                Err(_) => tracing::debug!(%peer, "TLS handshake timed out after {limit:?}"),
+                // Anyone can cause these: debug each, a warn summary at most
+                // every interval, so logs are not a lever.
+                Ok(Err(e)) => failures.record(&peer, &format_args!("TLS handshake failed: {e}")),
+                Err(_) => failures.record(
+                    &peer,
+                    &format_args!("TLS handshake timed out after {limit:?}"),
+                ),
             }
         });
     }

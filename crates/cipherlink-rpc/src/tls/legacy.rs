@@ -5,14 +5,15 @@
 //! the subject CN. gRPC's C core accepts them; rustls does not. The checks
 //! that accept them as gRPC does live in the core ([`cipherlink::legacy`]).
 
-/// The flag and env var that turn legacy acceptance on, for error messages.
-pub const LEGACY_OPTION: &str = "--legacy-cn-certs (env TLS_LEGACY_CN=1)";
+/// The field of [`super::ServerTls`] / [`super::ClientTls`] that turns
+/// legacy acceptance on, as error messages name it.
+pub const LEGACY_FIELD: &str = "accept_legacy";
 
 /// A legacy-shaped certificate was refused because acceptance is off.
 #[derive(Debug, thiserror::Error)]
 #[error(
     "certificate \"{subject}\" is {shape}: rustls accepts only X.509 v3 certificates whose \
-     subjectAltName names the host. Pass {LEGACY_OPTION} to accept it as gRPC's own TLS \
+     subjectAltName names the host. Set `{LEGACY_FIELD}` to accept it as gRPC's own TLS \
      stack does (CN fallback, CA-signed leaf only), or make new certificates with \
      `cipherlink certs`"
 )]

@@ -7,8 +7,9 @@
 //! then uses with ALPN `h2`.
 //!
 //! The seed's own openssl certificates (X.509 v1, host only in the CN) need
-//! `--legacy-cn-certs`, which turns on the core's
-//! `accept_legacy_certificates` and `accept_cn_only_certificates` (see
+//! `--dangerous-legacy-cn-certs`, which turns on the core's
+//! `dangerous.accept_legacy_certificates` and
+//! `dangerous.accept_cn_only_certificates` (see
 //! [`cipherlink::legacy`]); without it such a certificate is refused up front
 //! with a message naming the option.
 
@@ -17,21 +18,18 @@ mod legacy;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use cipherlink::{Config, PemSource};
+use cipherlink::{Config, Dangerous, PemSource};
 use rustls::{ClientConfig, ServerConfig};
 use x509_parser::certificate::X509Certificate;
 use x509_parser::prelude::FromDer;
 
 pub use cipherlink::KeyExchange;
-pub use legacy::{LegacyCertificate, LEGACY_OPTION};
+pub use legacy::{LegacyCertificate, LEGACY_FIELD};
 
 use crate::error::RpcError;
 
 /// ALPN protocol id of HTTP/2.
 const ALPN_H2: &str = "h2";
-
-/// The flag / env var behind the key-exchange list, for messages.
-pub const GROUPS_OPTION: &str = "--groups (env TLS_GROUPS)";
 
 /// What a server needs: its identity, and optionally the CA of its clients.
 #[derive(Debug, Clone)]
@@ -42,8 +40,8 @@ pub struct ServerTls {
     pub key: PathBuf,
     /// PEM CA bundle; when set, clients must present a certificate it signed (mTLS).
     pub client_ca: Option<PathBuf>,
-    /// Accept the seed's legacy certificates (X.509 v1, `--legacy-cn-certs`):
-    /// the core's `accept_legacy_certificates`, for our own certificate and
+    /// Accept the seed's legacy certificates (X.509 v1, `--dangerous-legacy-cn-certs`):
+    /// the core's `dangerous.accept_legacy_certificates`, for our own certificate and
     /// for the clients'.
     pub accept_legacy: bool,
     /// Key-exchange groups, most preferred first.
@@ -71,8 +69,8 @@ pub struct ClientTls {
     /// PEM certificate chain and key for mutual TLS.
     pub identity: Option<(PathBuf, PathBuf)>,
     /// Accept the seed's legacy certificates (v1, host named only in the CN;
-    /// `--legacy-cn-certs`): the core's `accept_legacy_certificates` and
-    /// `accept_cn_only_certificates`.
+    /// `--dangerous-legacy-cn-certs`): the core's
+    /// `dangerous.accept_legacy_certificates` and `accept_cn_only_certificates`.
     pub accept_legacy: bool,
     /// Allow TLS session resumption. Off for cold connections: one that
     /// resumes a session skips the public-key work it means to measure.
@@ -94,26 +92,27 @@ impl ClientTls {
     }
 }
 
-/// The flag that sets a core configuration field, for messages.
-fn setting(err: &cipherlink::Error) -> &'static str {
+/// Our field behind the core configuration field an error names.
+fn field(err: &cipherlink::Error) -> &'static str {
     let field: &str = match err {
         cipherlink::Error::Config { field, .. } | cipherlink::Error::File { field, .. } => field,
         cipherlink::Error::UnknownGroup(_) | cipherlink::Error::Policy(_) => "key_exchange",
         _ => "",
     };
     match field {
-        "certificate" => "--tls-cert (env TLS_CERT)",
-        "private_key" => "--tls-key (env TLS_KEY)",
-        "trusted_cas" | "require_client_cert" => "--tls-ca (env TLS_CA)",
-        "key_exchange" => GROUPS_OPTION,
-        "server_name" => "--server-name (env TLS_SERVER_NAME)",
-        _ => "TLS settings",
+        "certificate" => "cert",
+        "private_key" => "key",
+        "trusted_cas" | "require_client_cert" => "ca",
+        "key_exchange" => "groups",
+        "server_name" => "server_name",
+        field if field.starts_with("dangerous.") => LEGACY_FIELD,
+        _ => "tls",
     }
 }
 
 fn core_err(error: cipherlink::Error) -> RpcError {
     RpcError::Context {
-        setting: setting(&error),
+        field: field(&error),
         error,
     }
 }
@@ -153,7 +152,10 @@ fn server_core_config(tls: &ServerTls) -> Result<Config, RpcError> {
         alpn: vec![ALPN_H2.into()],
         // Tickets, so clients that ask to resume (`coldconn --resume`) can.
         resumption: true,
-        accept_legacy_certificates: tls.accept_legacy,
+        dangerous: Dangerous {
+            accept_legacy_certificates: tls.accept_legacy,
+            ..Dangerous::default()
+        },
         ..Config::default()
     };
     Ok(config)
@@ -175,8 +177,11 @@ fn client_core_config(tls: &ClientTls) -> Result<Config, RpcError> {
         trusted_cas: vec![PemSource::path(&tls.ca)],
         alpn: vec![ALPN_H2.into()],
         resumption: tls.resumption,
-        accept_legacy_certificates: tls.accept_legacy,
-        accept_cn_only_certificates: tls.accept_legacy,
+        dangerous: Dangerous {
+            accept_legacy_certificates: tls.accept_legacy,
+            accept_cn_only_certificates: tls.accept_legacy,
+            ..Dangerous::default()
+        },
         ..Config::default()
     };
     Ok(config)

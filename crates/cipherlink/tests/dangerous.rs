@@ -1,0 +1,95 @@
+//! The options that weaken verification live under `dangerous`, and the
+//! combinations that would trust any publicly issued certificate are refused
+//! when the Context is built, with the reason.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use cipherlink::config::SYSTEM_ROOTS;
+use cipherlink::{Config, Context, Dangerous, Error, PemSource};
+use common::*;
+
+fn config_error(built: Result<Context, Error>) -> (&'static str, String) {
+    match built {
+        Err(Error::Config { field, reason }) => (field, reason),
+        Err(other) => panic!("expected a configuration error, got {other}"),
+        Ok(_) => panic!("expected a configuration error, got a Context"),
+    }
+}
+
+#[test]
+fn no_server_name_check_with_the_system_roots_is_refused() {
+    let config = Config {
+        trusted_cas: vec![PemSource(SYSTEM_ROOTS.into())],
+        dangerous: Dangerous {
+            skip_server_name_check: true,
+            ..Dangerous::default()
+        },
+        ..Config::default()
+    };
+    let (field, reason) = config_error(Context::client(&config));
+    assert_eq!(field, "dangerous.skip_server_name_check");
+    assert!(
+        reason.contains("system") && reason.contains("public CA"),
+        "{reason}"
+    );
+    // The same option with a private CA is what pools use, and is allowed.
+    let b = bundle();
+    let private = Config {
+        dangerous: config.dangerous,
+        ..client_config(&b)
+    };
+    Context::client(&private).unwrap();
+}
+
+#[test]
+fn client_certificates_against_the_system_roots_need_the_opt_in() {
+    let b = bundle();
+    let mut config = Config {
+        trusted_cas: vec![PemSource(SYSTEM_ROOTS.into())],
+        require_client_cert: true,
+        ..server_config(&b)
+    };
+    let (field, reason) = config_error(Context::server(&config));
+    assert_eq!(field, "trusted_cas");
+    assert!(
+        reason.contains("system roots")
+            && reason.contains("dangerous.client_certs_from_system_roots"),
+        "{reason}"
+    );
+    config.dangerous.client_certs_from_system_roots = true;
+    // Accepted once asked for (needs the machine's CA bundle to load).
+    match Context::server(&config) {
+        Ok(_) => {}
+        Err(Error::Config { field, reason }) => {
+            assert!(
+                field == "trusted_cas" && reason.contains("found no CA"),
+                "{field}: {reason}"
+            );
+        }
+        Err(other) => panic!("{other}"),
+    }
+}
+
+#[test]
+fn dangerous_options_of_the_other_role_are_refused() {
+    let b = bundle();
+    let server = Config {
+        dangerous: Dangerous {
+            skip_server_name_check: true,
+            ..Dangerous::default()
+        },
+        ..server_config(&b)
+    };
+    let (field, _) = config_error(Context::server(&server));
+    assert_eq!(field, "dangerous.skip_server_name_check");
+    let client = Config {
+        dangerous: Dangerous {
+            client_certs_from_system_roots: true,
+            ..Dangerous::default()
+        },
+        ..client_config(&b)
+    };
+    let (field, _) = config_error(Context::client(&client));
+    assert_eq!(field, "dangerous.client_certs_from_system_roots");
+}

@@ -1,0 +1,307 @@
+//! The legacy X.509 v1 path (`dangerous.accept_legacy_certificates`) still
+//! applies what OpenSSL applies to such a leaf: the CA's name constraints,
+//! the leaf's key usage and extended key usage where present, and the
+//! subjectAltName when its OID is there (refusing one that does not parse).
+//!
+//! The v1 certificates are made here: rcgen writes v3, so each is re-encoded
+//! without its version field (and, unless the test needs them, without its
+//! extensions) and signed again by the CA's key.
+
+#![allow(clippy::unwrap_used)] // Tests fail loudly on purpose.
+
+mod common;
+
+use cipherlink::pki::Identity;
+use cipherlink::{Config, Context, Dangerous};
+use common::{inline, pair};
+use rcgen::{
+    BasicConstraints, CertificateParams, CustomExtension, DnType, ExtendedKeyUsagePurpose,
+    GeneralSubtree, IsCa, Issuer, KeyPair, KeyUsagePurpose, NameConstraints, SigningKey,
+};
+
+/// One DER element at the start of `der`: (tag, whole element, rest).
+fn element(der: &[u8]) -> (u8, &[u8], &[u8]) {
+    let (tag, first) = (der[0], der[1]);
+    let (header, len) = if first < 0x80 {
+        (2, usize::from(first))
+    } else {
+        let n = usize::from(first & 0x7f);
+        let len = der[2..2 + n]
+            .iter()
+            .fold(0usize, |acc, b| acc << 8 | usize::from(*b));
+        (2 + n, len)
+    };
+    (tag, &der[..header + len], &der[header + len..])
+}
+
+fn content(element: &[u8]) -> &[u8] {
+    let first = element[1];
+    let header = if first < 0x80 {
+        2
+    } else {
+        2 + usize::from(first & 0x7f)
+    };
+    &element[header..]
+}
+
+fn encode(tag: u8, body: &[u8]) -> Vec<u8> {
+    let mut out = vec![tag];
+    match body.len() {
+        n if n < 0x80 => out.push(n as u8),
+        n if n <= 0xff => out.extend([0x81, n as u8]),
+        n => out.extend([0x82, (n >> 8) as u8, n as u8]),
+    }
+    out.extend_from_slice(body);
+    out
+}
+
+/// `v3` re-encoded as version 1 and signed again with `ca_key`.
+fn as_v1(v3: &[u8], ca_key: &KeyPair, keep_extensions: bool) -> Vec<u8> {
+    let (_, cert, _) = element(v3);
+    let (_, tbs, rest) = element(content(cert));
+    let (_, algorithm, _) = element(rest);
+    let mut fields = content(tbs);
+    let mut body = Vec::new();
+    while !fields.is_empty() {
+        let (tag, field, rest) = element(fields);
+        // [0] version: absent means v1. [3] extensions: v3 only.
+        if tag != 0xa0 && (tag != 0xa3 || keep_extensions) {
+            body.extend_from_slice(field);
+        }
+        fields = rest;
+    }
+    let tbs = encode(0x30, &body);
+    let signature = ca_key.sign(&tbs).unwrap();
+    let mut bits = vec![0u8];
+    bits.extend(signature);
+    let mut cert = tbs;
+    cert.extend_from_slice(algorithm);
+    cert.extend(encode(0x03, &bits));
+    encode(0x30, &cert)
+}
+
+fn pem(der: &[u8]) -> String {
+    let text = base64(der);
+    let lines: Vec<&str> = text
+        .as_bytes()
+        .chunks(64)
+        .map(|c| std::str::from_utf8(c).unwrap())
+        .collect();
+    format!(
+        "-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n",
+        lines.join("\n")
+    )
+}
+
+fn base64(bytes: &[u8]) -> String {
+    const TABLE: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = u32::from(b[0]) << 16 | u32::from(b[1]) << 8 | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(TABLE[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+struct Ca {
+    key: KeyPair,
+    params: CertificateParams,
+    pem: String,
+}
+
+fn ca(constraints: Option<NameConstraints>) -> Ca {
+    let key = KeyPair::generate().unwrap();
+    let mut params = CertificateParams::default();
+    params
+        .distinguished_name
+        .push(DnType::CommonName, "legacy rules CA");
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.name_constraints = constraints;
+    let pem = params.self_signed(&key).unwrap().pem();
+    Ca { key, params, pem }
+}
+
+/// A v1 leaf (PEM) and its key; `extras` adjusts the v3 original, whose
+/// extensions are kept only when `keep_extensions`.
+fn v1_leaf(
+    ca: &Ca,
+    cn: &str,
+    keep_extensions: bool,
+    extras: impl FnOnce(&mut CertificateParams),
+) -> (String, String) {
+    let key = KeyPair::generate().unwrap();
+    let mut params = CertificateParams::default();
+    params.distinguished_name.push(DnType::CommonName, cn);
+    extras(&mut params);
+    let issuer = Issuer::new(ca.params.clone(), &ca.key);
+    let v3 = params.signed_by(&key, &issuer).unwrap();
+    let der = as_v1(v3.der(), &ca.key, keep_extensions);
+    (pem(&der), key.serialize_pem())
+}
+
+fn legacy() -> Dangerous {
+    Dangerous {
+        accept_legacy_certificates: true,
+        ..Dangerous::default()
+    }
+}
+
+/// The client's error (empty if none) when a client that trusts `ca` and
+/// expects `server_name` meets a server with `leaf`.
+async fn client_sees(ca: &Ca, leaf: &(String, String), server_name: &str) -> String {
+    let server = Context::server(&Config {
+        certificate: Some(inline(&leaf.0)),
+        private_key: Some(inline(&leaf.1)),
+        dangerous: legacy(),
+        ..Config::default()
+    })
+    .unwrap();
+    let client = Context::client(&Config {
+        trusted_cas: vec![inline(&ca.pem)],
+        server_name: Some(server_name.into()),
+        dangerous: legacy(),
+        ..Config::default()
+    })
+    .unwrap();
+    let (_, c) = pair(&server, &client).await;
+    c.err().map(|e| e.to_string()).unwrap_or_default()
+}
+
+#[tokio::test]
+async fn the_cas_name_constraints_apply_to_a_v1_leaf() {
+    let ca = ca(Some(NameConstraints {
+        permitted_subtrees: vec![GeneralSubtree::DnsName("example.com".into())],
+        excluded_subtrees: vec![GeneralSubtree::DnsName("bad.example.com".into())],
+    }));
+    let inside = v1_leaf(&ca, "host.example.com", false, |_| {});
+    assert_eq!(client_sees(&ca, &inside, "host.example.com").await, "");
+
+    let outside = v1_leaf(&ca, "localhost", false, |_| {});
+    let err = client_sees(&ca, &outside, "localhost").await;
+    assert!(
+        err.contains("localhost") && err.contains("not permitted by the name constraints"),
+        "{err}"
+    );
+
+    let excluded = v1_leaf(&ca, "x.bad.example.com", false, |_| {});
+    let err = client_sees(&ca, &excluded, "x.bad.example.com").await;
+    assert!(err.contains("is excluded"), "{err}");
+}
+
+#[tokio::test]
+async fn a_v1_leafs_key_usages_must_allow_its_role() {
+    let ca = ca(None);
+    let client_only = v1_leaf(&ca, "localhost", true, |p| {
+        p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    });
+    let err = client_sees(&ca, &client_only, "localhost").await;
+    assert!(err.contains("serverAuth"), "{err}");
+
+    let server_auth = v1_leaf(&ca, "localhost", true, |p| {
+        p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        p.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    });
+    assert_eq!(client_sees(&ca, &server_auth, "localhost").await, "");
+
+    let no_signing = v1_leaf(&ca, "localhost", true, |p| {
+        p.key_usages = vec![KeyUsagePurpose::KeyEncipherment];
+    });
+    let err = client_sees(&ca, &no_signing, "localhost").await;
+    assert!(err.contains("digitalSignature"), "{err}");
+
+    let unknown_critical = v1_leaf(&ca, "localhost", true, |p| {
+        let mut ext = CustomExtension::from_oid_content(&[1, 3, 6, 1, 4, 1, 99999, 1], vec![5, 0]);
+        ext.set_criticality(true);
+        p.custom_extensions = vec![ext];
+    });
+    let err = client_sees(&ca, &unknown_critical, "localhost").await;
+    assert!(err.contains("critical extension"), "{err}");
+}
+
+#[tokio::test]
+async fn a_v1_client_certificate_needs_client_auth_where_it_has_an_eku() {
+    let ca = ca(None);
+    let server_leaf = v1_leaf(&ca, "localhost", false, |_| {});
+    let server_only = v1_leaf(&ca, "legacy-client", true, |p| {
+        p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    });
+    let server = Context::server(&Config {
+        certificate: Some(inline(&server_leaf.0)),
+        private_key: Some(inline(&server_leaf.1)),
+        trusted_cas: vec![inline(&ca.pem)],
+        require_client_cert: true,
+        dangerous: legacy(),
+        ..Config::default()
+    })
+    .unwrap();
+    let client = Context::client(&Config {
+        certificate: Some(inline(&server_only.0)),
+        private_key: Some(inline(&server_only.1)),
+        trusted_cas: vec![inline(&ca.pem)],
+        dangerous: legacy(),
+        ..Config::default()
+    })
+    .unwrap();
+    let (s, _) = pair(&server, &client).await;
+    let err = s.err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(err.contains("clientAuth"), "{err}");
+}
+
+/// subjectAltName content that is not a GeneralNames sequence.
+fn garbled_san() -> CustomExtension {
+    CustomExtension::from_oid_content(&[2, 5, 29, 17], vec![0x04, 0x02, 0xff, 0xff])
+}
+
+#[tokio::test]
+async fn subject_alt_name_presence_is_decided_by_its_oid() {
+    let ca = ca(None);
+    // A SAN that does not parse refuses the certificate; the CN does not stand in.
+    let garbled = v1_leaf(&ca, "localhost", true, |p| {
+        p.custom_extensions = vec![garbled_san()];
+    });
+    let err = client_sees(&ca, &garbled, "localhost").await;
+    assert!(err.contains("subjectAltName does not parse"), "{err}");
+
+    // A SAN that names another host decides, whatever the CN says.
+    let elsewhere = v1_leaf(&ca, "localhost", true, |p| {
+        p.subject_alt_names = vec![rcgen::SanType::DnsName("other.test".try_into().unwrap())];
+    });
+    let err = client_sees(&ca, &elsewhere, "localhost").await;
+    assert!(
+        err.contains("subjectAltName does not name localhost"),
+        "{err}"
+    );
+
+    let named = v1_leaf(&ca, "not-the-host", true, |p| {
+        p.subject_alt_names = vec![rcgen::SanType::DnsName("localhost".try_into().unwrap())];
+    });
+    assert_eq!(client_sees(&ca, &named, "localhost").await, "");
+}
+
+#[test]
+fn an_unparseable_subject_alt_name_still_counts_as_present() {
+    let ca = ca(None);
+    let key = KeyPair::generate().unwrap();
+    let mut params = CertificateParams::default();
+    params
+        .distinguished_name
+        .push(DnType::CommonName, "localhost");
+    params.custom_extensions = vec![garbled_san()];
+    let cert = params
+        .signed_by(&key, &Issuer::new(ca.params.clone(), &ca.key))
+        .unwrap();
+    let identity = Identity::from_der(cert.der()).unwrap();
+    assert!(identity.has_alt_name_extension);
+    assert!(identity.alt_names.is_empty());
+}
