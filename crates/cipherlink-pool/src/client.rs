@@ -1,6 +1,14 @@
 //! The sending side: one keep-alive HTTP/1.1 client per peer, reusing idle
 //! connections, with the package's 5.x retry rule (connection errors only,
 //! a bounded number of attempts, a fixed wait between them).
+//!
+//! Under TLS the server's chain is verified against the CA but not its
+//! name (parties are addressed by IP, as the package does with
+//! `check_hostname=False`). So that a party holding another certificate
+//! from the same CA cannot answer in a peer's place, the server's
+//! certificate is then checked as the receiving side checks a client's:
+//! its issuer and serial number must be the registered certificate's,
+//! before anything is sent.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -103,13 +111,22 @@ enum Exchange {
     Failed(SendError),
 }
 
+/// How a peer's TLS connections are made: the connector, the server name
+/// sent (not checked), and the identity of the peer's registered
+/// certificate, which its server must present (`None`: not registered).
+pub(crate) type TlsTarget = (
+    TlsConnector,
+    ServerName<'static>,
+    Option<crate::identity::ServerIdentity>,
+);
+
 /// Sends to one peer.
 pub(crate) struct PeerClient {
     label: String,
     /// Resolved once, when the pool starts: the peer's identity is built
     /// from this address too, and a connection should not wait for DNS.
     addr: SocketAddr,
-    tls: Option<(TlsConnector, ServerName<'static>)>,
+    tls: Option<TlsTarget>,
     cookie: HeaderValue,
     host_header: HeaderValue,
     idle: Mutex<Vec<Conn>>,
@@ -130,7 +147,7 @@ impl PeerClient {
         host: &str,
         addr: SocketAddr,
         our_port: u16,
-        tls: Option<(TlsConnector, ServerName<'static>)>,
+        tls: Option<TlsTarget>,
         opts: ClientOptions,
     ) -> PeerClient {
         let label = format!("{host}:{}", addr.port());
@@ -282,6 +299,8 @@ impl PeerClient {
         let reason = reason
             .or_else(|| status.canonical_reason().map(str::to_string))
             .unwrap_or_else(|| String::from_utf8_lossy(&body).into_owned());
+        // The peer's words go into our errors and logs: cut them.
+        let reason = crate::text::cut(&reason, crate::text::MAX_REASON).into_owned();
         if status == StatusCode::BAD_REQUEST && reason.contains("Input must be bytes") {
             return Err(SendError::VersionMismatch {
                 addr: self.label.clone(),
@@ -311,7 +330,7 @@ impl PeerClient {
         let _ = tcp.set_nodelay(true);
         match &self.tls {
             None => self.handshake(TokioIo::new(tcp)).await,
-            Some((connector, name)) => {
+            Some((connector, name, expected)) => {
                 let tls =
                     match tokio::time::timeout(limit, connector.connect(name.clone(), tcp)).await {
                         Ok(Ok(s)) => s,
@@ -331,6 +350,20 @@ impl PeerClient {
                             })
                         }
                     };
+                if let Some(expected) = expected {
+                    let presented = match tls.get_ref().1.peer_certificates() {
+                        Some([leaf, ..]) => Some(leaf.as_ref()),
+                        _ => None,
+                    };
+                    if let Err(found) = expected.check(presented) {
+                        return Err(SendError::WrongServer {
+                            addr: self.label.clone(),
+                            expected: expected.label().to_string(),
+                            found: crate::text::cut(&found, 2 * crate::text::MAX_PEER_TEXT)
+                                .into_owned(),
+                        });
+                    }
+                }
                 self.handshake(TokioIo::new(tls)).await
             }
         }

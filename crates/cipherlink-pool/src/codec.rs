@@ -1,18 +1,26 @@
 //! The msgpack codec for [`Value`], sans-IO: bytes in, bytes out.
 //!
 //! Encoding matches ormsgpack with the package's options byte for byte: the
-//! smallest form of every int, str, bin, array and map header; floats always
-//! float64; non-native values as `{"type": name, "data": ...}` tags with the
-//! key order `type`, `data`.
+//! smallest form of every int, str, bin, array and map header (rmp's
+//! `write_*` functions pick the same forms); floats always float64;
+//! non-native values as `{"type": name, "data": ...}` tags with the key
+//! order `type`, `data`.
 //!
 //! Decoding follows ormsgpack + the package's tag pass: str keys only, no ext
 //! types, trailing bytes ignored, and any map holding both `type` and `data`
 //! is a tag (extra keys in it are dropped, as the package drops them).
-//! Nothing a peer sends can make it panic or allocate more than the input's
-//! size: depth is limited and element counts are checked against the bytes
-//! left before anything is allocated.
+//!
+//! The decoder is hand-written rather than rmp's or rmpv's, because what a
+//! peer sends must not cost more than it sent, and neither gives that:
+//! containers are frames on an explicit stack (depth costs heap bounded by
+//! `max_depth`, never thread stack); a large `bytes` value can be a slice
+//! of the received body instead of a copy; and every allocation is charged
+//! before it is made against [`memory_bound`] of the input, so a decoded
+//! value never takes more than [`MEMORY_FACTOR`] times its wire size (plus
+//! one [`Value`]), however its element counts lie. The charge is returned
+//! ([`decode_accounted`]) for the mailbox's per-sender budget.
 
-use std::collections::HashMap;
+use std::mem::size_of;
 
 use rmp::Marker;
 
@@ -22,6 +30,59 @@ use crate::value::Value;
 
 /// How deep values may nest, by default (arrays, maps and tags each count).
 pub const DEFAULT_MAX_DEPTH: usize = 256;
+
+/// The largest `max_depth` a configuration may set: dropping, cloning,
+/// comparing, encoding and converting a [`Value`] to JSON recurse once per
+/// level, and at this depth they stay well inside a 2 MiB thread stack
+/// (tested in a debug build).
+pub const MAX_DEPTH_LIMIT: usize = 512;
+
+/// The decoder's promise: a decoded value takes at most this many bytes of
+/// memory per byte of its msgpack input, plus one [`Value`]. The worst case
+/// a peer can send is a chain of one-element arrays (`0x91` per level):
+/// one byte for a one-element allocation of a `Value` plus the allocator's
+/// overhead (see [`ALLOC_OVERHEAD`]); everything else costs less per byte.
+pub const MEMORY_FACTOR: usize = 64;
+
+/// What each heap allocation is charged beyond its size (malloc's header
+/// and rounding on 64-bit glibc, for the small blocks that dominate).
+pub const ALLOC_OVERHEAD: usize = 16;
+
+/// The most memory a value decoded from `wire_len` bytes may take.
+pub fn memory_bound(wire_len: usize) -> usize {
+    MEMORY_FACTOR
+        .saturating_mul(wire_len)
+        .saturating_add(size_of::<Value>())
+}
+
+/// What the decoder may spend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DecodeLimits {
+    /// Deepest nesting (arrays, maps and tags each count).
+    pub max_depth: usize,
+    /// Most bytes of memory the decoded value may take; the decoder stops
+    /// at `min(max_memory, memory_bound(input length))`.
+    pub max_memory: usize,
+}
+
+impl Default for DecodeLimits {
+    fn default() -> Self {
+        DecodeLimits {
+            max_depth: DEFAULT_MAX_DEPTH,
+            max_memory: usize::MAX,
+        }
+    }
+}
+
+impl DecodeLimits {
+    /// The default memory limit with this nesting limit.
+    pub fn depth(max_depth: usize) -> DecodeLimits {
+        DecodeLimits {
+            max_depth,
+            ..DecodeLimits::default()
+        }
+    }
+}
 
 /// Encodes a value as the package would (`Serializer.serialize`).
 pub fn encode(value: &Value) -> Result<Vec<u8>, EncodeError> {
@@ -51,28 +112,25 @@ pub fn decode(input: &[u8]) -> Result<Value, DecodeError> {
 
 /// [`decode`] with a nesting limit.
 pub fn decode_with_depth(input: &[u8], max_depth: usize) -> Result<Value, DecodeError> {
-    Decoder {
-        buf: input,
-        owner: None,
-        pos: 0,
-        max_depth,
-    }
-    .value()
+    decode_accounted(input, DecodeLimits::depth(max_depth)).map(|(v, _)| v)
 }
 
-/// [`decode_with_depth`] where a `bytes` value that is most of `input` is
+/// [`decode`] with limits, returning the value and the bytes of memory it
+/// was charged (at most `memory_bound(input.len())`).
+pub fn decode_accounted(input: &[u8], limits: DecodeLimits) -> Result<(Value, usize), DecodeError> {
+    Decoder::new(input, None, limits).run()
+}
+
+/// [`decode_accounted`] where a `bytes` value that is most of `input` is
 /// returned as a slice of it instead of a copy (a large payload is the
 /// common case, and the copy was a fifth of the cost of receiving one).
 /// Smaller ones are copied, so a small value never keeps a large message
-/// alive.
-pub fn decode_shared(input: &bytes::Bytes, max_depth: usize) -> Result<Value, DecodeError> {
-    Decoder {
-        buf: input,
-        owner: Some(input),
-        pos: 0,
-        max_depth,
-    }
-    .value()
+/// alive. A shared slice is charged as if copied: it keeps the input alive.
+pub fn decode_shared(
+    input: &bytes::Bytes,
+    limits: DecodeLimits,
+) -> Result<(Value, usize), DecodeError> {
+    Decoder::new(input, Some(input), limits).run()
 }
 
 /// Below this a `bytes` value is copied even from a shared input.
@@ -83,24 +141,16 @@ struct Encoder<'a> {
     max_depth: usize,
 }
 
-/// Writes the msgpack 8/16/32-bit length header of the family starting at
-/// `marker8` (bin 0xc4, str 0xd9, ext 0xc7).
-pub(crate) fn sized_header(
-    out: &mut Vec<u8>,
-    marker8: u8,
-    len: usize,
-    kind: &'static str,
-) -> Result<(), EncodeError> {
-    if len <= usize::from(u8::MAX) {
-        out.extend_from_slice(&[marker8, len as u8]);
-    } else if len <= usize::from(u16::MAX) {
-        out.push(marker8 + 1);
-        out.extend_from_slice(&(len as u16).to_be_bytes());
-    } else {
-        let len32 = u32::try_from(len).map_err(|_| EncodeError::TooLong { kind, len })?;
-        out.push(marker8 + 2);
-        out.extend_from_slice(&len32.to_be_bytes());
-    }
+/// The u32 length msgpack can carry, or the error naming what was too long.
+fn len32(len: usize, kind: &'static str) -> Result<u32, EncodeError> {
+    u32::try_from(len).map_err(|_| EncodeError::TooLong { kind, len })
+}
+
+/// Writes a msgpack bin header (the smallest form), as ormsgpack does.
+pub(crate) fn bin_header(out: &mut Vec<u8>, len: usize) -> Result<(), EncodeError> {
+    // Writing into a Vec cannot fail; rmp's io::Write plumbing returns a
+    // Result all the same.
+    let _ = rmp::encode::write_bin_len(out, len32(len, "bytes")?);
     Ok(())
 }
 
@@ -111,14 +161,14 @@ impl Encoder<'_> {
                 limit: self.max_depth,
             });
         }
+        // Writes into a Vec cannot fail (see `bin_header`).
         match v {
-            Value::Nil => self.out.push(0xc0),
-            Value::Bool(b) => self.out.push(if *b { 0xc3 } else { 0xc2 }),
-            Value::Int(i) => self.int(i, depth)?,
-            Value::Float(f) => {
-                self.out.push(0xcb);
-                self.out.extend_from_slice(&f.to_be_bytes());
-            }
+            Value::Nil => self.out.push(Marker::Null.to_u8()),
+            Value::Bool(b) => self
+                .out
+                .push(if *b { Marker::True } else { Marker::False }.to_u8()),
+            Value::Int(i) => self.int(i)?,
+            Value::Float(f) => self.float(*f),
             Value::Str(s) => self.str(s)?,
             Value::Bytes(b) => self.bin(b)?,
             Value::List(items) => self.array(items, depth)?,
@@ -126,38 +176,9 @@ impl Encoder<'_> {
                 self.tag_header("tuple")?;
                 self.array(items, depth + 1)?;
             }
-            Value::Dict(pairs) => {
-                self.header(0x80, 0xde, pairs.len(), "dict")?;
-                for (k, v) in pairs {
-                    self.str(k)?;
-                    self.value(v, depth + 1)?;
-                }
-            }
-            Value::NdArray { shape, values } => {
-                self.tag_header("ndarray")?;
-                self.out.push(0x82);
-                self.str("values")?;
-                self.value(values, depth + 2)?;
-                self.str("shape")?;
-                self.tag_header("tuple")?;
-                self.header(0x90, 0xdc, shape.len(), "shape")?;
-                for d in shape {
-                    self.uint(*d);
-                }
-            }
-            Value::Mpz(i) => {
-                let (negative, mag) = i.sign_magnitude();
-                let sign = match (negative, mag.is_empty()) {
-                    (_, true) => 0,
-                    (false, false) => 1,
-                    (true, false) => 2,
-                };
-                let mut data = Vec::with_capacity(mag.len() + 2);
-                data.extend_from_slice(&[0x01, sign]);
-                data.extend_from_slice(&mag);
-                self.tag_header("mpz")?;
-                self.bin(&data)?;
-            }
+            Value::Dict(pairs) => self.dict(pairs, depth)?,
+            Value::NdArray { shape, values } => self.ndarray(shape, values, depth)?,
+            Value::Mpz(i) => self.mpz(i)?,
             Value::Foreign { type_name, data } => {
                 self.tag_header(type_name)?;
                 self.value(data, depth + 1)?;
@@ -166,99 +187,95 @@ impl Encoder<'_> {
         Ok(())
     }
 
-    fn int(&mut self, i: &Int, _depth: usize) -> Result<(), EncodeError> {
-        match i.as_native() {
-            Some(v) if v >= 0 => self.uint(v as u64),
-            Some(v) => self.sint(v as i64),
-            None => {
-                self.tag_header("int")?;
-                self.bin(&i.to_le_signed_python())?;
-            }
+    // The rarer arms live in their own functions, so that the frame of
+    // `value`, which recurses, stays small.
+    #[inline(never)]
+    fn ndarray(&mut self, shape: &[u64], values: &Value, depth: usize) -> Result<(), EncodeError> {
+        self.tag_header("ndarray")?;
+        let _ = rmp::encode::write_map_len(self.out, 2);
+        self.str("values")?;
+        self.value(values, depth + 2)?;
+        self.str("shape")?;
+        self.tag_header("tuple")?;
+        let _ = rmp::encode::write_array_len(self.out, len32(shape.len(), "shape")?);
+        for d in shape {
+            let _ = rmp::encode::write_uint(self.out, *d);
         }
         Ok(())
     }
 
-    fn uint(&mut self, v: u64) {
-        let out = &mut *self.out;
-        if v < 0x80 {
-            out.push(v as u8);
-        } else if v <= u64::from(u8::MAX) {
-            out.extend_from_slice(&[0xcc, v as u8]);
-        } else if v <= u64::from(u16::MAX) {
-            out.push(0xcd);
-            out.extend_from_slice(&(v as u16).to_be_bytes());
-        } else if v <= u64::from(u32::MAX) {
-            out.push(0xce);
-            out.extend_from_slice(&(v as u32).to_be_bytes());
-        } else {
-            out.push(0xcf);
-            out.extend_from_slice(&v.to_be_bytes());
-        }
+    #[inline(never)]
+    fn float(&mut self, f: f64) {
+        let _ = rmp::encode::write_f64(self.out, f);
     }
 
-    /// Negative values only (non-negative ones take the unsigned forms).
-    fn sint(&mut self, v: i64) {
-        let out = &mut *self.out;
-        if v >= -32 {
-            out.push(v as u8);
-        } else if v >= i64::from(i8::MIN) {
-            out.extend_from_slice(&[0xd0, v as u8]);
-        } else if v >= i64::from(i16::MIN) {
-            out.push(0xd1);
-            out.extend_from_slice(&(v as i16).to_be_bytes());
-        } else if v >= i64::from(i32::MIN) {
-            out.push(0xd2);
-            out.extend_from_slice(&(v as i32).to_be_bytes());
-        } else {
-            out.push(0xd3);
-            out.extend_from_slice(&v.to_be_bytes());
-        }
+    #[inline(never)]
+    fn map_header(&mut self, len: usize) -> Result<(), EncodeError> {
+        let _ = rmp::encode::write_map_len(self.out, len32(len, "dict")?);
+        Ok(())
     }
 
+    fn dict(&mut self, pairs: &[(String, Value)], depth: usize) -> Result<(), EncodeError> {
+        self.map_header(pairs.len())?;
+        for (k, v) in pairs {
+            self.str(k)?;
+            self.value(v, depth + 1)?;
+        }
+        Ok(())
+    }
+
+    #[inline(never)]
+    fn mpz(&mut self, i: &Int) -> Result<(), EncodeError> {
+        let (negative, mag) = i.sign_magnitude();
+        let sign = match (negative, mag.is_empty()) {
+            (_, true) => 0,
+            (false, false) => 1,
+            (true, false) => 2,
+        };
+        let mut data = Vec::with_capacity(mag.len() + 2);
+        data.extend_from_slice(&[0x01, sign]);
+        data.extend_from_slice(&mag);
+        self.tag_header("mpz")?;
+        self.bin(&data)
+    }
+
+    #[inline(never)]
+    fn int(&mut self, i: &Int) -> Result<(), EncodeError> {
+        // ormsgpack: unsigned forms for non-negative values, signed for
+        // negative ones, the smallest that holds the value (rmp's choice too).
+        if let Some(v) = i.as_i64() {
+            let _ = rmp::encode::write_sint(self.out, v);
+        } else if let Some(v) = i.as_u64() {
+            let _ = rmp::encode::write_uint(self.out, v);
+        } else {
+            self.tag_header("int")?;
+            self.bin(&i.to_le_signed_python())?;
+        }
+        Ok(())
+    }
+
+    #[inline(never)]
     fn str(&mut self, s: &str) -> Result<(), EncodeError> {
-        let len = s.len();
-        if len < 32 {
-            self.out.push(0xa0 | len as u8);
-        } else {
-            self.sized(0xd9, len, "str")?;
-        }
+        let _ = rmp::encode::write_str_len(self.out, len32(s.len(), "str")?);
         self.out.extend_from_slice(s.as_bytes());
         Ok(())
     }
 
+    #[inline(never)]
     fn bin(&mut self, b: &[u8]) -> Result<(), EncodeError> {
-        self.sized(0xc4, b.len(), "bytes")?;
+        bin_header(self.out, b.len())?;
         self.out.extend_from_slice(b);
         Ok(())
     }
 
-    fn sized(&mut self, marker8: u8, len: usize, kind: &'static str) -> Result<(), EncodeError> {
-        sized_header(self.out, marker8, len, kind)
-    }
-
-    /// Array or map header: fix form below 16, else the 16/32-bit form.
-    fn header(
-        &mut self,
-        fix: u8,
-        marker16: u8,
-        len: usize,
-        kind: &'static str,
-    ) -> Result<(), EncodeError> {
-        if len < 16 {
-            self.out.push(fix | len as u8);
-        } else if len <= usize::from(u16::MAX) {
-            self.out.push(marker16);
-            self.out.extend_from_slice(&(len as u16).to_be_bytes());
-        } else {
-            let len32 = u32::try_from(len).map_err(|_| EncodeError::TooLong { kind, len })?;
-            self.out.push(marker16 + 1);
-            self.out.extend_from_slice(&len32.to_be_bytes());
-        }
+    #[inline(never)]
+    fn array_header(&mut self, len: usize) -> Result<(), EncodeError> {
+        let _ = rmp::encode::write_array_len(self.out, len32(len, "list")?);
         Ok(())
     }
 
     fn array(&mut self, items: &[Value], depth: usize) -> Result<(), EncodeError> {
-        self.header(0x90, 0xdc, items.len(), "list")?;
+        self.array_header(items.len())?;
         for item in items {
             self.value(item, depth + 1)?;
         }
@@ -266,8 +283,9 @@ impl Encoder<'_> {
     }
 
     /// `{"type": name, "data": ` — the caller writes the data next.
+    #[inline(never)]
     fn tag_header(&mut self, name: &str) -> Result<(), EncodeError> {
-        self.out.push(0x82);
+        let _ = rmp::encode::write_map_len(self.out, 2);
         self.str("type")?;
         self.str(name)?;
         self.str("data")
@@ -280,11 +298,52 @@ struct Decoder<'a> {
     owner: Option<&'a bytes::Bytes>,
     pos: usize,
     max_depth: usize,
+    /// Bytes of memory charged so far, and the most that may be.
+    used: usize,
+    max_memory: usize,
 }
 
 impl<'a> Decoder<'a> {
+    fn new(buf: &'a [u8], owner: Option<&'a bytes::Bytes>, limits: DecodeLimits) -> Decoder<'a> {
+        Decoder {
+            buf,
+            owner,
+            pos: 0,
+            max_depth: limits.max_depth,
+            used: 0,
+            max_memory: limits.max_memory.min(memory_bound(buf.len())),
+        }
+    }
+
+    fn run(mut self) -> Result<(Value, usize), DecodeError> {
+        self.charge(size_of::<Value>(), 0)?;
+        let v = self.value()?;
+        Ok((v, self.used))
+    }
+
+    /// Charges `bytes` of memory before they are allocated.
+    fn charge(&mut self, bytes: usize, start: usize) -> Result<(), DecodeError> {
+        self.used = self.used.saturating_add(bytes);
+        if self.used > self.max_memory {
+            return Err(DecodeError::TooLarge {
+                offset: start,
+                limit: self.max_memory,
+            });
+        }
+        Ok(())
+    }
+
+    /// Charges one heap block of `bytes` (nothing when empty: no allocation).
+    fn charge_alloc(&mut self, bytes: usize, start: usize) -> Result<(), DecodeError> {
+        if bytes == 0 {
+            return Ok(());
+        }
+        self.charge(bytes.saturating_add(ALLOC_OVERHEAD), start)
+    }
+
     fn bin(&mut self, n: usize, start: usize) -> Result<Value, DecodeError> {
         let slice = self.take(n, start)?;
+        self.charge_alloc(n, start)?;
         Ok(Value::Bytes(match self.owner {
             Some(owner) if n >= SHARE_MIN && 2 * n >= owner.len() => owner.slice_ref(slice),
             _ => bytes::Bytes::copy_from_slice(slice),
@@ -335,6 +394,7 @@ impl<'a> Decoder<'a> {
                 Item::Value(v) => v,
                 Item::Array(n) => {
                     self.check_container("array", n, 1, start, stack.len())?;
+                    self.charge_alloc(n.saturating_mul(size_of::<Value>()), start)?;
                     if n == 0 {
                         Value::List(Vec::new())
                     } else {
@@ -348,6 +408,11 @@ impl<'a> Decoder<'a> {
                 }
                 Item::Map(n) => {
                     self.check_container("map", n, 2, start, stack.len())?;
+                    self.charge_alloc(n.saturating_mul(size_of::<(String, Value)>()), start)?;
+                    if n > SMALL_MAP {
+                        // The duplicate-key pass's index, while it lasts.
+                        self.charge_alloc(n.saturating_mul(size_of::<usize>() + 1), start)?;
+                    }
                     if n == 0 {
                         Value::Dict(Vec::new())
                     } else {
@@ -377,9 +442,9 @@ impl<'a> Decoder<'a> {
                             break;
                         }
                         v_start = m.start;
-                        let pairs = std::mem::take(&mut m.pairs);
-                        v = untag(pairs, m.start)?;
+                        let pairs = dedup(std::mem::take(&mut m.pairs));
                         stack.pop();
+                        v = self.untag(pairs, v_start)?;
                     }
                 }
             }
@@ -451,6 +516,7 @@ impl<'a> Decoder<'a> {
 
     fn str(&mut self, n: usize, start: usize) -> Result<Value, DecodeError> {
         let bytes = self.take(n, start)?;
+        self.charge_alloc(n, start)?;
         std::str::from_utf8(bytes)
             .map(|s| Value::Str(s.to_string()))
             .map_err(|_| DecodeError::InvalidUtf8 { offset: start })
@@ -481,6 +547,20 @@ impl<'a> Decoder<'a> {
         }
         Ok(())
     }
+
+    /// Turns a decoded map into a tag value when it has both `type` and
+    /// `data`, charging what the tag's value allocates anew.
+    fn untag(&mut self, pairs: Vec<(String, Value)>, start: usize) -> Result<Value, DecodeError> {
+        let v = untag(pairs, start)?;
+        let extra = match &v {
+            Value::Int(i) | Value::Mpz(i) => i.heap_size(),
+            Value::NdArray { shape, .. } => shape.len() * size_of::<u64>() + size_of::<Value>(),
+            Value::Foreign { .. } => size_of::<Value>(),
+            _ => 0,
+        };
+        self.charge_alloc(extra, start)?;
+        Ok(v)
+    }
 }
 
 enum Item {
@@ -498,10 +578,11 @@ enum Frame {
     Map(MapFrame),
 }
 
+/// Maps up to this size are checked for duplicate keys by scanning.
+const SMALL_MAP: usize = 32;
+
 struct MapFrame {
     pairs: Vec<(String, Value)>,
-    /// Large maps get a hash index so duplicate-key checks stay linear overall.
-    index: Option<HashMap<String, usize>>,
     key: Option<String>,
     left: usize,
     start: usize,
@@ -511,7 +592,6 @@ impl MapFrame {
     fn new(n: usize, start: usize) -> MapFrame {
         MapFrame {
             pairs: Vec::with_capacity(n),
-            index: (n > 32).then(HashMap::new),
             key: None,
             left: n,
             start,
@@ -532,24 +612,63 @@ impl MapFrame {
             }
             return Ok(false);
         };
-        let existing = match &self.index {
-            Some(ix) => ix.get(&key).copied(),
-            None => self.pairs.iter().position(|(k, _)| *k == key),
-        };
-        // A repeated key keeps its first position and its last value, as a
-        // Python dict built from the map would.
-        match existing {
-            Some(i) => self.pairs[i].1 = v,
-            None => {
-                if let Some(ix) = self.index.as_mut() {
-                    ix.insert(key.clone(), self.pairs.len());
-                }
-                self.pairs.push((key, v));
-            }
-        }
+        self.pairs.push((key, v));
         self.left -= 1;
         Ok(self.left == 0)
     }
+}
+
+/// A repeated key keeps its first position and its last value, as a Python
+/// dict built from the map would. Small maps are scanned; large ones sorted
+/// by key through an index (n log n, and no second copy of the keys, which
+/// a hash index would hold).
+fn dedup(mut pairs: Vec<(String, Value)>) -> Vec<(String, Value)> {
+    if pairs.len() <= SMALL_MAP {
+        let mut i = 1;
+        while i < pairs.len() {
+            match pairs[..i].iter().position(|(k, _)| *k == pairs[i].0) {
+                Some(first) => {
+                    let (_, v) = pairs.remove(i);
+                    pairs[first].1 = v;
+                }
+                None => i += 1,
+            }
+        }
+        return pairs;
+    }
+    let mut order: Vec<usize> = (0..pairs.len()).collect();
+    // Stable: equal keys stay in arrival order.
+    order.sort_by(|a, b| pairs[*a].0.cmp(&pairs[*b].0));
+    let mut drop_at = vec![false; 0];
+    let mut group = 0;
+    while group < order.len() {
+        let mut end = group + 1;
+        while end < order.len() && pairs[order[end]].0 == pairs[order[group]].0 {
+            end += 1;
+        }
+        if end - group > 1 {
+            if drop_at.is_empty() {
+                drop_at = vec![false; pairs.len()];
+            }
+            let first = order[group];
+            let last = order[end - 1];
+            let v = std::mem::replace(&mut pairs[last].1, Value::Nil);
+            pairs[first].1 = v;
+            for &k in &order[group + 1..end] {
+                drop_at[k] = true;
+            }
+        }
+        group = end;
+    }
+    if !drop_at.is_empty() {
+        let mut k = 0;
+        pairs.retain(|_| {
+            let keep = !drop_at[k];
+            k += 1;
+            keep
+        });
+    }
+    pairs
 }
 
 /// Turns a decoded map into a tag value when it has both `type` and `data`.
@@ -663,7 +782,7 @@ mod shared_tests {
     fn a_large_payload_is_shared_and_equal() {
         let value = Value::from(vec![0xa5u8; 100_000]);
         let input = bytes::Bytes::from(encode(&value).unwrap());
-        let decoded = decode_shared(&input, DEFAULT_MAX_DEPTH).unwrap();
+        let decoded = decode_shared(&input, DecodeLimits::default()).unwrap().0;
         assert_eq!(decoded, value);
         assert!(within(bytes_of(&decoded), &input), "payload was copied");
         assert_eq!(decoded, decode(&input).unwrap());
@@ -673,7 +792,7 @@ mod shared_tests {
     fn small_or_minor_payloads_are_copied() {
         // Too small to be worth sharing.
         let small = bytes::Bytes::from(encode(&Value::from(vec![1u8; 100])).unwrap());
-        let decoded = decode_shared(&small, DEFAULT_MAX_DEPTH).unwrap();
+        let decoded = decode_shared(&small, DecodeLimits::default()).unwrap().0;
         assert!(!within(bytes_of(&decoded), &small));
         // Large, but a small part of the message: must not pin the rest.
         let mixed = Value::List(vec![
@@ -681,11 +800,145 @@ mod shared_tests {
             Value::Str("x".repeat(50_000)),
         ]);
         let input = bytes::Bytes::from(encode(&mixed).unwrap());
-        let decoded = decode_shared(&input, DEFAULT_MAX_DEPTH).unwrap();
+        let decoded = decode_shared(&input, DecodeLimits::default()).unwrap().0;
         assert_eq!(decoded, mixed);
         let Value::List(items) = &decoded else {
             panic!("expected a list")
         };
         assert!(!within(bytes_of(&items[0]), &input));
+    }
+}
+
+#[cfg(test)]
+mod memory_tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    fn array32(n: usize) -> Vec<u8> {
+        let mut out = vec![0xdd];
+        out.extend_from_slice(&u32::try_from(n).unwrap().to_be_bytes());
+        out
+    }
+
+    fn within_bound(input: &[u8]) -> usize {
+        let (v, memory) =
+            decode_accounted(input, DecodeLimits::default()).unwrap_or_else(|e| panic!("{e}"));
+        assert!(
+            memory <= memory_bound(input.len()),
+            "{memory} > {} for {} bytes",
+            memory_bound(input.len()),
+            input.len()
+        );
+        drop(v);
+        memory
+    }
+
+    /// 16 MiB of one-byte ints: one `Value` each, counted.
+    #[test]
+    fn a_flat_16_mib_list_of_small_ints_stays_under_the_bound() {
+        let n = 16 << 20;
+        let mut input = array32(n);
+        input.resize(5 + n, 0x01);
+        let memory = within_bound(&input);
+        assert!(memory >= n * size_of::<Value>(), "{memory}");
+        eprintln!(
+            "flat: {} MiB in, {} MiB accounted ({}x)",
+            input.len() >> 20,
+            memory >> 20,
+            memory / input.len()
+        );
+    }
+
+    /// 16 MiB of one-element arrays nested as deep as allowed, side by
+    /// side: the worst case per byte (one allocation per byte).
+    #[test]
+    fn a_deeply_nested_16_mib_value_stays_under_the_bound() {
+        let depth = DEFAULT_MAX_DEPTH - 1;
+        let chain: Vec<u8> = std::iter::repeat_n(0x91, depth - 1).chain([0x00]).collect();
+        let chains = (16 << 20) / chain.len();
+        let mut input = array32(chains);
+        for _ in 0..chains {
+            input.extend_from_slice(&chain);
+        }
+        let memory = within_bound(&input);
+        assert!(
+            memory >= chains * (depth - 1) * size_of::<Value>(),
+            "{memory}"
+        );
+        eprintln!(
+            "nested: {} MiB in, {} MiB accounted ({}x)",
+            input.len() >> 20,
+            memory >> 20,
+            memory / input.len()
+        );
+    }
+
+    /// Containers nested inside each other, each announcing as many
+    /// elements as the bytes left could hold: before, each was checked
+    /// against the whole remaining input and allocated for it (here
+    /// 200 x 1 Mi x 40 bytes); now the second is refused.
+    #[test]
+    fn nested_counts_the_input_does_not_back_are_refused_early() {
+        let pad = 1 << 20;
+        let mut input = Vec::new();
+        for level in 0..200 {
+            input.extend_from_slice(&array32(pad - level));
+        }
+        input.resize(input.len() + pad, 0xc0);
+        assert!(matches!(
+            decode_accounted(&input, DecodeLimits::default()),
+            Err(DecodeError::TooLarge { offset: 5, .. })
+        ));
+    }
+
+    #[test]
+    fn the_configured_limit_applies_too() {
+        let mut input = array32(100);
+        input.resize(105, 0x01);
+        let limits = DecodeLimits {
+            max_depth: DEFAULT_MAX_DEPTH,
+            max_memory: 1000,
+        };
+        assert!(matches!(
+            decode_accounted(&input, limits),
+            Err(DecodeError::TooLarge { limit: 1000, .. })
+        ));
+    }
+
+    #[test]
+    fn duplicate_keys_keep_the_first_place_and_the_last_value() {
+        for n in [3usize, 100] {
+            let mut pairs: Vec<(String, Value)> = (0..n)
+                .map(|k| (format!("k{k}"), Value::int(k as i64)))
+                .collect();
+            pairs.push(("k1".into(), Value::str("last")));
+            pairs.push(("k0".into(), Value::str("zero")));
+            pairs.push(("k1".into(), Value::str("really last")));
+            let mut input = vec![0xde];
+            input.extend_from_slice(&u16::try_from(pairs.len()).unwrap().to_be_bytes());
+            for (k, v) in &pairs {
+                encode_str_into(k, &mut input).unwrap();
+                encode_into(v, &mut input, 4).unwrap();
+            }
+            let Value::Dict(got) = decode(&input).unwrap() else {
+                panic!("expected a dict")
+            };
+            assert_eq!(got.len(), n);
+            assert_eq!(got[0], ("k0".to_string(), Value::str("zero")));
+            assert_eq!(got[1], ("k1".to_string(), Value::str("really last")));
+            assert_eq!(
+                got[n - 1],
+                (format!("k{}", n - 1), Value::int(n as i64 - 1))
+            );
+        }
+    }
+
+    #[test]
+    fn a_value_is_forty_bytes() {
+        // MEMORY_FACTOR's worst case (one allocation of one Value per byte)
+        // depends on it.
+        assert!(size_of::<Value>() + ALLOC_OVERHEAD <= MEMORY_FACTOR);
+        assert_eq!(size_of::<Value>(), 40);
     }
 }

@@ -53,13 +53,23 @@ pub struct Limits {
     pub max_body: usize,
     /// Unreceived messages buffered per sender before 429s. Default 100 000.
     pub max_buffered_per_peer: usize,
-    /// Body bytes of unreceived messages buffered per sender before 429s.
-    /// Default 1 GiB.
+    /// Memory of unreceived messages buffered per sender before 429s, as
+    /// the decoder charges it (at most `codec::MEMORY_FACTOR` times the
+    /// body). A message whose decoded value alone would take more is
+    /// refused with 413 while it is decoded. Default 1 GiB.
     pub max_buffered_bytes_per_peer: usize,
     /// Connections accepted at once; more wait in the listen backlog.
     /// Default 1024.
     pub max_incoming_connections: usize,
-    /// Deepest nesting decoded or encoded. Default 256.
+    /// Connections one remote address may hold at once; more are closed as
+    /// they arrive. Default 256 (aiohttp opens up to 100 per peer, and a
+    /// host may run several parties).
+    pub max_incoming_connections_per_address: usize,
+    /// How long an incoming connection may stay open with no request under
+    /// way before it is closed. Default 30 s.
+    pub idle_timeout: Duration,
+    /// Deepest nesting decoded or encoded. Default 256; at most
+    /// `codec::MAX_DEPTH_LIMIT` (512).
     pub max_depth: usize,
     /// How long `recv` waits by default; `None` waits forever. Default 60 s
     /// (5.x: 3 s, 4.x: forever).
@@ -89,6 +99,8 @@ impl Default for Limits {
             max_buffered_per_peer: 100_000,
             max_buffered_bytes_per_peer: 1 << 30,
             max_incoming_connections: 1024,
+            max_incoming_connections_per_address: 256,
+            idle_timeout: Duration::from_secs(30),
             max_depth: crate::codec::DEFAULT_MAX_DEPTH,
             recv_timeout: Some(Duration::from_secs(60)),
             request_timeout: Duration::from_secs(300),
@@ -181,6 +193,19 @@ impl PoolConfig {
             ("limits.max_buffered_per_peer", l.max_buffered_per_peer == 0),
             ("limits.max_depth", l.max_depth == 0),
             (
+                "limits.max_buffered_bytes_per_peer",
+                l.max_buffered_bytes_per_peer == 0,
+            ),
+            (
+                "limits.max_incoming_connections",
+                l.max_incoming_connections == 0,
+            ),
+            (
+                "limits.max_incoming_connections_per_address",
+                l.max_incoming_connections_per_address == 0,
+            ),
+            ("limits.idle_timeout", l.idle_timeout.is_zero()),
+            (
                 "limits.max_connections_per_peer",
                 l.max_connections_per_peer == 0,
             ),
@@ -189,6 +214,13 @@ impl PoolConfig {
             if zero {
                 return Err(ConfigError::Zero { field });
             }
+        }
+        if l.max_depth > crate::codec::MAX_DEPTH_LIMIT {
+            return Err(ConfigError::TooLarge {
+                field: "limits.max_depth",
+                value: l.max_depth,
+                max: crate::codec::MAX_DEPTH_LIMIT,
+            });
         }
         if self.tls_server.is_some() != self.tls_client.is_some() {
             return Err(ConfigError::HalfTls);

@@ -1,9 +1,15 @@
 //! The request body: `{"object": ..., "id": ...}`, in the 4.x or 5.x layout.
 //! Pure functions over bytes.
+//!
+//! An int id may be at most [`MAX_INT_ID_BYTES`] long: ids are hashed,
+//! compared, formatted into replies and logs, and kept while buffered, and a
+//! peer chooses them (4.x numbers ids with ints; 5.x stores whatever type
+//! arrives). Str ids are not limited beyond the body (Python users build
+//! them from names), but are shortened wherever they are shown.
 
 use std::fmt;
 
-use crate::codec;
+use crate::codec::{self, DecodeLimits};
 use crate::error::{EncodeError, EnvelopeError};
 use crate::int::Int;
 use crate::value::Value;
@@ -66,11 +72,28 @@ impl MessageId {
     }
 }
 
+/// Shown in logs and replies: a str quoted and cut to
+/// 64 characters and its length, an int in full up to 77 digits
+/// (ids longer than [`MAX_INT_ID_BYTES`] are refused anyway).
 impl fmt::Display for MessageId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            MessageId::Str(s) => write!(f, "{s:?}"),
-            MessageId::Int(i) => write!(f, "{i}"),
+            MessageId::Str(s) => f.write_str(&crate::text::quoted(s)),
+            MessageId::Int(i) => f.write_str(&i.short()),
+        }
+    }
+}
+
+/// The longest int id accepted, in bytes of its tag's two's complement
+/// (`(bit_length + 8) // 8`): about 150 decimal digits.
+pub const MAX_INT_ID_BYTES: u64 = 64;
+
+impl MessageId {
+    /// Heap bytes the id holds, for the mailbox's accounting.
+    pub(crate) fn heap_size(&self) -> usize {
+        match self {
+            MessageId::Str(s) => s.len(),
+            MessageId::Int(i) => i.heap_size(),
         }
     }
 }
@@ -94,7 +117,7 @@ impl From<i64> for MessageId {
 }
 
 fn bin_header(len: usize, out: &mut Vec<u8>) -> Result<(), EncodeError> {
-    codec::sized_header(out, 0xc4, len, "bytes")
+    codec::bin_header(out, len)
 }
 
 /// Builds the request body for one message.
@@ -232,20 +255,36 @@ pub fn decode(
     body: &[u8],
     max_depth: usize,
 ) -> Result<(MessageId, Value), EnvelopeError> {
-    decode_with(version, body, max_depth, |inner| {
-        codec::decode_with_depth(inner, max_depth)
+    let limits = DecodeLimits::depth(max_depth);
+    decode_with(version, body, limits, |inner| {
+        codec::decode_accounted(inner, limits)
     })
+    .map(|d| (d.id, d.value))
 }
 
-/// [`decode`] of a received body that a large `bytes` payload may share
-/// instead of copying (see [`codec::decode_shared`]); same answers.
+/// A decoded message and the bytes of memory its value was charged.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decoded {
+    /// The message id.
+    pub id: MessageId,
+    /// The message.
+    pub value: Value,
+    /// Memory the decoder charged for the value (see
+    /// [`codec::decode_accounted`]); at most [`codec::memory_bound`] of the
+    /// body's length.
+    pub memory: usize,
+}
+
+/// [`decode`] of a received body within `limits`, where a large `bytes`
+/// payload may share the body instead of copying it (see
+/// [`codec::decode_shared`]); same answers.
 pub fn decode_received(
     version: WireVersion,
     body: &bytes::Bytes,
-    max_depth: usize,
-) -> Result<(MessageId, Value), EnvelopeError> {
-    decode_with(version, body, max_depth, |inner| {
-        codec::decode_shared(&body.slice_ref(inner), max_depth)
+    limits: DecodeLimits,
+) -> Result<Decoded, EnvelopeError> {
+    decode_with(version, body, limits, |inner| {
+        codec::decode_shared(&body.slice_ref(inner), limits)
     })
 }
 
@@ -254,86 +293,53 @@ pub fn decode_received(
 fn decode_with(
     version: WireVersion,
     body: &[u8],
-    max_depth: usize,
-    decode_inner: impl FnOnce(&[u8]) -> Result<Value, crate::error::DecodeError>,
-) -> Result<(MessageId, Value), EnvelopeError> {
+    limits: DecodeLimits,
+    decode_inner: impl FnOnce(&[u8]) -> Result<(Value, usize), crate::error::DecodeError>,
+) -> Result<Decoded, EnvelopeError> {
     if version == WireVersion::V5 {
         if let Some((id, inner)) = split_v5(body) {
-            return Ok((id, decode_inner(inner).map_err(EnvelopeError::Inner)?));
+            let (value, memory) = decode_inner(inner).map_err(EnvelopeError::Inner)?;
+            return Ok(Decoded { id, value, memory });
         }
     }
-    decode_general(version, body, max_depth)
+    decode_general(version, body, limits)
 }
 
 /// The well-formed 5.x body, `{"object": bin, "id": str}` in either order,
-/// read in place: the inner document is borrowed from the body instead of
-/// copied out as a bytes value first (a second copy of every payload).
-/// Anything else returns `None`, and [`decode_general`] gives the same
-/// answer, and error, as it always did.
-fn split_v5(body: &[u8]) -> Option<(MessageId, &[u8])> {
-    let mut r = Reader { buf: body, pos: 0 };
-    if r.byte()? != 0x82 {
+/// read in place with rmp: the inner document is borrowed from the body
+/// instead of copied out as a bytes value first (a second copy of every
+/// payload). Anything else returns `None`, and [`decode_general`] gives the
+/// same answer, and error, as it always did.
+pub(crate) fn split_v5(body: &[u8]) -> Option<(MessageId, &[u8])> {
+    use rmp::decode::{read_bin_len, read_map_len, read_str_len, Bytes};
+    fn take<'a>(rd: &mut Bytes<'a>, n: u32) -> Option<&'a [u8]> {
+        let rest = rd.remaining_slice();
+        let n = usize::try_from(n).ok()?;
+        let (head, tail) = (rest.get(..n)?, rest.get(n..)?);
+        *rd = Bytes::new(tail);
+        Some(head)
+    }
+    fn str<'a>(rd: &mut Bytes<'a>) -> Option<&'a str> {
+        let n = read_str_len(rd).ok()?;
+        std::str::from_utf8(take(rd, n)?).ok()
+    }
+    let mut rd = Bytes::new(body);
+    if read_map_len(&mut rd).ok()? != 2 {
         return None;
     }
     let mut id = None;
     let mut object = None;
     for _ in 0..2 {
-        match r.str()? {
-            "object" if object.is_none() => object = Some(r.bin()?),
-            "id" if id.is_none() => id = Some(MessageId::Str(r.str()?.to_string())),
+        match str(&mut rd)? {
+            "object" if object.is_none() => {
+                let n = read_bin_len(&mut rd).ok()?;
+                object = Some(take(&mut rd, n)?);
+            }
+            "id" if id.is_none() => id = Some(MessageId::Str(str(&mut rd)?.to_string())),
             _ => return None,
         }
     }
     Some((id?, object?))
-}
-
-/// A cursor over msgpack bytes for [`split_v5`]; every length is checked
-/// against what is there.
-struct Reader<'a> {
-    buf: &'a [u8],
-    pos: usize,
-}
-
-impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
-        let end = self.pos.checked_add(n)?;
-        let s = self.buf.get(self.pos..end)?;
-        self.pos = end;
-        Some(s)
-    }
-
-    fn byte(&mut self) -> Option<u8> {
-        self.take(1).map(|b| b[0])
-    }
-
-    fn len(&mut self, width: usize) -> Option<usize> {
-        Some(
-            self.take(width)?
-                .iter()
-                .fold(0usize, |acc, &b| (acc << 8) | usize::from(b)),
-        )
-    }
-
-    fn str(&mut self) -> Option<&'a str> {
-        let n = match self.byte()? {
-            m @ 0xa0..=0xbf => usize::from(m & 0x1f),
-            0xd9 => self.len(1)?,
-            0xda => self.len(2)?,
-            0xdb => self.len(4)?,
-            _ => return None,
-        };
-        std::str::from_utf8(self.take(n)?).ok()
-    }
-
-    fn bin(&mut self) -> Option<&'a [u8]> {
-        let n = match self.byte()? {
-            0xc4 => self.len(1)?,
-            0xc5 => self.len(2)?,
-            0xc6 => self.len(4)?,
-            _ => return None,
-        };
-        self.take(n)
-    }
 }
 
 /// Decodes any body the generic way: the outer document as a value, then
@@ -341,9 +347,10 @@ impl<'a> Reader<'a> {
 fn decode_general(
     version: WireVersion,
     body: &[u8],
-    max_depth: usize,
-) -> Result<(MessageId, Value), EnvelopeError> {
-    let outer = codec::decode_with_depth(body, max_depth).map_err(EnvelopeError::Outer)?;
+    limits: DecodeLimits,
+) -> Result<Decoded, EnvelopeError> {
+    let (outer, outer_memory) =
+        codec::decode_accounted(body, limits).map_err(EnvelopeError::Outer)?;
     let pairs = match outer {
         Value::Dict(pairs) => pairs,
         other => {
@@ -364,11 +371,7 @@ fn decode_general(
     };
     if !keys_ok {
         return Err(EnvelopeError::Keys {
-            found: pairs
-                .iter()
-                .map(|(k, _)| k.as_str())
-                .collect::<Vec<_>>()
-                .join(","),
+            found: crate::text::key_list(pairs.iter().map(|(k, _)| k.as_str())),
         });
     }
     let mut id = None;
@@ -382,6 +385,12 @@ fn decode_general(
     }
     let id = match id {
         Some(Value::Str(s)) => MessageId::Str(s),
+        Some(Value::Int(i)) if i.python_byte_len() > MAX_INT_ID_BYTES => {
+            return Err(EnvelopeError::IdTooLarge {
+                bytes: i.python_byte_len(),
+                limit: MAX_INT_ID_BYTES,
+            })
+        }
         Some(Value::Int(i)) => MessageId::Int(i),
         Some(other) => {
             return Err(EnvelopeError::BadId {
@@ -395,11 +404,12 @@ fn decode_general(
         }
     };
     let object = object.unwrap_or(Value::Nil);
-    let value = match version {
-        WireVersion::V4 => object,
+    let (value, memory) = match version {
+        // The outer document's charge covers the value (and a little more).
+        WireVersion::V4 => (object, outer_memory),
         WireVersion::V5 => match object {
             Value::Bytes(inner) => {
-                codec::decode_with_depth(&inner, max_depth).map_err(EnvelopeError::Inner)?
+                codec::decode_accounted(&inner, limits).map_err(EnvelopeError::Inner)?
             }
             other => {
                 return Err(EnvelopeError::ObjectNotBytes {
@@ -408,7 +418,7 @@ fn decode_general(
             }
         },
     };
-    Ok((id, value))
+    Ok(Decoded { id, value, memory })
 }
 
 #[cfg(test)]

@@ -1,4 +1,8 @@
 //! Typed errors, by layer: msgpack codec, envelope, sending, and the Pool.
+//! The errors of the helpers ([`crate::tls::TlsConfigError`],
+//! [`crate::json::JsonError`], [`crate::ParseIntError`]) stay their own
+//! types, since their functions can fail only in those ways, and convert
+//! into [`PoolError`] with `?`.
 
 use std::time::Duration;
 
@@ -62,6 +66,17 @@ pub enum DecodeError {
         len: usize,
         /// Bytes left after its header.
         remaining: usize,
+    },
+    /// The decoded value would take more memory than allowed: more than
+    /// [`crate::codec::MEMORY_FACTOR`] times the input's size (element
+    /// counts that the input does not back), or more than the configured
+    /// limit (a sender's whole buffer budget).
+    #[error("decoding would take more than {limit} bytes of memory (at byte {offset})")]
+    TooLarge {
+        /// Where the limit was passed.
+        offset: usize,
+        /// The limit in bytes.
+        limit: usize,
     },
     /// A `{"type": ..., "data": ...}` tag whose `type` is not a str.
     #[error("tag at byte {offset} has a type that is {found}, not a str")]
@@ -127,6 +142,14 @@ pub enum EnvelopeError {
     /// 5.x: the bin inside `object` is not msgpack.
     #[error("object: {0}")]
     Inner(DecodeError),
+    /// An int id longer than [`crate::envelope::MAX_INT_ID_BYTES`].
+    #[error("message id is an int of {bytes} bytes; int ids over {limit} bytes are refused")]
+    IdTooLarge {
+        /// Its size (`(bit_length + 8) // 8`).
+        bytes: u64,
+        /// The limit.
+        limit: u64,
+    },
     /// The id is neither a str nor an int.
     #[error("message id is {found}; only str and int ids are supported")]
     BadId {
@@ -193,6 +216,21 @@ pub enum SendError {
         /// Its reason phrase.
         reason: String,
     },
+    /// Under TLS, the server that answered at the peer's address presented
+    /// a certificate other than the one registered for the peer. Nothing
+    /// was sent. Not retried.
+    #[error(
+        "the server at {addr} presented certificate {found}, not the peer's registered \
+         certificate {expected}; nothing was sent"
+    )]
+    WrongServer {
+        /// host:port.
+        addr: String,
+        /// The registered certificate's `issuer DN:serial`.
+        expected: String,
+        /// What the server presented (`issuer DN:serial`, or why there is none).
+        found: String,
+    },
     /// Every attempt failed with a connection error.
     #[error("failed to send to {addr} after {attempts} attempts: {last}")]
     RetriesExhausted {
@@ -247,6 +285,16 @@ pub enum ConfigError {
         peer: String,
         /// Why.
         reason: String,
+    },
+    /// A limit above what the code can honour.
+    #[error("{field} is {value}; it may be at most {max}")]
+    TooLarge {
+        /// The field.
+        field: &'static str,
+        /// The configured value.
+        value: usize,
+        /// The upper bound.
+        max: usize,
     },
     /// Only one of the two TLS configurations was given.
     #[error("TLS needs both a server and a client configuration (as the package requires)")]
@@ -310,6 +358,15 @@ pub enum PoolError {
     /// The pool was shut down while waiting.
     #[error("the pool is shut down")]
     Shutdown,
+    /// TLS inputs that cannot be used ([`crate::tls`]).
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsConfigError),
+    /// JSON that does not describe a value ([`crate::json::from_json`]).
+    #[error(transparent)]
+    Json(#[from] crate::json::JsonError),
+    /// A decimal string that is not an integer.
+    #[error(transparent)]
+    ParseInt(#[from] crate::int::ParseIntError),
     /// A send task of a broadcast stopped abnormally.
     #[error("a send task failed: {0}")]
     TaskFailed(String),

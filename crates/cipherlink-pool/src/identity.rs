@@ -78,6 +78,54 @@ pub fn registered_cert_id(der: &[u8]) -> Result<String, String> {
     ))
 }
 
+/// Who a peer's server must be under TLS: the registered certificate's
+/// issuer (its DN, as encoded) and serial number, which name one
+/// certificate among those a CA issued. The sending side checks the
+/// answering server against it; chain and name checks cannot, since every
+/// party's certificate chains to the same CA and names are not checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ServerIdentity {
+    issuer: Vec<u8>,
+    serial: Vec<u8>,
+    /// `issuer:serial`, for messages.
+    label: String,
+}
+
+impl ServerIdentity {
+    /// The identity of a registered certificate (DER).
+    pub(crate) fn from_der(der: &[u8]) -> Result<ServerIdentity, String> {
+        let (_, cert) = X509Certificate::from_der(der).map_err(|e| e.to_string())?;
+        Ok(ServerIdentity {
+            issuer: cert.issuer().as_raw().to_vec(),
+            serial: cert.raw_serial().to_vec(),
+            label: format!(
+                "{}:{}",
+                cert.issuer(),
+                cipherlink::pki::decimal_from_be_bytes(cert.raw_serial())
+            ),
+        })
+    }
+
+    /// `issuer:serial` of the registered certificate.
+    pub(crate) fn label(&self) -> &str {
+        &self.label
+    }
+
+    /// Whether a presented certificate is the registered one; if not, what
+    /// it is instead.
+    pub(crate) fn check(&self, presented: Option<&[u8]>) -> Result<(), String> {
+        let Some(der) = presented else {
+            return Err("(no certificate)".into());
+        };
+        let other = ServerIdentity::from_der(der).map_err(|e| format!("(unreadable: {e})"))?;
+        if other.issuer == self.issuer && other.serial == self.serial {
+            Ok(())
+        } else {
+            Err(other.label)
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

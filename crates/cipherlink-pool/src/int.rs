@@ -6,28 +6,35 @@
 //! `int.to_bytes(..., signed=True)` sizing, which is one byte longer than the
 //! minimum for some negative powers of two, e.g. `-(2**71)`).
 //!
-//! The type is canonical: a value that fits the native range is always stored
-//! natively, so two equal numbers compare equal however they arrived.
+//! Arithmetic and decimal conversion are num-bigint's: its `to_str_radix`
+//! is divide and conquer over Burnikel-Ziegler division, so printing an
+//! integer a peer chose is not quadratic in its size. This type adds only
+//! what the wire needs: the native range stored natively, so the type is
+//! canonical (two equal numbers compare equal however they arrived) and a
+//! native value costs no allocation; and Python's byte sizing. (Parsing
+//! decimal, [`FromStr`], is num-bigint's quadratic one; it only reads what
+//! a local user typed, never what a peer sent.)
 
 use std::fmt;
 use std::str::FromStr;
 
-/// The smallest value sent as a native msgpack int (`-2^63`).
-const NATIVE_MIN: i128 = i64::MIN as i128;
-/// The largest value sent as a native msgpack int (`2^64 - 1`).
-const NATIVE_MAX: i128 = u64::MAX as i128;
+use num_bigint::{BigInt, Sign};
 
 /// An integer of any size.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Int(Repr);
 
+/// Kept to 16 bytes (no `i128`, the big case boxed), because a decoded
+/// list holds one [`crate::Value`] per element and this is its largest
+/// scalar.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 enum Repr {
-    /// Invariant: within `[NATIVE_MIN, NATIVE_MAX]`.
-    Native(i128),
-    /// Invariant: outside the native range; `magnitude` is little-endian with
-    /// no trailing zero bytes.
-    Big { negative: bool, magnitude: Vec<u8> },
+    /// Any value in `[-2^63, 2^63-1]`.
+    Small(i64),
+    /// Invariant: in `[2^63, 2^64-1]`.
+    Large(u64),
+    /// Invariant: outside `[-2^63, 2^64-1]`.
+    Big(Box<BigInt>),
 }
 
 /// A decimal string that is not an integer.
@@ -35,102 +42,149 @@ enum Repr {
 #[error("not a decimal integer: {0:?}")]
 pub struct ParseIntError(String);
 
+/// Integers up to this many bits are shown in full by [`Int::short`].
+const SHORT_FULL_BITS: u64 = 256;
+/// Integers up to this many bits are shown by [`Int::short`] with their
+/// leading digits and digit count; beyond, by their size in bits (the
+/// digits would cost more than a log line is worth).
+const SHORT_DIGITS_BITS: u64 = 64 * 1024;
+/// Leading digits [`Int::short`] keeps.
+const SHORT_DIGITS: usize = 20;
+
 impl Int {
+    fn from_big(b: BigInt) -> Int {
+        if let Ok(v) = i64::try_from(&b) {
+            Int(Repr::Small(v))
+        } else if let Ok(v) = u64::try_from(&b) {
+            Int(Repr::Large(v))
+        } else {
+            Int(Repr::Big(Box::new(b)))
+        }
+    }
+
+    fn to_big(&self) -> BigInt {
+        match &self.0 {
+            Repr::Small(v) => BigInt::from(*v),
+            Repr::Large(v) => BigInt::from(*v),
+            Repr::Big(b) => (**b).clone(),
+        }
+    }
+
     /// Builds from a sign and a little-endian magnitude (any length, zeros allowed).
     pub fn from_sign_magnitude(negative: bool, magnitude_le: &[u8]) -> Int {
-        let len = magnitude_le
-            .iter()
-            .rposition(|b| *b != 0)
-            .map_or(0, |i| i + 1);
-        let mag = &magnitude_le[..len];
-        if mag.len() <= 16 {
-            let mut buf = [0u8; 16];
-            buf[..mag.len()].copy_from_slice(mag);
-            let m = u128::from_le_bytes(buf);
-            // u64::MAX + 1 = 2^64 still fits i128, so the range test below is exact.
-            if m <= 1u128 << 64 {
-                let m = m as i128;
-                let v = if negative { -m } else { m };
-                if (NATIVE_MIN..=NATIVE_MAX).contains(&v) {
-                    return Int(Repr::Native(v));
-                }
-            }
-        }
-        Int(Repr::Big {
-            negative: negative && !mag.is_empty(),
-            magnitude: mag.to_vec(),
-        })
+        let sign = if negative { Sign::Minus } else { Sign::Plus };
+        Int::from_big(BigInt::from_bytes_le(sign, magnitude_le))
     }
 
     /// Decodes little-endian two's complement of any length, as Python's
     /// `int.from_bytes(data, "little", signed=True)` does (empty is 0).
     pub fn from_le_signed(bytes: &[u8]) -> Int {
-        let negative = bytes.last().is_some_and(|b| b & 0x80 != 0);
-        if negative {
-            let mut mag: Vec<u8> = bytes.iter().map(|b| !b).collect();
-            add_one(&mut mag);
-            Int::from_sign_magnitude(true, &mag)
-        } else {
-            Int::from_sign_magnitude(false, bytes)
+        Int::from_big(BigInt::from_signed_bytes_le(bytes))
+    }
+
+    /// Python's `int.bit_length()`: bits of the magnitude.
+    pub fn bits(&self) -> u64 {
+        match &self.0 {
+            Repr::Small(v) => u64::from(64 - v.unsigned_abs().leading_zeros()),
+            Repr::Large(v) => u64::from(64 - v.leading_zeros()),
+            Repr::Big(b) => b.bits(),
         }
+    }
+
+    /// How many bytes [`Int::to_le_signed_python`] gives: `(bit_length + 8) // 8`.
+    pub fn python_byte_len(&self) -> u64 {
+        (self.bits() + 8) / 8
     }
 
     /// Encodes as Python's `int_serialize` does: little-endian two's complement
     /// of `(bit_length + 8) // 8` bytes.
     pub fn to_le_signed_python(&self) -> Vec<u8> {
-        let (negative, mag) = self.sign_magnitude();
-        let bits = bit_length(&mag);
-        let len = (bits + 8) / 8;
-        let mut out = mag;
-        out.resize(len, 0);
-        if negative {
-            for b in out.iter_mut() {
-                *b = !*b;
-            }
-            add_one(&mut out);
+        let len = usize::try_from(self.python_byte_len()).unwrap_or(usize::MAX);
+        let mut out = self.to_big().to_signed_bytes_le();
+        // The minimal form is never longer than Python's; it is one byte
+        // shorter for some negative powers of two, extended by the sign.
+        let fill = if self.is_negative() { 0xff } else { 0x00 };
+        if out.len() < len {
+            out.resize(len, fill);
         }
         out
     }
 
-    /// The sign and the minimal little-endian magnitude.
+    /// The sign and the minimal little-endian magnitude (empty for zero).
     pub fn sign_magnitude(&self) -> (bool, Vec<u8>) {
-        match &self.0 {
-            Repr::Native(v) => {
-                let m = v.unsigned_abs().to_le_bytes();
-                let len = m.iter().rposition(|b| *b != 0).map_or(0, |i| i + 1);
-                (*v < 0, m[..len].to_vec())
-            }
-            Repr::Big {
-                negative,
-                magnitude,
-            } => (*negative, magnitude.clone()),
+        let (sign, mag) = self.to_big().to_bytes_le();
+        match sign {
+            Sign::NoSign => (false, Vec::new()),
+            Sign::Minus => (true, mag),
+            Sign::Plus => (false, mag),
         }
     }
 
     /// The value when it is in the native msgpack range `[-2^63, 2^64-1]`.
     pub fn as_native(&self) -> Option<i128> {
         match self.0 {
-            Repr::Native(v) => Some(v),
-            Repr::Big { .. } => None,
+            Repr::Small(v) => Some(i128::from(v)),
+            Repr::Large(v) => Some(i128::from(v)),
+            Repr::Big(_) => None,
         }
     }
 
     /// The value as `i64`, when it fits.
     pub fn as_i64(&self) -> Option<i64> {
-        self.as_native().and_then(|v| i64::try_from(v).ok())
+        match self.0 {
+            Repr::Small(v) => Some(v),
+            _ => None,
+        }
     }
 
     /// The value as `u64`, when it fits.
     pub fn as_u64(&self) -> Option<u64> {
-        self.as_native().and_then(|v| u64::try_from(v).ok())
+        match self.0 {
+            Repr::Small(v) => u64::try_from(v).ok(),
+            Repr::Large(v) => Some(v),
+            Repr::Big(_) => None,
+        }
     }
 
     /// Whether the value is below zero.
     pub fn is_negative(&self) -> bool {
         match &self.0 {
-            Repr::Native(v) => *v < 0,
-            Repr::Big { negative, .. } => *negative,
+            Repr::Small(v) => *v < 0,
+            Repr::Large(_) => false,
+            Repr::Big(b) => b.sign() == Sign::Minus,
         }
+    }
+
+    /// Heap bytes this value holds (0 in the native range).
+    pub(crate) fn heap_size(&self) -> usize {
+        match &self.0 {
+            Repr::Big(b) => {
+                let words = usize::try_from(b.bits().div_ceil(64)).unwrap_or(usize::MAX);
+                std::mem::size_of::<BigInt>().saturating_add(words.saturating_mul(8))
+            }
+            _ => 0,
+        }
+    }
+
+    /// The value for a log line or an error reply: in full up to 256 bits
+    /// (77 digits); up to 64 Kibit, its first digits and its digit count;
+    /// beyond, its size. Bounded in length and in the time it takes.
+    pub fn short(&self) -> String {
+        let bits = self.bits();
+        if bits <= SHORT_FULL_BITS {
+            return self.to_string();
+        }
+        if bits > SHORT_DIGITS_BITS {
+            let sign = if self.is_negative() { "-" } else { "" };
+            return format!("{sign}<an int of {bits} bits>");
+        }
+        let full = self.to_string();
+        let (sign, digits) = match full.strip_prefix('-') {
+            Some(d) => ("-", d),
+            None => ("", full.as_str()),
+        };
+        let head = digits.get(..SHORT_DIGITS).unwrap_or(digits);
+        format!("{sign}{head}...({} digits)", digits.len())
     }
 }
 
@@ -138,38 +192,40 @@ macro_rules! from_small {
     ($($t:ty),*) => {$(
         impl From<$t> for Int {
             fn from(v: $t) -> Int {
-                Int(Repr::Native(i128::from(v)))
+                Int(Repr::Small(i64::from(v)))
             }
         }
     )*};
 }
-from_small!(i8, i16, i32, i64, u8, u16, u32, u64);
+from_small!(i8, i16, i32, i64, u8, u16, u32);
+
+impl From<u64> for Int {
+    fn from(v: u64) -> Int {
+        match i64::try_from(v) {
+            Ok(s) => Int(Repr::Small(s)),
+            Err(_) => Int(Repr::Large(v)),
+        }
+    }
+}
 
 impl From<i128> for Int {
     fn from(v: i128) -> Int {
-        Int::from_sign_magnitude(v < 0, &v.unsigned_abs().to_le_bytes())
+        Int::from_big(BigInt::from(v))
     }
 }
 
 impl From<u128> for Int {
     fn from(v: u128) -> Int {
-        Int::from_sign_magnitude(false, &v.to_le_bytes())
+        Int::from_big(BigInt::from(v))
     }
 }
 
 impl fmt::Display for Int {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.0 {
-            Repr::Native(v) => write!(f, "{v}"),
-            Repr::Big {
-                negative,
-                magnitude,
-            } => {
-                if *negative {
-                    f.write_str("-")?;
-                }
-                f.write_str(&magnitude_to_decimal(magnitude))
-            }
+            Repr::Small(v) => write!(f, "{v}"),
+            Repr::Large(v) => write!(f, "{v}"),
+            Repr::Big(b) => write!(f, "{b}"),
         }
     }
 }
@@ -183,87 +239,14 @@ impl FromStr for Int {
             Some(rest) => (true, rest),
             None => (false, s.strip_prefix('+').unwrap_or(s)),
         };
+        // num-bigint also takes `_` separators; Python's int() of a str and
+        // JSON do not, so only plain digits are accepted.
         if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
             return Err(err());
         }
-        // Little-endian base-2^32 limbs; multiply-add nine digits at a time.
-        let mut limbs: Vec<u32> = Vec::new();
-        for chunk in digits.as_bytes().chunks(9) {
-            let mut chunk_val: u64 = 0;
-            for b in chunk {
-                chunk_val = chunk_val * 10 + u64::from(b - b'0');
-            }
-            let scale = 10u64.pow(chunk.len() as u32);
-            let mut carry = chunk_val;
-            for limb in limbs.iter_mut() {
-                let t = u64::from(*limb) * scale + carry;
-                *limb = t as u32;
-                carry = t >> 32;
-            }
-            while carry != 0 {
-                limbs.push(carry as u32);
-                carry >>= 32;
-            }
-        }
-        let bytes: Vec<u8> = limbs.iter().flat_map(|l| l.to_le_bytes()).collect();
-        Ok(Int::from_sign_magnitude(negative, &bytes))
+        let magnitude = BigInt::parse_bytes(digits.as_bytes(), 10).ok_or_else(err)?;
+        Ok(Int::from_big(if negative { -magnitude } else { magnitude }))
     }
-}
-
-/// Python's `int.bit_length()` of a little-endian magnitude.
-fn bit_length(mag: &[u8]) -> usize {
-    match mag.iter().rposition(|b| *b != 0) {
-        Some(i) => i * 8 + (8 - mag[i].leading_zeros() as usize),
-        None => 0,
-    }
-}
-
-/// Adds one to a little-endian number in place, dropping a final carry (as
-/// two's complement negation wants).
-fn add_one(bytes: &mut [u8]) {
-    for b in bytes.iter_mut() {
-        let (v, overflow) = b.overflowing_add(1);
-        *b = v;
-        if !overflow {
-            return;
-        }
-    }
-}
-
-fn magnitude_to_decimal(mag: &[u8]) -> String {
-    let mut limbs: Vec<u32> = mag
-        .chunks(4)
-        .map(|c| {
-            let mut buf = [0u8; 4];
-            buf[..c.len()].copy_from_slice(c);
-            u32::from_le_bytes(buf)
-        })
-        .collect();
-    let mut chunks: Vec<u32> = Vec::new();
-    while limbs.iter().any(|l| *l != 0) {
-        let mut rem: u64 = 0;
-        for limb in limbs.iter_mut().rev() {
-            let cur = (rem << 32) | u64::from(*limb);
-            *limb = (cur / 1_000_000_000) as u32;
-            rem = cur % 1_000_000_000;
-        }
-        chunks.push(rem as u32);
-        while limbs.last() == Some(&0) {
-            limbs.pop();
-        }
-    }
-    let mut out = String::new();
-    for (i, c) in chunks.iter().rev().enumerate() {
-        if i == 0 {
-            out.push_str(&c.to_string());
-        } else {
-            out.push_str(&format!("{c:09}"));
-        }
-    }
-    if out.is_empty() {
-        out.push('0');
-    }
-    out
 }
 
 #[cfg(test)]

@@ -7,6 +7,9 @@
 //! `{"$type": name, "data": ...}` for foreign tags. Other objects are dicts;
 //! their key order is the JSON library's (sorted), not the input's.
 
+use std::fmt;
+
+use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde_json::{json, Map, Number, Value as Json};
 
 use crate::int::Int;
@@ -19,6 +22,40 @@ pub struct JsonError(String);
 
 /// Converts to JSON.
 pub fn to_json(v: &Value) -> Json {
+    // Recurses once per level: the arms that build objects with `json!`
+    // live in their own functions, so that this frame stays small.
+    match v {
+        Value::List(items) => Json::Array(items.iter().map(to_json).collect()),
+        Value::Dict(pairs) => Json::Object(
+            pairs
+                .iter()
+                .map(|(k, v)| (k.clone(), to_json(v)))
+                .collect::<Map<_, _>>(),
+        ),
+        Value::Tuple(items) => tuple_json(items),
+        Value::NdArray { shape, values } => ndarray_json(shape, values),
+        Value::Foreign { type_name, data } => foreign_json(type_name, data),
+        scalar => scalar_json(scalar),
+    }
+}
+
+#[inline(never)]
+fn tuple_json(items: &[Value]) -> Json {
+    json!({ "$tuple": items.iter().map(to_json).collect::<Vec<_>>() })
+}
+
+#[inline(never)]
+fn ndarray_json(shape: &[u64], values: &Value) -> Json {
+    json!({ "$ndarray": { "shape": shape, "values": to_json(values) } })
+}
+
+#[inline(never)]
+fn foreign_json(type_name: &str, data: &Value) -> Json {
+    json!({ "$type": type_name, "data": to_json(data) })
+}
+
+#[inline(never)]
+fn scalar_json(v: &Value) -> Json {
     match v {
         Value::Nil => Json::Null,
         Value::Bool(b) => Json::Bool(*b),
@@ -38,19 +75,13 @@ pub fn to_json(v: &Value) -> Json {
         Value::Bytes(b) => {
             json!({ "$bytes": b.iter().map(|x| format!("{x:02x}")).collect::<String>() })
         }
-        Value::List(items) => Json::Array(items.iter().map(to_json).collect()),
-        Value::Tuple(items) => json!({ "$tuple": items.iter().map(to_json).collect::<Vec<_>>() }),
-        Value::Dict(pairs) => Json::Object(
-            pairs
-                .iter()
-                .map(|(k, v)| (k.clone(), to_json(v)))
-                .collect::<Map<_, _>>(),
-        ),
-        Value::NdArray { shape, values } => {
-            json!({ "$ndarray": { "shape": shape, "values": to_json(values) } })
-        }
         Value::Mpz(i) => json!({ "$mpz": i.to_string() }),
-        Value::Foreign { type_name, data } => json!({ "$type": type_name, "data": to_json(data) }),
+        // Containers are handled by `to_json`.
+        Value::List(_)
+        | Value::Dict(_)
+        | Value::Tuple(_)
+        | Value::NdArray { .. }
+        | Value::Foreign { .. } => Json::Null,
     }
 }
 
@@ -61,6 +92,103 @@ fn int_json(i: &Int, tag: &str) -> Json {
         Json::from(v)
     } else {
         json!({ tag: i.to_string() })
+    }
+}
+
+/// Writes the JSON of [`to_json`] straight to `out`, without building a
+/// JSON tree first (which for a list of small ints took more memory than
+/// the decoded value itself). The one difference: dict keys come in the
+/// value's order, not sorted.
+pub fn to_writer<W: std::io::Write>(out: W, v: &Value) -> serde_json::Result<()> {
+    serde_json::to_writer(out, &View(v))
+}
+
+/// [`to_writer`] into a string.
+pub fn to_string(v: &Value) -> String {
+    // Serializing a Value into a Vec cannot fail: no map key is a non-str.
+    serde_json::to_string(&View(v)).unwrap_or_default()
+}
+
+/// A [`Value`] seen as the JSON [`to_json`] describes.
+struct View<'a>(&'a Value);
+
+/// `{key: value}`.
+fn one<S: Serializer>(s: S, key: &str, value: &impl Serialize) -> Result<S::Ok, S::Error> {
+    let mut m = s.serialize_map(Some(1))?;
+    m.serialize_entry(key, value)?;
+    m.end()
+}
+
+/// Bytes as lowercase hex, written as they are formatted.
+struct Hex<'a>(&'a [u8]);
+
+impl fmt::Display for Hex<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.iter().try_for_each(|b| write!(f, "{b:02x}"))
+    }
+}
+
+impl Serialize for Hex<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+struct Seq<'a>(&'a [Value]);
+
+impl Serialize for Seq<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.0.iter().map(View))
+    }
+}
+
+impl Serialize for View<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self.0 {
+            Value::Nil => s.serialize_unit(),
+            Value::Bool(b) => s.serialize_bool(*b),
+            Value::Int(i) => match (i.as_i64(), i.as_u64()) {
+                (Some(v), _) => s.serialize_i64(v),
+                (None, Some(v)) => s.serialize_u64(v),
+                // num-bigint's conversion: subquadratic in the digits.
+                (None, None) => one(s, "$int", &i.to_string()),
+            },
+            Value::Float(f) if f.is_finite() => s.serialize_f64(*f),
+            Value::Float(f) => {
+                let name = if f.is_nan() {
+                    "nan"
+                } else if *f > 0.0 {
+                    "inf"
+                } else {
+                    "-inf"
+                };
+                one(s, "$float", &name)
+            }
+            Value::Str(x) => s.serialize_str(x),
+            Value::Bytes(b) => one(s, "$bytes", &Hex(b)),
+            Value::List(items) => Seq(items).serialize(s),
+            Value::Tuple(items) => one(s, "$tuple", &Seq(items)),
+            Value::Dict(pairs) => s.collect_map(pairs.iter().map(|(k, v)| (k, View(v)))),
+            Value::NdArray { shape, values } => {
+                struct Nd<'a>(&'a [u64], &'a Value);
+                impl Serialize for Nd<'_> {
+                    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                        let mut m = s.serialize_map(Some(2))?;
+                        m.serialize_entry("shape", self.0)?;
+                        m.serialize_entry("values", &View(self.1))?;
+                        m.end()
+                    }
+                }
+                one(s, "$ndarray", &Nd(shape, values))
+            }
+            Value::Mpz(i) => one(s, "$mpz", &i.to_string()),
+            Value::Foreign { type_name, data } => {
+                let mut m = s.serialize_map(Some(2))?;
+                m.serialize_entry("$type", type_name)?;
+                m.serialize_entry("data", &View(data))?;
+                m.end()
+            }
+        }
     }
 }
 
@@ -84,6 +212,8 @@ pub fn from_json(j: &Json) -> Result<Value, JsonError> {
     })
 }
 
+// Out of line, so that the frame of `from_json`, which recurses, stays small.
+#[inline(never)]
 fn object(map: &Map<String, Json>) -> Result<Value, JsonError> {
     let err = |m: &str| JsonError(m.to_string());
     let one = if map.len() == 1 {
@@ -169,6 +299,37 @@ mod tests {
             ),
             Value::dict([("a", Value::Bool(true))]),
         ]);
-        assert_eq!(from_json(&to_json(&v)), Ok(v));
+        assert_eq!(from_json(&to_json(&v)), Ok(v.clone()));
+        // The streamed form describes the same JSON.
+        let streamed: Json = serde_json::from_str(&to_string(&v)).unwrap_or(Json::Null);
+        assert_eq!(streamed, to_json(&v));
+    }
+
+    #[test]
+    fn streamed_json_matches_the_tree_for_every_form() {
+        let v = Value::List(vec![
+            Value::Nil,
+            Value::Bool(false),
+            Value::int(-5),
+            Value::int(u64::MAX),
+            Value::Float(2.5),
+            Value::Float(f64::NEG_INFINITY),
+            Value::str("s\"q"),
+            Value::NdArray {
+                shape: vec![2],
+                values: Box::new(Value::List(vec![Value::int(1), Value::int(2)])),
+            },
+            Value::Mpz(Int::from(7)),
+            Value::Foreign {
+                type_name: "bitarray".into(),
+                data: Box::new(Value::from(vec![1u8])),
+            },
+            Value::dict([("z", Value::Nil), ("a", Value::int(1))]),
+        ]);
+        let streamed = to_string(&v);
+        let parsed: Json = serde_json::from_str(&streamed).unwrap_or(Json::Null);
+        assert_eq!(parsed, to_json(&v));
+        // Dict keys in the value's order.
+        assert!(streamed.ends_with(r#"{"z":null,"a":1}]"#), "{streamed}");
     }
 }

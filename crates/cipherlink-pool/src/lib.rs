@@ -33,6 +33,7 @@ mod body;
 mod client;
 pub mod codec;
 mod config;
+mod conn_limits;
 pub mod envelope;
 mod error;
 pub mod identity;
@@ -42,12 +43,62 @@ pub mod json;
 mod mailbox;
 mod pool;
 mod server;
+mod text;
 pub mod tls;
 mod value;
 
+/// Small entry points that run the real decoders on untrusted bytes with
+/// the default limits, for `cargo fuzz` targets outside the crate. Not a
+/// stable API.
+#[doc(hidden)]
+pub mod fuzzing {
+    use crate::codec::{self, DecodeLimits};
+    use crate::envelope::{self, Decoded, MessageId, WireVersion};
+    use crate::error::{DecodeError, EnvelopeError};
+    use crate::value::Value;
+
+    pub use crate::codec::memory_bound;
+
+    /// The msgpack value decoder ([`codec::decode_accounted`]), returning
+    /// the value and the memory it was charged (never more than
+    /// [`codec::memory_bound`] of the input).
+    pub fn decode_value(bytes: &[u8]) -> Result<(Value, usize), DecodeError> {
+        codec::decode_accounted(bytes, DecodeLimits::default())
+    }
+
+    /// The envelope decoder of a received body, as the server runs it
+    /// ([`envelope::decode_received`]), for the given wire version.
+    pub fn decode_envelope(version: WireVersion, bytes: &[u8]) -> Result<Decoded, EnvelopeError> {
+        let body = bytes::Bytes::copy_from_slice(bytes);
+        envelope::decode_received(version, &body, DecodeLimits::default())
+    }
+
+    /// [`decode_envelope`] for 4.x.
+    pub fn decode_envelope_v4(bytes: &[u8]) -> Result<Decoded, EnvelopeError> {
+        decode_envelope(WireVersion::V4, bytes)
+    }
+
+    /// [`decode_envelope`] for 5.x.
+    pub fn decode_envelope_v5(bytes: &[u8]) -> Result<Decoded, EnvelopeError> {
+        decode_envelope(WireVersion::V5, bytes)
+    }
+
+    /// The body is not a well-formed 5.x `{"object": bin, "id": str}`; the
+    /// server then decodes it the general way.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub struct NotSplit;
+
+    /// The in-place split of a 5.x HTTP body into its id and the inner
+    /// document (borrowed from `bytes`), as the server tries it first.
+    pub fn split_body(bytes: &[u8]) -> Result<(MessageId, &[u8]), NotSplit> {
+        envelope::split_v5(bytes).ok_or(NotSplit)
+    }
+}
+
 pub use client::RetryPolicy;
+pub use codec::DecodeLimits;
 pub use config::{Limits, PeerConfig, PoolConfig};
-pub use envelope::{MessageId, WireVersion};
+pub use envelope::{Decoded, MessageId, WireVersion};
 pub use error::{ConfigError, DecodeError, EncodeError, EnvelopeError, PoolError, SendError};
 pub use int::{Int, ParseIntError};
 pub use mailbox::DeliverError;

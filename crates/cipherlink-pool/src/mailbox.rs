@@ -4,8 +4,11 @@
 //! Unlike the package, a second message with an id that is still buffered is
 //! refused ([`DeliverError::Duplicate`], answered 409) and the first one is
 //! kept; the package drops both and answers 200. The messages buffered per
-//! sender are limited in number ([`DeliverError::Full`]) and in bytes
-//! ([`DeliverError::FullBytes`]), both answered 429.
+//! sender are limited in number ([`DeliverError::Full`]) and in bytes of
+//! memory ([`DeliverError::FullBytes`]), both answered 429. The server
+//! charges a message by what its decoded value takes in memory, as the
+//! decoder accounts it, not by its body: a list of small ints takes about
+//! 40 times its body.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Mutex, MutexGuard};
@@ -67,7 +70,7 @@ struct State {
 struct PeerBox {
     slots: HashMap<MessageId, Slot>,
     ready: usize,
-    /// Body bytes of the `ready` messages.
+    /// Memory charged for the `ready` messages.
     bytes: usize,
 }
 
@@ -79,7 +82,7 @@ enum Slot {
 
 impl Mailbox {
     /// A mailbox for `peers` senders, buffering at most `max_per_peer`
-    /// messages and `max_bytes_per_peer` body bytes of each.
+    /// messages and `max_bytes_per_peer` bytes of memory of each.
     pub fn new(peers: usize, max_per_peer: usize, max_bytes_per_peer: usize) -> Mailbox {
         Mailbox {
             state: Mutex::new(State {
@@ -100,7 +103,7 @@ impl Mailbox {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Stores an arriving message (`size` bytes of body), or hands it to the
+    /// Stores an arriving message (charged `size` bytes), or hands it to the
     /// `recv` waiting for it.
     pub fn deliver(
         &self,

@@ -120,15 +120,24 @@ impl Pool {
                 None => None,
             };
             let tls = match &connector {
-                Some(c) => {
-                    let name =
-                        ServerName::try_from(p.host.clone()).map_err(|e| ConfigError::Resolve {
-                            peer: p.name.clone(),
-                            host: p.host.clone(),
-                            reason: format!("not a valid TLS server name: {e}"),
-                        })?;
-                    Some((c.clone(), name))
+                Some(c) if cert_id.is_none() => {
+                    warn!(
+                        "{}: peer {:?} has no registered certificate: under TLS its server is \
+                         checked against the CA only, not identified",
+                        cfg.name, p.name
+                    );
+                    Some(tls_target(c, p)?)
                 }
+                Some(c) => Some(tls_target(c, p)?),
+                None => None,
+            };
+            let server_identity = match &p.cert {
+                Some(der) => Some(identity::ServerIdentity::from_der(der).map_err(|reason| {
+                    ConfigError::PeerCert {
+                        peer: p.name.clone(),
+                        reason,
+                    }
+                })?),
                 None => None,
             };
             let address_id = identity::peer_address_id(ip, p.port);
@@ -141,7 +150,13 @@ impl Pool {
             });
             peers.push(Peer {
                 name: p.name.clone(),
-                client: PeerClient::new(&p.host, SocketAddr::new(ip, p.port), our_port, tls, opts),
+                client: PeerClient::new(
+                    &p.host,
+                    SocketAddr::new(ip, p.port),
+                    our_port,
+                    tls.map(|(c, name)| (c, name, server_identity)),
+                    opts,
+                ),
                 counters: Counters::default(),
                 bytes_sent: AtomicU64::new(0),
             });
@@ -160,7 +175,10 @@ impl Pool {
                 body_timeout: cfg.limits.body_timeout,
                 header_timeout: cfg.limits.header_timeout,
                 handshake_timeout: cfg.limits.handshake_timeout,
+                idle_timeout: cfg.limits.idle_timeout,
                 max_connections: cfg.limits.max_incoming_connections,
+                max_connections_per_address: cfg.limits.max_incoming_connections_per_address,
+                max_decoded: cfg.limits.max_buffered_bytes_per_peer,
             },
             peers: identities,
             mailbox: mailbox.clone(),
@@ -575,6 +593,19 @@ impl Shared {
             },
         }
     }
+}
+
+/// The connector and the server name a peer's TLS connections use.
+fn tls_target(
+    connector: &TlsConnector,
+    p: &crate::config::PeerConfig,
+) -> Result<(TlsConnector, ServerName<'static>), ConfigError> {
+    let name = ServerName::try_from(p.host.clone()).map_err(|e| ConfigError::Resolve {
+        peer: p.name.clone(),
+        host: p.host.clone(),
+        reason: format!("not a valid TLS server name: {e}"),
+    })?;
+    Ok((connector.clone(), name))
 }
 
 /// The peer's IPv4 address, as `socket.gethostbyname` would give it.

@@ -7,7 +7,7 @@
 //! | `GET`/`HEAD`, any path | `200 Connection working (GET)` |
 //! | other method | `405` |
 //! | no `Content-Length` (chunked) | `411` (the package: 500) |
-//! | body over the limit | `413` |
+//! | body over the limit, or its decoded value over the sender's budget | `413` |
 //! | body not received in time | `408` |
 //! | no `server_port` cookie | `400 Bad Request` |
 //! | unknown sender | `401` (5.x reason "Server did not recognize sender.") |
@@ -15,6 +15,11 @@
 //! | id already buffered | `409` (the package: 200 and both lost) |
 //! | sender's buffer full | `429` |
 //! | shutting down | `503` |
+//!
+//! A connection is closed when no request has been under way on it for
+//! `idle_timeout`, and one address may hold at most
+//! `max_incoming_connections_per_address` connections (more are closed at
+//! once), so one peer cannot keep every slot of the global cap.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -32,12 +37,17 @@ use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
+use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 use tracing::{debug, warn};
 
+use crate::codec::DecodeLimits;
+use crate::conn_limits::{Activity, AddressSlots};
 use crate::envelope::{self, WireVersion};
+use crate::error::{DecodeError, EnvelopeError};
 use crate::identity;
 use crate::mailbox::{DeliverError, Mailbox};
+use crate::text::{cut, MAX_PEER_TEXT, MAX_REASON};
 
 /// How a peer is recognised when it sends.
 #[derive(Debug, Clone)]
@@ -59,7 +69,12 @@ pub(crate) struct ServerLimits {
     pub body_timeout: Duration,
     pub header_timeout: Duration,
     pub handshake_timeout: Duration,
+    pub idle_timeout: Duration,
     pub max_connections: usize,
+    pub max_connections_per_address: usize,
+    /// The most memory one decoded message may take: the sender's whole
+    /// buffer budget, since a larger one could never be buffered.
+    pub max_decoded: usize,
 }
 
 /// Everything a request handler needs; shared by all connections.
@@ -91,6 +106,7 @@ pub(crate) async fn serve(
     // Each connection holds a permit; without one, connections wait in the
     // listen backlog instead of each costing a task and buffers.
     let permits = Arc::new(Semaphore::new(recv.limits.max_connections.max(1)));
+    let per_address = Arc::new(AddressSlots::default());
     loop {
         let permit = tokio::select! {
             _ = shutdown.changed() => break,
@@ -103,9 +119,16 @@ pub(crate) async fn serve(
             _ = shutdown.changed() => break,
             accepted = listener.accept() => match accepted {
                 Ok((stream, remote)) => {
+                    let cap = recv.limits.max_connections_per_address;
+                    let Some(slot) = AddressSlots::take(&per_address, remote.ip(), cap) else {
+                        warn!("refused a connection from {}: it already has {cap} open (the limit per address)", remote.ip());
+                        drop(stream);
+                        continue;
+                    };
                     let conn = connection(stream, remote, tls.clone(), recv.clone(), shutdown.clone());
                     tokio::spawn(async move {
                         conn.await;
+                        drop(slot);
                         drop(permit);
                     });
                 }
@@ -174,11 +197,19 @@ async fn serve_http<I>(
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
     let header_timeout = recv.limits.header_timeout;
+    let idle_timeout = recv.limits.idle_timeout;
     let info = Arc::new(info);
+    let activity = Activity::new();
+    let svc_activity = activity.clone();
     let svc = service_fn(move |req| {
         let recv = recv.clone();
         let info = info.clone();
-        async move { Ok::<_, Infallible>(recv.handle(req, &info).await) }
+        let in_flight = svc_activity.start();
+        async move {
+            let resp = recv.handle(req, &info).await;
+            drop(in_flight);
+            Ok::<_, Infallible>(resp)
+        }
     });
     let mut builder = http1::Builder::new();
     builder
@@ -187,17 +218,30 @@ async fn serve_http<I>(
         .keep_alive(true);
     let conn = builder.serve_connection(io, svc);
     tokio::pin!(conn);
-    tokio::select! {
-        res = conn.as_mut() => {
-            if let Err(e) = res {
-                debug!("connection ended: {e}");
+    let mut check_at = Instant::now() + idle_timeout;
+    loop {
+        tokio::select! {
+            res = conn.as_mut() => {
+                if let Err(e) = res {
+                    debug!("connection ended: {e}");
+                }
+                return;
+            }
+            _ = shutdown.changed() => break,
+            _ = tokio::time::sleep_until(check_at) => {
+                match activity.idle_until(idle_timeout) {
+                    None => {
+                        debug!("closing a connection idle for {idle_timeout:?}");
+                        break;
+                    }
+                    Some(next) => check_at = next,
+                }
             }
         }
-        _ = shutdown.changed() => {
-            conn.as_mut().graceful_shutdown();
-            let _ = tokio::time::timeout(Duration::from_secs(5), conn).await;
-        }
     }
+    // Closes at once when idle; lets a request under way finish.
+    conn.as_mut().graceful_shutdown();
+    let _ = tokio::time::timeout(Duration::from_secs(5), conn).await;
 }
 
 type Resp = Response<Full<Bytes>>;
@@ -253,7 +297,10 @@ impl Receiver {
         let peer = match self.identify(info, &port) {
             Ok(p) => p,
             Err(id) => {
-                warn!("Received message from unknown sender: {id}");
+                warn!(
+                    "Received message from unknown sender: {}",
+                    cut(&id, 2 * MAX_PEER_TEXT)
+                );
                 let reason = match self.wire {
                     WireVersion::V5 => Some("Server did not recognize sender."),
                     WireVersion::V4 => None,
@@ -283,14 +330,26 @@ impl Receiver {
                 return error(StatusCode::REQUEST_TIMEOUT, None);
             }
         };
-        let (id, value) = match envelope::decode_received(self.wire, &body, self.limits.max_depth) {
+        let limits = DecodeLimits {
+            max_depth: self.limits.max_depth,
+            max_memory: self.limits.max_decoded,
+        };
+        let decoded = match envelope::decode_received(self.wire, &body, limits) {
             Ok(x) => x,
             Err(e) => {
                 warn!("refused message from {name}: {e}");
+                let status = match e {
+                    EnvelopeError::Outer(DecodeError::TooLarge { .. })
+                    | EnvelopeError::Inner(DecodeError::TooLarge { .. }) => {
+                        StatusCode::PAYLOAD_TOO_LARGE
+                    }
+                    _ => StatusCode::BAD_REQUEST,
+                };
                 let reason = format!("Failed processing received message: '{e}'");
-                return error(StatusCode::BAD_REQUEST, Some(&reason));
+                return error(status, Some(&reason));
             }
         };
+        let envelope::Decoded { id, value, memory } = decoded;
         debug!(
             "message {id} from {name}: {} ({} bytes)",
             value.kind(),
@@ -302,7 +361,12 @@ impl Receiver {
         if let Some(c) = counter {
             c.fetch_add(body.len() as u64, Ordering::Relaxed);
         }
-        match self.mailbox.deliver(peer, id.clone(), value, body.len()) {
+        // Charged by what it holds in memory, not by what it took on the
+        // wire: a list of small ints takes ~40 times its body.
+        let size = memory
+            .saturating_add(2 * id.heap_size())
+            .saturating_add(MESSAGE_OVERHEAD);
+        match self.mailbox.deliver(peer, id.clone(), value, size) {
             Ok(()) => ok("Message received"),
             Err(e) => {
                 if let Some(c) = counter {
@@ -355,6 +419,10 @@ impl Receiver {
     }
 }
 
+/// What one buffered message costs beyond its value and id (its slot, its
+/// place in the arrival order, the map entries).
+const MESSAGE_OVERHEAD: usize = 256;
+
 /// Up to this much of a declared body is allocated before it arrives; a
 /// larger body grows the buffer as its bytes come (so a peer that only
 /// announces a big body cannot make us commit memory for it).
@@ -402,7 +470,7 @@ fn server_port_cookie(req: &Request<Incoming>) -> Option<String> {
         .flat_map(|v| v.split(';'))
         .filter_map(|pair| pair.trim().split_once('='))
         .find(|(k, _)| *k == "server_port")
-        .map(|(_, v)| v.trim().trim_matches('"').to_string())
+        .map(|(_, v)| cut(v.trim().trim_matches('"'), MAX_PEER_TEXT).into_owned())
 }
 
 fn text(status: StatusCode, body: String, reason: Option<&str>) -> Resp {
@@ -415,7 +483,7 @@ fn text(status: StatusCode, body: String, reason: Option<&str>) -> Resp {
     if let Some(reason) = reason {
         // A reason phrase may not hold CR/LF or other controls (the package
         // answers 500 when its own reason would); replace them instead.
-        let clean: String = reason
+        let clean: String = cut(reason, MAX_REASON)
             .chars()
             .map(|c| {
                 if c.is_ascii_graphic() || c == ' ' {
@@ -438,9 +506,10 @@ fn ok(body: &'static str) -> Resp {
 
 /// An error answer as aiohttp words it: body `"{code}: {reason}"`.
 fn error(status: StatusCode, reason: Option<&str>) -> Resp {
-    let shown = reason
-        .or(status.canonical_reason())
-        .unwrap_or("Error")
-        .to_string();
+    let shown = cut(
+        reason.or(status.canonical_reason()).unwrap_or("Error"),
+        MAX_REASON,
+    )
+    .into_owned();
     text(status, format!("{}: {shown}", status.as_u16()), reason)
 }

@@ -332,6 +332,12 @@ async fn python_started_after_rust_sender() {
         return;
     };
     let bob_port = free_port();
+    // Stands in for Bob until the sender has tried once: that attempt meets
+    // a connection closed at once, so the sender must retry (waiting for
+    // the attempt instead of sleeping and hoping one was made).
+    let stand_in = tokio::net::TcpListener::bind(loopback(bob_port))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     let alice = rust_party(
         "Alice",
         WireVersion::V5,
@@ -343,7 +349,12 @@ async fn python_started_after_rust_sender() {
         let alice = alice.clone();
         tokio::spawn(async move { alice.send("Bob", &Value::str("late hello"), None).await })
     };
-    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let (attempt, _) = tokio::time::timeout(WAIT, stand_in.accept())
+        .await
+        .unwrap_or_else(|_| panic!("the sender never tried"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    drop(attempt);
+    drop(stand_in);
     assert!(!sender.is_finished(), "the send should still be retrying");
     let bob = PyParty::spawn(
         &py,

@@ -88,6 +88,68 @@ async fn issuer_dn_not_starting_with_cn_is_refused_as_the_package_does() {
     assert!(is_401(&r), "{r:?}");
 }
 
+/// Mallory, holding a certificate from the same CA, listens where Alice
+/// believes Bob is, and would take Alice's messages (she knows Alice's
+/// certificate). The chain is valid and names are not checked, so only the
+/// check of the answering server against Bob's registered certificate
+/// stops the message: Mallory gets nothing and Alice an error naming Bob.
+#[tokio::test]
+async fn a_server_with_another_certificate_at_the_peers_address_gets_nothing() {
+    init_logs();
+    let ca = Ca::new();
+    let (alice, bob, mallory) = (
+        ca.party("alice", 31),
+        ca.party("bob", 32),
+        ca.party("mallory", 33),
+    );
+    let mallory_pool = {
+        let mut cfg = cipherlink_pool::PoolConfig::new("Mallory", loopback(0))
+            .tls(mallory.server_config(), mallory.client_config());
+        cfg.peers =
+            vec![PeerConfig::new("Alice", "127.0.0.1", free_port())
+                .with_cert(alice.cert_der.clone())];
+        cfg.limits = test_limits();
+        cipherlink_pool::Pool::start(cfg)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+    };
+    let alice_pool = rust_party(
+        "Alice",
+        WireVersion::V5,
+        vec![
+            PeerConfig::new("Bob", "127.0.0.1", mallory_pool.local_addr().port())
+                .with_cert(bob.cert_der.clone()),
+        ],
+        Some(&alice),
+    )
+    .await;
+    let r = alice_pool
+        .send("Bob", &Value::str("for Bob only"), None)
+        .await;
+    match &r {
+        Err(
+            e @ PoolError::Send {
+                peer,
+                source: SendError::WrongServer { found, .. },
+                ..
+            },
+        ) => {
+            assert_eq!(peer, "Bob");
+            assert!(found.contains(":33"), "{found}");
+            assert!(e.to_string().contains("\"Bob\""), "{e}");
+        }
+        other => panic!("expected a wrong-server error, got {other:?}"),
+    }
+    assert_eq!(
+        mallory_pool.try_recv("Alice", None).ok().flatten(),
+        None,
+        "Mallory received Alice's message"
+    );
+    assert_eq!(mallory_pool.stats()[0].bytes_received, 0);
+    alice_pool.shutdown().await;
+    mallory_pool.shutdown().await;
+}
+
 #[test]
 fn ids_match_the_packages_format() {
     let ca = Ca::new();

@@ -13,11 +13,16 @@ Modes:
           "late hello", and send it back
   bcast   receive "b1" from Alice, broadcast {"from": "Bob", "got": ...} as
           "b2" to all peers, then receive Alice's default-id broadcast
+  biglist send a list of 8 Mi ones (an 8 MiB body) as "list"
+  bigint  send "huge id" with a 1 MiB int as its id (expects a refusal,
+          printed as `ID_ANSWER <error>`), then a 1 MiB int as the value of
+          message "big-value"; prints how long each send took on stderr
 """
 import argparse
 import asyncio
 import logging
 import sys
+import time
 import warnings
 from importlib.metadata import version
 
@@ -152,13 +157,43 @@ async def mode_one(pool, peer, results):
     await pool.send(peer, got)
 
 
+# A 1 MiB int: (bit_length + 8) // 8 == 2**20 bytes on the wire.
+BIG = (1 << (8 * 2**20 - 9)) + 12345
+
+
+async def mode_bigint(pool, peer, results):
+    print("READY", flush=True)
+    started = time.monotonic()
+    try:
+        await pool.send(peer, "huge id", BIG)
+        print("ID_ANSWER accepted", flush=True)
+        results.append(False)
+    except Exception as e:  # the refusal is what we expect
+        text = str(e)
+        print(f"ID_ANSWER {text[:400]}", flush=True)
+        results.append("400" in text)
+    print(f"timing: 1 MiB int id answered in {time.monotonic() - started:.3f} s",
+          file=sys.stderr, flush=True)
+    started = time.monotonic()
+    await pool.send(peer, BIG, "big-value")
+    print(f"timing: 1 MiB int value answered in {time.monotonic() - started:.3f} s",
+          file=sys.stderr, flush=True)
+    results.append(True)
+
+
+async def mode_biglist(pool, peer, results):
+    print("READY", flush=True)
+    await pool.send(peer, [1] * (8 << 20), "list")
+    results.append(True)
+
+
 async def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--name", required=True)
     ap.add_argument("--port", type=int, required=True)
     ap.add_argument("--peer", action="append", default=[])
     ap.add_argument("--tls", nargs=3, metavar=("CERT", "KEY", "CA"))
-    ap.add_argument("--mode", required=True, choices=["alice", "echo", "bcast", "one"])
+    ap.add_argument("--mode", required=True, choices=["alice", "echo", "bcast", "one", "bigint", "biglist"])
     ap.add_argument("--timeout", type=float, default=60)
     ap.add_argument("--retries", type=int, default=3)
     args = ap.parse_args()
@@ -167,7 +202,8 @@ async def main():
     results = []
     try:
         await asyncio.wait_for(
-            {"alice": mode_alice, "echo": mode_echo, "bcast": mode_bcast, "one": mode_one}[args.mode](pool, peer, results),
+            {"alice": mode_alice, "echo": mode_echo, "bcast": mode_bcast, "one": mode_one,
+             "bigint": mode_bigint, "biglist": mode_biglist}[args.mode](pool, peer, results),
             timeout=args.timeout)
     except Exception as e:  # report, then fail
         print(f"ERROR {type(e).__name__}: {e}", flush=True)
