@@ -23,9 +23,10 @@ pub struct ServeArgs {
     /// Send every received byte back instead of printing it.
     #[arg(long)]
     pub echo: bool,
-    /// Most connections open at once; more wait in the accept queue.
-    #[arg(long, default_value_t = cipherlink::server::DEFAULT_MAX_CONNECTIONS)]
-    pub max_connections: usize,
+    /// Most connections open at once; more wait in the accept queue
+    /// (default: what the open-file limit allows, raised to its hard limit at start).
+    #[arg(long)]
+    pub max_connections: Option<usize>,
     /// Close a connection that sends nothing, or does not take its echo, for
     /// this many seconds, so idle clients cannot hold every slot (0 = never).
     #[arg(long, default_value_t = 300)]
@@ -41,12 +42,13 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     let mut config = args.tls.to_config()?;
     args.server.apply(&mut config);
     let context = build_context(Role::Server, &config)?;
+    let capacity = capacity(args.max_connections);
     let server = TlsServer::bind(args.listen, context)
         .await?
-        .max_connections(args.max_connections);
+        .max_connections(capacity.max);
     let addr = server.local_addr()?;
     tracing::info!(
-        "serving TLS on {addr} (groups {}, {})",
+        "serving TLS on {addr} (groups {}, {}); holds {} connections at once{}",
         config
             .key_exchange
             .iter()
@@ -57,7 +59,9 @@ pub async fn run(args: ServeArgs) -> Result<()> {
             "client certificate required"
         } else {
             "no client certificate"
-        }
+        },
+        capacity.max,
+        capacity.why,
     );
     let echo = args.echo;
     let idle = (args.idle_timeout > 0).then(|| Duration::from_secs(args.idle_timeout));
@@ -72,26 +76,26 @@ pub async fn run(args: ServeArgs) -> Result<()> {
                 }
             }
             let peer = tunnel.peer().to_string();
-            let mut buf = vec![0u8; 16 * 1024];
             let mut total = 0u64;
             loop {
-                let Some(n) = within(idle, tunnel.read(&mut buf)).await? else {
+                // A buffer only while data is there: idle clients hold none.
+                let Some(buf) = within(idle, tunnel.read_chunk(16 * 1024)).await? else {
                     // A polite end: the client gets close_notify, not a cut.
                     tracing::info!(peer, "{} (--idle-timeout): closing", idle_text(idle));
                     break;
                 };
-                if n == 0 {
+                if buf.is_empty() {
                     break;
                 }
-                total += n as u64;
+                total += buf.len() as u64;
                 if echo {
-                    let echoed = within(idle, tunnel.write_all(&buf[..n])).await?;
+                    let echoed = within(idle, tunnel.write_all(&buf)).await?;
                     if echoed.is_none() {
                         return Err(idle_error(&peer, "echo", idle));
                     }
                 } else {
                     let mut out = stdout.lock().await;
-                    let _ = out.write_all(&buf[..n]).await;
+                    let _ = out.write_all(&buf).await;
                     let _ = out.flush().await;
                 }
             }
@@ -109,6 +113,56 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// How many connections serve holds, and why (for the start-up line).
+struct Capacity {
+    max: usize,
+    why: String,
+}
+
+/// Each connection is a file descriptor: raise the soft open-file limit to
+/// the hard one, and size the default cap from it, so that the limit, not a
+/// fixed number, decides (10,000 idle clients need no flag where the hard
+/// limit allows them).
+fn capacity(asked: Option<usize>) -> Capacity {
+    match (cipherlink_lab::fd_limit::raise(), asked) {
+        (Ok(fds), None) => Capacity {
+            max: fds.connections().max(1),
+            why: if fds.soft > fds.soft_before {
+                format!(
+                    " (open-file limit raised from {} to {}; hard limit {})",
+                    fds.soft_before, fds.soft, fds.hard
+                )
+            } else {
+                format!(" (open-file limit {}, hard {})", fds.soft, fds.hard)
+            },
+        },
+        (Ok(fds), Some(asked)) if asked > fds.connections() => {
+            tracing::warn!(
+                "--max-connections {asked} is more than the open-file limit allows \
+                 (about {}; hard limit {}): accepts past that fail until a connection ends",
+                fds.connections(),
+                fds.hard
+            );
+            Capacity {
+                max: asked,
+                why: " (--max-connections)".into(),
+            }
+        }
+        (Ok(_), Some(asked)) => Capacity {
+            max: asked,
+            why: " (--max-connections)".into(),
+        },
+        (Err(err), asked) => {
+            let max = asked.unwrap_or(cipherlink::server::DEFAULT_MAX_CONNECTIONS);
+            tracing::warn!("cannot read or raise the open-file limit: {err}");
+            Capacity {
+                max,
+                why: " (open-file limit unknown)".into(),
+            }
+        }
+    }
 }
 
 /// `op`'s result, or `None` when it took longer than `limit`.

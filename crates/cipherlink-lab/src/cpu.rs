@@ -4,23 +4,43 @@
 
 use std::time::Duration;
 
-/// User + system CPU time this process has used, if the OS tells us
-/// (Linux `/proc/self/stat`; `None` elsewhere).
+use nix::sys::resource::{getrusage, UsageWho};
+
+/// User + system CPU time this process has used (getrusage, microsecond
+/// resolution), if the OS tells us.
 pub fn process_cpu_time() -> Option<Duration> {
-    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
-    // Fields after the parenthesised command name, which may contain spaces.
-    let rest = stat.rsplit_once(')')?.1;
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    // utime and stime are fields 14 and 15 of the whole line: 11 and 12 after ')'.
-    let utime: u64 = fields.get(11)?.parse().ok()?;
-    let stime: u64 = fields.get(12)?.parse().ok()?;
-    // USER_HZ is 100 on every Linux architecture that matters here.
-    Some(Duration::from_millis((utime + stime) * 10))
+    let usage = getrusage(UsageWho::RUSAGE_SELF).ok()?;
+    Some(timeval(usage.user_time()) + timeval(usage.system_time()))
+}
+
+fn timeval(t: nix::sys::time::TimeVal) -> Duration {
+    let micros = t.tv_sec() as i128 * 1_000_000 + t.tv_usec() as i128;
+    Duration::from_micros(u64::try_from(micros).unwrap_or(0))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cpu_time_has_microsecond_resolution() {
+        // /proc/self/stat counted 10 ms ticks, so the first change seen was a
+        // whole tick; getrusage moves in microseconds.
+        let before = process_cpu_time().expect("getrusage works on this OS");
+        let mut after = before;
+        let mut x = 0u64;
+        while after == before {
+            for _ in 0..1000 {
+                x = x.wrapping_mul(6364136223846793005).wrapping_add(1);
+            }
+            after = process_cpu_time().expect("getrusage works on this OS");
+        }
+        std::hint::black_box(x);
+        assert!(
+            after - before < Duration::from_millis(5),
+            "{before:?} -> {after:?}"
+        );
+    }
 
     #[test]
     fn cpu_time_advances_under_work() {

@@ -5,6 +5,8 @@
 //! next.
 
 pub mod bench_conn;
+pub mod bench_idle;
 pub mod bench_pool;
 pub mod cpu;
+pub mod fd_limit;
 pub mod format;

@@ -8,12 +8,15 @@
 use std::fmt;
 use std::io;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context as TaskContext, Poll};
+use std::time::Duration;
 
 use rustls::pki_types::ServerName;
 use rustls::HandshakeKind;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
-use tokio_rustls::{TlsAcceptor, TlsConnector, TlsStream};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::time::Timeout;
+use tokio_rustls::{Accept, Connect, TlsAcceptor, TlsConnector, TlsStream};
 
 use crate::context::{Context, TlsSide};
 use crate::error::Error;
@@ -178,13 +181,16 @@ where
         // Client data that did not fit rustls' buffer (64 KiB) goes out
         // after the handshake instead of in its last flight.
         let mut queued = 0;
+        // The running handshake and the stream it makes are on the heap,
+        // and no local holds either across an await: a rustls connection
+        // is over a kilobyte, and whatever this future holds inline stays
+        // in the state of every task that awaits a handshake for the
+        // task's whole life (an async fn's state is as large as its
+        // largest await), idle connection or not.
         let result = match self.context.tls() {
-            TlsSide::Server(config) => {
-                let acceptor = TlsAcceptor::from(config.clone());
-                tokio::time::timeout(limit, acceptor.accept(io))
-                    .await
-                    .map(|r| r.map(TlsStream::Server))
-            }
+            TlsSide::Server(config) => accepting(config, io, limit)
+                .await
+                .map(|r| r.map(|s| Box::new(TlsStream::Server(s)))),
             TlsSide::Client(config) => {
                 let name = match self.server_name() {
                     Ok(name) => name,
@@ -193,13 +199,9 @@ where
                         return Err(err);
                     }
                 };
-                let connector = TlsConnector::from(config.clone());
-                let connect = connector.connect_with(name, io, |conn| {
-                    queued = queue_plaintext(conn.writer(), first);
-                });
-                tokio::time::timeout(limit, connect)
+                connecting(config, name, io, first, &mut queued, limit)
                     .await
-                    .map(|r| r.map(TlsStream::Client))
+                    .map(|r| r.map(|s| Box::new(TlsStream::Client(s))))
             }
         };
         let result = match result {
@@ -218,7 +220,7 @@ where
         };
         match result {
             Ok(Ok(stream)) => {
-                self.stage = Stage::Ready(Box::new(stream));
+                self.stage = Stage::Ready(stream);
                 Ok(())
             }
             Ok(Err(err)) => {
@@ -308,6 +310,25 @@ where
     /// Reads decrypted bytes; `Ok(0)` means the peer closed cleanly.
     pub async fn read(&mut self, buf: &mut [u8]) -> Result<usize, Error> {
         let result = self.ready("read")?.read(buf).await;
+        self.settle(result, "read")
+    }
+
+    /// Reads what has arrived, at most `max` bytes, into a buffer made for
+    /// it; empty means the peer closed cleanly. Unlike [`Tunnel::read`], a
+    /// caller waiting here holds no buffer of its own: an idle connection
+    /// costs only what rustls keeps, and the buffer lives only while
+    /// there is data (a server of many idle clients saves its read buffer
+    /// per connection).
+    pub async fn read_chunk(&mut self, max: usize) -> Result<Vec<u8>, Error> {
+        let stream = self.ready("read")?;
+        let result = match stream.fill_buf().await {
+            Ok(data) => {
+                let chunk = data[..data.len().min(max.max(1))].to_vec();
+                stream.consume(chunk.len());
+                Ok(chunk)
+            }
+            Err(err) => Err(err),
+        };
         self.settle(result, "read")
     }
 
@@ -431,6 +452,35 @@ fn not_ready(state: TunnelState) -> io::Error {
     )
 }
 
+/// A server handshake within `limit`, boxed (see `handshake_inner`).
+fn accepting<IO: AsyncRead + AsyncWrite + Unpin>(
+    config: &Arc<rustls::ServerConfig>,
+    io: IO,
+    limit: Duration,
+) -> Pin<Box<Timeout<Accept<IO>>>> {
+    Box::pin(tokio::time::timeout(
+        limit,
+        TlsAcceptor::from(config.clone()).accept(io),
+    ))
+}
+
+/// A client handshake within `limit`, boxed (see `handshake_inner`), with
+/// as much of `first` as fits queued to leave with the client's Finished;
+/// `queued` says how much.
+fn connecting<IO: AsyncRead + AsyncWrite + Unpin>(
+    config: &Arc<rustls::ClientConfig>,
+    name: ServerName<'static>,
+    io: IO,
+    first: &[u8],
+    queued: &mut usize,
+    limit: Duration,
+) -> Pin<Box<Timeout<Connect<IO>>>> {
+    let connect = TlsConnector::from(config.clone()).connect_with(name, io, |conn| {
+        *queued = queue_plaintext(conn.writer(), first);
+    });
+    Box::pin(tokio::time::timeout(limit, connect))
+}
+
 /// Hands as much of `buf` to rustls as its buffer takes (64 KiB by
 /// default) without any I/O; returns how much it took.
 fn queue_plaintext(mut writer: rustls::Writer<'_>, buf: &[u8]) -> usize {
@@ -458,6 +508,63 @@ pub(crate) fn host_of(peer: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::host_of;
+    use crate::certs::{self, CertOptions};
+    use crate::{Config, Context, PemSource};
+
+    fn contexts() -> (Context, Context) {
+        let bundle = certs::generate(&CertOptions::default()).expect("test certificates");
+        let server = Context::server(&Config {
+            certificate: Some(PemSource::inline(bundle.server.cert.clone())),
+            private_key: Some(PemSource::inline(bundle.server.key.clone())),
+            ..Config::default()
+        })
+        .expect("server context");
+        let client = Context::client(&Config {
+            trusted_cas: vec![PemSource::inline(bundle.ca.cert.clone())],
+            server_name: Some("localhost".into()),
+            ..Config::default()
+        })
+        .expect("client context");
+        (server, client)
+    }
+
+    #[tokio::test]
+    async fn read_chunk_returns_what_arrived_up_to_max_then_empty_at_close() {
+        let (server, client) = contexts();
+        let (a, b) = tokio::io::duplex(64 * 1024);
+        let (accepted, connected) =
+            tokio::join!(server.accept(a, "client"), client.connect(b, "server"));
+        let (mut server_side, mut client_side) = (
+            accepted.expect("server handshake"),
+            connected.expect("client handshake"),
+        );
+        client_side.write_all(b"hello").await.expect("write");
+        assert_eq!(server_side.read_chunk(3).await.expect("read"), b"hel");
+        assert_eq!(server_side.read_chunk(100).await.expect("read"), b"lo");
+        client_side.close().await.expect("close");
+        assert!(server_side.read_chunk(100).await.expect("read").is_empty());
+    }
+
+    /// Every task that awaits a handshake carries this future's size for
+    /// its whole life; a rustls connection (over a kilobyte) held inline
+    /// across an await would put it back into every idle connection.
+    #[test]
+    fn a_waiting_handshake_holds_no_rustls_connection_inline() {
+        let (server, client) = contexts();
+        let (a, b) = tokio::io::duplex(64);
+        let mut server_side = server.tunnel(a, "client");
+        let mut client_side = client.tunnel(b, "server");
+        let server_future = std::mem::size_of_val(&server_side.handshake());
+        let client_future = std::mem::size_of_val(&client_side.handshake_and_send(b"x"));
+        assert!(
+            server_future < 1024,
+            "server handshake future: {server_future} B"
+        );
+        assert!(
+            client_future < 1024,
+            "client handshake future: {client_future} B"
+        );
+    }
 
     #[test]
     fn host_parts() {

@@ -1,0 +1,162 @@
+//! The measured server in a process of its own: spawned and found by the
+//! address it prints, or an external one named by its PIDs; and its
+//! resident memory, read from /proc.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use super::BenchError;
+
+/// How long a spawned server may take to print its address (a debug
+/// build's first run includes the dynamic loader and certificate parsing).
+const START_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A spawned server, killed on drop.
+pub struct ServerChild {
+    child: Child,
+    /// Where it listens.
+    pub addr: SocketAddr,
+}
+
+impl ServerChild {
+    /// Its process ID.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for ServerChild {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Spawns `command` and waits for a stderr line `serving ... on ADDR`. The
+/// rest of its stderr is drained (and dropped) so a chatty server never
+/// blocks on a full pipe.
+pub fn spawn(mut command: Command) -> Result<ServerChild, BenchError> {
+    let shown = format!("{command:?}");
+    let mut child = command
+        // A pipe the child may watch: it closes when this process ends,
+        // however it ends.
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| BenchError::Setup(format!("starting {shown}: {e}")))?;
+    let Some(stderr) = child.stderr.take() else {
+        let _ = child.kill();
+        return Err(BenchError::Setup(format!("{shown}: no stderr pipe")));
+    };
+    let (found, wait) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut lines = BufReader::new(stderr).lines();
+        let mut seen = Vec::new();
+        for line in lines.by_ref().map_while(Result::ok) {
+            if let Some(addr) = listening_address(&line) {
+                let _ = found.send(Ok(addr));
+                break;
+            }
+            // Kept (bounded) to explain a server that never starts.
+            if seen.len() < 20 {
+                seen.push(line);
+            }
+        }
+        let _ = found.send(Err(seen.join("\n")));
+        for _ in lines.map_while(Result::ok) {}
+    });
+    let deadline = Instant::now() + START_TIMEOUT;
+    let outcome = wait.recv_timeout(deadline.saturating_duration_since(Instant::now()));
+    match outcome {
+        Ok(Ok(addr)) => Ok(ServerChild { child, addr }),
+        Ok(Err(said)) => {
+            let _ = child.kill();
+            let status = child.wait().map(|s| s.to_string()).unwrap_or_default();
+            Err(BenchError::Setup(format!(
+                "{shown} ended ({status}) without saying where it listens; it said:\n{said}"
+            )))
+        }
+        Err(_) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            Err(BenchError::Setup(format!(
+                "{shown} did not say where it listens within {START_TIMEOUT:?}"
+            )))
+        }
+    }
+}
+
+/// The address in a line like `... serving TLS on 127.0.0.1:4433 (groups ...)`.
+fn listening_address(line: &str) -> Option<SocketAddr> {
+    let after = line.split_once("serving ")?.1;
+    let addr = after.split_once(" on ")?.1.split_whitespace().next()?;
+    addr.trim_end_matches([',', ';', ')']).parse().ok()
+}
+
+/// The resident memory of `pids` together, in bytes (VmRSS).
+pub fn rss_bytes(pids: &[u32]) -> Result<u64, BenchError> {
+    pids.iter().map(|&pid| rss_of(pid)).sum()
+}
+
+fn rss_of(pid: u32) -> Result<u64, BenchError> {
+    let path = format!("/proc/{pid}/status");
+    let status = std::fs::read_to_string(&path)
+        .map_err(|e| BenchError::Setup(format!("reading {path} (is PID {pid} running?): {e}")))?;
+    let kb = status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|rest| rest.trim().strip_suffix("kB"))
+        .and_then(|n| n.trim().parse::<u64>().ok())
+        .ok_or_else(|| BenchError::Setup(format!("{path}: no VmRSS line")))?;
+    Ok(kb * 1024)
+}
+
+/// Waits until `pids`' memory stops moving (a server finishes handshakes
+/// and frees their buffers a little after the client is done), at most a
+/// few seconds; returns the last reading.
+pub async fn settled_rss(pids: &[u32]) -> Result<u64, BenchError> {
+    const STEP: Duration = Duration::from_millis(250);
+    const STILL: u64 = 64 * 1024;
+    let mut last = rss_bytes(pids)?;
+    for _ in 0..20 {
+        tokio::time::sleep(STEP).await;
+        let now = rss_bytes(pids)?;
+        if now.abs_diff(last) <= STILL {
+            return Ok(now);
+        }
+        last = now;
+    }
+    Ok(last)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_the_address_in_serve_and_plain_lines() {
+        let serve = "2026-11-30T06:00:00Z  INFO serving TLS on 127.0.0.1:40123 (groups X25519)";
+        assert_eq!(
+            listening_address(serve),
+            Some("127.0.0.1:40123".parse().expect("valid"))
+        );
+        assert_eq!(
+            listening_address("serving plain TCP on [::1]:9; holds 10"),
+            Some("[::1]:9".parse().expect("valid"))
+        );
+        assert_eq!(listening_address("accepted: TLSv1.3"), None);
+    }
+
+    #[test]
+    fn reads_own_rss() {
+        if !std::path::Path::new("/proc/self/status").exists() {
+            return; // not Linux
+        }
+        let rss = rss_bytes(&[std::process::id()]).expect("own status readable");
+        assert!(rss > 0);
+    }
+}
