@@ -9,8 +9,6 @@ use cipherlink::PemSource;
 use cipherlink_pool::json::{self, from_json};
 use cipherlink_pool::{tls, MessageId, PeerConfig, Pool, PoolConfig, WireVersion};
 use clap::{Args, Subcommand};
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::CertificateDer;
 
 /// A party of a pool, speaking the tno.mpc.communication wire.
 #[derive(Debug, Args)]
@@ -107,33 +105,10 @@ fn timeout(secs: f64) -> Result<Option<Duration>> {
         .with_context(|| format!("--timeout {secs}: expected a number of seconds >= 0"))
 }
 
-fn parse_peer(spec: &str) -> Result<PeerConfig> {
-    let (name, rest) = spec
-        .split_once('=')
-        .with_context(|| format!("--peer {spec:?}: expected NAME=HOST:PORT[@CERT]"))?;
-    let (addr, cert) = match rest.split_once('@') {
-        Some((a, c)) => (a, Some(c)),
-        None => (rest, None),
-    };
-    let (host, port) = addr
-        .rsplit_once(':')
-        .with_context(|| format!("--peer {spec:?}: expected HOST:PORT after '='"))?;
-    let port: u16 = port
-        .parse()
-        .with_context(|| format!("--peer {spec:?}: port {port:?} is not a number"))?;
-    let mut peer = PeerConfig::new(name, host.trim_matches(['[', ']']), port);
-    if let Some(path) = cert {
-        let der = CertificateDer::from_pem_file(path)
-            .with_context(|| format!("--peer {name}: reading certificate {path}"))?;
-        peer = peer.with_cert(der);
-    }
-    Ok(peer)
-}
-
 async fn start(p: &PartyArgs) -> Result<Pool> {
     let mut cfg = PoolConfig::new(&p.name, p.listen).wire(p.wire);
     for spec in &p.peers {
-        cfg = cfg.peer(parse_peer(spec)?);
+        cfg = cfg.peer(spec.parse::<PeerConfig>().context("--peer")?);
     }
     cfg.limits.recv_timeout = timeout(p.timeout)?;
     if p.tls {

@@ -15,10 +15,10 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cipherlink::certs::{CertBundle, CertOptions, Pem};
+use cipherlink::certs::CertOptions;
 use cipherlink_pool::{PeerConfig, Pool, PoolConfig, RetryPolicy, Value};
+use cipherlink_test_support::pki::{Leaf, TestPki};
 use hdrhistogram::Histogram;
-use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::CertificateDer;
 use serde::Serialize;
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -148,7 +148,7 @@ fn pool_err(phase: &str) -> impl FnOnce(cipherlink_pool::PoolError) -> PoolBench
 
 /// Runs every case, prints a table, and writes JSON when asked.
 pub async fn run(opts: PoolBenchOptions) -> Result<PoolBenchReport, PoolBenchError> {
-    let certs = Arc::new(Certs::new()?);
+    let certs = Arc::new(certs()?);
     let mut rows = Vec::new();
     let mut python_failures = Vec::new();
     let mut transports = Vec::new();
@@ -166,11 +166,11 @@ pub async fn run(opts: PoolBenchOptions) -> Result<PoolBenchReport, PoolBenchErr
             } else {
                 opts.messages_large
             };
-            let row = case_on_free_ports(&opts, &certs, tls, size, n, false).await?;
+            let row = case(&opts, &certs, tls, size, n, false).await?;
             print_row(&row);
             rows.push(row);
             if opts.python.is_some() {
-                let mixed = case_on_free_ports(&opts, &certs, tls, size, n, true).await;
+                let mixed = case(&opts, &certs, tls, size, n, true).await;
                 let pair = python_pair(&opts, &certs, tls, size, n).await;
                 for outcome in [mixed, pair] {
                     match outcome {
@@ -252,73 +252,39 @@ fn print_row(r: &PoolBenchRow) {
     );
 }
 
-/// Runs [`case`], again on new ports if a port picked for it was taken
-/// before its party could bind it: each party must know the other's port
-/// before either starts, so the ports are picked free and bound a moment
-/// later, and another program's connection can take one in between.
-async fn case_on_free_ports(
-    opts: &PoolBenchOptions,
-    certs: &Arc<Certs>,
-    tls: bool,
-    size: usize,
-    n: usize,
-    python: bool,
-) -> Result<PoolBenchRow, PoolBenchError> {
-    let mut tries = 0;
-    loop {
-        match case(opts, certs, tls, size, n, python).await {
-            Err(e) if tries < 3 && e.is_port_taken() => {
-                tries += 1;
-                eprintln!("note: {e}; running the case again on new ports");
-            }
-            other => return other,
-        }
-    }
-}
-
-impl PoolBenchError {
-    /// A Rust party could not bind the port picked for it.
-    fn is_port_taken(&self) -> bool {
-        let PoolBenchError::Pool { source, .. } = self else {
-            return false;
-        };
-        matches!(
-            &**source,
-            cipherlink_pool::PoolError::Config(cipherlink_pool::ConfigError::Bind { source, .. })
-                if source.kind() == std::io::ErrorKind::AddrInUse
-        )
-    }
-}
-
 async fn case(
     opts: &PoolBenchOptions,
-    certs: &Arc<Certs>,
+    certs: &Arc<TestPki>,
     tls: bool,
     size: usize,
     n: usize,
     python: bool,
 ) -> Result<PoolBenchRow, PoolBenchError> {
-    let alice_port = free_port()?;
-    let bob_port = free_port()?;
+    // Rust parties serve on listeners bound here, so each side knows the
+    // other's port before either starts.
+    let (alice_listener, alice_port) = bind()?;
     let mut py_child = None;
     let (bob_ready_tx, bob_ready_rx) = oneshot::channel();
-    let bob = if python {
+    let (bob, bob_port) = if python {
+        let bob_port = cipherlink_test_support::port_for_python();
         py_child = Some(python_bob(opts, certs, tls, bob_port, alice_port, n).await?);
         let _ = bob_ready_tx.send(());
-        None
+        (None, bob_port)
     } else {
         let certs = certs.clone();
-        Some(on_own_thread("bob", move || async move {
+        let (bob_listener, bob_port) = bind()?;
+        let bob = on_own_thread("bob", move || async move {
             let bob = party(
                 "Bob",
-                bob_port,
+                bob_listener,
                 PeerConfig::new("Alice", "127.0.0.1", alice_port),
-                tls.then_some((&*certs, &certs.bundle.client, &certs.alice_der)),
+                tls.then_some((&certs.client, &certs.server.cert_der)),
             )
             .await?;
             let _ = bob_ready_tx.send(());
             rust_bob(bob, n).await
-        }))
+        });
+        (Some(bob), bob_port)
     };
 
     let (depth, certs_for_alice) = (opts.depth, certs.clone());
@@ -326,9 +292,9 @@ async fn case(
         let certs = certs_for_alice;
         let alice = party(
             "Alice",
-            alice_port,
+            alice_listener,
             PeerConfig::new("Bob", "127.0.0.1", bob_port),
-            tls.then_some((&*certs, &certs.bundle.server, &certs.bob_der)),
+            tls.then_some((&certs.server, &certs.client.cert_der)),
         )
         .await?;
         bob_ready_rx
@@ -339,12 +305,7 @@ async fn case(
         measured
     });
 
-    let measured = match alice.await {
-        // Retried on new ports by the caller; this Bob waits for messages that
-        // will not come and stops at its own receive timeout.
-        Err(e) if e.is_port_taken() => return Err(e),
-        other => other,
-    };
+    let measured = alice.await;
     if let Some(bob) = bob {
         bob.await?;
     }
@@ -476,13 +437,14 @@ async fn alice_phases(
 /// The baseline: a Python Alice against a Python Bob, the same phases.
 async fn python_pair(
     opts: &PoolBenchOptions,
-    certs: &Certs,
+    certs: &TestPki,
     tls: bool,
     size: usize,
     n: usize,
 ) -> Result<PoolBenchRow, PoolBenchError> {
-    let alice_port = free_port()?;
-    let bob_port = free_port()?;
+    // tno.mpc.communication binds the port number it is given.
+    let alice_port = cipherlink_test_support::port_for_python();
+    let bob_port = cipherlink_test_support::port_for_python();
     let mut bob = python_bob(opts, certs, tls, bob_port, alice_port, n).await?;
     let mut alice = python_command(opts, certs, tls, alice_port, bob_port, n, "alice");
     alice
@@ -510,7 +472,7 @@ async fn python_pair(
 /// `bench_party.py` as `role`, listening on `port`, its peer on `peer_port`.
 fn python_command(
     opts: &PoolBenchOptions,
-    certs: &Certs,
+    certs: &TestPki,
     tls: bool,
     port: u16,
     peer_port: u16,
@@ -528,17 +490,18 @@ fn python_command(
         .stderr(Stdio::null())
         .kill_on_drop(true);
     if tls {
+        // Alice holds the server leaf, Bob the client leaf (both carry both
+        // usages), as the Rust parties do.
         let (own, peer) = if role == "alice" {
-            ("alice", "bob")
+            (&certs.server, &certs.client)
         } else {
-            ("bob", "alice")
+            (&certs.client, &certs.server)
         };
-        let file = |f: String| certs.dir.path().join(f);
         cmd.arg("--tls")
-            .arg(file(format!("{own}.pem")))
-            .arg(file(format!("{own}.key")))
-            .arg(file("ca.pem".into()))
-            .arg(file(format!("{peer}.pem")));
+            .arg(&own.cert_path)
+            .arg(&own.key_path)
+            .arg(&own.ca_path)
+            .arg(&peer.cert_path);
     }
     cmd
 }
@@ -546,7 +509,7 @@ fn python_command(
 /// Starts the Python Bob and waits until it listens.
 async fn python_bob(
     opts: &PoolBenchOptions,
-    certs: &Certs,
+    certs: &TestPki,
     tls: bool,
     bob_port: u16,
     alice_port: u16,
@@ -555,7 +518,7 @@ async fn python_bob(
     let mut cmd = python_command(opts, certs, tls, bob_port, alice_port, n, "bob");
     // Bob runs on while Alice measures: its stderr goes to a file, read only
     // if it fails to start.
-    let stderr_path = certs.dir.path().join(format!("bob-{bob_port}.stderr"));
+    let stderr_path = certs.path(&format!("bob-{bob_port}.stderr"));
     let stderr = std::fs::File::create(&stderr_path)
         .map_err(|e| python_failed(opts, "Bob", format!("stderr file: {e}"), b""))?;
     cmd.stderr(stderr);
@@ -650,27 +613,28 @@ async fn rust_bob(bob: Pool, n: usize) -> Result<(), PoolBenchError> {
     Ok(())
 }
 
-/// Starts a party; with TLS, `own` is its certificate and key and
-/// `peer_der` the peer's certificate (its identity, as the package pins it).
+/// Starts a party on `listener`; with TLS, `own` is its certificate and
+/// key and `peer_der` the peer's certificate (its identity, as the package
+/// pins it).
 async fn party(
     name: &str,
-    port: u16,
+    listener: std::net::TcpListener,
     peer: PeerConfig,
-    tls: Option<(&Certs, &Pem, &CertificateDer<'static>)>,
+    tls: Option<(&Leaf, &CertificateDer<'static>)>,
 ) -> Result<Pool, PoolBenchError> {
-    let mut cfg = PoolConfig::new(name, ([127, 0, 0, 1], port).into());
+    let mut cfg = PoolConfig::new(name, ([127, 0, 0, 1], 0).into());
     cfg.retry = RetryPolicy {
         attempts: 40,
         wait: Duration::from_millis(250),
     };
     cfg.limits.recv_timeout = Some(Duration::from_secs(120));
     let peer = match tls {
-        Some((certs, own, peer_der)) => {
+        Some((own, peer_der)) => {
             let pem = |s: &String| cipherlink::PemSource::inline(s.clone());
             let (server, client) = cipherlink_pool::tls::core_configs(
-                pem(&own.cert),
-                pem(&own.key),
-                pem(&certs.bundle.ca.cert),
+                pem(&own.cert_pem),
+                pem(&own.key_pem),
+                pem(&own.ca_pem),
             )
             .map_err(|e| PoolBenchError::Certs(e.to_string()))?;
             cfg = cfg.tls(server, client);
@@ -679,50 +643,28 @@ async fn party(
         None => peer,
     };
     cfg = cfg.peer(peer);
-    Pool::start(cfg).await.map_err(pool_err("start"))
+    Pool::with_listener(cfg, listener)
+        .await
+        .map_err(pool_err("start"))
 }
 
-fn free_port() -> Result<u16, PoolBenchError> {
+/// A listener on a free loopback port, and the port.
+fn bind() -> Result<(std::net::TcpListener, u16), PoolBenchError> {
     std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .map_err(|e| PoolBenchError::Python(format!("no free port: {e}")))
+        .and_then(|l| {
+            let port = l.local_addr()?.port();
+            Ok((l, port))
+        })
+        .map_err(|e| PoolBenchError::Python(format!("binding 127.0.0.1:0: {e}")))
 }
 
-/// The core's test PKI (CA names start with CN, as the package's identity
-/// needs): Alice holds the server certificate, Bob the client one (both
-/// carry both key usages). Also written to a temporary folder for Python.
-struct Certs {
-    dir: tempfile::TempDir,
-    bundle: CertBundle,
-    alice_der: CertificateDer<'static>,
-    bob_der: CertificateDer<'static>,
-}
-
-impl Certs {
-    fn new() -> Result<Certs, PoolBenchError> {
-        let e = |e: &dyn std::fmt::Display| PoolBenchError::Certs(e.to_string());
-        let bundle = cipherlink::certs::generate(&CertOptions {
-            client_name: "bob".into(),
-            ..CertOptions::default()
-        })
-        .map_err(|x| e(&x))?;
-        let dir = tempfile::tempdir().map_err(|x| e(&x))?;
-        for (file, text) in [
-            ("alice.pem", &bundle.server.cert),
-            ("alice.key", &bundle.server.key),
-            ("bob.pem", &bundle.client.cert),
-            ("bob.key", &bundle.client.key),
-            ("ca.pem", &bundle.ca.cert),
-        ] {
-            std::fs::write(dir.path().join(file), text).map_err(|x| e(&x))?;
-        }
-        let der = |pem: &str| CertificateDer::from_pem_slice(pem.as_bytes()).map_err(|x| e(&x));
-        Ok(Certs {
-            alice_der: der(&bundle.server.cert)?,
-            bob_der: der(&bundle.client.cert)?,
-            bundle,
-            dir,
-        })
-    }
+/// The shared test PKI (CA names start with CN, as the package's identity
+/// needs), with the client leaf named `bob`. Its files are what a Python
+/// party is given.
+fn certs() -> Result<TestPki, PoolBenchError> {
+    TestPki::with_options(&CertOptions {
+        client_name: "bob".into(),
+        ..CertOptions::default()
+    })
+    .map_err(|e| PoolBenchError::Certs(e.to_string()))
 }

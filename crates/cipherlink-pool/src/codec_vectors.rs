@@ -21,14 +21,11 @@ fn big(v: &str) -> Value {
 }
 
 pub(crate) fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
+    hex::encode(b)
 }
 
 pub(crate) fn unhex(s: &str) -> Vec<u8> {
-    (0..s.len())
-        .step_by(2)
-        .map(|k| u8::from_str_radix(&s[k..k + 2], 16).unwrap_or_else(|e| panic!("{e}")))
-        .collect()
+    hex::decode(s).unwrap_or_else(|e| panic!("test vector {s:?}: {e}"))
 }
 
 /// (name, value, hex from Python, whether encoding must give the same hex).

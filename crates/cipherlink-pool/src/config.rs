@@ -120,6 +120,8 @@ pub struct PoolConfig {
     /// This party's name (for logs).
     pub name: String,
     /// Where to listen. Port 0 picks a free port ([`crate::Pool::local_addr`]).
+    /// Not used by [`crate::Pool::with_listener`], which is given a bound
+    /// listener instead.
     pub listen: SocketAddr,
     /// The wire to speak. Default 5.x.
     pub wire: WireVersion,

@@ -307,6 +307,13 @@ pub enum ConfigError {
         /// The cause.
         source: std::io::Error,
     },
+    /// A listener given to [`crate::Pool::with_listener`] cannot be served
+    /// on (its address cannot be read, or it cannot be made non-blocking).
+    #[error("cannot serve on the given listener: {source}")]
+    Listener {
+        /// The cause.
+        source: std::io::Error,
+    },
 }
 
 /// An error from a Pool operation.

@@ -73,7 +73,7 @@ fn scalar_json(v: &Value) -> Json {
         }
         Value::Str(s) => Json::String(s.clone()),
         Value::Bytes(b) => {
-            json!({ "$bytes": b.iter().map(|x| format!("{x:02x}")).collect::<String>() })
+            json!({ "$bytes": hex::encode(b) })
         }
         Value::Mpz(i) => json!({ "$mpz": i.to_string() }),
         // Containers are handled by `to_json`.
@@ -119,12 +119,23 @@ fn one<S: Serializer>(s: S, key: &str, value: &impl Serialize) -> Result<S::Ok, 
     m.end()
 }
 
+/// Bytes per [`Hex`] write.
+const HEX_CHUNK: usize = 512;
+
 /// Bytes as lowercase hex, written as they are formatted.
 struct Hex<'a>(&'a [u8]);
 
 impl fmt::Display for Hex<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.iter().try_for_each(|b| write!(f, "{b:02x}"))
+        // In chunks through a stack buffer: a large bytes value is never
+        // copied whole into a hex string.
+        let mut buf = [0u8; 2 * HEX_CHUNK];
+        for chunk in self.0.chunks(HEX_CHUNK) {
+            let out = &mut buf[..2 * chunk.len()];
+            hex::encode_to_slice(chunk, out).map_err(|_| fmt::Error)?;
+            f.write_str(std::str::from_utf8(out).map_err(|_| fmt::Error)?)?;
+        }
+        Ok(())
     }
 }
 
@@ -239,15 +250,12 @@ fn object(map: &Map<String, Json>) -> Result<Value, JsonError> {
             other => Err(err(&format!("$float {other:?}: expected nan, inf or -inf"))),
         },
         Some((k, Json::String(s))) if k == "$bytes" => {
-            if s.len() % 2 != 0 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
-                return Err(err("$bytes must be an even number of hex digits"));
-            }
-            Ok(Value::Bytes(
-                (0..s.len())
-                    .step_by(2)
-                    .filter_map(|i| u8::from_str_radix(&s[i..i + 2], 16).ok())
-                    .collect(),
-            ))
+            let bytes = hex::decode(s).map_err(|e| {
+                err(&format!(
+                    "$bytes must be an even number of hex digits ({e})"
+                ))
+            })?;
+            Ok(Value::Bytes(bytes.into()))
         }
         Some((k, Json::Array(items))) if k == "$tuple" => Ok(Value::Tuple(
             items.iter().map(from_json).collect::<Result<_, _>>()?,

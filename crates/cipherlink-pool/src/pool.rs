@@ -32,6 +32,29 @@ pub struct Pool {
     shared: Arc<Shared>,
 }
 
+/// A listener bound before its Pool starts, for [`Pool::with_listener`]:
+/// made from a `std::net::TcpListener` or a `tokio::net::TcpListener`.
+#[derive(Debug)]
+pub struct BoundListener(Bound);
+
+#[derive(Debug)]
+enum Bound {
+    Std(std::net::TcpListener),
+    Tokio(TcpListener),
+}
+
+impl From<std::net::TcpListener> for BoundListener {
+    fn from(l: std::net::TcpListener) -> Self {
+        BoundListener(Bound::Std(l))
+    }
+}
+
+impl From<TcpListener> for BoundListener {
+    fn from(l: TcpListener) -> Self {
+        BoundListener(Bound::Tokio(l))
+    }
+}
+
 /// One message taken by [`Pool::recv_any`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct Received {
@@ -84,7 +107,7 @@ struct Peer {
 }
 
 impl Pool {
-    /// Binds the listener, starts serving and prepares the peers' clients.
+    /// Binds `cfg.listen`, starts serving and prepares the peers' clients.
     pub async fn start(cfg: PoolConfig) -> Result<Pool, PoolError> {
         cfg.check()?;
         let listener = TcpListener::bind(cfg.listen)
@@ -93,10 +116,34 @@ impl Pool {
                 addr: cfg.listen,
                 source,
             })?;
-        let local_addr = listener.local_addr().map_err(|source| ConfigError::Bind {
-            addr: cfg.listen,
-            source,
-        })?;
+        Pool::serve(cfg, listener).await
+    }
+
+    /// Starts serving on a listener the caller has already bound (a
+    /// `std::net::TcpListener` or a `tokio::net::TcpListener`); `cfg.listen`
+    /// is not used. Binding first is how two parties learn each other's
+    /// ports before either starts, with no window in which another program
+    /// could take a port picked for one of them.
+    pub async fn with_listener(
+        cfg: PoolConfig,
+        listener: impl Into<BoundListener>,
+    ) -> Result<Pool, PoolError> {
+        cfg.check()?;
+        let listener = match listener.into().0 {
+            Bound::Tokio(l) => l,
+            Bound::Std(l) => l
+                .set_nonblocking(true)
+                .and_then(|()| TcpListener::from_std(l))
+                .map_err(|source| ConfigError::Listener { source })?,
+        };
+        Pool::serve(cfg, listener).await
+    }
+
+    /// Serves on `listener` and prepares the peers' clients.
+    async fn serve(cfg: PoolConfig, listener: TcpListener) -> Result<Pool, PoolError> {
+        let local_addr = listener
+            .local_addr()
+            .map_err(|source| ConfigError::Listener { source })?;
         let our_port = cfg.advertised_port.unwrap_or(local_addr.port());
         let connector = cfg.tls_client.clone().map(TlsConnector::from);
         let opts = ClientOptions {

@@ -88,7 +88,9 @@ async fn bob(alice_port: u16) -> Pool {
 #[tokio::test]
 async fn every_bad_request_gets_its_status_and_the_party_keeps_serving() {
     init_logs();
-    let alice_port = free_port();
+    // Held for the test: Alice's port, where nothing else may listen.
+    let alice_l = bind();
+    let alice_port = port_of(&alice_l);
     let bob = bob(alice_port).await;
     let addr = bob.local_addr();
     let a = Some(alice_port);
@@ -222,7 +224,8 @@ async fn every_bad_request_gets_its_status_and_the_party_keeps_serving() {
 
 #[tokio::test]
 async fn recv_times_out_with_a_typed_error() {
-    let bob = bob(free_port()).await;
+    let alice_l = bind();
+    let bob = bob(port_of(&alice_l)).await;
     let e = bob
         .recv_timeout("Alice", None, Some(Duration::from_millis(100)))
         .await;
@@ -317,10 +320,12 @@ async fn a_peer_that_resets_connections_exhausts_the_retries() {
 /// than `max_depth` is refused before any I/O (Bob is not even listening).
 #[tokio::test]
 async fn a_value_nested_past_the_limit_is_not_sent() {
+    // Bound, never accepted on: nothing else may answer as Bob.
+    let bob_l = bind();
     let mut cfg = PoolConfig::new("Alice", loopback(0)).peer(PeerConfig::new(
         "Bob",
         "127.0.0.1",
-        free_port(),
+        port_of(&bob_l),
     ));
     cfg.limits.max_depth = 4;
     let alice = Pool::start(cfg).await.unwrap_or_else(|e| panic!("{e}"));
@@ -347,7 +352,9 @@ async fn bob_with(alice_port: u16, set: impl FnOnce(&mut Limits)) -> Pool {
 /// is buffered, the sender's message is taken again. Nothing accepted is lost.
 #[tokio::test]
 async fn buffered_bytes_are_bounded_per_sender() {
-    let alice_port = free_port();
+    // Held for the test: Alice's port, where nothing else may listen.
+    let alice_l = bind();
+    let alice_port = port_of(&alice_l);
     let bob = bob_with(alice_port, |limits| {
         limits.max_buffered_bytes_per_peer = 3000
     })
@@ -378,7 +385,9 @@ async fn buffered_bytes_are_bounded_per_sender() {
 /// already have been closed (its end of stream is there to read).
 #[tokio::test]
 async fn incoming_connections_are_bounded() {
-    let alice_port = free_port();
+    // Held for the test: Alice's port, where nothing else may listen.
+    let alice_l = bind();
+    let alice_port = port_of(&alice_l);
     let bob = bob_with(alice_port, |limits| {
         limits.max_incoming_connections = 1;
         limits.idle_timeout = Duration::from_millis(500);

@@ -87,7 +87,7 @@ async fn python5_mebibyte_integers_are_answered_promptly() {
     let Some(python) = cipherlink_test_support::peer!(Peer::PythonTno5) else {
         return;
     };
-    let alice_port = free_port();
+    let alice_port = port_for_python();
     let bob = bob(WireVersion::V5, alice_port, |_| {}).await;
     let mut alice = PyParty::spawn(
         &python,
@@ -124,7 +124,9 @@ async fn python5_mebibyte_integers_are_answered_promptly() {
 #[tokio::test]
 async fn a_mebibyte_int_id_is_refused_and_a_mebibyte_int_value_is_kept() {
     init_logs();
-    let alice_port = free_port();
+    // Held for the test: Alice's port, where nothing else may listen.
+    let alice_l = bind();
+    let alice_port = port_of(&alice_l);
     let bob = bob(WireVersion::V4, alice_port, |l| l.max_body = 4 << 20).await;
     let big = mebibyte_int();
     let id = MessageId::Int(big.clone());
@@ -195,7 +197,9 @@ async fn a_mebibyte_int_id_is_refused_and_a_mebibyte_int_value_is_kept() {
 /// memory: a list of small ints takes ~40 bytes per body byte.
 #[tokio::test]
 async fn the_buffer_budget_is_charged_by_decoded_size() {
-    let alice_port = free_port();
+    // Held for the test: Alice's port, where nothing else may listen.
+    let alice_l = bind();
+    let alice_port = port_of(&alice_l);
     let bob = bob(WireVersion::V5, alice_port, |l| {
         l.max_buffered_bytes_per_peer = 20_000
     })
@@ -233,7 +237,8 @@ async fn the_buffer_budget_is_charged_by_decoded_size() {
 /// (the header timeout, 30 s by default, is not what closes it).
 #[tokio::test]
 async fn an_idle_connection_is_closed() {
-    let bob = bob(WireVersion::V5, free_port(), |l| {
+    let alice_l = bind();
+    let bob = bob(WireVersion::V5, port_of(&alice_l), |l| {
         l.idle_timeout = Duration::from_millis(200)
     })
     .await;
@@ -255,7 +260,8 @@ async fn an_idle_connection_is_closed() {
 /// keeps working.
 #[tokio::test]
 async fn one_address_cannot_hold_more_than_its_share() {
-    let bob = bob(WireVersion::V5, free_port(), |l| {
+    let alice_l = bind();
+    let bob = bob(WireVersion::V5, port_of(&alice_l), |l| {
         l.max_incoming_connections_per_address = 1
     })
     .await;
@@ -296,7 +302,9 @@ async fn one_address_cannot_hold_more_than_its_share() {
 /// keys is answered with a few of them and a count.
 #[tokio::test]
 async fn error_replies_do_not_echo_the_peers_text() {
-    let alice_port = free_port();
+    // Held for the test: Alice's port, where nothing else may listen.
+    let alice_l = bind();
+    let alice_port = port_of(&alice_l);
     let bob = bob(WireVersion::V5, alice_port, |_| {}).await;
     let keys = Value::dict((0..10_000).map(|k| (format!("key-number-{k:05}"), Value::Nil)));
     let body = codec::encode(&keys).unwrap();
@@ -379,7 +387,7 @@ async fn rss_of_receiving_an_8_mib_list_from_python5() {
     let Some(python) = cipherlink_test_support::peer!(Peer::PythonTno5) else {
         return;
     };
-    let alice_port = free_port();
+    let alice_port = port_for_python();
     let bob = bob(WireVersion::V5, alice_port, |_| {}).await;
     eprintln!("before: {} {}", status("VmRSS"), status("VmHWM"));
     let alice = PyParty::spawn(

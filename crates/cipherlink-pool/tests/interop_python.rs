@@ -16,7 +16,7 @@ fn default_id(wire: WireVersion, k: usize) -> MessageId {
     }
 }
 
-fn peer(name: &str, port: u16, cert: Option<&Party>) -> PeerConfig {
+fn peer(name: &str, port: u16, cert: Option<&Leaf>) -> PeerConfig {
     let p = PeerConfig::new(name, "127.0.0.1", port);
     match cert {
         Some(c) => p.with_cert(c.cert_der.clone()),
@@ -32,13 +32,10 @@ async fn python_alice_rust_bob(py_peer: Peer, wire: WireVersion, use_tls: bool, 
     let Some(py) = python(py_peer, test) else {
         return;
     };
-    let ca = Ca::new();
-    let (alice_c, bob_c) = (
-        ca.party("alice", 0x0A1B2C3D4E),
-        ca.party("bob", 0x0A1B2C3D4F),
-    );
+    let ca = TestCa::new();
+    let (alice_c, bob_c) = (ca.leaf("alice", 0x0A1B2C3D4E), ca.leaf("bob", 0x0A1B2C3D4F));
     let tls = use_tls.then_some((&alice_c, &bob_c));
-    let alice_port = free_port();
+    let alice_port = port_for_python();
     let bob = rust_party(
         "Bob",
         wire,
@@ -96,10 +93,10 @@ async fn rust_alice_python_bob(py_peer: Peer, wire: WireVersion, use_tls: bool, 
     let Some(py) = python(py_peer, test) else {
         return;
     };
-    let ca = Ca::new();
-    let (alice_c, bob_c) = (ca.party("alice", 1001), ca.party("bob", 1002));
+    let ca = TestCa::new();
+    let (alice_c, bob_c) = (ca.leaf("alice", 1001), ca.leaf("bob", 1002));
     let tls = use_tls.then_some((&alice_c, &bob_c));
-    let bob_port = free_port();
+    let bob_port = port_for_python();
     let alice = rust_party(
         "Alice",
         wire,
@@ -250,24 +247,26 @@ async fn broadcast_three_parties_mixed_languages() {
     let Some(py) = python(Peer::PythonTno5, "broadcast_three_parties_mixed_languages") else {
         return;
     };
-    let (a_port, b_port, c_port) = (free_port(), free_port(), free_port());
-    let start = |name: &'static str, port: u16, peers: Vec<PeerConfig>| async move {
-        let mut cfg = cipherlink_pool::PoolConfig::new(name, loopback(port));
+    let (a_listener, c_listener) = (bind(), bind());
+    let (a_port, c_port) = (port_of(&a_listener), port_of(&c_listener));
+    let b_port = port_for_python();
+    let start = |name: &'static str, listener, peers: Vec<PeerConfig>| async move {
+        let mut cfg = cipherlink_pool::PoolConfig::new(name, loopback(0));
         cfg.peers = peers;
         cfg.limits = test_limits();
-        Pool::start(cfg)
+        Pool::with_listener(cfg, listener)
             .await
             .unwrap_or_else(|e| panic!("{name}: {e}"))
     };
     let alice = start(
         "Alice",
-        a_port,
+        a_listener,
         vec![peer("Bob", b_port, None), peer("Carol", c_port, None)],
     )
     .await;
     let carol = start(
         "Carol",
-        c_port,
+        c_listener,
         vec![peer("Alice", a_port, None), peer("Bob", b_port, None)],
     )
     .await;
@@ -331,13 +330,17 @@ async fn python_started_after_rust_sender() {
     let Some(py) = python(Peer::PythonTno5, "python_started_after_rust_sender") else {
         return;
     };
-    let bob_port = free_port();
     // Stands in for Bob until the sender has tried once: that attempt meets
     // a connection closed at once, so the sender must retry (waiting for
-    // the attempt instead of sleeping and hoping one was made).
-    let stand_in = tokio::net::TcpListener::bind(loopback(bob_port))
+    // the attempt instead of sleeping and hoping one was made). Python Bob
+    // binds its port by number after the stand-in closes.
+    let stand_in = tokio::net::TcpListener::bind(loopback(0))
         .await
         .unwrap_or_else(|e| panic!("{e}"));
+    let bob_port = stand_in
+        .local_addr()
+        .unwrap_or_else(|e| panic!("{e}"))
+        .port();
     let alice = rust_party(
         "Alice",
         WireVersion::V5,

@@ -9,24 +9,25 @@ use cipherlink_pool::{PeerConfig, PoolError, SendError, Value, WireVersion};
 use common::*;
 
 async fn send_with(
-    bob_pins: &Party,
-    alice: &Party,
-    bob_cert: &Party,
+    bob_pins: &Leaf,
+    alice: &Leaf,
+    bob_cert: &Leaf,
 ) -> Result<cipherlink_pool::MessageId, PoolError> {
-    let bob_port = free_port();
+    let (alice_l, bob_l) = (bind(), bind());
+    let bob_port = port_of(&bob_l);
     let bob = {
-        let mut cfg = cipherlink_pool::PoolConfig::new("Bob", loopback(bob_port))
+        let mut cfg = cipherlink_pool::PoolConfig::new("Bob", loopback(0))
             .tls(bob_cert.server_config(), bob_cert.client_config());
         // Bob knows Alice by the certificate he pinned for her.
-        cfg.peers =
-            vec![PeerConfig::new("Alice", "127.0.0.1", free_port())
-                .with_cert(bob_pins.cert_der.clone())];
+        cfg.peers = vec![PeerConfig::new("Alice", "127.0.0.1", port_of(&alice_l))
+            .with_cert(bob_pins.cert_der.clone())];
         cfg.limits = test_limits();
-        cipherlink_pool::Pool::start(cfg)
+        cipherlink_pool::Pool::with_listener(cfg, bob_l)
             .await
             .unwrap_or_else(|e| panic!("{e}"))
     };
-    let alice_pool = rust_party(
+    let alice_pool = rust_party_on(
+        alice_l,
         "Alice",
         WireVersion::V5,
         vec![PeerConfig::new("Bob", "127.0.0.1", bob_port).with_cert(bob_cert.cert_der.clone())],
@@ -55,19 +56,19 @@ fn is_401(r: &Result<cipherlink_pool::MessageId, PoolError>) -> bool {
 #[tokio::test]
 async fn pinned_certificate_identifies_the_sender() {
     init_logs();
-    let ca = Ca::new();
-    let (alice, bob) = (ca.party("alice", 0x0A1B2C3D4E), ca.party("bob", 7));
+    let ca = TestCa::new();
+    let (alice, bob) = (ca.leaf("alice", 0x0A1B2C3D4E), ca.leaf("bob", 7));
     assert!(send_with(&alice, &alice, &bob).await.is_ok());
 }
 
 #[tokio::test]
 async fn another_certificate_from_the_same_ca_is_refused() {
     init_logs();
-    let ca = Ca::new();
+    let ca = TestCa::new();
     let (alice, mallory, bob) = (
-        ca.party("alice", 11),
-        ca.party("mallory", 12),
-        ca.party("bob", 13),
+        ca.leaf("alice", 11),
+        ca.leaf("mallory", 12),
+        ca.leaf("bob", 13),
     );
     let r = send_with(&alice, &mallory, &bob).await;
     assert!(is_401(&r), "{r:?}");
@@ -78,12 +79,12 @@ async fn issuer_dn_not_starting_with_cn_is_refused_as_the_package_does() {
     init_logs();
     // /C=NL/O=TNO/CN=Test CA: the receiving side computes "NL:<serial>", the
     // registering side "Test CA:<serial>"; they never match (tno-wire.md 2).
-    let ca = Ca::with_dn(&[
+    let ca = TestCa::with_dn(&[
         (rcgen::DnType::CountryName, "NL"),
         (rcgen::DnType::OrganizationName, "TNO"),
         (rcgen::DnType::CommonName, "Test CA"),
     ]);
-    let (alice, bob) = (ca.party("alice", 21), ca.party("bob", 22));
+    let (alice, bob) = (ca.leaf("alice", 21), ca.leaf("bob", 22));
     let r = send_with(&alice, &alice, &bob).await;
     assert!(is_401(&r), "{r:?}");
 }
@@ -96,24 +97,25 @@ async fn issuer_dn_not_starting_with_cn_is_refused_as_the_package_does() {
 #[tokio::test]
 async fn a_server_with_another_certificate_at_the_peers_address_gets_nothing() {
     init_logs();
-    let ca = Ca::new();
+    let ca = TestCa::new();
     let (alice, bob, mallory) = (
-        ca.party("alice", 31),
-        ca.party("bob", 32),
-        ca.party("mallory", 33),
+        ca.leaf("alice", 31),
+        ca.leaf("bob", 32),
+        ca.leaf("mallory", 33),
     );
+    let alice_l = bind();
     let mallory_pool = {
         let mut cfg = cipherlink_pool::PoolConfig::new("Mallory", loopback(0))
             .tls(mallory.server_config(), mallory.client_config());
-        cfg.peers =
-            vec![PeerConfig::new("Alice", "127.0.0.1", free_port())
-                .with_cert(alice.cert_der.clone())];
+        cfg.peers = vec![PeerConfig::new("Alice", "127.0.0.1", port_of(&alice_l))
+            .with_cert(alice.cert_der.clone())];
         cfg.limits = test_limits();
         cipherlink_pool::Pool::start(cfg)
             .await
             .unwrap_or_else(|e| panic!("{e}"))
     };
-    let alice_pool = rust_party(
+    let alice_pool = rust_party_on(
+        alice_l,
         "Alice",
         WireVersion::V5,
         vec![
@@ -152,8 +154,8 @@ async fn a_server_with_another_certificate_at_the_peers_address_gets_nothing() {
 
 #[test]
 fn ids_match_the_packages_format() {
-    let ca = Ca::new();
-    let alice = ca.party("alice", 0x0A1B2C3D4E);
+    let ca = TestCa::new();
+    let alice = ca.leaf("alice", 0x0A1B2C3D4E);
     assert_eq!(
         cipherlink_pool::identity::presented_cert_id(&alice.cert_der).ok(),
         Some("Test CA:43405557070".to_string())

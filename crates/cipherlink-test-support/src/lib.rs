@@ -1,4 +1,5 @@
-//! Finds the foreign peers that interoperability tests run against.
+//! Finds the foreign peers that interoperability tests run against; with
+//! the `pki` feature, also makes their test certificates ([`pki`]).
 //!
 //! `scripts/setup-peers` installs them and writes `.cache/peers.env`, one
 //! `CIPHERLINK_PEER_<NAME>=<path>` line per peer, or
@@ -14,6 +15,23 @@
 //! fails the test, because a silent skip would hide a broken CI.
 
 use std::path::{Path, PathBuf};
+
+#[cfg(feature = "pki")]
+pub mod pki;
+
+/// A loopback port that was free a moment ago, for a Python
+/// tno.mpc.communication party only: the package binds the port number it
+/// is given and announces it to its peers, so it cannot be handed a bound
+/// socket, and its peers must know that number before it starts. Another
+/// program can take the port between this call and the party's bind (the
+/// party then fails to start, loudly). Rust parties never need this: bind
+/// `127.0.0.1:0` and pass the listener (`Pool::with_listener`).
+pub fn port_for_python() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or_else(|e| panic!("no free loopback port: {e}"))
+}
 
 /// The foreign programs the interoperability tests drive.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,6 +1,7 @@
 //! Shared helpers for the integration tests: the round-trip catalog, Python
-//! party processes (killed on drop), free loopback ports, test certificates.
-#![allow(dead_code, missing_docs)]
+//! party processes (killed on drop), bound loopback listeners, TLS from the
+//! shared test PKI (cipherlink-test-support).
+#![allow(dead_code, missing_docs, unused_imports)]
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -12,7 +13,6 @@ use cipherlink_pool::{
     tls, Int, Limits, PeerConfig, Pool, PoolConfig, RetryPolicy, Value, WireVersion,
 };
 use cipherlink_test_support::Peer;
-use rustls_pki_types::CertificateDer;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, ChildStdout, Command};
 
@@ -103,13 +103,24 @@ pub fn custom_id(name: &str) -> String {
     format!("c-{name}")
 }
 
-/// A loopback port that was free a moment ago.
-pub fn free_port() -> u16 {
+/// A listener on a free loopback port, bound now: its port is known before
+/// the party that will serve on it starts, and nothing else can take it.
+/// Also used to hold a port for a party that never listens.
+pub fn bind() -> std::net::TcpListener {
     std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap_or_else(|e| panic!("no free port: {e}"))
+        .unwrap_or_else(|e| panic!("binding 127.0.0.1:0: {e}"))
 }
+
+/// The port a listener from [`bind`] is on.
+pub fn port_of(l: &std::net::TcpListener) -> u16 {
+    l.local_addr()
+        .unwrap_or_else(|e| panic!("listener address: {e}"))
+        .port()
+}
+
+/// A port for a Python party (see the test-support docs for why it cannot
+/// be given a listener).
+pub use cipherlink_test_support::port_for_python;
 
 pub fn loopback(port: u16) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], port))
@@ -128,7 +139,18 @@ pub async fn rust_party(
     name: &str,
     wire: WireVersion,
     peers: Vec<PeerConfig>,
-    tls: Option<&Party>,
+    tls: Option<&Leaf>,
+) -> Pool {
+    rust_party_on(bind(), name, wire, peers, tls).await
+}
+
+/// A Rust party serving on `listener` (from [`bind`]).
+pub async fn rust_party_on(
+    listener: std::net::TcpListener,
+    name: &str,
+    wire: WireVersion,
+    peers: Vec<PeerConfig>,
+    tls: Option<&Leaf>,
 ) -> Pool {
     let mut cfg = PoolConfig::new(name, loopback(0)).wire(wire);
     cfg.peers = peers;
@@ -140,7 +162,7 @@ pub async fn rust_party(
     if let Some(p) = tls {
         cfg = cfg.tls(p.server_config(), p.client_config());
     }
-    Pool::start(cfg)
+    Pool::with_listener(cfg, listener)
         .await
         .unwrap_or_else(|e| panic!("{name}: {e}"))
 }
@@ -231,26 +253,18 @@ pub fn python(peer: Peer, test: &str) -> Option<PathBuf> {
     cipherlink_test_support::find(peer, test)
 }
 
-/// Test certificates: one CA whose subject DN starts with CN (the package
-/// needs that, see identity.rs), and one certificate per party.
-pub struct Pki {
-    pub dir: tempfile::TempDir,
-    pub ca_pem: String,
+pub use cipherlink_test_support::pki::{Leaf, TestCa};
+
+/// What a Pool party does with its test certificate.
+pub trait LeafTls {
+    fn server_config(&self) -> Arc<rustls::ServerConfig>;
+    fn client_config(&self) -> Arc<rustls::ClientConfig>;
+    /// `party.py`'s `--tls CERT KEY CA`.
+    fn tls_args(&self) -> Vec<String>;
 }
 
-/// One party's certificate and key, as files and PEM.
-pub struct Party {
-    pub cert_path: PathBuf,
-    pub key_path: PathBuf,
-    pub ca_path: PathBuf,
-    pub cert_pem: String,
-    pub key_pem: String,
-    pub ca_pem: String,
-    pub cert_der: CertificateDer<'static>,
-}
-
-impl Party {
-    pub fn server_config(&self) -> Arc<rustls::ServerConfig> {
+impl LeafTls for Leaf {
+    fn server_config(&self) -> Arc<rustls::ServerConfig> {
         tls::server_config(
             self.cert_pem.as_bytes(),
             self.key_pem.as_bytes(),
@@ -259,7 +273,7 @@ impl Party {
         .unwrap_or_else(|e| panic!("{e}"))
     }
 
-    pub fn client_config(&self) -> Arc<rustls::ClientConfig> {
+    fn client_config(&self) -> Arc<rustls::ClientConfig> {
         tls::client_config(
             self.cert_pem.as_bytes(),
             self.key_pem.as_bytes(),
@@ -268,90 +282,12 @@ impl Party {
         .unwrap_or_else(|e| panic!("{e}"))
     }
 
-    pub fn tls_args(&self) -> Vec<String> {
+    fn tls_args(&self) -> Vec<String> {
         vec![
             "--tls".into(),
             self.cert_path.display().to_string(),
             self.key_path.display().to_string(),
             self.ca_path.display().to_string(),
         ]
-    }
-}
-
-pub struct Ca {
-    params: rcgen::CertificateParams,
-    key: rcgen::KeyPair,
-    pub pem: String,
-    dir: tempfile::TempDir,
-}
-
-impl Ca {
-    /// A CA named `/CN=Test CA/O=TNO/C=NL` (CN first).
-    pub fn new() -> Ca {
-        Ca::with_dn(&[
-            (rcgen::DnType::CommonName, "Test CA"),
-            (rcgen::DnType::OrganizationName, "TNO"),
-            (rcgen::DnType::CountryName, "NL"),
-        ])
-    }
-
-    pub fn with_dn(dn: &[(rcgen::DnType, &str)]) -> Ca {
-        let mut params =
-            rcgen::CertificateParams::new(Vec::<String>::new()).unwrap_or_else(|e| panic!("{e}"));
-        params.distinguished_name = rcgen::DistinguishedName::new();
-        for (ty, v) in dn {
-            params.distinguished_name.push(ty.clone(), *v);
-        }
-        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        params.key_usages = vec![
-            rcgen::KeyUsagePurpose::KeyCertSign,
-            rcgen::KeyUsagePurpose::CrlSign,
-            rcgen::KeyUsagePurpose::DigitalSignature,
-        ];
-        let key = rcgen::KeyPair::generate().unwrap_or_else(|e| panic!("{e}"));
-        let cert = params.self_signed(&key).unwrap_or_else(|e| panic!("{e}"));
-        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-        let pem = cert.pem();
-        std::fs::write(dir.path().join("ca.pem"), &pem).unwrap_or_else(|e| panic!("{e}"));
-        Ca {
-            params,
-            key,
-            pem,
-            dir,
-        }
-    }
-
-    /// A party certificate for 127.0.0.1/localhost, client and server use.
-    pub fn party(&self, name: &str, serial: u64) -> Party {
-        let mut params =
-            rcgen::CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])
-                .unwrap_or_else(|e| panic!("{e}"));
-        params.distinguished_name = rcgen::DistinguishedName::new();
-        params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, name);
-        params.serial_number = Some(rcgen::SerialNumber::from(serial.to_be_bytes().to_vec()));
-        params.extended_key_usages = vec![
-            rcgen::ExtendedKeyUsagePurpose::ServerAuth,
-            rcgen::ExtendedKeyUsagePurpose::ClientAuth,
-        ];
-        let key = rcgen::KeyPair::generate().unwrap_or_else(|e| panic!("{e}"));
-        let issuer = rcgen::Issuer::from_params(&self.params, &self.key);
-        let cert = params
-            .signed_by(&key, &issuer)
-            .unwrap_or_else(|e| panic!("{e}"));
-        let cert_path = self.dir.path().join(format!("{name}.pem"));
-        let key_path = self.dir.path().join(format!("{name}.key"));
-        std::fs::write(&cert_path, cert.pem()).unwrap_or_else(|e| panic!("{e}"));
-        std::fs::write(&key_path, key.serialize_pem()).unwrap_or_else(|e| panic!("{e}"));
-        Party {
-            cert_path,
-            key_path,
-            ca_path: self.dir.path().join("ca.pem"),
-            cert_pem: cert.pem(),
-            key_pem: key.serialize_pem(),
-            ca_pem: self.pem.clone(),
-            cert_der: cert.der().clone(),
-        }
     }
 }
