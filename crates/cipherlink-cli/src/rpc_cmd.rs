@@ -87,7 +87,6 @@ struct RpcTlsArgs {
     legacy_cn_certs: bool,
     /// Key-exchange groups to offer / accept, most preferred first, e.g.
     /// `X25519` (classical) or `X25519MLKEM768` (hybrid post-quantum).
-    /// Valid: X25519MLKEM768, SecP256r1MLKEM768, MLKEM768, X25519, P-256, P-384.
     #[arg(
         long,
         env = "TLS_GROUPS",

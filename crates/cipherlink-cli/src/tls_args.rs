@@ -5,27 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context as _, Result};
 use cipherlink::{ClassicalChoice, Config, KeyExchange, PemSource, PostQuantumChoice};
-use clap::{Args, ValueEnum};
-
-/// `--classical`.
-#[derive(Debug, Clone, Copy, ValueEnum)]
-pub enum ClassicalFlag {
-    /// Classical groups may be offered.
-    Allow,
-    /// Only hybrid or post-quantum groups.
-    Forbid,
-}
-
-/// `--post-quantum`.
-#[derive(Debug, Clone, Copy, ValueEnum)]
-pub enum PostQuantumFlag {
-    /// No requirement.
-    Allow,
-    /// Every group hybrid.
-    RequireHybrid,
-    /// Every group pure ML-KEM.
-    RequirePure,
-}
+use clap::Args;
 
 /// TLS options; each overrides the same field of `--config`.
 #[derive(Debug, Clone, Default, Args)]
@@ -43,14 +23,14 @@ pub struct TlsArgs {
     #[arg(long = "ca", value_name = "FILE")]
     pub ca: Vec<String>,
     /// Key-exchange groups, most preferred first, e.g. X25519MLKEM768,X25519,P-256.
-    #[arg(long, value_name = "LIST")]
-    pub groups: Option<String>,
+    #[arg(long, value_name = "LIST", value_delimiter = ',')]
+    pub groups: Option<Vec<KeyExchange>>,
     /// Whether classical-only groups may be offered.
-    #[arg(long, value_enum)]
-    pub classical: Option<ClassicalFlag>,
+    #[arg(long)]
+    pub classical: Option<ClassicalChoice>,
     /// Post-quantum requirement.
-    #[arg(long = "post-quantum", value_enum)]
-    pub post_quantum: Option<PostQuantumFlag>,
+    #[arg(long = "post-quantum")]
+    pub post_quantum: Option<PostQuantumChoice>,
     /// ALPN protocols, most preferred first (comma-separated).
     #[arg(long, value_name = "LIST")]
     pub alpn: Option<String>,
@@ -85,23 +65,16 @@ impl TlsArgs {
             config.private_key = Some(PemSource::path(key));
         }
         if !self.ca.is_empty() {
-            config.trusted_cas = self.ca.iter().map(|ca| PemSource(ca.clone())).collect();
+            config.trusted_cas = self.ca.iter().cloned().map(PemSource::from_text).collect();
         }
         if let Some(groups) = &self.groups {
-            config.key_exchange = KeyExchange::parse_list(groups).context("--groups")?;
+            config.key_exchange.clone_from(groups);
         }
         if let Some(classical) = self.classical {
-            config.compliance.classical = match classical {
-                ClassicalFlag::Allow => ClassicalChoice::Allow,
-                ClassicalFlag::Forbid => ClassicalChoice::Forbid,
-            };
+            config.compliance.classical = classical;
         }
         if let Some(pq) = self.post_quantum {
-            config.compliance.post_quantum = match pq {
-                PostQuantumFlag::Allow => PostQuantumChoice::Allow,
-                PostQuantumFlag::RequireHybrid => PostQuantumChoice::RequireHybrid,
-                PostQuantumFlag::RequirePure => PostQuantumChoice::RequirePure,
-            };
+            config.compliance.post_quantum = pq;
         }
         if let Some(alpn) = &self.alpn {
             config.alpn = alpn

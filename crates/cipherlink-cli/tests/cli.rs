@@ -517,3 +517,157 @@ fn idle_client_is_closed_and_connect_ends_with_the_server() {
     let line = serve.log_line("--idle-timeout");
     assert!(line.contains("idle for 1s"), "{line}");
 }
+
+/// Group spellings every command accepts, and the group each names.
+const GROUP_SPELLINGS: [(&str, &str); 9] = [
+    ("X25519MLKEM768", "X25519MLKEM768"),
+    ("x25519mlkem768", "X25519MLKEM768"),
+    ("SecP256r1MLKEM768", "SecP256r1MLKEM768"),
+    ("X25519", "X25519"),
+    ("P-256", "P-256"),
+    ("prime256v1", "P-256"),
+    ("secp256r1", "P-256"),
+    ("secp384r1", "P-384"),
+    ("mlkem768", "MLKEM768"),
+];
+
+/// A command that stops right after its flags were parsed: `(name, args
+/// before --groups, what the error says once parsing succeeded)`.
+fn stops_after_parsing(pki: &Pki) -> Vec<(&'static str, Vec<String>, &'static str)> {
+    vec![
+        (
+            "connect",
+            args(&["connect", "127.0.0.1:9", "--ca", &pki.path("ca.crt")]),
+            "is not permitted by compliance policy",
+        ),
+        (
+            "bench conn",
+            args(&["bench", "conn", "--mode", "tls", "--duration=0"]),
+            "--duration must be a positive number",
+        ),
+        (
+            "rpc serve",
+            args(&["rpc", "serve", "--host", "not-an-address", "--insecure"]),
+            "not-an-address",
+        ),
+    ]
+}
+
+/// tls_args (connect, serve), bench conn and rpc take the same group
+/// spellings through one parser: each accepted spelling gets past parsing
+/// in all three (and, where a compliance policy applies, is reported under
+/// its canonical name), each unknown one is refused with the same message,
+/// and the three `--help` texts list the same names.
+#[test]
+fn each_group_spelling_parses_the_same_in_every_command() {
+    let pki = Pki::new(&[]);
+    for (spelling, canonical) in GROUP_SPELLINGS {
+        for (name, before, after_parsing) in stops_after_parsing(&pki) {
+            let mut cmd = cipherlink();
+            cmd.args(&before);
+            if name == "connect" {
+                // Refuses the group, naming it: the policy saw what was parsed.
+                let pure = canonical == "MLKEM768";
+                let policy = if pure {
+                    "require_hybrid"
+                } else {
+                    "require-pure"
+                };
+                cmd.args(["--post-quantum", policy, "--groups", spelling]);
+            } else {
+                cmd.args(["--groups", &format!("X25519,{spelling}")]);
+            }
+            cmd.env_remove("TLS_GROUPS");
+            let out = run(name, cmd, b"");
+            assert!(
+                !out.status.success(),
+                "{name} {spelling}: {}",
+                out.describe()
+            );
+            assert!(
+                out.stderr.contains(after_parsing) && !out.stderr.contains("invalid value"),
+                "{name} {spelling}: {}",
+                out.describe()
+            );
+            if name == "connect" {
+                assert!(
+                    out.stderr
+                        .contains(&format!("group {canonical} is not permitted")),
+                    "{name} {spelling}: {}",
+                    out.describe()
+                );
+            }
+        }
+    }
+    let mut refusals = Vec::new();
+    for (name, before, _) in stops_after_parsing(&pki) {
+        let mut cmd = cipherlink();
+        cmd.args(&before).args(["--groups", "X25519,kyber768"]);
+        let out = run(name, cmd, b"");
+        assert_eq!(out.status.code(), Some(2), "{name}: {}", out.describe());
+        let message = out
+            .stderr
+            .lines()
+            .find(|l| l.contains("invalid value"))
+            .unwrap_or_else(|| panic!("{name}: {}", out.describe()))
+            .to_string();
+        assert!(
+            message.contains("\"kyber768\"") && message.contains("P-384 (secp384r1)"),
+            "{name}: {message}"
+        );
+        refusals.push(message);
+    }
+    assert!(refusals.windows(2).all(|w| w[0] == w[1]), "{refusals:#?}");
+
+    let mut helps = Vec::new();
+    for command in [&["connect"][..], &["bench", "conn"], &["rpc", "serve"]] {
+        let mut cmd = cipherlink();
+        cmd.args(command).arg("--help");
+        let out = run("help", cmd, b"");
+        let block: Vec<&str> = out
+            .stdout
+            .lines()
+            .skip_while(|l| !l.trim_start().starts_with("--groups"))
+            .skip_while(|l| !l.contains("Possible values:"))
+            .take_while(|l| !l.trim().is_empty())
+            .collect();
+        assert!(block.len() > 6, "{command:?}: {}", out.describe());
+        helps.push(block.join("\n"));
+    }
+    assert!(helps.windows(2).all(|w| w[0] == w[1]), "{helps:#?}");
+}
+
+/// `--classical` and `--post-quantum` take the TOML file's spellings too.
+#[test]
+fn compliance_flags_take_the_toml_spellings() {
+    let pki = Pki::new(&[]);
+    for (flag, value, shown) in [
+        ("--classical", "forbid", "classical=forbid"),
+        ("--classical", "FORBID", "classical=forbid"),
+        (
+            "--post-quantum",
+            "require_hybrid",
+            "post_quantum=require_hybrid",
+        ),
+        (
+            "--post-quantum",
+            "require-hybrid",
+            "post_quantum=require_hybrid",
+        ),
+        (
+            "--post-quantum",
+            "require_pure",
+            "post_quantum=require_pure",
+        ),
+    ] {
+        let mut cmd = cipherlink();
+        cmd.args(["connect", "127.0.0.1:9", "--ca", &pki.path("ca.crt")])
+            .args(["--groups", "X25519", flag, value]);
+        let out = run("connect", cmd, b"");
+        assert!(
+            out.stderr.contains("group X25519 is not permitted") && out.stderr.contains(shown),
+            "{flag} {value}: {}",
+            out.describe()
+        );
+    }
+}

@@ -135,6 +135,16 @@ fn s_client_p256_against_serve() {
 }
 
 #[test]
+fn s_client_p384_only_against_serve_defaults_negotiates_p384() {
+    let Some(openssl) = peer!(Peer::Openssl) else {
+        return;
+    };
+    // serve names no groups: its defaults end with P-384 for clients (CNSA
+    // suite profiles) that offer nothing else.
+    s_client_case(&openssl, Some("P-384"), None, false, "P-384");
+}
+
+#[test]
 fn s_client_x25519mlkem768_against_serve() {
     let Some(openssl) = peer!(Peer::Openssl4) else {
         return;

@@ -86,18 +86,86 @@ impl Compliance {
     }
 }
 
-impl std::fmt::Display for Compliance {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let classical = match self.classical {
+/// A compliance setting value that is not one of the valid ones.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown {setting} value {name:?}; valid values: {valid}")]
+pub struct UnknownChoice {
+    /// The setting (`classical` or `post_quantum`).
+    pub setting: &'static str,
+    /// What was given.
+    pub name: String,
+    /// The valid values.
+    pub valid: &'static str,
+}
+
+/// Lower case, `-` as `_`: the TOML file writes `require_hybrid`, a flag
+/// `require-hybrid`, and both mean the same.
+fn fold(s: &str) -> String {
+    s.trim().to_ascii_lowercase().replace('-', "_")
+}
+
+impl ClassicalChoice {
+    /// The name, as in the TOML file.
+    pub fn name(self) -> &'static str {
+        match self {
             ClassicalChoice::Allow => "allow",
             ClassicalChoice::Forbid => "forbid",
-        };
-        let pq = match self.post_quantum {
+        }
+    }
+}
+
+impl std::str::FromStr for ClassicalChoice {
+    type Err = UnknownChoice;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match fold(s).as_str() {
+            "allow" => Ok(ClassicalChoice::Allow),
+            "forbid" => Ok(ClassicalChoice::Forbid),
+            _ => Err(UnknownChoice {
+                setting: "classical",
+                name: s.to_string(),
+                valid: "allow, forbid",
+            }),
+        }
+    }
+}
+
+impl PostQuantumChoice {
+    /// The name, as in the TOML file.
+    pub fn name(self) -> &'static str {
+        match self {
             PostQuantumChoice::Allow => "allow",
             PostQuantumChoice::RequireHybrid => "require_hybrid",
             PostQuantumChoice::RequirePure => "require_pure",
-        };
-        write!(f, "classical={classical}, post_quantum={pq}")
+        }
+    }
+}
+
+impl std::str::FromStr for PostQuantumChoice {
+    type Err = UnknownChoice;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match fold(s).as_str() {
+            "allow" => Ok(PostQuantumChoice::Allow),
+            "require_hybrid" => Ok(PostQuantumChoice::RequireHybrid),
+            "require_pure" => Ok(PostQuantumChoice::RequirePure),
+            _ => Err(UnknownChoice {
+                setting: "post_quantum",
+                name: s.to_string(),
+                valid: "allow, require-hybrid (require_hybrid), require-pure (require_pure)",
+            }),
+        }
+    }
+}
+
+impl std::fmt::Display for Compliance {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "classical={}, post_quantum={}",
+            self.classical.name(),
+            self.post_quantum.name()
+        )
     }
 }
 
@@ -121,6 +189,23 @@ mod tests {
             .unwrap_err();
         assert_eq!(err.group, KeyExchange::P256);
         assert!(err.to_string().contains("require_hybrid"));
+    }
+
+    #[test]
+    fn choices_parse_in_toml_and_flag_spellings() {
+        for (text, want) in [
+            ("allow", PostQuantumChoice::Allow),
+            ("require_hybrid", PostQuantumChoice::RequireHybrid),
+            ("require-hybrid", PostQuantumChoice::RequireHybrid),
+            ("Require-Pure", PostQuantumChoice::RequirePure),
+        ] {
+            assert_eq!(text.parse(), Ok(want), "{text}");
+            assert_eq!(want.name().parse(), Ok(want));
+        }
+        assert_eq!("FORBID".parse(), Ok(ClassicalChoice::Forbid));
+        let err = "hybrid".parse::<PostQuantumChoice>().unwrap_err();
+        assert!(err.to_string().contains("require-hybrid"), "{err}");
+        assert!("deny".parse::<ClassicalChoice>().is_err());
     }
 
     #[test]

@@ -42,6 +42,10 @@ pub enum Implementation {
 }
 
 /// PEM data: a file path, or the PEM text itself (anything containing `-----BEGIN`).
+///
+/// Use the constructors and methods rather than the field: this is to
+/// become `enum PemSource { Path(PathBuf), Inline(String) }` (issue 12) once
+/// no crate reads the field any more.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct PemSource(pub String);
@@ -57,9 +61,41 @@ impl PemSource {
         PemSource(pem.into())
     }
 
+    /// A TOML string or flag value: the PEM text if it contains
+    /// `-----BEGIN`, otherwise a path.
+    pub fn from_text(text: impl Into<String>) -> PemSource {
+        PemSource(text.into())
+    }
+
+    /// The operating system's roots, in `trusted_cas`.
+    pub fn system_roots() -> PemSource {
+        PemSource(SYSTEM_ROOTS.to_string())
+    }
+
+    /// Whether this is [`SYSTEM_ROOTS`] rather than a file.
+    pub fn is_system_roots(&self) -> bool {
+        self.0 == SYSTEM_ROOTS
+    }
+
     /// Whether this holds the PEM text rather than a path.
     pub fn is_inline(&self) -> bool {
         self.0.contains("-----BEGIN")
+    }
+
+    /// The path, when this is a file.
+    pub fn as_path(&self) -> Option<&Path> {
+        (!self.is_inline()).then(|| Path::new(&self.0))
+    }
+
+    /// A relative path taken relative to `base` (a configuration file's
+    /// folder); inline PEM and [`SYSTEM_ROOTS`] stay as they are.
+    pub fn rebase(&mut self, base: &Path) {
+        if self.is_system_roots() {
+            return;
+        }
+        if let Some(path) = self.as_path().filter(|path| path.is_relative()) {
+            self.0 = base.join(path).display().to_string();
+        }
     }
 
     /// For messages: the path, or `inline PEM`.
@@ -268,12 +304,7 @@ impl Config {
     }
 
     fn rebase_paths(&mut self, base: &Path) {
-        let rebase = |source: &mut PemSource| {
-            if !source.is_inline() && source.0 != SYSTEM_ROOTS && Path::new(&source.0).is_relative()
-            {
-                source.0 = base.join(&source.0).display().to_string();
-            }
-        };
+        let rebase = |source: &mut PemSource| source.rebase(base);
         self.certificate.iter_mut().for_each(rebase);
         self.private_key.iter_mut().for_each(rebase);
         self.trusted_cas.iter_mut().for_each(rebase);
@@ -316,6 +347,42 @@ mod tests {
         assert_eq!(
             config.certificate,
             Some(PemSource::path("/etc/cl/server.crt"))
+        );
+    }
+
+    #[test]
+    fn pem_strings_are_inline_when_they_hold_pem_and_paths_otherwise() {
+        let pem = "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n";
+        let text = format!(
+            "certificate = \"\"\"\n{pem}\"\"\"\nprivate_key = \"keys/server.key\"\n\
+             trusted_cas = [\"system\", \"/abs/ca.crt\", \"ca.crt\"]\n"
+        );
+        let mut config = Config::from_toml(&text, Path::new("x.toml")).unwrap();
+        config.rebase_paths(Path::new("/etc/cl"));
+        assert_eq!(config.certificate, Some(PemSource::inline(pem)));
+        assert_eq!(
+            config.private_key,
+            Some(PemSource::path("/etc/cl/keys/server.key"))
+        );
+        assert_eq!(
+            config.trusted_cas,
+            [
+                PemSource::system_roots(),
+                PemSource::path("/abs/ca.crt"),
+                PemSource::path("/etc/cl/ca.crt"),
+            ]
+        );
+        assert!(config.trusted_cas[0].is_system_roots());
+        assert_eq!(PemSource::from_text(pem), PemSource::inline(pem));
+        assert_eq!(
+            PemSource::from_text("a.pem").as_path(),
+            Some(Path::new("a.pem"))
+        );
+        // Written back, the file reads the same.
+        let written = toml::to_string(&config).unwrap();
+        assert_eq!(
+            Config::from_toml(&written, Path::new("y.toml")).unwrap(),
+            config
         );
     }
 

@@ -15,7 +15,7 @@ use rustls::{ClientConfig, RootCertStore, ServerConfig, SupportedProtocolVersion
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::chain_cache::ChainCache;
-use crate::config::{Config, Implementation, SYSTEM_ROOTS};
+use crate::config::{Config, Implementation, PemSource};
 use crate::error::Error;
 use crate::kx::KeyExchange;
 use crate::legacy::{LegacyClientVerifier, LegacyServerVerifier};
@@ -394,7 +394,7 @@ fn alpn(config: &Config) -> Vec<Vec<u8>> {
 }
 
 fn trusts_system_roots(config: &Config) -> bool {
-    config.trusted_cas.iter().any(|ca| ca.0 == SYSTEM_ROOTS)
+    config.trusted_cas.iter().any(PemSource::is_system_roots)
 }
 
 /// The trust anchors of `trusted_cas`, as rustls' store and (the explicit
@@ -406,7 +406,7 @@ fn trust_anchors(
     let mut roots = RootCertStore::empty();
     let mut anchors = Vec::new();
     for source in &config.trusted_cas {
-        if source.0 == SYSTEM_ROOTS {
+        if source.is_system_roots() {
             let native = rustls_native_certs::load_native_certs();
             let (added, _) = roots.add_parsable_certificates(native.certs);
             if added == 0 {

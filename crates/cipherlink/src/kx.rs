@@ -72,6 +72,18 @@ impl KeyExchange {
         }
     }
 
+    /// One line on what the group is, for help texts.
+    pub fn description(self) -> &'static str {
+        match self {
+            KeyExchange::X25519MlKem768 => "Hybrid X25519 + ML-KEM-768 (the default first choice)",
+            KeyExchange::SecP256r1MlKem768 => "Hybrid P-256 + ML-KEM-768",
+            KeyExchange::MlKem768 => "Pure ML-KEM-768 (post-quantum only)",
+            KeyExchange::X25519 => "Classical X25519",
+            KeyExchange::P256 => "Classical NIST P-256 (prime256v1, secp256r1)",
+            KeyExchange::P384 => "Classical NIST P-384 (secp384r1)",
+        }
+    }
+
     /// The protection family.
     pub fn family(self) -> Family {
         match self {

@@ -11,7 +11,7 @@
 //! when a v1 leaf fails there do they check what OpenSSL's stack checks for
 //! such a leaf: a trusted CA's signature directly over it (no
 //! intermediates), its validity period, that it is not a CA, the CA's name
-//! constraints ([`crate::name_constraints`]) and key usage, the leaf's key
+//! constraints (`name_constraints.rs`) and key usage, the leaf's key
 //! usage and extended key usage where present (OpenSSL's purpose check),
 //! no critical extension left unread, and for a server that it names the
 //! expected host. Its name is in subjectAltName when that extension is
@@ -79,6 +79,12 @@ enum Purpose {
 #[error("X.509 v1 certificate: {0}")]
 pub struct LegacyRejected(String);
 
+impl LegacyRejected {
+    pub(crate) fn fuzz(reason: &str) -> Self {
+        Self(reason.into())
+    }
+}
+
 /// A parsed X.509 v1 leaf.
 struct V1Leaf<'a>(X509Certificate<'a>);
 
@@ -87,6 +93,22 @@ impl<'a> V1Leaf<'a> {
     fn parse(der: &'a [u8]) -> Option<Self> {
         let (_, cert) = X509Certificate::from_der(der).ok()?;
         (cert.version().0 == 0).then_some(Self(cert))
+    }
+
+    /// Everything the verifiers check: [`Self::check_chain`], then the name
+    /// when one is given (a server whose name check is on).
+    fn check(
+        &self,
+        anchors: &[CertificateDer<'static>],
+        now: UnixTime,
+        purpose: Purpose,
+        name: Option<&ServerName<'_>>,
+    ) -> Result<(), String> {
+        let alt_names = self.check_chain(anchors, now, purpose)?;
+        match name {
+            Some(name) => self.check_name(alt_names.as_deref(), name),
+            None => Ok(()),
+        }
     }
 
     /// Signature by one of the anchors directly, validity, not a CA, the
@@ -290,6 +312,46 @@ pub(crate) fn v1_key_matches(leaf: &[u8], spki: &[u8]) -> bool {
     V1Leaf::parse(leaf).is_some_and(|leaf| leaf.public_key() == spki)
 }
 
+/// The fuzzing entry points' view of the checks above (see
+/// [`crate::fuzzing`]): the same functions, on bytes from anywhere.
+pub(crate) mod fuzz_access {
+    use super::*;
+
+    /// The server check with name check (for `name`) and the client check,
+    /// against the single anchor `anchor_der`; the server's refusal first.
+    pub(crate) fn v1_leaf(
+        leaf_der: &[u8],
+        anchor_der: &[u8],
+        now: UnixTime,
+        name: &ServerName<'_>,
+    ) -> Result<(), LegacyRejected> {
+        let leaf = V1Leaf::parse(leaf_der)
+            .ok_or_else(|| LegacyRejected("does not parse as X.509 version 1".into()))?;
+        let anchors = [CertificateDer::from(anchor_der.to_vec())];
+        let server = leaf.check(&anchors, now, Purpose::Server, Some(name));
+        let client = leaf.check(&anchors, now, Purpose::Client, None);
+        server.and(client).map_err(LegacyRejected)
+    }
+
+    /// The CA's name constraints over a leaf of any version, its
+    /// subjectAltName found by OID as on the legacy path.
+    pub(crate) fn name_constraints(
+        anchor_der: &[u8],
+        leaf_der: &[u8],
+    ) -> Result<(), LegacyRejected> {
+        let parse = |der, what: &str| {
+            X509Certificate::from_der(der)
+                .map(|(_, cert)| cert)
+                .map_err(|e| LegacyRejected(format!("the {what} does not parse ({e})")))
+        };
+        let leaf = V1Leaf(parse(leaf_der, "leaf")?);
+        let ca = parse(anchor_der, "anchor")?;
+        let alt_names = leaf.alt_names().map_err(LegacyRejected)?;
+        crate::name_constraints::check(&leaf.0, alt_names.as_deref().unwrap_or(&[]), &ca)
+            .map_err(LegacyRejected)
+    }
+}
+
 fn rejected(reason: String) -> rustls::Error {
     rustls::Error::InvalidCertificate(CertificateError::Other(OtherError(Arc::new(
         LegacyRejected(reason),
@@ -365,11 +427,8 @@ impl ServerCertVerifier for LegacyServerVerifier {
         let Some(leaf) = V1Leaf::parse(end_entity.as_ref()) else {
             return Err(original);
         };
-        leaf.check_chain(&self.anchors, now, Purpose::Server)
-            .and_then(|alt_names| match self.check_name {
-                true => leaf.check_name(alt_names.as_deref(), server_name),
-                false => Ok(()),
-            })
+        let name = self.check_name.then_some(server_name);
+        leaf.check(&self.anchors, now, Purpose::Server, name)
             .map(|()| ServerCertVerified::assertion())
             .map_err(rejected)
     }
@@ -405,8 +464,8 @@ impl ClientCertVerifier for LegacyClientVerifier {
         let Some(leaf) = V1Leaf::parse(end_entity.as_ref()) else {
             return Err(original);
         };
-        leaf.check_chain(&self.anchors, now, Purpose::Client)
-            .map(|_| ClientCertVerified::assertion())
+        leaf.check(&self.anchors, now, Purpose::Client, None)
+            .map(|()| ClientCertVerified::assertion())
             .map_err(rejected)
     }
 

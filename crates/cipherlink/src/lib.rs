@@ -17,15 +17,19 @@
 //! # async fn demo() -> Result<(), cipherlink::Error> {
 //! use cipherlink::{certs, Config, Context, PemSource};
 //! let bundle = certs::generate(&certs::CertOptions::default())?;
-//! let server = Context::server(&Config {
-//!     certificate: Some(PemSource::inline(bundle.server.cert.clone())),
-//!     private_key: Some(PemSource::inline(bundle.server.key.clone())),
-//!     ..Config::default()
-//! })?;
-//! let client = Context::client(&Config {
-//!     trusted_cas: vec![PemSource::inline(bundle.ca.cert.clone())],
-//!     ..Config::default()
-//! })?;
+//! let server = Context::server(
+//!     &Config::builder()
+//!         .identity(
+//!             PemSource::inline(bundle.server.cert.clone()),
+//!             PemSource::inline(bundle.server.key.clone()),
+//!         )
+//!         .build(),
+//! )?;
+//! let client = Context::client(
+//!     &Config::builder()
+//!         .trusted_ca(PemSource::inline(bundle.ca.cert.clone()))
+//!         .build(),
+//! )?;
 //! let (a, b) = tokio::io::duplex(64 * 1024);
 //! let (server_side, client_side) = tokio::join!(
 //!     server.accept(a, "client"),
@@ -39,11 +43,16 @@
 
 pub mod certs;
 mod chain_cache;
+#[cfg(feature = "clap")]
+pub mod clap_values;
 pub mod compliance;
 pub mod config;
+mod config_builder;
 mod context;
 pub mod error;
 mod failure_log;
+#[doc(hidden)]
+pub mod fuzzing;
 mod hkdf;
 pub mod kx;
 pub mod legacy;
@@ -53,8 +62,9 @@ pub mod server;
 mod tunnel;
 mod verify;
 
-pub use compliance::{ClassicalChoice, Compliance, PostQuantumChoice};
+pub use compliance::{ClassicalChoice, Compliance, PostQuantumChoice, UnknownChoice};
 pub use config::{Config, Dangerous, Implementation, PemSource};
+pub use config_builder::ConfigBuilder;
 pub use context::{Context, Role};
 pub use error::Error;
 pub use kx::KeyExchange;

@@ -5,7 +5,6 @@
 
 mod common;
 
-use cipherlink::config::SYSTEM_ROOTS;
 use cipherlink::{Config, Context, Dangerous, Error, PemSource};
 use common::*;
 
@@ -20,7 +19,7 @@ fn config_error(built: Result<Context, Error>) -> (&'static str, String) {
 #[test]
 fn no_server_name_check_with_the_system_roots_is_refused() {
     let config = Config {
-        trusted_cas: vec![PemSource(SYSTEM_ROOTS.into())],
+        trusted_cas: vec![PemSource::system_roots()],
         dangerous: Dangerous {
             skip_server_name_check: true,
             ..Dangerous::default()
@@ -46,7 +45,7 @@ fn no_server_name_check_with_the_system_roots_is_refused() {
 fn client_certificates_against_the_system_roots_need_the_opt_in() {
     let b = bundle();
     let mut config = Config {
-        trusted_cas: vec![PemSource(SYSTEM_ROOTS.into())],
+        trusted_cas: vec![PemSource::system_roots()],
         require_client_cert: true,
         ..server_config(&b)
     };

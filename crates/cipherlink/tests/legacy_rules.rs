@@ -305,3 +305,95 @@ fn an_unparseable_subject_alt_name_still_counts_as_present() {
     assert!(identity.has_alt_name_extension);
     assert!(identity.alt_names.is_empty());
 }
+
+/// DER of a v1 leaf, as `v1_leaf` makes it.
+fn v1_leaf_der(ca: &Ca, cn: &str, extras: impl FnOnce(&mut CertificateParams)) -> Vec<u8> {
+    let key = KeyPair::generate().unwrap();
+    let mut params = CertificateParams::default();
+    params.distinguished_name.push(DnType::CommonName, cn);
+    extras(&mut params);
+    let v3 = params
+        .signed_by(&key, &Issuer::new(ca.params.clone(), &ca.key))
+        .unwrap();
+    as_v1(v3.der(), &ca.key, true)
+}
+
+fn ca_der(ca: &Ca) -> Vec<u8> {
+    use rustls_pki_types::pem::PemObject;
+    rustls_pki_types::CertificateDer::from_pem_slice(ca.pem.as_bytes())
+        .unwrap()
+        .to_vec()
+}
+
+#[test]
+fn the_fuzzing_entry_runs_the_legacy_checks() {
+    use cipherlink::fuzzing::{legacy_leaf, SERVER_NAME};
+    let ca = ca(Some(NameConstraints {
+        permitted_subtrees: vec![GeneralSubtree::DnsName("localhost".into())],
+        excluded_subtrees: vec![],
+    }));
+    let anchor = ca_der(&ca);
+    let good = v1_leaf_der(&ca, SERVER_NAME, |_| {});
+    legacy_leaf(&good, &anchor).unwrap();
+
+    let other_host = v1_leaf_der(&ca, "elsewhere.localhost", |_| {});
+    let err = legacy_leaf(&other_host, &anchor).unwrap_err().to_string();
+    assert!(err.contains("does not name localhost"), "{err}");
+
+    let server_only = v1_leaf_der(&ca, SERVER_NAME, |p| {
+        p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    });
+    let err = legacy_leaf(&server_only, &anchor).unwrap_err().to_string();
+    assert!(err.contains("clientAuth"), "{err}");
+
+    let outside = v1_leaf_der(&ca, SERVER_NAME, |p| {
+        p.subject_alt_names = vec![
+            rcgen::SanType::DnsName("localhost".try_into().unwrap()),
+            rcgen::SanType::DnsName("evil.test".try_into().unwrap()),
+        ];
+    });
+    let err = legacy_leaf(&outside, &anchor).unwrap_err().to_string();
+    assert!(err.contains("not permitted"), "{err}");
+
+    let stranger = self::ca(None);
+    let err = legacy_leaf(&good, &ca_der(&stranger))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("not signed directly by a trusted CA"), "{err}");
+
+    // Every truncation of a good leaf is refused with an error, never a panic.
+    for len in 0..good.len() {
+        assert!(legacy_leaf(&good[..len], &anchor).is_err(), "{len}");
+    }
+    for len in 0..anchor.len() {
+        assert!(legacy_leaf(&good, &anchor[..len]).is_err(), "{len}");
+    }
+}
+
+#[test]
+fn the_name_constraints_entry_checks_any_leaf_version() {
+    use cipherlink::fuzzing::name_constraints;
+    let ca = ca(Some(NameConstraints {
+        permitted_subtrees: vec![GeneralSubtree::DnsName("example.com".into())],
+        excluded_subtrees: vec![GeneralSubtree::DnsName("bad.example.com".into())],
+    }));
+    let anchor = ca_der(&ca);
+    let inside = v1_leaf_der(&ca, "host.example.com", |_| {});
+    name_constraints(&anchor, &inside).unwrap();
+    let excluded = v1_leaf_der(&ca, "x.bad.example.com", |_| {});
+    let err = name_constraints(&anchor, &excluded)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("is excluded"), "{err}");
+    // A v3 leaf's SAN is checked the same way.
+    let key = KeyPair::generate().unwrap();
+    let mut params = CertificateParams::default();
+    params.subject_alt_names = vec![rcgen::SanType::DnsName("localhost".try_into().unwrap())];
+    let v3 = params
+        .signed_by(&key, &Issuer::new(ca.params.clone(), &ca.key))
+        .unwrap();
+    let err = name_constraints(&anchor, v3.der()).unwrap_err().to_string();
+    assert!(err.contains("not permitted"), "{err}");
+    assert!(name_constraints(&anchor[..10], v3.der()).is_err());
+    assert!(name_constraints(&anchor, &[]).is_err());
+}

@@ -242,13 +242,16 @@ struct Fixture {
 
 impl Fixture {
     fn server_context(&self, group: KeyExchange, resumption: bool) -> Result<Context, BenchError> {
-        Ok(Context::server(&Config {
-            key_exchange: vec![group],
-            certificate: Some(PemSource::inline(self.bundle.server.cert.clone())),
-            private_key: Some(PemSource::inline(self.bundle.server.key.clone())),
-            resumption,
-            ..Config::default()
-        })?)
+        Ok(Context::server(
+            &Config::builder()
+                .key_exchange([group])
+                .identity(
+                    PemSource::inline(self.bundle.server.cert.clone()),
+                    PemSource::inline(self.bundle.server.key.clone()),
+                )
+                .resumption(resumption)
+                .build(),
+        )?)
     }
 }
 
@@ -258,13 +261,14 @@ fn client_context(
     group: KeyExchange,
     resumption: bool,
 ) -> Result<Context, BenchError> {
-    Ok(Context::client(&Config {
-        key_exchange: vec![group],
-        trusted_cas: vec![ca],
-        server_name,
-        resumption,
-        ..Config::default()
-    })?)
+    let mut config = Config::builder()
+        .key_exchange([group])
+        .trusted_ca(ca)
+        .resumption(resumption);
+    if let Some(name) = server_name {
+        config = config.server_name(name);
+    }
+    Ok(Context::client(&config.build())?)
 }
 
 fn leaf_public_key(cert_pem: &str) -> Result<Vec<u8>, BenchError> {

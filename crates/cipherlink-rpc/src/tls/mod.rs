@@ -143,22 +143,19 @@ fn server_core_config(tls: &ServerTls) -> Result<Config, RpcError> {
     if !tls.accept_legacy {
         refuse_v1(&tls.cert, "server certificate")?;
     }
-    let config = Config {
-        key_exchange: tls.groups.clone(),
-        certificate: Some(PemSource::path(&tls.cert)),
-        private_key: Some(PemSource::path(&tls.key)),
-        trusted_cas: tls.client_ca.iter().map(PemSource::path).collect(),
-        require_client_cert: tls.client_ca.is_some(),
-        alpn: vec![ALPN_H2.into()],
+    Ok(Config::builder()
+        .key_exchange(tls.groups.iter().copied())
+        .identity(PemSource::path(&tls.cert), PemSource::path(&tls.key))
+        .trusted_cas(tls.client_ca.iter().map(PemSource::path))
+        .require_client_cert(tls.client_ca.is_some())
+        .alpn([ALPN_H2])
         // Tickets, so clients that ask to resume (`coldconn --resume`) can.
-        resumption: true,
-        dangerous: Dangerous {
+        .resumption(true)
+        .dangerous(Dangerous {
             accept_legacy_certificates: tls.accept_legacy,
             ..Dangerous::default()
-        },
-        ..Config::default()
-    };
-    Ok(config)
+        })
+        .build())
 }
 
 /// The core configuration of a client.
@@ -166,25 +163,20 @@ fn client_core_config(tls: &ClientTls) -> Result<Config, RpcError> {
     if let Some((cert, _)) = tls.identity.as_ref().filter(|_| !tls.accept_legacy) {
         refuse_v1(cert, "client certificate")?;
     }
-    let (certificate, private_key) = match &tls.identity {
-        Some((cert, key)) => (Some(PemSource::path(cert)), Some(PemSource::path(key))),
-        None => (None, None),
-    };
-    let config = Config {
-        key_exchange: tls.groups.clone(),
-        certificate,
-        private_key,
-        trusted_cas: vec![PemSource::path(&tls.ca)],
-        alpn: vec![ALPN_H2.into()],
-        resumption: tls.resumption,
-        dangerous: Dangerous {
+    let mut config = Config::builder()
+        .key_exchange(tls.groups.iter().copied())
+        .trusted_ca(PemSource::path(&tls.ca))
+        .alpn([ALPN_H2])
+        .resumption(tls.resumption)
+        .dangerous(Dangerous {
             accept_legacy_certificates: tls.accept_legacy,
             accept_cn_only_certificates: tls.accept_legacy,
             ..Dangerous::default()
-        },
-        ..Config::default()
-    };
-    Ok(config)
+        });
+    if let Some((cert, key)) = &tls.identity {
+        config = config.identity(PemSource::path(cert), PemSource::path(key));
+    }
+    Ok(config.build())
 }
 
 /// Builds the server's TLS 1.3 configuration.
