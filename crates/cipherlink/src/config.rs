@@ -41,50 +41,64 @@ pub enum Implementation {
     Openssl,
 }
 
-/// PEM data: a file path, or the PEM text itself (anything containing `-----BEGIN`).
+/// PEM data: a file, or the PEM text itself.
 ///
-/// Use the constructors and methods rather than the field: this is to
-/// become `enum PemSource { Path(PathBuf), Inline(String) }` (issue 12) once
-/// no crate reads the field any more.
+/// In a TOML file or a flag both are strings: one that contains `-----BEGIN`
+/// is the text, any other a path ([`PemSource::from_text`]), relative to the
+/// TOML file's folder. In code, say which with [`PemSource::path`] or
+/// [`PemSource::inline`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct PemSource(pub String);
+#[serde(from = "String", into = "String")]
+pub enum PemSource {
+    /// A PEM file (or [`SYSTEM_ROOTS`] in `trusted_cas`).
+    Path(PathBuf),
+    /// The PEM text.
+    Inline(String),
+}
 
 impl PemSource {
     /// A PEM file.
     pub fn path(path: impl AsRef<Path>) -> PemSource {
-        PemSource(path.as_ref().display().to_string())
+        PemSource::Path(path.as_ref().to_path_buf())
     }
 
     /// Inline PEM text.
     pub fn inline(pem: impl Into<String>) -> PemSource {
-        PemSource(pem.into())
+        PemSource::Inline(pem.into())
     }
 
     /// A TOML string or flag value: the PEM text if it contains
     /// `-----BEGIN`, otherwise a path.
     pub fn from_text(text: impl Into<String>) -> PemSource {
-        PemSource(text.into())
+        let text = text.into();
+        if text.contains("-----BEGIN") {
+            PemSource::Inline(text)
+        } else {
+            PemSource::Path(PathBuf::from(text))
+        }
     }
 
     /// The operating system's roots, in `trusted_cas`.
     pub fn system_roots() -> PemSource {
-        PemSource(SYSTEM_ROOTS.to_string())
+        PemSource::path(SYSTEM_ROOTS)
     }
 
     /// Whether this is [`SYSTEM_ROOTS`] rather than a file.
     pub fn is_system_roots(&self) -> bool {
-        self.0 == SYSTEM_ROOTS
+        matches!(self, PemSource::Path(path) if path.as_os_str() == SYSTEM_ROOTS)
     }
 
     /// Whether this holds the PEM text rather than a path.
     pub fn is_inline(&self) -> bool {
-        self.0.contains("-----BEGIN")
+        matches!(self, PemSource::Inline(_))
     }
 
     /// The path, when this is a file.
     pub fn as_path(&self) -> Option<&Path> {
-        (!self.is_inline()).then(|| Path::new(&self.0))
+        match self {
+            PemSource::Path(path) => Some(path),
+            PemSource::Inline(_) => None,
+        }
     }
 
     /// A relative path taken relative to `base` (a configuration file's
@@ -93,30 +107,48 @@ impl PemSource {
         if self.is_system_roots() {
             return;
         }
-        if let Some(path) = self.as_path().filter(|path| path.is_relative()) {
-            self.0 = base.join(path).display().to_string();
+        if let PemSource::Path(path) = self {
+            if path.is_relative() {
+                *path = base.join(&*path);
+            }
         }
     }
 
     /// For messages: the path, or `inline PEM`.
     pub fn describe(&self) -> String {
-        if self.is_inline() {
-            "inline PEM".to_string()
-        } else {
-            self.0.clone()
+        match self {
+            PemSource::Path(path) => path.display().to_string(),
+            PemSource::Inline(_) => "inline PEM".to_string(),
         }
     }
 
     /// Reads the bytes, naming `field` when the file cannot be read.
     pub fn read(&self, field: &'static str) -> Result<Vec<u8>, Error> {
-        if self.is_inline() {
-            return Ok(self.0.as_bytes().to_vec());
+        match self {
+            PemSource::Inline(text) => Ok(text.as_bytes().to_vec()),
+            PemSource::Path(path) => std::fs::read(path).map_err(|error| Error::File {
+                field,
+                path: path.clone(),
+                error,
+            }),
         }
-        std::fs::read(&self.0).map_err(|error| Error::File {
-            field,
-            path: PathBuf::from(&self.0),
-            error,
-        })
+    }
+}
+
+impl From<String> for PemSource {
+    fn from(text: String) -> PemSource {
+        PemSource::from_text(text)
+    }
+}
+
+/// The TOML form. A path that is not UTF-8 is written lossily: TOML strings
+/// are UTF-8.
+impl From<PemSource> for String {
+    fn from(source: PemSource) -> String {
+        match source {
+            PemSource::Path(path) => path.to_string_lossy().into_owned(),
+            PemSource::Inline(text) => text,
+        }
     }
 }
 

@@ -1,0 +1,352 @@
+//! `cipherlink proxy ...`: glue from flags (or a TOML file) to
+//! `cipherlink_proxy`, plus signal handling.
+
+use std::path::PathBuf;
+
+use anyhow::{Context as _, Result};
+use cipherlink_proxy::{ProxyConfig, Role, ServiceConfig, Transport, V1Config};
+use clap::{Args, Subcommand};
+
+use crate::tls_args::{build_context, ClientTlsArgs, ServerTlsArgs, TlsArgs};
+
+/// Put encryption in front of any TCP service (like stunnel).
+#[derive(Debug, Args)]
+pub struct ProxyArgs {
+    #[command(subcommand)]
+    pub command: ProxyCommand,
+}
+
+/// Which end, or a whole configuration file.
+#[derive(Debug, Subcommand)]
+pub enum ProxyCommand {
+    /// Accept encrypted connections and forward their plaintext to --forward.
+    Server(ServerArgs),
+    /// Accept plaintext connections and carry them encrypted to --connect.
+    Client(ClientArgs),
+    /// Run every service of a TOML file (docs/proxy.md) in one process.
+    Run(RunArgs),
+    /// Write a key pair: `--transport v1` makes X25519 keys for the v1 frame.
+    Keygen(KeygenArgs),
+}
+
+/// Options every service has.
+#[derive(Debug, Args)]
+pub struct CommonArgs {
+    /// Address to accept connections on.
+    #[arg(long)]
+    pub listen: String,
+    /// How the encrypted side is carried: tls, v1 or plain (no encryption; for measurement).
+    #[arg(long, default_value = "tls")]
+    pub transport: Transport,
+    /// v1: our X25519 secret key file (hex, base64 or 32 raw bytes).
+    #[arg(long, value_name = "FILE")]
+    pub v1_key: Option<PathBuf>,
+    /// v1: the peer's X25519 public key file.
+    #[arg(long, value_name = "FILE")]
+    pub v1_peer: Option<PathBuf>,
+    /// v1: largest frame data size accepted and sent.
+    #[arg(long, default_value_t = cipherlink_proxy::v1::DEFAULT_MAX_DATA_SIZE)]
+    pub max_frame_size: u32,
+    /// Most tunnels open at once.
+    #[arg(long, default_value_t = 16_384)]
+    pub max_connections: usize,
+    /// Close a tunnel idle this many seconds (0 = never).
+    #[arg(long, default_value_t = 3_600)]
+    pub idle_timeout: u64,
+    /// Time limit for connecting onward, in milliseconds.
+    #[arg(long, default_value_t = 10_000)]
+    pub connect_timeout_ms: u64,
+    /// Bytes read at once per direction.
+    #[arg(long, default_value_t = cipherlink_proxy::config::DEFAULT_BUFFER_SIZE)]
+    pub buffer_size: usize,
+    /// Log a stats line every N seconds (0 = never).
+    #[arg(long, value_name = "SECS", default_value_t = 0)]
+    pub stats: u64,
+    /// On SIGINT/SIGTERM, let open tunnels go on this many seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 30)]
+    pub shutdown_grace: u64,
+    #[command(flatten)]
+    pub tls: TlsArgs,
+}
+
+/// `proxy server`.
+#[derive(Debug, Args)]
+pub struct ServerArgs {
+    /// The plaintext service to forward to (host:port).
+    #[arg(long)]
+    pub forward: String,
+    #[command(flatten)]
+    pub common: CommonArgs,
+    #[command(flatten)]
+    pub server: ServerTlsArgs,
+}
+
+/// `proxy client`.
+#[derive(Debug, Args)]
+pub struct ClientArgs {
+    /// The proxy server to connect to (host:port).
+    #[arg(long)]
+    pub connect: String,
+    #[command(flatten)]
+    pub common: CommonArgs,
+    #[command(flatten)]
+    pub client: ClientTlsArgs,
+}
+
+/// `proxy run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The proxy configuration (TOML, `[service.NAME]` tables).
+    #[arg(long, value_name = "FILE")]
+    pub config: PathBuf,
+    /// Overrides the file's `stats_interval_secs`.
+    #[arg(long, value_name = "SECS")]
+    pub stats: Option<u64>,
+}
+
+/// `proxy keygen`.
+#[derive(Debug, Args)]
+pub struct KeygenArgs {
+    /// Which transport the keys are for (only v1 has its own keys; tls uses `cipherlink certs`).
+    #[arg(long)]
+    pub transport: Transport,
+    /// Folder to write NAME.key and NAME.pub into.
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    /// File name stem.
+    #[arg(long, default_value = "v1")]
+    pub name: String,
+}
+
+/// Runs the chosen subcommand.
+pub async fn run(args: ProxyArgs) -> Result<()> {
+    match args.command {
+        ProxyCommand::Server(server) => {
+            let mut tls = server.common.tls.to_config()?;
+            server.server.apply(&mut tls);
+            let config = single(Role::Server, &server.common, server.forward, tls)?;
+            serve(config).await
+        }
+        ProxyCommand::Client(client) => {
+            let mut tls = client.common.tls.to_config()?;
+            client.client.apply(&mut tls);
+            let config = single(Role::Client, &client.common, client.connect, tls)?;
+            serve(config).await
+        }
+        ProxyCommand::Run(run) => {
+            let mut config = ProxyConfig::from_toml_file(&run.config)?;
+            if let Some(stats) = run.stats {
+                config.stats_interval_secs = stats;
+            }
+            serve(config).await
+        }
+        ProxyCommand::Keygen(keygen) => {
+            if keygen.transport != Transport::V1 {
+                anyhow::bail!(
+                    "--transport {}: only v1 has its own keys; for tls use `cipherlink certs --out DIR`",
+                    keygen.transport.name()
+                );
+            }
+            std::fs::create_dir_all(&keygen.out)
+                .with_context(|| format!("creating {}", keygen.out.display()))?;
+            let (secret, public) =
+                cipherlink_proxy::v1::keys::write_key_pair(&keygen.out, &keygen.name)?;
+            println!("wrote {} (secret: keep it private)", secret.display());
+            println!("wrote {} (public: give it to the peer)", public.display());
+            Ok(())
+        }
+    }
+}
+
+/// One service from flags, checked as the TOML form would be.
+fn single(
+    role: Role,
+    common: &CommonArgs,
+    connect: String,
+    tls: cipherlink::Config,
+) -> Result<ProxyConfig> {
+    let mut service = ServiceConfig::new(role, common.listen.clone(), connect, common.transport);
+    service.max_connections = common.max_connections;
+    service.idle_timeout_secs = common.idle_timeout;
+    service.connect_timeout_ms = common.connect_timeout_ms;
+    service.buffer_size = common.buffer_size;
+    match common.transport {
+        Transport::Tls => {
+            // The same checks as `serve`/`connect`, naming the flag at fault.
+            let core_role = match role {
+                Role::Server => cipherlink::Role::Server,
+                Role::Client => cipherlink::Role::Client,
+            };
+            build_context(core_role, &tls)?;
+            service.tls = Some(tls);
+        }
+        Transport::V1 => {
+            let (Some(key), Some(peer)) = (&common.v1_key, &common.v1_peer) else {
+                anyhow::bail!(
+                    "--transport v1 needs --v1-key (our secret key) and --v1-peer (the peer's \
+                     public key); make them with `cipherlink proxy keygen --transport v1 --out DIR`"
+                );
+            };
+            service.v1 = Some(V1Config {
+                secret_key: key.clone(),
+                peer_public_key: peer.clone(),
+                max_frame_size: common.max_frame_size,
+            });
+        }
+        _ => {}
+    }
+    let name = match role {
+        Role::Server => "server",
+        Role::Client => "client",
+    };
+    let mut config = ProxyConfig {
+        stats_interval_secs: common.stats,
+        shutdown_grace_secs: common.shutdown_grace,
+        ..ProxyConfig::default()
+    };
+    config.service.insert(name.to_string(), service);
+    Ok(config)
+}
+
+async fn serve(config: ProxyConfig) -> Result<()> {
+    let proxy = cipherlink_proxy::Proxy::bind(&config).await?;
+    for (name, addr) in proxy.addrs() {
+        let service = &config.service[&name];
+        tracing::info!(
+            "service {name}: {} {} listening on {addr}, connecting to {}",
+            match service.role {
+                Role::Server => "server",
+                Role::Client => "client",
+            },
+            service.transport.name(),
+            service.connect
+        );
+    }
+    proxy.run(shutdown_signal()).await;
+    tracing::info!("proxy stopped");
+    Ok(())
+}
+
+/// Resolves on the first SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(err) => {
+                tracing::warn!("cannot watch SIGTERM ({err}); only SIGINT stops the proxy");
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+    tracing::info!("signal received: stopping (open tunnels may finish)");
+}
+
+/// `bench proxy` options.
+#[derive(Debug, Args)]
+pub struct BenchProxyArgs {
+    /// Our transports to measure besides plain, comma-separated.
+    #[arg(long, default_value = "tls,v1", value_delimiter = ',')]
+    pub transport: Vec<Transport>,
+    /// MiB sent through one connection for the throughput case.
+    #[arg(long, default_value_t = 1024)]
+    pub mib: u64,
+    /// Seconds per connection-rate case.
+    #[arg(long, default_value_t = 3.0)]
+    pub duration: f64,
+    /// Connections in flight at once in the rate case.
+    #[arg(long, default_value_t = 16)]
+    pub concurrency: usize,
+    /// Idle tunnels held to measure memory per tunnel pair (0 = skip).
+    #[arg(long, default_value_t = 10_000)]
+    pub idle: usize,
+    /// The stunnel4 program for the reference pair ("none" to skip).
+    #[arg(long, default_value = "stunnel4")]
+    pub stunnel: String,
+    /// Key-exchange groups for our TLS pair (default: the core's, hybrid first).
+    #[arg(long)]
+    pub groups: Option<String>,
+    /// `--buffer-size` for our proxies (default: theirs).
+    #[arg(long, value_name = "BYTES")]
+    pub buffer_size: Option<usize>,
+    /// Write the report as JSON here.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+    /// Internal: run only the bench's echo/sink backend on this address.
+    #[arg(long, hide = true, value_name = "ADDR")]
+    pub backend_only: Option<std::net::SocketAddr>,
+}
+
+/// Runs `bench proxy`.
+pub async fn run_bench(args: BenchProxyArgs) -> Result<()> {
+    if let Some(addr) = args.backend_only {
+        return Ok(cipherlink_proxy::bench::serve_backend(addr).await?);
+    }
+    if !(args.duration > 0.0 && args.duration.is_finite()) {
+        anyhow::bail!("--duration must be a positive number of seconds");
+    }
+    let stunnel = match args.stunnel.as_str() {
+        "none" => None,
+        name => find_program(name),
+    };
+    if stunnel.is_none() && args.stunnel != "none" {
+        println!(
+            "stunnel: {} not found; the stunnel pair is skipped",
+            args.stunnel
+        );
+    }
+    let options = cipherlink_proxy::bench::BenchOptions {
+        program: std::env::current_exe().context("finding the cipherlink binary")?,
+        transports: args.transport,
+        bytes: args.mib * 1024 * 1024,
+        duration: std::time::Duration::from_secs_f64(args.duration),
+        concurrency: args.concurrency,
+        idle: args.idle,
+        stunnel,
+        groups: args.groups,
+        buffer_size: args.buffer_size,
+    };
+    println!(
+        "bench proxy: {} MiB one connection, {:.1} s x {} concurrent new connections, {} idle tunnels",
+        args.mib, args.duration, args.concurrency, args.idle
+    );
+    let report = cipherlink_proxy::bench::run(&options, |line| println!("{line}")).await?;
+    if let Some(ratio) = report.tls_vs_plain_throughput {
+        println!(
+            "tls / plain throughput: {:.0}% (goal >= 60%)",
+            ratio * 100.0
+        );
+    }
+    if let Some(ratio) = report.tls_vs_stunnel_conns {
+        println!("tls / stunnel conns/s: {ratio:.1}x (goal >= 4x)");
+    }
+    if let Some(path) = args.json {
+        let json = serde_json::to_string_pretty(&report)?;
+        std::fs::write(&path, json).with_context(|| format!("writing {}", path.display()))?;
+        println!("wrote {}", path.display());
+    }
+    Ok(())
+}
+
+/// `name` as given if it has a slash, else the first match on PATH.
+fn find_program(name: &str) -> Option<PathBuf> {
+    if name.contains('/') {
+        let path = PathBuf::from(name);
+        return path.is_file().then_some(path);
+    }
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|dir| dir.join(name))
+            .find(|path| path.is_file())
+    })
+}

@@ -1,0 +1,426 @@
+//! `cipherlink proxy` as a program: against openssl s_client and stunnel4
+//! (both directions), v1 keys from `proxy keygen` and a two-service TOML
+//! file, stats lines, and SIGTERM with an open tunnel.
+
+#![allow(clippy::unwrap_used)] // Tests fail loudly on purpose.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use cipherlink_test_support::{peer, Peer};
+use common::*;
+
+/// A backend that echoes every connection until EOF, then closes.
+fn echo_backend() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind echo");
+    let addr = listener.local_addr().expect("echo addr");
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            std::thread::spawn(move || {
+                let mut stream = stream;
+                let mut buf = [0u8; 16 * 1024];
+                loop {
+                    match stream.read(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => {
+                            if stream.write_all(&buf[..n]).is_err() {
+                                return;
+                            }
+                        }
+                    }
+                }
+                let _ = stream.shutdown(Shutdown::Write);
+            });
+        }
+    });
+    addr
+}
+
+/// A port nothing listens on right now (for peers that cannot use port 0).
+fn spare_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.local_addr().expect("addr").port()
+}
+
+/// Sends `data`, half-closes, reads to EOF (with a deadline).
+fn round_trip(addr: SocketAddr, data: &[u8]) -> std::io::Result<Vec<u8>> {
+    let mut stream = TcpStream::connect(addr)?;
+    stream.set_read_timeout(Some(DEADLINE))?;
+    let mut writer = stream.try_clone()?;
+    let data = data.to_vec();
+    let sender = std::thread::spawn(move || {
+        writer.write_all(&data)?;
+        writer.shutdown(Shutdown::Write)
+    });
+    let mut back = Vec::new();
+    stream.read_to_end(&mut back)?;
+    sender
+        .join()
+        .map_err(|_| std::io::Error::other("sender panicked"))??;
+    Ok(back)
+}
+
+/// Starts `cipherlink proxy ARGS` and waits for its listening line.
+fn start_proxy(name: &str, args: &[&str]) -> (Proc, SocketAddr) {
+    let mut cmd = cipherlink();
+    cmd.arg("proxy").args(args);
+    let mut proc = Proc::spawn(name, cmd);
+    let text = proc.wait_stderr("listening on ");
+    (proc, listening_addr(&text))
+}
+
+fn listening_addr(log: &str) -> SocketAddr {
+    let rest = log.split("listening on ").nth(1).expect("a listening line");
+    let addr = rest.split([',', ' ', '\n']).next().unwrap_or_default();
+    addr.parse()
+        .unwrap_or_else(|e| panic!("listening address {addr:?}: {e}"))
+}
+
+fn tls_server(pki: &Pki, forward: SocketAddr) -> (Proc, SocketAddr) {
+    start_proxy(
+        "proxy server",
+        &[
+            "server",
+            "--listen",
+            "127.0.0.1:0",
+            "--forward",
+            &forward.to_string(),
+            "--transport",
+            "tls",
+            "--cert",
+            &pki.path("server.crt"),
+            "--key",
+            &pki.path("server.key"),
+        ],
+    )
+}
+
+#[test]
+fn openssl_s_client_against_a_tls_proxy_server() {
+    let Some(openssl) = peer!(Peer::Openssl) else {
+        return;
+    };
+    let pki = Pki::new(&[]);
+    let (mut proxy, addr) = tls_server(&pki, echo_backend());
+    let line = token("s_client-proxy");
+    let run = s_client_echo(&openssl, addr.port(), &pki.path("ca.crt"), &[], &line, true);
+    assert!(
+        run.status.success() && run.text.contains("Verify return code: 0 (ok)"),
+        "s_client: {}\n{}\n{}",
+        run.status,
+        run.text,
+        proxy.describe()
+    );
+    // The log names the tunnel's bytes each way: line + newline, echoed.
+    let n = line.len() + 1;
+    let log = proxy.wait_stderr("close:");
+    assert!(
+        log.contains(&format!("up={n}")) && log.contains(&format!("down={n}")),
+        "{log}"
+    );
+}
+
+fn write_stunnel_conf(dir: &Path, body: &str) -> String {
+    let path = dir.join("stunnel.conf");
+    let text = format!("foreground = yes\npid =\ndebug = 5\n{body}");
+    std::fs::write(&path, text).expect("write stunnel.conf");
+    path.display().to_string()
+}
+
+fn start_stunnel(stunnel: &Path, conf: &str) -> Proc {
+    let mut cmd = Command::new(stunnel);
+    cmd.arg(conf);
+    let mut proc = Proc::spawn("stunnel4", cmd);
+    proc.wait_stderr("Configuration successful");
+    proc
+}
+
+#[test]
+fn stunnel_client_into_a_tls_proxy_server() {
+    let Some(stunnel) = peer!(Peer::Stunnel) else {
+        return;
+    };
+    let pki = Pki::new(&[]);
+    let (mut proxy, addr) = tls_server(&pki, echo_backend());
+    let port = spare_port();
+    let conf = write_stunnel_conf(
+        pki.root(),
+        &format!(
+            "[to-proxy]\nclient = yes\naccept = 127.0.0.1:{port}\nconnect = {addr}\n\
+             CAfile = {}\nverifyChain = yes\ncheckHost = localhost\n",
+            pki.path("ca.crt")
+        ),
+    );
+    let _stunnel = start_stunnel(&stunnel, &conf);
+    let data: Vec<u8> = (0..200_000u32).map(|i| (i % 253) as u8).collect();
+    let back = round_trip(([127, 0, 0, 1], port).into(), &data).expect("through stunnel");
+    assert!(
+        back == data,
+        "{} bytes back of {}\n{}",
+        back.len(),
+        data.len(),
+        proxy.describe()
+    );
+    proxy.wait_stderr("close:");
+}
+
+#[test]
+fn tls_proxy_client_into_a_stunnel_server() {
+    let Some(stunnel) = peer!(Peer::Stunnel) else {
+        return;
+    };
+    let pki = Pki::new(&[]);
+    let backend = echo_backend();
+    let port = spare_port();
+    let conf = write_stunnel_conf(
+        pki.root(),
+        &format!(
+            "[from-proxy]\naccept = 127.0.0.1:{port}\nconnect = {backend}\ncert = {}\nkey = {}\n",
+            pki.path("server.crt"),
+            pki.path("server.key")
+        ),
+    );
+    let _stunnel = start_stunnel(&stunnel, &conf);
+    let (mut proxy, addr) = start_proxy(
+        "proxy client",
+        &[
+            "client",
+            "--listen",
+            "127.0.0.1:0",
+            "--connect",
+            &format!("127.0.0.1:{port}"),
+            "--transport",
+            "tls",
+            "--ca",
+            &pki.path("ca.crt"),
+            // Debian's stunnel4 (OpenSSL 3.0) has no ML-KEM.
+            "--groups",
+            "X25519MLKEM768,X25519",
+        ],
+    );
+    let data: Vec<u8> = (0..200_000u32).map(|i| (i % 241) as u8).collect();
+    let back = round_trip(addr, &data).expect("through the proxy client");
+    assert!(
+        back == data,
+        "{} bytes back of {}\n{}",
+        back.len(),
+        data.len(),
+        proxy.describe()
+    );
+    proxy.wait_stderr("close:");
+}
+
+#[test]
+fn v1_keygen_config_file_stats_and_sigterm_with_an_open_tunnel() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for name in ["server", "client"] {
+        let mut cmd = cipherlink();
+        cmd.args([
+            "proxy",
+            "keygen",
+            "--transport",
+            "v1",
+            "--name",
+            name,
+            "--out",
+        ])
+        .arg(dir.path());
+        let out = run("keygen", cmd, b"");
+        assert!(out.status.success(), "{}", out.describe());
+        assert!(
+            out.stdout.contains(&format!("{name}.pub")),
+            "{}",
+            out.describe()
+        );
+    }
+    let backend = echo_backend();
+    let server_port = spare_port();
+    let client_port = spare_port();
+    let toml = format!(
+        r#"
+stats_interval_secs = 1
+shutdown_grace_secs = 20
+
+[service.legacy-in]
+role = "server"
+listen = "127.0.0.1:{server_port}"
+forward = "{backend}"
+transport = "v1"
+[service.legacy-in.v1]
+secret_key = "server.key"
+peer_public_key = "client.pub"
+
+[service.legacy-out]
+role = "client"
+listen = "127.0.0.1:{client_port}"
+connect = "127.0.0.1:{server_port}"
+transport = "v1"
+[service.legacy-out.v1]
+secret_key = "client.key"
+peer_public_key = "server.pub"
+"#
+    );
+    let conf = dir.path().join("proxy.toml");
+    std::fs::write(&conf, toml).expect("write proxy.toml");
+    // Spawned directly (not through Proc) to send it SIGTERM by pid.
+    let log_path = dir.path().join("proxy.log");
+    let log = std::fs::File::create(&log_path).expect("log file");
+    let mut child = cipherlink()
+        .args(["proxy", "run", "--config"])
+        .arg(&conf)
+        .stderr(log)
+        .spawn()
+        .expect("start proxy run");
+    let read_log = || std::fs::read_to_string(&log_path).unwrap_or_default();
+    let wait_log = |needle: &str| {
+        let start = Instant::now();
+        while !read_log().contains(needle) {
+            assert!(
+                start.elapsed() < DEADLINE,
+                "no {needle:?} in:\n{}",
+                read_log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    wait_log(&format!("listening on 127.0.0.1:{client_port}"));
+    let client_addr: SocketAddr = ([127, 0, 0, 1], client_port).into();
+    let data: Vec<u8> = (0..100_000u32).map(|i| (i % 239) as u8).collect();
+    assert_eq!(round_trip(client_addr, &data).expect("v1 round trip"), data);
+    wait_log("stats legacy-out:");
+
+    // A tunnel left open, then SIGTERM: it must still work until it ends.
+    let mut open = TcpStream::connect(client_addr).expect("open tunnel");
+    open.set_read_timeout(Some(DEADLINE)).expect("timeout");
+    open.write_all(b"before").expect("write");
+    let mut buf = [0u8; 6];
+    open.read_exact(&mut buf).expect("echo before");
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    wait_log("stopped accepting");
+    open.write_all(b"after").expect("write after SIGTERM");
+    open.shutdown(Shutdown::Write).expect("half-close");
+    let mut rest = Vec::new();
+    open.read_to_end(&mut rest).expect("echo after SIGTERM");
+    assert_eq!(rest, b"after");
+    let start = Instant::now();
+    let exit = loop {
+        if let Some(exit) = child.try_wait().expect("wait") {
+            break exit;
+        }
+        if start.elapsed() > DEADLINE {
+            let _ = child.kill();
+            panic!("proxy did not exit after SIGTERM:\n{}", read_log());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(exit.success(), "{exit}\n{}", read_log());
+    let log = read_log();
+    assert!(
+        log.contains("proxy stopped") && !log.contains("cut "),
+        "{log}"
+    );
+}
+
+#[test]
+fn missing_keys_and_certificates_are_named() {
+    let out = run(
+        "proxy v1 without keys",
+        {
+            let mut cmd = cipherlink();
+            cmd.args([
+                "proxy",
+                "server",
+                "--listen",
+                "127.0.0.1:0",
+                "--forward",
+                "127.0.0.1:9",
+                "--transport",
+                "v1",
+            ]);
+            cmd
+        },
+        b"",
+    );
+    assert!(!out.status.success());
+    assert!(
+        out.stderr.contains("--v1-key") && out.stderr.contains("keygen"),
+        "{}",
+        out.describe()
+    );
+    let out = run(
+        "proxy tls without a certificate",
+        {
+            let mut cmd = cipherlink();
+            cmd.args([
+                "proxy",
+                "server",
+                "--listen",
+                "127.0.0.1:0",
+                "--forward",
+                "127.0.0.1:9",
+            ]);
+            cmd
+        },
+        b"",
+    );
+    assert!(!out.status.success());
+    assert!(out.stderr.contains("--cert"), "{}", out.describe());
+}
+
+#[test]
+fn bench_proxy_runs_every_case_and_writes_json() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let json = dir.path().join("proxy.json");
+    let mut cmd = cipherlink();
+    cmd.args([
+        "bench",
+        "proxy",
+        "--mib",
+        "2",
+        "--duration",
+        "0.3",
+        "--concurrency",
+        "2",
+        "--idle",
+        "20",
+        "--stunnel",
+        "none",
+        "--json",
+    ])
+    .arg(&json);
+    let out = run("bench proxy", cmd, b"");
+    assert!(out.status.success(), "{}", out.describe());
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).expect("json written")).unwrap();
+    let rows = report["rows"].as_array().expect("rows");
+    let cases: Vec<&str> = rows.iter().filter_map(|r| r["case"].as_str()).collect();
+    assert_eq!(
+        cases,
+        ["direct", "plain", "tls", "v1"],
+        "{}",
+        out.describe()
+    );
+    for row in rows {
+        // Every case moved its bytes (the sink's count is checked) and made connections.
+        assert!(
+            row["throughput_mb_s"].as_f64().unwrap_or(0.0) > 0.0,
+            "{row}"
+        );
+        assert!(row["conns_per_s"].as_f64().unwrap_or(0.0) > 0.0, "{row}");
+        assert_eq!(row["conn_errors"].as_u64(), Some(0), "{row}");
+    }
+    for row in &rows[1..] {
+        assert_eq!(row["idle_tunnels"].as_u64(), Some(20), "{row}");
+        assert!(row["idle_kib_per_pair"].is_number(), "{row}");
+    }
+    assert!(report["tls_vs_plain_throughput"].is_number());
+}

@@ -1,0 +1,303 @@
+//! The proxy's configuration: named services, as in stunnel's file, in
+//! TOML (docs/proxy.md). The command-line flags fill in the same
+//! [`ServiceConfig`] for a single service. Nothing is checked here:
+//! [`crate::Service::bind`] checks a service whole and names the field.
+//!
+//! ```toml
+//! stats_interval_secs = 10
+//! shutdown_grace_secs = 30
+//!
+//! [service.web]
+//! role = "server"                # encrypted in, plaintext out
+//! listen = "0.0.0.0:8443"
+//! forward = "127.0.0.1:8080"
+//! transport = "tls"
+//! [service.web.tls]              # the core's TLS configuration, unchanged
+//! certificate = "server.crt"
+//! private_key = "server.key"
+//! ```
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::ProxyError;
+use crate::v1::DEFAULT_MAX_DATA_SIZE;
+
+/// How a service's encrypted side is carried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum Transport {
+    /// TLS 1.3 through the core's Context (hybrid post-quantum by default).
+    Tls,
+    /// The seed's v1 NaCl-box frame (docs/v1-frame.md): for Python peers.
+    V1,
+    /// No encryption: a baseline for measurement.
+    Plain,
+}
+
+impl Transport {
+    /// The name used in the configuration and in logs.
+    pub fn name(self) -> &'static str {
+        match self {
+            Transport::Tls => "tls",
+            Transport::V1 => "v1",
+            Transport::Plain => "plain",
+        }
+    }
+}
+
+impl std::str::FromStr for Transport {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Transport, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "tls" => Ok(Transport::Tls),
+            "v1" => Ok(Transport::V1),
+            "plain" => Ok(Transport::Plain),
+            other => Err(format!(
+                "unknown transport {other:?}; valid: tls, v1, plain"
+            )),
+        }
+    }
+}
+
+/// Which end of the tunnel a service is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Accepts encrypted connections and forwards plaintext to `connect`.
+    Server,
+    /// Accepts plaintext connections and carries them encrypted to `connect`.
+    Client,
+}
+
+/// The v1 transport's keys and bound.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct V1Config {
+    /// Our X25519 secret key file (hex, base64 or 32 raw bytes).
+    pub secret_key: PathBuf,
+    /// The peer's X25519 public key file.
+    pub peer_public_key: PathBuf,
+    /// The largest `data_size` accepted and sent.
+    #[serde(default = "default_max_frame")]
+    pub max_frame_size: u32,
+}
+
+fn default_max_frame() -> u32 {
+    DEFAULT_MAX_DATA_SIZE
+}
+
+/// One named service.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceConfig {
+    /// Server or client end.
+    pub role: Role,
+    /// Address to accept connections on.
+    pub listen: String,
+    /// Where each accepted connection goes (`host:port`): a server's
+    /// plaintext service (also spelled `forward`), or a client's proxy server.
+    #[serde(alias = "forward")]
+    pub connect: String,
+    /// How the encrypted side is carried.
+    pub transport: Transport,
+    /// TLS options for `transport = "tls"`: the core's configuration.
+    #[serde(default)]
+    pub tls: Option<cipherlink::Config>,
+    /// Keys for `transport = "v1"`.
+    #[serde(default)]
+    pub v1: Option<V1Config>,
+    /// Most tunnels open at once; more wait in the kernel's accept queue.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// Close a tunnel after this many seconds with no byte in either
+    /// direction (0 = never).
+    #[serde(default = "default_idle_timeout")]
+    pub idle_timeout_secs: u64,
+    /// How long connecting to `connect` may take.
+    #[serde(default = "default_connect_timeout")]
+    pub connect_timeout_ms: u64,
+    /// Bytes read at once per direction (and the plaintext per v1 frame).
+    #[serde(default = "default_buffer_size")]
+    pub buffer_size: usize,
+}
+
+fn default_max_connections() -> usize {
+    16_384
+}
+fn default_idle_timeout() -> u64 {
+    3_600
+}
+fn default_connect_timeout() -> u64 {
+    10_000
+}
+/// 16 KiB: one TLS record's worth of plaintext per read.
+pub const DEFAULT_BUFFER_SIZE: usize = 16 * 1024;
+fn default_buffer_size() -> usize {
+    DEFAULT_BUFFER_SIZE
+}
+
+impl ServiceConfig {
+    /// A service with default limits.
+    pub fn new(
+        role: Role,
+        listen: impl Into<String>,
+        connect: impl Into<String>,
+        transport: Transport,
+    ) -> ServiceConfig {
+        ServiceConfig {
+            role,
+            listen: listen.into(),
+            connect: connect.into(),
+            transport,
+            tls: None,
+            v1: None,
+            max_connections: default_max_connections(),
+            idle_timeout_secs: default_idle_timeout(),
+            connect_timeout_ms: default_connect_timeout(),
+            buffer_size: default_buffer_size(),
+        }
+    }
+}
+
+/// A whole proxy: global settings and named services.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProxyConfig {
+    /// Log a stats line per service this often (0 = never).
+    #[serde(default)]
+    pub stats_interval_secs: u64,
+    /// On SIGINT/SIGTERM, how long open tunnels may go on before they are cut.
+    #[serde(default = "default_grace")]
+    pub shutdown_grace_secs: u64,
+    /// The services, by name.
+    #[serde(default)]
+    pub service: BTreeMap<String, ServiceConfig>,
+}
+
+fn default_grace() -> u64 {
+    30
+}
+
+impl Default for ProxyConfig {
+    fn default() -> Self {
+        ProxyConfig {
+            stats_interval_secs: 0,
+            shutdown_grace_secs: default_grace(),
+            service: BTreeMap::new(),
+        }
+    }
+}
+
+impl ProxyConfig {
+    /// Parses TOML text; `origin` names it in errors.
+    pub fn from_toml(text: &str, origin: &Path) -> Result<ProxyConfig, ProxyError> {
+        toml::from_str(text).map_err(|error| ProxyError::Toml {
+            path: origin.to_path_buf(),
+            error: Box::new(error),
+        })
+    }
+
+    /// Reads a TOML file; relative paths in it (certificates, keys) are
+    /// taken relative to the file's folder.
+    pub fn from_toml_file(path: &Path) -> Result<ProxyConfig, ProxyError> {
+        let text = std::fs::read_to_string(path).map_err(|error| ProxyError::File {
+            path: path.to_path_buf(),
+            error,
+        })?;
+        let mut config = ProxyConfig::from_toml(&text, path)?;
+        if let Some(base) = path.parent() {
+            for service in config.service.values_mut() {
+                service.rebase_paths(base);
+            }
+        }
+        Ok(config)
+    }
+}
+
+impl ServiceConfig {
+    fn rebase_paths(&mut self, base: &Path) {
+        if let Some(tls) = &mut self.tls {
+            let rebase = |source: &mut cipherlink::PemSource| source.rebase(base);
+            tls.certificate.iter_mut().for_each(rebase);
+            tls.private_key.iter_mut().for_each(rebase);
+            tls.trusted_cas.iter_mut().for_each(rebase);
+        }
+        if let Some(v1) = &mut self.v1 {
+            for path in [&mut v1.secret_key, &mut v1.peer_public_key] {
+                if path.is_relative() {
+                    *path = base.join(&*path);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_file_with_two_services_parses_and_rebases() {
+        let text = r#"
+            stats_interval_secs = 5
+            [service.web]
+            role = "server"
+            listen = "127.0.0.1:8443"
+            forward = "127.0.0.1:8080"
+            transport = "tls"
+            [service.web.tls]
+            certificate = "server.crt"
+            private_key = "server.key"
+            require_client_cert = true
+            trusted_cas = ["ca.crt"]
+            allowed_identities = ["client"]
+            [service.legacy]
+            role = "client"
+            listen = "127.0.0.1:9000"
+            connect = "127.0.0.1:9001"
+            transport = "v1"
+            max_connections = 10
+            [service.legacy.v1]
+            secret_key = "client.key"
+            peer_public_key = "/etc/server.pub"
+        "#;
+        let mut config = ProxyConfig::from_toml(text, Path::new("p.toml")).unwrap();
+        for service in config.service.values_mut() {
+            service.rebase_paths(Path::new("/etc/cl"));
+        }
+        let web = &config.service["web"];
+        assert_eq!(web.connect, "127.0.0.1:8080");
+        let tls = web.tls.as_ref().unwrap();
+        assert_eq!(
+            tls.certificate,
+            Some(cipherlink::PemSource::path("/etc/cl/server.crt"))
+        );
+        assert_eq!(tls.allowed_identities, vec!["client".to_string()]);
+        let legacy = &config.service["legacy"];
+        let v1 = legacy.v1.as_ref().unwrap();
+        assert_eq!(v1.secret_key, PathBuf::from("/etc/cl/client.key"));
+        assert_eq!(v1.peer_public_key, PathBuf::from("/etc/server.pub"));
+        assert_eq!(v1.max_frame_size, DEFAULT_MAX_DATA_SIZE);
+        assert_eq!(legacy.max_connections, 10);
+        assert_eq!(config.stats_interval_secs, 5);
+    }
+
+    #[test]
+    fn unknown_fields_and_transports_are_named() {
+        let err = ProxyConfig::from_toml(
+            "[service.a]\nrole=\"server\"\nlisten=\"x\"\nconnect=\"y\"\ntransport=\"ssh\"",
+            Path::new("p.toml"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("p.toml") && err.contains("ssh"), "{err}");
+        let err = ProxyConfig::from_toml("[service.a]\nlisten_addr=1", Path::new("p.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("listen_addr"), "{err}");
+    }
+}

@@ -1,0 +1,315 @@
+//! One accepted connection, from accept to close: connect the other side,
+//! run the transport's handshake (if any), relay, and log the outcome.
+//!
+//! A tunnel that fails resets both of its TCP connections (RST instead of
+//! FIN), so a plaintext client sees an error rather than a clean but empty
+//! reply; a tunnel that ends cleanly closes them in order (half-close).
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use tokio::net::TcpStream;
+
+use crate::config::Role;
+use crate::error::TunnelError;
+use crate::read_ahead::ReadAhead;
+use crate::relay::{self, Count, Ends};
+use crate::service::{Engine, Shared};
+use crate::v1::{Decoder, Opener, Sealer};
+
+/// Bytes a TLS side reads from its socket at once: two full records.
+const TLS_READ_AHEAD: usize = 32 * 1024;
+
+/// The two ends of a tunnel, as named in logs and errors.
+const CLIENT: &str = "client";
+const TARGET: &str = "target";
+
+/// Handles one accepted connection to the end, logging its open and close.
+pub(crate) async fn handle(shared: &Shared, accepted: TcpStream, peer: SocketAddr, id: u64) {
+    let started = Instant::now();
+    let _ = accepted.set_nodelay(true);
+    tracing::info!(
+        service = %shared.name,
+        tunnel = id,
+        %peer,
+        "open: {} {} -> {}",
+        role_name(shared.role),
+        shared.transport.name(),
+        shared.connect
+    );
+    let up = AtomicU64::new(0);
+    let down = AtomicU64::new(0);
+    let counts = Counts {
+        up: Count {
+            tunnel: &up,
+            service: &shared.stats.up,
+        },
+        down: Count {
+            tunnel: &down,
+            service: &shared.stats.down,
+        },
+    };
+    let result = run(shared, accepted, peer, counts).await;
+    let (up, down) = (up.load(Ordering::Relaxed), down.load(Ordering::Relaxed));
+    let duration = started.elapsed();
+    match &result {
+        Ok(()) => {
+            shared.stats.completed.fetch_add(1, Ordering::Relaxed);
+            tracing::info!(
+                service = %shared.name, tunnel = id, %peer, up, down, ?duration,
+                "close: done"
+            );
+        }
+        Err(err) => {
+            shared.stats.failed.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(
+                service = %shared.name, tunnel = id, %peer, up, down, ?duration,
+                "close: {err}"
+            );
+        }
+    }
+}
+
+fn role_name(role: Role) -> &'static str {
+    match role {
+        Role::Server => "server",
+        Role::Client => "client",
+    }
+}
+
+/// The byte counters of one tunnel: `up` is accepted -> connected.
+#[derive(Clone, Copy)]
+pub(crate) struct Counts<'a> {
+    up: Count<'a>,
+    down: Count<'a>,
+}
+
+async fn run(
+    shared: &Shared,
+    accepted: TcpStream,
+    peer: SocketAddr,
+    counts: Counts<'_>,
+) -> Result<(), TunnelError> {
+    match shared.role {
+        Role::Server => {
+            // Authenticate before touching the service: an unauthenticated
+            // peer must not make us open connections.
+            let encrypted = match &shared.engine {
+                Engine::Tls(context) => {
+                    match context
+                        .accept(ReadAhead::new(accepted, TLS_READ_AHEAD), peer.to_string())
+                        .await
+                    {
+                        Ok(tunnel) => Encrypted::Tls(Box::new(tunnel)),
+                        // The handshake failed: the TCP connection is
+                        // already unusable; dropping it is all there is.
+                        Err(err) => return Err(TunnelError::Tls(err)),
+                    }
+                }
+                _ => Encrypted::Tcp(accepted),
+            };
+            let target = match connect(shared).await {
+                Ok(target) => target,
+                Err(err) => {
+                    encrypted.reset();
+                    return Err(err);
+                }
+            };
+            relay(shared, encrypted, target, true, counts).await
+        }
+        Role::Client => {
+            let upstream = match connect(shared).await {
+                Ok(upstream) => upstream,
+                Err(err) => {
+                    reset(&accepted);
+                    return Err(err);
+                }
+            };
+            let encrypted = match &shared.engine {
+                Engine::Tls(context) => {
+                    match context
+                        .connect(
+                            ReadAhead::new(upstream, TLS_READ_AHEAD),
+                            shared.connect.clone(),
+                        )
+                        .await
+                    {
+                        Ok(tunnel) => Encrypted::Tls(Box::new(tunnel)),
+                        Err(err) => {
+                            reset(&accepted);
+                            return Err(TunnelError::Tls(err));
+                        }
+                    }
+                }
+                _ => Encrypted::Tcp(upstream),
+            };
+            relay(shared, encrypted, accepted, false, counts).await
+        }
+    }
+}
+
+async fn connect(shared: &Shared) -> Result<TcpStream, TunnelError> {
+    let error = |error| TunnelError::Connect {
+        target: shared.connect.clone(),
+        error,
+    };
+    let stream = tokio::time::timeout(shared.connect_timeout, TcpStream::connect(&shared.connect))
+        .await
+        .map_err(|_| {
+            error(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!(
+                    "timed out after {:?} (connect_timeout_ms)",
+                    shared.connect_timeout
+                ),
+            ))
+        })?
+        .map_err(error)?;
+    let _ = stream.set_nodelay(true);
+    Ok(stream)
+}
+
+/// Makes the kernel answer with RST when the socket is dropped.
+fn reset(stream: &TcpStream) {
+    let _ = stream.set_zero_linger();
+}
+
+enum Encrypted {
+    Tls(Box<cipherlink::Tunnel<ReadAhead<TcpStream>>>),
+    Tcp(TcpStream),
+}
+
+impl Encrypted {
+    fn reset(mut self) {
+        match &mut self {
+            Encrypted::Tcp(stream) => reset(stream),
+            Encrypted::Tls(tunnel) => {
+                if let Some(stream) = tunnel.stream_mut() {
+                    reset(stream.get_ref().0.get_ref());
+                }
+            }
+        }
+    }
+}
+
+/// Relays between the encrypted side and the plaintext side.
+/// `encrypted_accepted`: the encrypted side is the one we accepted (server
+/// role), which decides which direction counts as `up`.
+async fn relay(
+    shared: &Shared,
+    encrypted: Encrypted,
+    mut plain: TcpStream,
+    encrypted_accepted: bool,
+    counts: Counts<'_>,
+) -> Result<(), TunnelError> {
+    // (encrypted -> plain, plain -> encrypted) counts and end names.
+    let (to_plain, to_encrypted) = if encrypted_accepted {
+        (counts.up, counts.down)
+    } else {
+        (counts.down, counts.up)
+    };
+    let (enc_name, plain_name) = if encrypted_accepted {
+        (CLIENT, TARGET)
+    } else {
+        (TARGET, CLIENT)
+    };
+    let into_plain = Ends {
+        from: enc_name,
+        to: plain_name,
+    };
+    let into_encrypted = Ends {
+        from: plain_name,
+        to: enc_name,
+    };
+    let size = shared.buffer_size;
+    let idle = shared.idle_timeout;
+    let moved = [to_plain.tunnel, to_encrypted.tunnel];
+    let result = match (&shared.engine, encrypted) {
+        (Engine::Tls(_), Encrypted::Tls(tunnel)) => {
+            let Some(stream) = tunnel.into_stream() else {
+                return Err(TunnelError::Io {
+                    during: "starting",
+                    side: enc_name,
+                    error: std::io::Error::other("TLS tunnel not established"),
+                });
+            };
+            let (enc_read, enc_write) = tokio::io::split(stream);
+            let (plain_read, plain_write) = plain.split();
+            let mut enc_read = enc_read;
+            let mut enc_write = enc_write;
+            let result = relay::drive(
+                relay::pump_bytes(&mut enc_read, plain_write, size, to_plain, into_plain),
+                relay::pump_bytes(
+                    plain_read,
+                    &mut enc_write,
+                    size,
+                    to_encrypted,
+                    into_encrypted,
+                ),
+                idle,
+                moved,
+            )
+            .await;
+            if result.is_err() {
+                let stream = enc_read.unsplit(enc_write);
+                reset(stream.get_ref().0.get_ref());
+            }
+            result
+        }
+        (Engine::V1 { keys, max_frame }, Encrypted::Tcp(mut enc)) => {
+            let (enc_read, enc_write) = enc.split();
+            let (plain_read, plain_write) = plain.split();
+            let result = relay::drive(
+                relay::pump_open(
+                    enc_read,
+                    plain_write,
+                    Decoder::new(*max_frame),
+                    Opener::new(keys.clone()),
+                    size,
+                    to_plain,
+                    into_plain,
+                ),
+                relay::pump_seal(
+                    plain_read,
+                    enc_write,
+                    Sealer::new(keys.clone(), *max_frame),
+                    size,
+                    to_encrypted,
+                    into_encrypted,
+                ),
+                idle,
+                moved,
+            )
+            .await;
+            if result.is_err() {
+                reset(&enc);
+            }
+            result
+        }
+        (_, Encrypted::Tcp(mut enc)) => {
+            let (enc_read, enc_write) = enc.split();
+            let (plain_read, plain_write) = plain.split();
+            let result = relay::drive(
+                relay::pump_bytes(enc_read, plain_write, size, to_plain, into_plain),
+                relay::pump_bytes(plain_read, enc_write, size, to_encrypted, into_encrypted),
+                idle,
+                moved,
+            )
+            .await;
+            if result.is_err() {
+                reset(&enc);
+            }
+            result
+        }
+        (_, Encrypted::Tls(_)) => Err(TunnelError::Io {
+            during: "starting",
+            side: enc_name,
+            error: std::io::Error::other("TLS tunnel on a non-TLS service"),
+        }),
+    };
+    if result.is_err() {
+        reset(&plain);
+    }
+    result
+}

@@ -1,0 +1,108 @@
+//! Errors: configuration (found before anything listens, naming the service
+//! and the field) and per-tunnel failures (logged with the peer; they never
+//! stop the proxy).
+
+use std::io;
+use std::path::PathBuf;
+
+use crate::v1::keys::KeyError;
+use crate::v1::V1Error;
+
+/// A proxy that cannot start, or a configuration that does not parse.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ProxyError {
+    /// A service's settings are inconsistent.
+    #[error("service `{service}`: `{field}` {reason}")]
+    Config {
+        /// The service's name.
+        service: String,
+        /// The field at fault.
+        field: &'static str,
+        /// What is wrong and how to fix it.
+        reason: String,
+    },
+    /// The TLS configuration of a service was refused by the core.
+    #[error("service `{service}`: TLS: {error}")]
+    Tls {
+        /// The service's name.
+        service: String,
+        /// The core's reason (names the TLS field).
+        error: cipherlink::Error,
+    },
+    /// A v1 key file is unusable.
+    #[error("service `{service}`: {error}")]
+    Key {
+        /// The service's name.
+        service: String,
+        /// Why.
+        error: KeyError,
+    },
+    /// The listen address could not be bound.
+    #[error("service `{service}`: cannot listen on {addr}: {error}")]
+    Bind {
+        /// The service's name.
+        service: String,
+        /// The address.
+        addr: String,
+        /// The OS reason.
+        error: io::Error,
+    },
+    /// The configuration file cannot be read.
+    #[error("proxy configuration {}: {error}", path.display())]
+    File {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        error: io::Error,
+    },
+    /// The configuration file does not parse.
+    #[error("proxy configuration {}: {error}", path.display())]
+    Toml {
+        /// The file.
+        path: PathBuf,
+        /// The parser's message (with line and column).
+        error: Box<toml::de::Error>,
+    },
+}
+
+/// Why one tunnel ended badly. Logged as the tunnel's close reason.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TunnelError {
+    /// Connecting to the next hop failed or timed out.
+    #[error("connecting to {target}: {error}")]
+    Connect {
+        /// Where.
+        target: String,
+        /// Why.
+        error: io::Error,
+    },
+    /// The TLS handshake failed.
+    #[error("{0}")]
+    Tls(#[from] cipherlink::Error),
+    /// Reading or writing a side failed.
+    #[error("{during} {side}: {error}")]
+    Io {
+        /// `reading` or `writing`.
+        during: &'static str,
+        /// Which side: `client` or `target`.
+        side: &'static str,
+        /// The OS reason.
+        error: io::Error,
+    },
+    /// A v1 frame from the peer was refused.
+    #[error("from {side}: {error}")]
+    V1 {
+        /// Which side sent it.
+        side: &'static str,
+        /// Why.
+        error: V1Error,
+    },
+    /// No byte moved either way for the idle limit.
+    #[error("idle for {0:?} (idle_timeout_secs)")]
+    Idle(std::time::Duration),
+    /// The proxy shut down before the tunnel finished.
+    #[error("cut at shutdown after the grace period")]
+    Shutdown,
+}

@@ -1,0 +1,243 @@
+//! Moving bytes between the two sides of one tunnel, both directions at
+//! once, each with its own half-close.
+//!
+//! Why not `tokio::io::copy_bidirectional`: it keeps two buffers for the
+//! tunnel's whole life (10,000 idle tunnels would pin them all), it cannot
+//! frame v1, and it loses the byte counts when one side fails. Here each
+//! direction is a pump that holds a read buffer only while data flows (it
+//! is freed whenever a read would block), reads again only after the last
+//! chunk was written (so a slow side slows the other: at most one chunk in
+//! flight per direction), and counts every byte as it goes.
+
+use std::future::{poll_fn, Future};
+use std::io;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::Poll;
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+
+use crate::error::TunnelError;
+use crate::v1::{Decoder, Opener, Sealer};
+
+/// One direction's byte count: the tunnel's own and its service's total.
+#[derive(Clone, Copy)]
+pub(crate) struct Count<'a> {
+    pub(crate) tunnel: &'a AtomicU64,
+    pub(crate) service: &'a AtomicU64,
+}
+
+impl Count<'_> {
+    fn add(&self, n: usize) {
+        self.tunnel.fetch_add(n as u64, Ordering::Relaxed);
+        self.service.fetch_add(n as u64, Ordering::Relaxed);
+    }
+}
+
+/// The names of a direction's two ends, for errors.
+#[derive(Clone, Copy)]
+pub(crate) struct Ends {
+    pub(crate) from: &'static str,
+    pub(crate) to: &'static str,
+}
+
+fn io_error(during: &'static str, side: &'static str) -> impl Fn(io::Error) -> TunnelError {
+    move |error| TunnelError::Io {
+        during,
+        side,
+        error,
+    }
+}
+
+/// Reads into `buf`, which is allocated (`size` bytes) when a read starts
+/// and freed when the read has to wait: an idle direction holds no buffer.
+async fn read_some<R: AsyncRead + Unpin>(
+    reader: &mut R,
+    buf: &mut Vec<u8>,
+    size: usize,
+) -> io::Result<usize> {
+    poll_fn(|cx| {
+        if buf.len() != size {
+            *buf = vec![0; size];
+        }
+        let mut read = ReadBuf::new(buf);
+        match Pin::new(&mut *reader).poll_read(cx, &mut read) {
+            Poll::Pending => {
+                *buf = Vec::new();
+                Poll::Pending
+            }
+            Poll::Ready(Ok(())) => Poll::Ready(Ok(read.filled().len())),
+            Poll::Ready(Err(err)) => Poll::Ready(Err(err)),
+        }
+    })
+    .await
+}
+
+/// Copies bytes until the reader ends, then shuts the writer's write side
+/// (half-close travels on).
+pub(crate) async fn pump_bytes<R, W>(
+    mut reader: R,
+    mut writer: W,
+    size: usize,
+    count: Count<'_>,
+    ends: Ends,
+) -> Result<(), TunnelError>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let mut buf = Vec::new();
+    loop {
+        let n = read_some(&mut reader, &mut buf, size)
+            .await
+            .map_err(io_error("reading", ends.from))?;
+        if n == 0 {
+            return writer
+                .shutdown()
+                .await
+                .map_err(io_error("writing", ends.to));
+        }
+        writer
+            .write_all(&buf[..n])
+            .await
+            .map_err(io_error("writing", ends.to))?;
+        // TLS holds records until flushed; for TCP this is free.
+        writer.flush().await.map_err(io_error("writing", ends.to))?;
+        count.add(n);
+    }
+}
+
+/// Plaintext in, v1 frames out (one frame per read).
+pub(crate) async fn pump_seal<R, W>(
+    mut reader: R,
+    mut writer: W,
+    mut sealer: Sealer,
+    size: usize,
+    count: Count<'_>,
+    ends: Ends,
+) -> Result<(), TunnelError>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let mut buf = Vec::new();
+    let mut frame = Vec::new();
+    loop {
+        let n = read_some(&mut reader, &mut buf, size)
+            .await
+            .map_err(io_error("reading", ends.from))?;
+        if n == 0 {
+            return writer
+                .shutdown()
+                .await
+                .map_err(io_error("writing", ends.to));
+        }
+        frame.clear();
+        sealer
+            .seal(&buf[..n], &mut frame)
+            .map_err(|error| TunnelError::V1 {
+                side: ends.from,
+                error,
+            })?;
+        writer
+            .write_all(&frame)
+            .await
+            .map_err(io_error("writing", ends.to))?;
+        count.add(n);
+    }
+}
+
+/// v1 frames in, plaintext out. An end of stream inside a frame is an error.
+pub(crate) async fn pump_open<R, W>(
+    mut reader: R,
+    mut writer: W,
+    mut decoder: Decoder,
+    mut opener: Opener,
+    size: usize,
+    count: Count<'_>,
+    ends: Ends,
+) -> Result<(), TunnelError>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let v1_error = |error| TunnelError::V1 {
+        side: ends.from,
+        error,
+    };
+    let mut buf = Vec::new();
+    loop {
+        let n = read_some(&mut reader, &mut buf, size)
+            .await
+            .map_err(io_error("reading", ends.from))?;
+        if n == 0 {
+            decoder
+                .finish()
+                .map_err(|e| v1_error(crate::v1::V1Error::Frame(e)))?;
+            return writer
+                .shutdown()
+                .await
+                .map_err(io_error("writing", ends.to));
+        }
+        let mut input = &buf[..n];
+        while !input.is_empty() {
+            let Some(frame) = decoder
+                .decode(&mut input)
+                .map_err(|e| v1_error(crate::v1::V1Error::Frame(e)))?
+            else {
+                continue;
+            };
+            let plaintext = opener.open(frame).map_err(v1_error)?;
+            writer
+                .write_all(plaintext)
+                .await
+                .map_err(io_error("writing", ends.to))?;
+            count.add(plaintext.len());
+        }
+        if !decoder.is_mid_frame() {
+            decoder.release();
+        }
+    }
+}
+
+/// Runs both directions until both have ended cleanly, or one fails (the
+/// other is then dropped), or no byte moved for `idle`.
+pub(crate) async fn drive(
+    up: impl Future<Output = Result<(), TunnelError>>,
+    down: impl Future<Output = Result<(), TunnelError>>,
+    idle: Option<Duration>,
+    moved: [&AtomicU64; 2],
+) -> Result<(), TunnelError> {
+    let total = || moved[0].load(Ordering::Relaxed) + moved[1].load(Ordering::Relaxed);
+    tokio::pin!(up, down);
+    // Checked once per `idle`: a tunnel idle for `idle` is closed within 2 x idle.
+    let period = idle.unwrap_or(Duration::from_secs(86_400));
+    let timer = tokio::time::sleep(period);
+    tokio::pin!(timer);
+    let (mut up_done, mut down_done) = (false, false);
+    let mut last = total();
+    loop {
+        tokio::select! {
+            result = &mut up, if !up_done => {
+                result?;
+                up_done = true;
+            }
+            result = &mut down, if !down_done => {
+                result?;
+                down_done = true;
+            }
+            () = &mut timer => {
+                let now = total();
+                if let (Some(limit), true) = (idle, now == last) {
+                    return Err(TunnelError::Idle(limit));
+                }
+                last = now;
+                timer.as_mut().reset(tokio::time::Instant::now() + period);
+            }
+        }
+        if up_done && down_done {
+            return Ok(());
+        }
+    }
+}

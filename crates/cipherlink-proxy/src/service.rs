@@ -1,0 +1,337 @@
+//! A service: one listener, its transport, limits and counters; and a
+//! [`Proxy`], the named services of one process with shared stats and
+//! shutdown.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::{watch, Semaphore};
+use tokio::task::JoinSet;
+
+use crate::config::{ProxyConfig, Role, ServiceConfig, Transport};
+use crate::error::ProxyError;
+use crate::stats::{stats_line, ServiceStats, Snapshot};
+use crate::v1::keys::{read_public_key, read_secret_key};
+use crate::v1::{Keys, OVERHEAD};
+
+/// How the encrypted side is made, built once per service.
+#[derive(Debug)]
+pub(crate) enum Engine {
+    Tls(cipherlink::Context),
+    V1 { keys: Keys, max_frame: u32 },
+    Plain,
+}
+
+/// What every tunnel of a service reads.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) name: String,
+    pub(crate) role: Role,
+    pub(crate) transport: Transport,
+    pub(crate) connect: String,
+    pub(crate) engine: Engine,
+    pub(crate) connect_timeout: Duration,
+    pub(crate) idle_timeout: Option<Duration>,
+    pub(crate) buffer_size: usize,
+    pub(crate) stats: Arc<ServiceStats>,
+}
+
+/// A bound, checked service, ready to run.
+#[derive(Debug)]
+pub struct Service {
+    listener: TcpListener,
+    max_connections: usize,
+    shared: Arc<Shared>,
+}
+
+impl Service {
+    /// Checks `config` whole (TLS through the core's Context, v1 key files,
+    /// limits) and binds its listen address.
+    pub async fn bind(name: &str, config: &ServiceConfig) -> Result<Service, ProxyError> {
+        let shared = Arc::new(check(name, config)?);
+        let listener =
+            TcpListener::bind(&config.listen)
+                .await
+                .map_err(|error| ProxyError::Bind {
+                    service: name.to_string(),
+                    addr: config.listen.clone(),
+                    error,
+                })?;
+        Ok(Service {
+            listener,
+            max_connections: config.max_connections,
+            shared,
+        })
+    }
+
+    /// The bound address (useful with port 0).
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// The service's name.
+    pub fn name(&self) -> &str {
+        &self.shared.name
+    }
+
+    /// The live counters.
+    pub fn stats(&self) -> Arc<ServiceStats> {
+        self.shared.stats.clone()
+    }
+
+    /// Accepts until `stop` turns true, then lets open tunnels finish for
+    /// up to `grace` and cuts the rest. Returns when every tunnel is gone.
+    pub async fn run(self, mut stop: watch::Receiver<bool>, grace: Duration) {
+        let permits = Arc::new(Semaphore::new(self.max_connections));
+        let mut tunnels = JoinSet::new();
+        let ids = AtomicU64::new(0);
+        loop {
+            // Reap finished tunnels so the set does not grow.
+            while tunnels.try_join_next().is_some() {}
+            let permit = tokio::select! {
+                permit = permits.clone().acquire_owned() => permit,
+                _ = stop.wait_for(|stop| *stop) => break,
+            };
+            let Ok(permit) = permit else { break };
+            let accepted = tokio::select! {
+                accepted = self.listener.accept() => accepted,
+                _ = stop.wait_for(|stop| *stop) => break,
+            };
+            let (stream, peer) = match accepted {
+                Ok(accepted) => accepted,
+                Err(err) => {
+                    // EMFILE and friends: back off instead of spinning.
+                    tracing::warn!(service = %self.shared.name, "accept failed: {err}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            let stats = &self.shared.stats;
+            stats.accepted.fetch_add(1, Ordering::Relaxed);
+            stats.active.fetch_add(1, Ordering::AcqRel);
+            let shared = self.shared.clone();
+            let id = ids.fetch_add(1, Ordering::Relaxed);
+            tunnels.spawn(async move {
+                let _permit = permit;
+                let _active = ActiveGuard(&shared.stats);
+                crate::conn::handle(&shared, stream, peer, id).await;
+            });
+        }
+        drop(self.listener);
+        let open = tunnels.len();
+        if open > 0 {
+            tracing::info!(
+                service = %self.shared.name,
+                "stopped accepting; waiting up to {grace:?} for {open} open tunnel(s)"
+            );
+        }
+        let drained = tokio::time::timeout(grace, async {
+            while tunnels.join_next().await.is_some() {}
+        })
+        .await;
+        if drained.is_err() {
+            let cut = tunnels.len();
+            tunnels.shutdown().await;
+            self.shared
+                .stats
+                .failed
+                .fetch_add(cut as u64, Ordering::Relaxed);
+            tracing::warn!(
+                service = %self.shared.name,
+                "cut {cut} tunnel(s) still open after the {grace:?} grace period"
+            );
+        }
+    }
+}
+
+/// Decrements the active count however a tunnel task ends (abort included).
+struct ActiveGuard<'a>(&'a ServiceStats);
+
+impl Drop for ActiveGuard<'_> {
+    fn drop(&mut self) {
+        self.0.active.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+fn check(name: &str, config: &ServiceConfig) -> Result<Shared, ProxyError> {
+    let bad = |field: &'static str, reason: &str| ProxyError::Config {
+        service: name.to_string(),
+        field,
+        reason: reason.to_string(),
+    };
+    if config.buffer_size < 1024 || config.buffer_size > 16 * 1024 * 1024 {
+        return Err(bad("buffer_size", "must be between 1024 and 16 MiB"));
+    }
+    if config.max_connections == 0 {
+        return Err(bad("max_connections", "must be at least 1"));
+    }
+    if config.connect.is_empty() {
+        return Err(bad("connect", "is empty; give host:port"));
+    }
+    let section = |present: bool, field: &'static str| -> Result<(), ProxyError> {
+        if present {
+            Err(bad(
+                field,
+                &format!(
+                    "is set, but transport is \"{}\"; remove it or change the transport",
+                    config.transport.name()
+                ),
+            ))
+        } else {
+            Ok(())
+        }
+    };
+    let engine = match config.transport {
+        Transport::Tls => {
+            section(config.v1.is_some(), "v1")?;
+            let tls = config.tls.clone().unwrap_or_default();
+            let built = match config.role {
+                Role::Server => cipherlink::Context::server(&tls),
+                Role::Client => cipherlink::Context::client(&tls),
+            };
+            Engine::Tls(built.map_err(|error| ProxyError::Tls {
+                service: name.to_string(),
+                error,
+            })?)
+        }
+        Transport::V1 => {
+            section(config.tls.is_some(), "tls")?;
+            let Some(v1) = &config.v1 else {
+                return Err(bad(
+                    "v1",
+                    "is missing: transport v1 needs `secret_key` and `peer_public_key` \
+                     (make them with `cipherlink proxy keygen --transport v1`)",
+                ));
+            };
+            if (v1.max_frame_size as usize) < OVERHEAD {
+                return Err(bad("v1.max_frame_size", "must be at least 64 bytes"));
+            }
+            let key_error = |error| ProxyError::Key {
+                service: name.to_string(),
+                error,
+            };
+            let secret = read_secret_key(&v1.secret_key).map_err(key_error)?;
+            let public = read_public_key(&v1.peer_public_key).map_err(key_error)?;
+            if secret.public_key() == public {
+                return Err(bad(
+                    "v1.peer_public_key",
+                    "is our own public key; give the other side's",
+                ));
+            }
+            Engine::V1 {
+                keys: Keys::new(&secret, &public),
+                max_frame: v1.max_frame_size,
+            }
+        }
+        Transport::Plain => {
+            section(config.tls.is_some(), "tls")?;
+            section(config.v1.is_some(), "v1")?;
+            Engine::Plain
+        }
+    };
+    // A v1 frame carries one read: keep it under the bound the peer enforces.
+    let buffer_size = match &engine {
+        Engine::V1 { max_frame, .. } => config
+            .buffer_size
+            .min(*max_frame as usize - crate::v1::TAG_LEN),
+        _ => config.buffer_size,
+    };
+    Ok(Shared {
+        name: name.to_string(),
+        role: config.role,
+        transport: config.transport,
+        connect: config.connect.clone(),
+        engine,
+        connect_timeout: Duration::from_millis(config.connect_timeout_ms),
+        idle_timeout: (config.idle_timeout_secs > 0)
+            .then(|| Duration::from_secs(config.idle_timeout_secs)),
+        buffer_size,
+        stats: Arc::default(),
+    })
+}
+
+/// The services of one process.
+#[derive(Debug)]
+pub struct Proxy {
+    services: Vec<Service>,
+    stats_interval: Option<Duration>,
+    grace: Duration,
+}
+
+impl Proxy {
+    /// Checks and binds every service; nothing runs if one fails.
+    pub async fn bind(config: &ProxyConfig) -> Result<Proxy, ProxyError> {
+        if config.service.is_empty() {
+            return Err(ProxyError::Config {
+                service: "-".into(),
+                field: "service",
+                reason: "no service is configured".into(),
+            });
+        }
+        let mut services = Vec::new();
+        for (name, service) in &config.service {
+            services.push(Service::bind(name, service).await?);
+        }
+        Ok(Proxy {
+            services,
+            stats_interval: (config.stats_interval_secs > 0)
+                .then(|| Duration::from_secs(config.stats_interval_secs)),
+            grace: Duration::from_secs(config.shutdown_grace_secs),
+        })
+    }
+
+    /// Each service's name and bound address.
+    pub fn addrs(&self) -> Vec<(String, SocketAddr)> {
+        self.services
+            .iter()
+            .filter_map(|s| s.local_addr().ok().map(|a| (s.name().to_string(), a)))
+            .collect()
+    }
+
+    /// Each service's name and counters.
+    pub fn stats(&self) -> Vec<(String, Arc<ServiceStats>)> {
+        self.services
+            .iter()
+            .map(|s| (s.name().to_string(), s.stats()))
+            .collect()
+    }
+
+    /// Runs every service until `shutdown` completes, then drains them.
+    pub async fn run(self, shutdown: impl std::future::Future<Output = ()>) {
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let stats = self.stats();
+        let mut running = JoinSet::new();
+        for service in self.services {
+            running.spawn(service.run(stop_rx.clone(), self.grace));
+        }
+        let ticker = self
+            .stats_interval
+            .map(|every| tokio::spawn(tick(stats, every)));
+        shutdown.await;
+        let _ = stop_tx.send(true);
+        while running.join_next().await.is_some() {}
+        if let Some(ticker) = ticker {
+            ticker.abort();
+        }
+    }
+}
+
+async fn tick(services: Vec<(String, Arc<ServiceStats>)>, every: Duration) {
+    let mut before: Vec<Snapshot> = services.iter().map(|(_, s)| s.snapshot()).collect();
+    let mut interval = tokio::time::interval(every);
+    interval.tick().await;
+    let mut last = tokio::time::Instant::now();
+    loop {
+        interval.tick().await;
+        let now = tokio::time::Instant::now();
+        for ((name, stats), prev) in services.iter().zip(before.iter_mut()) {
+            let snap = stats.snapshot();
+            tracing::info!("{}", stats_line(name, prev, &snap, now - last));
+            *prev = snap;
+        }
+        last = now;
+    }
+}

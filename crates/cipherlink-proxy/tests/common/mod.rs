@@ -1,0 +1,192 @@
+//! Shared pieces of the proxy's integration tests: a backend service, a
+//! proxy pair per transport, and data whose every byte can be checked.
+//! Deadlines here only stop a hung test; nothing asserts on timing.
+
+#![allow(dead_code)] // each test file uses a different part
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use cipherlink::{certs, PemSource};
+use cipherlink_proxy::{Role, Service, ServiceConfig, ServiceStats, Transport, V1Config};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+
+/// Generous: the machine is shared with compilers.
+pub const DEADLINE: Duration = Duration::from_secs(60);
+
+/// A backend that echoes each connection until EOF, then closes its side.
+pub async fn echo_server() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let (mut r, mut w) = stream.split();
+                let _ = tokio::io::copy(&mut r, &mut w).await;
+                let _ = w.shutdown().await;
+            });
+        }
+    });
+    addr
+}
+
+/// Key material for every transport, in a temporary folder.
+pub struct Material {
+    pub dir: tempfile::TempDir,
+    pub bundle: certs::CertBundle,
+}
+
+impl Material {
+    pub fn new() -> Material {
+        let dir = tempfile::tempdir().unwrap();
+        let bundle = certs::generate(&certs::CertOptions::default()).unwrap();
+        cipherlink_proxy::v1::keys::write_key_pair(dir.path(), "server").unwrap();
+        cipherlink_proxy::v1::keys::write_key_pair(dir.path(), "client").unwrap();
+        Material { dir, bundle }
+    }
+
+    pub fn path(&self, name: &str) -> std::path::PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// Fills in the transport's section for one role.
+    pub fn secure(&self, mut config: ServiceConfig) -> ServiceConfig {
+        match (config.transport, config.role) {
+            (Transport::Tls, Role::Server) => {
+                config.tls = Some(cipherlink::Config {
+                    certificate: Some(PemSource::inline(self.bundle.server.cert.clone())),
+                    private_key: Some(PemSource::inline(self.bundle.server.key.clone())),
+                    ..cipherlink::Config::default()
+                })
+            }
+            (Transport::Tls, Role::Client) => {
+                config.tls = Some(cipherlink::Config {
+                    trusted_cas: vec![PemSource::inline(self.bundle.ca.cert.clone())],
+                    ..cipherlink::Config::default()
+                })
+            }
+            (Transport::V1, role) => {
+                let (ours, theirs) = match role {
+                    Role::Server => ("server", "client"),
+                    Role::Client => ("client", "server"),
+                };
+                config.v1 = Some(V1Config {
+                    secret_key: self.path(&format!("{ours}.key")),
+                    peer_public_key: self.path(&format!("{theirs}.pub")),
+                    max_frame_size: cipherlink_proxy::v1::DEFAULT_MAX_DATA_SIZE,
+                })
+            }
+            _ => {}
+        }
+        config
+    }
+}
+
+/// A running service; stops (with a short grace) when dropped.
+pub struct Running {
+    pub addr: SocketAddr,
+    pub stats: Arc<ServiceStats>,
+    stop: watch::Sender<bool>,
+    pub task: tokio::task::JoinHandle<()>,
+}
+
+impl Running {
+    pub async fn start(name: &str, config: ServiceConfig) -> Running {
+        let service = Service::bind(name, &config).await.unwrap();
+        let addr = service.local_addr().unwrap();
+        let stats = service.stats();
+        let (stop, rx) = watch::channel(false);
+        let task = tokio::spawn(service.run(rx, Duration::from_secs(5)));
+        Running {
+            addr,
+            stats,
+            stop,
+            task,
+        }
+    }
+
+    pub fn stop(&self) {
+        let _ = self.stop.send(true);
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// A proxy server in front of `backend` and a proxy client in front of it.
+pub struct Pair {
+    pub server: Running,
+    pub client: Running,
+}
+
+impl Pair {
+    pub async fn start(material: &Material, transport: Transport, backend: SocketAddr) -> Pair {
+        let server = Running::start(
+            "server",
+            material.secure(ServiceConfig::new(
+                Role::Server,
+                "127.0.0.1:0",
+                backend.to_string(),
+                transport,
+            )),
+        )
+        .await;
+        let client = Running::start(
+            "client",
+            material.secure(ServiceConfig::new(
+                Role::Client,
+                "127.0.0.1:0",
+                server.addr.to_string(),
+                transport,
+            )),
+        )
+        .await;
+        Pair { server, client }
+    }
+}
+
+/// Deterministic bytes for connection `seed` (so a byte in the wrong
+/// tunnel is caught).
+pub fn pattern(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+/// Sends `data`, half-closes, and returns everything read back until EOF.
+pub async fn round_trip(addr: SocketAddr, data: &[u8]) -> std::io::Result<Vec<u8>> {
+    let stream = TcpStream::connect(addr).await?;
+    let (mut r, mut w) = stream.into_split();
+    let data = data.to_vec();
+    let writer = tokio::spawn(async move {
+        w.write_all(&data).await?;
+        w.shutdown().await
+    });
+    let mut back = Vec::new();
+    r.read_to_end(&mut back).await?;
+    writer.await.map_err(std::io::Error::other)??;
+    Ok(back)
+}
+
+/// Waits (bounded) until `check` holds, polling the service counters.
+pub async fn until(what: &str, mut check: impl FnMut() -> bool) {
+    let waited = tokio::time::timeout(DEADLINE, async {
+        while !check() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    assert!(waited.is_ok(), "timed out waiting for {what}");
+}

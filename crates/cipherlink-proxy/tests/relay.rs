@@ -1,0 +1,304 @@
+//! The relay end to end, in process, for every transport: many clients at
+//! once with every byte checked, half-close, a service that is down,
+//! shutdown with open tunnels, idle tunnels.
+
+#![allow(clippy::unwrap_used)] // Tests fail loudly on purpose.
+
+mod common;
+
+use std::time::Duration;
+
+use cipherlink_proxy::Transport;
+use common::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+const TRANSPORTS: [Transport; 3] = [Transport::Tls, Transport::V1, Transport::Plain];
+
+async fn many_clients(transport: Transport) {
+    let material = Material::new();
+    let backend = echo_server().await;
+    let pair = Pair::start(&material, transport, backend).await;
+    let clients = 200u64;
+    let mut tasks = Vec::new();
+    for seed in 0..clients {
+        let addr = pair.client.addr;
+        tasks.push(tokio::spawn(async move {
+            // Sizes from 1 byte to ~100 KiB, so frames and records split differently.
+            let data = pattern(seed, 1 + (seed as usize * 517) % 100_000);
+            let back = round_trip(addr, &data).await.unwrap();
+            assert!(
+                back == data,
+                "tunnel {seed}: {} bytes back of {}",
+                back.len(),
+                data.len()
+            );
+            data.len() as u64
+        }));
+    }
+    let mut sent = 0;
+    for task in tasks {
+        sent += tokio::time::timeout(DEADLINE, task).await.unwrap().unwrap();
+    }
+    let (server, client) = (pair.server.stats.clone(), pair.client.stats.clone());
+    until("every tunnel closed", || {
+        server.snapshot().completed == clients && client.snapshot().completed == clients
+    })
+    .await;
+    let snap = client.snapshot();
+    assert_eq!(
+        (snap.up, snap.down, snap.failed),
+        (sent, sent, 0),
+        "{transport:?}"
+    );
+    assert_eq!(server.snapshot().up, sent);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_hundred_concurrent_clients_tls() {
+    many_clients(Transport::Tls).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_hundred_concurrent_clients_v1() {
+    many_clients(Transport::V1).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_hundred_concurrent_clients_plain() {
+    many_clients(Transport::Plain).await;
+}
+
+/// A backend that answers only after the client's EOF: the reply must
+/// still reach a client that has shut its write side.
+async fn reply_after_eof_server() -> std::net::SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut all = Vec::new();
+                if stream.read_to_end(&mut all).await.is_ok() {
+                    let reply = format!("got {} bytes after EOF", all.len());
+                    let _ = stream.write_all(reply.as_bytes()).await;
+                    let _ = stream.shutdown().await;
+                }
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn half_close_reaches_the_service_and_the_reply_comes_back() {
+    let material = Material::new();
+    let backend = reply_after_eof_server().await;
+    for transport in TRANSPORTS {
+        let pair = Pair::start(&material, transport, backend).await;
+        let back = tokio::time::timeout(DEADLINE, round_trip(pair.client.addr, &[7u8; 12345]))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&back),
+            "got 12345 bytes after EOF",
+            "{transport:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_service_that_is_down_resets_the_client_and_the_proxy_keeps_running() {
+    let material = Material::new();
+    for transport in TRANSPORTS {
+        // A port with nothing listening (bound, then released).
+        let spare = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let down = spare.local_addr().unwrap();
+        drop(spare);
+        let pair = Pair::start(&material, transport, down).await;
+        let outcome = tokio::time::timeout(DEADLINE, round_trip(pair.client.addr, b"hello"))
+            .await
+            .unwrap();
+        match outcome {
+            Err(err) => assert_eq!(
+                err.kind(),
+                std::io::ErrorKind::ConnectionReset,
+                "{transport:?}: {err}"
+            ),
+            Ok(back) => panic!("{transport:?}: a dead service must reset the client, got {back:?}"),
+        }
+        let server = pair.server.stats.clone();
+        until("the failed tunnel counted", || {
+            server.snapshot().failed == 1
+        })
+        .await;
+        // The service comes up on that port: the same proxy pair now works.
+        let Ok(listener) = TcpListener::bind(down).await else {
+            continue; // the port was taken meanwhile; the reset above is the point
+        };
+        tokio::spawn(async move {
+            if let Ok((mut s, _)) = listener.accept().await {
+                let (mut r, mut w) = s.split();
+                let _ = tokio::io::copy(&mut r, &mut w).await;
+                let _ = w.shutdown().await;
+            }
+        });
+        let back = round_trip(pair.client.addr, b"again").await.unwrap();
+        assert_eq!(back, b"again", "{transport:?}");
+    }
+}
+
+#[tokio::test]
+async fn shutdown_stops_accepting_and_lets_open_tunnels_finish() {
+    let material = Material::new();
+    let backend = echo_server().await;
+    let pair = Pair::start(&material, Transport::Tls, backend).await;
+    let mut open = TcpStream::connect(pair.client.addr).await.unwrap();
+    open.write_all(b"before").await.unwrap();
+    let mut buf = [0u8; 6];
+    open.read_exact(&mut buf).await.unwrap();
+    pair.client.stop();
+    // The listener goes away: new clients are refused...
+    let refused = tokio::time::timeout(DEADLINE, async {
+        loop {
+            if TcpStream::connect(pair.client.addr).await.is_err() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    assert!(refused.is_ok(), "the stopped service still accepts");
+    // ...while the open tunnel still carries data both ways and ends cleanly.
+    open.write_all(b"after").await.unwrap();
+    open.shutdown().await.unwrap();
+    let mut rest = Vec::new();
+    open.read_to_end(&mut rest).await.unwrap();
+    assert_eq!(rest, b"after");
+    let Pair {
+        server: _server,
+        client,
+    } = pair;
+    let stats = client.stats.clone();
+    tokio::time::timeout(DEADLINE, async {
+        while !client.task.is_finished() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("run() returns once the last tunnel ended");
+    assert_eq!(
+        (stats.snapshot().completed, stats.snapshot().failed),
+        (1, 0)
+    );
+}
+
+#[tokio::test]
+async fn an_idle_tunnel_is_closed_after_the_idle_limit() {
+    let material = Material::new();
+    let backend = echo_server().await;
+    let mut config = material.secure(cipherlink_proxy::ServiceConfig::new(
+        cipherlink_proxy::Role::Server,
+        "127.0.0.1:0",
+        backend.to_string(),
+        Transport::Plain,
+    ));
+    config.idle_timeout_secs = 1;
+    let server = Running::start("idle", config).await;
+    let mut stream = TcpStream::connect(server.addr).await.unwrap();
+    stream.write_all(b"x").await.unwrap();
+    let mut one = [0u8; 1];
+    stream.read_exact(&mut one).await.unwrap();
+    // Nothing more is sent: the proxy must cut the tunnel (a reset).
+    let mut rest = Vec::new();
+    let ended = tokio::time::timeout(DEADLINE, stream.read_to_end(&mut rest)).await;
+    assert!(ended.is_ok(), "idle tunnel was never closed");
+    let stats = server.stats.clone();
+    until("idle tunnel counted as failed", || {
+        stats.snapshot().failed == 1
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn mutual_tls_and_the_allow_list_apply_unchanged() {
+    use cipherlink::PemSource;
+    use cipherlink_proxy::{Role, ServiceConfig};
+    let material = Material::new();
+    let backend = echo_server().await;
+    let bundle = &material.bundle;
+    let mut server = material.secure(ServiceConfig::new(
+        Role::Server,
+        "127.0.0.1:0",
+        backend.to_string(),
+        Transport::Tls,
+    ));
+    if let Some(tls) = &mut server.tls {
+        tls.trusted_cas = vec![PemSource::inline(bundle.ca.cert.clone())];
+        tls.require_client_cert = true;
+        tls.allowed_identities = vec!["client".into()];
+    }
+    let server = Running::start("mtls", server).await;
+    let client_config = |with_cert: bool| {
+        let mut config = material.secure(ServiceConfig::new(
+            Role::Client,
+            "127.0.0.1:0",
+            server.addr.to_string(),
+            Transport::Tls,
+        ));
+        if let (Some(tls), true) = (&mut config.tls, with_cert) {
+            tls.certificate = Some(PemSource::inline(bundle.client.cert.clone()));
+            tls.private_key = Some(PemSource::inline(bundle.client.key.clone()));
+        }
+        config
+    };
+    // Without a client certificate the server refuses the handshake; the
+    // application sees a reset, not an empty reply.
+    let anonymous = Running::start("anonymous", client_config(false)).await;
+    let refused = tokio::time::timeout(DEADLINE, round_trip(anonymous.addr, b"let me in"))
+        .await
+        .unwrap();
+    assert!(
+        refused.is_err(),
+        "an anonymous client got through: {refused:?}"
+    );
+    // Garbage instead of a ClientHello: refused, and the server goes on.
+    let mut garbage = TcpStream::connect(server.addr).await.unwrap();
+    garbage.write_all(b"GET / HTTP/1.0\r\n\r\n").await.unwrap();
+    let mut rest = Vec::new();
+    let _ = tokio::time::timeout(DEADLINE, garbage.read_to_end(&mut rest))
+        .await
+        .unwrap();
+    let stats = server.stats.clone();
+    until("two refused handshakes", || stats.snapshot().failed == 2).await;
+    // With the allowed identity's certificate, the tunnel works.
+    let allowed = Running::start("allowed", client_config(true)).await;
+    let back = round_trip(allowed.addr, b"let me in").await.unwrap();
+    assert_eq!(back, b"let me in");
+    // The same certificate against a server that allows only another name.
+    let mut strict = material.secure(ServiceConfig::new(
+        Role::Server,
+        "127.0.0.1:0",
+        backend.to_string(),
+        Transport::Tls,
+    ));
+    if let Some(tls) = &mut strict.tls {
+        tls.trusted_cas = vec![PemSource::inline(bundle.ca.cert.clone())];
+        tls.require_client_cert = true;
+        tls.allowed_identities = vec!["somebody-else".into()];
+    }
+    let strict = Running::start("strict", strict).await;
+    let mut to_strict = client_config(true);
+    to_strict.connect = strict.addr.to_string();
+    let to_strict = Running::start("to-strict", to_strict).await;
+    let refused = round_trip(to_strict.addr, b"let me in").await;
+    assert!(
+        refused.is_err(),
+        "an identity off the list got through: {refused:?}"
+    );
+    let stats = strict.stats.clone();
+    until("the off-list client refused", || {
+        stats.snapshot().failed == 1
+    })
+    .await;
+}
