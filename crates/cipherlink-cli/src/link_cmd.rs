@@ -1,0 +1,499 @@
+//! `cipherlink link ...`: keys, invitations and the link protocol's server and
+//! client (docs/link-protocol.md).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use anyhow::{bail, Context as _, Result};
+use cipherlink_link::driver::{connect, Link, LinkListener};
+use cipherlink_link::{
+    ClientConfig, ConnectionFile, LinkParams, ServerEndpoint, ServerKey, TokenStore,
+};
+use clap::{Args, Subcommand};
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// The link protocol: hybrid post-quantum, probe-resistant, random-looking links.
+#[derive(Debug, Args)]
+pub struct LinkArgs {
+    #[command(subcommand)]
+    command: LinkCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum LinkCommand {
+    /// Make the server's static key pair.
+    Keygen(KeygenArgs),
+    /// Issue a connection file for a client and record its token.
+    Invite(InviteArgs),
+    /// Revoke every token of a client name.
+    Revoke(RevokeArgs),
+    /// Run a link server (echo, or print what arrives).
+    Serve(ServeArgs),
+    /// Connect with a connection file, send stdin, print what comes back.
+    Connect(ConnectArgs),
+}
+
+#[derive(Debug, Args)]
+struct KeygenArgs {
+    /// Where to write the server key file (mode 0600).
+    #[arg(long, default_value = "link-server.key")]
+    key: PathBuf,
+    /// Overwrite an existing key file.
+    #[arg(long)]
+    force: bool,
+}
+
+#[derive(Debug, Args)]
+struct InviteArgs {
+    /// The server key file.
+    #[arg(long, default_value = "link-server.key")]
+    key: PathBuf,
+    /// The server's token store (created if missing).
+    #[arg(long, default_value = "link-tokens.txt")]
+    tokens: PathBuf,
+    /// The client's name (1-64 of A-Z a-z 0-9 . _ -).
+    #[arg(long)]
+    name: String,
+    /// The address clients connect to, HOST:PORT.
+    #[arg(long)]
+    server: String,
+    /// Where to write the connection file (default: NAME.link).
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+struct RevokeArgs {
+    /// The server's token store.
+    #[arg(long, default_value = "link-tokens.txt")]
+    tokens: PathBuf,
+    /// The client name whose tokens to revoke.
+    #[arg(long)]
+    name: String,
+}
+
+#[derive(Debug, Args)]
+struct ServeArgs {
+    /// The server key file.
+    #[arg(long, default_value = "link-server.key")]
+    key: PathBuf,
+    /// The token store (re-read when it changes, so revocations apply to new links).
+    #[arg(long, default_value = "link-tokens.txt")]
+    tokens: PathBuf,
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:7443")]
+    listen: String,
+    /// Send everything back instead of printing it.
+    #[arg(long)]
+    echo: bool,
+    /// Stop after this many links have ended (default: run until interrupted).
+    #[arg(long)]
+    count: Option<u64>,
+}
+
+#[derive(Debug, Args)]
+struct ConnectArgs {
+    /// The connection file from `cipherlink link invite`.
+    file: PathBuf,
+    /// Connect here instead of the file's server address.
+    #[arg(long)]
+    server: Option<String>,
+    /// Connect and handshake time limit in seconds.
+    #[arg(long, default_value_t = 30.0)]
+    timeout: f64,
+}
+
+/// Runs `cipherlink link ...`.
+pub async fn run(args: LinkArgs) -> Result<()> {
+    match args.command {
+        LinkCommand::Keygen(a) => keygen(a),
+        LinkCommand::Invite(a) => invite(a),
+        LinkCommand::Revoke(a) => revoke(a),
+        LinkCommand::Serve(a) => serve(a).await,
+        LinkCommand::Connect(a) => connect_cmd(a).await,
+    }
+}
+
+/// Parameters from the `PORT_*` environment variables (PORT's names and meaning).
+fn params_from_env() -> Result<LinkParams> {
+    LinkParams::from_env(|k| std::env::var(k).ok()).context("reading PORT_* settings")
+}
+
+fn read_text(path: &Path, what: &str) -> Result<String> {
+    let meta = std::fs::metadata(path).with_context(|| format!("{what} {}", path.display()))?;
+    if meta.len() > cipherlink_link::keys::MAX_FILE_LEN as u64 {
+        bail!(
+            "{what} {}: larger than {} bytes",
+            path.display(),
+            cipherlink_link::keys::MAX_FILE_LEN
+        );
+    }
+    std::fs::read_to_string(path).with_context(|| format!("reading {what} {}", path.display()))
+}
+
+/// Writes a secret file with mode 0600 (atomically, via a temporary file).
+fn write_secret(path: &Path, text: &str) -> Result<()> {
+    let tmp = path.with_extension("tmp");
+    {
+        let mut opts = std::fs::OpenOptions::new();
+        opts.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+        let mut f = opts
+            .open(&tmp)
+            .with_context(|| format!("creating {}", tmp.display()))?;
+        std::io::Write::write_all(&mut f, text.as_bytes())
+            .with_context(|| format!("writing {}", tmp.display()))?;
+    }
+    std::fs::rename(&tmp, path).with_context(|| format!("renaming to {}", path.display()))
+}
+
+fn load_key(path: &Path) -> Result<ServerKey> {
+    ServerKey::parse(&read_text(path, "server key file")?)
+        .with_context(|| format!("server key file {}", path.display()))
+}
+
+fn load_tokens(path: &Path, missing_ok: bool) -> Result<TokenStore> {
+    if missing_ok && !path.exists() {
+        return Ok(TokenStore::new());
+    }
+    TokenStore::parse(&read_text(path, "token store")?)
+        .with_context(|| format!("token store {}", path.display()))
+}
+
+fn keygen(a: KeygenArgs) -> Result<()> {
+    if a.key.exists() && !a.force {
+        bail!("{} exists (use --force to replace it; clients pinned to the old key will stop connecting)", a.key.display());
+    }
+    let key = ServerKey::generate(&mut StdRng::from_os_rng());
+    write_secret(&a.key, &key.to_text())?;
+    println!("wrote {}", a.key.display());
+    println!("public key {}", hex_encode(key.public()));
+    Ok(())
+}
+
+fn hex_encode(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn invite(a: InviteArgs) -> Result<()> {
+    let key = load_key(&a.key)?;
+    let mut store = load_tokens(&a.tokens, true)?;
+    let params = params_from_env()?;
+    let token = store.issue(&a.name, &mut StdRng::from_os_rng())?;
+    let file = ConnectionFile {
+        name: a.name.clone(),
+        server: a.server.clone(),
+        server_key: *key.public(),
+        token,
+        tail_length: params.tail_length,
+    };
+    let out = a
+        .out
+        .unwrap_or_else(|| PathBuf::from(format!("{}.link", a.name)));
+    // The store first: a connection file whose token is not recorded would be refused.
+    write_secret(&a.tokens, &store.to_text())?;
+    write_secret(&out, &file.to_text())?;
+    println!(
+        "wrote {} for {} (token recorded in {})",
+        out.display(),
+        a.name,
+        a.tokens.display()
+    );
+    Ok(())
+}
+
+fn revoke(a: RevokeArgs) -> Result<()> {
+    let mut store = load_tokens(&a.tokens, false)?;
+    let n = store.revoke(&a.name);
+    if n == 0 {
+        bail!("{:?} has no active token in {}", a.name, a.tokens.display());
+    }
+    write_secret(&a.tokens, &store.to_text())?;
+    println!("revoked {n} token(s) of {}", a.name);
+    Ok(())
+}
+
+fn mtime(path: &Path) -> Option<SystemTime> {
+    std::fs::metadata(path).and_then(|m| m.modified()).ok()
+}
+
+async fn serve(a: ServeArgs) -> Result<()> {
+    let key = load_key(&a.key)?;
+    let tokens = load_tokens(&a.tokens, false)?;
+    let endpoint = Arc::new(ServerEndpoint::new(key, tokens, params_from_env()?)?);
+    let mut listener = LinkListener::bind(&a.listen, endpoint.clone())
+        .await
+        .with_context(|| format!("listening on {}", a.listen))?;
+    // Scripts read this line to learn the port.
+    println!("listening on {}", listener.local_addr());
+    let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel::<()>();
+    let mut ended = 0u64;
+    let mut seen_mtime = mtime(&a.tokens);
+    let mut reload = tokio::time::interval(Duration::from_secs(2));
+    loop {
+        if a.count.is_some_and(|c| ended >= c) {
+            return Ok(());
+        }
+        tokio::select! {
+            link = listener.accept() => {
+                let Some(link) = link else { bail!("the listener stopped") };
+                tracing::info!("link from {}", link.peer());
+                let done = done_tx.clone();
+                let echo = a.echo;
+                tokio::spawn(async move {
+                    let peer = link.peer().to_owned();
+                    if let Err(e) = handle(link, echo).await {
+                        tracing::warn!("link {peer}: {e:#}");
+                    }
+                    let _ = done.send(());
+                });
+            }
+            Some(()) = done_rx.recv() => ended += 1,
+            _ = reload.tick() => {
+                let now = mtime(&a.tokens);
+                if now != seen_mtime {
+                    seen_mtime = now;
+                    match load_tokens(&a.tokens, false) {
+                        Ok(t) => {
+                            endpoint.set_tokens(t);
+                            tracing::info!("reloaded {}", a.tokens.display());
+                        }
+                        Err(e) => tracing::warn!("keeping the old tokens: {e:#}"),
+                    }
+                }
+            }
+            _ = tokio::signal::ctrl_c() => return Ok(()),
+        }
+    }
+}
+
+async fn handle(link: Link, echo: bool) -> Result<()> {
+    let peer = link.peer().to_owned();
+    let (mut r, mut w) = tokio::io::split(link);
+    if echo {
+        tokio::io::copy(&mut r, &mut w)
+            .await
+            .with_context(|| format!("echoing to {peer}"))?;
+        w.shutdown().await.context("closing")?;
+    } else {
+        let mut out = tokio::io::stdout();
+        tokio::io::copy(&mut r, &mut out)
+            .await
+            .with_context(|| format!("reading from {peer}"))?;
+        out.flush().await?;
+        w.shutdown().await.context("closing")?;
+    }
+    Ok(())
+}
+
+async fn connect_cmd(a: ConnectArgs) -> Result<()> {
+    let file = ConnectionFile::parse(&read_text(&a.file, "connection file")?)
+        .with_context(|| format!("connection file {}", a.file.display()))?;
+    let mut params = params_from_env()?;
+    if std::env::var_os("PORT_TAIL_LENGTH").is_none() {
+        params.tail_length = file.tail_length;
+    }
+    let limit = Duration::try_from_secs_f64(a.timeout)
+        .ok()
+        .filter(|d| !d.is_zero())
+        .context("--timeout: expected a positive number of seconds")?;
+    params.handshake_timeout = limit;
+    let cfg = ClientConfig {
+        server_key: file.server_key,
+        token: file.token.clone(),
+        name: file.name.clone(),
+        params,
+    };
+    let addr = a.server.unwrap_or(file.server);
+    let link = tokio::time::timeout(limit, connect(addr.as_str(), &cfg))
+        .await
+        .with_context(|| format!("connecting to {addr}: timed out"))?
+        .with_context(|| format!("connecting to {addr} as {}", file.name))?;
+    eprintln!(
+        "connected to {addr} as {} (hybrid X25519+ML-KEM-768 link)",
+        file.name
+    );
+    let (mut from_server, mut to_server) = tokio::io::split(link);
+    let upload = async {
+        let mut stdin = tokio::io::stdin();
+        let mut buf = vec![0u8; 16 * 1024];
+        loop {
+            let n = stdin.read(&mut buf).await.context("reading stdin")?;
+            if n == 0 {
+                break;
+            }
+            to_server
+                .write_all(&buf[..n])
+                .await
+                .with_context(|| format!("sending to {addr}"))?;
+        }
+        // The authenticated close: the server's reply still arrives.
+        to_server.shutdown().await.context("closing")?;
+        anyhow::Ok(())
+    };
+    let download = async {
+        let mut stdout = tokio::io::stdout();
+        tokio::io::copy(&mut from_server, &mut stdout)
+            .await
+            .with_context(|| format!("receiving from {addr}"))?;
+        stdout.flush().await?;
+        anyhow::Ok(())
+    };
+    tokio::pin!(upload, download);
+    tokio::select! {
+        // The server closed: done, even if stdin (a terminal) is still open.
+        down = &mut download => down,
+        up = &mut upload => {
+            up?;
+            download.await
+        }
+    }
+}
+
+/// `cipherlink bench link` options.
+#[derive(Debug, Args)]
+pub struct BenchLinkArgs {
+    /// Seconds of each handshake case (link, and TLS X25519MLKEM768 via `bench conn`).
+    #[arg(long, default_value_t = 3.0)]
+    duration: f64,
+    /// Handshakes in flight at once (both cases).
+    #[arg(long, default_value_t = 16)]
+    concurrency: usize,
+    /// MiB through one link and one TLS tunnel.
+    #[arg(long, default_value_t = 256)]
+    bulk_mib: u64,
+    /// Idle links to hold for the memory case (0 = skip).
+    #[arg(long, default_value_t = 10_000)]
+    idle: usize,
+    /// Write the full report as JSON here.
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
+}
+
+/// Runs `cipherlink bench link`: the link numbers and their TLS baselines, in one run.
+pub async fn bench(a: BenchLinkArgs) -> Result<()> {
+    use cipherlink_lab::bench_conn::{self, ConnBenchOptions, Exchange, Mode};
+    let duration = Duration::try_from_secs_f64(a.duration)
+        .ok()
+        .filter(|d| !d.is_zero())
+        .context("--duration: expected a positive number of seconds")?;
+    let mut idle = a.idle;
+    if idle > 0 {
+        // Both ends of every idle link live in this process: two sockets each.
+        let limit = cipherlink_lab::fd_limit::raise().context("raising the open-file limit")?;
+        let most = limit.connections() / 2;
+        if idle > most {
+            eprintln!(
+                "open-file limit {}: holding {most} idle links, not {idle}",
+                limit.soft
+            );
+            idle = most;
+        }
+    }
+    println!("TLS 1.3 X25519MLKEM768 full handshakes (bench conn, same run):");
+    let tls = bench_conn::run(&ConnBenchOptions {
+        modes: vec![Mode::Tls],
+        groups: vec![cipherlink::KeyExchange::X25519MlKem768],
+        duration,
+        concurrency: a.concurrency,
+        batch: 0,
+        exchange: Exchange::PingPong,
+        progress: false,
+        ..ConnBenchOptions::default()
+    })
+    .await
+    .context("bench conn (the TLS baseline)")?;
+    let tls_rate = tls
+        .cases
+        .first()
+        .map(|c| c.conns_per_sec)
+        .context("bench conn returned no case")?;
+    let report = cipherlink_link::bench::run(&cipherlink_link::bench::BenchOptions {
+        duration,
+        concurrency: a.concurrency,
+        bulk_bytes: a.bulk_mib << 20,
+        idle_links: idle,
+        params: params_from_env()?,
+    })
+    .await?;
+    let tls_bulk = tls_bulk(a.bulk_mib << 20)
+        .await
+        .context("TLS tunnel throughput")?;
+    let bulk_percent = 100.0 * report.bulk_link.mib_per_sec / tls_bulk.mib_per_sec.max(1e-9);
+    println!(
+        "bulk, one TLS 1.3 tunnel (X25519MLKEM768, AES-GCM), {} MiB: {:.0} MiB/s",
+        a.bulk_mib, tls_bulk.mib_per_sec
+    );
+    let ratio = report.handshakes.per_sec / tls_rate.max(1e-9);
+    println!(
+        "handshakes/s: link {:.0}, TLS X25519MLKEM768 {:.0}: {:.2}x (goal >= 1.3x)",
+        report.handshakes.per_sec, tls_rate, ratio
+    );
+    println!(
+        "bulk: link {:.0} MiB/s, TLS tunnel {:.0} MiB/s: {bulk_percent:.0}% (goal >= 90%)",
+        report.bulk_link.mib_per_sec, tls_bulk.mib_per_sec
+    );
+    if let Some(i) = &report.idle {
+        println!(
+            "idle: {:.1} KiB per link end with {} links (goal <= 32 KiB with 10,000)",
+            i.bytes_per_link_end / 1024.0,
+            i.links
+        );
+    }
+    if let Some(path) = a.json {
+        let json = serde_json::json!({
+            "link": report,
+            "tls_handshakes_per_sec": tls_rate,
+            "handshake_ratio_vs_tls": ratio,
+            "tls_bulk": tls_bulk,
+            "bulk_percent_of_tls": bulk_percent,
+            "tls_conn_report": tls,
+        });
+        std::fs::write(&path, serde_json::to_string_pretty(&json)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+        println!("wrote {}", path.display());
+    }
+    Ok(())
+}
+
+/// One core Tunnel (TLS 1.3, X25519MLKEM768, the core's AES-GCM suites) over
+/// 127.0.0.1, the same bytes and the same push/sink as the link case.
+async fn tls_bulk(bytes: u64) -> Result<cipherlink_link::bench::BulkResult> {
+    use cipherlink::certs::{self, CertOptions};
+    use cipherlink::{Config, Context, KeyExchange, PemSource};
+    let bundle = certs::generate(&CertOptions::default())?;
+    let server_ctx = Context::server(&Config {
+        key_exchange: vec![KeyExchange::X25519MlKem768],
+        certificate: Some(PemSource::inline(bundle.server.cert.clone())),
+        private_key: Some(PemSource::inline(bundle.server.key.clone())),
+        ..Config::default()
+    })?;
+    let client_ctx = Context::client(&Config {
+        key_exchange: vec![KeyExchange::X25519MlKem768],
+        trusted_cas: vec![PemSource::inline(bundle.ca.cert.clone())],
+        server_name: Some("localhost".into()),
+        ..Config::default()
+    })?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let server = tokio::spawn(async move {
+        if let Ok((s, _)) = listener.accept().await {
+            let _ = s.set_nodelay(true);
+            if let Ok(t) = server_ctx.accept(s, "bench").await {
+                let _ = cipherlink_link::bench::sink(t, bytes).await;
+            }
+        }
+    });
+    let s = tokio::net::TcpStream::connect(addr).await?;
+    s.set_nodelay(true)?;
+    let tunnel = client_ctx.connect(s, "localhost").await?;
+    let (mut r, mut w) = tokio::io::split(tunnel);
+    let result = cipherlink_link::bench::push(&mut w, &mut r, bytes).await?;
+    let _ = w.shutdown().await;
+    let _ = server.await;
+    Ok(result)
+}

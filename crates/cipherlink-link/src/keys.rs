@@ -1,0 +1,414 @@
+//! Server keys, invitation tokens and connection files, and their text formats
+//! (docs/link-protocol.md §8). Parsing and formatting only: the caller reads
+//! and writes the files.
+
+use std::collections::HashMap;
+
+use zeroize::Zeroizing;
+
+use crate::error::Error;
+use crate::proto::{crypto, Entropy};
+
+/// Longest accepted file (all three formats); bounds parsing.
+pub const MAX_FILE_LEN: usize = 16 << 20;
+
+/// The server's static X25519 key pair.
+#[derive(Clone)]
+pub struct ServerKey {
+    secret: Zeroizing<[u8; 32]>,
+    public: [u8; 32],
+}
+
+impl std::fmt::Debug for ServerKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ServerKey({})", hex::encode(self.public))
+    }
+}
+
+impl ServerKey {
+    /// A fresh key from 32 random bytes.
+    pub fn generate(rng: &mut dyn Entropy) -> Self {
+        let mut s = [0u8; 32];
+        rng.fill(&mut s);
+        Self::from_secret(s)
+    }
+
+    /// The key pair of a given secret.
+    pub fn from_secret(secret: [u8; 32]) -> Self {
+        let public = crypto::public_key(&secret);
+        Self {
+            secret: Zeroizing::new(secret),
+            public,
+        }
+    }
+
+    /// The public key `S`.
+    pub fn public(&self) -> &[u8; 32] {
+        &self.public
+    }
+
+    pub(crate) fn secret(&self) -> &[u8; 32] {
+        &self.secret
+    }
+
+    /// The key file text.
+    pub fn to_text(&self) -> String {
+        format!(
+            "cipherlink-link-server-key 1\nsecret {}\npublic {}\n",
+            hex::encode(&self.secret[..]),
+            hex::encode(self.public)
+        )
+    }
+
+    /// Parses a key file; the public key must match the secret.
+    pub fn parse(text: &str) -> Result<Self, Error> {
+        const F: &str = "server key file";
+        let fields = parse_fields(
+            F,
+            text,
+            "cipherlink-link-server-key 1",
+            &["secret", "public"],
+        )?;
+        let secret: [u8; 32] = hex_field(F, &fields, "secret")?;
+        let public: [u8; 32] = hex_field(F, &fields, "public")?;
+        let key = Self::from_secret(secret);
+        if key.public != public {
+            return Err(file_err(F, 0, "public key does not match the secret"));
+        }
+        Ok(key)
+    }
+}
+
+/// A client's invitation token: an id to look it up and a secret to prove.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Token {
+    /// Sent in msg1 (encrypted) so the server can find the entry.
+    pub id: [u8; 16],
+    /// Never sent; proven by a MAC and mixed into the keys as a PSK.
+    pub secret: Zeroizing<[u8; 32]>,
+}
+
+impl std::fmt::Debug for Token {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Token({})", hex::encode(self.id))
+    }
+}
+
+impl Token {
+    /// A fresh random token.
+    pub fn generate(rng: &mut dyn Entropy) -> Self {
+        let mut id = [0u8; 16];
+        rng.fill(&mut id);
+        let mut secret = Zeroizing::new([0u8; 32]);
+        rng.fill(&mut secret[..]);
+        Self { id, secret }
+    }
+}
+
+/// One token store line.
+#[derive(Debug, Clone)]
+pub struct TokenEntry {
+    /// The client's name (what the server reports as the peer).
+    pub name: String,
+    /// The token.
+    pub token: Token,
+    /// Revoked tokens are refused.
+    pub revoked: bool,
+}
+
+/// The server's tokens, by id.
+#[derive(Debug, Clone, Default)]
+pub struct TokenStore {
+    entries: Vec<TokenEntry>,
+    by_id: HashMap<[u8; 16], usize>,
+}
+
+/// Checks a client name: 1-64 characters from `[A-Za-z0-9._-]`.
+pub fn check_name(name: &str) -> Result<(), Error> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::Config(format!(
+            "name {name:?}: use 1-64 characters from A-Z a-z 0-9 . _ -"
+        )))
+    }
+}
+
+impl TokenStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Issues a token for `name`; a name with an active token is refused.
+    pub fn issue(&mut self, name: &str, rng: &mut dyn Entropy) -> Result<Token, Error> {
+        check_name(name)?;
+        if self.entries.iter().any(|e| e.name == name && !e.revoked) {
+            return Err(Error::Config(format!(
+                "{name:?} already has an active token (revoke it first)"
+            )));
+        }
+        let token = Token::generate(rng);
+        self.insert(TokenEntry {
+            name: name.to_owned(),
+            token: token.clone(),
+            revoked: false,
+        })?;
+        Ok(token)
+    }
+
+    /// Adds an existing token for `name` (e.g. restored from elsewhere).
+    pub fn add(&mut self, name: &str, token: Token) -> Result<(), Error> {
+        check_name(name)?;
+        self.insert(TokenEntry {
+            name: name.to_owned(),
+            token,
+            revoked: false,
+        })
+    }
+
+    fn insert(&mut self, e: TokenEntry) -> Result<(), Error> {
+        if self.by_id.contains_key(&e.token.id) {
+            return Err(Error::Config("duplicate token id".into()));
+        }
+        self.by_id.insert(e.token.id, self.entries.len());
+        self.entries.push(e);
+        Ok(())
+    }
+
+    /// Revokes every active token of `name`; returns how many.
+    pub fn revoke(&mut self, name: &str) -> usize {
+        let mut n = 0;
+        for e in self
+            .entries
+            .iter_mut()
+            .filter(|e| e.name == name && !e.revoked)
+        {
+            e.revoked = true;
+            n += 1;
+        }
+        n
+    }
+
+    /// The entry with this id, revoked or not.
+    pub fn lookup(&self, id: &[u8; 16]) -> Option<&TokenEntry> {
+        self.by_id.get(id).map(|&i| &self.entries[i])
+    }
+
+    /// All entries.
+    pub fn entries(&self) -> &[TokenEntry] {
+        &self.entries
+    }
+
+    /// The store file text.
+    pub fn to_text(&self) -> String {
+        let mut s = String::from("cipherlink-link-tokens 1\n");
+        for e in &self.entries {
+            s.push_str(&format!(
+                "token {} {} {} {}\n",
+                e.name,
+                hex::encode(e.token.id),
+                hex::encode(&e.token.secret[..]),
+                if e.revoked { "revoked" } else { "active" }
+            ));
+        }
+        s
+    }
+
+    /// Parses a store file.
+    pub fn parse(text: &str) -> Result<Self, Error> {
+        const F: &str = "token store";
+        let mut store = Self::new();
+        let mut lines = numbered_lines(F, text)?;
+        expect_header(F, &mut lines, "cipherlink-link-tokens 1")?;
+        for (no, line) in lines {
+            let parts: Vec<&str> = line.split_whitespace().collect();
+            let [kw, name, id, secret, state] = parts[..] else {
+                return Err(file_err(
+                    F,
+                    no,
+                    "expected: token NAME ID SECRET active|revoked",
+                ));
+            };
+            if kw != "token" {
+                return Err(file_err(F, no, format!("unknown key {kw:?}")));
+            }
+            check_name(name).map_err(|e| file_err(F, no, e.to_string()))?;
+            let revoked = match state {
+                "active" => false,
+                "revoked" => true,
+                other => return Err(file_err(F, no, format!("state {other:?}"))),
+            };
+            let id: [u8; 16] = parse_hex(id).ok_or_else(|| file_err(F, no, "token id: 32 hex"))?;
+            let secret: [u8; 32] =
+                parse_hex(secret).ok_or_else(|| file_err(F, no, "token secret: 64 hex"))?;
+            store
+                .insert(TokenEntry {
+                    name: name.to_owned(),
+                    token: Token {
+                        id,
+                        secret: Zeroizing::new(secret),
+                    },
+                    revoked,
+                })
+                .map_err(|e| file_err(F, no, e.to_string()))?;
+        }
+        Ok(store)
+    }
+}
+
+/// What a client needs to connect (docs/link-protocol.md §8).
+#[derive(Debug, Clone)]
+pub struct ConnectionFile {
+    /// The client's name on the server.
+    pub name: String,
+    /// `host:port` of the server.
+    pub server: String,
+    /// The server's pinned static public key.
+    pub server_key: [u8; 32],
+    /// The client's token.
+    pub token: Token,
+    /// The padding bound the server suggests.
+    pub tail_length: usize,
+}
+
+impl ConnectionFile {
+    /// The file text.
+    pub fn to_text(&self) -> String {
+        format!(
+            "cipherlink-link 1\nname {}\nserver {}\nserver-key {}\ntoken-id {}\ntoken-secret {}\ntail-length {}\n",
+            self.name,
+            self.server,
+            hex::encode(self.server_key),
+            hex::encode(self.token.id),
+            hex::encode(&self.token.secret[..]),
+            self.tail_length
+        )
+    }
+
+    /// Parses a connection file.
+    pub fn parse(text: &str) -> Result<Self, Error> {
+        const F: &str = "connection file";
+        let fields = parse_fields(
+            F,
+            text,
+            "cipherlink-link 1",
+            &[
+                "name",
+                "server",
+                "server-key",
+                "token-id",
+                "token-secret",
+                "tail-length",
+            ],
+        )?;
+        let get = |k: &str| {
+            fields
+                .get(k)
+                .map(|(_, v)| v.clone())
+                .ok_or_else(|| file_err(F, 0, format!("missing {k}")))
+        };
+        let name = get("name")?;
+        check_name(&name).map_err(|e| file_err(F, 0, e.to_string()))?;
+        let tail: usize = get("tail-length")?
+            .parse()
+            .map_err(|_| file_err(F, 0, "tail-length: not a number"))?;
+        if tail > crate::config::MAX_TAIL {
+            return Err(file_err(F, 0, "tail-length too large"));
+        }
+        Ok(Self {
+            name,
+            server: get("server")?,
+            server_key: hex_field(F, &fields, "server-key")?,
+            token: Token {
+                id: hex_field(F, &fields, "token-id")?,
+                secret: Zeroizing::new(hex_field(F, &fields, "token-secret")?),
+            },
+            tail_length: tail,
+        })
+    }
+}
+
+fn file_err(file: &'static str, line: usize, reason: impl Into<String>) -> Error {
+    Error::File {
+        file,
+        line,
+        reason: reason.into(),
+    }
+}
+
+fn numbered_lines<'a>(
+    file: &'static str,
+    text: &'a str,
+) -> Result<impl Iterator<Item = (usize, &'a str)>, Error> {
+    if text.len() > MAX_FILE_LEN {
+        return Err(file_err(file, 0, "file too large"));
+    }
+    Ok(text
+        .lines()
+        .enumerate()
+        .map(|(i, l)| (i + 1, l.trim()))
+        .filter(|(_, l)| !l.is_empty() && !l.starts_with('#')))
+}
+
+fn expect_header<'a>(
+    file: &'static str,
+    lines: &mut impl Iterator<Item = (usize, &'a str)>,
+    header: &str,
+) -> Result<(), Error> {
+    match lines.next() {
+        Some((_, l)) if l == header => Ok(()),
+        Some((no, l)) => Err(file_err(
+            file,
+            no,
+            format!("expected {header:?}, found {l:?}"),
+        )),
+        None => Err(file_err(file, 0, "empty file")),
+    }
+}
+
+type Fields = HashMap<String, (usize, String)>;
+
+fn parse_fields(
+    file: &'static str,
+    text: &str,
+    header: &str,
+    keys: &[&str],
+) -> Result<Fields, Error> {
+    let mut lines = numbered_lines(file, text)?;
+    expect_header(file, &mut lines, header)?;
+    let mut out = Fields::new();
+    for (no, line) in lines {
+        let (k, v) = line
+            .split_once(char::is_whitespace)
+            .ok_or_else(|| file_err(file, no, "expected: KEY VALUE"))?;
+        if !keys.contains(&k) {
+            return Err(file_err(file, no, format!("unknown key {k:?}")));
+        }
+        if out
+            .insert(k.to_owned(), (no, v.trim().to_owned()))
+            .is_some()
+        {
+            return Err(file_err(file, no, format!("{k} given twice")));
+        }
+    }
+    Ok(out)
+}
+
+fn parse_hex<const N: usize>(s: &str) -> Option<[u8; N]> {
+    let mut out = [0u8; N];
+    hex::decode_to_slice(s, &mut out).ok()?;
+    Some(out)
+}
+
+fn hex_field<const N: usize>(file: &'static str, f: &Fields, key: &str) -> Result<[u8; N], Error> {
+    let (no, v) = f
+        .get(key)
+        .ok_or_else(|| file_err(file, 0, format!("missing {key}")))?;
+    parse_hex(v).ok_or_else(|| file_err(file, *no, format!("{key}: expected {} hex digits", 2 * N)))
+}

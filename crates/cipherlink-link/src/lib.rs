@@ -1,0 +1,30 @@
+//! The cipherlink link protocol (docs/link-protocol.md): a 1-RTT, forward-secret,
+//! hybrid post-quantum (X25519 + ML-KEM-768) link over TCP whose bytes look
+//! random, whose server answers nothing to probes, and whose keepalive is
+//! PORT's randomized scheme carried in ordinary records.
+//!
+//! ```text
+//!   app  <-AsyncRead/AsyncWrite->  driver (tokio: socket, timer, OS entropy)
+//!                                    |  bytes, now          ^ bytes, events, deadline
+//!                                    v                      |
+//!                                  proto::Connection (sans-IO core)
+//! ```
+//!
+//! * [`proto`]: the core; no sockets, clocks or entropy of its own.
+//! * [`driver`]: [`driver::LinkListener`] and [`driver::connect`].
+//! * [`keys`]: server keys, tokens, connection files.
+
+pub mod bench;
+pub mod config;
+pub mod driver;
+pub mod error;
+pub mod keys;
+pub mod proto;
+
+#[doc(hidden)]
+pub mod fuzzing;
+
+pub use config::{KeepaliveConfig, LinkParams};
+pub use error::Error;
+pub use keys::{ConnectionFile, ServerKey, Token, TokenStore};
+pub use proto::{ClientConfig, CloseCode, Connection, Entropy, Event, ServerEndpoint};

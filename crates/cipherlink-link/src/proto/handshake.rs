@@ -1,0 +1,323 @@
+//! The two handshake messages (docs §3): `Noise_NKhfs` with Elligator2
+//! ephemerals, an ML-KEM-768 exchange under encryption, and a token PSK.
+
+use zeroize::Zeroizing;
+
+use super::crypto::{
+    self, ct_eq, hash, hmac, Ephemeral, KemSecret, Symmetric, KEM_CT_LEN, KEM_EK_LEN, TAG_LEN,
+};
+use super::{rand_below, Entropy};
+use crate::config::MAX_TAIL;
+use crate::error::Error;
+use crate::keys::Token;
+
+/// `R_e ‖ M ‖ X1`.
+pub const MSG1_HEADER: usize = 50;
+/// `len(C1)` without padding: EK ‖ T_id ‖ P ‖ tag.
+pub const C1_MIN: usize = KEM_EK_LEN + 16 + 32 + TAG_LEN;
+/// `R_s ‖ X2`.
+pub const MSG2_HEADER: usize = 34;
+/// `len(C2a)`: status ‖ CT ‖ tag.
+pub const C2A_LEN: usize = 1 + KEM_CT_LEN + TAG_LEN;
+/// `len(C2a ‖ C2b)` without padding.
+pub const C2_MIN: usize = C2A_LEN + TAG_LEN;
+/// Seconds per MAC window.
+pub const WINDOW_SECS: u64 = 3600;
+
+const STATUS_ACCEPTED: u8 = 0;
+const STATUS_REFUSED: u8 = 1;
+
+/// The hour window of a unix time.
+pub fn window(unix_secs: u64) -> u64 {
+    unix_secs / WINDOW_SECS
+}
+
+/// `K_obf = HASH("cipherlink-link/1 obfs" ‖ S)`.
+pub fn obfs_key(server_public: &[u8; 32]) -> [u8; 32] {
+    hash(&[b"cipherlink-link/1 obfs", server_public])
+}
+
+/// `M = HMAC(K_obf, "mark" ‖ W ‖ R_e)[0..16]`.
+pub fn mark(k_obf: &[u8; 32], w: u64, r: &[u8]) -> [u8; 16] {
+    let full = hmac(k_obf, &[b"mark", &w.to_be_bytes(), r]);
+    let mut m = [0u8; 16];
+    m.copy_from_slice(&full[..16]);
+    m
+}
+
+fn mask2(key: &[u8; 32], r: &[u8]) -> [u8; 2] {
+    let full = hmac(key, &[b"len", r]);
+    [full[0], full[1]]
+}
+
+fn xor_len(len: usize, m: [u8; 2]) -> [u8; 2] {
+    let b = (len as u16).to_be_bytes();
+    [b[0] ^ m[0], b[1] ^ m[1]]
+}
+
+fn unmask_len(x: &[u8], m: [u8; 2]) -> usize {
+    usize::from(u16::from_be_bytes([x[0] ^ m[0], x[1] ^ m[1]]))
+}
+
+fn token_proof(secret: &[u8; 32], h: &[u8; 32]) -> [u8; 32] {
+    hmac(secret, &[b"cipherlink-link/1 token", h])
+}
+
+fn arr32(s: &[u8]) -> [u8; 32] {
+    let mut a = [0u8; 32];
+    a.copy_from_slice(s);
+    a
+}
+
+/// The transport secrets of docs §3.
+pub struct TransportKeys {
+    /// Client-to-server AEAD key.
+    pub c2s_key: [u8; 32],
+    /// Client-to-server length-mask key.
+    pub c2s_len: [u8; 32],
+    /// Server-to-client AEAD key.
+    pub s2c_key: [u8; 32],
+    /// Server-to-client length-mask key.
+    pub s2c_len: [u8; 32],
+}
+
+impl TransportKeys {
+    fn split(ck: &[u8; 32]) -> Self {
+        Self {
+            c2s_key: hmac(ck, &[b"c2s key"]),
+            c2s_len: hmac(ck, &[b"c2s len"]),
+            s2c_key: hmac(ck, &[b"s2c key"]),
+            s2c_len: hmac(ck, &[b"s2c len"]),
+        }
+    }
+}
+
+/// The client's state between msg1 and msg2.
+pub struct ClientHandshake {
+    sym: Symmetric,
+    e: Ephemeral,
+    kem: KemSecret,
+    psk: Zeroizing<[u8; 32]>,
+    msg2_len: Option<usize>,
+}
+
+impl ClientHandshake {
+    /// Builds msg1 into `out`. Randomness, in order: the ephemeral key
+    /// (33 bytes per attempt), the ML-KEM seed (64), the padding length (4).
+    pub fn start(
+        server_public: &[u8; 32],
+        token: &Token,
+        unix_secs: u64,
+        tail_length: usize,
+        rng: &mut dyn Entropy,
+        out: &mut Vec<u8>,
+    ) -> Result<Self, Error> {
+        let e = Ephemeral::generate(rng)?;
+        let kem = KemSecret::generate(rng);
+        let pad = rand_below(rng, tail_length.min(MAX_TAIL) as u64 + 1) as usize;
+        let k_obf = obfs_key(server_public);
+        let r = e.representative;
+        let m = mark(&k_obf, window(unix_secs), &r);
+        let x1 = xor_len(C1_MIN + pad, mask2(&k_obf, &r));
+
+        let mut sym = Symmetric::new(server_public);
+        sym.mix_hash(&r);
+        let mut mx = [0u8; 18];
+        mx[..16].copy_from_slice(&m);
+        mx[16..].copy_from_slice(&x1);
+        sym.mix_hash(&mx);
+        sym.mix_key(&e.dh(server_public)?[..]);
+        let proof = token_proof(&token.secret, sym.h());
+
+        out.extend_from_slice(&r);
+        out.extend_from_slice(&mx);
+        let start = out.len();
+        out.extend_from_slice(&kem.public_bytes());
+        out.extend_from_slice(&token.id);
+        out.extend_from_slice(&proof);
+        out.resize(out.len() + pad, 0);
+        sym.encrypt_and_hash(out, start);
+        Ok(Self {
+            sym,
+            e,
+            kem,
+            psk: token.secret.clone(),
+            msg2_len: None,
+        })
+    }
+
+    /// Reads msg2 from the front of `buf`. `Ok(None)`: need more bytes.
+    /// `Ok(Some((used, keys)))`: handshake done.
+    pub fn read_msg2(&mut self, buf: &mut [u8]) -> Result<Option<(usize, TransportKeys)>, Error> {
+        let body_len = match self.msg2_len {
+            Some(l) => l,
+            None => {
+                if buf.len() < MSG2_HEADER {
+                    return Ok(None);
+                }
+                let r = arr32(&buf[..32]);
+                self.sym.mix_hash(&r);
+                let dh = self.e.dh(&crypto::point_from_representative(&r))?;
+                self.sym.mix_key(&dh[..]);
+                let len = unmask_len(&buf[32..34], mask2(self.sym.ck(), b""));
+                if !(C2_MIN..=C2_MIN + MAX_TAIL).contains(&len) {
+                    return Err(Error::Length { what: "msg2", len });
+                }
+                self.sym.mix_hash(&buf[32..34]);
+                self.msg2_len = Some(len);
+                len
+            }
+        };
+        let total = MSG2_HEADER + body_len;
+        if buf.len() < total {
+            return Ok(None);
+        }
+        let (c2a, c2b) = buf[MSG2_HEADER..total].split_at_mut(C2A_LEN);
+        self.sym.decrypt_and_hash(c2a)?;
+        if c2a[0] == STATUS_REFUSED {
+            self.sym.decrypt_and_hash(c2b)?;
+            return Err(Error::Refused);
+        }
+        if c2a[0] != STATUS_ACCEPTED {
+            return Err(Error::Malformed("msg2 status"));
+        }
+        let ss = self.kem.decapsulate(&c2a[1..1 + KEM_CT_LEN])?;
+        self.sym.mix_key(&ss[..]);
+        self.sym.mix_key(&self.psk[..]);
+        self.sym.decrypt_and_hash(c2b)?;
+        Ok(Some((total, TransportKeys::split(self.sym.ck()))))
+    }
+}
+
+/// What the server learned from a msg1 whose header authenticated.
+pub struct Msg1Header {
+    /// `M`, for the replay filter.
+    pub mark: [u8; 16],
+    /// The window `M` matched.
+    pub window: u64,
+    /// Total msg1 length (header included).
+    pub total: usize,
+}
+
+/// Server step 1 and 3 of docs §3: checks `M` against three windows and unmasks the length.
+/// `Ok(None)`: need more bytes; `Err`: a probe, with the reason.
+pub fn server_check_header(
+    k_obf: &[u8; 32],
+    unix_secs: u64,
+    buf: &[u8],
+) -> Result<Option<Msg1Header>, &'static str> {
+    if buf.len() < MSG1_HEADER {
+        return Ok(None);
+    }
+    let r = &buf[..32];
+    let now_w = window(unix_secs);
+    let mut found = None;
+    for w in [now_w.saturating_sub(1), now_w, now_w + 1] {
+        let m = mark(k_obf, w, r);
+        // Compare every window so timing does not tell which one matched.
+        if ct_eq(&m, &buf[32..48]) {
+            found = Some((m, w));
+        }
+    }
+    let (m, w) = found.ok_or("first-message MAC")?;
+    let len = unmask_len(&buf[48..50], mask2(k_obf, r));
+    if !(C1_MIN..=C1_MIN + MAX_TAIL).contains(&len) {
+        return Err("first-message length");
+    }
+    Ok(Some(Msg1Header {
+        mark: m,
+        window: w,
+        total: MSG1_HEADER + len,
+    }))
+}
+
+/// A msg1 that decrypted.
+pub struct ServerMsg1 {
+    sym: Symmetric,
+    client_e: [u8; 32],
+    ek: Vec<u8>,
+    /// The token id the client presented.
+    pub token_id: [u8; 16],
+    proof: [u8; 32],
+    h_before: [u8; 32],
+}
+
+/// Server step 4: decrypts msg1 (`buf` is exactly `Msg1Header::total` bytes).
+pub fn server_read_msg1(
+    public: &[u8; 32],
+    key: &crypto::StaticDh,
+    buf: &mut [u8],
+) -> Result<ServerMsg1, &'static str> {
+    let r = arr32(&buf[..32]);
+    let mut sym = Symmetric::new(public);
+    sym.mix_hash(&r);
+    sym.mix_hash(&buf[32..MSG1_HEADER]);
+    let client_e = crypto::point_from_representative(&r);
+    let dh = key.dh(&client_e).map_err(|_| "low-order ephemeral")?;
+    sym.mix_key(&dh[..]);
+    let h_before = *sym.h();
+    let c1 = &mut buf[MSG1_HEADER..];
+    sym.decrypt_and_hash(c1).map_err(|_| "first-message tag")?;
+    let ek = c1[..KEM_EK_LEN].to_vec();
+    let mut token_id = [0u8; 16];
+    token_id.copy_from_slice(&c1[KEM_EK_LEN..KEM_EK_LEN + 16]);
+    let proof = arr32(&c1[KEM_EK_LEN + 16..KEM_EK_LEN + 48]);
+    Ok(ServerMsg1 {
+        sym,
+        client_e,
+        ek,
+        token_id,
+        proof,
+        h_before,
+    })
+}
+
+impl ServerMsg1 {
+    /// Whether the client proved `secret` (constant time).
+    pub fn proves(&self, secret: &[u8; 32]) -> bool {
+        ct_eq(&token_proof(secret, &self.h_before), &self.proof)
+    }
+
+    /// Writes msg2 into `out`. `psk`: the token secret when accepted, `None` to refuse.
+    /// Randomness, in order: the ephemeral key (33 bytes per attempt), the
+    /// encapsulation (32) or, when refusing, 1088 filler bytes, the padding length (4).
+    pub fn write_msg2(
+        mut self,
+        psk: Option<&[u8; 32]>,
+        tail_length: usize,
+        rng: &mut dyn Entropy,
+        out: &mut Vec<u8>,
+    ) -> Result<Option<TransportKeys>, Error> {
+        let e = Ephemeral::generate(rng)?;
+        let (status, ct, ss) = match psk {
+            Some(_) => {
+                let (ct, ss) = crypto::kem_encapsulate(&self.ek, rng)?;
+                (STATUS_ACCEPTED, ct, Some(ss))
+            }
+            None => {
+                let mut filler = vec![0u8; KEM_CT_LEN];
+                rng.fill(&mut filler);
+                (STATUS_REFUSED, filler, None)
+            }
+        };
+        let pad = rand_below(rng, tail_length.min(MAX_TAIL) as u64 + 1) as usize;
+        self.sym.mix_hash(&e.representative);
+        self.sym.mix_key(&e.dh(&self.client_e)?[..]);
+        let x2 = xor_len(C2_MIN + pad, mask2(self.sym.ck(), b""));
+        self.sym.mix_hash(&x2);
+        out.extend_from_slice(&e.representative);
+        out.extend_from_slice(&x2);
+        let start = out.len();
+        out.push(status);
+        out.extend_from_slice(&ct);
+        self.sym.encrypt_and_hash(out, start);
+        if let (Some(ss), Some(psk)) = (ss, psk) {
+            self.sym.mix_key(&ss[..]);
+            self.sym.mix_key(psk);
+        }
+        let start = out.len();
+        out.resize(out.len() + pad, 0);
+        self.sym.encrypt_and_hash(out, start);
+        Ok(psk.map(|_| TransportKeys::split(self.sym.ck())))
+    }
+}

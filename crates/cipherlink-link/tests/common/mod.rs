@@ -1,0 +1,190 @@
+//! A client and a server core joined in memory on a virtual clock (after quinn-proto's `Pair`).
+#![allow(dead_code, clippy::unwrap_used)]
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use cipherlink_link::fuzzing::VECTOR_UNIX;
+use cipherlink_link::keys::{ServerKey, Token, TokenStore};
+use cipherlink_link::{ClientConfig, Connection, Error, Event, LinkParams, ServerEndpoint};
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+
+pub fn rng(seed: u64) -> Box<StdRng> {
+    Box::new(StdRng::seed_from_u64(seed))
+}
+
+/// A server endpoint with tokens for "alice" (active) and "mallory" (revoked).
+pub struct World {
+    pub key: ServerKey,
+    pub endpoint: Arc<ServerEndpoint>,
+    pub alice: Token,
+    pub mallory: Token,
+    pub params: LinkParams,
+}
+
+impl World {
+    pub fn new(params: LinkParams) -> Self {
+        let mut r = StdRng::seed_from_u64(7);
+        let key = ServerKey::generate(&mut r);
+        let mut store = TokenStore::new();
+        let alice = store.issue("alice", &mut r).unwrap();
+        let mallory = store.issue("mallory", &mut r).unwrap();
+        store.revoke("mallory");
+        let endpoint = Arc::new(ServerEndpoint::new(key.clone(), store, params.clone()).unwrap());
+        Self {
+            key,
+            endpoint,
+            alice,
+            mallory,
+            params,
+        }
+    }
+
+    pub fn client_cfg(&self, token: &Token) -> ClientConfig {
+        ClientConfig {
+            server_key: *self.key.public(),
+            token: token.clone(),
+            name: "alice".into(),
+            params: self.params.clone(),
+        }
+    }
+
+    pub fn server(&self, seed: u64, now: Instant) -> Connection {
+        Connection::server(self.endpoint.clone(), rng(seed), now, VECTOR_UNIX)
+    }
+}
+
+pub struct Pair {
+    pub client: Connection,
+    pub server: Connection,
+    pub now: Instant,
+    /// Every byte the client sent / the server sent, in order.
+    pub c2s_log: Vec<u8>,
+    pub s2c_log: Vec<u8>,
+    pub client_events: Vec<Event>,
+    pub server_events: Vec<Event>,
+    /// When false, the client neither sends nor runs timers (it "went silent").
+    pub client_alive: bool,
+}
+
+impl Pair {
+    pub fn new(world: &World, seed: u64) -> Self {
+        let now = Instant::now();
+        let client =
+            Connection::client(&world.client_cfg(&world.alice), rng(seed), now, VECTOR_UNIX)
+                .unwrap();
+        let server = world.server(seed + 1, now);
+        let mut p = Self {
+            client,
+            server,
+            now,
+            c2s_log: Vec::new(),
+            s2c_log: Vec::new(),
+            client_events: Vec::new(),
+            server_events: Vec::new(),
+            client_alive: true,
+        };
+        p.drive();
+        p
+    }
+
+    /// Moves bytes both ways until quiet.
+    pub fn drive(&mut self) {
+        let mut buf = Vec::new();
+        loop {
+            let mut moved = false;
+            if self.client_alive {
+                self.client.poll_transmit(&mut buf);
+                if !buf.is_empty() {
+                    self.c2s_log.extend_from_slice(&buf);
+                    self.server.handle_input(self.now, &buf);
+                    buf.clear();
+                    moved = true;
+                }
+            }
+            self.server.poll_transmit(&mut buf);
+            if !buf.is_empty() {
+                self.s2c_log.extend_from_slice(&buf);
+                if self.client_alive {
+                    self.client.handle_input(self.now, &buf);
+                }
+                buf.clear();
+                moved = true;
+            }
+            while let Some(e) = self.client.poll_event() {
+                self.client_events.push(e);
+            }
+            while let Some(e) = self.server.poll_event() {
+                self.server_events.push(e);
+            }
+            if !moved {
+                return;
+            }
+        }
+    }
+
+    /// Jumps the clock to the earliest deadline (at most `limit`), runs timers, drives.
+    pub fn step(&mut self, limit: Instant) -> bool {
+        let mut next = self.server.poll_timeout();
+        if self.client_alive {
+            next = match (next, self.client.poll_timeout()) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+        }
+        let Some(t) = next else { return false };
+        if t > limit {
+            self.now = limit;
+            return false;
+        }
+        self.now = self.now.max(t);
+        if self.client_alive {
+            self.client.handle_timeout(self.now);
+        }
+        self.server.handle_timeout(self.now);
+        self.drive();
+        true
+    }
+
+    /// Runs the virtual clock for `d`.
+    pub fn run_for(&mut self, d: Duration) {
+        let limit = self.now + d;
+        while self.step(limit) {}
+    }
+
+    /// Sends `data` from the client and returns what the server delivered.
+    pub fn transfer_c2s(&mut self, data: &[u8]) -> Vec<u8> {
+        let mut got = Vec::new();
+        let mut sent = 0;
+        let mut buf = vec![0u8; 64 * 1024];
+        while sent < data.len() || self.server.recv_pending() > 0 {
+            if sent < data.len() {
+                sent += self.client.send(&data[sent..]).unwrap();
+            }
+            self.drive();
+            loop {
+                let n = self.server.recv(&mut buf);
+                if n == 0 {
+                    break;
+                }
+                got.extend_from_slice(&buf[..n]);
+            }
+        }
+        got
+    }
+}
+
+pub fn closed_error(events: &[Event]) -> Option<Option<Error>> {
+    events.iter().find_map(|e| match e {
+        Event::Closed { error } => Some(error.clone()),
+        _ => None,
+    })
+}
+
+pub fn params_fast() -> LinkParams {
+    LinkParams {
+        tail_length: 64,
+        ..LinkParams::default()
+    }
+}

@@ -1,0 +1,185 @@
+//! The tokio driver over real TCP on 127.0.0.1.
+#![allow(clippy::unwrap_used)] // Tests fail loudly on purpose.
+
+mod common;
+
+use std::time::Duration;
+
+use cipherlink_link::driver::{connect, LinkListener};
+use cipherlink_link::{Error, KeepaliveConfig, LinkParams};
+use common::{params_fast, World};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+async fn echo_server(world: &World) -> (std::net::SocketAddr, tokio::task::JoinHandle<()>) {
+    let mut listener = LinkListener::bind("127.0.0.1:0", world.endpoint.clone())
+        .await
+        .unwrap();
+    let addr = listener.local_addr();
+    let task = tokio::spawn(async move {
+        while let Some(link) = listener.accept().await {
+            tokio::spawn(async move {
+                assert_eq!(link.peer(), "alice");
+                let (mut r, mut w) = tokio::io::split(link);
+                let _ = tokio::io::copy(&mut r, &mut w).await;
+                let _ = w.shutdown().await;
+            });
+        }
+    });
+    (addr, task)
+}
+
+async fn echo_once(addr: std::net::SocketAddr, world: &World, data: &[u8]) -> Vec<u8> {
+    let link = connect(addr, &world.client_cfg(&world.alice))
+        .await
+        .unwrap();
+    let (mut r, mut w) = tokio::io::split(link);
+    let owned = data.to_vec();
+    let writer = tokio::spawn(async move {
+        w.write_all(&owned).await.unwrap();
+        w.shutdown().await.unwrap();
+        w
+    });
+    let mut got = Vec::new();
+    r.read_to_end(&mut got).await.unwrap();
+    writer.await.unwrap();
+    got
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn echo_round_trips_over_tcp() {
+    let world = World::new(params_fast());
+    let (addr, _server) = echo_server(&world).await;
+    for n in [0usize, 1, 64 * 1024, 16 * 1024 * 1024] {
+        let data: Vec<u8> = (0..n).map(|i| (i % 251) as u8).collect();
+        let got = echo_once(addr, &world, &data).await;
+        assert!(got == data, "{n} bytes: got {}", got.len());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_hundred_concurrent_links_to_one_server() {
+    let world = std::sync::Arc::new(World::new(params_fast()));
+    let (addr, _server) = echo_server(&world).await;
+    let mut tasks = Vec::new();
+    for i in 0..500u32 {
+        let world = world.clone();
+        tasks.push(tokio::spawn(async move {
+            let msg = format!("link {i}").into_bytes();
+            let got = echo_once(addr, &world, &msg).await;
+            assert_eq!(got, msg);
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revoked_token_is_refused_over_tcp() {
+    let world = World::new(params_fast());
+    let (addr, _server) = echo_server(&world).await;
+    let err = connect(addr, &world.client_cfg(&world.mallory))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            cipherlink_link::driver::DriverError::Link(Error::Refused)
+        ),
+        "{err}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn random_bytes_and_replayed_handshakes_get_no_reply_over_tcp() {
+    let world = World::new(params_fast());
+    let (addr, _server) = echo_server(&world).await;
+    // Random bytes.
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    let noise: Vec<u8> = (0..3000u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
+    s.write_all(&noise).await.unwrap();
+    let mut got = Vec::new();
+    // The server closes at a random time without a byte (the paused clock runs it forward).
+    let _ = s.read_to_end(&mut got).await;
+    assert!(
+        got.is_empty(),
+        "server answered noise with {} bytes",
+        got.len()
+    );
+
+    // A genuine first message, captured, then replayed.
+    let mut client = cipherlink_link::Connection::client(
+        &world.client_cfg(&world.alice),
+        common::rng(77),
+        tokio::time::Instant::now().into_std(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs(),
+    )
+    .unwrap();
+    let mut msg1 = Vec::new();
+    client.poll_transmit(&mut msg1);
+    let mut first = TcpStream::connect(addr).await.unwrap();
+    first.write_all(&msg1).await.unwrap();
+    let mut reply = vec![0u8; 34];
+    first.read_exact(&mut reply).await.unwrap();
+    let mut again = TcpStream::connect(addr).await.unwrap();
+    again.write_all(&msg1).await.unwrap();
+    let mut got = Vec::new();
+    let _ = again.read_to_end(&mut got).await;
+    assert!(
+        got.is_empty(),
+        "server answered a replay with {} bytes",
+        got.len()
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn silent_peer_over_tcp_ends_the_link_with_peer_gone() {
+    let params = LinkParams {
+        keepalive: KeepaliveConfig {
+            min_next_in: Duration::from_secs(8),
+            max_next_in: Duration::from_secs(32),
+            min_timeout: Duration::from_secs(16),
+            max_timeout: Duration::from_secs(32),
+            default_timeout: Duration::from_secs(24),
+            max_retries: 5,
+        },
+        ..params_fast()
+    };
+    let world = World::new(params);
+    let mut listener = LinkListener::bind("127.0.0.1:0", world.endpoint.clone())
+        .await
+        .unwrap();
+    let addr = listener.local_addr();
+    // A client that completes the handshake through the core, then goes silent
+    // (keeps the socket open, reads nothing, answers nothing).
+    let now = tokio::time::Instant::now().into_std();
+    let unix = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let mut client = cipherlink_link::Connection::client(
+        &world.client_cfg(&world.alice),
+        common::rng(5),
+        now,
+        unix,
+    )
+    .unwrap();
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    let mut out = Vec::new();
+    client.poll_transmit(&mut out);
+    s.write_all(&out).await.unwrap();
+    let mut link = listener.accept().await.unwrap();
+    assert_eq!(link.peer(), "alice");
+    let reason = link.closed().await;
+    assert_eq!(reason, Some(Error::PeerGone { retries: 5 }));
+    let mut buf = [0u8; 8];
+    let err = link.read(&mut buf).await.unwrap_err();
+    assert!(err.to_string().contains("peer gone"), "{err}");
+    drop(s);
+}

@@ -1,0 +1,130 @@
+//! Spec vectors (docs/link-protocol.md §9): fixed keys and randomness give exactly these bytes.
+#![allow(clippy::unwrap_used)] // Tests fail loudly on purpose.
+
+use std::time::Instant;
+
+use cipherlink_link::fuzzing::{
+    connected_pair, exchange, vector_client_config, vector_endpoint, VectorRng, VECTOR_UNIX,
+};
+use cipherlink_link::proto::crypto::hash;
+use cipherlink_link::proto::handshake::{mark, obfs_key, window};
+use cipherlink_link::{Connection, Event};
+
+struct Vectors {
+    server_public: String,
+    msg1_len: usize,
+    msg1_head: String,
+    msg1_sha256: String,
+    msg2_len: usize,
+    msg2_head: String,
+    msg2_sha256: String,
+    record_hello: String,
+}
+
+fn compute() -> Vectors {
+    let now = Instant::now();
+    let cfg = vector_client_config();
+    let mut client =
+        Connection::client(&cfg, Box::new(VectorRng::new(b"client")), now, VECTOR_UNIX).unwrap();
+    let mut server = Connection::server(
+        vector_endpoint(),
+        Box::new(VectorRng::new(b"server")),
+        now,
+        VECTOR_UNIX,
+    );
+    let mut msg1 = Vec::new();
+    client.poll_transmit(&mut msg1);
+    server.handle_input(now, &msg1);
+    let mut msg2 = Vec::new();
+    server.poll_transmit(&mut msg2);
+    client.handle_input(now, &msg2);
+    assert_eq!(
+        client.poll_event(),
+        Some(Event::Connected {
+            peer: "alice".into()
+        })
+    );
+    assert_eq!(
+        server.poll_event(),
+        Some(Event::Connected {
+            peer: "alice".into()
+        })
+    );
+    // M is the documented HMAC of R_e under K_obf and the window.
+    let m = mark(&obfs_key(&cfg.server_key), window(VECTOR_UNIX), &msg1[..32]);
+    assert_eq!(&msg1[32..48], &m);
+    assert_eq!(window(VECTOR_UNIX), 472_222);
+
+    let mut rec = Vec::new();
+    client.send(b"hello").unwrap();
+    client.poll_transmit(&mut rec);
+    server.handle_input(now, &rec);
+    let mut got = [0u8; 16];
+    assert_eq!(server.recv(&mut got), 5);
+    assert_eq!(&got[..5], b"hello");
+
+    Vectors {
+        server_public: hex::encode(cfg.server_key),
+        msg1_len: msg1.len(),
+        msg1_head: hex::encode(&msg1[..64]),
+        msg1_sha256: hex::encode(hash(&[&msg1])),
+        msg2_len: msg2.len(),
+        msg2_head: hex::encode(&msg2[..64]),
+        msg2_sha256: hex::encode(hash(&[&msg2])),
+        record_hello: hex::encode(&rec),
+    }
+}
+
+#[test]
+fn handshake_and_first_record_match_the_spec() {
+    let v = compute();
+    println!("S            = {}", v.server_public);
+    println!("len(msg1)    = {}", v.msg1_len);
+    println!("msg1[0..64]  = {}", v.msg1_head);
+    println!("SHA-256 msg1 = {}", v.msg1_sha256);
+    println!("len(msg2)    = {}", v.msg2_len);
+    println!("msg2[0..64]  = {}", v.msg2_head);
+    println!("SHA-256 msg2 = {}", v.msg2_sha256);
+    println!("record(data \"hello\") = {}", v.record_hello);
+    assert_eq!(
+        v.server_public,
+        "a4e09292b651c278b9772c569f5fa9bb13d906b46ab68c9df9dc2b4409f8a209"
+    );
+    assert_eq!(v.msg1_len, 1327);
+    assert_eq!(v.msg1_head, "aa672070ce18e8362dfa51db86b3ff04865eb8da2d63a4dc95ff61a31498a74828e6733332130592cba70f97b983f787857b1fc0372d34da30ffb65c658e9b57");
+    assert_eq!(
+        v.msg1_sha256,
+        "e43b0f6ff97bb964ee441c2e4a76ee99a21bffdc84e2b0f83cdc86eb81500723"
+    );
+    assert_eq!(v.msg2_len, 1200);
+    assert_eq!(v.msg2_head, "1d420398bf1af340d7bc8e0be1d4cf1ff7c2428a08e3c005e707c9c2f595e16a85e73caf42987823b7a12d7a4d297015666b023437197dc2b408d046bf214019");
+    assert_eq!(
+        v.msg2_sha256,
+        "f08542b8b92c91bbbd0f62e59944d03cf90acc55d90b32388cd77e171512e09c"
+    );
+    assert_eq!(v.record_hello, "0b761df32cd554c4962154bc42245e3df92a181c308a283123826eb730d71e241cfbd875c71780b69babfc7a97269385afbb");
+}
+
+#[test]
+fn x25519_public_key_matches_rfc7748_base_point_multiplication() {
+    // RFC 7748 §6.1: Alice's private key and public key.
+    let sk =
+        hex::decode("77076d0a7318a57d3c16c17251b26645df4c2f87ebc0992ab177fba51db92c2a").unwrap();
+    let pk = cipherlink_link::proto::crypto::public_key(&sk.try_into().unwrap());
+    assert_eq!(
+        hex::encode(pk),
+        "8520f0098930a754748b7ddcb43ef75a0dbf3a0d26381af4eba4a98eaa9b4e6a"
+    );
+}
+
+#[test]
+fn vector_pair_connects() {
+    let now = Instant::now();
+    let (mut c, mut s) = connected_pair(now);
+    assert!(c.is_open() && s.is_open());
+    assert_eq!(s.peer(), Some("alice"));
+    c.close_write();
+    s.close_write();
+    exchange(&mut c, &mut s, now);
+    assert!(c.is_closed() && s.is_closed());
+}
