@@ -22,8 +22,14 @@ pub struct BenchArgs {
 pub enum BenchCommand {
     /// Connections per second: connect, handshake, PING/PONG, close (seed 000).
     Conn(ConnArgs),
+    /// Proxy pairs per transport against plain and stunnel4: MB/s, conns/s, idle memory.
+    Proxy(crate::proxy_cmd::BenchProxyArgs),
     /// Pool messages/s and round trips between two parties (Rust, and Python when installed).
     Pool(crate::bench_pool_cmd::BenchPoolArgs),
+    /// A server's memory per idle connection (TLS and plain TCP), in its own process.
+    Idle(crate::bench_idle_cmd::BenchIdleArgs),
+    /// The link protocol against TLS: handshakes/s, throughput, record overhead, idle memory.
+    Link(crate::link_cmd::BenchLinkArgs),
 }
 
 /// `bench conn` options.
@@ -33,8 +39,13 @@ pub struct ConnArgs {
     #[arg(long, default_value = "plain,tls,tls-resume", value_delimiter = ',')]
     pub mode: Vec<Mode>,
     /// Groups for the TLS modes, comma-separated.
-    #[arg(long, default_value = "X25519MLKEM768,X25519,P-256")]
-    pub groups: String,
+    #[arg(
+        long,
+        value_name = "LIST",
+        value_delimiter = ',',
+        default_value = "X25519MLKEM768,X25519,P-256"
+    )]
+    pub groups: Vec<KeyExchange>,
     /// Connections per case (default: run for --duration).
     #[arg(long)]
     pub connections: Option<u64>,
@@ -71,7 +82,10 @@ pub struct ConnArgs {
 pub async fn run(args: BenchArgs) -> Result<()> {
     match args.command {
         BenchCommand::Conn(conn) => run_conn(conn).await,
+        BenchCommand::Proxy(proxy) => crate::proxy_cmd::run_bench(proxy).await,
         BenchCommand::Pool(pool) => crate::bench_pool_cmd::run(pool).await,
+        BenchCommand::Idle(idle) => crate::bench_idle_cmd::run(idle).await,
+        BenchCommand::Link(link) => crate::link_cmd::bench(link).await,
     }
 }
 
@@ -79,7 +93,6 @@ async fn run_conn(args: ConnArgs) -> Result<()> {
     if !(args.duration > 0.0 && args.duration.is_finite()) {
         anyhow::bail!("--duration must be a positive number of seconds");
     }
-    let groups = KeyExchange::parse_list(&args.groups).context("--groups")?;
     let target = match args.target {
         Some(addr) => Some(Target {
             addr,
@@ -93,7 +106,7 @@ async fn run_conn(args: ConnArgs) -> Result<()> {
     };
     let options = ConnBenchOptions {
         modes: args.mode,
-        groups,
+        groups: args.groups,
         connections: args.connections,
         duration: Duration::from_secs_f64(args.duration),
         concurrency: args.concurrency,

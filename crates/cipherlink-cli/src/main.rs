@@ -1,11 +1,15 @@
 //! `cipherlink`: encrypted links between parties, and honest measurements of them.
 
+mod bench_idle_cmd;
 mod bench_pool_cmd;
+mod chaos_cmd;
 mod cmd_bench;
 mod cmd_certs;
 mod cmd_connect;
 mod cmd_serve;
+mod link_cmd;
 mod pool_cmd;
+mod proxy_cmd;
 mod rpc_cmd;
 mod summarize_cmd;
 mod tls_args;
@@ -46,6 +50,12 @@ enum Command {
     Summarize(summarize_cmd::SummarizeArgs),
     /// A party of a tno.mpc.communication-compatible pool (seed 002): serve, send.
     Pool(pool_cmd::PoolArgs),
+    /// Chaos lab (seed 003): netem strings on the packet model, an impairment proxy, a TUN lab.
+    Chaos(chaos_cmd::ChaosArgs),
+    /// Encrypt any TCP service, like stunnel (seed 004): server, client, run, keygen.
+    Proxy(proxy_cmd::ProxyArgs),
+    /// The link protocol (hybrid post-quantum, probe-resistant): keygen, invite, revoke, serve, connect.
+    Link(link_cmd::LinkArgs),
 }
 
 fn init_logging() {
@@ -85,5 +95,8 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Rpc(args) => rpc_cmd::run(args).await,
         Command::Summarize(args) => summarize_cmd::run(args),
         Command::Pool(args) => pool_cmd::run(args).await,
+        Command::Chaos(args) => chaos_cmd::run(args).await,
+        Command::Proxy(args) => proxy_cmd::run(args).await,
+        Command::Link(args) => link_cmd::run(args).await,
     }
 }

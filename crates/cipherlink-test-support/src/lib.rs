@@ -144,6 +144,34 @@ pub fn find(peer: Peer, test_name: &str) -> Option<PathBuf> {
     }
 }
 
+/// A test whose environment lacks something it needs that is not a program
+/// (root, `/dev/net/tun`, network namespaces): under
+/// `CIPHERLINK_REQUIRE_PEERS=1` this panics, as a missing peer does;
+/// otherwise it prints a loud skip line and counts the skip for
+/// `scripts/test`'s summary. The test then returns.
+pub fn unavailable(capability: &str, test_name: &str, why: &str) {
+    use std::io::Write;
+    let outcome = if peers_required() {
+        "FAILED"
+    } else {
+        "skipped"
+    };
+    let path = std::env::var_os("CIPHERLINK_PEER_LOG")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join(".cache/peer-tests.log"));
+    if let Ok(mut file) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+    {
+        let _ = file.write_all(format!("{outcome} {capability} {test_name}\n").as_bytes());
+    }
+    if peers_required() {
+        panic!("{test_name}: needs {capability}, which is not available ({why}), and {REQUIRE_PEERS_VAR}=1");
+    }
+    eprintln!("\n!!!!!!!! SKIPPED {test_name}: needs {capability}: {why}\n");
+}
+
 /// Looks up a peer for the test it is written in (the test's name comes from
 /// the enclosing function): `let Some(python) = peer!(Peer::Python) else { return };`
 #[macro_export]

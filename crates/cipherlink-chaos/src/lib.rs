@@ -1,0 +1,37 @@
+//! Chaos lab: reproducible network impairments for testing cipherlink's
+//! protocols under loss, delay, reordering, duplication, corruption and
+//! bandwidth limits.
+//!
+//! ```text
+//!  "delay 100ms 75ms loss 30%" --netem::parse--> Netem --Model::new(seed)--> Model
+//!                                                                              |
+//!   packet (len, now) --------------------------------------------> Model::decide
+//!                                    -> dropped | delivered at T (xN, bit flipped)
+//!
+//!  client --TCP--> StreamProxy (latency, bandwidth, slice, stall, reset, corrupt) --TCP--> upstream
+//!
+//!  netns A --TUN--> Router (a Model per direction, timer queue) --TUN--> netns B   (root)
+//! ```
+//!
+//! The model is sans-IO: it takes the time as an argument and draws every
+//! random number from one seeded generator, so a run is repeatable from its
+//! seed and testable without sleeping. Drivers (the stream proxy here, a TUN
+//! router later) only move bytes and arm timers. Kernel netem is not
+//! available where the lab runs, which is why netem's behaviour is
+//! reimplemented here rather than configured with `tc`.
+
+pub mod capture;
+pub mod lab;
+pub mod model;
+pub mod netem;
+pub mod recorder;
+pub mod router;
+pub mod scenario;
+pub mod simulate;
+pub mod stream_proxy;
+pub mod stream_shaper;
+pub mod subject;
+pub mod tun_router;
+
+pub use model::{Decision, Delivery, DropReason, Model};
+pub use netem::{Netem, NetemError};

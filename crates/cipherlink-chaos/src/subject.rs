@@ -1,0 +1,143 @@
+//! What a scenario puts through the lab: a protocol's two ends over TCP,
+//! and a classifier for its packets. TLS, the link protocol and the proxy's
+//! v1 transport each implement [`Subject`] next to the code that links
+//! them (this crate depends on none of them); [`PlainTcp`] is the baseline.
+
+use std::future::Future;
+
+use etherparse::{SlicedPacket, TransportSlice};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// A failure of a subject's session, naming the subject and the stage.
+#[derive(Debug, thiserror::Error)]
+#[error("{subject} {stage}: {reason}")]
+pub struct SubjectError {
+    /// The subject's name.
+    pub subject: String,
+    /// `connect`, `accept`, `send`, `recv` or `close`.
+    pub stage: &'static str,
+    /// What went wrong.
+    pub reason: String,
+}
+
+/// What a packet carried, for timelines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PacketClass {
+    /// Protocol set-up (for TLS: handshake, change cipher spec).
+    Handshake,
+    /// Application data.
+    Data,
+    /// An alert or error message of the protocol.
+    Alert,
+    /// Transport control only (a TCP segment without payload).
+    Control,
+    /// Payload the classifier does not recognise (e.g. a record's middle).
+    Unknown,
+}
+
+/// A protocol under test.
+pub trait Subject: Send + Sync + 'static {
+    /// An established session.
+    type Session: Session;
+    /// Name for reports.
+    fn name(&self) -> &str;
+    /// Client end: open a session over `io`.
+    fn connect(
+        &self,
+        io: TcpStream,
+    ) -> impl Future<Output = Result<Self::Session, SubjectError>> + Send;
+    /// Server end: accept a session over `io`.
+    fn accept(
+        &self,
+        io: TcpStream,
+    ) -> impl Future<Output = Result<Self::Session, SubjectError>> + Send;
+    /// Class of a TCP segment's payload (never empty).
+    fn classify(&self, payload: &[u8]) -> PacketClass;
+}
+
+/// An established session; the lab bounds every call in time.
+pub trait Session: Send {
+    /// Sends all of `data`.
+    fn send(&mut self, data: &[u8]) -> impl Future<Output = Result<(), SubjectError>> + Send;
+    /// Receives up to `max` bytes; empty at the end of the session.
+    fn recv(&mut self, max: usize) -> impl Future<Output = Result<Vec<u8>, SubjectError>> + Send;
+    /// Ends the session politely.
+    fn close(&mut self) -> impl Future<Output = Result<(), SubjectError>> + Send;
+}
+
+/// Classifies one IPv4 packet of a subject's traffic: TCP without payload
+/// is [`PacketClass::Control`], other payloads go to the subject.
+pub fn classify_ipv4<S: Subject>(subject: &S, packet: &[u8]) -> PacketClass {
+    match SlicedPacket::from_ip(packet) {
+        Ok(SlicedPacket {
+            transport: Some(TransportSlice::Tcp(tcp)),
+            ..
+        }) if tcp.payload().is_empty() => PacketClass::Control,
+        Ok(SlicedPacket {
+            transport: Some(TransportSlice::Tcp(tcp)),
+            ..
+        }) => subject.classify(tcp.payload()),
+        _ => PacketClass::Unknown,
+    }
+}
+
+/// Plain TCP, no protocol: the baseline every subject is compared with.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PlainTcp;
+
+/// A plain TCP session.
+#[derive(Debug)]
+pub struct PlainSession(TcpStream);
+
+fn plain_error(stage: &'static str, err: std::io::Error) -> SubjectError {
+    SubjectError {
+        subject: "tcp".into(),
+        stage,
+        reason: err.to_string(),
+    }
+}
+
+impl Subject for PlainTcp {
+    type Session = PlainSession;
+
+    fn name(&self) -> &str {
+        "tcp"
+    }
+
+    async fn connect(&self, io: TcpStream) -> Result<PlainSession, SubjectError> {
+        Ok(PlainSession(io))
+    }
+
+    async fn accept(&self, io: TcpStream) -> Result<PlainSession, SubjectError> {
+        Ok(PlainSession(io))
+    }
+
+    fn classify(&self, _payload: &[u8]) -> PacketClass {
+        PacketClass::Data
+    }
+}
+
+impl Session for PlainSession {
+    async fn send(&mut self, data: &[u8]) -> Result<(), SubjectError> {
+        self.0
+            .write_all(data)
+            .await
+            .map_err(|e| plain_error("send", e))
+    }
+
+    async fn recv(&mut self, max: usize) -> Result<Vec<u8>, SubjectError> {
+        let mut buf = vec![0u8; max];
+        let n = self
+            .0
+            .read(&mut buf)
+            .await
+            .map_err(|e| plain_error("recv", e))?;
+        buf.truncate(n);
+        Ok(buf)
+    }
+
+    async fn close(&mut self) -> Result<(), SubjectError> {
+        self.0.shutdown().await.map_err(|e| plain_error("close", e))
+    }
+}

@@ -1,0 +1,99 @@
+//! Drives a [`Router`] between the lab's two TUN devices: reads packets,
+//! asks the router, sends what it says when it says. All decisions are the
+//! router's; this loop only moves packets and keeps one timer.
+//!
+//! Memory is bounded by the models' `limit`s (the router's queue) and one
+//! receive buffer per device.
+
+use std::future::Future;
+use std::io::Write;
+
+use tokio::time::{sleep_until, Instant};
+use tun_rs::AsyncDevice;
+
+use crate::capture::Capture;
+use crate::model::{Decision, DropReason};
+use crate::router::{Port, Router};
+
+/// What the router did, per direction (index 0: A to B, 1: B to A).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RouterStats {
+    /// Packets read from the source device.
+    pub received: [u64; 2],
+    /// Copies written to the destination device.
+    pub sent: [u64; 2],
+    /// Packets the loss model dropped.
+    pub lost: [u64; 2],
+    /// Packets dropped for a full queue.
+    pub queue_full: [u64; 2],
+    /// Packets duplicated.
+    pub duplicated: [u64; 2],
+    /// Copies corrupted.
+    pub corrupted: [u64; 2],
+    /// Writes the destination device refused (the kernel drops such packets).
+    pub send_errors: [u64; 2],
+}
+
+fn index(from: Port) -> usize {
+    match from {
+        Port::A => 0,
+        Port::B => 1,
+    }
+}
+
+/// Routes between `a` and `b` until `stop` completes; records every
+/// delivered packet in `capture` when given (wall-clock timestamps).
+pub async fn route<W: Write>(
+    a: AsyncDevice,
+    b: AsyncDevice,
+    mut router: Router,
+    mut capture: Option<&mut Capture<W>>,
+    stop: impl Future<Output = ()>,
+) -> Result<RouterStats, std::io::Error> {
+    let start = Instant::now();
+    let wall_start = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let mut stats = RouterStats::default();
+    // Largest IPv4 packet: the device never gives more.
+    let mut buf_a = vec![0u8; 65_535];
+    let mut buf_b = vec![0u8; 65_535];
+    tokio::pin!(stop);
+    loop {
+        let due = router.poll_timeout().map(|at| start + at);
+        let (from, n) = tokio::select! {
+            () = &mut stop => break,
+            n = a.recv(&mut buf_a) => (Port::A, n?),
+            n = b.recv(&mut buf_b) => (Port::B, n?),
+            () = sleep_until(due.unwrap_or(start)), if due.is_some() => {
+                let now = start.elapsed();
+                while let Some((to, packet)) = router.poll_transmit(now) {
+                    let dir = index(to.peer());
+                    let device = if to == Port::A { &a } else { &b };
+                    match device.send(&packet).await {
+                        Ok(_) => stats.sent[dir] += 1,
+                        Err(_) => stats.send_errors[dir] += 1,
+                    }
+                    if let Some(c) = capture.as_deref_mut() {
+                        let _ = c.write(wall_start + now, &packet);
+                    }
+                }
+                continue;
+            }
+        };
+        let buf = if from == Port::A { &buf_a } else { &buf_b };
+        let dir = index(from);
+        stats.received[dir] += 1;
+        match router.handle_packet(from, buf[..n].to_vec(), start.elapsed()) {
+            Decision::Dropped(DropReason::Loss) => stats.lost[dir] += 1,
+            Decision::Dropped(DropReason::QueueFull) => stats.queue_full[dir] += 1,
+            Decision::Duplicate(copies) => {
+                stats.duplicated[dir] += 1;
+                stats.corrupted[dir] +=
+                    copies.iter().filter(|c| c.corrupt.is_some()).count() as u64;
+            }
+            Decision::Deliver(d) => stats.corrupted[dir] += u64::from(d.corrupt.is_some()),
+        }
+    }
+    Ok(stats)
+}

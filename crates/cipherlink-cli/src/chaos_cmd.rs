@@ -1,0 +1,402 @@
+//! `cipherlink chaos ...`: the chaos lab (issue 16). Glue from flags to
+//! `cipherlink_chaos`: the stream impairment proxy, and a dry run of a
+//! netem string on the packet model.
+
+use std::net::SocketAddr;
+use std::num::NonZeroUsize;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{bail, Context as _, Result};
+use cipherlink_chaos::capture::Capture;
+use cipherlink_chaos::lab::Lab;
+use cipherlink_chaos::model::Model;
+use cipherlink_chaos::netem::{self, parse_rate, parse_time};
+use cipherlink_chaos::recorder::Recorder;
+use cipherlink_chaos::router::Router;
+use cipherlink_chaos::simulate::{simulate, Train};
+use cipherlink_chaos::stream_proxy::{ProxyConfig, StreamProxy};
+use cipherlink_chaos::stream_shaper::Impairments;
+use cipherlink_chaos::tun_router::{route, RouterStats};
+use clap::{Args, Subcommand, ValueEnum};
+
+/// Impair networks on purpose, reproducibly (docs/chaos.md).
+#[derive(Debug, Args)]
+pub struct ChaosArgs {
+    #[command(subcommand)]
+    pub command: ChaosCommand,
+}
+
+/// Which tool.
+#[derive(Debug, Subcommand)]
+pub enum ChaosCommand {
+    /// A TCP proxy that delays, throttles, slices, stalls, resets or corrupts (like toxiproxy).
+    Proxy(ChaosProxyArgs),
+    /// Check a netem string: parse it and run the packet model on a synthetic train.
+    Netem(NetemArgs),
+    /// Two network namespaces joined through a TUN router that applies a
+    /// netem string per packet (needs root); runs until Ctrl-C.
+    Lab(LabArgs),
+}
+
+/// `cipherlink chaos lab`.
+#[derive(Debug, Args)]
+pub struct LabArgs {
+    /// netem options for packets from A (client, 10.66.1.2) to B (server, 10.66.2.2).
+    #[arg(long, default_value = "")]
+    pub netem: String,
+    /// netem options for B to A (default: the same as --netem, with its own draws).
+    #[arg(long)]
+    pub netem_down: Option<String>,
+    /// Seed of the models.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Names: namespaces TAG-a and TAG-b, devices clTAGa and clTAGb.
+    #[arg(long, default_value = "cl")]
+    pub tag: String,
+    /// Record every delivered packet (after impairment) in this pcap file.
+    #[arg(long, value_name = "FILE")]
+    pub pcap: Option<PathBuf>,
+}
+
+/// Which directions the proxy's impairments apply to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Scope {
+    /// Client to upstream only.
+    Up,
+    /// Upstream to client only.
+    Down,
+    /// Both directions, each with its own random draws.
+    Both,
+}
+
+/// `cipherlink chaos proxy`.
+#[derive(Debug, Args)]
+pub struct ChaosProxyArgs {
+    /// Address to accept clients on.
+    #[arg(long)]
+    pub listen: SocketAddr,
+    /// Where to forward each client (host:port).
+    #[arg(long)]
+    pub upstream: String,
+    /// Which directions the impairments below apply to.
+    #[arg(long, value_enum, default_value = "both")]
+    pub direction: Scope,
+    /// Added delay per chunk (netem time: 100ms, 1.5s, 250us).
+    #[arg(long, value_parser = time_flag)]
+    pub latency: Option<Duration>,
+    /// Uniform variation of --latency (±); chunks still leave in order.
+    #[arg(long, value_parser = time_flag)]
+    pub jitter: Option<Duration>,
+    /// Link speed (netem rate: 1mbit, 56kbit, 100kbps).
+    #[arg(long, value_parser = rate_flag)]
+    pub bandwidth: Option<u64>,
+    /// Write at most this many bytes at a time.
+    #[arg(long)]
+    pub slice: Option<NonZeroUsize>,
+    /// Pause between slices (needs --slice).
+    #[arg(long, value_parser = time_flag, requires = "slice")]
+    pub slice_delay: Option<Duration>,
+    /// Stop forwarding after this many bytes.
+    #[arg(long, value_name = "BYTES")]
+    pub stall_after: Option<u64>,
+    /// Resume a stall after this long (default: never; later bytes are
+    /// discarded until the sender closes).
+    #[arg(long, value_parser = time_flag, requires = "stall_after")]
+    pub stall_for: Option<Duration>,
+    /// Reset (TCP RST) both sides after this many bytes.
+    #[arg(long, value_name = "BYTES")]
+    pub reset_after: Option<u64>,
+    /// Chance that a segment (--slice bytes, else 1460) gets one bit
+    /// flipped: a fraction (0.3) or a percentage (30%).
+    #[arg(long, value_parser = chance_flag)]
+    pub corrupt: Option<f64>,
+    /// Seed of every random draw (same seed, same corrupted bytes).
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Close a connection whose peers neither send nor take data this many seconds.
+    #[arg(long, default_value_t = 300)]
+    pub idle_timeout: u64,
+    /// Give up connecting to the upstream after this many seconds.
+    #[arg(long, default_value_t = 10)]
+    pub connect_timeout: u64,
+    /// Connections open at once; more wait to be accepted.
+    #[arg(long, default_value_t = 1024)]
+    pub max_connections: usize,
+    /// Record what each side received as synthetic IPv4/TCP flows in this
+    /// pcap file (for tshark / Wireshark).
+    #[arg(long, value_name = "FILE")]
+    pub pcap: Option<PathBuf>,
+}
+
+/// `cipherlink chaos netem`.
+#[derive(Debug, Args)]
+pub struct NetemArgs {
+    /// netem options, as for `tc qdisc ... netem`, e.g. "delay 100ms 75ms loss 30%".
+    pub options: String,
+    /// Packets to offer (at most 10,000,000: each delivery's delay is kept for the quantiles).
+    #[arg(long, default_value_t = 100_000, value_parser = clap::value_parser!(u32).range(1..=10_000_000))]
+    pub packets: u32,
+    /// Bytes per packet.
+    #[arg(long, default_value_t = 1000)]
+    pub size: usize,
+    /// Time between packets (netem time).
+    #[arg(long, value_parser = time_flag, default_value = "1ms")]
+    pub interval: Duration,
+    /// Model seed (default: the string's `seed`, else 0).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Also write the summary as JSON here.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+}
+
+/// A netem time with a unit: a bare number would be microseconds in `tc`,
+/// which surprises on a command line.
+fn time_flag(text: &str) -> Result<Duration, String> {
+    if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
+        return Err(format!(
+            "`{text}` needs a unit: {text}ms, {text}s or {text}us"
+        ));
+    }
+    parse_time(text).map_err(|e| e.to_string())
+}
+
+fn rate_flag(text: &str) -> Result<u64, String> {
+    if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
+        return Err(format!(
+            "`{text}` needs a unit: {text}kbit, {text}mbit or {text}kbps"
+        ));
+    }
+    parse_rate(text).map_err(|e| e.to_string())
+}
+
+fn chance_flag(text: &str) -> Result<f64, String> {
+    let (number, scale) = match text.strip_suffix('%') {
+        Some(n) => (n, 100.0),
+        None => (text, 1.0),
+    };
+    number
+        .parse::<f64>()
+        .ok()
+        .map(|v| v / scale)
+        .filter(|v| (0.0..=1.0).contains(v))
+        .ok_or_else(|| {
+            format!("`{text}`: expected a fraction from 0 to 1 (0.3) or a percentage (30%)")
+        })
+}
+
+/// Runs the chosen tool.
+pub async fn run(args: ChaosArgs) -> Result<()> {
+    match args.command {
+        ChaosCommand::Proxy(args) => proxy(args).await,
+        ChaosCommand::Netem(args) => netem_dry_run(args),
+        ChaosCommand::Lab(args) => lab(args).await,
+    }
+}
+
+async fn lab(args: LabArgs) -> Result<()> {
+    let up = netem::parse(&args.netem).context("reading --netem")?;
+    let down = match &args.netem_down {
+        Some(text) => netem::parse(text).context("reading --netem-down")?,
+        None => up.clone(),
+    };
+    let router = Router::new(
+        Model::new(up.clone(), args.seed.wrapping_mul(2)),
+        Model::new(down.clone(), args.seed.wrapping_mul(2).wrapping_add(1)),
+    );
+    let mut lab = Lab::create(&args.tag).context("setting up the lab's namespaces")?;
+    let (a, b) = lab
+        .take_devices()
+        .context("the lab's TUN devices are missing")?;
+    println!(
+        "lab up: namespace {} ({}) <-> namespace {} ({})",
+        lab.a.name, lab.a.addr, lab.b.name, lab.b.addr
+    );
+    println!("  A to B: {up}");
+    println!("  B to A: {down}");
+    println!(
+        "  e.g. ip netns exec {} cipherlink serve --listen {}:4433 --echo ...",
+        lab.b.name, lab.b.addr
+    );
+    println!(
+        "       ip netns exec {} cipherlink connect {}:4433 --server-name localhost ...",
+        lab.a.name, lab.b.addr
+    );
+    let stop = async {
+        if let Err(err) = tokio::signal::ctrl_c().await {
+            tracing::warn!("waiting for Ctrl-C: {err}");
+        }
+    };
+    let stats = match &args.pcap {
+        Some(path) => {
+            let file = std::fs::File::create(path)
+                .with_context(|| format!("creating {}", path.display()))?;
+            let mut capture = Capture::new(std::io::BufWriter::new(file))
+                .with_context(|| format!("writing {}", path.display()))?;
+            let stats = route(a, b, router, Some(&mut capture), stop).await;
+            capture
+                .into_inner()
+                .into_inner()
+                .map_err(|e| e.into_error())
+                .with_context(|| format!("flushing {}", path.display()))?;
+            stats
+        }
+        None => route(a, b, router, None::<&mut Capture<std::io::Sink>>, stop).await,
+    }
+    .context("routing between the namespaces")?;
+    println!("A to B: {}", direction_line(&stats, 0));
+    println!("B to A: {}", direction_line(&stats, 1));
+    drop(lab);
+    Ok(())
+}
+
+fn direction_line(s: &RouterStats, i: usize) -> String {
+    format!(
+        "received {} sent {} lost {} queue-full {} duplicated {} corrupted {} send-errors {}",
+        s.received[i],
+        s.sent[i],
+        s.lost[i],
+        s.queue_full[i],
+        s.duplicated[i],
+        s.corrupted[i],
+        s.send_errors[i]
+    )
+}
+
+async fn proxy(args: ChaosProxyArgs) -> Result<()> {
+    let imp = Impairments {
+        latency: args.latency.unwrap_or_default(),
+        jitter: args.jitter.unwrap_or_default(),
+        bandwidth: args.bandwidth,
+        slice: args.slice,
+        slice_delay: args.slice_delay.unwrap_or_default(),
+        stall_after: args.stall_after,
+        stall_for: args.stall_for,
+        reset_after: args.reset_after,
+        corrupt: args.corrupt.unwrap_or(0.0),
+    };
+    let mut config = ProxyConfig::new(args.listen, args.upstream.clone());
+    if matches!(args.direction, Scope::Up | Scope::Both) {
+        config.up = imp;
+    }
+    if matches!(args.direction, Scope::Down | Scope::Both) {
+        config.down = imp;
+    }
+    config.seed = args.seed;
+    if args.idle_timeout == 0 || args.connect_timeout == 0 {
+        bail!(
+            "--idle-timeout and --connect-timeout must be at least 1 second: every wait is bounded"
+        );
+    }
+    config.idle_timeout = Duration::from_secs(args.idle_timeout);
+    config.connect_timeout = Duration::from_secs(args.connect_timeout);
+    config.max_connections = args.max_connections;
+    if let Some(path) = &args.pcap {
+        let (recorder, _writer) = Recorder::create(path)
+            .with_context(|| format!("creating the capture {}", path.display()))?;
+        config.recorder = Some(recorder);
+    }
+    let recorder = config.recorder.clone();
+    let proxy = StreamProxy::bind(config)
+        .await
+        .with_context(|| format!("starting the chaos proxy on {}", args.listen))?;
+    let addr = proxy
+        .local_addr()
+        .context("reading the listening address")?;
+    tracing::info!(
+        "chaos proxy on {addr} -> {} ({:?}, seed {}): {imp:?}",
+        args.upstream,
+        args.direction,
+        args.seed
+    );
+    tokio::select! {
+        result = proxy.run() => result.context("chaos proxy stopped")?,
+        signal = tokio::signal::ctrl_c() => {
+            signal.context("waiting for Ctrl-C")?;
+            tracing::info!("interrupted; stopping");
+        }
+    }
+    if let (Some(r), Some(path)) = (recorder, &args.pcap) {
+        // The writer flushes whenever it is idle; what was queued at the
+        // interrupt may be missing, and events it could not keep up with are counted.
+        tracing::info!(
+            "capture in {} ({} events dropped)",
+            path.display(),
+            r.dropped()
+        );
+    }
+    Ok(())
+}
+
+fn netem_dry_run(args: NetemArgs) -> Result<()> {
+    let parsed = netem::parse(&args.options).context("reading the netem options")?;
+    let seed = args.seed.or(parsed.seed).unwrap_or(0);
+    let train = Train {
+        packets: args.packets,
+        size: args.size,
+        interval: args.interval,
+        seed,
+    };
+    let s = simulate(&parsed, train);
+    let pct = |n: u64| 100.0 * n as f64 / f64::from(args.packets.max(1));
+    println!("netem: {parsed}");
+    println!(
+        "offered {} packets of {} bytes every {:?} (seed {seed})",
+        args.packets, args.size, args.interval
+    );
+    println!(
+        "delivered {} copies; lost {} ({:.2}%); queue full {} ({:.2}%); duplicated {} ({:.2}%); \
+         corrupted {} ({:.2}%); reordered {} ({:.2}%); out of order {} ({:.2}%)",
+        s.delivered,
+        s.lost,
+        pct(s.lost),
+        s.queue_full,
+        pct(s.queue_full),
+        s.duplicated,
+        pct(s.duplicated),
+        s.corrupted,
+        pct(s.corrupted),
+        s.reordered,
+        pct(s.reordered),
+        s.out_of_order,
+        pct(s.out_of_order),
+    );
+    let ms = |q: f64| s.delay_quantile(q).map_or(f64::NAN, |d| d * 1e3);
+    let (mean, sd) = s.delay_mean_sd().unwrap_or((f64::NAN, f64::NAN));
+    println!(
+        "delay ms: mean {:.3} sd {:.3} min {:.3} p50 {:.3} p99 {:.3} max {:.3}",
+        mean * 1e3,
+        sd * 1e3,
+        ms(0.0),
+        ms(0.5),
+        ms(0.99),
+        ms(1.0)
+    );
+    println!("delivered throughput: {:.0} bit/s", s.throughput_bps);
+    if let Some(path) = args.json {
+        let json = serde_json::json!({
+            "netem": args.options,
+            "parsed": parsed.to_string(),
+            "seed": seed,
+            "packets": args.packets,
+            "size": args.size,
+            "interval_us": args.interval.as_micros() as u64,
+            "delivered": s.delivered,
+            "lost": s.lost,
+            "queue_full": s.queue_full,
+            "duplicated": s.duplicated,
+            "corrupted": s.corrupted,
+            "reordered": s.reordered,
+            "out_of_order": s.out_of_order,
+            "delay_ms": {
+                "mean": mean * 1e3, "sd": sd * 1e3,
+                "min": ms(0.0), "p50": ms(0.5), "p99": ms(0.99), "max": ms(1.0),
+            },
+            "throughput_bps": s.throughput_bps,
+        });
+        let text = serde_json::to_string_pretty(&json).context("encoding the summary")?;
+        std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(())
+}
