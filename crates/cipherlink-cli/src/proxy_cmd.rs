@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use anyhow::{Context as _, Result};
-use cipherlink_proxy::{ProxyConfig, Role, ServiceConfig, Transport, V1Config};
+use cipherlink_proxy::{LinkConfig, ProxyConfig, Role, ServiceConfig, Transport, V1Config};
 use clap::{Args, Subcommand};
 
 use crate::tls_args::{build_context, ClientTlsArgs, ServerTlsArgs, TlsArgs};
@@ -35,7 +35,9 @@ pub struct CommonArgs {
     /// Address to accept connections on.
     #[arg(long)]
     pub listen: String,
-    /// How the encrypted side is carried: tls, v1 or plain (no encryption; for measurement).
+    /// How the encrypted side is carried: tls, v1, link (recommended against
+    /// observers: random-looking, hybrid post-quantum) or plain (no encryption;
+    /// for measurement).
     #[arg(long, default_value = "tls")]
     pub transport: Transport,
     /// v1: our X25519 secret key file (hex, base64 or 32 raw bytes).
@@ -47,6 +49,16 @@ pub struct CommonArgs {
     /// v1: largest frame data size accepted and sent.
     #[arg(long, default_value_t = cipherlink_proxy::v1::DEFAULT_MAX_DATA_SIZE)]
     pub max_frame_size: u32,
+    /// link, server: the server key file (`cipherlink link keygen --key`).
+    #[arg(long, value_name = "FILE")]
+    pub link_key: Option<PathBuf>,
+    /// link, server: the token store (`cipherlink link invite --tokens`);
+    /// re-read when it changes.
+    #[arg(long, value_name = "FILE")]
+    pub link_tokens: Option<PathBuf>,
+    /// link, client: the connection file `cipherlink link invite` issued.
+    #[arg(long, value_name = "FILE")]
+    pub link_file: Option<PathBuf>,
     /// Most tunnels open at once.
     #[arg(long, default_value_t = 16_384)]
     pub max_connections: usize,
@@ -84,9 +96,10 @@ pub struct ServerArgs {
 /// `proxy client`.
 #[derive(Debug, Args)]
 pub struct ClientArgs {
-    /// The proxy server to connect to (host:port).
+    /// The proxy server to connect to (host:port); with --transport link,
+    /// defaults to the connection file's server.
     #[arg(long)]
-    pub connect: String,
+    pub connect: Option<String>,
     #[command(flatten)]
     pub common: CommonArgs,
     #[command(flatten)]
@@ -130,7 +143,13 @@ pub async fn run(args: ProxyArgs) -> Result<()> {
         ProxyCommand::Client(client) => {
             let mut tls = client.common.tls.to_config()?;
             client.client.apply(&mut tls);
-            let config = single(Role::Client, &client.common, client.connect, tls)?;
+            let connect = match (client.connect, client.common.transport) {
+                (Some(connect), _) => connect,
+                // Empty: the service takes the connection file's server.
+                (None, Transport::Link) => String::new(),
+                (None, _) => anyhow::bail!("--connect HOST:PORT is required"),
+            };
+            let config = single(Role::Client, &client.common, connect, tls)?;
             serve(config).await
         }
         ProxyCommand::Run(run) => {
@@ -193,7 +212,63 @@ fn single(
                 max_frame_size: common.max_frame_size,
             });
         }
+        Transport::Link => {
+            let link = match role {
+                Role::Server => {
+                    let (Some(key), Some(tokens)) = (&common.link_key, &common.link_tokens) else {
+                        anyhow::bail!(
+                            "--transport link on a server needs --link-key (`cipherlink link \
+                             keygen --key FILE`) and --link-tokens (the store `cipherlink link \
+                             invite --tokens FILE` writes)"
+                        );
+                    };
+                    LinkConfig {
+                        server_key: Some(key.clone()),
+                        token_store: Some(tokens.clone()),
+                        connection_file: None,
+                    }
+                }
+                Role::Client => {
+                    let Some(file) = &common.link_file else {
+                        anyhow::bail!(
+                            "--transport link on a client needs --link-file (the connection \
+                             file `cipherlink link invite` issued)"
+                        );
+                    };
+                    LinkConfig {
+                        server_key: None,
+                        token_store: None,
+                        connection_file: Some(file.clone()),
+                    }
+                }
+            };
+            service.link = Some(link);
+        }
         _ => {}
+    }
+    let misplaced = match (common.transport, role) {
+        (Transport::Link, Role::Server) => common.link_file.as_ref().map(|_| "--link-file"),
+        (Transport::Link, Role::Client) => common
+            .link_key
+            .as_ref()
+            .map(|_| "--link-key")
+            .or(common.link_tokens.as_ref().map(|_| "--link-tokens")),
+        _ => common
+            .link_key
+            .as_ref()
+            .or(common.link_tokens.as_ref())
+            .or(common.link_file.as_ref())
+            .map(|_| "--link-*"),
+    };
+    if let Some(flag) = misplaced {
+        anyhow::bail!(
+            "{flag} does not apply to a {} with --transport {}",
+            match role {
+                Role::Server => "server",
+                Role::Client => "client",
+            },
+            common.transport.name()
+        );
     }
     let name = match role {
         Role::Server => "server",
@@ -219,7 +294,11 @@ async fn serve(config: ProxyConfig) -> Result<()> {
                 Role::Client => "client",
             },
             service.transport.name(),
-            service.connect
+            if service.connect.is_empty() {
+                "the connection file's server"
+            } else {
+                &service.connect
+            }
         );
     }
     proxy.run(shutdown_signal()).await;
@@ -256,7 +335,7 @@ async fn shutdown_signal() {
 #[derive(Debug, Args)]
 pub struct BenchProxyArgs {
     /// Our transports to measure besides plain, comma-separated.
-    #[arg(long, default_value = "tls,v1", value_delimiter = ',')]
+    #[arg(long, default_value = "tls,v1,link", value_delimiter = ',')]
     pub transport: Vec<Transport>,
     /// MiB sent through one connection for the throughput case.
     #[arg(long, default_value_t = 1024)]

@@ -64,7 +64,7 @@ pub struct BenchOptions {
 /// One row: a way of getting from the client to the backend.
 #[derive(Debug, Clone, Serialize)]
 pub struct Row {
-    /// `direct`, `plain`, `tls`, `v1`, `stunnel`.
+    /// `direct`, `plain`, `tls`, `v1`, `link`, `stunnel`.
     pub case: String,
     /// One connection, one direction, MB/s (10^6 bytes).
     pub throughput_mb_s: f64,
@@ -154,6 +154,27 @@ impl Material {
         }
         for name in ["v1-server", "v1-client"] {
             crate::v1::keys::write_key_pair(dir.path(), name).map_err(fail)?;
+        }
+        // The files `cipherlink link keygen` and `link invite` write; every
+        // link pair's client uses the one token (a token may hold many links).
+        let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::from_os_rng();
+        let key = cipherlink_link::ServerKey::generate(&mut rng);
+        let mut tokens = cipherlink_link::TokenStore::new();
+        let token = tokens.issue("bench", &mut rng).map_err(fail)?;
+        let file = cipherlink_link::ConnectionFile {
+            name: "bench".into(),
+            // Each pair's client is given its server with --connect.
+            server: "127.0.0.1:1".into(),
+            server_key: *key.public(),
+            token,
+            tail_length: cipherlink_link::LinkParams::default().tail_length,
+        };
+        for (name, text) in [
+            ("link-server.key", key.to_text()),
+            ("link-tokens.txt", tokens.to_text()),
+            ("bench.link", file.to_text()),
+        ] {
+            std::fs::write(dir.path().join(name), text).map_err(fail)?;
         }
         Ok(Material { dir })
     }
@@ -254,6 +275,11 @@ async fn our_pair(
             server.extend(["--v1-peer".into(), material.path("v1-client.pub")]);
             client.extend(["--v1-key".into(), material.path("v1-client.key")]);
             client.extend(["--v1-peer".into(), material.path("v1-server.pub")]);
+        }
+        Transport::Link => {
+            server.extend(["--link-key".into(), material.path("link-server.key")]);
+            server.extend(["--link-tokens".into(), material.path("link-tokens.txt")]);
+            client.extend(["--link-file".into(), material.path("bench.link")]);
         }
         Transport::Plain => {}
     }

@@ -34,6 +34,9 @@ pub enum Transport {
     Tls,
     /// The seed's v1 NaCl-box frame (docs/v1-frame.md): for Python peers.
     V1,
+    /// The link protocol (docs/link-protocol.md): random-looking bytes,
+    /// hybrid post-quantum, forward secret, token-authenticated clients.
+    Link,
     /// No encryption: a baseline for measurement.
     Plain,
 }
@@ -44,6 +47,7 @@ impl Transport {
         match self {
             Transport::Tls => "tls",
             Transport::V1 => "v1",
+            Transport::Link => "link",
             Transport::Plain => "plain",
         }
     }
@@ -55,9 +59,10 @@ impl std::str::FromStr for Transport {
         match s.to_ascii_lowercase().as_str() {
             "tls" => Ok(Transport::Tls),
             "v1" => Ok(Transport::V1),
+            "link" => Ok(Transport::Link),
             "plain" => Ok(Transport::Plain),
             other => Err(format!(
-                "unknown transport {other:?}; valid: tls, v1, plain"
+                "unknown transport {other:?}; valid: tls, v1, link, plain"
             )),
         }
     }
@@ -90,6 +95,24 @@ fn default_max_frame() -> u32 {
     DEFAULT_MAX_DATA_SIZE
 }
 
+/// The link transport's files, as `cipherlink link keygen` and
+/// `cipherlink link invite` write them. A server needs `server_key` and
+/// `token_store`; a client needs `connection_file`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LinkConfig {
+    /// Server: the server key file (`link keygen --key`).
+    #[serde(default)]
+    pub server_key: Option<PathBuf>,
+    /// Server: the token store (`link invite --tokens`); re-read when it
+    /// changes, so `link revoke` applies to new links.
+    #[serde(default)]
+    pub token_store: Option<PathBuf>,
+    /// Client: the connection file `link invite` issued.
+    #[serde(default)]
+    pub connection_file: Option<PathBuf>,
+}
+
 /// One named service.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -100,7 +123,8 @@ pub struct ServiceConfig {
     pub listen: String,
     /// Where each accepted connection goes (`host:port`): a server's
     /// plaintext service (also spelled `forward`), or a client's proxy server.
-    #[serde(alias = "forward")]
+    /// A link client may leave it empty to use its connection file's server.
+    #[serde(alias = "forward", default)]
     pub connect: String,
     /// How the encrypted side is carried.
     pub transport: Transport,
@@ -110,6 +134,9 @@ pub struct ServiceConfig {
     /// Keys for `transport = "v1"`.
     #[serde(default)]
     pub v1: Option<V1Config>,
+    /// Files for `transport = "link"`.
+    #[serde(default)]
+    pub link: Option<LinkConfig>,
     /// Most tunnels open at once; more wait in the kernel's accept queue.
     #[serde(default = "default_max_connections")]
     pub max_connections: usize,
@@ -155,6 +182,7 @@ impl ServiceConfig {
             transport,
             tls: None,
             v1: None,
+            link: None,
             max_connections: default_max_connections(),
             idle_timeout_secs: default_idle_timeout(),
             connect_timeout_ms: default_connect_timeout(),
@@ -233,6 +261,18 @@ impl ServiceConfig {
                 }
             }
         }
+        if let Some(link) = &mut self.link {
+            let files = [
+                &mut link.server_key,
+                &mut link.token_store,
+                &mut link.connection_file,
+            ];
+            for path in files.into_iter().flatten() {
+                if path.is_relative() {
+                    *path = base.join(&*path);
+                }
+            }
+        }
     }
 }
 
@@ -264,6 +304,12 @@ mod tests {
             [service.legacy.v1]
             secret_key = "client.key"
             peer_public_key = "/etc/server.pub"
+            [service.hidden]
+            role = "client"
+            listen = "127.0.0.1:9100"
+            transport = "link"
+            [service.hidden.link]
+            connection_file = "alice.link"
         "#;
         let mut config = ProxyConfig::from_toml(text, Path::new("p.toml")).unwrap();
         for service in config.service.values_mut() {
@@ -284,6 +330,16 @@ mod tests {
         assert_eq!(v1.max_frame_size, DEFAULT_MAX_DATA_SIZE);
         assert_eq!(legacy.max_connections, 10);
         assert_eq!(config.stats_interval_secs, 5);
+        let hidden = &config.service["hidden"];
+        assert_eq!(hidden.transport, Transport::Link);
+        assert_eq!(
+            hidden.connect, "",
+            "a link client may take the file's server"
+        );
+        assert_eq!(
+            hidden.link.as_ref().unwrap().connection_file,
+            Some(PathBuf::from("/etc/cl/alice.link"))
+        );
     }
 
     #[test]

@@ -5,7 +5,6 @@
 //! FIN), so a plaintext client sees an error rather than a clean but empty
 //! reply; a tunnel that ends cleanly closes them in order (half-close).
 
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
@@ -13,9 +12,10 @@ use tokio::net::TcpStream;
 
 use crate::config::Role;
 use crate::error::TunnelError;
+use crate::link::LinkEngine;
 use crate::read_ahead::ReadAhead;
 use crate::relay::{self, Count, Ends};
-use crate::service::{Engine, Shared};
+use crate::service::{Accepted, Engine, Shared};
 use crate::v1::{Decoder, Opener, Sealer};
 
 /// Bytes a TLS side reads from its socket at once: two full records.
@@ -26,9 +26,16 @@ const CLIENT: &str = "client";
 const TARGET: &str = "target";
 
 /// Handles one accepted connection to the end, logging its open and close.
-pub(crate) async fn handle(shared: &Shared, accepted: TcpStream, peer: SocketAddr, id: u64) {
+pub(crate) async fn handle(shared: &Shared, accepted: Accepted, id: u64) {
     let started = Instant::now();
-    let _ = accepted.set_nodelay(true);
+    // A TCP peer is named by its address, a link peer by its token's name.
+    let peer = match &accepted {
+        Accepted::Tcp(stream, addr) => {
+            let _ = stream.set_nodelay(true);
+            addr.to_string()
+        }
+        Accepted::Link(link) => format!("link:{}", link.peer()),
+    };
     tracing::info!(
         service = %shared.name,
         tunnel = id,
@@ -50,7 +57,7 @@ pub(crate) async fn handle(shared: &Shared, accepted: TcpStream, peer: SocketAdd
             service: &shared.stats.down,
         },
     };
-    let result = run(shared, accepted, peer, counts).await;
+    let result = run(shared, accepted, &peer, counts).await;
     let (up, down) = (up.load(Ordering::Relaxed), down.load(Ordering::Relaxed));
     let duration = started.elapsed();
     match &result {
@@ -87,10 +94,25 @@ pub(crate) struct Counts<'a> {
 
 async fn run(
     shared: &Shared,
-    accepted: TcpStream,
-    peer: SocketAddr,
+    accepted: Accepted,
+    peer: &str,
     counts: Counts<'_>,
 ) -> Result<(), TunnelError> {
+    let accepted = match accepted {
+        // The link listener authenticated it already.
+        Accepted::Link(link) => {
+            let target = connect(shared).await?;
+            return relay(
+                shared,
+                Encrypted::Link(Box::new(link)),
+                target,
+                true,
+                counts,
+            )
+            .await;
+        }
+        Accepted::Tcp(stream, _) => stream,
+    };
     match shared.role {
         Role::Server => {
             // Authenticate before touching the service: an unauthenticated
@@ -98,7 +120,7 @@ async fn run(
             let encrypted = match &shared.engine {
                 Engine::Tls(context) => {
                     match context
-                        .accept(ReadAhead::new(accepted, TLS_READ_AHEAD), peer.to_string())
+                        .accept(ReadAhead::new(accepted, TLS_READ_AHEAD), peer.to_owned())
                         .await
                     {
                         Ok(tunnel) => Encrypted::Tls(Box::new(tunnel)),
@@ -119,6 +141,23 @@ async fn run(
             relay(shared, encrypted, target, true, counts).await
         }
         Role::Client => {
+            if let Engine::Link(LinkEngine::Client(config)) = &shared.engine {
+                let link = match connect_link(shared, config).await {
+                    Ok(link) => link,
+                    Err(err) => {
+                        reset(&accepted);
+                        return Err(err);
+                    }
+                };
+                return relay(
+                    shared,
+                    Encrypted::Link(Box::new(link)),
+                    accepted,
+                    false,
+                    counts,
+                )
+                .await;
+            }
             let upstream = match connect(shared).await {
                 Ok(upstream) => upstream,
                 Err(err) => {
@@ -170,6 +209,33 @@ async fn connect(shared: &Shared) -> Result<TcpStream, TunnelError> {
     Ok(stream)
 }
 
+/// Connects and authenticates a link, within connect_timeout_ms.
+async fn connect_link(
+    shared: &Shared,
+    config: &cipherlink_link::ClientConfig,
+) -> Result<cipherlink_link::driver::Link, TunnelError> {
+    let attempt = cipherlink_link::driver::connect(shared.connect.as_str(), config);
+    match tokio::time::timeout(shared.connect_timeout, attempt).await {
+        Ok(Ok(link)) => Ok(link),
+        Ok(Err(error)) => Err(TunnelError::Link {
+            target: shared.connect.clone(),
+            error,
+        }),
+        // A wrong server key looks like this: the server answers nothing.
+        Err(_) => Err(TunnelError::Connect {
+            target: shared.connect.clone(),
+            error: std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!(
+                    "no link handshake reply within {:?} (connect_timeout_ms; a server \
+                     key other than the connection file's gets none)",
+                    shared.connect_timeout
+                ),
+            ),
+        }),
+    }
+}
+
 /// Makes the kernel answer with RST when the socket is dropped.
 fn reset(stream: &TcpStream) {
     let _ = stream.set_zero_linger();
@@ -177,6 +243,7 @@ fn reset(stream: &TcpStream) {
 
 enum Encrypted {
     Tls(Box<cipherlink::Tunnel<ReadAhead<TcpStream>>>),
+    Link(Box<cipherlink_link::driver::Link>),
     Tcp(TcpStream),
 }
 
@@ -184,6 +251,8 @@ impl Encrypted {
     fn reset(mut self) {
         match &mut self {
             Encrypted::Tcp(stream) => reset(stream),
+            // The driver owns the link's socket: dropping the link ends it.
+            Encrypted::Link(_) => {}
             Encrypted::Tls(tunnel) => {
                 if let Some(stream) = tunnel.stream_mut() {
                     reset(stream.get_ref().0.get_ref());
@@ -287,6 +356,25 @@ async fn relay(
             }
             result
         }
+        (Engine::Link(_), Encrypted::Link(link)) => {
+            // Shutting the link's write side sends its authenticated close:
+            // half-close travels exactly as through a TLS tunnel.
+            let (mut enc_read, mut enc_write) = tokio::io::split(*link);
+            let (plain_read, plain_write) = plain.split();
+            relay::drive(
+                relay::pump_bytes(&mut enc_read, plain_write, size, to_plain, into_plain),
+                relay::pump_bytes(
+                    plain_read,
+                    &mut enc_write,
+                    size,
+                    to_encrypted,
+                    into_encrypted,
+                ),
+                idle,
+                moved,
+            )
+            .await
+        }
         (_, Encrypted::Tcp(mut enc)) => {
             let (enc_read, enc_write) = enc.split();
             let (plain_read, plain_write) = plain.split();
@@ -302,10 +390,10 @@ async fn relay(
             }
             result
         }
-        (_, Encrypted::Tls(_)) => Err(TunnelError::Io {
+        (_, Encrypted::Tls(_) | Encrypted::Link(_)) => Err(TunnelError::Io {
             during: "starting",
             side: enc_name,
-            error: std::io::Error::other("TLS tunnel on a non-TLS service"),
+            error: std::io::Error::other("tunnel of another transport than the service's"),
         }),
     };
     if result.is_err() {

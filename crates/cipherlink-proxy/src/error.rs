@@ -78,6 +78,14 @@ pub enum TunnelError {
         /// Why.
         error: io::Error,
     },
+    /// The link handshake to the proxy server failed.
+    #[error("link to {target}: {error}")]
+    Link {
+        /// Where.
+        target: String,
+        /// Why (the link crate's reason).
+        error: cipherlink_link::driver::DriverError,
+    },
     /// The TLS handshake failed.
     #[error("{0}")]
     Tls(#[from] cipherlink::Error),

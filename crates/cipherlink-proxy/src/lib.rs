@@ -1,9 +1,10 @@
 //! cipherlink-proxy: put encryption in front of any TCP service, as stunnel
-//! does, with TLS (the core's Context), the seed's v1 NaCl-box frame, or
-//! plain TCP (for measurement).
+//! does, with TLS (the core's Context), the link protocol (the
+//! `cipherlink-link` crate: random-looking, hybrid post-quantum), the seed's
+//! v1 NaCl-box frame, or plain TCP (for measurement).
 //!
 //! ```text
-//!  plaintext client --TCP--> [proxy client] ==tls|v1|plain==> [proxy server] --TCP--> service
+//!  plaintext client --TCP--> [proxy client] ==tls|link|v1|plain==> [proxy server] --TCP--> service
 //!                            listen / connect                 listen / forward
 //! ```
 //!
@@ -19,13 +20,14 @@ pub mod bench;
 pub mod config;
 mod conn;
 pub mod error;
+mod link;
 mod read_ahead;
 mod relay;
 mod service;
 pub mod stats;
 pub mod v1;
 
-pub use config::{ProxyConfig, Role, ServiceConfig, Transport, V1Config};
+pub use config::{LinkConfig, ProxyConfig, Role, ServiceConfig, Transport, V1Config};
 pub use error::{ProxyError, TunnelError};
 pub use service::{Proxy, Service};
 pub use stats::{ServiceStats, Snapshot};

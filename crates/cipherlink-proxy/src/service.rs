@@ -13,6 +13,7 @@ use tokio::task::JoinSet;
 
 use crate::config::{ProxyConfig, Role, ServiceConfig, Transport};
 use crate::error::ProxyError;
+use crate::link::LinkEngine;
 use crate::stats::{stats_line, ServiceStats, Snapshot};
 use crate::v1::keys::{read_public_key, read_secret_key};
 use crate::v1::{Keys, OVERHEAD};
@@ -22,6 +23,7 @@ use crate::v1::{Keys, OVERHEAD};
 pub(crate) enum Engine {
     Tls(cipherlink::Context),
     V1 { keys: Keys, max_frame: u32 },
+    Link(LinkEngine),
     Plain,
 }
 
@@ -39,10 +41,49 @@ pub(crate) struct Shared {
     pub(crate) stats: Arc<ServiceStats>,
 }
 
+/// Where a service's connections come from: TCP, or (a link server)
+/// links that have already authenticated.
+enum Listener {
+    Tcp(TcpListener),
+    Link(cipherlink_link::driver::LinkListener),
+}
+
+/// What a listener hands over: a TCP connection and its address, or a link
+/// and its authenticated client name.
+pub(crate) enum Accepted {
+    Tcp(tokio::net::TcpStream, SocketAddr),
+    Link(cipherlink_link::driver::Link),
+}
+
+impl std::fmt::Debug for Listener {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Listener::Tcp(l) => l.fmt(f),
+            Listener::Link(l) => f
+                .debug_struct("LinkListener")
+                .field("local", &l.local_addr())
+                .finish(),
+        }
+    }
+}
+
+impl Listener {
+    async fn accept(&mut self) -> std::io::Result<Accepted> {
+        match self {
+            Listener::Tcp(l) => l.accept().await.map(|(s, a)| Accepted::Tcp(s, a)),
+            Listener::Link(l) => l
+                .accept()
+                .await
+                .map(Accepted::Link)
+                .ok_or_else(|| std::io::Error::other("the link listener stopped")),
+        }
+    }
+}
+
 /// A bound, checked service, ready to run.
 #[derive(Debug)]
 pub struct Service {
-    listener: TcpListener,
+    listener: Listener,
     max_connections: usize,
     shared: Arc<Shared>,
 }
@@ -52,14 +93,28 @@ impl Service {
     /// limits) and binds its listen address.
     pub async fn bind(name: &str, config: &ServiceConfig) -> Result<Service, ProxyError> {
         let shared = Arc::new(check(name, config)?);
-        let listener =
-            TcpListener::bind(&config.listen)
-                .await
-                .map_err(|error| ProxyError::Bind {
-                    service: name.to_string(),
-                    addr: config.listen.clone(),
-                    error,
-                })?;
+        let bind_error = |error| ProxyError::Bind {
+            service: name.to_string(),
+            addr: config.listen.clone(),
+            error,
+        };
+        let listener = match &shared.engine {
+            Engine::Link(LinkEngine::Server { endpoint, .. }) => Listener::Link(
+                cipherlink_link::driver::LinkListener::bind(&config.listen, endpoint.clone())
+                    .await
+                    .map_err(|e| match e {
+                        cipherlink_link::driver::DriverError::Io { source, .. } => {
+                            bind_error(source)
+                        }
+                        other => bind_error(std::io::Error::other(other)),
+                    })?,
+            ),
+            _ => Listener::Tcp(
+                TcpListener::bind(&config.listen)
+                    .await
+                    .map_err(bind_error)?,
+            ),
+        };
         Ok(Service {
             listener,
             max_connections: config.max_connections,
@@ -69,7 +124,10 @@ impl Service {
 
     /// The bound address (useful with port 0).
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
-        self.listener.local_addr()
+        match &self.listener {
+            Listener::Tcp(l) => l.local_addr(),
+            Listener::Link(l) => Ok(l.local_addr()),
+        }
     }
 
     /// The service's name.
@@ -84,7 +142,19 @@ impl Service {
 
     /// Accepts until `stop` turns true, then lets open tunnels finish for
     /// up to `grace` and cuts the rest. Returns when every tunnel is gone.
-    pub async fn run(self, mut stop: watch::Receiver<bool>, grace: Duration) {
+    pub async fn run(mut self, mut stop: watch::Receiver<bool>, grace: Duration) {
+        // Stops with the service, however `run` ends (an aborted task too).
+        let _reload = match &self.shared.engine {
+            Engine::Link(LinkEngine::Server {
+                endpoint,
+                token_store,
+            }) => Some(AbortOnDrop(tokio::spawn(reload_tokens(
+                self.shared.name.clone(),
+                endpoint.clone(),
+                token_store.clone(),
+            )))),
+            _ => None,
+        };
         let permits = Arc::new(Semaphore::new(self.max_connections));
         let mut tunnels = JoinSet::new();
         let ids = AtomicU64::new(0);
@@ -100,8 +170,12 @@ impl Service {
                 accepted = self.listener.accept() => accepted,
                 _ = stop.wait_for(|stop| *stop) => break,
             };
-            let (stream, peer) = match accepted {
+            let accepted = match accepted {
                 Ok(accepted) => accepted,
+                Err(err) if matches!(self.listener, Listener::Link(_)) => {
+                    tracing::warn!(service = %self.shared.name, "{err}");
+                    break;
+                }
                 Err(err) => {
                     // EMFILE and friends: back off instead of spinning.
                     tracing::warn!(service = %self.shared.name, "accept failed: {err}");
@@ -117,7 +191,7 @@ impl Service {
             tunnels.spawn(async move {
                 let _permit = permit;
                 let _active = ActiveGuard(&shared.stats);
-                crate::conn::handle(&shared, stream, peer, id).await;
+                crate::conn::handle(&shared, accepted, id).await;
             });
         }
         drop(self.listener);
@@ -147,6 +221,15 @@ impl Service {
     }
 }
 
+/// Aborts a helper task when its owner goes away.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// Decrements the active count however a tunnel task ends (abort included).
 struct ActiveGuard<'a>(&'a ServiceStats);
 
@@ -168,9 +251,7 @@ fn check(name: &str, config: &ServiceConfig) -> Result<Shared, ProxyError> {
     if config.max_connections == 0 {
         return Err(bad("max_connections", "must be at least 1"));
     }
-    if config.connect.is_empty() {
-        return Err(bad("connect", "is empty; give host:port"));
-    }
+    let mut connect = config.connect.clone();
     let section = |present: bool, field: &'static str| -> Result<(), ProxyError> {
         if present {
             Err(bad(
@@ -187,6 +268,7 @@ fn check(name: &str, config: &ServiceConfig) -> Result<Shared, ProxyError> {
     let engine = match config.transport {
         Transport::Tls => {
             section(config.v1.is_some(), "v1")?;
+            section(config.link.is_some(), "link")?;
             let tls = config.tls.clone().unwrap_or_default();
             let built = match config.role {
                 Role::Server => cipherlink::Context::server(&tls),
@@ -199,6 +281,7 @@ fn check(name: &str, config: &ServiceConfig) -> Result<Shared, ProxyError> {
         }
         Transport::V1 => {
             section(config.tls.is_some(), "tls")?;
+            section(config.link.is_some(), "link")?;
             let Some(v1) = &config.v1 else {
                 return Err(bad(
                     "v1",
@@ -226,12 +309,41 @@ fn check(name: &str, config: &ServiceConfig) -> Result<Shared, ProxyError> {
                 max_frame: v1.max_frame_size,
             }
         }
+        Transport::Link => {
+            section(config.tls.is_some(), "tls")?;
+            section(config.v1.is_some(), "v1")?;
+            let Some(link) = &config.link else {
+                return Err(bad(
+                    "link",
+                    "is missing: a link server needs `server_key` and `token_store`, a link \
+                     client `connection_file` (`cipherlink link keygen` / `link invite`)",
+                ));
+            };
+            let (mut engine, file_server) = crate::link::engine(config.role, link)
+                .map_err(|(field, reason)| bad(field, &reason))?;
+            if let LinkEngine::Client(client) = &mut engine {
+                // The driver's own handshake limit, so an abandoned attempt
+                // does not outlive connect_timeout_ms.
+                client.params.handshake_timeout =
+                    Duration::from_millis(config.connect_timeout_ms.max(1));
+            }
+            if connect.is_empty() {
+                if let Some(server) = file_server {
+                    connect = server;
+                }
+            }
+            Engine::Link(engine)
+        }
         Transport::Plain => {
             section(config.tls.is_some(), "tls")?;
             section(config.v1.is_some(), "v1")?;
+            section(config.link.is_some(), "link")?;
             Engine::Plain
         }
     };
+    if connect.is_empty() {
+        return Err(bad("connect", "is empty; give host:port"));
+    }
     // A v1 frame carries one read: keep it under the bound the peer enforces.
     let buffer_size = match &engine {
         Engine::V1 { max_frame, .. } => config
@@ -243,7 +355,7 @@ fn check(name: &str, config: &ServiceConfig) -> Result<Shared, ProxyError> {
         name: name.to_string(),
         role: config.role,
         transport: config.transport,
-        connect: config.connect.clone(),
+        connect,
         engine,
         connect_timeout: Duration::from_millis(config.connect_timeout_ms),
         idle_timeout: (config.idle_timeout_secs > 0)
@@ -333,5 +445,32 @@ async fn tick(services: Vec<(String, Arc<ServiceStats>)>, every: Duration) {
             *prev = snap;
         }
         last = now;
+    }
+}
+
+/// Re-reads a link server's token store when it changes (as `cipherlink
+/// link serve` does), so `link revoke` refuses new links without a restart.
+/// A store that no longer parses is logged and the old one kept.
+async fn reload_tokens(
+    name: String,
+    endpoint: Arc<cipherlink_link::ServerEndpoint>,
+    path: std::path::PathBuf,
+) {
+    let mut seen = crate::link::mtime(&path);
+    let mut every = tokio::time::interval(Duration::from_secs(2));
+    loop {
+        every.tick().await;
+        let now = crate::link::mtime(&path);
+        if now == seen {
+            continue;
+        }
+        seen = now;
+        match crate::link::read_tokens(&path) {
+            Ok(tokens) => {
+                endpoint.set_tokens(tokens);
+                tracing::info!(service = %name, "reloaded {}", path.display());
+            }
+            Err(err) => tracing::warn!(service = %name, "keeping the old tokens: {err}"),
+        }
     }
 }

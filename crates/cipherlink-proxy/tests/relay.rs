@@ -16,10 +16,13 @@ use tokio::net::{TcpListener, TcpStream};
 const TRANSPORTS: [Transport; 3] = [Transport::Tls, Transport::V1, Transport::Plain];
 
 async fn many_clients(transport: Transport) {
+    many_clients_n(transport, 200).await;
+}
+
+async fn many_clients_n(transport: Transport, clients: u64) {
     let material = Material::new();
     let backend = echo_server().await;
     let pair = Pair::start(&material, transport, backend).await;
-    let clients = 200u64;
     let mut tasks = Vec::new();
     for seed in 0..clients {
         let addr = pair.client.addr;
@@ -67,6 +70,11 @@ async fn two_hundred_concurrent_clients_v1() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_hundred_concurrent_clients_plain() {
     many_clients(Transport::Plain).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_concurrent_clients_link() {
+    many_clients_n(Transport::Link, 50).await;
 }
 
 /// A backend that answers only after the client's EOF: the reply must
@@ -301,4 +309,211 @@ async fn mutual_tls_and_the_allow_list_apply_unchanged() {
         stats.snapshot().failed == 1
     })
     .await;
+}
+
+#[tokio::test]
+async fn half_close_travels_through_a_link_pair() {
+    let material = Material::new();
+    let backend = reply_after_eof_server().await;
+    let pair = Pair::start(&material, Transport::Link, backend).await;
+    let back = tokio::time::timeout(DEADLINE, round_trip(pair.client.addr, &[7u8; 54321]))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&back), "got 54321 bytes after EOF");
+}
+
+/// A proxy client with another connection file, against `server`, giving
+/// up on a handshake after one second.
+async fn link_client(material: &Material, file: &str, server: std::net::SocketAddr) -> Running {
+    use cipherlink_proxy::{LinkConfig, Role, ServiceConfig};
+    let mut config = ServiceConfig::new(
+        Role::Client,
+        "127.0.0.1:0",
+        server.to_string(),
+        Transport::Link,
+    );
+    config.link = Some(LinkConfig {
+        connection_file: Some(material.path(file)),
+        ..LinkConfig::default()
+    });
+    config.connect_timeout_ms = 1_000;
+    Running::start(file, config).await
+}
+
+#[tokio::test]
+async fn revoked_and_unknown_tokens_are_refused_and_the_server_goes_on() {
+    let material = Material::new();
+    let backend = echo_server().await;
+    let pair = Pair::start(&material, Transport::Link, backend).await;
+    for file in ["mallory.link", "stranger.link"] {
+        let client = link_client(&material, file, pair.server.addr).await;
+        let outcome = tokio::time::timeout(DEADLINE, round_trip(client.addr, b"let me in"))
+            .await
+            .unwrap();
+        match outcome {
+            Err(err) => assert_eq!(
+                err.kind(),
+                std::io::ErrorKind::ConnectionReset,
+                "{file}: {err}"
+            ),
+            Ok(back) => panic!("{file}: a refused token must reset the user, got {back:?}"),
+        }
+        let stats = client.stats.clone();
+        until("the refused tunnel counted", || {
+            stats.snapshot().failed == 1
+        })
+        .await;
+    }
+    // A connection file pinning another server key: the server takes its
+    // first message for a probe and answers nothing; the client gives up
+    // after connect_timeout_ms and resets its user.
+    let text = std::fs::read_to_string(material.path("alice.link")).unwrap();
+    let key_line = text.lines().find(|l| l.starts_with("server-key ")).unwrap();
+    let other = format!("server-key {}", "ab".repeat(32));
+    std::fs::write(
+        material.path("wrong-key.link"),
+        text.replace(key_line, &other),
+    )
+    .unwrap();
+    let client = link_client(&material, "wrong-key.link", pair.server.addr).await;
+    let outcome = tokio::time::timeout(DEADLINE, round_trip(client.addr, b"let me in"))
+        .await
+        .unwrap();
+    assert!(
+        outcome.is_err(),
+        "wrong server key got through: {outcome:?}"
+    );
+    // The server never let a refused link through to the service...
+    assert_eq!(pair.server.stats.snapshot().accepted, 0);
+    // ...and still serves alice.
+    let back = round_trip(pair.client.addr, b"alice here").await.unwrap();
+    assert_eq!(back, b"alice here");
+    assert_eq!(pair.server.stats.snapshot().accepted, 1);
+}
+
+#[tokio::test]
+async fn a_token_revoked_while_running_is_refused_once_the_store_is_reread() {
+    let material = Material::new();
+    let backend = echo_server().await;
+    let pair = Pair::start(&material, Transport::Link, backend).await;
+    let alice = link_client(&material, "alice.link", pair.server.addr).await;
+    assert_eq!(round_trip(alice.addr, b"one").await.unwrap(), b"one");
+    // What `cipherlink link revoke --name alice` does to the store.
+    let path = material.path("link-tokens.txt");
+    let mut store =
+        cipherlink_link::TokenStore::parse(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    assert_eq!(store.revoke("alice"), 1);
+    std::fs::write(&path, store.to_text()).unwrap();
+    // The server re-reads the store within seconds; from then on alice is refused.
+    let refused = tokio::time::timeout(DEADLINE, async {
+        while round_trip(alice.addr, b"again").await.is_ok() {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    assert!(refused.is_ok(), "alice still gets through after revocation");
+}
+
+#[tokio::test]
+async fn link_files_that_are_missing_or_of_the_wrong_kind_are_named() {
+    use cipherlink_proxy::{LinkConfig, Role, Service, ServiceConfig};
+    let material = Material::new();
+    let service = |role, link: LinkConfig| {
+        let mut config = ServiceConfig::new(role, "127.0.0.1:0", "127.0.0.1:1", Transport::Link);
+        config.link = Some(link);
+        config
+    };
+    let cases = [
+        (
+            service(
+                Role::Server,
+                LinkConfig {
+                    server_key: Some(material.path("alice.link")),
+                    token_store: Some(material.path("link-tokens.txt")),
+                    connection_file: None,
+                },
+            ),
+            [
+                "link.server_key",
+                "is a connection file",
+                "needs a server key file",
+            ],
+        ),
+        (
+            service(
+                Role::Server,
+                LinkConfig {
+                    server_key: Some(material.path("link-server.key")),
+                    token_store: Some(material.path("no-such-tokens.txt")),
+                    connection_file: None,
+                },
+            ),
+            ["link.token_store", "no-such-tokens.txt", "No such file"],
+        ),
+        (
+            service(
+                Role::Client,
+                LinkConfig {
+                    connection_file: Some(material.path("link-tokens.txt")),
+                    ..LinkConfig::default()
+                },
+            ),
+            [
+                "link.connection_file",
+                "is a token store",
+                "needs a connection file",
+            ],
+        ),
+        (
+            service(
+                Role::Client,
+                LinkConfig {
+                    connection_file: Some(material.path("server.pub")),
+                    ..LinkConfig::default()
+                },
+            ),
+            ["link.connection_file", "not a link file", "server.pub"],
+        ),
+        (
+            service(Role::Client, LinkConfig::default()),
+            ["link.connection_file", "is missing", "link invite"],
+        ),
+    ];
+    for (config, wanted) in cases {
+        let err = Service::bind("x", &config).await.unwrap_err().to_string();
+        for part in wanted {
+            assert!(err.contains(part), "{part:?} not in {err:?}");
+        }
+    }
+    let mut no_section = ServiceConfig::new(Role::Server, "127.0.0.1:0", "x:1", Transport::Link);
+    no_section.link = None;
+    let err = Service::bind("x", &no_section)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("`link` is missing"), "{err}");
+}
+
+#[tokio::test]
+async fn a_link_client_without_connect_uses_its_connection_files_server() {
+    use cipherlink_proxy::{LinkConfig, Role, ServiceConfig};
+    let material = Material::new();
+    let backend = echo_server().await;
+    let pair = Pair::start(&material, Transport::Link, backend).await;
+    // A connection file naming the running server, as `link invite --server` writes.
+    let text = std::fs::read_to_string(material.path("alice.link"))
+        .unwrap()
+        .replace(
+            "server 127.0.0.1:1",
+            &format!("server {}", pair.server.addr),
+        );
+    std::fs::write(material.path("alice-here.link"), text).unwrap();
+    let mut config = ServiceConfig::new(Role::Client, "127.0.0.1:0", "", Transport::Link);
+    config.link = Some(LinkConfig {
+        connection_file: Some(material.path("alice-here.link")),
+        ..LinkConfig::default()
+    });
+    let client = Running::start("from-file", config).await;
+    assert_eq!(round_trip(client.addr, b"hi").await.unwrap(), b"hi");
 }

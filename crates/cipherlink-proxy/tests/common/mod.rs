@@ -9,7 +9,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cipherlink::{certs, PemSource};
-use cipherlink_proxy::{Role, Service, ServiceConfig, ServiceStats, Transport, V1Config};
+use cipherlink_proxy::{
+    LinkConfig, Role, Service, ServiceConfig, ServiceStats, Transport, V1Config,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
@@ -45,6 +47,7 @@ impl Material {
         let bundle = certs::generate(&certs::CertOptions::default()).unwrap();
         cipherlink_proxy::v1::keys::write_key_pair(dir.path(), "server").unwrap();
         cipherlink_proxy::v1::keys::write_key_pair(dir.path(), "client").unwrap();
+        write_link_files(dir.path());
         Material { dir, bundle }
     }
 
@@ -68,6 +71,19 @@ impl Material {
                     ..cipherlink::Config::default()
                 })
             }
+            (Transport::Link, Role::Server) => {
+                config.link = Some(LinkConfig {
+                    server_key: Some(self.path("link-server.key")),
+                    token_store: Some(self.path("link-tokens.txt")),
+                    connection_file: None,
+                })
+            }
+            (Transport::Link, Role::Client) => {
+                config.link = Some(LinkConfig {
+                    connection_file: Some(self.path("alice.link")),
+                    ..LinkConfig::default()
+                })
+            }
             (Transport::V1, role) => {
                 let (ours, theirs) = match role {
                     Role::Server => ("server", "client"),
@@ -82,6 +98,38 @@ impl Material {
             _ => {}
         }
         config
+    }
+}
+
+/// The files `cipherlink link keygen` and `link invite` write: a server key,
+/// a token store where `alice` is active and `mallory` revoked, and a
+/// connection file each for alice, mallory and `stranger` (whose token the
+/// store never recorded).
+fn write_link_files(dir: &std::path::Path) {
+    use cipherlink_link::{ConnectionFile, LinkParams, ServerKey, Token, TokenStore};
+    use rand::SeedableRng;
+    let mut rng = rand::rngs::StdRng::from_os_rng();
+    let key = ServerKey::generate(&mut rng);
+    let mut store = TokenStore::new();
+    let alice = store.issue("alice", &mut rng).unwrap();
+    let mallory = store.issue("mallory", &mut rng).unwrap();
+    assert_eq!(store.revoke("mallory"), 1);
+    let stranger = Token::generate(&mut rng);
+    std::fs::write(dir.join("link-server.key"), key.to_text()).unwrap();
+    std::fs::write(dir.join("link-tokens.txt"), store.to_text()).unwrap();
+    for (name, token) in [
+        ("alice", alice),
+        ("mallory", mallory),
+        ("stranger", stranger),
+    ] {
+        let file = ConnectionFile {
+            name: name.into(),
+            server: "127.0.0.1:1".into(),
+            server_key: *key.public(),
+            token,
+            tail_length: LinkParams::default().tail_length,
+        };
+        std::fs::write(dir.join(format!("{name}.link")), file.to_text()).unwrap();
     }
 }
 
