@@ -254,8 +254,8 @@ impl Encrypted {
             // The driver owns the link's socket: dropping the link ends it.
             Encrypted::Link(_) => {}
             Encrypted::Tls(tunnel) => {
-                if let Some(stream) = tunnel.stream_mut() {
-                    reset(stream.get_ref().0.get_ref());
+                if let Some(transport) = tunnel.transport() {
+                    reset(transport.get_ref());
                 }
             }
         }
@@ -296,14 +296,14 @@ async fn relay(
     let moved = [to_plain.tunnel, to_encrypted.tunnel];
     let result = match (&shared.engine, encrypted) {
         (Engine::Tls(_), Encrypted::Tls(tunnel)) => {
-            let Some(stream) = tunnel.into_stream() else {
+            if tunnel.state() != cipherlink::TunnelState::Done {
                 return Err(TunnelError::Io {
                     during: "starting",
                     side: enc_name,
                     error: std::io::Error::other("TLS tunnel not established"),
                 });
-            };
-            let (enc_read, enc_write) = tokio::io::split(stream);
+            }
+            let (enc_read, enc_write) = tokio::io::split(tunnel);
             let (plain_read, plain_write) = plain.split();
             let mut enc_read = enc_read;
             let mut enc_write = enc_write;
@@ -321,8 +321,10 @@ async fn relay(
             )
             .await;
             if result.is_err() {
-                let stream = enc_read.unsplit(enc_write);
-                reset(stream.get_ref().0.get_ref());
+                let tunnel = enc_read.unsplit(enc_write);
+                if let Some(transport) = tunnel.transport() {
+                    reset(transport.get_ref());
+                }
             }
             result
         }

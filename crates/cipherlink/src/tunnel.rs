@@ -383,20 +383,16 @@ where
         })
     }
 
-    /// The established TLS stream, for code that wants tokio's I/O traits
-    /// directly (e.g. `tokio::io::copy`). `None` unless established.
-    pub fn stream_mut(&mut self) -> Option<&mut TlsStream<IO>> {
-        match &mut self.stage {
-            Stage::Ready(stream) => Some(stream),
-            _ => None,
-        }
-    }
-
-    /// Gives up the tunnel and returns the established TLS stream.
-    pub fn into_stream(self) -> Option<TlsStream<IO>> {
-        match self.stage {
-            Stage::Ready(stream) => Some(*stream),
-            _ => None,
+    /// The transport under the TLS session (e.g. the `TcpStream`, to set a
+    /// socket option or reset it), while there is one. The TLS
+    /// implementation's own stream type stays private: the Tunnel itself is
+    /// `AsyncRead + AsyncWrite` (and `tokio::io::split` works on it), so
+    /// another TLS implementation can sit behind the same type.
+    pub fn transport(&self) -> Option<&IO> {
+        match &self.stage {
+            Stage::NotStarted(io) => Some(io),
+            Stage::Ready(stream) => Some(stream.get_ref().0),
+            Stage::Handshaking | Stage::Closed | Stage::Failed => None,
         }
     }
 }
