@@ -1,32 +1,50 @@
 //! The tokio driver: moves bytes between a TCP socket, the sans-IO core and
 //! the application, and arms the core's timer. It holds no protocol logic.
 //!
-//! The application side of a link is one half of a `tokio::io::duplex` pair
-//! wrapped in [`Link`]; the driver task owns the other half, so the link is a
-//! plain `AsyncRead + AsyncWrite` and backpressure is the duplex buffer.
+//! Like tokio-rustls, a [`Link`] does its I/O inside its own `poll_*`
+//! methods: `poll_read` reads the socket into the core and hands decrypted
+//! bytes straight to the caller's buffer; `poll_write` seals the caller's
+//! bytes straight into the core's output and writes that to the socket. There
+//! is no copy through an in-process pipe and no task switch per chunk.
+//!
+//! Keepalive still has to run while the application is not polling (a link
+//! held idle in a pool, say). For that each link has one small background
+//! task that sleeps until the core's next deadline and otherwise watches the
+//! socket only while the application is not parked in a read of its own (an
+//! application waiting in `poll_read` is woken by the socket and the link's
+//! own timer, so a busy link costs the background task nothing). When it wakes
+//! it makes non-blocking progress (read what is there, run the timer, write
+//! what is queued) and wakes the application. The handshake runs in the
+//! caller's task (`connect`) or one task per accepted socket (the listener).
+//!
+//! Bounds: the socket is read only while the core wants input, and the
+//! core's output is taken only once the previous output is fully written, so
+//! a link holds at most the core's own bounded buffers plus one output batch.
 
+use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll, Waker};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use rand::rngs::StdRng;
 use rand::SeedableRng;
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, DuplexStream, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream, ToSocketAddrs};
-use tokio::sync::{mpsc, oneshot, watch, Semaphore};
+use tokio::sync::{mpsc, Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
+use tokio::time::Sleep;
 
 use crate::error::Error;
 use crate::proto::{ClientConfig, CloseCode, Connection, Event, ServerEndpoint};
 
-/// Bytes buffered between the driver and the application, each way.
-const DUPLEX_BUFFER: usize = 256 * 1024;
-/// Largest read from the socket or the application at once (large reads mean
-/// fewer wake-ups per byte; the buffer exists only while a read is ready).
+/// Largest read from the socket at once (large reads mean fewer wake-ups per
+/// byte; the buffer lives on the stack only for the read).
 const CHUNK: usize = 64 * 1024;
+/// Read buffer while handshaking (the first messages are a few KiB).
+const HANDSHAKE_CHUNK: usize = 8 * 1024;
 /// Handshakes in progress at once on one listener; more wait in the kernel backlog.
 pub const MAX_PENDING_HANDSHAKES: usize = 4096;
 /// Authenticated links waiting for [`LinkListener::accept`].
@@ -60,18 +78,290 @@ fn now() -> std::time::Instant {
     tokio::time::Instant::now().into_std()
 }
 
+/// State shared by the [`Link`] and its background task.
+struct Shared {
+    stream: TcpStream,
+    core: Mutex<Core>,
+    /// Wakes the background task when the application hands it work
+    /// (the link was dropped, or output is stuck while nobody writes).
+    notify: Notify,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, Core> {
+        // A panic while holding the lock leaves a consistent-enough core:
+        // every method leaves it in a valid state between statements.
+        self.core.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+struct Core {
+    conn: Connection,
+    /// Bytes taken from the core, written up to `out_pos`.
+    out: Vec<u8>,
+    out_pos: usize,
+    sock_eof: bool,
+    /// `None` while open; then why the link ended (`None` inside: cleanly).
+    ended: Option<Option<Error>>,
+    write_closed: bool,
+    dropped: bool,
+    /// The application is parked in `poll_read` (woken by the socket itself).
+    app_reading: bool,
+    /// The application is parked in `poll_write`/`poll_flush`.
+    app_writing: bool,
+    read_waker: Option<Waker>,
+    write_waker: Option<Waker>,
+    closed_waker: Option<Waker>,
+    /// The core's timer while the application polls reads.
+    timer: Pin<Box<Sleep>>,
+}
+
+fn store(slot: &mut Option<Waker>, w: &Waker) {
+    match slot {
+        Some(old) if old.will_wake(w) => {}
+        _ => *slot = Some(w.clone()),
+    }
+}
+
+impl Core {
+    fn pump_events(&mut self) {
+        while let Some(ev) = self.conn.poll_event() {
+            if let Event::Closed { error } = ev {
+                if let Some(e) = &error {
+                    tracing::debug!("link ended: {e}");
+                }
+                if self.ended.is_none() {
+                    self.ended = Some(error);
+                }
+            }
+        }
+    }
+
+    fn out_pending(&self) -> bool {
+        self.out_pos < self.out.len() || self.conn.has_transmit()
+    }
+
+    fn write_failed(&mut self) {
+        // The peer is unreachable: nothing more can be sent.
+        self.out.clear();
+        self.out_pos = 0;
+        if self.ended.is_none() {
+            self.ended = Some(Some(Error::Truncated));
+        }
+        self.conn.abort(CloseCode::Shutdown, "socket write failed");
+        self.conn.poll_transmit(&mut Vec::new());
+        self.pump_events();
+    }
+
+    /// Writes queued output. `Ready(Ok)` once all of it is written; with no
+    /// `cx` a full socket returns `Pending` without registering a waker.
+    fn flush(
+        &mut self,
+        stream: &TcpStream,
+        mut cx: Option<&mut Context<'_>>,
+    ) -> Poll<io::Result<()>> {
+        loop {
+            if self.out_pos == self.out.len() {
+                self.out.clear();
+                self.out_pos = 0;
+                self.conn.poll_transmit(&mut self.out);
+                if self.out.is_empty() {
+                    if self.out.capacity() > 4 * CHUNK {
+                        // An idle link keeps no bulk-sized buffer.
+                        self.out = Vec::new();
+                    }
+                    return Poll::Ready(Ok(()));
+                }
+            }
+            match stream.try_write(&self.out[self.out_pos..]) {
+                Ok(n) if n > 0 => self.out_pos += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    let Some(cx) = cx.as_deref_mut() else {
+                        return Poll::Pending;
+                    };
+                    match stream.poll_write_ready(cx) {
+                        Poll::Ready(Ok(())) => {}
+                        Poll::Ready(Err(e)) => {
+                            self.write_failed();
+                            return Poll::Ready(Err(e));
+                        }
+                        Poll::Pending => return Poll::Pending,
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                r => {
+                    self.write_failed();
+                    return Poll::Ready(Err(match r {
+                        Err(e) => e,
+                        Ok(_) => io::ErrorKind::WriteZero.into(),
+                    }));
+                }
+            }
+        }
+    }
+
+    /// Reads one batch from the socket into the core. `Ready(true)`: the core
+    /// took input or end of file; `Ready(false)`: the core wants no input.
+    fn read_socket(&mut self, stream: &TcpStream, mut cx: Option<&mut Context<'_>>) -> Poll<bool> {
+        loop {
+            if self.sock_eof || !self.conn.wants_input() {
+                return Poll::Ready(false);
+            }
+            let mut stack = [0u8; CHUNK];
+            match stream.try_read(&mut stack) {
+                Ok(0) => {
+                    self.sock_eof = true;
+                    self.conn.handle_eof(now());
+                }
+                Ok(n) => self.conn.handle_input(now(), &stack[..n]),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    let Some(cx) = cx.as_deref_mut() else {
+                        return Poll::Pending;
+                    };
+                    match stream.poll_read_ready(cx) {
+                        Poll::Ready(Ok(())) => continue,
+                        Poll::Ready(Err(_)) => {
+                            self.sock_eof = true;
+                            self.conn.handle_eof(now());
+                        }
+                        Poll::Pending => return Poll::Pending,
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => {
+                    self.sock_eof = true;
+                    self.conn.handle_eof(now());
+                }
+            }
+            self.pump_events();
+            return Poll::Ready(true);
+        }
+    }
+
+    /// Runs the core's timer if due; otherwise arms `timer` with `cx`.
+    fn run_timer(&mut self, cx: Option<&mut Context<'_>>) -> bool {
+        let Some(d) = self.conn.poll_timeout() else {
+            return false;
+        };
+        if now() >= d {
+            self.conn.handle_timeout(now());
+            self.pump_events();
+            return true;
+        }
+        if let Some(cx) = cx {
+            let d = tokio::time::Instant::from_std(d);
+            if self.timer.deadline() != d {
+                self.timer.as_mut().reset(d);
+            }
+            if self.timer.as_mut().poll(cx).is_ready() {
+                self.conn.handle_timeout(now());
+                self.pump_events();
+                return true;
+            }
+        }
+        false
+    }
+
+    /// Everything the background task can do without blocking.
+    fn progress(&mut self, stream: &TcpStream) {
+        let _ = self.flush(stream, None);
+        while let Poll::Ready(true) = self.read_socket(stream, None) {
+            if self.dropped {
+                self.discard();
+            }
+        }
+        self.run_timer(None);
+        if self.dropped {
+            self.discard();
+        }
+        let _ = self.flush(stream, None);
+        self.pump_events();
+    }
+
+    /// Nobody will read what arrives after the application dropped the link.
+    fn discard(&mut self) {
+        let mut sink = [0u8; 4096];
+        while self.conn.recv(&mut sink) > 0 {}
+    }
+
+    fn wake_app(&mut self) {
+        for w in [
+            self.read_waker.take(),
+            self.write_waker.take(),
+            self.closed_waker.take(),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            w.wake();
+        }
+    }
+
+    fn finished(&self) -> bool {
+        (self.conn.is_closed() || self.ended.is_some()) && !self.out_pending()
+    }
+}
+
+/// The background task: keeps the link alive while the application is not
+/// polling it, and finishes the close after the application dropped it.
+async fn background(shared: Arc<Shared>) {
+    loop {
+        let (deadline, watch_read, watch_write) = {
+            let mut core = shared.lock();
+            core.progress(&shared.stream);
+            core.wake_app();
+            if core.finished() {
+                return;
+            }
+            let watch_read = !core.app_reading && !core.sock_eof && core.conn.wants_input();
+            let watch_write = !core.app_writing && core.out_pending();
+            (core.conn.poll_timeout(), watch_read, watch_write)
+        };
+        let deadline = deadline.map(tokio::time::Instant::from_std);
+        tokio::select! {
+            _ = async { if let Some(d) = deadline { tokio::time::sleep_until(d).await } }, if deadline.is_some() => {}
+            _ = shared.stream.readable(), if watch_read => {}
+            _ = shared.stream.writable(), if watch_write => {}
+            _ = shared.notify.notified() => {}
+        }
+    }
+}
+
 /// An authenticated link: read and write application bytes.
 ///
 /// Shutting down the write side sends the authenticated close; reading
 /// returns end-of-file after the peer's close, or an error naming the reason
 /// when the link ended otherwise (truncation, keepalive timeout, tampering).
 pub struct Link {
-    io: DuplexStream,
+    shared: Arc<Shared>,
     peer: String,
-    end: watch::Receiver<Option<Option<Error>>>,
 }
 
 impl Link {
+    fn start(stream: TcpStream, conn: Connection, peer: String) -> Self {
+        let shared = Arc::new(Shared {
+            stream,
+            core: Mutex::new(Core {
+                conn,
+                out: Vec::new(),
+                out_pos: 0,
+                sock_eof: false,
+                ended: None,
+                write_closed: false,
+                dropped: false,
+                app_reading: false,
+                app_writing: false,
+                read_waker: None,
+                write_waker: None,
+                closed_waker: None,
+                timer: Box::pin(tokio::time::sleep_until(tokio::time::Instant::now())),
+            }),
+            notify: Notify::new(),
+        });
+        tokio::spawn(background(Arc::clone(&shared)));
+        Self { shared, peer }
+    }
+
     /// The authenticated peer name (the client's token name on the server).
     pub fn peer(&self) -> &str {
         &self.peer
@@ -79,19 +369,56 @@ impl Link {
 
     /// `None` while open; then `Some(None)` for a clean end or `Some(Some(e))`.
     pub fn end_reason(&self) -> Option<Option<Error>> {
-        self.end.borrow().clone()
+        let mut core = self.shared.lock();
+        core.pump_events();
+        core.ended.clone()
     }
 
     /// Waits until the link has ended and returns why (`None`: clean).
     pub async fn closed(&mut self) -> Option<Error> {
-        loop {
-            if let Some(r) = self.end.borrow().clone() {
-                return r;
+        std::future::poll_fn(|cx| {
+            let mut core = self.shared.lock();
+            core.pump_events();
+            match &core.ended {
+                Some(r) => Poll::Ready(r.clone()),
+                None => {
+                    store(&mut core.closed_waker, cx.waker());
+                    // The background task runs the timer and reads the socket;
+                    // it needs telling only if it left reading to a parked reader.
+                    let was_reading = std::mem::replace(&mut core.app_reading, false);
+                    drop(core);
+                    if was_reading {
+                        self.shared.notify.notify_one();
+                    }
+                    Poll::Pending
+                }
             }
-            if self.end.changed().await.is_err() {
-                return self.end.borrow().clone().flatten();
-            }
+        })
+        .await
+    }
+
+    fn io_error(&self, e: &Error) -> io::Error {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("link to {}: {e}", self.peer),
+        )
+    }
+}
+
+impl Drop for Link {
+    fn drop(&mut self) {
+        let mut core = self.shared.lock();
+        core.dropped = true;
+        core.app_reading = false;
+        core.app_writing = false;
+        if !core.write_closed {
+            // As if the application had shut down its write side.
+            core.write_closed = true;
+            core.conn.close_write();
         }
+        core.discard();
+        drop(core);
+        self.shared.notify.notify_one();
     }
 }
 
@@ -103,43 +430,217 @@ impl std::fmt::Debug for Link {
 
 impl AsyncRead for Link {
     fn poll_read(
-        mut self: Pin<&mut Self>,
+        self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        let before = buf.filled().len();
-        let want = buf.remaining() > 0;
-        match Pin::new(&mut self.io).poll_read(cx, buf) {
-            Poll::Ready(Ok(())) if want && buf.filled().len() == before => {
-                // End of file: clean only if the link ended cleanly.
-                match self.end.borrow().clone() {
-                    Some(Some(e)) => Poll::Ready(Err(io::Error::new(
-                        io::ErrorKind::InvalidData,
-                        format!("link to {}: {e}", self.peer),
-                    ))),
-                    _ => Poll::Ready(Ok(())),
+        let this = self.get_mut();
+        let shared = &*this.shared;
+        let mut core = shared.lock();
+        loop {
+            core.pump_events();
+            if core.conn.recv_pending() > 0 || buf.remaining() == 0 {
+                let n = core.conn.recv(buf.initialize_unfilled());
+                buf.advance(n);
+                core.app_reading = false;
+                // Pongs and our own queued bytes go out without waiting for a writer.
+                if core.flush(&shared.stream, None).is_pending() && !core.app_writing {
+                    shared.notify.notify_one();
                 }
+                return Poll::Ready(Ok(()));
             }
-            other => other,
+            if core.conn.recv_finished() || core.ended.is_some() {
+                core.app_reading = false;
+                return Poll::Ready(match core.ended.clone().flatten() {
+                    Some(e) => Err(this.io_error(&e)),
+                    None => Ok(()),
+                });
+            }
+            if core.flush(&shared.stream, None).is_pending() && !core.app_writing {
+                shared.notify.notify_one();
+            }
+            match core.read_socket(&shared.stream, Some(cx)) {
+                Poll::Ready(true) => continue,
+                Poll::Ready(false) | Poll::Pending => {}
+            }
+            if core.run_timer(Some(cx)) {
+                continue;
+            }
+            core.app_reading = true;
+            store(&mut core.read_waker, cx.waker());
+            return Poll::Pending;
+        }
+    }
+}
+
+impl Link {
+    fn poll_flush_core(&self, core: &mut Core, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match core.flush(&self.shared.stream, Some(cx)) {
+            Poll::Ready(r) => {
+                core.app_writing = false;
+                Poll::Ready(r)
+            }
+            Poll::Pending => {
+                core.app_writing = true;
+                store(&mut core.write_waker, cx.waker());
+                Poll::Pending
+            }
+        }
+    }
+
+    fn closed_for_writing(&self, core: &Core) -> io::Error {
+        match core.ended.clone().flatten() {
+            Some(e) => self.io_error(&e),
+            None => io::Error::new(
+                io::ErrorKind::BrokenPipe,
+                format!("link to {} is closed for writing", self.peer),
+            ),
         }
     }
 }
 
 impl AsyncWrite for Link {
     fn poll_write(
-        mut self: Pin<&mut Self>,
+        self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write(cx, buf)
+        let this = &*self;
+        let mut core = this.shared.lock();
+        core.pump_events();
+        if buf.is_empty() {
+            return Poll::Ready(Ok(0));
+        }
+        loop {
+            if core.write_closed || core.ended.is_some() || !core.conn.is_open() {
+                core.app_writing = false;
+                return Poll::Ready(Err(this.closed_for_writing(&core)));
+            }
+            if core.conn.send_capacity() > 0 {
+                let n = core.conn.send(buf).map_err(|e| this.io_error(&e))?;
+                core.app_writing = false;
+                // Start the bytes on their way; a full socket is the next call's business.
+                if let Poll::Ready(Err(e)) = core.flush(&this.shared.stream, Some(cx)) {
+                    return Poll::Ready(Err(e));
+                }
+                return Poll::Ready(Ok(n));
+            }
+            match this.poll_flush_core(&mut core, cx) {
+                Poll::Ready(Ok(())) => {
+                    if core.conn.send_capacity() == 0 {
+                        // Flushed yet no room: the link closed meanwhile.
+                        core.pump_events();
+                        if !core.conn.is_open() || core.ended.is_some() {
+                            continue;
+                        }
+                        return Poll::Ready(Err(this.closed_for_writing(&core)));
+                    }
+                }
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
     }
 
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.io).poll_flush(cx)
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = &*self;
+        let mut core = this.shared.lock();
+        this.poll_flush_core(&mut core, cx)
     }
 
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.io).poll_shutdown(cx)
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = &*self;
+        let mut core = this.shared.lock();
+        if !core.write_closed {
+            core.write_closed = true;
+            core.conn.close_write();
+            core.pump_events();
+        }
+        this.poll_flush_core(&mut core, cx)
+    }
+}
+
+/// Runs the handshake on `stream` in the calling task; returns the peer name.
+/// Any output the core queued with the last step is written before returning.
+async fn handshake(
+    stream: &TcpStream,
+    conn: &mut Connection,
+    mut permit: Option<OwnedSemaphorePermit>,
+) -> Result<String, Error> {
+    let timer = tokio::time::sleep_until(tokio::time::Instant::now());
+    tokio::pin!(timer);
+    let mut out = Vec::new();
+    let mut sock_eof = false;
+    loop {
+        let mut result = None;
+        while let Some(ev) = conn.poll_event() {
+            match ev {
+                Event::Connected { peer } => {
+                    result = Some(Ok(peer));
+                    break;
+                }
+                Event::PeerFinished => {}
+                Event::Closed { error } => {
+                    result = Some(Err(error.unwrap_or(Error::HandshakeEof)));
+                    break;
+                }
+            }
+        }
+        if permit.is_some() && (conn.is_open() || conn.probe_reason().is_some()) {
+            // Probes cost no crypto; only real handshakes count against the limit.
+            permit = None;
+        }
+        if result.is_none() && conn.is_closed() {
+            result = Some(Err(Error::HandshakeEof));
+        }
+        conn.poll_transmit(&mut out);
+        let mut pos = 0;
+        while pos < out.len() {
+            match stream.try_write(&out[pos..]) {
+                Ok(n) if n > 0 => pos += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    if stream.writable().await.is_err() {
+                        return Err(Error::Truncated);
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                _ => return Err(result.and_then(Result::err).unwrap_or(Error::HandshakeEof)),
+            }
+        }
+        out.clear();
+        if let Some(r) = result {
+            return r;
+        }
+        if let Some(d) = conn.poll_timeout() {
+            let d = tokio::time::Instant::from_std(d);
+            if timer.deadline() != d {
+                timer.as_mut().reset(d);
+            }
+        }
+        let want = !sock_eof && conn.wants_input();
+        tokio::select! {
+            r = stream.readable(), if want => {
+                let mut buf = [0u8; HANDSHAKE_CHUNK];
+                match r.and_then(|()| stream.try_read(&mut buf)) {
+                    Ok(0) => {
+                        sock_eof = true;
+                        conn.handle_eof(now());
+                    }
+                    Ok(n) => conn.handle_input(now(), &buf[..n]),
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock
+                        || e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(_) => {
+                        sock_eof = true;
+                        conn.handle_eof(now());
+                    }
+                }
+            }
+            _ = timer.as_mut(), if conn.poll_timeout().is_some() => conn.handle_timeout(now()),
+            // Neither input nor a timer: only an end can follow.
+            () = std::future::ready(()), if !want && conn.poll_timeout().is_none() => {
+                conn.handle_eof(now());
+            }
+        }
     }
 }
 
@@ -209,12 +710,14 @@ async fn accept_loop(listener: TcpListener, endpoint: Arc<ServerEndpoint>, tx: m
             unix_now(),
         );
         tracing::trace!("link connection from {addr}");
-        tokio::spawn(drive(
-            stream,
-            conn,
-            Deliver::Listener(tx.clone()),
-            Some(permit),
-        ));
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            let mut conn = conn;
+            // Handshake failures stay silent (probe resistance).
+            if let Ok(peer) = handshake(&stream, &mut conn, Some(permit)).await {
+                let _ = tx.send(Link::start(stream, conn, peer)).await;
+            }
+        });
     }
 }
 
@@ -227,217 +730,7 @@ pub async fn connect(addr: impl ToSocketAddrs, cfg: &ClientConfig) -> Result<Lin
             source: e,
         })?;
     let _ = stream.set_nodelay(true);
-    let conn = Connection::client(cfg, Box::new(StdRng::from_os_rng()), now(), unix_now())?;
-    let (tx, rx) = oneshot::channel();
-    tokio::spawn(drive(stream, conn, Deliver::Connect(tx), None));
-    match rx.await {
-        Ok(r) => Ok(r?),
-        Err(_) => Err(Error::HandshakeEof.into()),
-    }
-}
-
-/// Where an authenticated link goes.
-enum Deliver {
-    /// To [`LinkListener::accept`] (handshake failures stay silent).
-    Listener(mpsc::Sender<Link>),
-    /// To [`connect`]'s caller, or the reason it failed.
-    Connect(oneshot::Sender<Result<Link, Error>>),
-}
-
-impl Deliver {
-    async fn send(self, r: Result<Link, Error>) {
-        match (self, r) {
-            (Self::Listener(tx), Ok(link)) => {
-                let _ = tx.send(link).await;
-            }
-            (Self::Listener(_), Err(_)) => {}
-            (Self::Connect(tx), r) => {
-                let _ = tx.send(r);
-            }
-        }
-    }
-}
-
-/// The per-connection task: runs until the core is closed and its bytes are flushed.
-async fn drive(
-    stream: TcpStream,
-    mut conn: Connection,
-    connected: Deliver,
-    mut handshake_permit: Option<tokio::sync::OwnedSemaphorePermit>,
-) {
-    let (mut rd, mut wr) = stream.into_split();
-    let mut connected = Some(connected);
-    let mut app: Option<(
-        tokio::io::ReadHalf<DuplexStream>,
-        tokio::io::WriteHalf<DuplexStream>,
-    )> = None;
-    let mut end_tx: Option<watch::Sender<Option<Option<Error>>>> = None;
-    let mut out: Vec<u8> = Vec::new();
-    let mut out_pos = 0;
-    let mut to_app: Vec<u8> = Vec::new();
-    let mut to_app_pos = 0;
-    let (mut sock_eof, mut app_eof, mut app_finished) = (false, false, false);
-    let mut ended: Option<Option<Error>> = None;
-    let timer = tokio::time::sleep_until(tokio::time::Instant::now());
-    tokio::pin!(timer);
-
-    loop {
-        while let Some(ev) = conn.poll_event() {
-            match ev {
-                Event::Connected { peer } => {
-                    handshake_permit = None;
-                    let (mine, theirs) = tokio::io::duplex(DUPLEX_BUFFER);
-                    let (etx, erx) = watch::channel(None);
-                    end_tx = Some(etx);
-                    app = Some(tokio::io::split(mine));
-                    let link = Link {
-                        io: theirs,
-                        peer,
-                        end: erx,
-                    };
-                    if let Some(c) = connected.take() {
-                        c.send(Ok(link)).await;
-                    }
-                }
-                Event::PeerFinished => {}
-                Event::Closed { error } => {
-                    if let Some(c) = connected.take() {
-                        c.send(Err(error.clone().unwrap_or(Error::HandshakeEof)))
-                            .await;
-                    }
-                    if let Some(e) = &error {
-                        tracing::debug!("link ended: {e}");
-                    }
-                    ended = Some(error);
-                }
-            }
-        }
-        if handshake_permit.is_some() && (conn.is_open() || conn.probe_reason().is_some()) {
-            // Probes cost no crypto; only real handshakes count against the limit.
-            handshake_permit = None;
-        }
-        if out_pos == out.len() {
-            out.clear();
-            out_pos = 0;
-            conn.poll_transmit(&mut out);
-            if out.is_empty() && out.capacity() > 4 * CHUNK {
-                // An idle link keeps no bulk-sized buffer.
-                out = Vec::new();
-            }
-        }
-        if to_app_pos == to_app.len() && to_app.capacity() > CHUNK {
-            to_app = Vec::new();
-            to_app_pos = 0;
-        }
-        if to_app_pos == to_app.len() && conn.recv_pending() > 0 {
-            to_app.resize(conn.recv_pending().min(DUPLEX_BUFFER), 0);
-            let n = conn.recv(&mut to_app);
-            to_app.truncate(n);
-            to_app_pos = 0;
-        }
-        let to_app_empty = to_app_pos == to_app.len();
-        if to_app_empty && !app_finished && (conn.recv_finished() || ended.is_some()) {
-            if let Some(tx) = &end_tx {
-                tx.send_replace(Some(ended.clone().flatten()));
-            }
-            if let Some((_, w)) = &mut app {
-                let _ = w.shutdown().await;
-            }
-            app_finished = true;
-        }
-        if conn.is_closed() && out_pos == out.len() && (to_app_empty || app.is_none()) {
-            break;
-        }
-        let deadline = conn.poll_timeout();
-        if let Some(d) = deadline {
-            // One timer per link, re-armed only when the deadline moves.
-            let d = tokio::time::Instant::from_std(d);
-            if timer.deadline() != d {
-                timer.as_mut().reset(d);
-            }
-        }
-        let cap = conn.send_capacity().min(CHUNK);
-        let app_readable = app.is_some() && !app_eof && cap > 0;
-        let want_sock = !sock_eof && conn.wants_input();
-        let writing = out_pos < out.len();
-        let (app_rd, app_wr) = match &mut app {
-            Some((r, w)) => (Some(r), Some(w)),
-            None => (None, None),
-        };
-        tokio::select! {
-            r = read_chunk(&mut rd, CHUNK), if want_sock => match r {
-                Ok(b) if b.is_empty() => {
-                    sock_eof = true;
-                    conn.handle_eof(now());
-                }
-                Ok(b) => conn.handle_input(now(), &b),
-                Err(_) => {
-                    sock_eof = true;
-                    conn.handle_eof(now());
-                }
-            },
-            r = wr.write(&out[out_pos..]), if writing => match r {
-                Ok(n) if n > 0 => out_pos += n,
-                _ => {
-                    // The peer is unreachable: nothing more can be sent.
-                    out.clear();
-                    out_pos = 0;
-                    conn.abort(CloseCode::Shutdown, "socket write failed");
-                    conn.poll_transmit(&mut Vec::new());
-                    if ended.is_none() {
-                        ended = Some(Some(Error::Truncated));
-                    }
-                }
-            },
-            r = async { match app_rd { Some(r) => read_chunk(r, cap).await, None => std::future::pending().await } }, if app_readable => match r {
-                Ok(b) if !b.is_empty() => {
-                    // At most `cap` bytes, which fit in the send buffer: all are taken.
-                    let _ = conn.send(&b);
-                }
-                _ => {
-                    app_eof = true;
-                    conn.close_write();
-                }
-            },
-            r = async { match app_wr { Some(w) => w.write(&to_app[to_app_pos..]).await, None => std::future::pending().await } }, if !to_app_empty => match r {
-                Ok(n) if n > 0 => to_app_pos += n,
-                _ => {
-                    // The application dropped the link: stop delivering.
-                    to_app.clear();
-                    to_app_pos = 0;
-                    app = None;
-                    if !app_eof {
-                        app_eof = true;
-                        conn.close_write();
-                    }
-                }
-            },
-            _ = timer.as_mut(), if deadline.is_some() => conn.handle_timeout(now()),
-        }
-    }
-    let _ = wr.shutdown().await;
-    if let Some(tx) = &end_tx {
-        tx.send_replace(Some(ended.clone().flatten()));
-    }
-    if let Some(c) = connected.take() {
-        c.send(Err(ended.flatten().unwrap_or(Error::HandshakeEof)))
-            .await;
-    }
-}
-
-/// Reads up to `max` bytes into a fresh vector (empty at end of file).
-///
-/// The read buffer lives on the stack only while a read is ready, so an idle
-/// link holds no read buffers (memory per idle link).
-async fn read_chunk<R: AsyncRead + Unpin>(r: &mut R, max: usize) -> io::Result<Vec<u8>> {
-    std::future::poll_fn(|cx| {
-        let mut stack = [0u8; CHUNK];
-        let mut rb = ReadBuf::new(&mut stack[..max.min(CHUNK)]);
-        match Pin::new(&mut *r).poll_read(cx, &mut rb) {
-            Poll::Ready(Ok(())) => Poll::Ready(Ok(rb.filled().to_vec())),
-            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
-            Poll::Pending => Poll::Pending,
-        }
-    })
-    .await
+    let mut conn = Connection::client(cfg, Box::new(StdRng::from_os_rng()), now(), unix_now())?;
+    let peer = handshake(&stream, &mut conn, None).await?;
+    Ok(Link::start(stream, conn, peer))
 }
