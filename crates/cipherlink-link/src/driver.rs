@@ -397,6 +397,20 @@ impl Link {
         .await
     }
 
+    /// Ends the link at once with an authenticated close that carries
+    /// `reason` (code 5, aborted): the peer's reads then fail naming it,
+    /// where dropping the link would look like a clean end of stream. For a
+    /// relay whose other side failed (a proxy whose service is down), as a
+    /// TCP reset tells a plain client. Queued output is still flushed.
+    pub fn abort(self, reason: &str) {
+        let mut core = self.shared.lock();
+        if !core.write_closed {
+            core.write_closed = true;
+            core.conn.abort(CloseCode::Aborted, reason);
+        }
+        // Drop finishes the job: the background task flushes the close.
+    }
+
     fn io_error(&self, e: &Error) -> io::Error {
         io::Error::new(
             io::ErrorKind::InvalidData,

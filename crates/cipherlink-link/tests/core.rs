@@ -414,3 +414,25 @@ fn env_parameters_use_port_names() {
     let bad = |k: &str| (k == "PORT_TAIL_LENGTH").then(|| "100000".to_string());
     assert!(LinkParams::from_env(bad).is_err());
 }
+
+#[test]
+fn an_aborted_link_ends_at_the_peer_as_an_error_naming_the_reason() {
+    let world = World::new(params_fast());
+    let mut p = Pair::new(&world, 41);
+    p.server
+        .abort(cipherlink_link::CloseCode::Aborted, "service unreachable");
+    let mut wire = Vec::new();
+    p.server.poll_transmit(&mut wire);
+    p.client.handle_input(p.now, &wire);
+    let mut ev = Vec::new();
+    while let Some(e) = p.client.poll_event() {
+        ev.push(e);
+    }
+    assert_eq!(
+        closed_error(&ev),
+        Some(Some(Error::PeerClosed {
+            code: cipherlink_link::CloseCode::Aborted,
+            reason: "service unreachable".into()
+        }))
+    );
+}

@@ -101,7 +101,15 @@ async fn run(
     let accepted = match accepted {
         // The link listener authenticated it already.
         Accepted::Link(link) => {
-            let target = connect(shared).await?;
+            let target = match connect(shared).await {
+                Ok(target) => target,
+                Err(err) => {
+                    // The far proxy's user gets an error naming why, not a
+                    // clean (empty) end of stream.
+                    link.abort(&err.to_string());
+                    return Err(err);
+                }
+            };
             return relay(
                 shared,
                 Encrypted::Link(Box::new(link)),
@@ -363,7 +371,7 @@ async fn relay(
             // half-close travels exactly as through a TLS tunnel.
             let (mut enc_read, mut enc_write) = tokio::io::split(*link);
             let (plain_read, plain_write) = plain.split();
-            relay::drive(
+            let result = relay::drive(
                 relay::pump_bytes(&mut enc_read, plain_write, size, to_plain, into_plain),
                 relay::pump_bytes(
                     plain_read,
@@ -375,7 +383,12 @@ async fn relay(
                 idle,
                 moved,
             )
-            .await
+            .await;
+            if let Err(err) = &result {
+                // As a reset does for TCP: the far end learns the tunnel failed.
+                enc_read.unsplit(enc_write).abort(&err.to_string());
+            }
+            result
         }
         (_, Encrypted::Tcp(mut enc)) => {
             let (enc_read, enc_write) = enc.split();

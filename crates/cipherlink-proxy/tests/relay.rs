@@ -118,7 +118,7 @@ async fn half_close_reaches_the_service_and_the_reply_comes_back() {
 #[tokio::test]
 async fn a_service_that_is_down_resets_the_client_and_the_proxy_keeps_running() {
     let material = Material::new();
-    for transport in TRANSPORTS {
+    for transport in TRANSPORTS.into_iter().chain([Transport::Link]) {
         // A port with nothing listening (bound, then released).
         let spare = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let down = spare.local_addr().unwrap();

@@ -74,6 +74,9 @@ pub enum CloseCode {
     Refused,
     /// The application is shutting down.
     Shutdown,
+    /// The sender's application failed (e.g. a relay whose other side
+    /// failed): unlike `Shutdown`, this ends the link as an error.
+    Aborted,
     /// A code this version does not know.
     Other(u8),
 }
@@ -86,6 +89,7 @@ impl CloseCode {
             Self::ProtocolError => 2,
             Self::Refused => 3,
             Self::Shutdown => 4,
+            Self::Aborted => 5,
             Self::Other(c) => c,
         }
     }
@@ -97,6 +101,7 @@ impl CloseCode {
             2 => Self::ProtocolError,
             3 => Self::Refused,
             4 => Self::Shutdown,
+            5 => Self::Aborted,
             c => Self::Other(c),
         }
     }
