@@ -8,6 +8,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 
 use crate::config::Role;
@@ -270,6 +271,56 @@ impl Encrypted {
     }
 }
 
+/// What one tunnel's two directions share: buffer size, idle limit, and
+/// per direction the byte counters and end names.
+#[derive(Clone, Copy)]
+struct Flow<'a> {
+    size: usize,
+    idle: Option<std::time::Duration>,
+    to_plain: Count<'a>,
+    into_plain: Ends,
+    to_encrypted: Count<'a>,
+    into_encrypted: Ends,
+}
+
+impl<'a> Flow<'a> {
+    fn moved(&self) -> [&'a AtomicU64; 2] {
+        [self.to_plain.tunnel, self.to_encrypted.tunnel]
+    }
+}
+
+/// Pumps bytes both ways between a byte-stream encrypted side (a TLS
+/// tunnel, a link, or plain TCP) and the plaintext side, and gives the
+/// encrypted side back so the caller can end it as its transport requires.
+async fn pump_stream<S: AsyncRead + AsyncWrite + Unpin>(
+    encrypted: S,
+    plain: &mut TcpStream,
+    flow: Flow<'_>,
+) -> (Result<(), TunnelError>, S) {
+    let (mut enc_read, mut enc_write) = tokio::io::split(encrypted);
+    let (plain_read, plain_write) = plain.split();
+    let result = relay::drive(
+        relay::pump_bytes(
+            &mut enc_read,
+            plain_write,
+            flow.size,
+            flow.to_plain,
+            flow.into_plain,
+        ),
+        relay::pump_bytes(
+            plain_read,
+            &mut enc_write,
+            flow.size,
+            flow.to_encrypted,
+            flow.into_encrypted,
+        ),
+        flow.idle,
+        flow.moved(),
+    )
+    .await;
+    (result, enc_read.unsplit(enc_write))
+}
+
 /// Relays between the encrypted side and the plaintext side.
 /// `encrypted_accepted`: the encrypted side is the one we accepted (server
 /// role), which decides which direction counts as `up`.
@@ -299,9 +350,14 @@ async fn relay(
         from: plain_name,
         to: enc_name,
     };
-    let size = shared.buffer_size;
-    let idle = shared.idle_timeout;
-    let moved = [to_plain.tunnel, to_encrypted.tunnel];
+    let flow = Flow {
+        size: shared.buffer_size,
+        idle: shared.idle_timeout,
+        to_plain,
+        into_plain,
+        to_encrypted,
+        into_encrypted,
+    };
     let result = match (&shared.engine, encrypted) {
         (Engine::Tls(_), Encrypted::Tls(tunnel)) => {
             if tunnel.state() != cipherlink::TunnelState::Done {
@@ -311,25 +367,8 @@ async fn relay(
                     error: std::io::Error::other("TLS tunnel not established"),
                 });
             }
-            let (enc_read, enc_write) = tokio::io::split(tunnel);
-            let (plain_read, plain_write) = plain.split();
-            let mut enc_read = enc_read;
-            let mut enc_write = enc_write;
-            let result = relay::drive(
-                relay::pump_bytes(&mut enc_read, plain_write, size, to_plain, into_plain),
-                relay::pump_bytes(
-                    plain_read,
-                    &mut enc_write,
-                    size,
-                    to_encrypted,
-                    into_encrypted,
-                ),
-                idle,
-                moved,
-            )
-            .await;
+            let (result, tunnel) = pump_stream(tunnel, &mut plain, flow).await;
             if result.is_err() {
-                let tunnel = enc_read.unsplit(enc_write);
                 if let Some(transport) = tunnel.transport() {
                     reset(transport.get_ref());
                 }
@@ -345,20 +384,20 @@ async fn relay(
                     plain_write,
                     Decoder::new(*max_frame),
                     Opener::new(keys.clone()),
-                    size,
-                    to_plain,
-                    into_plain,
+                    flow.size,
+                    flow.to_plain,
+                    flow.into_plain,
                 ),
                 relay::pump_seal(
                     plain_read,
                     enc_write,
                     Sealer::new(keys.clone(), *max_frame),
-                    size,
-                    to_encrypted,
-                    into_encrypted,
+                    flow.size,
+                    flow.to_encrypted,
+                    flow.into_encrypted,
                 ),
-                idle,
-                moved,
+                flow.idle,
+                flow.moved(),
             )
             .await;
             if result.is_err() {
@@ -369,37 +408,15 @@ async fn relay(
         (Engine::Link(_), Encrypted::Link(link)) => {
             // Shutting the link's write side sends its authenticated close:
             // half-close travels exactly as through a TLS tunnel.
-            let (mut enc_read, mut enc_write) = tokio::io::split(*link);
-            let (plain_read, plain_write) = plain.split();
-            let result = relay::drive(
-                relay::pump_bytes(&mut enc_read, plain_write, size, to_plain, into_plain),
-                relay::pump_bytes(
-                    plain_read,
-                    &mut enc_write,
-                    size,
-                    to_encrypted,
-                    into_encrypted,
-                ),
-                idle,
-                moved,
-            )
-            .await;
+            let (result, link) = pump_stream(link, &mut plain, flow).await;
             if let Err(err) = &result {
                 // As a reset does for TCP: the far end learns the tunnel failed.
-                enc_read.unsplit(enc_write).abort(&err.to_string());
+                link.abort(&err.to_string());
             }
             result
         }
         (_, Encrypted::Tcp(mut enc)) => {
-            let (enc_read, enc_write) = enc.split();
-            let (plain_read, plain_write) = plain.split();
-            let result = relay::drive(
-                relay::pump_bytes(enc_read, plain_write, size, to_plain, into_plain),
-                relay::pump_bytes(plain_read, enc_write, size, to_encrypted, into_encrypted),
-                idle,
-                moved,
-            )
-            .await;
+            let (result, _) = pump_stream(&mut enc, &mut plain, flow).await;
             if result.is_err() {
                 reset(&enc);
             }
