@@ -14,20 +14,7 @@ use tokio::time::{timeout, Instant};
 /// Bound on every wait in these tests, so a bug fails instead of hanging.
 const LIMIT: Duration = Duration::from_secs(20);
 
-async fn echo_server() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind echo");
-    let addr = listener.local_addr().expect("echo addr");
-    tokio::spawn(async move {
-        while let Ok((mut stream, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let (mut r, mut w) = stream.split();
-                let _ = tokio::io::copy(&mut r, &mut w).await;
-                let _ = w.shutdown().await;
-            });
-        }
-    });
-    addr
-}
+use cipherlink_test_support::echo_server;
 
 async fn proxy(up: Impairments, down: Impairments, seed: u64) -> SocketAddr {
     let upstream = echo_server().await;

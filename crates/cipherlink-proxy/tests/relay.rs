@@ -9,6 +9,7 @@ mod common;
 use std::time::Duration;
 
 use cipherlink_proxy::Transport;
+use cipherlink_test_support::echo_server;
 use common::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};

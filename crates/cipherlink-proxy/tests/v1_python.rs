@@ -10,6 +10,7 @@ mod common;
 use std::process::Stdio;
 
 use cipherlink_proxy::{Role, ServiceConfig, Transport};
+use cipherlink_test_support::echo_server;
 use cipherlink_test_support::{peer, Peer};
 use common::*;
 use tokio::io::{AsyncBufReadExt, BufReader};

@@ -207,6 +207,29 @@ fn count(outcome: &str, peer: Peer, test_name: &str) {
     }
 }
 
+/// A TCP service for relays to forward to: echoes each connection until
+/// its end of input, then closes its own side (so half-close is visible).
+/// Listens on 127.0.0.1 at a port of the kernel's choosing.
+pub async fn echo_server() -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap_or_else(|e| panic!("binding the echo server: {e}"));
+    let addr = listener
+        .local_addr()
+        .unwrap_or_else(|e| panic!("the echo server's address: {e}"));
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                use tokio::io::AsyncWriteExt;
+                let (mut r, mut w) = stream.split();
+                let _ = tokio::io::copy(&mut r, &mut w).await;
+                let _ = w.shutdown().await;
+            });
+        }
+    });
+    addr
+}
+
 fn read_peers_file(var: &str) -> Option<String> {
     let path = std::env::var_os("CIPHERLINK_PEERS_FILE")
         .map(PathBuf::from)

@@ -13,27 +13,11 @@ use cipherlink_proxy::{
     LinkConfig, Role, Service, ServiceConfig, ServiceStats, Transport, V1Config,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio::sync::watch;
 
 /// Generous: the machine is shared with compilers.
 pub const DEADLINE: Duration = Duration::from_secs(60);
-
-/// A backend that echoes each connection until EOF, then closes its side.
-pub async fn echo_server() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((mut stream, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let (mut r, mut w) = stream.split();
-                let _ = tokio::io::copy(&mut r, &mut w).await;
-                let _ = w.shutdown().await;
-            });
-        }
-    });
-    addr
-}
 
 /// Key material for every transport, in a temporary folder.
 pub struct Material {
