@@ -12,12 +12,13 @@ fn server_config() -> &'static Arc<rustls::ServerConfig> {
     CONFIG.get_or_init(|| {
         let bundle = cipherlink::certs::generate(&cipherlink::certs::CertOptions::default())
             .expect("test certificates");
-        let config = cipherlink::Config {
-            certificate: Some(cipherlink::PemSource::inline(bundle.server.cert.clone())),
-            private_key: Some(cipherlink::PemSource::inline(bundle.server.key.clone())),
-            trusted_cas: vec![cipherlink::PemSource::inline(bundle.ca.cert.clone())],
-            ..cipherlink::Config::default()
-        };
+        let config = {
+ let mut edited = cipherlink::Config::default();
+ edited.certificate = Some(cipherlink::PemSource::inline(bundle.server.cert.clone()));
+ edited.private_key = Some(cipherlink::PemSource::inline(bundle.server.key.clone()));
+ edited.trusted_cas = vec![cipherlink::PemSource::inline(bundle.ca.cert.clone())];
+ edited
+};
         cipherlink::Context::server(&config)
             .expect("server context")
             .rustls_server_config()

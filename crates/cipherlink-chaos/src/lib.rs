@@ -21,16 +21,23 @@
 //! reimplemented here rather than configured with `tc`.
 
 pub mod capture;
+pub mod exchange;
 pub mod lab;
 pub mod model;
 pub mod netem;
 pub mod recorder;
+pub mod report;
+pub mod results;
 pub mod router;
+pub mod run;
 pub mod scenario;
+pub mod scenarios;
 pub mod simulate;
 pub mod stream_proxy;
 pub mod stream_shaper;
 pub mod subject;
+pub mod svg;
+pub mod timeline;
 pub mod tun_router;
 
 pub use model::{Decision, Delivery, DropReason, Model};

@@ -22,7 +22,8 @@ pub struct SubjectError {
 }
 
 /// What a packet carried, for timelines.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum PacketClass {
     /// Protocol set-up (for TLS: handshake, change cipher spec).
     Handshake,
@@ -34,6 +35,29 @@ pub enum PacketClass {
     Control,
     /// Payload the classifier does not recognise (e.g. a record's middle).
     Unknown,
+    /// A keepalive of the protocol (ping or pong).
+    Keepalive,
+    /// The end of the connection: a TCP FIN or RST (with or without payload).
+    Close,
+    /// A packet whose IPv4 or TCP checksum is wrong (corrupted on the way):
+    /// the receiving kernel drops it, so no protocol ever sees it.
+    Invalid,
+}
+
+impl PacketClass {
+    /// Lower-case name, as in JSON and reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            PacketClass::Handshake => "handshake",
+            PacketClass::Data => "data",
+            PacketClass::Alert => "alert",
+            PacketClass::Control => "control",
+            PacketClass::Unknown => "unknown",
+            PacketClass::Keepalive => "keepalive",
+            PacketClass::Close => "close",
+            PacketClass::Invalid => "invalid",
+        }
+    }
 }
 
 /// A protocol under test.
@@ -54,6 +78,21 @@ pub trait Subject: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Self::Session, SubjectError>> + Send;
     /// Class of a TCP segment's payload (never empty).
     fn classify(&self, payload: &[u8]) -> PacketClass;
+    /// Class of a TCP segment's payload that starts `offset` bytes into
+    /// its direction's stream (`from_client`: client to server). Protocols
+    /// whose framing is only known by position (the link protocol's
+    /// handshake lengths) override this; the default reads the payload alone.
+    fn classify_at(&self, from_client: bool, offset: u64, payload: &[u8]) -> PacketClass {
+        let _ = (from_client, offset);
+        self.classify(payload)
+    }
+    /// Longest time this subject itself takes to declare a silent peer gone
+    /// (its keepalive: next ping, then every retry's timeout), if it has
+    /// such a mechanism. `None`: it relies on TCP (the lab then sets
+    /// `TCP_USER_TIMEOUT` on the client's socket for the stale scenario).
+    fn gone_within(&self) -> Option<std::time::Duration> {
+        None
+    }
 }
 
 /// An established session; the lab bounds every call in time.

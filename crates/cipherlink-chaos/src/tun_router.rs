@@ -7,6 +7,7 @@
 
 use std::future::Future;
 use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use tokio::time::{sleep_until, Instant};
 use tun_rs::AsyncDevice;
@@ -32,6 +33,8 @@ pub struct RouterStats {
     pub corrupted: [u64; 2],
     /// Writes the destination device refused (the kernel drops such packets).
     pub send_errors: [u64; 2],
+    /// Packets dropped because the link was silenced ([`route_with`]).
+    pub silenced: [u64; 2],
 }
 
 fn index(from: Port) -> usize {
@@ -46,9 +49,23 @@ fn index(from: Port) -> usize {
 pub async fn route<W: Write>(
     a: AsyncDevice,
     b: AsyncDevice,
+    router: Router,
+    capture: Option<&mut Capture<W>>,
+    stop: impl Future<Output = ()>,
+) -> Result<RouterStats, std::io::Error> {
+    route_with(a, b, router, capture, stop, &AtomicBool::new(false)).await
+}
+
+/// As [`route`]; while `silence` is set, every packet read either way is
+/// dropped before the model sees it (a peer that has gone silent, as the
+/// stale scenario needs), and packets already queued are dropped when due.
+pub async fn route_with<W: Write>(
+    a: AsyncDevice,
+    b: AsyncDevice,
     mut router: Router,
     mut capture: Option<&mut Capture<W>>,
     stop: impl Future<Output = ()>,
+    silence: &AtomicBool,
 ) -> Result<RouterStats, std::io::Error> {
     let start = Instant::now();
     let wall_start = std::time::SystemTime::now()
@@ -67,23 +84,17 @@ pub async fn route<W: Write>(
             n = b.recv(&mut buf_b) => (Port::B, n?),
             () = sleep_until(due.unwrap_or(start)), if due.is_some() => {
                 let now = start.elapsed();
-                while let Some((to, packet)) = router.poll_transmit(now) {
-                    let dir = index(to.peer());
-                    let device = if to == Port::A { &a } else { &b };
-                    match device.send(&packet).await {
-                        Ok(_) => stats.sent[dir] += 1,
-                        Err(_) => stats.send_errors[dir] += 1,
-                    }
-                    if let Some(c) = capture.as_deref_mut() {
-                        let _ = c.write(wall_start + now, &packet);
-                    }
-                }
+                transmit(&mut router, now, &a, &b, &mut stats, capture.as_deref_mut(), wall_start, silence).await;
                 continue;
             }
         };
         let buf = if from == Port::A { &buf_a } else { &buf_b };
         let dir = index(from);
         stats.received[dir] += 1;
+        if silence.load(Ordering::Relaxed) {
+            stats.silenced[dir] += 1;
+            continue;
+        }
         match router.handle_packet(from, buf[..n].to_vec(), start.elapsed()) {
             Decision::Dropped(DropReason::Loss) => stats.lost[dir] += 1,
             Decision::Dropped(DropReason::QueueFull) => stats.queue_full[dir] += 1,
@@ -94,6 +105,51 @@ pub async fn route<W: Write>(
             }
             Decision::Deliver(d) => stats.corrupted[dir] += u64::from(d.corrupt.is_some()),
         }
+        // A packet due now (no delay) leaves at once: through the timer it
+        // would wait for tokio's next millisecond tick.
+        let now = start.elapsed();
+        if router.poll_timeout().is_some_and(|at| at <= now) {
+            transmit(
+                &mut router,
+                now,
+                &a,
+                &b,
+                &mut stats,
+                capture.as_deref_mut(),
+                wall_start,
+                silence,
+            )
+            .await;
+        }
     }
     Ok(stats)
+}
+
+/// Sends every packet due by `now`.
+#[allow(clippy::too_many_arguments)]
+async fn transmit<W: Write>(
+    router: &mut Router,
+    now: std::time::Duration,
+    a: &AsyncDevice,
+    b: &AsyncDevice,
+    stats: &mut RouterStats,
+    mut capture: Option<&mut Capture<W>>,
+    wall_start: std::time::Duration,
+    silence: &AtomicBool,
+) {
+    while let Some((to, packet)) = router.poll_transmit(now) {
+        let dir = index(to.peer());
+        if silence.load(Ordering::Relaxed) {
+            stats.silenced[dir] += 1;
+            continue;
+        }
+        let device = if to == Port::A { a } else { b };
+        match device.send(&packet).await {
+            Ok(_) => stats.sent[dir] += 1,
+            Err(_) => stats.send_errors[dir] += 1,
+        }
+        if let Some(c) = capture.as_deref_mut() {
+            let _ = c.write(wall_start + now, &packet);
+        }
+    }
 }

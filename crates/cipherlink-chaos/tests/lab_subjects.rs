@@ -99,15 +99,17 @@ impl Session for TlsSession {
 fn tls() -> Tls {
     let bundle = certs::generate(&CertOptions::default()).expect("test certificates");
     Tls {
-        server: Context::server(&Config {
-            certificate: Some(PemSource::inline(bundle.server.cert.clone())),
-            private_key: Some(PemSource::inline(bundle.server.key.clone())),
-            ..Config::default()
+        server: Context::server(&{
+            let mut edited = Config::default();
+            edited.certificate = Some(PemSource::inline(bundle.server.cert.clone()));
+            edited.private_key = Some(PemSource::inline(bundle.server.key.clone()));
+            edited
         })
         .expect("server context"),
-        client: Context::client(&Config {
-            trusted_cas: vec![PemSource::inline(bundle.ca.cert.clone())],
-            ..Config::default()
+        client: Context::client(&{
+            let mut edited = Config::default();
+            edited.trusted_cas = vec![PemSource::inline(bundle.ca.cert.clone())];
+            edited
         })
         .expect("client context"),
     }

@@ -18,15 +18,17 @@ const LIMIT: Duration = Duration::from_secs(20);
 
 fn contexts() -> (Context, Context) {
     let bundle = certs::generate(&CertOptions::default()).expect("test certificates");
-    let server = Context::server(&Config {
-        certificate: Some(PemSource::inline(bundle.server.cert.clone())),
-        private_key: Some(PemSource::inline(bundle.server.key.clone())),
-        ..Config::default()
+    let server = Context::server(&{
+        let mut edited = Config::default();
+        edited.certificate = Some(PemSource::inline(bundle.server.cert.clone()));
+        edited.private_key = Some(PemSource::inline(bundle.server.key.clone()));
+        edited
     })
     .expect("server context");
-    let client = Context::client(&Config {
-        trusted_cas: vec![PemSource::inline(bundle.ca.cert.clone())],
-        ..Config::default()
+    let client = Context::client(&{
+        let mut edited = Config::default();
+        edited.trusted_cas = vec![PemSource::inline(bundle.ca.cert.clone())];
+        edited
     })
     .expect("client context");
     (server, client)

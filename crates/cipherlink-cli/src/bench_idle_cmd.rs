@@ -7,8 +7,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context as _, Result};
-use cipherlink::PemSource;
-use cipherlink_lab::bench_idle::{self, ChildSpec, IdleBenchOptions, IdleMode, IdleServer};
+use cipherlink::{Implementation, PemSource};
+use cipherlink_lab::bench_idle::{
+    self, ChildSpec, IdleBenchOptions, IdleEvent, IdleMode, IdleObserver, IdleReport, IdleServer,
+};
+use cipherlink_lab::format::thousands;
 use clap::Args;
 
 /// `bench idle` options.
@@ -32,6 +35,14 @@ pub struct BenchIdleArgs {
     /// With --target: the server name to verify (default: its address).
     #[arg(long, requires = "target")]
     pub server_name: Option<String>,
+    /// The TLS implementation of the spawned `serve` (rustls or openssl).
+    #[arg(
+        long,
+        value_name = "NAME",
+        default_value = "rustls",
+        conflicts_with = "target"
+    )]
+    pub implementation: Implementation,
     /// Connections being opened at once.
     #[arg(long, default_value_t = 64)]
     pub concurrency: usize,
@@ -60,13 +71,15 @@ pub async fn run(args: BenchIdleArgs) -> Result<()> {
         },
         None => {
             let exe = std::env::current_exe().context("finding this program to run `serve`")?;
+            let implementation = args.implementation.name();
             IdleServer::Spawn(Arc::new(move |spec: &ChildSpec<'_>| {
                 let mut command = Command::new(&exe);
                 match spec.mode {
                     // serve's defaults, as a user would start it: the point
                     // is that they hold this many idle clients.
                     IdleMode::Tls => command
-                        .args(["serve", "--listen", "127.0.0.1:0", "--echo", "--cert"])
+                        .args(["serve", "--listen", "127.0.0.1:0", "--echo"])
+                        .args(["--implementation", implementation, "--cert"])
                         .arg(spec.cert)
                         .arg("--key")
                         .arg(spec.key),
@@ -87,9 +100,10 @@ pub async fn run(args: BenchIdleArgs) -> Result<()> {
         modes,
         server,
         concurrency: args.concurrency,
-        progress: true,
+        observer: progress_bar(),
     };
     let report = bench_idle::run(&options).await?;
+    print_report(&report);
     if let Some(path) = args.json {
         let json = serde_json::to_string_pretty(&report)?;
         std::fs::write(&path, json).with_context(|| format!("writing {}", path.display()))?;
@@ -111,4 +125,100 @@ async fn serve_plain(addr: SocketAddr) -> Result<()> {
     // serve's default idle timeout.
     bench_idle::plain::serve(listener, fds.connections(), Duration::from_secs(300)).await;
     Ok(())
+}
+
+/// A progress bar on stderr while each mode's connections open, when
+/// stderr is a terminal (`None` otherwise).
+fn progress_bar() -> Option<IdleObserver> {
+    use std::io::IsTerminal;
+    use std::sync::{Mutex, PoisonError};
+
+    use indicatif::{ProgressBar, ProgressStyle};
+
+    if !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let bar: Mutex<Option<ProgressBar>> = Mutex::new(None);
+    Some(IdleObserver::new(move |event: &IdleEvent| {
+        let mut bar = bar.lock().unwrap_or_else(PoisonError::into_inner);
+        match event {
+            IdleEvent::Opening { mode, total } => {
+                let new = ProgressBar::new(*total as u64);
+                if let Ok(style) = ProgressStyle::with_template(
+                    "{msg} {wide_bar} {pos}/{len} connections ({per_sec})",
+                ) {
+                    new.set_style(style);
+                }
+                new.set_message(format!("opening {mode}"));
+                new.enable_steady_tick(Duration::from_millis(100));
+                *bar = Some(new);
+            }
+            IdleEvent::Tried => {
+                if let Some(bar) = bar.as_ref() {
+                    bar.inc(1);
+                }
+            }
+            IdleEvent::Opened => {
+                if let Some(bar) = bar.take() {
+                    bar.finish_and_clear();
+                }
+            }
+            // Printed with the report.
+            _ => {}
+        }
+    }))
+}
+
+/// The report as a table, with the limits the run honoured and its warnings.
+fn print_report(report: &IdleReport) {
+    for note in &report.limits {
+        println!("limit: {note}");
+    }
+    println!(
+        "\nserver memory per idle connection (VmRSS after - before, / connections); \
+         client open-file limit {} (hard {})",
+        report.client_fd_limit.soft, report.client_fd_limit.hard
+    );
+    println!(
+        "{:<6} {:<34} {:>8} {:>7} {:>8} {:>7} {:>11} {:>11} {:>11}",
+        "mode",
+        "server",
+        "opened",
+        "failed",
+        "open",
+        "open s",
+        "rss before",
+        "rss after",
+        "bytes/conn"
+    );
+    for case in &report.cases {
+        println!(
+            "{:<6} {:<34} {:>8} {:>7} {:>8} {:>7.1} {:>11} {:>11} {:>11}",
+            case.mode.to_string(),
+            format!("{} ({})", case.server, bench_idle::pids_text(&case.pids)),
+            thousands(case.opened as u64),
+            case.failed,
+            thousands(case.still_open as u64),
+            case.open_seconds,
+            format!("{} KB", thousands(case.rss_before_bytes / 1024)),
+            format!("{} KB", thousands(case.rss_after_bytes / 1024)),
+            case.bytes_per_connection
+                .map_or("-".into(), |b| thousands(b.max(0.0) as u64)),
+        );
+        if let Some(err) = &case.first_error {
+            println!("    first error: {err}");
+        }
+        if case.still_open < case.opened {
+            println!(
+                "    WARNING: the server closed {} of the idle connections",
+                case.opened - case.still_open
+            );
+        }
+    }
+    if let Some(extra) = report.tls_over_plain() {
+        println!(
+            "TLS costs {} bytes per idle connection more than plain TCP",
+            thousands(extra.max(0.0) as u64)
+        );
+    }
 }

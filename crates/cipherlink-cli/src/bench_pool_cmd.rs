@@ -3,7 +3,9 @@
 use std::path::PathBuf;
 
 use anyhow::{Context as _, Result};
-use cipherlink_lab::bench_pool::{self, PoolBenchOptions};
+use cipherlink_lab::bench_pool::{
+    self, PoolBenchEvent, PoolBenchOptions, PoolBenchReport, PoolBenchRow, PythonParty,
+};
 use clap::Args;
 
 /// `bench pool` options.
@@ -62,6 +64,24 @@ pub async fn run(args: BenchPoolArgs) -> Result<()> {
             "--transport {t:?}: expected plain or tls"
         );
     }
+    // scripts/setup-peers puts the package in .venv/tno5; use it when no
+    // interpreter was named, so the Python comparison runs by default.
+    let interpreter = args
+        .python
+        .or_else(|| in_checkout(".venv/tno5/bin/python"))
+        .filter(|p| p.exists());
+    let python = match interpreter {
+        Some(interpreter) => Some(PythonParty {
+            interpreter,
+            script: args
+                .python_script
+                .or_else(|| in_checkout(PARTY_SCRIPT))
+                .with_context(|| {
+                    format!("{PARTY_SCRIPT} is not in the current folder nor in the checkout this binary was built from: give --python-script")
+                })?,
+        }),
+        None => None,
+    };
     let opts = PoolBenchOptions {
         sizes: args.sizes,
         messages_small: args.messages,
@@ -69,20 +89,59 @@ pub async fn run(args: BenchPoolArgs) -> Result<()> {
         depth: args.depth,
         plain: args.transport.iter().any(|t| t == "plain"),
         tls: args.transport.iter().any(|t| t == "tls"),
-        // scripts/setup-peers puts the package in .venv/tno5; use it when no
-        // interpreter was named, so the Python comparison runs by default.
-        python: args
-            .python
-            .or_else(|| in_checkout(".venv/tno5/bin/python"))
-            .filter(|p| p.exists()),
-        python_script: args
-            .python_script
-            .or_else(|| in_checkout(PARTY_SCRIPT))
-            .with_context(|| {
-                format!("{PARTY_SCRIPT} is not in the current folder nor in the checkout this binary was built from: give --python-script")
-            })?,
-        json_out: args.json,
+        python,
     };
-    bench_pool::run(opts).await.context("bench pool")?;
+    let measures_python = opts.python.is_some();
+    print_header();
+    let report = bench_pool::run(opts, |event| match event {
+        PoolBenchEvent::Row(row) => print_row(row),
+        PoolBenchEvent::PythonFailed(why) => println!("(skipped) {why}"),
+        _ => {}
+    })
+    .await
+    .context("bench pool")?;
+    if !measures_python {
+        println!(
+            "note: no Python party measured: install tno.mpc.communication (scripts/setup-peers) \
+             or pass --python"
+        );
+    }
+    print_ratios(&report);
+    if let Some(path) = args.json {
+        let json = serde_json::to_string_pretty(&report)?;
+        std::fs::write(&path, json).with_context(|| format!("writing {}", path.display()))?;
+        println!("wrote {}", path.display());
+    }
     Ok(())
+}
+
+fn print_header() {
+    println!(
+        "{:<13} {:<6} {:>9} {:>7} {:>12} {:>12} {:>10} {:>10}",
+        "pair", "tls", "size", "msgs", "one-way/s", "pipelined/s", "rtt p50ms", "rtt p99ms"
+    );
+}
+
+fn print_row(r: &PoolBenchRow) {
+    println!(
+        "{:<13} {:<6} {:>9} {:>7} {:>12.0} {:>12.0} {:>10.3} {:>10.3}",
+        r.pair,
+        r.transport,
+        r.size,
+        r.messages,
+        r.oneway_msgs_per_s,
+        r.pipelined_msgs_per_s,
+        r.rtt_p50_ms,
+        r.rtt_p99_ms
+    );
+}
+
+/// Rust-Rust over Python-Python, from rows of this same run.
+fn print_ratios(report: &PoolBenchReport) {
+    for r in report.ratios() {
+        println!(
+            "rust-rust / python-python, {} {:>7} B: one-way {:.1}x, pipelined {:.1}x, rtt p50 {:.1}x lower",
+            r.transport, r.size, r.oneway, r.pipelined, r.rtt_p50_lower,
+        );
+    }
 }

@@ -1,6 +1,7 @@
 //! `cipherlink chaos ...`: the chaos lab (issue 16). Glue from flags to
-//! `cipherlink_chaos`: the stream impairment proxy, and a dry run of a
-//! netem string on the packet model.
+//! `cipherlink_chaos`: the stream impairment proxy, a dry run of a netem
+//! string on the packet model, the TUN lab, and `run`, the seed's scenarios
+//! with a report (subjects in `chaos_subjects.rs`).
 
 use std::net::SocketAddr;
 use std::num::NonZeroUsize;
@@ -37,6 +38,65 @@ pub enum ChaosCommand {
     /// Two network namespaces joined through a TUN router that applies a
     /// netem string per packet (needs root); runs until Ctrl-C.
     Lab(LabArgs),
+    /// Run seed 003's scenarios with a transport and write a report.
+    ///
+    /// For each scenario, a client in namespace A exchanges a checked
+    /// sequence of numbered messages with an echo server in namespace B
+    /// through the TUN router (root needed; without root, or with --proxy,
+    /// the stream proxy on loopback is used instead, which can only delay,
+    /// jitter and corrupt a byte stream: scenarios it cannot do are reported
+    /// as not run). Scenarios: ideal, stale (the peer goes silent after 4
+    /// messages and must be declared gone: by the link protocol's keepalive,
+    /// by TCP_USER_TIMEOUT for the others), sequence96, jitter (delay 100ms
+    /// 75ms), loss (loss 30%), duplicate (duplicate 30%), reorder (delay
+    /// 125ms reorder 30% 50%), corrupt (corrupt 30%).
+    ///
+    /// Writes into --out, per scenario: TRANSPORT-NAME.pcap (every delivered
+    /// packet), TRANSPORT-NAME.json (result, timings, packet timeline),
+    /// TRANSPORT-NAME-packets.svg and TRANSPORT-NAME-sequence.svg; and
+    /// report.html with every scenario, its verdict and timings. Exits
+    /// non-zero if any scenario failed. See docs/chaos.md.
+    Run(RunArgs),
+}
+
+/// Transports `chaos run` can test.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Transport {
+    /// cipherlink TLS (hybrid post-quantum key exchange by default).
+    Tls,
+    /// The link protocol (cipherlink-link), keepalive timers shortened.
+    Link,
+    /// The proxy's v1 frame (NaCl box, pre-shared keys).
+    V1,
+    /// Plain TCP, the baseline.
+    Plain,
+}
+
+/// `cipherlink chaos run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The protocol under test.
+    #[arg(long, value_enum, default_value = "tls")]
+    pub transport: Transport,
+    /// A scenario's name, or `all`.
+    #[arg(long, default_value = "all")]
+    pub scenario: String,
+    /// Where the report and its files go (created if missing).
+    #[arg(long, default_value = "chaos-report")]
+    pub out: PathBuf,
+    /// Seed of the impairment models.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Use the stream proxy even when the TUN lab is available.
+    #[arg(long)]
+    pub proxy: bool,
+    /// Time limit of each scenario (netem time).
+    #[arg(long, value_parser = time_flag, default_value = "60s")]
+    pub scenario_timeout: Duration,
+    /// Stale scenario, transports without a keepalive: TCP declares the
+    /// peer gone when its data stays unacknowledged this long (TCP_USER_TIMEOUT).
+    #[arg(long, value_parser = time_flag, default_value = "3s")]
+    pub tcp_user_timeout: Duration,
 }
 
 /// `cipherlink chaos lab`.
@@ -192,6 +252,7 @@ pub async fn run(args: ChaosArgs) -> Result<()> {
         ChaosCommand::Proxy(args) => proxy(args).await,
         ChaosCommand::Netem(args) => netem_dry_run(args),
         ChaosCommand::Lab(args) => lab(args).await,
+        ChaosCommand::Run(args) => crate::chaos_run::run(args).await,
     }
 }
 

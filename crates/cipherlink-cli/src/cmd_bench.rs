@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::{Context as _, Result};
 use cipherlink::certs::KeyAlgorithm;
-use cipherlink::{KeyExchange, PemSource};
+use cipherlink::{Implementation, KeyExchange, PemSource};
 use cipherlink_lab::bench_conn::{self, ConnBenchOptions, Exchange, Mode, Target};
 use clap::{Args, Subcommand};
 
@@ -46,6 +46,19 @@ pub struct ConnArgs {
         default_value = "X25519MLKEM768,X25519,P-256"
     )]
     pub groups: Vec<KeyExchange>,
+    /// TLS implementations, comma-separated (rustls, openssl): each group
+    /// runs on each, client and server on the same one, side by side.
+    #[arg(
+        long,
+        value_name = "LIST",
+        value_delimiter = ',',
+        default_value = "rustls"
+    )]
+    pub implementation: Vec<Implementation>,
+    /// Turn off the clients' verified-chain cache, so every handshake
+    /// verifies the whole chain (the floor then counts both verifications).
+    #[arg(long)]
+    pub no_chain_cache: bool,
     /// Connections per case (default: run for --duration).
     #[arg(long)]
     pub connections: Option<u64>,
@@ -107,6 +120,7 @@ async fn run_conn(args: ConnArgs) -> Result<()> {
     let options = ConnBenchOptions {
         modes: args.mode,
         groups: args.groups,
+        implementations: args.implementation,
         connections: args.connections,
         duration: Duration::from_secs_f64(args.duration),
         concurrency: args.concurrency,
@@ -114,9 +128,13 @@ async fn run_conn(args: ConnArgs) -> Result<()> {
         target,
         exchange: args.exchange,
         cert_algorithm: args.cert_algorithm,
-        progress: true,
+        observer: Some(crate::bench_conn_print::observer(args.cert_algorithm)),
+        chain_cache: !args.no_chain_cache,
     };
     let report = bench_conn::run(&options).await?;
+    crate::bench_conn_print::print_table(&report);
+    crate::bench_conn_print::print_group_ratios(&report);
+    crate::bench_conn_print::print_implementation_ratios(&report);
     if let Some(path) = args.json {
         let json = serde_json::to_string_pretty(&report)?;
         std::fs::write(&path, json).with_context(|| format!("writing {}", path.display()))?;

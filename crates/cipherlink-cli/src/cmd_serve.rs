@@ -48,7 +48,8 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         .max_connections(capacity.max);
     let addr = server.local_addr()?;
     tracing::info!(
-        "serving TLS on {addr} (groups {}, {}); holds {} connections at once{}",
+        "serving TLS on {addr} ({}, groups {}, {}); holds {} connections at once{}",
+        config.implementation,
         config
             .key_exchange
             .iter()

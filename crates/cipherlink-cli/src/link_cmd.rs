@@ -63,6 +63,11 @@ struct InviteArgs {
     /// Where to write the connection file (default: NAME.link).
     #[arg(long)]
     out: Option<PathBuf>,
+    /// Also bind the token to a fresh client static key: the connection
+    /// file gets its secret, the token store its public key, and the client
+    /// then needs both (docs/link-protocol.md §2).
+    #[arg(long)]
+    client_key: bool,
 }
 
 #[derive(Debug, Args)]
@@ -183,7 +188,7 @@ fn invite(a: InviteArgs) -> Result<()> {
     let key = load_key(&a.key)?;
     let mut store = load_tokens(&a.tokens, true)?;
     let params = params_from_env()?;
-    let token = store.issue(&a.name, &mut StdRng::from_os_rng())?;
+    let token = store.issue_with(&a.name, a.client_key, &mut StdRng::from_os_rng())?;
     let file = ConnectionFile {
         name: a.name.clone(),
         server: a.server.clone(),
@@ -203,6 +208,9 @@ fn invite(a: InviteArgs) -> Result<()> {
         a.name,
         a.tokens.display()
     );
+    if let Some(k) = &file.token.client_key {
+        println!("client key {}", hex_encode(&k.public));
+    }
     Ok(())
 }
 
@@ -402,7 +410,6 @@ pub async fn bench(a: BenchLinkArgs) -> Result<()> {
         concurrency: a.concurrency,
         batch: 0,
         exchange: Exchange::PingPong,
-        progress: false,
         ..ConnBenchOptions::default()
     })
     .await
@@ -466,17 +473,19 @@ async fn tls_bulk(bytes: u64) -> Result<cipherlink_link::bench::BulkResult> {
     use cipherlink::certs::{self, CertOptions};
     use cipherlink::{Config, Context, KeyExchange, PemSource};
     let bundle = certs::generate(&CertOptions::default())?;
-    let server_ctx = Context::server(&Config {
-        key_exchange: vec![KeyExchange::X25519MlKem768],
-        certificate: Some(PemSource::inline(bundle.server.cert.clone())),
-        private_key: Some(PemSource::inline(bundle.server.key.clone())),
-        ..Config::default()
+    let server_ctx = Context::server(&{
+        let mut edited = Config::default();
+        edited.key_exchange = vec![KeyExchange::X25519MlKem768];
+        edited.certificate = Some(PemSource::inline(bundle.server.cert.clone()));
+        edited.private_key = Some(PemSource::inline(bundle.server.key.clone()));
+        edited
     })?;
-    let client_ctx = Context::client(&Config {
-        key_exchange: vec![KeyExchange::X25519MlKem768],
-        trusted_cas: vec![PemSource::inline(bundle.ca.cert.clone())],
-        server_name: Some("localhost".into()),
-        ..Config::default()
+    let client_ctx = Context::client(&{
+        let mut edited = Config::default();
+        edited.key_exchange = vec![KeyExchange::X25519MlKem768];
+        edited.trusted_cas = vec![PemSource::inline(bundle.ca.cert.clone())];
+        edited.server_name = Some("localhost".into());
+        edited
     })?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;

@@ -1,12 +1,16 @@
 //! `cipherlink`: encrypted links between parties, and honest measurements of them.
 
+mod bench_conn_print;
 mod bench_idle_cmd;
 mod bench_pool_cmd;
 mod chaos_cmd;
+mod chaos_run;
+mod chaos_subjects;
 mod cmd_bench;
 mod cmd_certs;
 mod cmd_connect;
 mod cmd_serve;
+mod info_cmd;
 mod link_cmd;
 mod pool_cmd;
 mod proxy_cmd;
@@ -28,7 +32,12 @@ use clap::{Parser, Subcommand};
 /// Start with `cipherlink bench conn` (no setup needed), or
 /// `cipherlink certs --out certs/` and then `serve` / `connect`.
 #[derive(Debug, Parser)]
-#[command(name = "cipherlink", version, propagate_version = true)]
+#[command(
+    name = "cipherlink",
+    version,
+    long_version = info_cmd::long_version(),
+    propagate_version = true
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -42,6 +51,8 @@ enum Command {
     Serve(cmd_serve::ServeArgs),
     /// Connect to a TLS server, send stdin, print the reply.
     Connect(cmd_connect::ConnectArgs),
+    /// What each TLS implementation (rustls, OpenSSL) offers here.
+    Info(info_cmd::InfoArgs),
     /// Benchmarks (connections/s, ...).
     Bench(cmd_bench::BenchArgs),
     /// gRPC latency lab (seed 001): serve, steady, coldconn.
@@ -91,6 +102,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Certs(args) => cmd_certs::run(args),
         Command::Serve(args) => cmd_serve::run(args).await,
         Command::Connect(args) => cmd_connect::run(args).await,
+        Command::Info(args) => info_cmd::run(args),
         Command::Bench(args) => cmd_bench::run(args).await,
         Command::Rpc(args) => rpc_cmd::run(args).await,
         Command::Summarize(args) => summarize_cmd::run(args),

@@ -352,9 +352,10 @@ pub struct BenchProxyArgs {
     /// The stunnel4 program for the reference pair ("none" to skip).
     #[arg(long, default_value = "stunnel4")]
     pub stunnel: String,
-    /// Key-exchange groups for our TLS pair (default: the core's, hybrid first).
-    #[arg(long)]
-    pub groups: Option<String>,
+    /// Key-exchange groups for our TLS pair, most preferred first, e.g.
+    /// X25519MLKEM768,X25519 (default: the core's, hybrid first).
+    #[arg(long, value_name = "LIST", value_delimiter = ',')]
+    pub groups: Option<Vec<cipherlink::KeyExchange>>,
     /// `--buffer-size` for our proxies (default: theirs).
     #[arg(long, value_name = "BYTES")]
     pub buffer_size: Option<usize>,

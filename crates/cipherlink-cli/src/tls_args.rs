@@ -4,7 +4,9 @@
 use std::path::PathBuf;
 
 use anyhow::{Context as _, Result};
-use cipherlink::{ClassicalChoice, Config, KeyExchange, PemSource, PostQuantumChoice};
+use cipherlink::{
+    ClassicalChoice, Config, Implementation, KeyExchange, PemSource, PostQuantumChoice,
+};
 use clap::Args;
 
 /// TLS options; each overrides the same field of `--config`.
@@ -22,6 +24,10 @@ pub struct TlsArgs {
     /// CA certificate(s) that sign the peer (PEM); "system" for the OS roots. Repeatable.
     #[arg(long = "ca", value_name = "FILE")]
     pub ca: Vec<String>,
+    /// The TLS implementation: rustls (default) or openssl (OpenSSL 3.6,
+    /// built in). `cipherlink info` shows what each offers here.
+    #[arg(long, value_name = "NAME")]
+    pub implementation: Option<Implementation>,
     /// Key-exchange groups, most preferred first, e.g. X25519MLKEM768,X25519,P-256.
     #[arg(long, value_name = "LIST", value_delimiter = ',')]
     pub groups: Option<Vec<KeyExchange>>,
@@ -58,6 +64,9 @@ impl TlsArgs {
                 .with_context(|| format!("--config {}", path.display()))?,
             None => Config::default(),
         };
+        if let Some(implementation) = self.implementation {
+            config.implementation = implementation;
+        }
         if let Some(cert) = &self.cert {
             config.certificate = Some(PemSource::path(cert));
         }
@@ -179,6 +188,7 @@ fn flag_for_field(field: &str) -> Option<&'static str> {
         "dangerous.client_certs_from_system_roots" => "--dangerous-client-certs-from-system-roots",
         "handshake_timeout_ms" => "--handshake-timeout-ms",
         "alpn" => "--alpn",
+        "implementation" => "--implementation",
         _ => return None,
     })
 }

@@ -7,28 +7,58 @@
 
 mod common;
 
-use common::{args, cipherlink, connect, group_field, run, token, Pki, Serve};
+use std::path::Path;
+
+use common::{args, cipherlink, connect, group_field, pki, run, token, ClosedPort, Serve, TestPki};
+
+/// Runs `cipherlink certs --out <tempdir> <extra...>` and checks that it
+/// wrote (and reported) every file, as PEM.
+fn certs_command(extra: &[&str]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("temporary folder");
+    let mut cmd = cipherlink();
+    cmd.arg("certs").arg("--out").arg(dir.path()).args(extra);
+    let out = run("cipherlink certs", cmd, b"");
+    assert!(out.status.success(), "certs failed\n{}", out.describe());
+    for file in cipherlink_test_support::pki::FILES {
+        let path = dir.path().join(file);
+        let text = std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("certs did not write {}: {e}", path.display()));
+        let header = if file.ends_with(".crt") {
+            "-----BEGIN CERTIFICATE-----"
+        } else {
+            "PRIVATE KEY-----"
+        };
+        assert!(text.contains(header), "{file} is not PEM:\n{text}");
+        assert!(
+            out.stdout.contains(file),
+            "certs did not report writing {file}\n{}",
+            out.describe()
+        );
+    }
+    dir
+}
 
 /// serve (mutual TLS) and connect with one PKI: one echoed line, and both
 /// sides report the other's identity.
-fn round_trip(pki: &Pki, extra_connect: &[&str]) -> (String, String) {
+fn round_trip(dir: &Path, extra_connect: &[&str]) -> (String, String) {
+    let file = |name: &str| dir.join(name).display().to_string();
     let mut serve = Serve::start(&args(&[
         "--echo",
         "--cert",
-        &pki.path("server.crt"),
+        &file("server.crt"),
         "--key",
-        &pki.path("server.key"),
+        &file("server.key"),
         "--ca",
-        &pki.path("ca.crt"),
+        &file("ca.crt"),
         "--require-client-cert",
     ]));
     let mut connect_args = args(&[
         "--ca",
-        &pki.path("ca.crt"),
+        &file("ca.crt"),
         "--cert",
-        &pki.path("client.crt"),
+        &file("client.crt"),
         "--key",
-        &pki.path("client.key"),
+        &file("client.key"),
     ]);
     connect_args.extend(args(extra_connect));
     let line = token("cli");
@@ -54,8 +84,8 @@ fn round_trip(pki: &Pki, extra_connect: &[&str]) -> (String, String) {
 }
 
 fn algorithm_round_trip(algorithm: &str) {
-    let pki = Pki::new(&["--algorithm", algorithm]);
-    let (connected, accepted) = round_trip(&pki, &[]);
+    let dir = certs_command(&["--algorithm", algorithm]);
+    let (connected, accepted) = round_trip(dir.path(), &[]);
     // Our own default offer leads with the hybrid on both sides.
     assert_eq!(
         group_field(&connected),
@@ -109,12 +139,12 @@ fn certs_rejects_unknown_algorithm_listing_valid_ones() {
 
 #[test]
 fn serve_with_missing_cert_file_names_file_and_field() {
-    let pki = Pki::new(&[]);
-    let missing = pki.root().join("no-such-server.crt");
+    let pki = pki();
+    let missing = pki.dir().join("no-such-server.crt");
     let mut cmd = cipherlink();
     cmd.args(["serve", "--listen", "127.0.0.1:0", "--echo", "--cert"])
         .arg(&missing)
-        .args(["--key", &pki.path("server.key")]);
+        .args(["--key", &pki.arg("server.key")]);
     let out = run("cipherlink serve", cmd, b"");
     assert!(!out.status.success(), "{}", out.describe());
     assert!(
@@ -132,11 +162,11 @@ fn serve_with_missing_cert_file_names_file_and_field() {
 
 #[test]
 fn serve_with_mismatched_key_names_both_files() {
-    let pki = Pki::new(&[]);
+    let pki = pki();
     let mut cmd = cipherlink();
     cmd.args(["serve", "--listen", "127.0.0.1:0", "--echo"])
-        .args(["--cert", &pki.path("server.crt")])
-        .args(["--key", &pki.path("client.key")]);
+        .args(["--cert", &pki.arg("server.crt")])
+        .args(["--key", &pki.arg("client.key")]);
     let out = run("cipherlink serve", cmd, b"");
     assert!(!out.status.success(), "{}", out.describe());
     assert!(
@@ -150,12 +180,13 @@ fn serve_with_mismatched_key_names_both_files() {
 
 #[test]
 fn connect_to_closed_port_fails_with_clear_message() {
-    let pki = Pki::new(&[]);
-    // A port that was just free; nothing listens there now.
-    let port = common::free_port();
+    let pki = pki();
+    // Held, not listening: refused, and no other program can listen there.
+    let closed = ClosedPort::new();
+    let port = closed.addr.port();
     let out = connect(
         format!("127.0.0.1:{port}"),
-        &args(&["--ca", &pki.path("ca.crt")]),
+        &args(&["--ca", &pki.arg("ca.crt")]),
         b"hello\n",
     );
     assert!(!out.status.success(), "{}", out.describe());
@@ -171,15 +202,20 @@ fn connect_to_closed_port_fails_with_clear_message() {
 
 #[test]
 fn unknown_group_fails_listing_valid_names() {
-    let pki = Pki::new(&[]);
-    for sub in ["connect", "serve"] {
+    let pki = pki();
+    for sub in ["connect", "serve", "bench proxy"] {
         let mut cmd = cipherlink();
-        cmd.arg(sub);
-        if sub == "connect" {
-            cmd.args(["127.0.0.1:9", "--ca", &pki.path("ca.crt")]);
-        } else {
-            cmd.args(["--listen", "127.0.0.1:0", "--cert", &pki.path("server.crt")])
-                .args(["--key", &pki.path("server.key")]);
+        cmd.args(sub.split(' '));
+        match sub {
+            "connect" => {
+                cmd.args(["127.0.0.1:9", "--ca", &pki.arg("ca.crt")]);
+            }
+            "serve" => {
+                cmd.args(["--listen", "127.0.0.1:0", "--cert", &pki.arg("server.crt")])
+                    .args(["--key", &pki.arg("server.key")]);
+            }
+            // Refused while parsing, before any proxy starts.
+            _ => {}
         }
         cmd.args(["--groups", "X25519,kyber"]);
         let out = run("cipherlink", cmd, b"");
@@ -203,9 +239,9 @@ fn unknown_group_fails_listing_valid_names() {
 
 #[test]
 fn config_files_configure_serve_and_connect() {
-    let pki = Pki::new(&[]);
+    let pki = pki();
     // Relative paths are taken relative to the configuration file's folder.
-    let server_toml = pki.root().join("server.toml");
+    let server_toml = pki.dir().join("server.toml");
     std::fs::write(
         &server_toml,
         r#"
@@ -218,7 +254,7 @@ allowed_identities = ["client"]
 "#,
     )
     .expect("writing server.toml");
-    let client_toml = pki.root().join("client.toml");
+    let client_toml = pki.dir().join("client.toml");
     std::fs::write(
         &client_toml,
         r#"
@@ -495,20 +531,12 @@ fn connect_without_ca_says_which_option_is_missing() {
 /// server closes even though its stdin is still open.
 #[test]
 fn idle_client_is_closed_and_connect_ends_with_the_server() {
-    let pki = Pki::new(&[]);
-    let mut serve = Serve::start(&args(&[
-        "--echo",
-        "--idle-timeout",
-        "1",
-        "--cert",
-        &pki.path("server.crt"),
-        "--key",
-        &pki.path("server.key"),
-    ]));
+    let pki = pki();
+    let mut serve = Serve::echo(&pki, false, &["--idle-timeout", "1"]);
     let mut cmd = cipherlink();
     cmd.arg("connect")
         .arg(serve.addr.to_string())
-        .args(["--ca", &pki.path("ca.crt")]);
+        .args(["--ca", &pki.arg("ca.crt")]);
     // Its stdin stays open and empty for the whole test.
     let mut client = common::Proc::spawn("cipherlink connect", cmd);
     client.wait_stderr("connected to ");
@@ -533,11 +561,11 @@ const GROUP_SPELLINGS: [(&str, &str); 9] = [
 
 /// A command that stops right after its flags were parsed: `(name, args
 /// before --groups, what the error says once parsing succeeded)`.
-fn stops_after_parsing(pki: &Pki) -> Vec<(&'static str, Vec<String>, &'static str)> {
+fn stops_after_parsing(pki: &TestPki) -> Vec<(&'static str, Vec<String>, &'static str)> {
     vec![
         (
             "connect",
-            args(&["connect", "127.0.0.1:9", "--ca", &pki.path("ca.crt")]),
+            args(&["connect", "127.0.0.1:9", "--ca", &pki.arg("ca.crt")]),
             "is not permitted by compliance policy",
         ),
         (
@@ -560,7 +588,7 @@ fn stops_after_parsing(pki: &Pki) -> Vec<(&'static str, Vec<String>, &'static st
 /// and the three `--help` texts list the same names.
 #[test]
 fn each_group_spelling_parses_the_same_in_every_command() {
-    let pki = Pki::new(&[]);
+    let pki = pki();
     for (spelling, canonical) in GROUP_SPELLINGS {
         for (name, before, after_parsing) in stops_after_parsing(&pki) {
             let mut cmd = cipherlink();
@@ -640,7 +668,7 @@ fn each_group_spelling_parses_the_same_in_every_command() {
 /// `--classical` and `--post-quantum` take the TOML file's spellings too.
 #[test]
 fn compliance_flags_take_the_toml_spellings() {
-    let pki = Pki::new(&[]);
+    let pki = pki();
     for (flag, value, shown) in [
         ("--classical", "forbid", "classical=forbid"),
         ("--classical", "FORBID", "classical=forbid"),
@@ -661,7 +689,7 @@ fn compliance_flags_take_the_toml_spellings() {
         ),
     ] {
         let mut cmd = cipherlink();
-        cmd.args(["connect", "127.0.0.1:9", "--ca", &pki.path("ca.crt")])
+        cmd.args(["connect", "127.0.0.1:9", "--ca", &pki.arg("ca.crt")])
             .args(["--groups", "X25519", flag, value]);
         let out = run("connect", cmd, b"");
         assert!(

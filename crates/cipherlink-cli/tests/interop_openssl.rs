@@ -14,12 +14,60 @@ mod common;
 
 use std::path::Path;
 
-use cipherlink_test_support::{peer, Peer};
+use cipherlink_test_support::{peer, peer_tests, Peer};
 use common::{
-    args, connect, group_field, s_client_echo, s_client_group, s_server, token, Pki, Serve,
+    args, connect, group_field, pki, s_client_echo, s_client_group, s_server, token, SClientRun,
+    Serve, TestPki,
 };
 
 // ----- openssl s_client -> cipherlink serve -----
+
+/// s_client's options: `-groups` when given, and with `mtls` our client
+/// certificate.
+fn s_client_options(pki: &TestPki, groups: Option<&str>, mtls: bool) -> Vec<String> {
+    let mut options = Vec::new();
+    if let Some(groups) = groups {
+        options.extend(args(&["-groups", groups]));
+    }
+    if mtls {
+        options.extend(args(&[
+            "-cert",
+            &pki.arg("client.crt"),
+            "-key",
+            &pki.arg("client.key"),
+        ]));
+    }
+    options
+}
+
+/// One s_client echo exchange with `options` against `serve`, which must
+/// succeed; the line sent (a fresh `tag` token) and what s_client printed.
+fn s_client_echoes(
+    openssl: &Path,
+    serve: &Serve,
+    pki: &TestPki,
+    options: &[String],
+    tag: &str,
+) -> (String, SClientRun) {
+    let options: Vec<&str> = options.iter().map(String::as_str).collect();
+    let line = token(tag);
+    let run = s_client_echo(
+        openssl,
+        serve.port(),
+        &pki.arg("ca.crt"),
+        &options,
+        &line,
+        true,
+    );
+    assert!(
+        run.status.success(),
+        "s_client failed: {}\n{}\n{}",
+        run.status,
+        run.text,
+        serve.proc.describe()
+    );
+    (line, run)
+}
 
 /// One s_client echo exchange against `cipherlink serve --echo`, checking the
 /// group on both sides. `mtls` makes serve require a client certificate and
@@ -31,55 +79,51 @@ fn s_client_case(
     mtls: bool,
     expected: &str,
 ) {
-    let pki = Pki::new(&[]);
-    let mut serve_args = args(&[
-        "--echo",
-        "--cert",
-        &pki.path("server.crt"),
-        "--key",
-        &pki.path("server.key"),
-    ]);
-    if let Some(groups) = serve_groups {
-        serve_args.extend(args(&["--groups", groups]));
-    }
-    if mtls {
-        serve_args.extend(args(&[
-            "--ca",
-            &pki.path("ca.crt"),
-            "--require-client-cert",
-        ]));
-    }
-    let mut serve = Serve::start(&serve_args);
-
-    let mut extra = Vec::new();
-    if let Some(groups) = client_groups {
-        extra.extend(["-groups".to_string(), groups.to_string()]);
-    }
-    if mtls {
-        extra.extend(args(&[
-            "-cert",
-            &pki.path("client.crt"),
-            "-key",
-            &pki.path("client.key"),
-        ]));
-    }
-    let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
-    let line = token("s_client");
-    let run = s_client_echo(
+    s_client_case_on(
+        "rustls",
         openssl,
-        serve.port(),
-        &pki.path("ca.crt"),
-        &extra,
-        &line,
-        true,
+        client_groups,
+        serve_groups,
+        mtls,
+        expected,
     );
-    assert!(
-        run.status.success(),
-        "s_client failed: {}\n{}\n{}",
-        run.status,
-        run.text,
-        serve.proc.describe()
+}
+
+/// [`s_client_case`] with `serve --implementation openssl`.
+fn s_client_openssl_serve_case(
+    openssl: &Path,
+    client_groups: Option<&str>,
+    serve_groups: Option<&str>,
+    mtls: bool,
+    expected: &str,
+) {
+    s_client_case_on(
+        "openssl",
+        openssl,
+        client_groups,
+        serve_groups,
+        mtls,
+        expected,
     );
+}
+
+fn s_client_case_on(
+    implementation: &str,
+    openssl: &Path,
+    client_groups: Option<&str>,
+    serve_groups: Option<&str>,
+    mtls: bool,
+    expected: &str,
+) {
+    let pki = pki();
+    let mut extra = vec!["--implementation", implementation];
+    if let Some(groups) = serve_groups {
+        extra.extend(["--groups", groups]);
+    }
+    let mut serve = Serve::echo(&pki, mtls, &extra);
+
+    let options = s_client_options(&pki, client_groups, mtls);
+    let (line, run) = s_client_echoes(openssl, &serve, &pki, &options, "s_client");
     assert!(
         run.text.contains("TLSv1.3"),
         "s_client did not report TLSv1.3:\n{}",
@@ -112,124 +156,60 @@ fn s_client_case(
     serve.log_line(&format!("closed after {} bytes", line.len() + 1));
 }
 
-#[test]
-fn s_client_x25519_against_serve() {
-    let Some(openssl) = peer!(Peer::Openssl) else {
-        return;
+/// One `#[test]` per row, each running `case(&openssl, groups, groups,
+/// mutual TLS, expected group)` when its OpenSSL is installed. A row:
+/// `name: peer, <case's two group lists>, mutual TLS => the group both
+/// sides must report`.
+macro_rules! group_tests {
+    ($case:ident {
+        $($(#[doc = $doc:literal])* $name:ident: $peer:ident, $a:expr, $b:expr, $mtls:expr => $group:expr;)*
+    }) => {
+        peer_tests! {$(
+            $(#[doc = $doc])*
+            fn $name(openssl = Peer::$peer) {
+                $case(&openssl, $a, $b, $mtls, $group);
+            }
+        )*}
     };
-    s_client_case(&openssl, Some("X25519"), None, false, "X25519");
 }
 
-#[test]
-fn s_client_p256_against_serve() {
-    let Some(openssl) = peer!(Peer::Openssl) else {
-        return;
-    };
-    s_client_case(
-        &openssl,
-        Some("P-256"),
-        Some("P-256,X25519"),
-        false,
-        "P-256",
-    );
-}
+// Rows: s_client's `-groups`, serve's `--groups`.
+group_tests!(s_client_case {
+    s_client_x25519_against_serve: Openssl, Some("X25519"), None, false => "X25519";
+    s_client_p256_against_serve: Openssl, Some("P-256"), Some("P-256,X25519"), false => "P-256";
+    /// serve names no groups: its defaults end with P-384 for clients (CNSA
+    /// suite profiles) that offer nothing else.
+    s_client_p384_only_against_serve_defaults_negotiates_p384: Openssl, Some("P-384"), None, false => "P-384";
+    s_client_x25519mlkem768_against_serve:
+        Openssl4, Some("X25519MLKEM768"), Some("X25519MLKEM768"), false => "X25519MLKEM768";
+    /// Neither side names groups: OpenSSL 4's defaults and cipherlink's meet on the hybrid.
+    s_client_default_groups_negotiate_hybrid_with_serve_defaults: Openssl4, None, None, false => "X25519MLKEM768";
+    s_client_mtls_x25519_against_serve: Openssl, Some("X25519"), None, true => "X25519";
+    s_client_mtls_p256_against_serve: Openssl, Some("P-256"), None, true => "P-256";
+    s_client_mtls_x25519mlkem768_against_serve: Openssl4, Some("X25519MLKEM768"), None, true => "X25519MLKEM768";
+});
 
-#[test]
-fn s_client_p384_only_against_serve_defaults_negotiates_p384() {
-    let Some(openssl) = peer!(Peer::Openssl) else {
-        return;
-    };
-    // serve names no groups: its defaults end with P-384 for clients (CNSA
-    // suite profiles) that offer nothing else.
-    s_client_case(&openssl, Some("P-384"), None, false, "P-384");
-}
-
-#[test]
-fn s_client_x25519mlkem768_against_serve() {
-    let Some(openssl) = peer!(Peer::Openssl4) else {
-        return;
-    };
-    s_client_case(
-        &openssl,
-        Some("X25519MLKEM768"),
-        Some("X25519MLKEM768"),
-        false,
-        "X25519MLKEM768",
-    );
-}
-
-#[test]
-fn s_client_default_groups_negotiate_hybrid_with_serve_defaults() {
-    let Some(openssl) = peer!(Peer::Openssl4) else {
-        return;
-    };
-    // Neither side names groups: OpenSSL 4's defaults and cipherlink's meet on the hybrid.
-    s_client_case(&openssl, None, None, false, "X25519MLKEM768");
-}
-
-#[test]
-fn s_client_mtls_x25519_against_serve() {
-    let Some(openssl) = peer!(Peer::Openssl) else {
-        return;
-    };
-    s_client_case(&openssl, Some("X25519"), None, true, "X25519");
-}
-
-#[test]
-fn s_client_mtls_p256_against_serve() {
-    let Some(openssl) = peer!(Peer::Openssl) else {
-        return;
-    };
-    s_client_case(&openssl, Some("P-256"), None, true, "P-256");
-}
-
-#[test]
-fn s_client_mtls_x25519mlkem768_against_serve() {
-    let Some(openssl) = peer!(Peer::Openssl4) else {
-        return;
-    };
-    s_client_case(
-        &openssl,
-        Some("X25519MLKEM768"),
-        None,
-        true,
-        "X25519MLKEM768",
-    );
-}
+// The same against `serve --implementation openssl` (OpenSSL 3.6 inside
+// cipherlink): foreign OpenSSL 3.0 and 4.0 clients, classical and hybrid.
+group_tests!(s_client_openssl_serve_case {
+    s_client_x25519_against_openssl_serve: Openssl, Some("X25519"), None, false => "X25519";
+    s_client_x25519mlkem768_against_openssl_serve:
+        Openssl4, Some("X25519MLKEM768"), Some("X25519MLKEM768"), false => "X25519MLKEM768";
+    s_client_mtls_p256_against_openssl_serve: Openssl, Some("P-256"), None, true => "P-256";
+    s_client_mtls_x25519mlkem768_against_openssl_serve:
+        Openssl4, Some("X25519MLKEM768"), None, true => "X25519MLKEM768";
+});
 
 /// A misbehaving client is refused with a logged reason, and the server goes on serving.
 fn refused_then_good_client(openssl: &Path, bad_extra: &[&str], bad_reason: &str, mtls: bool) {
-    let pki = Pki::new(&[]);
-    let mut serve_args = args(&[
-        "--echo",
-        "--cert",
-        &pki.path("server.crt"),
-        "--key",
-        &pki.path("server.key"),
-        "--groups",
-        "X25519MLKEM768,X25519",
-    ]);
-    let mut good_extra = vec!["-groups".to_string(), "X25519".to_string()];
-    if mtls {
-        serve_args.extend(args(&[
-            "--ca",
-            &pki.path("ca.crt"),
-            "--require-client-cert",
-        ]));
-        good_extra.extend(args(&[
-            "-cert",
-            &pki.path("client.crt"),
-            "-key",
-            &pki.path("client.key"),
-        ]));
-    }
-    let mut serve = Serve::start(&serve_args);
+    let pki = pki();
+    let mut serve = Serve::echo(&pki, mtls, &["--groups", "X25519MLKEM768,X25519"]);
 
     let bad_line = token("refused");
     let bad = s_client_echo(
         openssl,
         serve.port(),
-        &pki.path("ca.crt"),
+        &pki.arg("ca.crt"),
         bad_extra,
         &bad_line,
         false,
@@ -253,52 +233,33 @@ fn refused_then_good_client(openssl: &Path, bad_extra: &[&str], bad_reason: &str
         "serve's log should name the peer: {reason}"
     );
 
-    let good_extra: Vec<&str> = good_extra.iter().map(String::as_str).collect();
-    let good_line = token("after-refusal");
-    let good = s_client_echo(
-        openssl,
-        serve.port(),
-        &pki.path("ca.crt"),
-        &good_extra,
-        &good_line,
-        true,
-    );
-    assert!(
-        good.status.success(),
-        "the server stopped serving after a refused client:\n{}\n{}",
-        good.text,
-        serve.proc.describe()
-    );
+    // The server goes on serving: a good client is echoed.
+    let good = s_client_options(&pki, Some("X25519"), mtls);
+    s_client_echoes(openssl, &serve, &pki, &good, "after-refusal");
     let accepted = serve.accepted(1);
     assert_eq!(group_field(&accepted), Some("X25519"), "{accepted}");
     assert!(serve.proc.running(), "{}", serve.proc.describe());
 }
 
-#[test]
-fn s_client_without_client_cert_is_refused_and_serve_keeps_serving() {
-    let Some(openssl) = peer!(Peer::Openssl) else {
-        return;
-    };
-    refused_then_good_client(
-        &openssl,
-        &["-groups", "X25519"],
-        "the client presented no certificate but one is required",
-        true,
-    );
-}
+peer_tests! {
+    fn s_client_without_client_cert_is_refused_and_serve_keeps_serving(openssl = Peer::Openssl) {
+        refused_then_good_client(
+            &openssl,
+            &["-groups", "X25519"],
+            "the client presented no certificate but one is required",
+            true,
+        );
+    }
 
-#[test]
-fn s_client_with_only_unoffered_group_is_refused_and_serve_keeps_serving() {
-    let Some(openssl) = peer!(Peer::Openssl) else {
-        return;
-    };
-    // serve offers X25519MLKEM768,X25519; this client only P-384.
-    refused_then_good_client(
-        &openssl,
-        &["-groups", "P-384"],
-        "compare key-exchange groups",
-        false,
-    );
+    fn s_client_with_only_unoffered_group_is_refused_and_serve_keeps_serving(openssl = Peer::Openssl) {
+        // serve offers X25519MLKEM768,X25519; this client only P-384.
+        refused_then_good_client(
+            &openssl,
+            &["-groups", "P-384"],
+            "compare key-exchange groups",
+            false,
+        );
+    }
 }
 
 // ----- cipherlink connect -> openssl s_server -----
@@ -312,31 +273,72 @@ fn connect_case(
     mtls: bool,
     expected: &str,
 ) {
-    let pki = Pki::new(&[]);
+    connect_case_on(
+        "rustls",
+        openssl,
+        server_groups,
+        connect_groups,
+        mtls,
+        expected,
+    );
+}
+
+/// [`connect_case`] with `connect --implementation openssl`.
+fn connect_openssl_case(
+    openssl: &Path,
+    server_groups: &str,
+    connect_groups: Option<&str>,
+    mtls: bool,
+    expected: &str,
+) {
+    connect_case_on(
+        "openssl",
+        openssl,
+        server_groups,
+        connect_groups,
+        mtls,
+        expected,
+    );
+}
+
+fn connect_case_on(
+    implementation: &str,
+    openssl: &Path,
+    server_groups: &str,
+    connect_groups: Option<&str>,
+    mtls: bool,
+    expected: &str,
+) {
+    let pki = pki();
     let mut server_args = args(&[
         "-tls1_3",
         "-groups",
         server_groups,
         "-cert",
-        &pki.path("server.crt"),
+        &pki.arg("server.crt"),
         "-key",
-        &pki.path("server.key"),
+        &pki.arg("server.key"),
         "-rev",
         "-naccept",
         "1",
     ]);
-    let mut connect_args = args(&["--ca", &pki.path("ca.crt")]);
+    let mut connect_args = args(&[
+        "--ca",
+        &pki.arg("ca.crt"),
+        "--implementation",
+        implementation,
+    ]);
     if let Some(groups) = connect_groups {
         connect_args.extend(args(&["--groups", groups]));
     }
     if mtls {
         // -Verify (capital): a client certificate is required, not just requested.
-        server_args.extend(args(&["-Verify", "1", "-CAfile", &pki.path("ca.crt")]));
+        server_args.extend(args(&["-Verify", "1", "-CAfile", &pki.arg("ca.crt")]));
         connect_args.extend(args(&[
             "--cert",
-            &pki.path("client.crt"),
+            &pki.arg("client.crt"),
             "--key",
-            &pki.path("client.key"),
+            &pki.arg("client.key"),
         ]));
     }
     let mut server = s_server(openssl, &server_args);
@@ -393,74 +395,45 @@ fn connect_case(
     }
 }
 
-#[test]
-fn connect_x25519_to_s_server() {
-    let Some(openssl) = peer!(Peer::Openssl) else {
-        return;
-    };
-    // Our default offer leads with X25519MLKEM768, which OpenSSL 3.0 does not
-    // know: the handshake must fall back to X25519.
-    connect_case(&openssl, "X25519", None, false, "X25519");
-}
+// Rows: s_server's `-groups`, connect's `--groups`.
+group_tests!(connect_case {
+    /// Our default offer leads with X25519MLKEM768, which OpenSSL 3.0 does
+    /// not know: the handshake must fall back to X25519.
+    connect_x25519_to_s_server: Openssl, "X25519", None, false => "X25519";
+    connect_p256_to_s_server: Openssl, "P-256", Some("P-256"), false => "P-256";
+    connect_x25519mlkem768_to_s_server:
+        Openssl4, "X25519MLKEM768", Some("X25519MLKEM768"), false => "X25519MLKEM768";
+    connect_mtls_x25519_to_s_server: Openssl, "X25519", Some("X25519"), true => "X25519";
+    /// The server prefers the hybrid among several; our default offer has it first.
+    connect_mtls_x25519mlkem768_to_s_server:
+        Openssl4, "X25519MLKEM768:X25519:P-256", None, true => "X25519MLKEM768";
+});
 
-#[test]
-fn connect_p256_to_s_server() {
-    let Some(openssl) = peer!(Peer::Openssl) else {
-        return;
-    };
-    connect_case(&openssl, "P-256", Some("P-256"), false, "P-256");
-}
+// The same with `connect --implementation openssl`.
+group_tests!(connect_openssl_case {
+    /// Our default offer leads with the hybrid; OpenSSL 3.0 asks again for X25519.
+    connect_openssl_x25519_to_s_server: Openssl, "X25519", None, false => "X25519";
+    connect_openssl_x25519mlkem768_to_s_server:
+        Openssl4, "X25519MLKEM768", Some("X25519MLKEM768"), false => "X25519MLKEM768";
+    connect_openssl_mtls_x25519mlkem768_to_s_server:
+        Openssl4, "X25519MLKEM768:X25519:P-256", None, true => "X25519MLKEM768";
+});
 
-#[test]
-fn connect_x25519mlkem768_to_s_server() {
-    let Some(openssl) = peer!(Peer::Openssl4) else {
-        return;
-    };
-    connect_case(
-        &openssl,
-        "X25519MLKEM768",
-        Some("X25519MLKEM768"),
-        false,
-        "X25519MLKEM768",
-    );
-}
-
-#[test]
-fn connect_mtls_x25519_to_s_server() {
-    let Some(openssl) = peer!(Peer::Openssl) else {
-        return;
-    };
-    connect_case(&openssl, "X25519", Some("X25519"), true, "X25519");
-}
-
-#[test]
-fn connect_mtls_x25519mlkem768_to_s_server() {
-    let Some(openssl) = peer!(Peer::Openssl4) else {
-        return;
-    };
-    // The server prefers the hybrid among several; our default offer has it first.
-    connect_case(
-        &openssl,
-        "X25519MLKEM768:X25519:P-256",
-        None,
-        true,
-        "X25519MLKEM768",
-    );
-}
-
-/// `connect` against a plain s_server that is expected to fail; returns its output.
+/// `connect` against a plain s_server that is expected to fail, with every
+/// one of `says` in its error output; returns its output.
 fn connect_expecting_failure(
     openssl: &Path,
-    pki: &Pki,
+    pki: &TestPki,
     server_extra: &[&str],
     connect_args: &[String],
+    says: &[&str],
 ) -> common::Output {
     let mut server_args = args(&[
         "-tls1_3",
         "-cert",
-        &pki.path("server.crt"),
+        &pki.arg("server.crt"),
         "-key",
-        &pki.path("server.key"),
+        &pki.arg("server.key"),
         "-rev",
         "-naccept",
         "1",
@@ -483,6 +456,13 @@ fn connect_expecting_failure(
         "data came back through a failed connection:\n{}",
         out.describe()
     );
+    for words in says {
+        assert!(
+            out.stderr.contains(words),
+            "no {words:?} in:\n{}",
+            out.describe()
+        );
+    }
     out
 }
 
@@ -491,71 +471,50 @@ fn connect_with_wrong_ca_fails_naming_the_ca() {
     let Some(openssl) = peer!(Peer::Openssl) else {
         return;
     };
-    let pki = Pki::new(&[]);
+    let pki = pki();
     // A CA with a different name: the server's issuer is simply unknown.
-    let other = Pki::new(&["--ca-name", "some other CA"]);
-    let out =
-        connect_expecting_failure(&openssl, &pki, &[], &args(&["--ca", &other.path("ca.crt")]));
-    assert!(
-        out.stderr.contains("TLS with 127.0.0.1:")
-            && out.stderr.contains("not signed by a trusted CA"),
-        "{}",
-        out.describe()
+    let other = TestPki::with_options(&cipherlink::certs::CertOptions {
+        ca_name: "some other CA".into(),
+        ..Default::default()
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+    let out = connect_expecting_failure(
+        &openssl,
+        &pki,
+        &[],
+        &args(&["--ca", &other.arg("ca.crt")]),
+        &["TLS with 127.0.0.1:", "not signed by a trusted CA"],
     );
     assert!(!out.stderr.contains("connected to"), "{}", out.describe());
 
     // A different CA that happens to share the name (two `cipherlink certs` runs).
-    let twin = Pki::new(&[]);
-    let out =
-        connect_expecting_failure(&openssl, &pki, &[], &args(&["--ca", &twin.path("ca.crt")]));
-    assert!(
-        out.stderr.contains("trusted CA") && out.stderr.contains("share its name"),
-        "{}",
-        out.describe()
+    let twin = common::pki();
+    connect_expecting_failure(
+        &openssl,
+        &pki,
+        &[],
+        &args(&["--ca", &twin.arg("ca.crt")]),
+        &["trusted CA", "share its name"],
     );
 }
 
-#[test]
-fn connect_to_server_with_only_unoffered_group_fails_clearly() {
-    let Some(openssl) = peer!(Peer::Openssl) else {
-        return;
-    };
-    let pki = Pki::new(&[]);
-    let out = connect_expecting_failure(
-        &openssl,
-        &pki,
-        &["-groups", "P-256"],
-        &args(&[
-            "--ca",
-            &pki.path("ca.crt"),
-            "--groups",
-            "X25519MLKEM768,X25519",
-        ]),
-    );
-    assert!(
-        out.stderr.contains("handshake_failure") && out.stderr.contains("key-exchange groups"),
-        "{}",
-        out.describe()
-    );
-}
+peer_tests! {
+    fn connect_to_server_with_only_unoffered_group_fails_clearly(openssl = Peer::Openssl) {
+        let pki = pki();
+        let groups = ["--groups", "X25519MLKEM768,X25519"];
+        let connect_args = args(&[&["--ca", &pki.arg("ca.crt")][..], &groups].concat());
+        let expected = ["handshake_failure", "key-exchange groups"];
+        connect_expecting_failure(&openssl, &pki, &["-groups", "P-256"], &connect_args, &expected);
+    }
 
-#[test]
-fn connect_without_client_cert_to_server_requiring_one_fails_clearly() {
-    let Some(openssl) = peer!(Peer::Openssl) else {
-        return;
-    };
-    let pki = Pki::new(&[]);
-    let out = connect_expecting_failure(
-        &openssl,
-        &pki,
-        &["-Verify", "1", "-CAfile", &pki.path("ca.crt")],
-        &args(&["--ca", &pki.path("ca.crt")]),
-    );
-    // In TLS 1.3 the client finishes its handshake before the server judges
-    // the (missing) certificate, so the refusal arrives as the first read.
-    assert!(
-        out.stderr.contains("requires a client certificate"),
-        "{}",
-        out.describe()
-    );
+    fn connect_without_client_cert_to_server_requiring_one_fails_clearly(openssl = Peer::Openssl) {
+        let pki = pki();
+        let ca = pki.arg("ca.crt");
+        // In TLS 1.3 the client finishes its handshake before the server
+        // judges the (missing) certificate, so the refusal arrives as the
+        // first read.
+        let expected = ["requires a client certificate"];
+        let server_extra = ["-Verify", "1", "-CAfile", &ca];
+        connect_expecting_failure(&openssl, &pki, &server_extra, &args(&["--ca", &ca]), &expected);
+    }
 }

@@ -8,8 +8,8 @@ mod common;
 
 use std::process::Command;
 
-use cipherlink_test_support::{peer, Peer};
-use common::{args, group_field, run, token, Pki, Serve};
+use cipherlink_test_support::{peer, peer_tests, Peer};
+use common::{group_field, pki, run, token, Serve, TestPki};
 
 /// Connects with `ssl.create_default_context(cafile=...)` (which verifies the
 /// chain and the host name), optionally presents a client certificate, sends
@@ -67,7 +67,7 @@ fn python_default_group(openssl_version: &str) -> &'static str {
 fn python_client(
     python: &std::path::Path,
     port: u16,
-    pki: &Pki,
+    pki: &TestPki,
     line: &str,
     mtls: bool,
 ) -> common::Output {
@@ -75,39 +75,44 @@ fn python_client(
     cmd.arg("-c")
         .arg(CLIENT)
         .arg(port.to_string())
-        .arg(pki.path("ca.crt"))
+        .arg(pki.arg("ca.crt"))
         .arg(line);
     if mtls {
-        cmd.arg(pki.path("client.crt")).arg(pki.path("client.key"));
+        cmd.arg(pki.arg("client.crt")).arg(pki.arg("client.key"));
     }
     run("python ssl client", cmd, b"")
 }
 
-fn python_case(python: &std::path::Path, mtls: bool) {
-    let pki = Pki::new(&[]);
-    let mut serve_args = args(&[
-        "--echo",
-        "--cert",
-        &pki.path("server.crt"),
-        "--key",
-        &pki.path("server.key"),
-    ]);
-    if mtls {
-        serve_args.extend(args(&[
-            "--ca",
-            &pki.path("ca.crt"),
-            "--require-client-cert",
-        ]));
-    }
-    let mut serve = Serve::start(&serve_args);
-    let line = token("python");
-    let out = python_client(python, serve.port(), &pki, &line, mtls);
+/// The Python client sends a fresh `tag` line through `serve`, which must
+/// echo it; the line and the client's output.
+fn python_echoes(
+    python: &std::path::Path,
+    serve: &Serve,
+    pki: &TestPki,
+    tag: &str,
+    mtls: bool,
+) -> (String, common::Output) {
+    let line = token(tag);
+    let out = python_client(python, serve.port(), pki, &line, mtls);
     assert!(
         out.status.success(),
         "{}\n{}",
         out.describe(),
         serve.proc.describe()
     );
+    assert_eq!(
+        field(&out.stdout, "echo"),
+        Some(line.as_str()),
+        "{}",
+        out.describe()
+    );
+    (line, out)
+}
+
+fn python_case(python: &std::path::Path, mtls: bool) {
+    let pki = pki();
+    let mut serve = Serve::echo(&pki, mtls, &[]);
+    let (line, out) = python_echoes(python, &serve, &pki, "python", mtls);
     assert_eq!(
         field(&out.stdout, "version"),
         Some("TLSv1.3"),
@@ -116,12 +121,6 @@ fn python_case(python: &std::path::Path, mtls: bool) {
     );
     let cipher = field(&out.stdout, "cipher").unwrap_or_default();
     assert!(cipher.starts_with("TLS_"), "{}", out.describe());
-    assert_eq!(
-        field(&out.stdout, "echo"),
-        Some(line.as_str()),
-        "{}",
-        out.describe()
-    );
 
     let accepted = serve.accepted(1);
     assert!(accepted.contains("TLSv1.3"), "{accepted}");
@@ -140,20 +139,14 @@ fn python_case(python: &std::path::Path, mtls: bool) {
     serve.log_line(&format!("closed after {} bytes", line.len() + 1));
 }
 
-#[test]
-fn python_ssl_client_against_serve() {
-    let Some(python) = peer!(Peer::Python) else {
-        return;
-    };
-    python_case(&python, false);
-}
+peer_tests! {
+    fn python_ssl_client_against_serve(python = Peer::Python) {
+        python_case(&python, false);
+    }
 
-#[test]
-fn python_ssl_client_mtls_against_serve() {
-    let Some(python) = peer!(Peer::Python) else {
-        return;
-    };
-    python_case(&python, true);
+    fn python_ssl_client_mtls_against_serve(python = Peer::Python) {
+        python_case(&python, true);
+    }
 }
 
 #[test]
@@ -161,17 +154,8 @@ fn python_ssl_client_without_cert_is_refused_by_mtls_serve() {
     let Some(python) = peer!(Peer::Python) else {
         return;
     };
-    let pki = Pki::new(&[]);
-    let mut serve = Serve::start(&args(&[
-        "--echo",
-        "--cert",
-        &pki.path("server.crt"),
-        "--key",
-        &pki.path("server.key"),
-        "--ca",
-        &pki.path("ca.crt"),
-        "--require-client-cert",
-    ]));
+    let pki = pki();
+    let mut serve = Serve::echo(&pki, true, &[]);
     let out = python_client(&python, serve.port(), &pki, &token("refused"), false);
     assert_eq!(out.status.code(), Some(3), "{}", out.describe());
     assert!(
@@ -181,18 +165,5 @@ fn python_ssl_client_without_cert_is_refused_by_mtls_serve() {
     );
     serve.log_line("the client presented no certificate but one is required");
     // ...and the next, properly equipped client is served.
-    let line = token("after-refusal");
-    let out = python_client(&python, serve.port(), &pki, &line, true);
-    assert!(
-        out.status.success(),
-        "{}\n{}",
-        out.describe(),
-        serve.proc.describe()
-    );
-    assert_eq!(
-        field(&out.stdout, "echo"),
-        Some(line.as_str()),
-        "{}",
-        out.describe()
-    );
+    python_echoes(&python, &serve, &pki, "after-refusal", true);
 }

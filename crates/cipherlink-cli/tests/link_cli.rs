@@ -3,98 +3,33 @@
 
 #![allow(clippy::unwrap_used)] // Tests fail loudly on purpose.
 
-use std::io::{BufRead, BufReader, Write};
+mod common;
+
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc;
-use std::time::Duration;
 
-const BIN: &str = env!("CARGO_BIN_EXE_cipherlink");
+use common::{cipherlink, Output, Proc};
 
+/// `cipherlink ARGS` in `dir` with `stdin`, to completion.
 fn run(dir: &Path, args: &[&str], stdin: &[u8]) -> Output {
-    let mut child = Command::new(BIN)
-        .current_dir(dir)
-        .args(args)
-        .env("RUST_BACKTRACE", "0")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(stdin).unwrap();
-    child.wait_with_output().unwrap()
+    let mut cmd = cipherlink();
+    cmd.current_dir(dir).args(args);
+    common::run("cipherlink link", cmd, stdin)
 }
 
 fn ok(o: &Output) -> String {
-    assert!(
-        o.status.success(),
-        "status {}\nstdout: {}\nstderr: {}",
-        o.status,
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8_lossy(&o.stdout).into_owned()
+    assert!(o.status.success(), "{}", o.describe());
+    o.stdout.clone()
 }
 
-struct Server {
-    child: Child,
-    addr: String,
-    stderr: mpsc::Receiver<String>,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Server {
-    fn start(dir: &Path) -> Self {
-        let mut child = Command::new(BIN)
-            .current_dir(dir)
-            .args(["link", "serve", "--echo", "--listen", "127.0.0.1:0"])
-            .env("CIPHERLINK_LOG", "info")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut out = BufReader::new(child.stdout.take().unwrap());
-        let mut line = String::new();
-        out.read_line(&mut line).unwrap();
-        let addr = line
-            .trim()
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-            .to_string();
-        let (tx, rx) = mpsc::channel();
-        let err = child.stderr.take().unwrap();
-        std::thread::spawn(move || {
-            for l in BufReader::new(err).lines().map_while(Result::ok) {
-                if tx.send(l).is_err() {
-                    return;
-                }
-            }
-        });
-        Self {
-            child,
-            addr,
-            stderr: rx,
-        }
-    }
-
-    /// Waits for a log line containing `needle` (bounded).
-    fn wait_log(&self, needle: &str) -> String {
-        loop {
-            let l = self
-                .stderr
-                .recv_timeout(Duration::from_secs(30))
-                .unwrap_or_else(|_| panic!("no log line with {needle:?}"));
-            if l.contains(needle) {
-                return l;
-            }
-        }
-    }
+/// `link serve --echo` in `dir`, and where it listens (its first stdout line).
+fn serve(dir: &Path) -> (Proc, String) {
+    let mut cmd = cipherlink();
+    cmd.current_dir(dir)
+        .args(["link", "serve", "--echo", "--listen", "127.0.0.1:0"])
+        .env("CIPHERLINK_LOG", "info");
+    let mut proc = Proc::spawn("cipherlink link serve", cmd);
+    let addr = proc.wait_addr(false, "listening on ").to_string();
+    (proc, addr)
 }
 
 #[test]
@@ -132,23 +67,26 @@ fn keygen_invite_serve_connect_revoke() {
         assert_eq!(mode & 0o077, 0, "connection file readable by others");
     }
 
-    let server = Server::start(d);
+    let (mut server, addr) = serve(d);
     let reply = ok(&run(
         d,
-        &["link", "connect", "alice.link", "--server", &server.addr],
+        &["link", "connect", "alice.link", "--server", &addr],
         b"hello over the link\n",
     ));
     assert_eq!(reply, "hello over the link\n");
-    server.wait_log("link from alice");
+    server.wait_stderr("link from alice");
 
     ok(&run(d, &["link", "revoke", "--name", "alice"], b""));
-    server.wait_log("reloaded");
+    server.wait_stderr("reloaded");
     let refused = run(
         d,
-        &["link", "connect", "alice.link", "--server", &server.addr],
+        &["link", "connect", "alice.link", "--server", &addr],
         b"x",
     );
     assert!(!refused.status.success());
-    let err = String::from_utf8_lossy(&refused.stderr);
-    assert!(err.contains("refused the token"), "{err}");
+    assert!(
+        refused.stderr.contains("refused the token"),
+        "{}",
+        refused.describe()
+    );
 }

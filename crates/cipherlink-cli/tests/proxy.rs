@@ -11,7 +11,6 @@ use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
 use std::process::Command;
-use std::time::{Duration, Instant};
 
 use cipherlink_test_support::{peer, Peer};
 use common::*;
@@ -42,12 +41,6 @@ fn echo_backend() -> SocketAddr {
     addr
 }
 
-/// A port nothing listens on right now (for peers that cannot use port 0).
-fn spare_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    listener.local_addr().expect("addr").port()
-}
-
 /// Sends `data`, half-closes, reads to EOF (with a deadline).
 fn round_trip(addr: SocketAddr, data: &[u8]) -> std::io::Result<Vec<u8>> {
     let mut stream = TcpStream::connect(addr)?;
@@ -66,23 +59,32 @@ fn round_trip(addr: SocketAddr, data: &[u8]) -> std::io::Result<Vec<u8>> {
     Ok(back)
 }
 
+/// Sends 200,000 bytes (`i % modulus`) through `addr` to an echo backend,
+/// checks they all come back, then waits for `proxy` to log the tunnel's close.
+fn carries(addr: SocketAddr, modulus: u32, proxy: &mut Proc) {
+    let data: Vec<u8> = (0..200_000u32).map(|i| (i % modulus) as u8).collect();
+    let back = round_trip(addr, &data)
+        .unwrap_or_else(|e| panic!("through {addr}: {e}\n{}", proxy.describe()));
+    assert!(
+        back == data,
+        "{} bytes back of {}\n{}",
+        back.len(),
+        data.len(),
+        proxy.describe()
+    );
+    proxy.wait_stderr("close:");
+}
+
 /// Starts `cipherlink proxy ARGS` and waits for its listening line.
 fn start_proxy(name: &str, args: &[&str]) -> (Proc, SocketAddr) {
     let mut cmd = cipherlink();
     cmd.arg("proxy").args(args);
     let mut proc = Proc::spawn(name, cmd);
-    let text = proc.wait_stderr("listening on ");
-    (proc, listening_addr(&text))
+    let addr = proc.wait_addr(true, "listening on ");
+    (proc, addr)
 }
 
-fn listening_addr(log: &str) -> SocketAddr {
-    let rest = log.split("listening on ").nth(1).expect("a listening line");
-    let addr = rest.split([',', ' ', '\n']).next().unwrap_or_default();
-    addr.parse()
-        .unwrap_or_else(|e| panic!("listening address {addr:?}: {e}"))
-}
-
-fn tls_server(pki: &Pki, forward: SocketAddr) -> (Proc, SocketAddr) {
+fn tls_server(pki: &TestPki, forward: SocketAddr) -> (Proc, SocketAddr) {
     start_proxy(
         "proxy server",
         &[
@@ -94,9 +96,9 @@ fn tls_server(pki: &Pki, forward: SocketAddr) -> (Proc, SocketAddr) {
             "--transport",
             "tls",
             "--cert",
-            &pki.path("server.crt"),
+            &pki.arg("server.crt"),
             "--key",
-            &pki.path("server.key"),
+            &pki.arg("server.key"),
         ],
     )
 }
@@ -106,10 +108,10 @@ fn openssl_s_client_against_a_tls_proxy_server() {
     let Some(openssl) = peer!(Peer::Openssl) else {
         return;
     };
-    let pki = Pki::new(&[]);
+    let pki = pki();
     let (mut proxy, addr) = tls_server(&pki, echo_backend());
     let line = token("s_client-proxy");
-    let run = s_client_echo(&openssl, addr.port(), &pki.path("ca.crt"), &[], &line, true);
+    let run = s_client_echo(&openssl, addr.port(), &pki.arg("ca.crt"), &[], &line, true);
     assert!(
         run.status.success() && run.text.contains("Verify return code: 0 (ok)"),
         "s_client: {}\n{}\n{}",
@@ -192,23 +194,17 @@ fn link_keygen_invite_then_a_link_proxy_pair_carries_an_echo() {
     assert!(log.contains("link:alice"), "{log}");
     client.wait_stderr("close:");
     // Files in the wrong place are named, before anything listens.
-    let mut cmd = cipherlink();
-    cmd.args([
-        "proxy",
-        "server",
-        "--listen",
-        "127.0.0.1:0",
-        "--forward",
-        "127.0.0.1:1",
-        "--transport",
-        "link",
-        "--link-key",
-        &file("alice.link"),
-        "--link-tokens",
-        &file("tokens.txt"),
-    ]);
-    let out = run("proxy server", cmd, b"");
-    assert!(!out.status.success());
+    let out = proxy_server_refuses(
+        "proxy server",
+        &[
+            "--transport",
+            "link",
+            "--link-key",
+            &file("alice.link"),
+            "--link-tokens",
+            &file("tokens.txt"),
+        ],
+    );
     assert!(
         out.stderr.contains("link.server_key") && out.stderr.contains("is a connection file"),
         "{}",
@@ -216,19 +212,25 @@ fn link_keygen_invite_then_a_link_proxy_pair_carries_an_echo() {
     );
 }
 
-fn write_stunnel_conf(dir: &Path, body: &str) -> String {
-    let path = dir.join("stunnel.conf");
-    let text = format!("foreground = yes\npid =\ndebug = 5\n{body}");
-    std::fs::write(&path, text).expect("write stunnel.conf");
-    path.display().to_string()
-}
-
-fn start_stunnel(stunnel: &Path, conf: &str) -> Proc {
-    let mut cmd = Command::new(stunnel);
-    cmd.arg(conf);
-    let mut proc = Proc::spawn("stunnel4", cmd);
-    proc.wait_stderr("Configuration successful");
-    proc
+/// Starts stunnel4 with one service, `[name]` accepting on a loopback port
+/// (stunnel must be told a port: another is tried if it was taken) with
+/// the rest of its section in `body`; returns it once it is bound, and the port.
+fn start_stunnel(stunnel: &Path, dir: &Path, name: &str, body: &str) -> (Proc, u16) {
+    on_spare_port("stunnel4", |port| {
+        let path = dir.join("stunnel.conf");
+        // debug 6 logs the bind: "Service [name] (FD=n) bound to ADDR".
+        let text = format!(
+            "foreground = yes\npid =\ndebug = 6\n[{name}]\naccept = 127.0.0.1:{port}\n{body}"
+        );
+        std::fs::write(&path, text).expect("write stunnel.conf");
+        let mut cmd = Command::new(stunnel);
+        cmd.arg(&path);
+        let mut proc = Proc::spawn("stunnel4", cmd);
+        match proc.try_wait_for(true, &format!("bound to 127.0.0.1:{port}")) {
+            Ok(_) => Ok((proc, port)),
+            Err(why) => Err(format!("{why}\n{}", proc.describe())),
+        }
+    })
 }
 
 #[test]
@@ -236,28 +238,19 @@ fn stunnel_client_into_a_tls_proxy_server() {
     let Some(stunnel) = peer!(Peer::Stunnel) else {
         return;
     };
-    let pki = Pki::new(&[]);
+    let pki = pki();
     let (mut proxy, addr) = tls_server(&pki, echo_backend());
-    let port = spare_port();
-    let conf = write_stunnel_conf(
-        pki.root(),
+    let (_stunnel, port) = start_stunnel(
+        &stunnel,
+        pki.dir(),
+        "to-proxy",
         &format!(
-            "[to-proxy]\nclient = yes\naccept = 127.0.0.1:{port}\nconnect = {addr}\n\
+            "client = yes\nconnect = {addr}\n\
              CAfile = {}\nverifyChain = yes\ncheckHost = localhost\n",
-            pki.path("ca.crt")
+            pki.arg("ca.crt")
         ),
     );
-    let _stunnel = start_stunnel(&stunnel, &conf);
-    let data: Vec<u8> = (0..200_000u32).map(|i| (i % 253) as u8).collect();
-    let back = round_trip(([127, 0, 0, 1], port).into(), &data).expect("through stunnel");
-    assert!(
-        back == data,
-        "{} bytes back of {}\n{}",
-        back.len(),
-        data.len(),
-        proxy.describe()
-    );
-    proxy.wait_stderr("close:");
+    carries(([127, 0, 0, 1], port).into(), 253, &mut proxy);
 }
 
 #[test]
@@ -265,18 +258,18 @@ fn tls_proxy_client_into_a_stunnel_server() {
     let Some(stunnel) = peer!(Peer::Stunnel) else {
         return;
     };
-    let pki = Pki::new(&[]);
+    let pki = pki();
     let backend = echo_backend();
-    let port = spare_port();
-    let conf = write_stunnel_conf(
-        pki.root(),
+    let (_stunnel, port) = start_stunnel(
+        &stunnel,
+        pki.dir(),
+        "from-proxy",
         &format!(
-            "[from-proxy]\naccept = 127.0.0.1:{port}\nconnect = {backend}\ncert = {}\nkey = {}\n",
-            pki.path("server.crt"),
-            pki.path("server.key")
+            "connect = {backend}\ncert = {}\nkey = {}\n",
+            pki.arg("server.crt"),
+            pki.arg("server.key")
         ),
     );
-    let _stunnel = start_stunnel(&stunnel, &conf);
     let (mut proxy, addr) = start_proxy(
         "proxy client",
         &[
@@ -288,22 +281,13 @@ fn tls_proxy_client_into_a_stunnel_server() {
             "--transport",
             "tls",
             "--ca",
-            &pki.path("ca.crt"),
+            &pki.arg("ca.crt"),
             // Debian's stunnel4 (OpenSSL 3.0) has no ML-KEM.
             "--groups",
             "X25519MLKEM768,X25519",
         ],
     );
-    let data: Vec<u8> = (0..200_000u32).map(|i| (i % 241) as u8).collect();
-    let back = round_trip(addr, &data).expect("through the proxy client");
-    assert!(
-        back == data,
-        "{} bytes back of {}\n{}",
-        back.len(),
-        data.len(),
-        proxy.describe()
-    );
-    proxy.wait_stderr("close:");
+    carries(addr, 241, &mut proxy);
 }
 
 #[test]
@@ -330,10 +314,12 @@ fn v1_keygen_config_file_stats_and_sigterm_with_an_open_tunnel() {
         );
     }
     let backend = echo_backend();
-    let server_port = spare_port();
-    let client_port = spare_port();
-    let toml = format!(
-        r#"
+    // The client service listens on port 0 and logs where; the server
+    // service's port must be written into the file for the client service
+    // to connect to, so it is picked (again if taken) as for a foreign program.
+    let (mut proxy, client_addr) = on_spare_port("proxy run", |server_port| {
+        let toml = format!(
+            r#"
 stats_interval_secs = 1
 shutdown_grace_secs = 20
 
@@ -348,42 +334,31 @@ peer_public_key = "client.pub"
 
 [service.legacy-out]
 role = "client"
-listen = "127.0.0.1:{client_port}"
+listen = "127.0.0.1:0"
 connect = "127.0.0.1:{server_port}"
 transport = "v1"
 [service.legacy-out.v1]
 secret_key = "client.key"
 peer_public_key = "server.pub"
 "#
-    );
-    let conf = dir.path().join("proxy.toml");
-    std::fs::write(&conf, toml).expect("write proxy.toml");
-    // Spawned directly (not through Proc) to send it SIGTERM by pid.
-    let log_path = dir.path().join("proxy.log");
-    let log = std::fs::File::create(&log_path).expect("log file");
-    let mut child = cipherlink()
-        .args(["proxy", "run", "--config"])
-        .arg(&conf)
-        .stderr(log)
-        .spawn()
-        .expect("start proxy run");
-    let read_log = || std::fs::read_to_string(&log_path).unwrap_or_default();
-    let wait_log = |needle: &str| {
-        let start = Instant::now();
-        while !read_log().contains(needle) {
-            assert!(
-                start.elapsed() < DEADLINE,
-                "no {needle:?} in:\n{}",
-                read_log()
-            );
-            std::thread::sleep(Duration::from_millis(20));
+        );
+        let conf = dir.path().join("proxy.toml");
+        std::fs::write(&conf, toml).expect("write proxy.toml");
+        let mut cmd = cipherlink();
+        cmd.args(["proxy", "run", "--config"]).arg(&conf);
+        let mut proc = Proc::spawn("proxy run", cmd);
+        let marker = "service legacy-out: client v1 listening on ";
+        match proc.try_wait_for(true, marker) {
+            Ok(_) => {
+                let addr = proc.wait_addr(true, marker);
+                Ok((proc, addr))
+            }
+            Err(why) => Err(format!("{why}\n{}", proc.describe())),
         }
-    };
-    wait_log(&format!("listening on 127.0.0.1:{client_port}"));
-    let client_addr: SocketAddr = ([127, 0, 0, 1], client_port).into();
+    });
     let data: Vec<u8> = (0..100_000u32).map(|i| (i % 239) as u8).collect();
     assert_eq!(round_trip(client_addr, &data).expect("v1 round trip"), data);
-    wait_log("stats legacy-out:");
+    proxy.wait_stderr("stats legacy-out:");
 
     // A tunnel left open, then SIGTERM: it must still work until it ends.
     let mut open = TcpStream::connect(client_addr).expect("open tunnel");
@@ -392,78 +367,46 @@ peer_public_key = "server.pub"
     let mut buf = [0u8; 6];
     open.read_exact(&mut buf).expect("echo before");
     let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
+        .args(["-TERM", &proxy.id().to_string()])
         .status()
         .expect("kill");
     assert!(status.success());
-    wait_log("stopped accepting");
+    proxy.wait_stderr("stopped accepting");
     open.write_all(b"after").expect("write after SIGTERM");
     open.shutdown(Shutdown::Write).expect("half-close");
     let mut rest = Vec::new();
     open.read_to_end(&mut rest).expect("echo after SIGTERM");
     assert_eq!(rest, b"after");
-    let start = Instant::now();
-    let exit = loop {
-        if let Some(exit) = child.try_wait().expect("wait") {
-            break exit;
-        }
-        if start.elapsed() > DEADLINE {
-            let _ = child.kill();
-            panic!("proxy did not exit after SIGTERM:\n{}", read_log());
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    assert!(exit.success(), "{exit}\n{}", read_log());
-    let log = read_log();
+    let exit = proxy.wait_exit();
+    let log = proxy.stderr();
+    assert!(exit.success(), "{exit}\n{log}");
     assert!(
         log.contains("proxy stopped") && !log.contains("cut "),
         "{log}"
     );
 }
 
+/// `cipherlink proxy server` (to a port where nothing listens) with
+/// `extra`, which must refuse to start; its output.
+fn proxy_server_refuses(name: &str, extra: &[&str]) -> Output {
+    let mut cmd = cipherlink();
+    cmd.args(["proxy", "server", "--listen", "127.0.0.1:0"])
+        .args(["--forward", "127.0.0.1:9"])
+        .args(extra);
+    let out = run(name, cmd, b"");
+    assert!(!out.status.success(), "{}", out.describe());
+    out
+}
+
 #[test]
 fn missing_keys_and_certificates_are_named() {
-    let out = run(
-        "proxy v1 without keys",
-        {
-            let mut cmd = cipherlink();
-            cmd.args([
-                "proxy",
-                "server",
-                "--listen",
-                "127.0.0.1:0",
-                "--forward",
-                "127.0.0.1:9",
-                "--transport",
-                "v1",
-            ]);
-            cmd
-        },
-        b"",
-    );
-    assert!(!out.status.success());
+    let out = proxy_server_refuses("proxy v1 without keys", &["--transport", "v1"]);
     assert!(
         out.stderr.contains("--v1-key") && out.stderr.contains("keygen"),
         "{}",
         out.describe()
     );
-    let out = run(
-        "proxy tls without a certificate",
-        {
-            let mut cmd = cipherlink();
-            cmd.args([
-                "proxy",
-                "server",
-                "--listen",
-                "127.0.0.1:0",
-                "--forward",
-                "127.0.0.1:9",
-            ]);
-            cmd
-        },
-        b"",
-    );
-    assert!(!out.status.success());
+    let out = proxy_server_refuses("proxy tls without a certificate", &[]);
     assert!(out.stderr.contains("--cert"), "{}", out.describe());
 }
 
@@ -485,6 +428,10 @@ fn bench_proxy_runs_every_case_and_writes_json() {
         "20",
         "--stunnel",
         "none",
+        // Parsed as the core's groups (aliases and case folded), handed to
+        // the TLS pair by their names.
+        "--groups",
+        "x25519mlkem768,prime256v1",
         "--json",
     ])
     .arg(&json);

@@ -14,7 +14,6 @@
 mod child;
 pub mod plain;
 
-use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::Command;
@@ -24,14 +23,12 @@ use std::time::{Duration, Instant};
 
 use cipherlink::certs::{self, CertOptions};
 use cipherlink::{Config, Context, PemSource, Tunnel};
-use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-pub use crate::bench_conn::BenchError;
 use crate::fd_limit::{self, FdLimit};
-use crate::format::thousands;
+use crate::LabError;
 
 /// Connections opened (and kept) before the "before" reading.
 const WARM_UP: usize = 16;
@@ -112,9 +109,33 @@ pub struct IdleBenchOptions {
     pub server: IdleServer,
     /// Connections being opened at once.
     pub concurrency: usize,
-    /// Show a progress bar (only on a terminal).
-    pub progress: bool,
+    /// Told as the run goes (e.g. to draw a progress bar); `None`: nothing.
+    pub observer: Option<IdleObserver>,
 }
+
+/// What a running benchmark reports as it goes; the caller decides how to
+/// show it (the lab prints nothing).
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum IdleEvent {
+    /// Opening the measured connections of a mode begins.
+    Opening {
+        /// The mode.
+        mode: IdleMode,
+        /// How many.
+        total: usize,
+    },
+    /// One more connection opened (or failed to).
+    Tried,
+    /// Opening the connections of a mode ended.
+    Opened,
+    /// A limit of this machine that the run had to honour, in words (also
+    /// in the report's `limits`).
+    Limited(String),
+}
+
+/// A callback for [`IdleEvent`]s, called from any thread.
+pub type IdleObserver = crate::observer::Observer<IdleEvent>;
 
 /// One mode's result.
 #[derive(Debug, Clone, Serialize)]
@@ -159,10 +180,10 @@ pub struct IdleReport {
     pub cases: Vec<IdleCase>,
 }
 
-/// Runs the benchmark and prints its table.
-pub async fn run(options: &IdleBenchOptions) -> Result<IdleReport, BenchError> {
+/// Runs the benchmark and returns its report.
+pub async fn run(options: &IdleBenchOptions) -> Result<IdleReport, LabError> {
     let fds = fd_limit::raise()
-        .map_err(|e| BenchError::Setup(format!("reading the open-file limit: {e}")))?;
+        .map_err(|e| LabError::Setup(format!("reading the open-file limit: {e}")))?;
     let mut limits = Vec::new();
     // Past the limit, sockets fail and so would reading the server's
     // memory: open what fits, and say so.
@@ -174,17 +195,17 @@ pub async fn run(options: &IdleBenchOptions) -> Result<IdleReport, BenchError> {
              (raise the hard limit with `ulimit -Hn` as root)",
             fds.soft, fds.hard, connections, options.connections
         );
-        println!("limit: {note}");
+        IdleObserver::emit(options.observer.as_ref(), IdleEvent::Limited(note.clone()));
         limits.push(note);
     }
     if connections == 0 {
-        return Err(BenchError::Setup(format!(
+        return Err(LabError::Setup(format!(
             "the open-file limit ({}) leaves no room for connections",
             fds.soft
         )));
     }
     let bundle = certs::generate(&CertOptions::default())?;
-    let dir = tempfile::tempdir().map_err(|e| BenchError::Setup(format!("temp dir: {e}")))?;
+    let dir = tempfile::tempdir().map_err(|e| LabError::Setup(format!("temp dir: {e}")))?;
     bundle.write_to(dir.path())?;
     let mut cases = Vec::with_capacity(options.modes.len());
     for &mode in &options.modes {
@@ -229,7 +250,7 @@ pub async fn run(options: &IdleBenchOptions) -> Result<IdleReport, BenchError> {
                         Client::Tls(client_context(ca.clone(), server_name.clone())?)
                     }
                     (IdleMode::Tls, None) => {
-                        return Err(BenchError::Setup(
+                        return Err(LabError::Setup(
                             "TLS against a target needs the CA that signed its certificate".into(),
                         ))
                     }
@@ -251,24 +272,23 @@ pub async fn run(options: &IdleBenchOptions) -> Result<IdleReport, BenchError> {
         };
         cases.push(case);
     }
-    let report = IdleReport {
+    Ok(IdleReport {
         connections: options.connections,
         client_fd_limit: fds,
         limits,
         cases,
-    };
-    print_table(&report);
-    Ok(report)
+    })
 }
 
-fn client_context(ca: PemSource, server_name: Option<String>) -> Result<Context, BenchError> {
-    Ok(Context::client(&Config {
-        trusted_cas: vec![ca],
-        server_name,
+fn client_context(ca: PemSource, server_name: Option<String>) -> Result<Context, LabError> {
+    let mut config = Config::builder()
+        .trusted_ca(ca)
         // Every connection a full handshake, as a fleet of distinct clients.
-        resumption: false,
-        ..Config::default()
-    })?)
+        .resumption(false);
+    if let Some(name) = server_name {
+        config = config.server_name(name);
+    }
+    Ok(Context::client(&config.build())?)
 }
 
 /// `cipherlink serve` from `/path/to/cipherlink serve --listen ...`.
@@ -312,28 +332,26 @@ async fn measure(
     addr: SocketAddr,
     pids: Vec<u32>,
     client: Client,
-) -> Result<IdleCase, BenchError> {
+) -> Result<IdleCase, LabError> {
     let warm = open_all(addr, &client, WARM_UP, options.concurrency, None).await;
     if let Some(err) = warm.first_error.filter(|_| warm.conns.is_empty()) {
-        return Err(BenchError::Setup(format!(
+        return Err(LabError::Setup(format!(
             "{server} at {addr}: no warm-up connection opened: {err}"
         )));
     }
     let rss_before = child::settled_rss(&pids).await?;
-    let bar = progress_bar(options.progress, connections, &mode.to_string());
+    let observer = options.observer.as_ref();
+    IdleObserver::emit(
+        observer,
+        IdleEvent::Opening {
+            mode,
+            total: connections,
+        },
+    );
     let start = Instant::now();
-    let mut opened = open_all(
-        addr,
-        &client,
-        connections,
-        options.concurrency,
-        bar.as_ref(),
-    )
-    .await;
+    let mut opened = open_all(addr, &client, connections, options.concurrency, observer).await;
     let open_seconds = start.elapsed().as_secs_f64();
-    if let Some(bar) = &bar {
-        bar.finish_and_clear();
-    }
+    IdleObserver::emit(observer, IdleEvent::Opened);
     let rss_after = child::settled_rss(&pids).await?;
     let mut still_open = 0;
     for conn in &mut opened.conns {
@@ -371,17 +389,17 @@ async fn open_all(
     client: &Client,
     count: usize,
     concurrency: usize,
-    bar: Option<&ProgressBar>,
+    observer: Option<&IdleObserver>,
 ) -> Opened {
     let next = Arc::new(AtomicUsize::new(0));
     let first_error = Arc::new(Mutex::new(None));
     let workers: Vec<_> = (0..concurrency.clamp(1, count.max(1)))
         .map(|_| {
-            let (next, first_error, client, bar) = (
+            let (next, first_error, client, observer) = (
                 next.clone(),
                 first_error.clone(),
                 client.clone(),
-                bar.cloned(),
+                observer.cloned(),
             );
             tokio::spawn(async move {
                 let mut conns = Vec::new();
@@ -401,9 +419,7 @@ async fn open_all(
                             }
                         }
                     }
-                    if let Some(bar) = &bar {
-                        bar.inc(1);
-                    }
+                    IdleObserver::emit(observer.as_ref(), IdleEvent::Tried);
                 }
                 (conns, failed)
             })
@@ -484,79 +500,21 @@ async fn is_open(conn: &mut Conn) -> bool {
     }
 }
 
-fn progress_bar(wanted: bool, total: usize, label: &str) -> Option<ProgressBar> {
-    if !wanted || !std::io::stderr().is_terminal() {
-        return None;
-    }
-    let bar = ProgressBar::new(total as u64);
-    if let Ok(style) =
-        ProgressStyle::with_template("{msg} {wide_bar} {pos}/{len} connections ({per_sec})")
-    {
-        bar.set_style(style);
-    }
-    bar.set_message(format!("opening {label}"));
-    bar.enable_steady_tick(Duration::from_millis(100));
-    Some(bar)
-}
-
-fn print_table(report: &IdleReport) {
-    println!(
-        "\nserver memory per idle connection (VmRSS after - before, / connections); \
-         client open-file limit {} (hard {})",
-        report.client_fd_limit.soft, report.client_fd_limit.hard
-    );
-    println!(
-        "{:<6} {:<34} {:>8} {:>7} {:>8} {:>7} {:>11} {:>11} {:>11}",
-        "mode",
-        "server",
-        "opened",
-        "failed",
-        "open",
-        "open s",
-        "rss before",
-        "rss after",
-        "bytes/conn"
-    );
-    for case in &report.cases {
-        println!(
-            "{:<6} {:<34} {:>8} {:>7} {:>8} {:>7.1} {:>11} {:>11} {:>11}",
-            case.mode.to_string(),
-            format!("{} ({})", case.server, pids_text(&case.pids)),
-            thousands(case.opened as u64),
-            case.failed,
-            thousands(case.still_open as u64),
-            case.open_seconds,
-            format!("{} KB", thousands(case.rss_before_bytes / 1024)),
-            format!("{} KB", thousands(case.rss_after_bytes / 1024)),
-            case.bytes_per_connection
-                .map_or("-".into(), |b| thousands(b.max(0.0) as u64)),
-        );
-        if let Some(err) = &case.first_error {
-            println!("    first error: {err}");
-        }
-        if case.still_open < case.opened {
-            println!(
-                "    WARNING: the server closed {} of the idle connections",
-                case.opened - case.still_open
-            );
-        }
-    }
-    let per = |mode| {
-        report
-            .cases
-            .iter()
-            .find(|c| c.mode == mode)
-            .and_then(|c| c.bytes_per_connection)
-    };
-    if let (Some(tls), Some(plain)) = (per(IdleMode::Tls), per(IdleMode::Plain)) {
-        println!(
-            "TLS costs {} bytes per idle connection more than plain TCP",
-            thousands((tls - plain).max(0.0) as u64)
-        );
-    }
-}
-
-fn pids_text(pids: &[u32]) -> String {
+/// `pid 1,2,3`.
+pub fn pids_text(pids: &[u32]) -> String {
     let list: Vec<String> = pids.iter().map(u32::to_string).collect();
     format!("pid {}", list.join(","))
+}
+
+impl IdleReport {
+    /// The extra bytes per idle connection of TLS over plain TCP, when both ran.
+    pub fn tls_over_plain(&self) -> Option<f64> {
+        let per = |mode| {
+            self.cases
+                .iter()
+                .find(|c| c.mode == mode)
+                .and_then(|c| c.bytes_per_connection)
+        };
+        Some(per(IdleMode::Tls)? - per(IdleMode::Plain)?)
+    }
 }

@@ -10,20 +10,22 @@
 //! Both sides use default (counter) ids, so a Python Bob only needs to know
 //! the counts (`tests/py/bench_party.py` in cipherlink-pool).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cipherlink::certs::CertOptions;
+use cipherlink::certs::{CertOptions, Pem};
 use cipherlink_pool::{PeerConfig, Pool, PoolConfig, RetryPolicy, Value};
-use cipherlink_test_support::pki::{Leaf, TestPki};
 use hdrhistogram::Histogram;
+use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::CertificateDer;
 use serde::Serialize;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::sync::oneshot;
 use tokio::task::JoinSet;
+
+use crate::LabError;
 
 /// What to run.
 #[derive(Debug, Clone)]
@@ -40,12 +42,19 @@ pub struct PoolBenchOptions {
     pub plain: bool,
     /// Run TLS.
     pub tls: bool,
-    /// A Python with tno.mpc.communication 5.x: also measure a Python Bob.
-    pub python: Option<PathBuf>,
-    /// Where `bench_party.py` lives.
-    pub python_script: PathBuf,
-    /// Write the report as JSON here.
-    pub json_out: Option<PathBuf>,
+    /// Also measure Python parties (a Rust Alice with a Python Bob, and the
+    /// Python-Python baseline).
+    pub python: Option<PythonParty>,
+}
+
+/// How to run a Python party.
+#[derive(Debug, Clone)]
+pub struct PythonParty {
+    /// A Python with tno.mpc.communication 5.x (and, for TLS,
+    /// `cryptography` and `pyOpenSSL`).
+    pub interpreter: PathBuf,
+    /// The party script, `bench_party.py` (in cipherlink-pool's `tests/py`).
+    pub script: PathBuf,
 }
 
 impl Default for PoolBenchOptions {
@@ -58,8 +67,6 @@ impl Default for PoolBenchOptions {
             plain: true,
             tls: true,
             python: None,
-            python_script: PathBuf::from("crates/cipherlink-pool/tests/py/bench_party.py"),
-            json_out: None,
         }
     }
 }
@@ -99,56 +106,31 @@ pub struct PoolBenchReport {
     pub python_failures: Vec<String>,
 }
 
-/// A benchmark that could not run.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum PoolBenchError {
-    /// A pool operation failed.
-    #[error("{phase}: {source}")]
-    Pool {
-        /// Which phase.
-        phase: String,
-        /// The cause.
-        source: Box<cipherlink_pool::PoolError>,
-    },
-    /// Certificates could not be made or loaded.
-    #[error("certificates: {0}")]
-    Certs(String),
-    /// The benchmark's own machinery failed (a thread, a runtime, a party
-    /// that never became ready).
-    #[error("python party: {0}")]
-    Python(String),
-    /// A Python party (tno.mpc.communication) failed: its case is left out
-    /// and the other cases run.
-    #[error("Python {role} ({python}) failed: {detail}")]
-    PythonParty {
-        /// "Alice" or "Bob".
-        role: &'static str,
-        /// The interpreter.
-        python: String,
-        /// What it printed on stderr, and what it needs.
-        detail: String,
-    },
-    /// Writing the JSON report failed.
-    #[error("writing {path}: {source}")]
-    Write {
-        /// The file.
-        path: PathBuf,
-        /// The cause.
-        source: std::io::Error,
-    },
-}
-
-fn pool_err(phase: &str) -> impl FnOnce(cipherlink_pool::PoolError) -> PoolBenchError + '_ {
-    move |source| PoolBenchError::Pool {
+fn pool_err(phase: &str) -> impl FnOnce(cipherlink_pool::PoolError) -> LabError + '_ {
+    move |source| LabError::Pool {
         phase: phase.to_string(),
         source: Box::new(source),
     }
 }
 
-/// Runs every case, prints a table, and writes JSON when asked.
-pub async fn run(opts: PoolBenchOptions) -> Result<PoolBenchReport, PoolBenchError> {
-    let certs = Arc::new(certs()?);
+/// What a run reports as it goes, for a caller that shows progress.
+#[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
+pub enum PoolBenchEvent<'a> {
+    /// A case was measured (it is in the report too).
+    Row(&'a PoolBenchRow),
+    /// A Python party failed; its case is left out (and listed in the
+    /// report's `python_failures`).
+    PythonFailed(&'a str),
+}
+
+/// Runs every case and returns the report; `on_event` hears of each row as
+/// it is measured (a run takes minutes).
+pub async fn run(
+    opts: PoolBenchOptions,
+    mut on_event: impl FnMut(PoolBenchEvent<'_>),
+) -> Result<PoolBenchReport, LabError> {
+    let certs = Arc::new(PoolPki::new()?);
     let mut rows = Vec::new();
     let mut python_failures = Vec::new();
     let mut transports = Vec::new();
@@ -158,7 +140,6 @@ pub async fn run(opts: PoolBenchOptions) -> Result<PoolBenchReport, PoolBenchErr
     if opts.tls {
         transports.push(true);
     }
-    print_header();
     for &tls in &transports {
         for &size in &opts.sizes {
             let n = if size <= 64 * 1024 {
@@ -166,22 +147,22 @@ pub async fn run(opts: PoolBenchOptions) -> Result<PoolBenchReport, PoolBenchErr
             } else {
                 opts.messages_large
             };
-            let row = case(&opts, &certs, tls, size, n, false).await?;
-            print_row(&row);
+            let row = case(&opts, &certs, tls, size, n, None).await?;
+            on_event(PoolBenchEvent::Row(&row));
             rows.push(row);
-            if opts.python.is_some() {
-                let mixed = case(&opts, &certs, tls, size, n, true).await;
-                let pair = python_pair(&opts, &certs, tls, size, n).await;
+            if let Some(python) = &opts.python {
+                let mixed = case(&opts, &certs, tls, size, n, Some(python)).await;
+                let pair = python_pair(&opts, python, &certs, tls, size, n).await;
                 for outcome in [mixed, pair] {
                     match outcome {
                         Ok(row) => {
-                            print_row(&row);
+                            on_event(PoolBenchEvent::Row(&row));
                             rows.push(row);
                         }
-                        Err(e @ PoolBenchError::PythonParty { .. }) => {
+                        Err(e @ LabError::PythonParty { .. }) => {
                             let transport = if tls { "mutual TLS" } else { "plain" };
                             let why = format!("{transport}, {size} B: {e}");
-                            println!("(skipped) {why}");
+                            on_event(PoolBenchEvent::PythonFailed(&why));
                             python_failures.push(why);
                         }
                         Err(e) => return Err(e),
@@ -190,84 +171,69 @@ pub async fn run(opts: PoolBenchOptions) -> Result<PoolBenchReport, PoolBenchErr
             }
         }
     }
-    if opts.python.is_none() {
-        println!(
-            "note: no Python party measured: install tno.mpc.communication (scripts/setup-peers) \
-             or pass --python"
-        );
-    }
-    print_ratios(&rows);
-    let report = PoolBenchReport {
+    Ok(PoolBenchReport {
         rows,
         python_failures,
-    };
-    if let Some(path) = &opts.json_out {
-        let text = serde_json::to_string_pretty(&report).unwrap_or_default();
-        std::fs::write(path, text).map_err(|source| PoolBenchError::Write {
-            path: path.clone(),
-            source,
-        })?;
+    })
+}
+
+/// Rust-Rust over Python-Python for one transport and size, from rows of
+/// the same run.
+#[derive(Debug, Clone, Serialize)]
+pub struct PoolBenchRatio {
+    /// "plain" or "tls".
+    pub transport: String,
+    /// Payload bytes.
+    pub size: usize,
+    /// One-way messages/s, Rust over Python.
+    pub oneway: f64,
+    /// Pipelined messages/s, Rust over Python.
+    pub pipelined: f64,
+    /// Median round trip, Python over Rust (how many times lower Rust's is).
+    pub rtt_p50_lower: f64,
+}
+
+impl PoolBenchReport {
+    /// Rust-Rust against the Python-Python baseline, where both ran.
+    pub fn ratios(&self) -> Vec<PoolBenchRatio> {
+        let python = |r: &PoolBenchRow| {
+            self.rows
+                .iter()
+                .find(|p| p.pair == PYTHON_PAIR && p.transport == r.transport && p.size == r.size)
+        };
+        self.rows
+            .iter()
+            .filter(|r| r.pair == RUST_PAIR)
+            .filter_map(|rust| {
+                python(rust).map(|py| PoolBenchRatio {
+                    transport: rust.transport.clone(),
+                    size: rust.size,
+                    oneway: rust.oneway_msgs_per_s / py.oneway_msgs_per_s,
+                    pipelined: rust.pipelined_msgs_per_s / py.pipelined_msgs_per_s,
+                    rtt_p50_lower: py.rtt_p50_ms / rust.rtt_p50_ms,
+                })
+            })
+            .collect()
     }
-    Ok(report)
 }
 
-fn print_header() {
-    println!(
-        "{:<13} {:<6} {:>9} {:>7} {:>12} {:>12} {:>10} {:>10}",
-        "pair", "tls", "size", "msgs", "one-way/s", "pipelined/s", "rtt p50ms", "rtt p99ms"
-    );
-}
-
-/// Rust-Rust over Python-Python, from rows of this same run.
-fn print_ratios(rows: &[PoolBenchRow]) {
-    let python = |r: &PoolBenchRow| {
-        rows.iter()
-            .find(|p| p.pair == PYTHON_PAIR && p.transport == r.transport && p.size == r.size)
-    };
-    for rust in rows.iter().filter(|r| r.pair == RUST_PAIR) {
-        if let Some(py) = python(rust) {
-            println!(
-                "rust-rust / python-python, {} {:>7} B: one-way {:.1}x, pipelined {:.1}x, rtt p50 {:.1}x lower",
-                rust.transport,
-                rust.size,
-                rust.oneway_msgs_per_s / py.oneway_msgs_per_s,
-                rust.pipelined_msgs_per_s / py.pipelined_msgs_per_s,
-                py.rtt_p50_ms / rust.rtt_p50_ms,
-            );
-        }
-    }
-}
-
-fn print_row(r: &PoolBenchRow) {
-    println!(
-        "{:<13} {:<6} {:>9} {:>7} {:>12.0} {:>12.0} {:>10.3} {:>10.3}",
-        r.pair,
-        r.transport,
-        r.size,
-        r.messages,
-        r.oneway_msgs_per_s,
-        r.pipelined_msgs_per_s,
-        r.rtt_p50_ms,
-        r.rtt_p99_ms
-    );
-}
-
+/// One case with a Rust Alice; Bob is Rust, or the `python` party.
 async fn case(
     opts: &PoolBenchOptions,
-    certs: &Arc<TestPki>,
+    certs: &Arc<PoolPki>,
     tls: bool,
     size: usize,
     n: usize,
-    python: bool,
-) -> Result<PoolBenchRow, PoolBenchError> {
+    python: Option<&PythonParty>,
+) -> Result<PoolBenchRow, LabError> {
     // Rust parties serve on listeners bound here, so each side knows the
     // other's port before either starts.
     let (alice_listener, alice_port) = bind()?;
     let mut py_child = None;
     let (bob_ready_tx, bob_ready_rx) = oneshot::channel();
-    let (bob, bob_port) = if python {
-        let bob_port = cipherlink_test_support::port_for_python();
-        py_child = Some(python_bob(opts, certs, tls, bob_port, alice_port, n).await?);
+    let (bob, bob_port) = if let Some(python) = python {
+        let bob_port = port_for_python()?;
+        py_child = Some(python_bob(python, certs, tls, bob_port, alice_port, n).await?);
         let _ = bob_ready_tx.send(());
         (None, bob_port)
     } else {
@@ -278,7 +244,7 @@ async fn case(
                 "Bob",
                 bob_listener,
                 PeerConfig::new("Alice", "127.0.0.1", alice_port),
-                tls.then_some((&certs.client, &certs.server.cert_der)),
+                tls.then(|| certs.party(&certs.bob, &certs.alice)),
             )
             .await?;
             let _ = bob_ready_tx.send(());
@@ -294,12 +260,12 @@ async fn case(
             "Alice",
             alice_listener,
             PeerConfig::new("Bob", "127.0.0.1", bob_port),
-            tls.then_some((&certs.server, &certs.client.cert_der)),
+            tls.then(|| certs.party(&certs.alice, &certs.bob)),
         )
         .await?;
         bob_ready_rx
             .await
-            .map_err(|_| PoolBenchError::Python("Bob did not start".into()))?;
+            .map_err(|_| LabError::Setup("Bob did not start".into()))?;
         let measured = alice_phases(&alice, size, n, depth).await;
         alice.shutdown().await;
         measured
@@ -312,7 +278,11 @@ async fn case(
     if let Some(mut child) = py_child {
         let _ = tokio::time::timeout(Duration::from_secs(30), child.wait()).await;
     }
-    let pair = if python { MIXED_PAIR } else { RUST_PAIR };
+    let pair = if python.is_some() {
+        MIXED_PAIR
+    } else {
+        RUST_PAIR
+    };
     Ok(measured?.into_row(pair, tls, size, n))
 }
 
@@ -324,10 +294,10 @@ async fn case(
 fn on_own_thread<F, Fut, T>(
     name: &str,
     party: F,
-) -> impl std::future::Future<Output = Result<T, PoolBenchError>>
+) -> impl std::future::Future<Output = Result<T, LabError>>
 where
     F: FnOnce() -> Fut + Send + 'static,
-    Fut: std::future::Future<Output = Result<T, PoolBenchError>>,
+    Fut: std::future::Future<Output = Result<T, LabError>>,
     T: Send + 'static,
 {
     let (tx, rx) = oneshot::channel();
@@ -338,14 +308,14 @@ where
             let result = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
-                .map_err(|e| PoolBenchError::Python(format!("runtime: {e}")))
+                .map_err(|e| LabError::Setup(format!("runtime: {e}")))
                 .and_then(|rt| rt.block_on(party()));
             let _ = tx.send(result);
         });
     async move {
-        spawned.map_err(|e| PoolBenchError::Python(format!("thread for {name}: {e}")))?;
+        spawned.map_err(|e| LabError::Setup(format!("thread for {name}: {e}")))?;
         rx.await
-            .map_err(|_| PoolBenchError::Python(format!("{name} panicked")))?
+            .map_err(|_| LabError::Setup(format!("{name} panicked")))?
     }
 }
 
@@ -379,7 +349,7 @@ async fn alice_phases(
     size: usize,
     n: usize,
     depth: usize,
-) -> Result<Measured, PoolBenchError> {
+) -> Result<Measured, LabError> {
     let payload = Value::from(vec![0x5a; size]);
     // 1. One-way, awaited.
     let t = Instant::now();
@@ -413,7 +383,7 @@ async fn alice_phases(
 
     // 3. Round trips.
     let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)
-        .map_err(|e| PoolBenchError::Certs(e.to_string()))?;
+        .map_err(|e| LabError::Setup(format!("histogram: {e}")))?;
     for _ in 0..n {
         let t = Instant::now();
         alice
@@ -437,30 +407,30 @@ async fn alice_phases(
 /// The baseline: a Python Alice against a Python Bob, the same phases.
 async fn python_pair(
     opts: &PoolBenchOptions,
-    certs: &TestPki,
+    python: &PythonParty,
+    certs: &PoolPki,
     tls: bool,
     size: usize,
     n: usize,
-) -> Result<PoolBenchRow, PoolBenchError> {
-    // tno.mpc.communication binds the port number it is given.
-    let alice_port = cipherlink_test_support::port_for_python();
-    let bob_port = cipherlink_test_support::port_for_python();
-    let mut bob = python_bob(opts, certs, tls, bob_port, alice_port, n).await?;
-    let mut alice = python_command(opts, certs, tls, alice_port, bob_port, n, "alice");
+) -> Result<PoolBenchRow, LabError> {
+    let alice_port = port_for_python()?;
+    let bob_port = port_for_python()?;
+    let mut bob = python_bob(python, certs, tls, bob_port, alice_port, n).await?;
+    let mut alice = python_command(python, certs, tls, alice_port, bob_port, n, "alice");
     alice
         .arg(format!("--size={size}"))
         .arg(format!("--depth={}", opts.depth));
     alice.stderr(Stdio::piped());
     let out = tokio::time::timeout(Duration::from_secs(600), alice.output())
         .await
-        .map_err(|_| python_failed(opts, "Alice", "took over 600 s".into(), b""))?
-        .map_err(|e| python_failed(opts, "Alice", e.to_string(), b""))?;
+        .map_err(|_| python_failed(python, "Alice", "took over 600 s".into(), b""))?
+        .map_err(|e| python_failed(python, "Alice", e.to_string(), b""))?;
     let _ = tokio::time::timeout(Duration::from_secs(30), bob.wait()).await;
     let text = String::from_utf8_lossy(&out.stdout);
     let line = text.lines().last().unwrap_or_default();
     let measured: Measured = serde_json::from_str(line).map_err(|e| {
         python_failed(
-            opts,
+            python,
             "Alice",
             format!("printed {line:?} ({e}); exit {}", out.status),
             &out.stderr,
@@ -471,17 +441,16 @@ async fn python_pair(
 
 /// `bench_party.py` as `role`, listening on `port`, its peer on `peer_port`.
 fn python_command(
-    opts: &PoolBenchOptions,
-    certs: &TestPki,
+    python: &PythonParty,
+    certs: &PoolPki,
     tls: bool,
     port: u16,
     peer_port: u16,
     n: usize,
     role: &str,
 ) -> tokio::process::Command {
-    let py = opts.python.clone().unwrap_or_default();
-    let mut cmd = tokio::process::Command::new(py);
-    cmd.arg(&opts.python_script)
+    let mut cmd = tokio::process::Command::new(&python.interpreter);
+    cmd.arg(&python.script)
         .arg(format!("--role={role}"))
         .arg(format!("--port={port}"))
         .arg(format!("--peer-port={peer_port}"))
@@ -493,14 +462,14 @@ fn python_command(
         // Alice holds the server leaf, Bob the client leaf (both carry both
         // usages), as the Rust parties do.
         let (own, peer) = if role == "alice" {
-            (&certs.server, &certs.client)
+            (&certs.alice, &certs.bob)
         } else {
-            (&certs.client, &certs.server)
+            (&certs.bob, &certs.alice)
         };
         cmd.arg("--tls")
             .arg(&own.cert_path)
             .arg(&own.key_path)
-            .arg(&own.ca_path)
+            .arg(&certs.ca_path)
             .arg(&peer.cert_path);
     }
     cmd
@@ -508,27 +477,27 @@ fn python_command(
 
 /// Starts the Python Bob and waits until it listens.
 async fn python_bob(
-    opts: &PoolBenchOptions,
-    certs: &TestPki,
+    python: &PythonParty,
+    certs: &PoolPki,
     tls: bool,
     bob_port: u16,
     alice_port: u16,
     n: usize,
-) -> Result<tokio::process::Child, PoolBenchError> {
-    let mut cmd = python_command(opts, certs, tls, bob_port, alice_port, n, "bob");
+) -> Result<tokio::process::Child, LabError> {
+    let mut cmd = python_command(python, certs, tls, bob_port, alice_port, n, "bob");
     // Bob runs on while Alice measures: its stderr goes to a file, read only
     // if it fails to start.
-    let stderr_path = certs.path(&format!("bob-{bob_port}.stderr"));
+    let stderr_path = certs.dir.path().join(format!("bob-{bob_port}.stderr"));
     let stderr = std::fs::File::create(&stderr_path)
-        .map_err(|e| python_failed(opts, "Bob", format!("stderr file: {e}"), b""))?;
+        .map_err(|e| python_failed(python, "Bob", format!("stderr file: {e}"), b""))?;
     cmd.stderr(stderr);
     let mut child = cmd
         .spawn()
-        .map_err(|e| python_failed(opts, "Bob", e.to_string(), b""))?;
+        .map_err(|e| python_failed(python, "Bob", e.to_string(), b""))?;
     let stdout = child
         .stdout
         .take()
-        .ok_or_else(|| PoolBenchError::Python("no stdout".into()))?;
+        .ok_or_else(|| python_failed(python, "Bob", "no stdout pipe".into(), b""))?;
     let mut lines = BufReader::new(stdout).lines();
     let ready = tokio::time::timeout(Duration::from_secs(60), async {
         while let Ok(Some(l)) = lines.next_line().await {
@@ -543,7 +512,7 @@ async fn python_bob(
         let _ = child.kill().await;
         let stderr = std::fs::read(&stderr_path).unwrap_or_default();
         return Err(python_failed(
-            opts,
+            python,
             "Bob",
             "did not print READY".into(),
             &stderr,
@@ -555,11 +524,11 @@ async fn python_bob(
 /// The Python party's failure, with the end of its stderr and, when a module
 /// is missing, what to install.
 fn python_failed(
-    opts: &PoolBenchOptions,
+    python: &PythonParty,
     role: &'static str,
     what: String,
     stderr: &[u8],
-) -> PoolBenchError {
+) -> LabError {
     let stderr = String::from_utf8_lossy(stderr);
     let tail: Vec<&str> = stderr.lines().rev().take(3).collect();
     let mut detail = what;
@@ -577,12 +546,9 @@ fn python_failed(
              as scripts/setup-peers installs into .venv/tno5"
         ));
     }
-    PoolBenchError::PythonParty {
+    LabError::PythonParty {
         role,
-        python: opts
-            .python
-            .as_ref()
-            .map_or_else(|| "python".into(), |p| p.display().to_string()),
+        python: python.interpreter.display().to_string(),
         detail,
     }
 }
@@ -594,7 +560,7 @@ fn flatten(
 }
 
 /// Bob's side of the three phases, with default ids.
-async fn rust_bob(bob: Pool, n: usize) -> Result<(), PoolBenchError> {
+async fn rust_bob(bob: Pool, n: usize) -> Result<(), LabError> {
     for _ in 0..2 * n {
         bob.recv("Alice", None)
             .await
@@ -613,15 +579,13 @@ async fn rust_bob(bob: Pool, n: usize) -> Result<(), PoolBenchError> {
     Ok(())
 }
 
-/// Starts a party on `listener`; with TLS, `own` is its certificate and
-/// key and `peer_der` the peer's certificate (its identity, as the package
-/// pins it).
+/// Starts a party on `listener`, with TLS when given its identity.
 async fn party(
     name: &str,
     listener: std::net::TcpListener,
     peer: PeerConfig,
-    tls: Option<(&Leaf, &CertificateDer<'static>)>,
-) -> Result<Pool, PoolBenchError> {
+    tls: Option<TlsParty<'_>>,
+) -> Result<Pool, LabError> {
     let mut cfg = PoolConfig::new(name, ([127, 0, 0, 1], 0).into());
     cfg.retry = RetryPolicy {
         attempts: 40,
@@ -629,16 +593,16 @@ async fn party(
     };
     cfg.limits.recv_timeout = Some(Duration::from_secs(120));
     let peer = match tls {
-        Some((own, peer_der)) => {
+        Some(tls) => {
             let pem = |s: &String| cipherlink::PemSource::inline(s.clone());
             let (server, client) = cipherlink_pool::tls::core_configs(
-                pem(&own.cert_pem),
-                pem(&own.key_pem),
-                pem(&own.ca_pem),
+                pem(&tls.own.pem.cert),
+                pem(&tls.own.pem.key),
+                pem(tls.ca_pem),
             )
-            .map_err(|e| PoolBenchError::Certs(e.to_string()))?;
+            .map_err(|e| LabError::Setup(format!("certificates: {e}")))?;
             cfg = cfg.tls(server, client);
-            peer.with_cert(peer_der.clone())
+            peer.with_cert(tls.peer_der.clone())
         }
         None => peer,
     };
@@ -649,22 +613,93 @@ async fn party(
 }
 
 /// A listener on a free loopback port, and the port.
-fn bind() -> Result<(std::net::TcpListener, u16), PoolBenchError> {
+fn bind() -> Result<(std::net::TcpListener, u16), LabError> {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| {
             let port = l.local_addr()?.port();
             Ok((l, port))
         })
-        .map_err(|e| PoolBenchError::Python(format!("binding 127.0.0.1:0: {e}")))
+        .map_err(|e| LabError::Setup(format!("binding 127.0.0.1:0: {e}")))
 }
 
-/// The shared test PKI (CA names start with CN, as the package's identity
-/// needs), with the client leaf named `bob`. Its files are what a Python
-/// party is given.
-fn certs() -> Result<TestPki, PoolBenchError> {
-    TestPki::with_options(&CertOptions {
-        client_name: "bob".into(),
-        ..CertOptions::default()
-    })
-    .map_err(|e| PoolBenchError::Certs(e.to_string()))
+/// A loopback port that was free a moment ago, for a Python party only:
+/// tno.mpc.communication binds the port number it is given and announces it
+/// to its peers, so it cannot be handed a bound socket. Another program can
+/// take the port in between (the party then fails to start, loudly, and its
+/// case is reported as failed). Rust parties get bound listeners ([`bind`]).
+fn port_for_python() -> Result<u16, LabError> {
+    bind().map(|(_, port)| port)
+}
+
+/// One party's certificate and key.
+struct Identity {
+    /// The certificate and key, PEM (for Rust parties).
+    pem: Pem,
+    /// The certificate, DER: the identity its peer pins, as the package does.
+    der: CertificateDer<'static>,
+    /// The certificate file (for Python parties).
+    cert_path: PathBuf,
+    /// The key file.
+    key_path: PathBuf,
+}
+
+impl Identity {
+    fn new(pem: &Pem, dir: &Path, name: &str) -> Result<Identity, LabError> {
+        let der = CertificateDer::from_pem_slice(pem.cert.as_bytes())
+            .map_err(|e| LabError::Setup(format!("certificates: {name}.crt: {e}")))?;
+        Ok(Identity {
+            pem: pem.clone(),
+            der,
+            cert_path: dir.join(format!("{name}.crt")),
+            key_path: dir.join(format!("{name}.key")),
+        })
+    }
+}
+
+/// A party's TLS: its identity, the CA, and the peer's certificate.
+struct TlsParty<'a> {
+    own: &'a Identity,
+    ca_pem: &'a String,
+    peer_der: &'a CertificateDer<'static>,
+}
+
+/// The benchmark's certificates, as `cipherlink certs` makes them (the CA
+/// name starts with CN, as the package's identity needs): Alice holds the
+/// server leaf and Bob the client leaf, named `bob` (both leaves carry both
+/// usages). Also written to a temporary folder for Python parties, which
+/// take files; removed when the value drops.
+struct PoolPki {
+    dir: tempfile::TempDir,
+    ca_pem: String,
+    ca_path: PathBuf,
+    alice: Identity,
+    bob: Identity,
+}
+
+impl PoolPki {
+    fn new() -> Result<PoolPki, LabError> {
+        let bundle = cipherlink::certs::generate(&CertOptions {
+            client_name: "bob".into(),
+            ..CertOptions::default()
+        })?;
+        let dir = tempfile::tempdir()
+            .map_err(|e| LabError::Setup(format!("a temporary folder for certificates: {e}")))?;
+        bundle.write_to(dir.path())?;
+        Ok(PoolPki {
+            ca_pem: bundle.ca.cert.clone(),
+            ca_path: dir.path().join("ca.crt"),
+            alice: Identity::new(&bundle.server, dir.path(), "server")?,
+            bob: Identity::new(&bundle.client, dir.path(), "client")?,
+            dir,
+        })
+    }
+
+    /// `own`'s TLS against `peer`.
+    fn party<'a>(&'a self, own: &'a Identity, peer: &'a Identity) -> TlsParty<'a> {
+        TlsParty {
+            own,
+            ca_pem: &self.ca_pem,
+            peer_der: &peer.der,
+        }
+    }
 }

@@ -10,12 +10,14 @@
 #![allow(clippy::unwrap_used)] // Tests fail loudly on purpose.
 
 use std::process::Command;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use cipherlink::server::TlsServer;
 use cipherlink::{Config, Context, PemSource};
-use cipherlink_lab::bench_idle::{self, ChildSpec, IdleBenchOptions, IdleMode, IdleServer};
+use cipherlink_lab::bench_idle::{
+    self, ChildSpec, IdleBenchOptions, IdleEvent, IdleMode, IdleObserver, IdleServer,
+};
 
 const CHILD_MODE: &str = "CIPHERLINK_IDLE_TEST_CHILD";
 const CHILD_CERT: &str = "CIPHERLINK_IDLE_TEST_CERT";
@@ -33,14 +35,36 @@ async fn every_connection_handshakes_and_stays_open_in_a_server_process() {
             .env(CHILD_KEY, spec.key);
         command
     });
+    // (Opening, Tried, Opened) counts per mode, in order.
+    let heard = Arc::new(Mutex::new(Vec::<(usize, usize, usize)>::new()));
+    let observer = {
+        let heard = heard.clone();
+        IdleObserver::new(move |event: &IdleEvent| {
+            let mut heard = heard.lock().unwrap();
+            match event {
+                IdleEvent::Opening { total, .. } => {
+                    assert_eq!(*total, 50);
+                    heard.push((1, 0, 0));
+                }
+                IdleEvent::Tried => heard.last_mut().unwrap().1 += 1,
+                IdleEvent::Opened => heard.last_mut().unwrap().2 += 1,
+                _ => {}
+            }
+        })
+    };
     let options = IdleBenchOptions {
         connections: 50,
         modes: vec![IdleMode::Tls, IdleMode::Plain],
         server: IdleServer::Spawn(command),
         concurrency: 8,
-        progress: false,
+        observer: Some(observer),
     };
     let report = bench_idle::run(&options).await.expect("bench runs");
+    // Per mode: the start, one event per measured connection, the end.
+    assert_eq!(
+        heard.lock().unwrap().as_slice(),
+        [(1, 50, 1), (1, 50, 1)].as_slice()
+    );
     assert_eq!(report.cases.len(), 2);
     for (case, mode) in report.cases.iter().zip([IdleMode::Tls, IdleMode::Plain]) {
         assert_eq!(case.mode, mode);
@@ -77,7 +101,7 @@ async fn a_tls_target_needs_its_ca() {
             server_name: None,
         },
         concurrency: 1,
-        progress: false,
+        observer: None,
     };
     let err = bench_idle::run(&options).await.unwrap_err().to_string();
     assert!(err.contains("CA"), "{err}");
@@ -108,12 +132,10 @@ fn idle_server_child() {
             return;
         }
         let path = |var| PemSource::path(std::env::var(var).unwrap());
-        let context = Context::server(&Config {
-            certificate: Some(path(CHILD_CERT)),
-            private_key: Some(path(CHILD_KEY)),
-            ..Config::default()
-        })
-        .unwrap();
+        let config = Config::builder()
+            .identity(path(CHILD_CERT), path(CHILD_KEY))
+            .build();
+        let context = Context::server(&config).unwrap();
         let server = TlsServer::from_listener(listener, context);
         eprintln!("serving TLS on {addr}");
         // Echo, as `cipherlink serve --echo` does.

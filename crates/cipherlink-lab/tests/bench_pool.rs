@@ -8,13 +8,23 @@
 
 use std::path::PathBuf;
 
-use cipherlink_lab::bench_pool::{self, PoolBenchOptions};
+use cipherlink_lab::bench_pool::{self, PoolBenchEvent, PoolBenchOptions, PythonParty};
 use cipherlink_test_support::{peer, Peer};
+
+/// A Python party running the package's benchmark script.
+fn party(interpreter: PathBuf) -> PythonParty {
+    PythonParty {
+        interpreter,
+        script: PathBuf::from(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../cipherlink-pool/tests/py/bench_party.py"
+        )),
+    }
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_pair_runs_and_reports() {
     let python = peer!(Peer::PythonTno5);
-    let json = tempfile::NamedTempFile::new().unwrap();
     let options = PoolBenchOptions {
         sizes: vec![16, 70_000],
         messages_small: 40,
@@ -22,14 +32,21 @@ async fn every_pair_runs_and_reports() {
         depth: 4,
         plain: true,
         tls: true,
-        python: python.clone(),
-        python_script: PathBuf::from(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../cipherlink-pool/tests/py/bench_party.py"
-        )),
-        json_out: Some(json.path().to_path_buf()),
+        python: python.clone().map(party),
     };
-    let report = bench_pool::run(options).await.expect("bench runs");
+    let mut heard = 0;
+    let report = bench_pool::run(options, |event| {
+        if let PoolBenchEvent::Row(_) = event {
+            heard += 1;
+        }
+    })
+    .await
+    .expect("bench runs");
+    assert_eq!(
+        heard,
+        report.rows.len(),
+        "every row is told as it is measured"
+    );
     let pairs: &[&str] = if python.is_some() {
         &["rust-rust", "rust-python5", "python5-python5"]
     } else {
@@ -48,9 +65,12 @@ async fn every_pair_runs_and_reports() {
             "{row:?}"
         );
     }
-    let written: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(json.path()).unwrap()).unwrap();
-    assert_eq!(written["rows"].as_array().unwrap().len(), report.rows.len());
+    let json = serde_json::to_value(&report).unwrap();
+    assert_eq!(json["rows"].as_array().unwrap().len(), report.rows.len());
+    if python.is_some() {
+        // One ratio per transport and size, each against its own baseline.
+        assert_eq!(report.ratios().len(), 2 * 2, "{:?}", report.ratios());
+    }
 }
 
 /// A Python without tno.mpc.communication (the plain `ssl` peer's venv) cannot
@@ -68,14 +88,9 @@ async fn a_python_without_the_package_is_reported_and_the_rest_runs() {
         depth: 4,
         plain: true,
         tls: false,
-        python: Some(python),
-        python_script: PathBuf::from(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../cipherlink-pool/tests/py/bench_party.py"
-        )),
-        json_out: None,
+        python: Some(party(python)),
     };
-    let report = bench_pool::run(options).await.expect("bench runs");
+    let report = bench_pool::run(options, |_| {}).await.expect("bench runs");
     assert_eq!(report.rows.len(), 1, "{:?}", report.rows);
     assert_eq!(report.rows[0].pair, "rust-rust");
     assert_eq!(

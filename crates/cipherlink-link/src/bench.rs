@@ -111,9 +111,14 @@ pub struct IdleResult {
 /// The crypto floor: microseconds per operation on this machine, one core.
 #[derive(Debug, Clone, Serialize)]
 pub struct Floor {
-    /// One ephemeral key with an Elligator2 representative (retries included).
+    /// The client's ephemeral key with an Elligator2 representative (retries
+    /// and loading it into aws-lc included).
     pub ephemeral_us: f64,
-    /// One X25519 with a clamped scalar.
+    /// The server's plain ephemeral key (loaded into aws-lc, public key computed).
+    pub server_ephemeral_us: f64,
+    /// The Elligator2 map of a representative to its point (the server, on msg1).
+    pub elligator2_map_us: f64,
+    /// One X25519 with a key already loaded.
     pub x25519_us: f64,
     /// ML-KEM-768 key generation from a seed.
     pub kem_keygen_us: f64,
@@ -168,8 +173,10 @@ pub async fn run(opts: &BenchOptions) -> Result<BenchReport, BenchError> {
     let fx = fixture(&opts.params)?;
     let floor = floor(&fx)?;
     println!(
-        "link crypto floor (us): ephemeral+Elligator2 {:.1}, X25519 {:.1}, ML-KEM-768 keygen {:.1} encaps {:.1} decaps {:.1}; in-memory handshake, both ends {:.1}",
+        "link crypto floor (us): client ephemeral+Elligator2 {:.1}, Elligator2 map {:.1}, server ephemeral {:.1}, X25519 {:.1}, ML-KEM-768 keygen {:.1} encaps {:.1} decaps {:.1}; in-memory handshake, both ends {:.1}",
         floor.ephemeral_us,
+        floor.elligator2_map_us,
+        floor.server_ephemeral_us,
         floor.x25519_us,
         floor.kem_keygen_us,
         floor.kem_encaps_us,
@@ -487,7 +494,7 @@ fn per_op(n: u32, mut f: impl FnMut() -> Result<(), BenchError>) -> Result<f64, 
 }
 
 fn floor(fx: &Fixture) -> Result<Floor, BenchError> {
-    use crate::proto::crypto::{self, Ephemeral, KemSecret};
+    use crate::proto::crypto::{self, Ephemeral, KemSecret, PlainEphemeral};
     const N: u32 = 200;
     let mut rng = StdRng::from_os_rng();
     let e = Ephemeral::generate(&mut rng).map_err(fail)?;
@@ -497,6 +504,13 @@ fn floor(fx: &Fixture) -> Result<Floor, BenchError> {
     let (ct, _) = crypto::kem_encapsulate(&ek, &mut rng).map_err(fail)?;
     Ok(Floor {
         ephemeral_us: per_op(N, || Ephemeral::generate(&mut rng).map(drop).map_err(fail))?,
+        server_ephemeral_us: per_op(N, || {
+            PlainEphemeral::generate(&mut rng).map(drop).map_err(fail)
+        })?,
+        elligator2_map_us: per_op(N, || {
+            std::hint::black_box(crypto::point_from_representative(&e.representative));
+            Ok(())
+        })?,
         x25519_us: per_op(N, || e.dh(&peer).map(drop).map_err(fail))?,
         kem_keygen_us: per_op(N, || {
             drop(KemSecret::generate(&mut rng).public_bytes());

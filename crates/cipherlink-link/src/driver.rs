@@ -41,10 +41,27 @@ use crate::error::Error;
 use crate::proto::{ClientConfig, CloseCode, Connection, Event, ServerEndpoint};
 
 /// Largest read from the socket at once (large reads mean fewer wake-ups per
-/// byte; the buffer lives on the stack only for the read).
+/// byte).
 const CHUNK: usize = 64 * 1024;
-/// Read buffer while handshaking (the first messages are a few KiB).
-const HANDSHAKE_CHUNK: usize = 8 * 1024;
+
+thread_local! {
+    /// The socket read buffer, one per runtime thread rather than per link
+    /// (an idle link holds none) or per read: a fresh zeroed 64 KiB array for
+    /// every read cost ~1-2 us of memset, several times per handshake, most
+    /// of them for reads that found nothing.
+    static READ_BUF: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(vec![0u8; CHUNK]);
+}
+
+/// Reads once from `stream` into the thread's buffer and hands the bytes to
+/// `f` (which must not read the socket again: the buffer is borrowed).
+fn try_read_with<T>(stream: &TcpStream, f: impl FnOnce(&[u8]) -> T) -> io::Result<T> {
+    READ_BUF.with(|cell| {
+        let mut buf = cell.borrow_mut();
+        let n = stream.try_read(&mut buf[..])?;
+        Ok(f(&buf[..n]))
+    })
+}
+
 /// Handshakes in progress at once on one listener; more wait in the kernel backlog.
 pub const MAX_PENDING_HANDSHAKES: usize = 4096;
 /// Authenticated links waiting for [`LinkListener::accept`].
@@ -207,13 +224,18 @@ impl Core {
             if self.sock_eof || !self.conn.wants_input() {
                 return Poll::Ready(false);
             }
-            let mut stack = [0u8; CHUNK];
-            match stream.try_read(&mut stack) {
+            let conn = &mut self.conn;
+            match try_read_with(stream, |bytes| {
+                if !bytes.is_empty() {
+                    conn.handle_input(now(), bytes);
+                }
+                bytes.len()
+            }) {
                 Ok(0) => {
                     self.sock_eof = true;
                     self.conn.handle_eof(now());
                 }
-                Ok(n) => self.conn.handle_input(now(), &stack[..n]),
+                Ok(_) => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     let Some(cx) = cx.as_deref_mut() else {
                         return Poll::Pending;
@@ -634,13 +656,20 @@ async fn handshake(
         let want = !sock_eof && conn.wants_input();
         tokio::select! {
             r = stream.readable(), if want => {
-                let mut buf = [0u8; HANDSHAKE_CHUNK];
-                match r.and_then(|()| stream.try_read(&mut buf)) {
+                let read = r.and_then(|()| {
+                    try_read_with(stream, |bytes| {
+                        if !bytes.is_empty() {
+                            conn.handle_input(now(), bytes);
+                        }
+                        bytes.len()
+                    })
+                });
+                match read {
                     Ok(0) => {
                         sock_eof = true;
                         conn.handle_eof(now());
                     }
-                    Ok(n) => conn.handle_input(now(), &buf[..n]),
+                    Ok(_) => {}
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock
                         || e.kind() == io::ErrorKind::Interrupted => {}
                     Err(_) => {

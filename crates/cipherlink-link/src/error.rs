@@ -30,8 +30,11 @@ pub enum Error {
     /// The randomness source produced 128 unrepresentable keys in a row.
     #[error("the randomness source looks broken")]
     BadRandomness,
-    /// The server refused our token (unknown or revoked).
-    #[error("the server refused the token (unknown or revoked)")]
+    /// The server refused our token (unknown, revoked, or bound to a client
+    /// key we did not prove).
+    #[error(
+        "the server refused the token (unknown or revoked, or its client key is missing or wrong)"
+    )]
     Refused,
     /// The handshake did not complete in time.
     #[error(

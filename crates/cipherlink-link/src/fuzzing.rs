@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use zeroize::Zeroizing;
 
 use crate::config::LinkParams;
-use crate::keys::{ServerKey, Token, TokenStore};
+use crate::keys::{ClientKey, ServerKey, Token, TokenStore};
 use crate::proto::crypto::hash;
 use crate::proto::{ClientConfig, Connection, Entropy, Event, ServerEndpoint};
 
@@ -58,6 +58,17 @@ pub fn vector_token() -> Token {
     Token {
         id: [2u8; 16],
         secret: Zeroizing::new([3u8; 32]),
+        client_key: None,
+    }
+}
+
+/// The vectors' second client, "bob", whose token is bound to a client static
+/// key (`T_id = 0x05 × 16`, `T_sec = 0x06 × 32`, `c = 0x04 × 32`).
+pub fn vector_keyed_token() -> Token {
+    Token {
+        id: [5u8; 16],
+        secret: Zeroizing::new([6u8; 32]),
+        client_key: Some(ClientKey::from_secret([4u8; 32])),
     }
 }
 
@@ -69,11 +80,14 @@ pub fn vector_params() -> LinkParams {
     }
 }
 
-/// A server endpoint knowing the vector token as "alice".
+/// A server endpoint knowing the vector tokens as "alice" and "bob".
 pub fn vector_endpoint() -> Arc<ServerEndpoint> {
     let mut store = TokenStore::new();
     store
         .add("alice", vector_token())
+        .unwrap_or_else(|e| unreachable!("vector token is valid: {e}"));
+    store
+        .add("bob", vector_keyed_token())
         .unwrap_or_else(|e| unreachable!("vector token is valid: {e}"));
     Arc::new(
         ServerEndpoint::new(vector_server_key(), store, vector_params())
@@ -88,6 +102,15 @@ pub fn vector_client_config() -> ClientConfig {
         token: vector_token(),
         name: "alice".into(),
         params: vector_params(),
+    }
+}
+
+/// The vectors' configuration for "bob" (token with a client key).
+pub fn vector_keyed_client_config() -> ClientConfig {
+    ClientConfig {
+        token: vector_keyed_token(),
+        name: "bob".into(),
+        ..vector_client_config()
     }
 }
 

@@ -86,6 +86,55 @@ pub struct Token {
     pub id: [u8; 16],
     /// Never sent; proven by a MAC and mixed into the keys as a PSK.
     pub secret: Zeroizing<[u8; 32]>,
+    /// The optional client static key bound to this token (docs §2): with
+    /// one, a client must hold its secret as well as the token's.
+    pub client_key: Option<ClientKey>,
+}
+
+/// A client static X25519 key bound to a token. The client's copy (from its
+/// connection file) has the secret `c`; the server's (from its token store)
+/// only the public key `C`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ClientKey {
+    /// `C = X25519(c, 9)`.
+    pub public: [u8; 32],
+    secret: Option<Zeroizing<[u8; 32]>>,
+}
+
+impl std::fmt::Debug for ClientKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ClientKey({})", hex::encode(self.public))
+    }
+}
+
+impl ClientKey {
+    /// A fresh key pair from 32 random bytes.
+    pub fn generate(rng: &mut dyn Entropy) -> Self {
+        let mut c = [0u8; 32];
+        rng.fill(&mut c);
+        Self::from_secret(c)
+    }
+
+    /// The key pair of a given secret (the client's side).
+    pub fn from_secret(secret: [u8; 32]) -> Self {
+        Self {
+            public: crypto::public_key(&secret),
+            secret: Some(Zeroizing::new(secret)),
+        }
+    }
+
+    /// Only the public key (the server's side).
+    pub fn from_public(public: [u8; 32]) -> Self {
+        Self {
+            public,
+            secret: None,
+        }
+    }
+
+    /// The secret `c`, on the client's side.
+    pub fn secret(&self) -> Option<&[u8; 32]> {
+        self.secret.as_deref()
+    }
 }
 
 impl std::fmt::Debug for Token {
@@ -101,7 +150,23 @@ impl Token {
         rng.fill(&mut id);
         let mut secret = Zeroizing::new([0u8; 32]);
         rng.fill(&mut secret[..]);
-        Self { id, secret }
+        Self {
+            id,
+            secret,
+            client_key: None,
+        }
+    }
+
+    /// The server's copy: the client key, if any, without its secret.
+    pub fn server_copy(&self) -> Self {
+        Self {
+            id: self.id,
+            secret: self.secret.clone(),
+            client_key: self
+                .client_key
+                .as_ref()
+                .map(|k| ClientKey::from_public(k.public)),
+        }
     }
 }
 
@@ -147,16 +212,32 @@ impl TokenStore {
 
     /// Issues a token for `name`; a name with an active token is refused.
     pub fn issue(&mut self, name: &str, rng: &mut dyn Entropy) -> Result<Token, Error> {
+        self.issue_with(name, false, rng)
+    }
+
+    /// Issues a token for `name`, bound to a fresh client static key when
+    /// `client_key` (randomness: the token, then the key's 32 bytes). The
+    /// returned token carries the key's secret (for the connection file);
+    /// the store keeps only its public key.
+    pub fn issue_with(
+        &mut self,
+        name: &str,
+        client_key: bool,
+        rng: &mut dyn Entropy,
+    ) -> Result<Token, Error> {
         check_name(name)?;
         if self.entries.iter().any(|e| e.name == name && !e.revoked) {
             return Err(Error::Config(format!(
                 "{name:?} already has an active token (revoke it first)"
             )));
         }
-        let token = Token::generate(rng);
+        let mut token = Token::generate(rng);
+        if client_key {
+            token.client_key = Some(ClientKey::generate(rng));
+        }
         self.insert(TokenEntry {
             name: name.to_owned(),
-            token: token.clone(),
+            token: token.server_copy(),
             revoked: false,
         })?;
         Ok(token)
@@ -167,7 +248,7 @@ impl TokenStore {
         check_name(name)?;
         self.insert(TokenEntry {
             name: name.to_owned(),
-            token,
+            token: token.server_copy(),
             revoked: false,
         })
     }
@@ -210,12 +291,17 @@ impl TokenStore {
         let mut s = String::from("cipherlink-link-tokens 1\n");
         for e in &self.entries {
             s.push_str(&format!(
-                "token {} {} {} {}\n",
+                "token {} {} {} {}",
                 e.name,
                 hex::encode(e.token.id),
                 hex::encode(&e.token.secret[..]),
                 if e.revoked { "revoked" } else { "active" }
             ));
+            if let Some(k) = &e.token.client_key {
+                s.push(' ');
+                s.push_str(&hex::encode(k.public));
+            }
+            s.push('\n');
         }
         s
     }
@@ -228,12 +314,18 @@ impl TokenStore {
         expect_header(F, &mut lines, "cipherlink-link-tokens 1")?;
         for (no, line) in lines {
             let parts: Vec<&str> = line.split_whitespace().collect();
-            let [kw, name, id, secret, state] = parts[..] else {
-                return Err(file_err(
-                    F,
-                    no,
-                    "expected: token NAME ID SECRET active|revoked",
-                ));
+            let (kw, name, id, secret, state, client) = match parts[..] {
+                [kw, name, id, secret, state] => (kw, name, id, secret, state, None),
+                [kw, name, id, secret, state, client] => {
+                    (kw, name, id, secret, state, Some(client))
+                }
+                _ => {
+                    return Err(file_err(
+                        F,
+                        no,
+                        "expected: token NAME ID SECRET active|revoked [CLIENT-KEY]",
+                    ))
+                }
             };
             if kw != "token" {
                 return Err(file_err(F, no, format!("unknown key {kw:?}")));
@@ -247,12 +339,19 @@ impl TokenStore {
             let id: [u8; 16] = parse_hex(id).ok_or_else(|| file_err(F, no, "token id: 32 hex"))?;
             let secret: [u8; 32] =
                 parse_hex(secret).ok_or_else(|| file_err(F, no, "token secret: 64 hex"))?;
+            let client_key = match client {
+                None => None,
+                Some(c) => Some(ClientKey::from_public(
+                    parse_hex(c).ok_or_else(|| file_err(F, no, "client key: 64 hex"))?,
+                )),
+            };
             store
                 .insert(TokenEntry {
                     name: name.to_owned(),
                     token: Token {
                         id,
                         secret: Zeroizing::new(secret),
+                        client_key,
                     },
                     revoked,
                 })
@@ -280,7 +379,7 @@ pub struct ConnectionFile {
 impl ConnectionFile {
     /// The file text.
     pub fn to_text(&self) -> String {
-        format!(
+        let mut s = format!(
             "cipherlink-link 1\nname {}\nserver {}\nserver-key {}\ntoken-id {}\ntoken-secret {}\ntail-length {}\n",
             self.name,
             self.server,
@@ -288,7 +387,11 @@ impl ConnectionFile {
             hex::encode(self.token.id),
             hex::encode(&self.token.secret[..]),
             self.tail_length
-        )
+        );
+        if let Some(c) = self.token.client_key.as_ref().and_then(ClientKey::secret) {
+            s.push_str(&format!("client-key {}\n", hex::encode(c)));
+        }
+        s
     }
 
     /// Parses a connection file.
@@ -305,6 +408,7 @@ impl ConnectionFile {
                 "token-id",
                 "token-secret",
                 "tail-length",
+                "client-key",
             ],
         )?;
         let get = |k: &str| {
@@ -328,6 +432,11 @@ impl ConnectionFile {
             token: Token {
                 id: hex_field(F, &fields, "token-id")?,
                 secret: Zeroizing::new(hex_field(F, &fields, "token-secret")?),
+                client_key: if fields.contains_key("client-key") {
+                    Some(ClientKey::from_secret(hex_field(F, &fields, "client-key")?))
+                } else {
+                    None
+                },
             },
             tail_length: tail,
         })

@@ -26,5 +26,5 @@ pub mod fuzzing;
 
 pub use config::{KeepaliveConfig, LinkParams};
 pub use error::Error;
-pub use keys::{ConnectionFile, ServerKey, Token, TokenStore};
+pub use keys::{ClientKey, ConnectionFile, ServerKey, Token, TokenStore};
 pub use proto::{ClientConfig, CloseCode, Connection, Entropy, Event, ServerEndpoint};

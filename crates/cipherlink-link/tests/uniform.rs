@@ -71,11 +71,15 @@ fn handshake_and_record_bytes_look_uniform() {
         (90..=210).contains(&high),
         "R_e bit 255 set in {high}/{HANDSHAKES}"
     );
-    let high = msg2s.iter().filter(|m| m[31] & 0x40 != 0).count();
-    assert!(
-        (90..=210).contains(&high),
-        "R_s bit 254 set in {high}/{HANDSHAKES}"
-    );
+    // Y_s is a masked public key: its bit 255 (always 0 in a u-coordinate)
+    // and bit 254 must both look random.
+    for (bit, mask) in [(254, 0x40u8), (255, 0x80u8)] {
+        let high = msg2s.iter().filter(|m| m[31] & mask != 0).count();
+        assert!(
+            (90..=210).contains(&high),
+            "Y_s bit {bit} set in {high}/{HANDSHAKES}"
+        );
+    }
 
     // With 300 uniform samples an offset shows ~176 distinct values; a fixed or
     // low-entropy field would show a handful.

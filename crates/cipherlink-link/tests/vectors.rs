@@ -6,9 +6,11 @@ use std::time::Instant;
 use cipherlink_link::fuzzing::{
     connected_pair, exchange, vector_client_config, vector_endpoint, VectorRng, VECTOR_UNIX,
 };
-use cipherlink_link::proto::crypto::hash;
+use cipherlink_link::proto::crypto::{
+    hash, hmac, point_from_representative, public_key, StaticDh, Symmetric,
+};
 use cipherlink_link::proto::handshake::{mark, obfs_key, window};
-use cipherlink_link::{Connection, Event};
+use cipherlink_link::{Connection, Entropy, Event};
 
 struct Vectors {
     server_public: String,
@@ -55,6 +57,24 @@ fn compute() -> Vectors {
     assert_eq!(&msg1[32..48], &m);
     assert_eq!(window(VECTOR_UNIX), 472_222);
 
+    // Y_s is the server's plain ephemeral public key (the 32 bytes its stream
+    // gives after its 8-byte handshake deadline) XOR HMAC(ck, "eph"), with
+    // ck after es, rebuilt here from the documented steps.
+    let mut server_rng = VectorRng::new(b"server");
+    let mut deadline = [0u8; 8];
+    server_rng.fill(&mut deadline);
+    let mut e_s = [0u8; 32];
+    server_rng.fill(&mut e_s);
+    let mut sym = Symmetric::new(&cfg.server_key);
+    sym.mix_hash(&msg1[..32]);
+    sym.mix_hash(&msg1[32..50]);
+    let client_e = point_from_representative(&msg1[..32].try_into().unwrap());
+    let es = StaticDh::new(&[1u8; 32]).unwrap().dh(&client_e).unwrap();
+    sym.mix_key(&es[..]);
+    let mask = hmac(sym.ck(), &[b"eph"]);
+    let unmasked: Vec<u8> = msg2[..32].iter().zip(mask).map(|(a, b)| a ^ b).collect();
+    assert_eq!(unmasked, public_key(&e_s));
+
     let mut rec = Vec::new();
     client.send(b"hello").unwrap();
     client.poll_transmit(&mut rec);
@@ -96,13 +116,13 @@ fn handshake_and_first_record_match_the_spec() {
         v.msg1_sha256,
         "e43b0f6ff97bb964ee441c2e4a76ee99a21bffdc84e2b0f83cdc86eb81500723"
     );
-    assert_eq!(v.msg2_len, 1200);
-    assert_eq!(v.msg2_head, "1d420398bf1af340d7bc8e0be1d4cf1ff7c2428a08e3c005e707c9c2f595e16a85e73caf42987823b7a12d7a4d297015666b023437197dc2b408d046bf214019");
+    assert_eq!(v.msg2_len, 1173);
+    assert_eq!(v.msg2_head, "48f3ec90fa036731cd7701409264dd67669b00988295141ad1e0018cfd858110851a3cd7b51d06814be391b344928a8df4532896f533ae0378323a8fa39163fc");
     assert_eq!(
         v.msg2_sha256,
-        "f08542b8b92c91bbbd0f62e59944d03cf90acc55d90b32388cd77e171512e09c"
+        "7da5f115b795623c818e2377d364b3f4c96f6d8810bdc7eeba9782c77d3c6d93"
     );
-    assert_eq!(v.record_hello, "0b761df32cd554c4962154bc42245e3df92a181c308a283123826eb730d71e241cfbd875c71780b69babfc7a97269385afbb");
+    assert_eq!(v.record_hello, "1109beb4904ea1f89e88e3a3fdacff3ad514ce9ae8a83263fb1855c7aa63b3a8f27203d03d8deb4e3928168c70f3f4fe6eb6");
 }
 
 #[test]
@@ -127,4 +147,46 @@ fn vector_pair_connects() {
     s.close_write();
     exchange(&mut c, &mut s, now);
     assert!(c.is_closed() && s.is_closed());
+}
+
+/// docs §9, the second client: "bob", whose token is bound to a client key.
+#[test]
+fn keyed_handshake_matches_the_spec() {
+    use cipherlink_link::fuzzing::vector_keyed_client_config;
+    let now = Instant::now();
+    let cfg = vector_keyed_client_config();
+    let mut client =
+        Connection::client(&cfg, Box::new(VectorRng::new(b"client")), now, VECTOR_UNIX).unwrap();
+    let mut server = Connection::server(
+        vector_endpoint(),
+        Box::new(VectorRng::new(b"server")),
+        now,
+        VECTOR_UNIX,
+    );
+    let mut msg1 = Vec::new();
+    client.poll_transmit(&mut msg1);
+    server.handle_input(now, &msg1);
+    let mut msg2 = Vec::new();
+    server.poll_transmit(&mut msg2);
+    client.handle_input(now, &msg2);
+    assert_eq!(
+        client.poll_event(),
+        Some(Event::Connected { peer: "bob".into() })
+    );
+    let c = cfg.token.client_key.as_ref().unwrap();
+    println!("C (bob)            = {}", hex::encode(c.public));
+    println!("SHA-256 msg1 (bob) = {}", hex::encode(hash(&[&msg1])));
+    println!("SHA-256 msg2 (bob) = {}", hex::encode(hash(&[&msg2])));
+    assert_eq!(
+        hex::encode(c.public),
+        "ac01b2209e86354fb853237b5de0f4fab13c7fcbf433a61c019369617fecf10b"
+    );
+    assert_eq!(
+        hex::encode(hash(&[&msg1])),
+        "0745d0210c18be8d8594a28c1e66ecacbcb64335ab1c590b9845406fbd806c25"
+    );
+    assert_eq!(
+        hex::encode(hash(&[&msg2])),
+        "d72432db41e88d246644a4d77b92b34a323dd6df7bc20391049deebee69f1a30"
+    );
 }

@@ -52,23 +52,19 @@ pub fn core_party_configs(
     key: cipherlink::config::PemSource,
     ca: cipherlink::config::PemSource,
 ) -> (cipherlink::Config, cipherlink::Config) {
-    let server = cipherlink::Config {
-        certificate: Some(cert.clone()),
-        private_key: Some(key.clone()),
-        trusted_cas: vec![ca.clone()],
-        require_client_cert: true,
-        ..cipherlink::Config::default()
-    };
-    let client = cipherlink::Config {
-        certificate: Some(cert),
-        private_key: Some(key),
-        trusted_cas: vec![ca],
-        dangerous: cipherlink::Dangerous {
+    let server = cipherlink::Config::builder()
+        .identity(cert.clone(), key.clone())
+        .trusted_ca(ca.clone())
+        .require_client_cert(true)
+        .build();
+    let client = cipherlink::Config::builder()
+        .identity(cert, key)
+        .trusted_ca(ca)
+        .dangerous(cipherlink::Dangerous {
             skip_server_name_check: true,
             ..cipherlink::Dangerous::default()
-        },
-        ..cipherlink::Config::default()
-    };
+        })
+        .build();
     (server, client)
 }
 

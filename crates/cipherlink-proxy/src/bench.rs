@@ -56,7 +56,7 @@ pub struct BenchOptions {
     /// stunnel4, for the reference pair (None = skip).
     pub stunnel: Option<PathBuf>,
     /// Key-exchange groups for our TLS pair (None = the core's default).
-    pub groups: Option<String>,
+    pub groups: Option<Vec<cipherlink::KeyExchange>>,
     /// `--buffer-size` for our proxies (None = their default).
     pub buffer_size: Option<usize>,
 }
@@ -266,8 +266,14 @@ async fn our_pair(
             server.extend(["--key".into(), material.path("server.key")]);
             client.extend(["--ca".into(), material.path("ca.crt")]);
             if let Some(groups) = &options.groups {
-                server.extend(["--groups".into(), groups.clone()]);
-                client.extend(["--groups".into(), groups.clone()]);
+                // The proxies' own --groups, in the names it parses.
+                let list = groups
+                    .iter()
+                    .map(|g| g.name())
+                    .collect::<Vec<_>>()
+                    .join(",");
+                server.extend(["--groups".into(), list.clone()]);
+                client.extend(["--groups".into(), list]);
             }
         }
         Transport::V1 => {

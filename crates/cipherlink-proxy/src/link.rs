@@ -101,7 +101,10 @@ pub(crate) fn engine(
     role: Role,
     config: &LinkConfig,
 ) -> Result<(LinkEngine, Option<String>), (&'static str, String)> {
-    let params = LinkParams::default();
+    // The same PORT_* environment names as `cipherlink link serve|connect`
+    // (docs/link-protocol.md §5), so one deployment's settings apply to both.
+    let params = LinkParams::from_env(|k| std::env::var(k).ok())
+        .map_err(|e| ("link", format!("PORT_* environment: {e}")))?;
     match role {
         Role::Server => {
             if config.connection_file.is_some() {
@@ -160,7 +163,11 @@ pub(crate) fn engine(
             let file = ConnectionFile::parse(&text)
                 .map_err(|e| (field, format!("{}: {e}", path.display())))?;
             let mut params = params;
-            params.tail_length = file.tail_length;
+            // As `link connect`: the connection file's tail length unless
+            // PORT_TAIL_LENGTH says otherwise.
+            if std::env::var_os("PORT_TAIL_LENGTH").is_none() {
+                params.tail_length = file.tail_length;
+            }
             Ok((
                 LinkEngine::Client(Box::new(ClientConfig {
                     server_key: file.server_key,

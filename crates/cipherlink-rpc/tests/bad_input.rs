@@ -8,12 +8,11 @@ mod common;
 
 use std::time::Duration;
 
-use cipherlink_rpc::client::coldconn::{run_coldconn, ColdOptions};
 use cipherlink_rpc::client::connect::Connector;
 use cipherlink_rpc::client::steady::{run_steady, SteadyOptions};
 use cipherlink_rpc::pb::score_service_client::ScoreServiceClient;
 use cipherlink_rpc::pb::JsonVector;
-use cipherlink_rpc::record::{self, ColdOutcome, Outcome};
+use cipherlink_rpc::record::{self, Outcome};
 use cipherlink_rpc::timer::Timer;
 use common::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -54,44 +53,19 @@ async fn one_call(c: &Connector, json: String) -> Result<(), tonic::Status> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn steady_and_coldconn_over_mutual_tls() -> TestResult {
     tokio::time::timeout(LIMIT, async {
-        let p = pki(true)?;
-        let srv = start(
-            Some(server_tls(&p, true, false)),
-            Duration::from_millis(1),
-            None,
-        )
-        .await?;
-        let c = connector(srv.addr, Some(client_tls(&p, true, false)), "localhost").await?;
-        let timer = Timer::precise();
-        let run = run_steady(c.channel().await?, &steady(200.0, 0.5), &timer).await?;
-        assert_eq!(run.outcomes.len(), 100);
-        assert!(
-            run.outcomes.iter().all(|o| matches!(o, Outcome::Ok(_))),
-            "{:?}",
-            run.report.errors
-        );
-
-        let cold = run_coldconn(
+        let p = pki(true);
+        let (srv, c) = tls_pair(&p, true, true, Duration::from_millis(1)).await?;
+        let (run, cold) = all_ok(
             &c,
-            &ColdOptions {
-                rate: 20.0,
-                duration: Duration::from_millis(200),
-                deadline: Duration::from_secs(2),
-                payload: "{}".into(),
-                warmup_attempts: 0,
-            },
-            &timer,
+            &steady(200.0, 0.5),
+            &cold(20.0, Duration::from_millis(200)),
+            (100, 4),
         )
         .await?;
-        assert_eq!(cold.len(), 4);
-        assert!(
-            cold.iter().all(|o| matches!(o, ColdOutcome::Ok { .. })),
-            "{cold:?}"
-        );
 
         // Round trip through the files and the summarizer.
-        let steady_file = p.dir.path().join("01.txt");
-        let cold_file = p.dir.path().join("02.txt");
+        let steady_file = p.dir().join("01.txt");
+        let cold_file = p.dir().join("02.txt");
         record::write_steady(&steady_file, &run.outcomes)?;
         record::write_coldconn(&cold_file, &cold)?;
         let s = cipherlink_rpc::summary::summarize(&cipherlink_rpc::summary::read(&steady_file)?);
@@ -110,11 +84,11 @@ async fn steady_and_coldconn_over_mutual_tls() -> TestResult {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_ca_is_refused_with_the_reason() -> TestResult {
     tokio::time::timeout(LIMIT, async {
-        let p = pki(true)?;
-        let other = pki(true)?;
+        let p = pki(true);
+        let other = pki(true);
         let srv = start(Some(server_tls(&p, false, false)), Duration::ZERO, None).await?;
         let mut tls = client_tls(&p, false, false);
-        tls.ca = other.ca.clone();
+        tls.ca = other.ca.ca_path();
         let c = connector(srv.addr, Some(tls), "localhost").await?;
         let err = channel_error(&c).await;
         // Same CA name, other key: BadSignature; other name: UnknownIssuer.
@@ -128,9 +102,8 @@ async fn wrong_ca_is_refused_with_the_reason() -> TestResult {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn missing_client_certificate_under_mtls_fails_every_call() -> TestResult {
     tokio::time::timeout(LIMIT, async {
-        let p = pki(true)?;
-        let srv = start(Some(server_tls(&p, true, false)), Duration::ZERO, None).await?;
-        let c = connector(srv.addr, Some(client_tls(&p, false, false)), "localhost").await?;
+        let p = pki(true);
+        let (srv, c) = tls_pair(&p, true, false, Duration::ZERO).await?;
         // TLS 1.3: the client finishes its handshake before the server
         // refuses it, so the channel opens and the calls fail.
         let run = match c.channel().await {
@@ -151,20 +124,17 @@ async fn missing_client_certificate_under_mtls_fails_every_call() -> TestResult 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn server_down_mid_run_is_recorded_and_the_schedule_kept() -> TestResult {
     tokio::time::timeout(LIMIT, async {
-        let p = pki(true)?;
-        let srv = start(
-            Some(server_tls(&p, true, false)),
-            Duration::from_millis(1),
-            None,
-        )
-        .await?;
-        let c = connector(srv.addr, Some(client_tls(&p, true, false)), "localhost").await?;
+        let p = pki(true);
+        let (srv, c) = tls_pair(&p, true, true, Duration::from_millis(1)).await?;
         let ch = c.channel().await?;
         let load =
             tokio::spawn(
                 async move { run_steady(ch, &steady(200.0, 1.5), &Timer::precise()).await },
             );
-        tokio::time::sleep(Duration::from_millis(600)).await;
+        // Down once it has served part of the run (not after a guessed
+        // time): the first 20 calls are the warm-up, so 50 answers mean
+        // measured calls succeeded, and ~250 of the 300 are still to come.
+        srv.answered.at_least(50, Duration::from_millis(5)).await;
         srv.shutdown().await;
         let run = tokio::time::timeout(Duration::from_secs(15), load).await???;
         assert_eq!(
@@ -191,9 +161,8 @@ async fn server_down_mid_run_is_recorded_and_the_schedule_kept() -> TestResult {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oversize_request_is_refused_and_the_server_goes_on() -> TestResult {
     tokio::time::timeout(LIMIT, async {
-        let p = pki(true)?;
-        let srv = start(Some(server_tls(&p, true, false)), Duration::ZERO, None).await?;
-        let c = connector(srv.addr, Some(client_tls(&p, true, false)), "localhost").await?;
+        let p = pki(true);
+        let (srv, c) = tls_pair(&p, true, true, Duration::ZERO).await?;
         let big = "x".repeat(200 * 1024);
         let err = one_call(&c, big).await.err().map(|s| s.code());
         assert!(
@@ -213,7 +182,7 @@ async fn oversize_request_is_refused_and_the_server_goes_on() -> TestResult {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn garbage_on_the_port_costs_only_that_connection() -> TestResult {
     tokio::time::timeout(LIMIT, async {
-        let p = pki(true)?;
+        let p = pki(true);
         for tls in [Some(server_tls(&p, true, false)), None] {
             let secure = tls.is_some();
             let srv = start(tls, Duration::ZERO, None).await?;
@@ -250,7 +219,7 @@ async fn garbage_on_the_port_costs_only_that_connection() -> TestResult {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cn_only_server_certificate_needs_the_documented_option() -> TestResult {
     tokio::time::timeout(LIMIT, async {
-        let p = pki(false)?;
+        let p = pki(false);
         let srv = start(Some(server_tls(&p, true, false)), Duration::ZERO, None).await?;
         let strict = connector(srv.addr, Some(client_tls(&p, true, false)), "localhost").await?;
         let err = channel_error(&strict).await;

@@ -13,11 +13,8 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-use cipherlink_rpc::client::coldconn::{run_coldconn, ColdOptions};
-use cipherlink_rpc::client::steady::{run_steady, SteadyOptions};
-use cipherlink_rpc::record::{ColdOutcome, Outcome};
-use cipherlink_rpc::timer::Timer;
-use cipherlink_test_support::{find, Peer};
+use cipherlink_rpc::client::steady::SteadyOptions;
+use cipherlink_test_support::{peer, Peer};
 use common::*;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
@@ -60,17 +57,22 @@ async fn python_client(
         .env("T_DURATION_SEC", if mode == "steady" { "1" } else { "3" })
         .stdin(Stdio::null())
         .kill_on_drop(true);
-    tls_env(&mut cmd, &p.ca, &p.client_cert, &p.client_key);
+    tls_env(
+        &mut cmd,
+        &p.ca.ca_path(),
+        &p.client.cert_path,
+        &p.client.key_path,
+    );
     Ok(tokio::time::timeout(Duration::from_secs(60), cmd.output()).await??)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn python_grpcio_client_against_rust_server() -> TestResult {
-    let Some(python) = find(Peer::PythonGrpc, "python_grpcio_client_against_rust_server") else {
+    let Some(python) = peer!(Peer::PythonGrpc) else {
         return Ok(());
     };
     tokio::time::timeout(LIMIT, async {
-        let p = pki(true)?;
+        let p = pki(true);
         let srv = start(
             Some(server_tls(&p, true, false)),
             Duration::from_millis(1),
@@ -78,7 +80,7 @@ async fn python_grpcio_client_against_rust_server() -> TestResult {
         )
         .await?;
         for (mode, expect) in [("steady", 100u64), ("coldconn", 3)] {
-            let out = p.dir.path().join(format!("{mode}.txt"));
+            let out = p.dir().join(format!("{mode}.txt"));
             let res = python_client(&python, &p, srv.addr.port(), mode, &out).await?;
             assert!(
                 res.status.success(),
@@ -96,14 +98,11 @@ async fn python_grpcio_client_against_rust_server() -> TestResult {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rust_clients_against_python_grpc_aio_server() -> TestResult {
-    let Some(python) = find(
-        Peer::PythonGrpc,
-        "rust_clients_against_python_grpc_aio_server",
-    ) else {
+    let Some(python) = peer!(Peer::PythonGrpc) else {
         return Ok(());
     };
     tokio::time::timeout(LIMIT, async {
-        let p = pki(true)?;
+        let p = pki(true);
         let mut cmd = Command::new(&python);
         cmd.arg(script("server.py"))
             .arg(proto_dir())
@@ -113,7 +112,12 @@ async fn rust_clients_against_python_grpc_aio_server() -> TestResult {
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .kill_on_drop(true);
-        tls_env(&mut cmd, &p.ca, &p.server_cert, &p.server_key);
+        tls_env(
+            &mut cmd,
+            &p.ca.ca_path(),
+            &p.server.cert_path,
+            &p.server.key_path,
+        );
         let mut child = cmd.spawn()?;
         let stdout = child.stdout.take().ok_or("no stdout")?;
         let mut lines = BufReader::new(stdout).lines();
@@ -128,7 +132,6 @@ async fn rust_clients_against_python_grpc_aio_server() -> TestResult {
         let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
 
         let c = connector(addr, Some(client_tls(&p, true, false)), "localhost").await?;
-        let timer = Timer::precise();
         let opts = SteadyOptions {
             rate: 200.0,
             duration: Duration::from_millis(500),
@@ -137,30 +140,7 @@ async fn rust_clients_against_python_grpc_aio_server() -> TestResult {
             max_outstanding: 1000,
             payload: "{}".into(),
         };
-        let run = run_steady(c.channel().await?, &opts, &timer).await?;
-        assert_eq!(run.outcomes.len(), 100);
-        assert!(
-            run.outcomes.iter().all(|o| matches!(o, Outcome::Ok(_))),
-            "{:?}",
-            run.report.errors
-        );
-        let cold = run_coldconn(
-            &c,
-            &ColdOptions {
-                rate: 10.0,
-                duration: Duration::from_millis(300),
-                deadline: Duration::from_secs(2),
-                payload: "{}".into(),
-                warmup_attempts: 0,
-            },
-            &timer,
-        )
-        .await?;
-        assert_eq!(cold.len(), 3);
-        assert!(
-            cold.iter().all(|o| matches!(o, ColdOutcome::Ok { .. })),
-            "{cold:?}"
-        );
+        all_ok(&c, &opts, &cold(10.0, Duration::from_millis(300)), (100, 3)).await?;
 
         // Closing stdin stops the server; kill_on_drop covers the rest.
         drop(child.stdin.take());

@@ -7,31 +7,16 @@ mod common;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use cipherlink_rpc::server::{BoundServer, ServerOptions};
+use cipherlink_rpc::server::ServerOptions;
 use cipherlink_rpc::tls;
 use common::*;
 use rustls::pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::sync::oneshot;
 use tokio::time::{timeout, Instant};
 
 /// Bounds every wait, so a broken limit fails the test instead of hanging it.
 const LIMIT: Duration = Duration::from_secs(20);
-
-async fn start_with(opts: ServerOptions) -> Result<Running, Box<dyn std::error::Error>> {
-    let bound = BoundServer::bind(opts).await?;
-    let addr = bound.local_addr()?;
-    let (stop, rx) = oneshot::channel::<()>();
-    let task = tokio::spawn(bound.run(async move {
-        let _ = rx.await;
-    }));
-    Ok(Running {
-        addr,
-        stop: Some(stop),
-        task,
-    })
-}
 
 fn local() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 0))
@@ -54,7 +39,7 @@ const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idle_tls_connection_is_closed() -> TestResult {
-    let p = pki(true)?;
+    let p = pki(true);
     let cfg = tls::server_config(&server_tls(&p, false, false))?;
     let mut opts = ServerOptions::new(local(), Duration::ZERO, Some(cfg));
     opts.threads = 1;

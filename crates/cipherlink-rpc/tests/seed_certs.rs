@@ -13,15 +13,12 @@ use cipherlink_rpc::client::connect::{Connector, Target};
 use cipherlink_rpc::pb::score_service_client::ScoreServiceClient;
 use cipherlink_rpc::pb::JsonVector;
 use cipherlink_rpc::tls::{self, ClientTls, ServerTls};
-use cipherlink_test_support::{find, openssl_v1_pki, Peer};
+use cipherlink_test_support::{openssl_v1_pki, peer, Peer};
 use common::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn seed_openssl_certificates_work_with_the_documented_option() -> TestResult {
-    let Some(bin) = find(
-        Peer::Openssl,
-        "seed_openssl_certificates_work_with_the_documented_option",
-    ) else {
+    let Some(bin) = peer!(Peer::Openssl) else {
         return Ok(());
     };
     tokio::time::timeout(Duration::from_secs(60), async {

@@ -37,7 +37,7 @@ async fn wait_for_server_threads(want: usize) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn threads_serve_many_connections_and_none_outlives_the_server() -> TestResult {
-    let p = pki(true)?;
+    let p = pki(true);
     let cfg = tls::server_config(&server_tls(&p, true, false))?;
     let mut opts = ServerOptions::new(
         SocketAddr::from(([127, 0, 0, 1], 0)),

@@ -13,11 +13,15 @@
 //! sets it) a missing peer fails the test instead: CI cannot pass without its
 //! peers. A peer that setup reported as installed but that is not there always
 //! fails the test, because a silent skip would hide a broken CI.
+//!
+//! [`process`] runs the programs under test (the `cipherlink` binary, the
+//! peers) and waits for their readiness lines.
 
 use std::path::{Path, PathBuf};
 
 #[cfg(feature = "pki")]
 pub mod pki;
+pub mod process;
 
 /// A loopback port that was free a moment ago, for a Python
 /// tno.mpc.communication party only: the package binds the port number it
@@ -52,6 +56,10 @@ pub enum Peer {
     PythonGrpc,
     /// A Python interpreter with PyNaCl (`nacl.public.Box`).
     PythonNacl,
+    /// Debian's `chromium`, run headless to render reports to PNG.
+    Chromium,
+    /// Debian's `tshark`, to read captures back.
+    Tshark,
 }
 
 impl Peer {
@@ -66,6 +74,8 @@ impl Peer {
             Peer::PythonTno4 => "PYTHON_TNO4",
             Peer::PythonGrpc => "PYTHON_GRPC",
             Peer::PythonNacl => "PYTHON_NACL",
+            Peer::Chromium => "CHROMIUM",
+            Peer::Tshark => "TSHARK",
         }
     }
 }
@@ -150,22 +160,12 @@ pub fn find(peer: Peer, test_name: &str) -> Option<PathBuf> {
 /// otherwise it prints a loud skip line and counts the skip for
 /// `scripts/test`'s summary. The test then returns.
 pub fn unavailable(capability: &str, test_name: &str, why: &str) {
-    use std::io::Write;
     let outcome = if peers_required() {
         "FAILED"
     } else {
         "skipped"
     };
-    let path = std::env::var_os("CIPHERLINK_PEER_LOG")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace_root().join(".cache/peer-tests.log"));
-    if let Ok(mut file) = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-    {
-        let _ = file.write_all(format!("{outcome} {capability} {test_name}\n").as_bytes());
-    }
+    log_outcome(&format!("{outcome} {capability} {test_name}"));
     if peers_required() {
         panic!("{test_name}: needs {capability}, which is not available ({why}), and {REQUIRE_PEERS_VAR}=1");
     }
@@ -186,13 +186,46 @@ macro_rules! peer {
     }};
 }
 
+/// Tests that each need one peer, without the let-else of [`peer!`] in
+/// every one: each `fn` becomes a `#[test]` that binds the peer's path to
+/// the name given and runs its body, or skips (counted) when the peer is
+/// not installed.
+///
+/// ```ignore
+/// peer_tests! {
+///     /// Docs and attributes are kept.
+///     fn s_client_x25519(openssl = Peer::Openssl) {
+///         s_client_case(&openssl, "X25519");
+///     }
+/// }
+/// ```
+#[macro_export]
+macro_rules! peer_tests {
+    ($( $(#[$meta:meta])* fn $name:ident($var:ident = $peer:expr) $body:block )*) => {$(
+        $(#[$meta])*
+        #[test]
+        fn $name() {
+            let Some($var) = $crate::peer!($peer) else {
+                return;
+            };
+            $body
+        }
+    )*};
+}
+
 fn peers_required() -> bool {
     std::env::var(REQUIRE_PEERS_VAR).is_ok_and(|v| v == "1")
 }
 
-/// Appends `outcome peer test` to `.cache/peer-tests.log`. Best effort: a
-/// read-only checkout still runs its tests, it only loses the count.
+/// Appends `outcome peer test` to `.cache/peer-tests.log`.
 fn count(outcome: &str, peer: Peer, test_name: &str) {
+    log_outcome(&format!("{outcome} {} {test_name}", peer.env_name()));
+}
+
+/// Appends one line to `.cache/peer-tests.log` (or `$CIPHERLINK_PEER_LOG`).
+/// Best effort: a read-only checkout still runs its tests, it only loses
+/// the count.
+fn log_outcome(line: &str) {
     use std::io::Write;
     let path = std::env::var_os("CIPHERLINK_PEER_LOG")
         .map(PathBuf::from)
@@ -203,7 +236,7 @@ fn count(outcome: &str, peer: Peer, test_name: &str) {
         .open(path)
     {
         // One write per line, so lines from parallel tests do not interleave.
-        let _ = file.write_all(format!("{outcome} {} {test_name}\n", peer.env_name()).as_bytes());
+        let _ = file.write_all(format!("{line}\n").as_bytes());
     }
 }
 

@@ -77,6 +77,16 @@ impl Leaf {
     }
 }
 
+/// The files `cipherlink certs` writes, and [`TestPki`] with them.
+pub const FILES: [&str; 6] = [
+    "ca.crt",
+    "ca.key",
+    "server.crt",
+    "server.key",
+    "client.crt",
+    "client.key",
+];
+
 /// `cipherlink certs`' PKI in a temporary folder: see the module docs.
 #[derive(Debug)]
 pub struct TestPki {
@@ -133,6 +143,11 @@ impl TestPki {
     /// One of the files (`ca.crt`, `server.key`, ...).
     pub fn path(&self, file: &str) -> PathBuf {
         self.dir.path().join(file)
+    }
+
+    /// One of the files, as a command-line argument.
+    pub fn arg(&self, file: &str) -> String {
+        self.path(file).display().to_string()
     }
 
     /// The CA certificate file.
@@ -220,10 +235,18 @@ impl TestCa {
     /// client use, with this serial number; written as `{name}.pem` and
     /// `{name}.key`.
     pub fn leaf(&self, name: &str, serial: u64) -> Leaf {
-        let mut params = must(
-            "leaf parameters",
-            rcgen::CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()]),
-        );
+        self.leaf_for(name, serial, &["localhost", "127.0.0.1"])
+    }
+
+    /// A leaf that names its host only in its subject's CN (no
+    /// subjectAltName), as certificates made by older openssl recipes do.
+    pub fn leaf_cn_only(&self, name: &str, serial: u64) -> Leaf {
+        self.leaf_for(name, serial, &[])
+    }
+
+    fn leaf_for(&self, name: &str, serial: u64, names: &[&str]) -> Leaf {
+        let names = names.iter().map(|n| n.to_string()).collect::<Vec<_>>();
+        let mut params = must("leaf parameters", rcgen::CertificateParams::new(names));
         params.distinguished_name = rcgen::DistinguishedName::new();
         params
             .distinguished_name
@@ -267,14 +290,7 @@ mod tests {
     #[test]
     fn test_pki_writes_what_cipherlink_certs_writes() {
         let pki = TestPki::new().unwrap_or_else(|e| panic!("{e}"));
-        for file in [
-            "ca.crt",
-            "ca.key",
-            "server.crt",
-            "server.key",
-            "client.crt",
-            "client.key",
-        ] {
+        for file in FILES {
             assert!(pki.path(file).is_file(), "{file}");
         }
         let on_disk = std::fs::read_to_string(&pki.client.cert_path).unwrap_or_default();

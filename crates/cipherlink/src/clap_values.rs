@@ -16,6 +16,7 @@ use std::str::FromStr;
 use clap::builder::{PossibleValue, StringValueParser, TypedValueParser, ValueParserFactory};
 
 use crate::compliance::{ClassicalChoice, PostQuantumChoice};
+use crate::config::Implementation;
 use crate::kx::KeyExchange;
 
 /// A type with a `FromStr` and a list of names to show in `--help`.
@@ -103,6 +104,15 @@ impl Vocabulary for PostQuantumChoice {
     }
 }
 
+impl Vocabulary for Implementation {
+    fn possible_values() -> Vec<PossibleValue> {
+        vec![
+            PossibleValue::new("rustls").help("rustls with aws-lc-rs (the default)"),
+            PossibleValue::new("openssl").help("OpenSSL 3.6, built in from source"),
+        ]
+    }
+}
+
 macro_rules! factory {
     ($($ty:ty),*) => {$(
         impl ValueParserFactory for $ty {
@@ -114,7 +124,12 @@ macro_rules! factory {
     )*};
 }
 
-factory!(KeyExchange, ClassicalChoice, PostQuantumChoice);
+factory!(
+    KeyExchange,
+    ClassicalChoice,
+    PostQuantumChoice,
+    Implementation
+);
 
 #[cfg(test)]
 mod tests {

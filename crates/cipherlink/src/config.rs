@@ -37,8 +37,44 @@ pub enum Implementation {
     /// rustls with the aws-lc-rs provider.
     #[default]
     Rustls,
-    /// OpenSSL: named so configuration files can say it; not built in yet.
+    /// OpenSSL 3.6 (built from source into cipherlink, with ML-KEM).
     Openssl,
+}
+
+impl Implementation {
+    /// Both, rustls first.
+    pub const ALL: [Implementation; 2] = [Implementation::Rustls, Implementation::Openssl];
+
+    /// The name, as in the TOML file and the flags.
+    pub fn name(self) -> &'static str {
+        match self {
+            Implementation::Rustls => "rustls",
+            Implementation::Openssl => "openssl",
+        }
+    }
+}
+
+impl std::fmt::Display for Implementation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// An implementation name that is not `rustls` or `openssl`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown TLS implementation {0:?}; valid: rustls, openssl")]
+pub struct UnknownImplementation(pub String);
+
+impl std::str::FromStr for Implementation {
+    type Err = UnknownImplementation;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "rustls" => Ok(Implementation::Rustls),
+            "openssl" => Ok(Implementation::Openssl),
+            _ => Err(UnknownImplementation(s.to_string())),
+        }
+    }
 }
 
 /// PEM data: a file, or the PEM text itself.
@@ -156,8 +192,13 @@ impl From<PemSource> for String {
 pub const SYSTEM_ROOTS: &str = "system";
 
 /// Everything a client or server Context needs. See the module docs.
+///
+/// `#[non_exhaustive]`: build one with [`Config::builder`] (or start from
+/// `Config::default()` and set fields), so that new fields do not break
+/// callers.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[non_exhaustive]
 pub struct Config {
     /// The TLS implementation.
     #[serde(default)]
@@ -199,6 +240,16 @@ pub struct Config {
     /// Also allow TLS 1.2 (TLS 1.3 only by default).
     #[serde(default)]
     pub allow_tls12: bool,
+    /// Remember a peer's verified certificate chain for up to 300 s (never
+    /// past a certificate's notAfter), so a reconnecting peer costs one
+    /// signature verification (its handshake signature) instead of two.
+    /// The handshake signature, which proves the peer holds its key now, is
+    /// checked every time; only successes are kept. On by default, as
+    /// browsers cache verdicts; `false` verifies every chain in full. The
+    /// OpenSSL implementation has no such cache and always verifies in full
+    /// (which this setting permits either way).
+    #[serde(default = "default_true")]
+    pub chain_cache: bool,
     /// Options that weaken verification, kept apart so they are seen.
     #[serde(default)]
     pub dangerous: Dangerous,
@@ -274,6 +325,7 @@ impl Default for Config {
             handshake_timeout_ms: default_handshake_timeout_ms(),
             resumption: true,
             allow_tls12: false,
+            chain_cache: true,
             dangerous: Dangerous::default(),
         }
     }

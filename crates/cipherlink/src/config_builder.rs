@@ -129,6 +129,12 @@ impl ConfigBuilder {
         self
     }
 
+    /// The verified-chain cache on or off (see [`Config::chain_cache`]).
+    pub fn chain_cache(mut self, on: bool) -> Self {
+        self.config.chain_cache = on;
+        self
+    }
+
     /// Also allow TLS 1.2.
     pub fn allow_tls12(mut self, allow: bool) -> Self {
         self.config.allow_tls12 = allow;
@@ -176,6 +182,7 @@ mod tests {
             .handshake_timeout(Duration::from_millis(2500))
             .resumption(false)
             .allow_tls12(true)
+            .chain_cache(false)
             .dangerous(dangerous)
             .build();
         let literal = Config {
@@ -192,6 +199,7 @@ mod tests {
             handshake_timeout_ms: 2500,
             resumption: false,
             allow_tls12: true,
+            chain_cache: false,
             dangerous,
         };
         assert_eq!(built, literal);

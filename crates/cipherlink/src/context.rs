@@ -15,12 +15,13 @@ use rustls::{ClientConfig, RootCertStore, ServerConfig, SupportedProtocolVersion
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::chain_cache::ChainCache;
-use crate::config::{Config, Implementation, PemSource};
+use crate::config::{Config, Implementation};
 use crate::error::Error;
 use crate::kx::KeyExchange;
 use crate::legacy::{LegacyClientVerifier, LegacyServerVerifier};
 use crate::pki::{load_certificates, load_certified_key};
 use crate::tunnel::Tunnel;
+use crate::validate::{self, ClientAuth};
 use crate::verify::{AllowListClientVerifier, CnFallbackServerVerifier};
 
 /// Which side of the handshake a Context is for.
@@ -36,10 +37,15 @@ pub enum Role {
 pub(crate) enum TlsSide {
     Client(Arc<ClientConfig>),
     Server(Arc<ServerConfig>),
+    #[cfg(feature = "openssl")]
+    OpensslClient(crate::openssl_tls::ClientSide),
+    #[cfg(feature = "openssl")]
+    OpensslServer(crate::openssl_tls::ServerSide),
 }
 
 #[derive(Debug)]
 struct Inner {
+    implementation: Implementation,
     tls: TlsSide,
     /// `server_name`, parsed once when the Context is built.
     server_name: Option<ServerName<'static>>,
@@ -53,36 +59,39 @@ pub struct Context {
     inner: Arc<Inner>,
 }
 
-const SERVER_ONLY: [&str; 3] = [
-    "require_client_cert",
-    "allowed_identities",
-    "dangerous.client_certs_from_system_roots",
-];
-const CLIENT_ONLY: [&str; 3] = [
-    "server_name",
-    "dangerous.accept_cn_only_certificates",
-    "dangerous.skip_server_name_check",
-];
-
 impl Context {
     /// Builds a server Context, checking every field.
     pub fn server(config: &Config) -> Result<Context, Error> {
-        Ok(Context::new(
-            TlsSide::Server(server_tls(config)?),
-            config,
-            None,
-        ))
+        let tls = match config.implementation {
+            Implementation::Rustls => TlsSide::Server(server_tls(config)?),
+            #[cfg(feature = "openssl")]
+            Implementation::Openssl => TlsSide::OpensslServer(crate::openssl_tls::server(config)?),
+            #[cfg(not(feature = "openssl"))]
+            Implementation::Openssl => return Err(openssl_not_built()),
+        };
+        Ok(Context::new(tls, config, None))
     }
 
     /// Builds a client Context, checking every field.
     pub fn client(config: &Config) -> Result<Context, Error> {
-        let (tls, server_name) = client_tls(config)?;
-        Ok(Context::new(TlsSide::Client(tls), config, server_name))
+        let tls = match config.implementation {
+            Implementation::Rustls => {
+                let (tls, _) = client_tls(config)?;
+                TlsSide::Client(tls)
+            }
+            #[cfg(feature = "openssl")]
+            Implementation::Openssl => TlsSide::OpensslClient(crate::openssl_tls::client(config)?),
+            #[cfg(not(feature = "openssl"))]
+            Implementation::Openssl => return Err(openssl_not_built()),
+        };
+        let server_name = validate::server_name(config)?;
+        Ok(Context::new(tls, config, server_name))
     }
 
     fn new(tls: TlsSide, config: &Config, server_name: Option<ServerName<'static>>) -> Context {
         Context {
             inner: Arc::new(Inner {
+                implementation: config.implementation,
                 tls,
                 server_name,
                 handshake_timeout: config.handshake_timeout(),
@@ -96,7 +105,16 @@ impl Context {
         match self.inner.tls {
             TlsSide::Client(_) => Role::Client,
             TlsSide::Server(_) => Role::Server,
+            #[cfg(feature = "openssl")]
+            TlsSide::OpensslClient(_) => Role::Client,
+            #[cfg(feature = "openssl")]
+            TlsSide::OpensslServer(_) => Role::Server,
         }
+    }
+
+    /// The TLS implementation that carries this Context's tunnels.
+    pub fn implementation(&self) -> Implementation {
+        self.inner.implementation
     }
 
     /// The groups offered, most preferred first.
@@ -114,19 +132,21 @@ impl Context {
         self.inner.server_name.as_ref()
     }
 
-    /// The rustls server configuration, for libraries (hyper, tonic) that take one.
+    /// The rustls server configuration, for libraries (hyper, tonic) that
+    /// take one; `None` for a client or an OpenSSL Context.
     pub fn rustls_server_config(&self) -> Option<Arc<ServerConfig>> {
         match &self.inner.tls {
             TlsSide::Server(config) => Some(config.clone()),
-            TlsSide::Client(_) => None,
+            _ => None,
         }
     }
 
-    /// The rustls client configuration, for libraries that take one.
+    /// The rustls client configuration, for libraries that take one;
+    /// `None` for a server or an OpenSSL Context.
     pub fn rustls_client_config(&self) -> Option<Arc<ClientConfig>> {
         match &self.inner.tls {
             TlsSide::Client(config) => Some(config.clone()),
-            TlsSide::Server(_) => None,
+            _ => None,
         }
     }
 
@@ -165,32 +185,19 @@ impl Context {
     }
 }
 
+#[cfg(not(feature = "openssl"))]
+fn openssl_not_built() -> Error {
+    Error::config(
+        "implementation",
+        "\"openssl\" is not built into this cipherlink (it was compiled without the `openssl` \
+         feature); valid: \"rustls\"",
+    )
+}
+
 /// Checks `config` as a server's and builds its rustls configuration.
 pub(crate) fn server_tls(config: &Config) -> Result<Arc<ServerConfig>, Error> {
-    for (field, set) in CLIENT_ONLY.iter().zip([
-        config.server_name.is_some(),
-        config.dangerous.accept_cn_only_certificates,
-        config.dangerous.skip_server_name_check,
-    ]) {
-        if set {
-            return Err(Error::config(
-                field,
-                "is a client option; remove it from a server configuration",
-            ));
-        }
-    }
+    let (cert, key) = validate::server(config)?;
     let provider = build_provider(config)?;
-    let (Some(cert), Some(key)) = (&config.certificate, &config.private_key) else {
-        return Err(Error::config(
-            if config.certificate.is_none() {
-                "certificate"
-            } else {
-                "private_key"
-            },
-            "a server needs both `certificate` and `private_key` \
-                 (make a test set with `cipherlink certs --out DIR`)",
-        ));
-    };
     let certified = load_certified_key(
         &provider,
         cert,
@@ -221,34 +228,8 @@ pub(crate) fn server_tls(config: &Config) -> Result<Arc<ServerConfig>, Error> {
 pub(crate) fn client_tls(
     config: &Config,
 ) -> Result<(Arc<ClientConfig>, Option<ServerName<'static>>), Error> {
-    for (field, set) in SERVER_ONLY.iter().zip([
-        config.require_client_cert,
-        !config.allowed_identities.is_empty(),
-        config.dangerous.client_certs_from_system_roots,
-    ]) {
-        if set {
-            return Err(Error::config(
-                field,
-                "is a server option; remove it from a client configuration",
-            ));
-        }
-    }
+    let own = validate::client(config)?;
     let provider = build_provider(config)?;
-    if config.trusted_cas.is_empty() {
-        return Err(Error::config(
-            "trusted_cas",
-            "a client needs the CA that signed the server's certificate \
-                 (a PEM file such as ca.crt, or \"system\" for the OS roots)",
-        ));
-    }
-    if config.dangerous.skip_server_name_check && trusts_system_roots(config) {
-        return Err(Error::config(
-            "dangerous.skip_server_name_check",
-            "is refused with `trusted_cas = [\"system\"]`: without the name check, any \
-             certificate any public CA issued to anyone would be accepted. Trust the private \
-             CA that issues your servers' certificates instead",
-        ));
-    }
     let (roots, anchors) = trust_anchors("trusted_cas", config)?;
     let webpki = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
         .build()
@@ -273,14 +254,18 @@ pub(crate) fn client_tls(
     } else {
         verifier
     };
-    let verifier = Arc::new(ChainCache::new(verifier));
+    let verifier: Arc<dyn ServerCertVerifier> = if config.chain_cache {
+        Arc::new(ChainCache::new(verifier))
+    } else {
+        verifier
+    };
     let builder = ClientConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(protocol_versions(config))
         .map_err(Error::Build)?
         .dangerous()
         .with_custom_certificate_verifier(verifier);
-    let mut tls = match (&config.certificate, &config.private_key) {
-        (Some(cert), Some(key)) => {
+    let mut tls = match own {
+        Some((cert, key)) => {
             let certified = load_certified_key(
                 &provider,
                 cert,
@@ -289,33 +274,13 @@ pub(crate) fn client_tls(
             )?;
             builder.with_client_cert_resolver(Arc::new(SingleCertAndKey::from(certified)))
         }
-        (None, None) => builder.with_no_client_auth(),
-        (Some(_), None) => {
-            return Err(Error::config(
-                "private_key",
-                "a client certificate needs its private key",
-            ))
-        }
-        (None, Some(_)) => {
-            return Err(Error::config(
-                "certificate",
-                "a client private key needs its certificate",
-            ))
-        }
+        None => builder.with_no_client_auth(),
     };
     tls.alpn_protocols = alpn(config);
     if !config.resumption {
         tls.resumption = Resumption::disabled();
     }
-    let server_name = match &config.server_name {
-        Some(name) => Some(ServerName::try_from(name.clone()).map_err(|_| {
-            Error::config(
-                "server_name",
-                format!("{name:?} is neither a DNS name nor an IP address"),
-            )
-        })?),
-        None => None,
-    };
+    let server_name = validate::server_name(config)?;
     Ok((Arc::new(tls), server_name))
 }
 
@@ -332,24 +297,14 @@ fn build_provider(config: &Config) -> Result<Arc<CryptoProvider>, Error> {
     if config.implementation != Implementation::Rustls {
         return Err(Error::config(
             "implementation",
-            "\"openssl\" is not built into this cipherlink yet; valid: \"rustls\"",
+            format!(
+                "is {:?}, which has no rustls configuration; this part of cipherlink \
+                 (or this library's caller) needs implementation = \"rustls\"",
+                config.implementation
+            ),
         ));
     }
-    if config.key_exchange.is_empty() {
-        return Err(Error::config(
-            "key_exchange",
-            "is empty; name at least one group, e.g. [\"X25519MLKEM768\", \"X25519\"]",
-        ));
-    }
-    for (i, group) in config.key_exchange.iter().enumerate() {
-        if config.key_exchange[..i].contains(group) {
-            return Err(Error::config(
-                "key_exchange",
-                format!("{group} is listed twice"),
-            ));
-        }
-    }
-    config.compliance.check(&config.key_exchange)?;
+    validate::groups(config)?;
     let mut provider = rustls::crypto::aws_lc_rs::default_provider();
     provider.cipher_suites =
         crate::hkdf::with_prepared_hkdf(&preferred_cipher_suites(&provider.cipher_suites));
@@ -393,10 +348,6 @@ fn alpn(config: &Config) -> Vec<Vec<u8>> {
     config.alpn.iter().map(|p| p.as_bytes().to_vec()).collect()
 }
 
-fn trusts_system_roots(config: &Config) -> bool {
-    config.trusted_cas.iter().any(PemSource::is_system_roots)
-}
-
 /// The trust anchors of `trusted_cas`, as rustls' store and (the explicit
 /// ones, not the system's) as certificates for the v1 check of [`crate::legacy`].
 fn trust_anchors(
@@ -434,35 +385,8 @@ fn client_verifier(
     config: &Config,
     provider: &Arc<CryptoProvider>,
 ) -> Result<Arc<dyn ClientCertVerifier>, Error> {
-    if config.trusted_cas.is_empty() {
-        if config.require_client_cert {
-            return Err(Error::config(
-                "require_client_cert",
-                "needs `trusted_cas`: the CA that signs client certificates",
-            ));
-        }
-        if !config.allowed_identities.is_empty() {
-            return Err(Error::config(
-                "allowed_identities",
-                "needs `require_client_cert` and `trusted_cas`",
-            ));
-        }
+    if validate::client_auth(config)? == ClientAuth::None {
         return Ok(WebPkiClientVerifier::no_client_auth());
-    }
-    if !config.allowed_identities.is_empty() && !config.require_client_cert {
-        return Err(Error::config(
-            "allowed_identities",
-            "needs `require_client_cert = true`: an allow-list is pointless if clients may skip certificates",
-        ));
-    }
-    if trusts_system_roots(config) && !config.dangerous.client_certs_from_system_roots {
-        return Err(Error::config(
-            "trusted_cas",
-            "\"system\" on a server would authenticate clients by the system roots, which \
-             vouch for public web sites, not for your clients: anyone holding any public \
-             certificate would get in. Name the CA that issues client certificates, or set \
-             `dangerous.client_certs_from_system_roots` if that is really meant",
-        ));
     }
     let (roots, anchors) = trust_anchors("trusted_cas", config)?;
     let mut builder =
@@ -490,5 +414,9 @@ fn client_verifier(
             allowed: config.allowed_identities.clone(),
         })
     };
-    Ok(Arc::new(ChainCache::new(verifier)))
+    Ok(if config.chain_cache {
+        Arc::new(ChainCache::new(verifier))
+    } else {
+        verifier
+    })
 }

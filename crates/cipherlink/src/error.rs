@@ -69,13 +69,30 @@ pub enum Error {
     /// The TLS library refused the assembled configuration.
     #[error("building the TLS configuration: {0}")]
     Build(#[source] rustls::Error),
+    /// The TLS implementation could not set up what the configuration asks
+    /// (a library failure rather than a configuration mistake).
+    #[error("setting up {implementation} ({what})")]
+    Implementation {
+        /// `rustls` or `openssl`.
+        implementation: &'static str,
+        /// What was being set up.
+        what: &'static str,
+        /// The library's account.
+        #[source]
+        detail: Box<ImplementationDetail>,
+    },
     /// TLS with a peer failed (in the handshake, or an alert after it).
     #[error("TLS with {peer} failed: {}", explain_tls(error))]
     Handshake {
         /// Who we were talking to.
         peer: String,
-        /// The TLS library's reason, explained in the message.
+        /// The reason, in the core's kinds (rustls' error type, for either
+        /// implementation), explained in the message.
         error: rustls::Error,
+        /// The implementation's own account, when it has one beyond
+        /// `error` (OpenSSL's error queue and certificate verdict).
+        #[source]
+        detail: Option<Box<ImplementationDetail>>,
     },
     /// The peer did not finish the handshake in time.
     #[error("TLS handshake with {peer} timed out after {after:?} (configuration `handshake_timeout_ms`)")]
@@ -108,6 +125,28 @@ pub enum Error {
     CertGen(#[from] rcgen::Error),
 }
 
+/// A TLS implementation's own words for a failure, kept in the error chain
+/// below the core's explanation (OpenSSL's error queue, for example
+/// `error:0A000086:SSL routines::certificate verify failed`).
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{implementation}: {message}")]
+pub struct ImplementationDetail {
+    /// `openssl` or `rustls`.
+    pub implementation: &'static str,
+    /// The library's text.
+    pub message: String,
+}
+
+impl ImplementationDetail {
+    #[cfg(feature = "openssl")]
+    pub(crate) fn openssl(message: String) -> Box<ImplementationDetail> {
+        Box::new(ImplementationDetail {
+            implementation: "openssl",
+            message,
+        })
+    }
+}
+
 impl Error {
     pub(crate) fn config(field: &'static str, reason: impl Into<String>) -> Error {
         Error::Config {
@@ -119,15 +158,42 @@ impl Error {
     /// Splits a transport error into a TLS failure (when the TLS library put
     /// one inside) or plain I/O.
     pub(crate) fn from_io(peer: &str, during: &'static str, err: io::Error) -> Error {
+        #[cfg(feature = "openssl")]
+        let err = match crate::openssl_tls::errors::from_io(err) {
+            Ok(failure) => return Error::from_openssl(peer, during, failure),
+            Err(err) => err,
+        };
         match tls_error_in(&err) {
             Some(tls) => Error::Handshake {
                 peer: peer.to_string(),
                 error: tls.clone(),
+                detail: None,
             },
             None => Error::Io {
                 peer: peer.to_string(),
                 during,
                 error: err,
+            },
+        }
+    }
+
+    #[cfg(feature = "openssl")]
+    pub(crate) fn from_openssl(
+        peer: &str,
+        during: &'static str,
+        failure: crate::openssl_tls::errors::Failure,
+    ) -> Error {
+        use crate::openssl_tls::errors::Failure;
+        match failure {
+            Failure::Tls(error, detail) => Error::Handshake {
+                peer: peer.to_string(),
+                error,
+                detail: Some(detail),
+            },
+            Failure::Io(error) => Error::Io {
+                peer: peer.to_string(),
+                during,
+                error,
             },
         }
     }

@@ -13,6 +13,12 @@
 //! Key exchange defaults to hybrid X25519MLKEM768 with classical fallbacks,
 //! under a named [`Compliance`] policy.
 //!
+//! The TLS implementation is a configuration choice ([`Implementation`]):
+//! rustls on aws-lc-rs, or (feature `openssl`, on by default) OpenSSL 3.6
+//! built from source. The Tunnel, its states, [`TunnelInfo`] and the error
+//! kinds are the same on both; [`implementations::available`] says what each
+//! offers on this machine.
+//!
 //! ```no_run
 //! # async fn demo() -> Result<(), cipherlink::Error> {
 //! use cipherlink::{certs, Config, Context, PemSource};
@@ -41,6 +47,7 @@
 //! # Ok(()) }
 //! ```
 
+mod backend;
 pub mod certs;
 mod chain_cache;
 #[cfg(feature = "clap")]
@@ -54,19 +61,24 @@ mod failure_log;
 #[doc(hidden)]
 pub mod fuzzing;
 mod hkdf;
+pub mod implementations;
 pub mod kx;
+mod lean_server;
 pub mod legacy;
 mod name_constraints;
+#[cfg(feature = "openssl")]
+mod openssl_tls;
 pub mod pki;
 pub mod server;
 mod tunnel;
+mod validate;
 mod verify;
 
 pub use compliance::{ClassicalChoice, Compliance, PostQuantumChoice, UnknownChoice};
-pub use config::{Config, Dangerous, Implementation, PemSource};
+pub use config::{Config, Dangerous, Implementation, PemSource, UnknownImplementation};
 pub use config_builder::ConfigBuilder;
 pub use context::{Context, Role};
-pub use error::Error;
+pub use error::{Error, ImplementationDetail};
 pub use kx::KeyExchange;
 pub use pki::Identity;
 pub use tunnel::{Tunnel, TunnelInfo, TunnelState};

@@ -58,6 +58,19 @@ pub fn load_private_key(
     })
 }
 
+/// Our own X.509 v1 certificate, without `dangerous.accept_legacy_certificates`.
+pub(crate) fn v1_refused(cert_source: &PemSource) -> Error {
+    Error::config(
+        "certificate",
+        format!(
+            "{} is an X.509 v1 certificate (`openssl x509 -req` without extensions), \
+             which cipherlink refuses by default: set `dangerous.accept_legacy_certificates` to use it \
+             as OpenSSL does, or make a v3 one with `cipherlink certs`",
+            cert_source.describe()
+        ),
+    )
+}
+
 /// Loads a chain and its key, and checks that they belong together and that
 /// the leaf is currently valid. An X.509 v1 leaf is refused unless
 /// `accept_legacy` (see [`crate::legacy`]).
@@ -93,17 +106,7 @@ pub(crate) fn load_certified_key(
                 ))
             }
         }
-        (Some(_), false) => {
-            return Err(Error::config(
-                "certificate",
-                format!(
-                    "{} is an X.509 v1 certificate (`openssl x509 -req` without extensions), \
-                     which rustls does not accept: set `dangerous.accept_legacy_certificates` to use it \
-                     as OpenSSL does, or make a v3 one with `cipherlink certs`",
-                    cert_source.describe()
-                ),
-            ));
-        }
+        (Some(_), false) => return Err(v1_refused(cert_source)),
     };
     match key_check {
         Ok(()) => {}
@@ -135,7 +138,7 @@ pub(crate) fn load_certified_key(
     Ok(Arc::new(certified))
 }
 
-fn check_currently_valid(
+pub(crate) fn check_currently_valid(
     field: &'static str,
     source: &PemSource,
     cert: &CertificateDer<'_>,

@@ -13,14 +13,16 @@ use std::task::{Context as TaskContext, Poll};
 use std::time::Duration;
 
 use rustls::pki_types::ServerName;
-use rustls::HandshakeKind;
-use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::time::error::Elapsed;
 use tokio::time::Timeout;
-use tokio_rustls::{Accept, Connect, TlsAcceptor, TlsConnector, TlsStream};
+use tokio_rustls::{Connect, TlsConnector, TlsStream};
 
+use crate::backend::Backend;
 use crate::context::{Context, TlsSide};
 use crate::error::Error;
 use crate::kx::KeyExchange;
+use crate::lean_server::LeanServer;
 use crate::pki::Identity;
 
 /// Where a tunnel is in its life.
@@ -95,7 +97,7 @@ impl fmt::Display for TunnelInfo {
 enum Stage<IO> {
     NotStarted(IO),
     Handshaking,
-    Ready(Box<TlsStream<IO>>),
+    Ready(Box<Backend<IO>>),
     Closed,
     Failed,
 }
@@ -166,7 +168,7 @@ where
         self.handshake_inner(first).await
     }
 
-    async fn handshake_inner(&mut self, first: &[u8]) -> Result<(), Error> {
+    async fn handshake_inner(&mut self, mut first: &[u8]) -> Result<(), Error> {
         let io = match std::mem::replace(&mut self.stage, Stage::Handshaking) {
             Stage::NotStarted(io) => io,
             other => {
@@ -178,9 +180,6 @@ where
             }
         };
         let limit = self.context.handshake_timeout();
-        // Client data that did not fit rustls' buffer (64 KiB) goes out
-        // after the handshake instead of in its last flight.
-        let mut queued = 0;
         // The running handshake and the stream it makes are on the heap,
         // and no local holds either across an await: a rustls connection
         // is over a kilobyte, and whatever this future holds inline stays
@@ -188,9 +187,9 @@ where
         // task's whole life (an async fn's state is as large as its
         // largest await), idle connection or not.
         let result = match self.context.tls() {
-            TlsSide::Server(config) => accepting(config, io, limit)
+            TlsSide::Server(config) => accepting(config, io, limit, &self.peer)
                 .await
-                .map(|r| r.map(|s| Box::new(TlsStream::Server(s)))),
+                .map(|r| r.map(|s| Box::new(Backend::LeanServer(s)))),
             TlsSide::Client(config) => {
                 let name = match self.server_name() {
                     Ok(name) => name,
@@ -199,20 +198,50 @@ where
                         return Err(err);
                     }
                 };
-                connecting(config, name, io, first, &mut queued, limit)
+                // Client data that did not fit rustls' buffer (64 KiB) goes
+                // out after the handshake instead of in its last flight.
+                let mut queued = 0;
+                let connected = connecting(config, name, io, first, &mut queued, limit, &self.peer)
                     .await
-                    .map(|r| r.map(|s| Box::new(TlsStream::Client(s))))
+                    .map(|r| r.map(|s| Box::new(Backend::Rustls(TlsStream::Client(s)))));
+                first = &first[queued..];
+                connected
+            }
+            #[cfg(feature = "openssl")]
+            TlsSide::OpensslServer(side) => {
+                let peer = self.peer.clone();
+                Box::pin(tokio::time::timeout(limit, async move {
+                    crate::openssl_tls::stream::accept(side, io, &peer).await
+                }))
+                .await
+                .map(|r| r.map(|s| Box::new(Backend::Openssl(*s))))
+            }
+            #[cfg(feature = "openssl")]
+            TlsSide::OpensslClient(side) => {
+                let host = match self.server_name() {
+                    Ok(name) => name.to_str().into_owned(),
+                    Err(err) => {
+                        self.stage = Stage::Failed;
+                        return Err(err);
+                    }
+                };
+                let peer = self.peer.clone();
+                Box::pin(tokio::time::timeout(limit, async move {
+                    crate::openssl_tls::stream::connect(side, &host, io, &peer).await
+                }))
+                .await
+                .map(|r| r.map(|s| Box::new(Backend::Openssl(*s))))
             }
         };
         let result = match result {
-            Ok(Ok(mut stream)) if queued < first.len() => {
+            Ok(Ok(mut stream)) if !first.is_empty() => {
                 let rest = async {
-                    stream.write_all(&first[queued..]).await?;
+                    stream.write_all(first).await?;
                     stream.flush().await
                 };
                 match tokio::time::timeout(limit, rest).await {
                     Ok(Ok(())) => Ok(Ok(stream)),
-                    Ok(Err(err)) => Ok(Err(err)),
+                    Ok(Err(err)) => Ok(Err(Error::from_io(&self.peer, "handshake", err))),
                     Err(elapsed) => Err(elapsed),
                 }
             }
@@ -225,7 +254,7 @@ where
             }
             Ok(Err(err)) => {
                 self.stage = Stage::Failed;
-                Err(Error::from_io(&self.peer, "handshake", err))
+                Err(err)
             }
             Err(_) => {
                 self.stage = Stage::Failed;
@@ -255,51 +284,22 @@ where
 
     /// What the handshake settled; `None` before it is done.
     pub fn info(&self) -> Option<TunnelInfo> {
-        let Stage::Ready(stream) = &self.stage else {
-            return None;
-        };
-        let (_, conn) = stream.get_ref();
-        Some(TunnelInfo {
-            protocol: conn
-                .protocol_version()
-                .map(|v| match v {
-                    rustls::ProtocolVersion::TLSv1_3 => "TLSv1.3".to_string(),
-                    rustls::ProtocolVersion::TLSv1_2 => "TLSv1.2".to_string(),
-                    other => format!("{other:?}"),
-                })
-                .unwrap_or_default(),
-            cipher_suite: conn
-                .negotiated_cipher_suite()
-                .and_then(|s| s.suite().as_str())
-                .unwrap_or("unknown")
-                .to_string(),
-            key_exchange: conn
-                .negotiated_key_exchange_group()
-                .and_then(|g| KeyExchange::from_code_point(u16::from(g.name()))),
-            peer_identity: conn
-                .peer_certificates()
-                .and_then(|certs| certs.first())
-                .and_then(|leaf| Identity::from_der(leaf).ok()),
-            alpn: conn
-                .alpn_protocol()
-                .map(|p| String::from_utf8_lossy(p).into_owned()),
-            resumed: conn.handshake_kind() == Some(HandshakeKind::Resumed),
-            hello_retry: conn.handshake_kind() == Some(HandshakeKind::FullWithHelloRetryRequest),
-        })
+        match &self.stage {
+            Stage::Ready(stream) => Some(stream.info()),
+            _ => None,
+        }
     }
 
     /// Whether the session was resumed (cheaper than [`Tunnel::info`], which
     /// parses the peer certificate).
     pub fn resumed(&self) -> bool {
         match &self.stage {
-            Stage::Ready(stream) => {
-                stream.get_ref().1.handshake_kind() == Some(HandshakeKind::Resumed)
-            }
+            Stage::Ready(stream) => stream.resumed(),
             _ => false,
         }
     }
 
-    fn ready(&mut self, op: &'static str) -> Result<&mut TlsStream<IO>, Error> {
+    fn ready(&mut self, op: &'static str) -> Result<&mut Backend<IO>, Error> {
         let state = self.state();
         match &mut self.stage {
             Stage::Ready(stream) => Ok(stream),
@@ -321,14 +321,7 @@ where
     /// per connection).
     pub async fn read_chunk(&mut self, max: usize) -> Result<Vec<u8>, Error> {
         let stream = self.ready("read")?;
-        let result = match stream.fill_buf().await {
-            Ok(data) => {
-                let chunk = data[..data.len().min(max.max(1))].to_vec();
-                stream.consume(chunk.len());
-                Ok(chunk)
-            }
-            Err(err) => Err(err),
-        };
+        let result = std::future::poll_fn(|cx| stream.poll_read_chunk(cx, max)).await;
         self.settle(result, "read")
     }
 
@@ -354,8 +347,14 @@ where
     pub async fn write_all_and_close(&mut self, buf: &[u8]) -> Result<(), Error> {
         let stream = self.ready("write")?;
         let queued = match stream {
-            TlsStream::Client(s) => queue_plaintext(s.get_mut().1.writer(), buf),
-            TlsStream::Server(s) => queue_plaintext(s.get_mut().1.writer(), buf),
+            Backend::Rustls(TlsStream::Client(s)) => queue_plaintext(s.get_mut().1.writer(), buf),
+            Backend::Rustls(TlsStream::Server(s)) => queue_plaintext(s.get_mut().1.writer(), buf),
+            // Encrypted into the stream's outgoing buffer; close_notify
+            // joins it there and both leave in one write.
+            Backend::LeanServer(s) => s.queue_plaintext(buf).unwrap_or(0),
+            // OpenSSL writes each record as it is given: no flight to join.
+            #[cfg(feature = "openssl")]
+            Backend::Openssl(_) => 0,
         };
         if queued < buf.len() {
             // Past rustls' buffer: send the rest the ordinary way first.
@@ -391,7 +390,7 @@ where
     pub fn transport(&self) -> Option<&IO> {
         match &self.stage {
             Stage::NotStarted(io) => Some(io),
-            Stage::Ready(stream) => Some(stream.get_ref().0),
+            Stage::Ready(stream) => Some(stream.transport()),
             Stage::Handshaking | Stage::Closed | Stage::Failed => None,
         }
     }
@@ -448,33 +447,43 @@ fn not_ready(state: TunnelState) -> io::Error {
     )
 }
 
-/// A server handshake within `limit`, boxed (see `handshake_inner`).
-fn accepting<IO: AsyncRead + AsyncWrite + Unpin>(
+/// A server handshake within `limit`, boxed (see `handshake_inner`), on
+/// the unbuffered stream that holds no buffer while idle (see
+/// `lean_server`).
+async fn accepting<IO: AsyncRead + AsyncWrite + Unpin>(
     config: &Arc<rustls::ServerConfig>,
     io: IO,
     limit: Duration,
-) -> Pin<Box<Timeout<Accept<IO>>>> {
-    Box::pin(tokio::time::timeout(
+    peer: &str,
+) -> Result<Result<LeanServer<IO>, Error>, Elapsed> {
+    let handshake = Box::pin(tokio::time::timeout(
         limit,
-        TlsAcceptor::from(config.clone()).accept(io),
-    ))
+        crate::lean_server::accept(config.clone(), io),
+    ));
+    handshake
+        .await
+        .map(|r| r.map_err(|err| Error::from_io(peer, "handshake", err)))
 }
 
 /// A client handshake within `limit`, boxed (see `handshake_inner`), with
 /// as much of `first` as fits queued to leave with the client's Finished;
 /// `queued` says how much.
-fn connecting<IO: AsyncRead + AsyncWrite + Unpin>(
+async fn connecting<IO: AsyncRead + AsyncWrite + Unpin>(
     config: &Arc<rustls::ClientConfig>,
     name: ServerName<'static>,
     io: IO,
     first: &[u8],
     queued: &mut usize,
     limit: Duration,
-) -> Pin<Box<Timeout<Connect<IO>>>> {
+    peer: &str,
+) -> Result<Result<tokio_rustls::client::TlsStream<IO>, Error>, Elapsed> {
     let connect = TlsConnector::from(config.clone()).connect_with(name, io, |conn| {
         *queued = queue_plaintext(conn.writer(), first);
     });
-    Box::pin(tokio::time::timeout(limit, connect))
+    let handshake: Pin<Box<Timeout<Connect<IO>>>> = Box::pin(tokio::time::timeout(limit, connect));
+    handshake
+        .await
+        .map(|r| r.map_err(|err| Error::from_io(peer, "handshake", err)))
 }
 
 /// Hands as much of `buf` to rustls as its buffer takes (64 KiB by

@@ -18,13 +18,14 @@ fn config_error(built: Result<Context, Error>) -> (&'static str, String) {
 
 #[test]
 fn no_server_name_check_with_the_system_roots_is_refused() {
-    let config = Config {
-        trusted_cas: vec![PemSource::system_roots()],
-        dangerous: Dangerous {
+    let config = {
+        let mut edited = Config::default();
+        edited.trusted_cas = vec![PemSource::system_roots()];
+        edited.dangerous = Dangerous {
             skip_server_name_check: true,
             ..Dangerous::default()
-        },
-        ..Config::default()
+        };
+        edited
     };
     let (field, reason) = config_error(Context::client(&config));
     assert_eq!(field, "dangerous.skip_server_name_check");
@@ -34,9 +35,10 @@ fn no_server_name_check_with_the_system_roots_is_refused() {
     );
     // The same option with a private CA is what pools use, and is allowed.
     let b = bundle();
-    let private = Config {
-        dangerous: config.dangerous,
-        ..client_config(&b)
+    let private = {
+        let mut edited = client_config(&b);
+        edited.dangerous = config.dangerous;
+        edited
     };
     Context::client(&private).unwrap();
 }
@@ -44,10 +46,11 @@ fn no_server_name_check_with_the_system_roots_is_refused() {
 #[test]
 fn client_certificates_against_the_system_roots_need_the_opt_in() {
     let b = bundle();
-    let mut config = Config {
-        trusted_cas: vec![PemSource::system_roots()],
-        require_client_cert: true,
-        ..server_config(&b)
+    let mut config = {
+        let mut edited = server_config(&b);
+        edited.trusted_cas = vec![PemSource::system_roots()];
+        edited.require_client_cert = true;
+        edited
     };
     let (field, reason) = config_error(Context::server(&config));
     assert_eq!(field, "trusted_cas");
@@ -73,21 +76,23 @@ fn client_certificates_against_the_system_roots_need_the_opt_in() {
 #[test]
 fn dangerous_options_of_the_other_role_are_refused() {
     let b = bundle();
-    let server = Config {
-        dangerous: Dangerous {
+    let server = {
+        let mut edited = server_config(&b);
+        edited.dangerous = Dangerous {
             skip_server_name_check: true,
             ..Dangerous::default()
-        },
-        ..server_config(&b)
+        };
+        edited
     };
     let (field, _) = config_error(Context::server(&server));
     assert_eq!(field, "dangerous.skip_server_name_check");
-    let client = Config {
-        dangerous: Dangerous {
+    let client = {
+        let mut edited = client_config(&b);
+        edited.dangerous = Dangerous {
             client_certs_from_system_roots: true,
             ..Dangerous::default()
-        },
-        ..client_config(&b)
+        };
+        edited
     };
     let (field, _) = config_error(Context::client(&client));
     assert_eq!(field, "dangerous.client_certs_from_system_roots");

@@ -7,124 +7,131 @@ mod common;
 use cipherlink::{Context, KeyExchange, TunnelState};
 use common::*;
 
-#[tokio::test]
-async fn every_group_negotiates_and_is_reported() {
-    let b = bundle();
-    let mut server_cfg = server_config(&b);
-    server_cfg.key_exchange = KeyExchange::ALL.to_vec();
-    let server = Context::server(&server_cfg).unwrap();
-    for group in KeyExchange::ALL {
-        let mut client_cfg = client_config(&b);
-        client_cfg.key_exchange = vec![group];
-        let client = Context::client(&client_cfg).unwrap();
-        let (s, c) = pair(&server, &client).await;
-        let (s, c) = (s.unwrap(), c.unwrap());
-        let info = c.info().unwrap();
-        assert_eq!(info.key_exchange, Some(group), "client view of {group}");
-        assert_eq!(s.info().unwrap().key_exchange, Some(group));
-        assert_eq!(info.protocol, "TLSv1.3");
-        assert!(!info.hello_retry, "{group} needed a HelloRetryRequest");
+every_pair! {
+    async fn every_group_negotiates_and_is_reported(p: Pair) {
+        let b = bundle();
+        let mut server_cfg = p.server_config(&b);
+        server_cfg.key_exchange = KeyExchange::ALL.to_vec();
+        let server = Context::server(&server_cfg).unwrap();
+        for group in KeyExchange::ALL {
+            let mut client_cfg = p.client_config(&b);
+            client_cfg.key_exchange = vec![group];
+            let client = Context::client(&client_cfg).unwrap();
+            let (s, c) = pair(&server, &client).await;
+            let (s, c) = (s.unwrap(), c.unwrap());
+            let info = c.info().unwrap();
+            assert_eq!(info.key_exchange, Some(group), "client view of {group}");
+            assert_eq!(s.info().unwrap().key_exchange, Some(group));
+            assert_eq!(info.protocol, "TLSv1.3");
+            assert!(!info.hello_retry, "{group} needed a HelloRetryRequest");
+            assert_eq!(
+                info.peer_identity.unwrap().common_name.as_deref(),
+                Some("localhost")
+            );
+        }
+    }
+}
+
+every_pair! {
+    async fn default_offer_is_hybrid_first(p: Pair) {
+        let b = bundle();
+        let server = Context::server(&p.server_config(&b)).unwrap();
+        let client = Context::client(&p.client_config(&b)).unwrap();
+        let (_, c) = pair(&server, &client).await;
         assert_eq!(
-            info.peer_identity.unwrap().common_name.as_deref(),
-            Some("localhost")
+            c.unwrap().info().unwrap().key_exchange,
+            Some(KeyExchange::X25519MlKem768)
         );
     }
 }
 
-#[tokio::test]
-async fn default_offer_is_hybrid_first() {
-    let b = bundle();
-    let server = Context::server(&server_config(&b)).unwrap();
-    let client = Context::client(&client_config(&b)).unwrap();
-    let (_, c) = pair(&server, &client).await;
-    assert_eq!(
-        c.unwrap().info().unwrap().key_exchange,
-        Some(KeyExchange::X25519MlKem768)
-    );
-}
-
-#[tokio::test]
-async fn server_preference_for_a_group_the_client_did_not_share_first_uses_hello_retry() {
-    let b = bundle();
-    let mut server_cfg = server_config(&b);
-    server_cfg.key_exchange = vec![KeyExchange::P256];
-    let server = Context::server(&server_cfg).unwrap();
-    let mut client_cfg = client_config(&b);
-    client_cfg.key_exchange = vec![KeyExchange::X25519, KeyExchange::P256];
-    let client = Context::client(&client_cfg).unwrap();
-    let (_, c) = pair(&server, &client).await;
-    let info = c.unwrap().info().unwrap();
-    assert_eq!(info.key_exchange, Some(KeyExchange::P256));
-    assert!(info.hello_retry);
-}
-
-#[tokio::test]
-async fn mutual_tls_reports_the_client_identity_to_the_server() {
-    let b = bundle();
-    let mut server_cfg = mtls_server_config(&b);
-    server_cfg.allowed_identities = vec!["client".into()];
-    let server = Context::server(&server_cfg).unwrap();
-    let client = Context::client(&mtls_client_config(&b)).unwrap();
-    let (s, c) = pair(&server, &client).await;
-    let identity = s.unwrap().info().unwrap().peer_identity.unwrap();
-    assert_eq!(identity.common_name.as_deref(), Some("client"));
-    assert_eq!(
-        identity.issuer_first_rdn_value.as_deref(),
-        Some("cipherlink test CA")
-    );
-    assert!(c.is_ok());
-}
-
-#[tokio::test]
-async fn second_connection_resumes_and_close_sends_close_notify() {
-    let b = bundle();
-    let server = Context::server(&server_config(&b)).unwrap();
-    let client = Context::client(&client_config(&b)).unwrap();
-    let (_, first) = pair(&server, &client).await;
-    assert!(!first.unwrap().info().unwrap().resumed);
-    let (s, c) = pair(&server, &client).await;
-    let (mut s, mut c) = (s.unwrap(), c.unwrap());
-    assert!(
-        c.info().unwrap().resumed,
-        "second handshake was not resumed"
-    );
-    c.close().await.unwrap();
-    assert_eq!(c.state(), TunnelState::Closed);
-    let mut buf = [0u8; 8];
-    assert_eq!(
-        s.read(&mut buf).await.unwrap(),
-        0,
-        "close_notify = clean EOF"
-    );
-    // A closed tunnel refuses further use with a typed error.
-    let err = c.write_all(b"x").await.unwrap_err();
-    assert!(err.to_string().contains("closed"), "{err}");
-}
-
-#[tokio::test]
-async fn resumption_off_means_full_handshakes() {
-    let b = bundle();
-    let mut server_cfg = server_config(&b);
-    server_cfg.resumption = false;
-    let server = Context::server(&server_cfg).unwrap();
-    let client = Context::client(&client_config(&b)).unwrap();
-    for _ in 0..2 {
+every_pair! {
+    async fn server_preference_for_a_group_the_client_did_not_share_first_uses_hello_retry(p: Pair) {
+        let b = bundle();
+        let mut server_cfg = p.server_config(&b);
+        server_cfg.key_exchange = vec![KeyExchange::P256];
+        let server = Context::server(&server_cfg).unwrap();
+        let mut client_cfg = p.client_config(&b);
+        client_cfg.key_exchange = vec![KeyExchange::X25519, KeyExchange::P256];
+        let client = Context::client(&client_cfg).unwrap();
         let (_, c) = pair(&server, &client).await;
-        assert!(!c.unwrap().info().unwrap().resumed);
+        let info = c.unwrap().info().unwrap();
+        assert_eq!(info.key_exchange, Some(KeyExchange::P256));
+        assert!(info.hello_retry);
     }
 }
 
-#[tokio::test]
-async fn alpn_is_negotiated() {
-    let b = bundle();
-    let mut server_cfg = server_config(&b);
-    server_cfg.alpn = vec!["h2".into(), "http/1.1".into()];
-    let mut client_cfg = client_config(&b);
-    client_cfg.alpn = vec!["http/1.1".into()];
-    let server = Context::server(&server_cfg).unwrap();
-    let client = Context::client(&client_cfg).unwrap();
-    let (_, c) = pair(&server, &client).await;
-    assert_eq!(c.unwrap().info().unwrap().alpn.as_deref(), Some("http/1.1"));
+every_pair! {
+    async fn mutual_tls_reports_the_client_identity_to_the_server(p: Pair) {
+        let b = bundle();
+        let mut server_cfg = p.mtls_server_config(&b);
+        server_cfg.allowed_identities = vec!["client".into()];
+        let server = Context::server(&server_cfg).unwrap();
+        let client = Context::client(&p.mtls_client_config(&b)).unwrap();
+        let (s, c) = pair(&server, &client).await;
+        let identity = s.unwrap().info().unwrap().peer_identity.unwrap();
+        assert_eq!(identity.common_name.as_deref(), Some("client"));
+        assert_eq!(
+            identity.issuer_first_rdn_value.as_deref(),
+            Some("cipherlink test CA")
+        );
+        assert!(c.is_ok());
+    }
+}
+
+every_pair! {
+    async fn second_connection_resumes_and_close_sends_close_notify(p: Pair) {
+        let b = bundle();
+        let server = Context::server(&p.server_config(&b)).unwrap();
+        let client = Context::client(&p.client_config(&b)).unwrap();
+        let (_, first) = pair(&server, &client).await;
+        assert!(!first.unwrap().info().unwrap().resumed);
+        let (s, c) = pair(&server, &client).await;
+        let (mut s, mut c) = (s.unwrap(), c.unwrap());
+        assert!(
+            c.info().unwrap().resumed,
+            "second handshake was not resumed"
+        );
+        c.close().await.unwrap();
+        assert_eq!(c.state(), TunnelState::Closed);
+        let mut buf = [0u8; 8];
+        assert_eq!(
+            s.read(&mut buf).await.unwrap(),
+            0,
+            "close_notify = clean EOF"
+        );
+        // A closed tunnel refuses further use with a typed error.
+        let err = c.write_all(b"x").await.unwrap_err();
+        assert!(err.to_string().contains("closed"), "{err}");
+    }
+}
+
+every_pair! {
+    async fn resumption_off_means_full_handshakes(p: Pair) {
+        let b = bundle();
+        let mut server_cfg = p.server_config(&b);
+        server_cfg.resumption = false;
+        let server = Context::server(&server_cfg).unwrap();
+        let client = Context::client(&p.client_config(&b)).unwrap();
+        for _ in 0..2 {
+            let (_, c) = pair(&server, &client).await;
+            assert!(!c.unwrap().info().unwrap().resumed);
+        }
+    }
+}
+
+every_pair! {
+    async fn alpn_is_negotiated(p: Pair) {
+        let b = bundle();
+        let mut server_cfg = p.server_config(&b);
+        server_cfg.alpn = vec!["h2".into(), "http/1.1".into()];
+        let mut client_cfg = p.client_config(&b);
+        client_cfg.alpn = vec!["http/1.1".into()];
+        let server = Context::server(&server_cfg).unwrap();
+        let client = Context::client(&client_cfg).unwrap();
+        let (_, c) = pair(&server, &client).await;
+        assert_eq!(c.unwrap().info().unwrap().alpn.as_deref(), Some("http/1.1"));
+    }
 }
 
 #[tokio::test]
@@ -150,131 +157,135 @@ async fn toml_file_with_relative_paths_builds_a_context() {
     );
 }
 
-#[tokio::test]
-async fn reply_and_close_in_one_flight_reaches_the_client_whole() {
-    let b = bundle();
-    let server = Context::server(&server_config(&b)).unwrap();
-    let client = Context::client(&client_config(&b)).unwrap();
-    let (a, c) = tokio::io::duplex(64 * 1024);
-    let serve = async {
-        let mut tunnel = server.accept(a, "client").await.unwrap();
-        let mut ping = [0u8; 4];
-        tunnel.read_exact(&mut ping).await.unwrap();
-        tunnel.write_all_and_close(b"PONG").await.unwrap();
-        assert_eq!(tunnel.state(), TunnelState::Closed);
-    };
-    let call = async {
-        let mut tunnel = client.connect(c, "localhost").await.unwrap();
-        tunnel.write_all(b"PING").await.unwrap();
-        let mut reply = Vec::new();
-        let mut buf = [0u8; 16];
-        loop {
-            let n = tunnel.read(&mut buf).await.unwrap();
-            if n == 0 {
-                break;
+every_pair! {
+    async fn reply_and_close_in_one_flight_reaches_the_client_whole(p: Pair) {
+        let b = bundle();
+        let server = Context::server(&p.server_config(&b)).unwrap();
+        let client = Context::client(&p.client_config(&b)).unwrap();
+        let (a, c) = tokio::io::duplex(64 * 1024);
+        let serve = async {
+            let mut tunnel = server.accept(a, "client").await.unwrap();
+            let mut ping = [0u8; 4];
+            tunnel.read_exact(&mut ping).await.unwrap();
+            tunnel.write_all_and_close(b"PONG").await.unwrap();
+            assert_eq!(tunnel.state(), TunnelState::Closed);
+        };
+        let call = async {
+            let mut tunnel = client.connect(c, "localhost").await.unwrap();
+            tunnel.write_all(b"PING").await.unwrap();
+            let mut reply = Vec::new();
+            let mut buf = [0u8; 16];
+            loop {
+                let n = tunnel.read(&mut buf).await.unwrap();
+                if n == 0 {
+                    break;
+                }
+                reply.extend_from_slice(&buf[..n]);
             }
-            reply.extend_from_slice(&buf[..n]);
-        }
-        assert_eq!(reply, b"PONG");
-    };
-    tokio::join!(serve, call);
+            assert_eq!(reply, b"PONG");
+        };
+        tokio::join!(serve, call);
+    }
 }
 
-#[tokio::test]
-async fn data_queued_with_the_handshake_arrives_once_and_in_order() {
-    let b = bundle();
-    let server = Context::server(&server_config(&b)).unwrap();
-    let client = Context::client(&client_config(&b)).unwrap();
-    let (a, c) = tokio::io::duplex(64 * 1024);
-    let serve = async {
-        let mut tunnel = server.accept(a, "client").await.unwrap();
-        let mut got = [0u8; 9];
-        tunnel.read_exact(&mut got).await.unwrap();
-        assert_eq!(&got, b"PING+MORE");
-        tunnel.write_all_and_close(b"PONG").await.unwrap();
-        // A server cannot queue data with its handshake.
-        let (x, _y) = tokio::io::duplex(1024);
-        let mut other = server.tunnel(x, "other");
-        assert!(other.handshake_and_send(b"nope").await.is_err());
-    };
-    let call = async {
-        let mut tunnel = client.tunnel(c, "localhost");
-        tunnel.handshake_and_send(b"PING").await.unwrap();
-        tunnel.write_all(b"+MORE").await.unwrap();
-        let mut pong = [0u8; 4];
-        tunnel.read_exact(&mut pong).await.unwrap();
-        assert_eq!(&pong, b"PONG");
-    };
-    tokio::join!(serve, call);
+every_pair! {
+    async fn data_queued_with_the_handshake_arrives_once_and_in_order(p: Pair) {
+        let b = bundle();
+        let server = Context::server(&p.server_config(&b)).unwrap();
+        let client = Context::client(&p.client_config(&b)).unwrap();
+        let (a, c) = tokio::io::duplex(64 * 1024);
+        let serve = async {
+            let mut tunnel = server.accept(a, "client").await.unwrap();
+            let mut got = [0u8; 9];
+            tunnel.read_exact(&mut got).await.unwrap();
+            assert_eq!(&got, b"PING+MORE");
+            tunnel.write_all_and_close(b"PONG").await.unwrap();
+            // A server cannot queue data with its handshake.
+            let (x, _y) = tokio::io::duplex(1024);
+            let mut other = server.tunnel(x, "other");
+            assert!(other.handshake_and_send(b"nope").await.is_err());
+        };
+        let call = async {
+            let mut tunnel = client.tunnel(c, "localhost");
+            tunnel.handshake_and_send(b"PING").await.unwrap();
+            tunnel.write_all(b"+MORE").await.unwrap();
+            let mut pong = [0u8; 4];
+            tunnel.read_exact(&mut pong).await.unwrap();
+            assert_eq!(&pong, b"PONG");
+        };
+        tokio::join!(serve, call);
+    }
 }
 
-#[tokio::test]
-async fn data_queued_with_a_failing_handshake_is_never_sent() {
-    // Wrong CA: the client must refuse before its queued data leaves.
-    let b = bundle();
-    let other = cipherlink::certs::generate(&cipherlink::certs::CertOptions {
-        ca_name: "other CA".into(),
-        ..Default::default()
-    })
-    .unwrap();
-    let server = Context::server(&server_config(&b)).unwrap();
-    let client = Context::client(&client_config(&other)).unwrap();
-    let (a, c) = tokio::io::duplex(64 * 1024);
-    let serve = async {
-        let mut tunnel = server.tunnel(a, "client");
-        // The client answers our flight with an alert, never with Finished
-        // followed by its queued data.
-        let err = tunnel.handshake().await.unwrap_err().to_string();
-        assert!(
-            err.contains("unknown_ca") || err.contains("UnknownCA"),
-            "{err}"
-        );
-    };
-    let call = async {
-        let mut tunnel = client.tunnel(c, "localhost");
-        assert!(tunnel.handshake_and_send(b"SECRET").await.is_err());
-    };
-    tokio::join!(serve, call);
+every_pair! {
+    async fn data_queued_with_a_failing_handshake_is_never_sent(p: Pair) {
+        // Wrong CA: the client must refuse before its queued data leaves.
+        let b = bundle();
+        let other = cipherlink::certs::generate(&cipherlink::certs::CertOptions {
+            ca_name: "other CA".into(),
+            ..Default::default()
+        })
+        .unwrap();
+        let server = Context::server(&p.server_config(&b)).unwrap();
+        let client = Context::client(&p.client_config(&other)).unwrap();
+        let (a, c) = tokio::io::duplex(64 * 1024);
+        let serve = async {
+            let mut tunnel = server.tunnel(a, "client");
+            // The client answers our flight with an alert, never with Finished
+            // followed by its queued data.
+            let err = tunnel.handshake().await.unwrap_err().to_string();
+            assert!(
+                err.contains("unknown_ca") || err.contains("UnknownCA"),
+                "{err}"
+            );
+        };
+        let call = async {
+            let mut tunnel = client.tunnel(c, "localhost");
+            assert!(tunnel.handshake_and_send(b"SECRET").await.is_err());
+        };
+        tokio::join!(serve, call);
+    }
 }
 
-/// More than rustls buffers (64 KiB) sent with the handshake and as the
-/// closing reply: every byte arrives, in order (the excess goes out after
-/// the handshake, or before close_notify).
-#[tokio::test]
-async fn large_first_data_and_large_closing_reply_arrive_whole() {
-    let b = bundle();
-    let server = Context::server(&server_config(&b)).unwrap();
-    let client = Context::client(&client_config(&b)).unwrap();
-    let request: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
-    let reply: Vec<u8> = (0..200_000u32).map(|i| (i % 241) as u8).collect();
-    let (a, c) = tokio::io::duplex(16 * 1024);
-    let serve = async {
-        let mut tunnel = server.accept(a, "client").await.unwrap();
-        let mut got = vec![0u8; request.len()];
-        tunnel.read_exact(&mut got).await.unwrap();
-        assert!(got == request, "request arrived altered");
-        tunnel.write_all_and_close(&reply).await.unwrap();
-    };
-    let call = async {
-        let mut tunnel = client.tunnel(c, "localhost".to_string());
-        tunnel.handshake_and_send(&request).await.unwrap();
-        let mut got = Vec::new();
-        let mut buf = [0u8; 8192];
-        loop {
-            let n = tunnel.read(&mut buf).await.unwrap();
-            if n == 0 {
-                break;
+every_pair! {
+    /// More than rustls buffers (64 KiB) sent with the handshake and as the
+    /// closing reply: every byte arrives, in order (the excess goes out after
+    /// the handshake, or before close_notify).
+    async fn large_first_data_and_large_closing_reply_arrive_whole(p: Pair) {
+        let b = bundle();
+        let server = Context::server(&p.server_config(&b)).unwrap();
+        let client = Context::client(&p.client_config(&b)).unwrap();
+        let request: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+        let reply: Vec<u8> = (0..200_000u32).map(|i| (i % 241) as u8).collect();
+        let (a, c) = tokio::io::duplex(16 * 1024);
+        let serve = async {
+            let mut tunnel = server.accept(a, "client").await.unwrap();
+            let mut got = vec![0u8; request.len()];
+            tunnel.read_exact(&mut got).await.unwrap();
+            assert!(got == request, "request arrived altered");
+            tunnel.write_all_and_close(&reply).await.unwrap();
+        };
+        let call = async {
+            let mut tunnel = client.tunnel(c, "localhost".to_string());
+            tunnel.handshake_and_send(&request).await.unwrap();
+            let mut got = Vec::new();
+            let mut buf = [0u8; 8192];
+            loop {
+                let n = tunnel.read(&mut buf).await.unwrap();
+                if n == 0 {
+                    break;
+                }
+                got.extend_from_slice(&buf[..n]);
             }
-            got.extend_from_slice(&buf[..n]);
-        }
-        assert!(got == reply, "reply arrived altered ({} bytes)", got.len());
-    };
-    // Lost bytes would leave the server waiting: fail instead of hanging.
-    tokio::time::timeout(std::time::Duration::from_secs(30), async {
-        tokio::join!(serve, call)
-    })
-    .await
-    .expect("the whole request and reply arrive");
+            assert!(got == reply, "reply arrived altered ({} bytes)", got.len());
+        };
+        // Lost bytes would leave the server waiting: fail instead of hanging.
+        tokio::time::timeout(std::time::Duration::from_secs(30), async {
+            tokio::join!(serve, call)
+        })
+        .await
+        .expect("the whole request and reply arrive");
+    }
 }
 
 #[tokio::test]
@@ -313,4 +324,24 @@ fn a_config_for_the_wrong_side_is_refused_by_its_rustls_builder_too() {
     wrong.require_client_cert = true;
     let err = wrong.rustls_client_config().unwrap_err().to_string();
     assert!(err.contains("require_client_cert"), "{err}");
+}
+
+every_pair! {
+    /// Both implementations describe a session in the same words: IANA
+    /// suite names, the same group names, the same identity.
+    async fn tunnel_info_reads_the_same_on_either_implementation(p: Pair) {
+        let b = bundle();
+        let server = Context::server(&p.mtls_server_config(&b)).unwrap();
+        let client = Context::client(&p.mtls_client_config(&b)).unwrap();
+        let (s, c) = pair(&server, &client).await;
+        let (s, c) = (s.unwrap().info().unwrap(), c.unwrap().info().unwrap());
+        for info in [&s, &c] {
+            assert_eq!(info.protocol, "TLSv1.3");
+            assert_eq!(info.cipher_suite, "TLS_AES_128_GCM_SHA256");
+            assert_eq!(info.key_exchange, Some(KeyExchange::X25519MlKem768));
+            assert!(!info.resumed && !info.hello_retry);
+        }
+        assert_eq!(s.peer_identity.unwrap().common_name.as_deref(), Some("client"));
+        assert_eq!(c.peer_identity.unwrap().common_name.as_deref(), Some("localhost"));
+    }
 }

@@ -160,18 +160,20 @@ fn legacy() -> Dangerous {
 /// The client's error (empty if none) when a client that trusts `ca` and
 /// expects `server_name` meets a server with `leaf`.
 async fn client_sees(ca: &Ca, leaf: &(String, String), server_name: &str) -> String {
-    let server = Context::server(&Config {
-        certificate: Some(inline(&leaf.0)),
-        private_key: Some(inline(&leaf.1)),
-        dangerous: legacy(),
-        ..Config::default()
+    let server = Context::server(&{
+        let mut edited = Config::default();
+        edited.certificate = Some(inline(&leaf.0));
+        edited.private_key = Some(inline(&leaf.1));
+        edited.dangerous = legacy();
+        edited
     })
     .unwrap();
-    let client = Context::client(&Config {
-        trusted_cas: vec![inline(&ca.pem)],
-        server_name: Some(server_name.into()),
-        dangerous: legacy(),
-        ..Config::default()
+    let client = Context::client(&{
+        let mut edited = Config::default();
+        edited.trusted_cas = vec![inline(&ca.pem)];
+        edited.server_name = Some(server_name.into());
+        edited.dangerous = legacy();
+        edited
     })
     .unwrap();
     let (_, c) = pair(&server, &client).await;
@@ -236,21 +238,23 @@ async fn a_v1_client_certificate_needs_client_auth_where_it_has_an_eku() {
     let server_only = v1_leaf(&ca, "legacy-client", true, |p| {
         p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
     });
-    let server = Context::server(&Config {
-        certificate: Some(inline(&server_leaf.0)),
-        private_key: Some(inline(&server_leaf.1)),
-        trusted_cas: vec![inline(&ca.pem)],
-        require_client_cert: true,
-        dangerous: legacy(),
-        ..Config::default()
+    let server = Context::server(&{
+        let mut edited = Config::default();
+        edited.certificate = Some(inline(&server_leaf.0));
+        edited.private_key = Some(inline(&server_leaf.1));
+        edited.trusted_cas = vec![inline(&ca.pem)];
+        edited.require_client_cert = true;
+        edited.dangerous = legacy();
+        edited
     })
     .unwrap();
-    let client = Context::client(&Config {
-        certificate: Some(inline(&server_only.0)),
-        private_key: Some(inline(&server_only.1)),
-        trusted_cas: vec![inline(&ca.pem)],
-        dangerous: legacy(),
-        ..Config::default()
+    let client = Context::client(&{
+        let mut edited = Config::default();
+        edited.certificate = Some(inline(&server_only.0));
+        edited.private_key = Some(inline(&server_only.1));
+        edited.trusted_cas = vec![inline(&ca.pem)];
+        edited.dangerous = legacy();
+        edited
     })
     .unwrap();
     let (s, _) = pair(&server, &client).await;

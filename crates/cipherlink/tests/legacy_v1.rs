@@ -11,40 +11,42 @@ use std::path::Path;
 
 use cipherlink::{Config, Context, Dangerous, PemSource};
 use cipherlink_test_support::{find, openssl_v1_pki, Peer};
-use common::pair;
+use common::{pair, Pair};
 
 fn pem(dir: &Path, file: &str) -> PemSource {
     PemSource::path(dir.join(file))
 }
 
 fn server(dir: &Path, legacy: bool, mutual: bool) -> Config {
-    Config {
-        certificate: Some(pem(dir, "server.crt")),
-        private_key: Some(pem(dir, "server.key")),
-        trusted_cas: if mutual {
+    {
+        let mut edited = Config::default();
+        edited.certificate = Some(pem(dir, "server.crt"));
+        edited.private_key = Some(pem(dir, "server.key"));
+        edited.trusted_cas = if mutual {
             vec![pem(dir, "ca.crt")]
         } else {
             Vec::new()
-        },
-        require_client_cert: mutual,
-        dangerous: Dangerous {
+        };
+        edited.require_client_cert = mutual;
+        edited.dangerous = Dangerous {
             accept_legacy_certificates: legacy,
             ..Dangerous::default()
-        },
-        ..Config::default()
+        };
+        edited
     }
 }
 
 fn client(dir: &Path, ca_dir: &Path, legacy: bool) -> Config {
-    Config {
-        certificate: Some(pem(dir, "client.crt")),
-        private_key: Some(pem(dir, "client.key")),
-        trusted_cas: vec![pem(ca_dir, "ca.crt")],
-        dangerous: Dangerous {
+    {
+        let mut edited = Config::default();
+        edited.certificate = Some(pem(dir, "client.crt"));
+        edited.private_key = Some(pem(dir, "client.key"));
+        edited.trusted_cas = vec![pem(ca_dir, "ca.crt")];
+        edited.dangerous = Dangerous {
             accept_legacy_certificates: legacy,
             ..Dangerous::default()
-        },
-        ..Config::default()
+        };
+        edited
     }
 }
 
@@ -140,4 +142,41 @@ async fn v1_certificates_need_the_option_and_are_still_checked() {
     }
     let err = client_error(&server(w, true, false), &client(d, d, true)).await;
     assert!(err.contains("which is not accepted"), "{err}");
+}
+
+every_pair! {
+    /// `dangerous.accept_legacy_certificates` means the same on OpenSSL
+    /// (which accepts v1 certificates silently on its own): off, our v1
+    /// certificate and the peer's are refused naming the option; on, mutual
+    /// TLS with two v1 certificates works.
+    async fn the_v1_option_means_the_same_on_either_implementation(p: Pair) {
+        let Some(openssl) = cipherlink_test_support::peer!(Peer::Openssl) else {
+            return;
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        openssl_v1_pki(
+            &openssl,
+            d,
+            "TestCA",
+            &[("server", "localhost"), ("client", "smft-client")],
+        )
+        .unwrap();
+        let err = Context::server(&p.server(server(d, false, true)))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("accept_legacy_certificates"), "{err}");
+        let mut plain_client = p.client(client(d, d, false));
+        (plain_client.certificate, plain_client.private_key) = (None, None);
+        let err = client_error(&p.server(server(d, true, false)), &plain_client).await;
+        assert!(err.contains("accept_legacy_certificates"), "{err}");
+
+        let s = Context::server(&p.server(server(d, true, true))).unwrap();
+        let c = Context::client(&p.client(client(d, d, true))).unwrap();
+        let (s, c) = pair(&s, &c).await;
+        let (s, c) = (s.unwrap(), c.unwrap());
+        let peer = s.info().and_then(|i| i.peer_identity).and_then(|p| p.common_name);
+        assert_eq!(peer.as_deref(), Some("smft-client"));
+        drop(c);
+    }
 }

@@ -10,37 +10,50 @@ mod client;
 pub mod floor;
 mod server;
 
-use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use cipherlink::certs::{self, CertBundle, CertOptions, KeyAlgorithm};
-use cipherlink::{Config, Context, KeyExchange, PemSource};
+use cipherlink::{Config, Context, Implementation, KeyExchange, PemSource};
 use hdrhistogram::Histogram;
-use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 
-use crate::format::{ms, thousands};
 use floor::CryptoFloor;
 
 pub(crate) const PING: &[u8; 4] = b"PING";
 pub(crate) const PONG: &[u8; 4] = b"PONG";
 
-/// Errors that stop a benchmark (a failed connection does not: it is counted).
-#[derive(Debug, thiserror::Error)]
-pub enum BenchError {
-    /// Preparing certificates, contexts or listeners failed.
-    #[error("benchmark setup: {0}")]
-    Setup(String),
-    /// The core library refused a configuration.
-    #[error(transparent)]
-    Core(#[from] cipherlink::Error),
-    /// Measuring the floor failed.
-    #[error(transparent)]
-    Floor(#[from] floor::FloorError),
+/// The lab's error type, by the name this module's callers know.
+pub use crate::LabError as BenchError;
+
+/// What a running benchmark reports as it goes; the caller decides how to
+/// show it (the lab prints nothing).
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum ConnEvent {
+    /// A case is about to run.
+    CaseStarted {
+        /// e.g. `tls X25519 on rustls`.
+        label: String,
+    },
+    /// Every `batch` completed connections of the running case.
+    Connections {
+        /// Completed so far in this case.
+        done: u64,
+        /// Their rate since the case started.
+        per_sec: f64,
+    },
+    /// A case finished; its floor is measured.
+    CaseDone {
+        /// The result, floor included.
+        case: Box<CaseResult>,
+    },
 }
+
+/// A callback for [`ConnEvent`]s, called from any thread.
+pub type Observer = crate::observer::Observer<ConnEvent>;
 
 /// What is measured.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -120,13 +133,16 @@ pub struct ConnBenchOptions {
     pub modes: Vec<Mode>,
     /// Groups for the TLS modes; each is one case.
     pub groups: Vec<KeyExchange>,
+    /// TLS implementations; each group runs on each, client and server
+    /// both on the same one (side by side in one run).
+    pub implementations: Vec<Implementation>,
     /// Stop after this many connections per case (otherwise after `duration`).
     pub connections: Option<u64>,
     /// How long each case runs (a hard cap when `connections` is set too).
     pub duration: Duration,
     /// Connections in flight at once.
     pub concurrency: usize,
-    /// Print a seed-style line every this many connections (0: none).
+    /// Report progress every this many connections (0: never).
     pub batch: u64,
     /// External server, or `None` for the in-process one.
     pub target: Option<Target>,
@@ -134,8 +150,11 @@ pub struct ConnBenchOptions {
     pub exchange: Exchange,
     /// Certificate key algorithm of the in-process server.
     pub cert_algorithm: KeyAlgorithm,
-    /// Show a progress spinner (only on a terminal).
-    pub progress: bool,
+    /// Receives progress and per-case results while the run goes on.
+    pub observer: Option<Observer>,
+    /// The clients' verified-chain cache (rustls; `Config::chain_cache`).
+    /// The floor counts the verifications the handshakes really do.
+    pub chain_cache: bool,
 }
 
 impl Default for ConnBenchOptions {
@@ -147,6 +166,7 @@ impl Default for ConnBenchOptions {
                 KeyExchange::X25519,
                 KeyExchange::P256,
             ],
+            implementations: vec![Implementation::Rustls],
             connections: None,
             duration: Duration::from_secs(3),
             concurrency: 16,
@@ -154,7 +174,8 @@ impl Default for ConnBenchOptions {
             target: None,
             exchange: Exchange::PingPong,
             cert_algorithm: KeyAlgorithm::P256,
-            progress: true,
+            observer: None,
+            chain_cache: true,
         }
     }
 }
@@ -190,6 +211,8 @@ pub struct CaseResult {
     pub mode: Mode,
     /// The group (none for plain).
     pub group: Option<String>,
+    /// The TLS implementation (none for plain).
+    pub implementation: Option<Implementation>,
     /// Connections completed.
     pub connections: u64,
     /// Connections that failed.
@@ -241,10 +264,11 @@ struct Fixture {
 }
 
 impl Fixture {
-    fn server_context(&self, group: KeyExchange, resumption: bool) -> Result<Context, BenchError> {
+    fn server_context(&self, tls: Tls, resumption: bool) -> Result<Context, BenchError> {
         Ok(Context::server(
             &Config::builder()
-                .key_exchange([group])
+                .implementation(tls.implementation)
+                .key_exchange([tls.group])
                 .identity(
                     PemSource::inline(self.bundle.server.cert.clone()),
                     PemSource::inline(self.bundle.server.key.clone()),
@@ -258,11 +282,14 @@ impl Fixture {
 fn client_context(
     ca: PemSource,
     server_name: Option<String>,
-    group: KeyExchange,
+    tls: Tls,
     resumption: bool,
+    chain_cache: bool,
 ) -> Result<Context, BenchError> {
     let mut config = Config::builder()
-        .key_exchange([group])
+        .implementation(tls.implementation)
+        .chain_cache(chain_cache)
+        .key_exchange([tls.group])
         .trusted_ca(ca)
         .resumption(resumption);
     if let Some(name) = server_name {
@@ -297,30 +324,43 @@ pub async fn run(options: &ConnBenchOptions) -> Result<ConnReport, BenchError> {
     let mut cases = Vec::new();
     let mut plain_tcp_us = None;
     for &mode in &options.modes {
-        let groups: Vec<Option<KeyExchange>> = match mode {
+        let cases_of_mode: Vec<Option<Tls>> = match mode {
             Mode::Plain => vec![None],
-            _ => options.groups.iter().copied().map(Some).collect(),
+            _ => options
+                .groups
+                .iter()
+                .flat_map(|&group| {
+                    options.implementations.iter().map(move |&implementation| {
+                        Some(Tls {
+                            group,
+                            implementation,
+                        })
+                    })
+                })
+                .collect(),
         };
-        for group in groups {
-            println!("\n== {}", case_label(mode, group));
+        for tls in cases_of_mode {
+            Observer::emit(
+                options.observer.as_ref(),
+                ConnEvent::CaseStarted {
+                    label: case_label(mode, tls),
+                },
+            );
             // Floor samples before and after the case: the machine's drift
             // during the case shows as their spread.
             let mut samples = Vec::new();
-            if let Some(group) = group {
+            if let Some(tls) = tls {
                 for _ in 0..FLOOR_SAMPLES_EACH_SIDE {
-                    samples.push(measure_floor(options, &fixture, &spki, group, cores)?);
+                    samples.push(measure_floor(options, &fixture, &spki, tls, cores)?);
                 }
             }
-            let mut result = run_case(options, &fixture, mode, group).await?;
-            if let Some(group) = group {
+            let mut result = run_case(options, &fixture, mode, tls).await?;
+            if let Some(tls) = tls {
                 for _ in 0..FLOOR_SAMPLES_EACH_SIDE {
-                    samples.push(measure_floor(options, &fixture, &spki, group, cores)?);
+                    samples.push(measure_floor(options, &fixture, &spki, tls, cores)?);
                 }
             }
             result.floor = CryptoFloor::from_samples(&samples);
-            if let Some(floor) = &result.floor {
-                print_floor(floor, options, cores);
-            }
             if mode == Mode::Plain && result.conns_per_sec > 0.0 {
                 plain_tcp_us = Some(cores as f64 * 1e6 / result.conns_per_sec);
             }
@@ -334,6 +374,12 @@ pub async fn run(options: &ConnBenchOptions) -> Result<ConnReport, BenchError> {
                 result.floor_per_sec = Some(floor_rate);
                 result.percent_of_floor = Some(100.0 * result.conns_per_sec / floor_rate);
             }
+            Observer::emit(
+                options.observer.as_ref(),
+                ConnEvent::CaseDone {
+                    case: Box::new(result.clone()),
+                },
+            );
             cases.push(result);
         }
     }
@@ -348,14 +394,19 @@ pub async fn run(options: &ConnBenchOptions) -> Result<ConnReport, BenchError> {
         plain_tcp_us,
         cases,
     };
-    print_table(&report);
-    print_group_ratios(&report);
     Ok(report)
 }
 
-fn case_label(mode: Mode, group: Option<KeyExchange>) -> String {
-    match group {
-        Some(group) => format!("{mode} {group}"),
+/// A TLS case: a group on an implementation.
+#[derive(Debug, Clone, Copy)]
+struct Tls {
+    group: KeyExchange,
+    implementation: Implementation,
+}
+
+fn case_label(mode: Mode, tls: Option<Tls>) -> String {
+    match tls {
+        Some(tls) => format!("{mode} {} on {}", tls.group, tls.implementation),
         None => mode.to_string(),
     }
 }
@@ -363,73 +414,63 @@ fn case_label(mode: Mode, group: Option<KeyExchange>) -> String {
 /// Floor samples taken before a case, and again after it.
 const FLOOR_SAMPLES_EACH_SIDE: usize = 2;
 
-/// One sample of the crypto floor of `group`, measured on every core.
+/// One sample of the crypto floor of a case, measured on every core.
 fn measure_floor(
     options: &ConnBenchOptions,
     fixture: &Fixture,
     spki: &[u8],
-    group: KeyExchange,
+    tls: Tls,
     cores: usize,
 ) -> Result<CryptoFloor, BenchError> {
     Ok(tokio::task::block_in_place(|| {
         floor::measure(
-            group,
+            tls.group,
             options.cert_algorithm,
             &fixture.bundle.server.key,
             spki,
-            // The benchmark's clients use the core's default chain cache.
-            true,
+            // Only rustls clients have the chain cache; OpenSSL verifies
+            // the chain on every handshake.
+            options.chain_cache && tls.implementation == Implementation::Rustls,
             Duration::from_millis(100),
             cores,
         )
     })?)
 }
 
-fn print_floor(floor: &CryptoFloor, options: &ConnBenchOptions, cores: usize) {
-    println!(
-        "crypto floor on {cores} core(s), {} certificate, fastest of {} samples: kx {:.1} us  \
-         sign {:.1} us  verify {:.1} us  => full handshake (kx + sign + {} verify) {:.1} us \
-         (slowest sample {:.1} us), resumed {:.1} us",
-        options.cert_algorithm,
-        floor.samples,
-        floor.key_exchange_us,
-        floor.sign_us,
-        floor.verify_us,
-        floor.verifies_per_handshake,
-        floor.full_handshake_us(),
-        floor.full_handshake_us_slowest,
-        floor.resumed_handshake_us()
-    );
-}
-
 async fn run_case(
     options: &ConnBenchOptions,
     fixture: &Fixture,
     mode: Mode,
-    group: Option<KeyExchange>,
+    tls: Option<Tls>,
 ) -> Result<CaseResult, BenchError> {
-    let label = case_label(mode, group);
     let resumption = mode == Mode::TlsResume;
     // In process, each core runs its own server and its share of the
     // clients on a single-threaded runtime, so a connection never crosses
     // cores: what is measured is the TLS stack, not the scheduler.
-    let (route, client_ctx) = match (&options.target, group) {
-        (Some(target), Some(group)) => (
+    let (route, client_ctx) = match (&options.target, tls) {
+        (Some(target), Some(tls)) => (
             Route::Target(target.addr),
             Some(client_context(
                 target.ca.clone(),
                 target.server_name.clone(),
-                group,
+                tls,
                 resumption,
+                options.chain_cache,
             )?),
         ),
         (Some(target), None) => (Route::Target(target.addr), None),
         (None, None) => (Route::InProcess(None), None),
-        (None, Some(group)) => {
+        (None, Some(tls)) => {
             let ca = PemSource::inline(fixture.bundle.ca.cert.clone());
-            let client = client_context(ca, Some("localhost".into()), group, resumption)?;
+            let client = client_context(
+                ca,
+                Some("localhost".into()),
+                tls,
+                resumption,
+                options.chain_cache,
+            )?;
             (
-                Route::InProcess(Some(fixture.server_context(group, resumption)?)),
+                Route::InProcess(Some(fixture.server_context(tls, resumption)?)),
                 Some(client),
             )
         }
@@ -454,7 +495,7 @@ async fn run_case(
                 options.duration
             },
         batch: options.batch,
-        bar: progress_bar(options.progress, &label),
+        observer: options.observer.clone(),
     });
     let cpu_before = crate::cpu::process_cpu_time();
     let outputs = match route {
@@ -520,14 +561,12 @@ async fn run_case(
     }
     let seconds = shared.start.elapsed().as_secs_f64();
     let cpu = cpu_before.zip(crate::cpu::process_cpu_time());
-    if let Some(bar) = &shared.bar {
-        bar.finish_and_clear();
-    }
     let completed = shared.completed.load(Ordering::Relaxed);
     let first_error = shared.first_error.lock().ok().and_then(|e| e.clone());
     Ok(CaseResult {
         mode,
-        group: group.map(|g| g.name().to_string()),
+        group: tls.map(|t| t.group.name().to_string()),
+        implementation: tls.map(|t| t.implementation),
         connections: completed,
         errors: shared.errors.load(Ordering::Relaxed),
         first_error,
@@ -627,7 +666,7 @@ struct Shared {
     limit: Option<u64>,
     deadline: Instant,
     batch: u64,
-    bar: Option<ProgressBar>,
+    observer: Option<Observer>,
 }
 
 struct WorkerResult {
@@ -685,19 +724,13 @@ async fn worker(
                 result.resumed += u64::from(sample.resumed);
                 let done = shared.completed.fetch_add(1, Ordering::Relaxed) + 1;
                 if shared.batch > 0 && done % shared.batch == 0 {
-                    let rate = done as f64 / shared.start.elapsed().as_secs_f64();
-                    let line = format!(
-                        "{:<24} {} conns per/s",
-                        format!("{} connections", thousands(done)),
-                        thousands(rate as u64)
+                    Observer::emit(
+                        shared.observer.as_ref(),
+                        ConnEvent::Connections {
+                            done,
+                            per_sec: done as f64 / shared.start.elapsed().as_secs_f64(),
+                        },
                     );
-                    match &shared.bar {
-                        Some(bar) => bar.println(line),
-                        None => println!("{line}"),
-                    }
-                }
-                if let Some(bar) = &shared.bar {
-                    bar.inc(1);
                 }
             }
             Err(message) => {
@@ -709,100 +742,4 @@ async fn worker(
         }
     }
     result
-}
-
-fn progress_bar(wanted: bool, label: &str) -> Option<ProgressBar> {
-    if !wanted || !std::io::stderr().is_terminal() {
-        return None;
-    }
-    let bar = ProgressBar::new_spinner();
-    if let Ok(style) = ProgressStyle::with_template("{spinner} {msg} {pos} connections ({per_sec})")
-    {
-        bar.set_style(style);
-    }
-    bar.set_message(label.to_string());
-    bar.enable_steady_tick(Duration::from_millis(100));
-    Some(bar)
-}
-
-fn print_table(report: &ConnReport) {
-    println!(
-        "\nsummary: {} core(s), concurrency {}, {} certificate, against {}",
-        report.cores, report.concurrency, report.cert_algorithm, report.target
-    );
-    if let Some(tcp) = report.plain_tcp_us {
-        println!(
-            "floor/s = cores / (crypto floor + {tcp:.1} us of plain TCP per connection); \
-             the floor counts the public-key work the handshakes do: kx + sign + \
-             CertificateVerify's verification (the client's chain cache skips the CA's \
-             signature on a chain it verified before), the fastest of the samples \
-             around each case; cpu-us = process CPU per connection (client + server)"
-        );
-    }
-    println!(
-        "{:<11} {:<18} {:>9} {:>7} {:>10} {:>9} {:>9} {:>9} {:>8} {:>10} {:>7}",
-        "mode",
-        "group",
-        "conns",
-        "errors",
-        "conns/s",
-        "hs p50ms",
-        "hs p99ms",
-        "resumed",
-        "cpu-us",
-        "floor/s",
-        "%floor"
-    );
-    for case in &report.cases {
-        println!(
-            "{:<11} {:<18} {:>9} {:>7} {:>10} {:>9} {:>9} {:>9} {:>8} {:>10} {:>7}",
-            case.mode.to_string(),
-            case.group.as_deref().unwrap_or("-"),
-            thousands(case.connections),
-            case.errors,
-            thousands(case.conns_per_sec as u64),
-            ms(case.handshake.p50_us),
-            ms(case.handshake.p99_us),
-            case.resumed,
-            case.cpu_us_per_conn
-                .map_or("-".to_string(), |us| format!("{us:.0}")),
-            case.floor_per_sec
-                .map_or("-".to_string(), |f| thousands(f as u64)),
-            case.percent_of_floor
-                .map_or("-".to_string(), |p| format!("{p:.0}%")),
-        );
-        if let Some(err) = &case.first_error {
-            println!("    first error: {err}");
-        }
-        if let Some(left) = case.server_connections_left.filter(|&n| n > 0) {
-            println!("    WARNING: {left} server connection(s) still open after the case");
-        }
-    }
-}
-
-/// Each group's rate as a share of X25519's in the same mode, beside the
-/// share the floor allows: a hybrid group cannot beat the ratio of the
-/// public-key work, whatever the rest of the stack does.
-fn print_group_ratios(report: &ConnReport) {
-    let x25519 = KeyExchange::X25519.name();
-    for base in report
-        .cases
-        .iter()
-        .filter(|c| c.group.as_deref() == Some(x25519))
-    {
-        for case in report.cases.iter().filter(|c| {
-            c.mode == base.mode && c.group.is_some() && c.group.as_deref() != Some(x25519)
-        }) {
-            let floor_ratio = match (case.floor_per_sec, base.floor_per_sec) {
-                (Some(f), Some(b)) if b > 0.0 => format!("{:.0}%", 100.0 * f / b),
-                _ => "-".to_string(),
-            };
-            println!(
-                "{} {} / {x25519}: {:.0}% of the rate (the floors allow {floor_ratio})",
-                case.mode,
-                case.group.as_deref().unwrap_or("-"),
-                100.0 * case.conns_per_sec / base.conns_per_sec.max(f64::MIN_POSITIVE),
-            );
-        }
-    }
 }

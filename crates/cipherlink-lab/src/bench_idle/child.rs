@@ -8,7 +8,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use super::BenchError;
+use crate::LabError;
 
 /// How long a spawned server may take to print its address (a debug
 /// build's first run includes the dynamic loader and certificate parsing).
@@ -38,7 +38,7 @@ impl Drop for ServerChild {
 /// Spawns `command` and waits for a stderr line `serving ... on ADDR`. The
 /// rest of its stderr is drained (and dropped) so a chatty server never
 /// blocks on a full pipe.
-pub fn spawn(mut command: Command) -> Result<ServerChild, BenchError> {
+pub fn spawn(mut command: Command) -> Result<ServerChild, LabError> {
     let shown = format!("{command:?}");
     let mut child = command
         // A pipe the child may watch: it closes when this process ends,
@@ -47,10 +47,10 @@ pub fn spawn(mut command: Command) -> Result<ServerChild, BenchError> {
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
-        .map_err(|e| BenchError::Setup(format!("starting {shown}: {e}")))?;
+        .map_err(|e| LabError::Setup(format!("starting {shown}: {e}")))?;
     let Some(stderr) = child.stderr.take() else {
         let _ = child.kill();
-        return Err(BenchError::Setup(format!("{shown}: no stderr pipe")));
+        return Err(LabError::Setup(format!("{shown}: no stderr pipe")));
     };
     let (found, wait) = mpsc::channel();
     std::thread::spawn(move || {
@@ -76,14 +76,14 @@ pub fn spawn(mut command: Command) -> Result<ServerChild, BenchError> {
         Ok(Err(said)) => {
             let _ = child.kill();
             let status = child.wait().map(|s| s.to_string()).unwrap_or_default();
-            Err(BenchError::Setup(format!(
+            Err(LabError::Setup(format!(
                 "{shown} ended ({status}) without saying where it listens; it said:\n{said}"
             )))
         }
         Err(_) => {
             let _ = child.kill();
             let _ = child.wait();
-            Err(BenchError::Setup(format!(
+            Err(LabError::Setup(format!(
                 "{shown} did not say where it listens within {START_TIMEOUT:?}"
             )))
         }
@@ -98,27 +98,27 @@ fn listening_address(line: &str) -> Option<SocketAddr> {
 }
 
 /// The resident memory of `pids` together, in bytes (VmRSS).
-pub fn rss_bytes(pids: &[u32]) -> Result<u64, BenchError> {
+pub fn rss_bytes(pids: &[u32]) -> Result<u64, LabError> {
     pids.iter().map(|&pid| rss_of(pid)).sum()
 }
 
-fn rss_of(pid: u32) -> Result<u64, BenchError> {
+fn rss_of(pid: u32) -> Result<u64, LabError> {
     let path = format!("/proc/{pid}/status");
     let status = std::fs::read_to_string(&path)
-        .map_err(|e| BenchError::Setup(format!("reading {path} (is PID {pid} running?): {e}")))?;
+        .map_err(|e| LabError::Setup(format!("reading {path} (is PID {pid} running?): {e}")))?;
     let kb = status
         .lines()
         .find_map(|line| line.strip_prefix("VmRSS:"))
         .and_then(|rest| rest.trim().strip_suffix("kB"))
         .and_then(|n| n.trim().parse::<u64>().ok())
-        .ok_or_else(|| BenchError::Setup(format!("{path}: no VmRSS line")))?;
+        .ok_or_else(|| LabError::Setup(format!("{path}: no VmRSS line")))?;
     Ok(kb * 1024)
 }
 
 /// Waits until `pids`' memory stops moving (a server finishes handshakes
 /// and frees their buffers a little after the client is done), at most a
 /// few seconds; returns the last reading.
-pub async fn settled_rss(pids: &[u32]) -> Result<u64, BenchError> {
+pub async fn settled_rss(pids: &[u32]) -> Result<u64, LabError> {
     const STEP: Duration = Duration::from_millis(250);
     const STILL: u64 = 64 * 1024;
     let mut last = rss_bytes(pids)?;

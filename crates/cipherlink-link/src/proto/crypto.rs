@@ -7,9 +7,11 @@
 //! from its own RNG), which would hide randomness from the caller and make
 //! fixed test vectors impossible, and it has no Elligator2. So:
 //!
-//! * ephemeral X25519 keys and their Elligator2 representatives come from
-//!   `curve25519-elligator2` (a curve25519-dalek fork that computes the
-//!   "dirty" public point and its representative from given bytes);
+//! * the client's ephemeral X25519 key and its Elligator2 representative come
+//!   from `curve25519-elligator2` (a curve25519-dalek fork that computes the
+//!   "dirty" public point and its representative from given bytes); the DHs
+//!   themselves, and the server's plain ephemeral key, use aws-lc, whose
+//!   X25519 is about twice as fast as the dalek Montgomery ladder here;
 //! * ML-KEM-768 comes from `libcrux-ml-kem` (formally verified, AVX2 when the
 //!   CPU has it), whose key generation and encapsulation take their 64 and 32
 //!   random bytes as arguments (FIPS 203's `KeyGen_internal(d, z)` and
@@ -48,12 +50,29 @@ pub fn hash(parts: &[&[u8]]) -> [u8; 32] {
 
 /// HMAC-SHA256 of the concatenation of `parts` under `key`.
 pub fn hmac(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
-    let key = hmac::Key::new(hmac::HMAC_SHA256, key);
-    let mut ctx = hmac::Context::with_key(&key);
-    for p in parts {
-        ctx.update(p);
+    HmacKey::new(key).mac(parts)
+}
+
+/// An HMAC-SHA256 key set up once for several MACs: the setup hashes the
+/// inner and outer pad blocks, as much work as a short MAC itself, and a
+/// handshake takes several MACs under one key (`MixKey`'s `t`, the
+/// transport-key split, the server's three window marks).
+pub struct HmacKey(hmac::Key);
+
+impl HmacKey {
+    /// Sets up `key`.
+    pub fn new(key: &[u8]) -> Self {
+        Self(hmac::Key::new(hmac::HMAC_SHA256, key))
     }
-    to32(ctx.sign().as_ref())
+
+    /// HMAC-SHA256 of the concatenation of `parts`.
+    pub fn mac(&self, parts: &[&[u8]]) -> [u8; 32] {
+        let mut ctx = hmac::Context::with_key(&self.0);
+        for p in parts {
+            ctx.update(p);
+        }
+        to32(ctx.sign().as_ref())
+    }
 }
 
 fn to32(s: &[u8]) -> [u8; 32] {
@@ -167,8 +186,9 @@ impl Symmetric {
     /// Noise's HKDF with two outputs: new `ck` and a fresh `k`.
     pub fn mix_key(&mut self, ikm: &[u8]) {
         let mut t = hmac(&self.ck[..], &[ikm]);
-        let ck = hmac(&t, &[&[1]]);
-        let mut k = hmac(&t, &[&ck, &[2]]);
+        let t_key = HmacKey::new(&t);
+        let ck = t_key.mac(&[&[1]]);
+        let mut k = t_key.mac(&[&ck, &[2]]);
         *self.ck = ck;
         self.k = Some(AeadKey::new(&k));
         self.n = 0;
@@ -200,9 +220,12 @@ impl Symmetric {
     }
 }
 
-/// An ephemeral X25519 key whose public point has an Elligator2 representative.
+/// An ephemeral X25519 key whose public point has an Elligator2 representative
+/// (the client's: it is the first thing on the wire, before any shared key).
 pub struct Ephemeral {
-    secret: Zeroizing<[u8; 32]>,
+    /// The secret, loaded into aws-lc once for both of the client's DHs
+    /// (loading computes a public key, ~5 us, so it is worth doing once).
+    key: StaticDh,
     /// The 32 bytes sent on the wire.
     pub representative: [u8; 32],
 }
@@ -222,7 +245,7 @@ impl Ephemeral {
             let repr: Option<[u8; 32]> = Randomized::to_representative(&secret, tweak).into();
             if let Some(representative) = repr {
                 return Ok(Self {
-                    secret,
+                    key: StaticDh::new(&secret)?,
                     representative,
                 });
             }
@@ -232,15 +255,42 @@ impl Ephemeral {
 
     /// X25519 of this secret with the peer's public point `peer` (u-coordinate bytes).
     pub fn dh(&self, peer: &[u8; 32]) -> Result<Zeroizing<[u8; 32]>, Error> {
-        StaticDh::new(&self.secret)?.dh(peer)
+        self.key.dh(peer)
     }
 }
 
-/// The curve point (u-coordinate) of a representative (any 32 bytes map to a point).
+/// A plain ephemeral X25519 key (the server's): its public key travels masked
+/// under a key from the handshake (docs §3, msg2), so it needs no Elligator2
+/// representative, and generating it is one fixed-base multiplication instead
+/// of two on average plus the map.
+pub struct PlainEphemeral {
+    key: StaticDh,
+    /// `X25519(e, 9)`.
+    pub public: [u8; 32],
+}
+
+impl PlainEphemeral {
+    /// Draws 32 secret bytes.
+    pub fn generate(rng: &mut dyn Entropy) -> Result<Self, Error> {
+        let mut secret = Zeroizing::new([0u8; 32]);
+        rng.fill(&mut secret[..]);
+        let key = StaticDh::new(&secret)?;
+        let public = key.public()?;
+        Ok(Self { key, public })
+    }
+
+    /// X25519 of this secret with `peer`.
+    pub fn dh(&self, peer: &[u8; 32]) -> Result<Zeroizing<[u8; 32]>, Error> {
+        self.key.dh(peer)
+    }
+}
+
+/// The curve point (u-coordinate) of a representative (any 32 bytes map to a
+/// point; the top two bits are ignored). The direct Montgomery map: the
+/// Edwards route (`MontgomeryPoint::from_representative`) gives the same u
+/// at about twice the cost.
 pub fn point_from_representative(r: &[u8; 32]) -> [u8; 32] {
-    let p: Option<MontgomeryPoint> = MontgomeryPoint::from_representative::<Randomized>(r);
-    // Elligator2's forward map is total; the Option is an API artefact.
-    p.map(|p| p.to_bytes()).unwrap_or([0u8; 32])
+    MontgomeryPoint::map_to_point(r).to_bytes()
 }
 
 /// An X25519 secret loaded into aws-lc once (the server's static key is used
@@ -253,6 +303,19 @@ impl StaticDh {
         PrivateKey::from_private_key(&X25519, secret)
             .map(Self)
             .map_err(|_| Error::Malformed("X25519 secret"))
+    }
+
+    /// The public key `X25519(secret, 9)` (aws-lc computed it when loading).
+    pub fn public(&self) -> Result<[u8; 32], Error> {
+        let p = self
+            .0
+            .compute_public_key()
+            .map_err(|_| Error::Malformed("X25519 secret"))?;
+        let p = p.as_ref();
+        if p.len() != 32 {
+            return Err(Error::Malformed("X25519 public key length"));
+        }
+        Ok(to32(p))
     }
 
     /// X25519 with `peer`; an all-zero result (low-order input) is refused.

@@ -1,10 +1,12 @@
-//! The two handshake messages (docs §3): `Noise_NKhfs` with Elligator2
-//! ephemerals, an ML-KEM-768 exchange under encryption, and a token PSK.
+//! The two handshake messages (docs §3): `Noise_NKhfs` with an Elligator2
+//! client ephemeral, a masked server ephemeral, an ML-KEM-768 exchange under
+//! encryption, and a token PSK.
 
 use zeroize::Zeroizing;
 
 use super::crypto::{
-    self, ct_eq, hash, hmac, Ephemeral, KemSecret, Symmetric, KEM_CT_LEN, KEM_EK_LEN, TAG_LEN,
+    self, ct_eq, hash, hmac, Ephemeral, HmacKey, KemSecret, PlainEphemeral, Symmetric, KEM_CT_LEN,
+    KEM_EK_LEN, TAG_LEN,
 };
 use super::{rand_below, Entropy};
 use crate::config::MAX_TAIL;
@@ -39,15 +41,38 @@ pub fn obfs_key(server_public: &[u8; 32]) -> [u8; 32] {
 
 /// `M = HMAC(K_obf, "mark" ‖ W ‖ R_e)[0..16]`.
 pub fn mark(k_obf: &[u8; 32], w: u64, r: &[u8]) -> [u8; 16] {
-    let full = hmac(k_obf, &[b"mark", &w.to_be_bytes(), r]);
+    mark_with(&HmacKey::new(k_obf), w, r)
+}
+
+fn mark_with(k_obf: &HmacKey, w: u64, r: &[u8]) -> [u8; 16] {
+    let full = k_obf.mac(&[b"mark", &w.to_be_bytes(), r]);
     let mut m = [0u8; 16];
     m.copy_from_slice(&full[..16]);
     m
 }
 
 fn mask2(key: &[u8; 32], r: &[u8]) -> [u8; 2] {
-    let full = hmac(key, &[b"len", r]);
+    mask2_with(&HmacKey::new(key), r)
+}
+
+fn mask2_with(key: &HmacKey, r: &[u8]) -> [u8; 2] {
+    let full = key.mac(&[b"len", r]);
     [full[0], full[1]]
+}
+
+/// `HMAC(ck, "eph")`, the mask of the server's ephemeral public key. `ck` is
+/// the chaining key after `es`: fresh for every client ephemeral, and known
+/// only to the client and the holder of `s`.
+fn eph_mask(ck: &[u8; 32]) -> [u8; 32] {
+    hmac(ck, &[b"eph"])
+}
+
+fn xor32(a: &[u8; 32], b: &[u8; 32]) -> [u8; 32] {
+    let mut out = [0u8; 32];
+    for ((o, x), y) in out.iter_mut().zip(a).zip(b) {
+        *o = x ^ y;
+    }
+    out
 }
 
 fn xor_len(len: usize, m: [u8; 2]) -> [u8; 2] {
@@ -59,8 +84,14 @@ fn unmask_len(x: &[u8], m: [u8; 2]) -> usize {
     usize::from(u16::from_be_bytes([x[0] ^ m[0], x[1] ^ m[1]]))
 }
 
-fn token_proof(secret: &[u8; 32], h: &[u8; 32]) -> [u8; 32] {
-    hmac(secret, &[b"cipherlink-link/1 token", h])
+/// `P = HMAC(T_sec, "cipherlink-link/1 token" ‖ h [‖ ss])`: `ss`, the
+/// static-static DH of a token bound to a client key, makes the proof need
+/// the client's secret key as well as the token's.
+fn token_proof(secret: &[u8; 32], h: &[u8; 32], ss: Option<&[u8; 32]>) -> [u8; 32] {
+    match ss {
+        None => hmac(secret, &[b"cipherlink-link/1 token", h]),
+        Some(ss) => hmac(secret, &[b"cipherlink-link/1 token", h, ss]),
+    }
 }
 
 fn arr32(s: &[u8]) -> [u8; 32] {
@@ -83,11 +114,12 @@ pub struct TransportKeys {
 
 impl TransportKeys {
     fn split(ck: &[u8; 32]) -> Self {
+        let ck = HmacKey::new(ck);
         Self {
-            c2s_key: hmac(ck, &[b"c2s key"]),
-            c2s_len: hmac(ck, &[b"c2s len"]),
-            s2c_key: hmac(ck, &[b"s2c key"]),
-            s2c_len: hmac(ck, &[b"s2c len"]),
+            c2s_key: ck.mac(&[b"c2s key"]),
+            c2s_len: ck.mac(&[b"c2s len"]),
+            s2c_key: ck.mac(&[b"s2c key"]),
+            s2c_len: ck.mac(&[b"s2c len"]),
         }
     }
 }
@@ -98,6 +130,8 @@ pub struct ClientHandshake {
     e: Ephemeral,
     kem: KemSecret,
     psk: Zeroizing<[u8; 32]>,
+    /// `DH(c, S)` when the token is bound to a client key.
+    client_ss: Option<Zeroizing<[u8; 32]>>,
     msg2_len: Option<usize>,
 }
 
@@ -115,10 +149,10 @@ impl ClientHandshake {
         let e = Ephemeral::generate(rng)?;
         let kem = KemSecret::generate(rng);
         let pad = rand_below(rng, tail_length.min(MAX_TAIL) as u64 + 1) as usize;
-        let k_obf = obfs_key(server_public);
+        let k_obf = HmacKey::new(&obfs_key(server_public));
         let r = e.representative;
-        let m = mark(&k_obf, window(unix_secs), &r);
-        let x1 = xor_len(C1_MIN + pad, mask2(&k_obf, &r));
+        let m = mark_with(&k_obf, window(unix_secs), &r);
+        let x1 = xor_len(C1_MIN + pad, mask2_with(&k_obf, &r));
 
         let mut sym = Symmetric::new(server_public);
         sym.mix_hash(&r);
@@ -127,7 +161,16 @@ impl ClientHandshake {
         mx[16..].copy_from_slice(&x1);
         sym.mix_hash(&mx);
         sym.mix_key(&e.dh(server_public)?[..]);
-        let proof = token_proof(&token.secret, sym.h());
+        let client_ss = match &token.client_key {
+            None => None,
+            Some(k) => {
+                let c = k
+                    .secret()
+                    .ok_or(Error::Malformed("client key without its secret"))?;
+                Some(crypto::StaticDh::new(c)?.dh(server_public)?)
+            }
+        };
+        let proof = token_proof(&token.secret, sym.h(), client_ss.as_deref());
 
         out.extend_from_slice(&r);
         out.extend_from_slice(&mx);
@@ -142,6 +185,7 @@ impl ClientHandshake {
             e,
             kem,
             psk: token.secret.clone(),
+            client_ss,
             msg2_len: None,
         })
     }
@@ -155,9 +199,10 @@ impl ClientHandshake {
                 if buf.len() < MSG2_HEADER {
                     return Ok(None);
                 }
-                let r = arr32(&buf[..32]);
-                self.sym.mix_hash(&r);
-                let dh = self.e.dh(&crypto::point_from_representative(&r))?;
+                let y = arr32(&buf[..32]);
+                let server_e = xor32(&y, &eph_mask(self.sym.ck()));
+                self.sym.mix_hash(&y);
+                let dh = self.e.dh(&server_e)?;
                 self.sym.mix_key(&dh[..]);
                 let len = unmask_len(&buf[32..34], mask2(self.sym.ck(), b""));
                 if !(C2_MIN..=C2_MIN + MAX_TAIL).contains(&len) {
@@ -184,6 +229,9 @@ impl ClientHandshake {
         let ss = self.kem.decapsulate(&c2a[1..1 + KEM_CT_LEN])?;
         self.sym.mix_key(&ss[..]);
         self.sym.mix_key(&self.psk[..]);
+        if let Some(client_ss) = &self.client_ss {
+            self.sym.mix_key(&client_ss[..]);
+        }
         self.sym.decrypt_and_hash(c2b)?;
         Ok(Some((total, TransportKeys::split(self.sym.ck()))))
     }
@@ -211,16 +259,17 @@ pub fn server_check_header(
     }
     let r = &buf[..32];
     let now_w = window(unix_secs);
+    let k_obf = HmacKey::new(k_obf);
     let mut found = None;
     for w in [now_w.saturating_sub(1), now_w, now_w + 1] {
-        let m = mark(k_obf, w, r);
+        let m = mark_with(&k_obf, w, r);
         // Compare every window so timing does not tell which one matched.
         if ct_eq(&m, &buf[32..48]) {
             found = Some((m, w));
         }
     }
     let (m, w) = found.ok_or("first-message MAC")?;
-    let len = unmask_len(&buf[48..50], mask2(k_obf, r));
+    let len = unmask_len(&buf[48..50], mask2_with(&k_obf, r));
     if !(C1_MIN..=C1_MIN + MAX_TAIL).contains(&len) {
         return Err("first-message length");
     }
@@ -273,22 +322,25 @@ pub fn server_read_msg1(
 }
 
 impl ServerMsg1 {
-    /// Whether the client proved `secret` (constant time).
-    pub fn proves(&self, secret: &[u8; 32]) -> bool {
-        ct_eq(&token_proof(secret, &self.h_before), &self.proof)
+    /// Whether the client proved `secret` and, for a token bound to a client
+    /// key, `client_ss = DH(s, C)` (constant time).
+    pub fn proves(&self, secret: &[u8; 32], client_ss: Option<&[u8; 32]>) -> bool {
+        ct_eq(&token_proof(secret, &self.h_before, client_ss), &self.proof)
     }
 
-    /// Writes msg2 into `out`. `psk`: the token secret when accepted, `None` to refuse.
-    /// Randomness, in order: the ephemeral key (33 bytes per attempt), the
+    /// Writes msg2 into `out`. `psk`: the token secret when accepted, `None`
+    /// to refuse; `client_ss`: `DH(s, C)` for a token bound to a client key.
+    /// Randomness, in order: the ephemeral secret (32 bytes), the
     /// encapsulation (32) or, when refusing, 1088 filler bytes, the padding length (4).
     pub fn write_msg2(
         mut self,
         psk: Option<&[u8; 32]>,
+        client_ss: Option<&[u8; 32]>,
         tail_length: usize,
         rng: &mut dyn Entropy,
         out: &mut Vec<u8>,
     ) -> Result<Option<TransportKeys>, Error> {
-        let e = Ephemeral::generate(rng)?;
+        let e = PlainEphemeral::generate(rng)?;
         let (status, ct, ss) = match psk {
             Some(_) => {
                 let (ct, ss) = crypto::kem_encapsulate(&self.ek, rng)?;
@@ -301,11 +353,14 @@ impl ServerMsg1 {
             }
         };
         let pad = rand_below(rng, tail_length.min(MAX_TAIL) as u64 + 1) as usize;
-        self.sym.mix_hash(&e.representative);
+        // Masked with a key from `ck` after `es` (this state has seen only
+        // that MixKey), so it looks random to anyone without `e` or `s`.
+        let y = xor32(&e.public, &eph_mask(self.sym.ck()));
+        self.sym.mix_hash(&y);
         self.sym.mix_key(&e.dh(&self.client_e)?[..]);
         let x2 = xor_len(C2_MIN + pad, mask2(self.sym.ck(), b""));
         self.sym.mix_hash(&x2);
-        out.extend_from_slice(&e.representative);
+        out.extend_from_slice(&y);
         out.extend_from_slice(&x2);
         let start = out.len();
         out.push(status);
@@ -314,6 +369,9 @@ impl ServerMsg1 {
         if let (Some(ss), Some(psk)) = (ss, psk) {
             self.sym.mix_key(&ss[..]);
             self.sym.mix_key(psk);
+            if let Some(client_ss) = client_ss {
+                self.sym.mix_key(client_ss);
+            }
         }
         let start = out.len();
         out.resize(out.len() + pad, 0);

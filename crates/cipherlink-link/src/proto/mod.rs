@@ -665,8 +665,19 @@ impl Connection {
         }
         self.inbuf = Vec::new();
         let found = endpoint.token_lookup(&msg1.token_id);
-        let accepted = match &found {
-            Some((name, token, false)) if msg1.proves(&token.secret) => Some((name.clone(), token)),
+        // A token bound to a client key also needs `DH(s, C)`; a key that
+        // gives a weak DH cannot be proven, so the token is refused.
+        let client_ss = match &found {
+            Some((_, token, false)) => match &token.client_key {
+                None => Ok(None),
+                Some(k) => endpoint.static_dh.dh(&k.public).map(Some),
+            },
+            _ => Ok(None),
+        };
+        let accepted = match (&found, &client_ss) {
+            (Some((name, token, false)), Ok(ss)) if msg1.proves(&token.secret, ss.as_deref()) => {
+                Some((name.clone(), token))
+            }
             _ => None,
         };
         let tail = self.params.tail_length;
@@ -675,6 +686,7 @@ impl Connection {
                 let keys = msg1
                     .write_msg2(
                         Some(&token.secret),
+                        client_ss.as_ref().ok().and_then(|s| s.as_deref()),
                         tail,
                         self.rng.as_mut(),
                         &mut self.outbuf,
@@ -683,7 +695,7 @@ impl Connection {
                 self.open(now, keys, false, name);
             }
             None => {
-                msg1.write_msg2(None, tail, self.rng.as_mut(), &mut self.outbuf)?;
+                msg1.write_msg2(None, None, tail, self.rng.as_mut(), &mut self.outbuf)?;
                 self.probe_reason = Some(match found {
                     None => "unknown token",
                     Some((_, _, true)) => "revoked token",

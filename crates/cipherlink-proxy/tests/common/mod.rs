@@ -43,17 +43,19 @@ impl Material {
     pub fn secure(&self, mut config: ServiceConfig) -> ServiceConfig {
         match (config.transport, config.role) {
             (Transport::Tls, Role::Server) => {
-                config.tls = Some(cipherlink::Config {
-                    certificate: Some(PemSource::inline(self.bundle.server.cert.clone())),
-                    private_key: Some(PemSource::inline(self.bundle.server.key.clone())),
-                    ..cipherlink::Config::default()
-                })
+                config.tls = Some({
+ let mut edited = cipherlink::Config::default();
+ edited.certificate = Some(PemSource::inline(self.bundle.server.cert.clone()));
+ edited.private_key = Some(PemSource::inline(self.bundle.server.key.clone()));
+ edited
+})
             }
             (Transport::Tls, Role::Client) => {
-                config.tls = Some(cipherlink::Config {
-                    trusted_cas: vec![PemSource::inline(self.bundle.ca.cert.clone())],
-                    ..cipherlink::Config::default()
-                })
+                config.tls = Some({
+ let mut edited = cipherlink::Config::default();
+ edited.trusted_cas = vec![PemSource::inline(self.bundle.ca.cert.clone())];
+ edited
+})
             }
             (Transport::Link, Role::Server) => {
                 config.link = Some(LinkConfig {

@@ -30,7 +30,7 @@ use tokio::sync::{mpsc, watch, Semaphore};
 use tokio_rustls::TlsAcceptor;
 
 pub use conn::Conn;
-pub use service::Scorer;
+pub use service::{Answered, Scorer};
 
 use crate::error::RpcError;
 use crate::pb::score_service_server::ScoreServiceServer;
@@ -114,6 +114,7 @@ impl ServerOptions {
 pub struct BoundServer {
     listener: TcpListener,
     opts: ServerOptions,
+    answered: Answered,
 }
 
 impl BoundServer {
@@ -125,7 +126,11 @@ impl BoundServer {
                 addr: opts.addr,
                 source,
             })?;
-        Ok(Self { listener, opts })
+        Ok(Self {
+            listener,
+            opts,
+            answered: Answered::default(),
+        })
     }
 
     /// The address actually bound.
@@ -134,6 +139,11 @@ impl BoundServer {
             addr: self.opts.addr,
             source,
         })
+    }
+
+    /// The count of calls this server answers once running.
+    pub fn answered(&self) -> Answered {
+        self.answered.clone()
     }
 
     /// Serves until `shutdown` completes (or until this future is dropped,
@@ -160,7 +170,7 @@ impl BoundServer {
             );
         }
         let setup = ShardSetup {
-            service: ScoreServiceServer::new(Scorer::new(opts.delay, timer))
+            service: ScoreServiceServer::new(Scorer::new(opts.delay, timer, self.answered))
                 .max_decoding_message_size(opts.max_request_bytes),
             tls: opts.tls.clone().map(TlsAcceptor::from),
             handshake_timeout: opts.handshake_timeout,

@@ -2,72 +2,49 @@
 #![allow(dead_code, missing_docs)]
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use cipherlink_rpc::client::coldconn::{run_coldconn, ColdOptions};
 use cipherlink_rpc::client::connect::{Connector, Target};
-use cipherlink_rpc::server::{BoundServer, ServerOptions};
+use cipherlink_rpc::client::steady::{run_steady, SteadyOptions, SteadyRun};
+use cipherlink_rpc::record::{ColdOutcome, Outcome};
+use cipherlink_rpc::server::{Answered, BoundServer, ServerOptions};
+use cipherlink_rpc::timer::Timer;
 use cipherlink_rpc::tls::{self, ClientTls, ServerTls};
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+use cipherlink_test_support::pki::{Leaf, TestCa};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 pub type TestResult = Result<(), Box<dyn std::error::Error>>;
 
-/// A CA and the PEM files it signed, in a temp dir.
+/// The shared test CA with a server leaf (CN `localhost`) and a client
+/// leaf (CN `smft-client`, the seed's name), as files in its folder.
 pub struct Pki {
-    pub dir: tempfile::TempDir,
-    pub ca: PathBuf,
-    pub server_cert: PathBuf,
-    pub server_key: PathBuf,
-    pub client_cert: PathBuf,
-    pub client_key: PathBuf,
+    pub ca: TestCa,
+    pub server: Leaf,
+    pub client: Leaf,
 }
 
-fn write(dir: &Path, name: &str, text: &str) -> Result<PathBuf, std::io::Error> {
-    let p = dir.join(name);
-    std::fs::write(&p, text)?;
-    Ok(p)
-}
-
-/// ECDSA P-256 CA, server (SAN localhost + 127.0.0.1, or CN only) and client.
-pub fn pki(server_san: bool) -> Result<Pki, Box<dyn std::error::Error>> {
-    let dir = tempfile::tempdir()?;
-    let ca_key = KeyPair::generate()?;
-    let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
-    ca_params
-        .distinguished_name
-        .push(DnType::CommonName, "Test CA");
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca_cert = ca_params.self_signed(&ca_key)?;
-    let issuer = Issuer::new(ca_params, ca_key);
-
-    let server_key = KeyPair::generate()?;
-    let sans = if server_san {
-        vec!["localhost".to_string(), "127.0.0.1".to_string()]
+/// ECDSA P-256 CA, server (SAN localhost + 127.0.0.1, or with `server_san`
+/// false the name only in its CN, as the seed's certificates) and client.
+pub fn pki(server_san: bool) -> Pki {
+    let ca = TestCa::new();
+    let server = if server_san {
+        ca.leaf("localhost", 1)
     } else {
-        Vec::new()
+        ca.leaf_cn_only("localhost", 1)
     };
-    let mut sp = CertificateParams::new(sans)?;
-    sp.distinguished_name.push(DnType::CommonName, "localhost");
-    let server_cert = sp.signed_by(&server_key, &issuer)?;
+    let client = ca.leaf("smft-client", 2);
+    Pki { ca, server, client }
+}
 
-    let client_key = KeyPair::generate()?;
-    let mut cp = CertificateParams::new(Vec::<String>::new())?;
-    cp.distinguished_name
-        .push(DnType::CommonName, "smft-client");
-    let client_cert = cp.signed_by(&client_key, &issuer)?;
-
-    let d = dir.path().to_path_buf();
-    Ok(Pki {
-        ca: write(&d, "ca.crt", &ca_cert.pem())?,
-        server_cert: write(&d, "server.crt", &server_cert.pem())?,
-        server_key: write(&d, "server.key", &server_key.serialize_pem())?,
-        client_cert: write(&d, "client.crt", &client_cert.pem())?,
-        client_key: write(&d, "client.key", &client_key.serialize_pem())?,
-        dir,
-    })
+impl Pki {
+    /// The folder holding the files (for a test's own output files too).
+    pub fn dir(&self) -> &Path {
+        self.ca.dir()
+    }
 }
 
 /// A running in-process server; dropping `stop` shuts it down.
@@ -75,6 +52,8 @@ pub struct Running {
     pub addr: SocketAddr,
     pub stop: Option<oneshot::Sender<()>>,
     pub task: JoinHandle<Result<(), cipherlink_rpc::RpcError>>,
+    /// The calls it has answered so far.
+    pub answered: Answered,
 }
 
 impl Running {
@@ -90,9 +69,9 @@ impl Running {
 
 pub fn server_tls(p: &Pki, mtls: bool, legacy: bool) -> ServerTls {
     ServerTls {
-        cert: p.server_cert.clone(),
-        key: p.server_key.clone(),
-        client_ca: mtls.then(|| p.ca.clone()),
+        cert: p.server.cert_path.clone(),
+        key: p.server.key_path.clone(),
+        client_ca: mtls.then(|| p.ca.ca_path()),
         accept_legacy: legacy,
         groups: tls::KeyExchange::default_list(),
     }
@@ -100,8 +79,8 @@ pub fn server_tls(p: &Pki, mtls: bool, legacy: bool) -> ServerTls {
 
 pub fn client_tls(p: &Pki, with_cert: bool, legacy: bool) -> ClientTls {
     ClientTls {
-        ca: p.ca.clone(),
-        identity: with_cert.then(|| (p.client_cert.clone(), p.client_key.clone())),
+        ca: p.ca.ca_path(),
+        identity: with_cert.then(|| (p.client.cert_path.clone(), p.client.key_path.clone())),
         accept_legacy: legacy,
         resumption: false,
         groups: tls::KeyExchange::default_list(),
@@ -121,8 +100,14 @@ pub async fn start(
     let addr = addr.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)));
     let mut opts = ServerOptions::new(addr, delay, cfg);
     opts.max_request_bytes = 64 * 1024;
+    start_with(opts).await
+}
+
+/// Starts a server with these options.
+pub async fn start_with(opts: ServerOptions) -> Result<Running, Box<dyn std::error::Error>> {
     let bound = BoundServer::bind(opts).await?;
     let addr = bound.local_addr()?;
+    let answered = bound.answered();
     let (stop, rx) = oneshot::channel::<()>();
     let task = tokio::spawn(bound.run(async move {
         let _ = rx.await;
@@ -131,7 +116,27 @@ pub async fn start(
         addr,
         stop: Some(stop),
         task,
+        answered,
     })
+}
+
+/// A server on `p`'s certificates (requiring a client certificate when
+/// `mtls`) and a connector to it for `localhost` (presenting the client
+/// certificate when `client_cert`).
+pub async fn tls_pair(
+    p: &Pki,
+    mtls: bool,
+    client_cert: bool,
+    delay: Duration,
+) -> Result<(Running, Connector), Box<dyn std::error::Error>> {
+    let srv = start(Some(server_tls(p, mtls, false)), delay, None).await?;
+    let c = connector(
+        srv.addr,
+        Some(client_tls(p, client_cert, false)),
+        "localhost",
+    )
+    .await?;
+    Ok((srv, c))
 }
 
 pub async fn connector(
@@ -151,4 +156,41 @@ pub async fn connector(
         connect_timeout: Duration::from_secs(5),
     })
     .await?)
+}
+
+/// Cold-connection options: `rate` new connections a second for `duration`,
+/// a 2 s deadline, no warm-up.
+pub fn cold(rate: f64, duration: Duration) -> ColdOptions {
+    ColdOptions {
+        rate,
+        duration,
+        deadline: Duration::from_secs(2),
+        payload: "{}".into(),
+        warmup_attempts: 0,
+    }
+}
+
+/// The steady client, then the cold-connection client, against `c`: each
+/// must record `expect` calls (steady, cold), every one a success.
+pub async fn all_ok(
+    c: &Connector,
+    steady: &SteadyOptions,
+    cold: &ColdOptions,
+    expect: (usize, usize),
+) -> Result<(SteadyRun, Vec<ColdOutcome>), Box<dyn std::error::Error>> {
+    let timer = Timer::precise();
+    let run = run_steady(c.channel().await?, steady, &timer).await?;
+    assert_eq!(run.outcomes.len(), expect.0);
+    assert!(
+        run.outcomes.iter().all(|o| matches!(o, Outcome::Ok(_))),
+        "{:?}",
+        run.report.errors
+    );
+    let cold = run_coldconn(c, cold, &timer).await?;
+    assert_eq!(cold.len(), expect.1);
+    assert!(
+        cold.iter().all(|o| matches!(o, ColdOutcome::Ok { .. })),
+        "{cold:?}"
+    );
+    Ok((run, cold))
 }

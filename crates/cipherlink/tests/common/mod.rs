@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use cipherlink::certs::{self, CertBundle, CertOptions};
-use cipherlink::{Config, Context, Error, KeyExchange, PemSource, Tunnel};
+use cipherlink::{Config, Context, Error, Implementation, KeyExchange, PemSource, Tunnel};
 use tokio::io::DuplexStream;
 
 pub fn bundle() -> CertBundle {
@@ -16,33 +16,37 @@ pub fn inline(pem: &str) -> PemSource {
 }
 
 pub fn server_config(b: &CertBundle) -> Config {
-    Config {
-        certificate: Some(inline(&b.server.cert)),
-        private_key: Some(inline(&b.server.key)),
-        ..Config::default()
+    {
+        let mut edited = Config::default();
+        edited.certificate = Some(inline(&b.server.cert));
+        edited.private_key = Some(inline(&b.server.key));
+        edited
     }
 }
 
 pub fn mtls_server_config(b: &CertBundle) -> Config {
-    Config {
-        trusted_cas: vec![inline(&b.ca.cert)],
-        require_client_cert: true,
-        ..server_config(b)
+    {
+        let mut edited = server_config(b);
+        edited.trusted_cas = vec![inline(&b.ca.cert)];
+        edited.require_client_cert = true;
+        edited
     }
 }
 
 pub fn client_config(b: &CertBundle) -> Config {
-    Config {
-        trusted_cas: vec![inline(&b.ca.cert)],
-        ..Config::default()
+    {
+        let mut edited = Config::default();
+        edited.trusted_cas = vec![inline(&b.ca.cert)];
+        edited
     }
 }
 
 pub fn mtls_client_config(b: &CertBundle) -> Config {
-    Config {
-        certificate: Some(inline(&b.client.cert)),
-        private_key: Some(inline(&b.client.key)),
-        ..client_config(b)
+    {
+        let mut edited = client_config(b);
+        edited.certificate = Some(inline(&b.client.cert));
+        edited.private_key = Some(inline(&b.client.key));
+        edited
     }
 }
 
@@ -79,4 +83,87 @@ pub async fn pair(
     tokio::time::timeout(Duration::from_secs(10), both)
         .await
         .expect("handshake pair did not finish in 10 s")
+}
+
+/// Which TLS implementation each side runs. Tests declared with
+/// [`every_pair!`] run once per pair: both implementations against
+/// themselves (the same behaviour on either) and against each other (wire
+/// interoperability).
+#[derive(Debug, Clone, Copy)]
+pub struct Pair {
+    pub server: Implementation,
+    pub client: Implementation,
+}
+
+impl Pair {
+    pub fn server(self, config: Config) -> Config {
+        {
+            let mut edited = config;
+            edited.implementation = self.server;
+            edited
+        }
+    }
+
+    pub fn client(self, config: Config) -> Config {
+        {
+            let mut edited = config;
+            edited.implementation = self.client;
+            edited
+        }
+    }
+
+    pub fn server_config(self, b: &CertBundle) -> Config {
+        self.server(server_config(b))
+    }
+
+    pub fn mtls_server_config(self, b: &CertBundle) -> Config {
+        self.server(mtls_server_config(b))
+    }
+
+    pub fn client_config(self, b: &CertBundle) -> Config {
+        self.client(client_config(b))
+    }
+
+    pub fn mtls_client_config(self, b: &CertBundle) -> Config {
+        self.client(mtls_client_config(b))
+    }
+
+    /// Whether either side is OpenSSL (for the few facts that differ, e.g.
+    /// rustls' error carries certificate dates where OpenSSL's does not).
+    pub fn any_openssl(self) -> bool {
+        self.server == Implementation::Openssl || self.client == Implementation::Openssl
+    }
+}
+
+/// Declares an async test once per implementation pair, as a module of four
+/// tests named `<server>_server_<client>_client`.
+#[macro_export]
+macro_rules! every_pair {
+    ($(#[$meta:meta])* async fn $name:ident($pair:ident: Pair) $body:block) => {
+        $(#[$meta])*
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+            use cipherlink::Implementation::{Openssl, Rustls};
+
+            async fn case($pair: Pair) $body
+
+            #[tokio::test]
+            async fn rustls_server_rustls_client() {
+                case(Pair { server: Rustls, client: Rustls }).await
+            }
+            #[tokio::test]
+            async fn openssl_server_openssl_client() {
+                case(Pair { server: Openssl, client: Openssl }).await
+            }
+            #[tokio::test]
+            async fn openssl_server_rustls_client() {
+                case(Pair { server: Openssl, client: Rustls }).await
+            }
+            #[tokio::test]
+            async fn rustls_server_openssl_client() {
+                case(Pair { server: Rustls, client: Openssl }).await
+            }
+        }
+    };
 }

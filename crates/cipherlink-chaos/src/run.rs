@@ -1,0 +1,483 @@
+//! Runs one scenario: a subject's client in namespace A and echo server in
+//! namespace B, joined by the TUN router applying the scenario's netem
+//! string (root), or, without root, through the stream proxy on loopback.
+//! Every wait is bounded by the scenario's [`Timers`]; the lab's namespaces
+//! are removed when the scenario ends, however it ends.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::oneshot;
+use tokio::time::timeout;
+
+use crate::capture::{Capture, CaptureError};
+use crate::exchange::{self, ClientLog, ClientPlan, ServerLog};
+use crate::lab::{Lab, LabError};
+use crate::model::Model;
+use crate::netem::{self, NetemError};
+use crate::recorder::Recorder;
+use crate::results::{Mode, ScenarioResult};
+use crate::router::Router;
+use crate::scenarios::{ScenarioDef, Timers};
+use crate::stream_proxy::{ProxyConfig, StreamProxy};
+use crate::stream_shaper::Impairments;
+use crate::subject::Subject;
+use crate::timeline::{timeline, TimelineError};
+use crate::tun_router::route_with;
+
+/// How to run.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// Seed of the impairment models (A→B draws from 2·seed, B→A from 2·seed+1).
+    pub seed: u64,
+    /// Time limits.
+    pub timers: Timers,
+    /// Where the pcap files go.
+    pub out_dir: PathBuf,
+    /// Lab (root) or proxy.
+    pub mode: Mode,
+    /// Namespace tag (see [`Lab::create`]).
+    pub tag: String,
+    /// The server's port.
+    pub port: u16,
+}
+
+/// Why a scenario could not be run at all (a failure of the subject is a
+/// result, not an error).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RunError {
+    /// The lab could not be set up.
+    #[error("the lab: {0}")]
+    Lab(#[from] LabError),
+    /// The scenario's netem string is wrong.
+    #[error("scenario netem string: {0}")]
+    Netem(#[from] NetemError),
+    /// The capture could not be written.
+    #[error("capture: {0}")]
+    Capture(#[from] CaptureError),
+    /// The capture could not be read back.
+    #[error(transparent)]
+    Timeline(#[from] TimelineError),
+    /// Files, sockets, threads.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// The error.
+        source: std::io::Error,
+    },
+}
+
+fn io_err(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> RunError {
+    let what = what.into();
+    move |source| RunError::Io { what, source }
+}
+
+fn other(what: &str, reason: impl std::fmt::Display) -> RunError {
+    RunError::Io {
+        what: what.into(),
+        source: std::io::Error::other(reason.to_string()),
+    }
+}
+
+/// The pcap file name of a scenario.
+pub fn pcap_name(transport: &str, scenario: &str) -> String {
+    format!("{transport}-{scenario}.pcap")
+}
+
+/// Runs `def` with `subject`.
+pub async fn run_scenario<S: Subject + Clone>(
+    subject: S,
+    def: &ScenarioDef,
+    opts: &RunOptions,
+) -> Result<ScenarioResult, RunError> {
+    let netem = netem::parse(&def.netem)?;
+    match opts.mode {
+        Mode::Lab => run_lab(subject, def, netem, opts).await,
+        Mode::Proxy => run_proxy(subject, def, netem, opts).await,
+    }
+}
+
+/// The transport's bound for declaring a silent peer gone, and whether the
+/// lab must set `TCP_USER_TIMEOUT` to get one.
+fn gone_bound<S: Subject>(subject: &S, timers: &Timers) -> (Duration, bool) {
+    match subject.gone_within() {
+        Some(d) => (d, false),
+        None => (timers.tcp_user_timeout, true),
+    }
+}
+
+async fn run_lab<S: Subject + Clone>(
+    subject: S,
+    def: &ScenarioDef,
+    netem: netem::Netem,
+    opts: &RunOptions,
+) -> Result<ScenarioResult, RunError> {
+    let timers = opts.timers;
+    let mut lab = Lab::create(&opts.tag)?;
+    let (a, b) = lab
+        .take_devices()
+        .ok_or_else(|| other("the lab", "its TUN devices are missing"))?;
+    let router = Router::new(
+        Model::new(netem.clone(), opts.seed.wrapping_mul(2)),
+        Model::new(netem, opts.seed.wrapping_mul(2).wrapping_add(1)),
+    );
+    let silence = Arc::new(AtomicBool::new(false));
+    let (router_stop, router_stopped) = oneshot::channel::<()>();
+    let router_silence = Arc::clone(&silence);
+    let router_task = tokio::spawn(async move {
+        let mut capture = Capture::new(Vec::new())?;
+        let stats = route_with(
+            a,
+            b,
+            router,
+            Some(&mut capture),
+            async {
+                let _ = router_stopped.await;
+            },
+            &router_silence,
+        )
+        .await
+        .map_err(io_err("routing"))?;
+        Ok::<_, RunError>((stats, capture.into_inner()))
+    });
+
+    let epoch = Instant::now();
+    let server_addr = SocketAddr::from((lab.b.addr, opts.port));
+    let (server_stop, server_stopped) = oneshot::channel::<()>();
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let server_subject = subject.clone();
+    let server = lab.spawn_in(&lab.b, move || async move {
+        let listener = match TcpListener::bind(server_addr).await {
+            Ok(l) => l,
+            Err(e) => {
+                let _ = ready_tx.send(Err(e.to_string()));
+                return ServerLog::default();
+            }
+        };
+        let _ = ready_tx.send(Ok(()));
+        serve(
+            &server_subject,
+            &listener,
+            epoch,
+            timers.scenario,
+            server_stopped,
+        )
+        .await
+    });
+    match ready_rx.recv_timeout(Duration::from_secs(10)) {
+        Ok(Ok(())) => {}
+        Ok(Err(reason)) => return Err(other(&format!("server on {server_addr}"), reason)),
+        Err(_) => {
+            return Err(other(
+                &format!("server on {server_addr}"),
+                "not listening within 10 s",
+            ))
+        }
+    }
+
+    let (bound, user_timeout) = gone_bound(&subject, &timers);
+    let stale = def.stale_after.is_some();
+    let plan = ClientPlan {
+        messages: def.messages,
+        stale_after: def.stale_after,
+        silence: Arc::clone(&silence),
+        gone_limit: bound + timers.stale_slack,
+        epoch,
+    };
+    let client_subject = subject.clone();
+    let client = lab.spawn_in(&lab.a, move || async move {
+        let tcp_timeout = (stale && user_timeout).then_some(timers.tcp_user_timeout);
+        run_client(
+            &client_subject,
+            server_addr,
+            &plan,
+            timers.scenario,
+            tcp_timeout,
+        )
+        .await
+    });
+    let client_log = match join(client, &lab.a.name).await? {
+        Ok(log) => log,
+        Err(panic) => ClientLog {
+            error: Some(format!("the client panicked: {panic}")),
+            failed_at: Some(epoch.elapsed().as_secs_f64()),
+            panicked: true,
+            ..ClientLog::default()
+        },
+    };
+    let duration = epoch.elapsed().as_secs_f64();
+    let _ = server_stop.send(());
+    let server_log = join(server, &lab.b.name)
+        .await?
+        .unwrap_or_else(server_panicked);
+    let _ = router_stop.send(());
+    let (stats, pcap) = router_task
+        .await
+        .map_err(|e| other("the router task", e))??;
+    drop(lab);
+
+    let name = pcap_name(subject.name(), &def.name);
+    std::fs::write(opts.out_dir.join(&name), &pcap).map_err(io_err(format!(
+        "writing {}",
+        opts.out_dir.join(&name).display()
+    )))?;
+    let packets = timeline(&subject, &pcap)?;
+    Ok(ScenarioResult::new(
+        def.clone(),
+        subject.name(),
+        Mode::Lab,
+        opts.seed,
+        timers,
+        stale.then_some(bound.as_secs_f64()),
+        client_log,
+        server_log,
+        duration,
+        Some(stats.into()),
+        packets,
+        Some(name),
+    ))
+}
+
+/// Waits for a namespace thread without blocking the runtime. The thread
+/// ends by itself: everything it waits on is bounded by the scenario's timers.
+/// A panic of the code under test is a result (`Ok(Err(message))`), which
+/// the scenario reports; failing to enter the namespace is an error.
+async fn join<T: Send + 'static>(
+    handle: std::thread::JoinHandle<Result<T, LabError>>,
+    ns: &str,
+) -> Result<Result<T, String>, RunError> {
+    let joined = tokio::task::spawn_blocking(move || handle.join())
+        .await
+        .map_err(|e| other("waiting for a namespace thread", e))?;
+    match joined {
+        Ok(r) => Ok(Ok(r?)),
+        Err(payload) => Ok(Err(format!(
+            "in namespace {ns}: {}",
+            panic_message(&*payload)
+        ))),
+    }
+}
+
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "(no message)".into())
+}
+
+fn server_panicked(panic: String) -> ServerLog {
+    ServerLog {
+        error: Some(format!("the server panicked: {panic}")),
+        panicked: true,
+        ..ServerLog::default()
+    }
+}
+
+async fn serve<S: Subject>(
+    subject: &S,
+    listener: &TcpListener,
+    epoch: Instant,
+    limit: Duration,
+    stop: oneshot::Receiver<()>,
+) -> ServerLog {
+    let mut log = ServerLog::default();
+    let work = async {
+        let (tcp, _) = listener.accept().await.map_err(|e| e.to_string())?;
+        let mut session = subject.accept(tcp).await.map_err(|e| e.to_string())?;
+        exchange::server(&mut session, epoch, &mut log).await;
+        Ok::<(), String>(())
+    };
+    // The select's futures (and their borrow of `log`) end with this statement.
+    let outcome = tokio::select! {
+        r = timeout(limit, work) => match r {
+            Ok(Ok(())) => None,
+            Ok(Err(e)) => Some(e),
+            Err(_) => Some(format!("no end within {limit:?}")),
+        },
+        _ = stop => Some("stopped after the client ended".to_string()),
+    };
+    if log.error.is_none() {
+        log.error = outcome;
+    }
+    log
+}
+
+async fn run_client<S: Subject>(
+    subject: &S,
+    server: SocketAddr,
+    plan: &ClientPlan,
+    limit: Duration,
+    tcp_user_timeout: Option<Duration>,
+) -> ClientLog {
+    let mut log = ClientLog::default();
+    let work = async {
+        let tcp = TcpStream::connect(server)
+            .await
+            .map_err(|e| format!("connecting to {server}: {e}"))?;
+        if let Some(t) = tcp_user_timeout {
+            set_user_timeout(&tcp, t)?;
+        }
+        let _ = tcp.set_nodelay(true);
+        let mut session = subject.connect(tcp).await.map_err(|e| e.to_string())?;
+        log.connected = Some(plan.epoch.elapsed().as_secs_f64());
+        exchange::client(&mut session, plan, &mut log).await;
+        Ok::<(), String>(())
+    };
+    let outcome = timeout(limit, work).await;
+    let error = match outcome {
+        Ok(Ok(())) => None,
+        Ok(Err(e)) => Some(e),
+        Err(_) => Some(format!("no end within {limit:?}")),
+    };
+    if let Some(e) = error {
+        if log.error.is_none() {
+            log.failed_at = Some(plan.epoch.elapsed().as_secs_f64());
+            log.error = Some(e);
+        }
+    }
+    log
+}
+
+/// TCP declares the peer gone when sent data stays unacknowledged this long.
+fn set_user_timeout(tcp: &TcpStream, t: Duration) -> Result<(), String> {
+    let ms = u32::try_from(t.as_millis()).unwrap_or(u32::MAX);
+    nix::sys::socket::setsockopt(tcp, nix::sys::socket::sockopt::TcpUserTimeout, &ms)
+        .map_err(|e| format!("setting TCP_USER_TIMEOUT: {e}"))
+}
+
+/// What the stream proxy cannot do to a byte stream, if the scenario needs it.
+fn proxy_cannot(def: &ScenarioDef, netem: &netem::Netem) -> Option<String> {
+    let mut missing = Vec::new();
+    if netem.loss.is_some() {
+        missing.push("loss");
+    }
+    if netem.duplicate.is_some() {
+        missing.push("duplication");
+    }
+    if netem.reorder.is_some() {
+        missing.push("reordering");
+    }
+    if netem.rate.is_some() {
+        missing.push("rate");
+    }
+    if def.stale_after.is_some() {
+        missing.push("silencing a live connection");
+    }
+    (!missing.is_empty()).then(|| {
+        format!(
+            "the stream proxy (no root) cannot do {}: it impairs a byte stream, and TCP \
+             repairs packet faults below it; run as root for the TUN lab",
+            missing.join(", ")
+        )
+    })
+}
+
+async fn run_proxy<S: Subject + Clone>(
+    subject: S,
+    def: &ScenarioDef,
+    netem: netem::Netem,
+    opts: &RunOptions,
+) -> Result<ScenarioResult, RunError> {
+    let timers = opts.timers;
+    if let Some(why) = proxy_cannot(def, &netem) {
+        return Ok(ScenarioResult::skipped(
+            def.clone(),
+            subject.name(),
+            Mode::Proxy,
+            timers,
+            why,
+        ));
+    }
+    let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
+    let listener = TcpListener::bind(loopback)
+        .await
+        .map_err(io_err("binding the echo server"))?;
+    let upstream = listener
+        .local_addr()
+        .map_err(io_err("the server's address"))?;
+    let imp = Impairments {
+        latency: netem.delay.map(|d| d.latency).unwrap_or_default(),
+        jitter: netem.delay.map(|d| d.jitter).unwrap_or_default(),
+        corrupt: netem.corrupt.map_or(0.0, |c| c.probability.fraction()),
+        ..Impairments::default()
+    };
+    let mut config = ProxyConfig::new(loopback, upstream.to_string());
+    config.up = imp;
+    config.down = imp;
+    config.seed = opts.seed;
+    config.idle_timeout = timers.scenario;
+    let name = pcap_name(subject.name(), &def.name);
+    let path = opts.out_dir.join(&name);
+    let (recorder, writer) = Recorder::create(&path)?;
+    config.recorder = Some(recorder);
+    let proxy = StreamProxy::bind(config)
+        .await
+        .map_err(|e| other("starting the stream proxy", e))?;
+    let proxy_addr = proxy.local_addr().map_err(io_err("the proxy's address"))?;
+    let proxy_task = tokio::spawn(proxy.run());
+
+    let epoch = Instant::now();
+    let (server_stop, server_stopped) = oneshot::channel::<()>();
+    let server_subject = subject.clone();
+    let server = tokio::spawn(async move {
+        serve(
+            &server_subject,
+            &listener,
+            epoch,
+            timers.scenario,
+            server_stopped,
+        )
+        .await
+    });
+    let plan = ClientPlan {
+        messages: def.messages,
+        stale_after: None,
+        silence: Arc::new(AtomicBool::new(false)),
+        gone_limit: timers.scenario,
+        epoch,
+    };
+    let client_log = run_client(&subject, proxy_addr, &plan, timers.scenario, None).await;
+    let duration = epoch.elapsed().as_secs_f64();
+    let _ = server_stop.send(());
+    let server_log = match server.await {
+        Ok(log) => log,
+        Err(e) if e.is_panic() => server_panicked(panic_message(&*e.into_panic())),
+        Err(e) => return Err(other("the server task", e)),
+    };
+    // Dropping the proxy drops the last recorder handle: the writer flushes and ends.
+    proxy_task.abort();
+    let _ = proxy_task.await;
+    let written = timeout(
+        Duration::from_secs(10),
+        tokio::task::spawn_blocking(move || writer.join()),
+    )
+    .await;
+    match written {
+        Ok(Ok(Ok(Ok(_)))) => {}
+        Ok(Ok(Ok(Err(e)))) => return Err(e.into()),
+        _ => return Err(other("the pcap writer", "did not finish within 10 s")),
+    }
+    let pcap = std::fs::read(&path).map_err(io_err(format!("reading {}", path.display())))?;
+    let packets = timeline(&subject, &pcap)?;
+    Ok(ScenarioResult::new(
+        def.clone(),
+        subject.name(),
+        Mode::Proxy,
+        opts.seed,
+        timers,
+        None,
+        client_log,
+        server_log,
+        duration,
+        None,
+        packets,
+        Some(name),
+    ))
+}

@@ -1,0 +1,147 @@
+//! `cipherlink chaos run`: the seed's scenarios with one transport, in the
+//! TUN lab (root) or through the stream proxy, then the report.
+
+use std::time::Instant;
+
+use anyhow::{bail, Context as _, Result};
+use cipherlink_chaos::lab::Lab;
+use cipherlink_chaos::report;
+use cipherlink_chaos::results::{Mode, ScenarioResult};
+use cipherlink_chaos::run::{run_scenario, RunOptions};
+use cipherlink_chaos::scenarios::{self, ScenarioDef, Timers};
+use cipherlink_chaos::subject::Subject;
+
+use crate::chaos_cmd::{RunArgs, Transport};
+use crate::chaos_subjects::{link_keepalive, Link, Tls, V1};
+
+/// The echo server's port in namespace B.
+const PORT: u16 = 7100;
+
+/// Runs the scenarios, writes the report, fails if any scenario failed.
+pub async fn run(args: RunArgs) -> Result<()> {
+    let defs = scenarios::select(&args.scenario).with_context(|| {
+        let names: Vec<String> = scenarios::seed_scenarios()
+            .into_iter()
+            .map(|s| s.name)
+            .collect();
+        format!(
+            "no scenario `{}`: use one of {} or all",
+            args.scenario,
+            names.join(", ")
+        )
+    })?;
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("creating {}", args.out.display()))?;
+    let mut notes = Vec::new();
+    let mode = if args.proxy {
+        notes.push(
+            "--proxy: the stream proxy on loopback, not the TUN lab, carried these runs".into(),
+        );
+        Mode::Proxy
+    } else if let Err(why) = Lab::available() {
+        let note = format!(
+            "the TUN lab is not available ({why}); falling back to the stream proxy on loopback, \
+             which only delays, jitters and corrupts a byte stream: loss, duplication, reordering \
+             and the stale peer are not run"
+        );
+        eprintln!("chaos run: {note}");
+        notes.push(note);
+        Mode::Proxy
+    } else {
+        Mode::Lab
+    };
+    let timers = Timers {
+        scenario: args.scenario_timeout,
+        tcp_user_timeout: args.tcp_user_timeout,
+        ..Timers::default()
+    };
+    let opts = RunOptions {
+        seed: args.seed,
+        timers,
+        out_dir: args.out.clone(),
+        mode,
+        // Own namespaces per process, so runs side by side do not collide.
+        tag: format!("cr{}", std::process::id() % 100_000_000),
+        port: PORT,
+    };
+    let tls = match args.transport {
+        Transport::Tls => Some(Tls::new()?),
+        _ => None,
+    };
+    let v1 = match args.transport {
+        Transport::V1 => Some(V1::new(&args.out)?),
+        _ => None,
+    };
+    let started = Instant::now();
+    let mut results = Vec::new();
+    for def in &defs {
+        let result = match (args.transport, &tls, &v1) {
+            (Transport::Tls, Some(tls), _) => one(tls.clone(), def, &opts).await,
+            (Transport::V1, _, Some(v1)) => one(v1.clone(), def, &opts).await,
+            (Transport::Link, _, _) => {
+                let link = Link::new(link_keepalive(def.stale_after.is_some()))?;
+                one(link, def, &opts).await
+            }
+            _ => one(cipherlink_chaos::subject::PlainTcp, def, &opts).await,
+        };
+        println!("{}", summary_line(&result));
+        results.push(result);
+    }
+    let path = report::write_all(&args.out, &results, &notes).context("writing the report")?;
+    let failed = results.iter().filter(|r| r.failed()).count();
+    let passed = results.iter().filter(|r| r.verdict.pass).count();
+    println!(
+        "{passed} of {} scenarios passed, {failed} failed, {} not run, in {:.1} s; report: {}",
+        results.len(),
+        results.iter().filter(|r| r.skipped.is_some()).count(),
+        started.elapsed().as_secs_f64(),
+        path.display()
+    );
+    if failed > 0 {
+        bail!("{failed} scenario(s) failed; see {}", path.display());
+    }
+    Ok(())
+}
+
+/// One scenario; a scenario that could not be run at all is a failed result.
+async fn one<S: Subject + Clone>(
+    subject: S,
+    def: &ScenarioDef,
+    opts: &RunOptions,
+) -> ScenarioResult {
+    let name = subject.name().to_string();
+    match run_scenario(subject, def, opts).await {
+        Ok(r) => r,
+        Err(e) => ScenarioResult::error(def.clone(), &name, opts.mode, opts.timers, e.to_string()),
+    }
+}
+
+fn summary_line(r: &ScenarioResult) -> String {
+    let verdict = match (r.skipped.is_some(), r.verdict.pass) {
+        (true, _) => "NOT RUN",
+        (false, true) => "PASS",
+        (false, false) => "FAIL",
+    };
+    let ms = |d: Option<f64>| d.map_or("-".into(), |v| format!("{v:.1}"));
+    let mut line = format!(
+        "{} {:<10} {verdict}  {}/{} echoed in {:.2} s, set-up {} ms, RTT p50 {} ms p95 {} ms, {} kB/s",
+        r.transport,
+        r.scenario.name,
+        r.delivered,
+        r.scenario.messages,
+        r.duration,
+        ms(r.client.connected.map(|c| c * 1e3)),
+        ms(r.rtt_ms.map(|q| q.p50)),
+        ms(r.rtt_ms.map(|q| q.p95)),
+        ms(r.rate_bytes_per_s.map(|b| b / 1e3)),
+    );
+    if let Some(e) = r.skipped.as_ref().or(r.client.error.as_ref()) {
+        line.push_str(&format!("; {e}"));
+    }
+    if r.failed() {
+        for c in r.verdict.checks.iter().filter(|c| c.starts_with("FAIL")) {
+            line.push_str(&format!("\n    {c}"));
+        }
+    }
+    line
+}

@@ -1,0 +1,446 @@
+//! `Subject`s of `cipherlink chaos run`: the protocols under test, adapted
+//! to the chaos lab's trait (the chaos crate depends on none of them).
+//!
+//! - `tls`: cipherlink's TLS (`Context`/`Tunnel`); packets classified by
+//!   their TLS record headers.
+//! - `link`: the link protocol (`cipherlink-link`), with `PORT_*` keepalive
+//!   timers shortened so the stale scenario ends in seconds. Its driver
+//!   only connects and listens by address, so each end is spliced onto the
+//!   lab's socket through a loopback socket of its own namespace; the bytes
+//!   through the lab are exactly the link's. With `PORT_TAIL_LENGTH` 0 its
+//!   framing has exact sizes, which the classifier uses: msg1 and msg2 by
+//!   stream offset, keepalive records by their length.
+//! - `v1`: the proxy's v1 frame (NaCl box, pre-shared keys); frames
+//!   classified by their header (`version 1, nonce_size 24`).
+//! - `plain`: TCP alone, the baseline.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context as _, Result};
+use cipherlink::certs::{self, CertOptions};
+use cipherlink::{Config, Context, PemSource, Tunnel};
+use cipherlink_chaos::subject::{PacketClass, Session, Subject, SubjectError};
+use cipherlink_link::proto::handshake::{C1_MIN, C2_MIN, MSG1_HEADER, MSG2_HEADER};
+use cipherlink_link::proto::record::INNER_HEADER;
+use cipherlink_link::{
+    ClientConfig, KeepaliveConfig, LinkParams, ServerEndpoint, ServerKey, TokenStore,
+};
+use cipherlink_proxy::v1;
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::time::timeout;
+
+/// Bound on the loopback splice's own set-up.
+const SPLICE_SETUP: Duration = Duration::from_secs(10);
+/// Largest read from a socket at once.
+const READ: usize = 16 * 1024;
+
+fn err(subject: &str, stage: &'static str, reason: impl std::fmt::Display) -> SubjectError {
+    SubjectError {
+        subject: subject.into(),
+        stage,
+        reason: reason.to_string(),
+    }
+}
+
+// ---------------------------------------------------------------- TLS
+
+/// cipherlink TLS with a fresh test PKI.
+#[derive(Clone)]
+pub struct Tls {
+    server: Context,
+    client: Context,
+}
+
+impl Tls {
+    /// Makes a CA, a server certificate for `localhost`, and both contexts.
+    pub fn new() -> Result<Self> {
+        let bundle =
+            certs::generate(&CertOptions::default()).context("making test certificates")?;
+        Ok(Tls {
+            server: Context::server(&{
+                let mut edited = Config::default();
+                edited.certificate = Some(PemSource::inline(bundle.server.cert.clone()));
+                edited.private_key = Some(PemSource::inline(bundle.server.key.clone()));
+                edited
+            })
+            .context("TLS server context")?,
+            client: Context::client(&{
+                let mut edited = Config::default();
+                edited.trusted_cas = vec![PemSource::inline(bundle.ca.cert.clone())];
+                edited
+            })
+            .context("TLS client context")?,
+        })
+    }
+}
+
+/// A TLS session.
+pub struct TlsSession(Tunnel<TcpStream>);
+
+impl Subject for Tls {
+    type Session = TlsSession;
+
+    fn name(&self) -> &str {
+        "tls"
+    }
+
+    async fn connect(&self, io: TcpStream) -> Result<TlsSession, SubjectError> {
+        let t = self
+            .client
+            .connect(io, "localhost")
+            .await
+            .map_err(|e| err("tls", "connect", e))?;
+        Ok(TlsSession(t))
+    }
+
+    async fn accept(&self, io: TcpStream) -> Result<TlsSession, SubjectError> {
+        let t = self
+            .server
+            .accept(io, "client")
+            .await
+            .map_err(|e| err("tls", "accept", e))?;
+        Ok(TlsSession(t))
+    }
+
+    /// A TLS record header: content type, then version 3.x. TLS 1.3
+    /// encrypts alerts (close_notify too) as application data, so those
+    /// count as data; the TCP FIN marks the close.
+    fn classify(&self, payload: &[u8]) -> PacketClass {
+        match payload {
+            [20 | 22, 3, ..] => PacketClass::Handshake,
+            [23, 3, ..] => PacketClass::Data,
+            [21, 3, ..] => PacketClass::Alert,
+            _ => PacketClass::Unknown,
+        }
+    }
+}
+
+impl Session for TlsSession {
+    async fn send(&mut self, data: &[u8]) -> Result<(), SubjectError> {
+        self.0
+            .write_all(data)
+            .await
+            .map_err(|e| err("tls", "send", e))
+    }
+
+    async fn recv(&mut self, max: usize) -> Result<Vec<u8>, SubjectError> {
+        self.0
+            .read_chunk(max)
+            .await
+            .map_err(|e| err("tls", "recv", e))
+    }
+
+    async fn close(&mut self) -> Result<(), SubjectError> {
+        self.0.close().await.map_err(|e| err("tls", "close", e))
+    }
+}
+
+// ---------------------------------------------------------------- link
+
+/// The link protocol with a fresh server key and token.
+#[derive(Clone)]
+pub struct Link {
+    endpoint: Arc<ServerEndpoint>,
+    client: Arc<ClientConfig>,
+    keepalive: KeepaliveConfig,
+}
+
+/// Keepalive timers of the lab. `stale`: short, so that a silent peer is
+/// declared gone within about 2.5 s; otherwise long enough that 30% loss
+/// (TCP retransmitting under the records) does not end a live link.
+pub fn link_keepalive(stale: bool) -> KeepaliveConfig {
+    let ms = Duration::from_millis;
+    if stale {
+        KeepaliveConfig {
+            min_next_in: ms(250),
+            max_next_in: ms(500),
+            min_timeout: ms(250),
+            max_timeout: ms(500),
+            default_timeout: ms(500),
+            max_retries: 3,
+        }
+    } else {
+        KeepaliveConfig {
+            min_next_in: ms(1000),
+            max_next_in: ms(2000),
+            min_timeout: ms(2000),
+            max_timeout: ms(8000),
+            default_timeout: ms(4000),
+            max_retries: 4,
+        }
+    }
+}
+
+impl Link {
+    /// A server key, one token for the client `chaos`, and `keepalive`.
+    pub fn new(keepalive: KeepaliveConfig) -> Result<Self> {
+        let mut rng = StdRng::from_os_rng();
+        let key = ServerKey::generate(&mut rng);
+        let server_key = *key.public();
+        let mut tokens = TokenStore::new();
+        let token = tokens
+            .issue("chaos", &mut rng)
+            .context("issuing a link token")?;
+        let params = LinkParams {
+            keepalive: keepalive.clone(),
+            // Exact sizes for the classifier (no random padding).
+            tail_length: 0,
+            handshake_timeout: Duration::from_secs(30),
+            ..LinkParams::default()
+        };
+        let endpoint =
+            ServerEndpoint::new(key, tokens, params.clone()).context("link server endpoint")?;
+        Ok(Link {
+            endpoint: Arc::new(endpoint),
+            client: Arc::new(ClientConfig {
+                server_key,
+                token,
+                name: "chaos".into(),
+                params,
+            }),
+            keepalive,
+        })
+    }
+}
+
+/// Copies between the lab's socket and a loopback one until both ends
+/// close or either fails; a failure closes both (as the lab's socket
+/// timing out must end the link).
+fn splice(mut lab: TcpStream, mut local: TcpStream) {
+    tokio::spawn(async move {
+        let _ = tokio::io::copy_bidirectional(&mut lab, &mut local).await;
+    });
+}
+
+impl Subject for Link {
+    type Session = LinkSession;
+
+    fn name(&self) -> &str {
+        "link"
+    }
+
+    async fn connect(&self, io: TcpStream) -> Result<Self::Session, SubjectError> {
+        let local = TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
+            .await
+            .map_err(|e| err("link", "connect", format!("loopback splice: {e}")))?;
+        let addr = local.local_addr().map_err(|e| err("link", "connect", e))?;
+        tokio::spawn(async move {
+            if let Ok(Ok((s, _))) = timeout(SPLICE_SETUP, local.accept()).await {
+                let _ = s.set_nodelay(true);
+                splice(io, s);
+            }
+        });
+        cipherlink_link::driver::connect(addr, &self.client)
+            .await
+            .map(LinkSession)
+            .map_err(|e| err("link", "connect", e))
+    }
+
+    async fn accept(&self, io: TcpStream) -> Result<Self::Session, SubjectError> {
+        let mut listener = cipherlink_link::driver::LinkListener::bind(
+            SocketAddr::from(([127, 0, 0, 1], 0)),
+            Arc::clone(&self.endpoint),
+        )
+        .await
+        .map_err(|e| err("link", "accept", e))?;
+        let local = TcpStream::connect(listener.local_addr())
+            .await
+            .map_err(|e| err("link", "accept", format!("loopback splice: {e}")))?;
+        let _ = local.set_nodelay(true);
+        splice(io, local);
+        // The listener answers only authenticated clients; a failed
+        // handshake shows as no link within the bound.
+        match timeout(self.client.params.handshake_timeout, listener.accept()).await {
+            Ok(Some(link)) => Ok(LinkSession(link)),
+            Ok(None) => Err(err("link", "accept", "the listener stopped")),
+            Err(_) => Err(err("link", "accept", "no authenticated link in time")),
+        }
+    }
+
+    fn classify(&self, _payload: &[u8]) -> PacketClass {
+        PacketClass::Data
+    }
+
+    /// msg1 (client) and msg2 (server) are the first bytes of each
+    /// direction, of fixed length without padding. After them, records are
+    /// `masked length ‖ sealed type, length, body, tag`: their type is
+    /// encrypted, but a ping or pong is the only 29-byte record (8-byte
+    /// body) and every message of the run is larger.
+    fn classify_at(&self, from_client: bool, offset: u64, payload: &[u8]) -> PacketClass {
+        let handshake = if from_client {
+            MSG1_HEADER + C1_MIN
+        } else {
+            MSG2_HEADER + C2_MIN
+        } as u64;
+        const KEEPALIVE: usize = 2 + INNER_HEADER + 8 + 16;
+        if offset < handshake {
+            PacketClass::Handshake
+        } else if payload.len() % KEEPALIVE == 0 && payload.len() <= 3 * KEEPALIVE {
+            PacketClass::Keepalive
+        } else {
+            PacketClass::Data
+        }
+    }
+
+    fn gone_within(&self) -> Option<Duration> {
+        let k = &self.keepalive;
+        Some(k.max_next_in + k.max_timeout * (k.max_retries + 1))
+    }
+}
+
+/// A link session.
+pub struct LinkSession(cipherlink_link::driver::Link);
+
+impl Session for LinkSession {
+    async fn send(&mut self, data: &[u8]) -> Result<(), SubjectError> {
+        self.0
+            .write_all(data)
+            .await
+            .map_err(|e| err("link", "send", e))?;
+        self.0.flush().await.map_err(|e| err("link", "send", e))
+    }
+
+    async fn recv(&mut self, max: usize) -> Result<Vec<u8>, SubjectError> {
+        let mut buf = vec![0u8; max];
+        let n = self
+            .0
+            .read(&mut buf)
+            .await
+            .map_err(|e| err("link", "recv", e))?;
+        buf.truncate(n);
+        Ok(buf)
+    }
+
+    async fn close(&mut self) -> Result<(), SubjectError> {
+        self.0.shutdown().await.map_err(|e| err("link", "close", e))
+    }
+}
+
+// ---------------------------------------------------------------- v1
+
+/// The proxy's v1 frame with two fresh key pairs.
+#[derive(Clone)]
+pub struct V1 {
+    client: v1::Keys,
+    server: v1::Keys,
+}
+
+impl V1 {
+    /// Makes two key pairs in `scratch` (removed again) and both boxes.
+    pub fn new(scratch: &std::path::Path) -> Result<Self> {
+        let dir = scratch.join(format!(".v1-keys-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        let made = (|| -> Result<Self> {
+            let (a_key, a_pub) =
+                v1::keys::write_key_pair(&dir, "client").context("v1 client keys")?;
+            let (b_key, b_pub) =
+                v1::keys::write_key_pair(&dir, "server").context("v1 server keys")?;
+            let read = |p: &std::path::Path| -> Result<_> {
+                v1::keys::read_secret_key(p).with_context(|| format!("reading {}", p.display()))
+            };
+            let public = |p: &std::path::Path| -> Result<_> {
+                v1::keys::read_public_key(p).with_context(|| format!("reading {}", p.display()))
+            };
+            Ok(V1 {
+                client: v1::Keys::new(&read(&a_key)?, &public(&b_pub)?),
+                server: v1::Keys::new(&read(&b_key)?, &public(&a_pub)?),
+            })
+        })();
+        let _ = std::fs::remove_dir_all(&dir);
+        made
+    }
+}
+
+/// A v1 session: frames out, frames in.
+pub struct V1Session {
+    io: TcpStream,
+    sealer: v1::Sealer,
+    opener: v1::Opener,
+    decoder: v1::Decoder,
+    plain: Vec<u8>,
+}
+
+impl V1Session {
+    fn new(io: TcpStream, keys: v1::Keys) -> Self {
+        V1Session {
+            io,
+            sealer: v1::Sealer::new(keys.clone(), v1::DEFAULT_MAX_DATA_SIZE),
+            opener: v1::Opener::new(keys),
+            decoder: v1::Decoder::new(v1::DEFAULT_MAX_DATA_SIZE),
+            plain: Vec::new(),
+        }
+    }
+}
+
+impl Subject for V1 {
+    type Session = V1Session;
+
+    fn name(&self) -> &str {
+        "v1"
+    }
+
+    async fn connect(&self, io: TcpStream) -> Result<V1Session, SubjectError> {
+        Ok(V1Session::new(io, self.client.clone()))
+    }
+
+    async fn accept(&self, io: TcpStream) -> Result<V1Session, SubjectError> {
+        Ok(V1Session::new(io, self.server.clone()))
+    }
+
+    /// A frame header: version 1, nonce size 24 (big-endian).
+    fn classify(&self, payload: &[u8]) -> PacketClass {
+        match payload {
+            [1, 0, 0, 0, 24, ..] => PacketClass::Data,
+            _ => PacketClass::Unknown,
+        }
+    }
+}
+
+impl Session for V1Session {
+    async fn send(&mut self, data: &[u8]) -> Result<(), SubjectError> {
+        let mut out = Vec::with_capacity(data.len() + v1::OVERHEAD);
+        self.sealer
+            .seal(data, &mut out)
+            .map_err(|e| err("v1", "send", e))?;
+        self.io
+            .write_all(&out)
+            .await
+            .map_err(|e| err("v1", "send", e))
+    }
+
+    async fn recv(&mut self, max: usize) -> Result<Vec<u8>, SubjectError> {
+        let mut buf = vec![0u8; READ];
+        while self.plain.is_empty() {
+            let n = self
+                .io
+                .read(&mut buf)
+                .await
+                .map_err(|e| err("v1", "recv", e))?;
+            if n == 0 {
+                self.decoder.finish().map_err(|e| err("v1", "recv", e))?;
+                return Ok(Vec::new());
+            }
+            let mut input = &buf[..n];
+            loop {
+                let frame = match self.decoder.decode(&mut input) {
+                    Ok(Some(frame)) => frame,
+                    Ok(None) => break,
+                    Err(e) => return Err(err("v1", "recv", e)),
+                };
+                let plain = self.opener.open(frame).map_err(|e| err("v1", "recv", e))?;
+                self.plain.extend_from_slice(plain);
+            }
+        }
+        let n = self.plain.len().min(max);
+        Ok(self.plain.drain(..n).collect())
+    }
+
+    async fn close(&mut self) -> Result<(), SubjectError> {
+        self.io.shutdown().await.map_err(|e| err("v1", "close", e))
+    }
+}

@@ -1,0 +1,186 @@
+//! The TLS session inside a [`crate::Tunnel`], on rustls or on OpenSSL. The
+//! Tunnel's public type names neither: this enum is private, and each arm
+//! forwards the same few operations.
+
+use std::io;
+use std::pin::Pin;
+use std::task::{Context as TaskContext, Poll};
+
+use rustls::HandshakeKind;
+use tokio::io::{AsyncBufRead, AsyncRead, AsyncWrite, ReadBuf};
+use tokio_rustls::TlsStream;
+
+use crate::kx::KeyExchange;
+use crate::lean_server::LeanServer;
+use crate::pki::Identity;
+use crate::tunnel::TunnelInfo;
+
+// The rustls arm is over a kilobyte and OpenSSL's a few pointers, but the
+// Tunnel boxes the whole Backend (`Stage::Ready`): boxing an arm again would
+// only add an allocation.
+#[allow(clippy::large_enum_variant)]
+pub(crate) enum Backend<IO> {
+    /// Clients (tokio-rustls); servers are `LeanServer`.
+    Rustls(TlsStream<IO>),
+    /// A rustls server on the unbuffered API: no buffer while idle.
+    LeanServer(LeanServer<IO>),
+    #[cfg(feature = "openssl")]
+    Openssl(crate::openssl_tls::stream::Session<IO>),
+}
+
+impl<IO> Backend<IO> {
+    pub(crate) fn transport(&self) -> &IO {
+        match self {
+            Backend::Rustls(stream) => stream.get_ref().0,
+            Backend::LeanServer(stream) => stream.get_ref(),
+            #[cfg(feature = "openssl")]
+            Backend::Openssl(session) => session.stream.get_ref(),
+        }
+    }
+
+    pub(crate) fn resumed(&self) -> bool {
+        match self {
+            Backend::Rustls(stream) => {
+                stream.get_ref().1.handshake_kind() == Some(HandshakeKind::Resumed)
+            }
+            Backend::LeanServer(stream) => {
+                stream.connection().handshake_kind() == Some(HandshakeKind::Resumed)
+            }
+            #[cfg(feature = "openssl")]
+            Backend::Openssl(session) => session.resumed(),
+        }
+    }
+
+    pub(crate) fn info(&self) -> TunnelInfo {
+        match self {
+            Backend::Rustls(stream) => rustls_info(stream.get_ref().1),
+            Backend::LeanServer(stream) => rustls_info(stream.connection()),
+            #[cfg(feature = "openssl")]
+            Backend::Openssl(session) => session.info(),
+        }
+    }
+}
+
+fn rustls_info(conn: &rustls::CommonState) -> TunnelInfo {
+    TunnelInfo {
+        protocol: conn
+            .protocol_version()
+            .map(|v| match v {
+                rustls::ProtocolVersion::TLSv1_3 => "TLSv1.3".to_string(),
+                rustls::ProtocolVersion::TLSv1_2 => "TLSv1.2".to_string(),
+                other => format!("{other:?}"),
+            })
+            .unwrap_or_default(),
+        cipher_suite: conn
+            .negotiated_cipher_suite()
+            .and_then(|s| s.suite().as_str())
+            .map_or_else(|| "unknown".to_string(), iana_suite_name),
+        key_exchange: conn
+            .negotiated_key_exchange_group()
+            .and_then(|g| KeyExchange::from_code_point(u16::from(g.name()))),
+        peer_identity: conn
+            .peer_certificates()
+            .and_then(|certs| certs.first())
+            .and_then(|leaf| Identity::from_der(leaf).ok()),
+        alpn: conn
+            .alpn_protocol()
+            .map(|p| String::from_utf8_lossy(p).into_owned()),
+        resumed: conn.handshake_kind() == Some(HandshakeKind::Resumed),
+        hello_retry: conn.handshake_kind() == Some(HandshakeKind::FullWithHelloRetryRequest),
+    }
+}
+
+/// rustls names TLS 1.3 suites `TLS13_...`; the IANA registry (and
+/// OpenSSL) says `TLS_...`, which is what a Tunnel reports on either.
+pub(crate) fn iana_suite_name(rustls_name: &str) -> String {
+    match rustls_name.strip_prefix("TLS13_") {
+        Some(rest) => format!("TLS_{rest}"),
+        None => rustls_name.to_string(),
+    }
+}
+
+impl<IO: AsyncRead + AsyncWrite + Unpin> Backend<IO> {
+    /// What has arrived, at most `max` bytes, in a buffer made for it: the
+    /// caller holds no buffer while it waits (see `Tunnel::read_chunk`).
+    pub(crate) fn poll_read_chunk(
+        &mut self,
+        cx: &mut TaskContext<'_>,
+        max: usize,
+    ) -> Poll<io::Result<Vec<u8>>> {
+        let max = max.max(1);
+        match self {
+            Backend::Rustls(stream) => {
+                let mut stream = Pin::new(stream);
+                let chunk = match stream.as_mut().poll_fill_buf(cx) {
+                    Poll::Ready(Ok(data)) => data[..data.len().min(max)].to_vec(),
+                    Poll::Ready(Err(err)) => return Poll::Ready(Err(err)),
+                    Poll::Pending => return Poll::Pending,
+                };
+                stream.consume(chunk.len());
+                Poll::Ready(Ok(chunk))
+            }
+            Backend::LeanServer(stream) => stream.poll_read_chunk(cx, max),
+            #[cfg(feature = "openssl")]
+            Backend::Openssl(session) => {
+                // On the stack only while polled; OpenSSL keeps the rest
+                // of a record for the next call.
+                let mut scratch = [0u8; 16 * 1024];
+                let len = max.min(scratch.len());
+                let mut buf = ReadBuf::new(&mut scratch[..len]);
+                match Pin::new(&mut session.stream).poll_read(cx, &mut buf) {
+                    Poll::Ready(Ok(())) => Poll::Ready(Ok(buf.filled().to_vec())),
+                    Poll::Ready(Err(err)) => Poll::Ready(Err(err)),
+                    Poll::Pending => Poll::Pending,
+                }
+            }
+        }
+    }
+}
+
+impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncRead for Backend<IO> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Backend::Rustls(stream) => Pin::new(stream).poll_read(cx, buf),
+            Backend::LeanServer(stream) => Pin::new(stream).poll_read(cx, buf),
+            #[cfg(feature = "openssl")]
+            Backend::Openssl(session) => Pin::new(&mut session.stream).poll_read(cx, buf),
+        }
+    }
+}
+
+impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncWrite for Backend<IO> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Backend::Rustls(stream) => Pin::new(stream).poll_write(cx, buf),
+            Backend::LeanServer(stream) => Pin::new(stream).poll_write(cx, buf),
+            #[cfg(feature = "openssl")]
+            Backend::Openssl(session) => Pin::new(&mut session.stream).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Backend::Rustls(stream) => Pin::new(stream).poll_flush(cx),
+            Backend::LeanServer(stream) => Pin::new(stream).poll_flush(cx),
+            #[cfg(feature = "openssl")]
+            Backend::Openssl(session) => Pin::new(&mut session.stream).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Backend::Rustls(stream) => Pin::new(stream).poll_shutdown(cx),
+            Backend::LeanServer(stream) => Pin::new(stream).poll_shutdown(cx),
+            #[cfg(feature = "openssl")]
+            Backend::Openssl(session) => Pin::new(&mut session.stream).poll_shutdown(cx),
+        }
+    }
+}

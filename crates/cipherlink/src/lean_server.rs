@@ -1,0 +1,949 @@
+//! A server TLS stream that holds no buffer while its connection is idle.
+//!
+//! Why this exists: rustls' buffered `ServerConnection` (what tokio-rustls
+//! drives) keeps its record read buffer, 4 KiB, for the connection's whole
+//! life once the first byte has been read: it shrinks it when empty, but
+//! never below 4 KiB. A server of 10,000 idle clients pays 40 MB for
+//! buffers that hold nothing (`docs/benchmarks.md`, "bench idle": that
+//! buffer was 4,096 of the 7,298 heap bytes of an idle connection).
+//!
+//! rustls' unbuffered API (`UnbufferedServerConnection`) leaves the buffers
+//! to the caller. Here each of them is a `Vec` that exists only while it
+//! holds something: received TLS bytes while a record is partially
+//! received, encrypted bytes until the transport took them, decrypted
+//! bytes until the reader took them. A connection waiting for its peer
+//! holds none of them, and the one read buffer that does exist while
+//! polling is dropped again if the transport had nothing.
+//!
+//! Every buffer is bounded: received bytes by the largest handshake
+//! message rustls accepts (64 KiB) plus one record, outgoing bytes by a
+//! high-water mark past which `poll_write` waits for the transport.
+//! TLS failures come back as `io::Error` carrying the `rustls::Error`, as
+//! tokio-rustls returns them, so `Error::from_io` reports them the same way.
+
+use std::future::poll_fn;
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{ready, Context as TaskContext, Poll};
+
+use rustls::server::UnbufferedServerConnection;
+use rustls::unbuffered::{ConnectionState, EncryptError, UnbufferedStatus};
+use rustls::ServerConfig;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+/// A TLS record on the wire: header, at most 16 KiB of plaintext, and the
+/// expansion TLS allows a ciphertext (2 KiB).
+const MAX_RECORD_WIRE: usize = 5 + 16 * 1024 + 2048;
+
+/// The most received bytes held at once: a handshake message can be up to
+/// 64 KiB (rustls' own limit) and arrive in many records, which the
+/// unbuffered deframer joins in place in our buffer; one more record may
+/// be behind it.
+const MAX_INCOMING: usize = 0xffff + 4 + MAX_RECORD_WIRE;
+
+/// The most plaintext encrypted per `poll_write` call, and the encrypted
+/// bytes waiting for the transport past which `poll_write` waits: as
+/// rustls' own default send buffer.
+const MAX_PENDING_OUT: usize = 64 * 1024;
+
+/// A server-side TLS stream over `IO` on rustls' unbuffered API.
+pub(crate) struct LeanServer<IO> {
+    io: IO,
+    conn: UnbufferedServerConnection,
+    /// Received TLS bytes not yet consumed by rustls (a partial record, or
+    /// the records of a handshake message still being joined). Empty means
+    /// unallocated.
+    incoming: Vec<u8>,
+    /// Encrypted bytes not yet taken by the transport, from `sent` on.
+    outgoing: Vec<u8>,
+    sent: usize,
+    /// Decrypted bytes not yet read, from `plain_read` on.
+    plain: Vec<u8>,
+    plain_read: usize,
+    /// The peer's close_notify arrived (or both sides closed): reads end.
+    eof: bool,
+    /// Our close_notify is queued: no more writes.
+    write_closed: bool,
+    /// The session failed: rustls is not fed again (boxed: a pointer in
+    /// every connection instead of the error's size).
+    failed: Option<Box<rustls::Error>>,
+}
+
+/// What a caller of `step` wants done once rustls can take it.
+enum Want<'a> {
+    Read,
+    Write(&'a [u8]),
+    Close,
+}
+
+/// Where `step` stopped.
+enum Step {
+    /// rustls needs more bytes from the peer.
+    NeedInput,
+    /// Decrypted bytes are in `plain`.
+    Data,
+    /// `Want::Write`: this many plaintext bytes were encrypted into
+    /// `outgoing`; `Want::Close`: close_notify is queued.
+    Wrote(usize),
+    /// The peer closed (close_notify); no more data will come.
+    Eof,
+}
+
+/// A server handshake over `io`; the caller bounds it in time.
+pub(crate) async fn accept<IO>(config: Arc<ServerConfig>, io: IO) -> io::Result<LeanServer<IO>>
+where
+    IO: AsyncRead + AsyncWrite + Unpin,
+{
+    let conn = UnbufferedServerConnection::new(config).map_err(tls_error)?;
+    let mut stream = LeanServer {
+        io,
+        conn,
+        incoming: Vec::new(),
+        outgoing: Vec::new(),
+        sent: 0,
+        plain: Vec::new(),
+        plain_read: 0,
+        eof: false,
+        write_closed: false,
+        failed: None,
+    };
+    poll_fn(|cx| stream.poll_handshake(cx)).await?;
+    Ok(stream)
+}
+
+/// A TLS failure as tokio-rustls reports it: `InvalidData` carrying the
+/// rustls error, which `crate::error::tls_error_in` finds.
+fn tls_error(err: rustls::Error) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, err)
+}
+
+fn eof_without_close_notify() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::UnexpectedEof,
+        "peer closed connection without sending TLS close_notify",
+    )
+}
+
+impl<IO> LeanServer<IO> {
+    /// The transport under the TLS session.
+    pub(crate) fn get_ref(&self) -> &IO {
+        &self.io
+    }
+
+    /// The rustls state: what was negotiated, the peer's certificates.
+    pub(crate) fn connection(&self) -> &rustls::CommonState {
+        &self.conn
+    }
+
+    /// Bytes this stream holds in its own buffers (allocated capacity):
+    /// zero for an idle connection.
+    #[cfg(test)]
+    pub(crate) fn buffered_capacity(&self) -> usize {
+        self.incoming.capacity() + self.outgoing.capacity() + self.plain.capacity()
+    }
+
+    /// Runs rustls over what has been received until it needs something
+    /// from outside: more input, or (for `Want::Write`/`Want::Close`) the
+    /// traffic state in which it can encrypt. Handshake messages it makes
+    /// are appended to `outgoing` as they come, so a whole flight leaves in
+    /// one transport write.
+    fn step(&mut self, want: Want<'_>) -> io::Result<Step> {
+        if let Some(err) = &self.failed {
+            // rustls is not fed again after a failure (see `queue_alerts`).
+            return Err(tls_error((**err).clone()));
+        }
+        let result = self.step_inner(want);
+        if let Err(err) = &result {
+            let tls = crate::error::tls_error_in(err)
+                .cloned()
+                .unwrap_or_else(|| rustls::Error::General(err.to_string()));
+            self.failed = Some(Box::new(tls));
+            // Nothing more will be read: release what was received.
+            self.incoming = Vec::new();
+            self.plain = Vec::new();
+            self.plain_read = 0;
+        }
+        result
+    }
+
+    fn step_inner(&mut self, want: Want<'_>) -> io::Result<Step> {
+        loop {
+            let UnbufferedStatus { mut discard, state } =
+                self.conn.process_tls_records(&mut self.incoming);
+            let outcome = match state {
+                Err(err) => {
+                    self.discard(discard);
+                    self.queue_alerts();
+                    return Err(tls_error(err));
+                }
+                Ok(ConnectionState::EncodeTlsData(mut encode)) => {
+                    let start = self.outgoing.len();
+                    let mut need = 512;
+                    loop {
+                        self.outgoing.resize(start + need, 0);
+                        match encode.encode(&mut self.outgoing[start..]) {
+                            Ok(written) => {
+                                self.outgoing.truncate(start + written);
+                                break;
+                            }
+                            Err(rustls::unbuffered::EncodeError::InsufficientSize(e))
+                                if e.required_size > need =>
+                            {
+                                need = e.required_size;
+                            }
+                            Err(e) => {
+                                self.outgoing.truncate(start);
+                                return Err(io::Error::other(e));
+                            }
+                        }
+                    }
+                    None
+                }
+                // The flight is already in `outgoing`, which is written
+                // (in order, before anything queued later) whenever the
+                // transport takes it.
+                Ok(ConnectionState::TransmitTlsData(transmit)) => {
+                    transmit.done();
+                    None
+                }
+                Ok(ConnectionState::BlockedHandshake) => Some(if self.eof {
+                    Step::Eof
+                } else {
+                    Step::NeedInput
+                }),
+                Ok(ConnectionState::ReadTraffic(mut traffic)) => {
+                    while let Some(record) = traffic.next_record() {
+                        let record = record.map_err(tls_error)?;
+                        discard += record.discard;
+                        if self.plain_read == self.plain.len() {
+                            self.plain.clear();
+                            self.plain_read = 0;
+                        }
+                        self.plain.extend_from_slice(record.payload);
+                    }
+                    // One record per ReadTraffic: `plain` stays bounded by
+                    // what `incoming` held.
+                    match want {
+                        Want::Read => Some(Step::Data),
+                        Want::Write(_) | Want::Close => None,
+                    }
+                }
+                // The server config enables no early data, so rustls
+                // refuses it itself; if it ever offered some, refuse here
+                // rather than hand the application replayable bytes.
+                Ok(ConnectionState::ReadEarlyData(_)) => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        "0-RTT early data is not accepted",
+                    ));
+                }
+                Ok(ConnectionState::PeerClosed) => {
+                    self.eof = true;
+                    None
+                }
+                Ok(ConnectionState::Closed) => {
+                    self.eof = true;
+                    Some(match want {
+                        Want::Read => Step::Eof,
+                        Want::Write(_) => {
+                            return Err(io::Error::new(
+                                io::ErrorKind::BrokenPipe,
+                                "TLS session closed",
+                            ))
+                        }
+                        Want::Close => Step::Wrote(0),
+                    })
+                }
+                Ok(ConnectionState::WriteTraffic(mut traffic)) => match want {
+                    Want::Read => Some(if self.eof {
+                        Step::Eof
+                    } else {
+                        Step::NeedInput
+                    }),
+                    Want::Write(data) => {
+                        encrypt_into(&mut self.outgoing, data.len(), |out| {
+                            traffic.encrypt(data, out)
+                        })?;
+                        Some(Step::Wrote(data.len()))
+                    }
+                    Want::Close => {
+                        encrypt_into(&mut self.outgoing, 0, |out| {
+                            traffic.queue_close_notify(out)
+                        })?;
+                        Some(Step::Wrote(0))
+                    }
+                },
+                Ok(other) => {
+                    return Err(io::Error::other(format!(
+                        "unexpected TLS connection state {other:?}"
+                    )))
+                }
+            };
+            self.discard(discard);
+            if let Some(step) = outcome {
+                return Ok(step);
+            }
+        }
+    }
+
+    /// Drops what rustls has consumed from the front of `incoming`, and the
+    /// allocation with it when nothing is left.
+    fn discard(&mut self, n: usize) {
+        let n = n.min(self.incoming.len());
+        self.incoming.drain(..n);
+        if self.incoming.is_empty() {
+            self.incoming = Vec::new();
+        }
+    }
+
+    /// After a failure, rustls has queued the alert that tells the peer
+    /// why; put it in `outgoing` so a last write can carry it.
+    fn queue_alerts(&mut self) {
+        // Exactly one more call: rustls hands out a queued message before
+        // it looks at input again, and a second call would deframe the
+        // offending bytes again and queue a second fatal alert (a debug
+        // assertion in rustls). A failure queues one alert.
+        let UnbufferedStatus { discard, state } = self.conn.process_tls_records(&mut self.incoming);
+        if let Ok(ConnectionState::EncodeTlsData(mut encode)) = state {
+            let start = self.outgoing.len();
+            self.outgoing.resize(start + 1024, 0);
+            match encode.encode(&mut self.outgoing[start..]) {
+                Ok(written) => self.outgoing.truncate(start + written),
+                Err(_) => self.outgoing.truncate(start),
+            }
+        }
+        self.discard(discard);
+    }
+
+    /// Whether decrypted bytes wait to be read.
+    fn has_plain(&self) -> bool {
+        self.plain_read < self.plain.len()
+    }
+
+    /// Takes up to `max` decrypted bytes, freeing the buffer once empty.
+    fn take_plain(&mut self, max: usize) -> Vec<u8> {
+        let available = self.plain.len() - self.plain_read;
+        if self.plain_read == 0 && available <= max {
+            // The whole buffer: hand it over instead of copying.
+            return std::mem::take(&mut self.plain);
+        }
+        let n = available.min(max);
+        let chunk = self.plain[self.plain_read..self.plain_read + n].to_vec();
+        self.advance_plain(n);
+        chunk
+    }
+
+    fn advance_plain(&mut self, n: usize) {
+        self.plain_read += n;
+        if self.plain_read >= self.plain.len() {
+            self.plain = Vec::new();
+            self.plain_read = 0;
+        }
+    }
+}
+
+/// Encrypts with `f` at the end of `out`, growing it to what rustls says
+/// it needs; `out` is unchanged on failure.
+fn encrypt_into(
+    out: &mut Vec<u8>,
+    plaintext: usize,
+    mut f: impl FnMut(&mut [u8]) -> Result<usize, EncryptError>,
+) -> io::Result<usize> {
+    let start = out.len();
+    // Per 16 KiB record: header, content type, tag, TLS 1.2 explicit nonce;
+    // plus room for a key update rustls may put first.
+    let mut need = plaintext + (plaintext / (16 * 1024) + 1) * 64 + 64;
+    loop {
+        out.resize(start + need, 0);
+        match f(&mut out[start..]) {
+            Ok(written) => {
+                out.truncate(start + written);
+                return Ok(written);
+            }
+            Err(EncryptError::InsufficientSize(e)) if e.required_size > need => {
+                need = e.required_size;
+            }
+            Err(e) => {
+                out.truncate(start);
+                return Err(io::Error::other(e));
+            }
+        }
+    }
+}
+
+impl<IO: AsyncRead + AsyncWrite + Unpin> LeanServer<IO> {
+    /// Reads what the transport has into `incoming`. The read buffer is
+    /// allocated for the call and dropped again if nothing came and
+    /// nothing was pending: an idle connection keeps none.
+    fn poll_fill(&mut self, cx: &mut TaskContext<'_>) -> Poll<io::Result<usize>> {
+        let start = self.incoming.len();
+        let room = MAX_INCOMING.saturating_sub(start);
+        if room == 0 {
+            return Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "TLS message larger than 64 KiB",
+            )));
+        }
+        self.incoming.resize(start + room.min(MAX_RECORD_WIRE), 0);
+        let mut buf = ReadBuf::new(&mut self.incoming[start..]);
+        let polled = Pin::new(&mut self.io).poll_read(cx, &mut buf);
+        let n = match polled {
+            Poll::Ready(Ok(())) => buf.filled().len(),
+            _ => 0,
+        };
+        self.incoming.truncate(start + n);
+        if self.incoming.is_empty() {
+            self.incoming = Vec::new();
+        }
+        polled.map_ok(|()| n)
+    }
+
+    /// Writes `outgoing` to the transport; frees it once all is taken.
+    fn poll_send(&mut self, cx: &mut TaskContext<'_>) -> Poll<io::Result<()>> {
+        while self.sent < self.outgoing.len() {
+            match ready!(Pin::new(&mut self.io).poll_write(cx, &self.outgoing[self.sent..])) {
+                Ok(0) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+                Ok(n) => self.sent += n,
+                Err(err) => return Poll::Ready(Err(err)),
+            }
+        }
+        self.outgoing = Vec::new();
+        self.sent = 0;
+        Poll::Ready(Ok(()))
+    }
+
+    /// A last attempt to deliver a queued alert after a failure; the
+    /// failure is what the caller reports either way.
+    fn fail<T>(&mut self, cx: &mut TaskContext<'_>, err: io::Error) -> Poll<io::Result<T>> {
+        let _ = self.poll_send(cx);
+        Poll::Ready(Err(err))
+    }
+
+    fn poll_handshake(&mut self, cx: &mut TaskContext<'_>) -> Poll<io::Result<()>> {
+        loop {
+            // The peer answers only once it has our flight.
+            ready!(self.poll_send(cx))?;
+            if !self.conn.is_handshaking() {
+                return Pin::new(&mut self.io).poll_flush(cx);
+            }
+            match self.step(Want::Read) {
+                Err(err) => return self.fail(cx, err),
+                // Application data that came with the client's Finished
+                // waits in `plain` for the first read.
+                Ok(Step::Data) | Ok(Step::Wrote(_)) => {}
+                Ok(Step::Eof) => {
+                    return Poll::Ready(Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "tls handshake eof",
+                    )))
+                }
+                Ok(Step::NeedInput) => {
+                    if !self.conn.is_handshaking() {
+                        continue;
+                    }
+                    // Send what the step made before waiting for the reply.
+                    if self.sent < self.outgoing.len() {
+                        continue;
+                    }
+                    if ready!(self.poll_fill(cx))? == 0 {
+                        return Poll::Ready(Err(io::Error::new(
+                            io::ErrorKind::UnexpectedEof,
+                            "tls handshake eof",
+                        )));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Waits until decrypted bytes are in `plain` or the stream has ended
+    /// (`Ok(false)`).
+    fn poll_plain(&mut self, cx: &mut TaskContext<'_>) -> Poll<io::Result<bool>> {
+        loop {
+            if self.has_plain() {
+                return Poll::Ready(Ok(true));
+            }
+            if self.eof {
+                return Poll::Ready(Ok(false));
+            }
+            // Whatever rustls queued (a key update, a ticket) goes out
+            // while we wait; a transport that is full must not stop reads.
+            if let Poll::Ready(Err(err)) = self.poll_send(cx) {
+                return Poll::Ready(Err(err));
+            }
+            match self.step(Want::Read) {
+                Err(err) => return self.fail(cx, err),
+                Ok(Step::Data) | Ok(Step::Wrote(_)) => {}
+                Ok(Step::Eof) => {
+                    self.eof = true;
+                    // Anything after close_notify is ignored (RFC 8446 6.1).
+                    self.incoming = Vec::new();
+                }
+                Ok(Step::NeedInput) => {
+                    if ready!(self.poll_fill(cx))? == 0 {
+                        return Poll::Ready(Err(eof_without_close_notify()));
+                    }
+                }
+            }
+        }
+    }
+
+    /// What has arrived, at most `max` bytes, in a buffer made for it (the
+    /// decrypted record itself when it fits).
+    pub(crate) fn poll_read_chunk(
+        &mut self,
+        cx: &mut TaskContext<'_>,
+        max: usize,
+    ) -> Poll<io::Result<Vec<u8>>> {
+        if !ready!(self.poll_plain(cx))? {
+            return Poll::Ready(Ok(Vec::new()));
+        }
+        Poll::Ready(Ok(self.take_plain(max.max(1))))
+    }
+
+    /// Encrypts as much of `buf` as the send bound allows into the
+    /// outgoing buffer without writing to the transport, so it leaves with
+    /// whatever follows (close_notify) in one write; returns how much.
+    pub(crate) fn queue_plaintext(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let mut queued = 0;
+        while queued < buf.len() && self.outgoing.len() - self.sent < MAX_PENDING_OUT {
+            let take = (buf.len() - queued).min(MAX_PENDING_OUT);
+            match self.step(Want::Write(&buf[queued..queued + take]))? {
+                Step::Wrote(n) => queued += n,
+                _ => break,
+            }
+        }
+        Ok(queued)
+    }
+}
+
+impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncRead for LeanServer<IO> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if buf.remaining() == 0 {
+            return Poll::Ready(Ok(()));
+        }
+        if ready!(this.poll_plain(cx))? {
+            let n = buf.remaining().min(this.plain.len() - this.plain_read);
+            buf.put_slice(&this.plain[this.plain_read..this.plain_read + n]);
+            this.advance_plain(n);
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncWrite for LeanServer<IO> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        if this.write_closed {
+            return Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::BrokenPipe,
+                "TLS session closed for writing",
+            )));
+        }
+        if buf.is_empty() {
+            return Poll::Ready(Ok(0));
+        }
+        // Bounded: past the mark, wait for the transport to take some.
+        if this.outgoing.len() - this.sent >= MAX_PENDING_OUT {
+            ready!(this.poll_send(cx))?;
+        }
+        let take = buf.len().min(MAX_PENDING_OUT);
+        let written = match this.step(Want::Write(&buf[..take])) {
+            Ok(Step::Wrote(n)) => n,
+            Ok(_) => {
+                return Poll::Ready(Err(io::Error::new(
+                    io::ErrorKind::NotConnected,
+                    "TLS session cannot send data now",
+                )))
+            }
+            Err(err) => return this.fail(cx, err),
+        };
+        // Start the transport on it; the caller's flush finishes the job.
+        if let Poll::Ready(Err(err)) = this.poll_send(cx) {
+            return Poll::Ready(Err(err));
+        }
+        Poll::Ready(Ok(written))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        ready!(this.poll_send(cx))?;
+        Pin::new(&mut this.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if !this.write_closed {
+            // Queued behind any reply still in `outgoing`: one write.
+            match this.step(Want::Close) {
+                Ok(_) => this.write_closed = true,
+                Err(err) => return this.fail(cx, err),
+            }
+        }
+        ready!(this.poll_send(cx))?;
+        Pin::new(&mut this.io).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io;
+    use std::pin::Pin;
+    use std::sync::Arc;
+    use std::task::{Context as TaskContext, Poll};
+
+    use rustls::pki_types::ServerName;
+    use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, DuplexStream, ReadBuf};
+    use tokio_rustls::client::TlsStream as ClientStream;
+    use tokio_rustls::TlsConnector;
+
+    use super::{accept, LeanServer};
+    use crate::certs::{self, CertOptions};
+    use crate::{Config, Context, PemSource};
+
+    fn configs() -> (Arc<rustls::ServerConfig>, Arc<rustls::ClientConfig>) {
+        let bundle = certs::generate(&CertOptions::default()).expect("test certificates");
+        let server = Context::server(&Config {
+            certificate: Some(PemSource::inline(bundle.server.cert.clone())),
+            private_key: Some(PemSource::inline(bundle.server.key.clone())),
+            ..Config::default()
+        })
+        .expect("server context");
+        let client = Context::client(&Config {
+            trusted_cas: vec![PemSource::inline(bundle.ca.cert.clone())],
+            server_name: Some("localhost".into()),
+            ..Config::default()
+        })
+        .expect("client context");
+        (
+            server.rustls_server_config().expect("rustls server"),
+            client.rustls_client_config().expect("rustls client"),
+        )
+    }
+
+    /// A transport that hands out at most `max` bytes per read: every
+    /// record arrives in many pieces.
+    struct Trickle<IO> {
+        inner: IO,
+        max: usize,
+    }
+
+    impl<IO: AsyncRead + Unpin> AsyncRead for Trickle<IO> {
+        fn poll_read(
+            self: Pin<&mut Self>,
+            cx: &mut TaskContext<'_>,
+            buf: &mut ReadBuf<'_>,
+        ) -> Poll<io::Result<()>> {
+            let this = self.get_mut();
+            let n = buf.remaining().min(this.max);
+            let mut small = ReadBuf::new(buf.initialize_unfilled_to(n));
+            let polled = Pin::new(&mut this.inner).poll_read(cx, &mut small);
+            let got = small.filled().len();
+            buf.advance(got);
+            polled
+        }
+    }
+
+    impl<IO: AsyncWrite + Unpin> AsyncWrite for Trickle<IO> {
+        fn poll_write(
+            self: Pin<&mut Self>,
+            cx: &mut TaskContext<'_>,
+            buf: &[u8],
+        ) -> Poll<io::Result<usize>> {
+            Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+        }
+        fn poll_flush(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<io::Result<()>> {
+            Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+        }
+        fn poll_shutdown(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<io::Result<()>> {
+            Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+        }
+    }
+
+    async fn handshake<IO: AsyncRead + AsyncWrite + Unpin>(
+        server_io: IO,
+        client_io: DuplexStream,
+    ) -> (LeanServer<IO>, ClientStream<DuplexStream>) {
+        let (server, client) = configs();
+        let name = ServerName::try_from("localhost").expect("name");
+        let (accepted, connected) = tokio::join!(
+            accept(server, server_io),
+            TlsConnector::from(client).connect(name, client_io)
+        );
+        (
+            accepted.expect("server handshake"),
+            connected.expect("client handshake"),
+        )
+    }
+
+    fn pattern(len: usize) -> Vec<u8> {
+        (0..len).map(|i| (i * 7 + i / 251) as u8).collect()
+    }
+
+    #[tokio::test]
+    async fn records_split_across_many_small_reads() {
+        let (a, b) = tokio::io::duplex(64 * 1024);
+        let (mut server, mut client) = handshake(Trickle { inner: a, max: 3 }, b).await;
+        let sent = pattern(40_000);
+        client.write_all(&sent).await.expect("write");
+        client.flush().await.expect("flush");
+        let mut got = vec![0u8; sent.len()];
+        server.read_exact(&mut got).await.expect("read");
+        assert_eq!(got, sent);
+        // And back, over the same trickling transport.
+        server.write_all(b"done").await.expect("write");
+        server.flush().await.expect("flush");
+        let mut reply = [0u8; 4];
+        client.read_exact(&mut reply).await.expect("read");
+        assert_eq!(&reply, b"done");
+    }
+
+    #[tokio::test]
+    async fn garbage_after_the_handshake_is_a_clean_tls_error() {
+        for garbage in [
+            // An application-data record that does not decrypt.
+            [&[0x17u8, 0x03, 0x03, 0x00, 0x20][..], &[0xAB; 32][..]].concat(),
+            // Not TLS at all.
+            b"GET / HTTP/1.1\r\nHost: x\r\n\r\n".to_vec(),
+            // A record header claiming more than TLS allows.
+            vec![0x17, 0x03, 0x03, 0xFF, 0xFF, 0, 0, 0],
+        ] {
+            let (a, b) = tokio::io::duplex(64 * 1024);
+            let (mut server, mut client) = handshake(a, b).await;
+            client.get_mut().0.write_all(&garbage).await.expect("raw write");
+            let mut buf = [0u8; 64];
+            let err = server.read(&mut buf).await.expect_err("garbage accepted");
+            assert!(
+                crate::error::tls_error_in(&err).is_some(),
+                "not a TLS error: {err:?}"
+            );
+            // Failed stays failed, without feeding rustls again.
+            let again = server.read(&mut buf).await.expect_err("read after failure");
+            assert!(crate::error::tls_error_in(&again).is_some(), "{again:?}");
+            assert!(server.write_all(b"x").await.is_err());
+            // The peer was told why (a fatal alert), where rustls knew.
+            let mut reply = [0u8; 16];
+            let told = client.read(&mut reply).await;
+            assert!(told.is_err(), "client saw {told:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn sixteen_mib_round_trip() {
+        const LEN: usize = 16 * 1024 * 1024;
+        let (a, b) = tokio::io::duplex(64 * 1024);
+        let (mut server, client) = handshake(a, b).await;
+        let echo = async move {
+            loop {
+                let chunk = std::future::poll_fn(|cx| server.poll_read_chunk(cx, 64 * 1024))
+                    .await
+                    .expect("server read");
+                if chunk.is_empty() {
+                    break;
+                }
+                server.write_all(&chunk).await.expect("server write");
+            }
+            server.shutdown().await.expect("server close");
+            server
+        };
+        let (mut rd, mut wr) = tokio::io::split(client);
+        let sent = pattern(LEN);
+        let send = async {
+            wr.write_all(&sent).await.expect("client write");
+            wr.shutdown().await.expect("client close");
+        };
+        let receive = async {
+            let mut got = Vec::with_capacity(LEN);
+            rd.read_to_end(&mut got).await.expect("client read");
+            got
+        };
+        let (server, (), got) = tokio::join!(echo, send, receive);
+        assert_eq!(got.len(), LEN);
+        assert!(got == sent, "echo differs");
+        assert_eq!(server.buffered_capacity(), 0);
+    }
+
+    #[tokio::test]
+    async fn close_notify_both_ways() {
+        let (a, b) = tokio::io::duplex(64 * 1024);
+        let (mut server, mut client) = handshake(a, b).await;
+        // Server closes: the client sees a clean end (tokio-rustls reports
+        // an end without close_notify as an error instead).
+        server.write_all(b"bye").await.expect("write");
+        server.shutdown().await.expect("server close");
+        let mut got = Vec::new();
+        client.read_to_end(&mut got).await.expect("clean close");
+        assert_eq!(got, b"bye");
+        // Client closes: the server sees a clean end too.
+        client.shutdown().await.expect("client close");
+        let mut buf = [0u8; 8];
+        assert_eq!(server.read(&mut buf).await.expect("clean close"), 0);
+        assert_eq!(server.read(&mut buf).await.expect("still closed"), 0);
+
+        // An end of the transport without close_notify is not a clean end.
+        let (a, b) = tokio::io::duplex(64 * 1024);
+        let (mut server, client) = handshake(a, b).await;
+        drop(client);
+        let err = server.read(&mut buf).await.expect_err("truncation");
+        assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof);
+    }
+
+    #[tokio::test]
+    async fn an_idle_connection_holds_no_buffer() {
+        let (a, b) = tokio::io::duplex(64 * 1024);
+        let (mut server, mut client) = handshake(a, b).await;
+        assert_eq!(server.buffered_capacity(), 0, "after the handshake");
+        client.write_all(&pattern(20_000)).await.expect("write");
+        client.flush().await.expect("flush");
+        let mut got = vec![0u8; 20_000];
+        server.read_exact(&mut got).await.expect("read");
+        assert_eq!(server.buffered_capacity(), 0, "after data was read");
+        server.write_all(&got).await.expect("write");
+        server.flush().await.expect("flush");
+        assert_eq!(server.buffered_capacity(), 0, "after data was sent");
+        let mut echoed = vec![0u8; 20_000];
+        client.read_exact(&mut echoed).await.expect("echo");
+
+        // Part of a record: held only until the rest comes.
+        let mut record = Vec::new();
+        {
+            let conn = &mut client.get_mut().1;
+            std::io::Write::write_all(&mut conn.writer(), b"hi").expect("queue");
+            conn.write_tls(&mut record).expect("encrypt");
+        }
+        let raw = &mut client.get_mut().0;
+        raw.write_all(&record[..3]).await.expect("raw write");
+        let mut buf = [0u8; 8];
+        let waited =
+            tokio::time::timeout(std::time::Duration::from_millis(50), server.read(&mut buf))
+                .await;
+        assert!(waited.is_err(), "read returned before the record was whole");
+        assert!(server.buffered_capacity() > 0, "partial record not kept");
+        raw.write_all(&record[3..]).await.expect("raw write");
+        let n = server.read(&mut buf).await.expect("read");
+        assert_eq!(&buf[..n], b"hi");
+        assert_eq!(server.buffered_capacity(), 0, "after the record completed");
+    }
+
+    /// Counts the writes that reach the transport.
+    struct Counted<IO> {
+        inner: IO,
+        writes: Arc<std::sync::atomic::AtomicUsize>,
+    }
+
+    impl<IO: AsyncRead + Unpin> AsyncRead for Counted<IO> {
+        fn poll_read(
+            self: Pin<&mut Self>,
+            cx: &mut TaskContext<'_>,
+            buf: &mut ReadBuf<'_>,
+        ) -> Poll<io::Result<()>> {
+            Pin::new(&mut self.get_mut().inner).poll_read(cx, buf)
+        }
+    }
+
+    impl<IO: AsyncWrite + Unpin> AsyncWrite for Counted<IO> {
+        fn poll_write(
+            self: Pin<&mut Self>,
+            cx: &mut TaskContext<'_>,
+            buf: &[u8],
+        ) -> Poll<io::Result<usize>> {
+            let this = self.get_mut();
+            let polled = Pin::new(&mut this.inner).poll_write(cx, buf);
+            if polled.is_ready() {
+                this.writes
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+            polled
+        }
+        fn poll_flush(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<io::Result<()>> {
+            Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+        }
+        fn poll_shutdown(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<io::Result<()>> {
+            Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+        }
+    }
+
+    /// One transport write per flight: the server's handshake flight, the
+    /// session ticket after it, and a last reply with its close_notify
+    /// (`Tunnel::write_all_and_close`).
+    #[tokio::test]
+    async fn one_write_per_flight() {
+        let bundle = certs::generate(&CertOptions::default()).expect("test certificates");
+        let server = Context::server(&Config {
+            certificate: Some(PemSource::inline(bundle.server.cert.clone())),
+            private_key: Some(PemSource::inline(bundle.server.key.clone())),
+            ..Config::default()
+        })
+        .expect("server context");
+        let client = Context::client(&Config {
+            trusted_cas: vec![PemSource::inline(bundle.ca.cert.clone())],
+            server_name: Some("localhost".into()),
+            ..Config::default()
+        })
+        .expect("client context");
+        let writes = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (a, b) = tokio::io::duplex(64 * 1024);
+        let counted = Counted {
+            inner: a,
+            writes: writes.clone(),
+        };
+        let (accepted, connected) = tokio::join!(
+            server.accept(counted, "client"),
+            client.connect(b, "server")
+        );
+        let (mut server_side, mut client_side) = (
+            accepted.expect("server handshake"),
+            connected.expect("client handshake"),
+        );
+        let count = || writes.load(std::sync::atomic::Ordering::Relaxed);
+        let handshake_writes = count();
+        assert!(
+            (1..=2).contains(&handshake_writes),
+            "handshake took {handshake_writes} writes"
+        );
+        client_side.write_all(b"ask").await.expect("write");
+        let mut ask = [0u8; 3];
+        server_side.read_exact(&mut ask).await.expect("read");
+        server_side
+            .write_all_and_close(b"answer")
+            .await
+            .expect("reply and close");
+        assert_eq!(count() - handshake_writes, 1, "reply and close_notify");
+        let mut answer = Vec::new();
+        client_side.read_to_end(&mut answer).await.expect("read");
+        assert_eq!(answer, b"answer");
+    }
+
+    #[tokio::test]
+    async fn key_updates_both_ways() {
+        let (a, b) = tokio::io::duplex(64 * 1024);
+        let (mut server, mut client) = handshake(a, b).await;
+        for round in 0..3u8 {
+            client
+                .get_mut()
+                .1
+                .refresh_traffic_keys()
+                .expect("client key update");
+            client.write_all(&[round; 100]).await.expect("write");
+            client.flush().await.expect("flush");
+            let mut got = [0u8; 100];
+            server.read_exact(&mut got).await.expect("read after key update");
+            assert_eq!(got, [round; 100]);
+            server.write_all(&[round; 50]).await.expect("write");
+            server.flush().await.expect("flush");
+            let mut back = [0u8; 50];
+            client.read_exact(&mut back).await.expect("read");
+            assert_eq!(back, [round; 50]);
+        }
+    }
+}

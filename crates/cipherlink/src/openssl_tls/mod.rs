@@ -1,0 +1,597 @@
+//! The OpenSSL implementation (`implementation = "openssl"`): the same
+//! [`Config`] turned into an OpenSSL 3.6 `SslContext` (built from source by
+//! `openssl-src`; it has ML-KEM and X25519MLKEM768 natively), so that a
+//! Tunnel behaves the same on either library.
+//!
+//! Every field means what it means on rustls, or the Context is refused
+//! naming the field. Where OpenSSL's defaults differ from rustls', they are
+//! set to rustls' behaviour:
+//! - the server name is checked against subjectAltName only; the subject CN
+//!   counts only with `dangerous.accept_cn_only_certificates` (or for the X.509
+//!   v1 certificates `dangerous.accept_legacy_certificates` admits, which
+//!   carry their name nowhere else);
+//! - X.509 v1 certificates (which OpenSSL accepts silently) are refused
+//!   unless `dangerous.accept_legacy_certificates`;
+//! - `"system"` roots are the ones rustls reads (`rustls-native-certs`),
+//!   since the vendored OpenSSL's own default folder is not the system's;
+//! - a client offers a key share for its first group only and the server
+//!   asks for another (HelloRetryRequest) when needed, as rustls does;
+//! - buffers are released while a connection is idle (`SSL_MODE_RELEASE_BUFFERS`).
+
+pub(crate) mod errors;
+mod ffi;
+pub mod probe;
+mod session_cache;
+pub(crate) mod stream;
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use openssl::ssl::{
+    AlpnError, ClientHelloResponse, Ssl, SslContext, SslContextBuilder, SslMethod, SslMode,
+    SslOptions, SslSessionCacheMode, SslVerifyMode, SslVersion,
+};
+use openssl::x509::store::{X509Store, X509StoreBuilder};
+use openssl::x509::verify::X509CheckFlags;
+use openssl::x509::{X509StoreContextRef, X509};
+
+use crate::config::{Config, PemSource};
+use crate::error::{Error, ImplementationDetail};
+use crate::kx::KeyExchange;
+use crate::pki::{load_certificates, load_private_key, Identity};
+use crate::validate::{self, ClientAuth};
+use crate::verify::IdentityNotAllowed;
+use errors::Verdict;
+use session_cache::SessionCache;
+
+/// TLS 1.3 suites in rustls' order (AES-128-GCM first; see `context.rs`).
+const TLS13_SUITES: &str =
+    "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256";
+/// TLS 1.2 suites: the ECDHE AEAD suites rustls offers, in its order.
+const TLS12_SUITES: &str = "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-ECDSA-AES128-GCM-SHA256:\
+ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-AES256-GCM-SHA384:ECDHE-RSA-AES128-GCM-SHA256:\
+ECDHE-RSA-CHACHA20-POLY1305";
+
+/// What a server Context holds for OpenSSL.
+pub(crate) struct ServerSide {
+    context: SslContext,
+    per_connection: PerConnection,
+}
+
+/// What a client Context holds for OpenSSL.
+pub(crate) struct ClientSide {
+    context: SslContext,
+    per_connection: PerConnection,
+    sessions: Option<Arc<SessionCache>>,
+    check_name: bool,
+    cn_fallback: bool,
+    first_group: KeyExchange,
+}
+
+/// Where each connection keeps its own state for the shared callbacks.
+#[derive(Clone, Copy)]
+struct PerConnection {
+    verdict: openssl::ex_data::Index<Ssl, Arc<Verdict>>,
+    hellos: openssl::ex_data::Index<Ssl, Arc<std::sync::atomic::AtomicU8>>,
+    session_key: openssl::ex_data::Index<Ssl, String>,
+    server_name: openssl::ex_data::Index<Ssl, String>,
+}
+
+impl PerConnection {
+    fn new() -> Result<PerConnection, Error> {
+        Ok(PerConnection {
+            verdict: Ssl::new_ex_index().map_err(build("connection state"))?,
+            hellos: Ssl::new_ex_index().map_err(build("connection state"))?,
+            session_key: Ssl::new_ex_index().map_err(build("connection state"))?,
+            server_name: Ssl::new_ex_index().map_err(build("connection state"))?,
+        })
+    }
+}
+
+impl std::fmt::Debug for ServerSide {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("OpenSSL server")
+    }
+}
+
+impl std::fmt::Debug for ClientSide {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("OpenSSL client")
+    }
+}
+
+fn build(what: &'static str) -> impl Fn(openssl::error::ErrorStack) -> Error {
+    move |stack| Error::Implementation {
+        implementation: "openssl",
+        what,
+        detail: ImplementationDetail::openssl(stack.to_string()),
+    }
+}
+
+/// The OpenSSL version string, e.g. `OpenSSL 3.6.3 ...`.
+pub fn version() -> &'static str {
+    openssl::version::version()
+}
+
+/// Checks `config` as a server's and builds its OpenSSL context.
+pub(crate) fn server(config: &Config) -> Result<ServerSide, Error> {
+    let (cert, key) = validate::server(config)?;
+    let auth = validate::client_auth(config)?;
+    let per_connection = PerConnection::new()?;
+    let mut builder = common(config, SslMethod::tls_server())?;
+    own_identity(&mut builder, config, cert, key)?;
+    if auth != ClientAuth::None {
+        let (store, cas) = trust_store(config)?;
+        builder
+            .set_verify_cert_store(store)
+            .map_err(build("trusted_cas"))?;
+        for ca in &cas {
+            // Named in the CertificateRequest, as rustls' root hints are.
+            builder.add_client_ca(ca).map_err(build("trusted_cas"))?;
+        }
+        let mut mode = SslVerifyMode::PEER;
+        if auth == ClientAuth::Required {
+            mode |= SslVerifyMode::FAIL_IF_NO_PEER_CERT;
+        }
+        let checks = PeerChecks::new(
+            config,
+            config.allowed_identities.clone(),
+            per_connection.verdict,
+            &cas,
+        );
+        builder.set_verify_callback(mode, move |ok, store| checks.check(ok, store));
+    }
+    if !config.alpn.is_empty() {
+        let ours: Vec<Vec<u8>> = config.alpn.iter().map(|p| p.as_bytes().to_vec()).collect();
+        builder.set_alpn_select_callback(move |_, offered| {
+            pick_alpn(&ours, offered)
+                // rustls refuses a client whose list shares nothing with ours.
+                .ok_or(AlpnError::ALERT_FATAL)
+        });
+    }
+    if config.resumption {
+        // One stateless ticket per handshake, as the rustls server sends.
+        builder.set_num_tickets(1).map_err(build("resumption"))?;
+        builder.set_session_cache_mode(SslSessionCacheMode::OFF);
+    } else {
+        no_resumption(&mut builder)?;
+    }
+    let hellos = per_connection.hellos;
+    // Called once per ClientHello: a second call on one connection is the
+    // ClientHello that answers a HelloRetryRequest.
+    builder.set_client_hello_callback(move |ssl, _alert| {
+        if let Some(count) = ssl.ex_data(hellos) {
+            count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        Ok(ClientHelloResponse::SUCCESS)
+    });
+    Ok(ServerSide {
+        context: builder.build(),
+        per_connection,
+    })
+}
+
+/// Checks `config` as a client's and builds its OpenSSL context.
+pub(crate) fn client(config: &Config) -> Result<ClientSide, Error> {
+    let own = validate::client(config)?;
+    let per_connection = PerConnection::new()?;
+    let mut builder = common(config, SslMethod::tls_client())?;
+    if let Some((cert, key)) = own {
+        own_identity(&mut builder, config, cert, key)?;
+    }
+    let (store, cas) = trust_store(config)?;
+    builder
+        .set_verify_cert_store(store)
+        .map_err(build("trusted_cas"))?;
+    let checks = PeerChecks::new(config, Vec::new(), per_connection.verdict, &cas);
+    builder.set_verify_callback(SslVerifyMode::PEER, move |ok, store| {
+        checks.check(ok, store)
+    });
+    if !config.alpn.is_empty() {
+        builder
+            .set_alpn_protos(&alpn_wire(&config.alpn))
+            .map_err(build("alpn"))?;
+    }
+    let sessions = if config.resumption {
+        let cache = Arc::new(SessionCache::default());
+        let store = cache.clone();
+        let key = per_connection.session_key;
+        builder.set_session_cache_mode(SslSessionCacheMode::CLIENT);
+        builder.set_new_session_callback(move |ssl, session| {
+            if let Some(server) = ssl.ex_data(key) {
+                store.put(server, &session);
+            }
+        });
+        Some(cache)
+    } else {
+        no_resumption(&mut builder)?;
+        None
+    };
+    Ok(ClientSide {
+        context: builder.build(),
+        per_connection,
+        sessions,
+        check_name: !config.dangerous.skip_server_name_check,
+        cn_fallback: config.dangerous.accept_cn_only_certificates
+            || config.dangerous.accept_legacy_certificates,
+        first_group: config.key_exchange[0],
+    })
+}
+
+/// Versions, groups, suites and buffer policy, the same for both roles.
+fn common(config: &Config, method: SslMethod) -> Result<SslContextBuilder, Error> {
+    let mut builder = SslContextBuilder::new(method).map_err(build("context"))?;
+    let lowest = if config.allow_tls12 {
+        SslVersion::TLS1_2
+    } else {
+        SslVersion::TLS1_3
+    };
+    builder
+        .set_min_proto_version(Some(lowest))
+        .map_err(build("allow_tls12"))?;
+    builder
+        .set_max_proto_version(Some(SslVersion::TLS1_3))
+        .map_err(build("allow_tls12"))?;
+    for group in &config.key_exchange {
+        if !probe::supports_group(*group) {
+            return Err(Error::config(
+                "key_exchange",
+                format!(
+                    "{group} is not available in {} here; `cipherlink info` lists what is",
+                    version()
+                ),
+            ));
+        }
+    }
+    let groups = config
+        .key_exchange
+        .iter()
+        .map(|kx| probe::openssl_group_name(*kx))
+        .collect::<Vec<_>>()
+        .join(":");
+    builder
+        .set_groups_list(&groups)
+        .map_err(build("key_exchange"))?;
+    builder
+        .set_ciphersuites(TLS13_SUITES)
+        .map_err(build("cipher suites"))?;
+    builder
+        .set_cipher_list(TLS12_SUITES)
+        .map_err(build("cipher suites"))?;
+    // Neither old renegotiation nor compression, as in rustls.
+    builder.set_options(SslOptions::NO_RENEGOTIATION | SslOptions::NO_COMPRESSION);
+    builder.set_mode(SslMode::RELEASE_BUFFERS);
+    Ok(builder)
+}
+
+fn no_resumption(builder: &mut SslContextBuilder) -> Result<(), Error> {
+    builder.set_session_cache_mode(SslSessionCacheMode::OFF);
+    builder.set_options(SslOptions::NO_TICKET);
+    builder.set_num_tickets(0).map_err(build("resumption"))
+}
+
+/// Our certificate chain and key, with the same checks as on rustls.
+fn own_identity(
+    builder: &mut SslContextBuilder,
+    config: &Config,
+    cert: &PemSource,
+    key: &PemSource,
+) -> Result<(), Error> {
+    let chain = load_certificates("certificate", cert)?;
+    let key_der = load_private_key("private_key", key)?;
+    if crate::legacy::is_v1(chain[0].as_ref()) && !config.dangerous.accept_legacy_certificates {
+        return Err(crate::pki::v1_refused(cert));
+    }
+    crate::pki::check_currently_valid("certificate", cert, &chain[0])?;
+    let mut certs = chain.iter().map(|der| {
+        X509::from_der(der.as_ref()).map_err(|e| {
+            Error::config(
+                "certificate",
+                format!("{}: OpenSSL cannot read it ({e})", cert.describe()),
+            )
+        })
+    });
+    let leaf = certs
+        .next()
+        .ok_or_else(|| Error::config("certificate", "no certificate"))??;
+    builder
+        .set_certificate(&leaf)
+        .map_err(build("certificate"))?;
+    for extra in certs {
+        builder
+            .add_extra_chain_cert(extra?)
+            .map_err(build("certificate"))?;
+    }
+    let pkey = openssl::pkey::PKey::private_key_from_der(key_der.secret_der()).map_err(|e| {
+        Error::config(
+            "private_key",
+            format!(
+                "{}: key type not supported by OpenSSL ({e})",
+                key.describe()
+            ),
+        )
+    })?;
+    // OpenSSL checks the key against the certificate already set here, and
+    // again below; either failure is the same mistake.
+    let mismatch = || {
+        Error::config(
+            "private_key",
+            format!(
+                "{} does not match the certificate in {}: pass the key that was generated with that certificate",
+                key.describe(),
+                cert.describe()
+            ),
+        )
+    };
+    builder.set_private_key(&pkey).map_err(|_| mismatch())?;
+    builder.check_private_key().map_err(|_| mismatch())
+}
+
+/// The trust store of `trusted_cas`, and the explicit CAs in it.
+fn trust_store(config: &Config) -> Result<(X509Store, Vec<X509>), Error> {
+    let mut store = X509StoreBuilder::new().map_err(build("trusted_cas"))?;
+    let mut explicit = Vec::new();
+    for source in &config.trusted_cas {
+        let ders: Vec<Vec<u8>> = if source.is_system_roots() {
+            let native = rustls_native_certs::load_native_certs();
+            if native.certs.is_empty() {
+                return Err(Error::config(
+                    "trusted_cas",
+                    "\"system\" found no CA certificates on this machine (install ca-certificates)",
+                ));
+            }
+            native.certs.iter().map(|c| c.as_ref().to_vec()).collect()
+        } else {
+            load_certificates("trusted_cas", source)?
+                .iter()
+                .map(|c| c.as_ref().to_vec())
+                .collect()
+        };
+        for der in ders {
+            let Ok(ca) = X509::from_der(&der) else {
+                if source.is_system_roots() {
+                    continue;
+                }
+                return Err(Error::config(
+                    "trusted_cas",
+                    format!(
+                        "{}: OpenSSL cannot read a certificate in it",
+                        source.describe()
+                    ),
+                ));
+            };
+            // A system bundle may repeat a root; OpenSSL refuses duplicates.
+            if store.add_cert(ca.clone()).is_ok() && !source.is_system_roots() {
+                explicit.push(ca);
+            }
+        }
+    }
+    Ok((store.build(), explicit))
+}
+
+/// The checks rustls makes that OpenSSL does not, run on each certificate
+/// of the peer's chain after OpenSSL's own verdict.
+struct PeerChecks {
+    accept_legacy: bool,
+    allowed: Vec<String>,
+    verdict: openssl::ex_data::Index<Ssl, Arc<Verdict>>,
+    /// The subject names (DER) of the explicitly trusted CAs.
+    trusted_subjects: Vec<Vec<u8>>,
+}
+
+impl PeerChecks {
+    fn new(
+        config: &Config,
+        allowed: Vec<String>,
+        verdict: openssl::ex_data::Index<Ssl, Arc<Verdict>>,
+        trusted: &[X509],
+    ) -> PeerChecks {
+        PeerChecks {
+            accept_legacy: config.dangerous.accept_legacy_certificates,
+            allowed,
+            verdict,
+            trusted_subjects: trusted
+                .iter()
+                .filter_map(|ca| ca.subject_name().to_der().ok())
+                .collect(),
+        }
+    }
+
+    fn verdict<'a>(&self, store: &'a X509StoreContextRef) -> Option<&'a Arc<Verdict>> {
+        openssl::x509::X509StoreContext::ssl_idx()
+            .ok()
+            .and_then(|idx| store.ex_data(idx))
+            .and_then(|ssl| ssl.ex_data(self.verdict))
+    }
+
+    fn check(&self, ok: bool, store: &mut X509StoreContextRef) -> bool {
+        let depth = store.error_depth();
+        let Some(der) = store.current_cert().and_then(|cert| cert.to_der().ok()) else {
+            return false;
+        };
+        // A v1 certificate is refused as such first, as rustls reports it,
+        // even when OpenSSL found something else (its name check runs
+        // before it walks the chain).
+        let v1_refused = !self.accept_legacy
+            && crate::legacy::is_v1(&der)
+            && !is_trust_anchor(store, depth);
+        let refusal = if v1_refused {
+            Some(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::Other(rustls::OtherError(Arc::new(
+                    webpki::Error::UnsupportedCertVersion,
+                ))),
+            ))
+        } else if !ok {
+            self.note_failure(store);
+            return false;
+        } else if depth == 0 && !self.allowed.is_empty() {
+            allow_list(&der, &self.allowed).err()
+        } else {
+            None
+        };
+        let Some(why) = refusal else {
+            return true;
+        };
+        if let Some(verdict) = self.verdict(store) {
+            verdict.refuse(why);
+        }
+        store.set_error(openssl::x509::X509VerifyResult::APPLICATION_VERIFICATION);
+        false
+    }
+
+    /// Keeps the certificate at fault for the message, and tells a CA that
+    /// merely shares a trusted CA's name (OpenSSL finds no issuer; rustls
+    /// reports the signature that does not verify) from an unknown one.
+    fn note_failure(&self, store: &X509StoreContextRef) {
+        let Some(verdict) = self.verdict(store) else {
+            return;
+        };
+        let Some(cert) = store.current_cert() else {
+            return;
+        };
+        if let Ok(der) = cert.to_der() {
+            verdict.failed(der);
+        }
+        let no_issuer = matches!(
+            store.error().as_raw(),
+            openssl_sys::X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY
+                | openssl_sys::X509_V_ERR_UNABLE_TO_VERIFY_LEAF_SIGNATURE
+        );
+        let issuer = cert.issuer_name().to_der().ok();
+        if no_issuer && issuer.is_some_and(|name| self.trusted_subjects.contains(&name)) {
+            verdict.refuse(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::BadSignature,
+            ));
+        }
+    }
+}
+
+/// The chain's top certificate is the trust anchor itself, which rustls
+/// does not check for version either.
+fn is_trust_anchor(store: &X509StoreContextRef, depth: u32) -> bool {
+    store
+        .chain()
+        .is_some_and(|chain| depth as usize + 1 == chain.len())
+}
+
+fn allow_list(der: &[u8], allowed: &[String]) -> Result<(), rustls::Error> {
+    let identity = Identity::from_der(der)
+        .map_err(|_| rustls::Error::InvalidCertificate(rustls::CertificateError::BadEncoding))?;
+    if identity
+        .names()
+        .any(|name| allowed.iter().any(|a| a == name))
+    {
+        return Ok(());
+    }
+    let presented = identity.names().collect::<Vec<_>>().join(", ");
+    Err(rustls::Error::InvalidCertificate(
+        rustls::CertificateError::Other(rustls::OtherError(Arc::new(IdentityNotAllowed {
+            presented: if presented.is_empty() {
+                identity.subject
+            } else {
+                presented
+            },
+            allowed: allowed.join(", "),
+        }))),
+    ))
+}
+
+/// Our most preferred protocol that the client offered, as a slice of the
+/// client's list (OpenSSL requires the answer to point into it). A
+/// malformed list offers nothing.
+fn pick_alpn<'a>(ours: &[Vec<u8>], offered: &'a [u8]) -> Option<&'a [u8]> {
+    let mut names = Vec::new();
+    let mut rest = offered;
+    while let Some((&len, tail)) = rest.split_first() {
+        let len = usize::from(len);
+        if len == 0 || tail.len() < len {
+            return None;
+        }
+        let (name, next) = tail.split_at(len);
+        names.push(name);
+        rest = next;
+    }
+    ours.iter()
+        .find_map(|want| names.iter().find(|name| **name == want.as_slice()).copied())
+}
+
+/// ALPN names in the wire's length-prefixed form. Names longer than 255
+/// bytes cannot be sent and are dropped, as rustls refuses them.
+fn alpn_wire(names: &[String]) -> Vec<u8> {
+    let mut wire = Vec::new();
+    for name in names {
+        if let Ok(len) = u8::try_from(name.len()) {
+            if len > 0 {
+                wire.push(len);
+                wire.extend_from_slice(name.as_bytes());
+            }
+        }
+    }
+    wire
+}
+
+impl ServerSide {
+    /// A connection object for one accepted transport.
+    pub(crate) fn connection(&self) -> Result<(Ssl, Arc<Verdict>), Error> {
+        let mut ssl = Ssl::new(&self.context).map_err(build("connection"))?;
+        let verdict = Arc::new(Verdict::default());
+        ssl.set_ex_data(self.per_connection.verdict, verdict.clone());
+        ssl.set_ex_data(
+            self.per_connection.hellos,
+            Arc::new(std::sync::atomic::AtomicU8::new(0)),
+        );
+        Ok((ssl, verdict))
+    }
+
+    pub(crate) fn hellos(&self, ssl: &openssl::ssl::SslRef) -> u8 {
+        ssl.ex_data(self.per_connection.hellos)
+            .map_or(0, |n| n.load(std::sync::atomic::Ordering::Relaxed))
+    }
+}
+
+impl ClientSide {
+    /// A connection object for a transport to `host` (the server name).
+    pub(crate) fn connection(&self, host: &str) -> Result<(Ssl, Arc<Verdict>), Error> {
+        let mut ssl = Ssl::new(&self.context).map_err(build("connection"))?;
+        let verdict = Arc::new(Verdict::default());
+        ssl.set_ex_data(self.per_connection.verdict, verdict.clone());
+        ssl.set_ex_data(self.per_connection.server_name, host.to_string());
+        let ip = host.parse::<IpAddr>().ok();
+        if ip.is_none() {
+            // SNI carries DNS names only (RFC 6066).
+            ssl.set_hostname(host).map_err(build("server_name"))?;
+        }
+        if self.check_name {
+            let param = ssl.param_mut();
+            let mut flags = X509CheckFlags::NO_PARTIAL_WILDCARDS;
+            if !self.cn_fallback {
+                flags |= X509CheckFlags::NEVER_CHECK_SUBJECT;
+            }
+            param.set_hostflags(flags);
+            match ip {
+                Some(ip) => param.set_ip(ip),
+                None => param.set_host(host),
+            }
+            .map_err(build("server_name"))?;
+        }
+        if let Some(cache) = &self.sessions {
+            if let Some(session) = cache.take(host) {
+                ffi::offer_session(&mut ssl, &session);
+            }
+            ssl.set_ex_data(self.per_connection.session_key, host.to_string());
+        }
+        Ok((ssl, verdict))
+    }
+
+    /// The server name a connection checks, for the message of a mismatch.
+    pub(crate) fn server_name<'a>(&self, ssl: &'a openssl::ssl::SslRef) -> Option<&'a str> {
+        ssl.ex_data(self.per_connection.server_name)
+            .map(String::as_str)
+    }
+
+    /// The group the client sends a key share for: any other one agreed
+    /// means the server asked again (HelloRetryRequest).
+    pub(crate) fn first_group(&self) -> KeyExchange {
+        self.first_group
+    }
+}
