@@ -73,41 +73,6 @@ fn s_client_echoes(
 /// group on both sides. `mtls` makes serve require a client certificate and
 /// gives s_client ours.
 fn s_client_case(
-    openssl: &Path,
-    client_groups: Option<&str>,
-    serve_groups: Option<&str>,
-    mtls: bool,
-    expected: &str,
-) {
-    s_client_case_on(
-        "rustls",
-        openssl,
-        client_groups,
-        serve_groups,
-        mtls,
-        expected,
-    );
-}
-
-/// [`s_client_case`] with `serve --implementation openssl`.
-fn s_client_openssl_serve_case(
-    openssl: &Path,
-    client_groups: Option<&str>,
-    serve_groups: Option<&str>,
-    mtls: bool,
-    expected: &str,
-) {
-    s_client_case_on(
-        "openssl",
-        openssl,
-        client_groups,
-        serve_groups,
-        mtls,
-        expected,
-    );
-}
-
-fn s_client_case_on(
     implementation: &str,
     openssl: &Path,
     client_groups: Option<&str>,
@@ -156,25 +121,26 @@ fn s_client_case_on(
     serve.log_line(&format!("closed after {} bytes", line.len() + 1));
 }
 
-/// One `#[test]` per row, each running `case(&openssl, groups, groups,
-/// mutual TLS, expected group)` when its OpenSSL is installed. A row:
+/// One `#[test]` per row, each running `case(implementation, &openssl,
+/// groups, groups, mutual TLS, expected group)` when its OpenSSL is
+/// installed (`implementation`: cipherlink's own, rustls or openssl). A row:
 /// `name: peer, <case's two group lists>, mutual TLS => the group both
 /// sides must report`.
 macro_rules! group_tests {
-    ($case:ident {
+    ($case:ident($implementation:literal) {
         $($(#[doc = $doc:literal])* $name:ident: $peer:ident, $a:expr, $b:expr, $mtls:expr => $group:expr;)*
     }) => {
         peer_tests! {$(
             $(#[doc = $doc])*
             fn $name(openssl = Peer::$peer) {
-                $case(&openssl, $a, $b, $mtls, $group);
+                $case($implementation, &openssl, $a, $b, $mtls, $group);
             }
         )*}
     };
 }
 
 // Rows: s_client's `-groups`, serve's `--groups`.
-group_tests!(s_client_case {
+group_tests!(s_client_case("rustls") {
     s_client_x25519_against_serve: Openssl, Some("X25519"), None, false => "X25519";
     s_client_p256_against_serve: Openssl, Some("P-256"), Some("P-256,X25519"), false => "P-256";
     /// serve names no groups: its defaults end with P-384 for clients (CNSA
@@ -191,7 +157,7 @@ group_tests!(s_client_case {
 
 // The same against `serve --implementation openssl` (OpenSSL 3.6 inside
 // cipherlink): foreign OpenSSL 3.0 and 4.0 clients, classical and hybrid.
-group_tests!(s_client_openssl_serve_case {
+group_tests!(s_client_case("openssl") {
     s_client_x25519_against_openssl_serve: Openssl, Some("X25519"), None, false => "X25519";
     s_client_x25519mlkem768_against_openssl_serve:
         Openssl4, Some("X25519MLKEM768"), Some("X25519MLKEM768"), false => "X25519MLKEM768";
@@ -267,41 +233,6 @@ peer_tests! {
 /// `cipherlink connect` against `openssl s_server -rev -naccept 1` (which
 /// answers each line reversed, then exits when the client closes).
 fn connect_case(
-    openssl: &Path,
-    server_groups: &str,
-    connect_groups: Option<&str>,
-    mtls: bool,
-    expected: &str,
-) {
-    connect_case_on(
-        "rustls",
-        openssl,
-        server_groups,
-        connect_groups,
-        mtls,
-        expected,
-    );
-}
-
-/// [`connect_case`] with `connect --implementation openssl`.
-fn connect_openssl_case(
-    openssl: &Path,
-    server_groups: &str,
-    connect_groups: Option<&str>,
-    mtls: bool,
-    expected: &str,
-) {
-    connect_case_on(
-        "openssl",
-        openssl,
-        server_groups,
-        connect_groups,
-        mtls,
-        expected,
-    );
-}
-
-fn connect_case_on(
     implementation: &str,
     openssl: &Path,
     server_groups: &str,
@@ -396,7 +327,7 @@ fn connect_case_on(
 }
 
 // Rows: s_server's `-groups`, connect's `--groups`.
-group_tests!(connect_case {
+group_tests!(connect_case("rustls") {
     /// Our default offer leads with X25519MLKEM768, which OpenSSL 3.0 does
     /// not know: the handshake must fall back to X25519.
     connect_x25519_to_s_server: Openssl, "X25519", None, false => "X25519";
@@ -410,7 +341,7 @@ group_tests!(connect_case {
 });
 
 // The same with `connect --implementation openssl`.
-group_tests!(connect_openssl_case {
+group_tests!(connect_case("openssl") {
     /// Our default offer leads with the hybrid; OpenSSL 3.0 asks again for X25519.
     connect_openssl_x25519_to_s_server: Openssl, "X25519", None, false => "X25519";
     connect_openssl_x25519mlkem768_to_s_server:

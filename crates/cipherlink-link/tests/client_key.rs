@@ -110,3 +110,44 @@ fn the_store_keeps_only_the_public_key_and_the_file_the_secret() {
         ClientKey::from_secret([4u8; 32]).public
     );
 }
+
+#[test]
+fn a_low_order_client_key_in_the_store_refuses_the_token() {
+    use cipherlink_link::fuzzing::{vector_params, vector_server_key};
+    use cipherlink_link::ServerEndpoint;
+    use std::sync::Arc;
+    // A store line whose client key is the all-zero point: DH(s, C) is weak,
+    // so nobody can prove it and the token is refused, not accepted without it.
+    let mut token = vector_keyed_token();
+    token.client_key = Some(ClientKey::from_public([0u8; 32]));
+    let mut store = TokenStore::new();
+    store.add("bob", token).unwrap();
+    let endpoint =
+        Arc::new(ServerEndpoint::new(vector_server_key(), store, vector_params()).unwrap());
+    let now = Instant::now();
+    // Different client streams: the same first message twice would be a replay.
+    for (seed, cfg) in [
+        (&b"client"[..], vector_keyed_client_config()),
+        (&b"client2"[..], {
+            let mut c = vector_keyed_client_config();
+            c.token.client_key = None;
+            c
+        }),
+    ] {
+        let mut client =
+            Connection::client(&cfg, Box::new(VectorRng::new(seed)), now, VECTOR_UNIX).unwrap();
+        let mut server = Connection::server(
+            endpoint.clone(),
+            Box::new(VectorRng::new(b"server")),
+            now,
+            VECTOR_UNIX,
+        );
+        exchange(&mut client, &mut server, now);
+        assert_eq!(
+            client.poll_event(),
+            Some(Event::Closed {
+                error: Some(Error::Refused)
+            })
+        );
+    }
+}

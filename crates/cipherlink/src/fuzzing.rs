@@ -37,3 +37,15 @@ pub fn legacy_leaf(leaf_der: &[u8], anchor_der: &[u8]) -> Result<(), LegacyRejec
 pub fn name_constraints(anchor_der: &[u8], leaf_der: &[u8]) -> Result<(), LegacyRejected> {
     crate::legacy::fuzz_access::name_constraints(anchor_der, leaf_der)
 }
+
+/// The ALPN list a client offers, parsed as the OpenSSL implementation's
+/// selection callback parses it, and a choice made from it; a choice must
+/// be one of the offered names, byte for byte.
+pub fn alpn_offer(offered: &[u8]) -> Option<usize> {
+    let ours = [b"h2".to_vec(), b"http/1.1".to_vec()];
+    let names = crate::alpn::parse(offered)?;
+    if let Some(chosen) = crate::alpn::pick(&ours, offered) {
+        assert!(names.contains(&chosen) && ours.iter().any(|o| o == chosen));
+    }
+    Some(names.len())
+}

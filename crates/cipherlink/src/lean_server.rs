@@ -207,11 +207,9 @@ impl<IO> LeanServer<IO> {
                     transmit.done();
                     None
                 }
-                Ok(ConnectionState::BlockedHandshake) => Some(if self.eof {
-                    Step::Eof
-                } else {
-                    Step::NeedInput
-                }),
+                Ok(ConnectionState::BlockedHandshake) => {
+                    Some(if self.eof { Step::Eof } else { Step::NeedInput })
+                }
                 Ok(ConnectionState::ReadTraffic(mut traffic)) => {
                     while let Some(record) = traffic.next_record() {
                         let record = record.map_err(tls_error)?;
@@ -256,11 +254,7 @@ impl<IO> LeanServer<IO> {
                     })
                 }
                 Ok(ConnectionState::WriteTraffic(mut traffic)) => match want {
-                    Want::Read => Some(if self.eof {
-                        Step::Eof
-                    } else {
-                        Step::NeedInput
-                    }),
+                    Want::Read => Some(if self.eof { Step::Eof } else { Step::NeedInput }),
                     Want::Write(data) => {
                         encrypt_into(&mut self.outgoing, data.len(), |out| {
                             traffic.encrypt(data, out)
@@ -268,9 +262,7 @@ impl<IO> LeanServer<IO> {
                         Some(Step::Wrote(data.len()))
                     }
                     Want::Close => {
-                        encrypt_into(&mut self.outgoing, 0, |out| {
-                            traffic.queue_close_notify(out)
-                        })?;
+                        encrypt_into(&mut self.outgoing, 0, |out| traffic.queue_close_notify(out))?;
                         Some(Step::Wrote(0))
                     }
                 },
@@ -720,7 +712,12 @@ mod tests {
         ] {
             let (a, b) = tokio::io::duplex(64 * 1024);
             let (mut server, mut client) = handshake(a, b).await;
-            client.get_mut().0.write_all(&garbage).await.expect("raw write");
+            client
+                .get_mut()
+                .0
+                .write_all(&garbage)
+                .await
+                .expect("raw write");
             let mut buf = [0u8; 64];
             let err = server.read(&mut buf).await.expect_err("garbage accepted");
             assert!(
@@ -825,8 +822,7 @@ mod tests {
         raw.write_all(&record[..3]).await.expect("raw write");
         let mut buf = [0u8; 8];
         let waited =
-            tokio::time::timeout(std::time::Duration::from_millis(50), server.read(&mut buf))
-                .await;
+            tokio::time::timeout(std::time::Duration::from_millis(50), server.read(&mut buf)).await;
         assert!(waited.is_err(), "read returned before the record was whole");
         assert!(server.buffered_capacity() > 0, "partial record not kept");
         raw.write_all(&record[3..]).await.expect("raw write");
@@ -937,7 +933,10 @@ mod tests {
             client.write_all(&[round; 100]).await.expect("write");
             client.flush().await.expect("flush");
             let mut got = [0u8; 100];
-            server.read_exact(&mut got).await.expect("read after key update");
+            server
+                .read_exact(&mut got)
+                .await
+                .expect("read after key update");
             assert_eq!(got, [round; 100]);
             server.write_all(&[round; 50]).await.expect("write");
             server.flush().await.expect("flush");

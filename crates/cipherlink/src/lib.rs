@@ -47,6 +47,7 @@
 //! # Ok(()) }
 //! ```
 
+mod alpn;
 mod backend;
 pub mod certs;
 mod chain_cache;

@@ -35,8 +35,7 @@ every_pair! {
 every_pair! {
     async fn default_offer_is_hybrid_first(p: Pair) {
         let b = bundle();
-        let server = Context::server(&p.server_config(&b)).unwrap();
-        let client = Context::client(&p.client_config(&b)).unwrap();
+        let (server, client) = p.contexts(&b);
         let (_, c) = pair(&server, &client).await;
         assert_eq!(
             c.unwrap().info().unwrap().key_exchange,
@@ -82,8 +81,7 @@ every_pair! {
 every_pair! {
     async fn second_connection_resumes_and_close_sends_close_notify(p: Pair) {
         let b = bundle();
-        let server = Context::server(&p.server_config(&b)).unwrap();
-        let client = Context::client(&p.client_config(&b)).unwrap();
+        let (server, client) = p.contexts(&b);
         let (_, first) = pair(&server, &client).await;
         assert!(!first.unwrap().info().unwrap().resumed);
         let (s, c) = pair(&server, &client).await;
@@ -160,8 +158,7 @@ async fn toml_file_with_relative_paths_builds_a_context() {
 every_pair! {
     async fn reply_and_close_in_one_flight_reaches_the_client_whole(p: Pair) {
         let b = bundle();
-        let server = Context::server(&p.server_config(&b)).unwrap();
-        let client = Context::client(&p.client_config(&b)).unwrap();
+        let (server, client) = p.contexts(&b);
         let (a, c) = tokio::io::duplex(64 * 1024);
         let serve = async {
             let mut tunnel = server.accept(a, "client").await.unwrap();
@@ -173,15 +170,7 @@ every_pair! {
         let call = async {
             let mut tunnel = client.connect(c, "localhost").await.unwrap();
             tunnel.write_all(b"PING").await.unwrap();
-            let mut reply = Vec::new();
-            let mut buf = [0u8; 16];
-            loop {
-                let n = tunnel.read(&mut buf).await.unwrap();
-                if n == 0 {
-                    break;
-                }
-                reply.extend_from_slice(&buf[..n]);
-            }
+            let reply = read_to_close(&mut tunnel).await;
             assert_eq!(reply, b"PONG");
         };
         tokio::join!(serve, call);
@@ -191,8 +180,7 @@ every_pair! {
 every_pair! {
     async fn data_queued_with_the_handshake_arrives_once_and_in_order(p: Pair) {
         let b = bundle();
-        let server = Context::server(&p.server_config(&b)).unwrap();
-        let client = Context::client(&p.client_config(&b)).unwrap();
+        let (server, client) = p.contexts(&b);
         let (a, c) = tokio::io::duplex(64 * 1024);
         let serve = async {
             let mut tunnel = server.accept(a, "client").await.unwrap();
@@ -253,8 +241,7 @@ every_pair! {
     /// the handshake, or before close_notify).
     async fn large_first_data_and_large_closing_reply_arrive_whole(p: Pair) {
         let b = bundle();
-        let server = Context::server(&p.server_config(&b)).unwrap();
-        let client = Context::client(&p.client_config(&b)).unwrap();
+        let (server, client) = p.contexts(&b);
         let request: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
         let reply: Vec<u8> = (0..200_000u32).map(|i| (i % 241) as u8).collect();
         let (a, c) = tokio::io::duplex(16 * 1024);
@@ -268,15 +255,7 @@ every_pair! {
         let call = async {
             let mut tunnel = client.tunnel(c, "localhost".to_string());
             tunnel.handshake_and_send(&request).await.unwrap();
-            let mut got = Vec::new();
-            let mut buf = [0u8; 8192];
-            loop {
-                let n = tunnel.read(&mut buf).await.unwrap();
-                if n == 0 {
-                    break;
-                }
-                got.extend_from_slice(&buf[..n]);
-            }
+            let got = read_to_close(&mut tunnel).await;
             assert!(got == reply, "reply arrived altered ({} bytes)", got.len());
         };
         // Lost bytes would leave the server waiting: fail instead of hanging.

@@ -50,6 +50,20 @@ fn client(dir: &Path, ca_dir: &Path, legacy: bool) -> Config {
     }
 }
 
+/// The gRPC suite's v1 PKI, made by `openssl`: a CA, `server` (CN
+/// localhost) and `client` (CN smft-client).
+fn v1_pki(openssl: &Path) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    openssl_v1_pki(
+        openssl,
+        dir.path(),
+        "TestCA",
+        &[("server", "localhost"), ("client", "smft-client")],
+    )
+    .unwrap();
+    dir
+}
+
 /// The client's error from a handshake with `server`.
 async fn client_error(server: &Config, client: &Config) -> String {
     let server = Context::server(server).unwrap();
@@ -66,15 +80,8 @@ async fn v1_certificates_need_the_option_and_are_still_checked() {
     ) else {
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
+    let dir = v1_pki(&openssl);
     let d = dir.path();
-    openssl_v1_pki(
-        &openssl,
-        d,
-        "TestCA",
-        &[("server", "localhost"), ("client", "smft-client")],
-    )
-    .unwrap();
     // Another CA of the same name, and a server certificate it signed.
     let other = tempfile::tempdir().unwrap();
     let o = other.path();
@@ -153,15 +160,8 @@ every_pair! {
         let Some(openssl) = cipherlink_test_support::peer!(Peer::Openssl) else {
             return;
         };
-        let dir = tempfile::tempdir().unwrap();
+        let dir = v1_pki(&openssl);
         let d = dir.path();
-        openssl_v1_pki(
-            &openssl,
-            d,
-            "TestCA",
-            &[("server", "localhost"), ("client", "smft-client")],
-        )
-        .unwrap();
         let err = Context::server(&p.server(server(d, false, true)))
             .unwrap_err()
             .to_string();

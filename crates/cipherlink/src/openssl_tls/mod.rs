@@ -144,7 +144,7 @@ pub(crate) fn server(config: &Config) -> Result<ServerSide, Error> {
     if !config.alpn.is_empty() {
         let ours: Vec<Vec<u8>> = config.alpn.iter().map(|p| p.as_bytes().to_vec()).collect();
         builder.set_alpn_select_callback(move |_, offered| {
-            pick_alpn(&ours, offered)
+            crate::alpn::pick(&ours, offered)
                 // rustls refuses a client whose list shares nothing with ours.
                 .ok_or(AlpnError::ALERT_FATAL)
         });
@@ -189,7 +189,7 @@ pub(crate) fn client(config: &Config) -> Result<ClientSide, Error> {
     });
     if !config.alpn.is_empty() {
         builder
-            .set_alpn_protos(&alpn_wire(&config.alpn))
+            .set_alpn_protos(&crate::alpn::wire(&config.alpn))
             .map_err(build("alpn"))?;
     }
     let sessions = if config.resumption {
@@ -246,7 +246,7 @@ fn common(config: &Config, method: SslMethod) -> Result<SslContextBuilder, Error
     let groups = config
         .key_exchange
         .iter()
-        .map(|kx| probe::openssl_group_name(*kx))
+        .map(|kx| kx.name())
         .collect::<Vec<_>>()
         .join(":");
     builder
@@ -412,9 +412,8 @@ impl PeerChecks {
         // A v1 certificate is refused as such first, as rustls reports it,
         // even when OpenSSL found something else (its name check runs
         // before it walks the chain).
-        let v1_refused = !self.accept_legacy
-            && crate::legacy::is_v1(&der)
-            && !is_trust_anchor(store, depth);
+        let v1_refused =
+            !self.accept_legacy && crate::legacy::is_v1(&der) && !is_trust_anchor(store, depth);
         let refusal = if v1_refused {
             Some(rustls::Error::InvalidCertificate(
                 rustls::CertificateError::Other(rustls::OtherError(Arc::new(
@@ -494,40 +493,6 @@ fn allow_list(der: &[u8], allowed: &[String]) -> Result<(), rustls::Error> {
             allowed: allowed.join(", "),
         }))),
     ))
-}
-
-/// Our most preferred protocol that the client offered, as a slice of the
-/// client's list (OpenSSL requires the answer to point into it). A
-/// malformed list offers nothing.
-fn pick_alpn<'a>(ours: &[Vec<u8>], offered: &'a [u8]) -> Option<&'a [u8]> {
-    let mut names = Vec::new();
-    let mut rest = offered;
-    while let Some((&len, tail)) = rest.split_first() {
-        let len = usize::from(len);
-        if len == 0 || tail.len() < len {
-            return None;
-        }
-        let (name, next) = tail.split_at(len);
-        names.push(name);
-        rest = next;
-    }
-    ours.iter()
-        .find_map(|want| names.iter().find(|name| **name == want.as_slice()).copied())
-}
-
-/// ALPN names in the wire's length-prefixed form. Names longer than 255
-/// bytes cannot be sent and are dropped, as rustls refuses them.
-fn alpn_wire(names: &[String]) -> Vec<u8> {
-    let mut wire = Vec::new();
-    for name in names {
-        if let Ok(len) = u8::try_from(name.len()) {
-            if len > 0 {
-                wire.push(len);
-                wire.extend_from_slice(name.as_bytes());
-            }
-        }
-    }
-    wire
 }
 
 impl ServerSide {

@@ -1,24 +1,13 @@
 //! What the OpenSSL built into this cipherlink supports, asked of the
 //! library itself (a scratch context accepts or refuses each name), never
-//! read from a table of ours.
+//! read from a table of ours. OpenSSL knows every group by the name
+//! [`KeyExchange::name`] gives (the IANA registry's, `P-256` for NIST curves).
 
 use std::sync::OnceLock;
 
 use openssl::ssl::{SslContextBuilder, SslMethod};
 
 use crate::kx::KeyExchange;
-
-/// OpenSSL's name for one of our groups.
-pub fn openssl_group_name(kx: KeyExchange) -> &'static str {
-    match kx {
-        KeyExchange::X25519MlKem768 => "X25519MLKEM768",
-        KeyExchange::SecP256r1MlKem768 => "SecP256r1MLKEM768",
-        KeyExchange::MlKem768 => "MLKEM768",
-        KeyExchange::X25519 => "X25519",
-        KeyExchange::P256 => "P-256",
-        KeyExchange::P384 => "P-384",
-    }
-}
 
 fn scratch() -> Option<SslContextBuilder> {
     SslContextBuilder::new(SslMethod::tls()).ok()
@@ -31,10 +20,7 @@ pub fn supports_group(kx: KeyExchange) -> bool {
         .get_or_init(|| {
             KeyExchange::ALL
                 .into_iter()
-                .filter(|kx| {
-                    scratch()
-                        .is_some_and(|mut b| b.set_groups_list(openssl_group_name(*kx)).is_ok())
-                })
+                .filter(|kx| scratch().is_some_and(|mut b| b.set_groups_list(kx.name()).is_ok()))
                 .collect()
         })
         .contains(&kx)

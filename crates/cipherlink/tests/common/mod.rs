@@ -128,6 +128,14 @@ impl Pair {
         self.client(mtls_client_config(b))
     }
 
+    /// A server and a client Context of the default test configurations.
+    pub fn contexts(self, b: &CertBundle) -> (Context, Context) {
+        (
+            Context::server(&self.server_config(b)).expect("server context"),
+            Context::client(&self.client_config(b)).expect("client context"),
+        )
+    }
+
     /// Whether either side is OpenSSL (for the few facts that differ, e.g.
     /// rustls' error carries certificate dates where OpenSSL's does not).
     pub fn any_openssl(self) -> bool {
@@ -166,4 +174,20 @@ macro_rules! every_pair {
             }
         }
     };
+}
+
+/// Reads until the peer closes, failing the test on an error.
+pub async fn read_to_close<IO>(tunnel: &mut Tunnel<IO>) -> Vec<u8>
+where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let mut got = Vec::new();
+    let mut buf = [0u8; 8192];
+    loop {
+        let n = tunnel.read(&mut buf).await.expect("read");
+        if n == 0 {
+            return got;
+        }
+        got.extend_from_slice(&buf[..n]);
+    }
 }
