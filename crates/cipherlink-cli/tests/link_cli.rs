@@ -90,3 +90,57 @@ fn keygen_invite_serve_connect_revoke() {
         refused.describe()
     );
 }
+
+/// `invite --client-key`: the connection file carries the client's key, the
+/// server lets that file in, and the same token without the key (the file
+/// with its `client-key` line removed) is refused like a wrong token.
+#[test]
+fn an_invitation_with_a_client_key_needs_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    ok(&run(d, &["link", "keygen"], b""));
+    ok(&run(
+        d,
+        &[
+            "link",
+            "invite",
+            "--name",
+            "bob",
+            "--server",
+            "127.0.0.1:1",
+            "--client-key",
+        ],
+        b"",
+    ));
+    let text = std::fs::read_to_string(d.join("bob.link")).unwrap();
+    assert!(
+        text.lines().any(|l| l.starts_with("client-key ")),
+        "{text}"
+    );
+    let without: String = text
+        .lines()
+        .filter(|l| !l.starts_with("client-key "))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(d.join("keyless.link"), without).unwrap();
+
+    let (mut server, addr) = serve(d);
+    let reply = ok(&run(
+        d,
+        &["link", "connect", "bob.link", "--server", &addr],
+        b"keyed\n",
+    ));
+    assert_eq!(reply, "keyed\n");
+    server.wait_stderr("link from bob");
+    let refused = run(
+        d,
+        &["link", "connect", "keyless.link", "--server", &addr],
+        b"x",
+    );
+    assert!(!refused.status.success(), "{}", refused.describe());
+    assert!(
+        refused.stderr.contains("refused the token"),
+        "{}",
+        refused.describe()
+    );
+}
