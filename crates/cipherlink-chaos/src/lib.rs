@@ -38,6 +38,7 @@ pub mod stream_shaper;
 pub mod subject;
 pub mod svg;
 pub mod timeline;
+pub mod tls_records;
 pub mod tun_router;
 
 pub use model::{Decision, Delivery, DropReason, Model};

@@ -93,6 +93,12 @@ pub trait Subject: Send + Sync + 'static {
     fn gone_within(&self) -> Option<std::time::Duration> {
         None
     }
+    /// The TLS secrets of this subject's sessions (an NSS key log), when it
+    /// keeps them: the timeline then decrypts each TLS record and classes
+    /// packets by what the records really carry ([`crate::tls_records`]).
+    fn key_log(&self) -> Option<crate::tls_records::KeyLog> {
+        None
+    }
 }
 
 /// An established session; the lab bounds every call in time.

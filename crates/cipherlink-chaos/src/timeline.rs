@@ -1,7 +1,8 @@
 //! A capture turned into a timeline: per delivered packet its time,
 //! direction, length and class, the class decoded by the subject itself
-//! (TLS record headers, the link protocol's framing) from the TCP payload
-//! at its stream offset. Checksums are verified first: a packet the
+//! (TLS records decrypted with the subject's key log, else TLS record
+//! headers or the link protocol's framing) from the TCP payload at its
+//! stream offset. Checksums are verified first: a packet the
 //! receiving kernel would drop is `Invalid`, whatever it carries.
 
 use std::collections::HashMap;
@@ -12,6 +13,7 @@ use pcap_file::pcap::PcapReader;
 use serde::{Deserialize, Serialize};
 
 use crate::subject::{PacketClass, Subject};
+use crate::tls_records::RecordMap;
 
 /// One delivered packet.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -49,11 +51,15 @@ pub fn timeline<S: Subject>(subject: &S, pcap: &[u8]) -> Result<Vec<PacketRecord
     let mut flows: HashMap<Endpoints, Flow> = HashMap::new();
     let mut out = Vec::new();
     let mut first = None;
+    let records = subject
+        .key_log()
+        .map(|keys| RecordMap::from_capture(pcap, &keys));
     while let Some(packet) = reader.next_packet() {
         let packet = packet?;
         let t0 = *first.get_or_insert(packet.timestamp);
         let t = packet.timestamp.saturating_sub(t0).as_secs_f64();
-        let (from_client, class) = classify_packet(subject, &packet.data, &mut flows);
+        let (from_client, class) =
+            classify_packet(subject, records.as_ref(), &packet.data, &mut flows);
         out.push(PacketRecord {
             t,
             from_client,
@@ -66,6 +72,7 @@ pub fn timeline<S: Subject>(subject: &S, pcap: &[u8]) -> Result<Vec<PacketRecord
 
 fn classify_packet<S: Subject>(
     subject: &S,
+    records: Option<&RecordMap>,
     data: &[u8],
     flows: &mut HashMap<Endpoints, Flow>,
 ) -> (bool, PacketClass) {
@@ -115,9 +122,14 @@ fn classify_packet<S: Subject>(
     } else {
         let offset = flow.isn[dir]
             .map(|isn| u64::from(tcp.sequence_number().wrapping_sub(isn).wrapping_sub(1)));
-        let class = match offset {
-            Some(offset) => subject.classify_at(from_client, offset, payload),
-            None => subject.classify(payload),
+        let decoded = offset
+            .zip(records)
+            .and_then(|(offset, records)| records.class_at(key, from_client, offset))
+            .filter(|class| *class != PacketClass::Unknown);
+        let class = match (decoded, offset) {
+            (Some(class), _) => class,
+            (None, Some(offset)) => subject.classify_at(from_client, offset, payload),
+            (None, None) => subject.classify(payload),
         };
         match (class, flow.last[dir]) {
             (PacketClass::Unknown, Some(prev)) => prev,

@@ -65,7 +65,7 @@ pub async fn run(args: RunArgs) -> Result<()> {
         port: PORT,
     };
     let tls = match args.transport {
-        Transport::Tls => Some(Tls::new()?),
+        Transport::Tls => Some(Tls::new(&args.out.join("tls-keys.log"))?),
         _ => None,
     };
     let v1 = match args.transport {

@@ -1,8 +1,10 @@
 //! `Subject`s of `cipherlink chaos run`: the protocols under test, adapted
 //! to the chaos lab's trait (the chaos crate depends on none of them).
 //!
-//! - `tls`: cipherlink's TLS (`Context`/`Tunnel`); packets classified by
-//!   their TLS record headers.
+//! - `tls`: cipherlink's TLS (`Context`/`Tunnel`); the client writes its
+//!   secrets to a key log in the report folder, with which the timeline
+//!   decrypts every TLS 1.3 record and classes packets by what they carry
+//!   (Wireshark and tshark read the same file next to the pcaps).
 //! - `link`: the link protocol (`cipherlink-link`), with `PORT_*` keepalive
 //!   timers shortened so the stale scenario ends in seconds. Its driver
 //!   only connects and listens by address, so each end is spliced onto the
@@ -22,6 +24,7 @@ use anyhow::{Context as _, Result};
 use cipherlink::certs::{self, CertOptions};
 use cipherlink::{Config, Context, PemSource, Tunnel};
 use cipherlink_chaos::subject::{PacketClass, Session, Subject, SubjectError};
+use cipherlink_chaos::tls_records::KeyLog;
 use cipherlink_link::proto::handshake::{C1_MIN, C2_MIN, MSG1_HEADER, MSG2_HEADER};
 use cipherlink_link::proto::record::INNER_HEADER;
 use cipherlink_link::{
@@ -54,11 +57,13 @@ fn err(subject: &str, stage: &'static str, reason: impl std::fmt::Display) -> Su
 pub struct Tls {
     server: Context,
     client: Context,
+    key_log: std::path::PathBuf,
 }
 
 impl Tls {
-    /// Makes a CA, a server certificate for `localhost`, and both contexts.
-    pub fn new() -> Result<Self> {
+    /// Makes a CA, a server certificate for `localhost`, and both contexts;
+    /// the client logs its sessions' secrets to `key_log`.
+    pub fn new(key_log: &std::path::Path) -> Result<Self> {
         let bundle =
             certs::generate(&CertOptions::default()).context("making test certificates")?;
         Ok(Tls {
@@ -72,9 +77,11 @@ impl Tls {
             client: Context::client(&{
                 let mut edited = Config::default();
                 edited.trusted_cas = vec![PemSource::inline(bundle.ca.cert.clone())];
+                edited.dangerous.key_log_file = Some(key_log.to_path_buf());
                 edited
             })
             .context("TLS client context")?,
+            key_log: key_log.to_path_buf(),
         })
     }
 }
@@ -107,9 +114,16 @@ impl Subject for Tls {
         Ok(TlsSession(t))
     }
 
-    /// A TLS record header: content type, then version 3.x. TLS 1.3
-    /// encrypts alerts (close_notify too) as application data, so those
-    /// count as data; the TCP FIN marks the close.
+    /// The secrets the client logged, for decrypting the capture.
+    fn key_log(&self) -> Option<KeyLog> {
+        std::fs::read_to_string(&self.key_log)
+            .ok()
+            .map(|text| KeyLog::parse(&text))
+    }
+
+    /// Without the key log: a TLS record header (content type, then
+    /// version 3.x). TLS 1.3 hides every record after the ServerHello as
+    /// application data, which the key log's decryption above sees through.
     fn classify(&self, payload: &[u8]) -> PacketClass {
         match payload {
             [20 | 22, 3, ..] => PacketClass::Handshake,

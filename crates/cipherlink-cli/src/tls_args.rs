@@ -54,6 +54,11 @@ pub struct TlsArgs {
     /// signed directly by a trusted CA, and a server's must name the host in its CN.
     #[arg(long = "dangerous-accept-legacy-certs", alias = "accept-legacy-certs")]
     pub dangerous_accept_legacy_certs: bool,
+    /// Dangerous: append every session's TLS secrets to FILE (NSS key log
+    /// format, as SSLKEYLOGFILE), for Wireshark/tshark; anyone with the file
+    /// can decrypt those sessions.
+    #[arg(long = "dangerous-key-log", value_name = "FILE")]
+    pub dangerous_key_log: Option<PathBuf>,
 }
 
 impl TlsArgs {
@@ -104,6 +109,9 @@ impl TlsArgs {
         }
         if self.dangerous_accept_legacy_certs {
             config.dangerous.accept_legacy_certificates = true;
+        }
+        if let Some(path) = &self.dangerous_key_log {
+            config.dangerous.key_log_file = Some(path.clone());
         }
         Ok(config)
     }
@@ -186,6 +194,7 @@ fn flag_for_field(field: &str) -> Option<&'static str> {
         "dangerous.accept_legacy_certificates" => "--dangerous-accept-legacy-certs",
         "dangerous.skip_server_name_check" => "--dangerous-skip-server-name-check",
         "dangerous.client_certs_from_system_roots" => "--dangerous-client-certs-from-system-roots",
+        "dangerous.key_log_file" => "--dangerous-key-log",
         "handshake_timeout_ms" => "--handshake-timeout-ms",
         "alpn" => "--alpn",
         "implementation" => "--implementation",

@@ -113,10 +113,7 @@ fn an_invitation_with_a_client_key_needs_the_key() {
         b"",
     ));
     let text = std::fs::read_to_string(d.join("bob.link")).unwrap();
-    assert!(
-        text.lines().any(|l| l.starts_with("client-key ")),
-        "{text}"
-    );
+    assert!(text.lines().any(|l| l.starts_with("client-key ")), "{text}");
     let without: String = text
         .lines()
         .filter(|l| !l.starts_with("client-key "))

@@ -265,7 +265,7 @@ pub struct Config {
 /// [dangerous]
 /// accept_legacy_certificates = true
 /// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Dangerous {
     /// Accept X.509 v1 certificates (what `openssl x509 -req` writes without
@@ -291,6 +291,12 @@ pub struct Dangerous {
     /// public certificate would be authenticated.
     #[serde(default)]
     pub client_certs_from_system_roots: bool,
+    /// Append every session's TLS secrets to this file in the NSS key log
+    /// format (`SSLKEYLOGFILE`), so Wireshark, tshark and `cipherlink chaos
+    /// run` can decrypt captured traffic. Anyone holding the file can read
+    /// every session it lists: for debugging and labs only.
+    #[serde(default)]
+    pub key_log_file: Option<PathBuf>,
 }
 
 /// The fields that moved from the top level into `[dangerous]`, for the

@@ -183,7 +183,7 @@ mod tests {
             .resumption(false)
             .allow_tls12(true)
             .chain_cache(false)
-            .dangerous(dangerous)
+            .dangerous(dangerous.clone())
             .build();
         let literal = Config {
             implementation: Implementation::Rustls,

@@ -211,6 +211,9 @@ pub(crate) fn server_tls(config: &Config) -> Result<Arc<ServerConfig>, Error> {
         .with_client_cert_verifier(verifier)
         .with_cert_resolver(Arc::new(SingleCertAndKey::from(certified)));
     tls.alpn_protocols = alpn(config);
+    if let Some(path) = &config.dangerous.key_log_file {
+        tls.key_log = crate::key_log::KeyLogFile::open(path)?;
+    }
     if config.resumption {
         // Stateless tickets scale with connection count; the default
         // stateful cache holds only 256 sessions.
@@ -277,6 +280,9 @@ pub(crate) fn client_tls(
         None => builder.with_no_client_auth(),
     };
     tls.alpn_protocols = alpn(config);
+    if let Some(path) = &config.dangerous.key_log_file {
+        tls.key_log = crate::key_log::KeyLogFile::open(path)?;
+    }
     if !config.resumption {
         tls.resumption = Resumption::disabled();
     }

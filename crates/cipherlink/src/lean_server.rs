@@ -13,7 +13,14 @@
 //! received, encrypted bytes until the transport took them, decrypted
 //! bytes until the reader took them. A connection waiting for its peer
 //! holds none of them, and the one read buffer that does exist while
-//! polling is dropped again if the transport had nothing.
+//! polling is dropped again if the transport had nothing. Measured with
+//! `cipherlink bench idle --connections 10000` (`cipherlink serve --echo`):
+//! 9,187 bytes per idle TLS 1.3 connection on tokio-rustls, 5,149 on this
+//! stream (plain TCP: 838).
+//!
+//! Only the server side uses it: a server holds the idle connections, and
+//! clients keep tokio-rustls (and its client-only features: data queued
+//! with the client's Finished, session resumption on the client side).
 //!
 //! Every buffer is bounded: received bytes by the largest handshake
 //! message rustls accepts (64 KiB) plus one record, outgoing bytes by a
@@ -27,8 +34,8 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{ready, Context as TaskContext, Poll};
 
-use rustls::server::UnbufferedServerConnection;
-use rustls::unbuffered::{ConnectionState, EncryptError, UnbufferedStatus};
+use rustls::server::{ServerConnectionData, UnbufferedServerConnection};
+use rustls::unbuffered::{ConnectionState, EncodeError, EncryptError, UnbufferedStatus};
 use rustls::ServerConfig;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
@@ -178,26 +185,7 @@ impl<IO> LeanServer<IO> {
                     return Err(tls_error(err));
                 }
                 Ok(ConnectionState::EncodeTlsData(mut encode)) => {
-                    let start = self.outgoing.len();
-                    let mut need = 512;
-                    loop {
-                        self.outgoing.resize(start + need, 0);
-                        match encode.encode(&mut self.outgoing[start..]) {
-                            Ok(written) => {
-                                self.outgoing.truncate(start + written);
-                                break;
-                            }
-                            Err(rustls::unbuffered::EncodeError::InsufficientSize(e))
-                                if e.required_size > need =>
-                            {
-                                need = e.required_size;
-                            }
-                            Err(e) => {
-                                self.outgoing.truncate(start);
-                                return Err(io::Error::other(e));
-                            }
-                        }
-                    }
+                    encode_into(&mut self.outgoing, &mut encode)?;
                     None
                 }
                 // The flight is already in `outgoing`, which is written
@@ -298,12 +286,8 @@ impl<IO> LeanServer<IO> {
         // assertion in rustls). A failure queues one alert.
         let UnbufferedStatus { discard, state } = self.conn.process_tls_records(&mut self.incoming);
         if let Ok(ConnectionState::EncodeTlsData(mut encode)) = state {
-            let start = self.outgoing.len();
-            self.outgoing.resize(start + 1024, 0);
-            match encode.encode(&mut self.outgoing[start..]) {
-                Ok(written) => self.outgoing.truncate(start + written),
-                Err(_) => self.outgoing.truncate(start),
-            }
+            // Best effort: the failure is reported either way.
+            let _ = encode_into(&mut self.outgoing, &mut encode);
         }
         self.discard(discard);
     }
@@ -331,6 +315,32 @@ impl<IO> LeanServer<IO> {
         if self.plain_read >= self.plain.len() {
             self.plain = Vec::new();
             self.plain_read = 0;
+        }
+    }
+}
+
+/// Appends a handshake record rustls made to `out`, sized exactly: an
+/// empty slice first makes rustls say how much it needs.
+fn encode_into(
+    out: &mut Vec<u8>,
+    encode: &mut rustls::unbuffered::EncodeTlsData<'_, ServerConnectionData>,
+) -> io::Result<()> {
+    let need = match encode.encode(&mut []) {
+        // An empty record: nothing to append.
+        Ok(_) => return Ok(()),
+        Err(EncodeError::InsufficientSize(e)) => e.required_size,
+        Err(e) => return Err(io::Error::other(e)),
+    };
+    let start = out.len();
+    out.resize(start + need, 0);
+    match encode.encode(&mut out[start..]) {
+        Ok(written) => {
+            out.truncate(start + written);
+            Ok(())
+        }
+        Err(e) => {
+            out.truncate(start);
+            Err(io::Error::other(e))
         }
     }
 }
@@ -700,6 +710,33 @@ mod tests {
         assert_eq!(&reply, b"done");
     }
 
+    /// A client that fragments into 512-byte records: its ClientHello (an
+    /// ML-KEM key share is over a kilobyte) spans several records, which
+    /// rustls joins inside our buffer, and the reads split them further.
+    #[tokio::test]
+    async fn handshake_messages_across_records_and_reads() {
+        let (server, client) = configs();
+        let mut client = (*client).clone();
+        client.max_fragment_size = Some(512);
+        let (a, b) = tokio::io::duplex(64 * 1024);
+        let name = ServerName::try_from("localhost").expect("name");
+        let (accepted, connected) = tokio::join!(
+            accept(server, Trickle { inner: a, max: 100 }),
+            TlsConnector::from(Arc::new(client)).connect(name, b)
+        );
+        let (mut server, mut client) = (
+            accepted.expect("server handshake"),
+            connected.expect("client handshake"),
+        );
+        let sent = pattern(3000);
+        client.write_all(&sent).await.expect("write");
+        client.flush().await.expect("flush");
+        let mut got = vec![0u8; sent.len()];
+        server.read_exact(&mut got).await.expect("read");
+        assert_eq!(got, sent);
+        assert_eq!(server.buffered_capacity(), 0);
+    }
+
     #[tokio::test]
     async fn garbage_after_the_handshake_is_a_clean_tls_error() {
         for garbage in [
@@ -732,6 +769,52 @@ mod tests {
             let mut reply = [0u8; 16];
             let told = client.read(&mut reply).await;
             assert!(told.is_err(), "client saw {told:?}");
+        }
+    }
+
+    /// Bytes that are not a ClientHello, in many shapes: a TLS error or an
+    /// end-of-stream error, never a panic or a hang.
+    #[tokio::test]
+    async fn garbage_in_place_of_a_handshake_is_refused() {
+        let (server, _) = configs();
+        let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+        let mut inputs: Vec<Vec<u8>> = vec![
+            Vec::new(),
+            vec![0x16],
+            vec![0x16, 0x03, 0x01, 0x40, 0x00],
+            // A handshake record announcing a 16 MiB message.
+            vec![0x16, 0x03, 0x01, 0x00, 0x04, 0x01, 0xFF, 0xFF, 0xFF],
+        ];
+        for len in [1usize, 5, 64, 600, 5000, 20_000] {
+            let mut bytes = Vec::with_capacity(len);
+            for _ in 0..len {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                bytes.push(seed as u8);
+            }
+            // Random bytes, and the same behind a plausible record header.
+            inputs.push(bytes.clone());
+            let mut framed = vec![0x16, 0x03, 0x01];
+            framed.extend_from_slice(&(len.min(0x4000) as u16).to_be_bytes());
+            framed.extend_from_slice(&bytes);
+            inputs.push(framed);
+        }
+        for input in inputs {
+            let (a, mut b) = tokio::io::duplex(64 * 1024);
+            b.write_all(&input).await.expect("raw write");
+            b.shutdown().await.expect("raw shutdown");
+            let result =
+                tokio::time::timeout(std::time::Duration::from_secs(5), accept(server.clone(), a))
+                    .await
+                    .expect("handshake did not end");
+            let err = result.err().expect("garbage accepted");
+            assert!(
+                crate::error::tls_error_in(&err).is_some()
+                    || err.kind() == io::ErrorKind::UnexpectedEof,
+                "{} bytes: {err:?}",
+                input.len()
+            );
         }
     }
 

@@ -63,6 +63,7 @@ mod failure_log;
 pub mod fuzzing;
 mod hkdf;
 pub mod implementations;
+mod key_log;
 pub mod kx;
 mod lean_server;
 pub mod legacy;

@@ -324,3 +324,49 @@ every_pair! {
         assert_eq!(c.peer_identity.unwrap().common_name.as_deref(), Some("localhost"));
     }
 }
+
+every_pair! {
+    /// `dangerous.key_log_file` writes the NSS key log on either
+    /// implementation: both ends log the same session's four TLS 1.3
+    /// secrets under the same client random.
+    async fn the_key_log_file_has_each_sessions_secrets(p: Pair) {
+        let b = bundle();
+        let dir = tempfile::tempdir().unwrap();
+        let (server_log, client_log) = (dir.path().join("s.keys"), dir.path().join("c.keys"));
+        let mut server_cfg = p.server_config(&b);
+        server_cfg.dangerous.key_log_file = Some(server_log.clone());
+        let mut client_cfg = p.client_config(&b);
+        client_cfg.dangerous.key_log_file = Some(client_log.clone());
+        let server = Context::server(&server_cfg).unwrap();
+        let client = Context::client(&client_cfg).unwrap();
+        let (s, c) = pair(&server, &client).await;
+        drop((s.unwrap(), c.unwrap()));
+        let mut logs = Vec::new();
+        for path in [server_log, client_log] {
+            let text = std::fs::read_to_string(path).unwrap();
+            let mut lines: Vec<(String, String)> = text
+                .lines()
+                .map(|l| {
+                    let f: Vec<&str> = l.split(' ').collect();
+                    assert_eq!(f.len(), 3, "{l}");
+                    assert_eq!(f[1].len(), 64, "{l}");
+                    (f[0].to_string(), f[1].to_string())
+                })
+                .filter(|(label, _)| label.contains("TRAFFIC_SECRET"))
+                .collect();
+            lines.sort();
+            logs.push(lines);
+        }
+        assert_eq!(logs[0], logs[1]);
+        let labels: Vec<&str> = logs[0].iter().map(|(l, _)| l.as_str()).collect();
+        assert_eq!(
+            labels,
+            [
+                "CLIENT_HANDSHAKE_TRAFFIC_SECRET",
+                "CLIENT_TRAFFIC_SECRET_0",
+                "SERVER_HANDSHAKE_TRAFFIC_SECRET",
+                "SERVER_TRAFFIC_SECRET_0"
+            ]
+        );
+    }
+}

@@ -261,6 +261,10 @@ fn common(config: &Config, method: SslMethod) -> Result<SslContextBuilder, Error
     // Neither old renegotiation nor compression, as in rustls.
     builder.set_options(SslOptions::NO_RENEGOTIATION | SslOptions::NO_COMPRESSION);
     builder.set_mode(SslMode::RELEASE_BUFFERS);
+    if let Some(path) = &config.dangerous.key_log_file {
+        let file = crate::key_log::KeyLogFile::open(path)?;
+        builder.set_keylog_callback(move |_, line| file.write_line(line));
+    }
     Ok(builder)
 }
 
