@@ -1,15 +1,14 @@
 //! `cipherlink serve`: a TLS server for testing any TLS client.
 
-use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context as _, Result};
+use cipherlink::serve_handler::{self, Handling};
 use cipherlink::server::TlsServer;
 use cipherlink::Role;
 use clap::Args;
-use tokio::io::AsyncWriteExt;
 use tokio::sync::Mutex;
 
 use crate::tls_args::{build_context, ServerTlsArgs, TlsArgs};
@@ -64,11 +63,14 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         capacity.max,
         capacity.why,
     );
-    let echo = args.echo;
     let idle = (args.idle_timeout > 0).then(|| Duration::from_secs(args.idle_timeout));
-    let stdout = Arc::new(Mutex::new(tokio::io::stdout()));
+    let handling = Arc::new(if args.echo {
+        Handling::Echo
+    } else {
+        Handling::CopyTo(Arc::new(Mutex::new(tokio::io::stdout())))
+    });
     let task = server.spawn(move |mut tunnel| {
-        let stdout = stdout.clone();
+        let handling = handling.clone();
         async move {
             // info() parses the peer's certificate: only when it is logged.
             if tracing::enabled!(tracing::Level::INFO) {
@@ -76,34 +78,19 @@ pub async fn run(args: ServeArgs) -> Result<()> {
                     tracing::info!(peer = tunnel.peer(), "accepted: {info}");
                 }
             }
-            let peer = tunnel.peer().to_string();
-            let mut total = 0u64;
-            loop {
-                // A buffer only while data is there: idle clients hold none.
-                let Some(buf) = within(idle, tunnel.read_chunk(16 * 1024)).await? else {
-                    // A polite end: the client gets close_notify, not a cut.
-                    tracing::info!(peer, "{} (--idle-timeout): closing", idle_text(idle));
-                    break;
-                };
-                if buf.is_empty() {
-                    break;
-                }
-                total += buf.len() as u64;
-                if echo {
-                    let echoed = within(idle, tunnel.write_all(&buf)).await?;
-                    if echoed.is_none() {
-                        return Err(idle_error(&peer, "echo", idle));
-                    }
-                } else {
-                    let mut out = stdout.lock().await;
-                    let _ = out.write_all(&buf).await;
-                    let _ = out.flush().await;
-                }
+            let handled = serve_handler::handle(&mut tunnel, &handling, idle)
+                .await
+                .map_err(|err| with_flag(err, IDLE_FLAG))?;
+            let peer = tunnel.peer();
+            if handled.idle_closed {
+                tracing::info!(
+                    peer,
+                    "idle for {:?} ({IDLE_FLAG}): closing",
+                    idle.unwrap_or_default()
+                );
             }
-            tracing::info!(peer, "closed after {total} bytes");
-            within(idle, tunnel.close())
-                .await?
-                .ok_or_else(|| idle_error(&peer, "close", idle))
+            tracing::info!(peer, "closed after {} bytes", handled.bytes);
+            Ok(())
         }
     });
     tokio::select! {
@@ -166,32 +153,21 @@ fn capacity(asked: Option<usize>) -> Capacity {
     }
 }
 
-/// `op`'s result, or `None` when it took longer than `limit`.
-async fn within<T>(
-    limit: Option<Duration>,
-    op: impl Future<Output = Result<T, cipherlink::Error>>,
-) -> Result<Option<T>, cipherlink::Error> {
-    match limit {
-        None => op.await.map(Some),
-        Some(limit) => match tokio::time::timeout(limit, op).await {
-            Ok(result) => result.map(Some),
-            Err(_) => Ok(None),
+/// The flag that sets the idle limit, for messages.
+const IDLE_FLAG: &str = "--idle-timeout";
+
+/// Names the flag in an idle-limit error (the core names its setting).
+fn with_flag(err: cipherlink::Error, flag: &str) -> cipherlink::Error {
+    match err {
+        cipherlink::Error::Io {
+            peer,
+            during,
+            error,
+        } if error.kind() == std::io::ErrorKind::TimedOut => cipherlink::Error::Io {
+            peer,
+            during,
+            error: std::io::Error::new(std::io::ErrorKind::TimedOut, format!("{error} ({flag})")),
         },
-    }
-}
-
-fn idle_text(limit: Option<Duration>) -> String {
-    format!("idle for {:?}", limit.unwrap_or_default())
-}
-
-/// A peer that stopped taking data: the connection is dropped.
-fn idle_error(peer: &str, during: &'static str, limit: Option<Duration>) -> cipherlink::Error {
-    cipherlink::Error::Io {
-        peer: peer.to_string(),
-        during,
-        error: std::io::Error::new(
-            std::io::ErrorKind::TimedOut,
-            format!("{} (--idle-timeout)", idle_text(limit)),
-        ),
+        other => other,
     }
 }

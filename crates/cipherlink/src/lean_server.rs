@@ -15,8 +15,8 @@
 //! holds none of them, and the one read buffer that does exist while
 //! polling is dropped again if the transport had nothing. Measured with
 //! `cipherlink bench idle --connections 10000` (`cipherlink serve --echo`):
-//! 9,187 bytes per idle TLS 1.3 connection on tokio-rustls, 5,149 on this
-//! stream (plain TCP: 838).
+//! 9,187 bytes per idle TLS 1.3 connection on tokio-rustls, 5,183 on this
+//! stream (medians of five runs; plain TCP: 838).
 //!
 //! Only the server side uses it: a server holds the idle connections, and
 //! clients keep tokio-rustls (and its client-only features: data queued

@@ -71,6 +71,7 @@ mod name_constraints;
 #[cfg(feature = "openssl")]
 mod openssl_tls;
 pub mod pki;
+pub mod serve_handler;
 pub mod server;
 mod tunnel;
 mod validate;
