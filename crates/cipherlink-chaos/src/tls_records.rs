@@ -290,11 +290,7 @@ impl aws_lc_rs::hkdf::KeyType for Len {
 }
 
 /// Cuts a direction's stream into records and classifies each.
-fn records(
-    stream: &[u8],
-    handshake: Option<&[u8]>,
-    traffic: Option<&[u8]>,
-) -> Vec<Span> {
+fn records(stream: &[u8], handshake: Option<&[u8]>, traffic: Option<&[u8]>) -> Vec<Span> {
     let mut handshake = handshake.and_then(Epoch::new);
     let mut traffic = traffic.and_then(Epoch::new);
     let mut spans = Vec::new();

@@ -40,19 +40,19 @@ fn main() {
 async fn run(connections: usize) {
     let bundle = certs::generate(&CertOptions::default()).unwrap();
     let server_ctx = Context::server(&{
- let mut edited = Config::default();
- edited.certificate = Some(PemSource::inline(bundle.server.cert.clone()));
- edited.private_key = Some(PemSource::inline(bundle.server.key.clone()));
- edited
-})
+        let mut edited = Config::default();
+        edited.certificate = Some(PemSource::inline(bundle.server.cert.clone()));
+        edited.private_key = Some(PemSource::inline(bundle.server.key.clone()));
+        edited
+    })
     .unwrap();
     let client = Context::client(&{
- let mut edited = Config::default();
- edited.trusted_cas = vec![PemSource::inline(bundle.ca.cert.clone())];
- edited.server_name = Some("localhost".into());
- edited.resumption = false;
- edited
-})
+        let mut edited = Config::default();
+        edited.trusted_cas = vec![PemSource::inline(bundle.ca.cert.clone())];
+        edited.server_name = Some("localhost".into());
+        edited.resumption = false;
+        edited
+    })
     .unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();

@@ -44,18 +44,18 @@ impl Material {
         match (config.transport, config.role) {
             (Transport::Tls, Role::Server) => {
                 config.tls = Some({
- let mut edited = cipherlink::Config::default();
- edited.certificate = Some(PemSource::inline(self.bundle.server.cert.clone()));
- edited.private_key = Some(PemSource::inline(self.bundle.server.key.clone()));
- edited
-})
+                    let mut edited = cipherlink::Config::default();
+                    edited.certificate = Some(PemSource::inline(self.bundle.server.cert.clone()));
+                    edited.private_key = Some(PemSource::inline(self.bundle.server.key.clone()));
+                    edited
+                })
             }
             (Transport::Tls, Role::Client) => {
                 config.tls = Some({
- let mut edited = cipherlink::Config::default();
- edited.trusted_cas = vec![PemSource::inline(self.bundle.ca.cert.clone())];
- edited
-})
+                    let mut edited = cipherlink::Config::default();
+                    edited.trusted_cas = vec![PemSource::inline(self.bundle.ca.cert.clone())];
+                    edited
+                })
             }
             (Transport::Link, Role::Server) => {
                 config.link = Some(LinkConfig {
