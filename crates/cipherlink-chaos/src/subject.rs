@@ -99,6 +99,14 @@ pub trait Subject: Send + Sync + 'static {
     fn key_log(&self) -> Option<crate::tls_records::KeyLog> {
         None
     }
+    /// Every record of a capture of this subject's sessions, decoded by the
+    /// subject (TLS with [`Subject::key_log`]; others with secrets of their
+    /// own, through [`crate::tls_records::RecordMap::from_streams`]); `None`
+    /// leaves packets to [`Subject::classify_at`].
+    fn decode_records(&self, pcap: &[u8]) -> Option<crate::tls_records::RecordMap> {
+        self.key_log()
+            .map(|keys| crate::tls_records::RecordMap::from_capture(pcap, &keys))
+    }
 }
 
 /// An established session; the lab bounds every call in time.

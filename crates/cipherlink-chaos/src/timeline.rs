@@ -51,9 +51,7 @@ pub fn timeline<S: Subject>(subject: &S, pcap: &[u8]) -> Result<Vec<PacketRecord
     let mut flows: HashMap<Endpoints, Flow> = HashMap::new();
     let mut out = Vec::new();
     let mut first = None;
-    let records = subject
-        .key_log()
-        .map(|keys| RecordMap::from_capture(pcap, &keys));
+    let records: Option<RecordMap> = subject.decode_records(pcap);
     while let Some(packet) = reader.next_packet() {
         let packet = packet?;
         let t0 = *first.get_or_insert(packet.timestamp);

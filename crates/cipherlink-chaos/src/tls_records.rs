@@ -1,4 +1,5 @@
-//! The TLS 1.3 records of a capture, decrypted with the sessions' key log
+//! The records of a capture, decoded by the protocol itself: TLS 1.3
+//! records decrypted with the sessions' key log
 //! (`dangerous.key_log_file`, the NSS format Wireshark reads), so that each
 //! packet's class is what its records really carry. On the wire TLS 1.3
 //! hides every record after the ServerHello as application data: the
@@ -88,7 +89,7 @@ fn unhex(text: &str) -> Option<Vec<u8>> {
 type Flow = (SocketAddrV4, SocketAddrV4);
 
 /// A record's place in its direction's stream, `start..end`, and its class.
-type Span = (u64, u64, PacketClass);
+pub type Span = (u64, u64, PacketClass);
 
 /// Where each record of each direction lies in its TCP stream, and what it is.
 #[derive(Debug, Default)]
@@ -99,6 +100,23 @@ pub struct RecordMap {
 }
 
 impl RecordMap {
+    /// Decodes the connections of a pcap of raw IPv4 packets with a
+    /// protocol's own decoder: `decode(to_server, to_client)` gets each
+    /// connection's two reassembled streams (from the packets a receiver
+    /// accepted) and returns their record spans, client to server first.
+    /// The link protocol's subject decodes its records this way.
+    pub fn from_streams(
+        pcap: &[u8],
+        mut decode: impl FnMut(&[u8], &[u8]) -> [Vec<Span>; 2],
+    ) -> RecordMap {
+        RecordMap {
+            spans: reassemble(pcap)
+                .into_iter()
+                .map(|(flow, [up, down])| (flow, decode(&up, &down)))
+                .collect(),
+        }
+    }
+
     /// Decodes the TLS connections of a pcap of raw IPv4 packets.
     pub fn from_capture(pcap: &[u8], keys: &KeyLog) -> RecordMap {
         let streams = reassemble(pcap);

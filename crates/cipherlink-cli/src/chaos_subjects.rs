@@ -9,9 +9,10 @@
 //!   timers shortened so the stale scenario ends in seconds. Its driver
 //!   only connects and listens by address, so each end is spliced onto the
 //!   lab's socket through a loopback socket of its own namespace; the bytes
-//!   through the lab are exactly the link's. With `PORT_TAIL_LENGTH` 0 its
-//!   framing has exact sizes, which the classifier uses: msg1 and msg2 by
-//!   stream offset, keepalive records by their length.
+//!   through the lab are exactly the link's. The client exports each
+//!   session's transport secrets (`connect_exporting_keys`), with which the
+//!   timeline decrypts every record: data, keepalive, close or rekey. With
+//!   `PORT_TAIL_LENGTH` 0 msg1 and msg2 have exact sizes.
 //! - `v1`: the proxy's v1 frame (NaCl box, pre-shared keys); frames
 //!   classified by their header (`version 1, nonce_size 24`).
 //! - `plain`: TCP alone, the baseline.
@@ -24,9 +25,10 @@ use anyhow::{Context as _, Result};
 use cipherlink::certs::{self, CertOptions};
 use cipherlink::{Config, Context, PemSource, Tunnel};
 use cipherlink_chaos::subject::{PacketClass, Session, Subject, SubjectError};
-use cipherlink_chaos::tls_records::KeyLog;
+use cipherlink_chaos::tls_records::{KeyLog, RecordMap, Span};
+use cipherlink_link::proto::handshake::TransportKeys;
 use cipherlink_link::proto::handshake::{C1_MIN, C2_MIN, MSG1_HEADER, MSG2_HEADER};
-use cipherlink_link::proto::record::INNER_HEADER;
+use cipherlink_link::proto::record::{Direction, RecordType, INNER_HEADER};
 use cipherlink_link::{
     ClientConfig, KeepaliveConfig, LinkParams, ServerEndpoint, ServerKey, TokenStore,
 };
@@ -162,6 +164,9 @@ pub struct Link {
     endpoint: Arc<ServerEndpoint>,
     client: Arc<ClientConfig>,
     keepalive: KeepaliveConfig,
+    /// Each session's transport secrets (the driver's debug export), to
+    /// decrypt the capture's records afterwards.
+    keys: Arc<std::sync::Mutex<Vec<TransportKeys>>>,
 }
 
 /// Keepalive timers of the lab. `stale`: short, so that a silent peer is
@@ -218,6 +223,7 @@ impl Link {
                 params,
             }),
             keepalive,
+            keys: Arc::default(),
         })
     }
 }
@@ -249,10 +255,13 @@ impl Subject for Link {
                 splice(io, s);
             }
         });
-        cipherlink_link::driver::connect(addr, &self.client)
+        let (link, keys) = cipherlink_link::driver::connect_exporting_keys(addr, &self.client)
             .await
-            .map(LinkSession)
-            .map_err(|e| err("link", "connect", e))
+            .map_err(|e| err("link", "connect", e))?;
+        if let Ok(mut all) = self.keys.lock() {
+            all.push(keys);
+        }
+        Ok(LinkSession(link))
     }
 
     async fn accept(&self, io: TcpStream) -> Result<Self::Session, SubjectError> {
@@ -280,11 +289,23 @@ impl Subject for Link {
         PacketClass::Data
     }
 
-    /// msg1 (client) and msg2 (server) are the first bytes of each
-    /// direction, of fixed length without padding. After them, records are
-    /// `masked length ‖ sealed type, length, body, tag`: their type is
-    /// encrypted, but a ping or pong is the only 29-byte record (8-byte
-    /// body) and every message of the run is larger.
+    /// Every record decrypted with the session's exported transport keys:
+    /// data, keepalive (ping, pong), close, or rekey (counted as handshake).
+    fn decode_records(&self, pcap: &[u8]) -> Option<RecordMap> {
+        let keys = self.keys.lock().ok()?.clone();
+        if keys.is_empty() {
+            return None;
+        }
+        Some(RecordMap::from_streams(pcap, |up, down| {
+            link_records(up, down, &keys)
+        }))
+    }
+
+    /// Without the keys: msg1 (client) and msg2 (server) are the first
+    /// bytes of each direction, of fixed length without padding. After
+    /// them, records are `masked length ‖ sealed type, length, body, tag`:
+    /// their type is encrypted, but a ping or pong is the only 29-byte
+    /// record (8-byte body) and every message of the run is larger.
     fn classify_at(&self, from_client: bool, offset: u64, payload: &[u8]) -> PacketClass {
         let handshake = if from_client {
             MSG1_HEADER + C1_MIN
@@ -305,6 +326,57 @@ impl Subject for Link {
         let k = &self.keepalive;
         Some(k.max_next_in + k.max_timeout * (k.max_retries + 1))
     }
+}
+
+/// The record spans of one captured link, with whichever exported key set
+/// opens its records (the AEAD says which session it was).
+fn link_records(up: &[u8], down: &[u8], keys: &[TransportKeys]) -> [Vec<Span>; 2] {
+    let (msg1, msg2) = (MSG1_HEADER + C1_MIN, MSG2_HEADER + C2_MIN);
+    let mut best = [
+        link_direction(up, msg1, None),
+        link_direction(down, msg2, None),
+    ];
+    for k in keys {
+        let tried = [
+            link_direction(up, msg1, Some(Direction::new(k.c2s_key, k.c2s_len))),
+            link_direction(down, msg2, Some(Direction::new(k.s2c_key, k.s2c_len))),
+        ];
+        if tried[0].len() + tried[1].len() > best[0].len() + best[1].len() {
+            best = tried;
+        }
+    }
+    best
+}
+
+/// One direction: its handshake message, then every record that opens.
+fn link_direction(stream: &[u8], handshake: usize, mut keys: Option<Direction>) -> Vec<Span> {
+    let mut spans = Vec::new();
+    if stream.is_empty() {
+        return spans;
+    }
+    let mut at = handshake.min(stream.len());
+    spans.push((0, at as u64, PacketClass::Handshake));
+    let Some(dir) = keys.as_mut() else {
+        return spans;
+    };
+    while let Ok(Some(n)) = dir.peek_len(&stream[at..]) {
+        let mut record = stream[at..at + n].to_vec();
+        let Ok((ty, _)) = dir.open(&mut record) else {
+            break;
+        };
+        let class = match ty {
+            RecordType::Data => PacketClass::Data,
+            RecordType::Ping | RecordType::Pong => PacketClass::Keepalive,
+            RecordType::Close => PacketClass::Close,
+            RecordType::Rekey => PacketClass::Handshake,
+        };
+        if ty == RecordType::Rekey {
+            dir.rekey();
+        }
+        spans.push((at as u64, (at + n) as u64, class));
+        at += n;
+    }
+    spans
 }
 
 /// A link session.
@@ -456,5 +528,76 @@ impl Session for V1Session {
 
     async fn close(&mut self) -> Result<(), SubjectError> {
         self.io.shutdown().await.map_err(|e| err("v1", "close", e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use cipherlink_chaos::recorder::Recorder;
+    use cipherlink_chaos::stream_proxy::{ProxyConfig, StreamProxy};
+    use cipherlink_chaos::subject::{PacketClass, Session, Subject};
+    use tokio::net::{TcpListener, TcpStream};
+
+    use super::{link_keepalive, Link};
+
+    /// A real link through the recording proxy: with the exported keys every
+    /// record after the handshake decodes (data, then the close record),
+    /// where the record bytes alone say nothing of their type.
+    #[tokio::test]
+    async fn a_captured_link_decodes_record_by_record() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let subject = Link::new(link_keepalive(false)).expect("link subject");
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let upstream = listener.local_addr().expect("addr");
+        let server = subject.clone();
+        tokio::spawn(async move {
+            let (tcp, _) = listener.accept().await.expect("accept");
+            let mut session = server.accept(tcp).await.expect("server session");
+            while let Ok(chunk) = session.recv(4096).await {
+                if chunk.is_empty() || session.send(&chunk).await.is_err() {
+                    break;
+                }
+            }
+            let _ = session.close().await;
+        });
+        let pcap = dir.path().join("link.pcap");
+        let (recorder, _writer) = Recorder::create(&pcap).expect("recorder");
+        let mut config =
+            ProxyConfig::new("127.0.0.1:0".parse().expect("addr"), upstream.to_string());
+        config.recorder = Some(recorder);
+        let proxy = StreamProxy::bind(config).await.expect("proxy");
+        let via = proxy.local_addr().expect("proxy addr");
+        tokio::spawn(proxy.run());
+
+        let tcp = TcpStream::connect(via).await.expect("connect");
+        let mut session = subject.connect(tcp).await.expect("client session");
+        session.send(b"hello link").await.expect("send");
+        let mut echoed = Vec::new();
+        while echoed.len() < 10 {
+            echoed.extend(session.recv(4096).await.expect("echo"));
+        }
+        assert_eq!(echoed, b"hello link");
+        session.close().await.expect("close");
+
+        let up = tokio::time::timeout(Duration::from_secs(20), async {
+            loop {
+                let bytes = std::fs::read(&pcap).unwrap_or_default();
+                if let Some(map) = subject.decode_records(&bytes) {
+                    if let [[up, down]] = map.classes().as_slice() {
+                        if up.contains(&PacketClass::Close) && down.contains(&PacketClass::Data) {
+                            return up.clone();
+                        }
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await
+        .expect("a decoded capture in time");
+        assert_eq!(up.first(), Some(&PacketClass::Handshake), "{up:?}");
+        assert!(up.contains(&PacketClass::Data), "{up:?}");
+        assert_eq!(up.last(), Some(&PacketClass::Close), "{up:?}");
     }
 }

@@ -38,6 +38,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Sleep;
 
 use crate::error::Error;
+use crate::proto::handshake::TransportKeys;
 use crate::proto::{ClientConfig, CloseCode, Connection, Event, ServerEndpoint};
 
 /// Largest read from the socket at once (large reads mean fewer wake-ups per
@@ -766,6 +767,27 @@ async fn accept_loop(listener: TcpListener, endpoint: Arc<ServerEndpoint>, tx: m
 
 /// Connects to `addr` and completes the handshake.
 pub async fn connect(addr: impl ToSocketAddrs, cfg: &ClientConfig) -> Result<Link, DriverError> {
+    connecting(addr, cfg, false).await.map(|(link, _)| link)
+}
+
+/// As [`connect`], and also returns the link's transport secrets, so that
+/// a capture of it can be decrypted (the chaos lab's packet classes).
+/// Debugging and labs only: whoever holds them can read and forge every
+/// record of this link.
+pub async fn connect_exporting_keys(
+    addr: impl ToSocketAddrs,
+    cfg: &ClientConfig,
+) -> Result<(Link, TransportKeys), DriverError> {
+    let (link, keys) = connecting(addr, cfg, true).await?;
+    let keys = keys.ok_or(Error::Protocol("handshake completed without keys"))?;
+    Ok((link, keys))
+}
+
+async fn connecting(
+    addr: impl ToSocketAddrs,
+    cfg: &ClientConfig,
+    export_keys: bool,
+) -> Result<(Link, Option<TransportKeys>), DriverError> {
     let stream = TcpStream::connect(addr)
         .await
         .map_err(|e| DriverError::Io {
@@ -774,6 +796,10 @@ pub async fn connect(addr: impl ToSocketAddrs, cfg: &ClientConfig) -> Result<Lin
         })?;
     let _ = stream.set_nodelay(true);
     let mut conn = Connection::client(cfg, Box::new(StdRng::from_os_rng()), now(), unix_now())?;
+    if export_keys {
+        conn.export_keys();
+    }
     let peer = handshake(&stream, &mut conn, None).await?;
-    Ok(Link::start(stream, conn, peer))
+    let keys = conn.take_exported_keys();
+    Ok((Link::start(stream, conn, peer), keys))
 }

@@ -28,8 +28,9 @@ pub(crate) fn parse(offered: &[u8]) -> Option<Vec<&[u8]>> {
     Some(names)
 }
 
-/// Our names in the wire's form. Names longer than 255 bytes cannot be
+/// Our names in the wire's form (for OpenSSL's client list). Names longer than 255 bytes cannot be
 /// sent, and empty ones are not names: both are left out.
+#[cfg(any(feature = "openssl", test))]
 pub(crate) fn wire(names: &[String]) -> Vec<u8> {
     let mut wire = Vec::new();
     for name in names {

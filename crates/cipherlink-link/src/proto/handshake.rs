@@ -101,6 +101,7 @@ fn arr32(s: &[u8]) -> [u8; 32] {
 }
 
 /// The transport secrets of docs §3.
+#[derive(Clone)]
 pub struct TransportKeys {
     /// Client-to-server AEAD key.
     pub c2s_key: [u8; 32],

@@ -270,9 +270,25 @@ pub struct Connection {
     name: String,
     peer: Option<String>,
     probe_reason: Option<&'static str>,
+    /// Debugging only: keep the transport secrets for [`Connection::take_exported_keys`].
+    export_keys: bool,
+    exported: Option<TransportKeys>,
 }
 
 impl Connection {
+    /// Debugging and labs only: keep this connection's transport secrets
+    /// when the handshake completes, for [`Connection::take_exported_keys`].
+    /// Whoever holds them can read and forge every record of the link.
+    pub fn export_keys(&mut self) {
+        self.export_keys = true;
+    }
+
+    /// The transport secrets, once, after [`Connection::export_keys`] and
+    /// a completed handshake.
+    pub fn take_exported_keys(&mut self) -> Option<TransportKeys> {
+        self.exported.take()
+    }
+
     /// A client: msg1 is ready in [`Connection::poll_transmit`] at once.
     pub fn client(
         cfg: &ClientConfig,
@@ -305,6 +321,8 @@ impl Connection {
             name: cfg.name.clone(),
             peer: None,
             probe_reason: None,
+            export_keys: false,
+            exported: None,
         })
     }
 
@@ -333,6 +351,8 @@ impl Connection {
             name: String::new(),
             peer: None,
             probe_reason: None,
+            export_keys: false,
+            exported: None,
         }
     }
 
@@ -708,6 +728,9 @@ impl Connection {
     }
 
     fn open(&mut self, now: Instant, keys: TransportKeys, client: bool, peer: String) {
+        if self.export_keys {
+            self.exported = Some(keys.clone());
+        }
         let (send, recv) = if client {
             (
                 Direction::new(keys.c2s_key, keys.c2s_len),
