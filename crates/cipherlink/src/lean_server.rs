@@ -610,23 +610,10 @@ mod tests {
     use tokio_rustls::TlsConnector;
 
     use super::{accept, LeanServer};
-    use crate::certs::{self, CertOptions};
-    use crate::{Config, Context, PemSource};
+    use crate::test_fixtures::contexts;
 
     fn configs() -> (Arc<rustls::ServerConfig>, Arc<rustls::ClientConfig>) {
-        let bundle = certs::generate(&CertOptions::default()).expect("test certificates");
-        let server = Context::server(&Config {
-            certificate: Some(PemSource::inline(bundle.server.cert.clone())),
-            private_key: Some(PemSource::inline(bundle.server.key.clone())),
-            ..Config::default()
-        })
-        .expect("server context");
-        let client = Context::client(&Config {
-            trusted_cas: vec![PemSource::inline(bundle.ca.cert.clone())],
-            server_name: Some("localhost".into()),
-            ..Config::default()
-        })
-        .expect("client context");
+        let (server, client) = contexts();
         (
             server.rustls_server_config().expect("rustls server"),
             client.rustls_client_config().expect("rustls client"),
@@ -957,19 +944,7 @@ mod tests {
     /// (`Tunnel::write_all_and_close`).
     #[tokio::test]
     async fn one_write_per_flight() {
-        let bundle = certs::generate(&CertOptions::default()).expect("test certificates");
-        let server = Context::server(&Config {
-            certificate: Some(PemSource::inline(bundle.server.cert.clone())),
-            private_key: Some(PemSource::inline(bundle.server.key.clone())),
-            ..Config::default()
-        })
-        .expect("server context");
-        let client = Context::client(&Config {
-            trusted_cas: vec![PemSource::inline(bundle.ca.cert.clone())],
-            server_name: Some("localhost".into()),
-            ..Config::default()
-        })
-        .expect("client context");
+        let (server, client) = contexts();
         let writes = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let (a, b) = tokio::io::duplex(64 * 1024);
         let counted = Counted {

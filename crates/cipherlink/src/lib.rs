@@ -73,6 +73,8 @@ mod openssl_tls;
 pub mod pki;
 pub mod serve_handler;
 pub mod server;
+#[cfg(test)]
+mod test_fixtures;
 mod tunnel;
 mod validate;
 mod verify;

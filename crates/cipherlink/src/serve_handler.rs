@@ -123,29 +123,8 @@ fn idle_error(peer: &str, during: &'static str, limit: Option<Duration>) -> Erro
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::certs::{self, CertOptions};
-    use crate::{Config, Context, PemSource};
+    use crate::test_fixtures::contexts;
 
-    fn contexts() -> (Context, Context) {
-        let b = certs::generate(&CertOptions::default()).expect("certificates");
-        let server = Context::server(
-            &Config::builder()
-                .identity(
-                    PemSource::inline(b.server.cert.clone()),
-                    PemSource::inline(b.server.key.clone()),
-                )
-                .build(),
-        )
-        .expect("server");
-        let client = Context::client(
-            &Config::builder()
-                .trusted_ca(PemSource::inline(b.ca.cert.clone()))
-                .server_name("localhost")
-                .build(),
-        )
-        .expect("client");
-        (server, client)
-    }
 
     #[tokio::test]
     async fn echo_returns_every_byte_then_closes() {

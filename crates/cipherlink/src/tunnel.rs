@@ -513,25 +513,8 @@ pub(crate) fn host_of(peer: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::host_of;
-    use crate::certs::{self, CertOptions};
-    use crate::{Config, Context, PemSource};
+    use crate::test_fixtures::contexts;
 
-    fn contexts() -> (Context, Context) {
-        let bundle = certs::generate(&CertOptions::default()).expect("test certificates");
-        let server = Context::server(&Config {
-            certificate: Some(PemSource::inline(bundle.server.cert.clone())),
-            private_key: Some(PemSource::inline(bundle.server.key.clone())),
-            ..Config::default()
-        })
-        .expect("server context");
-        let client = Context::client(&Config {
-            trusted_cas: vec![PemSource::inline(bundle.ca.cert.clone())],
-            server_name: Some("localhost".into()),
-            ..Config::default()
-        })
-        .expect("client context");
-        (server, client)
-    }
 
     #[tokio::test]
     async fn read_chunk_returns_what_arrived_up_to_max_then_empty_at_close() {
