@@ -114,7 +114,9 @@ impl ServerOptions {
 pub struct BoundServer {
     listener: TcpListener,
     opts: ServerOptions,
-    answered: Answered,
+    /// Counted only when asked for: one shared atomic per call costs a
+    /// cache line moving between the server threads at 100k calls/s.
+    answered: Option<Answered>,
 }
 
 impl BoundServer {
@@ -129,7 +131,7 @@ impl BoundServer {
         Ok(Self {
             listener,
             opts,
-            answered: Answered::default(),
+            answered: None,
         })
     }
 
@@ -141,9 +143,10 @@ impl BoundServer {
         })
     }
 
-    /// The count of calls this server answers once running.
-    pub fn answered(&self) -> Answered {
-        self.answered.clone()
+    /// The count of calls this server answers once running (counting
+    /// starts with this call; a server nobody asks does not count).
+    pub fn answered(&mut self) -> Answered {
+        self.answered.get_or_insert_with(Answered::default).clone()
     }
 
     /// Serves until `shutdown` completes (or until this future is dropped,

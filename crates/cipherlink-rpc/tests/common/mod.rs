@@ -105,7 +105,7 @@ pub async fn start(
 
 /// Starts a server with these options.
 pub async fn start_with(opts: ServerOptions) -> Result<Running, Box<dyn std::error::Error>> {
-    let bound = BoundServer::bind(opts).await?;
+    let mut bound = BoundServer::bind(opts).await?;
     let addr = bound.local_addr()?;
     let answered = bound.answered();
     let (stop, rx) = oneshot::channel::<()>();
