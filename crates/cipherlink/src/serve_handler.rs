@@ -125,7 +125,6 @@ mod tests {
     use super::*;
     use crate::test_fixtures::contexts;
 
-
     #[tokio::test]
     async fn echo_returns_every_byte_then_closes() {
         let (server, client) = contexts();

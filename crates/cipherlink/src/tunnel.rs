@@ -515,7 +515,6 @@ mod tests {
     use super::host_of;
     use crate::test_fixtures::contexts;
 
-
     #[tokio::test]
     async fn read_chunk_returns_what_arrived_up_to_max_then_empty_at_close() {
         let (server, client) = contexts();
