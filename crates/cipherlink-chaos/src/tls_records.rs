@@ -32,6 +32,18 @@ const MAX_BODY: usize = (1 << 14) + 256;
 /// scenarios send far less; the bound keeps a hostile capture small).
 const MAX_STREAM: u64 = 64 << 20;
 
+/// A TLS segment's class from its record header alone (content type, then
+/// version 3.x): what can be said without the keys. TLS 1.3 hides every
+/// record after the ServerHello as application data.
+pub fn classify_header(payload: &[u8]) -> PacketClass {
+    match payload {
+        [20 | 22, 3, ..] => PacketClass::Handshake,
+        [23, 3, ..] => PacketClass::Data,
+        [21, 3, ..] => PacketClass::Alert,
+        _ => PacketClass::Unknown,
+    }
+}
+
 /// The secrets of one session, by label.
 #[derive(Debug, Default, Clone)]
 struct Secrets {

@@ -67,12 +67,7 @@ impl Subject for Tls {
 
     /// A TLS record header: content type, then version 3.x.
     fn classify(&self, payload: &[u8]) -> PacketClass {
-        match payload {
-            [20 | 22, 3, ..] => PacketClass::Handshake,
-            [23, 3, ..] => PacketClass::Data,
-            [21, 3, ..] => PacketClass::Alert,
-            _ => PacketClass::Unknown,
-        }
+        cipherlink_chaos::tls_records::classify_header(payload)
     }
 }
 

@@ -127,12 +127,7 @@ impl Subject for Tls {
     /// version 3.x). TLS 1.3 hides every record after the ServerHello as
     /// application data, which the key log's decryption above sees through.
     fn classify(&self, payload: &[u8]) -> PacketClass {
-        match payload {
-            [20 | 22, 3, ..] => PacketClass::Handshake,
-            [23, 3, ..] => PacketClass::Data,
-            [21, 3, ..] => PacketClass::Alert,
-            _ => PacketClass::Unknown,
-        }
+        cipherlink_chaos::tls_records::classify_header(payload)
     }
 }
 

@@ -137,21 +137,23 @@ pub fn exchange(a: &mut Connection, b: &mut Connection, now: Instant) {
     }
 }
 
-/// A client and a server core after a completed handshake (vector keys and randomness).
-pub fn connected_pair(now: Instant) -> (Connection, Connection) {
-    let mut client = Connection::client(
-        &vector_client_config(),
-        Box::new(VectorRng::new(b"client")),
-        now,
-        VECTOR_UNIX,
-    )
-    .unwrap_or_else(|e| unreachable!("vector client: {e}"));
-    let mut server = Connection::server(
+/// A fresh client core with `cfg` and the vector server core, both on the
+/// vector randomness: msg1 is ready in the client (docs §9).
+pub fn vector_cores(cfg: &ClientConfig, now: Instant) -> (Connection, Connection) {
+    let client = Connection::client(cfg, Box::new(VectorRng::new(b"client")), now, VECTOR_UNIX)
+        .unwrap_or_else(|e| unreachable!("vector client: {e}"));
+    let server = Connection::server(
         vector_endpoint(),
         Box::new(VectorRng::new(b"server")),
         now,
         VECTOR_UNIX,
     );
+    (client, server)
+}
+
+/// A client and a server core after a completed handshake (vector keys and randomness).
+pub fn connected_pair(now: Instant) -> (Connection, Connection) {
+    let (mut client, mut server) = vector_cores(&vector_client_config(), now);
     exchange(&mut client, &mut server, now);
     (client, server)
 }

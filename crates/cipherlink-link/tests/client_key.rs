@@ -5,8 +5,7 @@
 use std::time::Instant;
 
 use cipherlink_link::fuzzing::{
-    exchange, vector_endpoint, vector_keyed_client_config, vector_keyed_token, VectorRng,
-    VECTOR_UNIX,
+    exchange, vector_cores, vector_keyed_client_config, vector_keyed_token, VectorRng, VECTOR_UNIX,
 };
 use cipherlink_link::keys::{ConnectionFile, TokenStore};
 use cipherlink_link::{ClientConfig, ClientKey, Connection, Error, Event};
@@ -14,14 +13,7 @@ use cipherlink_link::{ClientConfig, ClientKey, Connection, Error, Event};
 /// Runs one handshake against the vector endpoint; returns both sides' first events.
 fn handshake(cfg: &ClientConfig) -> (Option<Event>, Option<Event>) {
     let now = Instant::now();
-    let mut client =
-        Connection::client(cfg, Box::new(VectorRng::new(b"client")), now, VECTOR_UNIX).unwrap();
-    let mut server = Connection::server(
-        vector_endpoint(),
-        Box::new(VectorRng::new(b"server")),
-        now,
-        VECTOR_UNIX,
-    );
+    let (mut client, mut server) = vector_cores(cfg, now);
     exchange(&mut client, &mut server, now);
     (client.poll_event(), server.poll_event())
 }

@@ -4,13 +4,13 @@
 use std::time::Instant;
 
 use cipherlink_link::fuzzing::{
-    connected_pair, exchange, vector_client_config, vector_endpoint, VectorRng, VECTOR_UNIX,
+    connected_pair, exchange, vector_client_config, vector_cores, VectorRng, VECTOR_UNIX,
 };
 use cipherlink_link::proto::crypto::{
     hash, hmac, point_from_representative, public_key, StaticDh, Symmetric,
 };
 use cipherlink_link::proto::handshake::{mark, obfs_key, window};
-use cipherlink_link::{Connection, Entropy, Event};
+use cipherlink_link::{ClientConfig, Connection, Entropy, Event};
 
 struct Vectors {
     server_public: String,
@@ -23,23 +23,22 @@ struct Vectors {
     record_hello: String,
 }
 
-fn compute() -> Vectors {
-    let now = Instant::now();
-    let cfg = vector_client_config();
-    let mut client =
-        Connection::client(&cfg, Box::new(VectorRng::new(b"client")), now, VECTOR_UNIX).unwrap();
-    let mut server = Connection::server(
-        vector_endpoint(),
-        Box::new(VectorRng::new(b"server")),
-        now,
-        VECTOR_UNIX,
-    );
+/// One vector handshake, step by step: the cores after it, msg1 and msg2.
+fn handshake(cfg: &ClientConfig, now: Instant) -> (Connection, Connection, Vec<u8>, Vec<u8>) {
+    let (mut client, mut server) = vector_cores(cfg, now);
     let mut msg1 = Vec::new();
     client.poll_transmit(&mut msg1);
     server.handle_input(now, &msg1);
     let mut msg2 = Vec::new();
     server.poll_transmit(&mut msg2);
     client.handle_input(now, &msg2);
+    (client, server, msg1, msg2)
+}
+
+fn compute() -> Vectors {
+    let now = Instant::now();
+    let cfg = vector_client_config();
+    let (mut client, mut server, msg1, msg2) = handshake(&cfg, now);
     assert_eq!(
         client.poll_event(),
         Some(Event::Connected {
@@ -155,20 +154,7 @@ fn keyed_handshake_matches_the_spec() {
     use cipherlink_link::fuzzing::vector_keyed_client_config;
     let now = Instant::now();
     let cfg = vector_keyed_client_config();
-    let mut client =
-        Connection::client(&cfg, Box::new(VectorRng::new(b"client")), now, VECTOR_UNIX).unwrap();
-    let mut server = Connection::server(
-        vector_endpoint(),
-        Box::new(VectorRng::new(b"server")),
-        now,
-        VECTOR_UNIX,
-    );
-    let mut msg1 = Vec::new();
-    client.poll_transmit(&mut msg1);
-    server.handle_input(now, &msg1);
-    let mut msg2 = Vec::new();
-    server.poll_transmit(&mut msg2);
-    client.handle_input(now, &msg2);
+    let (mut client, _server, msg1, msg2) = handshake(&cfg, now);
     assert_eq!(
         client.poll_event(),
         Some(Event::Connected { peer: "bob".into() })
