@@ -127,28 +127,44 @@ async fn clean_proxy_carries_tls() {
     assert_eq!(got, payload());
 }
 
+/// One exchange through `rate` corruption (seed `seed`): it must fail, not
+/// hang, and what arrived before the failure is exactly what was sent.
+/// Returns how many good bytes arrived.
+async fn fails_cleanly(
+    upstream: std::net::SocketAddr,
+    client: &Context,
+    sent: &[u8],
+    rate: f64,
+    seed: u64,
+) -> usize {
+    let addr = proxy_to(upstream, rate, seed).await;
+    let (got, result) = exchange(addr, client).await;
+    let Err(reason) = result else {
+        panic!(
+            "seed {seed}: TLS delivered everything through {}% corruption",
+            rate * 100.0
+        );
+    };
+    assert_ne!(reason, "timed out", "seed {seed}: hung instead of failing");
+    assert_eq!(
+        got,
+        sent[..got.len()],
+        "seed {seed}: altered bytes delivered"
+    );
+    println!(
+        "seed {seed}: failed after {} good bytes: {reason}",
+        got.len()
+    );
+    got.len()
+}
+
 #[tokio::test]
 async fn corrupted_tls_fails_cleanly_never_delivers_wrong_data() {
     let (server, client) = contexts();
     let upstream = tls_echo(server).await;
     let sent = payload();
     for seed in 0..5 {
-        let addr = proxy_to(upstream, 0.3, seed).await;
-        let (got, result) = exchange(addr, &client).await;
-        let Err(reason) = result else {
-            panic!("seed {seed}: TLS delivered everything through 30% corruption");
-        };
-        assert_ne!(reason, "timed out", "seed {seed}: hung instead of failing");
-        // Whatever arrived before the failure is exactly what was sent.
-        assert_eq!(
-            got,
-            sent[..got.len()],
-            "seed {seed}: altered bytes delivered"
-        );
-        println!(
-            "seed {seed}: failed after {} good bytes: {reason}",
-            got.len()
-        );
+        fails_cleanly(upstream, &client, &sent, 0.3, seed).await;
     }
 }
 
@@ -161,22 +177,7 @@ async fn rare_corruption_mid_stream_is_caught_after_good_data() {
     let sent = payload();
     let mut delivered_before_failure = 0;
     for seed in 0..5 {
-        let addr = proxy_to(upstream, 0.01, seed).await;
-        let (got, result) = exchange(addr, &client).await;
-        let Err(reason) = result else {
-            panic!("seed {seed}: TLS delivered everything through 1% corruption");
-        };
-        assert_ne!(reason, "timed out", "seed {seed}: hung instead of failing");
-        assert_eq!(
-            got,
-            sent[..got.len()],
-            "seed {seed}: altered bytes delivered"
-        );
-        println!(
-            "seed {seed}: failed after {} good bytes: {reason}",
-            got.len()
-        );
-        delivered_before_failure += got.len();
+        delivered_before_failure += fails_cleanly(upstream, &client, &sent, 0.01, seed).await;
     }
     assert!(
         delivered_before_failure > 0,

@@ -74,6 +74,40 @@ async fn read_some<R: AsyncRead + Unpin>(
     .await
 }
 
+/// The next chunk's length into `buf` (see [`read_some`]); 0 when the
+/// reader has ended.
+async fn next_chunk<R: AsyncRead + Unpin>(
+    reader: &mut R,
+    buf: &mut Vec<u8>,
+    size: usize,
+    ends: Ends,
+) -> Result<usize, TunnelError> {
+    read_some(reader, buf, size)
+        .await
+        .map_err(io_error("reading", ends.from))
+}
+
+/// Writes all of `bytes` to the direction's far end.
+async fn send<W: AsyncWrite + Unpin>(
+    writer: &mut W,
+    bytes: &[u8],
+    ends: Ends,
+) -> Result<(), TunnelError> {
+    writer
+        .write_all(bytes)
+        .await
+        .map_err(io_error("writing", ends.to))
+}
+
+/// The reader ended: shut the writer's write side, so the half-close
+/// travels on.
+async fn pass_end<W: AsyncWrite + Unpin>(writer: &mut W, ends: Ends) -> Result<(), TunnelError> {
+    writer
+        .shutdown()
+        .await
+        .map_err(io_error("writing", ends.to))
+}
+
 /// Copies bytes until the reader ends, then shuts the writer's write side
 /// (half-close travels on).
 pub(crate) async fn pump_bytes<R, W>(
@@ -89,19 +123,11 @@ where
 {
     let mut buf = Vec::new();
     loop {
-        let n = read_some(&mut reader, &mut buf, size)
-            .await
-            .map_err(io_error("reading", ends.from))?;
+        let n = next_chunk(&mut reader, &mut buf, size, ends).await?;
         if n == 0 {
-            return writer
-                .shutdown()
-                .await
-                .map_err(io_error("writing", ends.to));
+            return pass_end(&mut writer, ends).await;
         }
-        writer
-            .write_all(&buf[..n])
-            .await
-            .map_err(io_error("writing", ends.to))?;
+        send(&mut writer, &buf[..n], ends).await?;
         // TLS holds records until flushed; for TCP this is free.
         writer.flush().await.map_err(io_error("writing", ends.to))?;
         count.add(n);
@@ -124,14 +150,9 @@ where
     let mut buf = Vec::new();
     let mut frame = Vec::new();
     loop {
-        let n = read_some(&mut reader, &mut buf, size)
-            .await
-            .map_err(io_error("reading", ends.from))?;
+        let n = next_chunk(&mut reader, &mut buf, size, ends).await?;
         if n == 0 {
-            return writer
-                .shutdown()
-                .await
-                .map_err(io_error("writing", ends.to));
+            return pass_end(&mut writer, ends).await;
         }
         frame.clear();
         sealer
@@ -140,10 +161,7 @@ where
                 side: ends.from,
                 error,
             })?;
-        writer
-            .write_all(&frame)
-            .await
-            .map_err(io_error("writing", ends.to))?;
+        send(&mut writer, &frame, ends).await?;
         count.add(n);
     }
 }
@@ -168,17 +186,12 @@ where
     };
     let mut buf = Vec::new();
     loop {
-        let n = read_some(&mut reader, &mut buf, size)
-            .await
-            .map_err(io_error("reading", ends.from))?;
+        let n = next_chunk(&mut reader, &mut buf, size, ends).await?;
         if n == 0 {
             decoder
                 .finish()
                 .map_err(|e| v1_error(crate::v1::V1Error::Frame(e)))?;
-            return writer
-                .shutdown()
-                .await
-                .map_err(io_error("writing", ends.to));
+            return pass_end(&mut writer, ends).await;
         }
         let mut input = &buf[..n];
         while !input.is_empty() {
@@ -189,10 +202,7 @@ where
                 continue;
             };
             let plaintext = opener.open(frame).map_err(v1_error)?;
-            writer
-                .write_all(plaintext)
-                .await
-                .map_err(io_error("writing", ends.to))?;
+            send(&mut writer, plaintext, ends).await?;
             count.add(plaintext.len());
         }
         if !decoder.is_mid_frame() {

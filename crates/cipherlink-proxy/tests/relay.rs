@@ -222,11 +222,9 @@ async fn an_idle_tunnel_is_closed_after_the_idle_limit() {
     let mut rest = Vec::new();
     let ended = tokio::time::timeout(DEADLINE, stream.read_to_end(&mut rest)).await;
     assert!(ended.is_ok(), "idle tunnel was never closed");
-    let stats = server.stats.clone();
-    until("idle tunnel counted as failed", || {
-        stats.snapshot().failed == 1
-    })
-    .await;
+    server
+        .until_failed("idle tunnel counted as failed", 1)
+        .await;
 }
 
 #[tokio::test]
@@ -278,8 +276,7 @@ async fn mutual_tls_and_the_allow_list_apply_unchanged() {
     let _ = tokio::time::timeout(DEADLINE, garbage.read_to_end(&mut rest))
         .await
         .unwrap();
-    let stats = server.stats.clone();
-    until("two refused handshakes", || stats.snapshot().failed == 2).await;
+    server.until_failed("two refused handshakes", 2).await;
     // With the allowed identity's certificate, the tunnel works.
     let allowed = Running::start("allowed", client_config(true)).await;
     let back = round_trip(allowed.addr, b"let me in").await.unwrap();
@@ -305,11 +302,7 @@ async fn mutual_tls_and_the_allow_list_apply_unchanged() {
         refused.is_err(),
         "an identity off the list got through: {refused:?}"
     );
-    let stats = strict.stats.clone();
-    until("the off-list client refused", || {
-        stats.snapshot().failed == 1
-    })
-    .await;
+    strict.until_failed("the off-list client refused", 1).await;
 }
 
 #[tokio::test]
@@ -360,11 +353,7 @@ async fn revoked_and_unknown_tokens_are_refused_and_the_server_goes_on() {
             ),
             Ok(back) => panic!("{file}: a refused token must reset the user, got {back:?}"),
         }
-        let stats = client.stats.clone();
-        until("the refused tunnel counted", || {
-            stats.snapshot().failed == 1
-        })
-        .await;
+        client.until_failed("the refused tunnel counted", 1).await;
     }
     // A connection file pinning another server key: the server takes its
     // first message for a probe and answers nothing; the client gives up

@@ -154,8 +154,7 @@ async fn bad_frames_are_refused_and_the_proxy_keeps_serving() {
             end.is_err(),
             "{name}: the service must see a reset, not a clean end"
         );
-        let stats = setup.server.stats.clone();
-        until(name, || stats.snapshot().failed == failed).await;
+        setup.server.until_failed(name, failed).await;
     }
     // Still serving: a good frame and a clean FIN arrive whole.
     let good_frame = frame(&setup.keys, &mut NonceSequence::random(), b"still here");

@@ -124,9 +124,11 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Backend<IO> {
             Backend::Openssl(session) => {
                 // On the stack only while polled; OpenSSL keeps the rest
                 // of a record for the next call.
-                let mut scratch = [0u8; 16 * 1024];
+                // Uninitialised: zeroing 16 KiB on every poll would cost
+                // more than the read.
+                let mut scratch = [std::mem::MaybeUninit::<u8>::uninit(); 16 * 1024];
                 let len = max.min(scratch.len());
-                let mut buf = ReadBuf::new(&mut scratch[..len]);
+                let mut buf = ReadBuf::uninit(&mut scratch[..len]);
                 match Pin::new(&mut session.stream).poll_read(cx, &mut buf) {
                     Poll::Ready(Ok(())) => Poll::Ready(Ok(buf.filled().to_vec())),
                     Poll::Ready(Err(err)) => Poll::Ready(Err(err)),

@@ -68,13 +68,12 @@ const RUSTLS_VERSION: &str = "rustls 0.23 (aws-lc-rs provider)";
 
 fn rustls_info() -> ImplementationInfo {
     let provider = rustls::crypto::aws_lc_rs::default_provider();
+    // Every group aws-lc-rs implements, not just the provider's defaults.
     let groups: Vec<KeyExchange> = KeyExchange::ALL
         .into_iter()
         .filter(|kx| {
-            provider
-                .kx_groups
+            rustls::crypto::aws_lc_rs::ALL_KX_GROUPS
                 .iter()
-                .chain(rustls::crypto::aws_lc_rs::ALL_KX_GROUPS)
                 .any(|g| u16::from(g.name()) == kx.code_point())
         })
         .collect();

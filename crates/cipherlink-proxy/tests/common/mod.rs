@@ -145,6 +145,12 @@ impl Running {
     pub fn stop(&self) {
         let _ = self.stop.send(true);
     }
+
+    /// Waits (bounded) until this service has counted `n` failed tunnels.
+    pub async fn until_failed(&self, what: &str, n: u64) {
+        let stats = self.stats.clone();
+        until(what, || stats.snapshot().failed == n).await;
+    }
 }
 
 impl Drop for Running {

@@ -66,14 +66,10 @@ pub(crate) enum Failure {
 }
 
 /// Maps a failed OpenSSL operation. `ssl` (when the connection is at hand)
-/// adds the certificate verdict and our own checks' reason.
-pub(crate) fn map(err: ssl::Error, ssl: Option<&SslRef>, verdict: Option<&Verdict>) -> Failure {
-    map_checking(err, ssl, verdict, None)
-}
-
-/// As [`map`], for a client that checked `server_name`: a mismatch then
-/// lists the names the certificate has, as on rustls.
-pub(crate) fn map_checking(
+/// adds the certificate verdict and our own checks' reason; `server_name`
+/// (a client's) lets a name mismatch list the certificate's names, as on
+/// rustls.
+pub(crate) fn map(
     err: ssl::Error,
     ssl: Option<&SslRef>,
     verdict: Option<&Verdict>,
@@ -268,7 +264,7 @@ pub(crate) fn from_io(err: io::Error) -> Result<Failure, io::Error> {
         return Err(err);
     }
     match err.into_inner().map(|inner| inner.downcast::<ssl::Error>()) {
-        Some(Ok(ssl_err)) => Ok(map(*ssl_err, None, None)),
+        Some(Ok(ssl_err)) => Ok(map(*ssl_err, None, None, None)),
         Some(Err(other)) => Err(io::Error::other(other)),
         None => Err(io::Error::other("OpenSSL failure without detail")),
     }

@@ -73,7 +73,8 @@ pub(crate) struct ClientSide {
 struct PerConnection {
     verdict: openssl::ex_data::Index<Ssl, Arc<Verdict>>,
     hellos: openssl::ex_data::Index<Ssl, Arc<std::sync::atomic::AtomicU8>>,
-    session_key: openssl::ex_data::Index<Ssl, String>,
+    /// The server name a client connection checks, which also keys its
+    /// resumable sessions.
     server_name: openssl::ex_data::Index<Ssl, String>,
 }
 
@@ -82,7 +83,6 @@ impl PerConnection {
         Ok(PerConnection {
             verdict: Ssl::new_ex_index().map_err(build("connection state"))?,
             hellos: Ssl::new_ex_index().map_err(build("connection state"))?,
-            session_key: Ssl::new_ex_index().map_err(build("connection state"))?,
             server_name: Ssl::new_ex_index().map_err(build("connection state"))?,
         })
     }
@@ -195,7 +195,7 @@ pub(crate) fn client(config: &Config) -> Result<ClientSide, Error> {
     let sessions = if config.resumption {
         let cache = Arc::new(SessionCache::default());
         let store = cache.clone();
-        let key = per_connection.session_key;
+        let key = per_connection.server_name;
         builder.set_session_cache_mode(SslSessionCacheMode::CLIENT);
         builder.set_new_session_callback(move |ssl, session| {
             if let Some(server) = ssl.ex_data(key) {
@@ -547,7 +547,6 @@ impl ClientSide {
             if let Some(session) = cache.take(host) {
                 ffi::offer_session(&mut ssl, &session);
             }
-            ssl.set_ex_data(self.per_connection.session_key, host.to_string());
         }
         Ok((ssl, verdict))
     }

@@ -33,7 +33,14 @@ where
     let (ssl, verdict) = side.connection()?;
     let mut stream = start(ssl, io)?;
     let result = Pin::new(&mut stream.stream).accept().await;
-    finish(stream, result, &verdict, peer, |ssl| side.hellos(ssl) > 1)
+    finish(
+        stream,
+        result,
+        &verdict,
+        peer,
+        |_| None,
+        |ssl| side.hellos(ssl) > 1,
+    )
 }
 
 /// Runs a client handshake over `io` to `host` (the caller bounds it in time).
@@ -49,18 +56,15 @@ where
     let (ssl, verdict) = side.connection(host)?;
     let mut stream = start(ssl, io)?;
     let result = Pin::new(&mut stream.stream).connect().await;
-    if let Err(err) = result {
-        let ssl = stream.stream.ssl();
-        return Err(Error::from_openssl(
-            peer,
-            "handshake",
-            errors::map_checking(err, Some(ssl), Some(&verdict), side.server_name(ssl)),
-        ));
-    }
     let first = side.first_group();
-    finish(stream, Ok(()), &verdict, peer, |ssl| {
-        group_of(ssl).is_some_and(|agreed| agreed != first)
-    })
+    finish(
+        stream,
+        result,
+        &verdict,
+        peer,
+        |ssl| side.server_name(ssl),
+        |ssl| group_of(ssl).is_some_and(|agreed| agreed != first),
+    )
 }
 
 /// Boxed before the handshake runs, so the awaiting future holds a pointer
@@ -75,11 +79,14 @@ where
     }))
 }
 
+/// The session, or the failure in the core's terms; `server_name` is the
+/// name a client checked (for the message of a name mismatch).
 fn finish<IO>(
     mut session: Box<Session<IO>>,
     result: Result<(), openssl::ssl::Error>,
     verdict: &Arc<Verdict>,
     peer: &str,
+    server_name: impl Fn(&SslRef) -> Option<&str>,
     hello_retry: impl Fn(&SslRef) -> bool,
 ) -> Result<Box<Session<IO>>, Error> {
     match result {
@@ -87,11 +94,14 @@ fn finish<IO>(
             session.hello_retry = hello_retry(session.stream.ssl());
             Ok(session)
         }
-        Err(err) => Err(Error::from_openssl(
-            peer,
-            "handshake",
-            errors::map(err, Some(session.stream.ssl()), Some(verdict)),
-        )),
+        Err(err) => {
+            let ssl = session.stream.ssl();
+            Err(Error::from_openssl(
+                peer,
+                "handshake",
+                errors::map(err, Some(ssl), Some(verdict), server_name(ssl)),
+            ))
+        }
     }
 }
 
