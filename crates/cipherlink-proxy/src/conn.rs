@@ -102,23 +102,7 @@ async fn run(
     let accepted = match accepted {
         // The link listener authenticated it already.
         Accepted::Link(link) => {
-            let target = match connect(shared).await {
-                Ok(target) => target,
-                Err(err) => {
-                    // The far proxy's user gets an error naming why, not a
-                    // clean (empty) end of stream.
-                    link.abort(&err.to_string());
-                    return Err(err);
-                }
-            };
-            return relay(
-                shared,
-                Encrypted::Link(Box::new(link)),
-                target,
-                true,
-                counts,
-            )
-            .await;
+            return serve(shared, Encrypted::Link(Box::new(link)), counts).await;
         }
         Accepted::Tcp(stream, _) => stream,
     };
@@ -140,14 +124,7 @@ async fn run(
                 }
                 _ => Encrypted::Tcp(accepted),
             };
-            let target = match connect(shared).await {
-                Ok(target) => target,
-                Err(err) => {
-                    encrypted.reset();
-                    return Err(err);
-                }
-            };
-            relay(shared, encrypted, target, true, counts).await
+            serve(shared, encrypted, counts).await
         }
         Role::Client => {
             if let Engine::Link(LinkEngine::Client(config)) = &shared.engine {
@@ -193,6 +170,23 @@ async fn run(
                 _ => Encrypted::Tcp(upstream),
             };
             relay(shared, encrypted, accepted, false, counts).await
+        }
+    }
+}
+
+/// Server side, once the encrypted side is authenticated: connects the
+/// service and relays. If the service cannot be reached, the encrypted side
+/// is reset (a link's user is told why).
+async fn serve(
+    shared: &Shared,
+    encrypted: Encrypted,
+    counts: Counts<'_>,
+) -> Result<(), TunnelError> {
+    match connect(shared).await {
+        Ok(target) => relay(shared, encrypted, target, true, counts).await,
+        Err(err) => {
+            encrypted.reset(&err.to_string());
+            Err(err)
         }
     }
 }
@@ -257,11 +251,13 @@ enum Encrypted {
 }
 
 impl Encrypted {
-    fn reset(mut self) {
-        match &mut self {
-            Encrypted::Tcp(stream) => reset(stream),
-            // The driver owns the link's socket: dropping the link ends it.
-            Encrypted::Link(_) => {}
+    /// Ends the tunnel abruptly, as its transport allows: TCP and TLS with
+    /// a reset; a link with an authenticated abort naming `why` (the far
+    /// proxy's user gets that error, not a clean, empty end of stream).
+    fn reset(self, why: &str) {
+        match self {
+            Encrypted::Tcp(stream) => reset(&stream),
+            Encrypted::Link(link) => link.abort(why),
             Encrypted::Tls(tunnel) => {
                 if let Some(transport) = tunnel.transport() {
                     reset(transport.get_ref());
