@@ -214,6 +214,9 @@ fn invite(a: InviteArgs) -> Result<()> {
     Ok(())
 }
 
+/// How often `link serve` looks for a changed token store.
+const TOKEN_RELOAD: Duration = Duration::from_secs(2);
+
 fn revoke(a: RevokeArgs) -> Result<()> {
     let mut store = load_tokens(&a.tokens, false)?;
     let n = store.revoke(&a.name);
@@ -221,7 +224,11 @@ fn revoke(a: RevokeArgs) -> Result<()> {
         bail!("{:?} has no active token in {}", a.name, a.tokens.display());
     }
     write_secret(&a.tokens, &store.to_text())?;
-    println!("revoked {n} token(s) of {}", a.name);
+    println!(
+        "revoked {n} token(s) of {}; a running `link serve` refuses them within {} s (links already open stay open)",
+        a.name,
+        TOKEN_RELOAD.as_secs()
+    );
     Ok(())
 }
 
@@ -241,7 +248,7 @@ async fn serve(a: ServeArgs) -> Result<()> {
     let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel::<()>();
     let mut ended = 0u64;
     let mut seen_mtime = mtime(&a.tokens);
-    let mut reload = tokio::time::interval(Duration::from_secs(2));
+    let mut reload = tokio::time::interval(TOKEN_RELOAD);
     loop {
         if a.count.is_some_and(|c| ended >= c) {
             return Ok(());
@@ -414,17 +421,15 @@ pub async fn bench(a: BenchLinkArgs) -> Result<()> {
     })
     .await
     .context("bench conn (the TLS baseline)")?;
-    let tls_rate = tls
-        .cases
-        .first()
-        .map(|c| c.conns_per_sec)
-        .context("bench conn returned no case")?;
+    let tls_case = tls.cases.first().context("bench conn returned no case")?;
+    let (tls_rate, tls_cpu) = (tls_case.conns_per_sec, tls_case.cpu_us_per_conn);
     let report = cipherlink_link::bench::run(&cipherlink_link::bench::BenchOptions {
         duration,
         concurrency: a.concurrency,
         bulk_bytes: a.bulk_mib << 20,
         idle_links: idle,
         params: params_from_env()?,
+        cpu_clock: Some(cipherlink_lab::cpu::process_cpu_time),
     })
     .await?;
     let tls_bulk = tls_bulk(a.bulk_mib << 20)
@@ -440,6 +445,12 @@ pub async fn bench(a: BenchLinkArgs) -> Result<()> {
         "handshakes/s: link {:.0}, TLS X25519MLKEM768 {:.0}: {:.2}x (goal >= 1.3x)",
         report.handshakes.per_sec, tls_rate, ratio
     );
+    if let (Some(link_cpu), Some(tls_cpu)) = (report.handshakes.cpu_us_per_handshake, tls_cpu) {
+        println!(
+            "CPU per handshake, both ends: link {link_cpu:.0} us, TLS {tls_cpu:.0} us: the link costs {:.2}x",
+            link_cpu / tls_cpu.max(1e-9)
+        );
+    }
     println!(
         "bulk: link {:.0} MiB/s, TLS tunnel {:.0} MiB/s: {bulk_percent:.0}% (goal >= 90%)",
         report.bulk_link.mib_per_sec, tls_bulk.mib_per_sec

@@ -141,3 +141,53 @@ fn an_invitation_with_a_client_key_needs_the_key() {
         refused.describe()
     );
 }
+
+/// `bench link` runs every case against real sockets and writes what it
+/// printed as JSON: handshakes that all succeeded, CPU per handshake for the
+/// link and its TLS baseline, bytes through both, the record overhead the
+/// spec gives (2 + 3 + 16 without padding), and the idle links it held.
+#[test]
+fn bench_link_runs_every_case_and_writes_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("link.json");
+    let out = run(
+        dir.path(),
+        &[
+            "bench",
+            "link",
+            "--duration",
+            "0.3",
+            "--concurrency",
+            "2",
+            "--bulk-mib",
+            "1",
+            "--idle",
+            "20",
+            "--json",
+            json.to_str().unwrap(),
+        ],
+        b"",
+    );
+    let stdout = ok(&out);
+    assert!(stdout.contains("CPU per handshake, both ends"), "{stdout}");
+    let r: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let hs = &r["link"]["handshakes"];
+    assert!(hs["connections"].as_u64().unwrap() > 0, "{r}");
+    assert_eq!(hs["errors"].as_u64(), Some(0), "{r}");
+    assert!(hs["cpu_us_per_handshake"].as_f64().unwrap() > 0.0, "{r}");
+    assert!(r["tls_handshakes_per_sec"].as_f64().unwrap() > 0.0, "{r}");
+    assert!(r["handshake_ratio_vs_tls"].as_f64().unwrap() > 0.0, "{r}");
+    assert_eq!(
+        r["link"]["bulk_link"]["bytes"].as_u64(),
+        Some(1 << 20),
+        "{r}"
+    );
+    assert_eq!(r["tls_bulk"]["bytes"].as_u64(), Some(1 << 20), "{r}");
+    assert_eq!(
+        r["link"]["overhead"]["link_no_padding"].as_f64(),
+        Some(21.0),
+        "{r}"
+    );
+    assert_eq!(r["link"]["idle"]["links"].as_u64(), Some(20), "{r}");
+}

@@ -46,6 +46,10 @@ pub struct BenchOptions {
     pub idle_links: usize,
     /// Link parameters (tail length, keepalive) of both ends.
     pub params: LinkParams,
+    /// This process's CPU time so far (user + system), if the caller can
+    /// read it: the handshake case then reports CPU per handshake, which
+    /// stays comparable when other work shares the machine.
+    pub cpu_clock: Option<fn() -> Option<Duration>>,
 }
 
 /// The handshake case.
@@ -65,6 +69,8 @@ pub struct HandshakeResult {
     pub p50_us: u64,
     /// 99th percentile.
     pub p99_us: u64,
+    /// Process CPU time (both ends, kernel included) per completed handshake.
+    pub cpu_us_per_handshake: Option<f64>,
 }
 
 /// A throughput case.
@@ -184,8 +190,12 @@ pub async fn run(opts: &BenchOptions) -> Result<BenchReport, BenchError> {
         floor.handshake_both_ends_us
     );
     let handshakes = handshake_case(&fx, opts).await?;
+    let cpu = handshakes
+        .cpu_us_per_handshake
+        .map(|c| format!(", {c:.0} cpu-us each"))
+        .unwrap_or_default();
     println!(
-        "link handshakes: {:.0}/s ({} in {:.1} s, {} errors), p50 {} us, p99 {} us",
+        "link handshakes: {:.0}/s ({} in {:.1} s, {} errors), p50 {} us, p99 {} us{cpu}",
         handshakes.per_sec,
         handshakes.connections,
         handshakes.seconds,
@@ -229,30 +239,34 @@ pub async fn run(opts: &BenchOptions) -> Result<BenchReport, BenchError> {
     })
 }
 
-/// Server side of the handshake case: PING -> PONG, then close.
-async fn pong(link: Link) {
-    let (mut r, mut w) = tokio::io::split(link);
+/// Server side of the handshake case: PING -> PONG and the close in one
+/// write (as `bench conn`'s TLS server answers), then the client's close.
+async fn pong(mut link: Link) {
     let mut ping = [0u8; 4];
-    if r.read_exact(&mut ping).await.is_ok() {
-        let _ = w.write_all(b"PONG").await;
+    if link.read_exact(&mut ping).await.is_ok() {
+        let _ = link.write_all_and_close(b"PONG").await;
+    } else {
+        let _ = link.shutdown().await;
     }
-    let _ = w.shutdown().await;
     let mut rest = Vec::new();
-    let _ = r.read_to_end(&mut rest).await;
+    let _ = link.read_to_end(&mut rest).await;
 }
 
 async fn one_handshake(addr: std::net::SocketAddr, cfg: &ClientConfig) -> Result<(), String> {
-    let link = connect(addr, cfg).await.map_err(|e| e.to_string())?;
-    let (mut r, mut w) = tokio::io::split(link);
-    w.write_all(b"PING").await.map_err(|e| e.to_string())?;
+    let mut link = connect(addr, cfg).await.map_err(|e| e.to_string())?;
+    link.write_all(b"PING").await.map_err(|e| e.to_string())?;
     let mut reply = [0u8; 4];
-    r.read_exact(&mut reply).await.map_err(|e| e.to_string())?;
+    link.read_exact(&mut reply)
+        .await
+        .map_err(|e| e.to_string())?;
     if &reply != b"PONG" {
         return Err(format!("expected PONG, got {reply:?}"));
     }
-    w.shutdown().await.map_err(|e| e.to_string())?;
+    link.shutdown().await.map_err(|e| e.to_string())?;
     let mut rest = Vec::new();
-    r.read_to_end(&mut rest).await.map_err(|e| e.to_string())?;
+    link.read_to_end(&mut rest)
+        .await
+        .map_err(|e| e.to_string())?;
     Ok(())
 }
 
@@ -264,6 +278,7 @@ async fn handshake_case(fx: &Fixture, opts: &BenchOptions) -> Result<HandshakeRe
             tokio::spawn(pong(link));
         }
     });
+    let cpu_before = opts.cpu_clock.and_then(|clock| clock());
     let start = Instant::now();
     let deadline = start + opts.duration;
     let mut workers = Vec::new();
@@ -303,6 +318,7 @@ async fn handshake_case(fx: &Fixture, opts: &BenchOptions) -> Result<HandshakeRe
         }
     }
     let seconds = start.elapsed().as_secs_f64();
+    let cpu_after = opts.cpu_clock.and_then(|clock| clock());
     server.abort();
     lat.sort_unstable();
     let pct = |q: f64| {
@@ -318,6 +334,12 @@ async fn handshake_case(fx: &Fixture, opts: &BenchOptions) -> Result<HandshakeRe
         per_sec: ok as f64 / seconds,
         p50_us: pct(0.5),
         p99_us: pct(0.99),
+        cpu_us_per_handshake: match (cpu_before, cpu_after) {
+            (Some(b), Some(a)) if ok > 0 => {
+                Some(a.saturating_sub(b).as_secs_f64() * 1e6 / ok as f64)
+            }
+            _ => None,
+        },
     })
 }
 

@@ -434,6 +434,47 @@ impl Link {
         // Drop finishes the job: the background task flushes the close.
     }
 
+    /// Writes all of `data` and then the authenticated close, with the last
+    /// bytes and the close in one socket write (as the core Tunnel's
+    /// `write_all_and_close`): a server that answers and hangs up sends one
+    /// segment, not two. Earlier bytes go out whenever the core's send
+    /// buffer fills.
+    pub async fn write_all_and_close(&mut self, data: &[u8]) -> io::Result<()> {
+        let mut rest = data;
+        std::future::poll_fn(|cx| {
+            let mut core = self.shared.lock();
+            core.pump_events();
+            loop {
+                if rest.is_empty() {
+                    if !core.write_closed {
+                        core.write_closed = true;
+                        core.conn.close_write();
+                        core.pump_events();
+                    }
+                    return self.poll_flush_core(&mut core, cx);
+                }
+                if core.write_closed || core.ended.is_some() || !core.conn.is_open() {
+                    core.app_writing = false;
+                    return Poll::Ready(Err(self.closed_for_writing(&core)));
+                }
+                if core.conn.send_capacity() > 0 {
+                    let n = core.conn.send(rest).map_err(|e| self.io_error(&e))?;
+                    rest = &rest[n..];
+                    continue;
+                }
+                match self.poll_flush_core(&mut core, cx) {
+                    Poll::Ready(Ok(())) if core.conn.send_capacity() == 0 => {
+                        core.pump_events();
+                        return Poll::Ready(Err(self.closed_for_writing(&core)));
+                    }
+                    Poll::Ready(Ok(())) => {}
+                    other => return other,
+                }
+            }
+        })
+        .await
+    }
+
     fn io_error(&self, e: &Error) -> io::Error {
         io::Error::new(
             io::ErrorKind::InvalidData,

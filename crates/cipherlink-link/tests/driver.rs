@@ -57,6 +57,48 @@ async fn echo_round_trips_over_tcp() {
     }
 }
 
+/// `write_all_and_close`: every byte arrives, in order, followed by a clean
+/// end of stream; a reply smaller than the send buffer and one many times
+/// larger (which must go out in several writes before the close).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn write_all_and_close_delivers_everything_then_a_clean_end() {
+    let world = World::new(params_fast());
+    let mut listener = LinkListener::bind("127.0.0.1:0", world.endpoint.clone())
+        .await
+        .unwrap();
+    let addr = listener.local_addr();
+    let big: Vec<u8> = (0..3 * 1024 * 1024).map(|i| (i % 249) as u8).collect();
+    let replies = [b"PONG".to_vec(), big];
+    let served = replies.clone();
+    let server = tokio::spawn(async move {
+        for reply in served {
+            let mut link = listener.accept().await.unwrap();
+            link.write_all_and_close(&reply).await.unwrap();
+            // The peer's close, so that nothing it sent is reset.
+            let mut rest = Vec::new();
+            link.read_to_end(&mut rest).await.unwrap();
+        }
+    });
+    for reply in &replies {
+        let mut link = connect(addr, &world.client_cfg(&world.alice))
+            .await
+            .unwrap();
+        let mut got = Vec::new();
+        link.read_to_end(&mut got).await.unwrap();
+        assert!(
+            got == *reply,
+            "{} bytes sent, {} read",
+            reply.len(),
+            got.len()
+        );
+        link.shutdown().await.unwrap();
+        // Writing after the close is refused, naming the peer.
+        let after = link.write_all_and_close(b"late").await.unwrap_err();
+        assert!(after.to_string().contains("closed for writing"), "{after}");
+    }
+    server.await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn five_hundred_concurrent_links_to_one_server() {
     let world = std::sync::Arc::new(World::new(params_fast()));
