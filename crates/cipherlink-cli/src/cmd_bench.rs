@@ -28,7 +28,7 @@ pub enum BenchCommand {
     Pool(crate::bench_pool_cmd::BenchPoolArgs),
     /// A server's memory per idle connection (TLS and plain TCP), in its own process.
     Idle(crate::bench_idle_cmd::BenchIdleArgs),
-    /// The link protocol against TLS: handshakes/s, throughput, record overhead, idle memory.
+    /// The link protocol against TLS: handshakes/s and CPU per handshake, throughput, record overhead, idle memory.
     Link(crate::link_cmd::BenchLinkArgs),
 }
 
