@@ -5,7 +5,6 @@
 
 mod common;
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use cipherlink_pool::{
@@ -13,42 +12,8 @@ use cipherlink_pool::{
     Value, WireVersion,
 };
 use common::*;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
-
-struct Answer {
-    status: u16,
-    head: String,
-    body: String,
-}
-
-/// Sends raw bytes, optionally stalls, and reads the whole answer.
-async fn raw(addr: SocketAddr, request: &[u8]) -> Answer {
-    let fut = async {
-        let mut s = TcpStream::connect(addr)
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
-        s.write_all(request).await.unwrap_or_else(|e| panic!("{e}"));
-        let mut buf = Vec::new();
-        let _ = s.read_to_end(&mut buf).await;
-        buf
-    };
-    let buf = tokio::time::timeout(WAIT, fut)
-        .await
-        .unwrap_or_else(|_| panic!("no answer within {WAIT:?}"));
-    let text = String::from_utf8_lossy(&buf).into_owned();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let status = head
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("no status line in {text:?}"));
-    Answer {
-        status,
-        head: head.to_string(),
-        body: body.to_string(),
-    }
-}
+use tokio::io::AsyncReadExt;
+use tokio::net::TcpListener;
 
 fn post(cookie: Option<u16>, body: &[u8]) -> Vec<u8> {
     post_cookie(cookie.map(|p| p.to_string()).as_deref(), body)

@@ -6,7 +6,6 @@
 mod common;
 
 use std::io::Read as _;
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use cipherlink_pool::codec::{self, MAX_DEPTH_LIMIT};
@@ -18,36 +17,6 @@ use cipherlink_test_support::Peer;
 use common::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-
-struct Answer {
-    status: u16,
-    head: String,
-    body: String,
-}
-
-/// Sends raw bytes on a new connection and reads the whole answer.
-async fn raw(addr: SocketAddr, request: &[u8]) -> Answer {
-    let fut = async {
-        let mut s = TcpStream::connect(addr).await.unwrap();
-        s.write_all(request).await.unwrap();
-        let mut buf = Vec::new();
-        let _ = s.read_to_end(&mut buf).await;
-        buf
-    };
-    let buf = tokio::time::timeout(WAIT, fut).await.unwrap();
-    let text = String::from_utf8_lossy(&buf).into_owned();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let status = head
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("no status line in {:?}", &text[..text.len().min(200)]));
-    Answer {
-        status,
-        head: head.to_string(),
-        body: body.to_string(),
-    }
-}
 
 fn post(port: u16, body: &[u8]) -> Vec<u8> {
     let mut r = format!(

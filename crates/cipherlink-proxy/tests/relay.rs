@@ -234,18 +234,23 @@ async fn mutual_tls_and_the_allow_list_apply_unchanged() {
     let material = Material::new();
     let backend = echo_server().await;
     let bundle = &material.bundle;
-    let mut server = material.secure(ServiceConfig::new(
-        Role::Server,
-        "127.0.0.1:0",
-        backend.to_string(),
-        Transport::Tls,
-    ));
-    if let Some(tls) = &mut server.tls {
-        tls.trusted_cas = vec![PemSource::inline(bundle.ca.cert.clone())];
-        tls.require_client_cert = true;
-        tls.allowed_identities = vec!["client".into()];
-    }
-    let server = Running::start("mtls", server).await;
+    // A TLS server in front of the echo backend that requires a client
+    // certificate from the test CA naming `allowed`.
+    let mtls_server = |allowed: &str| {
+        let mut config = material.secure(ServiceConfig::new(
+            Role::Server,
+            "127.0.0.1:0",
+            backend.to_string(),
+            Transport::Tls,
+        ));
+        if let Some(tls) = &mut config.tls {
+            tls.trusted_cas = vec![PemSource::inline(bundle.ca.cert.clone())];
+            tls.require_client_cert = true;
+            tls.allowed_identities = vec![allowed.into()];
+        }
+        config
+    };
+    let server = Running::start("mtls", mtls_server("client")).await;
     let client_config = |with_cert: bool| {
         let mut config = material.secure(ServiceConfig::new(
             Role::Client,
@@ -282,18 +287,7 @@ async fn mutual_tls_and_the_allow_list_apply_unchanged() {
     let back = round_trip(allowed.addr, b"let me in").await.unwrap();
     assert_eq!(back, b"let me in");
     // The same certificate against a server that allows only another name.
-    let mut strict = material.secure(ServiceConfig::new(
-        Role::Server,
-        "127.0.0.1:0",
-        backend.to_string(),
-        Transport::Tls,
-    ));
-    if let Some(tls) = &mut strict.tls {
-        tls.trusted_cas = vec![PemSource::inline(bundle.ca.cert.clone())];
-        tls.require_client_cert = true;
-        tls.allowed_identities = vec!["somebody-else".into()];
-    }
-    let strict = Running::start("strict", strict).await;
+    let strict = Running::start("strict", mtls_server("somebody-else")).await;
     let mut to_strict = client_config(true);
     to_strict.connect = strict.addr.to_string();
     let to_strict = Running::start("to-strict", to_strict).await;

@@ -291,3 +291,43 @@ impl LeafTls for Leaf {
         ]
     }
 }
+
+/// A raw HTTP answer: status, head and body as text.
+pub struct Answer {
+    pub status: u16,
+    pub head: String,
+    pub body: String,
+}
+
+/// Sends `request` on a new connection and reads the whole answer (the
+/// party closes after answering); panics after [`WAIT`] or without a
+/// status line.
+pub async fn raw(addr: SocketAddr, request: &[u8]) -> Answer {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let fut = async {
+        let mut s = tokio::net::TcpStream::connect(addr)
+            .await
+            .unwrap_or_else(|e| panic!("connecting to {addr}: {e}"));
+        s.write_all(request)
+            .await
+            .unwrap_or_else(|e| panic!("writing to {addr}: {e}"));
+        let mut buf = Vec::new();
+        let _ = s.read_to_end(&mut buf).await;
+        buf
+    };
+    let buf = tokio::time::timeout(WAIT, fut)
+        .await
+        .unwrap_or_else(|_| panic!("no answer within {WAIT:?}"));
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status line in {:?}", &text[..text.len().min(200)]));
+    Answer {
+        status,
+        head: head.to_string(),
+        body: body.to_string(),
+    }
+}
