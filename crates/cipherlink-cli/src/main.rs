@@ -10,6 +10,7 @@ mod cmd_bench;
 mod cmd_certs;
 mod cmd_connect;
 mod cmd_serve;
+mod error_report;
 mod info_cmd;
 mod link_cmd;
 mod pool_cmd;
@@ -80,7 +81,17 @@ fn init_logging() {
         .init();
 }
 
-fn main() -> Result<()> {
+fn main() -> std::process::ExitCode {
+    match run_command() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprint!("{}", error_report::render(&error));
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run_command() -> Result<()> {
     init_logging();
     // The seed's .env fills in environment variables, which flags read at parse time.
     rpc_cmd::load_dotenv();

@@ -191,3 +191,52 @@ fn bench_link_runs_every_case_and_writes_json() {
     );
     assert_eq!(r["link"]["idle"]["links"].as_u64(), Some(20), "{r}");
 }
+
+/// A failed command reports the error and its causes, each once, and no
+/// stack backtrace even when the user's shell sets `RUST_BACKTRACE`.
+#[test]
+fn errors_are_reported_without_a_backtrace_or_repeated_causes() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("bad.link"), "garbage\n").unwrap();
+    for (args, says) in [
+        (
+            &["link", "connect", "missing.link"][..],
+            "Error: connection file missing.link",
+        ),
+        (
+            &["link", "connect", "bad.link"][..],
+            "expected \"cipherlink-link 1\"",
+        ),
+    ] {
+        let mut cmd = cipherlink();
+        cmd.current_dir(dir.path())
+            .args(args)
+            .env("RUST_BACKTRACE", "1");
+        let out = common::run("cipherlink link connect", cmd, b"");
+        assert_eq!(out.status.code(), Some(1), "{}", out.describe());
+        assert!(out.stderr.contains(says), "{}", out.describe());
+        assert!(!out.stderr.contains("backtrace"), "{}", out.describe());
+    }
+    // Nothing listens on port 1: the refusal is named once, not twice.
+    std::fs::write(
+        dir.path().join("alice.link"),
+        "cipherlink-link 1\nname alice\nserver 127.0.0.1:1\n\
+         server-key 6a15f69b2ee4a46ef5557c417616dc5bfa9f35f126c724de555a6adfd7b3634f\n\
+         token-id 2a7bc1f9c027fd1a764e46d9e89f0cf1\n\
+         token-secret 8f193c55d1afb07c55b4f3b09cef494978e84a90d22c771f74e372b76bf41c30\n\
+         tail-length 512\n",
+    )
+    .unwrap();
+    let mut cmd = cipherlink();
+    cmd.current_dir(dir.path())
+        .args(["link", "connect", "alice.link"])
+        .env("RUST_BACKTRACE", "1");
+    let out = common::run("cipherlink link connect", cmd, b"x");
+    assert_eq!(out.status.code(), Some(1), "{}", out.describe());
+    assert_eq!(
+        out.stderr.matches("refused").count(),
+        1,
+        "{}",
+        out.describe()
+    );
+}
