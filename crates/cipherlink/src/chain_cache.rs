@@ -30,13 +30,14 @@ pub(crate) const CHAIN_CACHE_TTL: u64 = 300;
 /// memory.
 const CAPACITY: usize = 256;
 
-/// Chain digest -> Unix second until which it counts as verified.
+/// Chain digest -> Unix second until which it counts as verified. Shared
+/// with the OpenSSL implementation's cache (`openssl_tls::chain_cache`).
 #[derive(Debug, Default)]
-struct Verdicts(Mutex<HashMap<[u8; 32], u64>>);
+pub(crate) struct Verdicts(Mutex<HashMap<[u8; 32], u64>>);
 
 impl Verdicts {
     /// SHA-256 over length-prefixed parts, so no two different inputs share a key.
-    fn key<'a>(parts: impl Iterator<Item = &'a [u8]>) -> [u8; 32] {
+    pub(crate) fn key<'a>(parts: impl Iterator<Item = &'a [u8]>) -> [u8; 32] {
         let mut ctx = digest::Context::new(&digest::SHA256);
         for part in parts {
             ctx.update(&(part.len() as u64).to_be_bytes());
@@ -47,14 +48,14 @@ impl Verdicts {
         key
     }
 
-    fn holds(&self, key: &[u8; 32], now: UnixTime) -> bool {
+    pub(crate) fn holds(&self, key: &[u8; 32], now: UnixTime) -> bool {
         self.0
             .lock()
             .is_ok_and(|map| map.get(key).is_some_and(|&until| now.as_secs() < until))
     }
 
     /// Keeps a verdict until the TTL or the first notAfter in the chain.
-    fn remember(
+    pub(crate) fn remember(
         &self,
         key: [u8; 32],
         end_entity: &CertificateDer<'_>,

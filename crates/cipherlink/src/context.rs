@@ -176,6 +176,13 @@ impl Context {
         Ok(tunnel)
     }
 
+    /// Chains this Context verified in full on OpenSSL (its chain cache's
+    /// misses); `None` without a cache or on rustls.
+    #[cfg(all(test, feature = "openssl"))]
+    pub(crate) fn openssl_full_chain_verifications(&self) -> Option<u64> {
+        crate::openssl_tls::full_chain_verifications(&self.inner.tls)
+    }
+
     /// Wraps and handshakes a server transport; see [`Context::connect`].
     pub async fn accept<IO>(&self, io: IO, peer: impl Into<String>) -> Result<Tunnel<IO>, Error>
     where

@@ -105,6 +105,26 @@ every_pair! {
 }
 
 every_pair! {
+    /// A reconnecting client with a certificate resumes, and the server
+    /// still knows who it is (OpenSSL refused such a resumption outright
+    /// until the server context got a session id context).
+    async fn mutual_tls_connections_resume_with_the_client_identity(p: Pair) {
+        let b = bundle();
+        let mut server_cfg = p.mtls_server_config(&b);
+        server_cfg.allowed_identities = vec!["client".into()];
+        let server = Context::server(&server_cfg).unwrap();
+        let client = Context::client(&p.mtls_client_config(&b)).unwrap();
+        let (_, first) = pair(&server, &client).await;
+        assert!(!first.unwrap().info().unwrap().resumed);
+        let (s, c) = pair(&server, &client).await;
+        let (s, c) = (s.unwrap(), c.unwrap());
+        assert!(c.info().unwrap().resumed, "second handshake was not resumed");
+        let identity = s.info().unwrap().peer_identity.unwrap();
+        assert_eq!(identity.common_name.as_deref(), Some("client"));
+    }
+}
+
+every_pair! {
     async fn resumption_off_means_full_handshakes(p: Pair) {
         let b = bundle();
         let mut server_cfg = p.server_config(&b);

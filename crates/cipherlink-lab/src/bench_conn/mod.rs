@@ -152,7 +152,8 @@ pub struct ConnBenchOptions {
     pub cert_algorithm: KeyAlgorithm,
     /// Receives progress and per-case results while the run goes on.
     pub observer: Option<Observer>,
-    /// The clients' verified-chain cache (rustls; `Config::chain_cache`).
+    /// The clients' verified-chain cache (`Config::chain_cache`, on both
+    /// implementations).
     /// The floor counts the verifications the handshakes really do.
     pub chain_cache: bool,
 }
@@ -428,9 +429,8 @@ fn measure_floor(
             options.cert_algorithm,
             &fixture.bundle.server.key,
             spki,
-            // Only rustls clients have the chain cache; OpenSSL verifies
-            // the chain on every handshake.
-            options.chain_cache && tls.implementation == Implementation::Rustls,
+            // Both implementations' clients keep the chain cache.
+            options.chain_cache,
             Duration::from_millis(100),
             cores,
         )

@@ -16,8 +16,13 @@
 //!   since the vendored OpenSSL's own default folder is not the system's;
 //! - a client offers a key share for its first group only and the server
 //!   asks for another (HelloRetryRequest) when needed, as rustls does;
-//! - buffers are released while a connection is idle (`SSL_MODE_RELEASE_BUFFERS`).
+//! - buffers are released while a connection is idle (`SSL_MODE_RELEASE_BUFFERS`);
+//! - `chain_cache` keeps verified chains as rustls' cache does
+//!   (`chain_cache.rs`);
+//! - a server resumes sessions that carry a client certificate (OpenSSL
+//!   needs a session id context for that; rustls needs nothing).
 
+mod chain_cache;
 pub(crate) mod errors;
 mod ffi;
 pub mod probe;
@@ -41,6 +46,7 @@ use crate::kx::KeyExchange;
 use crate::pki::{load_certificates, load_private_key, Identity};
 use crate::validate::{self, ClientAuth};
 use crate::verify::IdentityNotAllowed;
+use chain_cache::ChainCache;
 use errors::Verdict;
 use session_cache::SessionCache;
 
@@ -56,12 +62,18 @@ ECDHE-RSA-CHACHA20-POLY1305";
 pub(crate) struct ServerSide {
     context: SslContext,
     per_connection: PerConnection,
+    /// Also owned by `context`; kept here for the tests' counts.
+    #[cfg_attr(not(test), allow(dead_code))]
+    chain_cache: Option<Arc<ChainCache>>,
 }
 
 /// What a client Context holds for OpenSSL.
 pub(crate) struct ClientSide {
     context: SslContext,
     per_connection: PerConnection,
+    /// Also owned by `context`; kept here for the tests' counts.
+    #[cfg_attr(not(test), allow(dead_code))]
+    chain_cache: Option<Arc<ChainCache>>,
     sessions: Option<Arc<SessionCache>>,
     check_name: bool,
     cn_fallback: bool,
@@ -120,6 +132,7 @@ pub(crate) fn server(config: &Config) -> Result<ServerSide, Error> {
     let per_connection = PerConnection::new()?;
     let mut builder = common(config, SslMethod::tls_server())?;
     own_identity(&mut builder, config, cert, key)?;
+    let mut chain_cache = None;
     if auth != ClientAuth::None {
         let (store, cas) = trust_store(config)?;
         builder
@@ -140,6 +153,11 @@ pub(crate) fn server(config: &Config) -> Result<ServerSide, Error> {
             &cas,
         );
         builder.set_verify_callback(mode, move |ok, store| checks.check(ok, store));
+        if config.chain_cache {
+            let cache = Arc::new(ChainCache::server());
+            ffi::install_chain_cache(&mut builder, cache.clone()).map_err(build("chain_cache"))?;
+            chain_cache = Some(cache);
+        }
     }
     if !config.alpn.is_empty() {
         let ours: Vec<Vec<u8>> = config.alpn.iter().map(|p| p.as_bytes().to_vec()).collect();
@@ -153,6 +171,17 @@ pub(crate) fn server(config: &Config) -> Result<ServerSide, Error> {
         // One stateless ticket per handshake, as the rustls server sends.
         builder.set_num_tickets(1).map_err(build("resumption"))?;
         builder.set_session_cache_mode(SslSessionCacheMode::OFF);
+        // OpenSSL refuses to resume a session that carries a verified
+        // client certificate ("session id context uninitialized", an
+        // internal_error alert to the client) unless the context names the
+        // sessions it accepts. Random per Context: its sessions resume
+        // only here, under the trust anchors and allow-list they were
+        // verified with (its ticket keys are per Context too).
+        let mut id_context = [0u8; 32];
+        openssl::rand::rand_bytes(&mut id_context).map_err(build("resumption"))?;
+        builder
+            .set_session_id_context(&id_context)
+            .map_err(build("resumption"))?;
     } else {
         no_resumption(&mut builder)?;
     }
@@ -168,6 +197,7 @@ pub(crate) fn server(config: &Config) -> Result<ServerSide, Error> {
     Ok(ServerSide {
         context: builder.build(),
         per_connection,
+        chain_cache,
     })
 }
 
@@ -187,6 +217,13 @@ pub(crate) fn client(config: &Config) -> Result<ClientSide, Error> {
     builder.set_verify_callback(SslVerifyMode::PEER, move |ok, store| {
         checks.check(ok, store)
     });
+    let chain_cache = if config.chain_cache {
+        let cache = Arc::new(ChainCache::client(per_connection.server_name));
+        ffi::install_chain_cache(&mut builder, cache.clone()).map_err(build("chain_cache"))?;
+        Some(cache)
+    } else {
+        None
+    };
     if !config.alpn.is_empty() {
         builder
             .set_alpn_protos(&crate::alpn::wire(&config.alpn))
@@ -210,6 +247,7 @@ pub(crate) fn client(config: &Config) -> Result<ClientSide, Error> {
     Ok(ClientSide {
         context: builder.build(),
         per_connection,
+        chain_cache,
         sessions,
         check_name: !config.dangerous.skip_server_name_check,
         cn_fallback: config.dangerous.accept_cn_only_certificates
@@ -562,4 +600,17 @@ impl ClientSide {
     pub(crate) fn first_group(&self) -> KeyExchange {
         self.first_group
     }
+}
+
+/// Chains a Context's OpenSSL side verified in full so far (`None`: no
+/// cache, or not OpenSSL).
+#[cfg(test)]
+pub(crate) fn full_chain_verifications(tls: &crate::context::TlsSide) -> Option<u64> {
+    use crate::context::TlsSide;
+    let cache = match tls {
+        TlsSide::OpensslClient(side) => side.chain_cache.as_ref(),
+        TlsSide::OpensslServer(side) => side.chain_cache.as_ref(),
+        _ => None,
+    };
+    cache.map(|c| c.full_verifications())
 }

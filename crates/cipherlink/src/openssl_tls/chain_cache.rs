@@ -1,0 +1,227 @@
+//! `chain_cache` on OpenSSL: the same verdicts as rustls' cache
+//! (`crate::chain_cache`: only successes, at most 300 s and never past a
+//! certificate's notAfter, 256 chains), consulted before OpenSSL's own
+//! chain verification. A hit skips `X509_verify_cert` (the CA's signature,
+//! the path, the name, and our checks in `PeerChecks`, all of which gave
+//! this same verdict for this same chain and name before); a miss runs it
+//! unchanged. The handshake signature is verified on every handshake
+//! either way: OpenSSL checks CertificateVerify outside this hook.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use openssl::ex_data::Index;
+use openssl::ssl::Ssl;
+use openssl::x509::{X509StoreContext, X509StoreContextRef};
+use rustls::pki_types::{CertificateDer, UnixTime};
+
+use crate::chain_cache::Verdicts;
+
+/// One context's verdicts.
+pub(crate) struct ChainCache {
+    verdicts: Verdicts,
+    /// A client connection's server name, part of the key (the verdict
+    /// includes the name check); `None` on a server.
+    server_name: Option<Index<Ssl, String>>,
+    /// Chains verified in full (cache misses).
+    full_verifications: AtomicU64,
+}
+
+impl ChainCache {
+    /// A client's cache, keyed by chain and the connection's server name.
+    pub(crate) fn client(server_name: Index<Ssl, String>) -> Self {
+        Self::new(Some(server_name))
+    }
+
+    /// A server's cache of client chains (the allow-list is part of the verdict).
+    pub(crate) fn server() -> Self {
+        Self::new(None)
+    }
+
+    fn new(server_name: Option<Index<Ssl, String>>) -> Self {
+        Self {
+            verdicts: Verdicts::default(),
+            server_name,
+            full_verifications: AtomicU64::new(0),
+        }
+    }
+
+    /// Chains verified in full so far.
+    #[cfg(test)]
+    pub(crate) fn full_verifications(&self) -> u64 {
+        self.full_verifications.load(Ordering::Relaxed)
+    }
+
+    /// OpenSSL's verdict on the chain in `ctx`, from the cache or in full.
+    pub(crate) fn verify(&self, ctx: &mut X509StoreContextRef) -> bool {
+        let chain = super::ffi::presented_chain(ctx);
+        let name = self.server_name.and_then(|index| {
+            X509StoreContext::ssl_idx()
+                .ok()
+                .and_then(|ssl| ctx.ex_data(ssl))
+                .and_then(|ssl| ssl.ex_data(index))
+                .map(|name| name.as_bytes().to_vec())
+        });
+        if self.server_name.is_some() && name.is_none() {
+            // No name to key on: verify in full, remember nothing.
+            return self.verify_in_full(ctx);
+        }
+        let key = Verdicts::key(name.iter().chain(&chain).map(Vec::as_slice));
+        let now = UnixTime::now();
+        if !chain.is_empty() && self.verdicts.holds(&key, now) {
+            return true;
+        }
+        let accepted = self.verify_in_full(ctx);
+        if let (true, Some((leaf, rest))) = (accepted, chain.split_first()) {
+            let rest: Vec<CertificateDer<'static>> = rest
+                .iter()
+                .map(|der| CertificateDer::from(der.clone()))
+                .collect();
+            self.verdicts
+                .remember(key, &CertificateDer::from(leaf.clone()), &rest, now);
+        }
+        accepted
+    }
+
+    fn verify_in_full(&self, ctx: &mut X509StoreContextRef) -> bool {
+        self.full_verifications.fetch_add(1, Ordering::Relaxed);
+        ctx.verify_cert().unwrap_or(false)
+    }
+}
+
+impl std::fmt::Debug for ChainCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChainCache")
+            .field("client", &self.server_name.is_some())
+            .field("full_verifications", &self.full_verifications)
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use crate::certs::{self, CertBundle, CertOptions};
+    use crate::{Config, Context, Error, Implementation, PemSource};
+
+    fn pem(text: &str) -> PemSource {
+        PemSource::inline(text.to_string())
+    }
+
+    fn server(bundle: &CertBundle, implementation: Implementation, mtls: &[&str]) -> Context {
+        let mut config = Config::builder()
+            .identity(pem(&bundle.server.cert), pem(&bundle.server.key))
+            .build();
+        config.implementation = implementation;
+        if !mtls.is_empty() {
+            config.trusted_cas = vec![pem(&bundle.ca.cert)];
+            config.require_client_cert = true;
+            config.allowed_identities = mtls.iter().map(|s| s.to_string()).collect();
+        }
+        Context::server(&config).expect("server context")
+    }
+
+    /// A client Context without `server_name`: each connection checks the
+    /// host of its peer label, so one cache sees several names. Without
+    /// resumption, so that every handshake presents and checks a chain.
+    fn client(bundle: &CertBundle, implementation: Implementation, cache: bool) -> Context {
+        let mut config = Config::builder()
+            .trusted_ca(pem(&bundle.ca.cert))
+            .identity(pem(&bundle.client.cert), pem(&bundle.client.key))
+            .build();
+        config.implementation = implementation;
+        config.chain_cache = cache;
+        config.resumption = false;
+        Context::client(&config).expect("client context")
+    }
+
+    /// One handshake and PING/PONG over a pipe; the client's result.
+    async fn exchange(server: &Context, client: &Context, host: &str) -> Result<(), Error> {
+        let (a, b) = tokio::io::duplex(64 * 1024);
+        let serve = async {
+            let mut tunnel = server.accept(a, "test-client").await?;
+            let mut ping = [0u8; 4];
+            tunnel.read_exact(&mut ping).await?;
+            tunnel.write_all(b"PONG").await?;
+            Ok::<_, Error>(())
+        };
+        let call = async {
+            let mut tunnel = client.connect(b, format!("{host}:443")).await?;
+            tunnel.write_all(b"PING").await?;
+            let mut pong = [0u8; 4];
+            tunnel.read_exact(&mut pong).await?;
+            Ok::<_, Error>(())
+        };
+        let (served, called) =
+            tokio::time::timeout(Duration::from_secs(10), async { tokio::join!(serve, call) })
+                .await
+                .expect("handshake within 10 s");
+        called.and(served)
+    }
+
+    #[tokio::test]
+    async fn a_reconnecting_client_verifies_a_chain_once_per_server_name() {
+        let bundle = certs::generate(&CertOptions::default()).expect("test PKI");
+        let server = server(&bundle, Implementation::Rustls, &[]);
+        let client = client(&bundle, Implementation::Openssl, true);
+        for _ in 0..3 {
+            exchange(&server, &client, "localhost")
+                .await
+                .expect("localhost");
+        }
+        assert_eq!(client.openssl_full_chain_verifications(), Some(1));
+        // The name is part of the verdict: another name in the certificate
+        // is checked in full once, then cached too.
+        for _ in 0..2 {
+            exchange(&server, &client, "127.0.0.1")
+                .await
+                .expect("127.0.0.1");
+        }
+        assert_eq!(client.openssl_full_chain_verifications(), Some(2));
+        // A name the certificate does not carry fails every time: the
+        // chain's cached verdicts for other names do not count, and a
+        // refusal is never remembered.
+        for attempt in 3..5 {
+            let refused = exchange(&server, &client, "example.com").await;
+            assert!(refused.is_err(), "example.com accepted: {refused:?}");
+            assert_eq!(client.openssl_full_chain_verifications(), Some(attempt));
+        }
+    }
+
+    #[tokio::test]
+    async fn a_server_verifies_a_client_chain_once_and_keeps_refusing_one_not_allowed() {
+        let bundle = certs::generate(&CertOptions::default()).expect("test PKI");
+        let allowed = server(&bundle, Implementation::Openssl, &["client"]);
+        let client = client(&bundle, Implementation::Rustls, true);
+        for _ in 0..3 {
+            exchange(&allowed, &client, "localhost")
+                .await
+                .expect("allowed client");
+        }
+        assert_eq!(allowed.openssl_full_chain_verifications(), Some(1));
+        let strict = server(&bundle, Implementation::Openssl, &["somebody-else"]);
+        for attempt in 1..3 {
+            let refused = exchange(&strict, &client, "localhost").await;
+            assert!(refused.is_err(), "a client not on the allow-list got in");
+            assert_eq!(strict.openssl_full_chain_verifications(), Some(attempt));
+        }
+    }
+
+    #[tokio::test]
+    async fn without_the_cache_no_hook_is_installed_and_every_handshake_works() {
+        let bundle = certs::generate(&CertOptions::default()).expect("test PKI");
+        let server = server(&bundle, Implementation::Openssl, &[]);
+        let client = client(&bundle, Implementation::Openssl, false);
+        assert_eq!(client.openssl_full_chain_verifications(), None);
+        for _ in 0..2 {
+            exchange(&server, &client, "localhost")
+                .await
+                .expect("handshake");
+        }
+        let refused = exchange(&server, &client, "example.com").await;
+        assert!(
+            refused.is_err(),
+            "a wrong name was accepted without the cache"
+        );
+    }
+}
