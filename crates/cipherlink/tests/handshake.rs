@@ -60,13 +60,19 @@ every_pair! {
     }
 }
 
+/// A mutual-TLS server that allows only "client", and a client with that certificate.
+fn mtls_contexts(p: Pair) -> (Context, Context) {
+    let b = bundle();
+    let mut server_cfg = p.mtls_server_config(&b);
+    server_cfg.allowed_identities = vec!["client".into()];
+    let server = Context::server(&server_cfg).unwrap();
+    let client = Context::client(&p.mtls_client_config(&b)).unwrap();
+    (server, client)
+}
+
 every_pair! {
     async fn mutual_tls_reports_the_client_identity_to_the_server(p: Pair) {
-        let b = bundle();
-        let mut server_cfg = p.mtls_server_config(&b);
-        server_cfg.allowed_identities = vec!["client".into()];
-        let server = Context::server(&server_cfg).unwrap();
-        let client = Context::client(&p.mtls_client_config(&b)).unwrap();
+        let (server, client) = mtls_contexts(p);
         let (s, c) = pair(&server, &client).await;
         let identity = s.unwrap().info().unwrap().peer_identity.unwrap();
         assert_eq!(identity.common_name.as_deref(), Some("client"));
@@ -109,11 +115,7 @@ every_pair! {
     /// still knows who it is (OpenSSL refused such a resumption outright
     /// until the server context got a session id context).
     async fn mutual_tls_connections_resume_with_the_client_identity(p: Pair) {
-        let b = bundle();
-        let mut server_cfg = p.mtls_server_config(&b);
-        server_cfg.allowed_identities = vec!["client".into()];
-        let server = Context::server(&server_cfg).unwrap();
-        let client = Context::client(&p.mtls_client_config(&b)).unwrap();
+        let (server, client) = mtls_contexts(p);
         let (_, first) = pair(&server, &client).await;
         assert!(!first.unwrap().info().unwrap().resumed);
         let (s, c) = pair(&server, &client).await;
