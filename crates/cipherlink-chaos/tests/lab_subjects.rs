@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use cipherlink::certs::{self, CertOptions};
-use cipherlink::{Config, Context, PemSource, Tunnel};
+use cipherlink::{Context, Tunnel};
 use cipherlink_chaos::capture::Capture;
 use cipherlink_chaos::lab::Lab;
 use cipherlink_chaos::model::Model;
@@ -94,19 +94,8 @@ impl Session for TlsSession {
 fn tls() -> Tls {
     let bundle = certs::generate(&CertOptions::default()).expect("test certificates");
     Tls {
-        server: Context::server(&{
-            let mut edited = Config::default();
-            edited.certificate = Some(PemSource::inline(bundle.server.cert.clone()));
-            edited.private_key = Some(PemSource::inline(bundle.server.key.clone()));
-            edited
-        })
-        .expect("server context"),
-        client: Context::client(&{
-            let mut edited = Config::default();
-            edited.trusted_cas = vec![PemSource::inline(bundle.ca.cert.clone())];
-            edited
-        })
-        .expect("client context"),
+        server: Context::server(&bundle.server_config()).expect("server context"),
+        client: Context::client(&bundle.client_config()).expect("client context"),
     }
 }
 

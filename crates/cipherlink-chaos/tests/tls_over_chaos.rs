@@ -8,7 +8,7 @@ use std::num::NonZeroUsize;
 use std::time::Duration;
 
 use cipherlink::certs::{self, CertOptions};
-use cipherlink::{Config, Context, PemSource};
+use cipherlink::Context;
 use cipherlink_chaos::stream_proxy::{ProxyConfig, StreamProxy};
 use cipherlink_chaos::stream_shaper::Impairments;
 use tokio::net::{TcpListener, TcpStream};
@@ -18,19 +18,8 @@ const LIMIT: Duration = Duration::from_secs(20);
 
 fn contexts() -> (Context, Context) {
     let bundle = certs::generate(&CertOptions::default()).expect("test certificates");
-    let server = Context::server(&{
-        let mut edited = Config::default();
-        edited.certificate = Some(PemSource::inline(bundle.server.cert.clone()));
-        edited.private_key = Some(PemSource::inline(bundle.server.key.clone()));
-        edited
-    })
-    .expect("server context");
-    let client = Context::client(&{
-        let mut edited = Config::default();
-        edited.trusted_cas = vec![PemSource::inline(bundle.ca.cert.clone())];
-        edited
-    })
-    .expect("client context");
+    let server = Context::server(&bundle.server_config()).expect("server context");
+    let client = Context::client(&bundle.client_config()).expect("client context");
     (server, client)
 }
 

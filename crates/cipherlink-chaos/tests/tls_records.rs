@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use cipherlink::certs::{self, CertOptions};
-use cipherlink::{Config, Context, PemSource};
+use cipherlink::Context;
 use cipherlink_chaos::recorder::Recorder;
 use cipherlink_chaos::stream_proxy::{ProxyConfig, StreamProxy};
 use cipherlink_chaos::subject::PacketClass;
@@ -21,18 +21,8 @@ async fn a_captured_tls_session_decodes_record_by_record() {
     let dir = tempfile::tempdir().expect("temp dir");
     let keys = dir.path().join("keys.log");
     let bundle = certs::generate(&CertOptions::default()).expect("certificates");
-    let server = Context::server(
-        &Config::builder()
-            .identity(
-                PemSource::inline(bundle.server.cert.clone()),
-                PemSource::inline(bundle.server.key.clone()),
-            )
-            .build(),
-    )
-    .expect("server context");
-    let mut client_config = Config::builder()
-        .trusted_ca(PemSource::inline(bundle.ca.cert.clone()))
-        .build();
+    let server = Context::server(&bundle.server_config()).expect("server context");
+    let mut client_config = bundle.client_config();
     client_config.dangerous.key_log_file = Some(keys.clone());
     let client = Context::client(&client_config).expect("client context");
 

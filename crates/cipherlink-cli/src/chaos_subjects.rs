@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use anyhow::{Context as _, Result};
 use cipherlink::certs::{self, CertOptions};
-use cipherlink::{Config, Context, PemSource, Tunnel};
+use cipherlink::{Context, Tunnel};
 use cipherlink_chaos::subject::{PacketClass, Session, Subject, SubjectError};
 use cipherlink_chaos::tls_records::{KeyLog, RecordMap, Span};
 use cipherlink_link::proto::handshake::TransportKeys;
@@ -69,16 +69,9 @@ impl Tls {
         let bundle =
             certs::generate(&CertOptions::default()).context("making test certificates")?;
         Ok(Tls {
-            server: Context::server(&{
-                let mut edited = Config::default();
-                edited.certificate = Some(PemSource::inline(bundle.server.cert.clone()));
-                edited.private_key = Some(PemSource::inline(bundle.server.key.clone()));
-                edited
-            })
-            .context("TLS server context")?,
+            server: Context::server(&bundle.server_config()).context("TLS server context")?,
             client: Context::client(&{
-                let mut edited = Config::default();
-                edited.trusted_cas = vec![PemSource::inline(bundle.ca.cert.clone())];
+                let mut edited = bundle.client_config();
                 edited.dangerous.key_log_file = Some(key_log.to_path_buf());
                 edited
             })

@@ -482,19 +482,16 @@ pub async fn bench(a: BenchLinkArgs) -> Result<()> {
 /// 127.0.0.1, the same bytes and the same push/sink as the link case.
 async fn tls_bulk(bytes: u64) -> Result<cipherlink_link::bench::BulkResult> {
     use cipherlink::certs::{self, CertOptions};
-    use cipherlink::{Config, Context, KeyExchange, PemSource};
+    use cipherlink::{Context, KeyExchange};
     let bundle = certs::generate(&CertOptions::default())?;
     let server_ctx = Context::server(&{
-        let mut edited = Config::default();
+        let mut edited = bundle.server_config();
         edited.key_exchange = vec![KeyExchange::X25519MlKem768];
-        edited.certificate = Some(PemSource::inline(bundle.server.cert.clone()));
-        edited.private_key = Some(PemSource::inline(bundle.server.key.clone()));
         edited
     })?;
     let client_ctx = Context::client(&{
-        let mut edited = Config::default();
+        let mut edited = bundle.client_config();
         edited.key_exchange = vec![KeyExchange::X25519MlKem768];
-        edited.trusted_cas = vec![PemSource::inline(bundle.ca.cert.clone())];
         edited.server_name = Some("localhost".into());
         edited
     })?;

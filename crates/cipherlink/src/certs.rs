@@ -134,6 +134,33 @@ pub struct CertBundle {
     pub client: Pem,
 }
 
+impl CertBundle {
+    /// A server Config presenting the server leaf (everything else default).
+    pub fn server_config(&self) -> crate::Config {
+        crate::Config::builder()
+            .identity(
+                crate::PemSource::inline(self.server.cert.clone()),
+                crate::PemSource::inline(self.server.key.clone()),
+            )
+            .build()
+    }
+
+    /// A client Config trusting this bundle's CA (everything else default).
+    pub fn client_config(&self) -> crate::Config {
+        crate::Config::builder()
+            .trusted_ca(crate::PemSource::inline(self.ca.cert.clone()))
+            .build()
+    }
+
+    /// [`CertBundle::client_config`] that also presents the client leaf.
+    pub fn mtls_client_config(&self) -> crate::Config {
+        let mut config = self.client_config();
+        config.certificate = Some(crate::PemSource::inline(self.client.cert.clone()));
+        config.private_key = Some(crate::PemSource::inline(self.client.key.clone()));
+        config
+    }
+}
+
 /// Generates a bundle.
 pub fn generate(options: &CertOptions) -> Result<CertBundle, Error> {
     if options.days == 0 {

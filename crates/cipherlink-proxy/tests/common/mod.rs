@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use cipherlink::{certs, PemSource};
+use cipherlink::certs;
 use cipherlink_proxy::{
     LinkConfig, Role, Service, ServiceConfig, ServiceStats, Transport, V1Config,
 };
@@ -42,21 +42,8 @@ impl Material {
     /// Fills in the transport's section for one role.
     pub fn secure(&self, mut config: ServiceConfig) -> ServiceConfig {
         match (config.transport, config.role) {
-            (Transport::Tls, Role::Server) => {
-                config.tls = Some({
-                    let mut edited = cipherlink::Config::default();
-                    edited.certificate = Some(PemSource::inline(self.bundle.server.cert.clone()));
-                    edited.private_key = Some(PemSource::inline(self.bundle.server.key.clone()));
-                    edited
-                })
-            }
-            (Transport::Tls, Role::Client) => {
-                config.tls = Some({
-                    let mut edited = cipherlink::Config::default();
-                    edited.trusted_cas = vec![PemSource::inline(self.bundle.ca.cert.clone())];
-                    edited
-                })
-            }
+            (Transport::Tls, Role::Server) => config.tls = Some(self.bundle.server_config()),
+            (Transport::Tls, Role::Client) => config.tls = Some(self.bundle.client_config()),
             (Transport::Link, Role::Server) => {
                 config.link = Some(LinkConfig {
                     server_key: Some(self.path("link-server.key")),

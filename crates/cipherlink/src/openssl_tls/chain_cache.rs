@@ -102,19 +102,13 @@ mod tests {
     use std::time::Duration;
 
     use crate::certs::{self, CertBundle, CertOptions};
-    use crate::{Config, Context, Error, Implementation, PemSource};
-
-    fn pem(text: &str) -> PemSource {
-        PemSource::inline(text.to_string())
-    }
+    use crate::{Context, Error, Implementation, PemSource};
 
     fn server(bundle: &CertBundle, implementation: Implementation, mtls: &[&str]) -> Context {
-        let mut config = Config::builder()
-            .identity(pem(&bundle.server.cert), pem(&bundle.server.key))
-            .build();
+        let mut config = bundle.server_config();
         config.implementation = implementation;
         if !mtls.is_empty() {
-            config.trusted_cas = vec![pem(&bundle.ca.cert)];
+            config.trusted_cas = vec![PemSource::inline(bundle.ca.cert.clone())];
             config.require_client_cert = true;
             config.allowed_identities = mtls.iter().map(|s| s.to_string()).collect();
         }
@@ -125,10 +119,7 @@ mod tests {
     /// host of its peer label, so one cache sees several names. Without
     /// resumption, so that every handshake presents and checks a chain.
     fn client(bundle: &CertBundle, implementation: Implementation, cache: bool) -> Context {
-        let mut config = Config::builder()
-            .trusted_ca(pem(&bundle.ca.cert))
-            .identity(pem(&bundle.client.cert), pem(&bundle.client.key))
-            .build();
+        let mut config = bundle.mtls_client_config();
         config.implementation = implementation;
         config.chain_cache = cache;
         config.resumption = false;

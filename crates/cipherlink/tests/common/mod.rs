@@ -16,38 +16,22 @@ pub fn inline(pem: &str) -> PemSource {
 }
 
 pub fn server_config(b: &CertBundle) -> Config {
-    {
-        let mut edited = Config::default();
-        edited.certificate = Some(inline(&b.server.cert));
-        edited.private_key = Some(inline(&b.server.key));
-        edited
-    }
+    b.server_config()
 }
 
 pub fn mtls_server_config(b: &CertBundle) -> Config {
-    {
-        let mut edited = server_config(b);
-        edited.trusted_cas = vec![inline(&b.ca.cert)];
-        edited.require_client_cert = true;
-        edited
-    }
+    let mut edited = b.server_config();
+    edited.trusted_cas = vec![inline(&b.ca.cert)];
+    edited.require_client_cert = true;
+    edited
 }
 
 pub fn client_config(b: &CertBundle) -> Config {
-    {
-        let mut edited = Config::default();
-        edited.trusted_cas = vec![inline(&b.ca.cert)];
-        edited
-    }
+    b.client_config()
 }
 
 pub fn mtls_client_config(b: &CertBundle) -> Config {
-    {
-        let mut edited = client_config(b);
-        edited.certificate = Some(inline(&b.client.cert));
-        edited.private_key = Some(inline(&b.client.key));
-        edited
-    }
+    b.mtls_client_config()
 }
 
 pub fn groups(list: &[KeyExchange]) -> Vec<KeyExchange> {
