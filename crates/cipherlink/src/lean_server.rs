@@ -375,30 +375,25 @@ fn encrypt_into(
 }
 
 impl<IO: AsyncRead + AsyncWrite + Unpin> LeanServer<IO> {
-    /// Reads what the transport has into `incoming`. The read buffer is
-    /// allocated for the call and dropped again if nothing came and
-    /// nothing was pending: an idle connection keeps none.
+    /// Reads what the transport has into `incoming`. The read lands in
+    /// uninitialised stack scratch and only the bytes that came are copied
+    /// (zeroing a record-sized buffer on every poll cost more than the
+    /// read), so an idle connection keeps no buffer.
     fn poll_fill(&mut self, cx: &mut TaskContext<'_>) -> Poll<io::Result<usize>> {
-        let start = self.incoming.len();
-        let room = MAX_INCOMING.saturating_sub(start);
+        let room = MAX_INCOMING.saturating_sub(self.incoming.len());
         if room == 0 {
             return Poll::Ready(Err(io::Error::new(
                 io::ErrorKind::InvalidData,
                 "TLS message larger than 64 KiB",
             )));
         }
-        self.incoming.resize(start + room.min(MAX_RECORD_WIRE), 0);
-        let mut buf = ReadBuf::new(&mut self.incoming[start..]);
+        let mut scratch = [std::mem::MaybeUninit::<u8>::uninit(); MAX_RECORD_WIRE];
+        let mut buf = ReadBuf::uninit(&mut scratch[..room.min(MAX_RECORD_WIRE)]);
         let polled = Pin::new(&mut self.io).poll_read(cx, &mut buf);
-        let n = match polled {
-            Poll::Ready(Ok(())) => buf.filled().len(),
-            _ => 0,
-        };
-        self.incoming.truncate(start + n);
-        if self.incoming.is_empty() {
-            self.incoming = Vec::new();
+        if let Poll::Ready(Ok(())) = polled {
+            self.incoming.extend_from_slice(buf.filled());
         }
-        polled.map_ok(|()| n)
+        polled.map_ok(|()| buf.filled().len())
     }
 
     /// Writes `outgoing` to the transport; frees it once all is taken.

@@ -107,28 +107,36 @@ impl ClientCertVerifier for AllowListClientVerifier {
         let verified = self
             .inner
             .verify_client_cert(end_entity, intermediates, now)?;
-        let identity = Identity::from_der(end_entity)
-            .map_err(|_| rustls::Error::InvalidCertificate(CertificateError::BadEncoding))?;
-        if identity
-            .names()
-            .any(|name| self.allowed.iter().any(|allowed| allowed == name))
-        {
-            return Ok(verified);
-        }
-        let presented = identity.names().collect::<Vec<_>>().join(", ");
-        Err(rustls::Error::InvalidCertificate(CertificateError::Other(
-            OtherError(Arc::new(IdentityNotAllowed {
-                presented: if presented.is_empty() {
-                    identity.subject
-                } else {
-                    presented
-                },
-                allowed: self.allowed.join(", "),
-            })),
-        )))
+        check_allowed(end_entity, &self.allowed)?;
+        Ok(verified)
     }
 
     delegate_signature_checks!();
+}
+
+/// Whether the certificate `der` names one of `allowed` (subjectAltName
+/// DNS/IP entries or the subject CN); the refusal lists what it presented.
+/// Both implementations' client-certificate checks use it.
+pub(crate) fn check_allowed(der: &[u8], allowed: &[String]) -> Result<(), rustls::Error> {
+    let identity = Identity::from_der(der)
+        .map_err(|_| rustls::Error::InvalidCertificate(CertificateError::BadEncoding))?;
+    if identity
+        .names()
+        .any(|name| allowed.iter().any(|a| a == name))
+    {
+        return Ok(());
+    }
+    let presented = identity.names().collect::<Vec<_>>().join(", ");
+    Err(rustls::Error::InvalidCertificate(CertificateError::Other(
+        OtherError(Arc::new(IdentityNotAllowed {
+            presented: if presented.is_empty() {
+                identity.subject
+            } else {
+                presented
+            },
+            allowed: allowed.join(", "),
+        })),
+    )))
 }
 
 /// WebPKI server verification, except that a certificate with no

@@ -72,12 +72,12 @@ impl ChainCache {
         }
         let accepted = self.verify_in_full(ctx);
         if let (true, Some((leaf, rest))) = (accepted, chain.split_first()) {
-            let rest: Vec<CertificateDer<'static>> = rest
+            let rest: Vec<CertificateDer<'_>> = rest
                 .iter()
-                .map(|der| CertificateDer::from(der.clone()))
+                .map(|der| CertificateDer::from(der.as_slice()))
                 .collect();
             self.verdicts
-                .remember(key, &CertificateDer::from(leaf.clone()), &rest, now);
+                .remember(key, &CertificateDer::from(leaf.as_slice()), &rest, now);
         }
         accepted
     }

@@ -43,9 +43,8 @@ use openssl::x509::{X509StoreContextRef, X509};
 use crate::config::{Config, PemSource};
 use crate::error::{Error, ImplementationDetail};
 use crate::kx::KeyExchange;
-use crate::pki::{load_certificates, load_private_key, Identity};
+use crate::pki::{load_certificates, load_private_key};
 use crate::validate::{self, ClientAuth};
-use crate::verify::IdentityNotAllowed;
 use chain_cache::ChainCache;
 use errors::Verdict;
 use session_cache::SessionCache;
@@ -374,7 +373,7 @@ fn trust_store(config: &Config) -> Result<(X509Store, Vec<X509>), Error> {
     let mut store = X509StoreBuilder::new().map_err(build("trusted_cas"))?;
     let mut explicit = Vec::new();
     for source in &config.trusted_cas {
-        let ders: Vec<Vec<u8>> = if source.is_system_roots() {
+        let ders = if source.is_system_roots() {
             let native = rustls_native_certs::load_native_certs();
             if native.certs.is_empty() {
                 return Err(Error::config(
@@ -382,15 +381,12 @@ fn trust_store(config: &Config) -> Result<(X509Store, Vec<X509>), Error> {
                     "\"system\" found no CA certificates on this machine (install ca-certificates)",
                 ));
             }
-            native.certs.iter().map(|c| c.as_ref().to_vec()).collect()
+            native.certs
         } else {
             load_certificates("trusted_cas", source)?
-                .iter()
-                .map(|c| c.as_ref().to_vec())
-                .collect()
         };
-        for der in ders {
-            let Ok(ca) = X509::from_der(&der) else {
+        for der in &ders {
+            let Ok(ca) = X509::from_der(der.as_ref()) else {
                 if source.is_system_roots() {
                     continue;
                 }
@@ -466,7 +462,7 @@ impl PeerChecks {
             self.note_failure(store);
             return false;
         } else if depth == 0 && !self.allowed.is_empty() {
-            allow_list(&der, &self.allowed).err()
+            crate::verify::check_allowed(&der, &self.allowed).err()
         } else {
             None
         };
@@ -513,28 +509,6 @@ fn is_trust_anchor(store: &X509StoreContextRef, depth: u32) -> bool {
     store
         .chain()
         .is_some_and(|chain| depth as usize + 1 == chain.len())
-}
-
-fn allow_list(der: &[u8], allowed: &[String]) -> Result<(), rustls::Error> {
-    let identity = Identity::from_der(der)
-        .map_err(|_| rustls::Error::InvalidCertificate(rustls::CertificateError::BadEncoding))?;
-    if identity
-        .names()
-        .any(|name| allowed.iter().any(|a| a == name))
-    {
-        return Ok(());
-    }
-    let presented = identity.names().collect::<Vec<_>>().join(", ");
-    Err(rustls::Error::InvalidCertificate(
-        rustls::CertificateError::Other(rustls::OtherError(Arc::new(IdentityNotAllowed {
-            presented: if presented.is_empty() {
-                identity.subject
-            } else {
-                presented
-            },
-            allowed: allowed.join(", "),
-        }))),
-    ))
 }
 
 impl ServerSide {
