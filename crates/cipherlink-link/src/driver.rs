@@ -26,7 +26,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::task::{Context, Poll, Waker};
+use std::task::{ready, Context, Poll, Waker};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use rand::rngs::StdRng;
@@ -53,13 +53,19 @@ thread_local! {
     static READ_BUF: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(vec![0u8; CHUNK]);
 }
 
-/// Reads once from `stream` into the thread's buffer and hands the bytes to
-/// `f` (which must not read the socket again: the buffer is borrowed).
-fn try_read_with<T>(stream: &TcpStream, f: impl FnOnce(&[u8]) -> T) -> io::Result<T> {
+/// Reads once from `stream` (into the thread's buffer) and hands the bytes
+/// to `conn`; a read of nothing is the peer's end of stream, which `conn`
+/// is told as well. `Ok(true)`: end of stream.
+fn read_into(stream: &TcpStream, conn: &mut Connection) -> io::Result<bool> {
     READ_BUF.with(|cell| {
         let mut buf = cell.borrow_mut();
         let n = stream.try_read(&mut buf[..])?;
-        Ok(f(&buf[..n]))
+        if n == 0 {
+            conn.handle_eof(now());
+        } else {
+            conn.handle_input(now(), &buf[..n]);
+        }
+        Ok(n == 0)
     })
 }
 
@@ -155,6 +161,15 @@ impl Core {
         }
     }
 
+    /// Sends the authenticated close once: no more data from us.
+    fn close_write(&mut self) {
+        if !self.write_closed {
+            self.write_closed = true;
+            self.conn.close_write();
+            self.pump_events();
+        }
+    }
+
     fn out_pending(&self) -> bool {
         self.out_pos < self.out.len() || self.conn.has_transmit()
     }
@@ -225,18 +240,8 @@ impl Core {
             if self.sock_eof || !self.conn.wants_input() {
                 return Poll::Ready(false);
             }
-            let conn = &mut self.conn;
-            match try_read_with(stream, |bytes| {
-                if !bytes.is_empty() {
-                    conn.handle_input(now(), bytes);
-                }
-                bytes.len()
-            }) {
-                Ok(0) => {
-                    self.sock_eof = true;
-                    self.conn.handle_eof(now());
-                }
-                Ok(_) => {}
+            match read_into(stream, &mut self.conn) {
+                Ok(eof) => self.sock_eof |= eof,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     let Some(cx) = cx.as_deref_mut() else {
                         return Poll::Pending;
@@ -444,33 +449,12 @@ impl Link {
         std::future::poll_fn(|cx| {
             let mut core = self.shared.lock();
             core.pump_events();
-            loop {
-                if rest.is_empty() {
-                    if !core.write_closed {
-                        core.write_closed = true;
-                        core.conn.close_write();
-                        core.pump_events();
-                    }
-                    return self.poll_flush_core(&mut core, cx);
-                }
-                if core.write_closed || core.ended.is_some() || !core.conn.is_open() {
-                    core.app_writing = false;
-                    return Poll::Ready(Err(self.closed_for_writing(&core)));
-                }
-                if core.conn.send_capacity() > 0 {
-                    let n = core.conn.send(rest).map_err(|e| self.io_error(&e))?;
-                    rest = &rest[n..];
-                    continue;
-                }
-                match self.poll_flush_core(&mut core, cx) {
-                    Poll::Ready(Ok(())) if core.conn.send_capacity() == 0 => {
-                        core.pump_events();
-                        return Poll::Ready(Err(self.closed_for_writing(&core)));
-                    }
-                    Poll::Ready(Ok(())) => {}
-                    other => return other,
-                }
+            while !rest.is_empty() {
+                let n = ready!(self.poll_queue(&mut core, cx, rest))?;
+                rest = &rest[n..];
             }
+            core.close_write();
+            self.poll_flush_core(&mut core, cx)
         })
         .await
     }
@@ -489,11 +473,8 @@ impl Drop for Link {
         core.dropped = true;
         core.app_reading = false;
         core.app_writing = false;
-        if !core.write_closed {
-            // As if the application had shut down its write side.
-            core.write_closed = true;
-            core.conn.close_write();
-        }
+        // As if the application had shut down its write side.
+        core.close_write();
         core.discard();
         drop(core);
         self.shared.notify.notify_one();
@@ -566,6 +547,36 @@ impl Link {
         }
     }
 
+    /// Queues what of `buf` fits in the core's send buffer (sealed, not yet
+    /// written); flushes first only when the buffer is full.
+    fn poll_queue(
+        &self,
+        core: &mut Core,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        loop {
+            if core.write_closed || core.ended.is_some() || !core.conn.is_open() {
+                core.app_writing = false;
+                return Poll::Ready(Err(self.closed_for_writing(core)));
+            }
+            if core.conn.send_capacity() > 0 {
+                let n = core.conn.send(buf).map_err(|e| self.io_error(&e))?;
+                core.app_writing = false;
+                return Poll::Ready(Ok(n));
+            }
+            ready!(self.poll_flush_core(core, cx))?;
+            if core.conn.send_capacity() == 0 {
+                // Flushed yet no room: the link closed meanwhile.
+                core.pump_events();
+                if !core.conn.is_open() || core.ended.is_some() {
+                    continue;
+                }
+                return Poll::Ready(Err(self.closed_for_writing(core)));
+            }
+        }
+    }
+
     fn closed_for_writing(&self, core: &Core) -> io::Error {
         match core.ended.clone().flatten() {
             Some(e) => self.io_error(&e),
@@ -589,35 +600,12 @@ impl AsyncWrite for Link {
         if buf.is_empty() {
             return Poll::Ready(Ok(0));
         }
-        loop {
-            if core.write_closed || core.ended.is_some() || !core.conn.is_open() {
-                core.app_writing = false;
-                return Poll::Ready(Err(this.closed_for_writing(&core)));
-            }
-            if core.conn.send_capacity() > 0 {
-                let n = core.conn.send(buf).map_err(|e| this.io_error(&e))?;
-                core.app_writing = false;
-                // Start the bytes on their way; a full socket is the next call's business.
-                if let Poll::Ready(Err(e)) = core.flush(&this.shared.stream, Some(cx)) {
-                    return Poll::Ready(Err(e));
-                }
-                return Poll::Ready(Ok(n));
-            }
-            match this.poll_flush_core(&mut core, cx) {
-                Poll::Ready(Ok(())) => {
-                    if core.conn.send_capacity() == 0 {
-                        // Flushed yet no room: the link closed meanwhile.
-                        core.pump_events();
-                        if !core.conn.is_open() || core.ended.is_some() {
-                            continue;
-                        }
-                        return Poll::Ready(Err(this.closed_for_writing(&core)));
-                    }
-                }
-                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
-                Poll::Pending => return Poll::Pending,
-            }
+        let n = ready!(this.poll_queue(&mut core, cx, buf))?;
+        // Start the bytes on their way; a full socket is the next call's business.
+        if let Poll::Ready(Err(e)) = core.flush(&this.shared.stream, Some(cx)) {
+            return Poll::Ready(Err(e));
         }
+        Poll::Ready(Ok(n))
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -629,11 +617,7 @@ impl AsyncWrite for Link {
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = &*self;
         let mut core = this.shared.lock();
-        if !core.write_closed {
-            core.write_closed = true;
-            core.conn.close_write();
-            core.pump_events();
-        }
+        core.close_write();
         this.poll_flush_core(&mut core, cx)
     }
 }
@@ -698,20 +682,8 @@ async fn handshake(
         let want = !sock_eof && conn.wants_input();
         tokio::select! {
             r = stream.readable(), if want => {
-                let read = r.and_then(|()| {
-                    try_read_with(stream, |bytes| {
-                        if !bytes.is_empty() {
-                            conn.handle_input(now(), bytes);
-                        }
-                        bytes.len()
-                    })
-                });
-                match read {
-                    Ok(0) => {
-                        sock_eof = true;
-                        conn.handle_eof(now());
-                    }
-                    Ok(_) => {}
+                match r.and_then(|()| read_into(stream, conn)) {
+                    Ok(eof) => sock_eof |= eof,
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock
                         || e.kind() == io::ErrorKind::Interrupted => {}
                     Err(_) => {

@@ -8,7 +8,6 @@ use std::task::{Context as TaskContext, Poll};
 
 use rustls::HandshakeKind;
 use tokio::io::{AsyncBufRead, AsyncRead, AsyncWrite, ReadBuf};
-use tokio_rustls::TlsStream;
 
 use crate::kx::KeyExchange;
 use crate::lean_server::LeanServer;
@@ -21,7 +20,7 @@ use crate::tunnel::TunnelInfo;
 #[allow(clippy::large_enum_variant)]
 pub(crate) enum Backend<IO> {
     /// Clients (tokio-rustls); servers are `LeanServer`.
-    Rustls(TlsStream<IO>),
+    Rustls(tokio_rustls::client::TlsStream<IO>),
     /// A rustls server on the unbuffered API: no buffer while idle.
     LeanServer(LeanServer<IO>),
     #[cfg(feature = "openssl")]

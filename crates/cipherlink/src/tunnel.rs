@@ -16,7 +16,7 @@ use rustls::pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::time::error::Elapsed;
 use tokio::time::Timeout;
-use tokio_rustls::{Connect, TlsConnector, TlsStream};
+use tokio_rustls::{Connect, TlsConnector};
 
 use crate::backend::Backend;
 use crate::context::{Context, TlsSide};
@@ -203,7 +203,7 @@ where
                 let mut queued = 0;
                 let connected = connecting(config, name, io, first, &mut queued, limit, &self.peer)
                     .await
-                    .map(|r| r.map(|s| Box::new(Backend::Rustls(TlsStream::Client(s)))));
+                    .map(|r| r.map(|s| Box::new(Backend::Rustls(s))));
                 first = &first[queued..];
                 connected
             }
@@ -347,8 +347,7 @@ where
     pub async fn write_all_and_close(&mut self, buf: &[u8]) -> Result<(), Error> {
         let stream = self.ready("write")?;
         let queued = match stream {
-            Backend::Rustls(TlsStream::Client(s)) => queue_plaintext(s.get_mut().1.writer(), buf),
-            Backend::Rustls(TlsStream::Server(s)) => queue_plaintext(s.get_mut().1.writer(), buf),
+            Backend::Rustls(s) => queue_plaintext(s.get_mut().1.writer(), buf),
             // Encrypted into the stream's outgoing buffer; close_notify
             // joins it there and both leave in one write.
             Backend::LeanServer(s) => s.queue_plaintext(buf).unwrap_or(0),

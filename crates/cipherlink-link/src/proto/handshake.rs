@@ -251,7 +251,7 @@ pub struct Msg1Header {
 /// Server step 1 and 3 of docs §3: checks `M` against three windows and unmasks the length.
 /// `Ok(None)`: need more bytes; `Err`: a probe, with the reason.
 pub fn server_check_header(
-    k_obf: &[u8; 32],
+    k_obf: &HmacKey,
     unix_secs: u64,
     buf: &[u8],
 ) -> Result<Option<Msg1Header>, &'static str> {
@@ -260,17 +260,16 @@ pub fn server_check_header(
     }
     let r = &buf[..32];
     let now_w = window(unix_secs);
-    let k_obf = HmacKey::new(k_obf);
     let mut found = None;
     for w in [now_w.saturating_sub(1), now_w, now_w + 1] {
-        let m = mark_with(&k_obf, w, r);
+        let m = mark_with(k_obf, w, r);
         // Compare every window so timing does not tell which one matched.
         if ct_eq(&m, &buf[32..48]) {
             found = Some((m, w));
         }
     }
     let (m, w) = found.ok_or("first-message MAC")?;
-    let len = unmask_len(&buf[48..50], mask2_with(&k_obf, r));
+    let len = unmask_len(&buf[48..50], mask2_with(k_obf, r));
     if !(C1_MIN..=C1_MIN + MAX_TAIL).contains(&len) {
         return Err("first-message length");
     }

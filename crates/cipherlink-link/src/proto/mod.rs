@@ -129,7 +129,9 @@ pub enum Event {
 pub struct ServerEndpoint {
     key: ServerKey,
     static_dh: crypto::StaticDh,
-    k_obf: [u8; 32],
+    /// `K_obf`'s HMAC key, set up once: every first message (and every
+    /// probe) is checked against it.
+    k_obf: crypto::HmacKey,
     tokens: RwLock<TokenStore>,
     replay: Mutex<ReplayFilter>,
     params: LinkParams,
@@ -154,7 +156,7 @@ impl ServerEndpoint {
         params.validate()?;
         Ok(Self {
             static_dh: crypto::StaticDh::new(key.secret())?,
-            k_obf: handshake::obfs_key(key.public()),
+            k_obf: crypto::HmacKey::new(&handshake::obfs_key(key.public())),
             key,
             tokens: RwLock::new(tokens),
             replay: Mutex::new(ReplayFilter::new(capacity)),
