@@ -104,11 +104,7 @@ pub async fn run(args: BenchIdleArgs) -> Result<()> {
     };
     let report = bench_idle::run(&options).await?;
     print_report(&report);
-    if let Some(path) = args.json {
-        let json = serde_json::to_string_pretty(&report)?;
-        std::fs::write(&path, json).with_context(|| format!("writing {}", path.display()))?;
-        println!("wrote {}", path.display());
-    }
+    crate::json_report::write(args.json.as_deref(), &report)?;
     Ok(())
 }
 

@@ -135,10 +135,6 @@ async fn run_conn(args: ConnArgs) -> Result<()> {
     crate::bench_conn_print::print_table(&report);
     crate::bench_conn_print::print_group_ratios(&report);
     crate::bench_conn_print::print_implementation_ratios(&report);
-    if let Some(path) = args.json {
-        let json = serde_json::to_string_pretty(&report)?;
-        std::fs::write(&path, json).with_context(|| format!("writing {}", path.display()))?;
-        println!("wrote {}", path.display());
-    }
+    crate::json_report::write(args.json.as_deref(), &report)?;
     Ok(())
 }

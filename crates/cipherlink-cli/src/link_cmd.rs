@@ -308,21 +308,13 @@ async fn handle(link: Link, echo: bool) -> Result<()> {
 async fn connect_cmd(a: ConnectArgs) -> Result<()> {
     let file = ConnectionFile::parse(&read_text(&a.file, "connection file")?)
         .with_context(|| format!("connection file {}", a.file.display()))?;
-    let mut params = params_from_env()?;
-    if std::env::var_os("PORT_TAIL_LENGTH").is_none() {
-        params.tail_length = file.tail_length;
-    }
+    let params = params_from_env()?;
     let limit = Duration::try_from_secs_f64(a.timeout)
         .ok()
         .filter(|d| !d.is_zero())
         .context("--timeout: expected a positive number of seconds")?;
-    params.handshake_timeout = limit;
-    let cfg = ClientConfig {
-        server_key: file.server_key,
-        token: file.token.clone(),
-        name: file.name.clone(),
-        params,
-    };
+    let mut cfg = ClientConfig::from_file(&file, params, |k| std::env::var(k).ok());
+    cfg.params.handshake_timeout = limit;
     let addr = a.server.unwrap_or(file.server);
     let link = tokio::time::timeout(limit, connect(addr.as_str(), &cfg))
         .await
@@ -462,19 +454,15 @@ pub async fn bench(a: BenchLinkArgs) -> Result<()> {
             i.links
         );
     }
-    if let Some(path) = a.json {
-        let json = serde_json::json!({
-            "link": report,
-            "tls_handshakes_per_sec": tls_rate,
-            "handshake_ratio_vs_tls": ratio,
-            "tls_bulk": tls_bulk,
-            "bulk_percent_of_tls": bulk_percent,
-            "tls_conn_report": tls,
-        });
-        std::fs::write(&path, serde_json::to_string_pretty(&json)?)
-            .with_context(|| format!("writing {}", path.display()))?;
-        println!("wrote {}", path.display());
-    }
+    let json = serde_json::json!({
+        "link": report,
+        "tls_handshakes_per_sec": tls_rate,
+        "handshake_ratio_vs_tls": ratio,
+        "tls_bulk": tls_bulk,
+        "bulk_percent_of_tls": bulk_percent,
+        "tls_conn_report": tls,
+    });
+    crate::json_report::write(a.json.as_deref(), &json)?;
     Ok(())
 }
 

@@ -12,6 +12,7 @@ mod cmd_connect;
 mod cmd_serve;
 mod error_report;
 mod info_cmd;
+mod json_report;
 mod link_cmd;
 mod pool_cmd;
 mod proxy_cmd;

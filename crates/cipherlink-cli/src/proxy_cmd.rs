@@ -410,11 +410,7 @@ pub async fn run_bench(args: BenchProxyArgs) -> Result<()> {
     if let Some(ratio) = report.tls_vs_stunnel_conns {
         println!("tls / stunnel conns/s: {ratio:.1}x (goal >= 4x)");
     }
-    if let Some(path) = args.json {
-        let json = serde_json::to_string_pretty(&report)?;
-        std::fs::write(&path, json).with_context(|| format!("writing {}", path.display()))?;
-        println!("wrote {}", path.display());
-    }
+    crate::json_report::write(args.json.as_deref(), &report)?;
     Ok(())
 }
 

@@ -162,21 +162,8 @@ pub(crate) fn engine(
             let text = read(field, path, KINDS[2].0).map_err(|e| (field, e))?;
             let file = ConnectionFile::parse(&text)
                 .map_err(|e| (field, format!("{}: {e}", path.display())))?;
-            let mut params = params;
-            // As `link connect`: the connection file's tail length unless
-            // PORT_TAIL_LENGTH says otherwise.
-            if std::env::var_os("PORT_TAIL_LENGTH").is_none() {
-                params.tail_length = file.tail_length;
-            }
-            Ok((
-                LinkEngine::Client(Box::new(ClientConfig {
-                    server_key: file.server_key,
-                    token: file.token.clone(),
-                    name: file.name.clone(),
-                    params,
-                })),
-                Some(file.server),
-            ))
+            let client = ClientConfig::from_file(&file, params, |k| std::env::var(k).ok());
+            Ok((LinkEngine::Client(Box::new(client)), Some(file.server)))
         }
     }
 }

@@ -225,6 +225,28 @@ pub struct ClientConfig {
     pub params: LinkParams,
 }
 
+impl ClientConfig {
+    /// The client a connection file describes, with `params` (from the
+    /// `PORT_*` settings): the file's tail length applies unless `lookup`
+    /// (the environment) sets `PORT_TAIL_LENGTH`, as `link connect` and the
+    /// proxy client both need.
+    pub fn from_file(
+        file: &crate::keys::ConnectionFile,
+        mut params: LinkParams,
+        lookup: impl Fn(&str) -> Option<String>,
+    ) -> Self {
+        if lookup("PORT_TAIL_LENGTH").is_none() {
+            params.tail_length = file.tail_length;
+        }
+        Self {
+            server_key: file.server_key,
+            token: file.token.clone(),
+            name: file.name.clone(),
+            params,
+        }
+    }
+}
+
 /// Bytes the server drains from a probe, at most (docs §6).
 pub const PROBE_MAX_BYTES: u64 = 16384;
 /// Time the server keeps a probe open, at most (docs §6).
