@@ -9,6 +9,27 @@ use crate::svg::{escape, packet_plot, sequence_diagram};
 /// The report's page. `notes` are shown at the top (e.g. why the proxy
 /// was used instead of the lab).
 pub fn html(results: &[ScenarioResult], notes: &[String]) -> String {
+    html_with(results, notes, &plots(results))
+}
+
+/// Each result's packet plot and sequence diagram (`None` for a scenario
+/// that did not run), rendered once for both the files and the page.
+fn plots(results: &[ScenarioResult]) -> Vec<Option<(String, String)>> {
+    results
+        .iter()
+        .map(|r| {
+            r.skipped
+                .is_none()
+                .then(|| (packet_plot(r), sequence_diagram(r)))
+        })
+        .collect()
+}
+
+fn html_with(
+    results: &[ScenarioResult],
+    notes: &[String],
+    plots: &[Option<(String, String)>],
+) -> String {
     let passed = results.iter().filter(|r| r.verdict.pass).count();
     let not_run = results.iter().filter(|r| r.skipped.is_some()).count();
     let mut s = String::new();
@@ -51,7 +72,7 @@ pub fn html(results: &[ScenarioResult], notes: &[String]) -> String {
                 Mode::Lab => "TUN lab",
                 Mode::Proxy => "stream proxy",
             },
-            verdict_word(r),
+            r.verdict_word(),
             r.delivered,
             r.scenario.messages,
             opt(r.client.connected.map(|c| c * 1e3), 1),
@@ -72,7 +93,7 @@ pub fn html(results: &[ScenarioResult], notes: &[String]) -> String {
         );
     }
     s.push_str("</table>");
-    for r in results {
+    for (r, plot) in results.iter().zip(plots) {
         let _ = write!(
             s,
             "<section id=\"{}-{}\"><h2>{}: {} <small>({})</small></h2><ul>",
@@ -80,14 +101,14 @@ pub fn html(results: &[ScenarioResult], notes: &[String]) -> String {
             escape(&r.scenario.name),
             escape(&r.transport),
             escape(&r.scenario.title),
-            verdict_word(r)
+            r.verdict_word()
         );
         for c in &r.verdict.checks {
             let _ = write!(s, "<li>{}</li>", escape(c));
         }
         s.push_str("</ul>");
-        if r.skipped.is_none() {
-            let base = format!("{}-{}", r.transport, r.scenario.name);
+        if let Some((packets, sequence)) = plot {
+            let base = r.file_stem();
             let _ = write!(
                 s,
                 "<p>Files: <a href=\"{0}.json\">{0}.json</a>{1} \
@@ -98,21 +119,13 @@ pub fn html(results: &[ScenarioResult], notes: &[String]) -> String {
                     .map(|p| format!(", <a href=\"{0}\">{0}</a>", escape(p)))
                     .unwrap_or_default()
             );
-            s.push_str(&packet_plot(r));
-            s.push_str(&sequence_diagram(r));
+            s.push_str(packets);
+            s.push_str(sequence);
         }
         s.push_str("</section>");
     }
     s.push_str("</body></html>\n");
     s
-}
-
-fn verdict_word(r: &ScenarioResult) -> &'static str {
-    match (r.skipped.is_some(), r.verdict.pass) {
-        (true, _) => "NOT RUN",
-        (false, true) => "PASS",
-        (false, false) => "FAIL",
-    }
 }
 
 fn verdict_class(r: &ScenarioResult) -> &'static str {
@@ -164,18 +177,19 @@ pub fn write_all(
             source,
         })
     };
-    for r in results {
-        let base = format!("{}-{}", r.transport, r.scenario.name);
+    let plots = plots(results);
+    for (r, plot) in results.iter().zip(&plots) {
+        let base = r.file_stem();
         let json = serde_json::to_string_pretty(r).map_err(|source| ReportError::Json {
             name: base.clone(),
             source,
         })?;
         put(&format!("{base}.json"), &json)?;
-        if r.skipped.is_none() {
-            put(&format!("{base}-packets.svg"), &packet_plot(r))?;
-            put(&format!("{base}-sequence.svg"), &sequence_diagram(r))?;
+        if let Some((packets, sequence)) = plot {
+            put(&format!("{base}-packets.svg"), packets)?;
+            put(&format!("{base}-sequence.svg"), sequence)?;
         }
     }
-    put("report.html", &html(results, notes))?;
+    put("report.html", &html_with(results, notes, &plots))?;
     Ok(dir.join("report.html"))
 }

@@ -215,6 +215,20 @@ impl ScenarioResult {
         self.skipped.is_none() && !self.verdict.pass
     }
 
+    /// `PASS`, `FAIL` or `NOT RUN`, as the report and the command line say it.
+    pub fn verdict_word(&self) -> &'static str {
+        match (self.skipped.is_some(), self.verdict.pass) {
+            (true, _) => "NOT RUN",
+            (false, true) => "PASS",
+            (false, false) => "FAIL",
+        }
+    }
+
+    /// `TRANSPORT-SCENARIO`, the stem of this result's files.
+    pub fn file_stem(&self) -> String {
+        format!("{}-{}", self.transport, self.scenario.name)
+    }
+
     /// A scenario this mode cannot do (the stream proxy and packet loss),
     /// with the reason: neither passed nor failed.
     pub fn skipped(

@@ -280,9 +280,9 @@ impl Epoch {
         })
     }
 
-    /// Opens one record; the inner content type and the first plaintext
-    /// byte (an alert's level) on success.
-    fn open(&mut self, header: &[u8], body: &[u8]) -> Option<(u8, Option<u8>, Option<u8>)> {
+    /// Opens one record; the inner content type and the second plaintext
+    /// byte (an alert's description) on success.
+    fn open(&mut self, header: &[u8], body: &[u8]) -> Option<(u8, Option<u8>)> {
         let mut nonce = self.iv;
         for (n, s) in nonce[4..].iter_mut().zip(self.seq.to_be_bytes()) {
             *n ^= s;
@@ -298,7 +298,7 @@ impl Epoch {
             .ok()?;
         self.seq += 1;
         let end = plain.iter().rposition(|&b| b != 0)?;
-        Some((plain[end], plain.first().copied(), plain.get(1).copied()))
+        Some((plain[end], plain.get(1).copied()))
     }
 }
 
@@ -334,18 +334,23 @@ fn records(stream: &[u8], handshake: Option<&[u8]>, traffic: Option<&[u8]>) -> V
             break;
         };
         let class = match header[0] {
-            20 | 22 => PacketClass::Handshake,
-            21 => PacketClass::Alert,
+            20..=22 => classify_header(header),
             23 => {
-                let opened = handshake
-                    .as_mut()
-                    .and_then(|e| e.open(header, body))
-                    .or_else(|| traffic.as_mut().and_then(|e| e.open(header, body)));
+                let opened = handshake.as_mut().and_then(|e| e.open(header, body));
+                let opened = opened.or_else(|| {
+                    let opened = traffic.as_mut().and_then(|e| e.open(header, body));
+                    if opened.is_some() {
+                        // Handshake records never follow the first traffic
+                        // record: stop trying (and failing) their key.
+                        handshake = None;
+                    }
+                    opened
+                });
                 match opened {
-                    Some((22, _, _)) => PacketClass::Handshake,
-                    Some((23, _, _)) => PacketClass::Data,
-                    Some((21, _, Some(0))) => PacketClass::Close,
-                    Some((21, _, _)) => PacketClass::Alert,
+                    Some((22, _)) => PacketClass::Handshake,
+                    Some((23, _)) => PacketClass::Data,
+                    Some((21, Some(0))) => PacketClass::Close,
+                    Some((21, _)) => PacketClass::Alert,
                     _ => PacketClass::Unknown,
                 }
             }

@@ -117,11 +117,7 @@ async fn one<S: Subject + Clone>(
 }
 
 fn summary_line(r: &ScenarioResult) -> String {
-    let verdict = match (r.skipped.is_some(), r.verdict.pass) {
-        (true, _) => "NOT RUN",
-        (false, true) => "PASS",
-        (false, false) => "FAIL",
-    };
+    let verdict = r.verdict_word();
     let ms = |d: Option<f64>| d.map_or("-".into(), |v| format!("{v:.1}"));
     let mut line = format!(
         "{} {:<10} {verdict}  {}/{} echoed in {:.2} s, set-up {} ms, RTT p50 {} ms p95 {} ms, {} kB/s",
