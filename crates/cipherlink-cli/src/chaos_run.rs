@@ -69,7 +69,7 @@ pub async fn run(args: RunArgs) -> Result<()> {
         _ => None,
     };
     let v1 = match args.transport {
-        Transport::V1 => Some(V1::new(&args.out)?),
+        Transport::V1 => Some(V1::new()),
         _ => None,
     };
     let started = Instant::now();

@@ -146,12 +146,15 @@ impl Session for TlsSession {
 
 // ---------------------------------------------------------------- link
 
+/// msg1 and msg2 without padding (the lab's tail length is 0).
+const MSG1: usize = MSG1_HEADER + C1_MIN;
+const MSG2: usize = MSG2_HEADER + C2_MIN;
+
 /// The link protocol with a fresh server key and token.
 #[derive(Clone)]
 pub struct Link {
     endpoint: Arc<ServerEndpoint>,
     client: Arc<ClientConfig>,
-    keepalive: KeepaliveConfig,
     /// Each session's transport secrets (the driver's debug export), to
     /// decrypt the capture's records afterwards.
     keys: Arc<std::sync::Mutex<Vec<TransportKeys>>>,
@@ -194,7 +197,7 @@ impl Link {
             .issue("chaos", &mut rng)
             .context("issuing a link token")?;
         let params = LinkParams {
-            keepalive: keepalive.clone(),
+            keepalive,
             // Exact sizes for the classifier (no random padding).
             tail_length: 0,
             handshake_timeout: Duration::from_secs(30),
@@ -210,7 +213,6 @@ impl Link {
                 name: "chaos".into(),
                 params,
             }),
-            keepalive,
             keys: Arc::default(),
         })
     }
@@ -295,11 +297,7 @@ impl Subject for Link {
     /// their type is encrypted, but a ping or pong is the only 29-byte
     /// record (8-byte body) and every message of the run is larger.
     fn classify_at(&self, from_client: bool, offset: u64, payload: &[u8]) -> PacketClass {
-        let handshake = if from_client {
-            MSG1_HEADER + C1_MIN
-        } else {
-            MSG2_HEADER + C2_MIN
-        } as u64;
+        let handshake = if from_client { MSG1 } else { MSG2 } as u64;
         const KEEPALIVE: usize = 2 + INNER_HEADER + 8 + 16;
         if offset < handshake {
             PacketClass::Handshake
@@ -311,7 +309,7 @@ impl Subject for Link {
     }
 
     fn gone_within(&self) -> Option<Duration> {
-        let k = &self.keepalive;
+        let k = &self.client.params.keepalive;
         Some(k.max_next_in + k.max_timeout * (k.max_retries + 1))
     }
 }
@@ -319,15 +317,14 @@ impl Subject for Link {
 /// The record spans of one captured link, with whichever exported key set
 /// opens its records (the AEAD says which session it was).
 fn link_records(up: &[u8], down: &[u8], keys: &[TransportKeys]) -> [Vec<Span>; 2] {
-    let (msg1, msg2) = (MSG1_HEADER + C1_MIN, MSG2_HEADER + C2_MIN);
     let mut best = [
-        link_direction(up, msg1, None),
-        link_direction(down, msg2, None),
+        link_direction(up, MSG1, None),
+        link_direction(down, MSG2, None),
     ];
     for k in keys {
         let tried = [
-            link_direction(up, msg1, Some(Direction::new(k.c2s_key, k.c2s_len))),
-            link_direction(down, msg2, Some(Direction::new(k.s2c_key, k.s2c_len))),
+            link_direction(up, MSG1, Some(Direction::new(k.c2s_key, k.c2s_len))),
+            link_direction(down, MSG2, Some(Direction::new(k.s2c_key, k.s2c_len))),
         ];
         if tried[0].len() + tried[1].len() > best[0].len() + best[1].len() {
             best = tried;
@@ -405,28 +402,14 @@ pub struct V1 {
 }
 
 impl V1 {
-    /// Makes two key pairs in `scratch` (removed again) and both boxes.
-    pub fn new(scratch: &std::path::Path) -> Result<Self> {
-        let dir = scratch.join(format!(".v1-keys-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-        let made = (|| -> Result<Self> {
-            let (a_key, a_pub) =
-                v1::keys::write_key_pair(&dir, "client").context("v1 client keys")?;
-            let (b_key, b_pub) =
-                v1::keys::write_key_pair(&dir, "server").context("v1 server keys")?;
-            let read = |p: &std::path::Path| -> Result<_> {
-                v1::keys::read_secret_key(p).with_context(|| format!("reading {}", p.display()))
-            };
-            let public = |p: &std::path::Path| -> Result<_> {
-                v1::keys::read_public_key(p).with_context(|| format!("reading {}", p.display()))
-            };
-            Ok(V1 {
-                client: v1::Keys::new(&read(&a_key)?, &public(&b_pub)?),
-                server: v1::Keys::new(&read(&b_key)?, &public(&a_pub)?),
-            })
-        })();
-        let _ = std::fs::remove_dir_all(&dir);
-        made
+    /// Two fresh key pairs and both ends' boxes.
+    pub fn new() -> Self {
+        let (client, client_pub) = v1::keys::generate_pair();
+        let (server, server_pub) = v1::keys::generate_pair();
+        V1 {
+            client: v1::Keys::new(&client, &server_pub),
+            server: v1::Keys::new(&server, &client_pub),
+        }
     }
 }
 

@@ -88,10 +88,16 @@ pub fn read_public_key(path: &Path) -> Result<PublicKey, KeyError> {
     read_key_file(path).map(PublicKey::from)
 }
 
-/// A fresh key pair's file contents: (secret hex, public hex), one line each.
-pub fn generate() -> (String, String) {
+/// A fresh key pair.
+pub fn generate_pair() -> (SecretKey, PublicKey) {
     let secret = SecretKey::from(rand::random::<[u8; KEY_LEN]>());
     let public = secret.public_key();
+    (secret, public)
+}
+
+/// A fresh key pair's file contents: (secret hex, public hex), one line each.
+pub fn generate() -> (String, String) {
+    let (secret, public) = generate_pair();
     (
         format!("{}\n", hex::encode(secret.to_bytes())),
         format!("{}\n", hex::encode(public.as_bytes())),
