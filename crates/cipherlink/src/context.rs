@@ -74,17 +74,19 @@ impl Context {
 
     /// Builds a client Context, checking every field.
     pub fn client(config: &Config) -> Result<Context, Error> {
-        let tls = match config.implementation {
+        let (tls, server_name) = match config.implementation {
             Implementation::Rustls => {
-                let (tls, _) = client_tls(config)?;
-                TlsSide::Client(tls)
+                let (tls, server_name) = client_tls(config)?;
+                (TlsSide::Client(tls), server_name)
             }
             #[cfg(feature = "openssl")]
-            Implementation::Openssl => TlsSide::OpensslClient(crate::openssl_tls::client(config)?),
+            Implementation::Openssl => (
+                TlsSide::OpensslClient(crate::openssl_tls::client(config)?),
+                validate::server_name(config)?,
+            ),
             #[cfg(not(feature = "openssl"))]
             Implementation::Openssl => return Err(openssl_not_built()),
         };
-        let server_name = validate::server_name(config)?;
         Ok(Context::new(tls, config, server_name))
     }
 

@@ -208,14 +208,12 @@ where
                 connected
             }
             #[cfg(feature = "openssl")]
-            TlsSide::OpensslServer(side) => {
-                let peer = self.peer.clone();
-                Box::pin(tokio::time::timeout(limit, async move {
-                    crate::openssl_tls::stream::accept(side, io, &peer).await
-                }))
-                .await
-                .map(|r| r.map(|s| Box::new(Backend::Openssl(*s))))
-            }
+            TlsSide::OpensslServer(side) => Box::pin(tokio::time::timeout(
+                limit,
+                crate::openssl_tls::stream::accept(side, io, &self.peer),
+            ))
+            .await
+            .map(|r| r.map(|s| Box::new(Backend::Openssl(s)))),
             #[cfg(feature = "openssl")]
             TlsSide::OpensslClient(side) => {
                 let host = match self.server_name() {
@@ -225,12 +223,12 @@ where
                         return Err(err);
                     }
                 };
-                let peer = self.peer.clone();
-                Box::pin(tokio::time::timeout(limit, async move {
-                    crate::openssl_tls::stream::connect(side, &host, io, &peer).await
-                }))
+                Box::pin(tokio::time::timeout(
+                    limit,
+                    crate::openssl_tls::stream::connect(side, &host, io, &self.peer),
+                ))
                 .await
-                .map(|r| r.map(|s| Box::new(Backend::Openssl(*s))))
+                .map(|r| r.map(|s| Box::new(Backend::Openssl(s))))
             }
         };
         let result = match result {

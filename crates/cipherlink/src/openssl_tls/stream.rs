@@ -22,11 +22,7 @@ pub(crate) struct Session<IO> {
 }
 
 /// Runs a server handshake over `io` (the caller bounds it in time).
-pub(crate) async fn accept<IO>(
-    side: &ServerSide,
-    io: IO,
-    peer: &str,
-) -> Result<Box<Session<IO>>, Error>
+pub(crate) async fn accept<IO>(side: &ServerSide, io: IO, peer: &str) -> Result<Session<IO>, Error>
 where
     IO: AsyncRead + AsyncWrite + Unpin,
 {
@@ -49,7 +45,7 @@ pub(crate) async fn connect<IO>(
     host: &str,
     io: IO,
     peer: &str,
-) -> Result<Box<Session<IO>>, Error>
+) -> Result<Session<IO>, Error>
 where
     IO: AsyncRead + AsyncWrite + Unpin,
 {
@@ -67,28 +63,29 @@ where
     )
 }
 
-/// Boxed before the handshake runs, so the awaiting future holds a pointer
-/// rather than the stream (see `Tunnel::handshake`).
-fn start<IO>(ssl: Ssl, io: IO) -> Result<Box<Session<IO>>, Error>
+/// The session before its handshake. The Tunnel boxes the whole handshake
+/// future and then the finished Backend, so the session needs no box of
+/// its own.
+fn start<IO>(ssl: Ssl, io: IO) -> Result<Session<IO>, Error>
 where
     IO: AsyncRead + AsyncWrite,
 {
-    Ok(Box::new(Session {
+    Ok(Session {
         stream: SslStream::new(ssl, io).map_err(build("connection"))?,
         hello_retry: false,
-    }))
+    })
 }
 
 /// The session, or the failure in the core's terms; `server_name` is the
 /// name a client checked (for the message of a name mismatch).
 fn finish<IO>(
-    mut session: Box<Session<IO>>,
+    mut session: Session<IO>,
     result: Result<(), openssl::ssl::Error>,
     verdict: &Arc<Verdict>,
     peer: &str,
     server_name: impl Fn(&SslRef) -> Option<&str>,
     hello_retry: impl Fn(&SslRef) -> bool,
-) -> Result<Box<Session<IO>>, Error> {
+) -> Result<Session<IO>, Error> {
     match result {
         Ok(()) => {
             session.hello_retry = hello_retry(session.stream.ssl());
