@@ -64,29 +64,27 @@ pub async fn run(args: RunArgs) -> Result<()> {
         tag: format!("cr{}", std::process::id() % 100_000_000),
         port: PORT,
     };
-    let tls = match args.transport {
-        Transport::Tls => Some(Tls::new(&args.out.join("tls-keys.log"))?),
-        _ => None,
-    };
-    let v1 = match args.transport {
-        Transport::V1 => Some(V1::new()),
-        _ => None,
-    };
     let started = Instant::now();
-    let mut results = Vec::new();
-    for def in &defs {
-        let result = match (args.transport, &tls, &v1) {
-            (Transport::Tls, Some(tls), _) => one(tls.clone(), def, &opts).await,
-            (Transport::V1, _, Some(v1)) => one(v1.clone(), def, &opts).await,
-            (Transport::Link, _, _) => {
-                let link = Link::new(link_keepalive(def.stale_after.is_some()))?;
-                one(link, def, &opts).await
-            }
-            _ => one(cipherlink_chaos::subject::PlainTcp, def, &opts).await,
-        };
-        println!("{}", summary_line(&result));
-        results.push(result);
-    }
+    let results = match args.transport {
+        Transport::Tls => {
+            let tls = Tls::new(&args.out.join("tls-keys.log"))?;
+            run_each(&defs, &opts, |_| Ok(tls.clone())).await?
+        }
+        Transport::V1 => {
+            let v1 = V1::new();
+            run_each(&defs, &opts, |_| Ok(v1.clone())).await?
+        }
+        // A fresh key and token per scenario, with the scenario's timers.
+        Transport::Link => {
+            run_each(&defs, &opts, |def| {
+                Link::new(link_keepalive(def.stale_after.is_some()))
+            })
+            .await?
+        }
+        Transport::Plain => {
+            run_each(&defs, &opts, |_| Ok(cipherlink_chaos::subject::PlainTcp)).await?
+        }
+    };
     let path = report::write_all(&args.out, &results, &notes).context("writing the report")?;
     let failed = results.iter().filter(|r| r.failed()).count();
     let passed = results.iter().filter(|r| r.verdict.pass).count();
@@ -101,6 +99,22 @@ pub async fn run(args: RunArgs) -> Result<()> {
         bail!("{failed} scenario(s) failed; see {}", path.display());
     }
     Ok(())
+}
+
+/// Every scenario in turn with the subject `make` gives for it, printing a
+/// line per scenario.
+async fn run_each<S: Subject + Clone>(
+    defs: &[ScenarioDef],
+    opts: &RunOptions,
+    mut make: impl FnMut(&ScenarioDef) -> Result<S>,
+) -> Result<Vec<ScenarioResult>> {
+    let mut results = Vec::new();
+    for def in defs {
+        let result = one(make(def)?, def, opts).await;
+        println!("{}", summary_line(&result));
+        results.push(result);
+    }
+    Ok(results)
 }
 
 /// One scenario; a scenario that could not be run at all is a failed result.

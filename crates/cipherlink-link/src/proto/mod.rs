@@ -709,28 +709,28 @@ impl Connection {
         }
         self.inbuf = Vec::new();
         let found = endpoint.token_lookup(&msg1.token_id);
-        // A token bound to a client key also needs `DH(s, C)`; a key that
-        // gives a weak DH cannot be proven, so the token is refused.
-        let client_ss = match &found {
-            Some((_, token, false)) => match &token.client_key {
-                None => Ok(None),
-                Some(k) => endpoint.static_dh.dh(&k.public).map(Some),
-            },
-            _ => Ok(None),
-        };
-        let accepted = match (&found, &client_ss) {
-            (Some((name, token, false)), Ok(ss)) if msg1.proves(&token.secret, ss.as_deref()) => {
-                Some((name.clone(), token))
+        // An active token whose proof holds: with its `DH(s, C)` when it is
+        // bound to a client key (a key that gives a weak DH cannot be
+        // proven, so that token is refused).
+        let accepted = match &found {
+            Some((name, token, false)) => {
+                let client_ss = match &token.client_key {
+                    None => Some(None),
+                    Some(k) => endpoint.static_dh.dh(&k.public).ok().map(Some),
+                };
+                client_ss
+                    .filter(|ss| msg1.proves(&token.secret, ss.as_deref()))
+                    .map(|ss| (name.clone(), token, ss))
             }
             _ => None,
         };
         let tail = self.params.tail_length;
         match accepted {
-            Some((name, token)) => {
+            Some((name, token, client_ss)) => {
                 let keys = msg1
                     .write_msg2(
                         Some(&token.secret),
-                        client_ss.as_ref().ok().and_then(|s| s.as_deref()),
+                        client_ss.as_deref(),
                         tail,
                         self.rng.as_mut(),
                         &mut self.outbuf,
