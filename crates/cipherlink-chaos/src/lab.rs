@@ -184,6 +184,41 @@ impl Lab {
         self.tuns.take()
     }
 
+    /// Binds `addr` inside namespace `ns` and runs `serve` on that
+    /// listener there (see [`Lab::spawn_in`]); returns once it listens.
+    /// `Err`: why it does not listen within 10 s. The thread's value is
+    /// `None` only if the bind failed.
+    #[allow(clippy::type_complexity)]
+    pub fn serve_in<F, Fut, T>(
+        &self,
+        ns: &Namespace,
+        addr: std::net::SocketAddr,
+        serve: F,
+    ) -> Result<std::thread::JoinHandle<Result<Option<T>, LabError>>, std::io::Error>
+    where
+        F: FnOnce(tokio::net::TcpListener) -> Fut + Send + 'static,
+        Fut: Future<Output = T>,
+        T: Send + 'static,
+    {
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let handle = self.spawn_in(ns, move || async move {
+            let listener = match tokio::net::TcpListener::bind(addr).await {
+                Ok(l) => l,
+                Err(e) => {
+                    let _ = ready_tx.send(Err(e.to_string()));
+                    return None;
+                }
+            };
+            let _ = ready_tx.send(Ok(()));
+            Some(serve(listener).await)
+        });
+        match ready_rx.recv_timeout(std::time::Duration::from_secs(10)) {
+            Ok(Ok(())) => Ok(handle),
+            Ok(Err(reason)) => Err(std::io::Error::other(reason)),
+            Err(_) => Err(std::io::Error::other("not listening within 10 s")),
+        }
+    }
+
     /// Runs `task` on a new thread inside namespace `ns`, on a
     /// single-threaded tokio runtime of its own.
     pub fn spawn_in<F, Fut, T>(

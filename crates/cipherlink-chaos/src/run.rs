@@ -150,36 +150,19 @@ async fn run_lab<S: Subject + Clone>(
     let epoch = Instant::now();
     let server_addr = SocketAddr::from((lab.b.addr, opts.port));
     let (server_stop, server_stopped) = oneshot::channel::<()>();
-    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
     let server_subject = subject.clone();
-    let server = lab.spawn_in(&lab.b, move || async move {
-        let listener = match TcpListener::bind(server_addr).await {
-            Ok(l) => l,
-            Err(e) => {
-                let _ = ready_tx.send(Err(e.to_string()));
-                return ServerLog::default();
-            }
-        };
-        let _ = ready_tx.send(Ok(()));
-        serve(
-            &server_subject,
-            &listener,
-            epoch,
-            timers.scenario,
-            server_stopped,
-        )
-        .await
-    });
-    match ready_rx.recv_timeout(Duration::from_secs(10)) {
-        Ok(Ok(())) => {}
-        Ok(Err(reason)) => return Err(other(&format!("server on {server_addr}"), reason)),
-        Err(_) => {
-            return Err(other(
-                &format!("server on {server_addr}"),
-                "not listening within 10 s",
-            ))
-        }
-    }
+    let server = lab
+        .serve_in(&lab.b, server_addr, move |listener| async move {
+            serve(
+                &server_subject,
+                &listener,
+                epoch,
+                timers.scenario,
+                server_stopped,
+            )
+            .await
+        })
+        .map_err(io_err(format!("server on {server_addr}")))?;
 
     let (bound, user_timeout) = gone_bound(&subject, &timers);
     let stale = def.stale_after.is_some();
@@ -215,6 +198,7 @@ async fn run_lab<S: Subject + Clone>(
     let _ = server_stop.send(());
     let server_log = join(server, &lab.b.name)
         .await?
+        .map(Option::unwrap_or_default)
         .unwrap_or_else(server_panicked);
     let _ = router_stop.send(());
     let (stats, pcap) = router_task

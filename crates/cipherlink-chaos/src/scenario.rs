@@ -38,36 +38,17 @@ pub async fn echo<S: Subject + Clone>(
     limit: Duration,
 ) -> Result<EchoOutcome, LabError> {
     let server_addr = SocketAddr::from((lab.b.addr, port));
-    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
     let server_subject = subject.clone();
     // The server ends by itself (client gone, or its own time limit); the
     // client's result is the scenario's.
-    let _server = lab.spawn_in(&lab.b, move || async move {
-        let listener = match TcpListener::bind(server_addr).await {
-            Ok(l) => l,
-            Err(err) => {
-                let _ = ready_tx.send(Err(err.to_string()));
-                return;
-            }
-        };
-        let _ = ready_tx.send(Ok(()));
-        let _ = timeout(limit, serve_echo(&listener, &server_subject)).await;
-    });
-    match ready_rx.recv_timeout(Duration::from_secs(10)) {
-        Ok(Ok(())) => {}
-        Ok(Err(reason)) => {
-            return Err(LabError::Io {
-                what: format!("echo server on {server_addr}"),
-                source: std::io::Error::other(reason),
-            })
-        }
-        Err(_) => {
-            return Err(LabError::Io {
-                what: format!("echo server on {server_addr}"),
-                source: std::io::Error::other("not listening within 10 s"),
-            })
-        }
-    }
+    let _server = lab
+        .serve_in(&lab.b, server_addr, move |listener| async move {
+            let _ = timeout(limit, serve_echo(&listener, &server_subject)).await;
+        })
+        .map_err(|source| LabError::Io {
+            what: format!("echo server on {server_addr}"),
+            source,
+        })?;
     let client = lab.spawn_in(&lab.a, move || async move {
         let mut outcome = EchoOutcome {
             connected: None,
