@@ -15,6 +15,7 @@ use rcgen::{
 use time::{Duration, OffsetDateTime};
 
 use crate::error::Error;
+use cipherlink_files::{Access, Existing};
 
 /// The key algorithm of every key in the bundle.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -271,58 +272,27 @@ fn leaf(
 }
 
 impl CertBundle {
-    /// Writes the six files into `dir` (created if needed). Each is written
-    /// to a new file in `dir` and renamed over the old one, so keys are 0600
-    /// whatever mode an existing file had, and a symlink in the way is
-    /// replaced, not followed (which could write a key wherever it points).
+    /// Writes the six files into `dir` (created if needed) through
+    /// `cipherlink_files`: keys 0600 whatever mode an existing file had, and
+    /// a symlink in the way is replaced, not followed (which could write a
+    /// key wherever it points).
     pub fn write_to(&self, dir: &Path) -> Result<Vec<PathBuf>, Error> {
-        std::fs::create_dir_all(dir).map_err(|error| Error::Write {
-            path: dir.to_path_buf(),
-            error,
-        })?;
         let files = [
-            ("ca.crt", &self.ca.cert, false),
-            ("ca.key", &self.ca.key, true),
-            ("server.crt", &self.server.cert, false),
-            ("server.key", &self.server.key, true),
-            ("client.crt", &self.client.cert, false),
-            ("client.key", &self.client.key, true),
+            ("ca.crt", &self.ca.cert, Access::Public),
+            ("ca.key", &self.ca.key, Access::Private),
+            ("server.crt", &self.server.cert, Access::Public),
+            ("server.key", &self.server.key, Access::Private),
+            ("client.crt", &self.client.cert, Access::Public),
+            ("client.key", &self.client.key, Access::Private),
         ];
         let mut written = Vec::new();
-        for (name, contents, secret) in files {
+        for (name, contents, access) in files {
             let path = dir.join(name);
-            replace_file(dir, &path, contents.as_bytes(), secret).map_err(|error| {
-                Error::Write {
-                    path: path.clone(),
-                    error,
-                }
-            })?;
+            cipherlink_files::write(&path, contents.as_bytes(), access, Existing::Replace)?;
             written.push(path);
         }
         Ok(written)
     }
-}
-
-/// Writes `contents` to a new file in `dir` (created exclusively, mode 0600
-/// for a secret, 0644 otherwise, before a byte is written), then renames it
-/// to `path`, which replaces a file or symlink there without opening it.
-fn replace_file(dir: &Path, path: &Path, contents: &[u8], secret: bool) -> std::io::Result<()> {
-    use std::io::Write;
-    let mut builder = tempfile::Builder::new();
-    builder.prefix(".cipherlink-certs-");
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        let mode = if secret { 0o600 } else { 0o644 };
-        builder.permissions(std::fs::Permissions::from_mode(mode));
-    }
-    #[cfg(not(unix))]
-    let _ = secret;
-    let mut file = builder.tempfile_in(dir)?;
-    file.write_all(contents)?;
-    file.as_file().sync_all()?;
-    file.persist(path).map_err(|e| e.error)?;
-    Ok(())
 }
 
 #[cfg(test)]

@@ -33,13 +33,18 @@ pub enum Error {
         /// Why (part of the message, so not repeated as a cause).
         error: io::Error,
     },
-    /// A file could not be written (certificates, keys).
-    #[error("writing {}: {error}", path.display())]
-    Write {
-        /// The file or folder.
-        path: PathBuf,
-        /// Why.
-        error: io::Error,
+    /// A file could not be written or opened for writing (certificates,
+    /// keys, the key log); the message names the file.
+    #[error("writing {0}")]
+    Write(#[from] cipherlink_files::FileError),
+    /// A file the configuration names could not be opened for writing.
+    #[error("configuration `{field}`")]
+    OutputFile {
+        /// The field that named the file.
+        field: &'static str,
+        /// Why, naming the file.
+        #[source]
+        source: cipherlink_files::FileError,
     },
     /// The TOML configuration does not parse.
     #[error("configuration file {}: {error}", path.display())]

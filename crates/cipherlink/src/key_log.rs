@@ -2,7 +2,7 @@
 //! in the NSS key log format that Wireshark and tshark read
 //! (`LABEL <client random hex> <secret hex>`), from either implementation.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::Write;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -16,17 +16,15 @@ pub(crate) struct KeyLogFile {
 }
 
 impl KeyLogFile {
-    /// Opens `path` for appending (created 0600: the file unlocks traffic).
+    /// Opens `path` for appending: created 0600 (the file unlocks traffic),
+    /// never through a symlink, and an existing file that others can read is
+    /// refused rather than filled with secrets.
     pub(crate) fn open(path: &Path) -> Result<Arc<KeyLogFile>, Error> {
-        let mut options = OpenOptions::new();
-        options.create(true).append(true);
-        #[cfg(unix)]
-        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-        let file = options.open(path).map_err(|error| Error::File {
-            field: "dangerous.key_log_file",
-            path: path.to_path_buf(),
-            error,
-        })?;
+        let file =
+            cipherlink_files::open_private_append(path).map_err(|source| Error::OutputFile {
+                field: "dangerous.key_log_file",
+                source,
+            })?;
         tracing::warn!(
             "writing TLS secrets to {} (dangerous.key_log_file): anyone with that file can decrypt these sessions",
             path.display()

@@ -97,3 +97,46 @@ fn dangerous_options_of_the_other_role_are_refused() {
     let (field, _) = config_error(Context::client(&client));
     assert_eq!(field, "dangerous.client_certs_from_system_roots");
 }
+
+/// The key log unlocks every session: a symlink planted at its path is not
+/// followed, and a file others can read is not filled.
+#[test]
+fn the_key_log_refuses_a_symlink_and_a_readable_file() {
+    use std::os::unix::fs::{symlink, PermissionsExt};
+    let b = bundle();
+    let dir = tempfile::tempdir().unwrap();
+    let victim = dir.path().join("victim");
+    std::fs::write(&victim, b"precious").unwrap();
+    let planted = dir.path().join("keys.log");
+    symlink(&victim, &planted).unwrap();
+    let readable = dir.path().join("readable.log");
+    std::fs::write(&readable, b"").unwrap();
+    std::fs::set_permissions(&readable, std::fs::Permissions::from_mode(0o644)).unwrap();
+
+    for (path, why) in [(&planted, "symlink"), (&readable, "chmod 600")] {
+        let mut config = client_config(&b);
+        config.dangerous.key_log_file = Some(path.clone());
+        match Context::client(&config) {
+            Err(err @ Error::OutputFile { field, .. }) => {
+                assert_eq!(field, "dangerous.key_log_file");
+                let chain = anyhow_like(&err);
+                assert!(chain.contains(why), "{chain}");
+            }
+            Err(other) => panic!("expected the key log to be refused, got {other}"),
+            Ok(_) => panic!("a key log at {} was accepted", path.display()),
+        }
+    }
+    assert_eq!(std::fs::read(&victim).unwrap(), b"precious");
+}
+
+/// The error and its causes on one line.
+fn anyhow_like(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

@@ -1,0 +1,193 @@
+//! Each rule of cipherlink-files tried the way an attacker on the same host
+//! would: a symlink or a readable file planted where a secret goes.
+
+#![allow(clippy::unwrap_used)]
+
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::{symlink, PermissionsExt};
+use std::path::Path;
+
+use cipherlink_files::{
+    open_private_append, read_secret, read_secret_text, write, Access, Existing, FileError, NewFile,
+};
+
+fn mode(path: &Path) -> u32 {
+    fs::symlink_metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+fn chmod(path: &Path, mode: u32) {
+    fs::set_permissions(path, fs::Permissions::from_mode(mode)).unwrap();
+}
+
+/// Names in `dir` other than `keep`: leftovers of a temporary file.
+fn others(dir: &Path, keep: &[&str]) -> Vec<String> {
+    fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| !keep.contains(&n.as_str()))
+        .collect()
+}
+
+#[test]
+fn a_secret_is_0600_in_new_0700_folders() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("a/b/secret.key");
+    write(&path, b"s3cret", Access::Private, Existing::Refuse).unwrap();
+    assert_eq!(fs::read(&path).unwrap(), b"s3cret");
+    assert_eq!(mode(&path), 0o600);
+    assert_eq!(mode(&dir.path().join("a")), 0o700);
+    assert_eq!(mode(&dir.path().join("a/b")), 0o700);
+}
+
+#[test]
+fn a_public_file_is_0644_whatever_the_umask() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ca.crt");
+    write(&path, b"cert", Access::Public, Existing::Replace).unwrap();
+    assert_eq!(mode(&path), 0o644);
+}
+
+#[test]
+fn a_planted_symlink_is_replaced_not_followed() {
+    let dir = tempfile::tempdir().unwrap();
+    let victim = dir.path().join("victim");
+    fs::write(&victim, b"precious").unwrap();
+    let path = dir.path().join("out.key");
+    symlink(&victim, &path).unwrap();
+
+    write(&path, b"new", Access::Private, Existing::Replace).unwrap();
+    assert_eq!(fs::read(&victim).unwrap(), b"precious");
+    assert!(fs::symlink_metadata(&path).unwrap().is_file());
+    assert_eq!(fs::read(&path).unwrap(), b"new");
+}
+
+#[test]
+fn refuse_keeps_a_planted_symlink_and_its_target() {
+    let dir = tempfile::tempdir().unwrap();
+    let victim = dir.path().join("victim");
+    fs::write(&victim, b"precious").unwrap();
+    let path = dir.path().join("out.key");
+    symlink(&victim, &path).unwrap();
+    // A dangling symlink counts as existing too.
+    let dangling = dir.path().join("dangling.key");
+    symlink(dir.path().join("nowhere"), &dangling).unwrap();
+
+    for target in [&path, &dangling] {
+        let err = write(target, b"new", Access::Private, Existing::Refuse).unwrap_err();
+        assert!(matches!(err, FileError::Exists { .. }), "{err}");
+    }
+    assert_eq!(fs::read(&victim).unwrap(), b"precious");
+    assert!(!dir.path().join("nowhere").exists());
+    assert_eq!(
+        others(dir.path(), &["victim", "out.key", "dangling.key"]),
+        Vec::<String>::new()
+    );
+}
+
+#[test]
+fn a_world_readable_file_is_replaced_by_a_private_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tokens");
+    fs::write(&path, b"old").unwrap();
+    chmod(&path, 0o666);
+    write(&path, b"new", Access::Private, Existing::Replace).unwrap();
+    assert_eq!(mode(&path), 0o600);
+    assert_eq!(fs::read(&path).unwrap(), b"new");
+}
+
+#[test]
+fn a_file_that_appears_while_writing_is_not_replaced() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("server.key");
+    let mut file = NewFile::create(&path, Access::Private, Existing::Refuse).unwrap();
+    file.write_all(b"ours").unwrap();
+    fs::write(&path, b"theirs").unwrap();
+    let err = file.commit().unwrap_err();
+    assert!(matches!(err, FileError::Exists { .. }), "{err}");
+    assert_eq!(fs::read(&path).unwrap(), b"theirs");
+    assert_eq!(others(dir.path(), &["server.key"]), Vec::<String>::new());
+}
+
+#[test]
+fn an_abandoned_file_leaves_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("x");
+    let mut file = NewFile::create(&path, Access::Public, Existing::Replace).unwrap();
+    file.write_all(b"half").unwrap();
+    drop(file);
+    assert_eq!(others(dir.path(), &[]), Vec::<String>::new());
+}
+
+#[test]
+fn a_readable_secret_is_refused_with_the_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v1.key");
+    fs::write(&path, b"key").unwrap();
+    for loose in [0o644, 0o640, 0o604, 0o620] {
+        chmod(&path, loose);
+        let err = read_secret(&path, 100).unwrap_err();
+        assert!(matches!(err, FileError::Exposed { .. }), "{err}");
+        assert!(err.to_string().contains("chmod 600"), "{err}");
+    }
+    chmod(&path, 0o400);
+    assert_eq!(&read_secret(&path, 100).unwrap()[..], b"key");
+}
+
+#[test]
+fn secret_reads_are_bounded_and_typed() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("big");
+    write(&path, &[b'a'; 101], Access::Private, Existing::Refuse).unwrap();
+    assert!(matches!(
+        read_secret(&path, 100),
+        Err(FileError::TooLarge { max: 100, .. })
+    ));
+    assert_eq!(read_secret(&path, 101).unwrap().len(), 101);
+
+    let not_text = dir.path().join("bin");
+    write(&not_text, &[0xff, 0xfe], Access::Private, Existing::Refuse).unwrap();
+    assert!(matches!(
+        read_secret_text(&not_text, 10),
+        Err(FileError::NotText { .. })
+    ));
+
+    let folder = dir.path().join("folder");
+    fs::create_dir(&folder).unwrap();
+    chmod(&folder, 0o700);
+    assert!(matches!(
+        read_secret(&folder, 10),
+        Err(FileError::NotRegular { .. })
+    ));
+}
+
+#[test]
+fn the_append_file_is_private_and_never_through_a_symlink() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("logs/keys.log");
+    {
+        let mut file = open_private_append(&path).unwrap();
+        writeln!(file, "one").unwrap();
+    }
+    {
+        let mut file = open_private_append(&path).unwrap();
+        writeln!(file, "two").unwrap();
+    }
+    assert_eq!(fs::read_to_string(&path).unwrap(), "one\ntwo\n");
+    assert_eq!(mode(&path), 0o600);
+
+    chmod(&path, 0o644);
+    assert!(matches!(
+        open_private_append(&path),
+        Err(FileError::Exposed { .. })
+    ));
+
+    let victim = dir.path().join("victim");
+    fs::write(&victim, b"precious").unwrap();
+    chmod(&victim, 0o600);
+    let link = dir.path().join("planted.log");
+    symlink(&victim, &link).unwrap();
+    let err = open_private_append(&link).unwrap_err();
+    assert!(matches!(err, FileError::Symlink { .. }), "{err}");
+    assert_eq!(fs::read(&victim).unwrap(), b"precious");
+}
