@@ -32,7 +32,8 @@ pub struct ConnectArgs {
 pub async fn run(args: ConnectArgs) -> Result<()> {
     let mut config = args.tls.to_config()?;
     args.client.apply(&mut config);
-    let context = build_context(Role::Client, &config)?;
+    let origin = args.tls.origin().with(args.client.fields());
+    let context = build_context(Role::Client, &config, &origin)?;
     let stream = tokio::time::timeout(
         Duration::from_millis(args.connect_timeout_ms),
         TcpStream::connect(&args.addr),

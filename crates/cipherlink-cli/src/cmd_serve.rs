@@ -40,7 +40,8 @@ pub struct ServeArgs {
 pub async fn run(args: ServeArgs) -> Result<()> {
     let mut config = args.tls.to_config()?;
     args.server.apply(&mut config);
-    let context = build_context(Role::Server, &config)?;
+    let origin = args.tls.origin().with(args.server.fields());
+    let context = build_context(Role::Server, &config, &origin)?;
     let capacity = capacity(args.max_connections);
     let server = TlsServer::bind(args.listen, context)
         .await?
@@ -50,7 +51,7 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         "serving TLS on {addr} ({}, groups {}, {}); holds {} connections at once{}",
         config.implementation,
         config
-            .key_exchange
+            .groups()
             .iter()
             .map(|g| g.name())
             .collect::<Vec<_>>()

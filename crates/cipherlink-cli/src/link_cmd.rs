@@ -474,12 +474,12 @@ async fn tls_bulk(bytes: u64) -> Result<cipherlink_link::bench::BulkResult> {
     let bundle = certs::generate(&CertOptions::default())?;
     let server_ctx = Context::server(&{
         let mut edited = bundle.server_config();
-        edited.key_exchange = vec![KeyExchange::X25519MlKem768];
+        edited.key_exchange = Some(vec![KeyExchange::X25519MlKem768]);
         edited
     })?;
     let client_ctx = Context::client(&{
         let mut edited = bundle.client_config();
-        edited.key_exchange = vec![KeyExchange::X25519MlKem768];
+        edited.key_exchange = Some(vec![KeyExchange::X25519MlKem768]);
         edited.server_name = Some("localhost".into());
         edited
     })?;

@@ -137,7 +137,8 @@ pub async fn run(args: ProxyArgs) -> Result<()> {
         ProxyCommand::Server(server) => {
             let mut tls = server.common.tls.to_config()?;
             server.server.apply(&mut tls);
-            let config = single(Role::Server, &server.common, server.forward, tls)?;
+            let fields = server.server.fields();
+            let config = single(Role::Server, &server.common, server.forward, tls, fields)?;
             serve(config).await
         }
         ProxyCommand::Client(client) => {
@@ -149,7 +150,8 @@ pub async fn run(args: ProxyArgs) -> Result<()> {
                 (None, Transport::Link) => String::new(),
                 (None, _) => anyhow::bail!("--connect HOST:PORT is required"),
             };
-            let config = single(Role::Client, &client.common, connect, tls)?;
+            let fields = client.client.fields();
+            let config = single(Role::Client, &client.common, connect, tls, fields)?;
             serve(config).await
         }
         ProxyCommand::Run(run) => {
@@ -183,6 +185,7 @@ fn single(
     common: &CommonArgs,
     connect: String,
     tls: cipherlink::Config,
+    fields: Vec<&'static str>,
 ) -> Result<ProxyConfig> {
     let mut service = ServiceConfig::new(role, common.listen.clone(), connect, common.transport);
     service.max_connections = common.max_connections;
@@ -196,7 +199,8 @@ fn single(
                 Role::Server => cipherlink::Role::Server,
                 Role::Client => cipherlink::Role::Client,
             };
-            build_context(core_role, &tls)?;
+            let origin = common.tls.origin().with(fields);
+            build_context(core_role, &tls, &origin)?;
             service.tls = Some(tls);
         }
         Transport::V1 => {

@@ -61,7 +61,62 @@ pub struct TlsArgs {
     pub dangerous_key_log: Option<PathBuf>,
 }
 
+/// Where a configuration's fields came from, so an error can name what the
+/// user typed: the flag, or the field in the `--config` file.
+#[derive(Debug, Clone, Default)]
+pub struct Origin {
+    file: Option<PathBuf>,
+    from_flags: Vec<&'static str>,
+}
+
+impl Origin {
+    /// Adds fields that server- or client-only flags set.
+    pub fn with(mut self, fields: Vec<&'static str>) -> Origin {
+        self.from_flags.extend(fields);
+        self
+    }
+
+    /// "--groups", or "`key_exchange` in FILE", for `field`.
+    fn describe(&self, field: &str) -> Option<String> {
+        let flag = flag_for_field(field);
+        match (flag, &self.file) {
+            (Some(flag), _) if self.from_flags.contains(&field) => Some(flag.to_string()),
+            (_, Some(file)) => Some(format!("`{field}` in {}", file.display())),
+            (Some(flag), None) => Some(flag.to_string()),
+            (None, None) => None,
+        }
+    }
+}
+
 impl TlsArgs {
+    /// Where each field of [`TlsArgs::to_config`]'s result comes from.
+    pub fn origin(&self) -> Origin {
+        let set = [
+            ("certificate", self.cert.is_some()),
+            ("private_key", self.key.is_some()),
+            ("trusted_cas", !self.ca.is_empty()),
+            ("implementation", self.implementation.is_some()),
+            ("key_exchange", self.groups.is_some()),
+            ("compliance.classical", self.classical.is_some()),
+            ("compliance.post_quantum", self.post_quantum.is_some()),
+            ("alpn", self.alpn.is_some()),
+            ("handshake_timeout_ms", self.handshake_timeout_ms.is_some()),
+            (
+                "dangerous.accept_legacy_certificates",
+                self.dangerous_accept_legacy_certs,
+            ),
+            ("dangerous.key_log_file", self.dangerous_key_log.is_some()),
+        ];
+        Origin {
+            file: self.config.clone(),
+            from_flags: set
+                .into_iter()
+                .filter(|(_, on)| *on)
+                .map(|(f, _)| f)
+                .collect(),
+        }
+    }
+
     /// The configuration: file (if any), then flags.
     pub fn to_config(&self) -> Result<Config> {
         let mut config = match &self.config {
@@ -82,7 +137,7 @@ impl TlsArgs {
             config.trusted_cas = self.ca.iter().cloned().map(PemSource::from_text).collect();
         }
         if let Some(groups) = &self.groups {
-            config.key_exchange.clone_from(groups);
+            config.key_exchange = Some(groups.clone());
         }
         if let Some(classical) = self.classical {
             config.compliance.classical = classical;
@@ -133,6 +188,22 @@ pub struct ServerTlsArgs {
 }
 
 impl ServerTlsArgs {
+    /// The fields these flags set, for [`Origin::with`].
+    pub fn fields(&self) -> Vec<&'static str> {
+        [
+            ("require_client_cert", self.require_client_cert),
+            ("allowed_identities", !self.allow_identity.is_empty()),
+            (
+                "dangerous.client_certs_from_system_roots",
+                self.dangerous_client_certs_from_system_roots,
+            ),
+        ]
+        .into_iter()
+        .filter(|(_, on)| *on)
+        .map(|(f, _)| f)
+        .collect()
+    }
+
     /// Applies these on top of a configuration.
     pub fn apply(&self, config: &mut Config) {
         if self.require_client_cert {
@@ -165,6 +236,25 @@ pub struct ClientTlsArgs {
 }
 
 impl ClientTlsArgs {
+    /// The fields these flags set, for [`Origin::with`].
+    pub fn fields(&self) -> Vec<&'static str> {
+        [
+            ("server_name", self.server_name.is_some()),
+            (
+                "dangerous.accept_cn_only_certificates",
+                self.dangerous_accept_cn_only,
+            ),
+            (
+                "dangerous.skip_server_name_check",
+                self.dangerous_skip_server_name_check,
+            ),
+        ]
+        .into_iter()
+        .filter(|(_, on)| *on)
+        .map(|(f, _)| f)
+        .collect()
+    }
+
     /// Applies these on top of a configuration.
     pub fn apply(&self, config: &mut Config) {
         if let Some(name) = &self.server_name {
@@ -187,6 +277,8 @@ fn flag_for_field(field: &str) -> Option<&'static str> {
         "private_key" => "--key",
         "trusted_cas" => "--ca",
         "key_exchange" => "--groups",
+        "compliance.classical" => "--classical",
+        "compliance.post_quantum" => "--post-quantum",
         "require_client_cert" => "--require-client-cert",
         "allowed_identities" => "--allow-identity",
         "server_name" => "--server-name",
@@ -202,17 +294,21 @@ fn flag_for_field(field: &str) -> Option<&'static str> {
     })
 }
 
-/// Builds a Context, naming the flag behind a faulty field.
-pub fn build_context(role: cipherlink::Role, config: &Config) -> Result<cipherlink::Context> {
+/// Builds a Context; an error names the flag or the `--config` field behind it.
+pub fn build_context(
+    role: cipherlink::Role,
+    config: &Config,
+    origin: &Origin,
+) -> Result<cipherlink::Context> {
     let built = match role {
         cipherlink::Role::Server => cipherlink::Context::server(config),
         cipherlink::Role::Client => cipherlink::Context::client(config),
     };
     built.map_err(|err| {
         let field = match &err {
-            cipherlink::Error::Config { field, .. } | cipherlink::Error::File { field, .. } => {
-                Some(*field)
-            }
+            cipherlink::Error::Config { field, .. }
+            | cipherlink::Error::File { field, .. }
+            | cipherlink::Error::OutputFile { field, .. } => Some(*field),
             cipherlink::Error::Policy(_) | cipherlink::Error::UnknownGroup(_) => {
                 Some("key_exchange")
             }
@@ -222,10 +318,9 @@ pub fn build_context(role: cipherlink::Role, config: &Config) -> Result<cipherli
             cipherlink::Role::Server => "server",
             cipherlink::Role::Client => "client",
         };
-        match field.and_then(|f| flag_for_field(f).map(|flag| (f, flag))) {
-            Some((field, flag)) => anyhow::Error::new(err).context(format!(
-                "building the {side} TLS context (`{field}` is set with {flag} or in --config)"
-            )),
+        match field.and_then(|f| origin.describe(f)) {
+            Some(source) => anyhow::Error::new(err)
+                .context(format!("{source}: building the {side} TLS context")),
             None => anyhow::Error::new(err).context(format!("building the {side} TLS context")),
         }
     })

@@ -699,3 +699,76 @@ fn compliance_flags_take_the_toml_spellings() {
         );
     }
 }
+
+/// The README's policy example: `--post-quantum require-hybrid` without
+/// `--groups` trims the defaults (as OpenSSL's security level does), so the
+/// server and client talk X25519MLKEM768. A list the user typed that the
+/// policy forbids is refused, naming where it came from.
+#[test]
+fn a_policy_trims_the_defaults_and_refuses_only_a_chosen_list() {
+    let pki = pki();
+    let mut server = Serve::echo(&pki, false, &["--post-quantum", "require-hybrid"]);
+    let line = server.log_line("serving TLS on ");
+    assert!(
+        line.contains("groups X25519MLKEM768,") || line.contains("groups X25519MLKEM768 "),
+        "{line}"
+    );
+    let out = connect(
+        server.addr,
+        &args(&["--ca", &pki.arg("ca.crt"), "--classical", "forbid"]),
+        b"hello\n",
+    );
+    assert!(out.status.success(), "{}", out.describe());
+    assert_eq!(out.stdout, "hello\n");
+    assert!(
+        out.stderr.contains("group=X25519MLKEM768"),
+        "{}",
+        out.describe()
+    );
+
+    // Chosen on the command line: the flag is named.
+    let out = connect(
+        server.addr,
+        &args(&[
+            "--ca",
+            &pki.arg("ca.crt"),
+            "--post-quantum",
+            "require-hybrid",
+            "--groups",
+            "X25519",
+        ]),
+        b"",
+    );
+    assert!(!out.status.success(), "{}", out.describe());
+    assert!(
+        out.stderr.contains("--groups") && out.stderr.contains("group X25519 is not permitted"),
+        "{}",
+        out.describe()
+    );
+    // Chosen in a file: the file and its field are named, not a flag.
+    let dir = tempfile::tempdir().unwrap();
+    let toml = dir.path().join("client.toml");
+    std::fs::write(
+        &toml,
+        "key_exchange = [\"X25519\"]\n[compliance]\npost_quantum = \"require_hybrid\"\n",
+    )
+    .unwrap();
+    let out = connect(
+        server.addr,
+        &args(&[
+            "--ca",
+            &pki.arg("ca.crt"),
+            "--config",
+            &toml.display().to_string(),
+        ]),
+        b"",
+    );
+    assert!(!out.status.success(), "{}", out.describe());
+    assert!(
+        out.stderr
+            .contains(&format!("`key_exchange` in {}", toml.display()))
+            && !out.stderr.contains("--groups"),
+        "{}",
+        out.describe()
+    );
+}

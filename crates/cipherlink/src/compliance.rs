@@ -67,6 +67,11 @@ impl Compliance {
         Ok(())
     }
 
+    /// Whether the policy permits `group`.
+    pub fn permits(&self, group: KeyExchange) -> bool {
+        self.reject_reason(group).is_none()
+    }
+
     fn reject_reason(&self, group: KeyExchange) -> Option<&'static str> {
         let family = group.family();
         if self.classical == ClassicalChoice::Forbid && family == Family::Classical {

@@ -203,9 +203,12 @@ pub struct Config {
     /// The TLS implementation.
     #[serde(default)]
     pub implementation: Implementation,
-    /// Key-exchange groups, most preferred first.
-    #[serde(default = "KeyExchange::default_list")]
-    pub key_exchange: Vec<KeyExchange>,
+    /// Key-exchange groups, most preferred first. `None` (not set): the
+    /// defaults ([`KeyExchange::default_list`]) that `compliance` permits, as
+    /// OpenSSL's security level trims its defaults. A list set here is used
+    /// as it is, and refused if the policy forbids a group in it.
+    #[serde(default)]
+    pub key_exchange: Option<Vec<KeyExchange>>,
     /// What the key-exchange list may contain.
     #[serde(default)]
     pub compliance: Compliance,
@@ -319,7 +322,7 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             implementation: Implementation::default(),
-            key_exchange: KeyExchange::default_list(),
+            key_exchange: None,
             compliance: Compliance::default(),
             certificate: None,
             private_key: None,
@@ -338,6 +341,26 @@ impl Default for Config {
 }
 
 impl Config {
+    /// The groups a Context offers: `key_exchange` when set, otherwise the
+    /// defaults that the compliance policy permits (every permitted group,
+    /// in preference order, if the policy permits none of the defaults).
+    pub fn groups(&self) -> Vec<KeyExchange> {
+        if let Some(chosen) = &self.key_exchange {
+            return chosen.clone();
+        }
+        let permitted = |list: Vec<KeyExchange>| -> Vec<KeyExchange> {
+            list.into_iter()
+                .filter(|&group| self.compliance.permits(group))
+                .collect()
+        };
+        let trimmed = permitted(KeyExchange::default_list());
+        if trimmed.is_empty() {
+            permitted(KeyExchange::ALL.to_vec())
+        } else {
+            trimmed
+        }
+    }
+
     /// The rustls server configuration this describes, checked field by
     /// field as [`crate::Context::server`] checks it; for libraries that take
     /// a rustls configuration (hyper, tonic). rustls has no handshake time
@@ -414,8 +437,30 @@ mod tests {
     fn defaults_are_hybrid_first_tls13_with_resumption() {
         let config = Config::from_toml("", Path::new("x.toml")).unwrap();
         assert_eq!(config, Config::default());
-        assert_eq!(config.key_exchange[0], KeyExchange::X25519MlKem768);
+        assert_eq!(config.groups()[0], KeyExchange::X25519MlKem768);
         assert!(config.resumption && !config.allow_tls12);
+    }
+
+    /// A policy trims the defaults the user did not choose, and leaves a
+    /// chosen list alone (the Context then refuses it, naming the group).
+    #[test]
+    fn a_policy_trims_the_default_groups_but_not_a_chosen_list() {
+        use crate::compliance::{ClassicalChoice, PostQuantumChoice};
+        use KeyExchange::*;
+        let mut config = Config::default();
+        config.compliance.post_quantum = PostQuantumChoice::RequireHybrid;
+        assert_eq!(config.groups(), vec![X25519MlKem768]);
+        config.compliance.post_quantum = PostQuantumChoice::RequirePure;
+        assert_eq!(config.groups(), vec![MlKem768]);
+        config.compliance.post_quantum = PostQuantumChoice::Allow;
+        config.compliance.classical = ClassicalChoice::Forbid;
+        assert!(config
+            .groups()
+            .iter()
+            .all(|g| config.compliance.permits(*g)));
+        assert_eq!(config.groups()[0], X25519MlKem768);
+        config.key_exchange = Some(vec![X25519, P256]);
+        assert_eq!(config.groups(), vec![X25519, P256]);
     }
 
     #[test]
@@ -432,7 +477,7 @@ mod tests {
             post_quantum = "require_hybrid"
         "#;
         let mut config = Config::from_toml(text, Path::new("x.toml")).unwrap();
-        assert_eq!(config.key_exchange[1], KeyExchange::P256);
+        assert_eq!(config.groups()[1], KeyExchange::P256);
         config.rebase_paths(Path::new("/etc/cl"));
         assert_eq!(
             config.certificate,

@@ -52,7 +52,7 @@ impl ConfigBuilder {
 
     /// Key-exchange groups, most preferred first (replaces the default list).
     pub fn key_exchange(mut self, groups: impl IntoIterator<Item = KeyExchange>) -> Self {
-        self.config.key_exchange = groups.into_iter().collect();
+        self.config.key_exchange = Some(groups.into_iter().collect());
         self
     }
 
@@ -187,7 +187,7 @@ mod tests {
             .build();
         let literal = Config {
             implementation: Implementation::Rustls,
-            key_exchange: vec![KeyExchange::X25519MlKem768],
+            key_exchange: Some(vec![KeyExchange::X25519MlKem768]),
             compliance,
             certificate: Some(PemSource::path("s.crt")),
             private_key: Some(PemSource::path("s.key")),

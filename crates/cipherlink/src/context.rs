@@ -97,7 +97,7 @@ impl Context {
                 tls,
                 server_name,
                 handshake_timeout: config.handshake_timeout(),
-                key_exchange: config.key_exchange.clone(),
+                key_exchange: config.groups(),
             }),
         }
     }
@@ -325,7 +325,7 @@ fn build_provider(config: &Config) -> Result<Arc<CryptoProvider>, Error> {
         crate::hkdf::with_prepared_hkdf(&preferred_cipher_suites(&provider.cipher_suites));
     // Each group names one of aws-lc-rs' own implementations in rustls.
     provider.kx_groups = config
-        .key_exchange
+        .groups()
         .iter()
         .map(|group| group.rustls_group())
         .collect();

@@ -103,23 +103,25 @@ pub(crate) fn client(config: &Config) -> Result<Option<(&PemSource, &PemSource)>
     }
 }
 
-/// The key-exchange list: not empty, no repeats, within the policy.
+/// The key-exchange list: not empty, no repeats, within the policy. A list
+/// the user did not set is trimmed to the policy instead (`Config::groups`).
 pub(crate) fn groups(config: &Config) -> Result<(), Error> {
-    if config.key_exchange.is_empty() {
+    let groups = config.groups();
+    if groups.is_empty() {
         return Err(Error::config(
             "key_exchange",
             "is empty; name at least one group, e.g. [\"X25519MLKEM768\", \"X25519\"]",
         ));
     }
-    for (i, group) in config.key_exchange.iter().enumerate() {
-        if config.key_exchange[..i].contains(group) {
+    for (i, group) in groups.iter().enumerate() {
+        if groups[..i].contains(group) {
             return Err(Error::config(
                 "key_exchange",
                 format!("{group} is listed twice"),
             ));
         }
     }
-    config.compliance.check(&config.key_exchange)?;
+    config.compliance.check(&groups)?;
     Ok(())
 }
 

@@ -308,9 +308,9 @@ every_pair! {
     async fn no_common_group_fails_on_both_sides(p: Pair) {
         let b = bundle();
         let mut server_cfg = p.server_config(&b);
-        server_cfg.key_exchange = vec![KeyExchange::MlKem768];
+        server_cfg.key_exchange = Some(vec![KeyExchange::MlKem768]);
         let mut client_cfg = p.client_config(&b);
-        client_cfg.key_exchange = vec![KeyExchange::X25519];
+        client_cfg.key_exchange = Some(vec![KeyExchange::X25519]);
         let server = Context::server(&server_cfg).unwrap();
         let client = Context::client(&client_cfg).unwrap();
         let (s, c) = pair(&server, &client).await;
@@ -329,12 +329,16 @@ every_pair! {
             classical: ClassicalChoice::Forbid,
             post_quantum: PostQuantumChoice::Allow,
         };
+        // The defaults are trimmed to the policy; a chosen list is not.
+        let trimmed = Context::client(&config).unwrap();
+        assert!(!trimmed.key_exchange().contains(&KeyExchange::X25519));
+        config.key_exchange = Some(vec![KeyExchange::X25519MlKem768, KeyExchange::X25519]);
         let err = Context::client(&config).unwrap_err();
         assert!(
             matches!(&err, Error::Policy(v) if v.group == KeyExchange::X25519),
             "{err}"
         );
-        config.key_exchange = vec![KeyExchange::X25519MlKem768, KeyExchange::MlKem768];
+        config.key_exchange = Some(vec![KeyExchange::X25519MlKem768, KeyExchange::MlKem768]);
         Context::client(&config).unwrap();
         config.compliance.post_quantum = PostQuantumChoice::RequirePure;
         let err = Context::client(&config).unwrap_err().to_string();
@@ -399,7 +403,7 @@ every_pair! {
             (
                 {
  let mut edited = p.server_config(&b);
- edited.key_exchange = vec![];
+ edited.key_exchange = Some(vec![]);
  edited
 },
                 "key_exchange",
@@ -408,7 +412,7 @@ every_pair! {
             (
                 {
  let mut edited = p.server_config(&b);
- edited.key_exchange = vec![KeyExchange::X25519, KeyExchange::X25519];
+ edited.key_exchange = Some(vec![KeyExchange::X25519, KeyExchange::X25519]);
  edited
 },
                 "key_exchange",

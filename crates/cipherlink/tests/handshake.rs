@@ -11,11 +11,11 @@ every_pair! {
     async fn every_group_negotiates_and_is_reported(p: Pair) {
         let b = bundle();
         let mut server_cfg = p.server_config(&b);
-        server_cfg.key_exchange = KeyExchange::ALL.to_vec();
+        server_cfg.key_exchange = Some(KeyExchange::ALL.to_vec());
         let server = Context::server(&server_cfg).unwrap();
         for group in KeyExchange::ALL {
             let mut client_cfg = p.client_config(&b);
-            client_cfg.key_exchange = vec![group];
+            client_cfg.key_exchange = Some(vec![group]);
             let client = Context::client(&client_cfg).unwrap();
             let (s, c) = pair(&server, &client).await;
             let (s, c) = (s.unwrap(), c.unwrap());
@@ -48,10 +48,10 @@ every_pair! {
     async fn server_preference_for_a_group_the_client_did_not_share_first_uses_hello_retry(p: Pair) {
         let b = bundle();
         let mut server_cfg = p.server_config(&b);
-        server_cfg.key_exchange = vec![KeyExchange::P256];
+        server_cfg.key_exchange = Some(vec![KeyExchange::P256]);
         let server = Context::server(&server_cfg).unwrap();
         let mut client_cfg = p.client_config(&b);
-        client_cfg.key_exchange = vec![KeyExchange::X25519, KeyExchange::P256];
+        client_cfg.key_exchange = Some(vec![KeyExchange::X25519, KeyExchange::P256]);
         let client = Context::client(&client_cfg).unwrap();
         let (_, c) = pair(&server, &client).await;
         let info = c.unwrap().info().unwrap();

@@ -75,6 +75,8 @@ fn the_default_list_keeps_the_hybrid_first_and_ends_with_p384() {
     );
 }
 
+/// The policy trims the default list to what it permits (no P-384 left with
+/// classical groups forbidden), and refuses a list that was chosen.
 #[test]
 fn the_compliance_policy_still_decides() {
     let b = bundle();
@@ -83,6 +85,9 @@ fn the_compliance_policy_still_decides() {
         classical: ClassicalChoice::Forbid,
         post_quantum: PostQuantumChoice::Allow,
     };
+    let trimmed = Context::server(&config).unwrap();
+    assert_eq!(trimmed.key_exchange(), [KeyExchange::X25519MlKem768]);
+    config.key_exchange = Some(KeyExchange::default_list());
     let err = Context::server(&config).unwrap_err().to_string();
     assert!(err.contains("forbidden"), "{err}");
 }

@@ -251,12 +251,22 @@ pub(crate) fn client(config: &Config) -> Result<ClientSide, Error> {
         check_name: !config.dangerous.skip_server_name_check,
         cn_fallback: config.dangerous.accept_cn_only_certificates
             || config.dangerous.accept_legacy_certificates,
-        first_group: config.key_exchange[0],
+        first_group: first_group(config)?,
     })
+}
+
+/// The most preferred group (`validate::groups` has refused an empty list).
+fn first_group(config: &Config) -> Result<KeyExchange, Error> {
+    config
+        .groups()
+        .first()
+        .copied()
+        .ok_or_else(|| Error::config("key_exchange", "is empty"))
 }
 
 /// Versions, groups, suites and buffer policy, the same for both roles.
 fn common(config: &Config, method: SslMethod) -> Result<SslContextBuilder, Error> {
+    validate::groups(config)?;
     let mut builder = SslContextBuilder::new(method).map_err(build("context"))?;
     let lowest = if config.allow_tls12 {
         SslVersion::TLS1_2
@@ -269,7 +279,8 @@ fn common(config: &Config, method: SslMethod) -> Result<SslContextBuilder, Error
     builder
         .set_max_proto_version(Some(SslVersion::TLS1_3))
         .map_err(build("allow_tls12"))?;
-    for group in &config.key_exchange {
+    let offered = config.groups();
+    for group in &offered {
         if !probe::supports_group(*group) {
             return Err(Error::config(
                 "key_exchange",
@@ -280,8 +291,7 @@ fn common(config: &Config, method: SslMethod) -> Result<SslContextBuilder, Error
             ));
         }
     }
-    let groups = config
-        .key_exchange
+    let groups = offered
         .iter()
         .map(|kx| kx.name())
         .collect::<Vec<_>>()
