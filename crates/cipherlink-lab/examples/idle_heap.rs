@@ -6,7 +6,8 @@
 //! prints the heap the server side still holds per connection, by
 //! allocation site (from dhat's record of every allocation; client-side
 //! allocations are told apart by their call stacks and left out). It writes
-//! the full profile to `idle-heap.json` for dhat's viewer. `cipherlink
+//! the full profile to `target/idle-heap.json` for dhat's viewer (generated
+//! output stays under `target/`, out of the repository). `cipherlink
 //! bench idle` measures the whole process (RSS); this says which bytes.
 
 #![allow(clippy::unwrap_used)] // A developer's tool: fail loudly.
@@ -22,7 +23,8 @@ use serde_json::Value;
 #[global_allocator]
 static ALLOC: dhat::Alloc = dhat::Alloc;
 
-const PROFILE: &str = "idle-heap.json";
+/// Under the workspace's `target/`, wherever the example is run from.
+const PROFILE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../target/idle-heap.json");
 
 fn main() {
     let connections: usize = std::env::args()
