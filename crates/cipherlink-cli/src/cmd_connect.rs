@@ -15,9 +15,15 @@ use crate::tls_args::{build_context, ClientTlsArgs, TlsArgs};
 pub struct ConnectArgs {
     /// Server address, HOST:PORT.
     pub addr: String,
-    /// TCP connect time limit in milliseconds.
-    #[arg(long, default_value_t = 10_000)]
-    pub connect_timeout_ms: u64,
+    /// TCP connect time limit (a bare number is milliseconds).
+    #[arg(
+        long,
+        alias = "connect-timeout-ms",
+        default_value = "10s",
+        value_name = "DURATION",
+        value_parser = crate::values::duration_or_ms
+    )]
+    pub connect_timeout: Duration,
     /// Handshake, print the details and close without sending anything.
     #[arg(long)]
     pub handshake_only: bool,
@@ -34,13 +40,10 @@ pub async fn run(args: ConnectArgs) -> Result<()> {
     args.client.apply(&mut config);
     let origin = args.tls.origin().with(args.client.fields());
     let context = build_context(Role::Client, &config, &origin)?;
-    let stream = tokio::time::timeout(
-        Duration::from_millis(args.connect_timeout_ms),
-        TcpStream::connect(&args.addr),
-    )
-    .await
-    .with_context(|| format!("connecting to {}: timed out", args.addr))?
-    .with_context(|| format!("connecting to {}", args.addr))?;
+    let stream = tokio::time::timeout(args.connect_timeout, TcpStream::connect(&args.addr))
+        .await
+        .with_context(|| format!("connecting to {}: timed out", args.addr))?
+        .with_context(|| format!("connecting to {}", args.addr))?;
     stream.set_nodelay(true)?;
     let mut tunnel = context.connect(stream, args.addr.clone()).await?;
     if let Some(info) = tunnel.info() {

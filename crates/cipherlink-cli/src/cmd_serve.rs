@@ -16,8 +16,8 @@ use crate::tls_args::{build_context, ServerTlsArgs, TlsArgs};
 /// Accept TLS connections; echo them (--echo) or print what arrives on stdout.
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// Address to listen on.
-    #[arg(long, default_value = "127.0.0.1:4433")]
+    /// Address to listen on: HOST:PORT, or PORT alone for every interface.
+    #[arg(long, default_value = "127.0.0.1:4433", value_parser = crate::values::listen_addr)]
     pub listen: SocketAddr,
     /// Send every received byte back instead of printing it.
     #[arg(long)]
@@ -27,9 +27,10 @@ pub struct ServeArgs {
     #[arg(long)]
     pub max_connections: Option<usize>,
     /// Close a connection that sends nothing, or does not take its echo, for
-    /// this many seconds, so idle clients cannot hold every slot (0 = never).
-    #[arg(long, default_value_t = 300)]
-    pub idle_timeout: u64,
+    /// this long, so idle clients cannot hold every slot (0 = never; a bare
+    /// number is seconds).
+    #[arg(long, default_value = "5m", value_name = "DURATION", value_parser = crate::values::duration_or_secs)]
+    pub idle_timeout: Duration,
     #[command(flatten)]
     pub tls: TlsArgs,
     #[command(flatten)]
@@ -64,7 +65,7 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         capacity.max,
         capacity.why,
     );
-    let idle = (args.idle_timeout > 0).then(|| Duration::from_secs(args.idle_timeout));
+    let idle = (!args.idle_timeout.is_zero()).then_some(args.idle_timeout);
     let handling = Arc::new(if args.echo {
         Handling::Echo
     } else {

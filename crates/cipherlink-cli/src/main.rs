@@ -19,6 +19,7 @@ mod proxy_cmd;
 mod rpc_cmd;
 mod summarize_cmd;
 mod tls_args;
+mod values;
 
 use anyhow::{Context as _, Result};
 

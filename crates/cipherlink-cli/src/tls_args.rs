@@ -40,9 +40,14 @@ pub struct TlsArgs {
     /// ALPN protocols, most preferred first (comma-separated).
     #[arg(long, value_name = "LIST")]
     pub alpn: Option<String>,
-    /// Handshake time limit in milliseconds.
-    #[arg(long, value_name = "MS")]
-    pub handshake_timeout_ms: Option<u64>,
+    /// Handshake time limit, e.g. 10s (a bare number is milliseconds).
+    #[arg(
+        long,
+        alias = "handshake-timeout-ms",
+        value_name = "DURATION",
+        value_parser = crate::values::duration_or_ms
+    )]
+    pub handshake_timeout: Option<std::time::Duration>,
     /// Disable session resumption.
     #[arg(long)]
     pub no_resumption: bool,
@@ -100,7 +105,7 @@ impl TlsArgs {
             ("compliance.classical", self.classical.is_some()),
             ("compliance.post_quantum", self.post_quantum.is_some()),
             ("alpn", self.alpn.is_some()),
-            ("handshake_timeout_ms", self.handshake_timeout_ms.is_some()),
+            ("handshake_timeout_ms", self.handshake_timeout.is_some()),
             (
                 "dangerous.accept_legacy_certificates",
                 self.dangerous_accept_legacy_certs,
@@ -153,8 +158,8 @@ impl TlsArgs {
                 .map(str::to_string)
                 .collect();
         }
-        if let Some(ms) = self.handshake_timeout_ms {
-            config.handshake_timeout_ms = ms;
+        if let Some(limit) = self.handshake_timeout {
+            config.handshake_timeout_ms = u64::try_from(limit.as_millis()).unwrap_or(u64::MAX);
         }
         if self.no_resumption {
             config.resumption = false;
@@ -287,7 +292,7 @@ fn flag_for_field(field: &str) -> Option<&'static str> {
         "dangerous.skip_server_name_check" => "--dangerous-skip-server-name-check",
         "dangerous.client_certs_from_system_roots" => "--dangerous-client-certs-from-system-roots",
         "dangerous.key_log_file" => "--dangerous-key-log",
-        "handshake_timeout_ms" => "--handshake-timeout-ms",
+        "handshake_timeout_ms" => "--handshake-timeout",
         "alpn" => "--alpn",
         "implementation" => "--implementation",
         _ => return None,

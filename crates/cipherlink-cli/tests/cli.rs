@@ -532,7 +532,7 @@ fn connect_without_ca_says_which_option_is_missing() {
 #[test]
 fn idle_client_is_closed_and_connect_ends_with_the_server() {
     let pki = pki();
-    let mut serve = Serve::echo(&pki, false, &["--idle-timeout", "1"]);
+    let mut serve = Serve::echo(&pki, false, &["--idle-timeout", "1s"]);
     let mut cmd = cipherlink();
     cmd.arg("connect")
         .arg(serve.addr.to_string())
