@@ -3,6 +3,7 @@
 //! and the final table with the group and implementation ratios. The lab
 //! returns the numbers; this prints them.
 
+use crate::output::report;
 use std::io::IsTerminal;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -25,7 +26,7 @@ pub fn observer(cert_algorithm: KeyAlgorithm) -> Observer {
         };
         match event {
             ConnEvent::CaseStarted { label } => {
-                println!("\n== {label}");
+                report!("\n== {label}");
                 *bar = spinner(label);
             }
             ConnEvent::Connections { done, per_sec } => {
@@ -39,7 +40,7 @@ pub fn observer(cert_algorithm: KeyAlgorithm) -> Observer {
                         bar.set_position(*done);
                         bar.println(line);
                     }
-                    None => println!("{line}"),
+                    None => report!("{line}"),
                 }
             }
             ConnEvent::CaseDone { case } => {
@@ -82,7 +83,7 @@ pub fn print_implementation_ratios(report: &ConnReport) {
                 && c.implementation
                     .is_some_and(|i| i != Implementation::Rustls)
         }) {
-            println!(
+            report!(
                 "{} {}: {} at {:.0}% of rustls' rate ({:.0} vs {:.0} cpu-us per connection)",
                 case.mode,
                 case.group.as_deref().unwrap_or("-"),
@@ -96,7 +97,7 @@ pub fn print_implementation_ratios(report: &ConnReport) {
 }
 
 fn print_floor(floor: &CryptoFloor, cert_algorithm: KeyAlgorithm, cores: usize) {
-    println!(
+    report!(
         "crypto floor on {cores} core(s), {} certificate, fastest of {} samples: kx {:.1} us  \
          sign {:.1} us  verify {:.1} us  => full handshake (kx + sign + {} verify) {:.1} us \
          (slowest sample {:.1} us), resumed {:.1} us",
@@ -112,12 +113,15 @@ fn print_floor(floor: &CryptoFloor, cert_algorithm: KeyAlgorithm, cores: usize) 
     );
 }
 pub fn print_table(report: &ConnReport) {
-    println!(
+    report!(
         "\nsummary: {} core(s), concurrency {}, {} certificate, against {}",
-        report.cores, report.concurrency, report.cert_algorithm, report.target
+        report.cores,
+        report.concurrency,
+        report.cert_algorithm,
+        report.target
     );
     if let Some(tcp) = report.plain_tcp_us {
-        println!(
+        report!(
             "floor/s = cores / (crypto floor + {tcp:.1} us of plain TCP per connection); \
              the floor counts the public-key work the handshakes do: kx + sign + \
              CertificateVerify's verification (the client's chain cache skips the CA's \
@@ -125,7 +129,7 @@ pub fn print_table(report: &ConnReport) {
              around each case; cpu-us = process CPU per connection (client + server)"
         );
     }
-    println!(
+    report!(
         "{:<11} {:<8} {:<18} {:>9} {:>7} {:>10} {:>9} {:>9} {:>9} {:>8} {:>10} {:>7}",
         "mode",
         "impl",
@@ -141,7 +145,7 @@ pub fn print_table(report: &ConnReport) {
         "%floor"
     );
     for case in &report.cases {
-        println!(
+        report!(
             "{:<11} {:<8} {:<18} {:>9} {:>7} {:>10} {:>9} {:>9} {:>9} {:>8} {:>10} {:>7}",
             case.mode.to_string(),
             case.implementation.map_or("-", Implementation::name),
@@ -160,10 +164,10 @@ pub fn print_table(report: &ConnReport) {
                 .map_or("-".to_string(), |p| format!("{p:.0}%")),
         );
         if let Some(err) = &case.first_error {
-            println!("    first error: {err}");
+            report!("    first error: {err}");
         }
         if let Some(left) = case.server_connections_left.filter(|&n| n > 0) {
-            println!("    WARNING: {left} server connection(s) still open after the case");
+            report!("    WARNING: {left} server connection(s) still open after the case");
         }
     }
 }
@@ -188,7 +192,7 @@ pub fn print_group_ratios(report: &ConnReport) {
                 (Some(f), Some(b)) if b > 0.0 => format!("{:.0}%", 100.0 * f / b),
                 _ => "-".to_string(),
             };
-            println!(
+            report!(
                 "{} {} / {x25519} on {}: {:.0}% of the rate (the floors allow {floor_ratio})",
                 case.mode,
                 case.group.as_deref().unwrap_or("-"),

@@ -1,5 +1,6 @@
 //! `cipherlink bench idle`: a server's memory per idle connection.
 
+use crate::output::report;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::Command;
@@ -46,7 +47,7 @@ pub struct BenchIdleArgs {
     /// Connections being opened at once.
     #[arg(long, default_value_t = 64)]
     pub concurrency: usize,
-    /// Write the report as JSON here.
+    /// Write the report as JSON to FILE (`-`: stdout, the table then goes to stderr).
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
     /// Internal: be the plain-TCP baseline server on this address.
@@ -56,6 +57,7 @@ pub struct BenchIdleArgs {
 
 /// Runs the benchmark (or, with the hidden --serve-plain, its plain server).
 pub async fn run(args: BenchIdleArgs) -> Result<()> {
+    crate::output::json_destination(args.json.as_deref());
     if let Some(addr) = args.serve_plain {
         return serve_plain(addr).await;
     }
@@ -168,14 +170,15 @@ fn progress_bar() -> Option<IdleObserver> {
 /// The report as a table, with the limits the run honoured and its warnings.
 fn print_report(report: &IdleReport) {
     for note in &report.limits {
-        println!("limit: {note}");
+        report!("limit: {note}");
     }
-    println!(
+    report!(
         "\nserver memory per idle connection (VmRSS after - before, / connections); \
          client open-file limit {} (hard {})",
-        report.client_fd_limit.soft, report.client_fd_limit.hard
+        report.client_fd_limit.soft,
+        report.client_fd_limit.hard
     );
-    println!(
+    report!(
         "{:<6} {:<34} {:>8} {:>7} {:>8} {:>7} {:>11} {:>11} {:>11}",
         "mode",
         "server",
@@ -188,7 +191,7 @@ fn print_report(report: &IdleReport) {
         "bytes/conn"
     );
     for case in &report.cases {
-        println!(
+        report!(
             "{:<6} {:<34} {:>8} {:>7} {:>8} {:>7.1} {:>11} {:>11} {:>11}",
             case.mode.to_string(),
             format!("{} ({})", case.server, bench_idle::pids_text(&case.pids)),
@@ -202,17 +205,17 @@ fn print_report(report: &IdleReport) {
                 .map_or("-".into(), |b| thousands(b.max(0.0) as u64)),
         );
         if let Some(err) = &case.first_error {
-            println!("    first error: {err}");
+            report!("    first error: {err}");
         }
         if case.still_open < case.opened {
-            println!(
+            report!(
                 "    WARNING: the server closed {} of the idle connections",
                 case.opened - case.still_open
             );
         }
     }
     if let Some(extra) = report.tls_over_plain() {
-        println!(
+        report!(
             "TLS costs {} bytes per idle connection more than plain TCP",
             thousands(extra.max(0.0) as u64)
         );

@@ -1,5 +1,6 @@
 //! `cipherlink bench pool`: Pool messages/s and round trips, Rust and Python parties.
 
+use crate::output::report;
 use std::path::PathBuf;
 
 use anyhow::{Context as _, Result};
@@ -36,7 +37,7 @@ pub struct BenchPoolArgs {
     /// in the current folder or the checkout this binary was built from).
     #[arg(long)]
     pub python_script: Option<PathBuf>,
-    /// Write the results as JSON here.
+    /// Write the results as JSON to FILE (`-`: stdout, the table then goes to stderr).
     #[arg(long)]
     pub json: Option<PathBuf>,
 }
@@ -58,6 +59,7 @@ fn in_checkout(relative: &str) -> Option<PathBuf> {
 
 /// Runs `cipherlink bench pool`.
 pub async fn run(args: BenchPoolArgs) -> Result<()> {
+    crate::output::json_destination(args.json.as_deref());
     for t in &args.transport {
         anyhow::ensure!(
             t == "plain" || t == "tls",
@@ -95,13 +97,13 @@ pub async fn run(args: BenchPoolArgs) -> Result<()> {
     print_header();
     let report = bench_pool::run(opts, |event| match event {
         PoolBenchEvent::Row(row) => print_row(row),
-        PoolBenchEvent::PythonFailed(why) => println!("(skipped) {why}"),
+        PoolBenchEvent::PythonFailed(why) => report!("(skipped) {why}"),
         _ => {}
     })
     .await
     .context("bench pool")?;
     if !measures_python {
-        println!(
+        report!(
             "note: no Python party measured: install tno.mpc.communication (scripts/setup-peers) \
              or pass --python"
         );
@@ -112,14 +114,21 @@ pub async fn run(args: BenchPoolArgs) -> Result<()> {
 }
 
 fn print_header() {
-    println!(
+    report!(
         "{:<13} {:<6} {:>9} {:>7} {:>12} {:>12} {:>10} {:>10}",
-        "pair", "tls", "size", "msgs", "one-way/s", "pipelined/s", "rtt p50ms", "rtt p99ms"
+        "pair",
+        "tls",
+        "size",
+        "msgs",
+        "one-way/s",
+        "pipelined/s",
+        "rtt p50ms",
+        "rtt p99ms"
     );
 }
 
 fn print_row(r: &PoolBenchRow) {
-    println!(
+    report!(
         "{:<13} {:<6} {:>9} {:>7} {:>12.0} {:>12.0} {:>10.3} {:>10.3}",
         r.pair,
         r.transport,
@@ -135,7 +144,7 @@ fn print_row(r: &PoolBenchRow) {
 /// Rust-Rust over Python-Python, from rows of this same run.
 fn print_ratios(report: &PoolBenchReport) {
     for r in report.ratios() {
-        println!(
+        report!(
             "rust-rust / python-python, {} {:>7} B: one-way {:.1}x, pipelined {:.1}x, rtt p50 {:.1}x lower",
             r.transport, r.size, r.oneway, r.pipelined, r.rtt_p50_lower,
         );

@@ -62,9 +62,9 @@ pub struct ConnArgs {
     /// Connections per case (default: run for --duration).
     #[arg(long)]
     pub connections: Option<u64>,
-    /// Seconds per case.
-    #[arg(long, default_value_t = 3.0)]
-    pub duration: f64,
+    /// Time per case (a bare number is seconds).
+    #[arg(long, default_value = "3s", value_name = "DURATION", value_parser = crate::values::duration_or_secs)]
+    pub duration: Duration,
     /// Connections in flight at once (1 = the seed's sequential loop).
     #[arg(long, default_value_t = 16)]
     pub concurrency: usize,
@@ -86,7 +86,7 @@ pub struct ConnArgs {
     /// With --target: what to do after the handshake: none, echo, pingpong.
     #[arg(long, default_value = "none")]
     pub exchange: Exchange,
-    /// Write the full report as JSON here.
+    /// Write the full report as JSON to FILE (`-`: stdout, the table then goes to stderr).
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
 }
@@ -103,8 +103,9 @@ pub async fn run(args: BenchArgs) -> Result<()> {
 }
 
 async fn run_conn(args: ConnArgs) -> Result<()> {
-    if !(args.duration > 0.0 && args.duration.is_finite()) {
-        anyhow::bail!("--duration must be a positive number of seconds");
+    crate::output::json_destination(args.json.as_deref());
+    if args.duration.is_zero() {
+        anyhow::bail!("--duration must be more than 0");
     }
     let target = match args.target {
         Some(addr) => Some(Target {
@@ -122,7 +123,7 @@ async fn run_conn(args: ConnArgs) -> Result<()> {
         groups: args.groups,
         implementations: args.implementation,
         connections: args.connections,
-        duration: Duration::from_secs_f64(args.duration),
+        duration: args.duration,
         concurrency: args.concurrency,
         batch: args.batch,
         target,

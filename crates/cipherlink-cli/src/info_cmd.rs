@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context as _, Result};
+use anyhow::Result;
 use cipherlink::implementations::{self, ImplementationInfo};
 use clap::Args;
 
@@ -11,22 +11,19 @@ use clap::Args;
 /// policies it can satisfy here. Every answer is asked of the library.
 #[derive(Debug, Args)]
 pub struct InfoArgs {
-    /// Also write the same as JSON.
+    /// Also write the same as JSON to FILE; `-` prints only the JSON, on stdout.
     #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,
 }
 
 pub fn run(args: InfoArgs) -> Result<()> {
     let all = implementations::available();
-    for info in &all {
-        print!("{}", render(info));
+    if !args.json.as_deref().is_some_and(crate::output::is_stdout) {
+        for info in &all {
+            print!("{}", render(info));
+        }
     }
-    if let Some(path) = &args.json {
-        let text = serde_json::to_string_pretty(&all).context("encoding JSON")?;
-        std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
-        eprintln!("wrote {}", path.display());
-    }
-    Ok(())
+    crate::json_report::write(args.json.as_deref(), &all)
 }
 
 fn render(info: &ImplementationInfo) -> String {

@@ -14,6 +14,7 @@ mod error_report;
 mod info_cmd;
 mod json_report;
 mod link_cmd;
+mod output;
 mod pool_cmd;
 mod proxy_cmd;
 mod rpc_cmd;

@@ -445,7 +445,7 @@ fn certs_replaces_existing_keys_with_0600_files_and_never_follows_symlinks() {
     symlink(&elsewhere, out.join("ca.key")).expect("making a symlink");
 
     let mut cmd = cipherlink();
-    cmd.args(["certs", "--out"]).arg(&out);
+    cmd.args(["certs", "--force", "--out"]).arg(&out);
     let run_out = run("cipherlink certs", cmd, b"");
     assert!(run_out.status.success(), "{}", run_out.describe());
 
@@ -571,7 +571,7 @@ fn stops_after_parsing(pki: &TestPki) -> Vec<(&'static str, Vec<String>, &'stati
         (
             "bench conn",
             args(&["bench", "conn", "--mode", "tls", "--duration=0"]),
-            "--duration must be a positive number",
+            "--duration must be more than 0",
         ),
         (
             "rpc serve",
@@ -768,6 +768,44 @@ fn a_policy_trims_the_defaults_and_refuses_only_a_chosen_list() {
         out.stderr
             .contains(&format!("`key_exchange` in {}", toml.display()))
             && !out.stderr.contains("--groups"),
+        "{}",
+        out.describe()
+    );
+}
+
+/// A second `certs` into the same folder keeps the CA (peers that trust it
+/// go on trusting) and issues new leaves under it; `--force` makes a new
+/// CA; half a CA is refused rather than replaced.
+#[test]
+fn certs_keeps_an_existing_ca_unless_forced() {
+    let dir = certs_command(&[]);
+    let read = |name: &str| std::fs::read_to_string(dir.path().join(name)).unwrap();
+    let (ca_crt, ca_key, server_crt) = (read("ca.crt"), read("ca.key"), read("server.crt"));
+
+    let mut cmd = cipherlink();
+    cmd.args(["certs", "--out"]).arg(dir.path());
+    let out = run("cipherlink certs", cmd, b"");
+    assert!(out.status.success(), "{}", out.describe());
+    assert!(out.stderr.contains("kept the CA"), "{}", out.describe());
+    assert_eq!(read("ca.crt"), ca_crt);
+    assert_eq!(read("ca.key"), ca_key);
+    assert_ne!(read("server.crt"), server_crt);
+    // The new leaves chain to the kept CA (round_trip checks both identities).
+    round_trip(dir.path(), &[]);
+
+    let mut cmd = cipherlink();
+    cmd.args(["certs", "--force", "--out"]).arg(dir.path());
+    let out = run("cipherlink certs", cmd, b"");
+    assert!(out.status.success(), "{}", out.describe());
+    assert_ne!(read("ca.crt"), ca_crt);
+
+    std::fs::remove_file(dir.path().join("ca.key")).unwrap();
+    let mut cmd = cipherlink();
+    cmd.args(["certs", "--out"]).arg(dir.path());
+    let out = run("cipherlink certs", cmd, b"");
+    assert!(!out.status.success(), "{}", out.describe());
+    assert!(
+        out.stderr.contains("no ca.key") && out.stderr.contains("--force"),
         "{}",
         out.describe()
     );

@@ -186,6 +186,66 @@ pub fn generate(options: &CertOptions) -> Result<CertBundle, Error> {
     let ca_cert = ca_params.self_signed(&ca_key)?;
     let issuer = Issuer::new(ca_params, &ca_key);
 
+    let (server, client) = leaves(options, not_before, not_after, &issuer)?;
+    Ok(CertBundle {
+        ca: Pem {
+            cert: ca_cert.pem(),
+            key: ca_key.serialize_pem(),
+        },
+        server,
+        client,
+    })
+}
+
+/// New server and client leaves under an existing CA (`ca.crt`/`ca.key` as
+/// [`generate`] wrote them), as mkcert re-issues under its CA. The leaves
+/// end no later than the CA does; an expired CA is refused.
+pub fn generate_under(ca: &Pem, options: &CertOptions) -> Result<CertBundle, Error> {
+    if options.days == 0 {
+        return Err(Error::config("days", "must be at least 1"));
+    }
+    let ca_key = KeyPair::from_pem(&ca.key)?;
+    let issuer = Issuer::from_ca_cert_pem(&ca.cert, &ca_key)?;
+    let ca_not_after = not_after_of(&ca.cert)?;
+    let not_before = options
+        .not_before
+        .unwrap_or_else(|| OffsetDateTime::now_utc() - Duration::hours(1));
+    let not_after = (not_before + Duration::days(i64::from(options.days))).min(ca_not_after);
+    if not_after <= OffsetDateTime::now_utc() {
+        return Err(Error::config(
+            "ca",
+            format!("the existing CA expired on {ca_not_after}; make a new one"),
+        ));
+    }
+    let (server, client) = leaves(options, not_before, not_after, &issuer)?;
+    Ok(CertBundle {
+        ca: ca.clone(),
+        server,
+        client,
+    })
+}
+
+fn not_after_of(cert_pem: &str) -> Result<OffsetDateTime, Error> {
+    use rustls_pki_types::pem::PemObject;
+    let bad = |why: String| Error::config("ca", format!("the existing CA certificate: {why}"));
+    let der = rustls_pki_types::CertificateDer::from_pem_slice(cert_pem.as_bytes())
+        .map_err(|e| bad(e.to_string()))?;
+    let (_, cert) = <x509_parser::certificate::X509Certificate as x509_parser::prelude::FromDer<
+        '_,
+        x509_parser::error::X509Error,
+    >>::from_der(&der)
+    .map_err(|e| bad(e.to_string()))?;
+    Ok(cert.validity().not_after.to_datetime())
+}
+
+/// The server leaf (localhost, 127.0.0.1, ::1 and the extra names) and the
+/// client leaf, both under `issuer`.
+fn leaves(
+    options: &CertOptions,
+    not_before: OffsetDateTime,
+    not_after: OffsetDateTime,
+    issuer: &Issuer<'_, &KeyPair>,
+) -> Result<(Pem, Pem), Error> {
     let mut server_names = vec![
         "localhost".to_string(),
         "127.0.0.1".to_string(),
@@ -202,7 +262,7 @@ pub fn generate(options: &CertOptions) -> Result<CertBundle, Error> {
         &server_names,
         not_before,
         not_after,
-        &issuer,
+        issuer,
     )?;
     let client = leaf(
         options,
@@ -210,16 +270,9 @@ pub fn generate(options: &CertOptions) -> Result<CertBundle, Error> {
         std::slice::from_ref(&options.client_name),
         not_before,
         not_after,
-        &issuer,
+        issuer,
     )?;
-    Ok(CertBundle {
-        ca: Pem {
-            cert: ca_cert.pem(),
-            key: ca_key.serialize_pem(),
-        },
-        server,
-        client,
-    })
+    Ok((server, client))
 }
 
 fn dn(common_name: &str) -> DistinguishedName {
@@ -277,22 +330,43 @@ impl CertBundle {
     /// a symlink in the way is replaced, not followed (which could write a
     /// key wherever it points).
     pub fn write_to(&self, dir: &Path) -> Result<Vec<PathBuf>, Error> {
-        let files = [
-            ("ca.crt", &self.ca.cert, Access::Public),
-            ("ca.key", &self.ca.key, Access::Private),
-            ("server.crt", &self.server.cert, Access::Public),
-            ("server.key", &self.server.key, Access::Private),
-            ("client.crt", &self.client.cert, Access::Public),
-            ("client.key", &self.client.key, Access::Private),
-        ];
-        let mut written = Vec::new();
-        for (name, contents, access) in files {
-            let path = dir.join(name);
-            cipherlink_files::write(&path, contents.as_bytes(), access, Existing::Replace)?;
-            written.push(path);
-        }
+        let mut written = write_files(
+            dir,
+            [
+                ("ca.crt", &self.ca.cert, Access::Public),
+                ("ca.key", &self.ca.key, Access::Private),
+            ],
+        )?;
+        written.extend(self.write_leaves_to(dir)?);
         Ok(written)
     }
+
+    /// Writes the four leaf files only, leaving `ca.crt` and `ca.key` as
+    /// they are (after [`generate_under`]).
+    pub fn write_leaves_to(&self, dir: &Path) -> Result<Vec<PathBuf>, Error> {
+        write_files(
+            dir,
+            [
+                ("server.crt", &self.server.cert, Access::Public),
+                ("server.key", &self.server.key, Access::Private),
+                ("client.crt", &self.client.cert, Access::Public),
+                ("client.key", &self.client.key, Access::Private),
+            ],
+        )
+    }
+}
+
+fn write_files<const N: usize>(
+    dir: &Path,
+    files: [(&str, &String, Access); N],
+) -> Result<Vec<PathBuf>, Error> {
+    let mut written = Vec::new();
+    for (name, contents, access) in files {
+        let path = dir.join(name);
+        cipherlink_files::write(&path, contents.as_bytes(), access, Existing::Replace)?;
+        written.push(path);
+    }
+    Ok(written)
 }
 
 #[cfg(test)]
