@@ -1,7 +1,7 @@
 //! How cipherlink writes and reads the files that matter.
 //!
 //! Every command that writes a key, a token store, a CA or a result file as
-//! root goes through [`write`] or [`NewFile`], so the rules are kept in one
+//! root goes through [`write()`] or [`NewFile`], so the rules are kept in one
 //! place:
 //!
 //! * A file is written to a temporary file created exclusively (`O_EXCL`,

@@ -1,5 +1,5 @@
 //! Finds the foreign peers that interoperability tests run against; with
-//! the `pki` feature, also makes their test certificates ([`pki`]).
+//! the `pki` feature, also makes their test certificates (`pki`).
 //!
 //! `scripts/setup-peers` installs them and writes `.cache/peers.env`, one
 //! `CIPHERLINK_PEER_<NAME>=<path>` line per peer, or
