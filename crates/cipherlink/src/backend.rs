@@ -9,6 +9,7 @@ use std::task::{Context as TaskContext, Poll};
 use rustls::HandshakeKind;
 use tokio::io::{AsyncBufRead, AsyncRead, AsyncWrite, ReadBuf};
 
+use crate::handshake_checks::{self, Settled};
 use crate::kx::KeyExchange;
 use crate::lean_server::LeanServer;
 use crate::pki::Identity;
@@ -33,7 +34,7 @@ impl<IO> Backend<IO> {
             Backend::Rustls(stream) => stream.get_ref().0,
             Backend::LeanServer(stream) => stream.get_ref(),
             #[cfg(feature = "openssl")]
-            Backend::Openssl(session) => session.stream.get_ref(),
+            Backend::Openssl(session) => session.stream.get_ref().get_ref(),
         }
     }
 
@@ -50,6 +51,21 @@ impl<IO> Backend<IO> {
         }
     }
 
+    /// Refuses a finished handshake for what it settled (see
+    /// `handshake_checks`), under `policy`, the configured groups.
+    pub(crate) fn check_settled(&self, policy: &[KeyExchange]) -> Result<(), rustls::Error> {
+        let now = rustls::pki_types::UnixTime::now();
+        match self {
+            Backend::Rustls(stream) => check_rustls(stream.get_ref().1, policy, now),
+            Backend::LeanServer(stream) => check_rustls(stream.connection(), policy, now),
+            #[cfg(feature = "openssl")]
+            Backend::Openssl(session) => {
+                let certs = session.peer_certificates();
+                handshake_checks::check(&session.settled(&certs), policy, now)
+            }
+        }
+    }
+
     pub(crate) fn info(&self) -> TunnelInfo {
         match self {
             Backend::Rustls(stream) => rustls_info(stream.get_ref().1),
@@ -58,6 +74,31 @@ impl<IO> Backend<IO> {
             Backend::Openssl(session) => session.info(),
         }
     }
+}
+
+fn check_rustls(
+    conn: &rustls::CommonState,
+    policy: &[KeyExchange],
+    now: rustls::pki_types::UnixTime,
+) -> Result<(), rustls::Error> {
+    let group = conn
+        .negotiated_key_exchange_group()
+        .and_then(|g| KeyExchange::from_code_point(u16::from(g.name())));
+    let settled = Settled {
+        tls13: conn.protocol_version() == Some(rustls::ProtocolVersion::TLSv1_3),
+        resumed: conn.handshake_kind() == Some(HandshakeKind::Resumed),
+        group,
+        // rustls offers and accepts only psk_dhe_ke: a group means an
+        // exchange ran in this handshake.
+        fresh_key_exchange: conn.negotiated_key_exchange_group().is_some(),
+        peer_certificates: conn
+            .peer_certificates()
+            .unwrap_or_default()
+            .iter()
+            .map(|c| c.as_ref())
+            .collect(),
+    };
+    handshake_checks::check(&settled, policy, now)
 }
 
 fn rustls_info(conn: &rustls::CommonState) -> TunnelInfo {
@@ -128,7 +169,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Backend<IO> {
                 let mut scratch = [std::mem::MaybeUninit::<u8>::uninit(); 16 * 1024];
                 let len = max.min(scratch.len());
                 let mut buf = ReadBuf::uninit(&mut scratch[..len]);
-                match Pin::new(&mut session.stream).poll_read(cx, &mut buf) {
+                match session.poll_read(cx, &mut buf) {
                     Poll::Ready(Ok(())) => Poll::Ready(Ok(buf.filled().to_vec())),
                     Poll::Ready(Err(err)) => Poll::Ready(Err(err)),
                     Poll::Pending => Poll::Pending,
@@ -148,7 +189,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncRead for Backend<IO> {
             Backend::Rustls(stream) => Pin::new(stream).poll_read(cx, buf),
             Backend::LeanServer(stream) => Pin::new(stream).poll_read(cx, buf),
             #[cfg(feature = "openssl")]
-            Backend::Openssl(session) => Pin::new(&mut session.stream).poll_read(cx, buf),
+            Backend::Openssl(session) => session.poll_read(cx, buf),
         }
     }
 }
@@ -172,7 +213,9 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncWrite for Backend<IO> {
             Backend::Rustls(stream) => Pin::new(stream).poll_flush(cx),
             Backend::LeanServer(stream) => Pin::new(stream).poll_flush(cx),
             #[cfg(feature = "openssl")]
-            Backend::Openssl(session) => Pin::new(&mut session.stream).poll_flush(cx),
+            // OpenSSL buffers nothing itself: the transport's flush, for
+            // real (its own flushes may be deferred, see `Transport`).
+            Backend::Openssl(session) => session.stream.get_mut().poll_flush_now(cx),
         }
     }
 

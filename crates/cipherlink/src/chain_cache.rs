@@ -54,6 +54,12 @@ impl Verdicts {
             .is_ok_and(|map| map.get(key).is_some_and(|&until| now.as_secs() < until))
     }
 
+    /// The latest Unix second until which any verdict holds.
+    #[cfg(test)]
+    pub(crate) fn latest_expiry(&self) -> Option<u64> {
+        self.0.lock().ok()?.values().copied().max()
+    }
+
     /// Keeps a verdict until the TTL or the first notAfter in the chain.
     pub(crate) fn remember(
         &self,

@@ -272,14 +272,16 @@ pub struct Config {
 #[serde(deny_unknown_fields)]
 pub struct Dangerous {
     /// Accept X.509 v1 certificates (what `openssl x509 -req` writes without
-    /// an extension file): our own, and the peer's when a trusted CA signed
-    /// it directly, as OpenSSL and gRPC do. A v1 server certificate must
-    /// carry the server name as its subject CN.
+    /// an extension file): our own, and the peer's when it is the leaf and
+    /// a trusted CA signed it directly (never under an intermediate). A v1
+    /// server certificate must name the server in its subjectAltName when
+    /// it has one, else in its subject CN. The CN of a v3 certificate does
+    /// not count for this option (see `accept_cn_only_certificates`).
     #[serde(default)]
     pub accept_legacy_certificates: bool,
-    /// Client: accept a server certificate without subjectAltName when its
-    /// subject CN equals the server name, as gRPC's and OpenSSL's legacy
-    /// checks do. The chain is still verified.
+    /// Client: accept a server certificate with no subjectAltName extension
+    /// at all when its subject CN equals the server name (exactly, no
+    /// wildcard), as gRPC's legacy check does. The chain is still verified.
     #[serde(default)]
     pub accept_cn_only_certificates: bool,
     /// Client: do not check that the server certificate names `server_name`.

@@ -20,6 +20,9 @@ use crate::error::Error;
 use crate::kx::KeyExchange;
 use crate::legacy::{LegacyClientVerifier, LegacyServerVerifier};
 use crate::pki::{load_certificates, load_certified_key};
+use crate::session_dates::{
+    DatedClientSessions, DatedServerSessions, DatedTickets, DatingVerifier,
+};
 use crate::tunnel::Tunnel;
 use crate::validate::{self, ClientAuth};
 use crate::verify::{AllowListClientVerifier, CnFallbackServerVerifier};
@@ -185,6 +188,18 @@ impl Context {
         crate::openssl_tls::full_chain_verifications(&self.inner.tls)
     }
 
+    /// The latest expiry of a verdict in this Context's OpenSSL chain cache.
+    #[cfg(all(test, feature = "openssl"))]
+    pub(crate) fn openssl_chain_cache_latest_expiry(&self) -> Option<u64> {
+        crate::openssl_tls::chain_cache_latest_expiry(&self.inner.tls)
+    }
+
+    /// Sessions in OpenSSL's own session cache of this Context.
+    #[cfg(all(test, feature = "openssl"))]
+    pub(crate) fn openssl_internal_sessions(&self) -> Option<std::os::raw::c_long> {
+        crate::openssl_tls::internal_sessions(&self.inner.tls)
+    }
+
     /// Wraps and handshakes a server transport; see [`Context::connect`].
     pub async fn accept<IO>(&self, io: IO, peer: impl Into<String>) -> Result<Tunnel<IO>, Error>
     where
@@ -228,6 +243,11 @@ pub(crate) fn server_tls(config: &Config) -> Result<Arc<ServerConfig>, Error> {
         // stateful cache holds only 256 sessions.
         tls.ticketer = rustls::crypto::aws_lc_rs::Ticketer::new().map_err(Error::Build)?;
         tls.send_tls13_tickets = 1;
+        if validate::client_auth(config)? != ClientAuth::None {
+            // Sessions that hold a client certificate end with it.
+            tls.ticketer = Arc::new(DatedTickets(tls.ticketer.clone()));
+            tls.session_storage = Arc::new(DatedServerSessions(tls.session_storage.clone()));
+        }
     } else {
         tls.session_storage = Arc::new(NoServerSessionStorage {});
         tls.send_tls13_tickets = 0;
@@ -271,6 +291,17 @@ pub(crate) fn client_tls(
     } else {
         verifier
     };
+    // Sessions dated by the chains verified (see `session_dates`).
+    let sessions = config
+        .resumption
+        .then(|| Arc::new(DatedClientSessions::default()));
+    let verifier: Arc<dyn ServerCertVerifier> = match &sessions {
+        Some(sessions) => Arc::new(DatingVerifier {
+            inner: verifier,
+            sessions: sessions.clone(),
+        }),
+        None => verifier,
+    };
     let builder = ClientConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(protocol_versions(config))
         .map_err(Error::Build)?
@@ -292,9 +323,10 @@ pub(crate) fn client_tls(
     if let Some(path) = &config.dangerous.key_log_file {
         tls.key_log = crate::key_log::KeyLogFile::open(path)?;
     }
-    if !config.resumption {
-        tls.resumption = Resumption::disabled();
-    }
+    tls.resumption = match sessions {
+        Some(sessions) => Resumption::store(sessions),
+        None => Resumption::disabled(),
+    };
     let server_name = validate::server_name(config)?;
     Ok((Arc::new(tls), server_name))
 }

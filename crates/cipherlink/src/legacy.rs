@@ -180,10 +180,7 @@ impl<'a> V1Leaf<'a> {
                 return Ok(alt_names);
             }
         }
-        Err(format!(
-            "not signed directly by a trusted CA (issuer {})",
-            self.0.issuer()
-        ))
+        Err(not_signed_directly(&self.0.issuer().to_string()))
     }
 
     /// No critical extension this check does not read; key usage and
@@ -350,6 +347,20 @@ pub(crate) mod fuzz_access {
         crate::name_constraints::check(&leaf.0, alt_names.as_deref().unwrap_or(&[]), &ca)
             .map_err(LegacyRejected)
     }
+}
+
+/// The refusal of a v1 leaf whose issuer is not one of the trust anchors
+/// (it sits under an intermediate): the OpenSSL implementation's words for
+/// what [`V1Leaf::check_chain`] reports.
+pub(crate) fn not_issued_by_an_anchor(der: &[u8]) -> rustls::Error {
+    let issuer = X509Certificate::from_der(der)
+        .map(|(_, cert)| cert.issuer().to_string())
+        .unwrap_or_else(|_| "unreadable".into());
+    rejected(not_signed_directly(&issuer))
+}
+
+fn not_signed_directly(issuer: &str) -> String {
+    format!("not signed directly by a trusted CA (issuer {issuer})")
 }
 
 fn rejected(reason: String) -> rustls::Error {

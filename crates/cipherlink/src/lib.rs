@@ -61,6 +61,7 @@ pub mod error;
 mod failure_log;
 #[doc(hidden)]
 pub mod fuzzing;
+mod handshake_checks;
 mod hkdf;
 pub mod implementations;
 mod key_log;
@@ -73,6 +74,7 @@ mod openssl_tls;
 pub mod pki;
 pub mod serve_handler;
 pub mod server;
+mod session_dates;
 #[cfg(test)]
 mod test_fixtures;
 mod tunnel;
@@ -84,6 +86,7 @@ pub use config::{Config, Dangerous, Implementation, PemSource, UnknownImplementa
 pub use config_builder::ConfigBuilder;
 pub use context::{Context, Role};
 pub use error::{Error, ImplementationDetail};
+pub use handshake_checks::SessionRefused;
 pub use kx::KeyExchange;
 pub use pki::Identity;
 pub use tunnel::{Tunnel, TunnelInfo, TunnelState};

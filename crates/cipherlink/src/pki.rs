@@ -197,6 +197,13 @@ pub struct Identity {
     pub not_after: i64,
 }
 
+/// A DER certificate's notAfter (seconds since the epoch), read without
+/// the rest of [`Identity`]: the session checks date every resumption.
+pub(crate) fn not_after(der: &[u8]) -> Option<i64> {
+    let (_, cert) = X509Certificate::from_der(der).ok()?;
+    Some(cert.validity().not_after.timestamp())
+}
+
 impl Identity {
     /// Parses a DER certificate.
     pub fn from_der(der: &[u8]) -> Result<Identity, String> {

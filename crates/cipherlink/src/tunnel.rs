@@ -231,6 +231,19 @@ where
                 .map(|r| r.map(|s| Box::new(Backend::Openssl(s))))
             }
         };
+        // Refused for what it settled (`handshake_checks`) before it is
+        // handed out (a client's data queued with its Finished has left).
+        let result = match result {
+            Ok(Ok(stream)) => match stream.check_settled(self.context.key_exchange()) {
+                Ok(()) => Ok(Ok(stream)),
+                Err(error) => Ok(Err(Error::Handshake {
+                    peer: self.peer.clone(),
+                    error,
+                    detail: None,
+                })),
+            },
+            other => other,
+        };
         let result = match result {
             Ok(Ok(mut stream)) if !first.is_empty() => {
                 let rest = async {

@@ -181,7 +181,12 @@ impl ServerCertVerifier for CnFallbackServerVerifier {
     delegate_signature_checks!();
 }
 
-fn cn_matches_without_san(end_entity: &CertificateDer<'_>, server_name: &ServerName<'_>) -> bool {
+/// Whether `end_entity` has no subjectAltName extension at all and its
+/// subject CN is `server_name` (both implementations' CN fallback).
+pub(crate) fn cn_matches_without_san(
+    end_entity: &CertificateDer<'_>,
+    server_name: &ServerName<'_>,
+) -> bool {
     let Ok(identity) = Identity::from_der(end_entity) else {
         return false;
     };

@@ -644,3 +644,28 @@ every_pair! {
         assert!(c.unwrap_err().to_string().contains("trusted CA"));
     }
 }
+
+every_pair! {
+    /// A peer whose stream ends without close_notify has not closed the
+    /// session: the reader gets an error, not a clean end (which would let
+    /// an attacker truncate the stream unnoticed).
+    async fn an_end_without_close_notify_is_not_a_clean_close(p: Pair) {
+        let b = bundle();
+        let (server, client) = p.contexts(&b);
+        let mut buf = [0u8; 16];
+        // The server's transport ends under the client's read.
+        let (a, c) = tokio::io::duplex(64 * 1024);
+        let (s, t) = tokio::join!(server.accept(a, "client"), client.connect(c, "localhost"));
+        let mut t = t.unwrap();
+        drop(s.unwrap());
+        let read = t.read(&mut buf).await;
+        assert!(read.is_err(), "client read {read:?}");
+        // The client's transport ends under the server's read.
+        let (a, c) = tokio::io::duplex(64 * 1024);
+        let (s, t) = tokio::join!(server.accept(a, "client"), client.connect(c, "localhost"));
+        let mut s = s.unwrap();
+        drop(t.unwrap());
+        let read = s.read(&mut buf).await;
+        assert!(read.is_err(), "server read {read:?}");
+    }
+}

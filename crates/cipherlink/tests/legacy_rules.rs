@@ -13,7 +13,7 @@ mod common;
 
 use cipherlink::pki::Identity;
 use cipherlink::{Config, Context, Dangerous};
-use common::{inline, pair};
+use common::{inline, pair, Pair};
 use rcgen::{
     BasicConstraints, CertificateParams, CustomExtension, DnType, ExtendedKeyUsagePurpose,
     GeneralSubtree, IsCa, Issuer, KeyPair, KeyUsagePurpose, NameConstraints, SigningKey,
@@ -400,4 +400,176 @@ fn the_name_constraints_entry_checks_any_leaf_version() {
     assert!(err.contains("not permitted"), "{err}");
     assert!(name_constraints(&anchor[..10], v3.der()).is_err());
     assert!(name_constraints(&anchor, &[]).is_err());
+}
+
+/// A CA under `root` (v3, as CAs are).
+fn intermediate(root: &Ca) -> Ca {
+    let key = KeyPair::generate().unwrap();
+    let mut params = CertificateParams::default();
+    params
+        .distinguished_name
+        .push(DnType::CommonName, "legacy rules intermediate");
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let pem = params
+        .signed_by(&key, &Issuer::new(root.params.clone(), &root.key))
+        .unwrap()
+        .pem();
+    Ca { key, params, pem }
+}
+
+/// A v3 leaf signed by `ca` with subject CN `cn` and these subjectAltNames
+/// (none: no extension at all).
+fn v3_leaf(ca: &Ca, cn: &str, alt_names: Vec<rcgen::SanType>) -> (String, String) {
+    let key = KeyPair::generate().unwrap();
+    let mut params = CertificateParams::default();
+    params.distinguished_name.push(DnType::CommonName, cn);
+    params.subject_alt_names = alt_names;
+    let cert = params
+        .signed_by(&key, &Issuer::new(ca.params.clone(), &ca.key))
+        .unwrap();
+    (cert.pem(), key.serialize_pem())
+}
+
+/// Whether a client of implementation `p.client`, trusting `ca` with
+/// `dangerous` and expecting `server_name`, accepts a server of `p.server`
+/// presenting `chain` (leaf first) with `key`; the error otherwise.
+async fn client_verdict(
+    p: Pair,
+    ca: &Ca,
+    (chain, key): (&str, &str),
+    server_name: &str,
+    dangerous: Dangerous,
+) -> Result<(), String> {
+    let server = Context::server(&p.server({
+        let mut edited = Config::default();
+        edited.certificate = Some(inline(chain));
+        edited.private_key = Some(inline(key));
+        edited.dangerous = legacy();
+        edited
+    }))
+    .unwrap();
+    let client = Context::client(&p.client({
+        let mut edited = Config::default();
+        edited.trusted_cas = vec![inline(&ca.pem)];
+        edited.server_name = Some(server_name.into());
+        edited.dangerous = dangerous;
+        edited
+    }))
+    .unwrap();
+    let (_, c) = pair(&server, &client).await;
+    c.map(drop).map_err(|e| e.to_string())
+}
+
+fn cn_only() -> Dangerous {
+    Dangerous {
+        accept_cn_only_certificates: true,
+        ..Dangerous::default()
+    }
+}
+
+every_pair! {
+    /// A v3 certificate that names the server only in its CN is accepted
+    /// with `accept_cn_only_certificates` alone: `accept_legacy_certificates`
+    /// is about X.509 v1, and does not let the CN stand in (OpenSSL used
+    /// to read the CN under it).
+    async fn only_the_cn_only_option_lets_a_v3_cn_name_the_server(p: Pair) {
+        let ca = ca(None);
+        let leaf = v3_leaf(&ca, "localhost", Vec::new());
+        let leaf = (leaf.0.as_str(), leaf.1.as_str());
+        let err = client_verdict(p, &ca, leaf, "localhost", legacy()).await.unwrap_err();
+        assert!(err.contains("not valid for server name"), "{err}");
+        let err = client_verdict(p, &ca, leaf, "localhost", Dangerous::default()).await.unwrap_err();
+        assert!(err.contains("not valid for server name"), "{err}");
+        client_verdict(p, &ca, leaf, "localhost", cn_only()).await.unwrap();
+        let both = Dangerous { accept_legacy_certificates: true, ..cn_only() };
+        client_verdict(p, &ca, leaf, "localhost", both).await.unwrap();
+        // Wildcards are no match for the CN fallback (rustls compares the
+        // CN as a name).
+        let wild = v3_leaf(&ca, "*.example.com", Vec::new());
+        let wild = (wild.0.as_str(), wild.1.as_str());
+        assert!(client_verdict(p, &ca, wild, "a.example.com", cn_only()).await.is_err());
+    }
+}
+
+every_pair! {
+    /// The CN stands in only for a certificate with no subjectAltName
+    /// extension at all, as on rustls: one whose subjectAltName has an IP
+    /// address but no DNS name does not get its CN read for a DNS name.
+    async fn the_cn_stands_in_only_without_any_subject_alt_name(p: Pair) {
+        let ca = ca(None);
+        let ip_only = v3_leaf(
+            &ca,
+            "localhost",
+            vec![rcgen::SanType::IpAddress("127.0.0.1".parse().unwrap())],
+        );
+        let ip_only = (ip_only.0.as_str(), ip_only.1.as_str());
+        let err = client_verdict(p, &ca, ip_only, "localhost", cn_only()).await.unwrap_err();
+        assert!(err.contains("not valid for server name"), "{err}");
+        // Its subjectAltName still counts for what it names.
+        client_verdict(p, &ca, ip_only, "127.0.0.1", Dangerous::default()).await.unwrap();
+    }
+}
+
+every_pair! {
+    /// Under `accept_legacy_certificates` a v1 certificate is accepted only
+    /// as a leaf signed directly by a trusted CA: not under an
+    /// intermediate (OpenSSL accepted one anywhere in the chain).
+    async fn a_v1_server_certificate_must_be_issued_by_a_trust_anchor(p: Pair) {
+        let root = ca(None);
+        let direct = v1_leaf(&root, "localhost", false, |_| {});
+        client_verdict(p, &root, (&direct.0, &direct.1), "localhost", legacy()).await.unwrap();
+
+        let middle = intermediate(&root);
+        let under = v1_leaf(&middle, "localhost", false, |_| {});
+        let chain = format!("{}{}", under.0, middle.pem);
+        let err = client_verdict(p, &root, (&chain, &under.1), "localhost", legacy())
+            .await
+            .unwrap_err();
+        assert!(err.contains("not signed directly by a trusted CA"), "{err}");
+    }
+}
+
+every_pair! {
+    /// The same rule for a client's v1 certificate.
+    async fn a_v1_client_certificate_must_be_issued_by_a_trust_anchor(p: Pair) {
+        let root = ca(None);
+        let server_leaf = v3_leaf(
+            &root,
+            "localhost",
+            vec![rcgen::SanType::DnsName("localhost".try_into().unwrap())],
+        );
+        let server = Context::server(&p.server({
+            let mut edited = Config::default();
+            edited.certificate = Some(inline(&server_leaf.0));
+            edited.private_key = Some(inline(&server_leaf.1));
+            edited.trusted_cas = vec![inline(&root.pem)];
+            edited.require_client_cert = true;
+            edited.dangerous = legacy();
+            edited
+        }))
+        .unwrap();
+        let client_with = |chain: String, key: &str| {
+            Context::client(&p.client({
+                let mut edited = Config::default();
+                edited.certificate = Some(inline(&chain));
+                edited.private_key = Some(inline(key));
+                edited.trusted_cas = vec![inline(&root.pem)];
+                edited.server_name = Some("localhost".into());
+                edited.dangerous = legacy();
+                edited
+            }))
+            .unwrap()
+        };
+        let direct = v1_leaf(&root, "legacy-client", false, |_| {});
+        let (s, c) = pair(&server, &client_with(direct.0.clone(), &direct.1)).await;
+        s.unwrap();
+        c.unwrap();
+
+        let middle = intermediate(&root);
+        let under = v1_leaf(&middle, "legacy-client", false, |_| {});
+        let client = client_with(format!("{}{}", under.0, middle.pem), &under.1);
+        let (s, _) = pair(&server, &client).await;
+        let err = s.unwrap_err().to_string();
+        assert!(err.contains("not signed directly by a trusted CA"), "{err}");
+    }
 }

@@ -1,7 +1,10 @@
 //! `chain_cache` on OpenSSL: the same verdicts as rustls' cache
-//! (`crate::chain_cache`: only successes, at most 300 s and never past a
-//! certificate's notAfter, 256 chains), consulted before OpenSSL's own
-//! chain verification. A hit skips `X509_verify_cert` (the CA's signature,
+//! (`crate::chain_cache`: only successes, at most 300 s, 256 chains),
+//! consulted before OpenSSL's own chain verification. A verdict never
+//! outlives the earliest notAfter in the chain OpenSSL verified: the
+//! presented certificates and those it took from the trust store, the
+//! anchor included (OpenSSL checks their dates too; webpki, under rustls,
+//! does not date an anchor). A hit skips `X509_verify_cert` (the CA's signature,
 //! the path, the name, and our checks in `PeerChecks`, all of which gave
 //! this same verdict for this same chain and name before); a miss runs it
 //! unchanged. The handshake signature is verified on every handshake
@@ -71,7 +74,15 @@ impl ChainCache {
             return true;
         }
         let accepted = self.verify_in_full(ctx);
-        if let (true, Some((leaf, rest))) = (accepted, chain.split_first()) {
+        if !accepted || chain.is_empty() {
+            return accepted;
+        }
+        let verified: Vec<Vec<u8>> = ctx
+            .chain()
+            .map(|built| built.iter().filter_map(|c| c.to_der().ok()).collect())
+            .unwrap_or_default();
+        // No built chain to date: nothing is remembered.
+        if let Some((leaf, rest)) = verified.split_first() {
             let rest: Vec<CertificateDer<'_>> = rest
                 .iter()
                 .map(|der| CertificateDer::from(der.as_slice()))
@@ -80,6 +91,12 @@ impl ChainCache {
                 .remember(key, &CertificateDer::from(leaf.as_slice()), &rest, now);
         }
         accepted
+    }
+
+    /// The latest Unix second until which any verdict holds.
+    #[cfg(test)]
+    pub(crate) fn latest_expiry(&self) -> Option<u64> {
+        self.verdicts.latest_expiry()
     }
 
     fn verify_in_full(&self, ctx: &mut X509StoreContextRef) -> bool {
@@ -213,6 +230,62 @@ mod tests {
         assert!(
             refused.is_err(),
             "a wrong name was accepted without the cache"
+        );
+    }
+
+    /// A CA (PEM) whose validity ends `ca_secs` from now, and a server
+    /// leaf (PEM, key) for localhost it signed that outlives it.
+    fn pki_with_short_lived_ca(ca_secs: i64) -> (String, String, String, i64) {
+        use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+        let now = time::OffsetDateTime::now_utc();
+        let ca_key = KeyPair::generate().expect("CA key");
+        let mut ca = CertificateParams::new(Vec::<String>::new()).expect("CA params");
+        ca.distinguished_name
+            .push(DnType::CommonName, "short-lived CA");
+        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca.not_before = now - time::Duration::days(1);
+        ca.not_after = now + time::Duration::seconds(ca_secs);
+        let ca_pem = ca.self_signed(&ca_key).expect("CA").pem();
+        let leaf_key = KeyPair::generate().expect("leaf key");
+        let mut leaf = CertificateParams::new(vec!["localhost".to_string()]).expect("leaf params");
+        leaf.not_before = now - time::Duration::hours(1);
+        leaf.not_after = now + time::Duration::days(30);
+        let leaf_pem = leaf
+            .signed_by(&leaf_key, &Issuer::new(ca.clone(), &ca_key))
+            .expect("leaf")
+            .pem();
+        let ca_not_after = ca.not_after.unix_timestamp();
+        (ca_pem, leaf_pem, leaf_key.serialize_pem(), ca_not_after)
+    }
+
+    /// OpenSSL checks the anchor's dates too: a verdict must not outlive
+    /// the anchor of the chain it verified, though the leaf (all the peer
+    /// presents) lives on.
+    #[tokio::test]
+    async fn a_verdict_never_outlives_the_trust_anchor() {
+        let (ca, leaf, key, ca_not_after) = pki_with_short_lived_ca(150);
+        let server = Context::server(&crate::Config {
+            certificate: Some(PemSource::inline(leaf)),
+            private_key: Some(PemSource::inline(key)),
+            ..crate::Config::default()
+        })
+        .expect("server context");
+        let client = crate::Config {
+            implementation: Implementation::Openssl,
+            trusted_cas: vec![PemSource::inline(ca)],
+            resumption: false,
+            ..crate::Config::default()
+        };
+        let client = Context::client(&client).expect("client context");
+        exchange(&server, &client, "localhost")
+            .await
+            .expect("handshake");
+        let until = client
+            .openssl_chain_cache_latest_expiry()
+            .expect("a verdict");
+        assert!(
+            until <= u64::try_from(ca_not_after).expect("after 1970"),
+            "verdict until {until}, anchor expires {ca_not_after}"
         );
     }
 }

@@ -1,35 +1,50 @@
 //! The OpenSSL calls the safe `openssl` crate does not offer: two it offers
-//! only unsafely, and the certificate-verification hook (with the two
-//! accessors it needs) that the verified-chain cache plugs into. Everything
-//! else in the OpenSSL implementation is safe code.
+//! only unsafely, the certificate-verification hook (with the two
+//! accessors it needs) that the verified-chain cache plugs into, the
+//! ticket-decryption hook that refuses sessions past their peer
+//! certificate's notAfter, and the message callback that sees whether a
+//! ServerHello carried a key share. Everything else in the OpenSSL
+//! implementation is safe code.
 
 #![allow(unsafe_code)]
 
 use std::ffi::CStr;
 use std::os::raw::{c_int, c_void};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use foreign_types::ForeignTypeRef;
-use openssl::error::ErrorStack;
-use openssl::ssl::{SslContext, SslContextBuilder, SslRef, SslSessionRef};
+use openssl::ex_data::Index;
+use openssl::ssl::{Ssl, SslContext, SslContextBuilder, SslRef, SslSessionRef};
 use openssl::stack::StackRef;
 use openssl::x509::{X509Ref, X509StoreContextRef, X509};
 
 use super::chain_cache::ChainCache;
+use super::state::Notes;
 
 /// The name of the key-exchange group the handshake settled on, as OpenSSL
 /// spells it (`X25519MLKEM768`, `x25519`, `secp256r1`, ...).
-pub(crate) fn negotiated_group(ssl: &SslRef) -> Option<&'static str> {
+pub(crate) fn negotiated_group(ssl: &SslRef) -> Option<&str> {
     // SAFETY: `ssl` is a live SSL for the duration of the call.
     // SSL_get0_group_name (OpenSSL 3.2+) returns NULL or a pointer to a
-    // NUL-terminated name in OpenSSL's static group tables, which live as
-    // long as the library does; it never frees or retains `ssl`.
+    // NUL-terminated name in the group list of the SSL's SSL_CTX (built-in
+    // or provider-supplied names), which lives as long as that SSL_CTX; the
+    // SSL holds a reference to its SSL_CTX, so the name outlives `ssl`'s
+    // borrow, which the returned lifetime is tied to.
     let name = unsafe { openssl_sys::SSL_get0_group_name(ssl.as_ptr()) };
     if name.is_null() {
         return None;
     }
-    // SAFETY: non-null, NUL-terminated and static, as above.
+    // SAFETY: non-null, NUL-terminated, alive as long as `ssl` (above).
     unsafe { CStr::from_ptr(name) }.to_str().ok()
+}
+
+/// Whether the peer's close_notify arrived (`SSL_RECEIVED_SHUTDOWN`).
+pub(crate) fn close_notify_received(ssl: &SslRef) -> bool {
+    const SSL_RECEIVED_SHUTDOWN: c_int = 2;
+    // SAFETY: `ssl` is a live SSL; the call only reads its shutdown state.
+    let state = unsafe { openssl_sys::SSL_get_shutdown(ssl.as_ptr()) };
+    state & SSL_RECEIVED_SHUTDOWN != 0
 }
 
 /// Offers `session` for resumption on a connection not yet started.
@@ -46,9 +61,55 @@ pub(crate) fn offer_session(ssl: &mut SslRef, session: &SslSessionRef) -> bool {
     unsafe { ssl.set_session(session) }.is_ok()
 }
 
-// Declared here because openssl-sys does not bind them; all three are
-// public OpenSSL API since 1.1.0 and live in the libraries openssl-sys links.
+/// A TLS handshake record's content type, and the ServerHello's message type.
+const HANDSHAKE: c_int = 22;
+const SERVER_HELLO: u8 = 2;
+
+/// `SSL_set_msg_callback`'s callback.
+type MessageCallback = unsafe extern "C" fn(
+    write_p: c_int,
+    version: c_int,
+    content_type: c_int,
+    buf: *const c_void,
+    len: usize,
+    ssl: *mut openssl_sys::SSL,
+    arg: *mut c_void,
+);
+
+/// `SSL_CTX_set_session_ticket_cb`'s decryption callback.
+type DecryptTicketCallback = unsafe extern "C" fn(
+    ssl: *mut openssl_sys::SSL,
+    session: *mut openssl_sys::SSL_SESSION,
+    key_name: *const u8,
+    key_name_len: usize,
+    status: c_int,
+    arg: *mut c_void,
+) -> c_int;
+
+/// `SSL_CTX_set_session_ticket_cb`'s generation callback (unused, NULL).
+type GenerateTicketCallback = unsafe extern "C" fn(*mut openssl_sys::SSL, *mut c_void) -> c_int;
+
+// Ticket statuses and the decryption callback's answers (`ssl.h`).
+const SSL_TICKET_SUCCESS: c_int = 5;
+const SSL_TICKET_SUCCESS_RENEW: c_int = 6;
+const SSL_TICKET_RETURN_IGNORE_RENEW: c_int = 2;
+const SSL_TICKET_RETURN_USE: c_int = 3;
+const SSL_TICKET_RETURN_USE_RENEW: c_int = 4;
+/// `SSL_set_msg_callback_arg` is a macro over this control.
+const SSL_CTRL_SET_MSG_CALLBACK_ARG: c_int = 16;
+
+// Declared here because openssl-sys does not bind them; all are public
+// OpenSSL API (since 1.1.0; the ticket callback since 1.1.1) and live in
+// the libraries openssl-sys links.
 extern "C" {
+    fn SSL_set_msg_callback(ssl: *mut openssl_sys::SSL, callback: Option<MessageCallback>);
+    fn SSL_CTX_set_session_ticket_cb(
+        ctx: *mut openssl_sys::SSL_CTX,
+        generate: Option<GenerateTicketCallback>,
+        decrypt: Option<DecryptTicketCallback>,
+        arg: *mut c_void,
+    ) -> c_int;
+    fn SSL_SESSION_get0_peer(session: *mut openssl_sys::SSL_SESSION) -> *mut openssl_sys::X509;
     fn SSL_CTX_set_cert_verify_callback(
         ctx: *mut openssl_sys::SSL_CTX,
         callback: Option<
@@ -69,9 +130,9 @@ extern "C" {
 /// can call back into it.
 pub(crate) fn install_chain_cache(
     builder: &mut SslContextBuilder,
+    index: Index<SslContext, Arc<ChainCache>>,
     cache: Arc<ChainCache>,
-) -> Result<(), ErrorStack> {
-    let index = SslContext::new_ex_index::<Arc<ChainCache>>()?;
+) {
     let arg = Arc::as_ptr(&cache).cast_mut().cast::<c_void>();
     builder.set_ex_data(index, cache);
     // SAFETY: `builder` is a live SSL_CTX. `arg` points into the Arc just
@@ -81,7 +142,6 @@ pub(crate) fn install_chain_cache(
     unsafe {
         SSL_CTX_set_cert_verify_callback(builder.as_ptr(), Some(verify_with_cache), arg);
     }
-    Ok(())
 }
 
 /// OpenSSL's certificate-verification hook: 1 accepts the chain, 0 refuses.
@@ -136,4 +196,119 @@ pub(crate) fn presented_chain(ctx: &X509StoreContextRef) -> Vec<Vec<u8>> {
         }
     }
     chain
+}
+
+/// Makes a server context refuse (as if it could not decrypt it, so that
+/// a full handshake follows) any ticket whose session's client
+/// certificate has expired since: resuming skips certificate
+/// verification, and OpenSSL would resume it for the ticket's lifetime.
+pub(crate) fn refuse_tickets_past_peer_expiry(builder: &mut SslContextBuilder) {
+    // SAFETY: `builder` is a live SSL_CTX; the callback keeps no state
+    // (NULL argument) and no ticket-generation callback is set.
+    unsafe {
+        SSL_CTX_set_session_ticket_cb(
+            builder.as_ptr(),
+            None,
+            Some(decrypt_ticket),
+            std::ptr::null_mut(),
+        );
+    }
+}
+
+/// OpenSSL's ticket-decryption hook: keeps its own decision (use, renew,
+/// ignore) except that a session whose peer certificate has expired is
+/// not used.
+unsafe extern "C" fn decrypt_ticket(
+    _ssl: *mut openssl_sys::SSL,
+    session: *mut openssl_sys::SSL_SESSION,
+    _key_name: *const u8,
+    _key_name_len: usize,
+    status: c_int,
+    _arg: *mut c_void,
+) -> c_int {
+    let usable = status == SSL_TICKET_SUCCESS || status == SSL_TICKET_SUCCESS_RENEW;
+    if !usable || session.is_null() {
+        // Nothing to resume: OpenSSL's own answer (a full handshake).
+        return SSL_TICKET_RETURN_IGNORE_RENEW;
+    }
+    // A panic must not unwind into C: the session is not used instead.
+    let expired = std::panic::catch_unwind(|| {
+        // SAFETY: `session` is the live, non-null session OpenSSL just
+        // decrypted, ours to read until we return; get0 borrows its peer
+        // certificate (or NULL) for as long as the session lives.
+        let peer = unsafe { SSL_SESSION_get0_peer(session) };
+        if peer.is_null() {
+            return false;
+        }
+        // SAFETY: non-null and borrowed from `session`, as above.
+        let peer = unsafe { X509Ref::from_ptr(peer) };
+        let now = openssl::asn1::Asn1Time::days_from_now(0);
+        now.map_or(true, |now| peer.not_after() <= now)
+    });
+    match (expired, status) {
+        (Ok(false), SSL_TICKET_SUCCESS) => SSL_TICKET_RETURN_USE,
+        (Ok(false), _) => SSL_TICKET_RETURN_USE_RENEW,
+        _ => SSL_TICKET_RETURN_IGNORE_RENEW,
+    }
+}
+
+/// Records in `notes` whether the connection's ServerHello (sent or
+/// received) carries a key share. `notes` must be what `ssl`'s ex_data
+/// holds for it, so that it lives as long as `ssl` does.
+pub(crate) fn watch_server_hello(ssl: &mut Ssl, notes: &Arc<Notes>) {
+    let arg = Arc::as_ptr(notes).cast_mut().cast::<c_void>();
+    // SAFETY: `ssl` is a live SSL. `arg` points into an Arc that the SSL's
+    // own ex_data holds (the caller's contract), freed only with the SSL,
+    // so it is valid whenever the callback runs; the callback only reads
+    // `buf` within `len` and stores into the atomics.
+    unsafe {
+        openssl_sys::SSL_ctrl(ssl.as_ptr(), SSL_CTRL_SET_MSG_CALLBACK_ARG, 0, arg);
+        SSL_set_msg_callback(ssl.as_ptr(), Some(on_message));
+    }
+}
+
+unsafe extern "C" fn on_message(
+    _write_p: c_int,
+    _version: c_int,
+    content_type: c_int,
+    buf: *const c_void,
+    len: usize,
+    _ssl: *mut openssl_sys::SSL,
+    arg: *mut c_void,
+) {
+    if content_type != HANDSHAKE || buf.is_null() || arg.is_null() {
+        return;
+    }
+    // SAFETY: OpenSSL passes `len` readable bytes at `buf` for the call.
+    let message = unsafe { std::slice::from_raw_parts(buf.cast::<u8>(), len) };
+    if message.first() != Some(&SERVER_HELLO) {
+        return;
+    }
+    // A panic must not unwind into C; the parser does not panic, but if it
+    // did the connection would count as without key share, and fail.
+    let parsed = std::panic::catch_unwind(|| super::server_hello::key_share(message));
+    // SAFETY: `arg` is the `Notes` of `watch_server_hello`, alive as long
+    // as the SSL, and only read through shared atomics.
+    let notes = unsafe { &*arg.cast::<Notes>() };
+    match parsed {
+        Ok(Some(has_key_share)) => notes.key_share.store(has_key_share, Ordering::Relaxed),
+        // A HelloRetryRequest says nothing yet.
+        Ok(None) => {}
+        Err(_) => notes.key_share.store(false, Ordering::Relaxed),
+    }
+}
+
+/// Sessions in a context's internal cache (`SSL_CTX_sess_number`).
+#[cfg(test)]
+pub(crate) fn internal_sessions(context: &SslContext) -> std::os::raw::c_long {
+    const SSL_CTRL_SESS_NUMBER: c_int = 20;
+    // SAFETY: `context` is a live SSL_CTX; the control only reads a count.
+    unsafe {
+        openssl_sys::SSL_CTX_ctrl(
+            context.as_ptr(),
+            SSL_CTRL_SESS_NUMBER,
+            0,
+            std::ptr::null_mut(),
+        )
+    }
 }

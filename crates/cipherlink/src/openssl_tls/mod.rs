@@ -7,11 +7,18 @@
 //! naming the field. Where OpenSSL's defaults differ from rustls', they are
 //! set to rustls' behaviour:
 //! - the server name is checked against subjectAltName only; the subject CN
-//!   counts only with `dangerous.accept_cn_only_certificates` (or for the X.509
-//!   v1 certificates `dangerous.accept_legacy_certificates` admits, which
-//!   carry their name nowhere else);
-//! - X.509 v1 certificates (which OpenSSL accepts silently) are refused
-//!   unless `dangerous.accept_legacy_certificates`;
+//!   stands in only for a certificate with no subjectAltName extension, with
+//!   `dangerous.accept_cn_only_certificates` or for the X.509 v1 leaves
+//!   `dangerous.accept_legacy_certificates` admits (`peer_checks.rs`);
+//! - X.509 v1 certificates (which OpenSSL accepts silently, anywhere in a
+//!   chain) are refused unless `dangerous.accept_legacy_certificates`, and
+//!   then admitted only as a leaf issued by a trusted CA itself;
+//! - the options a system configuration (`OPENSSL_CONF`) may set to allow
+//!   resumption without a key exchange (psk_ke) are cleared;
+//! - a stream that ends without close_notify is an error, not a clean end
+//!   (`stream.rs`);
+//! - a resumable session ends with the peer certificates it was verified
+//!   with (`session_cache.rs`, and the server's ticket callback in `ffi.rs`);
 //! - `"system"` roots are the ones rustls reads (`rustls-native-certs`),
 //!   since the vendored OpenSSL's own default folder is not the system's;
 //! - a client offers a key share for its first group only and the server
@@ -25,8 +32,11 @@
 mod chain_cache;
 pub(crate) mod errors;
 mod ffi;
+mod peer_checks;
 pub mod probe;
+mod server_hello;
 mod session_cache;
+mod state;
 pub(crate) mod stream;
 
 use std::net::IpAddr;
@@ -38,7 +48,7 @@ use openssl::ssl::{
 };
 use openssl::x509::store::{X509Store, X509StoreBuilder};
 use openssl::x509::verify::X509CheckFlags;
-use openssl::x509::{X509StoreContextRef, X509};
+use openssl::x509::X509;
 
 use crate::config::{Config, PemSource};
 use crate::error::{Error, ImplementationDetail};
@@ -47,7 +57,9 @@ use crate::pki::{load_certificates, load_private_key};
 use crate::validate::{self, ClientAuth};
 use chain_cache::ChainCache;
 use errors::Verdict;
+use peer_checks::PeerChecks;
 use session_cache::SessionCache;
+use state::{Indices, Notes};
 
 /// TLS 1.3 suites in rustls' order (AES-128-GCM first; see `context.rs`).
 const TLS13_SUITES: &str =
@@ -57,10 +69,17 @@ const TLS12_SUITES: &str = "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-ECDSA-AES128-GCM
 ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-AES256-GCM-SHA384:ECDHE-RSA-AES128-GCM-SHA256:\
 ECDHE-RSA-CHACHA20-POLY1305";
 
+/// `SSL_OP_ALLOW_NO_DHE_KEX` (`AllowNoDHEKEX`: TLS 1.3 resumption without
+/// a key exchange, psk_ke, no forward secrecy) and
+/// `SSL_OP_PREFER_NO_DHE_KEX` (a server choosing it), which openssl-sys
+/// does not name.
+const OPTIONS_REFUSED_FROM_SYSTEM_CONFIG: SslOptions =
+    SslOptions::from_bits_retain((1 << 10) | (1 << 35));
+
 /// What a server Context holds for OpenSSL.
 pub(crate) struct ServerSide {
     context: SslContext,
-    per_connection: PerConnection,
+    indices: Indices,
     /// Also owned by `context`; kept here for the tests' counts.
     #[cfg_attr(not(test), allow(dead_code))]
     chain_cache: Option<Arc<ChainCache>>,
@@ -69,34 +88,13 @@ pub(crate) struct ServerSide {
 /// What a client Context holds for OpenSSL.
 pub(crate) struct ClientSide {
     context: SslContext,
-    per_connection: PerConnection,
+    indices: Indices,
     /// Also owned by `context`; kept here for the tests' counts.
     #[cfg_attr(not(test), allow(dead_code))]
     chain_cache: Option<Arc<ChainCache>>,
     sessions: Option<Arc<SessionCache>>,
     check_name: bool,
-    cn_fallback: bool,
     first_group: KeyExchange,
-}
-
-/// Where each connection keeps its own state for the shared callbacks.
-#[derive(Clone, Copy)]
-struct PerConnection {
-    verdict: openssl::ex_data::Index<Ssl, Arc<Verdict>>,
-    hellos: openssl::ex_data::Index<Ssl, Arc<std::sync::atomic::AtomicU8>>,
-    /// The server name a client connection checks, which also keys its
-    /// resumable sessions.
-    server_name: openssl::ex_data::Index<Ssl, String>,
-}
-
-impl PerConnection {
-    fn new() -> Result<PerConnection, Error> {
-        Ok(PerConnection {
-            verdict: Ssl::new_ex_index().map_err(build("connection state"))?,
-            hellos: Ssl::new_ex_index().map_err(build("connection state"))?,
-            server_name: Ssl::new_ex_index().map_err(build("connection state"))?,
-        })
-    }
 }
 
 impl std::fmt::Debug for ServerSide {
@@ -128,7 +126,7 @@ pub fn version() -> &'static str {
 pub(crate) fn server(config: &Config) -> Result<ServerSide, Error> {
     let (cert, key) = validate::server(config)?;
     let auth = validate::client_auth(config)?;
-    let per_connection = PerConnection::new()?;
+    let indices = state::indices()?;
     let mut builder = common(config, SslMethod::tls_server())?;
     own_identity(&mut builder, config, cert, key)?;
     let mut chain_cache = None;
@@ -148,13 +146,14 @@ pub(crate) fn server(config: &Config) -> Result<ServerSide, Error> {
         let checks = PeerChecks::new(
             config,
             config.allowed_identities.clone(),
-            per_connection.verdict,
+            indices.verdict,
+            None,
             &cas,
         );
         builder.set_verify_callback(mode, move |ok, store| checks.check(ok, store));
         if config.chain_cache {
             let cache = Arc::new(ChainCache::server());
-            ffi::install_chain_cache(&mut builder, cache.clone()).map_err(build("chain_cache"))?;
+            ffi::install_chain_cache(&mut builder, indices.chain_cache, cache.clone());
             chain_cache = Some(cache);
         }
     }
@@ -167,43 +166,54 @@ pub(crate) fn server(config: &Config) -> Result<ServerSide, Error> {
         });
     }
     if config.resumption {
-        // One stateless ticket per handshake, as the rustls server sends.
-        builder.set_num_tickets(1).map_err(build("resumption"))?;
-        builder.set_session_cache_mode(SslSessionCacheMode::OFF);
-        // OpenSSL refuses to resume a session that carries a verified
-        // client certificate ("session id context uninitialized", an
-        // internal_error alert to the client) unless the context names the
-        // sessions it accepts. Random per Context: its sessions resume
-        // only here, under the trust anchors and allow-list they were
-        // verified with (its ticket keys are per Context too).
-        let mut id_context = [0u8; 32];
-        openssl::rand::rand_bytes(&mut id_context).map_err(build("resumption"))?;
-        builder
-            .set_session_id_context(&id_context)
-            .map_err(build("resumption"))?;
+        server_resumption(&mut builder, auth)?;
     } else {
         no_resumption(&mut builder)?;
     }
-    let hellos = per_connection.hellos;
+    let notes = indices.notes;
     // Called once per ClientHello: a second call on one connection is the
     // ClientHello that answers a HelloRetryRequest.
     builder.set_client_hello_callback(move |ssl, _alert| {
-        if let Some(count) = ssl.ex_data(hellos) {
-            count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if let Some(notes) = ssl.ex_data(notes) {
+            notes
+                .hellos
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
         Ok(ClientHelloResponse::SUCCESS)
     });
     Ok(ServerSide {
         context: builder.build(),
-        per_connection,
+        indices,
         chain_cache,
     })
+}
+
+/// Stateless tickets, one per handshake as the rustls server sends; a
+/// ticket whose client certificate has expired since is not resumed.
+fn server_resumption(builder: &mut SslContextBuilder, auth: ClientAuth) -> Result<(), Error> {
+    builder.set_num_tickets(1).map_err(build("resumption"))?;
+    builder.set_session_cache_mode(SslSessionCacheMode::OFF);
+    // OpenSSL refuses to resume a session that carries a verified client
+    // certificate ("session id context uninitialized", an internal_error
+    // alert to the client) unless the context names the sessions it
+    // accepts. Random per Context: its sessions resume only here, under the
+    // trust anchors and allow-list they were verified with (its ticket keys
+    // are per Context too).
+    let mut id_context = [0u8; 32];
+    openssl::rand::rand_bytes(&mut id_context).map_err(build("resumption"))?;
+    builder
+        .set_session_id_context(&id_context)
+        .map_err(build("resumption"))?;
+    if auth != ClientAuth::None {
+        ffi::refuse_tickets_past_peer_expiry(builder);
+    }
+    Ok(())
 }
 
 /// Checks `config` as a client's and builds its OpenSSL context.
 pub(crate) fn client(config: &Config) -> Result<ClientSide, Error> {
     let own = validate::client(config)?;
-    let per_connection = PerConnection::new()?;
+    let indices = state::indices()?;
     let mut builder = common(config, SslMethod::tls_client())?;
     if let Some((cert, key)) = own {
         own_identity(&mut builder, config, cert, key)?;
@@ -212,13 +222,19 @@ pub(crate) fn client(config: &Config) -> Result<ClientSide, Error> {
     builder
         .set_verify_cert_store(store)
         .map_err(build("trusted_cas"))?;
-    let checks = PeerChecks::new(config, Vec::new(), per_connection.verdict, &cas);
+    let checks = PeerChecks::new(
+        config,
+        Vec::new(),
+        indices.verdict,
+        Some(indices.server_name),
+        &cas,
+    );
     builder.set_verify_callback(SslVerifyMode::PEER, move |ok, store| {
         checks.check(ok, store)
     });
     let chain_cache = if config.chain_cache {
-        let cache = Arc::new(ChainCache::client(per_connection.server_name));
-        ffi::install_chain_cache(&mut builder, cache.clone()).map_err(build("chain_cache"))?;
+        let cache = Arc::new(ChainCache::client(indices.server_name));
+        ffi::install_chain_cache(&mut builder, indices.chain_cache, cache.clone());
         Some(cache)
     } else {
         None
@@ -229,28 +245,17 @@ pub(crate) fn client(config: &Config) -> Result<ClientSide, Error> {
             .map_err(build("alpn"))?;
     }
     let sessions = if config.resumption {
-        let cache = Arc::new(SessionCache::default());
-        let store = cache.clone();
-        let key = per_connection.server_name;
-        builder.set_session_cache_mode(SslSessionCacheMode::CLIENT);
-        builder.set_new_session_callback(move |ssl, session| {
-            if let Some(server) = ssl.ex_data(key) {
-                store.put(server, &session);
-            }
-        });
-        Some(cache)
+        Some(client_resumption(&mut builder, indices))
     } else {
         no_resumption(&mut builder)?;
         None
     };
     Ok(ClientSide {
         context: builder.build(),
-        per_connection,
+        indices,
         chain_cache,
         sessions,
         check_name: !config.dangerous.skip_server_name_check,
-        cn_fallback: config.dangerous.accept_cn_only_certificates
-            || config.dangerous.accept_legacy_certificates,
         first_group: first_group(config)?,
     })
 }
@@ -262,6 +267,32 @@ fn first_group(config: &Config) -> Result<KeyExchange, Error> {
         .first()
         .copied()
         .ok_or_else(|| Error::config("key_exchange", "is empty"))
+}
+
+/// The client's session cache: ours only (OpenSSL's internal store would
+/// keep up to 20,480 sessions per Context that nothing reads), each session
+/// dated by the peer certificates it was verified with.
+fn client_resumption(builder: &mut SslContextBuilder, indices: Indices) -> Arc<SessionCache> {
+    let cache = Arc::new(SessionCache::default());
+    let store = cache.clone();
+    builder.set_session_cache_mode(
+        SslSessionCacheMode::CLIENT | SslSessionCacheMode::NO_INTERNAL_STORE,
+    );
+    builder.set_new_session_callback(move |ssl, session| {
+        let Some(server) = ssl.ex_data(indices.server_name) else {
+            return;
+        };
+        let mut until = session_cache::peer_not_after(ssl);
+        if ssl.session_reused() {
+            // The new ticket of a resumed session: the resumed one's
+            // certificates, which OpenSSL keeps only the leaf of.
+            if let Some(offered) = ssl.ex_data(indices.offered_until) {
+                until = until.min(*offered);
+            }
+        }
+        store.put(server, &session, until);
+    });
+    cache
 }
 
 /// Versions, groups, suites and buffer policy, the same for both roles.
@@ -307,6 +338,10 @@ fn common(config: &Config, method: SslMethod) -> Result<SslContextBuilder, Error
         .map_err(build("cipher suites"))?;
     // Neither old renegotiation nor compression, as in rustls.
     builder.set_options(SslOptions::NO_RENEGOTIATION | SslOptions::NO_COMPRESSION);
+    // OpenSSL applies the system configuration (`OPENSSL_CONF`) to every
+    // new context; these options in it would break what the Config
+    // promises, and are cleared whatever it says.
+    builder.clear_options(OPTIONS_REFUSED_FROM_SYSTEM_CONFIG);
     builder.set_mode(SslMode::RELEASE_BUFFERS);
     if let Some(path) = &config.dangerous.key_log_file {
         let file = crate::key_log::KeyLogFile::open(path)?;
@@ -417,136 +452,37 @@ fn trust_store(config: &Config) -> Result<(X509Store, Vec<X509>), Error> {
     Ok((store.build(), explicit))
 }
 
-/// The checks rustls makes that OpenSSL does not, run on each certificate
-/// of the peer's chain after OpenSSL's own verdict.
-struct PeerChecks {
-    accept_legacy: bool,
-    allowed: Vec<String>,
-    verdict: openssl::ex_data::Index<Ssl, Arc<Verdict>>,
-    /// The subject names (DER) of the explicitly trusted CAs.
-    trusted_subjects: Vec<Vec<u8>>,
+/// What a connection's callbacks report to the code that drives it.
+pub(crate) struct Watch {
+    pub(crate) verdict: Arc<Verdict>,
+    pub(crate) notes: Arc<Notes>,
 }
 
-impl PeerChecks {
-    fn new(
-        config: &Config,
-        allowed: Vec<String>,
-        verdict: openssl::ex_data::Index<Ssl, Arc<Verdict>>,
-        trusted: &[X509],
-    ) -> PeerChecks {
-        PeerChecks {
-            accept_legacy: config.dangerous.accept_legacy_certificates,
-            allowed,
-            verdict,
-            trusted_subjects: trusted
-                .iter()
-                .filter_map(|ca| ca.subject_name().to_der().ok())
-                .collect(),
-        }
-    }
-
-    fn verdict<'a>(&self, store: &'a X509StoreContextRef) -> Option<&'a Arc<Verdict>> {
-        openssl::x509::X509StoreContext::ssl_idx()
-            .ok()
-            .and_then(|idx| store.ex_data(idx))
-            .and_then(|ssl| ssl.ex_data(self.verdict))
-    }
-
-    fn check(&self, ok: bool, store: &mut X509StoreContextRef) -> bool {
-        let depth = store.error_depth();
-        let Some(der) = store.current_cert().and_then(|cert| cert.to_der().ok()) else {
-            return false;
-        };
-        // A v1 certificate is refused as such first, as rustls reports it,
-        // even when OpenSSL found something else (its name check runs
-        // before it walks the chain).
-        let v1_refused =
-            !self.accept_legacy && crate::legacy::is_v1(&der) && !is_trust_anchor(store, depth);
-        let refusal = if v1_refused {
-            Some(rustls::Error::InvalidCertificate(
-                rustls::CertificateError::Other(rustls::OtherError(Arc::new(
-                    webpki::Error::UnsupportedCertVersion,
-                ))),
-            ))
-        } else if !ok {
-            self.note_failure(store);
-            return false;
-        } else if depth == 0 && !self.allowed.is_empty() {
-            crate::verify::check_allowed(&der, &self.allowed).err()
-        } else {
-            None
-        };
-        let Some(why) = refusal else {
-            return true;
-        };
-        if let Some(verdict) = self.verdict(store) {
-            verdict.refuse(why);
-        }
-        store.set_error(openssl::x509::X509VerifyResult::APPLICATION_VERIFICATION);
-        false
-    }
-
-    /// Keeps the certificate at fault for the message, and tells a CA that
-    /// merely shares a trusted CA's name (OpenSSL finds no issuer; rustls
-    /// reports the signature that does not verify) from an unknown one.
-    fn note_failure(&self, store: &X509StoreContextRef) {
-        let Some(verdict) = self.verdict(store) else {
-            return;
-        };
-        let Some(cert) = store.current_cert() else {
-            return;
-        };
-        if let Ok(der) = cert.to_der() {
-            verdict.failed(der);
-        }
-        let no_issuer = matches!(
-            store.error().as_raw(),
-            openssl_sys::X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY
-                | openssl_sys::X509_V_ERR_UNABLE_TO_VERIFY_LEAF_SIGNATURE
-        );
-        let issuer = cert.issuer_name().to_der().ok();
-        if no_issuer && issuer.is_some_and(|name| self.trusted_subjects.contains(&name)) {
-            verdict.refuse(rustls::Error::InvalidCertificate(
-                rustls::CertificateError::BadSignature,
-            ));
-        }
-    }
-}
-
-/// The chain's top certificate is the trust anchor itself, which rustls
-/// does not check for version either.
-fn is_trust_anchor(store: &X509StoreContextRef, depth: u32) -> bool {
-    store
-        .chain()
-        .is_some_and(|chain| depth as usize + 1 == chain.len())
+/// A connection object of `context` with its per-connection state.
+fn connection(context: &SslContext, indices: &Indices) -> Result<(Ssl, Watch), Error> {
+    let mut ssl = Ssl::new(context).map_err(build("connection"))?;
+    let watch = Watch {
+        verdict: Arc::new(Verdict::default()),
+        notes: Arc::new(Notes::default()),
+    };
+    ssl.set_ex_data(indices.verdict, watch.verdict.clone());
+    ssl.set_ex_data(indices.notes, watch.notes.clone());
+    ffi::watch_server_hello(&mut ssl, &watch.notes);
+    Ok((ssl, watch))
 }
 
 impl ServerSide {
     /// A connection object for one accepted transport.
-    pub(crate) fn connection(&self) -> Result<(Ssl, Arc<Verdict>), Error> {
-        let mut ssl = Ssl::new(&self.context).map_err(build("connection"))?;
-        let verdict = Arc::new(Verdict::default());
-        ssl.set_ex_data(self.per_connection.verdict, verdict.clone());
-        ssl.set_ex_data(
-            self.per_connection.hellos,
-            Arc::new(std::sync::atomic::AtomicU8::new(0)),
-        );
-        Ok((ssl, verdict))
-    }
-
-    pub(crate) fn hellos(&self, ssl: &openssl::ssl::SslRef) -> u8 {
-        ssl.ex_data(self.per_connection.hellos)
-            .map_or(0, |n| n.load(std::sync::atomic::Ordering::Relaxed))
+    pub(crate) fn connection(&self) -> Result<(Ssl, Watch), Error> {
+        connection(&self.context, &self.indices)
     }
 }
 
 impl ClientSide {
     /// A connection object for a transport to `host` (the server name).
-    pub(crate) fn connection(&self, host: &str) -> Result<(Ssl, Arc<Verdict>), Error> {
-        let mut ssl = Ssl::new(&self.context).map_err(build("connection"))?;
-        let verdict = Arc::new(Verdict::default());
-        ssl.set_ex_data(self.per_connection.verdict, verdict.clone());
-        ssl.set_ex_data(self.per_connection.server_name, host.to_string());
+    pub(crate) fn connection(&self, host: &str) -> Result<(Ssl, Watch), Error> {
+        let (mut ssl, watch) = connection(&self.context, &self.indices)?;
+        ssl.set_ex_data(self.indices.server_name, host.to_string());
         let ip = host.parse::<IpAddr>().ok();
         if ip.is_none() {
             // SNI carries DNS names only (RFC 6066).
@@ -554,11 +490,11 @@ impl ClientSide {
         }
         if self.check_name {
             let param = ssl.param_mut();
-            let mut flags = X509CheckFlags::NO_PARTIAL_WILDCARDS;
-            if !self.cn_fallback {
-                flags |= X509CheckFlags::NEVER_CHECK_SUBJECT;
-            }
-            param.set_hostflags(flags);
+            // The CN never counts here: where it may stand in, the verify
+            // callback says so (`peer_checks`).
+            param.set_hostflags(
+                X509CheckFlags::NO_PARTIAL_WILDCARDS | X509CheckFlags::NEVER_CHECK_SUBJECT,
+            );
             match ip {
                 Some(ip) => param.set_ip(ip),
                 None => param.set_host(host),
@@ -566,17 +502,18 @@ impl ClientSide {
             .map_err(build("server_name"))?;
         }
         if let Some(cache) = &self.sessions {
-            if let Some(session) = cache.take(host) {
-                ffi::offer_session(&mut ssl, &session);
+            if let Some((session, until)) = cache.take(host) {
+                if ffi::offer_session(&mut ssl, &session) {
+                    ssl.set_ex_data(self.indices.offered_until, until);
+                }
             }
         }
-        Ok((ssl, verdict))
+        Ok((ssl, watch))
     }
 
     /// The server name a connection checks, for the message of a mismatch.
     pub(crate) fn server_name<'a>(&self, ssl: &'a openssl::ssl::SslRef) -> Option<&'a str> {
-        ssl.ex_data(self.per_connection.server_name)
-            .map(String::as_str)
+        ssl.ex_data(self.indices.server_name).map(String::as_str)
     }
 
     /// The group the client sends a key share for: any other one agreed
@@ -597,4 +534,27 @@ pub(crate) fn full_chain_verifications(tls: &crate::context::TlsSide) -> Option<
         _ => None,
     };
     cache.map(|c| c.full_verifications())
+}
+
+/// The latest Unix second until which a Context's OpenSSL chain cache
+/// holds a verdict (`None`: no cache or no verdict, or not OpenSSL).
+#[cfg(test)]
+pub(crate) fn chain_cache_latest_expiry(tls: &crate::context::TlsSide) -> Option<u64> {
+    use crate::context::TlsSide;
+    match tls {
+        TlsSide::OpensslClient(side) => side.chain_cache.as_ref()?.latest_expiry(),
+        TlsSide::OpensslServer(side) => side.chain_cache.as_ref()?.latest_expiry(),
+        _ => None,
+    }
+}
+
+/// Sessions in a Context's OpenSSL-internal session cache.
+#[cfg(test)]
+pub(crate) fn internal_sessions(tls: &crate::context::TlsSide) -> Option<std::os::raw::c_long> {
+    use crate::context::TlsSide;
+    match tls {
+        TlsSide::OpensslClient(side) => Some(ffi::internal_sessions(&side.context)),
+        TlsSide::OpensslServer(side) => Some(ffi::internal_sessions(&side.context)),
+        _ => None,
+    }
 }
