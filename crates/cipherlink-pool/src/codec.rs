@@ -15,8 +15,8 @@
 //! multiple of what it sent, and neither gives that: containers are frames
 //! on an explicit stack (depth costs heap bounded by `max_depth`, never
 //! thread stack); a list of ints or of floats becomes one typed vector
-//! ([`Value::Ints`], [`Value::Floats`]: 8 bytes an element, not a 40-byte
-//! [`Value`]); a large `bytes` value can be a slice of the received body
+//! ([`Value::Ints`], [`Value::Floats`]: 8 bytes an element at most, an int
+//! only as many as the largest in its list needs, not a 40-byte [`Value`]); a large `bytes` value can be a slice of the received body
 //! instead of a copy; and every heap block the value needs is charged,
 //! before it is made, by what the allocator really takes for it
 //! (the `heap` module), against [`memory_bound`] of the input: a decoded value
@@ -31,6 +31,7 @@ use rmp::Marker;
 use crate::decoder::Decoder;
 use crate::error::{DecodeError, EncodeError};
 use crate::int::Int;
+use crate::int_list::IntList;
 use crate::value::Value;
 
 /// How deep values may nest, by default (arrays, maps and tags each count).
@@ -51,7 +52,7 @@ pub const MAX_DEPTH_LIMIT: usize = 512;
 /// (`None`, `True`, a mixed list of small ints), one 40-byte `Value` per
 /// byte, whose block the allocator's size classes round up by at most 25%,
 /// so 50 bytes per byte at most. Lists of ints or floats cost 8 bytes an
-/// element (10 with the rounding); maps, strs, bytes and tags less per byte
+/// element at most (10 with the rounding); maps, strs, bytes and tags less per byte
 /// than a list of `None`s. Only what the package never sends may be refused
 /// within the bound: a tuple tag whose `data` comes before its `type`
 /// (decoded compact first, then copied), or an ndarray tag whose shape has
@@ -59,10 +60,11 @@ pub const MAX_DEPTH_LIMIT: usize = 512;
 pub const MEMORY_FACTOR: usize = 50;
 
 /// What a list of ints or floats costs, as the decoder makes it: at most
-/// this many bytes per byte of its encoding (8 bytes an element of at
-/// least one byte, plus the size-class rounding), or one 32-byte block,
-/// whichever is more. The 8 MiB list of 8 Mi small ints is charged 8 times
-/// its size.
+/// this many bytes per byte of its encoding, or one 32-byte block,
+/// whichever is more. A float takes 8 bytes for at least 5 on the wire; an
+/// int 1, 2, 4 or 8, as the largest magnitude in its list needs, for at
+/// least 1 (so `[2**40, 1, 1, ...]` costs 8 per byte, plus the size-class
+/// rounding). The 8 MiB list of 8 Mi ones is charged its size, once.
 pub const NUMERIC_LIST_FACTOR: usize = 10;
 
 /// The most memory a value decoded from `wire_len` bytes may take.
@@ -301,11 +303,11 @@ impl Encoder<'_> {
     /// The bytes [`Value::List`] of these ints gives: each in its smallest
     /// form, and the same depth check on the elements.
     #[inline(never)]
-    fn ints(&mut self, v: &[i64], depth: usize) -> Result<(), EncodeError> {
+    fn ints(&mut self, v: &IntList, depth: usize) -> Result<(), EncodeError> {
         self.elements_depth(v.len(), depth)?;
         self.array_header(v.len())?;
         for i in v {
-            let _ = rmp::encode::write_sint(self.out, *i);
+            let _ = rmp::encode::write_sint(self.out, i);
         }
         Ok(())
     }

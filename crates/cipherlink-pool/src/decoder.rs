@@ -7,7 +7,8 @@
 //! Numeric lists: before an array's frame is opened, the decoder looks
 //! ahead over its elements without allocating. When all of them are ints
 //! in the `i64` range, or all floats, and all present, the list is read
-//! into one typed vector; otherwise (a `u64` above `i64::MAX`, a mixed or
+//! into one typed vector (ints in the narrowest of `i8` to `i64` that holds
+//! their range, which the look-ahead finds too); otherwise (a `u64` above `i64::MAX`, a mixed or
 //! truncated list) it is decoded the general way, one [`Value`] an
 //! element, with the same result and errors as always. The look-ahead stops
 //! at the first element of another kind, so each byte is looked at once
@@ -20,6 +21,7 @@ use rmp::Marker;
 use crate::codec::{memory_bound, DecodeLimits};
 use crate::error::DecodeError;
 use crate::heap::{array_cost, block_cost};
+use crate::int_list::{self, IntList};
 use crate::tags;
 use crate::value::Value;
 
@@ -216,22 +218,21 @@ impl<'a> Decoder<'a> {
             }
         }
         let rest = &self.buf[self.pos..];
-        let Some((kind, len)) = scan_numeric(rest, n) else {
+        let Some(scanned) = scan_numeric(rest, n) else {
             return Ok(None);
         };
-        self.charge(array_cost(n, 8), start)?;
-        let body = &rest[..len];
         // Exactly `n` elements, into exactly the capacity charged.
-        let v = match kind {
-            Numeric::Ints => {
-                let mut v = Vec::with_capacity(n);
-                v.extend(Elements(body, int_at));
-                Value::Ints(v)
+        let (v, len) = match scanned {
+            Numeric::Ints { len, min, max } => {
+                self.charge(array_cost(n, int_list::width(min, max)), start)?;
+                let ints = Elements(&rest[..len], int_at);
+                (Value::Ints(IntList::with_range(n, min, max, ints)), len)
             }
-            Numeric::Floats => {
+            Numeric::Floats { len } => {
+                self.charge(array_cost(n, size_of::<f64>()), start)?;
                 let mut v = Vec::with_capacity(n);
-                v.extend(Elements(body, float_at));
-                Value::Floats(v)
+                v.extend(Elements(&rest[..len], float_at));
+                (Value::Floats(v), len)
             }
         };
         self.pos += len;
@@ -400,32 +401,32 @@ impl MapFrame {
     }
 }
 
-#[derive(Clone, Copy)]
+/// What [`scan_numeric`] found: how many bytes the elements take, and for
+/// ints the range they span (which sets how narrowly they are stored).
 enum Numeric {
-    Ints,
-    Floats,
+    Ints { len: usize, min: i64, max: i64 },
+    Floats { len: usize },
 }
 
 /// Whether the `n` elements at the start of `buf` are all ints in the
-/// `i64` range or all floats, and how many bytes they take; `None` at the
-/// first element that is neither of the first one's kind, or is cut off.
-fn scan_numeric(buf: &[u8], n: usize) -> Option<(Numeric, usize)> {
-    let kind = if int_at(buf).is_some() {
-        Numeric::Ints
-    } else if float_at(buf).is_some() {
-        Numeric::Floats
-    } else {
-        return None;
-    };
-    let mut at = 0usize;
-    for _ in 0..n {
-        let rest = buf.get(at..)?;
-        at += match kind {
-            Numeric::Ints => int_at(rest)?.1,
-            Numeric::Floats => float_at(rest)?.1,
-        };
+/// `i64` range or all floats, and what they take; `None` at the first
+/// element that is neither of the first one's kind, or is cut off.
+fn scan_numeric(buf: &[u8], n: usize) -> Option<Numeric> {
+    let mut len = 0usize;
+    if let Some((first, _)) = int_at(buf) {
+        let (mut min, mut max) = (first, first);
+        for _ in 0..n {
+            let (v, size) = int_at(buf.get(len..)?)?;
+            (min, max) = (min.min(v), max.max(v));
+            len += size;
+        }
+        return Some(Numeric::Ints { len, min, max });
     }
-    Some((kind, at))
+    float_at(buf)?;
+    for _ in 0..n {
+        len += float_at(buf.get(len..)?)?.1;
+    }
+    Some(Numeric::Floats { len })
 }
 
 /// The bytes after a marker, as an array, if they are all there.

@@ -68,15 +68,23 @@ fn small_or_minor_payloads_are_copied() {
     assert!(!within(bytes_of(&items[0]), &input));
 }
 
-/// 16 MiB of one-byte ints: one typed vector, 8 bytes an element.
+/// 16 MiB of one-byte ints: one typed vector, a byte an element; with one
+/// large int among them, 8 bytes an element, still within the factor.
 #[test]
 fn a_flat_16_mib_list_of_small_ints_is_one_typed_vector() {
     let n = 16 << 20;
     let mut input = array32(n);
     input.resize(5 + n, 0x01);
     let (v, memory) = decode_accounted(&input, DecodeLimits::default()).unwrap();
-    assert!(matches!(&v, Value::Ints(items) if items.len() == n));
-    assert!(memory >= 8 * n, "{memory}");
+    assert!(matches!(&v, Value::Ints(items) if items.len() == n && items.element_size() == 1));
+    assert!(memory >= n, "{memory}");
+    assert!(memory <= 2 * input.len(), "{memory}");
+    // The first element 2^62 (9 bytes) instead of two ones.
+    input[5..14].copy_from_slice(&[0xcf, 0x40, 0, 0, 0, 0, 0, 0, 0]);
+    input[1..5].copy_from_slice(&u32::try_from(n - 8).unwrap().to_be_bytes());
+    let (v, memory) = decode_accounted(&input, DecodeLimits::default()).unwrap();
+    assert!(matches!(&v, Value::Ints(items) if items.len() == n - 8 && items.element_size() == 8));
+    assert!(memory >= 8 * (n - 8), "{memory}");
     assert!(memory <= NUMERIC_LIST_FACTOR * input.len(), "{memory}");
 }
 
@@ -202,8 +210,8 @@ fn every_int_form() -> (Vec<u8>, Vec<i64>) {
 #[test]
 fn lists_of_ints_or_floats_decode_to_typed_vectors() {
     let (input, want) = every_int_form();
-    assert_eq!(decode(&input).unwrap(), Value::Ints(want.clone()));
-    assert!(matches!(decode(&input).unwrap(), Value::Ints(v) if v == want));
+    assert_eq!(decode(&input).unwrap(), Value::Ints(want.clone().into()));
+    assert!(matches!(decode(&input).unwrap(), Value::Ints(v) if v.to_vec() == want));
     // float32 widened, float64 as it is.
     let floats = hex::decode("93ca3fc00000cb7ff8000000000000cb8000000000000000").unwrap();
     match decode(&floats).unwrap() {
@@ -227,7 +235,7 @@ fn mixed_lists_decode_the_general_way() {
             "9201cf8000000000000000",
             Value::List(vec![Value::int(1), Value::int(1u64 << 63)]),
         ),
-        ("93010203", Value::Ints(vec![1, 2, 3])),
+        ("93010203", Value::Ints(vec![1, 2, 3].into())),
         (
             "930102c0",
             Value::List(vec![Value::int(1), Value::int(2), Value::Nil]),
@@ -243,7 +251,7 @@ fn mixed_lists_decode_the_general_way() {
         (
             "9291019201c0",
             Value::List(vec![
-                Value::Ints(vec![1]),
+                Value::Ints(vec![1].into()),
                 Value::List(vec![Value::int(1), Value::Nil]),
             ]),
         ),
@@ -309,7 +317,7 @@ fn typed_lists_encode_as_the_general_form() {
         assert_eq!(hex::encode(encode(&decode(&bytes).unwrap()).unwrap()), h);
     }
     // The depth limit applies to the elements as it does in a general list.
-    let mut deep = Value::Ints(vec![1]);
+    let mut deep = Value::Ints(vec![1].into());
     let mut deep_general = Value::List(vec![Value::int(1)]);
     for _ in 0..DEFAULT_MAX_DEPTH - 1 {
         deep = Value::List(vec![deep]);
@@ -348,6 +356,21 @@ fn repeated(element: &[u8], size: usize) -> Vec<u8> {
         input.extend_from_slice(element);
     }
     input
+}
+
+/// A list of `n` ints of which the first needs `width` bytes in memory
+/// and the others are ones: the most an int list costs per byte.
+fn wide_ints(n: usize, width: usize) -> Vec<u8> {
+    let first: &[u8] = match width {
+        8 => &[0xcf, 0x40, 0, 0, 0, 0, 0, 0, 0],
+        4 => &[0xce, 0x40, 0, 0, 0],
+        2 => &[0xcd, 0x40, 0],
+        _ => &[0x01],
+    };
+    let mut out = list_of(n, &[0x01]);
+    let header = out.len() - n;
+    out.splice(header..header + 1, first.iter().copied());
+    out
 }
 
 /// `n` of `element` in one list with the smallest header.
@@ -466,8 +489,8 @@ fn the_costliest_shapes_fit_the_factor() {
         ("ndarrays of 64 dims", repeated(&ndarray(64), size)),
         ("ndarrays of 205 dims", repeated(&ndarray(205), size)),
         (
-            "lists of 32769 ints",
-            repeated(&list_of(32_769, &[0x01]), size),
+            "lists of 32769 ints, one of them large",
+            repeated(&wide_ints(32_769, 8), size),
         ),
     ];
     for (name, input) in shapes {
@@ -511,10 +534,10 @@ fn shapes_beyond_the_factor_are_refused() {
 fn numeric_lists_cost_at_most_their_factor() {
     let mut n = 1usize;
     while n < 1 << 22 {
-        for k in [n, n + 1, n + n / 3] {
-            let input = list_of(k, &[0x01]);
+        for (k, width) in [(n, 8), (n + 1, 4), (n + n / 3, 2), (n + 2, 1)] {
+            let input = wide_ints(k, width);
             let (v, memory) = decode_accounted(&input, DecodeLimits::default()).unwrap();
-            assert!(matches!(v, Value::Ints(_)));
+            assert!(matches!(&v, Value::Ints(ints) if ints.element_size() == width));
             // Less the root `Value`, which the caller holds wherever it is.
             let list = memory - size_of::<Value>();
             assert!(

@@ -243,7 +243,7 @@ fn size_hint(value: &Value) -> usize {
     match value {
         Value::Bytes(b) => b.len() + 5,
         Value::Str(s) => s.len() + 5,
-        Value::Ints(v) => v.iter().map(|i| int_len(*i)).sum::<usize>() + 5,
+        Value::Ints(v) => v.iter().map(int_len).sum::<usize>() + 5,
         Value::Floats(v) => 9 * v.len() + 5,
         Value::List(items) | Value::Tuple(items) if items.len() <= 16 => {
             items.iter().map(size_hint).sum::<usize>() + 32
@@ -557,7 +557,7 @@ mod tests {
             .chain(more)
             .chain([i64::MIN, i64::MAX])
             .collect();
-        for v in [Value::Ints(ints), Value::Floats(vec![0.5; 20])] {
+        for v in [Value::Ints(ints.into()), Value::Floats(vec![0.5; 20])] {
             let encoded = codec::encode(&v).unwrap_or_else(|e| panic!("{e}"));
             // Room for the longest array header (5) where the encoding
             // has an array16 header (3) for these 17 and 20 elements.

@@ -26,7 +26,7 @@ pub fn to_json(v: &Value) -> Json {
     // live in their own functions, so that this frame stays small.
     match v {
         Value::List(items) => Json::Array(items.iter().map(to_json).collect()),
-        Value::Ints(v) => Json::Array(v.iter().map(|i| Json::from(*i)).collect()),
+        Value::Ints(v) => Json::Array(v.iter().map(Json::from).collect()),
         Value::Floats(v) => Json::Array(v.iter().map(|f| float_json(*f)).collect()),
         Value::Dict(pairs) => Json::Object(
             pairs
@@ -194,7 +194,7 @@ impl Serialize for View<'_> {
             Value::Str(x) => s.serialize_str(x),
             Value::Bytes(b) => one(s, "$bytes", &Hex(b)),
             Value::List(items) => Seq(items).serialize(s),
-            Value::Ints(v) => s.collect_seq(v),
+            Value::Ints(v) => s.collect_seq(v.iter()),
             Value::Floats(v) => s.collect_seq(v.iter().map(|f| FloatView(*f))),
             Value::Tuple(items) => one(s, "$tuple", &Seq(items)),
             Value::Dict(pairs) => s.collect_map(pairs.iter().map(|(k, v)| (k, View(v)))),
@@ -334,12 +334,12 @@ mod tests {
     #[test]
     fn compact_lists_give_the_json_of_the_general_form() {
         let floats = vec![1.5, f64::NAN, f64::INFINITY, f64::NEG_INFINITY, -0.0];
-        let ints = vec![i64::MIN, -1, 0, 7, i64::MAX];
+        let ints = vec![i64::MIN, -1, 0, 7, i64::MAX].into();
         let general = |v: &Value| v.clone().into_general();
         for v in [
             Value::Ints(ints),
             Value::Floats(floats),
-            Value::Ints(vec![]),
+            Value::Ints(vec![].into()),
         ] {
             assert_eq!(to_json(&v), to_json(&general(&v)));
             assert_eq!(to_string(&v), to_string(&general(&v)));

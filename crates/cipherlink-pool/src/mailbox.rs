@@ -8,7 +8,7 @@
 //! memory ([`DeliverError::FullBytes`]), both answered 429. The server
 //! charges a message by what its decoded value takes in memory, as the
 //! decoder accounts it, not by its body: a list of small ints takes about
-//! 8 times its body, a list of `None`s about 40 times.
+//! its body, a list of `None`s about 40 times.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Mutex, MutexGuard};

@@ -362,7 +362,7 @@ impl Receiver {
             c.fetch_add(body.len() as u64, Ordering::Relaxed);
         }
         // Charged by what it holds in memory, not by what it took on the
-        // wire: a list of small ints takes ~8 times its body, a list of
+        // wire: a list of small ints takes about its body, a list of
         // `None`s ~40 times.
         let size = memory
             .saturating_add(2 * id.heap_size())

@@ -132,7 +132,7 @@ fn from_tag(type_name: String, data: Value) -> Value {
     match (type_name.as_str(), data) {
         ("int", Value::Bytes(b)) => Value::Int(Int::from_le_signed(&b)),
         ("tuple", Value::List(items)) => Value::Tuple(items),
-        ("tuple", Value::Ints(v)) => Value::Tuple(v.into_iter().map(Value::int).collect()),
+        ("tuple", Value::Ints(v)) => Value::Tuple(v.iter().map(Value::int).collect()),
         ("tuple", Value::Floats(v)) => Value::Tuple(v.into_iter().map(Value::Float).collect()),
         ("mpz", Value::Bytes(b)) => match mpz_from_binary(&b) {
             Some(i) => Value::Mpz(i),

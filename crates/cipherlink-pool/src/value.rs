@@ -1,6 +1,7 @@
 //! The values a party can send: what the Python package sends and receives.
 
 use crate::int::Int;
+use crate::int_list::IntList;
 
 /// One message payload, modelled on what `tno.mpc.communication` puts on the
 /// wire (see `docs/pool-wire.md`).
@@ -14,9 +15,10 @@ use crate::int::Int;
 /// A list has three forms: [`Value::List`], and the compact
 /// [`Value::Ints`] and [`Value::Floats`] that the decoder makes of a
 /// received list whose elements are all ints in the `i64` range, or all
-/// floats (8 bytes an element instead of a 40-byte `Value`). The forms are
+/// floats (8 bytes an element instead of a 40-byte `Value`, and an int
+/// list as narrow as its values allow: one byte an element for small ones). The forms are
 /// one Python `list`: a list of equal elements is equal in any form
-/// (`Value::Ints(vec![1, 2]) == Value::List(vec![1.into(), 2.into()])`),
+/// (`Value::Ints(vec![1, 2].into()) == Value::List(vec![1.into(), 2.into()])`),
 /// and encodes to the same bytes and the same JSON. Code that takes lists
 /// apart must handle all three (or convert with [`Value::into_general`]).
 /// A tuple's items are always a `Vec<Value>`.
@@ -43,7 +45,7 @@ pub enum Value {
     List(Vec<Value>),
     /// A `list` whose elements are all ints in the `i64` range; the same
     /// list as the [`Value::List`] of those ints.
-    Ints(Vec<i64>),
+    Ints(IntList),
     /// A `list` whose elements are all floats; the same list as the
     /// [`Value::List`] of those floats.
     Floats(Vec<f64>),
@@ -84,7 +86,9 @@ impl PartialEq for Value {
             (List(a), List(b)) | (Tuple(a), Tuple(b)) => a == b,
             (Ints(a), Ints(b)) => a == b,
             (Floats(a), Floats(b)) => same_floats(a, b),
-            (List(a), Ints(b)) | (Ints(b), List(a)) => list_eq(a, b, |v, x| v.as_i64() == Some(*x)),
+            (List(a), Ints(b)) | (Ints(b), List(a)) => {
+                a.len() == b.len() && a.iter().zip(b).all(|(v, x)| v.as_i64() == Some(x))
+            }
             (List(a), Floats(b)) | (Floats(b), List(a)) => list_eq(
                 a,
                 b,
@@ -167,7 +171,7 @@ impl Value {
     /// that matches on `List` only. Takes 40 bytes an element instead of 8.
     pub fn into_general(self) -> Value {
         match self {
-            Value::Ints(v) => Value::List(v.into_iter().map(Value::int).collect()),
+            Value::Ints(v) => Value::List(v.iter().map(Value::int).collect()),
             Value::Floats(v) => Value::List(v.into_iter().map(Value::Float).collect()),
             other => other,
         }
@@ -297,26 +301,35 @@ mod tests {
     #[test]
     fn the_forms_of_a_list_are_one_list() {
         let general = Value::List(vec![Value::int(1), Value::int(-2)]);
-        assert_eq!(Value::Ints(vec![1, -2]), general);
-        assert_eq!(general, Value::Ints(vec![1, -2]));
-        assert_ne!(Value::Ints(vec![1, -2]), Value::List(vec![Value::int(1)]));
-        assert_ne!(Value::Ints(vec![1]), Value::List(vec![Value::Float(1.0)]));
+        assert_eq!(Value::Ints(vec![1, -2].into()), general);
+        assert_eq!(general, Value::Ints(vec![1, -2].into()));
+        assert_ne!(
+            Value::Ints(vec![1, -2].into()),
+            Value::List(vec![Value::int(1)])
+        );
+        assert_ne!(
+            Value::Ints(vec![1].into()),
+            Value::List(vec![Value::Float(1.0)])
+        );
         let floats = Value::List(vec![Value::Float(f64::NAN), Value::Float(-0.0)]);
         assert_eq!(Value::Floats(vec![f64::NAN, -0.0]), floats);
         assert_ne!(Value::Floats(vec![f64::NAN, 0.0]), floats);
-        assert_ne!(Value::Floats(vec![1.0]), Value::Ints(vec![1]));
+        assert_ne!(Value::Floats(vec![1.0]), Value::Ints(vec![1].into()));
         // Empty is empty in every form.
-        assert_eq!(Value::Ints(vec![]), Value::Floats(vec![]));
+        assert_eq!(Value::Ints(vec![].into()), Value::Floats(vec![]));
         assert_eq!(Value::Floats(vec![]), Value::List(vec![]));
         // Never equal to a tuple, as a list never is.
-        assert_ne!(Value::Ints(vec![1]), Value::Tuple(vec![Value::int(1)]));
-        assert_eq!(Value::Ints(vec![1, -2]).into_general(), general);
+        assert_ne!(
+            Value::Ints(vec![1].into()),
+            Value::Tuple(vec![Value::int(1)])
+        );
+        assert_eq!(Value::Ints(vec![1, -2].into()).into_general(), general);
         assert!(matches!(
-            Value::Ints(vec![1, -2]).into_general(),
+            Value::Ints(vec![1, -2].into()).into_general(),
             Value::List(_)
         ));
         assert_eq!(Value::Floats(vec![0.5]).list_len(), Some(1));
-        assert_eq!(Value::Ints(vec![1, -2]).kind(), "list");
+        assert_eq!(Value::Ints(vec![1, -2].into()).kind(), "list");
     }
 
     #[test]

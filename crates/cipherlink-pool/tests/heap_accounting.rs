@@ -142,7 +142,7 @@ fn shapes() -> Vec<(&'static str, Vec<u8>)> {
         (
             "a dict of lists",
             enc(&Value::dict(
-                (0..500).map(|k| (format!("{k}"), Value::Ints(vec![k; 20]))),
+                (0..500).map(|k| (format!("{k}"), Value::Ints(vec![k; 20].into()))),
             )),
         ),
     ]
