@@ -82,9 +82,9 @@ pub(crate) fn cost(pairs: &[(String, Value)]) -> usize {
     let boxed = block_cost(size_of::<Value>());
     match (type_name.as_str(), data) {
         ("int" | "mpz", Value::Bytes(b)) => Int::decode_cost(b.len()).saturating_add(boxed),
+        ("tuple", Value::List(_)) => 0,
         // Package order never gets here: the decoder keeps a tuple's data
         // general when `type` came first.
-        ("tuple", Value::List(_)) => 0,
         ("tuple", Value::Ints(v)) => array_cost(v.len(), size_of::<Value>()),
         ("tuple", Value::Floats(v)) => array_cost(v.len(), size_of::<Value>()),
         ("ndarray", Value::Dict(inner)) => {

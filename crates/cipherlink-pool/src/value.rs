@@ -15,9 +15,10 @@ use crate::int_list::IntList;
 /// A list has three forms: [`Value::List`], and the compact
 /// [`Value::Ints`] and [`Value::Floats`] that the decoder makes of a
 /// received list whose elements are all ints in the `i64` range, or all
-/// floats (8 bytes an element instead of a 40-byte `Value`, and an int
-/// list as narrow as its values allow: one byte an element for small ones). The forms are
-/// one Python `list`: a list of equal elements is equal in any form
+/// floats: 8 bytes an element at most instead of a 40-byte `Value`, and an
+/// [`IntList`] only as wide as its values need (a byte each for small
+/// ones). The forms are one Python `list`: a list of equal elements is
+/// equal in any form
 /// (`Value::Ints(vec![1, 2].into()) == Value::List(vec![1.into(), 2.into()])`),
 /// and encodes to the same bytes and the same JSON. Code that takes lists
 /// apart must handle all three (or convert with [`Value::into_general`]).
@@ -168,7 +169,8 @@ impl Value {
 
     /// The same value with every compact list ([`Value::Ints`],
     /// [`Value::Floats`]) at the top turned into a [`Value::List`], for code
-    /// that matches on `List` only. Takes 40 bytes an element instead of 8.
+    /// that matches on `List` only. Takes 40 bytes an element instead of 1
+    /// to 8.
     pub fn into_general(self) -> Value {
         match self {
             Value::Ints(v) => Value::List(v.iter().map(Value::int).collect()),
