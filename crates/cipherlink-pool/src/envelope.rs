@@ -92,7 +92,7 @@ impl MessageId {
     /// Heap bytes the id holds, for the mailbox's accounting.
     pub(crate) fn heap_size(&self) -> usize {
         match self {
-            MessageId::Str(s) => s.len(),
+            MessageId::Str(s) => crate::heap::block_cost(s.len()),
             MessageId::Int(i) => i.heap_size(),
         }
     }
@@ -237,15 +237,29 @@ fn finish_body(body: &mut Vec<u8>, id: &MessageId) -> Result<(), EncodeError> {
 }
 
 /// Roughly how many bytes `value` encodes to, so the body is allocated once
-/// for the large values (bytes, str, numpy data) that matter.
+/// for the large values (bytes, str, numpy data) that matter. Exact for a
+/// compact list, so that echoing a large one does not double its buffer.
 fn size_hint(value: &Value) -> usize {
     match value {
         Value::Bytes(b) => b.len() + 5,
         Value::Str(s) => s.len() + 5,
+        Value::Ints(v) => v.iter().map(int_len).sum::<usize>() + 5,
+        Value::Floats(v) => 9 * v.len() + 5,
         Value::List(items) | Value::Tuple(items) if items.len() <= 16 => {
             items.iter().map(size_hint).sum::<usize>() + 32
         }
         _ => 64,
+    }
+}
+
+/// The length of an int's smallest msgpack form (rmp's `write_sint`).
+fn int_len(i: i64) -> usize {
+    match i {
+        -32..=127 => 1,
+        -128..=255 => 2,
+        -32_768..=65_535 => 3,
+        -2_147_483_648..=4_294_967_295 => 5,
+        _ => 9,
     }
 }
 
@@ -527,6 +541,28 @@ mod tests {
             Some((MessageId::from("a"), Value::Nil))
         );
         assert!(decode(WireVersion::V5, &body, 64).is_err());
+    }
+
+    #[test]
+    fn the_size_of_a_compact_list_is_exact() {
+        let ints = vec![0, 127, 128, 255, 256, 65_535, 65_536, -32, -33, -128, -129];
+        let more = [
+            -32_768,
+            -32_769,
+            i64::from(i32::MIN),
+            i64::from(i32::MIN) - 1,
+        ];
+        let ints: Vec<i64> = ints
+            .into_iter()
+            .chain(more)
+            .chain([i64::MIN, i64::MAX])
+            .collect();
+        for v in [Value::Ints(ints.into()), Value::Floats(vec![0.5; 20])] {
+            let encoded = codec::encode(&v).unwrap_or_else(|e| panic!("{e}"));
+            // Room for the longest array header (5) where the encoding
+            // has an array16 header (3) for these 17 and 20 elements.
+            assert_eq!(size_hint(&v) - 5, encoded.len() - 3, "{v:?}");
+        }
     }
 
     #[test]

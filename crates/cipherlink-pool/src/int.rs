@@ -16,9 +16,12 @@
 //! a local user typed, never what a peer sent.)
 
 use std::fmt;
+use std::mem::size_of;
 use std::str::FromStr;
 
 use num_bigint::{BigInt, Sign};
+
+use crate::heap::{array_cost, block_cost};
 
 /// An integer of any size.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -155,15 +158,31 @@ impl Int {
         }
     }
 
-    /// Heap bytes this value holds (0 in the native range).
+    /// Heap bytes this value may hold (0 in the native range): the box and
+    /// the digits, whose capacity num-bigint keeps within twice their
+    /// count (plus one), each block as the allocator takes it.
     pub(crate) fn heap_size(&self) -> usize {
         match &self.0 {
             Repr::Big(b) => {
                 let words = usize::try_from(b.bits().div_ceil(64)).unwrap_or(usize::MAX);
-                std::mem::size_of::<BigInt>().saturating_add(words.saturating_mul(8))
+                block_cost(size_of::<BigInt>())
+                    .saturating_add(array_cost(words.saturating_mul(2).saturating_add(1), 8))
             }
             _ => 0,
         }
+    }
+
+    /// The most heap that making an `Int` of `len` bytes (two's complement,
+    /// or an mpz magnitude) takes, while it is made and after: a copy of
+    /// the bytes (a negative number is negated in one), one digit per 8
+    /// bytes however many are zero, the smaller block num-bigint may move
+    /// them to, and the box of a big one.
+    pub(crate) fn decode_cost(len: usize) -> usize {
+        let words = len.div_ceil(8);
+        block_cost(len)
+            .saturating_add(array_cost(words, 8))
+            .saturating_add(array_cost(words / 2 + 1, 8))
+            .saturating_add(block_cost(size_of::<BigInt>()))
     }
 
     /// The value for a log line or an error reply: in full up to 256 bits

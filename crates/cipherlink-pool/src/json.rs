@@ -26,6 +26,8 @@ pub fn to_json(v: &Value) -> Json {
     // live in their own functions, so that this frame stays small.
     match v {
         Value::List(items) => Json::Array(items.iter().map(to_json).collect()),
+        Value::Ints(v) => Json::Array(v.iter().map(Json::from).collect()),
+        Value::Floats(v) => Json::Array(v.iter().map(|f| float_json(*f)).collect()),
         Value::Dict(pairs) => Json::Object(
             pairs
                 .iter()
@@ -60,17 +62,7 @@ fn scalar_json(v: &Value) -> Json {
         Value::Nil => Json::Null,
         Value::Bool(b) => Json::Bool(*b),
         Value::Int(i) => int_json(i, "$int"),
-        Value::Float(f) if f.is_finite() => Number::from_f64(*f).map_or(Json::Null, Json::Number),
-        Value::Float(f) => {
-            let s = if f.is_nan() {
-                "nan"
-            } else if *f > 0.0 {
-                "inf"
-            } else {
-                "-inf"
-            };
-            json!({ "$float": s })
-        }
+        Value::Float(f) => float_json(*f),
         Value::Str(s) => Json::String(s.clone()),
         Value::Bytes(b) => {
             json!({ "$bytes": hex::encode(b) })
@@ -78,10 +70,32 @@ fn scalar_json(v: &Value) -> Json {
         Value::Mpz(i) => json!({ "$mpz": i.to_string() }),
         // Containers are handled by `to_json`.
         Value::List(_)
+        | Value::Ints(_)
+        | Value::Floats(_)
         | Value::Dict(_)
         | Value::Tuple(_)
         | Value::NdArray { .. }
         | Value::Foreign { .. } => Json::Null,
+    }
+}
+
+fn float_json(f: f64) -> Json {
+    match non_finite(f) {
+        None => Number::from_f64(f).map_or(Json::Null, Json::Number),
+        Some(name) => json!({ "$float": name }),
+    }
+}
+
+/// The `$float` name of a NaN or an infinity; `None` for a finite float.
+fn non_finite(f: f64) -> Option<&'static str> {
+    if f.is_finite() {
+        None
+    } else if f.is_nan() {
+        Some("nan")
+    } else if f > 0.0 {
+        Some("inf")
+    } else {
+        Some("-inf")
     }
 }
 
@@ -145,6 +159,18 @@ impl Serialize for Hex<'_> {
     }
 }
 
+/// A float as [`to_json`] shows it.
+struct FloatView(f64);
+
+impl Serialize for FloatView {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match non_finite(self.0) {
+            None => s.serialize_f64(self.0),
+            Some(name) => one(s, "$float", &name),
+        }
+    }
+}
+
 struct Seq<'a>(&'a [Value]);
 
 impl Serialize for Seq<'_> {
@@ -164,20 +190,12 @@ impl Serialize for View<'_> {
                 // num-bigint's conversion: subquadratic in the digits.
                 (None, None) => one(s, "$int", &i.to_string()),
             },
-            Value::Float(f) if f.is_finite() => s.serialize_f64(*f),
-            Value::Float(f) => {
-                let name = if f.is_nan() {
-                    "nan"
-                } else if *f > 0.0 {
-                    "inf"
-                } else {
-                    "-inf"
-                };
-                one(s, "$float", &name)
-            }
+            Value::Float(f) => FloatView(*f).serialize(s),
             Value::Str(x) => s.serialize_str(x),
             Value::Bytes(b) => one(s, "$bytes", &Hex(b)),
             Value::List(items) => Seq(items).serialize(s),
+            Value::Ints(v) => s.collect_seq(v.iter()),
+            Value::Floats(v) => s.collect_seq(v.iter().map(|f| FloatView(*f))),
             Value::Tuple(items) => one(s, "$tuple", &Seq(items)),
             Value::Dict(pairs) => s.collect_map(pairs.iter().map(|(k, v)| (k, View(v)))),
             Value::NdArray { shape, values } => {
@@ -311,6 +329,25 @@ mod tests {
         // The streamed form describes the same JSON.
         let streamed: Json = serde_json::from_str(&to_string(&v)).unwrap_or(Json::Null);
         assert_eq!(streamed, to_json(&v));
+    }
+
+    #[test]
+    fn compact_lists_give_the_json_of_the_general_form() {
+        let floats = vec![1.5, f64::NAN, f64::INFINITY, f64::NEG_INFINITY, -0.0];
+        let ints = vec![i64::MIN, -1, 0, 7, i64::MAX].into();
+        let general = |v: &Value| v.clone().into_general();
+        for v in [
+            Value::Ints(ints),
+            Value::Floats(floats),
+            Value::Ints(vec![].into()),
+        ] {
+            assert_eq!(to_json(&v), to_json(&general(&v)));
+            assert_eq!(to_string(&v), to_string(&general(&v)));
+        }
+        assert_eq!(
+            to_string(&Value::Floats(vec![0.5, f64::NAN])),
+            r#"[0.5,{"$float":"nan"}]"#
+        );
     }
 
     #[test]

@@ -8,7 +8,7 @@
 //! memory ([`DeliverError::FullBytes`]), both answered 429. The server
 //! charges a message by what its decoded value takes in memory, as the
 //! decoder accounts it, not by its body: a list of small ints takes about
-//! 40 times its body.
+//! its body, a list of `None`s about 40 times.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Mutex, MutexGuard};
@@ -17,6 +17,13 @@ use tokio::sync::{oneshot, Notify};
 
 use crate::envelope::MessageId;
 use crate::value::Value;
+
+/// What one buffered message costs beyond its value and its id's heap:
+/// its entry in the slot map (a hash table, whose buckets may be up to 16/7
+/// of its entries after it grows), and its entry in the arrival order (a
+/// B-tree, whose nodes of 11 entries may be under half full). The test
+/// below checks it against the sizes of both.
+pub(crate) const MESSAGE_OVERHEAD: usize = 384;
 
 /// Why a message was not stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -271,6 +278,19 @@ fn take_ready(st: &mut State, peer: usize, id: &MessageId) -> Option<Value> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_message_overhead_covers_both_maps() {
+        use std::mem::size_of;
+        // hashbrown: one bucket and one control byte per entry, at most
+        // 16/7 buckets an entry (just after doubling at 7/8 full).
+        let slot = (size_of::<(MessageId, Slot)>() + 1) * 16 / 7;
+        // std's B-tree: a leaf of 11 entries and two links, at least 5 full;
+        // the inner nodes above add less than a sixth.
+        let entry = size_of::<(u64, (usize, MessageId))>();
+        let order = (11 * entry + 2 * size_of::<usize>()) / 5 * 7 / 6;
+        assert!(slot + order <= MESSAGE_OVERHEAD, "{slot} + {order}");
+    }
 
     #[test]
     fn duplicate_keeps_first_and_limit_applies() {

@@ -46,7 +46,7 @@ use crate::conn_limits::{Activity, AddressSlots};
 use crate::envelope::{self, WireVersion};
 use crate::error::{DecodeError, EnvelopeError};
 use crate::identity;
-use crate::mailbox::{DeliverError, Mailbox};
+use crate::mailbox::{DeliverError, Mailbox, MESSAGE_OVERHEAD};
 use crate::text::{cut, MAX_PEER_TEXT, MAX_REASON};
 
 /// How a peer is recognised when it sends.
@@ -362,7 +362,8 @@ impl Receiver {
             c.fetch_add(body.len() as u64, Ordering::Relaxed);
         }
         // Charged by what it holds in memory, not by what it took on the
-        // wire: a list of small ints takes ~40 times its body.
+        // wire: a list of small ints takes about its body, a list of
+        // `None`s ~40 times.
         let size = memory
             .saturating_add(2 * id.heap_size())
             .saturating_add(MESSAGE_OVERHEAD);
@@ -418,10 +419,6 @@ impl Receiver {
         Err(format!("{cert_id} or {address_id}"))
     }
 }
-
-/// What one buffered message costs beyond its value and id (its slot, its
-/// place in the arrival order, the map entries).
-const MESSAGE_OVERHEAD: usize = 256;
 
 /// Up to this much of a declared body is allocated before it arrives; a
 /// larger body grows the buffer as its bytes come (so a peer that only

@@ -96,6 +96,32 @@ pub fn cases() -> Vec<(&'static str, Value)> {
             "big_bytes",
             Value::Bytes((0..400).flat_map(|_| 0..=255u8).collect()),
         ),
+        // Compared in the general form: a compact one must equal it.
+        (
+            "ints",
+            Value::List(
+                [1, -2, 300, 70_000, 1 << 40, i64::MIN, i64::MAX]
+                    .map(i)
+                    .to_vec(),
+            ),
+        ),
+        ("ints_long", Value::Ints((-500..500).collect())),
+        (
+            "floats",
+            Value::List(
+                [0.5, -1.0, f64::INFINITY, f64::NAN, -0.0, 1e300]
+                    .map(f)
+                    .to_vec(),
+            ),
+        ),
+        (
+            "mixed_list",
+            Value::List(vec![i(1), i(2), i(3), Value::Nil, f(4.5), Value::str("x")]),
+        ),
+        ("ints_then_float", Value::List(vec![i(1), i(2), f(2.5)])),
+        ("u64_list", Value::List(vec![i(1), Value::int(u64::MAX)])),
+        ("tuple_ints", Value::Tuple(vec![i(1), i(2), i(3)])),
+        ("np_int64_1d", Value::Ints((-100..100).collect())),
     ]
 }
 

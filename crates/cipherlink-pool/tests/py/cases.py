@@ -32,6 +32,16 @@ CASES = [
     ("np_int64_2d", np.array([[1, -2, 3], [2**62, 5, -6]], dtype=np.int64)),
     ("np_float64_2d", np.array([[1.5, -2.0], [math.inf, 0.25]], dtype=np.float64)),
     ("big_bytes", bytes(range(256)) * 400),
+    # Lists the Rust decoder keeps compact (all ints in i64, all floats),
+    # and ones it cannot (mixed, or a u64 above i64).
+    ("ints", [1, -2, 300, 70000, 2**40, -(2**63), 2**63 - 1]),
+    ("ints_long", list(range(-500, 500))),
+    ("floats", [0.5, -1.0, math.inf, math.nan, -0.0, 1e300]),
+    ("mixed_list", [1, 2, 3, None, 4.5, "x"]),
+    ("ints_then_float", [1, 2, 2.5]),
+    ("u64_list", [1, 2**64 - 1]),
+    ("tuple_ints", (1, 2, 3)),
+    ("np_int64_1d", np.arange(-100, 100, dtype=np.int64)),
 ]
 
 
