@@ -25,6 +25,7 @@ pub mod exchange;
 pub mod lab;
 pub mod model;
 pub mod netem;
+mod netem_units;
 pub mod recorder;
 pub mod report;
 pub mod results;

@@ -211,7 +211,7 @@ pub struct NetemArgs {
     pub json: Option<PathBuf>,
 }
 
-/// A netem time with a unit: a bare number would be microseconds in `tc`,
+/// A netem time with a unit: a bare number would be nanoseconds in `tc`,
 /// which surprises on a command line.
 fn time_flag(text: &str) -> Result<Duration, String> {
     if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
