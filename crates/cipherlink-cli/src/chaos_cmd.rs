@@ -314,14 +314,17 @@ async fn lab(args: LabArgs) -> Result<()> {
 
 fn direction_line(s: &RouterStats, i: usize) -> String {
     format!(
-        "received {} sent {} lost {} queue-full {} duplicated {} corrupted {} send-errors {}",
+        "received {} sent {} lost {} queue-full {} over-memory {} duplicated {} corrupted {} \
+         send-errors {} capture-errors {}",
         s.received[i],
         s.sent[i],
         s.lost[i],
         s.queue_full[i],
+        s.over_memory[i],
         s.duplicated[i],
         s.corrupted[i],
-        s.send_errors[i]
+        s.send_errors[i],
+        s.capture_errors[i]
     )
 }
 
