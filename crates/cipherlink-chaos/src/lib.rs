@@ -23,8 +23,8 @@
 pub mod capture;
 pub mod exchange;
 pub mod lab;
-pub mod model;
 pub mod memory;
+pub mod model;
 pub mod netem;
 mod netem_units;
 pub mod recorder;
@@ -34,6 +34,7 @@ pub mod router;
 pub mod run;
 pub mod scenario;
 pub mod scenarios;
+pub mod signals;
 pub mod simulate;
 pub mod stream_proxy;
 pub mod stream_queue;

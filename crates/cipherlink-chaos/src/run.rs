@@ -40,8 +40,8 @@ pub struct RunOptions {
     pub out_dir: PathBuf,
     /// Lab (root) or proxy.
     pub mode: Mode,
-    /// Namespace tag (see [`Lab::create`]).
-    pub tag: String,
+    /// Prefix of the namespaces' names (see [`Lab::create`]).
+    pub prefix: String,
     /// The server's port.
     pub port: u16,
 }
@@ -119,7 +119,7 @@ async fn run_lab<S: Subject + Clone>(
     opts: &RunOptions,
 ) -> Result<ScenarioResult, RunError> {
     let timers = opts.timers;
-    let mut lab = Lab::create(&opts.tag)?;
+    let mut lab = Lab::create(&opts.prefix)?;
     let (a, b) = lab
         .take_devices()
         .ok_or_else(|| other("the lab", "its TUN devices are missing"))?;

@@ -146,7 +146,7 @@ async fn report_renders_with_plots_in_chromium() {
         },
         out_dir: dir.path().to_path_buf(),
         mode,
-        tag: format!("rr{}", std::process::id() % 100_000),
+        prefix: "rr".into(),
         port: 7200,
     };
     let mut results = Vec::new();

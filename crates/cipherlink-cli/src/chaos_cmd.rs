@@ -15,6 +15,7 @@ use cipherlink_chaos::model::Model;
 use cipherlink_chaos::netem::{self, parse_rate, parse_time};
 use cipherlink_chaos::recorder::Recorder;
 use cipherlink_chaos::router::Router;
+use cipherlink_chaos::signals::StopSignals;
 use cipherlink_chaos::simulate::{simulate, Train};
 use cipherlink_chaos::stream_proxy::{ProxyConfig, StreamProxy};
 use cipherlink_chaos::stream_shaper::Impairments;
@@ -36,7 +37,8 @@ pub enum ChaosCommand {
     /// Check a netem string: parse it and run the packet model on a synthetic train.
     Netem(NetemArgs),
     /// Two network namespaces joined through a TUN router that applies a
-    /// netem string per packet (needs root); runs until Ctrl-C.
+    /// netem string per packet (needs root); runs until SIGINT (Ctrl-C),
+    /// SIGTERM or SIGHUP, then removes them.
     Lab(LabArgs),
     /// Run seed 003's scenarios with a transport and write a report.
     ///
@@ -111,7 +113,8 @@ pub struct LabArgs {
     /// Seed of the models.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// Names: namespaces TAG-a and TAG-b, devices clTAGa and clTAGb.
+    /// Prefix of the names (1 to 3 lower-case letters and digits):
+    /// namespaces TAG<pid>x<n>-a and -b, devices TAG<pid>x<n>a and b.
     #[arg(long, default_value = "cl")]
     pub tag: String,
     /// Record every delivered packet (after impairment) in this pcap file.
@@ -266,6 +269,8 @@ async fn lab(args: LabArgs) -> Result<()> {
         Model::new(up.clone(), args.seed.wrapping_mul(2)),
         Model::new(down.clone(), args.seed.wrapping_mul(2).wrapping_add(1)),
     );
+    // Caught before the namespaces exist, so that none outlives a signal.
+    let mut signals = StopSignals::catch().context("catching SIGINT, SIGTERM and SIGHUP")?;
     let mut lab = Lab::create(&args.tag).context("setting up the lab's namespaces")?;
     let (a, b) = lab
         .take_devices()
@@ -284,10 +289,10 @@ async fn lab(args: LabArgs) -> Result<()> {
         "       ip netns exec {} cipherlink connect {}:4433 --server-name localhost ...",
         lab.a.name, lab.b.addr
     );
+    println!("  SIGINT (Ctrl-C), SIGTERM or SIGHUP removes both namespaces");
+    let mut stopped_by = None;
     let stop = async {
-        if let Err(err) = tokio::signal::ctrl_c().await {
-            tracing::warn!("waiting for Ctrl-C: {err}");
-        }
+        stopped_by = Some(signals.recv().await);
     };
     let stats = match &args.pcap {
         Some(path) => {
@@ -308,7 +313,14 @@ async fn lab(args: LabArgs) -> Result<()> {
     .context("routing between the namespaces")?;
     println!("A to B: {}", direction_line(&stats, 0));
     println!("B to A: {}", direction_line(&stats, 1));
+    let names = [lab.a.name.clone(), lab.b.name.clone()];
     drop(lab);
+    println!(
+        "{}; removed namespaces {} and {}",
+        stopped_by.unwrap_or("stopped"),
+        names[0],
+        names[1]
+    );
     Ok(())
 }
 
@@ -362,6 +374,7 @@ async fn proxy(args: ChaosProxyArgs) -> Result<()> {
         config.recorder = Some(recorder);
     }
     let recorder = config.recorder.clone();
+    let mut signals = StopSignals::catch().context("catching SIGINT, SIGTERM and SIGHUP")?;
     let proxy = StreamProxy::bind(config)
         .await
         .with_context(|| format!("starting the chaos proxy on {}", args.listen))?;
@@ -376,10 +389,7 @@ async fn proxy(args: ChaosProxyArgs) -> Result<()> {
     );
     tokio::select! {
         result = proxy.run() => result.context("chaos proxy stopped")?,
-        signal = tokio::signal::ctrl_c() => {
-            signal.context("waiting for Ctrl-C")?;
-            tracing::info!("interrupted; stopping");
-        }
+        signal = signals.recv() => tracing::info!("{signal}; stopping"),
     }
     if let (Some(r), Some(path)) = (recorder, &args.pcap) {
         // The writer flushes whenever it is idle; what was queued at the

@@ -1,14 +1,16 @@
 //! `cipherlink chaos run`: the seed's scenarios with one transport, in the
-//! TUN lab (root) or through the stream proxy, then the report.
+//! TUN lab (root) or through the stream proxy, then the report. SIGINT,
+//! SIGTERM and SIGHUP stop it after removing its namespaces.
 
 use std::time::Instant;
 
 use anyhow::{bail, Context as _, Result};
-use cipherlink_chaos::lab::Lab;
+use cipherlink_chaos::lab::{self, Lab};
 use cipherlink_chaos::report;
 use cipherlink_chaos::results::{Mode, ScenarioResult};
 use cipherlink_chaos::run::{run_scenario, RunOptions};
 use cipherlink_chaos::scenarios::{self, ScenarioDef, Timers};
+use cipherlink_chaos::signals::StopSignals;
 use cipherlink_chaos::subject::Subject;
 
 use crate::chaos_cmd::{RunArgs, Transport};
@@ -16,9 +18,32 @@ use crate::chaos_subjects::{link_keepalive, Link, Tls, V1};
 
 /// The echo server's port in namespace B.
 const PORT: u16 = 7100;
+/// Prefix of the namespaces' names (`cr<pid>x<n>-a`).
+const PREFIX: &str = "cr";
 
-/// Runs the scenarios, writes the report, fails if any scenario failed.
+/// Runs the scenarios, writes the report, fails if any scenario failed or
+/// a signal stopped the run (after removing its namespaces).
 pub async fn run(args: RunArgs) -> Result<()> {
+    // Caught before any namespace exists, so that none outlives a signal.
+    let mut signals = StopSignals::catch().context("catching SIGINT, SIGTERM and SIGHUP")?;
+    let (signal, names) = tokio::select! {
+        result = run_all(args) => return result,
+        // The run is still alive here: its namespaces, still listed.
+        signal = signals.recv() => (signal, lab::live_names()),
+    };
+    // The run's future is gone, and its labs removed their namespaces as
+    // they were dropped; anything still listed goes now.
+    lab::remove_all();
+    if names.is_empty() {
+        bail!("interrupted by {signal}");
+    }
+    bail!(
+        "interrupted by {signal}; removed namespaces {}",
+        names.join(", ")
+    )
+}
+
+async fn run_all(args: RunArgs) -> Result<()> {
     let defs = scenarios::select(&args.scenario).with_context(|| {
         let names: Vec<String> = scenarios::seed_scenarios()
             .into_iter()
@@ -48,6 +73,11 @@ pub async fn run(args: RunArgs) -> Result<()> {
         notes.push(note);
         Mode::Proxy
     } else {
+        eprintln!(
+            "chaos run: namespaces {PREFIX}{}x<n>-a and -b, a pair per scenario, removed \
+             when it ends (also on SIGINT, SIGTERM or SIGHUP)",
+            std::process::id()
+        );
         Mode::Lab
     };
     let timers = Timers {
@@ -60,8 +90,8 @@ pub async fn run(args: RunArgs) -> Result<()> {
         timers,
         out_dir: args.out.clone(),
         mode,
-        // Own namespaces per process, so runs side by side do not collide.
-        tag: format!("cr{}", std::process::id() % 100_000_000),
+        // Names carry the pid: runs side by side do not collide.
+        prefix: PREFIX.into(),
         port: PORT,
     };
     let started = Instant::now();
