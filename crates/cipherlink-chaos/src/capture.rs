@@ -39,6 +39,9 @@ pub enum CaptureError {
     /// The packet could not be built.
     #[error("building an IPv4/TCP packet: {0}")]
     Build(String),
+    /// The output file was refused or could not be written.
+    #[error(transparent)]
+    Output(#[from] crate::output::OutputError),
     /// An in-memory capture reached its bound.
     #[error("the in-memory capture reached its bound of {limit} bytes")]
     Full {

@@ -27,6 +27,7 @@ pub mod memory;
 pub mod model;
 pub mod netem;
 mod netem_units;
+pub mod output;
 pub mod recorder;
 pub mod report;
 pub mod results;

@@ -3,9 +3,10 @@
 //! string on the packet model, the TUN lab, and `run`, the seed's scenarios
 //! with a report (subjects in `chaos_subjects.rs`).
 
+use std::io::BufWriter;
 use std::net::SocketAddr;
 use std::num::NonZeroUsize;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{bail, Context as _, Result};
@@ -13,6 +14,7 @@ use cipherlink_chaos::capture::Capture;
 use cipherlink_chaos::lab::Lab;
 use cipherlink_chaos::model::Model;
 use cipherlink_chaos::netem::{self, parse_rate, parse_time};
+use cipherlink_chaos::output::{Invoker, OutDir, OutFile};
 use cipherlink_chaos::recorder::Recorder;
 use cipherlink_chaos::router::Router;
 use cipherlink_chaos::signals::StopSignals;
@@ -56,8 +58,11 @@ pub enum ChaosCommand {
     /// Writes into --out, per scenario: TRANSPORT-NAME.pcap (every delivered
     /// packet), TRANSPORT-NAME.json (result, timings, packet timeline),
     /// TRANSPORT-NAME-packets.svg and TRANSPORT-NAME-sequence.svg; and
-    /// report.html with every scenario, its verdict and timings. Exits
-    /// non-zero if any scenario failed. See docs/chaos.md.
+    /// report.html with every scenario, its verdict and timings. --out must
+    /// be a folder of the user who ran the command (SUDO_UID under sudo) or
+    /// a new one; what is written is handed to that user. Exits non-zero if
+    /// any scenario failed, or if interrupted (SIGINT, SIGTERM, SIGHUP:
+    /// the namespaces are removed first). See docs/chaos.md.
     Run(RunArgs),
 }
 
@@ -83,7 +88,8 @@ pub struct RunArgs {
     /// A scenario's name, or `all`.
     #[arg(long, default_value = "all")]
     pub scenario: String,
-    /// Where the report and its files go (created if missing).
+    /// Where the report and its files go: a folder of yours (not a
+    /// symlink), or a new one, which is created.
     #[arg(long, default_value = "chaos-report")]
     pub out: PathBuf,
     /// Seed of the impairment models.
@@ -269,6 +275,11 @@ async fn lab(args: LabArgs) -> Result<()> {
         Model::new(up.clone(), args.seed.wrapping_mul(2)),
         Model::new(down.clone(), args.seed.wrapping_mul(2).wrapping_add(1)),
     );
+    // Refused before anything is made.
+    let pcap = match &args.pcap {
+        Some(path) => Some(output_file(path)?),
+        None => None,
+    };
     // Caught before the namespaces exist, so that none outlives a signal.
     let mut signals = StopSignals::catch().context("catching SIGINT, SIGTERM and SIGHUP")?;
     let mut lab = Lab::create(&args.tag).context("setting up the lab's namespaces")?;
@@ -294,18 +305,19 @@ async fn lab(args: LabArgs) -> Result<()> {
     let stop = async {
         stopped_by = Some(signals.recv().await);
     };
-    let stats = match &args.pcap {
-        Some(path) => {
-            let file = std::fs::File::create(path)
-                .with_context(|| format!("creating {}", path.display()))?;
-            let mut capture = Capture::new(std::io::BufWriter::new(file))
-                .with_context(|| format!("writing {}", path.display()))?;
+    let stats = match pcap {
+        Some(file) => {
+            let shown = file.path().to_path_buf();
+            let mut capture = Capture::new(BufWriter::new(file))
+                .with_context(|| format!("writing {}", shown.display()))?;
             let stats = route(a, b, router, Some(&mut capture), stop).await;
             capture
                 .into_inner()
                 .into_inner()
                 .map_err(|e| e.into_error())
-                .with_context(|| format!("flushing {}", path.display()))?;
+                .with_context(|| format!("flushing {}", shown.display()))?
+                .commit()
+                .with_context(|| format!("writing {}", shown.display()))?;
             stats
         }
         None => route(a, b, router, None::<&mut Capture<std::io::Sink>>, stop).await,
@@ -322,6 +334,14 @@ async fn lab(args: LabArgs) -> Result<()> {
         names[1]
     );
     Ok(())
+}
+
+/// A single output file (`--pcap`, `--json`), checked as docs/chaos.md says.
+fn output_file(path: &Path) -> Result<OutFile> {
+    let (dir, name) = OutDir::for_file(path, Invoker::from_env())
+        .with_context(|| format!("writing {}", path.display()))?;
+    dir.create(&name)
+        .with_context(|| format!("writing {}", path.display()))
 }
 
 fn direction_line(s: &RouterStats, i: usize) -> String {
@@ -368,12 +388,13 @@ async fn proxy(args: ChaosProxyArgs) -> Result<()> {
     config.idle_timeout = Duration::from_secs(args.idle_timeout);
     config.connect_timeout = Duration::from_secs(args.connect_timeout);
     config.max_connections = args.max_connections;
+    let mut writer = None;
     if let Some(path) = &args.pcap {
-        let (recorder, _writer) = Recorder::create(path)
+        let (recorder, w) = Recorder::create(output_file(path)?)
             .with_context(|| format!("creating the capture {}", path.display()))?;
         config.recorder = Some(recorder);
+        writer = Some(w);
     }
-    let recorder = config.recorder.clone();
     let mut signals = StopSignals::catch().context("catching SIGINT, SIGTERM and SIGHUP")?;
     let proxy = StreamProxy::bind(config)
         .await
@@ -391,13 +412,17 @@ async fn proxy(args: ChaosProxyArgs) -> Result<()> {
         result = proxy.run() => result.context("chaos proxy stopped")?,
         signal = signals.recv() => tracing::info!("{signal}; stopping"),
     }
-    if let (Some(r), Some(path)) = (recorder, &args.pcap) {
-        // The writer flushes whenever it is idle; what was queued at the
-        // interrupt may be missing, and events it could not keep up with are counted.
+    if let (Some(w), Some(path)) = (writer, &args.pcap) {
+        // Connections still open hold recorder handles: their last events
+        // may be missing; events the writer could not keep up with are counted.
+        let dropped = w.dropped();
+        let (packets, _) = w
+            .finish(Duration::from_secs(1))
+            .await
+            .with_context(|| format!("writing the capture {}", path.display()))?;
         tracing::info!(
-            "capture in {} ({} events dropped)",
-            path.display(),
-            r.dropped()
+            "capture in {}: {packets} packets ({dropped} events dropped)",
+            path.display()
         );
     }
     Ok(())
@@ -470,7 +495,11 @@ fn netem_dry_run(args: NetemArgs) -> Result<()> {
             "throughput_bps": s.throughput_bps,
         });
         let text = serde_json::to_string_pretty(&json).context("encoding the summary")?;
-        std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+        let mut file = output_file(&path)?;
+        std::io::Write::write_all(&mut file, text.as_bytes())
+            .with_context(|| format!("writing {}", path.display()))?;
+        file.commit()
+            .with_context(|| format!("writing {}", path.display()))?;
     }
     Ok(())
 }

@@ -1,7 +1,14 @@
-//! `cipherlink chaos` run as root (issue 22, "Trust"): its namespaces are
-//! gone however it ends, and two labs side by side leave each other alone.
+//! `cipherlink chaos` run as root (issue 22, "Trust"): a symlink planted
+//! where it writes is replaced, never written through; it writes only into
+//! a folder of the user who ran it, and hands what it writes to that user;
+//! its namespaces are gone however it ends, and two labs side by side leave
+//! each other alone.
 
-use std::io::{BufRead, BufReader};
+use std::fs;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::os::unix::fs::{symlink, MetadataExt};
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -14,6 +21,19 @@ fn cipherlink() -> Command {
         .env_remove("SUDO_GID")
         .env_remove("SUDO_USER");
     c
+}
+
+fn is_root() -> bool {
+    let probe = tempfile::NamedTempFile::new().expect("temp file");
+    probe.as_file().metadata().expect("metadata").uid() == 0
+}
+
+fn root_or_skip(test: &str) -> bool {
+    if is_root() {
+        return true;
+    }
+    cipherlink_test_support::unavailable("root (chown)", test, "not running as root");
+    false
 }
 
 fn lab_or_skip(test: &str) -> bool {
@@ -55,6 +75,210 @@ fn send_signal(pid: u32, signal: &str) {
         .status()
         .expect("kill");
     assert!(status.success(), "kill -{signal} {pid}");
+}
+
+// ------------------------------------------------------------ planted symlinks
+
+/// A file outside the output folder that symlinks at output names point to.
+struct Victim {
+    _dir: tempfile::TempDir,
+    path: PathBuf,
+}
+
+const PRECIOUS: &[u8] = b"precious: not to be overwritten";
+
+fn plant(out: &Path, names: &[&str]) -> Victim {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("victim");
+    fs::write(&path, PRECIOUS).expect("victim");
+    for name in names {
+        symlink(&path, out.join(name)).expect("plant symlink");
+    }
+    Victim { _dir: dir, path }
+}
+
+fn assert_replaced_not_followed(victim: &Victim, out: &Path, names: &[&str]) {
+    let now = fs::read(&victim.path).expect("victim");
+    assert!(
+        now == PRECIOUS,
+        "a file was written through a planted symlink: the victim now starts {:?}",
+        String::from_utf8_lossy(&now[..now.len().min(40)])
+    );
+    for name in names {
+        let meta = fs::symlink_metadata(out.join(name)).expect("output");
+        assert!(meta.is_file(), "{name} is not a regular file");
+        assert!(meta.len() > 0, "{name} is empty");
+    }
+}
+
+#[test]
+fn run_replaces_planted_symlinks_instead_of_writing_through_them() {
+    let out = tempfile::tempdir().expect("temp dir");
+    let names = [
+        "tcp-ideal.pcap",
+        "tcp-ideal.json",
+        "tcp-ideal-packets.svg",
+        "tcp-ideal-sequence.svg",
+        "report.html",
+    ];
+    let victim = plant(out.path(), &names);
+    let out_run = cipherlink()
+        .args(["chaos", "run", "--transport", "plain", "--proxy"])
+        .args(["--scenario", "ideal", "--out"])
+        .arg(out.path())
+        .output()
+        .expect("run");
+    assert!(out_run.status.success(), "{}", stderr(&out_run));
+    assert_replaced_not_followed(&victim, out.path(), &names);
+}
+
+#[test]
+fn netem_json_replaces_a_planted_symlink() {
+    let out = tempfile::tempdir().expect("temp dir");
+    let victim = plant(out.path(), &["loss.json"]);
+    let run = cipherlink()
+        .args(["chaos", "netem", "loss 1%", "--packets", "100", "--json"])
+        .arg(out.path().join("loss.json"))
+        .output()
+        .expect("run");
+    assert!(run.status.success(), "{}", stderr(&run));
+    assert_replaced_not_followed(&victim, out.path(), &["loss.json"]);
+}
+
+#[test]
+fn proxy_pcap_replaces_a_planted_symlink_and_is_complete_after_sigterm() {
+    let out = tempfile::tempdir().expect("temp dir");
+    let victim = plant(out.path(), &["proxy.pcap"]);
+    let echo = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let upstream = echo.local_addr().expect("addr");
+    std::thread::spawn(move || {
+        if let Ok((mut s, _)) = echo.accept() {
+            let mut buf = [0u8; 256];
+            while let Ok(n) = s.read(&mut buf) {
+                if n == 0 || s.write_all(&buf[..n]).is_err() {
+                    break;
+                }
+            }
+        }
+    });
+    let mut child = cipherlink()
+        .args(["chaos", "proxy", "--listen", "127.0.0.1:0", "--upstream"])
+        .arg(upstream.to_string())
+        .arg("--pcap")
+        .arg(out.path().join("proxy.pcap"))
+        .env("CIPHERLINK_LOG", "info")
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start proxy");
+    let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
+    let addr = loop {
+        let line = lines.next().expect("start-up line").expect("read");
+        if let Some(rest) = line.split("chaos proxy on ").nth(1) {
+            break rest.split_whitespace().next().expect("address").to_string();
+        }
+    };
+    let mut c = TcpStream::connect(&addr).expect("connect");
+    c.set_read_timeout(Some(Duration::from_secs(20)))
+        .expect("timeout");
+    c.write_all(b"ping").expect("write");
+    let mut buf = [0u8; 4];
+    c.read_exact(&mut buf).expect("echo");
+    drop(c);
+    send_signal(child.id(), "TERM");
+    // The rest of its log, so that it never blocks on a full pipe.
+    std::thread::spawn(move || lines.for_each(drop));
+    let status = finish(child, Duration::from_secs(30)).status;
+    assert!(status.code().is_some(), "killed by the signal: {status}");
+    assert_replaced_not_followed(&victim, out.path(), &["proxy.pcap"]);
+    let pcap = fs::read(out.path().join("proxy.pcap")).expect("pcap");
+    // pcap's nanosecond magic (either byte order), and the echo recorded
+    // both ways: the writer ended cleanly on SIGTERM.
+    let magic = u32::from_be_bytes(pcap[..4].try_into().expect("4 bytes"));
+    assert!(
+        magic == 0xa1b2_3c4d || magic.swap_bytes() == 0xa1b2_3c4d,
+        "{magic:x}"
+    );
+    let pings = pcap.windows(4).filter(|w| w == b"ping").count();
+    assert_eq!(pings, 2, "the request and its echo");
+}
+
+// ------------------------------------------------------------ whose folder
+
+fn chaos_run_into(out: &Path, sudo: Option<(u32, u32)>) -> Output {
+    let mut c = cipherlink();
+    c.args(["chaos", "run", "--transport", "plain", "--proxy"])
+        .args(["--scenario", "ideal", "--out"])
+        .arg(out);
+    if let Some((uid, gid)) = sudo {
+        c.env("SUDO_UID", uid.to_string())
+            .env("SUDO_GID", gid.to_string())
+            .env("SUDO_USER", "someone");
+    }
+    c.output().expect("run")
+}
+
+#[test]
+fn run_refuses_an_out_folder_that_is_a_symlink() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let real = dir.path().join("real");
+    fs::create_dir(&real).expect("folder");
+    let link = dir.path().join("link");
+    symlink(&real, &link).expect("symlink");
+    let out = chaos_run_into(&link, None);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("symlink"), "{}", stderr(&out));
+    assert_eq!(fs::read_dir(&real).expect("list").count(), 0);
+}
+
+#[test]
+fn run_refuses_an_out_folder_of_another_user() {
+    if !root_or_skip("run_refuses_an_out_folder_of_another_user") {
+        return;
+    }
+    // Owned by uid 4242, run by root without sudo.
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::os::unix::fs::chown(dir.path(), Some(4242), Some(4242)).expect("chown");
+    let out = chaos_run_into(dir.path(), None);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("belongs to uid 4242"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(fs::read_dir(dir.path()).expect("list").count(), 0);
+
+    // Owned by root, run through sudo by uid 4242: not the invoker's either.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let out = chaos_run_into(dir.path(), Some((4242, 4243)));
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("belongs to uid 0"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(fs::read_dir(dir.path()).expect("list").count(), 0);
+}
+
+#[test]
+fn run_through_sudo_hands_its_folder_and_files_to_the_user() {
+    if !root_or_skip("run_through_sudo_hands_its_folder_and_files_to_the_user") {
+        return;
+    }
+    // A folder of the user's, and a new one below it that the run creates.
+    let home = tempfile::tempdir().expect("temp dir");
+    std::os::unix::fs::chown(home.path(), Some(4242), Some(4243)).expect("chown");
+    let out_dir = home.path().join("new").join("report");
+    let out = chaos_run_into(&out_dir, Some((4242, 4243)));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let mut owned = vec![home.path().join("new"), out_dir.clone()];
+    for entry in fs::read_dir(&out_dir).expect("list") {
+        owned.push(entry.expect("entry").path());
+    }
+    assert!(owned.len() >= 2 + 5, "{owned:?}");
+    for path in owned {
+        let meta = fs::symlink_metadata(&path).expect("metadata");
+        assert_eq!((meta.uid(), meta.gid()), (4242, 4243), "{}", path.display());
+    }
 }
 
 // ------------------------------------------------------------ namespaces
