@@ -39,6 +39,75 @@ pub enum CaptureError {
     /// The packet could not be built.
     #[error("building an IPv4/TCP packet: {0}")]
     Build(String),
+    /// The output file was refused or could not be written.
+    #[error(transparent)]
+    Output(#[from] crate::output::OutputError),
+    /// An in-memory capture reached its bound.
+    #[error("the in-memory capture reached its bound of {limit} bytes")]
+    Full {
+        /// The bound.
+        limit: usize,
+    },
+}
+
+/// A capture held in memory, bounded: a write that would take it past
+/// `limit` bytes fails, and so does every write after it (the pcap would
+/// otherwise end in half a record).
+#[derive(Debug)]
+pub struct CappedBuf {
+    bytes: Vec<u8>,
+    limit: usize,
+    full: bool,
+}
+
+impl CappedBuf {
+    /// An empty buffer that holds at most `limit` bytes.
+    pub fn new(limit: usize) -> Self {
+        CappedBuf {
+            bytes: Vec::new(),
+            limit,
+            full: false,
+        }
+    }
+
+    /// Whether a write was refused.
+    pub fn is_full(&self) -> bool {
+        self.full
+    }
+
+    /// The bound.
+    pub fn limit(&self) -> usize {
+        self.limit
+    }
+
+    /// What was written; [`CaptureError::Full`] if a write was refused.
+    pub fn into_bytes(self) -> Result<Vec<u8>, CaptureError> {
+        if self.full {
+            return Err(CaptureError::Full { limit: self.limit });
+        }
+        Ok(self.bytes)
+    }
+}
+
+impl Write for CappedBuf {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.full || buf.len() > self.limit - self.bytes.len() {
+            self.full = true;
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::OutOfMemory,
+                format!(
+                    "the in-memory capture reached its bound of {} bytes",
+                    self.limit
+                ),
+            ));
+        }
+        self.bytes.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// A pcap file being written.

@@ -222,3 +222,25 @@ fn which_tshark() -> Result<std::path::PathBuf, ()> {
         .find(|p| p.is_file())
         .ok_or(())
 }
+
+#[test]
+fn an_in_memory_capture_refuses_to_grow_past_its_bound() {
+    // Header (24 bytes) and two 40-byte packets with their 16-byte record
+    // headers fit in 136; the third packet does not.
+    let mut capture = Capture::new(CappedBuf::new(136)).expect("header fits");
+    let packet = [0x45u8; 40];
+    capture.write(Duration::ZERO, &packet).expect("first");
+    capture.write(Duration::ZERO, &packet).expect("second");
+    assert!(capture.write(Duration::ZERO, &packet).is_err());
+    // Refused from then on, even what would fit, and reported as the bound.
+    assert!(capture.write(Duration::ZERO, &[]).is_err());
+    let buf = capture.into_inner();
+    assert!(buf.is_full());
+    match buf.into_bytes() {
+        Err(CaptureError::Full { limit }) => assert_eq!(limit, 136),
+        other => panic!("{other:?}"),
+    }
+    let mut fits = Capture::new(CappedBuf::new(136)).expect("header");
+    fits.write(Duration::ZERO, &packet).expect("one");
+    assert_eq!(fits.into_inner().into_bytes().expect("bytes").len(), 80);
+}

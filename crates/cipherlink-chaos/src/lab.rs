@@ -3,7 +3,8 @@
 //! with a TUN device whose other end is this process.
 //!
 //! ```text
-//!  netns <tag>-a: 10.66.1.2 on cl<tag>a ──fd──> this process ──fd──> cl<tag>b: 10.66.2.2 in netns <tag>-b
+//!  netns ID-a: 10.66.1.2 on IDa ──fd──> this process ──fd──> IDb: 10.66.2.2 in netns ID-b
+//!  ID = PREFIX PID x N, e.g. cl4242x0: the caller's prefix, this process's pid, a counter
 //! ```
 //!
 //! The devices are created here, moved into their namespaces, addressed
@@ -12,12 +13,21 @@
 //! ([`Lab::spawn_in`]): sockets belong to the namespace of the thread that
 //! creates them. Needs root and `/dev/net/tun`; [`Lab::available`] says
 //! why not, so tests can skip with a note.
+//!
+//! A lab never deletes a namespace it did not create: names carry the pid
+//! and a counter, and a name already taken (a lab of another process, or a
+//! leftover) is skipped, never reused. Every namespace this process made
+//! is listed in a registry until removed, so that a command interrupted by
+//! a signal can remove what is left ([`remove_all`]) and say which.
 
+use std::collections::BTreeSet;
 use std::fs::File;
 use std::future::Future;
 use std::net::Ipv4Addr;
 use std::path::Path;
 use std::process::Command;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Mutex, MutexGuard};
 
 use nix::sched::{setns, CloneFlags};
 use tun_rs::{AsyncDevice, DeviceBuilder};
@@ -28,6 +38,66 @@ pub const ADDR_A: Ipv4Addr = Ipv4Addr::new(10, 66, 1, 2);
 pub const ADDR_B: Ipv4Addr = Ipv4Addr::new(10, 66, 2, 2);
 /// MTU of both TUN devices (Ethernet's).
 pub const MTU: u16 = 1500;
+/// Longest name prefix: with a pid (at most 7 digits), `x`, a counter (at
+/// most 2 base-36 digits) and `-a`, a namespace name stays within 15
+/// bytes, as a device name (`...a`) must.
+pub const MAX_PREFIX: usize = 3;
+/// Names tried before giving up (each taken one is skipped).
+const NAME_ATTEMPTS: u32 = 64;
+/// The counter's range: two base-36 digits.
+const COUNTER_RANGE: u32 = 36 * 36;
+
+/// The namespaces this process made and has not removed yet.
+#[derive(Debug, Default)]
+struct Registry {
+    names: BTreeSet<String>,
+    /// Set by [`remove_all`]: no lab may be made after it.
+    closed: bool,
+}
+
+static REGISTRY: Mutex<Registry> = Mutex::new(Registry {
+    names: BTreeSet::new(),
+    closed: false,
+});
+static NEXT_ID: AtomicU32 = AtomicU32::new(0);
+
+fn registry() -> MutexGuard<'static, Registry> {
+    // A panic elsewhere while holding it leaves the set itself intact.
+    REGISTRY.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The namespaces this process made that still exist.
+pub fn live_names() -> Vec<String> {
+    registry().names.iter().cloned().collect()
+}
+
+/// Removes every namespace this process made and still holds, and lets no
+/// new lab be made: for a command that was told to stop. Returns their
+/// names. A [`Lab`] dropped afterwards finds its namespaces gone.
+pub fn remove_all() -> Vec<String> {
+    let mut reg = registry();
+    reg.closed = true;
+    let names: Vec<String> = std::mem::take(&mut reg.names).into_iter().collect();
+    for name in &names {
+        if let Err(err) = ip(&["netns", "del", name]) {
+            tracing::warn!("removing namespace {name}: {err}");
+        }
+    }
+    names
+}
+
+/// `n` in base 36, lower case.
+fn base36(mut n: u32) -> String {
+    let mut digits = Vec::new();
+    loop {
+        digits.push(char::from_digit(n % 36, 36).unwrap_or('0'));
+        n /= 36;
+        if n == 0 {
+            break;
+        }
+    }
+    digits.iter().rev().collect()
+}
 
 /// Why the lab could not be set up or used.
 #[derive(Debug, thiserror::Error)]
@@ -39,9 +109,15 @@ pub enum LabError {
     /// No TUN support.
     #[error("the TUN lab needs /dev/net/tun")]
     NoTun,
-    /// The tag would make names too long or unsafe for `ip`.
-    #[error("lab tag `{0}`: use 1 to 10 ASCII letters and digits")]
+    /// The prefix would make names too long or unsafe for `ip`.
+    #[error("lab name prefix `{0}`: use 1 to 3 lower-case ASCII letters and digits")]
     BadTag(String),
+    /// Every name tried was taken.
+    #[error("no free namespace name `{0}x..`: {NAME_ATTEMPTS} taken")]
+    NoFreeName(String),
+    /// The process is removing its labs (it was told to stop).
+    #[error("the labs of this process are being removed")]
+    ShuttingDown,
     /// An `ip` command failed.
     #[error("`{command}` failed: {detail}")]
     Command {
@@ -105,33 +181,46 @@ impl Lab {
         ip(&["-V"])
     }
 
-    /// Creates namespaces `<tag>-a`, `<tag>-b` and their TUN devices
-    /// (removing stale ones of the same names first). Must run inside a
+    /// Creates namespaces `ID-a`, `ID-b` and their TUN devices `IDa`,
+    /// `IDb`, where ID is `prefix`, this process's pid, `x` and a counter;
+    /// a name that exists already is skipped, not reused. Must run inside a
     /// tokio runtime (the devices register with its reactor).
-    pub fn create(tag: &str) -> Result<Lab, LabError> {
-        if tag.is_empty() || tag.len() > 10 || !tag.bytes().all(|b| b.is_ascii_alphanumeric()) {
-            return Err(LabError::BadTag(tag.to_string()));
+    pub fn create(prefix: &str) -> Result<Lab, LabError> {
+        let valid = prefix
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+        if prefix.is_empty() || prefix.len() > MAX_PREFIX || !valid {
+            return Err(LabError::BadTag(prefix.to_string()));
         }
         Lab::available()?;
-        let side = |s: &str, addr| Namespace {
-            name: format!("{tag}-{s}"),
-            device: format!("cl{tag}{s}"),
-            addr,
-        };
-        let (a, b) = (side("a", ADDR_A), side("b", ADDR_B));
-        for ns in [&a, &b] {
-            let _ = ip(&["netns", "del", &ns.name]);
+        let stem = format!("{prefix}{}", std::process::id());
+        for _ in 0..NAME_ATTEMPTS {
+            let n = NEXT_ID.fetch_add(1, Ordering::Relaxed) % COUNTER_RANGE;
+            let id = format!("{stem}x{}", base36(n));
+            let side = |s: &str, addr| Namespace {
+                name: format!("{id}-{s}"),
+                device: format!("{id}{s}"),
+                addr,
+            };
+            let (a, b) = (side("a", ADDR_A), side("b", ADDR_B));
+            if !add_namespace(&a.name)? {
+                continue;
+            }
+            // From here on, Drop cleans up whatever was made.
+            let mut lab = Lab { a, b, tuns: None };
+            if !add_namespace(&lab.b.name)? {
+                continue;
+            }
+            let tun_a = lab.setup(&lab.a.clone(), ADDR_B)?;
+            let tun_b = lab.setup(&lab.b.clone(), ADDR_A)?;
+            lab.tuns = Some((tun_a, tun_b));
+            tracing::info!("lab: namespaces {} and {}", lab.a.name, lab.b.name);
+            return Ok(lab);
         }
-        // From here on, Drop cleans up whatever was made.
-        let mut lab = Lab { a, b, tuns: None };
-        let tun_a = lab.setup(&lab.a.clone(), ADDR_B)?;
-        let tun_b = lab.setup(&lab.b.clone(), ADDR_A)?;
-        lab.tuns = Some((tun_a, tun_b));
-        Ok(lab)
+        Err(LabError::NoFreeName(stem))
     }
 
     fn setup(&self, ns: &Namespace, peer: Ipv4Addr) -> Result<AsyncDevice, LabError> {
-        ip(&["netns", "add", &ns.name])?;
         let device = DeviceBuilder::new()
             .name(ns.device.clone())
             .mtu(MTU)
@@ -257,11 +346,39 @@ impl Lab {
 impl Drop for Lab {
     fn drop(&mut self) {
         self.tuns = None;
+        let mut reg = registry();
         for ns in [&self.a, &self.b] {
+            // Only what this process still holds: `remove_all` may have
+            // removed it, and another process may use the name since.
+            if !reg.names.remove(&ns.name) {
+                continue;
+            }
             if let Err(err) = ip(&["netns", "del", &ns.name]) {
                 tracing::warn!("removing the lab: {err}");
             }
         }
+    }
+}
+
+/// Adds namespace `name` and registers it, under the registry's lock so
+/// that [`remove_all`] never misses one being made. `Ok(false)`: the name
+/// is taken (never deleted: it is not ours).
+fn add_namespace(name: &str) -> Result<bool, LabError> {
+    let mut reg = registry();
+    if reg.closed {
+        return Err(LabError::ShuttingDown);
+    }
+    if Path::new("/run/netns").join(name).exists() {
+        return Ok(false);
+    }
+    match ip(&["netns", "add", name]) {
+        Ok(()) => {
+            reg.names.insert(name.to_string());
+            Ok(true)
+        }
+        // Made by someone else between the check and the add.
+        Err(LabError::Command { detail, .. }) if detail.contains("File exists") => Ok(false),
+        Err(err) => Err(err),
     }
 }
 

@@ -92,10 +92,15 @@ struct Correlated {
 }
 
 impl Correlated {
-    fn new(correlation: Percent) -> Self {
+    /// As the kernel's `init_crandom` (net/sched/sch_netem.c): `last`
+    /// starts at a random value, `get_random_u32()`, from a source other
+    /// than the per-packet draws (the seeded `prandom_u32_state`). Here
+    /// that source is `init`, a stream of the model's seed apart from the
+    /// draws', so a run stays repeatable and uncorrelated draws unchanged.
+    fn new(correlation: Percent, init: &mut ChaCha8Rng) -> Self {
         Correlated {
             rho: correlation.fraction(),
-            last: 0.0,
+            last: init.random(),
         }
     }
 
@@ -141,16 +146,29 @@ pub struct Model {
 impl Model {
     /// A model for `netem`, drawing from a generator seeded with `seed`.
     pub fn new(netem: Netem, seed: u64) -> Self {
-        let cor = |c: Option<Chance>| Correlated::new(c.map_or(Percent::ZERO, |c| c.correlation));
+        let mut init = ChaCha8Rng::seed_from_u64(seed);
+        init.set_stream(1);
+        let correlation = |c: Option<Chance>| c.map_or(Percent::ZERO, |c| c.correlation);
+        // In the kernel's order: `get_correlation` (delay, loss,
+        // duplicate), then reorder, then corrupt.
+        let delay_cor = Correlated::new(
+            netem.delay.map_or(Percent::ZERO, |d| d.correlation),
+            &mut init,
+        );
+        let loss = match netem.loss {
+            Some(Loss::Random(c)) => Some(c),
+            _ => None,
+        };
+        let loss_cor = Correlated::new(correlation(loss), &mut init);
+        let dup_cor = Correlated::new(correlation(netem.duplicate), &mut init);
+        let reorder_cor = Correlated::new(correlation(netem.reorder.map(|r| r.chance)), &mut init);
+        let corrupt_cor = Correlated::new(correlation(netem.corrupt), &mut init);
         Model {
-            delay_cor: Correlated::new(netem.delay.map_or(Percent::ZERO, |d| d.correlation)),
-            loss_cor: cor(match netem.loss {
-                Some(Loss::Random(c)) => Some(c),
-                _ => None,
-            }),
-            dup_cor: cor(netem.duplicate),
-            corrupt_cor: cor(netem.corrupt),
-            reorder_cor: cor(netem.reorder.map(|r| r.chance)),
+            delay_cor,
+            loss_cor,
+            dup_cor,
+            corrupt_cor,
+            reorder_cor,
             netem,
             rng: ChaCha8Rng::seed_from_u64(seed),
             ge_bad: false,

@@ -308,3 +308,52 @@ fn same_seed_same_decisions() {
     );
     assert_ne!(a, c);
 }
+
+/// The kernel seeds each correlated generator's `last` with a random
+/// 32-bit value, not 0 (net/sched/sch_netem.c, `init_crandom`:
+/// `state->last = get_random_u32()`). With a strong correlation the first
+/// draws stay near that start, so across seeds the first packet's fate
+/// follows the configured probability; from 0, `loss 50% 99%` would lose
+/// the first packet under every seed (0.01 * u < 0.5).
+#[test]
+fn correlated_draws_start_from_a_random_value_as_the_kernels_do() {
+    let netem = parse("loss 50% 99%").expect("netem");
+    let lost = (0..2000u64)
+        .filter(|seed| {
+            Model::new(netem.clone(), *seed).decide(100, Duration::ZERO)
+                == Decision::Dropped(DropReason::Loss)
+        })
+        .count();
+    within("first packets lost", lost as f64 / 2000.0, 0.5, 0.05);
+    // The same for each correlated draw: duplicate, corrupt, reorder, delay.
+    for (netem, hit) in [
+        (
+            "duplicate 50% 99%",
+            (|d: &Decision| matches!(d, Decision::Duplicate(_))) as fn(&Decision) -> bool,
+        ),
+        ("corrupt 50% 99%", |d| d.deliveries()[0].corrupt.is_some()),
+        ("delay 10ms reorder 50% 99%", |d| {
+            d.deliveries()[0].reordered
+        }),
+        ("delay 100ms 100ms 99%", |d| {
+            d.deliveries()[0].at < Duration::from_millis(100)
+        }),
+    ] {
+        let netem = parse(netem).expect("netem");
+        let hits = (0..2000u64)
+            .filter(|seed| hit(&Model::new(netem.clone(), *seed).decide(100, Duration::ZERO)))
+            .count();
+        within(&format!("{netem}"), hits as f64 / 2000.0, 0.5, 0.05);
+    }
+    // The start comes from a stream of its own: an uncorrelated model
+    // draws exactly what it drew before the start existed.
+    let mut plain = model("loss 30%", 3);
+    let mut rng = ChaCha8Rng::seed_from_u64(3);
+    for _ in 0..1000 {
+        let lost = rng.random::<f64>() < 0.3;
+        assert_eq!(
+            plain.decide(100, Duration::ZERO) == Decision::Dropped(DropReason::Loss),
+            lost
+        );
+    }
+}

@@ -3,17 +3,24 @@
 //! Scenarios are written for kernel netem (`"delay 100ms 75ms"`,
 //! `"loss 30%"`); accepting the same strings lets them run unchanged on the
 //! user-space model, where `tc` is not available. No crate parses netem
-//! options, so this is hand-written, following iproute2's `q_netem.c`:
-//! options in any order; optional trailing numbers are recognised by a
-//! leading digit; percentages take an optional `%`; a time without a unit
-//! is in microseconds and a rate without a unit is in bit/s, as in `tc`.
+//! options, so this is hand-written, following iproute2's `tc/q_netem.c`
+//! (`netem_parse_opt`): options in any order, and abbreviated as `tc`'s
+//! `matches()` allows (`del` is `delay`; the first option in tc's order
+//! that starts with the word wins); optional trailing numbers are
+//! recognised by a leading digit (`NEXT_IS_NUMBER`); numbers and units as
+//! iproute2's helpers read them (`netem_units`: a time without a unit is
+//! in nanoseconds, units in any case). As tc, `gap` without a reorder
+//! probability and `distribution` without a delay and a jitter are refused;
+//! `reorder 0%` reorders nothing.
 //!
-//! Each option may be given once. Options the model does not implement
-//! (`slot`, `ecn`, `loss state ... ecn`-style marking) are refused rather
-//! than silently ignored.
+//! Stricter than tc: each option may be given once (tc keeps the last of
+//! most), and options the model does not implement (`slot`, `ecn`, a rate
+//! in percent of a device's speed) are refused rather than ignored.
 
 use std::fmt;
 use std::time::Duration;
+
+use crate::netem_units;
 
 /// netem's default queue limit, in packets.
 pub const DEFAULT_LIMIT: u32 = 1000;
@@ -214,7 +221,7 @@ pub fn parse(input: &str) -> Result<Netem, NetemError> {
 }
 
 /// Parses one netem time (`100ms`, `1.5s`, `250us`; a bare number is in
-/// microseconds, as in `tc`).
+/// nanoseconds, as in `tc`'s `get_time64`).
 pub fn parse_time(text: &str) -> Result<Duration, NetemError> {
     let mut p = Parser::new(text);
     let time = p.time("a time")?;
@@ -248,6 +255,32 @@ struct Parser<'a> {
 
 const OPTIONS: &str =
     "an option (limit, delay, distribution, loss, corrupt, duplicate, reorder, gap, rate, seed)";
+
+/// `netem_parse_opt`'s options in its order, each with the name it is
+/// stored under: a word is the first option it is a prefix of (`matches()`).
+const OPTION_ORDER: [(&str, &str); 14] = [
+    ("limit", "limit"),
+    ("latency", "delay"),
+    ("delay", "delay"),
+    ("loss", "loss"),
+    ("drop", "loss"),
+    ("seed", "seed"),
+    ("ecn", "ecn"),
+    ("reorder", "reorder"),
+    ("corrupt", "corrupt"),
+    ("gap", "gap"),
+    ("duplicate", "duplicate"),
+    ("distribution", "distribution"),
+    ("rate", "rate"),
+    ("slot", "slot"),
+];
+
+fn option_name(word: &str) -> Option<&'static str> {
+    OPTION_ORDER
+        .iter()
+        .find(|(full, _)| !word.is_empty() && full.starts_with(word))
+        .map(|(_, name)| *name)
+}
 
 impl<'a> Parser<'a> {
     fn new(input: &'a str) -> Self {
@@ -319,13 +352,11 @@ impl<'a> Parser<'a> {
         let mut netem = Netem::default();
         let mut seen: Vec<&str> = Vec::new();
         let mut distribution: Option<(Token<'a>, Distribution)> = None;
-        let mut gap: Option<u32> = None;
+        let mut gap: Option<(Token<'a>, u32)> = None;
         let mut reorder_at = None;
         while let Some(token) = self.take() {
-            let name = match token.text {
-                "latency" => "delay",
-                "drop" => "loss",
-                other => other,
+            let Some(name) = option_name(token.text) else {
+                return Err(self.error(Some(token), OPTIONS));
             };
             if seen.contains(&name) {
                 return Err(self.error(
@@ -335,13 +366,17 @@ impl<'a> Parser<'a> {
             }
             match name {
                 "limit" => {
-                    let (at, limit) = self.integer::<u32>("a packet count after `limit`")?;
-                    if limit == 0 || limit > MAX_LIMIT {
-                        return Err(
-                            self.error(Some(at), format!("a limit from 1 to {MAX_LIMIT} packets"))
-                        );
+                    let at = self.take();
+                    let limit = at.and_then(|t| netem_units::size(t.text));
+                    match limit.and_then(|l| u32::try_from(l).ok()) {
+                        Some(l) if (1..=MAX_LIMIT).contains(&l) => netem.limit = l,
+                        Some(_) | None => {
+                            return Err(self.error(
+                                at,
+                                format!("a packet count after `limit`, from 1 to {MAX_LIMIT}"),
+                            ))
+                        }
                     }
-                    netem.limit = limit;
                 }
                 "delay" => {
                     let latency = self.time("a time after `delay` (e.g. 100ms)")?;
@@ -379,18 +414,22 @@ impl<'a> Parser<'a> {
                     netem.duplicate = Some(self.chance("a percentage after `duplicate`")?)
                 }
                 "reorder" => {
-                    reorder_at = Some(token);
-                    netem.reorder = Some(Reorder {
-                        chance: self.chance("a percentage after `reorder`")?,
-                        gap: 1,
-                    });
+                    let chance = self.chance("a percentage after `reorder`")?;
+                    // As the kernel: no probability, no reordering (gap 0).
+                    if chance.probability != Percent::ZERO {
+                        reorder_at = Some(token);
+                        netem.reorder = Some(Reorder { chance, gap: 1 });
+                    }
                 }
                 "gap" => {
-                    let (at, distance) = self.integer::<u32>("a packet count after `gap`")?;
-                    if distance == 0 {
-                        return Err(self.error(Some(at), "a gap of at least 1 packet"));
-                    }
-                    gap = Some(distance);
+                    let at = self.take();
+                    let distance = at
+                        .and_then(|t| netem_units::c_integer(t.text, false))
+                        .and_then(|v| u32::try_from(v).ok());
+                    let Some(distance) = distance else {
+                        return Err(self.error(at, "a packet count after `gap`"));
+                    };
+                    gap = Some((token, distance));
                 }
                 "rate" => netem.rate = Some(self.rate()?),
                 "seed" => netem.seed = Some(self.integer::<u64>("a number after `seed`")?.1),
@@ -404,17 +443,31 @@ impl<'a> Parser<'a> {
             }
             seen.push(name);
         }
+        self.check_combinations(&mut netem, distribution, reorder_at, gap)?;
+        Ok(netem)
+    }
+
+    /// What `netem_parse_opt` checks once every option is read.
+    fn check_combinations(
+        &self,
+        netem: &mut Netem,
+        distribution: Option<(Token<'_>, Distribution)>,
+        reorder_at: Option<Token<'_>>,
+        gap: Option<(Token<'_>, u32)>,
+    ) -> Result<(), NetemError> {
+        // "distribution specified but no latency and jitter values"
         if let Some((at, dist)) = distribution {
             match netem.delay.as_mut() {
-                Some(delay) if !delay.jitter.is_zero() => delay.distribution = dist,
+                Some(d) if !d.latency.is_zero() && !d.jitter.is_zero() => d.distribution = dist,
                 _ => {
                     return Err(self.error(
                         Some(at),
-                        "`delay TIME JITTER` with a non-zero jitter for a distribution",
+                        "`delay TIME JITTER`, both non-zero, for a distribution",
                     ))
                 }
             }
         }
+        // "reordering not possible without specifying some delay"
         if let Some(at) = reorder_at {
             if netem.delay.is_none_or(|d| d.latency.is_zero()) {
                 return Err(self.error(
@@ -423,10 +476,19 @@ impl<'a> Parser<'a> {
                 ));
             }
         }
-        if let (Some(reorder), Some(gap)) = (netem.reorder.as_mut(), gap) {
-            reorder.gap = gap;
+        match (netem.reorder.as_mut(), gap) {
+            // tc makes `gap 0` with a reorder probability gap 1.
+            (Some(reorder), Some((_, distance))) => reorder.gap = distance.max(1),
+            // "gap specified without reorder probability"
+            (None, Some((at, distance))) if distance > 0 => {
+                return Err(self.error(
+                    Some(at),
+                    "`reorder PERCENT` (non-zero) for `gap` (gap spaces reordered packets)",
+                ))
+            }
+            _ => {}
         }
-        Ok(netem)
+        Ok(())
     }
 
     fn loss(&mut self) -> Result<Loss, NetemError> {
@@ -463,7 +525,7 @@ impl<'a> Parser<'a> {
                     p14,
                 })
             }
-            Some("gemodel" | "gmodel") => {
+            Some("gemodel") => {
                 self.take();
                 let p = self.percent("p, a percentage after `loss gemodel`")?;
                 // iproute2's defaults: the simple Gilbert model r = 1-p,
@@ -507,12 +569,9 @@ impl<'a> Parser<'a> {
 
     fn percent(&mut self, expected: &str) -> Result<Percent, NetemError> {
         let token = self.take();
-        let value = token.and_then(|t| {
-            let digits = t.text.strip_suffix('%').unwrap_or(t.text);
-            decimal(digits)
-        });
-        value
-            .and_then(|v| Percent::from_fraction(v / 100.0))
+        token
+            .and_then(|t| netem_units::percent(t.text))
+            .and_then(Percent::from_fraction)
             .ok_or_else(|| self.error(token, format!("{expected} (0 to 100, e.g. 30%)")))
     }
 
@@ -533,57 +592,26 @@ impl<'a> Parser<'a> {
 
     fn time(&mut self, expected: &str) -> Result<Duration, NetemError> {
         let token = self.take();
-        let expected = || format!("{expected}: a number with us, ms or s, at most 3600s");
-        let Some(t) = token else {
-            return Err(self.error(None, expected()));
-        };
-        let (number, unit) = split_unit(t.text);
-        let scale = match unit {
-            "" | "us" | "usec" | "usecs" => 1e-6,
-            "ns" | "nsec" | "nsecs" => 1e-9,
-            "ms" | "msec" | "msecs" => 1e-3,
-            "s" | "sec" | "secs" => 1.0,
-            _ => return Err(self.error(token, expected())),
-        };
-        decimal(number)
-            .and_then(|v| Duration::try_from_secs_f64(v * scale).ok())
-            .filter(|d| *d <= MAX_TIME)
-            .ok_or_else(|| self.error(token, expected()))
+        token
+            .and_then(|t| netem_units::time(t.text))
+            .ok_or_else(|| {
+                self.error(
+                    token,
+                    format!(
+                        "{expected}: a number with s, ms, us or ns (any case; none: \
+                         nanoseconds, as in tc), at most 3600s"
+                    ),
+                )
+            })
     }
 
     fn rate(&mut self) -> Result<Rate, NetemError> {
         let token = self.take();
-        let expected = "a rate after `rate` (e.g. 1mbit; units bit, kbit, mbit, gbit, tbit, bps, kbps, mbps, gbps, tbps)";
-        let Some(t) = token else {
-            return Err(self.error(None, expected));
-        };
-        let (number, unit) = split_unit(t.text);
-        // tc's units: *bit are bits per second, *bps bytes per second; a
-        // trailing `i` (kibit) makes the prefix binary.
-        let unit = unit.to_ascii_lowercase();
-        let (prefix, bytes) = if let Some(p) = unit.strip_suffix("bps") {
-            (p, true)
-        } else if let Some(p) = unit.strip_suffix("bit") {
-            (p, false)
-        } else if unit.is_empty() {
-            ("", false)
-        } else {
-            return Err(self.error(token, expected));
-        };
-        let multiplier: f64 = match prefix {
-            "" => 1.0,
-            "k" => 1e3,
-            "m" => 1e6,
-            "g" => 1e9,
-            "t" => 1e12,
-            "ki" => 1024.0,
-            "mi" => 1024.0 * 1024.0,
-            "gi" => 1024.0 * 1024.0 * 1024.0,
-            "ti" => 1024.0 * 1024.0 * 1024.0 * 1024.0,
-            _ => return Err(self.error(token, expected)),
-        };
-        let bits = decimal(number)
-            .map(|v| v * multiplier * if bytes { 8.0 } else { 1.0 })
+        let expected = "a rate after `rate` (e.g. 1mbit; units bit, kbit, mbit, gbit, tbit, \
+                        kibit, ..., bps, kbps, ..., kibps, ... in any case; not a percentage, \
+                        which needs a device)";
+        let bits = token
+            .and_then(|t| netem_units::rate_bits(t.text))
             .filter(|b| *b >= 1.0 && *b < 1e15)
             .ok_or_else(|| self.error(token, format!("{expected}, from 1bit to 1000tbit")))?;
         let mut rate = Rate {
@@ -595,7 +623,11 @@ impl<'a> Parser<'a> {
         if self.next_is_number(true) {
             rate.packet_overhead = self.signed("a packet overhead in bytes")?;
             if self.next_is_number(false) {
-                rate.cell_size = self.integer::<u32>("a cell size in bytes")?.1;
+                let at = self.take();
+                rate.cell_size = at
+                    .and_then(|t| netem_units::c_integer(t.text, false))
+                    .and_then(|v| u32::try_from(v).ok())
+                    .ok_or_else(|| self.error(at, "a cell size in bytes"))?;
                 if self.next_is_number(true) {
                     rate.cell_overhead = self.signed("a cell overhead in bytes")?;
                 }
@@ -607,26 +639,11 @@ impl<'a> Parser<'a> {
     fn signed(&mut self, expected: &str) -> Result<i32, NetemError> {
         let token = self.take();
         token
-            .and_then(|t| t.text.parse::<i32>().ok())
+            .and_then(|t| netem_units::c_integer(t.text, true))
             .filter(|v| v.unsigned_abs() <= 65_535)
+            .and_then(|v| i32::try_from(v).ok())
             .ok_or_else(|| self.error(token, format!("{expected} (-65535 to 65535)")))
     }
-}
-
-/// A non-negative decimal number; `inf`, `nan` and signs are refused.
-fn decimal(text: &str) -> Option<f64> {
-    let plain = !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit() || b == b'.');
-    plain
-        .then(|| text.parse::<f64>().ok())
-        .flatten()
-        .filter(|v| v.is_finite())
-}
-
-fn split_unit(text: &str) -> (&str, &str) {
-    let split = text
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(text.len());
-    text.split_at(split)
 }
 
 impl fmt::Display for Netem {

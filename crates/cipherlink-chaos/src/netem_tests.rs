@@ -105,16 +105,34 @@ fn delay_correlation_and_distributions() {
     assert_eq!(d.latency, Duration::from_secs(1));
 }
 
+/// iproute2's `get_time64` (lib/utils.c), which q_netem.c reads `delay`
+/// and its jitter with: `strcasecmp` against s/sec/secs, ms/msec/msecs,
+/// us/usec/usecs, ns/nsec/nsecs, and no unit is nanoseconds.
 #[test]
 fn time_units() {
     for (s, d) in [
         ("250us", Duration::from_micros(250)),
-        ("250", Duration::from_micros(250)),
+        ("250", Duration::from_nanos(250)),
         ("1.5ms", Duration::from_micros(1500)),
         ("2s", Duration::from_secs(2)),
         ("2secs", Duration::from_secs(2)),
         ("3msec", ms(3)),
         ("10usec", Duration::from_micros(10)),
+        ("7ns", Duration::from_nanos(7)),
+        ("7nsecs", Duration::from_nanos(7)),
+        // Any case, as strcasecmp.
+        ("100MS", ms(100)),
+        ("100Ms", ms(100)),
+        ("3MSEC", ms(3)),
+        ("2S", Duration::from_secs(2)),
+        ("2Sec", Duration::from_secs(2)),
+        ("2SECS", Duration::from_secs(2)),
+        ("10US", Duration::from_micros(10)),
+        ("10uSec", Duration::from_micros(10)),
+        ("5NS", Duration::from_nanos(5)),
+        // strtod's forms.
+        (".5s", ms(500)),
+        ("2e3us", ms(2)),
     ] {
         assert_eq!(
             ok(&format!("delay {s}")).delay.map(|d| d.latency),
@@ -137,6 +155,13 @@ fn rate_units() {
         ("1kbps", 8_000),
         ("2mbps", 16_000_000),
         ("1kibit", 1024),
+        // Any case, as strcasecmp against lib/utils_math.c's suffixes.
+        ("1MBIT", 1_000_000),
+        ("1mBiT", 1_000_000),
+        ("1KBPS", 8_000),
+        ("1KiBps", 8 * 1024),
+        ("1MIBIT", 1024 * 1024),
+        ("1TBps", 8_000_000_000_000),
     ] {
         let r = ok(&format!("rate {s}")).rate.expect("rate");
         assert_eq!(r.bits_per_second, bits, "{s}");
@@ -258,7 +283,7 @@ fn invalid_strings_name_position_and_expectation() {
         (
             "delay 10ms distribution normal",
             11,
-            "non-zero jitter",
+            "both non-zero",
             "`distribution`",
         ),
         (
@@ -273,13 +298,13 @@ fn invalid_strings_name_position_and_expectation() {
         ("delay -5ms", 6, "a time after `delay`", "`-5ms`"),
         ("delay nanms", 6, "a time after `delay`", "`nanms`"),
         ("delay 9999s", 6, "at most 3600s", "`9999s`"),
-        ("limit 0", 6, "a limit from 1", "`0`"),
-        ("limit 99999999999", 6, "(too large)", "`99999999999`"),
+        ("limit 0", 6, "from 1 to", "`0`"),
+        ("limit 99999999999", 6, "from 1 to", "`99999999999`"),
         ("delay 10ms slot 1ms", 11, "not implemented", "`slot`"),
         ("loss 1% ecn", 8, "not implemented", "`ecn`"),
         ("loss gemodel", 12, "p, a percentage", "end of input"),
         ("corrupt 30%%", 8, "a percentage after `corrupt`", "`30%%`"),
-        ("duplicate 5% gap 0", 17, "a gap of at least 1", "`0`"),
+        ("duplicate 5% gap 5", 13, "for `gap`", "`gap`"),
     ];
     for (input, position, expected, found) in cases {
         let e = err(input);
@@ -311,4 +336,89 @@ fn single_values_for_flags() {
     assert_eq!((e.position, e.found.as_str()), (6, "`5ms`"));
     assert_eq!(parse_rate("fast").map_err(|e| e.position), Err(0));
     assert_eq!(parse_rate("1mbit 5").map_err(|e| e.position), Err(6));
+}
+
+/// q_netem.c, after reading every option: "gap specified without reorder
+/// probability" when `opt.gap > 0` and no reorder probability was given;
+/// with one, `gap 0` becomes gap 1. `reorder 0%` gives no probability, so
+/// it asks for no delay and allows no gap.
+#[test]
+fn gap_needs_a_reorder_probability_as_in_tc() {
+    for input in ["gap 5", "delay 10ms gap 1", "delay 10ms reorder 0% gap 3"] {
+        let e = err(input);
+        assert!(e.expected.contains("for `gap`"), "{input}: {e}");
+        assert_eq!(e.found, "`gap`", "{input}");
+    }
+    // No gap to speak of: accepted, as tc does.
+    assert_eq!(ok("gap 0").reorder, None);
+    assert_eq!(
+        ok("delay 10ms reorder 25% gap 0").reorder.map(|r| r.gap),
+        Some(1)
+    );
+    assert_eq!(
+        ok("delay 10ms reorder 25% gap 4").reorder.map(|r| r.gap),
+        Some(4)
+    );
+    // `reorder 0%` reorders nothing and so needs no delay.
+    assert_eq!(ok("reorder 0%").reorder, None);
+    assert_eq!(ok("reorder 0 50%").reorder, None);
+    // get_u32(.., 0): C integers.
+    assert_eq!(
+        ok("delay 1ms reorder 5% gap 0x10").reorder.map(|r| r.gap),
+        Some(16)
+    );
+    assert_eq!(
+        ok("delay 1ms reorder 5% gap 010").reorder.map(|r| r.gap),
+        Some(8)
+    );
+}
+
+/// q_netem.c: "distribution specified but no latency and jitter values"
+/// when `latency64 == 0 || jitter64 == 0`.
+#[test]
+fn distribution_needs_a_delay_and_a_jitter_as_in_tc() {
+    for (input, at) in [
+        ("distribution normal", 0),
+        ("delay 10ms distribution normal", 11),
+        ("delay 0ms 10ms distribution pareto", 15),
+        ("distribution normal delay 0 5ms", 0),
+    ] {
+        let e = err(input);
+        assert_eq!(e.position, at, "{input}: {e}");
+        assert!(e.expected.contains("both non-zero"), "{input}: {e}");
+    }
+    let d = ok("delay 10ms 5ms distribution paretonormal")
+        .delay
+        .expect("delay");
+    assert_eq!(d.distribution, Distribution::ParetoNormal);
+    // Without a distribution, a zero latency with a jitter is fine.
+    assert_eq!(ok("delay 0ms 10ms").delay.map(|d| d.jitter), Some(ms(10)));
+}
+
+/// q_netem.c compares each word with `matches()` (lib/utils.c), which
+/// accepts any prefix, in netem_parse_opt's order: `l` is limit, `d` delay,
+/// `r` reorder, `s` seed.
+#[test]
+fn options_abbreviate_as_tc_matches_them() {
+    let n = ok("l 10 lat 10ms 5ms di normal lo 1% du 2% r 25% g 3 c 1% ra 1mbit s 7");
+    assert_eq!(n.limit, 10);
+    assert_eq!(
+        n.delay.map(|d| (d.latency, d.distribution)),
+        Some((ms(10), Distribution::Normal))
+    );
+    assert!(matches!(n.loss, Some(Loss::Random(_))));
+    assert_eq!(n.duplicate.map(|c| c.probability), Some(pct(2.0)));
+    assert_eq!(n.reorder.map(|r| r.gap), Some(3));
+    assert_eq!(n.corrupt.map(|c| c.probability), Some(pct(1.0)));
+    assert_eq!(n.rate.map(|r| r.bits_per_second), Some(1_000_000));
+    assert_eq!(n.seed, Some(7));
+    assert_eq!(ok("d 5ms").delay.map(|d| d.latency), Some(ms(5)));
+    assert!(matches!(ok("dr 5%").loss, Some(Loss::Random(_))));
+    // A word that is no option's prefix, or longer than the option.
+    assert_eq!(err("delays 5ms").found, "`delays`");
+    assert_eq!(err("x 5ms").found, "`x`");
+    // `loss` models are compared whole (strcmp): no `gmodel`.
+    assert_eq!(err("loss gmodel 1%").found, "`gmodel`");
+    // `limit` is read with get_size: `k` is 1024.
+    assert_eq!(ok("limit 2k").limit, 2048);
 }

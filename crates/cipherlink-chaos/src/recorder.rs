@@ -6,19 +6,22 @@
 //! The proxy never waits on the disk: events go through a bounded channel
 //! to one writer thread, and an event that finds the channel full is
 //! counted as dropped (and reported) rather than slowing the connection.
+//! The file is an [`OutFile`]: written under a temporary name and renamed
+//! into place when the recording ends ([`RecorderWriter::finish`]), so a
+//! symlink planted at its name is replaced, never written through.
 
 use std::collections::HashMap;
-use std::fs::File;
-use std::io::{BufWriter, Write};
+use std::io::BufWriter;
 use std::net::{SocketAddr, SocketAddrV4};
-use std::path::Path;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::mpsc;
 
 use crate::capture::{Capture, CaptureError, Side, TcpFlow};
+use crate::output::OutFile;
 
 /// Events held for the writer before new ones are dropped.
 pub const RECORDER_QUEUE: usize = 4096;
@@ -51,6 +54,8 @@ enum Event {
     Close {
         conn: u64,
     },
+    /// Stop now (the proxy is shutting down while connections still hold handles).
+    Stop,
 }
 
 /// A handle to the recording; cheap to clone.
@@ -60,28 +65,69 @@ pub struct Recorder {
     dropped: Arc<AtomicU64>,
 }
 
-/// The writer thread's result: packets written, or why it stopped.
-pub type RecorderResult = Result<u64, CaptureError>;
+/// The writer thread's result: packets written and the file's path, or
+/// why it stopped.
+pub type RecorderResult = Result<(u64, PathBuf), CaptureError>;
+
+/// The writer thread, which commits the file when it ends.
+#[derive(Debug)]
+pub struct RecorderWriter {
+    thread: std::thread::JoinHandle<RecorderResult>,
+    stop: mpsc::WeakSender<Event>,
+    dropped: Arc<AtomicU64>,
+}
+
+impl RecorderWriter {
+    /// Ends the recording and commits the file: waits up to `grace` for
+    /// every [`Recorder`] handle to go (so that the last events are in),
+    /// then stops the writer with what it has. Bounded: the writer gets 10
+    /// more seconds to write and commit.
+    pub async fn finish(self, grace: Duration) -> RecorderResult {
+        let RecorderWriter { thread, stop, .. } = self;
+        let deadline = tokio::time::Instant::now() + grace;
+        while !thread.is_finished() && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        if let Some(tx) = stop.upgrade() {
+            let _ = tokio::time::timeout(Duration::from_secs(1), tx.send(Event::Stop)).await;
+        }
+        let joined = tokio::time::timeout(
+            Duration::from_secs(10),
+            tokio::task::spawn_blocking(move || thread.join()),
+        )
+        .await;
+        match joined {
+            Ok(Ok(Ok(result))) => result,
+            Ok(Ok(Err(_))) => Err(CaptureError::Io(std::io::Error::other(
+                "the pcap writer thread panicked",
+            ))),
+            _ => Err(CaptureError::Io(std::io::Error::other(
+                "the pcap writer did not finish within 10 s",
+            ))),
+        }
+    }
+
+    /// Events that could not be recorded because the writer fell behind.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+}
 
 impl Recorder {
-    /// Creates `path` and starts the writer thread, which ends (flushing
-    /// the file) when every clone of the handle is dropped.
-    pub fn create(
-        path: &Path,
-    ) -> Result<(Self, std::thread::JoinHandle<RecorderResult>), CaptureError> {
-        let file = SharedFile(Arc::new(Mutex::new(BufWriter::new(File::create(path)?))));
-        let capture = Capture::new(file.clone())?;
+    /// Starts recording into `file` on a writer thread; see [`RecorderWriter::finish`].
+    pub fn create(file: OutFile) -> Result<(Self, RecorderWriter), CaptureError> {
+        let capture = Capture::new(BufWriter::new(file))?;
         let (tx, rx) = mpsc::channel(RECORDER_QUEUE);
         let thread = std::thread::Builder::new()
             .name("chaos-pcap".into())
-            .spawn(move || write_events(capture, file, rx))?;
-        Ok((
-            Recorder {
-                tx,
-                dropped: Arc::new(AtomicU64::new(0)),
-            },
+            .spawn(move || write_events(capture, rx))?;
+        let dropped = Arc::new(AtomicU64::new(0));
+        let writer = RecorderWriter {
             thread,
-        ))
+            stop: tx.downgrade(),
+            dropped: Arc::clone(&dropped),
+        };
+        Ok((Recorder { tx, dropped }, writer))
     }
 
     /// Events that could not be recorded because the writer fell behind.
@@ -153,25 +199,12 @@ fn wall_clock() -> Duration {
 }
 
 fn write_events(
-    mut capture: Capture<SharedFile>,
-    mut file: SharedFile,
+    mut capture: Capture<BufWriter<OutFile>>,
     mut rx: mpsc::Receiver<Event>,
 ) -> RecorderResult {
     let mut flows: HashMap<u64, TcpFlow> = HashMap::new();
     let mut written = 0u64;
-    loop {
-        let event = match rx.try_recv() {
-            Ok(event) => event,
-            Err(mpsc::error::TryRecvError::Empty) => {
-                // Idle: make what we have readable now, not at exit.
-                file.flush()?;
-                match rx.blocking_recv() {
-                    Some(event) => event,
-                    None => break,
-                }
-            }
-            Err(mpsc::error::TryRecvError::Disconnected) => break,
-        };
+    while let Some(event) = rx.blocking_recv() {
         let (at, packets) = match event {
             Event::Open {
                 conn,
@@ -212,35 +245,16 @@ fn write_events(
                 flows.remove(&conn);
                 continue;
             }
+            Event::Stop => break,
         };
         for packet in packets {
             capture.write(at, &packet)?;
             written += 1;
         }
     }
-    file.flush()?;
-    Ok(written)
-}
-
-/// The file behind the pcap writer, shared so that the writer thread can
-/// flush it while idle (`PcapWriter` does not lend its writer out).
-#[derive(Debug, Clone)]
-struct SharedFile(Arc<Mutex<BufWriter<File>>>);
-
-impl SharedFile {
-    fn lock(&self) -> std::io::Result<std::sync::MutexGuard<'_, BufWriter<File>>> {
-        self.0
-            .lock()
-            .map_err(|_| std::io::Error::other("pcap file lock poisoned"))
-    }
-}
-
-impl Write for SharedFile {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.lock()?.write(buf)
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.lock()?.flush()
-    }
+    let file = capture
+        .into_inner()
+        .into_inner()
+        .map_err(|e| CaptureError::Io(e.into_error()))?;
+    Ok((written, file.commit()?))
 }

@@ -145,13 +145,8 @@ fn opt(v: Option<f64>, digits: usize) -> String {
 #[non_exhaustive]
 pub enum ReportError {
     /// A file could not be written.
-    #[error("writing {path}: {source}")]
-    Io {
-        /// The file.
-        path: String,
-        /// The error.
-        source: std::io::Error,
-    },
+    #[error("writing the report: {0}")]
+    Output(#[from] crate::output::OutputError),
     /// A result could not be encoded.
     #[error("encoding {name}: {source}")]
     Json {
@@ -162,21 +157,14 @@ pub enum ReportError {
     },
 }
 
-/// Writes, into `dir`, per scenario `TRANSPORT-NAME.json`,
+/// Writes, into `out`, per scenario `TRANSPORT-NAME.json`,
 /// `TRANSPORT-NAME-packets.svg` and `TRANSPORT-NAME-sequence.svg`, and the
 /// whole `report.html`; returns the report's path.
 pub fn write_all(
-    dir: &std::path::Path,
+    out: &crate::output::OutDir,
     results: &[ScenarioResult],
     notes: &[String],
 ) -> Result<std::path::PathBuf, ReportError> {
-    let put = |name: &str, text: &str| {
-        let path = dir.join(name);
-        std::fs::write(&path, text).map_err(|source| ReportError::Io {
-            path: path.display().to_string(),
-            source,
-        })
-    };
     let plots = plots(results);
     for (r, plot) in results.iter().zip(&plots) {
         let base = r.file_stem();
@@ -184,12 +172,11 @@ pub fn write_all(
             name: base.clone(),
             source,
         })?;
-        put(&format!("{base}.json"), &json)?;
+        out.write(&format!("{base}.json"), json.as_bytes())?;
         if let Some((packets, sequence)) = plot {
-            put(&format!("{base}-packets.svg"), packets)?;
-            put(&format!("{base}-sequence.svg"), sequence)?;
+            out.write(&format!("{base}-packets.svg"), packets.as_bytes())?;
+            out.write(&format!("{base}-sequence.svg"), sequence.as_bytes())?;
         }
     }
-    put("report.html", &html_with(results, notes, &plots))?;
-    Ok(dir.join("report.html"))
+    Ok(out.write("report.html", html_with(results, notes, &plots).as_bytes())?)
 }

@@ -36,6 +36,9 @@ pub struct RouterCounts {
     pub duplicated: [u64; 2],
     /// Corrupted copies.
     pub corrupted: [u64; 2],
+    /// Dropped because the router's queue held its byte bound.
+    #[serde(default)]
+    pub over_memory: [u64; 2],
 }
 
 impl From<RouterStats> for RouterCounts {
@@ -47,6 +50,7 @@ impl From<RouterStats> for RouterCounts {
             silenced: s.silenced,
             duplicated: s.duplicated,
             corrupted: s.corrupted,
+            over_memory: s.over_memory,
         }
     }
 }

@@ -59,6 +59,32 @@ fn duplicates_and_the_queue_bound() {
     assert_eq!(got, [0, 0, 1, 1, 2, 2, 3, 3, 4, 4]);
 }
 
+#[test]
+fn the_queue_is_bounded_by_memory_and_says_what_it_dropped() {
+    // The model would hold a million packets; the memory bound stops them.
+    let bound = 100 * 1024;
+    let netem = "delay 1s limit 1000000";
+    let mut r = router(netem, netem, 4).with_max_bytes(bound);
+    assert_eq!(r.max_bytes(), bound);
+    for i in 0..1000u64 {
+        r.handle_packet(Port::A, vec![0u8; 1500], ms(i));
+        assert!(r.queued_bytes() <= bound, "{} queued", r.queued_bytes());
+    }
+    // Each 1500-byte packet holds 1520 bytes of heap and its slot.
+    let each = 1520 + std::mem::size_of::<Reverse<Queued>>();
+    let queued = r.queued() as u64;
+    assert_eq!(queued, (bound / each) as u64);
+    assert_eq!(r.over_memory(), [1000 - queued, 0]);
+    // The other direction shares the bound, and is counted on its own.
+    r.handle_packet(Port::B, vec![1u8; 1500], ms(1000));
+    assert_eq!(r.over_memory(), [1000 - queued, 1]);
+    // Sending gives the memory back.
+    while r.poll_transmit(ms(10_000)).is_some() {}
+    assert_eq!((r.queued(), r.queued_bytes()), (0, 0));
+    r.handle_packet(Port::A, vec![0u8; 1500], ms(10_000));
+    assert_eq!(r.queued(), 1);
+}
+
 /// One end of a stop-and-wait transfer: messages are an 8-byte sequence
 /// number and a body; acknowledgements are the sequence number alone.
 struct Sender {

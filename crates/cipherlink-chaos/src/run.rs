@@ -5,7 +5,6 @@
 //! are removed when the scenario ends, however it ends.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -14,11 +13,12 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
 use tokio::time::timeout;
 
-use crate::capture::{Capture, CaptureError};
+use crate::capture::{CappedBuf, Capture, CaptureError};
 use crate::exchange::{self, ClientLog, ClientPlan, ServerLog};
 use crate::lab::{Lab, LabError};
 use crate::model::Model;
 use crate::netem::{self, NetemError};
+use crate::output::{OutDir, OutputError};
 use crate::recorder::Recorder;
 use crate::results::{Mode, ScenarioResult};
 use crate::router::Router;
@@ -29,6 +29,11 @@ use crate::subject::Subject;
 use crate::timeline::{timeline, TimelineError};
 use crate::tun_router::route_with;
 
+/// A scenario's capture, held in memory (lab) or read back (proxy), is
+/// refused beyond this many bytes: 64 MiB, a thousand times what a seed
+/// scenario captures.
+pub const CAPTURE_LIMIT: usize = 64 * 1024 * 1024;
+
 /// How to run.
 #[derive(Debug, Clone)]
 pub struct RunOptions {
@@ -37,13 +42,15 @@ pub struct RunOptions {
     /// Time limits.
     pub timers: Timers,
     /// Where the pcap files go.
-    pub out_dir: PathBuf,
+    pub out: Arc<OutDir>,
     /// Lab (root) or proxy.
     pub mode: Mode,
-    /// Namespace tag (see [`Lab::create`]).
-    pub tag: String,
+    /// Prefix of the namespaces' names (see [`Lab::create`]).
+    pub prefix: String,
     /// The server's port.
     pub port: u16,
+    /// Largest capture of a scenario, in bytes ([`CAPTURE_LIMIT`]).
+    pub capture_limit: usize,
 }
 
 /// Why a scenario could not be run at all (a failure of the subject is a
@@ -63,6 +70,9 @@ pub enum RunError {
     /// The capture could not be read back.
     #[error(transparent)]
     Timeline(#[from] TimelineError),
+    /// An output file was refused or could not be written.
+    #[error(transparent)]
+    Output(#[from] OutputError),
     /// Files, sockets, threads.
     #[error("{what}: {source}")]
     Io {
@@ -119,7 +129,7 @@ async fn run_lab<S: Subject + Clone>(
     opts: &RunOptions,
 ) -> Result<ScenarioResult, RunError> {
     let timers = opts.timers;
-    let mut lab = Lab::create(&opts.tag)?;
+    let mut lab = Lab::create(&opts.prefix)?;
     let (a, b) = lab
         .take_devices()
         .ok_or_else(|| other("the lab", "its TUN devices are missing"))?;
@@ -130,8 +140,9 @@ async fn run_lab<S: Subject + Clone>(
     let silence = Arc::new(AtomicBool::new(false));
     let (router_stop, router_stopped) = oneshot::channel::<()>();
     let router_silence = Arc::clone(&silence);
+    let capture_limit = opts.capture_limit;
     let router_task = tokio::spawn(async move {
-        let mut capture = Capture::new(Vec::new())?;
+        let mut capture = Capture::new(CappedBuf::new(capture_limit))?;
         let stats = route_with(
             a,
             b,
@@ -206,11 +217,10 @@ async fn run_lab<S: Subject + Clone>(
         .map_err(|e| other("the router task", e))??;
     drop(lab);
 
+    // A capture cut at its bound would mislead: the scenario fails with why.
+    let pcap = pcap.into_bytes()?;
     let name = pcap_name(subject.name(), &def.name);
-    std::fs::write(opts.out_dir.join(&name), &pcap).map_err(io_err(format!(
-        "writing {}",
-        opts.out_dir.join(&name).display()
-    )))?;
+    opts.out.write(&name, &pcap)?;
     let packets = timeline(&subject, &pcap)?;
     Ok(ScenarioResult::new(
         def.clone(),
@@ -398,8 +408,7 @@ async fn run_proxy<S: Subject + Clone>(
     config.seed = opts.seed;
     config.idle_timeout = timers.scenario;
     let name = pcap_name(subject.name(), &def.name);
-    let path = opts.out_dir.join(&name);
-    let (recorder, writer) = Recorder::create(&path)?;
+    let (recorder, writer) = Recorder::create(opts.out.create(&name)?)?;
     config.recorder = Some(recorder);
     let proxy = StreamProxy::bind(config)
         .await
@@ -438,17 +447,9 @@ async fn run_proxy<S: Subject + Clone>(
     // Dropping the proxy drops the last recorder handle: the writer flushes and ends.
     proxy_task.abort();
     let _ = proxy_task.await;
-    let written = timeout(
-        Duration::from_secs(10),
-        tokio::task::spawn_blocking(move || writer.join()),
-    )
-    .await;
-    match written {
-        Ok(Ok(Ok(Ok(_)))) => {}
-        Ok(Ok(Ok(Err(e)))) => return Err(e.into()),
-        _ => return Err(other("the pcap writer", "did not finish within 10 s")),
-    }
-    let pcap = std::fs::read(&path).map_err(io_err(format!("reading {}", path.display())))?;
+    // The connection's last events come as its task ends; then the file is committed.
+    writer.finish(Duration::from_secs(5)).await?;
+    let pcap = opts.out.read(&name, opts.capture_limit as u64)?;
     let packets = timeline(&subject, &pcap)?;
     Ok(ScenarioResult::new(
         def.clone(),

@@ -4,8 +4,10 @@
 //! stall, reset, bit corruption).
 //!
 //! This layer only moves bytes and keeps time; every decision is the
-//! shaper's. Memory is bounded: each direction reads at most
-//! [`CHUNK`] bytes at a time into a channel of [`QUEUE_CHUNKS`] plans, so a
+//! shaper's. Memory is bounded: each direction holds at most
+//! [`ProxyConfig::queue_bytes`] of planned steps, counted as allocated
+//! (see `stream_queue`: with `--slice 1` a byte costs some 72), in at most
+//! [`QUEUE_CHUNKS`] plans, reading at most [`CHUNK`] bytes at a time; a
 //! slow receiver stops the proxy reading, and TCP then slows the sender.
 //! Every wait on a peer has a timeout.
 
@@ -22,11 +24,13 @@ use tokio::time::{sleep_until, timeout, Instant};
 
 use crate::capture::Side;
 use crate::recorder::Recorder;
+use crate::stream_queue::{Held, QueueBudget, QUEUE_BYTES};
 use crate::stream_shaper::{Impairments, Shaper, Step};
 
 /// Largest read from either side.
 pub const CHUNK: usize = 16 * 1024;
-/// Planned chunks held per direction before the proxy stops reading.
+/// Planned chunks held per direction before the proxy stops reading; reads
+/// are cut so that this many plans fit [`ProxyConfig::queue_bytes`].
 pub const QUEUE_CHUNKS: usize = 16;
 
 /// Errors of the proxy itself (per-connection failures are logged, not returned).
@@ -100,6 +104,9 @@ pub struct ProxyConfig {
     pub max_connections: usize,
     /// Where to record what each side received, as a pcap file.
     pub recorder: Option<Recorder>,
+    /// Memory each direction of a connection may hold in planned steps
+    /// (at least one byte's plan).
+    pub queue_bytes: usize,
 }
 
 impl ProxyConfig {
@@ -115,6 +122,7 @@ impl ProxyConfig {
             connect_timeout: Duration::from_secs(10),
             max_connections: 1024,
             recorder: None,
+            queue_bytes: QUEUE_BYTES,
         }
     }
 }
@@ -251,6 +259,7 @@ async fn connection(
             from: "client",
             to: "upstream",
             shaper: Shaper::new(config.up, config.seed, index.wrapping_mul(2)),
+            queue: QueueBudget::new(config.queue_bytes, config.up.segment(), CHUNK, QUEUE_CHUNKS),
             idle: config.idle_timeout,
             start,
             record: recorder.map(|r| (r.clone(), index, Side::Client)),
@@ -259,6 +268,12 @@ async fn connection(
             from: "upstream",
             to: "client",
             shaper: Shaper::new(config.down, config.seed, index.wrapping_mul(2) + 1),
+            queue: QueueBudget::new(
+                config.queue_bytes,
+                config.down.segment(),
+                CHUNK,
+                QUEUE_CHUNKS,
+            ),
             idle: config.idle_timeout,
             start,
             record: recorder.map(|r| (r.clone(), index, Side::Server)),
@@ -298,6 +313,7 @@ struct Direction {
     from: &'static str,
     to: &'static str,
     shaper: Shaper,
+    queue: QueueBudget,
     idle: Duration,
     start: Instant,
     /// Recorder, connection index, and the side whose bytes these are.
@@ -310,18 +326,23 @@ impl Direction {
         R: AsyncRead + Unpin,
         W: AsyncWrite + Unpin,
     {
-        let (tx, mut rx) = mpsc::channel::<Vec<Step>>(QUEUE_CHUNKS);
+        let (tx, mut rx) = mpsc::channel::<(Vec<Step>, Held)>(QUEUE_CHUNKS);
         let Direction {
             from,
             to,
             mut shaper,
+            queue,
             idle,
             start,
             record,
         } = self;
         let reader = async move {
-            let mut buf = vec![0u8; CHUNK];
+            let mut buf = vec![0u8; queue.read_limit()];
             loop {
+                // Room for what this read can become, before taking it.
+                let Some(mut held) = queue.reserve().await else {
+                    return Ok(());
+                };
                 let n = match timeout(idle, source.read(&mut buf)).await {
                     Err(_) => {
                         return Err(ConnectionError::Idle {
@@ -334,16 +355,21 @@ impl Direction {
                     Ok(Ok(0)) => return Ok(()),
                     Ok(Ok(n)) => n,
                 };
-                let steps = shaper.plan(&buf[..n], start.elapsed());
+                let mut steps = shaper.plan(&buf[..n], start.elapsed());
                 // An empty plan (blackholed or reset) still reads on, to see the close.
-                if !steps.is_empty() && tx.send(steps).await.is_err() {
+                if steps.is_empty() {
+                    continue;
+                }
+                held.settle(&mut steps);
+                if tx.send((steps, held)).await.is_err() {
                     return Ok(());
                 }
             }
         };
         let writer = async move {
             let io = |source| ConnectionError::Io { side: to, source };
-            while let Some(steps) = rx.recv().await {
+            // The plan's charge is paid back once its last step is done.
+            while let Some((steps, _held)) = rx.recv().await {
                 for step in steps {
                     match step {
                         Step::Write { at, data } => {
@@ -391,3 +417,7 @@ impl Direction {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "stream_proxy_tests.rs"]
+mod tests;

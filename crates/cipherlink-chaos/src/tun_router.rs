@@ -2,8 +2,10 @@
 //! asks the router, sends what it says when it says. All decisions are the
 //! router's; this loop only moves packets and keeps one timer.
 //!
-//! Memory is bounded by the models' `limit`s (the router's queue) and one
-//! receive buffer per device.
+//! Memory is bounded by the router's queue (the models' `limit`s and its
+//! byte bound; what it drops for memory is counted and logged) and one
+//! receive buffer per device. A capture that refuses a packet (an
+//! in-memory one at its bound) is counted and logged, never ignored.
 
 use std::future::Future;
 use std::io::Write;
@@ -35,12 +37,21 @@ pub struct RouterStats {
     pub send_errors: [u64; 2],
     /// Packets dropped because the link was silenced ([`route_with`]).
     pub silenced: [u64; 2],
+    /// Copies dropped because the router's queue held its byte bound.
+    pub over_memory: [u64; 2],
+    /// Delivered packets the capture refused (it stops at the first).
+    pub capture_errors: [u64; 2],
 }
 
 fn index(from: Port) -> usize {
-    match from {
-        Port::A => 0,
-        Port::B => 1,
+    from.index()
+}
+
+fn direction_name(dir: usize) -> &'static str {
+    if dir == 0 {
+        "A to B"
+    } else {
+        "B to A"
     }
 }
 
@@ -105,6 +116,15 @@ pub async fn route_with<W: Write>(
             }
             Decision::Deliver(d) => stats.corrupted[dir] += u64::from(d.corrupt.is_some()),
         }
+        let over = router.over_memory()[dir];
+        if over > 0 && stats.over_memory[dir] == 0 {
+            tracing::warn!(
+                "router: the queue holds its bound of {} bytes; dropping packets {} (counted as over-memory)",
+                router.max_bytes(),
+                direction_name(dir)
+            );
+        }
+        stats.over_memory[dir] = over;
         // A packet due now (no delay) leaves at once: through the timer it
         // would wait for tokio's next millisecond tick.
         let now = start.elapsed();
@@ -149,7 +169,15 @@ async fn transmit<W: Write>(
             Err(_) => stats.send_errors[dir] += 1,
         }
         if let Some(c) = capture.as_deref_mut() {
-            let _ = c.write(wall_start + now, &packet);
+            if let Err(err) = c.write(wall_start + now, &packet) {
+                if stats.capture_errors == [0, 0] {
+                    tracing::warn!(
+                        "router: the capture refused a packet {}: {err}",
+                        direction_name(dir)
+                    );
+                }
+                stats.capture_errors[dir] += 1;
+            }
         }
     }
 }

@@ -4,7 +4,6 @@
 //! them each test prints a note and checks nothing.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use cipherlink::certs::{self, CertOptions};
@@ -99,15 +98,6 @@ fn tls() -> Tls {
     }
 }
 
-fn tag() -> String {
-    static NEXT: AtomicU32 = AtomicU32::new(0);
-    format!(
-        "s{}x{}",
-        std::process::id() % 100_000,
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    )
-}
-
 /// Runs an echo of `n` bytes with `subject` through `netem` (both ways);
 /// returns the outcome, the router's counts and the delivered packets' classes.
 async fn run<S: Subject + Clone>(
@@ -123,7 +113,7 @@ async fn run<S: Subject + Clone>(
         );
         return None;
     }
-    let mut lab = Lab::create(&tag()).expect("lab set-up");
+    let mut lab = Lab::create("s").expect("lab set-up");
     let (a, b) = lab.take_devices().expect("devices");
     let model = |stream: u64| Model::new(parse(netem).expect("netem"), 10 + stream);
     let router = Router::new(model(0), model(1));

@@ -5,6 +5,7 @@ use std::num::NonZeroUsize;
 use std::path::Path;
 use std::time::Duration;
 
+use cipherlink_chaos::output::{Invoker, OutDir};
 use cipherlink_chaos::recorder::Recorder;
 use cipherlink_chaos::stream_proxy::{ProxyConfig, StreamProxy};
 use cipherlink_chaos::stream_shaper::Impairments;
@@ -51,8 +52,9 @@ fn read_flow(path: &Path, client_port: u16) -> Option<Flow> {
 #[tokio::test]
 async fn proxy_records_what_each_side_received() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let path = dir.path().join("chaos.pcap");
-    let (recorder, _writer) = Recorder::create(&path).expect("recorder");
+    let out = OutDir::open(dir.path(), Invoker::current_user()).expect("out dir");
+    let (recorder, writer) =
+        Recorder::create(out.create("chaos.pcap").expect("pcap")).expect("recorder");
     let mut config = ProxyConfig::new(
         "127.0.0.1:0".parse().expect("addr"),
         echo_server().await.to_string(),
@@ -63,11 +65,11 @@ async fn proxy_records_what_each_side_received() {
         slice: NonZeroUsize::new(1000),
         ..Impairments::default()
     };
-    config.recorder = Some(recorder.clone());
+    config.recorder = Some(recorder);
     config.idle_timeout = LIMIT;
     let proxy = StreamProxy::bind(config).await.expect("bind");
     let addr = proxy.local_addr().expect("addr");
-    tokio::spawn(proxy.run());
+    let proxy_task = tokio::spawn(proxy.run());
 
     let mut c = TcpStream::connect(addr).await.expect("connect");
     let client_port = c.local_addr().expect("local").port();
@@ -82,23 +84,18 @@ async fn proxy_records_what_each_side_received() {
     assert_eq!(echoed.len(), sent.len());
     assert_ne!(echoed, sent, "every 1000-byte slice had a bit flipped");
 
-    // The writer flushes when idle: wait for both FINs to reach the file.
-    let flow = timeout(LIMIT, async {
-        loop {
-            if let Some(flow) = read_flow(&path, client_port) {
-                if flow.fin == 2 && flow.from_server.len() == sent.len() {
-                    return flow;
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-    .await
-    .expect("capture complete in time");
+    // The file appears when the recording ends, once the connection's task
+    // (and its recorder handles) is gone: with both FINs in it.
+    proxy_task.abort();
+    let dropped = writer.dropped();
+    let (_, path) = writer.finish(LIMIT).await.expect("capture committed");
+    assert_eq!(path, dir.path().join("chaos.pcap"));
+    let flow = read_flow(&path, client_port).expect("a readable capture");
+    assert_eq!(flow.fin, 2);
     assert_eq!(flow.syn, 2);
     assert_eq!(flow.rst, 0);
     // What the upstream received (corrupted) and what the client received.
     assert_eq!(flow.from_client, echoed);
     assert_eq!(flow.from_server, echoed);
-    assert_eq!(recorder.dropped(), 0);
+    assert_eq!(dropped, 0);
 }

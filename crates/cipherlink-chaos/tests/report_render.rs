@@ -7,12 +7,14 @@ use std::collections::HashMap;
 use std::io::Read;
 use std::path::Path;
 use std::process::{Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cipherlink_chaos::lab::Lab;
+use cipherlink_chaos::output::{Invoker, OutDir};
 use cipherlink_chaos::report::write_all;
 use cipherlink_chaos::results::Mode;
-use cipherlink_chaos::run::{run_scenario, RunOptions};
+use cipherlink_chaos::run::{run_scenario, RunOptions, CAPTURE_LIMIT};
 use cipherlink_chaos::scenarios::{select, Timers};
 use cipherlink_chaos::subject::PlainTcp;
 use cipherlink_test_support::{peer, Peer};
@@ -144,10 +146,11 @@ async fn report_renders_with_plots_in_chromium() {
             scenario: Duration::from_secs(60),
             ..Timers::default()
         },
-        out_dir: dir.path().to_path_buf(),
+        out: Arc::new(OutDir::open(dir.path(), Invoker::current_user()).expect("out dir")),
         mode,
-        tag: format!("rr{}", std::process::id() % 100_000),
+        prefix: "rr".into(),
         port: 7200,
+        capture_limit: CAPTURE_LIMIT,
     };
     let mut results = Vec::new();
     for def in select("ideal")
@@ -162,7 +165,7 @@ async fn report_renders_with_plots_in_chromium() {
         "{:?}",
         results.iter().map(|r| &r.verdict).collect::<Vec<_>>()
     );
-    let page = write_all(dir.path(), &results, &[]).expect("report");
+    let page = write_all(&opts.out, &results, &[]).expect("report");
 
     let png = dir.path().join("report.png");
     render(&chromium, &page, &png, &dir.path().join("profile"));

@@ -7,12 +7,12 @@ use std::time::Duration;
 
 use cipherlink::certs::{self, CertOptions};
 use cipherlink::Context;
+use cipherlink_chaos::output::{Invoker, OutDir};
 use cipherlink_chaos::recorder::Recorder;
 use cipherlink_chaos::stream_proxy::{ProxyConfig, StreamProxy};
 use cipherlink_chaos::subject::PacketClass;
 use cipherlink_chaos::tls_records::{KeyLog, RecordMap};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::time::timeout;
 
 const LIMIT: Duration = Duration::from_secs(20);
 
@@ -38,14 +38,15 @@ async fn a_captured_tls_session_decodes_record_by_record() {
         tunnel.read_exact(&mut ping).await.expect("ping");
         tunnel.write_all_and_close(b"PONG").await.expect("pong");
     });
-    let pcap = dir.path().join("tls.pcap");
-    let (recorder, _writer) = Recorder::create(&pcap).expect("recorder");
+    let out = OutDir::open(dir.path(), Invoker::current_user()).expect("out dir");
+    let (recorder, writer) =
+        Recorder::create(out.create("tls.pcap").expect("pcap")).expect("recorder");
     let mut config = ProxyConfig::new("127.0.0.1:0".parse().expect("addr"), upstream.to_string());
     config.recorder = Some(recorder);
     config.idle_timeout = LIMIT;
     let proxy = StreamProxy::bind(config).await.expect("proxy");
     let via = proxy.local_addr().expect("proxy addr");
-    tokio::spawn(proxy.run());
+    let proxy_task = tokio::spawn(proxy.run());
 
     let tcp = TcpStream::connect(via).await.expect("connect");
     let mut tunnel = client
@@ -64,23 +65,18 @@ async fn a_captured_tls_session_decodes_record_by_record() {
     tunnel.close().await.expect("close");
 
     let key_log = KeyLog::parse(&std::fs::read_to_string(&keys).expect("key log"));
-    // The writer flushes when idle: wait until both directions are whole.
-    let classes = timeout(LIMIT, async {
-        loop {
-            let bytes = std::fs::read(&pcap).unwrap_or_default();
-            let classes = RecordMap::from_capture(&bytes, &key_log).classes();
-            if let [[up, down]] = classes.as_slice() {
-                if up.last() == Some(&PacketClass::Close)
-                    && down.last() == Some(&PacketClass::Close)
-                {
-                    return (up.clone(), down.clone(), bytes);
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-    .await
-    .expect("a whole capture in time");
+    // The file appears when the recording ends: once the connection's task
+    // (and with it its recorder handles) is gone.
+    proxy_task.abort();
+    let (_, path) = writer.finish(LIMIT).await.expect("capture committed");
+    let bytes = std::fs::read(&path).expect("capture");
+    let classes = match RecordMap::from_capture(&bytes, &key_log)
+        .classes()
+        .as_slice()
+    {
+        [[up, down]] => (up.clone(), down.clone(), bytes.clone()),
+        other => panic!("one connection expected: {other:?}"),
+    };
     let (up, down, bytes) = classes;
     use PacketClass::{Close, Data, Handshake};
     // Client: ClientHello (and the compatibility ChangeCipherSpec), its

@@ -4,7 +4,6 @@
 
 use std::io::BufWriter;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use cipherlink_chaos::capture::Capture;
@@ -22,15 +21,6 @@ use tokio::time::{timeout, Instant};
 const LIMIT: Duration = Duration::from_secs(90);
 const PORT: u16 = 7000;
 
-fn tag() -> String {
-    static NEXT: AtomicU32 = AtomicU32::new(0);
-    format!(
-        "t{}x{}",
-        std::process::id() % 100_000,
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    )
-}
-
 fn lab_or_skip() -> Option<Lab> {
     if let Err(why) = Lab::available() {
         cipherlink_test_support::unavailable(
@@ -40,7 +30,7 @@ fn lab_or_skip() -> Option<Lab> {
         );
         return None;
     }
-    Some(Lab::create(&tag()).expect("lab set-up"))
+    Some(Lab::create("t").expect("lab set-up"))
 }
 
 fn router(netem: &str, seed: u64) -> Router {

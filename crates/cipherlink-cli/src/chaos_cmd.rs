@@ -3,9 +3,10 @@
 //! string on the packet model, the TUN lab, and `run`, the seed's scenarios
 //! with a report (subjects in `chaos_subjects.rs`).
 
+use std::io::BufWriter;
 use std::net::SocketAddr;
 use std::num::NonZeroUsize;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{bail, Context as _, Result};
@@ -13,8 +14,10 @@ use cipherlink_chaos::capture::Capture;
 use cipherlink_chaos::lab::Lab;
 use cipherlink_chaos::model::Model;
 use cipherlink_chaos::netem::{self, parse_rate, parse_time};
+use cipherlink_chaos::output::{Invoker, OutDir, OutFile};
 use cipherlink_chaos::recorder::Recorder;
 use cipherlink_chaos::router::Router;
+use cipherlink_chaos::signals::StopSignals;
 use cipherlink_chaos::simulate::{simulate, Train};
 use cipherlink_chaos::stream_proxy::{ProxyConfig, StreamProxy};
 use cipherlink_chaos::stream_shaper::Impairments;
@@ -36,7 +39,8 @@ pub enum ChaosCommand {
     /// Check a netem string: parse it and run the packet model on a synthetic train.
     Netem(NetemArgs),
     /// Two network namespaces joined through a TUN router that applies a
-    /// netem string per packet (needs root); runs until Ctrl-C.
+    /// netem string per packet (needs root); runs until SIGINT (Ctrl-C),
+    /// SIGTERM or SIGHUP, then removes them.
     Lab(LabArgs),
     /// Run seed 003's scenarios with a transport and write a report.
     ///
@@ -54,8 +58,11 @@ pub enum ChaosCommand {
     /// Writes into --out, per scenario: TRANSPORT-NAME.pcap (every delivered
     /// packet), TRANSPORT-NAME.json (result, timings, packet timeline),
     /// TRANSPORT-NAME-packets.svg and TRANSPORT-NAME-sequence.svg; and
-    /// report.html with every scenario, its verdict and timings. Exits
-    /// non-zero if any scenario failed. See docs/chaos.md.
+    /// report.html with every scenario, its verdict and timings. --out must
+    /// be a folder of the user who ran the command (SUDO_UID under sudo) or
+    /// a new one; what is written is handed to that user. Exits non-zero if
+    /// any scenario failed, or if interrupted (SIGINT, SIGTERM, SIGHUP:
+    /// the namespaces are removed first). See docs/chaos.md.
     Run(RunArgs),
 }
 
@@ -81,7 +88,8 @@ pub struct RunArgs {
     /// A scenario's name, or `all`.
     #[arg(long, default_value = "all")]
     pub scenario: String,
-    /// Where the report and its files go (created if missing).
+    /// Where the report and its files go: a folder of yours (not a
+    /// symlink), or a new one, which is created.
     #[arg(long, default_value = "chaos-report")]
     pub out: PathBuf,
     /// Seed of the impairment models.
@@ -111,7 +119,8 @@ pub struct LabArgs {
     /// Seed of the models.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// Names: namespaces TAG-a and TAG-b, devices clTAGa and clTAGb.
+    /// Prefix of the names (1 to 3 lower-case letters and digits):
+    /// namespaces TAG<pid>x<n>-a and -b, devices TAG<pid>x<n>a and b.
     #[arg(long, default_value = "cl")]
     pub tag: String,
     /// Record every delivered packet (after impairment) in this pcap file.
@@ -211,7 +220,7 @@ pub struct NetemArgs {
     pub json: Option<PathBuf>,
 }
 
-/// A netem time with a unit: a bare number would be microseconds in `tc`,
+/// A netem time with a unit: a bare number would be nanoseconds in `tc`,
 /// which surprises on a command line.
 fn time_flag(text: &str) -> Result<Duration, String> {
     if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
@@ -266,6 +275,13 @@ async fn lab(args: LabArgs) -> Result<()> {
         Model::new(up.clone(), args.seed.wrapping_mul(2)),
         Model::new(down.clone(), args.seed.wrapping_mul(2).wrapping_add(1)),
     );
+    // Refused before anything is made.
+    let pcap = match &args.pcap {
+        Some(path) => Some(output_file(path)?),
+        None => None,
+    };
+    // Caught before the namespaces exist, so that none outlives a signal.
+    let mut signals = StopSignals::catch().context("catching SIGINT, SIGTERM and SIGHUP")?;
     let mut lab = Lab::create(&args.tag).context("setting up the lab's namespaces")?;
     let (a, b) = lab
         .take_devices()
@@ -284,23 +300,24 @@ async fn lab(args: LabArgs) -> Result<()> {
         "       ip netns exec {} cipherlink connect {}:4433 --server-name localhost ...",
         lab.a.name, lab.b.addr
     );
+    println!("  SIGINT (Ctrl-C), SIGTERM or SIGHUP removes both namespaces");
+    let mut stopped_by = None;
     let stop = async {
-        if let Err(err) = tokio::signal::ctrl_c().await {
-            tracing::warn!("waiting for Ctrl-C: {err}");
-        }
+        stopped_by = Some(signals.recv().await);
     };
-    let stats = match &args.pcap {
-        Some(path) => {
-            let file = std::fs::File::create(path)
-                .with_context(|| format!("creating {}", path.display()))?;
-            let mut capture = Capture::new(std::io::BufWriter::new(file))
-                .with_context(|| format!("writing {}", path.display()))?;
+    let stats = match pcap {
+        Some(file) => {
+            let shown = file.path().to_path_buf();
+            let mut capture = Capture::new(BufWriter::new(file))
+                .with_context(|| format!("writing {}", shown.display()))?;
             let stats = route(a, b, router, Some(&mut capture), stop).await;
             capture
                 .into_inner()
                 .into_inner()
                 .map_err(|e| e.into_error())
-                .with_context(|| format!("flushing {}", path.display()))?;
+                .with_context(|| format!("flushing {}", shown.display()))?
+                .commit()
+                .with_context(|| format!("writing {}", shown.display()))?;
             stats
         }
         None => route(a, b, router, None::<&mut Capture<std::io::Sink>>, stop).await,
@@ -308,20 +325,38 @@ async fn lab(args: LabArgs) -> Result<()> {
     .context("routing between the namespaces")?;
     println!("A to B: {}", direction_line(&stats, 0));
     println!("B to A: {}", direction_line(&stats, 1));
+    let names = [lab.a.name.clone(), lab.b.name.clone()];
     drop(lab);
+    println!(
+        "{}; removed namespaces {} and {}",
+        stopped_by.unwrap_or("stopped"),
+        names[0],
+        names[1]
+    );
     Ok(())
+}
+
+/// A single output file (`--pcap`, `--json`), checked as docs/chaos.md says.
+fn output_file(path: &Path) -> Result<OutFile> {
+    let (dir, name) = OutDir::for_file(path, Invoker::from_env())
+        .with_context(|| format!("writing {}", path.display()))?;
+    dir.create(&name)
+        .with_context(|| format!("writing {}", path.display()))
 }
 
 fn direction_line(s: &RouterStats, i: usize) -> String {
     format!(
-        "received {} sent {} lost {} queue-full {} duplicated {} corrupted {} send-errors {}",
+        "received {} sent {} lost {} queue-full {} over-memory {} duplicated {} corrupted {} \
+         send-errors {} capture-errors {}",
         s.received[i],
         s.sent[i],
         s.lost[i],
         s.queue_full[i],
+        s.over_memory[i],
         s.duplicated[i],
         s.corrupted[i],
-        s.send_errors[i]
+        s.send_errors[i],
+        s.capture_errors[i]
     )
 }
 
@@ -353,12 +388,14 @@ async fn proxy(args: ChaosProxyArgs) -> Result<()> {
     config.idle_timeout = Duration::from_secs(args.idle_timeout);
     config.connect_timeout = Duration::from_secs(args.connect_timeout);
     config.max_connections = args.max_connections;
+    let mut writer = None;
     if let Some(path) = &args.pcap {
-        let (recorder, _writer) = Recorder::create(path)
+        let (recorder, w) = Recorder::create(output_file(path)?)
             .with_context(|| format!("creating the capture {}", path.display()))?;
         config.recorder = Some(recorder);
+        writer = Some(w);
     }
-    let recorder = config.recorder.clone();
+    let mut signals = StopSignals::catch().context("catching SIGINT, SIGTERM and SIGHUP")?;
     let proxy = StreamProxy::bind(config)
         .await
         .with_context(|| format!("starting the chaos proxy on {}", args.listen))?;
@@ -373,18 +410,19 @@ async fn proxy(args: ChaosProxyArgs) -> Result<()> {
     );
     tokio::select! {
         result = proxy.run() => result.context("chaos proxy stopped")?,
-        signal = tokio::signal::ctrl_c() => {
-            signal.context("waiting for Ctrl-C")?;
-            tracing::info!("interrupted; stopping");
-        }
+        signal = signals.recv() => tracing::info!("{signal}; stopping"),
     }
-    if let (Some(r), Some(path)) = (recorder, &args.pcap) {
-        // The writer flushes whenever it is idle; what was queued at the
-        // interrupt may be missing, and events it could not keep up with are counted.
+    if let (Some(w), Some(path)) = (writer, &args.pcap) {
+        // Connections still open hold recorder handles: their last events
+        // may be missing; events the writer could not keep up with are counted.
+        let dropped = w.dropped();
+        let (packets, _) = w
+            .finish(Duration::from_secs(1))
+            .await
+            .with_context(|| format!("writing the capture {}", path.display()))?;
         tracing::info!(
-            "capture in {} ({} events dropped)",
-            path.display(),
-            r.dropped()
+            "capture in {}: {packets} packets ({dropped} events dropped)",
+            path.display()
         );
     }
     Ok(())
@@ -457,7 +495,11 @@ fn netem_dry_run(args: NetemArgs) -> Result<()> {
             "throughput_bps": s.throughput_bps,
         });
         let text = serde_json::to_string_pretty(&json).context("encoding the summary")?;
-        std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+        let mut file = output_file(&path)?;
+        std::io::Write::write_all(&mut file, text.as_bytes())
+            .with_context(|| format!("writing {}", path.display()))?;
+        file.commit()
+            .with_context(|| format!("writing {}", path.display()))?;
     }
     Ok(())
 }

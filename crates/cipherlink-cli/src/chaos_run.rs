@@ -1,14 +1,20 @@
 //! `cipherlink chaos run`: the seed's scenarios with one transport, in the
-//! TUN lab (root) or through the stream proxy, then the report.
+//! TUN lab (root) or through the stream proxy, then the report. Its files
+//! go through `cipherlink_chaos::output` (a folder of the invoking user's,
+//! symlinks replaced, handed to the sudo user); SIGINT, SIGTERM and SIGHUP
+//! stop it after removing its namespaces.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{bail, Context as _, Result};
-use cipherlink_chaos::lab::Lab;
+use cipherlink_chaos::lab::{self, Lab};
+use cipherlink_chaos::output::{Invoker, OutDir};
 use cipherlink_chaos::report;
 use cipherlink_chaos::results::{Mode, ScenarioResult};
-use cipherlink_chaos::run::{run_scenario, RunOptions};
+use cipherlink_chaos::run::{run_scenario, RunOptions, CAPTURE_LIMIT};
 use cipherlink_chaos::scenarios::{self, ScenarioDef, Timers};
+use cipherlink_chaos::signals::StopSignals;
 use cipherlink_chaos::subject::Subject;
 
 use crate::chaos_cmd::{RunArgs, Transport};
@@ -16,9 +22,34 @@ use crate::chaos_subjects::{link_keepalive, Link, Tls, V1};
 
 /// The echo server's port in namespace B.
 const PORT: u16 = 7100;
+/// Prefix of the namespaces' names (`cr<pid>x<n>-a`).
+const PREFIX: &str = "cr";
+/// The TLS client's key log in the output folder.
+const KEY_LOG: &str = "tls-keys.log";
 
-/// Runs the scenarios, writes the report, fails if any scenario failed.
+/// Runs the scenarios, writes the report, fails if any scenario failed or
+/// a signal stopped the run (after removing its namespaces).
 pub async fn run(args: RunArgs) -> Result<()> {
+    // Caught before any namespace exists, so that none outlives a signal.
+    let mut signals = StopSignals::catch().context("catching SIGINT, SIGTERM and SIGHUP")?;
+    let (signal, names) = tokio::select! {
+        result = run_all(args) => return result,
+        // The run is still alive here: its namespaces, still listed.
+        signal = signals.recv() => (signal, lab::live_names()),
+    };
+    // The run's future is gone, and its labs removed their namespaces as
+    // they were dropped; anything still listed goes now.
+    lab::remove_all();
+    if names.is_empty() {
+        bail!("interrupted by {signal}");
+    }
+    bail!(
+        "interrupted by {signal}; removed namespaces {}",
+        names.join(", ")
+    )
+}
+
+async fn run_all(args: RunArgs) -> Result<()> {
     let defs = scenarios::select(&args.scenario).with_context(|| {
         let names: Vec<String> = scenarios::seed_scenarios()
             .into_iter()
@@ -30,8 +61,10 @@ pub async fn run(args: RunArgs) -> Result<()> {
             names.join(", ")
         )
     })?;
-    std::fs::create_dir_all(&args.out)
-        .with_context(|| format!("creating {}", args.out.display()))?;
+    let out = Arc::new(
+        OutDir::open(&args.out, Invoker::from_env())
+            .with_context(|| format!("the output folder {}", args.out.display()))?,
+    );
     let mut notes = Vec::new();
     let mode = if args.proxy {
         notes.push(
@@ -48,6 +81,11 @@ pub async fn run(args: RunArgs) -> Result<()> {
         notes.push(note);
         Mode::Proxy
     } else {
+        eprintln!(
+            "chaos run: namespaces {PREFIX}{}x<n>-a and -b, a pair per scenario, removed \
+             when it ends (also on SIGINT, SIGTERM or SIGHUP)",
+            std::process::id()
+        );
         Mode::Lab
     };
     let timers = Timers {
@@ -58,17 +96,22 @@ pub async fn run(args: RunArgs) -> Result<()> {
     let opts = RunOptions {
         seed: args.seed,
         timers,
-        out_dir: args.out.clone(),
+        out: Arc::clone(&out),
         mode,
-        // Own namespaces per process, so runs side by side do not collide.
-        tag: format!("cr{}", std::process::id() % 100_000_000),
+        // Names carry the pid: runs side by side do not collide.
+        prefix: PREFIX.into(),
         port: PORT,
+        capture_limit: CAPTURE_LIMIT,
     };
     let started = Instant::now();
     let results = match args.transport {
         Transport::Tls => {
-            let tls = Tls::new(&args.out.join("tls-keys.log"))?;
-            run_each(&defs, &opts, |_| Ok(tls.clone())).await?
+            // Opened by the core without following symlinks, through the held folder.
+            let tls = Tls::new(&out.pinned(KEY_LOG)?)?;
+            let results = run_each(&defs, &opts, |_| Ok(tls.clone())).await;
+            out.hand_over(KEY_LOG)
+                .with_context(|| format!("handing over {}", out.shown(KEY_LOG).display()))?;
+            results?
         }
         Transport::V1 => {
             let v1 = V1::new();
@@ -85,7 +128,7 @@ pub async fn run(args: RunArgs) -> Result<()> {
             run_each(&defs, &opts, |_| Ok(cipherlink_chaos::subject::PlainTcp)).await?
         }
     };
-    let path = report::write_all(&args.out, &results, &notes).context("writing the report")?;
+    let path = report::write_all(&out, &results, &notes).context("writing the report")?;
     let failed = results.iter().filter(|r| r.failed()).count();
     let passed = results.iter().filter(|r| r.verdict.pass).count();
     println!(

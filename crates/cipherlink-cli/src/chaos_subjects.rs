@@ -506,6 +506,7 @@ impl Session for V1Session {
 mod tests {
     use std::time::Duration;
 
+    use cipherlink_chaos::output::{Invoker, OutDir};
     use cipherlink_chaos::recorder::Recorder;
     use cipherlink_chaos::stream_proxy::{ProxyConfig, StreamProxy};
     use cipherlink_chaos::subject::{PacketClass, Session, Subject};
@@ -533,14 +534,15 @@ mod tests {
             }
             let _ = session.close().await;
         });
-        let pcap = dir.path().join("link.pcap");
-        let (recorder, _writer) = Recorder::create(&pcap).expect("recorder");
+        let out = OutDir::open(dir.path(), Invoker::current_user()).expect("out dir");
+        let (recorder, writer) =
+            Recorder::create(out.create("link.pcap").expect("pcap")).expect("recorder");
         let mut config =
             ProxyConfig::new("127.0.0.1:0".parse().expect("addr"), upstream.to_string());
         config.recorder = Some(recorder);
         let proxy = StreamProxy::bind(config).await.expect("proxy");
         let via = proxy.local_addr().expect("proxy addr");
-        tokio::spawn(proxy.run());
+        let proxy_task = tokio::spawn(proxy.run());
 
         let tcp = TcpStream::connect(via).await.expect("connect");
         let mut session = subject.connect(tcp).await.expect("client session");
@@ -552,21 +554,24 @@ mod tests {
         assert_eq!(echoed, b"hello link");
         session.close().await.expect("close");
 
-        let up = tokio::time::timeout(Duration::from_secs(20), async {
-            loop {
-                let bytes = std::fs::read(&pcap).unwrap_or_default();
-                if let Some(map) = subject.decode_records(&bytes) {
-                    if let [[up, down]] = map.classes().as_slice() {
-                        if up.contains(&PacketClass::Close) && down.contains(&PacketClass::Data) {
-                            return up.clone();
-                        }
-                    }
-                }
-                tokio::time::sleep(Duration::from_millis(20)).await;
+        // The file appears when the recording ends: once the connection's
+        // task, and with it its recorder handles, is gone (the client's
+        // close ends it).
+        drop(session);
+        proxy_task.abort();
+        let (_, pcap) = writer
+            .finish(Duration::from_secs(20))
+            .await
+            .expect("capture committed");
+        let bytes = std::fs::read(&pcap).expect("capture");
+        let map = subject.decode_records(&bytes).expect("decoded");
+        let up = match map.classes().as_slice() {
+            [[up, down]] => {
+                assert!(down.contains(&PacketClass::Data), "{down:?}");
+                up.clone()
             }
-        })
-        .await
-        .expect("a decoded capture in time");
+            other => panic!("one connection expected: {other:?}"),
+        };
         assert_eq!(up.first(), Some(&PacketClass::Handshake), "{up:?}");
         assert!(up.contains(&PacketClass::Data), "{up:?}");
         assert_eq!(up.last(), Some(&PacketClass::Close), "{up:?}");
