@@ -59,7 +59,7 @@ enum Command {
     Info(info_cmd::InfoArgs),
     /// Benchmarks (connections/s, ...).
     Bench(cmd_bench::BenchArgs),
-    /// gRPC latency lab (seed 001): serve, steady, coldconn.
+    /// gRPC latency lab: serve, steady, coldconn (then `summarize` the results).
     Rpc(rpc_cmd::RpcArgs),
     /// Summarize results files (numbers, SVG and HTML plots).
     Summarize(summarize_cmd::SummarizeArgs),

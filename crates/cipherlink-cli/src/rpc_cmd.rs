@@ -1,24 +1,32 @@
-//! `cipherlink rpc`: the gRPC latency lab of seed 001 (serve, steady, coldconn).
+//! `cipherlink rpc`: the gRPC latency lab (serve, steady, coldconn), a Rust
+//! port of the original Python grpcio suite.
 //!
-//! Settings follow the seed's environment variables (`DF_HOST DF_PORT
-//! DELAY_MS N_RPS T_DURATION_SEC T_WARMUP_SEC TLS_CA TLS_CERT TLS_KEY`), read
-//! from the environment and a `.env` file; flags override both.
+//! Flags speak the other commands' vocabulary (`--listen`, `--connect`,
+//! `--cert`, durations with units); each also reads the suite's
+//! environment variable (`DF_HOST DF_PORT DELAY_MS N_RPS T_DURATION_SEC
+//! T_WARMUP_SEC TLS_CA TLS_CERT TLS_KEY ...`), from the environment or a
+//! `.env` file, with the same meaning, and flags override both.
 
-use std::net::SocketAddr;
-use std::path::PathBuf;
+mod args;
+mod progress;
+
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context as _, Result};
 use cipherlink_rpc::client::coldconn::{run_coldconn, ColdOptions};
 use cipherlink_rpc::client::connect::{Connector, Target};
 use cipherlink_rpc::client::findmax::{find_max, FindMaxOptions, Step};
-use cipherlink_rpc::client::steady::{run_steady, SteadyOptions, SteadyReport};
+use cipherlink_rpc::client::progress::SteadyProgress;
+use cipherlink_rpc::client::steady::{run_steady_reporting, SteadyOptions, SteadyReport};
 use cipherlink_rpc::record;
 use cipherlink_rpc::server::{BoundServer, ServerOptions};
 use cipherlink_rpc::summary::report::latency_line;
 use cipherlink_rpc::timer::Timer;
-use cipherlink_rpc::tls::{self, ClientTls, KeyExchange, ServerTls};
+use cipherlink_rpc::tls::{self, ClientTls, ServerTls};
 use clap::{Args, Subcommand};
+
+use args::{ClientArgs, ColdArgs, RpcTlsArgs, ServeArgs, SteadyArgs};
 
 /// What `.env` loading found, announced when an `rpc` command starts.
 static DOTENV: std::sync::OnceLock<cipherlink_rpc::env::DotEnv> = std::sync::OnceLock::new();
@@ -55,172 +63,10 @@ pub struct RpcArgs {
 enum RpcCommand {
     /// Serve score.ScoreService/GetScore with an artificial delay.
     Serve(ServeArgs),
-    /// Test 01_steady: fixed-rate open-loop load over one HTTP/2 channel.
+    /// Fixed-rate open-loop load over one HTTP/2 channel: latency per request.
     Steady(SteadyArgs),
-    /// Test 02_coldconn: a new secure channel per attempt.
+    /// A new secure channel per attempt: connect and first-call times.
     Coldconn(ColdArgs),
-}
-
-/// The seed's TLS variables. For a server TLS_CA is the CA of its clients
-/// (mutual TLS); for a client it is the CA of the server.
-#[derive(Debug, Clone, Args)]
-struct RpcTlsArgs {
-    /// CA certificate (PEM). Server: require client certificates it signed.
-    #[arg(long, env = "TLS_CA", value_name = "FILE")]
-    tls_ca: Option<PathBuf>,
-    /// Our certificate (PEM). Client: present it (mutual TLS).
-    #[arg(long, env = "TLS_CERT", value_name = "FILE")]
-    tls_cert: Option<PathBuf>,
-    /// Our private key (PEM).
-    #[arg(long, env = "TLS_KEY", value_name = "FILE")]
-    tls_key: Option<PathBuf>,
-    /// Accept the seed's openssl certificates (X.509 v1, host only in the
-    /// CN, no subjectAltName) as gRPC's own TLS stack does. The chain is
-    /// still verified (leaf signed directly by the CA).
-    #[arg(
-        long = "dangerous-legacy-cn-certs",
-        alias = "legacy-cn-certs",
-        env = "TLS_LEGACY_CN",
-        // The seed writes TLS_LEGACY_CN=1: take 1/0, yes/no, on/off too.
-        value_parser = clap::builder::BoolishValueParser::new()
-    )]
-    legacy_cn_certs: bool,
-    /// Key-exchange groups to offer / accept, most preferred first, e.g.
-    /// `X25519` (classical) or `X25519MLKEM768` (hybrid post-quantum).
-    #[arg(
-        long,
-        env = "TLS_GROUPS",
-        value_name = "LIST",
-        value_delimiter = ',',
-        default_value = "X25519MLKEM768,X25519,P-256,P-384"
-    )]
-    groups: Vec<KeyExchange>,
-    /// Plaintext HTTP/2, no TLS at all (TLS_* are then ignored).
-    #[arg(long)]
-    insecure: bool,
-}
-
-#[derive(Debug, Args)]
-struct ServeArgs {
-    /// Address to listen on.
-    #[arg(long, env = "DF_HOST", default_value = "0.0.0.0")]
-    host: String,
-    /// Port to listen on.
-    #[arg(long, env = "DF_PORT", default_value_t = 50051)]
-    port: u16,
-    /// Artificial delay per call, in milliseconds (0 allowed).
-    #[arg(long, env = "DELAY_MS", default_value_t = 5.0)]
-    delay_ms: f64,
-    #[command(flatten)]
-    tls: RpcTlsArgs,
-    /// Sleep on tokio's 1 ms timer wheel instead of the precise timer.
-    #[arg(long)]
-    tokio_timer: bool,
-    /// Largest request accepted, in bytes.
-    #[arg(long, default_value_t = cipherlink_rpc::server::DEFAULT_MAX_REQUEST_BYTES)]
-    max_request_bytes: usize,
-    /// HTTP/2 streams a client may have open at once. With
-    /// --max-request-bytes it bounds what one connection can make the server
-    /// buffer (1024 x 64 KiB = 64 MiB by default).
-    #[arg(long, default_value_t = cipherlink_rpc::server::DEFAULT_MAX_CONCURRENT_STREAMS)]
-    max_streams: u32,
-    /// Connections open at once, all threads together; more wait in the
-    /// listen backlog.
-    #[arg(long, default_value_t = cipherlink_rpc::server::DEFAULT_MAX_CONNECTIONS)]
-    max_connections: usize,
-    /// Close a connection after this many seconds without a byte either
-    /// way (0: never).
-    #[arg(long, value_name = "SECONDS", default_value_t = cipherlink_rpc::server::DEFAULT_IDLE_TIMEOUT.as_secs())]
-    idle_timeout: u64,
-    /// Server threads (0: one per core). Each runs whole connections, TLS
-    /// handshake, HTTP/2 and handlers, so a connection never crosses threads;
-    /// new connections are dealt to the threads in turn.
-    #[arg(long, env = "RPC_THREADS", default_value_t = 0)]
-    threads: usize,
-}
-
-#[derive(Debug, Clone, Args)]
-struct ClientArgs {
-    /// Server host name or address.
-    #[arg(long, env = "DF_HOST", default_value = "localhost")]
-    host: String,
-    /// Server port.
-    #[arg(long, env = "DF_PORT", default_value_t = 50051)]
-    port: u16,
-    /// Name to check in the server certificate (default: --host), like
-    /// gRPC's ssl_target_name_override.
-    #[arg(long, env = "TLS_SERVER_NAME")]
-    server_name: Option<String>,
-    #[command(flatten)]
-    tls: RpcTlsArgs,
-    /// Per-call deadline in milliseconds.
-    #[arg(long, default_value_t = 1000)]
-    deadline_ms: u64,
-    /// The request's `json` field.
-    #[arg(long, default_value = r#"{"vector":[0.12,0.34,0.56,0.78]}"#)]
-    payload: String,
-    /// Sleep on tokio's 1 ms timer wheel instead of the precise timer.
-    #[arg(long)]
-    tokio_timer: bool,
-}
-
-#[derive(Debug, Args)]
-struct SteadyArgs {
-    #[command(flatten)]
-    client: ClientArgs,
-    /// Requests per second.
-    #[arg(long, env = "N_RPS", default_value_t = 500.0)]
-    rps: f64,
-    /// Recorded seconds.
-    #[arg(long, env = "T_DURATION_SEC", default_value_t = 300.0)]
-    duration_sec: f64,
-    /// Unrecorded warm-up seconds before them.
-    #[arg(long, env = "T_WARMUP_SEC", default_value_t = 30.0)]
-    warmup_sec: f64,
-    /// Requests in flight at most; beyond, they are recorded as RESOURCE_EXHAUSTED.
-    #[arg(long, default_value_t = 10_000)]
-    max_outstanding: usize,
-    /// Results file.
-    #[arg(long, default_value = "01_steady_results.txt")]
-    out: PathBuf,
-    /// Search the highest rate that keeps p99 and errors within bounds
-    /// (each step lasts --duration-sec after --warmup-sec; no file is written).
-    #[arg(long)]
-    find_max: bool,
-    /// --find-max: p99 bound in milliseconds.
-    #[arg(long, default_value_t = 5.0)]
-    p99_bound_ms: f64,
-    /// --find-max: largest failed fraction allowed.
-    #[arg(long, default_value_t = 0.001)]
-    max_error_rate: f64,
-    /// --find-max: first rate.
-    #[arg(long, default_value_t = 1000.0)]
-    start_rps: f64,
-    /// --find-max: highest rate tried.
-    #[arg(long, default_value_t = 200_000.0)]
-    max_rps: f64,
-}
-
-#[derive(Debug, Args)]
-struct ColdArgs {
-    #[command(flatten)]
-    client: ClientArgs,
-    /// Attempts per second.
-    #[arg(long, default_value_t = 1.0)]
-    rate: f64,
-    /// Seconds to run.
-    #[arg(long, env = "T_DURATION_SEC", default_value_t = 300.0)]
-    duration_sec: f64,
-    /// Unrecorded attempts before the run (the first connection of a process
-    /// also pays one-time start-up costs).
-    #[arg(long, default_value_t = 1)]
-    warmup_attempts: u32,
-    /// Allow TLS session resumption (then attempts after the first are not fully cold).
-    #[arg(long)]
-    resume: bool,
-    /// Results file.
-    #[arg(long, default_value = "02_coldconn_results.txt")]
-    out: PathBuf,
 }
 
 /// Runs `cipherlink rpc ...`.
@@ -239,21 +85,41 @@ pub async fn run(args: RpcArgs) -> Result<()> {
 }
 
 /// The flag (and environment variable) behind each field that the rpc
-/// library names in its messages as `field`, by subcommand (`None`: all):
-/// the library names its options, the user typed flags.
-const FIELD_FLAGS: [(Option<&str>, &str, &str); 12] = [
+/// library (or the core, in its TOML spelling) names in its messages as
+/// `field`, by subcommand (`None`: all): the libraries name their options,
+/// the user typed flags.
+const FIELD_FLAGS: [(Option<&str>, &str, &str); 19] = [
     (
         None,
         "accept_legacy",
-        "--dangerous-legacy-cn-certs (env TLS_LEGACY_CN=1)",
+        "--dangerous-accept-legacy-certs (or env TLS_LEGACY_CN=1)",
     ),
-    (None, "cert", "--tls-cert (env TLS_CERT)"),
-    (None, "key", "--tls-key (env TLS_KEY)"),
-    (None, "ca", "--tls-ca (env TLS_CA)"),
+    (
+        None,
+        "dangerous.accept_legacy_certificates",
+        "--dangerous-accept-legacy-certs (or env TLS_LEGACY_CN=1)",
+    ),
+    (
+        None,
+        "accept_cn_only",
+        "--dangerous-accept-cn-only (or env TLS_LEGACY_CN=1)",
+    ),
+    (
+        None,
+        "dangerous.accept_cn_only_certificates",
+        "--dangerous-accept-cn-only (or env TLS_LEGACY_CN=1)",
+    ),
+    (None, "cert", "--cert (env TLS_CERT)"),
+    (None, "certificate", "--cert (env TLS_CERT)"),
+    (None, "key", "--key (env TLS_KEY)"),
+    (None, "private_key", "--key (env TLS_KEY)"),
+    (None, "ca", "--ca (env TLS_CA)"),
+    (None, "trusted_cas", "--ca (env TLS_CA)"),
     (None, "groups", "--groups (env TLS_GROUPS)"),
+    (None, "key_exchange", "--groups (env TLS_GROUPS)"),
     (None, "server_name", "--server-name (env TLS_SERVER_NAME)"),
-    (None, "duration", "--duration-sec (env T_DURATION_SEC)"),
-    (None, "deadline", "--deadline-ms"),
+    (None, "duration", "--duration (env T_DURATION_SEC)"),
+    (None, "deadline", "--deadline"),
     (Some("steady"), "rate", "--rps (env N_RPS)"),
     (Some("steady"), "max_outstanding", "--max-outstanding"),
     (
@@ -292,10 +158,6 @@ where
     .context("the runtime thread failed")?
 }
 
-fn secs(value: f64, name: &str) -> Result<Duration> {
-    Duration::try_from_secs_f64(value).with_context(|| format!("{name}={value} is not a duration"))
-}
-
 fn timer(tokio_timer: bool) -> Timer {
     if tokio_timer {
         Timer::Tokio
@@ -305,42 +167,43 @@ fn timer(tokio_timer: bool) -> Timer {
 }
 
 async fn serve(a: ServeArgs) -> Result<()> {
-    let delay = Duration::try_from_secs_f64(a.delay_ms / 1e3)
-        .with_context(|| format!("DELAY_MS={} is not a delay", a.delay_ms))?;
-    let ip: std::net::IpAddr = a
-        .host
-        .parse()
-        .with_context(|| format!("DF_HOST={} is not an IP address to listen on", a.host))?;
-    let tls = if a.tls.insecure {
+    let listen = a.listen_addr()?;
+    let tls = if a.tls.plaintext {
         warn_ignored(&a.tls);
         None
     } else {
-        let (Some(cert), Some(key)) = (a.tls.tls_cert.clone(), a.tls.tls_key.clone()) else {
-            bail!("a TLS server needs TLS_CERT and TLS_KEY (or --tls-cert/--tls-key); pass --insecure for plaintext");
+        let (Some(cert), Some(key)) = (a.tls.cert.clone(), a.tls.key.clone()) else {
+            bail!(
+                "a TLS server needs --cert and --key (env TLS_CERT, TLS_KEY); \
+                 pass --plaintext for plaintext HTTP/2"
+            );
         };
         Some(tls::server_config(&ServerTls {
             cert,
             key,
-            client_ca: a.tls.tls_ca.clone(),
-            accept_legacy: a.tls.legacy_cn_certs,
+            client_ca: a.tls.ca.clone(),
+            accept_legacy: a.tls.accept_legacy(),
             groups: a.tls.groups.clone(),
         })?)
     };
-    let mode = match (&tls, &a.tls.tls_ca) {
-        (None, _) => "plaintext (--insecure)",
+    let mode = match (&tls, &a.tls.ca) {
+        (None, _) => "plaintext",
         (Some(_), None) => "TLS 1.3, server auth",
         (Some(_), Some(_)) => "TLS 1.3, mutual auth",
     };
-    let mut opts = ServerOptions::new(SocketAddr::new(ip, a.port), delay, tls);
+    let mut opts = ServerOptions::new(listen, a.delay, tls);
     opts.precise_timer = !a.tokio_timer;
     opts.max_request_bytes = a.max_request_bytes;
     opts.max_concurrent_streams = a.max_streams;
     opts.max_connections = a.max_connections;
-    opts.idle_timeout = (a.idle_timeout > 0).then(|| Duration::from_secs(a.idle_timeout));
+    opts.idle_timeout = (!a.idle_timeout.is_zero()).then_some(a.idle_timeout);
     opts.threads = a.threads;
     let server = BoundServer::bind(opts).await?;
     let addr = server.local_addr()?;
-    eprintln!("ScoreService on {addr}: {mode}, DELAY_MS={}", a.delay_ms);
+    // One write: scripts and tests read the address from this line, and
+    // eprintln! writes a line in pieces.
+    let line = format!("ScoreService on {addr} ({mode}, delay {:?})\n", a.delay);
+    let _ = std::io::Write::write_all(&mut std::io::stderr(), line.as_bytes());
     server
         .run(async {
             let _ = tokio::signal::ctrl_c().await;
@@ -350,35 +213,40 @@ async fn serve(a: ServeArgs) -> Result<()> {
 }
 
 fn warn_ignored(t: &RpcTlsArgs) {
-    if t.tls_ca.is_some() || t.tls_cert.is_some() || t.tls_key.is_some() {
-        tracing::warn!("--insecure: ignoring TLS_CA/TLS_CERT/TLS_KEY");
+    if t.any_file() {
+        tracing::warn!("--plaintext: ignoring --ca, --cert and --key (TLS_CA, TLS_CERT, TLS_KEY)");
     }
 }
 
 async fn connector(c: &ClientArgs, resumption: bool) -> Result<Connector> {
-    let tls = if c.tls.insecure {
+    let tls = if c.tls.plaintext {
         warn_ignored(&c.tls);
         None
     } else {
-        let Some(ca) = c.tls.tls_ca.clone() else {
-            bail!("a TLS client needs TLS_CA (or --tls-ca) to verify the server; pass --insecure for plaintext");
+        let Some(ca) = c.tls.ca.clone() else {
+            bail!(
+                "a TLS client needs --ca (env TLS_CA) to verify the server; \
+                 pass --plaintext for plaintext HTTP/2"
+            );
         };
-        let identity = match (c.tls.tls_cert.clone(), c.tls.tls_key.clone()) {
+        let identity = match (c.tls.cert.clone(), c.tls.key.clone()) {
             (Some(cert), Some(key)) => Some((cert, key)),
             (None, None) => None,
-            _ => bail!("mutual TLS needs both TLS_CERT and TLS_KEY"),
+            _ => bail!("mutual TLS needs both --cert and --key (env TLS_CERT, TLS_KEY)"),
         };
         Some(tls::client_config(&ClientTls {
             ca,
             identity,
-            accept_legacy: c.tls.legacy_cn_certs,
+            accept_legacy: c.tls.accept_legacy(),
+            accept_cn_only: c.accept_cn_only(),
             resumption,
             groups: c.tls.groups.clone(),
         })?)
     };
+    let server = c.server();
     Ok(Connector::resolve(&Target {
-        host: c.host.clone(),
-        port: c.port,
+        host: server.host,
+        port: server.port,
         tls,
         server_name: c.server_name.clone(),
         connect_timeout: Duration::from_secs(10),
@@ -422,58 +290,75 @@ async fn steady(a: SteadyArgs) -> Result<()> {
     let connector = connector(&a.client, true).await?;
     let opts = SteadyOptions {
         rate: a.rps,
-        duration: secs(a.duration_sec, "T_DURATION_SEC")?,
-        warmup: secs(a.warmup_sec, "T_WARMUP_SEC")?,
-        deadline: Duration::from_millis(a.client.deadline_ms),
+        duration: a.duration,
+        warmup: a.warmup,
+        deadline: a.client.deadline,
         max_outstanding: a.max_outstanding,
         payload: a.client.payload.clone(),
     };
     opts.validate()?;
-    let channel = connector.channel().await?;
     let timer = timer(a.client.tokio_timer);
     if a.find_max {
-        let fm = FindMaxOptions {
-            start_rps: a.start_rps,
-            max_rps: a.max_rps,
-            growth: 1.5,
-            refine_steps: 4,
-            p99_bound: Duration::try_from_secs_f64(a.p99_bound_ms / 1e3)
-                .context("--p99-bound-ms is not a duration")?,
-            max_error_rate: a.max_error_rate,
-        };
-        let result = find_max(channel, &opts, &fm, &timer, |s: &Step| {
-            println!(
-                "{:>9.0}/s achieved {:>9.0}/s  p50 {:.3} p99 {:.3} ms  errors {:.3}%  {}",
-                s.report.target_rps,
-                s.report.achieved_rps,
-                s.report.latencies.percentile_ms(50.0),
-                s.report.latencies.percentile_ms(99.0),
-                100.0 * s.report.error_rate(),
-                if s.passed { "pass" } else { "FAIL" }
-            );
-        })
-        .await?;
-        match result.best_rps {
-            Some(best) => println!(
-                "highest sustainable rate on one channel: {best:.0}/s (p99 <= {} ms, errors <= {}%)",
-                a.p99_bound_ms,
-                100.0 * a.max_error_rate
-            ),
-            None => println!("no rate met the bounds; lower --start-rps"),
-        }
-        return Ok(());
+        return find_max_rate(&a, &connector, &opts, &timer).await;
     }
+    let channel = connector.channel().await?;
+    let progress = Arc::new(SteadyProgress::default());
     eprintln!(
-        "01_steady: {} rps for {} s after {} s warm-up, to {}",
+        "steady: {}/s for {:?} after {:?} of warm-up, to {}",
         a.rps,
-        a.duration_sec,
-        a.warmup_sec,
+        a.duration,
+        a.warmup,
         connector.label()
     );
-    let run = run_steady(channel, &opts, &timer).await?;
+    let display = progress::Display::start(progress.clone());
+    let run = run_steady_reporting(channel, &opts, &timer, &progress).await;
+    drop(display);
+    let run = run?;
     record::write_steady(&a.out, &run.outcomes)?;
     print_steady(&run.report);
     println!("results: {}", a.out.display());
+    Ok(())
+}
+
+/// `steady --find-max`: a line on stdout per step, progress on stderr.
+async fn find_max_rate(
+    a: &SteadyArgs,
+    connector: &Connector,
+    opts: &SteadyOptions,
+    timer: &Timer,
+) -> Result<()> {
+    let channel = connector.channel().await?;
+    let progress = Arc::new(SteadyProgress::default());
+    let fm = FindMaxOptions {
+        start_rps: a.start_rps,
+        max_rps: a.max_rps,
+        growth: 1.5,
+        refine_steps: 4,
+        p99_bound: a.p99_bound,
+        max_error_rate: a.max_error_rate,
+    };
+    let display = progress::Display::start(progress.clone());
+    let result = find_max(channel, opts, &fm, timer, &progress, |s: &Step| {
+        display.println(&format!(
+            "{:>9.0}/s achieved {:>9.0}/s  p50 {:.3} p99 {:.3} ms  errors {:.3}%  {}",
+            s.report.target_rps,
+            s.report.achieved_rps,
+            s.report.latencies.percentile_ms(50.0),
+            s.report.latencies.percentile_ms(99.0),
+            100.0 * s.report.error_rate(),
+            if s.passed { "pass" } else { "FAIL" }
+        ));
+    })
+    .await;
+    drop(display);
+    match result?.best_rps {
+        Some(best) => println!(
+            "highest sustainable rate on one channel: {best:.0}/s (p99 <= {:?}, errors <= {}%)",
+            a.p99_bound,
+            100.0 * a.max_error_rate
+        ),
+        None => println!("no rate met the bounds; lower --start-rps"),
+    }
     Ok(())
 }
 
@@ -481,15 +366,15 @@ async fn coldconn(a: ColdArgs) -> Result<()> {
     let connector = connector(&a.client, a.resume).await?;
     let opts = ColdOptions {
         rate: a.rate,
-        duration: secs(a.duration_sec, "T_DURATION_SEC")?,
-        deadline: Duration::from_millis(a.client.deadline_ms),
+        duration: a.duration,
+        deadline: a.client.deadline,
         payload: a.client.payload.clone(),
         warmup_attempts: a.warmup_attempts,
     };
     eprintln!(
-        "02_coldconn: {} attempts/s for {} s, to {}",
+        "coldconn: {} attempts/s for {:?}, to {}",
         a.rate,
-        a.duration_sec,
+        a.duration,
         connector.label()
     );
     let outcomes = run_coldconn(&connector, &opts, &timer(a.client.tokio_timer)).await?;

@@ -9,8 +9,9 @@ use clap::Args;
 /// `cipherlink summarize ...`
 #[derive(Debug, Args)]
 pub struct SummarizeArgs {
-    /// Results files (01_steady or 02_coldconn, ours or the Python suite's);
-    /// several are compared side by side.
+    /// Results files of `rpc steady` or `rpc coldconn` (JSON lines; the
+    /// Python suite's files with a `#TEST=` header line too); several are
+    /// compared side by side.
     #[arg(required = true, value_name = "FILE")]
     files: Vec<PathBuf>,
     /// SVG output (default: beside the first file, with .svg).

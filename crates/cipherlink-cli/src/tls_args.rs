@@ -28,9 +28,12 @@ pub struct TlsArgs {
     /// built in). `cipherlink info` shows what each offers here.
     #[arg(long, value_name = "NAME")]
     pub implementation: Option<Implementation>,
-    /// Key-exchange groups, most preferred first, e.g. X25519MLKEM768,X25519,P-256.
-    #[arg(long, value_name = "LIST", value_delimiter = ',')]
-    pub groups: Option<Vec<KeyExchange>>,
+    /// Key-exchange groups, most preferred first, e.g. X25519MLKEM768,X25519,P-256
+    /// (or OpenSSL's X25519MLKEM768:X25519).
+    // `::std::vec::Vec`: one value, the whole list, split by `GroupList`
+    // (clap's `value_delimiter` takes one character, OpenSSL lists use ':').
+    #[arg(long, value_name = "LIST", value_parser = GroupList)]
+    pub groups: Option<::std::vec::Vec<KeyExchange>>,
     /// Whether classical-only groups may be offered.
     #[arg(long)]
     pub classical: Option<ClassicalChoice>,
@@ -329,4 +332,71 @@ pub fn build_context(
             None => anyhow::Error::new(err).context(format!("building the {side} TLS context")),
         }
     })
+}
+
+/// A key-exchange group list, names separated by `,` or by `:` as OpenSSL
+/// writes them (`X25519MLKEM768:X25519`); each name is parsed, and refused
+/// with the core's message, by the core's own parser.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct GroupList;
+
+impl clap::builder::TypedValueParser for GroupList {
+    type Value = Vec<KeyExchange>;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<Vec<KeyExchange>, clap::Error> {
+        let one = <KeyExchange as clap::builder::ValueParserFactory>::value_parser();
+        match value.to_str() {
+            Some(text) => text
+                .split([',', ':'])
+                .map(|name| one.parse_ref(cmd, arg, std::ffi::OsStr::new(name)))
+                .collect(),
+            // Not UTF-8: the core's parser says so, naming the flag.
+            None => one.parse_ref(cmd, arg, value).map(|kx| vec![kx]),
+        }
+    }
+
+    fn possible_values(
+        &self,
+    ) -> Option<Box<dyn Iterator<Item = clap::builder::PossibleValue> + '_>> {
+        use cipherlink::clap_values::Vocabulary as _;
+        Some(Box::new(KeyExchange::possible_values().into_iter()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser as _;
+
+    #[derive(Debug, clap::Parser)]
+    struct Flags {
+        #[command(flatten)]
+        tls: TlsArgs,
+    }
+
+    #[test]
+    fn groups_split_on_commas_and_on_openssl_colons() -> Result<(), clap::Error> {
+        use KeyExchange::*;
+        for list in [
+            "X25519MLKEM768,X25519,P-256",
+            "X25519MLKEM768:X25519:prime256v1",
+        ] {
+            let flags = Flags::try_parse_from(["t", "--groups", list])?;
+            assert_eq!(flags.tls.groups, Some(vec![X25519MlKem768, X25519, P256]));
+        }
+        let err = Flags::try_parse_from(["t", "--groups", "X25519:kyber768"])
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            err.contains("--groups") && err.contains("\"kyber768\"") && err.contains("P-384"),
+            "{err}"
+        );
+        Ok(())
+    }
 }

@@ -373,58 +373,6 @@ fn dangerous_flags_say_so_and_refuse_what_trusts_everyone() {
     );
 }
 
-/// `cipherlink rpc serve` that stops at once (the host is not an address),
-/// run in `dir` with `env` set.
-fn rpc_serve_in(dir: &std::path::Path, env: &[(&str, &str)]) -> common::Output {
-    let mut cmd = cipherlink();
-    cmd.args(["rpc", "serve", "--host", "not-an-address", "--insecure"])
-        .current_dir(dir)
-        .env_remove("TLS_LEGACY_CN");
-    for (key, value) in env {
-        cmd.env(key, value);
-    }
-    let out = run("cipherlink rpc serve", cmd, b"");
-    assert!(
-        !out.status.success() && out.stderr.contains("not-an-address"),
-        "{}",
-        out.describe()
-    );
-    out
-}
-
-/// `.env` is read from the working folder only, and a setting from it (or
-/// the environment) that weakens verification is announced at start.
-#[test]
-fn dotenv_is_read_from_here_only_and_weakening_settings_are_announced() {
-    let dir = tempfile::tempdir().expect("temporary folder");
-    std::fs::write(dir.path().join(".env"), "TLS_LEGACY_CN=1\n").expect("writing .env");
-    let out = rpc_serve_in(dir.path(), &[]);
-    assert!(
-        out.stderr.contains("warning: TLS_LEGACY_CN=1 from")
-            && out.stderr.contains(".env")
-            && out.stderr.contains("CN-only"),
-        "{}",
-        out.describe()
-    );
-
-    // A subfolder does not see its parent's .env.
-    let sub = dir.path().join("sub");
-    std::fs::create_dir(&sub).expect("creating a subfolder");
-    let out = rpc_serve_in(&sub, &[]);
-    assert!(!out.stderr.contains("TLS_LEGACY_CN"), "{}", out.describe());
-
-    // From the environment, it is announced as such; a false value is not.
-    let out = rpc_serve_in(&sub, &[("TLS_LEGACY_CN", "true")]);
-    assert!(
-        out.stderr
-            .contains("TLS_LEGACY_CN=true from the environment"),
-        "{}",
-        out.describe()
-    );
-    let out = rpc_serve_in(&sub, &[("TLS_LEGACY_CN", "0")]);
-    assert!(!out.stderr.contains("TLS_LEGACY_CN"), "{}", out.describe());
-}
-
 /// `certs` over existing files: keys end up 0600 even where a 0644 file
 /// was, and a symlink in the way is replaced, not written through.
 #[cfg(unix)]
@@ -469,50 +417,6 @@ fn certs_replaces_existing_keys_with_0600_files_and_never_follows_symlinks() {
         .filter(|name| name.starts_with('.'))
         .collect();
     assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
-}
-
-/// The rpc library names its option fields; the command maps each to the
-/// flag and environment variable the user sets.
-#[test]
-fn rpc_errors_name_the_flag_not_the_library_field() {
-    let mut cmd = cipherlink();
-    cmd.args([
-        "rpc",
-        "steady",
-        "--insecure",
-        "--rps",
-        "0",
-        "--port",
-        "9",
-        "--duration-sec",
-        "1",
-    ])
-    .env_remove("N_RPS");
-    let out = run("cipherlink rpc steady", cmd, b"");
-    assert!(!out.status.success(), "{}", out.describe());
-    assert!(
-        out.stderr.contains("--rps (env N_RPS)") && !out.stderr.contains("`rate`"),
-        "{}",
-        out.describe()
-    );
-
-    let mut cmd = cipherlink();
-    cmd.args([
-        "rpc",
-        "steady",
-        "--tls-ca",
-        "/nonexistent/ca.crt",
-        "--port",
-        "9",
-    ])
-    .env_remove("TLS_CA");
-    let out = run("cipherlink rpc steady", cmd, b"");
-    assert!(!out.status.success(), "{}", out.describe());
-    assert!(
-        out.stderr.contains("--tls-ca (env TLS_CA)") && out.stderr.contains("/nonexistent/ca.crt"),
-        "{}",
-        out.describe()
-    );
 }
 
 #[test]
@@ -575,7 +479,7 @@ fn stops_after_parsing(pki: &TestPki) -> Vec<(&'static str, Vec<String>, &'stati
         ),
         (
             "rpc serve",
-            args(&["rpc", "serve", "--host", "not-an-address", "--insecure"]),
+            args(&["rpc", "serve", "--host", "not-an-address", "--plaintext"]),
             "not-an-address",
         ),
     ]

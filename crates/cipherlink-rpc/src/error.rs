@@ -8,7 +8,7 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum RpcError {
-    /// Our own certificate is in the seed's legacy shape and acceptance is off.
+    /// Our own certificate is X.509 v1 and acceptance is off.
     #[error(transparent)]
     Legacy(#[from] crate::tls::LegacyCertificate),
     /// The core library refused the TLS configuration; `field` is the field
@@ -130,9 +130,10 @@ fn readable(e: &(dyn std::error::Error + 'static)) -> Option<String> {
             | rustls::CertificateError::NotValidForNameContext { .. },
         ) => Some(format!(
             "{tls}. If the certificate names the host only in its subject CN (no \
-             subjectAltName, as the seed's openssl commands make), set `{}` to accept it as \
-             gRPC's own TLS stack does, or make new certificates with `cipherlink certs`",
-            crate::tls::LEGACY_FIELD
+             subjectAltName, as the original suite's openssl commands make), set `{}` to \
+             accept it as gRPC's own TLS stack does, or make new certificates with \
+             `cipherlink certs`",
+            crate::tls::CN_ONLY_FIELD
         )),
         _ => None,
     }

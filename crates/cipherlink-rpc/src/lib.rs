@@ -1,4 +1,5 @@
-//! cipherlink-rpc: the gRPC latency lab of seed 001.
+//! cipherlink-rpc: the gRPC latency lab (`cipherlink rpc`, `cipherlink summarize`),
+//! a Rust port of the original Python grpcio latency suite.
 //!
 //! ```text
 //!  rpc serve ──> server::BoundServer ── one thread per core, each: accept + TLS
@@ -7,15 +8,15 @@
 //!  rpc steady ──> client::connect::Connector ──> one Channel ──> client::steady (open loop)
 //!  rpc coldconn ─> client::connect::Connector ──> new Channel per attempt ──> client::coldconn
 //!                     |
-//!                     v  results files (record), seed format
+//!                     v  results files (record), JSON lines
 //!  summarize ────> summary (read, stats, SVG + HTML plots)
 //! ```
 //!
-//! The proto is the seed's `score.proto`, compiled at build time by protox
-//! (pure Rust, no system `protoc`) and tonic-prost-build. TLS is rustls with
-//! aws-lc-rs, TLS 1.3 only, hybrid post-quantum key exchange preferred; the
-//! seed's own openssl certificates (X.509 v1, CN-only) work with
-//! `--dangerous-legacy-cn-certs` (see [`tls`]).
+//! The proto is the original suite's `score.proto`, compiled at build time
+//! by protox (pure Rust, no system `protoc`) and tonic-prost-build. TLS is
+//! rustls with aws-lc-rs, TLS 1.3 only, hybrid post-quantum key exchange
+//! preferred; the original suite's openssl certificates (X.509 v1, CN-only)
+//! work with `--dangerous-accept-legacy-certs` (see [`tls`]).
 
 pub mod client;
 pub mod env;

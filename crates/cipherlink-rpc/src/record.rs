@@ -1,16 +1,19 @@
-//! The results files, in the seed's format: a `#TEST=<name>` line, then one
-//! JSON object a line.
+//! The results files: JSON lines, one object per request (steady) or
+//! attempt (coldconn), each naming its test, so that every line is a JSON
+//! object `jq` and other JSON-lines readers take as it is.
 //!
 //! ```text
-//! #TEST=01_steady
-//! {"ok":true,"latency_ms":5.83}
-//! {"ok":false,"code":"DEADLINE_EXCEEDED"}
-//! #TEST=02_coldconn
-//! {"ok":true,"t_connect_ms":19.4,"t_first_rpc_ms":6.1,"t_total_ms":25.5}
+//! {"test":"steady","ok":true,"latency_ms":5.83}
+//! {"test":"steady","ok":false,"code":"DEADLINE_EXCEEDED"}
+//! {"test":"coldconn","ok":true,"t_connect_ms":19.4,"t_first_rpc_ms":6.1,"t_total_ms":25.5}
 //! ```
 //!
-//! Times are written with microsecond precision (three decimals): at
-//! DELAY_MS=0 whole latencies are a fraction of a millisecond.
+//! The original Python suite writes the same objects without `test`, after
+//! a `#TEST=01_steady` (or `#TEST=02_coldconn`) header line, which is not
+//! JSON; [`crate::summary::read`] takes both forms.
+//!
+//! Times are written with microsecond precision (three decimals): with no
+//! server delay whole latencies are a fraction of a millisecond.
 
 use std::io::Write;
 use std::path::Path;
@@ -19,10 +22,10 @@ use std::time::Duration;
 use crate::error::RpcError;
 use crate::summary::read::Row;
 
-/// Header name of the steady test.
-pub const STEADY_TEST: &str = "01_steady";
-/// Header name of the cold-connection test.
-pub const COLDCONN_TEST: &str = "02_coldconn";
+/// The `test` of every line of a steady-test file.
+pub const STEADY_TEST: &str = "steady";
+/// The `test` of every line of a cold-connection file.
+pub const COLDCONN_TEST: &str = "coldconn";
 
 /// The result of one steady-test request.
 #[derive(Debug, Clone, PartialEq)]
@@ -162,8 +165,8 @@ fn failed(code: &str) -> Row {
     }
 }
 
-/// The `#TEST=` header, then one JSON line per outcome, straight into the
-/// file's buffer.
+/// One JSON line per outcome, each naming `test`, straight into the file's
+/// buffer.
 fn write_lines<T>(
     path: &Path,
     test: &str,
@@ -171,12 +174,15 @@ fn write_lines<T>(
     row: impl Fn(&T) -> Row,
 ) -> Result<(), RpcError> {
     let mut w = create(path)?;
-    let written = writeln!(w, "#TEST={test}")
-        .and_then(|()| {
-            outcomes.iter().try_for_each(|o| {
-                serde_json::to_writer(&mut w, &row(o))?;
-                w.write_all(b"\n")
-            })
+    let written = outcomes
+        .iter()
+        .try_for_each(|o| {
+            let line = Row {
+                test: Some(test.to_string()),
+                ..row(o)
+            };
+            serde_json::to_writer(&mut w, &line)?;
+            w.write_all(b"\n")
         })
         .and_then(|()| w.flush());
     written.map_err(io_err(path))
@@ -201,20 +207,42 @@ mod tests {
         assert_eq!(failure_name(&cancelled, early, deadline), "CANCELLED");
     }
 
+    /// Every line is a JSON object naming its test: no header line that
+    /// `jq` would stop at.
     #[test]
-    fn lines_match_the_seed_format() {
-        let dir = tempfile::tempdir().map_err(|e| e.to_string());
-        let Ok(dir) = dir else { return };
-        let p = dir.path().join("s.txt");
+    fn every_line_is_a_json_object_naming_its_test() -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let p = dir.path().join("steady.jsonl");
         let outs = [
             Outcome::Ok(Duration::from_micros(5830)),
             Outcome::Err("DEADLINE_EXCEEDED"),
         ];
-        assert!(write_steady(&p, &outs).is_ok());
-        let text = std::fs::read_to_string(&p).unwrap_or_default();
+        write_steady(&p, &outs)?;
         assert_eq!(
-            text,
-            "#TEST=01_steady\n{\"ok\":true,\"latency_ms\":5.83}\n{\"ok\":false,\"code\":\"DEADLINE_EXCEEDED\"}\n"
+            std::fs::read_to_string(&p)?,
+            "{\"test\":\"steady\",\"ok\":true,\"latency_ms\":5.83}\n\
+             {\"test\":\"steady\",\"ok\":false,\"code\":\"DEADLINE_EXCEEDED\"}\n"
         );
+
+        let p = dir.path().join("coldconn.jsonl");
+        let outs = [
+            ColdOutcome::Ok {
+                connect: Duration::from_micros(19_400),
+                first_rpc: Duration::from_micros(6_100),
+            },
+            ColdOutcome::Err("UNAVAILABLE"),
+        ];
+        write_coldconn(&p, &outs)?;
+        let text = std::fs::read_to_string(&p)?;
+        for line in text.lines() {
+            let value: serde_json::Value = serde_json::from_str(line)?;
+            assert_eq!(value["test"], "coldconn", "{line}");
+        }
+        assert_eq!(text.lines().count(), 2);
+        // And it reads back as what was written.
+        let file = crate::summary::read(&p)?;
+        assert_eq!(file.kind, crate::summary::Kind::Coldconn);
+        assert_eq!(file.rows[0].primary_ms(), Some(25.5));
+        Ok(())
     }
 }

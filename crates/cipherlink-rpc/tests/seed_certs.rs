@@ -1,7 +1,8 @@
-//! The seed's own certificates, made with its openssl commands (X.509 v1,
-//! CN=localhost, no subjectAltName), work with `--legacy-cn-certs` on both
-//! sides and are refused with a message naming it otherwise. Keys are
-//! RSA-2048 here instead of the seed's 4096 only to keep the test quick.
+//! The original suite's certificates, made with its openssl commands (X.509
+//! v1, CN=localhost, no subjectAltName), work with `accept_legacy`
+//! (`--dangerous-accept-legacy-certs`) alone on both sides, as with the
+//! core's flag, and are refused with a message naming it otherwise. Keys
+//! are RSA-2048 here instead of the suite's 4096 only to keep the test quick.
 
 #![allow(clippy::unwrap_used)] // Tests fail loudly on purpose.
 
@@ -41,6 +42,7 @@ async fn seed_openssl_certificates_work_with_the_documented_option() -> TestResu
             ca: d.join("ca.crt"),
             identity: Some((d.join("client.crt"), d.join("client.key"))),
             accept_legacy: legacy,
+            accept_cn_only: false,
             resumption: false,
             groups: tls::KeyExchange::default_list(),
         };

@@ -1,4 +1,4 @@
-//! Test 02_coldconn: a new secure channel per attempt, at a fixed rate.
+//! `rpc coldconn` (the Python suite's 02_coldconn): a new secure channel per attempt, at a fixed rate.
 //!
 //! Attempts run one at a time so they do not compete for the CPU; attempt `i`
 //! starts at `start + i / rate`, or at once if the previous one ran late.

@@ -11,7 +11,8 @@ use std::time::Duration;
 
 use tonic::transport::Channel;
 
-use crate::client::steady::{run_steady, SteadyOptions, SteadyReport};
+use crate::client::progress::SteadyProgress;
+use crate::client::steady::{run_steady_reporting, SteadyOptions, SteadyReport};
 use crate::error::RpcError;
 use crate::timer::Timer;
 
@@ -57,12 +58,14 @@ fn passes(r: &SteadyReport, o: &FindMaxOptions) -> bool {
         && r.achieved_rps >= 0.97 * r.target_rps
 }
 
-/// Runs the search; `base` gives duration, warmup, deadline and payload of every step.
+/// Runs the search; `base` gives duration, warmup, deadline and payload of
+/// every step. `progress` follows each step's run in turn.
 pub async fn find_max(
     channel: Channel,
     base: &SteadyOptions,
     opts: &FindMaxOptions,
     timer: &Timer,
+    progress: &SteadyProgress,
     mut on_step: impl FnMut(&Step),
 ) -> Result<FindMax, RpcError> {
     if !(opts.growth > 1.0 && opts.start_rps > 0.0 && opts.max_rps >= opts.start_rps) {
@@ -76,7 +79,7 @@ pub async fn find_max(
     let mut failed: Option<f64> = None;
     let mut rate = opts.start_rps;
     loop {
-        let step = try_rate(&channel, base, opts, rate, timer).await?;
+        let step = try_rate(&channel, base, opts, rate, timer, progress).await?;
         on_step(&step);
         let passed = step.passed;
         steps.push(step);
@@ -96,7 +99,7 @@ pub async fn find_max(
             if mid <= lo || mid >= hi {
                 break;
             }
-            let step = try_rate(&channel, base, opts, mid, timer).await?;
+            let step = try_rate(&channel, base, opts, mid, timer, progress).await?;
             on_step(&step);
             if step.passed {
                 lo = mid;
@@ -119,16 +122,21 @@ async fn try_rate(
     opts: &FindMaxOptions,
     rate: f64,
     timer: &Timer,
+    progress: &SteadyProgress,
 ) -> Result<Step, RpcError> {
     let step_opts = SteadyOptions {
         rate,
         ..base.clone()
     };
-    let mut report = run_steady(channel.clone(), &step_opts, timer).await?.report;
+    let mut report = run_steady_reporting(channel.clone(), &step_opts, timer, progress)
+        .await?
+        .report;
     if !passes(&report, opts) {
         // One stall (another process, a page fault) can push a short step's
         // p99 over the bound: a failure counts only if it repeats.
-        report = run_steady(channel.clone(), &step_opts, timer).await?.report;
+        report = run_steady_reporting(channel.clone(), &step_opts, timer, progress)
+            .await?
+            .report;
     }
     Ok(Step {
         passed: passes(&report, opts),

@@ -1,7 +1,8 @@
 //! The load generators: channel setup, the steady and cold-connection tests,
-//! and the sustainable-rate search.
+//! the sustainable-rate search, and the progress of a steady run.
 
 pub mod coldconn;
 pub mod connect;
 pub mod findmax;
+pub mod progress;
 pub mod steady;

@@ -1,4 +1,4 @@
-//! Test 01_steady: a fixed request rate over one HTTP/2 channel, open loop.
+//! `rpc steady` (the Python suite's 01_steady): a fixed request rate over one HTTP/2 channel, open loop.
 //!
 //! Request `i` is due at `start + i / rate`. The scheduler issues every due
 //! request whether or not earlier ones have answered, and each latency runs
@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
 use tonic::transport::Channel;
 
+use crate::client::progress::{Plan, SteadyProgress};
 use crate::error::RpcError;
 use crate::pb::score_service_client::ScoreServiceClient;
 use crate::pb::JsonVector;
@@ -117,6 +118,17 @@ pub async fn run_steady(
     opts: &SteadyOptions,
     timer: &Timer,
 ) -> Result<SteadyRun, RpcError> {
+    run_steady_reporting(channel, opts, timer, &SteadyProgress::default()).await
+}
+
+/// [`run_steady`], keeping `progress` up to date for a display on another
+/// thread (once per wake-up of the scheduler, not per request).
+pub async fn run_steady_reporting(
+    channel: Channel,
+    opts: &SteadyOptions,
+    timer: &Timer,
+    progress: &SteadyProgress,
+) -> Result<SteadyRun, RpcError> {
     opts.validate()?;
     let client = ScoreServiceClient::new(channel);
     let interval = 1.0 / opts.rate;
@@ -132,6 +144,14 @@ pub async fn run_steady(
 
     // A short lead so the first request is not already late.
     let start = Instant::now() + Duration::from_millis(2);
+    progress.begin(Plan {
+        start,
+        rate: opts.rate,
+        warmup_requests: warm_n,
+        recorded_requests: n,
+        warmup: opts.warmup,
+        duration: opts.duration,
+    });
     let due = |i: u64| start + Duration::from_secs_f64(interval * i as f64);
     let mut max_lag = Duration::ZERO;
     let mut first_issue = None;
@@ -169,6 +189,7 @@ pub async fn run_steady(
             );
             i += 1;
         }
+        progress.set_issued(i);
     }
 
     // Let the last requests finish; none can outlive its deadline by much.

@@ -6,7 +6,7 @@
 //! distribution on a "nines" axis (90, 99, 99.9 ... equally spaced), as
 //! HdrHistogram's own plots do. Both use a log latency axis so a tail of
 //! timeouts does not flatten everything else, labelled at 1-2-5 steps. One
-//! colour per file; a 02_coldconn file draws its connect, first-RPC and total
+//! colour per file; a coldconn file draws its connect, first-RPC and total
 //! times as three series of that colour.
 
 use std::path::Path;

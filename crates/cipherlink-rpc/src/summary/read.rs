@@ -1,5 +1,7 @@
-//! Reading results files: the seed's two formats as written by this crate
-//! and by the Python suite (which may add fields, spell codes as
+//! Reading results files: JSON lines as this crate writes them (each line
+//! names its test, see [`crate::record`]), and the original Python suite's
+//! form, a `#TEST=01_steady` / `#TEST=02_coldconn` header line before the
+//! same objects (it may also add fields, spell codes as
 //! `StatusCode.UNAVAILABLE`, or leave trailing blanks on the header).
 
 use std::path::{Path, PathBuf};
@@ -12,9 +14,10 @@ use crate::record::{COLDCONN_TEST, STEADY_TEST};
 /// Which test a file holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
-    /// 01_steady: one latency per request.
+    /// `rpc steady` (the Python suite's 01_steady): one latency per request.
     Steady,
-    /// 02_coldconn: connect / first RPC / total per attempt.
+    /// `rpc coldconn` (the Python suite's 02_coldconn): connect / first RPC
+    /// / total per attempt.
     Coldconn,
 }
 
@@ -22,6 +25,10 @@ pub enum Kind {
 /// back; absent fields are left out of the line.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
 pub struct Row {
+    /// The test the line belongs to (`steady`, `coldconn`); absent in the
+    /// Python suite's files, whose header names it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub test: Option<String>,
     /// Success flag; absent means "success if it has a time".
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ok: Option<bool>,
@@ -69,7 +76,7 @@ impl Row {
 pub struct RunFile {
     /// Where it came from.
     pub path: PathBuf,
-    /// The `#TEST=` name, if the file had one.
+    /// The test's name: the `#TEST=` header's, else the first line's `test`.
     pub test: Option<String>,
     /// Which test, from the header or the fields.
     pub kind: Kind,
@@ -118,6 +125,10 @@ pub fn parse(path: &Path, text: &str) -> Result<RunFile, RpcError> {
         })?;
         rows.push(row);
     }
+    if test.is_none() {
+        test = rows.iter().find_map(|r| r.test.clone());
+    }
+    // `contains`: the Python suite's names carry a number (`01_steady`).
     let kind = match test.as_deref() {
         Some(t) if t == COLDCONN_TEST || t.contains("coldconn") => Kind::Coldconn,
         Some(t) if t == STEADY_TEST || t.contains("steady") => Kind::Steady,
@@ -159,6 +170,26 @@ mod tests {
         let f = parse(Path::new("b"), cold).map_err(|e| e.to_string());
         assert!(
             matches!(&f, Ok(f) if f.kind == Kind::Coldconn && f.rows[0].primary_ms() == Some(25.5))
+        );
+    }
+
+    #[test]
+    fn reads_lines_that_name_their_test() {
+        let cold = "{\"test\":\"coldconn\",\"ok\":false,\"code\":\"UNAVAILABLE\"}\n\
+                    {\"test\":\"coldconn\",\"ok\":false,\"code\":\"DEADLINE_EXCEEDED\"}\n";
+        let f = parse(Path::new("coldconn.jsonl"), cold).map_err(|e| e.to_string());
+        // Kind from `test`: failed lines have no times to tell it by.
+        assert!(
+            matches!(&f, Ok(f) if f.kind == Kind::Coldconn
+                && f.test.as_deref() == Some("coldconn")
+                && f.rows.len() == 2),
+            "{f:?}"
+        );
+        let steady = "{\"test\":\"steady\",\"ok\":true,\"latency_ms\":0.25}\n";
+        let f = parse(Path::new("steady.jsonl"), steady).map_err(|e| e.to_string());
+        assert!(
+            matches!(&f, Ok(f) if f.kind == Kind::Steady && f.rows[0].primary_ms() == Some(0.25)),
+            "{f:?}"
         );
     }
 

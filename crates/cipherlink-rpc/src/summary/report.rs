@@ -97,8 +97,8 @@ pub fn latency_line(l: &Latencies) -> String {
 /// The text report of one file.
 pub fn render(s: &FileSummary) -> String {
     let (noun, test) = match s.kind {
-        Kind::Steady => ("Requests", "01_steady"),
-        Kind::Coldconn => ("Attempts", "02_coldconn"),
+        Kind::Steady => ("Requests", crate::record::STEADY_TEST),
+        Kind::Coldconn => ("Attempts", crate::record::COLDCONN_TEST),
     };
     let mut out = format!("== {} ({test})\n", s.label);
     out.push_str(&format!("Total {noun}: {}\n", s.total));

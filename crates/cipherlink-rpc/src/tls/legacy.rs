@@ -1,13 +1,17 @@
-//! The option for the seed's legacy certificates, and the error that names it.
+//! The options for legacy certificates, and the error that names them.
 //!
-//! The seed's openssl commands make X.509 v1 certificates (what `openssl
+//! The original suite's openssl commands make X.509 v1 certificates (what `openssl
 //! x509 -req` writes without an extension file) that name the host only in
 //! the subject CN. gRPC's C core accepts them; rustls does not. The checks
 //! that accept them as gRPC does live in the core ([`cipherlink::legacy`]).
 
 /// The field of [`super::ServerTls`] / [`super::ClientTls`] that turns
-/// legacy acceptance on, as error messages name it.
+/// X.509 v1 acceptance on, as error messages name it.
 pub const LEGACY_FIELD: &str = "accept_legacy";
+
+/// The field of [`super::ClientTls`] that accepts a server certificate
+/// naming its host only in the CN, as error messages name it.
+pub const CN_ONLY_FIELD: &str = "accept_cn_only";
 
 /// A legacy-shaped certificate was refused because acceptance is off.
 #[derive(Debug, thiserror::Error)]

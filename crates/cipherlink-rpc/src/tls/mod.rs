@@ -6,12 +6,14 @@
 //! errors that name the field), whose rustls configuration the gRPC plumbing
 //! then uses with ALPN `h2`.
 //!
-//! The seed's own openssl certificates (X.509 v1, host only in the CN) need
-//! `--dangerous-legacy-cn-certs`, which turns on the core's
-//! `dangerous.accept_legacy_certificates` and
-//! `dangerous.accept_cn_only_certificates` (see
-//! [`cipherlink::legacy`]); without it such a certificate is refused up front
-//! with a message naming the option.
+//! The original suite's openssl certificates (X.509 v1, host only in the
+//! CN) need [`ServerTls::accept_legacy`] / [`ClientTls::accept_legacy`], the
+//! core's `dangerous.accept_legacy_certificates` (see [`cipherlink::legacy`];
+//! `--dangerous-accept-legacy-certs`, as the core's flag); without it our own
+//! such certificate is refused up front with a message naming the option. A
+//! v3 server certificate that names its host only in the CN needs
+//! [`ClientTls::accept_cn_only`], the core's
+//! `dangerous.accept_cn_only_certificates` (`--dangerous-accept-cn-only`).
 
 mod legacy;
 
@@ -24,7 +26,7 @@ use x509_parser::certificate::X509Certificate;
 use x509_parser::prelude::FromDer;
 
 pub use cipherlink::KeyExchange;
-pub use legacy::{LegacyCertificate, LEGACY_FIELD};
+pub use legacy::{LegacyCertificate, CN_ONLY_FIELD, LEGACY_FIELD};
 
 use crate::error::RpcError;
 
@@ -40,9 +42,9 @@ pub struct ServerTls {
     pub key: PathBuf,
     /// PEM CA bundle; when set, clients must present a certificate it signed (mTLS).
     pub client_ca: Option<PathBuf>,
-    /// Accept the seed's legacy certificates (X.509 v1, `--dangerous-legacy-cn-certs`):
-    /// the core's `dangerous.accept_legacy_certificates`, for our own certificate and
-    /// for the clients'.
+    /// Accept X.509 v1 certificates (the original suite's openssl ones): the
+    /// core's `dangerous.accept_legacy_certificates`, for our own certificate
+    /// and for the clients'.
     pub accept_legacy: bool,
     /// Key-exchange groups, most preferred first.
     pub groups: Vec<KeyExchange>,
@@ -68,10 +70,12 @@ pub struct ClientTls {
     pub ca: PathBuf,
     /// PEM certificate chain and key for mutual TLS.
     pub identity: Option<(PathBuf, PathBuf)>,
-    /// Accept the seed's legacy certificates (v1, host named only in the CN;
-    /// `--dangerous-legacy-cn-certs`): the core's
-    /// `dangerous.accept_legacy_certificates` and `accept_cn_only_certificates`.
+    /// Accept X.509 v1 certificates, ours and the server's (which must then
+    /// name the host in its CN): the core's `dangerous.accept_legacy_certificates`.
     pub accept_legacy: bool,
+    /// Accept a server certificate without subjectAltName whose CN names the
+    /// host: the core's `dangerous.accept_cn_only_certificates`.
+    pub accept_cn_only: bool,
     /// Allow TLS session resumption. Off for cold connections: one that
     /// resumes a session skips the public-key work it means to measure.
     pub resumption: bool,
@@ -86,6 +90,7 @@ impl ClientTls {
             ca,
             identity: None,
             accept_legacy: false,
+            accept_cn_only: false,
             resumption: false,
             groups: KeyExchange::default_list(),
         }
@@ -105,6 +110,7 @@ fn field(err: &cipherlink::Error) -> &'static str {
         "trusted_cas" | "require_client_cert" => "ca",
         "key_exchange" => "groups",
         "server_name" => "server_name",
+        "dangerous.accept_cn_only_certificates" => CN_ONLY_FIELD,
         field if field.starts_with("dangerous.") => LEGACY_FIELD,
         _ => "tls",
     }
@@ -170,7 +176,7 @@ fn client_core_config(tls: &ClientTls) -> Result<Config, RpcError> {
         .resumption(tls.resumption)
         .dangerous(Dangerous {
             accept_legacy_certificates: tls.accept_legacy,
-            accept_cn_only_certificates: tls.accept_legacy,
+            accept_cn_only_certificates: tls.accept_cn_only,
             ..Dangerous::default()
         });
     if let Some((cert, key)) = &tls.identity {

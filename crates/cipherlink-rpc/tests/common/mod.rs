@@ -20,7 +20,7 @@ use tokio::task::JoinHandle;
 pub type TestResult = Result<(), Box<dyn std::error::Error>>;
 
 /// The shared test CA with a server leaf (CN `localhost`) and a client
-/// leaf (CN `smft-client`, the seed's name), as files in its folder.
+/// leaf (CN `smft-client`, the original suite's name), as files in its folder.
 pub struct Pki {
     pub ca: TestCa,
     pub server: Leaf,
@@ -28,7 +28,7 @@ pub struct Pki {
 }
 
 /// ECDSA P-256 CA, server (SAN localhost + 127.0.0.1, or with `server_san`
-/// false the name only in its CN, as the seed's certificates) and client.
+/// false the name only in its CN, as the original suite's certificates) and client.
 pub fn pki(server_san: bool) -> Pki {
     let ca = TestCa::new();
     let server = if server_san {
@@ -77,11 +77,13 @@ pub fn server_tls(p: &Pki, mtls: bool, legacy: bool) -> ServerTls {
     }
 }
 
-pub fn client_tls(p: &Pki, with_cert: bool, legacy: bool) -> ClientTls {
+/// `cn_only`: accept a server certificate that names its host only in the CN.
+pub fn client_tls(p: &Pki, with_cert: bool, cn_only: bool) -> ClientTls {
     ClientTls {
         ca: p.ca.ca_path(),
         identity: with_cert.then(|| (p.client.cert_path.clone(), p.client.key_path.clone())),
-        accept_legacy: legacy,
+        accept_legacy: false,
+        accept_cn_only: cn_only,
         resumption: false,
         groups: tls::KeyExchange::default_list(),
     }
