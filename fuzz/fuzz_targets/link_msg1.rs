@@ -6,5 +6,5 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    cipherlink_link::fuzzing::fuzz_server_msg1(data);
+    let _ = cipherlink_link::fuzzing::fuzz_server_msg1(data);
 });

@@ -5,5 +5,5 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    cipherlink_link::fuzzing::fuzz_records(data);
+    let _ = cipherlink_link::fuzzing::fuzz_records(data);
 });

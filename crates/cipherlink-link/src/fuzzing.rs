@@ -207,10 +207,11 @@ pub fn fuzz_client_records(data: &[u8]) {
 /// valid proof for it, bit 3 a real ML-KEM key, bit 4 trailing bytes; then
 /// a 2-byte plaintext length and the plaintext (the genuine parts are
 /// written over it). The server must never panic, must answer only with a
-/// whole msg2, and must connect only a token whose proof holds.
-pub fn fuzz_server_msg1(data: &[u8]) {
+/// whole msg2, and must connect only a token whose proof holds. Returns
+/// whether it answered (tests: the seeds do get past the MAC).
+pub fn fuzz_server_msg1(data: &[u8]) -> bool {
     let Some((&mode, rest)) = data.split_first() else {
-        return;
+        return false;
     };
     let (len, body) = match rest {
         [a, b, body @ ..] => (usize::from(u16::from_be_bytes([*a, *b])), body),
@@ -252,7 +253,7 @@ pub fn fuzz_server_msg1(data: &[u8]) {
             pt
         },
     );
-    let Ok(mut msg1) = msg1 else { return };
+    let Ok(mut msg1) = msg1 else { return false };
     if mode & 16 != 0 {
         msg1.extend_from_slice(body.get(..body.len().min(64)).unwrap_or(&[]));
     }
@@ -281,19 +282,22 @@ pub fn fuzz_server_msg1(data: &[u8]) {
         );
     }
     server.handle_timeout(now + Duration::from_secs(3600));
+    !out.is_empty()
 }
 
 /// Records sealed under the real keys of a vector link, with fuzzer-chosen
 /// plaintexts (type, body length, body, padding: docs §4), to the server
 /// and to the client. `data` is a sequence of `direction(1) ‖ len(2) ‖
 /// plaintext`. Neither core may panic or deliver more than it was sent.
-pub fn fuzz_records(data: &[u8]) {
+/// Returns the data bytes the server delivered (tests: the seeds do get
+/// past the tags).
+pub fn fuzz_records(data: &[u8]) -> usize {
     let now = Instant::now();
     let (mut client, mut server) = vector_cores(&vector_client_config(), now);
     client.export_keys();
     exchange(&mut client, &mut server, now);
     let Some(keys) = client.take_exported_keys() else {
-        return;
+        return 0;
     };
     let mut c2s = crate::proto::record::Direction::from_keys(&keys.c2s_key, &keys.c2s_len);
     let mut s2c = crate::proto::record::Direction::from_keys(&keys.s2c_key, &keys.s2c_len);
@@ -315,6 +319,7 @@ pub fn fuzz_records(data: &[u8]) {
         rest = after;
     }
     let mut buf = vec![0u8; 64 * 1024];
+    let mut to_app = Vec::new();
     for (conn, wire) in [(&mut server, &to_server), (&mut client, &to_client)] {
         let mut delivered = 0;
         for chunk in wire.chunks(4000) {
@@ -324,8 +329,10 @@ pub fn fuzz_records(data: &[u8]) {
             conn.poll_transmit(&mut out);
         }
         assert!(delivered <= wire.len(), "delivered more than was sent");
+        to_app.push(delivered);
         conn.handle_timeout(now + Duration::from_secs(3600));
         conn.handle_eof(now);
         while conn.poll_event().is_some() {}
     }
+    to_app[0]
 }

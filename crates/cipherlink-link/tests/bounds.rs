@@ -191,3 +191,35 @@ fn a_missing_header_does_not_echo_a_secret() {
         .to_string();
     assert!(!err.contains(secret), "{err}");
 }
+
+/// The seeds of the fuzz targets that reach past the MAC and the tags do
+/// reach past them: a first message with a valid proof is answered and
+/// connects, a record sealed under the link's keys is delivered.
+#[test]
+fn the_fuzz_seeds_get_past_the_mac_and_the_tags() {
+    let corpus = concat!(env!("CARGO_MANIFEST_DIR"), "/../../fuzz/corpus");
+    let read = |t: &str, f: &str| std::fs::read(format!("{corpus}/{t}/{f}")).unwrap();
+    for seed in [
+        "alice_valid",
+        "bob_valid",
+        "alice_no_proof",
+        "unknown_token",
+    ] {
+        assert!(
+            cipherlink_link::fuzzing::fuzz_server_msg1(&read("link_msg1", seed)),
+            "{seed}: not answered"
+        );
+    }
+    assert!(!cipherlink_link::fuzzing::fuzz_server_msg1(&read(
+        "link_msg1",
+        "short"
+    )));
+    assert_eq!(
+        cipherlink_link::fuzzing::fuzz_records(&read("link_records", "data_hello")),
+        5
+    );
+    assert_eq!(
+        cipherlink_link::fuzzing::fuzz_records(&read("link_records", "rekey_then_data")),
+        2
+    );
+}
