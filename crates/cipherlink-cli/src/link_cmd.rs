@@ -3,17 +3,20 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use anyhow::{bail, Context as _, Result};
 use cipherlink_link::driver::{connect, Link, LinkListener};
+use cipherlink_link::token_file::{self, Reload, TokenFile};
 use cipherlink_link::{
-    ClientConfig, ConnectionFile, LinkParams, ServerEndpoint, ServerKey, TokenStore,
+    ClientConfig, ConnectionFile, EndpointOptions, LinkParams, ServerEndpoint, ServerKey,
+    TokenStore,
 };
 use clap::{Args, Subcommand};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use zeroize::Zeroizing;
 
 /// The link protocol: hybrid post-quantum, probe-resistant, random-looking links.
 #[derive(Debug, Args)]
@@ -85,9 +88,16 @@ struct ServeArgs {
     /// The server key file.
     #[arg(long, default_value = "link-server.key")]
     key: PathBuf,
-    /// The token store (re-read when it changes, so revocations apply to new links).
+    /// The token store (re-read when its content changes: revoked tokens
+    /// are refused and their open links closed; a store that does not parse
+    /// refuses every token until it is fixed).
     #[arg(long, default_value = "link-tokens.txt")]
     tokens: PathBuf,
+    /// The replay store, a database file of the first messages answered in
+    /// the last two hours, so that a restart does not answer them again
+    /// (default: beside the token store, NAME.replay).
+    #[arg(long)]
+    replay_store: Option<PathBuf>,
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:7443")]
     listen: String,
@@ -157,16 +167,21 @@ fn write_secret(path: &Path, text: &str) -> Result<()> {
 }
 
 fn load_key(path: &Path) -> Result<ServerKey> {
-    ServerKey::parse(&read_text(path, "server key file")?)
-        .with_context(|| format!("server key file {}", path.display()))
+    let text = Zeroizing::new(read_text(path, "server key file")?);
+    ServerKey::parse(&text).with_context(|| format!("server key file {}", path.display()))
 }
 
 fn load_tokens(path: &Path, missing_ok: bool) -> Result<TokenStore> {
     if missing_ok && !path.exists() {
         return Ok(TokenStore::new());
     }
-    TokenStore::parse(&read_text(path, "token store")?)
-        .with_context(|| format!("token store {}", path.display()))
+    let text = Zeroizing::new(read_text(path, "token store")?);
+    TokenStore::parse(&text).with_context(|| format!("token store {}", path.display()))
+}
+
+/// Holds the token store's lock for one read-modify-write (`invite`, `revoke`).
+fn lock_tokens(path: &Path) -> Result<token_file::StoreLock> {
+    token_file::lock_store(path).with_context(|| format!("locking token store {}", path.display()))
 }
 
 fn keygen(a: KeygenArgs) -> Result<()> {
@@ -186,6 +201,7 @@ fn hex_encode(b: &[u8]) -> String {
 
 fn invite(a: InviteArgs) -> Result<()> {
     let key = load_key(&a.key)?;
+    let _lock = lock_tokens(&a.tokens)?;
     let mut store = load_tokens(&a.tokens, true)?;
     let params = params_from_env()?;
     let token = store.issue_with(&a.name, a.client_key, &mut StdRng::from_os_rng())?;
@@ -218,6 +234,7 @@ fn invite(a: InviteArgs) -> Result<()> {
 const TOKEN_RELOAD: Duration = Duration::from_secs(2);
 
 fn revoke(a: RevokeArgs) -> Result<()> {
+    let _lock = lock_tokens(&a.tokens)?;
     let mut store = load_tokens(&a.tokens, false)?;
     let n = store.revoke(&a.name);
     if n == 0 {
@@ -225,21 +242,31 @@ fn revoke(a: RevokeArgs) -> Result<()> {
     }
     write_secret(&a.tokens, &store.to_text())?;
     println!(
-        "revoked {n} token(s) of {}; a running `link serve` refuses them within {} s (links already open stay open)",
+        "revoked {n} token(s) of {}; a running `link serve` refuses them and closes their open links within {} s",
         a.name,
         TOKEN_RELOAD.as_secs()
     );
     Ok(())
 }
 
-fn mtime(path: &Path) -> Option<SystemTime> {
-    std::fs::metadata(path).and_then(|m| m.modified()).ok()
-}
-
 async fn serve(a: ServeArgs) -> Result<()> {
     let key = load_key(&a.key)?;
-    let tokens = load_tokens(&a.tokens, false)?;
-    let endpoint = Arc::new(ServerEndpoint::new(key, tokens, params_from_env()?)?);
+    let replay = a
+        .replay_store
+        .clone()
+        .unwrap_or_else(|| cipherlink_link::proto::default_replay_file(&a.tokens));
+    let options = EndpointOptions {
+        replay_file: Some(replay.clone()),
+        ..EndpointOptions::default()
+    };
+    let endpoint = Arc::new(
+        ServerEndpoint::with_options(key, TokenStore::new(), params_from_env()?, options)
+            .with_context(|| format!("replay store {}", replay.display()))?,
+    );
+    let mut tokens = TokenFile::new(&a.tokens);
+    if let Reload::Failed { reason, .. } = tokens.reload(&endpoint) {
+        bail!("token store {reason}");
+    }
     let mut listener = LinkListener::bind(&a.listen, endpoint.clone())
         .await
         .with_context(|| format!("listening on {}", a.listen))?;
@@ -247,7 +274,6 @@ async fn serve(a: ServeArgs) -> Result<()> {
     println!("listening on {}", listener.local_addr());
     let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel::<()>();
     let mut ended = 0u64;
-    let mut seen_mtime = mtime(&a.tokens);
     let mut reload = tokio::time::interval(TOKEN_RELOAD);
     loop {
         if a.count.is_some_and(|c| ended >= c) {
@@ -268,19 +294,16 @@ async fn serve(a: ServeArgs) -> Result<()> {
                 });
             }
             Some(()) = done_rx.recv() => ended += 1,
-            _ = reload.tick() => {
-                let now = mtime(&a.tokens);
-                if now != seen_mtime {
-                    seen_mtime = now;
-                    match load_tokens(&a.tokens, false) {
-                        Ok(t) => {
-                            endpoint.set_tokens(t);
-                            tracing::info!("reloaded {}", a.tokens.display());
-                        }
-                        Err(e) => tracing::warn!("keeping the old tokens: {e:#}"),
-                    }
-                }
-            }
+            _ = reload.tick() => match tokens.reload(&endpoint) {
+                Reload::Unchanged => {}
+                Reload::Applied { tokens: n, closed } => tracing::info!(
+                    "reloaded {} ({n} tokens; closed {closed} open links of revoked tokens)",
+                    a.tokens.display()
+                ),
+                Reload::Failed { reason, closed } => tracing::error!(
+                    "token store {reason}: refusing every token until it is fixed (closed {closed} open links)"
+                ),
+            },
             _ = tokio::signal::ctrl_c() => return Ok(()),
         }
     }
@@ -306,7 +329,8 @@ async fn handle(link: Link, echo: bool) -> Result<()> {
 }
 
 async fn connect_cmd(a: ConnectArgs) -> Result<()> {
-    let file = ConnectionFile::parse(&read_text(&a.file, "connection file")?)
+    let text = Zeroizing::new(read_text(&a.file, "connection file")?);
+    let file = ConnectionFile::parse(&text)
         .with_context(|| format!("connection file {}", a.file.display()))?;
     let params = params_from_env()?;
     let limit = Duration::try_from_secs_f64(a.timeout)

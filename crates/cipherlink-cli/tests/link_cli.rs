@@ -26,7 +26,7 @@ fn serve(dir: &Path) -> (Proc, String) {
     let mut cmd = cipherlink();
     cmd.current_dir(dir)
         .args(["link", "serve", "--echo", "--listen", "127.0.0.1:0"])
-        .env("CIPHERLINK_LOG", "info");
+        .env("CIPHERLINK_LOG", "info,cipherlink_link=debug");
     let mut proc = Proc::spawn("cipherlink link serve", cmd);
     let addr = proc.wait_addr(false, "listening on ").to_string();
     (proc, addr)
@@ -78,6 +78,14 @@ fn keygen_invite_serve_connect_revoke() {
 
     ok(&run(d, &["link", "revoke", "--name", "alice"], b""));
     server.wait_stderr("reloaded");
+    // Logged as sshd logs a refused key: the client's name and why.
+    let refused = run(
+        d,
+        &["link", "connect", "alice.link", "--server", &addr],
+        b"x",
+    );
+    assert!(!refused.status.success());
+    server.wait_stderr("refused: client \"alice\": revoked token");
     let refused = run(
         d,
         &["link", "connect", "alice.link", "--server", &addr],
@@ -205,7 +213,7 @@ fn errors_are_reported_without_a_backtrace_or_repeated_causes() {
         ),
         (
             &["link", "connect", "bad.link"][..],
-            "expected \"cipherlink-link 1\"",
+            "expected the header \"cipherlink-link 1\"",
         ),
     ] {
         let mut cmd = cipherlink();
@@ -238,5 +246,184 @@ fn errors_are_reported_without_a_backtrace_or_repeated_causes() {
         1,
         "{}",
         out.describe()
+    );
+}
+
+/// `keygen` and `invite alice` in a fresh folder.
+fn keyed_dir() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    ok(&run(d, &["link", "keygen"], b""));
+    ok(&run(
+        d,
+        &[
+            "link",
+            "invite",
+            "--name",
+            "alice",
+            "--server",
+            "127.0.0.1:1",
+        ],
+        b"",
+    ));
+    dir
+}
+
+/// A first message recorded from a real client and answered, sent again
+/// after `link serve` restarted (same key, tokens and replay store): no
+/// answer, the server logs it as a replay.
+#[test]
+fn a_restarted_server_does_not_answer_a_recorded_first_message() {
+    use std::io::{Read, Write};
+    let dir = keyed_dir();
+    let d = dir.path();
+    let text = std::fs::read_to_string(d.join("alice.link")).unwrap();
+    let file = cipherlink_link::ConnectionFile::parse(&text).unwrap();
+    let cfg = cipherlink_link::ClientConfig::from_file(
+        &file,
+        cipherlink_link::LinkParams::default(),
+        |_| None,
+    );
+    let unix = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let mut client = cipherlink_link::Connection::client(
+        &cfg,
+        Box::new(cipherlink_link::fuzzing::VectorRng::new(b"recorded")),
+        std::time::Instant::now(),
+        unix,
+    )
+    .unwrap();
+    let mut msg1 = Vec::new();
+    client.poll_transmit(&mut msg1);
+
+    let (server, addr) = serve(d);
+    let mut s = std::net::TcpStream::connect(&addr).unwrap();
+    s.write_all(&msg1).unwrap();
+    let mut answer = [0u8; 34];
+    s.read_exact(&mut answer).unwrap();
+    drop(s);
+    drop(server);
+    assert!(d.join("link-tokens.replay").exists());
+
+    let (mut again, addr) = serve(d);
+    let mut s = std::net::TcpStream::connect(&addr).unwrap();
+    s.write_all(&msg1).unwrap();
+    again.wait_stderr("replayed first message");
+    // Decided: nothing was or will be sent.
+    s.set_nonblocking(true).unwrap();
+    let mut buf = [0u8; 64];
+    match s.read(&mut buf) {
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+        other => panic!("the restarted server answered a replay: {other:?}"),
+    }
+}
+
+/// A token store that stops parsing refuses every token, and says so at
+/// error level, until it is fixed.
+#[test]
+fn a_token_store_that_does_not_parse_refuses_every_token() {
+    let dir = keyed_dir();
+    let d = dir.path();
+    let (mut server, addr) = serve(d);
+    let connect = |input: &[u8]| {
+        run(
+            d,
+            &["link", "connect", "alice.link", "--server", &addr],
+            input,
+        )
+    };
+    assert_eq!(ok(&connect(b"before\n")), "before\n");
+    let good = std::fs::read_to_string(d.join("link-tokens.txt")).unwrap();
+    std::fs::write(d.join("link-tokens.txt"), format!("{good}token alice\n")).unwrap();
+    let line = server.wait_stderr("refusing every token until it is fixed");
+    assert!(line.contains("ERROR"), "{line}");
+    let refused = connect(b"x");
+    assert!(!refused.status.success(), "{}", refused.describe());
+    assert!(
+        refused.stderr.contains("refused the token"),
+        "{}",
+        refused.describe()
+    );
+    server.wait_stderr("refused: token store unreadable");
+    std::fs::write(d.join("link-tokens.txt"), good).unwrap();
+    server.wait_stderr("reloaded");
+    assert_eq!(ok(&connect(b"after\n")), "after\n");
+}
+
+/// `invite` and `revoke` run at the same time never lose each other's
+/// change: the store is locked around each read-modify-write.
+#[test]
+fn concurrent_invites_never_undo_a_revoke() {
+    let dir = keyed_dir();
+    let d = dir.path();
+    for round in 0..3 {
+        if round > 0 {
+            ok(&run(
+                d,
+                &[
+                    "link",
+                    "invite",
+                    "--name",
+                    "alice",
+                    "--server",
+                    "127.0.0.1:1",
+                ],
+                b"",
+            ));
+        }
+        let mut procs = Vec::new();
+        for i in 0..6 {
+            let name = format!("bob{round}-{i}");
+            let mut cmd = cipherlink();
+            cmd.current_dir(d)
+                .args(["link", "invite", "--name", &name, "--server", "127.0.0.1:1"]);
+            procs.push(Proc::spawn("cipherlink link invite", cmd));
+            if i == 2 {
+                let mut cmd = cipherlink();
+                cmd.current_dir(d)
+                    .args(["link", "revoke", "--name", "alice"]);
+                procs.push(Proc::spawn("cipherlink link revoke", cmd));
+            }
+        }
+        for mut p in procs {
+            assert!(p.wait_exit().success(), "{}", p.describe());
+        }
+        let text = std::fs::read_to_string(d.join("link-tokens.txt")).unwrap();
+        let store = cipherlink_link::TokenStore::parse(&text).unwrap();
+        let active = |n: &str| store.entries().iter().any(|e| e.name == n && !e.revoked);
+        assert!(!active("alice"), "round {round}: the revoke was lost");
+        for i in 0..6 {
+            assert!(
+                active(&format!("bob{round}-{i}")),
+                "round {round}: bob{i} lost"
+            );
+        }
+    }
+}
+
+/// A link open under a token is closed when the token is revoked, within
+/// the reload interval: the client's `connect` ends naming the reason, and
+/// the server logs it.
+#[test]
+fn revoking_closes_a_link_already_open() {
+    let dir = keyed_dir();
+    let d = dir.path();
+    let (mut server, addr) = serve(d);
+    let mut cmd = cipherlink();
+    cmd.current_dir(d)
+        .args(["link", "connect", "alice.link", "--server", &addr]);
+    let mut client = Proc::spawn("cipherlink link connect", cmd);
+    client.write_stdin(b"open\n");
+    client.wait_stdout("open");
+    ok(&run(d, &["link", "revoke", "--name", "alice"], b""));
+    server.wait_stderr("closed: its token was revoked");
+    let status = client.wait_exit();
+    assert!(!status.success(), "{}", client.describe());
+    assert!(
+        client.stderr().contains("token revoked"),
+        "{}",
+        client.describe()
     );
 }

@@ -7,6 +7,20 @@ use crate::error::Error;
 /// Largest padding (tail) any peer may send; bounds every allocation.
 pub const MAX_TAIL: usize = 8192;
 
+/// Longest timer any setting may ask for (one day): every deadline is
+/// `now + setting`, and a setting near `Duration::MAX` would overflow it.
+pub const MAX_TIMER: Duration = Duration::from_secs(24 * 3600);
+
+fn check_timer(name: &str, d: Duration) -> Result<(), Error> {
+    if d > MAX_TIMER {
+        return Err(Error::Config(format!(
+            "{name} {d:?} exceeds {} s",
+            MAX_TIMER.as_secs()
+        )));
+    }
+    Ok(())
+}
+
 /// Keepalive parameters, as PORT names them (`PORT_*` environment variables).
 #[derive(Debug, Clone, PartialEq)]
 pub struct KeepaliveConfig {
@@ -40,6 +54,15 @@ impl Default for KeepaliveConfig {
 impl KeepaliveConfig {
     /// Checks the orderings the timers rely on.
     pub fn validate(&self) -> Result<(), Error> {
+        for (name, d) in [
+            ("PORT_MIN_NEXT_IN", self.min_next_in),
+            ("PORT_MAX_NEXT_IN", self.max_next_in),
+            ("PORT_MIN_TIMEOUT", self.min_timeout),
+            ("PORT_MAX_TIMEOUT", self.max_timeout),
+            ("PORT_DEFAULT_TIMEOUT", self.default_timeout),
+        ] {
+            check_timer(name, d)?;
+        }
         if self.min_next_in.is_zero() || self.min_next_in > self.max_next_in {
             return Err(Error::Config(
                 "need 0 < PORT_MIN_NEXT_IN <= PORT_MAX_NEXT_IN".into(),
@@ -64,12 +87,17 @@ pub struct LinkParams {
     pub keepalive: KeepaliveConfig,
     /// `PORT_TAIL_LENGTH`: padding of every message is uniform in `[0, tail_length]`.
     pub tail_length: usize,
-    /// Send a rekey record after this many records under one key.
+    /// Records under one key, the rekey record that ends it included (at
+    /// least 2, at most [`crate::proto::MAX_RECORDS_PER_KEY`]).
     pub rekey_after_records: u64,
     /// Send a rekey record after this many plaintext bytes under one key.
     pub rekey_after_bytes: u64,
     /// A client gives up if msg2 has not arrived by then.
     pub handshake_timeout: Duration,
+    /// A server connection draws one close time from this range when it is
+    /// accepted; unless its handshake is accepted first, it closes then (or
+    /// when the peer closes), whatever it was sent (docs §6).
+    pub server_close_window: (Duration, Duration),
     /// Received data held for the application before the core stops asking for input.
     pub max_buffered_recv: usize,
     /// Wire bytes queued for sending before `send` accepts no more.
@@ -84,6 +112,7 @@ impl Default for LinkParams {
             rekey_after_records: 1 << 20,
             rekey_after_bytes: 1 << 34,
             handshake_timeout: Duration::from_secs(30),
+            server_close_window: (Duration::from_secs(15), Duration::from_secs(45)),
             max_buffered_recv: 256 * 1024,
             max_buffered_send: 256 * 1024,
         }
@@ -100,13 +129,22 @@ impl LinkParams {
                 self.tail_length
             )));
         }
-        if self.rekey_after_records == 0
+        // Two at least: the rekey record itself is the last record of a key.
+        if self.rekey_after_records < 2
             || self.rekey_after_records > crate::proto::MAX_RECORDS_PER_KEY
         {
             return Err(Error::Config(format!(
-                "rekey_after_records must be in 1..={}",
+                "rekey_after_records must be in 2..={}",
                 crate::proto::MAX_RECORDS_PER_KEY
             )));
+        }
+        check_timer("handshake_timeout", self.handshake_timeout)?;
+        let (lo, hi) = self.server_close_window;
+        check_timer("server_close_window", hi)?;
+        if lo > hi {
+            return Err(Error::Config(
+                "server_close_window: the start is after the end".into(),
+            ));
         }
         if self.rekey_after_bytes == 0 || self.handshake_timeout.is_zero() {
             return Err(Error::Config(

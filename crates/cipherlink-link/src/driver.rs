@@ -23,23 +23,22 @@
 
 use std::future::Future;
 use std::io;
-use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{ready, Context, Poll, Waker};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use rand::rngs::StdRng;
-use rand::SeedableRng;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::{TcpListener, TcpStream, ToSocketAddrs};
-use tokio::sync::{mpsc, Notify, OwnedSemaphorePermit, Semaphore};
-use tokio::task::JoinHandle;
+use tokio::net::{TcpStream, ToSocketAddrs};
+use tokio::sync::Notify;
 use tokio::time::Sleep;
 
 use crate::error::Error;
+use crate::gate::Ticket;
+pub use crate::listener::LinkListener;
 use crate::proto::handshake::TransportKeys;
-use crate::proto::{ClientConfig, CloseCode, Connection, Event, ServerEndpoint};
+use crate::proto::rng::ErasingRng;
+use crate::proto::{ClientConfig, CloseCode, Connection, Event};
 
 /// Largest read from the socket at once (large reads mean fewer wake-ups per
 /// byte).
@@ -69,11 +68,6 @@ fn read_into(stream: &TcpStream, conn: &mut Connection) -> io::Result<bool> {
     })
 }
 
-/// Handshakes in progress at once on one listener; more wait in the kernel backlog.
-pub const MAX_PENDING_HANDSHAKES: usize = 4096;
-/// Authenticated links waiting for [`LinkListener::accept`].
-const ACCEPT_QUEUE: usize = 128;
-
 /// Errors of the driver (socket errors besides protocol errors).
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -91,14 +85,14 @@ pub enum DriverError {
     Link(#[from] Error),
 }
 
-fn unix_now() -> u64 {
+pub(crate) fn unix_now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0)
 }
 
-fn now() -> std::time::Instant {
+pub(crate) fn now() -> std::time::Instant {
     tokio::time::Instant::now().into_std()
 }
 
@@ -151,8 +145,13 @@ impl Core {
     fn pump_events(&mut self) {
         while let Some(ev) = self.conn.poll_event() {
             if let Event::Closed { error } = ev {
-                if let Some(e) = &error {
-                    tracing::debug!("link ended: {e}");
+                match &error {
+                    Some(Error::Revoked) => tracing::warn!(
+                        "link of {}: closed: its token was revoked",
+                        self.conn.peer().unwrap_or("?")
+                    ),
+                    Some(e) => tracing::debug!("link ended: {e}"),
+                    None => {}
                 }
                 if self.ended.is_none() {
                     self.ended = Some(error);
@@ -292,6 +291,7 @@ impl Core {
 
     /// Everything the background task can do without blocking.
     fn progress(&mut self, stream: &TcpStream) {
+        self.conn.handle_revocation();
         let _ = self.flush(stream, None);
         while let Poll::Ready(true) = self.read_socket(stream, None) {
             if self.dropped {
@@ -334,7 +334,7 @@ impl Core {
 /// polling it, and finishes the close after the application dropped it.
 async fn background(shared: Arc<Shared>) {
     loop {
-        let (deadline, watch_read, watch_write) = {
+        let (deadline, watch_read, watch_write, revocation) = {
             let mut core = shared.lock();
             core.progress(&shared.stream);
             core.wake_app();
@@ -343,7 +343,13 @@ async fn background(shared: Arc<Shared>) {
             }
             let watch_read = !core.app_reading && !core.sock_eof && core.conn.wants_input();
             let watch_write = !core.app_writing && core.out_pending();
-            (core.conn.poll_timeout(), watch_read, watch_write)
+            let revocation = core.conn.revocation().cloned();
+            (
+                core.conn.poll_timeout(),
+                watch_read,
+                watch_write,
+                revocation,
+            )
         };
         let deadline = deadline.map(tokio::time::Instant::from_std);
         tokio::select! {
@@ -351,6 +357,10 @@ async fn background(shared: Arc<Shared>) {
             _ = shared.stream.readable(), if watch_read => {}
             _ = shared.stream.writable(), if watch_write => {}
             _ = shared.notify.notified() => {}
+            () = std::future::poll_fn(|cx| match &revocation {
+                Some(r) => r.poll_revoked(cx),
+                None => Poll::Pending,
+            }) => {}
         }
     }
 }
@@ -366,7 +376,7 @@ pub struct Link {
 }
 
 impl Link {
-    fn start(stream: TcpStream, conn: Connection, peer: String) -> Self {
+    pub(crate) fn start(stream: TcpStream, conn: Connection, peer: String) -> Self {
         let shared = Arc::new(Shared {
             stream,
             core: Mutex::new(Core {
@@ -624,11 +634,13 @@ impl AsyncWrite for Link {
 
 /// Runs the handshake on `stream` in the calling task; returns the peer name.
 /// Any output the core queued with the last step is written before returning.
-async fn handshake(
+pub(crate) async fn handshake(
     stream: &TcpStream,
     conn: &mut Connection,
-    mut permit: Option<OwnedSemaphorePermit>,
+    ticket: &mut Option<Ticket>,
+    peer_addr: Option<std::net::SocketAddr>,
 ) -> Result<String, Error> {
+    let mut probe_logged = false;
     let timer = tokio::time::sleep_until(tokio::time::Instant::now());
     tokio::pin!(timer);
     let mut out = Vec::new();
@@ -648,12 +660,19 @@ async fn handshake(
                 }
             }
         }
-        if permit.is_some() && (conn.is_open() || conn.probe_reason().is_some()) {
-            // Probes cost no crypto; only real handshakes count against the limit.
-            permit = None;
-        }
         if result.is_none() && conn.is_closed() {
             result = Some(Err(Error::HandshakeEof));
+        }
+        if let (false, Some(addr), Some(reason), None) =
+            (probe_logged, peer_addr, conn.probe_reason(), conn.refusal())
+        {
+            // When it happens, not at the close: a probe may linger for 45 s.
+            tracing::debug!("link probe from {addr}: {reason}");
+            probe_logged = true;
+        }
+        if ticket.is_some() && conn.first_message_verified() {
+            // Past the MAC: a handshake slot bounds it now, not admission.
+            *ticket = None;
         }
         conn.poll_transmit(&mut out);
         let mut pos = 0;
@@ -693,88 +712,15 @@ async fn handshake(
                 }
             }
             _ = timer.as_mut(), if conn.poll_timeout().is_some() => conn.handle_timeout(now()),
+            // Over an admission cap: closed like a probe, only earlier.
+            () = async { if let Some(t) = ticket.as_ref() { t.evicted().await } }, if ticket.is_some() => {
+                return Err(Error::Probe("evicted by a newer connection over the admission cap"));
+            }
             // Neither input nor a timer: only an end can follow.
             () = std::future::ready(()), if !want && conn.poll_timeout().is_none() => {
                 conn.handle_eof(now());
             }
         }
-    }
-}
-
-/// Accepts TCP connections and yields the ones that authenticate.
-pub struct LinkListener {
-    rx: mpsc::Receiver<Link>,
-    local: SocketAddr,
-    task: JoinHandle<()>,
-}
-
-impl Drop for LinkListener {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-impl LinkListener {
-    /// Listens on `addr`.
-    pub async fn bind(
-        addr: impl ToSocketAddrs,
-        endpoint: Arc<ServerEndpoint>,
-    ) -> Result<Self, DriverError> {
-        let listener = TcpListener::bind(addr).await.map_err(|e| DriverError::Io {
-            what: "binding the link listener".into(),
-            source: e,
-        })?;
-        let local = listener.local_addr().map_err(|e| DriverError::Io {
-            what: "reading the listener address".into(),
-            source: e,
-        })?;
-        let (tx, rx) = mpsc::channel(ACCEPT_QUEUE);
-        let task = tokio::spawn(accept_loop(listener, endpoint, tx));
-        Ok(Self { rx, local, task })
-    }
-
-    /// The bound address.
-    pub fn local_addr(&self) -> SocketAddr {
-        self.local
-    }
-
-    /// The next authenticated link (`None` if the listener stopped).
-    pub async fn accept(&mut self) -> Option<Link> {
-        self.rx.recv().await
-    }
-}
-
-async fn accept_loop(listener: TcpListener, endpoint: Arc<ServerEndpoint>, tx: mpsc::Sender<Link>) {
-    let permits = Arc::new(Semaphore::new(MAX_PENDING_HANDSHAKES));
-    loop {
-        let Ok(permit) = Arc::clone(&permits).acquire_owned().await else {
-            return;
-        };
-        let (stream, addr) = match listener.accept().await {
-            Ok(s) => s,
-            Err(e) => {
-                // EMFILE and friends: back off instead of spinning.
-                tracing::warn!("link accept failed: {e}");
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        let _ = stream.set_nodelay(true);
-        let conn = Connection::server(
-            Arc::clone(&endpoint),
-            Box::new(StdRng::from_os_rng()),
-            now(),
-            unix_now(),
-        );
-        tracing::trace!("link connection from {addr}");
-        let tx = tx.clone();
-        tokio::spawn(async move {
-            let mut conn = conn;
-            // Handshake failures stay silent (probe resistance).
-            if let Ok(peer) = handshake(&stream, &mut conn, Some(permit)).await {
-                let _ = tx.send(Link::start(stream, conn, peer)).await;
-            }
-        });
     }
 }
 
@@ -808,11 +754,11 @@ async fn connecting(
             source: e,
         })?;
     let _ = stream.set_nodelay(true);
-    let mut conn = Connection::client(cfg, Box::new(StdRng::from_os_rng()), now(), unix_now())?;
+    let mut conn = Connection::client(cfg, Box::new(ErasingRng::from_os()?), now(), unix_now())?;
     if export_keys {
         conn.export_keys();
     }
-    let peer = handshake(&stream, &mut conn, None).await?;
+    let peer = handshake(&stream, &mut conn, &mut None, None).await?;
     let keys = conn.take_exported_keys();
     Ok((Link::start(stream, conn, peer), keys))
 }

@@ -73,6 +73,26 @@ pub enum Error {
     /// A configuration value is out of range.
     #[error("invalid configuration: {0}")]
     Config(String),
+    /// The replay store's file cannot be opened or written.
+    #[error("replay store {path}: {reason}")]
+    Store {
+        /// The database file.
+        path: String,
+        /// What failed.
+        reason: String,
+    },
+    /// A file the link uses (a token store's lock) cannot be used.
+    #[error("{path}: {reason}")]
+    FileIo {
+        /// The file.
+        path: String,
+        /// What failed.
+        reason: String,
+    },
+    /// The server closed this link: its token was revoked (or the token
+    /// store stopped parsing).
+    #[error("the client's token was revoked")]
+    Revoked,
     /// A key, token or connection file is malformed.
     #[error("{file}: line {line}: {reason}")]
     File {

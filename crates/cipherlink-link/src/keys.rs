@@ -28,9 +28,9 @@ impl std::fmt::Debug for ServerKey {
 impl ServerKey {
     /// A fresh key from 32 random bytes.
     pub fn generate(rng: &mut dyn Entropy) -> Self {
-        let mut s = [0u8; 32];
-        rng.fill(&mut s);
-        Self::from_secret(s)
+        let mut s = Zeroizing::new([0u8; 32]);
+        rng.fill(&mut s[..]);
+        Self::from_secret(*s)
     }
 
     /// The key pair of a given secret.
@@ -51,13 +51,14 @@ impl ServerKey {
         &self.secret
     }
 
-    /// The key file text.
-    pub fn to_text(&self) -> String {
-        format!(
+    /// The key file text (wiped when dropped: it holds the secret).
+    pub fn to_text(&self) -> Zeroizing<String> {
+        let secret = Zeroizing::new(hex::encode(&self.secret[..]));
+        Zeroizing::new(format!(
             "cipherlink-link-server-key 1\nsecret {}\npublic {}\n",
-            hex::encode(&self.secret[..]),
+            secret.as_str(),
             hex::encode(self.public)
-        )
+        ))
     }
 
     /// Parses a key file; the public key must match the secret.
@@ -69,15 +70,19 @@ impl ServerKey {
             "cipherlink-link-server-key 1",
             &["secret", "public"],
         )?;
-        let secret: [u8; 32] = hex_field(F, &fields, "secret")?;
+        let secret = Zeroizing::new(hex_field::<32>(F, &fields, "secret")?);
         let public: [u8; 32] = hex_field(F, &fields, "public")?;
-        let key = Self::from_secret(secret);
+        let key = Self::from_secret(*secret);
         if key.public != public {
             return Err(file_err(F, 0, "public key does not match the secret"));
         }
         Ok(key)
     }
 }
+
+impl zeroize::ZeroizeOnDrop for ServerKey {}
+impl zeroize::ZeroizeOnDrop for Token {}
+impl zeroize::ZeroizeOnDrop for ClientKey {}
 
 /// A client's invitation token: an id to look it up and a secret to prove.
 #[derive(Clone, PartialEq, Eq)]
@@ -110,9 +115,9 @@ impl std::fmt::Debug for ClientKey {
 impl ClientKey {
     /// A fresh key pair from 32 random bytes.
     pub fn generate(rng: &mut dyn Entropy) -> Self {
-        let mut c = [0u8; 32];
-        rng.fill(&mut c);
-        Self::from_secret(c)
+        let mut c = Zeroizing::new([0u8; 32]);
+        rng.fill(&mut c[..]);
+        Self::from_secret(*c)
     }
 
     /// The key pair of a given secret (the client's side).
@@ -286,17 +291,25 @@ impl TokenStore {
         &self.entries
     }
 
-    /// The store file text.
-    pub fn to_text(&self) -> String {
-        let mut s = String::from("cipherlink-link-tokens 1\n");
+    /// The store file text (wiped when dropped: it holds the secrets).
+    pub fn to_text(&self) -> Zeroizing<String> {
+        // Sized up front, so that growing never leaves a copy behind.
+        let mut s = Zeroizing::new(String::with_capacity(32 + 256 * self.entries.len()));
+        s.push_str("cipherlink-link-tokens 1\n");
         for e in &self.entries {
-            s.push_str(&format!(
-                "token {} {} {} {}",
-                e.name,
-                hex::encode(e.token.id),
-                hex::encode(&e.token.secret[..]),
-                if e.revoked { "revoked" } else { "active" }
-            ));
+            let secret = Zeroizing::new(hex::encode(&e.token.secret[..]));
+            for part in [
+                "token ",
+                &e.name,
+                " ",
+                &hex::encode(e.token.id),
+                " ",
+                &secret,
+                " ",
+                if e.revoked { "revoked" } else { "active" },
+            ] {
+                s.push_str(part);
+            }
             if let Some(k) = &e.token.client_key {
                 s.push(' ');
                 s.push_str(&hex::encode(k.public));
@@ -328,17 +341,33 @@ impl TokenStore {
                 }
             };
             if kw != "token" {
-                return Err(file_err(F, no, format!("unknown key {kw:?}")));
+                return Err(file_err(F, no, format!("unknown key {}", shown(kw))));
             }
-            check_name(name).map_err(|e| file_err(F, no, e.to_string()))?;
+            check_name(name).map_err(|_| {
+                file_err(
+                    F,
+                    no,
+                    format!(
+                        "name {}: use 1-64 characters from A-Z a-z 0-9 . _ -",
+                        shown(name)
+                    ),
+                )
+            })?;
             let revoked = match state {
                 "active" => false,
                 "revoked" => true,
-                other => return Err(file_err(F, no, format!("state {other:?}"))),
+                other => {
+                    return Err(file_err(
+                        F,
+                        no,
+                        format!("state {}: expected active or revoked", shown(other)),
+                    ))
+                }
             };
             let id: [u8; 16] = parse_hex(id).ok_or_else(|| file_err(F, no, "token id: 32 hex"))?;
-            let secret: [u8; 32] =
-                parse_hex(secret).ok_or_else(|| file_err(F, no, "token secret: 64 hex"))?;
+            let secret: Zeroizing<[u8; 32]> = Zeroizing::new(
+                parse_hex(secret).ok_or_else(|| file_err(F, no, "token secret: 64 hex"))?,
+            );
             let client_key = match client {
                 None => None,
                 Some(c) => Some(ClientKey::from_public(
@@ -350,7 +379,7 @@ impl TokenStore {
                     name: name.to_owned(),
                     token: Token {
                         id,
-                        secret: Zeroizing::new(secret),
+                        secret,
                         client_key,
                     },
                     revoked,
@@ -377,19 +406,32 @@ pub struct ConnectionFile {
 }
 
 impl ConnectionFile {
-    /// The file text.
-    pub fn to_text(&self) -> String {
-        let mut s = format!(
-            "cipherlink-link 1\nname {}\nserver {}\nserver-key {}\ntoken-id {}\ntoken-secret {}\ntail-length {}\n",
-            self.name,
-            self.server,
-            hex::encode(self.server_key),
-            hex::encode(self.token.id),
-            hex::encode(&self.token.secret[..]),
-            self.tail_length
-        );
+    /// The file text (wiped when dropped: it holds the secrets).
+    pub fn to_text(&self) -> Zeroizing<String> {
+        let secret = Zeroizing::new(hex::encode(&self.token.secret[..]));
+        let mut s = Zeroizing::new(String::with_capacity(512));
+        for part in [
+            "cipherlink-link 1\nname ",
+            &self.name,
+            "\nserver ",
+            &self.server,
+            "\nserver-key ",
+            &hex::encode(self.server_key),
+            "\ntoken-id ",
+            &hex::encode(self.token.id),
+            "\ntoken-secret ",
+            &secret,
+            "\ntail-length ",
+            &self.tail_length.to_string(),
+            "\n",
+        ] {
+            s.push_str(part);
+        }
         if let Some(c) = self.token.client_key.as_ref().and_then(ClientKey::secret) {
-            s.push_str(&format!("client-key {}\n", hex::encode(c)));
+            let c = Zeroizing::new(hex::encode(c));
+            for part in ["client-key ", &c, "\n"] {
+                s.push_str(part);
+            }
         }
         s
     }
@@ -414,7 +456,7 @@ impl ConnectionFile {
         let get = |k: &str| {
             fields
                 .get(k)
-                .map(|(_, v)| v.clone())
+                .map(|(_, v)| (*v).to_owned())
                 .ok_or_else(|| file_err(F, 0, format!("missing {k}")))
         };
         let name = get("name")?;
@@ -433,13 +475,30 @@ impl ConnectionFile {
                 id: hex_field(F, &fields, "token-id")?,
                 secret: Zeroizing::new(hex_field(F, &fields, "token-secret")?),
                 client_key: if fields.contains_key("client-key") {
-                    Some(ClientKey::from_secret(hex_field(F, &fields, "client-key")?))
+                    let c = Zeroizing::new(hex_field::<32>(F, &fields, "client-key")?);
+                    Some(ClientKey::from_secret(*c))
                 } else {
                     None
                 },
             },
             tail_length: tail,
         })
+    }
+}
+
+/// A word from a file, quoted in an error only when it cannot be a secret:
+/// short and made of letters and dashes (a key name or a state), never hex
+/// digits of a key or token.
+fn shown(word: &str) -> String {
+    let harmless = word.len() <= 24
+        && word
+            .bytes()
+            .all(|b| b.is_ascii_alphabetic() || b == b'-' || b == b'_')
+        && !word.bytes().all(|b| b.is_ascii_hexdigit());
+    if harmless {
+        format!("{word:?}")
+    } else {
+        format!("a {}-character word (not shown)", word.chars().count())
     }
 }
 
@@ -472,23 +531,29 @@ fn expect_header<'a>(
 ) -> Result<(), Error> {
     match lines.next() {
         Some((_, l)) if l == header => Ok(()),
+        // Never the line itself: a store or key file without its header
+        // starts with a secret.
         Some((no, l)) => Err(file_err(
             file,
             no,
-            format!("expected {header:?}, found {l:?}"),
+            format!(
+                "expected the header {header:?}, found {}",
+                shown(l.split_whitespace().next().unwrap_or(""))
+            ),
         )),
         None => Err(file_err(file, 0, "empty file")),
     }
 }
 
-type Fields = HashMap<String, (usize, String)>;
+/// Values borrowed from the file text: no copy of a secret to wipe.
+type Fields<'a> = HashMap<&'a str, (usize, &'a str)>;
 
-fn parse_fields(
+fn parse_fields<'a>(
     file: &'static str,
-    text: &str,
+    text: &'a str,
     header: &str,
     keys: &[&str],
-) -> Result<Fields, Error> {
+) -> Result<Fields<'a>, Error> {
     let mut lines = numbered_lines(file, text)?;
     expect_header(file, &mut lines, header)?;
     let mut out = Fields::new();
@@ -497,12 +562,9 @@ fn parse_fields(
             .split_once(char::is_whitespace)
             .ok_or_else(|| file_err(file, no, "expected: KEY VALUE"))?;
         if !keys.contains(&k) {
-            return Err(file_err(file, no, format!("unknown key {k:?}")));
+            return Err(file_err(file, no, format!("unknown key {}", shown(k))));
         }
-        if out
-            .insert(k.to_owned(), (no, v.trim().to_owned()))
-            .is_some()
-        {
+        if out.insert(k, (no, v.trim())).is_some() {
             return Err(file_err(file, no, format!("{k} given twice")));
         }
     }
@@ -515,7 +577,11 @@ fn parse_hex<const N: usize>(s: &str) -> Option<[u8; N]> {
     Some(out)
 }
 
-fn hex_field<const N: usize>(file: &'static str, f: &Fields, key: &str) -> Result<[u8; N], Error> {
+fn hex_field<const N: usize>(
+    file: &'static str,
+    f: &Fields<'_>,
+    key: &str,
+) -> Result<[u8; N], Error> {
     let (no, v) = f
         .get(key)
         .ok_or_else(|| file_err(file, 0, format!("missing {key}")))?;

@@ -18,8 +18,12 @@ pub mod bench;
 pub mod config;
 pub mod driver;
 pub mod error;
+pub mod gate;
 pub mod keys;
+mod listener;
 pub mod proto;
+pub mod replay_store;
+pub mod token_file;
 
 #[doc(hidden)]
 pub mod fuzzing;
@@ -27,4 +31,6 @@ pub mod fuzzing;
 pub use config::{KeepaliveConfig, LinkParams};
 pub use error::Error;
 pub use keys::{ClientKey, ConnectionFile, ServerKey, Token, TokenStore};
-pub use proto::{ClientConfig, CloseCode, Connection, Entropy, Event, ServerEndpoint};
+pub use proto::{
+    ClientConfig, CloseCode, Connection, EndpointOptions, Entropy, Event, ServerEndpoint,
+};

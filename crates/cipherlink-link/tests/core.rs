@@ -123,7 +123,7 @@ fn wrong_server_key_gets_silence_then_a_client_timeout() {
     );
     // The probe closes by itself, without a word, within the documented bounds.
     let until = server.poll_timeout().unwrap();
-    assert!(until <= now + cipherlink_link::proto::PROBE_MAX_DELAY);
+    assert!(until <= now + world.params.server_close_window.1);
     server.handle_timeout(until);
     assert!(server.is_closed());
     server.poll_transmit(&mut out);

@@ -121,7 +121,10 @@ fn handshake_and_first_record_match_the_spec() {
         v.msg2_sha256,
         "7da5f115b795623c818e2377d364b3f4c96f6d8810bdc7eeba9782c77d3c6d93"
     );
-    assert_eq!(v.record_hello, "1109beb4904ea1f89e88e3a3fdacff3ad514ce9ae8a83263fb1855c7aa63b3a8f27203d03d8deb4e3928168c70f3f4fe6eb6");
+    assert_eq!(
+        v.record_hello,
+        "1125beb4904ea1f89e88e3a3fdac5f3d0ca19af7bd8750690b028dbb0e9b"
+    );
 }
 
 #[test]

@@ -23,7 +23,7 @@ use aws_lc_rs::{digest, hmac};
 use curve25519_elligator2::{MapToPointVariant, MontgomeryPoint, Randomized};
 use libcrux_ml_kem::mlkem768;
 use subtle::ConstantTimeEq;
-use zeroize::{Zeroize, Zeroizing};
+use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
 use crate::error::Error;
 use crate::proto::Entropy;
@@ -338,20 +338,31 @@ pub fn public_key(secret: &[u8; 32]) -> [u8; 32] {
     MontgomeryPoint::mul_base_clamped(*secret).to_bytes()
 }
 
-/// An ephemeral ML-KEM-768 key pair.
-pub struct KemSecret(Box<mlkem768::MlKem768KeyPair>);
+/// An ephemeral ML-KEM-768 key pair; the decapsulation key is wiped when
+/// dropped (libcrux's key types do not wipe themselves).
+pub struct KemSecret {
+    sk: Box<mlkem768::MlKem768PrivateKey>,
+    pk: Box<mlkem768::MlKem768PublicKey>,
+}
+
+/// ML-KEM-768 decapsulation key length.
+const KEM_DK_LEN: usize = 2400;
 
 impl KemSecret {
     /// Derives the key pair from 64 random bytes (FIPS 203 seed `d ‖ z`).
     pub fn generate(rng: &mut dyn Entropy) -> Self {
         let mut seed = Zeroizing::new([0u8; 64]);
         rng.fill(&mut seed[..]);
-        Self(Box::new(mlkem768::generate_key_pair(*seed)))
+        let (sk, pk) = mlkem768::generate_key_pair(*seed).into_parts();
+        Self {
+            sk: Box::new(sk),
+            pk: Box::new(pk),
+        }
     }
 
     /// The encapsulation key bytes (1184).
     pub fn public_bytes(&self) -> Vec<u8> {
-        self.0.pk().to_vec()
+        self.pk.as_slice().to_vec()
     }
 
     /// Decapsulates a ciphertext of 1088 bytes (ML-KEM rejects implicitly, so
@@ -359,12 +370,17 @@ impl KemSecret {
     pub fn decapsulate(&self, ct: &[u8]) -> Result<Zeroizing<[u8; 32]>, Error> {
         let ct = mlkem768::MlKem768Ciphertext::try_from(ct)
             .map_err(|_| Error::Malformed("ML-KEM ciphertext length"))?;
-        Ok(Zeroizing::new(mlkem768::decapsulate(
-            self.0.private_key(),
-            &ct,
-        )))
+        Ok(Zeroizing::new(mlkem768::decapsulate(&self.sk, &ct)))
     }
 }
+
+impl Drop for KemSecret {
+    fn drop(&mut self) {
+        self.sk[..KEM_DK_LEN].zeroize();
+    }
+}
+
+impl ZeroizeOnDrop for KemSecret {}
 
 /// Encapsulates to `ek` (1184 bytes, checked as FIPS 203 requires) with 32
 /// random bytes; returns (ciphertext, shared secret).

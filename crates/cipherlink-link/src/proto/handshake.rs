@@ -2,7 +2,7 @@
 //! client ephemeral, a masked server ephemeral, an ML-KEM-768 exchange under
 //! encryption, and a token PSK.
 
-use zeroize::Zeroizing;
+use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
 use super::crypto::{
     self, ct_eq, hash, hmac, Ephemeral, HmacKey, KemSecret, PlainEphemeral, Symmetric, KEM_CT_LEN,
@@ -100,7 +100,7 @@ fn arr32(s: &[u8]) -> [u8; 32] {
     a
 }
 
-/// The transport secrets of docs §3.
+/// The transport secrets of docs §3, wiped when dropped.
 #[derive(Clone)]
 pub struct TransportKeys {
     /// Client-to-server AEAD key.
@@ -112,6 +112,17 @@ pub struct TransportKeys {
     /// Server-to-client length-mask key.
     pub s2c_len: [u8; 32],
 }
+
+impl Drop for TransportKeys {
+    fn drop(&mut self) {
+        self.c2s_key.zeroize();
+        self.c2s_len.zeroize();
+        self.s2c_key.zeroize();
+        self.s2c_len.zeroize();
+    }
+}
+
+impl ZeroizeOnDrop for TransportKeys {}
 
 impl TransportKeys {
     fn split(ck: &[u8; 32]) -> Self {
@@ -236,6 +247,47 @@ impl ClientHandshake {
         self.sym.decrypt_and_hash(c2b)?;
         Ok(Some((total, TransportKeys::split(self.sym.ck()))))
     }
+}
+
+/// Fuzzing only: a msg1 whose header (`R_e`, `M`, `X1`) and encryption are
+/// genuine but whose `pt_len`-byte plaintext is whatever `plaintext` makes of
+/// `h` (the handshake hash a token proof covers), so that a fuzzer gets past
+/// the MAC and the tag to the server's parsing behind them.
+#[doc(hidden)]
+pub fn seal_msg1_plaintext(
+    server_public: &[u8; 32],
+    unix_secs: u64,
+    rng: &mut dyn Entropy,
+    pt_len: usize,
+    plaintext: impl FnOnce(&[u8; 32]) -> Vec<u8>,
+) -> Result<Vec<u8>, Error> {
+    let e = Ephemeral::generate(rng)?;
+    let k_obf = HmacKey::new(&obfs_key(server_public));
+    let r = e.representative;
+    let m = mark_with(&k_obf, window(unix_secs), &r);
+    let x1 = xor_len(pt_len + TAG_LEN, mask2_with(&k_obf, &r));
+    let mut sym = Symmetric::new(server_public);
+    sym.mix_hash(&r);
+    let mut mx = [0u8; 18];
+    mx[..16].copy_from_slice(&m);
+    mx[16..].copy_from_slice(&x1);
+    sym.mix_hash(&mx);
+    sym.mix_key(&e.dh(server_public)?[..]);
+    let mut pt = plaintext(sym.h());
+    pt.resize(pt_len, 0);
+    let mut out = Vec::with_capacity(MSG1_HEADER + pt_len + TAG_LEN);
+    out.extend_from_slice(&r);
+    out.extend_from_slice(&mx);
+    let start = out.len();
+    out.extend_from_slice(&pt);
+    sym.encrypt_and_hash(&mut out, start);
+    Ok(out)
+}
+
+/// Fuzzing only: the token proof `P` of docs §3 over `h`.
+#[doc(hidden)]
+pub fn fuzz_token_proof(secret: &[u8; 32], h: &[u8; 32], ss: Option<&[u8; 32]>) -> [u8; 32] {
+    token_proof(secret, h, ss)
 }
 
 /// What the server learned from a msg1 whose header authenticated.

@@ -13,23 +13,30 @@
 //! After every input or command, drain the outputs and re-arm the timer.
 
 pub mod crypto;
+mod endpoint;
 pub mod handshake;
 pub mod keepalive;
 pub mod record;
 pub mod replay;
+pub mod revocation;
+pub mod rng;
+mod server;
 
 use std::collections::VecDeque;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::config::LinkParams;
 use crate::error::Error;
-use crate::keys::{ServerKey, Token, TokenStore};
+use crate::keys::Token;
+pub use endpoint::{
+    default_replay_file, EndpointOptions, ServerEndpoint, DEFAULT_MAX_HANDSHAKES,
+    DEFAULT_REPLAY_CAPACITY,
+};
 use handshake::{ClientHandshake, TransportKeys};
 use keepalive::{Action, Keepalive};
 use record::Direction;
 pub use record::{RecordType, MAX_DATA, MAX_RECORD, MAX_RECORDS_PER_KEY};
-use replay::ReplayFilter;
 
 /// A source of cryptographically secure random bytes, injected by the caller.
 pub trait Entropy: Send {
@@ -107,6 +114,15 @@ impl CloseCode {
     }
 }
 
+/// A token the server refused (msg2 with status 1), for its log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// The client's name, when the token is in the store.
+    pub name: Option<String>,
+    /// Why: unknown token, revoked token, wrong token proof, ...
+    pub reason: &'static str,
+}
+
 /// What happened, for the driver.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
@@ -123,93 +139,6 @@ pub enum Event {
         /// Why, when it was not clean.
         error: Option<Error>,
     },
-}
-
-/// Shared server state: key, tokens, replay filter (one per listening endpoint).
-pub struct ServerEndpoint {
-    key: ServerKey,
-    static_dh: crypto::StaticDh,
-    /// `K_obf`'s HMAC key, set up once: every first message (and every
-    /// probe) is checked against it.
-    k_obf: crypto::HmacKey,
-    tokens: RwLock<TokenStore>,
-    replay: Mutex<ReplayFilter>,
-    params: LinkParams,
-}
-
-/// Default replay-filter capacity (16-byte marks).
-pub const DEFAULT_REPLAY_CAPACITY: usize = 1 << 20;
-
-impl ServerEndpoint {
-    /// A server endpoint.
-    pub fn new(key: ServerKey, tokens: TokenStore, params: LinkParams) -> Result<Self, Error> {
-        Self::with_replay_capacity(key, tokens, params, DEFAULT_REPLAY_CAPACITY)
-    }
-
-    /// A server endpoint with a given replay-filter capacity.
-    pub fn with_replay_capacity(
-        key: ServerKey,
-        tokens: TokenStore,
-        params: LinkParams,
-        capacity: usize,
-    ) -> Result<Self, Error> {
-        params.validate()?;
-        Ok(Self {
-            static_dh: crypto::StaticDh::new(key.secret())?,
-            k_obf: crypto::HmacKey::new(&handshake::obfs_key(key.public())),
-            key,
-            tokens: RwLock::new(tokens),
-            replay: Mutex::new(ReplayFilter::new(capacity)),
-            params,
-        })
-    }
-
-    /// Replaces the token store (e.g. after `revoke`); affects new handshakes.
-    pub fn set_tokens(&self, tokens: TokenStore) {
-        match self.tokens.write() {
-            Ok(mut t) => *t = tokens,
-            Err(poisoned) => *poisoned.into_inner() = tokens,
-        }
-    }
-
-    /// The server's public key.
-    pub fn public_key(&self) -> &[u8; 32] {
-        self.key.public()
-    }
-
-    /// The parameters.
-    pub fn params(&self) -> &LinkParams {
-        &self.params
-    }
-
-    fn replay_contains(&self, mark: &[u8; 16]) -> bool {
-        match self.replay.lock() {
-            Ok(f) => f.contains(mark),
-            Err(p) => p.into_inner().contains(mark),
-        }
-    }
-
-    /// Inserts; returns false if it was already there (a concurrent replay).
-    fn replay_insert(&self, mark: [u8; 16], w: u64, now_w: u64) -> bool {
-        let mut f = match self.replay.lock() {
-            Ok(f) => f,
-            Err(p) => p.into_inner(),
-        };
-        if f.contains(&mark) {
-            return false;
-        }
-        f.insert(mark, w, now_w);
-        true
-    }
-
-    fn token_lookup(&self, id: &[u8; 16]) -> Option<(String, Token, bool)> {
-        let t = match self.tokens.read() {
-            Ok(t) => t,
-            Err(p) => p.into_inner(),
-        };
-        t.lookup(id)
-            .map(|e| (e.name.clone(), e.token.clone(), e.revoked))
-    }
 }
 
 /// Client side: what to connect with.
@@ -247,14 +176,6 @@ impl ClientConfig {
     }
 }
 
-/// Bytes the server drains from a probe, at most (docs §6).
-pub const PROBE_MAX_BYTES: u64 = 16384;
-/// Time the server keeps a probe open, at most (docs §6).
-pub const PROBE_MAX_DELAY: Duration = Duration::from_secs(60);
-/// Server handshake deadline range (docs §5).
-pub const SERVER_HANDSHAKE_WINDOW: (Duration, Duration) =
-    (Duration::from_secs(15), Duration::from_secs(45));
-
 enum State {
     ClientHandshake {
         hs: Box<ClientHandshake>,
@@ -263,11 +184,14 @@ enum State {
     ServerHandshake {
         endpoint: Arc<ServerEndpoint>,
         header: Option<handshake::Msg1Header>,
+        /// Held from a first message whose MAC verified until the handshake ends.
+        slot: Option<endpoint::HandshakeSlot>,
+        /// The one close time, drawn at accept (docs §6).
         deadline: Instant,
     },
+    /// Reads and discards until the close time drawn at accept.
     Probe {
         until: Instant,
-        budget: u64,
     },
     Open(Box<Open>),
     Closed,
@@ -294,6 +218,12 @@ pub struct Connection {
     name: String,
     peer: Option<String>,
     probe_reason: Option<&'static str>,
+    /// Why a server refused a token in msg2 (for the server's log).
+    refusal: Option<Refusal>,
+    /// A server link's watch on its token (docs §6).
+    revocation: Option<Arc<revocation::Revocation>>,
+    /// A server connection's first message passed the MAC check.
+    mac_verified: bool,
     /// Debugging only: keep the transport secrets for [`Connection::take_exported_keys`].
     export_keys: bool,
     exported: Option<TransportKeys>,
@@ -345,6 +275,9 @@ impl Connection {
             name: cfg.name.clone(),
             peer: None,
             probe_reason: None,
+            refusal: None,
+            revocation: None,
+            mac_verified: false,
             export_keys: false,
             exported: None,
         })
@@ -357,13 +290,16 @@ impl Connection {
         now: Instant,
         unix_secs: u64,
     ) -> Self {
-        let (lo, hi) = SERVER_HANDSHAKE_WINDOW;
+        // The only close time this connection has unless its handshake is
+        // accepted: what it sends never moves it (docs §6).
+        let (lo, hi) = endpoint.params.server_close_window;
         let deadline = now + rand_duration(rng.as_mut(), lo, hi);
         Self {
             params: endpoint.params.clone(),
             state: State::ServerHandshake {
                 endpoint,
                 header: None,
+                slot: None,
                 deadline,
             },
             rng,
@@ -375,6 +311,9 @@ impl Connection {
             name: String::new(),
             peer: None,
             probe_reason: None,
+            refusal: None,
+            revocation: None,
+            mac_verified: false,
             export_keys: false,
             exported: None,
         }
@@ -397,9 +336,21 @@ impl Connection {
         matches!(self.state, State::Closed)
     }
 
-    /// Whether a server connection has gone silent on unauthenticated input, and why.
+    /// Whether a server connection's first message passed the MAC check
+    /// (docs §3 step 1): from then on it holds a handshake slot, or is done.
+    pub fn first_message_verified(&self) -> bool {
+        self.mac_verified
+    }
+
+    /// Whether a server connection has gone silent on unauthenticated input,
+    /// or refused a token, and why.
     pub fn probe_reason(&self) -> Option<&'static str> {
         self.probe_reason
+    }
+
+    /// Why a server refused the client's token (`None`: accepted, or a probe).
+    pub fn refusal(&self) -> Option<&Refusal> {
+        self.refusal.as_ref()
     }
 
     /// Whether the core wants more input: false while delivered data waits for
@@ -435,17 +386,38 @@ impl Connection {
             }
     }
 
+    /// A server link's revocation watch: the driver waits on it so that a
+    /// link idle for hours still closes when its token is revoked.
+    pub fn revocation(&self) -> Option<&Arc<revocation::Revocation>> {
+        self.revocation.as_ref()
+    }
+
     // ----- inputs -----
+
+    /// Closes the link if its token was revoked (a close record with code
+    /// 3, refused, and the reason; the application's reads fail with
+    /// [`Error::Revoked`]). Call when [`Self::revocation`] fires; the
+    /// other inputs check it too.
+    pub fn handle_revocation(&mut self) {
+        if !self.revocation.as_ref().is_some_and(|r| r.is_revoked()) || self.is_closed() {
+            return;
+        }
+        if matches!(&self.state, State::Open(o) if !o.sent_close) {
+            self.send_close(CloseCode::Refused, "token revoked");
+        }
+        self.state = State::Closed;
+        self.events.push_back(Event::Closed {
+            error: Some(Error::Revoked),
+        });
+    }
 
     /// Feeds bytes that arrived from the transport.
     pub fn handle_input(&mut self, now: Instant, bytes: &[u8]) {
-        if let State::Probe { budget, .. } = &mut self.state {
-            *budget = budget.saturating_sub(bytes.len() as u64);
-            if *budget == 0 {
-                self.state = State::Closed;
-            }
+        // A probe's bytes are read and dropped: no count of them closes it.
+        if self.is_closed() || matches!(self.state, State::Probe { .. }) {
             return;
         }
+        self.handle_revocation();
         if self.is_closed() {
             return;
         }
@@ -477,6 +449,7 @@ impl Connection {
 
     /// Runs the timers; call at or after [`Connection::poll_timeout`].
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.handle_revocation();
         match &mut self.state {
             State::ClientHandshake { deadline, .. } if now >= *deadline => {
                 self.state = State::Closed;
@@ -617,18 +590,6 @@ impl Connection {
         self.events.push_back(Event::Closed { error: Some(e) });
     }
 
-    fn become_probe(&mut self, now: Instant, reason: &'static str) {
-        let until = now + rand_duration(self.rng.as_mut(), Duration::ZERO, PROBE_MAX_DELAY);
-        let budget = rand_below(self.rng.as_mut(), PROBE_MAX_BYTES + 1);
-        self.probe_reason = Some(reason);
-        self.inbuf = Vec::new();
-        self.state = if budget == 0 {
-            State::Closed
-        } else {
-            State::Probe { until, budget }
-        };
-    }
-
     fn process(&mut self, now: Instant) -> Result<(), Error> {
         loop {
             match &mut self.state {
@@ -650,122 +611,21 @@ impl Connection {
         }
     }
 
-    /// Returns whether the state changed.
-    fn server_step(&mut self, now: Instant) -> Result<bool, Error> {
-        let State::ServerHandshake {
-            endpoint, header, ..
-        } = &mut self.state
-        else {
-            return Ok(false);
-        };
-        let endpoint = Arc::clone(endpoint);
-        if header.is_none() {
-            let h = match handshake::server_check_header(
-                &endpoint.k_obf,
-                self.unix_secs,
-                &self.inbuf,
-            ) {
-                Ok(None) => {
-                    return Ok(false);
-                }
-                Ok(Some(h)) => h,
-                Err(reason) => {
-                    self.become_probe(now, reason);
-                    return Ok(true);
-                }
-            };
-            if endpoint.replay_contains(&h.mark) {
-                self.become_probe(now, "replayed first message");
-                return Ok(true);
-            }
-            *header = Some(h);
-        }
-        let Some(h) = header.take() else {
-            return Ok(false);
-        };
-        if self.inbuf.len() < h.total {
-            *header = Some(h);
-            return Ok(false);
-        }
-        if self.inbuf.len() > h.total {
-            // The client sends nothing more before msg2 arrives.
-            self.become_probe(now, "bytes after the first message");
-            return Ok(true);
-        }
-        let msg1 = match handshake::server_read_msg1(
-            endpoint.key.public(),
-            &endpoint.static_dh,
-            &mut self.inbuf[..h.total],
-        ) {
-            Ok(m) => m,
-            Err(reason) => {
-                self.become_probe(now, reason);
-                return Ok(true);
-            }
-        };
-        if !endpoint.replay_insert(h.mark, h.window, handshake::window(self.unix_secs)) {
-            self.become_probe(now, "replayed first message");
-            return Ok(true);
-        }
-        self.inbuf = Vec::new();
-        let found = endpoint.token_lookup(&msg1.token_id);
-        // An active token whose proof holds: with its `DH(s, C)` when it is
-        // bound to a client key (a key that gives a weak DH cannot be
-        // proven, so that token is refused).
-        let accepted = match &found {
-            Some((name, token, false)) => {
-                let client_ss = match &token.client_key {
-                    None => Some(None),
-                    Some(k) => endpoint.static_dh.dh(&k.public).ok().map(Some),
-                };
-                client_ss
-                    .filter(|ss| msg1.proves(&token.secret, ss.as_deref()))
-                    .map(|ss| (name.clone(), token, ss))
-            }
-            _ => None,
-        };
-        let tail = self.params.tail_length;
-        match accepted {
-            Some((name, token, client_ss)) => {
-                let keys = msg1
-                    .write_msg2(
-                        Some(&token.secret),
-                        client_ss.as_deref(),
-                        tail,
-                        self.rng.as_mut(),
-                        &mut self.outbuf,
-                    )?
-                    .ok_or(Error::Protocol("accepted handshake without keys"))?;
-                self.open(now, keys, false, name);
-            }
-            None => {
-                msg1.write_msg2(None, None, tail, self.rng.as_mut(), &mut self.outbuf)?;
-                self.probe_reason = Some(match found {
-                    None => "unknown token",
-                    Some((_, _, true)) => "revoked token",
-                    Some(_) => "wrong token proof",
-                });
-                self.state = State::Closed;
-            }
-        }
-        Ok(true)
-    }
-
     fn open(&mut self, now: Instant, keys: TransportKeys, client: bool, peer: String) {
         if self.export_keys {
             self.exported = Some(keys.clone());
         }
-        let (send, recv) = if client {
-            (
-                Direction::new(keys.c2s_key, keys.c2s_len),
-                Direction::new(keys.s2c_key, keys.s2c_len),
-            )
-        } else {
-            (
-                Direction::new(keys.s2c_key, keys.s2c_len),
-                Direction::new(keys.c2s_key, keys.c2s_len),
-            )
-        };
+        // Fast key erasure from here on: the caller's generator, which could
+        // be rewound to the handshake's ephemeral secrets, is dropped (and
+        // wiped, when it is an `ErasingRng` as the driver's are).
+        self.rng = Box::new(rng::ErasingRng::from_entropy(self.rng.as_mut()));
+        let (c2s, s2c) = (
+            Direction::from_keys(&keys.c2s_key, &keys.c2s_len),
+            Direction::from_keys(&keys.s2c_key, &keys.s2c_len),
+        );
+        // `keys` is wiped when it goes out of scope here.
+        drop(keys);
+        let (send, recv) = if client { (c2s, s2c) } else { (s2c, c2s) };
         let ka = &self.params.keepalive;
         let next_in = rand_duration(self.rng.as_mut(), ka.min_next_in, ka.max_next_in);
         self.state = State::Open(Box::new(Open {
@@ -872,8 +732,12 @@ impl Connection {
 
     fn send_close(&mut self, code: CloseCode, reason: &str) {
         let mut body = vec![code.to_u8()];
-        let r = reason.as_bytes();
-        body.extend_from_slice(&r[..r.len().min(200)]);
+        // Cut at a character boundary, so the peer gets valid UTF-8.
+        let mut end = reason.len().min(record::MAX_CLOSE_REASON);
+        while !reason.is_char_boundary(end) {
+            end -= 1;
+        }
+        body.extend_from_slice(&reason.as_bytes()[..end]);
         self.seal(RecordType::Close, &body);
         if let State::Open(o) = &mut self.state {
             o.sent_close = true;

@@ -1,6 +1,6 @@
 //! The record layer (docs §4): masked lengths, implicit counters, padding, rekeying.
 
-use zeroize::Zeroizing;
+use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
 use super::crypto::{hmac, AeadKey, LenMask, TAG_LEN};
 use crate::config::MAX_TAIL;
@@ -46,7 +46,33 @@ impl RecordType {
     }
 }
 
-/// One direction's keys and counters.
+/// Longest close reason (UTF-8 bytes after the code).
+pub const MAX_CLOSE_REASON: usize = 200;
+/// Ping and pong bodies: the 8-byte id.
+pub const PING_LEN: usize = 8;
+
+/// The body sizes of docs §4 for each type: a peer that sends more (a
+/// ping of 16 KiB asking for a pong of 16 KiB, say) breaks the protocol.
+fn check_body(ty: RecordType, len: usize) -> Result<(), Error> {
+    let ok = match ty {
+        RecordType::Data => len <= MAX_DATA,
+        RecordType::Ping | RecordType::Pong => len == PING_LEN,
+        RecordType::Close => (1..=1 + MAX_CLOSE_REASON).contains(&len),
+        RecordType::Rekey => len == 0,
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::Length {
+            what: "record body for its type",
+            len,
+        })
+    }
+}
+
+/// One direction's keys and counters. Its key bytes are wiped when it is
+/// dropped or rekeyed; the AES key schedules live in aws-lc, which wipes
+/// them when it frees them.
 pub struct Direction {
     key_bytes: Zeroizing<[u8; 32]>,
     key: AeadKey,
@@ -57,30 +83,43 @@ pub struct Direction {
 }
 
 impl Direction {
+    /// From the transport secrets of docs §3 (the copies passed in are wiped).
+    pub fn new(mut key: [u8; 32], mut len_key: [u8; 32]) -> Self {
+        let d = Self::from_keys(&key, &len_key);
+        key.zeroize();
+        len_key.zeroize();
+        d
+    }
+
     /// From the transport secrets of docs §3.
-    pub fn new(key: [u8; 32], len_key: [u8; 32]) -> Self {
+    pub fn from_keys(key: &[u8; 32], len_key: &[u8; 32]) -> Self {
         Self {
-            key: AeadKey::new(&key),
-            key_bytes: Zeroizing::new(key),
-            mask: LenMask::new(&len_key),
+            key: AeadKey::new(key),
+            key_bytes: Zeroizing::new(*key),
+            mask: LenMask::new(len_key),
             counter: 0,
             records_this_key: 0,
             bytes_this_key: 0,
         }
     }
 
-    /// `key' = HMAC(key, "rekey")`; the counter continues.
+    /// `key' = HMAC(key, "rekey")`; the counter continues. The old key's
+    /// bytes are overwritten and its AES key schedule freed (aws-lc wipes
+    /// what it frees), so this direction can no longer open or seal a
+    /// record of the old key, and `key'` does not give `key` back.
     pub fn rekey(&mut self) {
-        let next = hmac(&self.key_bytes[..], &[b"rekey"]);
+        let next = Zeroizing::new(hmac(&self.key_bytes[..], &[b"rekey"]));
         self.key = AeadKey::new(&next);
-        *self.key_bytes = next;
+        *self.key_bytes = *next;
         self.records_this_key = 0;
         self.bytes_this_key = 0;
     }
 
-    /// Whether the sender should rekey now.
+    /// Whether the sender should send the rekey record now: when only one
+    /// record (the rekey record itself) is left of `after_records` under
+    /// this key, or `after_bytes` were sealed.
     pub fn rekey_due(&self, after_records: u64, after_bytes: u64) -> bool {
-        self.records_this_key >= after_records || self.bytes_this_key >= after_bytes
+        self.records_this_key + 1 >= after_records || self.bytes_this_key >= after_bytes
     }
 
     /// Appends one record (`X ‖ C`) to `out`: `body` followed by `pad` zero bytes.
@@ -100,6 +139,27 @@ impl Direction {
         self.counter += 1;
         self.records_this_key += 1;
         self.bytes_this_key += body.len() as u64;
+    }
+
+    /// The AEAD key in force (tests: after a rekey it is not the old one).
+    #[doc(hidden)]
+    pub fn key_bytes(&self) -> &[u8; 32] {
+        &self.key_bytes
+    }
+
+    /// Fuzzing only: appends a record (`X ‖ C`) whose whole plaintext (type,
+    /// body length, body, padding) is `plaintext`, sealed as the peer would:
+    /// a fuzzer reaches the record parsing behind the tag.
+    #[doc(hidden)]
+    pub fn seal_plaintext(&mut self, plaintext: &[u8], out: &mut Vec<u8>) {
+        let len = plaintext.len() + TAG_LEN;
+        let m = self.mask.mask(self.counter);
+        let x = [(len >> 8) as u8 ^ m[0], len as u8 ^ m[1]];
+        out.extend_from_slice(&x);
+        let start = out.len();
+        out.extend_from_slice(plaintext);
+        self.key.seal(self.counter, &x, out, start);
+        self.counter += 1;
     }
 
     /// If `buf` starts with a whole record, its total wire length (2 + L).
@@ -134,8 +194,11 @@ impl Direction {
         if body_len > pt_len - INNER_HEADER {
             return Err(Error::Malformed("record body length"));
         }
+        check_body(ty, body_len)?;
         self.bytes_this_key += body_len as u64;
         let start = 2 + INNER_HEADER;
         Ok((ty, start..start + body_len))
     }
 }
+
+impl ZeroizeOnDrop for Direction {}

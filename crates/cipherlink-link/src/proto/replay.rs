@@ -25,19 +25,28 @@ impl ReplayFilter {
         self.seen.contains(mark)
     }
 
-    /// Records `mark` (window `w`) and forgets marks older than `now_window - 1`:
-    /// those fail the window check anyway.
-    pub fn insert(&mut self, mark: [u8; 16], w: u64, now_window: u64) {
+    /// Records `mark` (window `w`) and forgets marks older than `now_window - 1`
+    /// (those fail the window check anyway) and, when full, the oldest.
+    /// Returns the marks it forgot.
+    pub fn insert(&mut self, mark: [u8; 16], w: u64, now_window: u64) -> Vec<[u8; 16]> {
+        let mut dropped = Vec::new();
         while let Some(&(m, mw)) = self.order.front() {
             if mw + 1 >= now_window && self.order.len() < self.capacity {
                 break;
             }
             self.order.pop_front();
             self.seen.remove(&m);
+            dropped.push(m);
         }
         if self.seen.insert(mark) {
             self.order.push_back((mark, w));
         }
+        dropped
+    }
+
+    /// The marks held, oldest first, with their windows.
+    pub fn marks(&self) -> impl Iterator<Item = ([u8; 16], u64)> + '_ {
+        self.order.iter().copied()
     }
 
     /// Number of marks held.

@@ -31,7 +31,15 @@ impl World {
         let alice = store.issue("alice", &mut r).unwrap();
         let mallory = store.issue("mallory", &mut r).unwrap();
         store.revoke("mallory");
-        let endpoint = Arc::new(ServerEndpoint::new(key.clone(), store, params.clone()).unwrap());
+        // A filter of its own: tests rebuild worlds with the same key and
+        // seeds to replay the same bytes (tests/replay_store.rs tests sharing).
+        let options = cipherlink_link::EndpointOptions {
+            private_replay: true,
+            ..Default::default()
+        };
+        let endpoint = Arc::new(
+            ServerEndpoint::with_options(key.clone(), store, params.clone(), options).unwrap(),
+        );
         Self {
             key,
             endpoint,
@@ -187,4 +195,52 @@ pub fn params_fast() -> LinkParams {
         tail_length: 64,
         ..LinkParams::default()
     }
+}
+
+/// Every kind of probe, from nothing to a replayed or edited first message.
+pub fn probe_kinds(world: &World) -> Vec<(String, Vec<u8>)> {
+    let accepted = Pair::new(world, 500);
+    assert!(accepted.server.is_open());
+    let msg1 = accepted.c2s_log.clone();
+    let noise = |n: usize, seed: u64| {
+        let mut v = vec![0u8; n];
+        rand::RngCore::fill_bytes(&mut *rng(seed), &mut v);
+        v
+    };
+    let mut kinds = vec![("empty".to_string(), Vec::new())];
+    for n in [
+        1usize, 17, 49, 50, 51, 500, 1400, 16_384, 16_385, 16_435, 16_500,
+    ] {
+        kinds.push((format!("{n} random bytes"), noise(n, n as u64)));
+    }
+    kinds.push(("a replayed first message".into(), msg1.clone()));
+    let mut b0 = msg1.clone();
+    b0[0] ^= 1;
+    kinds.push(("a replay with byte 0 changed".into(), b0));
+    let mut b07 = msg1.clone();
+    for b in &mut b07[..8] {
+        *b ^= 0x5a;
+    }
+    kinds.push(("a replay with bytes 0-7 changed".into(), b07));
+    // A fresh first message that authenticates, cut short or followed by more.
+    let fresh = |seed| {
+        let mut c = Connection::client(
+            &world.client_cfg(&world.alice),
+            rng(seed),
+            Instant::now(),
+            VECTOR_UNIX,
+        )
+        .unwrap();
+        let mut m = Vec::new();
+        c.poll_transmit(&mut m);
+        m
+    };
+    kinds.push((
+        "a first message cut short".into(),
+        fresh(501)[..400].to_vec(),
+    ));
+    let mut more = fresh(502);
+    more.extend_from_slice(&noise(16_500, 9));
+    kinds.push(("a first message and 16500 bytes more".into(), more));
+    kinds
 }

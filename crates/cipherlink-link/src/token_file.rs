@@ -1,0 +1,146 @@
+//! The server's token store file as a running server and the commands that
+//! edit it use it (docs §8): reloaded when its content changes, failing
+//! closed when it does not parse, and locked around every edit.
+
+use std::fs::{File, OpenOptions};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use zeroize::Zeroizing;
+
+use crate::error::Error;
+use crate::keys::{TokenStore, MAX_FILE_LEN};
+use crate::proto::crypto::hash;
+use crate::proto::ServerEndpoint;
+
+/// What [`TokenFile::reload`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reload {
+    /// The content is what was last applied (or last failed the same way).
+    Unchanged,
+    /// A new content was applied: `tokens` entries, `closed` open links
+    /// whose token it no longer holds active were closed.
+    Applied {
+        /// Entries in the store.
+        tokens: usize,
+        /// Open links closed.
+        closed: usize,
+    },
+    /// The file cannot be read or does not parse: every token is refused
+    /// and every open link closed until it is fixed.
+    Failed {
+        /// Why.
+        reason: String,
+        /// Open links closed.
+        closed: usize,
+    },
+}
+
+/// A token store file watched by content (a hash of its bytes, not its
+/// modification time, which can stay the same across two writes).
+#[derive(Debug)]
+pub struct TokenFile {
+    path: PathBuf,
+    last: Option<[u8; 32]>,
+}
+
+/// Reads at most [`MAX_FILE_LEN`] bytes of `path`, into memory that is wiped.
+fn read_bounded(path: &Path) -> Result<Zeroizing<Vec<u8>>, String> {
+    let f = File::open(path).map_err(|e| e.to_string())?;
+    let mut buf = Zeroizing::new(Vec::new());
+    f.take(MAX_FILE_LEN as u64 + 1)
+        .read_to_end(&mut buf)
+        .map_err(|e| e.to_string())?;
+    if buf.len() > MAX_FILE_LEN {
+        return Err(format!("larger than {MAX_FILE_LEN} bytes"));
+    }
+    Ok(buf)
+}
+
+impl TokenFile {
+    /// Watches `path` (nothing read yet: the first reload applies it).
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        Self {
+            path: path.into(),
+            last: None,
+        }
+    }
+
+    /// The file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Reads the file and, if its content changed, applies it to
+    /// `endpoint`: the new tokens, or, when it cannot be read or parsed,
+    /// [`ServerEndpoint::refuse_all_tokens`].
+    pub fn reload(&mut self, endpoint: &ServerEndpoint) -> Reload {
+        let (digest, parsed) = match read_bounded(&self.path) {
+            Ok(bytes) => {
+                let digest = hash(&[b"content", &bytes]);
+                let parsed = std::str::from_utf8(&bytes)
+                    .map_err(|_| "not UTF-8 text".to_string())
+                    .and_then(|t| TokenStore::parse(t).map_err(|e| e.to_string()));
+                (digest, parsed)
+            }
+            Err(e) => (hash(&[b"error", e.as_bytes()]), Err(e)),
+        };
+        if self.last == Some(digest) {
+            return Reload::Unchanged;
+        }
+        self.last = Some(digest);
+        match parsed {
+            Ok(store) => {
+                let tokens = store.entries().len();
+                let closed = endpoint.set_tokens(store);
+                Reload::Applied { tokens, closed }
+            }
+            Err(reason) => {
+                let closed = endpoint.refuse_all_tokens();
+                Reload::Failed {
+                    reason: format!("{}: {reason}", self.path.display()),
+                    closed,
+                }
+            }
+        }
+    }
+}
+
+/// An exclusive lock on a token store, held until dropped.
+pub struct StoreLock {
+    _lock: nix::fcntl::Flock<File>,
+}
+
+impl std::fmt::Debug for StoreLock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("StoreLock")
+    }
+}
+
+/// The lock file of a token store: `NAME.lock` beside it (the store itself
+/// is replaced by a rename on every write, so it cannot carry the lock).
+pub fn lock_path(store: &Path) -> PathBuf {
+    let mut name = store.file_name().unwrap_or_default().to_os_string();
+    name.push(".lock");
+    store.with_file_name(name)
+}
+
+/// Waits for and takes the exclusive lock of the token store `store`, for
+/// one read-modify-write: two `invite`/`revoke` at once would otherwise
+/// each write back what they read, and one would undo the other.
+pub fn lock_store(store: &Path) -> Result<StoreLock, Error> {
+    let path = lock_path(store);
+    let io = |e: &dyn std::fmt::Display| Error::FileIo {
+        path: path.display().to_string(),
+        reason: e.to_string(),
+    };
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| io(&e))?;
+    let lock = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
+        .map_err(|(_, e)| io(&e))?;
+    Ok(StoreLock { _lock: lock })
+}
