@@ -301,7 +301,7 @@ impl Subject for Link {
         const KEEPALIVE: usize = 2 + INNER_HEADER + 8 + 16;
         if offset < handshake {
             PacketClass::Handshake
-        } else if payload.len() % KEEPALIVE == 0 && payload.len() <= 3 * KEEPALIVE {
+        } else if payload.len().is_multiple_of(KEEPALIVE) && payload.len() <= 3 * KEEPALIVE {
             PacketClass::Keepalive
         } else {
             PacketClass::Data

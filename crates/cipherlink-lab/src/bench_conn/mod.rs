@@ -723,7 +723,7 @@ async fn worker(
                     .record(sample.total.as_micros().max(1) as u64);
                 result.resumed += u64::from(sample.resumed);
                 let done = shared.completed.fetch_add(1, Ordering::Relaxed) + 1;
-                if shared.batch > 0 && done % shared.batch == 0 {
+                if shared.batch > 0 && done.is_multiple_of(shared.batch) {
                     Observer::emit(
                         shared.observer.as_ref(),
                         ConnEvent::Connections {
