@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context as _, Result};
+use cipherlink_files::{Access, Existing};
 use cipherlink_link::driver::{connect, Link, LinkListener};
 use cipherlink_link::token_file::{self, Reload, TokenFile};
 use cipherlink_link::{
@@ -66,6 +67,9 @@ struct InviteArgs {
     /// Where to write the connection file (default: NAME.link).
     #[arg(long)]
     out: Option<PathBuf>,
+    /// Replace an existing connection file at --out.
+    #[arg(long)]
+    force: bool,
     /// Also bind the token to a fresh client static key: the connection
     /// file gets its secret, the token store its public key, and the client
     /// then needs both (docs/link-protocol.md §2).
@@ -137,37 +141,28 @@ fn params_from_env() -> Result<LinkParams> {
     LinkParams::from_env(|k| std::env::var(k).ok()).context("reading PORT_* settings")
 }
 
-fn read_text(path: &Path, what: &str) -> Result<String> {
-    let meta = std::fs::metadata(path).with_context(|| format!("{what} {}", path.display()))?;
-    if meta.len() > cipherlink_link::keys::MAX_FILE_LEN as u64 {
-        bail!(
-            "{what} {}: larger than {} bytes",
-            path.display(),
-            cipherlink_link::keys::MAX_FILE_LEN
-        );
-    }
-    std::fs::read_to_string(path).with_context(|| format!("reading {what} {}", path.display()))
+/// Reads a secret file (key, token store, connection file): refused when
+/// group or others may read it, bounded, and wiped from memory when dropped.
+fn read_text(path: &Path, what: &str) -> Result<Zeroizing<String>> {
+    cipherlink_files::read_secret_text(path, cipherlink_link::keys::MAX_FILE_LEN as u64)
+        .with_context(|| format!("reading the {what}"))
 }
 
-/// Writes a secret file with mode 0600 (atomically, via a temporary file).
-fn write_secret(path: &Path, text: &str) -> Result<()> {
-    let tmp = path.with_extension("tmp");
-    {
-        let mut opts = std::fs::OpenOptions::new();
-        opts.write(true).create(true).truncate(true);
-        #[cfg(unix)]
-        std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
-        let mut f = opts
-            .open(&tmp)
-            .with_context(|| format!("creating {}", tmp.display()))?;
-        std::io::Write::write_all(&mut f, text.as_bytes())
-            .with_context(|| format!("writing {}", tmp.display()))?;
-    }
-    std::fs::rename(&tmp, path).with_context(|| format!("renaming to {}", path.display()))
+/// Writes a secret file whole (0600, never through a symlink).
+fn write_secret(path: &Path, text: &str, existing: Existing) -> Result<()> {
+    cipherlink_files::write(path, text.as_bytes(), Access::Private, existing).map_err(|err| {
+        let exists = matches!(err, cipherlink_files::FileError::Exists { .. });
+        let err = anyhow::Error::new(err);
+        if exists {
+            err.context("use --force to replace it")
+        } else {
+            err.context(format!("writing {}", path.display()))
+        }
+    })
 }
 
 fn load_key(path: &Path) -> Result<ServerKey> {
-    let text = Zeroizing::new(read_text(path, "server key file")?);
+    let text = read_text(path, "server key file")?;
     ServerKey::parse(&text).with_context(|| format!("server key file {}", path.display()))
 }
 
@@ -175,7 +170,7 @@ fn load_tokens(path: &Path, missing_ok: bool) -> Result<TokenStore> {
     if missing_ok && !path.exists() {
         return Ok(TokenStore::new());
     }
-    let text = Zeroizing::new(read_text(path, "token store")?);
+    let text = read_text(path, "token store")?;
     TokenStore::parse(&text).with_context(|| format!("token store {}", path.display()))
 }
 
@@ -185,11 +180,16 @@ fn lock_tokens(path: &Path) -> Result<token_file::StoreLock> {
 }
 
 fn keygen(a: KeygenArgs) -> Result<()> {
-    if a.key.exists() && !a.force {
+    if a.key.symlink_metadata().is_ok() && !a.force {
         bail!("{} exists (use --force to replace it; clients pinned to the old key will stop connecting)", a.key.display());
     }
     let key = ServerKey::generate(&mut StdRng::from_os_rng());
-    write_secret(&a.key, &key.to_text())?;
+    let existing = if a.force {
+        Existing::Replace
+    } else {
+        Existing::Refuse
+    };
+    write_secret(&a.key, &key.to_text(), existing)?;
     println!("wrote {}", a.key.display());
     println!("public key {}", hex_encode(key.public()));
     Ok(())
@@ -215,9 +215,20 @@ fn invite(a: InviteArgs) -> Result<()> {
     let out = a
         .out
         .unwrap_or_else(|| PathBuf::from(format!("{}.link", a.name)));
+    let existing = if a.force {
+        Existing::Replace
+    } else {
+        Existing::Refuse
+    };
+    if existing == Existing::Refuse && out.symlink_metadata().is_ok() {
+        bail!(
+            "{} already exists: use --force to replace it",
+            out.display()
+        );
+    }
     // The store first: a connection file whose token is not recorded would be refused.
-    write_secret(&a.tokens, &store.to_text())?;
-    write_secret(&out, &file.to_text())?;
+    write_secret(&a.tokens, &store.to_text(), Existing::Replace)?;
+    write_secret(&out, &file.to_text(), existing)?;
     println!(
         "wrote {} for {} (token recorded in {})",
         out.display(),
@@ -240,7 +251,7 @@ fn revoke(a: RevokeArgs) -> Result<()> {
     if n == 0 {
         bail!("{:?} has no active token in {}", a.name, a.tokens.display());
     }
-    write_secret(&a.tokens, &store.to_text())?;
+    write_secret(&a.tokens, &store.to_text(), Existing::Replace)?;
     println!(
         "revoked {n} token(s) of {}; a running `link serve` refuses them and closes their open links within {} s",
         a.name,
@@ -270,8 +281,9 @@ async fn serve(a: ServeArgs) -> Result<()> {
     let mut listener = LinkListener::bind(&a.listen, endpoint.clone())
         .await
         .with_context(|| format!("listening on {}", a.listen))?;
-    // Scripts read this line to learn the port.
-    println!("listening on {}", listener.local_addr());
+    // Status, not payload: stdout carries only what clients send. Scripts
+    // read this line from stderr to learn the port.
+    eprintln!("listening on {}", listener.local_addr());
     let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel::<()>();
     let mut ended = 0u64;
     let mut reload = tokio::time::interval(TOKEN_RELOAD);
@@ -329,7 +341,7 @@ async fn handle(link: Link, echo: bool) -> Result<()> {
 }
 
 async fn connect_cmd(a: ConnectArgs) -> Result<()> {
-    let text = Zeroizing::new(read_text(&a.file, "connection file")?);
+    let text = read_text(&a.file, "connection file")?;
     let file = ConnectionFile::parse(&text)
         .with_context(|| format!("connection file {}", a.file.display()))?;
     let params = params_from_env()?;

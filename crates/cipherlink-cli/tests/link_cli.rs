@@ -16,6 +16,13 @@ fn run(dir: &Path, args: &[&str], stdin: &[u8]) -> Output {
     common::run("cipherlink link", cmd, stdin)
 }
 
+/// A connection file as a user would keep it: readable by its owner only.
+fn write_private(path: &Path, text: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, text).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
+}
+
 fn ok(o: &Output) -> String {
     assert!(o.status.success(), "{}", o.describe());
     o.stdout.clone()
@@ -28,7 +35,7 @@ fn serve(dir: &Path) -> (Proc, String) {
         .args(["link", "serve", "--echo", "--listen", "127.0.0.1:0"])
         .env("CIPHERLINK_LOG", "info,cipherlink_link=debug");
     let mut proc = Proc::spawn("cipherlink link serve", cmd);
-    let addr = proc.wait_addr(false, "listening on ").to_string();
+    let addr = proc.wait_addr(true, "listening on ").to_string();
     (proc, addr)
 }
 
@@ -127,7 +134,7 @@ fn an_invitation_with_a_client_key_needs_the_key() {
         .filter(|l| !l.starts_with("client-key "))
         .map(|l| format!("{l}\n"))
         .collect();
-    std::fs::write(d.join("keyless.link"), without).unwrap();
+    write_private(&d.join("keyless.link"), &without);
 
     let (mut server, addr) = serve(d);
     let reply = ok(&run(
@@ -205,11 +212,11 @@ fn bench_link_runs_every_case_and_writes_json() {
 #[test]
 fn errors_are_reported_without_a_backtrace_or_repeated_causes() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("bad.link"), "garbage\n").unwrap();
+    write_private(&dir.path().join("bad.link"), "garbage\n");
     for (args, says) in [
         (
             &["link", "connect", "missing.link"][..],
-            "Error: connection file missing.link",
+            "Error: reading the connection file",
         ),
         (
             &["link", "connect", "bad.link"][..],
@@ -226,15 +233,14 @@ fn errors_are_reported_without_a_backtrace_or_repeated_causes() {
         assert!(!out.stderr.contains("backtrace"), "{}", out.describe());
     }
     // Nothing listens on port 1: the refusal is named once, not twice.
-    std::fs::write(
-        dir.path().join("alice.link"),
+    write_private(
+        &dir.path().join("alice.link"),
         "cipherlink-link 1\nname alice\nserver 127.0.0.1:1\n\
          server-key 6a15f69b2ee4a46ef5557c417616dc5bfa9f35f126c724de555a6adfd7b3634f\n\
          token-id 2a7bc1f9c027fd1a764e46d9e89f0cf1\n\
          token-secret 8f193c55d1afb07c55b4f3b09cef494978e84a90d22c771f74e372b76bf41c30\n\
          tail-length 512\n",
-    )
-    .unwrap();
+    );
     let mut cmd = cipherlink();
     cmd.current_dir(dir.path())
         .args(["link", "connect", "alice.link"])
@@ -369,6 +375,7 @@ fn concurrent_invites_never_undo_a_revoke() {
                     "alice",
                     "--server",
                     "127.0.0.1:1",
+                    "--force",
                 ],
                 b"",
             ));
@@ -426,4 +433,97 @@ fn revoking_closes_a_link_already_open() {
         "{}",
         client.describe()
     );
+}
+
+/// Every secret the link commands write goes through one writer: a symlink
+/// planted at a key, token store or connection file path is replaced, never
+/// written through; a file others could read is refused when read back, with
+/// the fix; and an existing connection file is not replaced without --force.
+#[test]
+fn link_secrets_are_never_written_through_a_symlink_or_read_when_exposed() {
+    use std::os::unix::fs::{symlink, PermissionsExt};
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let victim = d.join("victim");
+    std::fs::write(&victim, "precious\n").unwrap();
+    // keygen --force replaces a planted symlink without following it.
+    symlink(&victim, d.join("link-server.key")).unwrap();
+    ok(&run(d, &["link", "keygen", "--force"], b""));
+    // invite: a dangling symlink at the token store (so it reads as new)
+    // and one at the connection file.
+    let would_be_created = d.join("created-through-the-link");
+    symlink(&would_be_created, d.join("link-tokens.txt")).unwrap();
+    symlink(&victim, d.join("alice.link")).unwrap();
+    let invite = [
+        "link",
+        "invite",
+        "--name",
+        "alice",
+        "--server",
+        "127.0.0.1:1",
+    ];
+    // An existing connection file (here a planted link) is kept unless --force.
+    let refused = run(d, &invite, b"");
+    assert!(!refused.status.success(), "{}", refused.describe());
+    assert!(refused.stderr.contains("--force"), "{}", refused.describe());
+    let mut forced = invite.to_vec();
+    forced.push("--force");
+    ok(&run(d, &forced, b""));
+    for name in ["link-server.key", "link-tokens.txt", "alice.link"] {
+        let meta = std::fs::symlink_metadata(d.join(name)).unwrap();
+        assert!(meta.is_file(), "{name} is not a regular file");
+        assert_eq!(meta.permissions().mode() & 0o777, 0o600, "{name}");
+    }
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious\n");
+    assert!(!would_be_created.exists());
+
+    // A connection file, a key or a store others may read is refused.
+    for name in ["alice.link", "link-server.key", "link-tokens.txt"] {
+        let path = d.join(name);
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let out = match name {
+            "alice.link" => run(d, &["link", "connect", "alice.link"], b""),
+            "link-server.key" => run(
+                d,
+                &[
+                    "link",
+                    "invite",
+                    "--name",
+                    "carol",
+                    "--server",
+                    "127.0.0.1:1",
+                ],
+                b"",
+            ),
+            _ => run(d, &["link", "revoke", "--name", "alice"], b""),
+        };
+        assert!(!out.status.success(), "{name}: {}", out.describe());
+        assert!(
+            out.stderr.contains("chmod 600"),
+            "{name}: {}",
+            out.describe()
+        );
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+}
+
+/// `link serve` without --echo writes what clients send to stdout and
+/// nothing else: its status goes to stderr.
+#[test]
+fn serve_stdout_carries_only_what_clients_send() {
+    let dir = keyed_dir();
+    let d = dir.path();
+    let mut cmd = cipherlink();
+    cmd.current_dir(d)
+        .args(["link", "serve", "--listen", "127.0.0.1:0", "--count", "1"]);
+    let mut proc = Proc::spawn("cipherlink link serve", cmd);
+    let addr = proc.wait_addr(true, "listening on ").to_string();
+    ok(&run(
+        d,
+        &["link", "connect", "alice.link", "--server", &addr],
+        b"payload\n",
+    ));
+    let status = proc.wait_exit();
+    assert!(status.success(), "{}", proc.describe());
+    assert_eq!(proc.stdout(), "payload\n", "{}", proc.describe());
 }
