@@ -46,7 +46,7 @@ pub struct CommonArgs {
     /// v1: the peer's X25519 public key file.
     #[arg(long, value_name = "FILE")]
     pub v1_peer: Option<PathBuf>,
-    /// v1: largest frame data size accepted and sent.
+    /// v1: largest frame data size accepted and sent (16 + plaintext).
     #[arg(long, default_value_t = cipherlink_proxy::v1::DEFAULT_MAX_DATA_SIZE)]
     pub max_frame_size: u32,
     /// link, server: the server key file (`cipherlink link keygen --key`).
@@ -129,6 +129,9 @@ pub struct KeygenArgs {
     /// File name stem.
     #[arg(long, default_value = "v1")]
     pub name: String,
+    /// Replace NAME.key and NAME.pub if they exist (the old key is lost).
+    #[arg(long)]
+    pub force: bool,
 }
 
 /// Runs the chosen subcommand.
@@ -166,10 +169,25 @@ pub async fn run(args: ProxyArgs) -> Result<()> {
                     keygen.transport.name()
                 );
             }
-            std::fs::create_dir_all(&keygen.out)
-                .with_context(|| format!("creating {}", keygen.out.display()))?;
-            let (secret, public) =
-                cipherlink_proxy::v1::keys::write_key_pair(&keygen.out, &keygen.name)?;
+            use cipherlink_proxy::v1::keys::{write_key_pair, Existing};
+            let existing = if keygen.force {
+                Existing::Replace
+            } else {
+                Existing::Refuse
+            };
+            let (secret, public) = write_key_pair(&keygen.out, &keygen.name, existing)
+                .with_context(|| {
+                    format!(
+                        "writing the v1 key pair {} into {}{}",
+                        keygen.name,
+                        keygen.out.display(),
+                        if keygen.force {
+                            ""
+                        } else {
+                            " (--force replaces an existing pair)"
+                        }
+                    )
+                })?;
             println!("wrote {} (secret: keep it private)", secret.display());
             println!("wrote {} (public: give it to the peer)", public.display());
             Ok(())
