@@ -26,8 +26,11 @@ mod relay;
 mod service;
 pub mod stats;
 pub mod v1;
+mod v1_tunnel;
 
-pub use config::{LinkConfig, ProxyConfig, Role, ServiceConfig, Transport, V1Config};
+pub use config::{
+    LinkConfig, ProxyConfig, Role, ServiceConfig, ServiceDangerous, Transport, V1Config,
+};
 pub use error::{ProxyError, TunnelError};
 pub use service::{Proxy, Service};
 pub use stats::{ServiceStats, Snapshot};

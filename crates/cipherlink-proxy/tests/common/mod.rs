@@ -63,11 +63,10 @@ impl Material {
                     Role::Server => ("server", "client"),
                     Role::Client => ("client", "server"),
                 };
-                config.v1 = Some(V1Config {
-                    secret_key: self.path(&format!("{ours}.key")),
-                    peer_public_key: self.path(&format!("{theirs}.pub")),
-                    max_frame_size: cipherlink_proxy::v1::DEFAULT_MAX_DATA_SIZE,
-                })
+                config.v1 = Some(V1Config::new(
+                    self.path(&format!("{ours}.key")),
+                    self.path(&format!("{theirs}.pub")),
+                ))
             }
             _ => {}
         }
