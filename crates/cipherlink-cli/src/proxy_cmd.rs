@@ -46,9 +46,23 @@ pub struct CommonArgs {
     /// v1: the peer's X25519 public key file.
     #[arg(long, value_name = "FILE")]
     pub v1_peer: Option<PathBuf>,
-    /// v1: largest frame data size accepted and sent.
+    /// v1: largest frame data size accepted and sent (16 + plaintext; the
+    /// first frame of a connection is held to 65552 whatever this says).
     #[arg(long, default_value_t = cipherlink_proxy::v1::DEFAULT_MAX_DATA_SIZE)]
     pub max_frame_size: u32,
+    /// v1 between two cipherlink proxies: each direction is one nonce
+    /// sequence, so frames spliced from another connection, deleted or
+    /// reordered are refused. Both ends need it; PyNaCl peers cannot use it.
+    #[arg(long)]
+    pub v1_strict: bool,
+    /// v1 server: drop a connection whose first authentic frame has not
+    /// come within this many milliseconds (nothing is connected onward before it).
+    #[arg(long, value_name = "MS", default_value_t = 10_000)]
+    pub v1_auth_timeout_ms: u64,
+    /// plain: listen on an address other than loopback, although anyone who
+    /// reaches it reads and changes the traffic and reaches the service.
+    #[arg(long)]
+    pub dangerous_plain_on_network: bool,
     /// link, server: the server key file (`cipherlink link keygen --key`).
     #[arg(long, value_name = "FILE")]
     pub link_key: Option<PathBuf>,
@@ -129,6 +143,9 @@ pub struct KeygenArgs {
     /// File name stem.
     #[arg(long, default_value = "v1")]
     pub name: String,
+    /// Replace NAME.key and NAME.pub if they exist (the old key is lost).
+    #[arg(long)]
+    pub force: bool,
 }
 
 /// Runs the chosen subcommand.
@@ -168,10 +185,25 @@ pub async fn run(args: ProxyArgs) -> Result<()> {
                     keygen.transport.name()
                 );
             }
-            std::fs::create_dir_all(&keygen.out)
-                .with_context(|| format!("creating {}", keygen.out.display()))?;
-            let (secret, public) =
-                cipherlink_proxy::v1::keys::write_key_pair(&keygen.out, &keygen.name)?;
+            use cipherlink_proxy::v1::keys::{write_key_pair, Existing};
+            let existing = if keygen.force {
+                Existing::Replace
+            } else {
+                Existing::Refuse
+            };
+            let (secret, public) = write_key_pair(&keygen.out, &keygen.name, existing)
+                .with_context(|| {
+                    format!(
+                        "writing the v1 key pair {} into {}{}",
+                        keygen.name,
+                        keygen.out.display(),
+                        if keygen.force {
+                            ""
+                        } else {
+                            " (--force replaces an existing pair)"
+                        }
+                    )
+                })?;
             println!("wrote {} (secret: keep it private)", secret.display());
             println!("wrote {} (public: give it to the peer)", public.display());
             Ok(())
@@ -192,6 +224,7 @@ fn single(
     service.idle_timeout_secs = common.idle_timeout;
     service.connect_timeout_ms = common.connect_timeout_ms;
     service.buffer_size = common.buffer_size;
+    service.dangerous.plain_on_network = common.dangerous_plain_on_network;
     match common.transport {
         Transport::Tls => {
             // The same checks as `serve`/`connect`, naming the flag at fault.
@@ -210,11 +243,11 @@ fn single(
                      public key); make them with `cipherlink proxy keygen --transport v1 --out DIR`"
                 );
             };
-            service.v1 = Some(V1Config {
-                secret_key: key.clone(),
-                peer_public_key: peer.clone(),
-                max_frame_size: common.max_frame_size,
-            });
+            let mut v1 = V1Config::new(key, peer);
+            v1.max_frame_size = common.max_frame_size;
+            v1.strict = common.v1_strict;
+            v1.auth_timeout_ms = common.v1_auth_timeout_ms;
+            service.v1 = Some(v1);
         }
         Transport::Link => {
             let link = match role {
@@ -264,6 +297,8 @@ fn single(
             .or(common.link_file.as_ref())
             .map(|_| "--link-*"),
     };
+    let misplaced = misplaced
+        .or((common.v1_strict && common.transport != Transport::V1).then_some("--v1-strict"));
     if let Some(flag) = misplaced {
         anyhow::bail!(
             "{flag} does not apply to a {} with --transport {}",

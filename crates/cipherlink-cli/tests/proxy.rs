@@ -1,7 +1,8 @@
 //! `cipherlink proxy` as a program: against openssl s_client and stunnel4
-//! (both directions), v1 keys from `proxy keygen` and a two-service TOML
-//! file, stats lines, SIGTERM with an open tunnel, and the link transport
-//! with the files `cipherlink link keygen/invite` write.
+//! (both directions), v1 keys from `proxy keygen` (which never overwrites
+//! without --force) and a two-service strict TOML file, stats lines, SIGTERM
+//! with an open tunnel, a strict v1 pair from flags, plain kept on loopback,
+//! and the link transport with the files `cipherlink link keygen/invite` write.
 
 #![allow(clippy::unwrap_used)] // Tests fail loudly on purpose.
 
@@ -313,6 +314,31 @@ fn v1_keygen_config_file_stats_and_sigterm_with_an_open_tunnel() {
             out.describe()
         );
     }
+    // A second keygen does not replace the pair; --force does.
+    let secret = dir.path().join("server.key");
+    let before = std::fs::read(&secret).expect("server.key");
+    let keygen_again = |force: bool| {
+        let mut cmd = cipherlink();
+        cmd.args(["proxy", "keygen", "--transport", "v1", "--name", "server"])
+            .arg("--out")
+            .arg(dir.path());
+        if force {
+            cmd.arg("--force");
+        }
+        run("keygen again", cmd, b"")
+    };
+    let out = keygen_again(false);
+    assert!(
+        !out.status.success()
+            && out.stderr.contains("already exists")
+            && out.stderr.contains("--force"),
+        "{}",
+        out.describe()
+    );
+    assert_eq!(std::fs::read(&secret).expect("server.key"), before);
+    let out = keygen_again(true);
+    assert!(out.status.success(), "{}", out.describe());
+    assert_ne!(std::fs::read(&secret).expect("server.key"), before);
     let backend = echo_backend();
     // The client service listens on port 0 and logs where; the server
     // service's port must be written into the file for the client service
@@ -331,6 +357,7 @@ transport = "v1"
 [service.legacy-in.v1]
 secret_key = "server.key"
 peer_public_key = "client.pub"
+strict = true
 
 [service.legacy-out]
 role = "client"
@@ -340,6 +367,7 @@ transport = "v1"
 [service.legacy-out.v1]
 secret_key = "client.key"
 peer_public_key = "server.pub"
+strict = true
 "#
         );
         let conf = dir.path().join("proxy.toml");
@@ -396,6 +424,91 @@ fn proxy_server_refuses(name: &str, extra: &[&str]) -> Output {
     let out = run(name, cmd, b"");
     assert!(!out.status.success(), "{}", out.describe());
     out
+}
+
+#[test]
+fn a_strict_v1_pair_from_flags_carries_an_echo() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for name in ["server", "client"] {
+        let mut cmd = cipherlink();
+        cmd.args(["proxy", "keygen", "--transport", "v1", "--name", name])
+            .arg("--out")
+            .arg(dir.path());
+        let out = run("keygen", cmd, b"");
+        assert!(out.status.success(), "{}", out.describe());
+    }
+    let file = |name: &str| dir.path().join(name).display().to_string();
+    let (mut server, server_addr) = start_proxy(
+        "proxy server",
+        &[
+            "server",
+            "--listen",
+            "127.0.0.1:0",
+            "--forward",
+            &echo_backend().to_string(),
+            "--transport",
+            "v1",
+            "--v1-key",
+            &file("server.key"),
+            "--v1-peer",
+            &file("client.pub"),
+            "--v1-strict",
+        ],
+    );
+    let (mut client, client_addr) = start_proxy(
+        "proxy client",
+        &[
+            "client",
+            "--listen",
+            "127.0.0.1:0",
+            "--connect",
+            &server_addr.to_string(),
+            "--transport",
+            "v1",
+            "--v1-key",
+            &file("client.key"),
+            "--v1-peer",
+            &file("server.pub"),
+            "--v1-strict",
+        ],
+    );
+    carries(client_addr, 233, &mut client);
+    server.wait_stderr("close: done");
+    // The flag is v1's alone.
+    let out = proxy_server_refuses("strict plain", &["--transport", "plain", "--v1-strict"]);
+    assert!(out.stderr.contains("--v1-strict"), "{}", out.describe());
+}
+
+#[test]
+fn plain_stays_on_loopback_unless_dangerously_told_and_warns() {
+    let mut cmd = cipherlink();
+    cmd.args(["proxy", "server", "--listen", "0.0.0.0:0"])
+        .args(["--forward", "127.0.0.1:9", "--transport", "plain"]);
+    let out = run("plain on the network", cmd, b"");
+    assert!(!out.status.success(), "{}", out.describe());
+    assert!(
+        out.stderr.contains("not loopback") && out.stderr.contains("--dangerous-plain-on-network"),
+        "{}",
+        out.describe()
+    );
+    let backend = echo_backend().to_string();
+    for listen in ["127.0.0.1:0", "0.0.0.0:0"] {
+        let mut args = vec![
+            "server",
+            "--listen",
+            listen,
+            "--forward",
+            &backend,
+            "--transport",
+            "plain",
+        ];
+        if listen.starts_with("0.") {
+            args.push("--dangerous-plain-on-network");
+        }
+        let (mut proxy, _) = start_proxy("plain proxy", &args);
+        let line = proxy.wait_stderr("no encryption, no authentication");
+        assert!(line.contains("WARN"), "{line}");
+    }
 }
 
 #[test]

@@ -153,7 +153,8 @@ impl Material {
             std::fs::write(dir.path().join(name), text).map_err(fail)?;
         }
         for name in ["v1-server", "v1-client"] {
-            crate::v1::keys::write_key_pair(dir.path(), name).map_err(fail)?;
+            crate::v1::keys::write_key_pair(dir.path(), name, crate::v1::keys::Existing::Refuse)
+                .map_err(fail)?;
         }
         // The files `cipherlink link keygen` and `link invite` write; every
         // link pair's client uses the one token (a token may hold many links).

@@ -78,21 +78,58 @@ pub enum Role {
     Client,
 }
 
-/// The v1 transport's keys and bound.
+/// The v1 transport's keys, bounds and nonce mode.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct V1Config {
-    /// Our X25519 secret key file (hex, base64 or 32 raw bytes).
+    /// Our X25519 secret key file (hex, base64 or 32 raw bytes), mode 0600.
     pub secret_key: PathBuf,
     /// The peer's X25519 public key file.
     pub peer_public_key: PathBuf,
-    /// The largest `data_size` accepted and sent.
+    /// The largest `data_size` accepted and sent (the first frame of a
+    /// connection is held to 64 KiB of plaintext whatever this says).
     #[serde(default = "default_max_frame")]
     pub max_frame_size: u32,
+    /// Both ends are cipherlink: each direction of a connection is one
+    /// nonce sequence from 0, so frames spliced from another connection,
+    /// deleted or reordered are refused. Random-nonce peers (PyNaCl) fail.
+    #[serde(default)]
+    pub strict: bool,
+    /// Server: how long a new connection may take to deliver its first
+    /// authentic frame; nothing is connected onward before it.
+    #[serde(default = "default_auth_timeout")]
+    pub auth_timeout_ms: u64,
 }
 
 fn default_max_frame() -> u32 {
     DEFAULT_MAX_DATA_SIZE
+}
+fn default_auth_timeout() -> u64 {
+    10_000
+}
+
+impl V1Config {
+    /// Key files with the default bounds, in compatible mode.
+    pub fn new(secret_key: impl Into<PathBuf>, peer_public_key: impl Into<PathBuf>) -> V1Config {
+        V1Config {
+            secret_key: secret_key.into(),
+            peer_public_key: peer_public_key.into(),
+            max_frame_size: default_max_frame(),
+            strict: false,
+            auth_timeout_ms: default_auth_timeout(),
+        }
+    }
+}
+
+/// Options that remove a protection, in one table per service (as the
+/// core's `[dangerous]` for TLS), each with a `--dangerous-*` flag.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceDangerous {
+    /// Let a `plain` service listen on an address other than loopback:
+    /// anyone who can reach it then reads, changes and reaches the service.
+    #[serde(default)]
+    pub plain_on_network: bool,
 }
 
 /// The link transport's files, as `cipherlink link keygen` and
@@ -150,6 +187,9 @@ pub struct ServiceConfig {
     /// Bytes read at once per direction (and the plaintext per v1 frame).
     #[serde(default = "default_buffer_size")]
     pub buffer_size: usize,
+    /// Protections turned off (`[service.NAME.dangerous]`).
+    #[serde(default)]
+    pub dangerous: ServiceDangerous,
 }
 
 fn default_max_connections() -> usize {
@@ -187,6 +227,7 @@ impl ServiceConfig {
             idle_timeout_secs: default_idle_timeout(),
             connect_timeout_ms: default_connect_timeout(),
             buffer_size: default_buffer_size(),
+            dangerous: ServiceDangerous::default(),
         }
     }
 }
@@ -304,6 +345,13 @@ mod tests {
             [service.legacy.v1]
             secret_key = "client.key"
             peer_public_key = "/etc/server.pub"
+            [service.bench]
+            role = "server"
+            listen = "0.0.0.0:9200"
+            connect = "127.0.0.1:9201"
+            transport = "plain"
+            [service.bench.dangerous]
+            plain_on_network = true
             [service.hidden]
             role = "client"
             listen = "127.0.0.1:9100"
@@ -328,6 +376,10 @@ mod tests {
         assert_eq!(v1.secret_key, PathBuf::from("/etc/cl/client.key"));
         assert_eq!(v1.peer_public_key, PathBuf::from("/etc/server.pub"));
         assert_eq!(v1.max_frame_size, DEFAULT_MAX_DATA_SIZE);
+        assert!(!v1.strict);
+        assert_eq!(v1.auth_timeout_ms, 10_000);
+        assert!(config.service["bench"].dangerous.plain_on_network);
+        assert!(!legacy.dangerous.plain_on_network);
         assert_eq!(legacy.max_connections, 10);
         assert_eq!(config.stats_interval_secs, 5);
         let hidden = &config.service["hidden"];

@@ -1,33 +1,41 @@
 //! One accepted connection, from accept to close: connect the other side,
 //! run the transport's handshake (if any), relay, and log the outcome.
 //!
-//! A tunnel that fails resets both of its TCP connections (RST instead of
-//! FIN), so a plaintext client sees an error rather than a clean but empty
-//! reply; a tunnel that ends cleanly closes them in order (half-close).
+//! A tunnel that fails, or that is cut at the end of a shutdown, resets both
+//! of its TCP connections (RST instead of FIN), so a plaintext client sees
+//! an error rather than a clean but empty or truncated reply; a tunnel that
+//! ends cleanly closes them in order (half-close).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
+use tokio_util::sync::CancellationToken;
 
 use crate::config::Role;
 use crate::error::TunnelError;
 use crate::link::LinkEngine;
 use crate::read_ahead::ReadAhead;
-use crate::relay::{self, Count, Ends};
+use crate::relay::{self, Count, Ends, Receiving};
 use crate::service::{Accepted, Engine, Shared};
-use crate::v1::{Decoder, Opener, Sealer};
+use crate::v1::Side;
+use crate::v1_tunnel::{self, NoFirstFrame, V1Stream};
 
 /// Bytes a TLS side reads from its socket at once: two full records.
 const TLS_READ_AHEAD: usize = 32 * 1024;
+
+/// How long a tunnel cut at shutdown may take to notice and reset its
+/// sockets before it is dropped.
+const CUT_RESET_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// The two ends of a tunnel, as named in logs and errors.
 const CLIENT: &str = "client";
 const TARGET: &str = "target";
 
 /// Handles one accepted connection to the end, logging its open and close.
-pub(crate) async fn handle(shared: &Shared, accepted: Accepted, id: u64) {
+/// `cut` ends it at the end of a shutdown's grace period.
+pub(crate) async fn handle(shared: &Shared, accepted: Accepted, id: u64, cut: CancellationToken) {
     let started = Instant::now();
     // A TCP peer is named by its address, a link peer by its token's name.
     let peer = match &accepted {
@@ -58,7 +66,18 @@ pub(crate) async fn handle(shared: &Shared, accepted: Accepted, id: u64) {
             service: &shared.stats.down,
         },
     };
-    let result = run(shared, accepted, &peer, counts).await;
+    let tunnel = run(shared, accepted, &peer, counts, &cut);
+    tokio::pin!(tunnel);
+    let result = tokio::select! {
+        result = &mut tunnel => result,
+        // A relaying tunnel sees the cut itself, resets its sockets and
+        // returns: poll it on for that (the cut may have come between its
+        // check and this one). One still starting (a handshake, a connect)
+        // is dropped after a moment: it carried nothing yet.
+        () = cut.cancelled() => tokio::time::timeout(CUT_RESET_WAIT, &mut tunnel)
+            .await
+            .unwrap_or(Err(TunnelError::Shutdown)),
+    };
     let (up, down) = (up.load(Ordering::Relaxed), down.load(Ordering::Relaxed));
     let duration = started.elapsed();
     match &result {
@@ -98,11 +117,12 @@ async fn run(
     accepted: Accepted,
     peer: &str,
     counts: Counts<'_>,
+    cut: &CancellationToken,
 ) -> Result<(), TunnelError> {
     let accepted = match accepted {
         // The link listener authenticated it already.
         Accepted::Link(link) => {
-            return serve(shared, Encrypted::Link(Box::new(link)), counts).await;
+            return serve(shared, Encrypted::Link(Box::new(link)), counts, cut).await;
         }
         Accepted::Tcp(stream, _) => stream,
     };
@@ -122,55 +142,73 @@ async fn run(
                         Err(err) => return Err(TunnelError::Tls(err)),
                     }
                 }
-                _ => Encrypted::Tcp(accepted),
+                Engine::V1(v1) => {
+                    let mut stream = v1.stream(accepted, Side::Server);
+                    match v1_tunnel::authenticate(&mut stream, v1.auth_timeout).await {
+                        Ok(()) => Encrypted::V1(Box::new(stream)),
+                        // Closed before a byte: nothing to carry anywhere.
+                        Err(NoFirstFrame::Closed) => return Ok(()),
+                        Err(NoFirstFrame::Failed(err)) => {
+                            reset(&stream.stream);
+                            return Err(err);
+                        }
+                    }
+                }
+                Engine::Plain => Encrypted::Plain(accepted),
+                Engine::Link(_) => {
+                    reset(&accepted);
+                    return Err(not_this_transport(CLIENT));
+                }
             };
-            serve(shared, encrypted, counts).await
+            serve(shared, encrypted, counts, cut).await
         }
         Role::Client => {
-            if let Engine::Link(LinkEngine::Client(config)) = &shared.engine {
-                let link = match connect_link(shared, config).await {
-                    Ok(link) => link,
-                    Err(err) => {
-                        reset(&accepted);
-                        return Err(err);
-                    }
-                };
-                return relay(
-                    shared,
-                    Encrypted::Link(Box::new(link)),
-                    accepted,
-                    false,
-                    counts,
-                )
-                .await;
-            }
-            let upstream = match connect(shared).await {
-                Ok(upstream) => upstream,
+            let encrypted = match open_encrypted(shared).await {
+                Ok(encrypted) => encrypted,
                 Err(err) => {
                     reset(&accepted);
                     return Err(err);
                 }
             };
-            let encrypted = match &shared.engine {
-                Engine::Tls(context) => {
-                    match context
-                        .connect(
-                            ReadAhead::new(upstream, TLS_READ_AHEAD),
-                            shared.connect.clone(),
-                        )
-                        .await
-                    {
-                        Ok(tunnel) => Encrypted::Tls(Box::new(tunnel)),
-                        Err(err) => {
-                            reset(&accepted);
-                            return Err(TunnelError::Tls(err));
-                        }
-                    }
-                }
-                _ => Encrypted::Tcp(upstream),
-            };
-            relay(shared, encrypted, accepted, false, counts).await
+            relay(shared, encrypted, accepted, false, counts, cut).await
         }
+    }
+}
+
+/// A TCP connection handed to a transport it does not belong to (a link
+/// server's engine with a TCP listener): refused, never relayed in clear.
+fn not_this_transport(side: &'static str) -> TunnelError {
+    TunnelError::Io {
+        during: "starting",
+        side,
+        error: std::io::Error::other("a connection of another transport than the service's"),
+    }
+}
+
+/// Client side: connects to the proxy server and sets up the encrypted
+/// side as the service's transport says.
+async fn open_encrypted(shared: &Shared) -> Result<Encrypted, TunnelError> {
+    match &shared.engine {
+        Engine::Link(LinkEngine::Client(config)) => {
+            let link = connect_link(shared, config).await?;
+            Ok(Encrypted::Link(Box::new(link)))
+        }
+        Engine::Link(LinkEngine::Server { .. }) => Err(not_this_transport(TARGET)),
+        Engine::Tls(context) => {
+            let upstream = connect(shared).await?;
+            let tunnel = context
+                .connect(
+                    ReadAhead::new(upstream, TLS_READ_AHEAD),
+                    shared.connect.clone(),
+                )
+                .await?;
+            Ok(Encrypted::Tls(Box::new(tunnel)))
+        }
+        Engine::V1(v1) => {
+            let upstream = connect(shared).await?;
+            Ok(Encrypted::V1(Box::new(v1.stream(upstream, Side::Client))))
+        }
+        Engine::Plain => Ok(Encrypted::Plain(connect(shared).await?)),
     }
 }
 
@@ -181,9 +219,10 @@ async fn serve(
     shared: &Shared,
     encrypted: Encrypted,
     counts: Counts<'_>,
+    cut: &CancellationToken,
 ) -> Result<(), TunnelError> {
     match connect(shared).await {
-        Ok(target) => relay(shared, encrypted, target, true, counts).await,
+        Ok(target) => relay(shared, encrypted, target, true, counts, cut).await,
         Err(err) => {
             encrypted.reset(&err.to_string());
             Err(err)
@@ -244,10 +283,13 @@ fn reset(stream: &TcpStream) {
     let _ = stream.set_zero_linger();
 }
 
+/// A tunnel's encrypted side, one variant per transport: the relay picks
+/// the pumps from this alone, so no transport can be carried as another.
 enum Encrypted {
     Tls(Box<cipherlink::Tunnel<ReadAhead<TcpStream>>>),
     Link(Box<cipherlink_link::driver::Link>),
-    Tcp(TcpStream),
+    V1(Box<V1Stream>),
+    Plain(TcpStream),
 }
 
 impl Encrypted {
@@ -256,7 +298,8 @@ impl Encrypted {
     /// proxy's user gets that error, not a clean, empty end of stream).
     fn reset(self, why: &str) {
         match self {
-            Encrypted::Tcp(stream) => reset(&stream),
+            Encrypted::Plain(stream) => reset(&stream),
+            Encrypted::V1(v1) => reset(&v1.stream),
             Encrypted::Link(link) => link.abort(why),
             Encrypted::Tls(tunnel) => {
                 if let Some(transport) = tunnel.transport() {
@@ -273,6 +316,7 @@ impl Encrypted {
 struct Flow<'a> {
     size: usize,
     idle: Option<std::time::Duration>,
+    cut: &'a CancellationToken,
     to_plain: Count<'a>,
     into_plain: Ends,
     to_encrypted: Count<'a>,
@@ -312,6 +356,7 @@ async fn pump_stream<S: AsyncRead + AsyncWrite + Unpin>(
         ),
         flow.idle,
         flow.moved(),
+        flow.cut,
     )
     .await;
     (result, enc_read.unsplit(enc_write))
@@ -326,6 +371,7 @@ async fn relay(
     mut plain: TcpStream,
     encrypted_accepted: bool,
     counts: Counts<'_>,
+    cut: &CancellationToken,
 ) -> Result<(), TunnelError> {
     // (encrypted -> plain, plain -> encrypted) counts and end names.
     let (to_plain, to_encrypted) = if encrypted_accepted {
@@ -338,24 +384,23 @@ async fn relay(
     } else {
         (TARGET, CLIENT)
     };
-    let into_plain = Ends {
-        from: enc_name,
-        to: plain_name,
-    };
-    let into_encrypted = Ends {
-        from: plain_name,
-        to: enc_name,
-    };
     let flow = Flow {
         size: shared.buffer_size,
         idle: shared.idle_timeout,
+        cut,
         to_plain,
-        into_plain,
+        into_plain: Ends {
+            from: enc_name,
+            to: plain_name,
+        },
         to_encrypted,
-        into_encrypted,
+        into_encrypted: Ends {
+            from: plain_name,
+            to: enc_name,
+        },
     };
-    let result = match (&shared.engine, encrypted) {
-        (Engine::Tls(_), Encrypted::Tls(tunnel)) => {
+    let result = match encrypted {
+        Encrypted::Tls(tunnel) => {
             if tunnel.state() != cipherlink::TunnelState::Done {
                 return Err(TunnelError::Io {
                     during: "starting",
@@ -371,37 +416,8 @@ async fn relay(
             }
             result
         }
-        (Engine::V1 { keys, max_frame }, Encrypted::Tcp(mut enc)) => {
-            let (enc_read, enc_write) = enc.split();
-            let (plain_read, plain_write) = plain.split();
-            let result = relay::drive(
-                relay::pump_open(
-                    enc_read,
-                    plain_write,
-                    Decoder::new(*max_frame),
-                    Opener::new(keys.clone()),
-                    flow.size,
-                    flow.to_plain,
-                    flow.into_plain,
-                ),
-                relay::pump_seal(
-                    plain_read,
-                    enc_write,
-                    Sealer::new(keys.clone(), *max_frame),
-                    flow.size,
-                    flow.to_encrypted,
-                    flow.into_encrypted,
-                ),
-                flow.idle,
-                flow.moved(),
-            )
-            .await;
-            if result.is_err() {
-                reset(&enc);
-            }
-            result
-        }
-        (Engine::Link(_), Encrypted::Link(link)) => {
+        Encrypted::V1(v1) => relay_v1(*v1, &mut plain, flow).await,
+        Encrypted::Link(link) => {
             // Shutting the link's write side sends its authenticated close:
             // half-close travels exactly as through a TLS tunnel.
             let (result, link) = pump_stream(link, &mut plain, flow).await;
@@ -411,21 +427,62 @@ async fn relay(
             }
             result
         }
-        (_, Encrypted::Tcp(mut enc)) => {
+        Encrypted::Plain(mut enc) => {
             let (result, _) = pump_stream(&mut enc, &mut plain, flow).await;
             if result.is_err() {
                 reset(&enc);
             }
             result
         }
-        (_, Encrypted::Tls(_) | Encrypted::Link(_)) => Err(TunnelError::Io {
-            during: "starting",
-            side: enc_name,
-            error: std::io::Error::other("tunnel of another transport than the service's"),
-        }),
     };
     if result.is_err() {
         reset(&plain);
+    }
+    result
+}
+
+/// Frames both ways between a v1 side and the plaintext side.
+async fn relay_v1(v1: V1Stream, plain: &mut TcpStream, flow: Flow<'_>) -> Result<(), TunnelError> {
+    let V1Stream {
+        mut stream,
+        sealer,
+        opener,
+        decoder,
+        first,
+        announce,
+    } = v1;
+    let (enc_read, enc_write) = stream.split();
+    let (plain_read, plain_write) = plain.split();
+    let receiving = Receiving {
+        decoder,
+        opener,
+        first,
+    };
+    let result = relay::drive(
+        relay::pump_open(
+            enc_read,
+            plain_write,
+            receiving,
+            flow.size,
+            flow.to_plain,
+            flow.into_plain,
+        ),
+        relay::pump_seal(
+            plain_read,
+            enc_write,
+            sealer,
+            flow.size,
+            flow.to_encrypted,
+            flow.into_encrypted,
+            announce,
+        ),
+        flow.idle,
+        flow.moved(),
+        flow.cut,
+    )
+    .await;
+    if result.is_err() {
+        reset(&stream);
     }
     result
 }

@@ -107,10 +107,17 @@ pub enum TunnelError {
         /// Why.
         error: V1Error,
     },
+    /// A v1 client sent no authentic first frame in time; nothing was
+    /// connected onward.
+    #[error(
+        "no authentic v1 frame from client within {0:?} (v1.auth_timeout_ms); nothing was \
+         connected onward"
+    )]
+    AuthTimeout(std::time::Duration),
     /// No byte moved either way for the idle limit.
     #[error("idle for {0:?} (idle_timeout_secs)")]
     Idle(std::time::Duration),
-    /// The proxy shut down before the tunnel finished.
-    #[error("cut at shutdown after the grace period")]
+    /// The proxy shut down before the tunnel finished; both sides were reset.
+    #[error("cut at shutdown after the grace period (both sides reset)")]
     Shutdown,
 }

@@ -17,6 +17,7 @@ use std::task::Poll;
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio_util::sync::CancellationToken;
 
 use crate::error::TunnelError;
 use crate::v1::{Decoder, Opener, Sealer};
@@ -134,7 +135,8 @@ where
     }
 }
 
-/// Plaintext in, v1 frames out (one frame per read).
+/// Plaintext in, v1 frames out (one frame per read). With `announce`, an
+/// empty frame goes first, before anything is read.
 pub(crate) async fn pump_seal<R, W>(
     mut reader: R,
     mut writer: W,
@@ -142,36 +144,48 @@ pub(crate) async fn pump_seal<R, W>(
     size: usize,
     count: Count<'_>,
     ends: Ends,
+    announce: bool,
 ) -> Result<(), TunnelError>
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
+    let v1_error = |error| TunnelError::V1 {
+        side: ends.from,
+        error,
+    };
     let mut buf = Vec::new();
     let mut frame = Vec::new();
+    if announce {
+        sealer.seal(&[], &mut frame).map_err(v1_error)?;
+        send(&mut writer, &frame, ends).await?;
+    }
     loop {
         let n = next_chunk(&mut reader, &mut buf, size, ends).await?;
         if n == 0 {
             return pass_end(&mut writer, ends).await;
         }
         frame.clear();
-        sealer
-            .seal(&buf[..n], &mut frame)
-            .map_err(|error| TunnelError::V1 {
-                side: ends.from,
-                error,
-            })?;
+        sealer.seal(&buf[..n], &mut frame).map_err(v1_error)?;
         send(&mut writer, &frame, ends).await?;
         count.add(n);
     }
 }
 
-/// v1 frames in, plaintext out. An end of stream inside a frame is an error.
+/// A v1 receiving half: the decoder and opener, and the plaintext of a
+/// frame opened before the plaintext side existed (a server's first frame).
+pub(crate) struct Receiving {
+    pub(crate) decoder: Decoder,
+    pub(crate) opener: Opener,
+    pub(crate) first: Vec<u8>,
+}
+
+/// v1 frames in, plaintext out, after the first frame's plaintext. An end of
+/// stream inside a frame is an error.
 pub(crate) async fn pump_open<R, W>(
     mut reader: R,
     mut writer: W,
-    mut decoder: Decoder,
-    mut opener: Opener,
+    receiving: Receiving,
     size: usize,
     count: Count<'_>,
     ends: Ends,
@@ -184,6 +198,16 @@ where
         side: ends.from,
         error,
     };
+    let Receiving {
+        mut decoder,
+        mut opener,
+        first,
+    } = receiving;
+    if !first.is_empty() {
+        send(&mut writer, &first, ends).await?;
+        count.add(first.len());
+    }
+    drop(first);
     let mut buf = Vec::new();
     loop {
         let n = next_chunk(&mut reader, &mut buf, size, ends).await?;
@@ -212,12 +236,14 @@ where
 }
 
 /// Runs both directions until both have ended cleanly, or one fails (the
-/// other is then dropped), or no byte moved for `idle`.
+/// other is then dropped), or no byte moved for `idle`, or the proxy cuts
+/// its tunnels at the end of a shutdown (`cut`).
 pub(crate) async fn drive(
     up: impl Future<Output = Result<(), TunnelError>>,
     down: impl Future<Output = Result<(), TunnelError>>,
     idle: Option<Duration>,
     moved: [&AtomicU64; 2],
+    cut: &CancellationToken,
 ) -> Result<(), TunnelError> {
     let total = || moved[0].load(Ordering::Relaxed) + moved[1].load(Ordering::Relaxed);
     tokio::pin!(up, down);
@@ -237,6 +263,7 @@ pub(crate) async fn drive(
                 result?;
                 down_done = true;
             }
+            () = cut.cancelled() => return Err(TunnelError::Shutdown),
             () = &mut timer => {
                 let now = total();
                 if let (Some(limit), true) = (idle, now == last) {

@@ -10,22 +10,28 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
 
 use crate::config::{ProxyConfig, Role, ServiceConfig, Transport};
 use crate::error::ProxyError;
 use crate::link::LinkEngine;
 use crate::stats::{stats_line, ServiceStats, Snapshot};
-use crate::v1::keys::{read_public_key, read_secret_key};
-use crate::v1::{Keys, OVERHEAD};
+use crate::v1::keys::{check_pair, read_public_key, read_secret_key};
+use crate::v1::{Keys, Mode, LIMIT_MAX_DATA_SIZE, OVERHEAD};
+use crate::v1_tunnel::V1Engine;
 
 /// How the encrypted side is made, built once per service.
 #[derive(Debug)]
 pub(crate) enum Engine {
     Tls(cipherlink::Context),
-    V1 { keys: Keys, max_frame: u32 },
+    V1(V1Engine),
     Link(LinkEngine),
     Plain,
 }
+
+/// How long tunnels cut at the end of the grace period may take to reset
+/// their sockets and log their close before they are dropped outright.
+const CUT_WAIT: Duration = Duration::from_secs(5);
 
 /// What every tunnel of a service reads.
 #[derive(Debug)]
@@ -93,6 +99,9 @@ impl Service {
     /// limits) and binds its listen address.
     pub async fn bind(name: &str, config: &ServiceConfig) -> Result<Service, ProxyError> {
         let shared = Arc::new(check(name, config)?);
+        if config.transport == Transport::Plain {
+            check_plain_listen(name, config).await?;
+        }
         let bind_error = |error| ProxyError::Bind {
             service: name.to_string(),
             addr: config.listen.clone(),
@@ -158,6 +167,7 @@ impl Service {
         let permits = Arc::new(Semaphore::new(self.max_connections));
         let mut tunnels = JoinSet::new();
         let ids = AtomicU64::new(0);
+        let cut = CancellationToken::new();
         loop {
             // Reap finished tunnels so the set does not grow.
             while tunnels.try_join_next().is_some() {}
@@ -188,10 +198,11 @@ impl Service {
             stats.active.fetch_add(1, Ordering::AcqRel);
             let shared = self.shared.clone();
             let id = ids.fetch_add(1, Ordering::Relaxed);
+            let cut = cut.clone();
             tunnels.spawn(async move {
                 let _permit = permit;
                 let _active = ActiveGuard(&shared.stats);
-                crate::conn::handle(&shared, accepted, id).await;
+                crate::conn::handle(&shared, accepted, id, cut).await;
             });
         }
         drop(self.listener);
@@ -207,16 +218,22 @@ impl Service {
         })
         .await;
         if drained.is_err() {
-            let cut = tunnels.len();
-            tunnels.shutdown().await;
-            self.shared
-                .stats
-                .failed
-                .fetch_add(cut as u64, Ordering::Relaxed);
+            let open = tunnels.len();
             tracing::warn!(
                 service = %self.shared.name,
-                "cut {cut} tunnel(s) still open after the {grace:?} grace period"
+                "cut {open} tunnel(s) still open after the {grace:?} grace period"
             );
+            // Each tunnel resets both of its sockets (so the far ends see
+            // the cut as an error, not as a clean end), counts itself as
+            // failed and logs its close.
+            cut.cancel();
+            let ended = tokio::time::timeout(CUT_WAIT, async {
+                while tunnels.join_next().await.is_some() {}
+            })
+            .await;
+            if ended.is_err() {
+                tunnels.shutdown().await;
+            }
         }
     }
 }
@@ -245,12 +262,7 @@ fn check(name: &str, config: &ServiceConfig) -> Result<Shared, ProxyError> {
         field,
         reason: reason.to_string(),
     };
-    if config.buffer_size < 1024 || config.buffer_size > 16 * 1024 * 1024 {
-        return Err(bad("buffer_size", "must be between 1024 and 16 MiB"));
-    }
-    if config.max_connections == 0 {
-        return Err(bad("max_connections", "must be at least 1"));
-    }
+    check_limits(config).map_err(|(field, reason)| bad(field, &reason))?;
     let mut connect = config.connect.clone();
     let section = |present: bool, field: &'static str| -> Result<(), ProxyError> {
         if present {
@@ -265,6 +277,15 @@ fn check(name: &str, config: &ServiceConfig) -> Result<Shared, ProxyError> {
             Ok(())
         }
     };
+    if config.dangerous.plain_on_network && config.transport != Transport::Plain {
+        return Err(bad(
+            "dangerous.plain_on_network",
+            &format!(
+                "is set, but transport is \"{}\"; it only applies to plain",
+                config.transport.name()
+            ),
+        ));
+    }
     let engine = match config.transport {
         Transport::Tls => {
             section(config.v1.is_some(), "v1")?;
@@ -282,32 +303,7 @@ fn check(name: &str, config: &ServiceConfig) -> Result<Shared, ProxyError> {
         Transport::V1 => {
             section(config.tls.is_some(), "tls")?;
             section(config.link.is_some(), "link")?;
-            let Some(v1) = &config.v1 else {
-                return Err(bad(
-                    "v1",
-                    "is missing: transport v1 needs `secret_key` and `peer_public_key` \
-                     (make them with `cipherlink proxy keygen --transport v1`)",
-                ));
-            };
-            if (v1.max_frame_size as usize) < OVERHEAD {
-                return Err(bad("v1.max_frame_size", "must be at least 64 bytes"));
-            }
-            let key_error = |error| ProxyError::Key {
-                service: name.to_string(),
-                error,
-            };
-            let secret = read_secret_key(&v1.secret_key).map_err(key_error)?;
-            let public = read_public_key(&v1.peer_public_key).map_err(key_error)?;
-            if secret.public_key() == public {
-                return Err(bad(
-                    "v1.peer_public_key",
-                    "is our own public key; give the other side's",
-                ));
-            }
-            Engine::V1 {
-                keys: Keys::new(&secret, &public),
-                max_frame: v1.max_frame_size,
-            }
+            Engine::V1(v1_engine(name, config)?)
         }
         Transport::Link => {
             section(config.tls.is_some(), "tls")?;
@@ -324,8 +320,7 @@ fn check(name: &str, config: &ServiceConfig) -> Result<Shared, ProxyError> {
             if let LinkEngine::Client(client) = &mut engine {
                 // The driver's own handshake limit, so an abandoned attempt
                 // does not outlive connect_timeout_ms.
-                client.params.handshake_timeout =
-                    Duration::from_millis(config.connect_timeout_ms.max(1));
+                client.params.handshake_timeout = Duration::from_millis(config.connect_timeout_ms);
             }
             if connect.is_empty() {
                 if let Some(server) = file_server {
@@ -346,9 +341,9 @@ fn check(name: &str, config: &ServiceConfig) -> Result<Shared, ProxyError> {
     }
     // A v1 frame carries one read: keep it under the bound the peer enforces.
     let buffer_size = match &engine {
-        Engine::V1 { max_frame, .. } => config
+        Engine::V1(v1) => config
             .buffer_size
-            .min(*max_frame as usize - crate::v1::TAG_LEN),
+            .min(v1.max_frame as usize - crate::v1::TAG_LEN),
         _ => config.buffer_size,
     };
     Ok(Shared {
@@ -363,6 +358,124 @@ fn check(name: &str, config: &ServiceConfig) -> Result<Shared, ProxyError> {
         buffer_size,
         stats: Arc::default(),
     })
+}
+
+/// The numeric limits every transport has: (field, reason) when one is out
+/// of range, before anything would panic or misbehave on it.
+fn check_limits(config: &ServiceConfig) -> Result<(), (&'static str, String)> {
+    if config.buffer_size < 1024 || config.buffer_size > 16 * 1024 * 1024 {
+        return Err(("buffer_size", "must be between 1024 and 16 MiB".into()));
+    }
+    if config.max_connections == 0 || config.max_connections > Semaphore::MAX_PERMITS {
+        return Err((
+            "max_connections",
+            format!(
+                "is {}; it must be between 1 and {} (the most the tunnel semaphore holds)",
+                config.max_connections,
+                Semaphore::MAX_PERMITS
+            ),
+        ));
+    }
+    if config.connect_timeout_ms == 0 {
+        return Err((
+            "connect_timeout_ms",
+            "is 0, which would fail every connection at once; give a limit in milliseconds \
+             (default 10000)"
+                .into(),
+        ));
+    }
+    Ok(())
+}
+
+/// The v1 section: bounds, then the key files (0600 secret key, no
+/// low-order peer key).
+fn v1_engine(name: &str, config: &ServiceConfig) -> Result<V1Engine, ProxyError> {
+    let bad = |field: &'static str, reason: String| ProxyError::Config {
+        service: name.to_string(),
+        field,
+        reason,
+    };
+    let Some(v1) = &config.v1 else {
+        return Err(bad(
+            "v1",
+            "is missing: transport v1 needs `secret_key` and `peer_public_key` \
+             (make them with `cipherlink proxy keygen --transport v1`)"
+                .into(),
+        ));
+    };
+    if (v1.max_frame_size as usize) < OVERHEAD || v1.max_frame_size > LIMIT_MAX_DATA_SIZE {
+        return Err(bad(
+            "v1.max_frame_size",
+            format!("must be between {OVERHEAD} and {LIMIT_MAX_DATA_SIZE} (16 MiB of data)"),
+        ));
+    }
+    if v1.auth_timeout_ms == 0 {
+        return Err(bad(
+            "v1.auth_timeout_ms",
+            "is 0, which would drop every client before its first frame; give a limit in \
+             milliseconds (default 10000)"
+                .into(),
+        ));
+    }
+    let key_error = |error| ProxyError::Key {
+        service: name.to_string(),
+        error,
+    };
+    let secret = read_secret_key(&v1.secret_key).map_err(key_error)?;
+    let public = read_public_key(&v1.peer_public_key).map_err(key_error)?;
+    if secret.public_key() == public {
+        return Err(bad(
+            "v1.peer_public_key",
+            "is our own public key; give the other side's".into(),
+        ));
+    }
+    check_pair(&secret, &public, &v1.peer_public_key).map_err(key_error)?;
+    Ok(V1Engine {
+        keys: Keys::new(&secret, &public),
+        max_frame: v1.max_frame_size,
+        mode: if v1.strict {
+            Mode::Strict
+        } else {
+            Mode::Compatible
+        },
+        auth_timeout: Duration::from_millis(v1.auth_timeout_ms),
+    })
+}
+
+/// `plain` carries everything in the clear and lets anyone through: it
+/// listens on loopback only, unless the configuration says otherwise in
+/// its `dangerous` table, and it says so in the log either way.
+async fn check_plain_listen(name: &str, config: &ServiceConfig) -> Result<(), ProxyError> {
+    let addrs: Vec<SocketAddr> = tokio::net::lookup_host(config.listen.as_str())
+        .await
+        .map_err(|error| ProxyError::Bind {
+            service: name.to_string(),
+            addr: config.listen.clone(),
+            error,
+        })?
+        .collect();
+    let exposed = addrs.iter().find(|addr| !addr.ip().is_loopback());
+    if let (Some(addr), false) = (exposed, config.dangerous.plain_on_network) {
+        return Err(ProxyError::Config {
+            service: name.to_string(),
+            field: "listen",
+            reason: format!(
+                "is {} ({addr}), not loopback, and transport plain has no encryption and no \
+                 authentication: listen on 127.0.0.1 or ::1, use tls or link, or accept the \
+                 risk with --dangerous-plain-on-network (TOML: [service.{name}.dangerous] \
+                 plain_on_network = true)",
+                config.listen
+            ),
+        });
+    }
+    tracing::warn!(
+        service = %name,
+        "transport plain: no encryption, no authentication; whoever can reach {} or the path to \
+         {} reads and changes every byte",
+        config.listen,
+        config.connect
+    );
+    Ok(())
 }
 
 /// The services of one process.

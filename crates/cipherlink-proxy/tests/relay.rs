@@ -501,3 +501,72 @@ async fn a_link_client_without_connect_uses_its_connection_files_server() {
     let client = Running::start("from-file", config).await;
     assert_eq!(round_trip(client.addr, b"hi").await.unwrap(), b"hi");
 }
+
+/// A backend that sends without end to every connection, until it fails.
+async fn endless_server() -> std::net::SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let chunk = vec![0x42u8; 16 * 1024];
+                while stream.write_all(&chunk).await.is_ok() {}
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tunnel_still_moving_data_when_the_grace_ends_is_reset() {
+    let material = Material::new();
+    let backend = endless_server().await;
+    for transport in TRANSPORTS.into_iter().chain([Transport::Link]) {
+        let server = Running::start(
+            "server",
+            material.secure(cipherlink_proxy::ServiceConfig::new(
+                cipherlink_proxy::Role::Server,
+                "127.0.0.1:0",
+                backend.to_string(),
+                transport,
+            )),
+        )
+        .await;
+        let client = Running::start_with_grace(
+            "client",
+            material.secure(cipherlink_proxy::ServiceConfig::new(
+                cipherlink_proxy::Role::Client,
+                "127.0.0.1:0",
+                server.addr.to_string(),
+                transport,
+            )),
+            Duration::from_millis(100),
+        )
+        .await;
+        let mut app = TcpStream::connect(client.addr).await.unwrap();
+        let mut some = [0u8; 1000];
+        app.read_exact(&mut some).await.unwrap();
+        client.stop();
+        // Reading on: the stream must end in an error, not a clean EOF that
+        // would pass the truncated data off as complete.
+        let mut sink = vec![0u8; 64 * 1024];
+        let end = tokio::time::timeout(DEADLINE, async {
+            loop {
+                match app.read(&mut sink).await {
+                    Ok(0) => return Ok(()),
+                    Ok(_) => {}
+                    Err(err) => return Err(err.kind()),
+                }
+            }
+        })
+        .await
+        .expect("the tunnel was cut");
+        assert_eq!(
+            end,
+            Err(std::io::ErrorKind::ConnectionReset),
+            "{transport:?}"
+        );
+        // Counted (and logged) as a failed tunnel.
+        client.until_failed("the cut tunnel counted", 1).await;
+    }
+}

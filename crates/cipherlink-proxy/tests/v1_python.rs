@@ -47,7 +47,7 @@ async def read_frame(reader):
 
 async def client():
     reader, writer = await asyncio.open_connection('127.0.0.1', port)
-    sizes = [1, 100, 5000, 70000, 0, 3]
+    sizes = [1, 100, 5000, 65536, 0, 3]  # 65536: the most one frame holds by default
     for i, size in enumerate(sizes):
         message = bytes((i + j) % 251 for j in range(size))
         writer.write(pack(message))

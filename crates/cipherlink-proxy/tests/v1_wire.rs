@@ -1,7 +1,10 @@
 //! Bad v1 input against a running v1 proxy server: garbage, a wrong
-//! version, an oversize announcement, a truncated frame, a replayed frame.
-//! Each must end that tunnel (reset towards the service, which never sees
-//! a forged byte), count it as failed, and leave the proxy serving.
+//! version, an oversize announcement, a forged frame, a truncated frame, a
+//! replayed frame. Each must end that tunnel and count it as failed, and
+//! leave the proxy serving. Input refused before a first frame authenticated
+//! never reaches the service at all (no connection is made to it); later
+//! input is refused with a reset towards the service, which never sees a
+//! forged byte.
 
 #![allow(clippy::unwrap_used)] // Tests fail loudly on purpose.
 
@@ -11,53 +14,23 @@ use cipherlink_proxy::v1::{keys, seal_frame, Keys, NonceSequence, DEFAULT_MAX_DA
 use cipherlink_proxy::{Role, ServiceConfig, Transport};
 use common::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
-
-/// What the service behind the proxy saw on one connection.
-type Seen = (Vec<u8>, Result<(), std::io::ErrorKind>);
-
-/// A service that reports, per connection, the bytes it got and how the
-/// stream ended (clean EOF or an error such as a reset).
-async fn recording_service() -> (std::net::SocketAddr, mpsc::UnboundedReceiver<Seen>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (tx, rx) = mpsc::unbounded_channel();
-    tokio::spawn(async move {
-        while let Ok((mut stream, _)) = listener.accept().await {
-            let tx = tx.clone();
-            tokio::spawn(async move {
-                let mut got = Vec::new();
-                let mut buf = [0u8; 4096];
-                let end = loop {
-                    match stream.read(&mut buf).await {
-                        Ok(0) => break Ok(()),
-                        Ok(n) => got.extend_from_slice(&buf[..n]),
-                        Err(err) => break Err(err.kind()),
-                    }
-                };
-                let _ = tx.send((got, end));
-            });
-        }
-    });
-    (addr, rx)
-}
+use tokio::net::TcpStream;
 
 struct Setup {
     _material: Material,
     server: Running,
-    seen: mpsc::UnboundedReceiver<Seen>,
+    service: Recording,
     /// Client -> server keys, to forge well-formed frames.
     keys: Keys,
 }
 
 async fn setup() -> Setup {
     let material = Material::new();
-    let (backend, seen) = recording_service().await;
+    let service = Recording::start(false).await;
     let mut config = material.secure(ServiceConfig::new(
         Role::Server,
         "127.0.0.1:0",
-        backend.to_string(),
+        service.addr.to_string(),
         Transport::V1,
     ));
     if let Some(v1) = &mut config.v1 {
@@ -71,7 +44,7 @@ async fn setup() -> Setup {
     Setup {
         _material: material,
         server,
-        seen,
+        service,
         keys,
     }
 }
@@ -83,24 +56,23 @@ fn frame(keys: &Keys, nonces: &mut NonceSequence, plaintext: &[u8]) -> Vec<u8> {
     out
 }
 
-/// Sends `bytes` (then FIN when `close`), and returns what the service saw.
-async fn send(setup: &mut Setup, bytes: &[u8], close: bool) -> Seen {
+/// Sends `bytes` (then FIN when `close`) and waits until the proxy has cut
+/// the connection: reading ends (reset or EOF), never hangs.
+async fn send(setup: &Setup, bytes: &[u8], close: bool) {
     let mut stream = TcpStream::connect(setup.server.addr).await.unwrap();
     stream.write_all(bytes).await.unwrap();
     if close {
         stream.shutdown().await.unwrap();
     }
-    let seen = tokio::time::timeout(DEADLINE, setup.seen.recv())
-        .await
-        .expect("the service connection ended")
-        .expect("service running");
-    // Our side is cut as well: reading ends (reset or EOF), never hangs.
     let mut rest = Vec::new();
     let _ = tokio::time::timeout(DEADLINE, stream.read_to_end(&mut rest))
         .await
         .expect("the proxy closed the client connection");
-    seen
 }
+
+/// (name, bytes, FIN after them, what the service gets: None = no
+/// connection at all, because no frame authenticated).
+type Case = (&'static str, Vec<u8>, bool, Option<&'static [u8]>);
 
 #[tokio::test]
 async fn bad_frames_are_refused_and_the_proxy_keeps_serving() {
@@ -118,34 +90,51 @@ async fn bad_frames_are_refused_and_the_proxy_keeps_serving() {
     tampered[last] ^= 0x80;
     let truncated = frame(&setup.keys, &mut nonces, b"cut short");
     let replay = frame(&setup.keys, &mut nonces, b"twice");
-    let cases: Vec<(&str, Vec<u8>, bool, &[u8])> = vec![
+    let first = frame(&setup.keys, &mut nonces, b"first");
+    let cases: Vec<Case> = vec![
         (
             "garbage",
             b"GET / HTTP/1.1\r\nHost: x\r\n\r\n".to_vec(),
             false,
-            b"",
+            None,
         ),
-        ("wrong version", wrong_version, false, b""),
-        ("wrong nonce size", wrong_nonce_size, false, b""),
+        ("wrong version", wrong_version, false, None),
+        ("wrong nonce size", wrong_nonce_size, false, None),
         // The header alone is refused: no body is ever sent or awaited.
-        ("oversize", oversize, false, b""),
-        ("tampered", tampered, false, b""),
+        ("oversize", oversize, false, None),
+        ("tampered", tampered.clone(), false, None),
         (
-            "truncated",
+            "truncated first frame",
             truncated[..truncated.len() - 5].to_vec(),
             true,
-            b"",
+            None,
+        ),
+        (
+            "tampered after an authentic frame",
+            [first.clone(), tampered].concat(),
+            false,
+            Some(b"first"),
+        ),
+        (
+            "truncated after an authentic frame",
+            [first.clone(), truncated[..truncated.len() - 5].to_vec()].concat(),
+            true,
+            Some(b"first"),
         ),
         (
             "replayed",
             [replay.clone(), replay].concat(),
             false,
-            b"twice",
+            Some(b"twice"),
         ),
     ];
+    let mut connected = 0;
     for (done, (name, bytes, close, expect)) in cases.into_iter().enumerate() {
-        let failed = done as u64 + 1;
-        let (got, end) = send(&mut setup, &bytes, close).await;
+        send(&setup, &bytes, close).await;
+        setup.server.until_failed(name, done as u64 + 1).await;
+        let Some(expect) = expect else { continue };
+        connected += 1;
+        let (got, end) = setup.service.next().await;
         assert_eq!(
             got, expect,
             "{name}: the service must see only authentic bytes"
@@ -154,11 +143,13 @@ async fn bad_frames_are_refused_and_the_proxy_keeps_serving() {
             end.is_err(),
             "{name}: the service must see a reset, not a clean end"
         );
-        setup.server.until_failed(name, failed).await;
     }
     // Still serving: a good frame and a clean FIN arrive whole.
     let good_frame = frame(&setup.keys, &mut NonceSequence::random(), b"still here");
-    let (got, end) = send(&mut setup, &good_frame, true).await;
+    send(&setup, &good_frame, true).await;
+    let (got, end) = setup.service.next().await;
     assert_eq!((got.as_slice(), end), (&b"still here"[..], Ok(())));
+    // Nothing that failed to authenticate ever opened a service connection.
+    assert_eq!(setup.service.accepted(), connected + 1);
     drop(good);
 }

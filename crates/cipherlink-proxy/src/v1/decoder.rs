@@ -5,7 +5,9 @@
 //! Memory: the header is kept in a fixed 9-byte array; the frame body is
 //! only ever as large as the bytes that actually arrived (never the size
 //! the header announced), and a header is checked before any body byte is
-//! stored. So a decoder holds at most `9 + 24 + max_data_size` bytes.
+//! stored. So a decoder holds at most `9 + 24 + max_data_size` bytes, and
+//! one made with [`Decoder::with_first_frame_limit`] at most `9 + 24 +
+//! first` until its first frame is out (and, in the relay, authenticated).
 
 use super::frame::{FrameError, Header, HEADER_LEN, NONCE_LEN};
 
@@ -26,7 +28,10 @@ pub struct Frame<'a> {
 /// Splits a byte stream into v1 frames. See the module docs.
 #[derive(Debug)]
 pub struct Decoder {
+    /// The bound on the frame being received.
     max_data_size: u32,
+    /// The bound from the second frame on.
+    later_max_data_size: u32,
     header_bytes: [u8; HEADER_LEN],
     header_len: usize,
     header: Option<Header>,
@@ -39,8 +44,18 @@ pub struct Decoder {
 impl Decoder {
     /// A decoder that refuses `data_size` above `max_data_size`.
     pub fn new(max_data_size: u32) -> Decoder {
+        Decoder::with_first_frame_limit(max_data_size, max_data_size)
+    }
+
+    /// A decoder that refuses a first frame with `data_size` above
+    /// `first` (at most `max_data_size`), and later frames above
+    /// `max_data_size`. The caller opens each frame before it decodes the
+    /// next, so the larger bound only applies once a frame authenticated:
+    /// someone without the key cannot make us hold more than `first`.
+    pub fn with_first_frame_limit(first: u32, max_data_size: u32) -> Decoder {
         Decoder {
-            max_data_size,
+            max_data_size: first.min(max_data_size),
+            later_max_data_size: max_data_size,
             header_bytes: [0; HEADER_LEN],
             header_len: 0,
             header: None,
@@ -97,6 +112,7 @@ impl Decoder {
             return Ok(None);
         }
         self.returned = true;
+        self.max_data_size = self.later_max_data_size;
         let (nonce, data) = self.body.split_at_mut(NONCE_LEN);
         let mut fixed = [0u8; NONCE_LEN];
         fixed.copy_from_slice(nonce);
@@ -202,6 +218,32 @@ mod tests {
             }
         );
         assert_eq!(decoder.body.capacity(), 0);
+    }
+
+    #[test]
+    fn the_first_frame_has_its_own_smaller_bound() {
+        let mut decoder = Decoder::with_first_frame_limit(64, 1 << 24);
+        // 16 MiB announced first: refused on the header, nothing stored.
+        let header = Header::encode(1 << 24);
+        let mut input = &header[..];
+        assert_eq!(
+            decoder.decode(&mut input),
+            Err(FrameError::TooLarge {
+                size: 1 << 24,
+                max: 64
+            })
+        );
+        assert_eq!(decoder.body.capacity(), 0);
+        // A small first frame, then a large one is accepted.
+        let mut decoder = Decoder::with_first_frame_limit(64, 1 << 24);
+        let mut stream = frame_bytes(1, &[0; TAG_LEN]);
+        stream.extend(frame_bytes(2, &[0; 1000]));
+        let mut input = &stream[..];
+        assert!(decoder.decode(&mut input).unwrap().is_some());
+        assert_eq!(
+            decoder.decode(&mut input).unwrap().unwrap().data.len(),
+            1000
+        );
     }
 
     #[test]

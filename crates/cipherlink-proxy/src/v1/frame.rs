@@ -12,8 +12,16 @@ pub const NONCE_LEN: usize = 24;
 pub const TAG_LEN: usize = 16;
 /// Bytes a frame adds to its plaintext.
 pub const OVERHEAD: usize = HEADER_LEN + NONCE_LEN + TAG_LEN;
-/// The default bound on `data_size` (16 MiB), as the issue sets it.
-pub const DEFAULT_MAX_DATA_SIZE: u32 = 16 * 1024 * 1024;
+/// The default bound on `data_size`: 64 KiB of plaintext plus the tag, the
+/// largest frame our own sender makes with the largest buffer it is given
+/// under this bound, and what an asyncio peer reading 64 KiB at a time sends.
+pub const DEFAULT_MAX_DATA_SIZE: u32 = 64 * 1024 + TAG_LEN as u32;
+/// The bound on the first frame of a connection, whatever `max_frame_size`
+/// says: before a frame has authenticated, a peer may not make us hold more
+/// than this (docs/v1-frame.md, "Memory").
+pub const MAX_FIRST_DATA_SIZE: u32 = DEFAULT_MAX_DATA_SIZE;
+/// The largest `max_frame_size` a service accepts (16 MiB of plaintext).
+pub const LIMIT_MAX_DATA_SIZE: u32 = 16 * 1024 * 1024 + TAG_LEN as u32;
 
 /// Why bytes from a peer are not a v1 frame. Each names the field at fault
 /// and the value seen, so a log line explains the rejection.

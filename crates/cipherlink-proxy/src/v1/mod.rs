@@ -18,7 +18,8 @@ mod session;
 
 pub use decoder::{Decoder, Frame};
 pub use frame::{
-    FrameError, Header, DEFAULT_MAX_DATA_SIZE, HEADER_LEN, NONCE_LEN, OVERHEAD, TAG_LEN, VERSION,
+    FrameError, Header, DEFAULT_MAX_DATA_SIZE, HEADER_LEN, LIMIT_MAX_DATA_SIZE,
+    MAX_FIRST_DATA_SIZE, NONCE_LEN, OVERHEAD, TAG_LEN, VERSION,
 };
-pub use nonce::{NonceSequence, ReplayGuard, RECENT_NONCES};
-pub use session::{open_frame, seal_frame, Keys, Opener, Sealer, V1Error};
+pub use nonce::{Mode, NonceSequence, ReplayGuard, Side, PREFIX_LEN, RECENT_NONCES};
+pub use session::{open_frame, seal_frame, session, Keys, Opener, Sealer, V1Error};

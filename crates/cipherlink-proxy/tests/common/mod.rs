@@ -29,8 +29,9 @@ impl Material {
     pub fn new() -> Material {
         let dir = tempfile::tempdir().unwrap();
         let bundle = certs::generate(&certs::CertOptions::default()).unwrap();
-        cipherlink_proxy::v1::keys::write_key_pair(dir.path(), "server").unwrap();
-        cipherlink_proxy::v1::keys::write_key_pair(dir.path(), "client").unwrap();
+        use cipherlink_proxy::v1::keys::{write_key_pair, Existing};
+        write_key_pair(dir.path(), "server", Existing::Refuse).unwrap();
+        write_key_pair(dir.path(), "client", Existing::Refuse).unwrap();
         write_link_files(dir.path());
         Material { dir, bundle }
     }
@@ -62,11 +63,10 @@ impl Material {
                     Role::Server => ("server", "client"),
                     Role::Client => ("client", "server"),
                 };
-                config.v1 = Some(V1Config {
-                    secret_key: self.path(&format!("{ours}.key")),
-                    peer_public_key: self.path(&format!("{theirs}.pub")),
-                    max_frame_size: cipherlink_proxy::v1::DEFAULT_MAX_DATA_SIZE,
-                })
+                config.v1 = Some(V1Config::new(
+                    self.path(&format!("{ours}.key")),
+                    self.path(&format!("{theirs}.pub")),
+                ))
             }
             _ => {}
         }
@@ -116,11 +116,16 @@ pub struct Running {
 
 impl Running {
     pub async fn start(name: &str, config: ServiceConfig) -> Running {
+        Running::start_with_grace(name, config, Duration::from_secs(5)).await
+    }
+
+    /// A service whose open tunnels are cut `grace` after [`Running::stop`].
+    pub async fn start_with_grace(name: &str, config: ServiceConfig, grace: Duration) -> Running {
         let service = Service::bind(name, &config).await.unwrap();
         let addr = service.local_addr().unwrap();
         let stats = service.stats();
         let (stop, rx) = watch::channel(false);
-        let task = tokio::spawn(service.run(rx, Duration::from_secs(5)));
+        let task = tokio::spawn(service.run(rx, grace));
         Running {
             addr,
             stats,
@@ -216,4 +221,69 @@ pub async fn until(what: &str, mut check: impl FnMut() -> bool) {
     })
     .await;
     assert!(waited.is_ok(), "timed out waiting for {what}");
+}
+
+/// What a recording service saw on one connection: the bytes, and how the
+/// stream ended (clean EOF or an error such as a reset).
+pub type Seen = (Vec<u8>, Result<(), std::io::ErrorKind>);
+
+/// A service that counts the connections it accepts (at accept time),
+/// echoes every byte back when `echo`, and reports per connection what it
+/// got once that connection ends.
+pub struct Recording {
+    pub addr: SocketAddr,
+    pub accepted: Arc<std::sync::atomic::AtomicUsize>,
+    pub seen: tokio::sync::mpsc::UnboundedReceiver<Seen>,
+}
+
+impl Recording {
+    pub async fn start(echo: bool) -> Recording {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let (tx, seen) = tokio::sync::mpsc::unbounded_channel();
+        let count = accepted.clone();
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                count.fetch_add(1, Ordering::SeqCst);
+                let tx = tx.clone();
+                tokio::spawn(async move {
+                    let mut got = Vec::new();
+                    let mut buf = [0u8; 4096];
+                    let end = loop {
+                        match stream.read(&mut buf).await {
+                            Ok(0) => break Ok(()),
+                            Ok(n) => {
+                                got.extend_from_slice(&buf[..n]);
+                                if echo && stream.write_all(&buf[..n]).await.is_err() {
+                                    break Err(std::io::ErrorKind::BrokenPipe);
+                                }
+                            }
+                            Err(err) => break Err(err.kind()),
+                        }
+                    };
+                    let _ = tx.send((got, end));
+                });
+            }
+        });
+        Recording {
+            addr,
+            accepted,
+            seen,
+        }
+    }
+
+    /// Connections accepted so far.
+    pub fn accepted(&self) -> usize {
+        self.accepted.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// The next connection's record, once it ended (bounded wait).
+    pub async fn next(&mut self) -> Seen {
+        tokio::time::timeout(DEADLINE, self.seen.recv())
+            .await
+            .expect("a service connection ended")
+            .expect("service running")
+    }
 }
