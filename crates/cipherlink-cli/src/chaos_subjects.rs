@@ -423,11 +423,15 @@ pub struct V1Session {
 }
 
 impl V1Session {
-    fn new(io: TcpStream, keys: v1::Keys) -> Self {
+    fn new(io: TcpStream, keys: v1::Keys, side: v1::Side) -> Self {
+        // Both halves together, so the opener knows our own nonce prefix and
+        // refuses our frames reflected back, as the proxy does.
+        let (sealer, opener) =
+            v1::session(keys, v1::DEFAULT_MAX_DATA_SIZE, side, v1::Mode::Compatible);
         V1Session {
             io,
-            sealer: v1::Sealer::new(keys.clone(), v1::DEFAULT_MAX_DATA_SIZE),
-            opener: v1::Opener::new(keys),
+            sealer,
+            opener,
             decoder: v1::Decoder::new(v1::DEFAULT_MAX_DATA_SIZE),
             plain: Vec::new(),
         }
@@ -442,11 +446,11 @@ impl Subject for V1 {
     }
 
     async fn connect(&self, io: TcpStream) -> Result<V1Session, SubjectError> {
-        Ok(V1Session::new(io, self.client.clone()))
+        Ok(V1Session::new(io, self.client.clone(), v1::Side::Client))
     }
 
     async fn accept(&self, io: TcpStream) -> Result<V1Session, SubjectError> {
-        Ok(V1Session::new(io, self.server.clone()))
+        Ok(V1Session::new(io, self.server.clone(), v1::Side::Server))
     }
 
     /// A frame header: version 1, nonce size 24 (big-endian).

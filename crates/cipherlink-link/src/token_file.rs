@@ -3,7 +3,7 @@
 //! closed when it does not parse, and locked around every edit.
 
 use std::fs::{File, OpenOptions};
-use std::io::Read;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use zeroize::Zeroizing;
@@ -46,15 +46,9 @@ pub struct TokenFile {
 
 /// Reads at most [`MAX_FILE_LEN`] bytes of `path`, into memory that is wiped.
 fn read_bounded(path: &Path) -> Result<Zeroizing<Vec<u8>>, String> {
-    let f = File::open(path).map_err(|e| e.to_string())?;
-    let mut buf = Zeroizing::new(Vec::new());
-    f.take(MAX_FILE_LEN as u64 + 1)
-        .read_to_end(&mut buf)
-        .map_err(|e| e.to_string())?;
-    if buf.len() > MAX_FILE_LEN {
-        return Err(format!("larger than {MAX_FILE_LEN} bytes"));
-    }
-    Ok(buf)
+    // The same rules as every secret file: bounded, and refused (so every
+    // token is refused) when group or others may read it.
+    cipherlink_files::read_secret(path, MAX_FILE_LEN as u64).map_err(|e| e.to_string())
 }
 
 impl TokenFile {
@@ -134,10 +128,14 @@ pub fn lock_store(store: &Path) -> Result<StoreLock, Error> {
         path: path.display().to_string(),
         reason: e.to_string(),
     };
+    // Never through a symlink (the commands may run as root), and 0600:
+    // the lock holds nothing, but nobody else needs to open it.
     let file = OpenOptions::new()
         .create(true)
         .truncate(false)
         .write(true)
+        .mode(0o600)
+        .custom_flags(nix::libc::O_NOFOLLOW)
         .open(&path)
         .map_err(|e| io(&e))?;
     let lock = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)

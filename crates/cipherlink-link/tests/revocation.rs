@@ -69,7 +69,7 @@ fn a_store_that_does_not_parse_refuses_every_token() {
     let world = World::new(params_fast());
     let mut good = TokenStore::new();
     good.add("alice", world.alice.clone()).unwrap();
-    std::fs::write(&path, good.to_text()).unwrap();
+    write_private(&path, good.to_text().as_bytes());
     let mut file = TokenFile::new(&path);
     assert!(matches!(
         file.reload(&world.endpoint),
@@ -78,11 +78,10 @@ fn a_store_that_does_not_parse_refuses_every_token() {
     let open = Pair::new(&world, 310);
     assert!(open.server.is_open());
     // A revocation typed by hand, wrong.
-    std::fs::write(
+    write_private(
         &path,
-        format!("{}\ntoken alice oops\n", good.to_text().as_str()),
-    )
-    .unwrap();
+        format!("{}\ntoken alice oops\n", good.to_text().as_str()).as_bytes(),
+    );
     match file.reload(&world.endpoint) {
         Reload::Failed { reason, closed } => {
             assert!(reason.contains("tokens"), "{reason}");
@@ -103,7 +102,7 @@ fn a_store_that_does_not_parse_refuses_every_token() {
     );
     assert_eq!(server.refusal().unwrap().reason, "token store unreadable");
     // Fixed: served again.
-    std::fs::write(&path, good.to_text()).unwrap();
+    write_private(&path, good.to_text().as_bytes());
     assert!(matches!(
         file.reload(&world.endpoint),
         Reload::Applied { .. }
@@ -120,7 +119,7 @@ fn a_store_is_reloaded_on_content_not_mtime() {
     let world = World::new(params_fast());
     let mut good = TokenStore::new();
     good.add("alice", world.alice.clone()).unwrap();
-    std::fs::write(&path, good.to_text()).unwrap();
+    write_private(&path, good.to_text().as_bytes());
     let mtime = std::fs::metadata(&path).unwrap().modified().unwrap();
     let mut file = TokenFile::new(&path);
     assert!(matches!(
@@ -128,7 +127,7 @@ fn a_store_is_reloaded_on_content_not_mtime() {
         Reload::Applied { .. }
     ));
     assert_eq!(file.reload(&world.endpoint), Reload::Unchanged);
-    std::fs::write(&path, alice_revoked(&world).to_text()).unwrap();
+    write_private(&path, alice_revoked(&world).to_text().as_bytes());
     std::fs::File::options()
         .write(true)
         .open(&path)
@@ -174,4 +173,11 @@ async fn an_idle_link_over_tcp_is_closed_when_its_token_is_revoked() {
         matches!(&end, Some(Error::PeerClosed { code: CloseCode::Refused, reason }) if reason == "token revoked"),
         "{end:?}"
     );
+}
+
+/// A token store as `link invite` writes it: readable by its owner only.
+fn write_private(path: &std::path::Path, contents: &[u8]) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, contents).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
 }

@@ -175,7 +175,13 @@ impl Material {
             ("link-tokens.txt", tokens.to_text()),
             ("bench.link", file.to_text()),
         ] {
-            std::fs::write(dir.path().join(name), text).map_err(fail)?;
+            cipherlink_files::write(
+                &dir.path().join(name),
+                text.as_bytes(),
+                cipherlink_files::Access::Private,
+                cipherlink_files::Existing::Refuse,
+            )
+            .map_err(fail)?;
         }
         Ok(Material { dir })
     }

@@ -6,11 +6,12 @@
 
 use std::path::Path;
 use std::sync::Arc;
-use std::time::SystemTime;
 
 use cipherlink_link::{
-    ClientConfig, ConnectionFile, LinkParams, ServerEndpoint, ServerKey, TokenStore,
+    ClientConfig, ConnectionFile, EndpointOptions, LinkParams, ServerEndpoint, ServerKey,
+    TokenStore,
 };
+use zeroize::Zeroizing;
 
 use crate::config::{LinkConfig, Role};
 
@@ -54,44 +55,61 @@ const KINDS: [(&str, &str); 3] = [
     ("cipherlink-link 1", "a connection file (`link invite`)"),
 ];
 
-/// Reads a link file of `kind` (its header line) for `field`.
-fn read(field: &str, path: &Path, kind: &str) -> Result<String, String> {
-    let meta = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    if meta.len() > cipherlink_link::keys::MAX_FILE_LEN as u64 {
-        return Err(format!(
-            "{}: larger than {} bytes; not a link file",
-            path.display(),
-            cipherlink_link::keys::MAX_FILE_LEN
-        ));
-    }
-    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+/// Reads a link file of `kind` (its header line) for `field`: bounded,
+/// refused when group or others may read it (each of the three holds a
+/// secret), and wiped from memory when dropped.
+fn read(field: &str, path: &Path, kind: &str) -> Result<Zeroizing<String>, String> {
+    let max = cipherlink_link::keys::MAX_FILE_LEN as u64;
+    let text = match cipherlink_files::read_secret_text(path, max) {
+        Ok(text) => text,
+        Err(exposed @ cipherlink_files::FileError::Exposed { .. }) => {
+            // A readable file given in the wrong place (a public key, say)
+            // is better named as such than told to be chmod-ed.
+            let first = first_line(path, max).unwrap_or_default();
+            if first == kind {
+                return Err(exposed.to_string());
+            }
+            return Err(wrong_kind(field, path, &first, kind));
+        }
+        Err(other) => return Err(other.to_string()),
+    };
     let first = text.lines().next().unwrap_or("").trim();
     if first != kind {
-        let what = KINDS
-            .iter()
-            .find(|(header, _)| *header == first)
-            .map_or("not a link file", |(_, what)| what);
-        let wanted = KINDS
-            .iter()
-            .find(|(header, _)| *header == kind)
-            .map_or(kind, |(_, what)| what);
-        return Err(format!(
-            "{} is {what}; `{field}` needs {wanted}",
-            path.display()
-        ));
+        return Err(wrong_kind(field, path, first, kind));
     }
     Ok(text)
 }
 
-/// Reads a token store (also when it is re-read while running).
-pub(crate) fn read_tokens(path: &Path) -> Result<TokenStore, String> {
-    let text = read("link.token_store", path, KINDS[1].0)?;
-    TokenStore::parse(&text).map_err(|e| format!("{}: {e}", path.display()))
+/// The first line of a file others may read anyway.
+fn first_line(path: &Path, max: u64) -> Option<String> {
+    use std::io::Read;
+    let mut head = Vec::new();
+    std::fs::File::open(path)
+        .ok()?
+        .take(max.min(256))
+        .read_to_end(&mut head)
+        .ok()?;
+    let text = String::from_utf8_lossy(&head);
+    Some(text.lines().next().unwrap_or("").trim().to_string())
 }
 
-/// The modification time, to notice a changed token store.
-pub(crate) fn mtime(path: &Path) -> Option<SystemTime> {
-    std::fs::metadata(path).and_then(|m| m.modified()).ok()
+fn wrong_kind(field: &str, path: &Path, first: &str, kind: &str) -> String {
+    let what = KINDS
+        .iter()
+        .find(|(header, _)| *header == first)
+        .map_or("not a link file", |(_, what)| what);
+    let wanted = KINDS
+        .iter()
+        .find(|(header, _)| *header == kind)
+        .map_or(kind, |(_, what)| what);
+    format!("{} is {what}; `{field}` needs {wanted}", path.display())
+}
+
+/// Reads a token store when the service starts (afterwards `TokenFile`
+/// re-reads it when its content changes, failing closed).
+fn read_tokens(path: &Path) -> Result<TokenStore, String> {
+    let text = read("link.token_store", path, KINDS[1].0)?;
+    TokenStore::parse(&text).map_err(|e| format!("{}: {e}", path.display()))
 }
 
 /// Builds a service's link engine; errors name the field and the file.
@@ -130,8 +148,21 @@ pub(crate) fn engine(
             let key = ServerKey::parse(&text)
                 .map_err(|e| (field, format!("{}: {e}", key_path.display())))?;
             let tokens = read_tokens(tokens_path).map_err(|e| ("link.token_store", e))?;
+            // The replay store beside the token store, as `link serve` keeps
+            // it: a restart does not answer a recorded first message again,
+            // and services sharing a key share one filter.
+            let replay = cipherlink_link::proto::default_replay_file(tokens_path);
+            let options = EndpointOptions {
+                replay_file: Some(replay.clone()),
+                ..EndpointOptions::default()
+            };
             let endpoint =
-                ServerEndpoint::new(key, tokens, params).map_err(|e| ("link", e.to_string()))?;
+                ServerEndpoint::with_options(key, tokens, params, options).map_err(|e| {
+                    (
+                        "link.token_store",
+                        format!("replay store {}: {e}", replay.display()),
+                    )
+                })?;
             Ok((
                 LinkEngine::Server {
                     endpoint: Arc::new(endpoint),

@@ -569,21 +569,25 @@ async fn reload_tokens(
     endpoint: Arc<cipherlink_link::ServerEndpoint>,
     path: std::path::PathBuf,
 ) {
-    let mut seen = crate::link::mtime(&path);
+    use cipherlink_link::token_file::{Reload, TokenFile};
+    // On content, not mtime; a store that fails to read or parse refuses
+    // every token (and closes their links) until fixed: a revoke typed
+    // wrong must not leave the token it meant to revoke working.
+    let mut store = TokenFile::new(&path);
     let mut every = tokio::time::interval(Duration::from_secs(2));
     loop {
         every.tick().await;
-        let now = crate::link::mtime(&path);
-        if now == seen {
-            continue;
-        }
-        seen = now;
-        match crate::link::read_tokens(&path) {
-            Ok(tokens) => {
-                endpoint.set_tokens(tokens);
-                tracing::info!(service = %name, "reloaded {}", path.display());
-            }
-            Err(err) => tracing::warn!(service = %name, "keeping the old tokens: {err}"),
+        match store.reload(&endpoint) {
+            Reload::Unchanged => {}
+            Reload::Applied { tokens, closed } => tracing::info!(
+                service = %name,
+                "reloaded {} ({tokens} tokens; closed {closed} open links of revoked tokens)",
+                path.display()
+            ),
+            Reload::Failed { reason, closed } => tracing::error!(
+                service = %name,
+                "token store {reason}: refusing every token until it is fixed (closed {closed} open links)"
+            ),
         }
     }
 }

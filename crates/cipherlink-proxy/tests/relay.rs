@@ -355,11 +355,10 @@ async fn revoked_and_unknown_tokens_are_refused_and_the_server_goes_on() {
     let text = std::fs::read_to_string(material.path("alice.link")).unwrap();
     let key_line = text.lines().find(|l| l.starts_with("server-key ")).unwrap();
     let other = format!("server-key {}", "ab".repeat(32));
-    std::fs::write(
+    write_private(
         material.path("wrong-key.link"),
         text.replace(key_line, &other),
-    )
-    .unwrap();
+    );
     let client = link_client(&material, "wrong-key.link", pair.server.addr).await;
     let outcome = tokio::time::timeout(DEADLINE, round_trip(client.addr, b"let me in"))
         .await
@@ -388,7 +387,7 @@ async fn a_token_revoked_while_running_is_refused_once_the_store_is_reread() {
     let mut store =
         cipherlink_link::TokenStore::parse(&std::fs::read_to_string(&path).unwrap()).unwrap();
     assert_eq!(store.revoke("alice"), 1);
-    std::fs::write(&path, store.to_text()).unwrap();
+    write_private(&path, store.to_text().as_bytes());
     // The server re-reads the store within seconds; from then on alice is refused.
     let refused = tokio::time::timeout(DEADLINE, async {
         while round_trip(alice.addr, b"again").await.is_ok() {
@@ -492,7 +491,7 @@ async fn a_link_client_without_connect_uses_its_connection_files_server() {
             "server 127.0.0.1:1",
             &format!("server {}", pair.server.addr),
         );
-    std::fs::write(material.path("alice-here.link"), text).unwrap();
+    write_private(material.path("alice-here.link"), text);
     let mut config = ServiceConfig::new(Role::Client, "127.0.0.1:0", "", Transport::Link);
     config.link = Some(LinkConfig {
         connection_file: Some(material.path("alice-here.link")),

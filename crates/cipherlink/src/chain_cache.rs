@@ -55,7 +55,7 @@ impl Verdicts {
     }
 
     /// The latest Unix second until which any verdict holds.
-    #[cfg(test)]
+    #[cfg(all(test, feature = "openssl"))]
     pub(crate) fn latest_expiry(&self) -> Option<u64> {
         self.0.lock().ok()?.values().copied().max()
     }

@@ -352,6 +352,7 @@ pub(crate) mod fuzz_access {
 /// The refusal of a v1 leaf whose issuer is not one of the trust anchors
 /// (it sits under an intermediate): the OpenSSL implementation's words for
 /// what [`V1Leaf::check_chain`] reports.
+#[cfg(feature = "openssl")]
 pub(crate) fn not_issued_by_an_anchor(der: &[u8]) -> rustls::Error {
     let issuer = X509Certificate::from_der(der)
         .map(|(_, cert)| cert.issuer().to_string())

@@ -88,8 +88,8 @@ fn write_link_files(dir: &std::path::Path) {
     let mallory = store.issue("mallory", &mut rng).unwrap();
     assert_eq!(store.revoke("mallory"), 1);
     let stranger = Token::generate(&mut rng);
-    std::fs::write(dir.join("link-server.key"), key.to_text()).unwrap();
-    std::fs::write(dir.join("link-tokens.txt"), store.to_text()).unwrap();
+    write_private(dir.join("link-server.key"), key.to_text().as_bytes());
+    write_private(dir.join("link-tokens.txt"), store.to_text().as_bytes());
     for (name, token) in [
         ("alice", alice),
         ("mallory", mallory),
@@ -102,7 +102,7 @@ fn write_link_files(dir: &std::path::Path) {
             token,
             tail_length: LinkParams::default().tail_length,
         };
-        std::fs::write(dir.join(format!("{name}.link")), file.to_text()).unwrap();
+        write_private(dir.join(format!("{name}.link")), file.to_text().as_bytes());
     }
 }
 
@@ -286,4 +286,12 @@ impl Recording {
             .expect("a service connection ended")
             .expect("service running")
     }
+}
+
+/// A secret file as the commands write it: readable by its owner only (the
+/// proxy refuses link files that others can read).
+pub fn write_private(path: impl AsRef<std::path::Path>, contents: impl AsRef<[u8]>) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path.as_ref(), contents).unwrap();
+    std::fs::set_permissions(path.as_ref(), std::fs::Permissions::from_mode(0o600)).unwrap();
 }
