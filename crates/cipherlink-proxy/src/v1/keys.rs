@@ -253,6 +253,24 @@ mod tests {
         assert!(err.contains("decodes to 24 bytes"), "{err}");
     }
 
+    /// A symlink planted where a key goes is replaced, never written
+    /// through, and the secret is 0600 whatever was there.
+    #[test]
+    fn keygen_never_writes_through_a_planted_symlink() {
+        use std::os::unix::fs::{symlink, PermissionsExt};
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, "precious\n").unwrap();
+        symlink(&victim, dir.path().join("a.key")).unwrap();
+        symlink(&victim, dir.path().join("a.pub")).unwrap();
+        assert!(write_key_pair(dir.path(), "a", Existing::Refuse).is_err());
+        let (secret, _) = write_key_pair(dir.path(), "a", Existing::Replace).unwrap();
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious\n");
+        let meta = std::fs::symlink_metadata(&secret).unwrap();
+        assert!(meta.is_file());
+        assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+    }
+
     #[test]
     fn keygen_writes_a_matching_pair_and_never_overwrites_unless_asked() {
         use std::os::unix::fs::PermissionsExt;
