@@ -245,11 +245,12 @@ impl OutDir {
     /// Starts writing `name` (replacing it, or a symlink there, at commit).
     pub fn create(&self, name: &str) -> Result<OutFile, OutputError> {
         let shown = self.shown(name);
-        let mut file = NewFile::create(&self.pinned(name)?, Access::Public, Existing::Replace)
-            .map_err(file_err(&shown))?;
-        if let Some(owner) = self.owner {
-            file.set_owner(owner).map_err(file_err(&shown))?;
+        let pinned = self.pinned(name)?;
+        let file = match self.owner {
+            Some(owner) => NewFile::create_for(&pinned, Access::Public, Existing::Replace, owner),
+            None => NewFile::create(&pinned, Access::Public, Existing::Replace),
         }
+        .map_err(file_err(&shown))?;
         Ok(OutFile {
             file,
             shown,

@@ -90,13 +90,13 @@ fn existing_ca(dir: &Path) -> Result<Option<Pem>> {
     match (cert_path.exists(), key_path.exists()) {
         (false, false) => Ok(None),
         (true, true) => {
-            let cert = std::fs::read_to_string(&cert_path)
-                .with_context(|| format!("reading {}", cert_path.display()))?;
+            let cert = cipherlink_files::read_trusted_text(&cert_path, 1 << 20)
+                .context("reading the existing CA certificate")?;
             let key = cipherlink_files::read_secret_text(&key_path, 1 << 20)
                 .context("reading the existing CA key")?;
             Ok(Some(Pem {
                 cert,
-                key: key.to_string(),
+                key: key.as_str().to_owned(),
             }))
         }
         (true, false) => bail!(

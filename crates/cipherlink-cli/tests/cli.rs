@@ -714,3 +714,40 @@ fn certs_keeps_an_existing_ca_unless_forced() {
         out.describe()
     );
 }
+
+/// A CA another user planted in the --out folder never signs our leaves:
+/// their folder is refused (they could swap what we write), and a CA key
+/// that does not belong to the CA certificate beside it is refused too.
+#[test]
+fn certs_never_issues_under_a_planted_or_mismatched_ca() {
+    use std::os::unix::fs::MetadataExt;
+    let theirs = certs_command(&[]);
+    let ours = certs_command(&[]);
+    // A key that is not ca.crt's: ours' ca.key beside theirs' ca.crt.
+    std::fs::copy(ours.path().join("ca.key"), theirs.path().join("ca.key")).unwrap();
+    let mut cmd = cipherlink();
+    cmd.args(["certs", "--out"]).arg(theirs.path());
+    let out = run("cipherlink certs", cmd, b"");
+    assert!(!out.status.success(), "{}", out.describe());
+    assert!(out.stderr.contains("does not belong"), "{}", out.describe());
+
+    if std::fs::metadata(ours.path()).unwrap().uid() != 0 {
+        eprintln!("SKIPPED: the planted-folder half needs root to chown");
+        return;
+    }
+    const OTHER: u32 = 65534;
+    for entry in std::fs::read_dir(ours.path()).unwrap() {
+        std::os::unix::fs::lchown(entry.unwrap().path(), Some(OTHER), Some(OTHER)).unwrap();
+    }
+    std::os::unix::fs::lchown(ours.path(), Some(OTHER), Some(OTHER)).unwrap();
+    let ca_before = std::fs::read(ours.path().join("ca.crt")).unwrap();
+    let mut cmd = cipherlink();
+    cmd.args(["certs", "--out"]).arg(ours.path());
+    let out = run("cipherlink certs", cmd, b"");
+    assert!(!out.status.success(), "{}", out.describe());
+    assert!(out.stderr.contains("uid 65534"), "{}", out.describe());
+    assert_eq!(
+        std::fs::read(ours.path().join("ca.crt")).unwrap(),
+        ca_before
+    );
+}

@@ -9,9 +9,12 @@ use crate::{Access, FileError};
 /// through a symlink (`O_NOFOLLOW`), never a FIFO or device, and an existing
 /// file that group or others may read is refused rather than filled.
 pub fn open_private_append(path: &Path) -> Result<File, FileError> {
-    if let Some(folder) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        create_folders(folder, Access::Private)?;
-    }
+    let folder = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    crate::trust::check_folder(folder, None)?;
+    create_folders(folder, Access::Private)?;
     let file = OpenOptions::new()
         .append(true)
         .create(true)
@@ -37,6 +40,7 @@ pub fn open_private_append(path: &Path) -> Result<File, FileError> {
             path: path.to_path_buf(),
         });
     }
+    crate::trust::check_file_owner(path, &meta)?;
     let mode = meta.permissions().mode() & 0o777;
     if mode & 0o077 != 0 {
         return Err(FileError::Exposed {

@@ -22,6 +22,26 @@ pub enum FileError {
         /// Its permission bits.
         mode: u32,
     },
+    /// A secret owned by another user (not us, not root): whoever owns it
+    /// chose its contents (a planted CA) or reads what we append.
+    #[error(
+        "{} belongs to uid {owner}, not to this user or root; refusing to trust it",
+        path.display()
+    )]
+    NotYours {
+        /// The file.
+        path: PathBuf,
+        /// Its owner.
+        owner: u32,
+    },
+    /// A folder another user could change under us.
+    #[error("{}: {reason}", path.display())]
+    UnsafeFolder {
+        /// The folder (or the symlink on the way to it).
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// A symlink where a file is opened in place; it is not followed.
     #[error("{} is a symlink; refusing to follow it", path.display())]
     Symlink {

@@ -13,10 +13,14 @@
 //!   to create through one). [`open_private_append`] adds `O_NOFOLLOW`.
 //! * [`Existing::Refuse`] is atomic: the rename refuses to replace a file that
 //!   appeared in the meantime (`renameat2(RENAME_NOREPLACE)`, or a hard link).
-//! * Missing parent folders are created (0700 for secrets).
+//! * Missing parent folders are created (0700 for secrets). An existing
+//!   folder must be ours or root's and writable by nobody else (unless
+//!   sticky), with no other user's symlink or world-writable folder on the
+//!   way: another user could otherwise swap what we wrote, or steer it.
 //! * Secrets are read by [`read_secret`], which refuses a file that group or
-//!   others can read (as ssh does), bounds the length before reading, and
-//!   returns memory that is wiped when dropped.
+//!   others can read or another user owns (as ssh does), bounds the length
+//!   before reading, never blocks on a FIFO, and returns memory that is
+//!   wiped when dropped.
 //!
 //! A hand-written module rather than a crate: `tempfile` does the exclusive
 //! creation and the no-clobber rename; what is added is the policy.
@@ -24,9 +28,10 @@
 mod append;
 mod error;
 mod read;
+mod trust;
 mod write;
 
 pub use append::open_private_append;
 pub use error::FileError;
-pub use read::{read_secret, read_secret_text};
+pub use read::{read_secret, read_secret_text, read_trusted_text};
 pub use write::{write, Access, Existing, NewFile, Owner};

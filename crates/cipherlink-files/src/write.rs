@@ -76,12 +76,35 @@ impl NewFile {
     /// [`Existing::Refuse`], an existing `path` fails here already (and
     /// again at commit if one appeared meanwhile).
     pub fn create(path: &Path, access: Access, existing: Existing) -> Result<NewFile, FileError> {
+        NewFile::start(path, access, existing, None)
+    }
+
+    /// [`NewFile::create`], the file handed to `owner` (a command run as
+    /// root for the user who ran sudo).
+    pub fn create_for(
+        path: &Path,
+        access: Access,
+        existing: Existing,
+        owner: Owner,
+    ) -> Result<NewFile, FileError> {
+        let mut file = NewFile::start(path, access, existing, Some(owner.uid))?;
+        file.set_owner(owner)?;
+        Ok(file)
+    }
+
+    fn start(
+        path: &Path,
+        access: Access,
+        existing: Existing,
+        writing_for: Option<u32>,
+    ) -> Result<NewFile, FileError> {
         if existing == Existing::Refuse && path.symlink_metadata().is_ok() {
             return Err(FileError::Exists {
                 path: path.to_path_buf(),
             });
         }
         let folder = folder_of(path);
+        crate::trust::check_folder(folder, writing_for)?;
         create_folders(folder, access)?;
         let temp = tempfile::Builder::new()
             .prefix(".cipherlink-")

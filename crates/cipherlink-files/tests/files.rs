@@ -191,3 +191,138 @@ fn the_append_file_is_private_and_never_through_a_symlink() {
     assert!(matches!(err, FileError::Symlink { .. }), "{err}");
     assert_eq!(fs::read(&victim).unwrap(), b"precious");
 }
+
+/// Another user's uid for the ownership tests, which need root to chown.
+const OTHER: u32 = 65534;
+
+fn root() -> bool {
+    let me = nix_euid();
+    if me != 0 {
+        eprintln!("SKIPPED: ownership tests need root to make another user's files");
+    }
+    me == 0
+}
+
+fn nix_euid() -> u32 {
+    use std::os::unix::fs::MetadataExt;
+    // The owner of a file we just made is our effective uid.
+    let probe = tempfile::NamedTempFile::new().unwrap();
+    probe.as_file().metadata().unwrap().uid()
+}
+
+fn chown(path: &Path, uid: u32) {
+    std::os::unix::fs::lchown(path, Some(uid), Some(uid)).unwrap();
+}
+
+/// A CA, key or key log another user planted is not trusted, even 0600:
+/// they chose what it says (a CA that signs our leaves) or would read what
+/// we append.
+#[test]
+fn another_users_secret_is_refused() {
+    if !root() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let planted = dir.path().join("ca.key");
+    fs::write(&planted, b"theirs").unwrap();
+    chmod(&planted, 0o600);
+    chown(&planted, OTHER);
+    let err = read_secret(&planted, 100).unwrap_err();
+    assert!(
+        matches!(err, FileError::NotYours { owner: OTHER, .. }),
+        "{err}"
+    );
+    let err = open_private_append(&planted).unwrap_err();
+    assert!(matches!(err, FileError::NotYours { .. }), "{err}");
+    assert_eq!(fs::read(&planted).unwrap(), b"theirs");
+}
+
+/// Secrets are not written where another user could swap them afterwards,
+/// or steer them: their folder, a folder anyone may write (not sticky), or
+/// a path through their symlink. Our own symlink and a sticky folder are fine.
+#[test]
+fn secrets_are_not_written_where_another_user_controls_the_folder() {
+    if !root() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let theirs = dir.path().join("theirs");
+    fs::create_dir(&theirs).unwrap();
+    chown(&theirs, OTHER);
+    let err = write(
+        &theirs.join("server.key"),
+        b"k",
+        Access::Private,
+        Existing::Replace,
+    )
+    .unwrap_err();
+    assert!(matches!(err, FileError::UnsafeFolder { .. }), "{err}");
+
+    let open_to_all = dir.path().join("open");
+    fs::create_dir(&open_to_all).unwrap();
+    chmod(&open_to_all, 0o777);
+    let err = write(
+        &open_to_all.join("k"),
+        b"k",
+        Access::Private,
+        Existing::Replace,
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("chmod go-w"), "{err}");
+    // Nor a folder below it that we would create: anyone could swap it.
+    let err = write(
+        &open_to_all.join("new/k"),
+        b"k",
+        Access::Private,
+        Existing::Replace,
+    )
+    .unwrap_err();
+    assert!(matches!(err, FileError::UnsafeFolder { .. }), "{err}");
+
+    let sticky = dir.path().join("sticky");
+    fs::create_dir(&sticky).unwrap();
+    chmod(&sticky, 0o1777);
+    write(&sticky.join("k"), b"k", Access::Private, Existing::Replace).unwrap();
+
+    let prod = dir.path().join("prod");
+    fs::create_dir(&prod).unwrap();
+    chmod(&prod, 0o700);
+    let planted = sticky.join("pki");
+    symlink(&prod, &planted).unwrap();
+    std::os::unix::fs::lchown(&planted, Some(OTHER), Some(OTHER)).unwrap();
+    let err = write(
+        &planted.join("server.key"),
+        b"k",
+        Access::Private,
+        Existing::Replace,
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("symlink of uid"), "{err}");
+    assert!(!prod.join("server.key").exists());
+
+    let ours = dir.path().join("ours");
+    symlink(&prod, &ours).unwrap();
+    write(
+        &ours.join("server.key"),
+        b"k",
+        Access::Private,
+        Existing::Replace,
+    )
+    .unwrap();
+    assert_eq!(fs::read(prod.join("server.key")).unwrap(), b"k");
+}
+
+/// A FIFO planted where a secret is read fails at once instead of hanging.
+#[test]
+fn a_fifo_in_place_of_a_secret_does_not_hang() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("ca.key");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    chmod(&fifo, 0o600);
+    let err = read_secret(&fifo, 100).unwrap_err();
+    assert!(matches!(err, FileError::NotRegular { .. }), "{err}");
+}

@@ -206,7 +206,13 @@ pub fn generate_under(ca: &Pem, options: &CertOptions) -> Result<CertBundle, Err
     }
     let ca_key = KeyPair::from_pem(&ca.key)?;
     let issuer = Issuer::from_ca_cert_pem(&ca.cert, &ca_key)?;
-    let ca_not_after = not_after_of(&ca.cert)?;
+    let (ca_not_after, ca_public_key) = read_ca(&ca.cert)?;
+    if ca_public_key != rcgen::PublicKeyData::subject_public_key_info(&ca_key) {
+        return Err(Error::config(
+            "ca",
+            "the existing CA key does not belong to its certificate (ca.key and ca.crt differ)",
+        ));
+    }
     let not_before = options
         .not_before
         .unwrap_or_else(|| OffsetDateTime::now_utc() - Duration::hours(1));
@@ -225,7 +231,8 @@ pub fn generate_under(ca: &Pem, options: &CertOptions) -> Result<CertBundle, Err
     })
 }
 
-fn not_after_of(cert_pem: &str) -> Result<OffsetDateTime, Error> {
+/// The CA certificate's end of validity and its public key (SPKI DER).
+fn read_ca(cert_pem: &str) -> Result<(OffsetDateTime, Vec<u8>), Error> {
     use rustls_pki_types::pem::PemObject;
     let bad = |why: String| Error::config("ca", format!("the existing CA certificate: {why}"));
     let der = rustls_pki_types::CertificateDer::from_pem_slice(cert_pem.as_bytes())
@@ -235,7 +242,10 @@ fn not_after_of(cert_pem: &str) -> Result<OffsetDateTime, Error> {
         x509_parser::error::X509Error,
     >>::from_der(&der)
     .map_err(|e| bad(e.to_string()))?;
-    Ok(cert.validity().not_after.to_datetime())
+    Ok((
+        cert.validity().not_after.to_datetime(),
+        cert.public_key().raw.to_vec(),
+    ))
 }
 
 /// The server leaf (localhost, 127.0.0.1, ::1 and the extra names) and the
