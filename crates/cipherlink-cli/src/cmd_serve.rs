@@ -71,8 +71,11 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     } else {
         Handling::CopyTo(Arc::new(Mutex::new(tokio::io::stdout())))
     });
-    let task = server.spawn(move |mut tunnel| {
+    let stats = server.stats();
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut task = server.spawn(move |mut tunnel| {
         let handling = handling.clone();
+        let mut stop = stop_rx.clone();
         async move {
             // info() parses the peer's certificate: only when it is logged.
             if tracing::enabled!(tracing::Level::INFO) {
@@ -80,10 +83,16 @@ pub async fn run(args: ServeArgs) -> Result<()> {
                     tracing::info!(peer = tunnel.peer(), "accepted: {info}");
                 }
             }
-            let handled = serve_handler::handle(&mut tunnel, &handling, idle)
+            let stopping = async move {
+                let _ = stop.wait_for(|stopping| *stopping).await;
+            };
+            let handled = serve_handler::handle_until(&mut tunnel, &handling, idle, stopping)
                 .await
                 .map_err(|err| with_flag(err, IDLE_FLAG))?;
             let peer = tunnel.peer();
+            if handled.stopped {
+                tracing::info!(peer, "server stopping: closed with close_notify");
+            }
             if handled.idle_closed {
                 tracing::info!(
                     peer,
@@ -96,14 +105,30 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         }
     });
     tokio::select! {
-        result = task => result.context("accept loop stopped")?,
-        signal = tokio::signal::ctrl_c() => {
-            signal.context("waiting for Ctrl-C")?;
-            tracing::info!("interrupted; stopping");
-        }
+        result = &mut task => result.context("accept loop stopped")?,
+        () = crate::shutdown::requested() => {}
+    }
+    task.abort();
+    let open = stats.active();
+    tracing::info!(
+        "stopping: closing {open} open connection(s) with close_notify, waiting up to {}s \
+         (interrupt again to exit now)",
+        STOP_GRACE.as_secs()
+    );
+    let _ = stop_tx.send(true);
+    let deadline = tokio::time::Instant::now() + STOP_GRACE;
+    while stats.active() > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    match stats.active() {
+        0 => tracing::info!("stopped"),
+        left => tracing::warn!("stopped with {left} connection(s) still open (grace over)"),
     }
     Ok(())
 }
+
+/// How long a stopping server waits for its connections' close_notify.
+const STOP_GRACE: Duration = Duration::from_secs(5);
 
 /// How many connections serve holds, and why (for the start-up line).
 struct Capacity {

@@ -18,6 +18,7 @@ mod output;
 mod pool_cmd;
 mod proxy_cmd;
 mod rpc_cmd;
+mod shutdown;
 mod summarize_cmd;
 mod tls_args;
 mod values;

@@ -32,6 +32,8 @@ pub struct Handled {
     pub bytes: u64,
     /// Whether the idle limit ended it (with close_notify) rather than the client.
     pub idle_closed: bool,
+    /// Whether the server's stop ended it (with close_notify).
+    pub stopped: bool,
 }
 
 /// Serves one connection until the client closes or the idle limit ends it;
@@ -47,13 +49,38 @@ where
     IO: AsyncRead + AsyncWrite + Unpin,
     W: AsyncWrite + Unpin,
 {
+    handle_until(tunnel, handling, idle, std::future::pending()).await
+}
+
+/// [`handle`], and when `stop` resolves (the server is shutting down) the
+/// connection ends as an idle one does: with close_notify, so the client
+/// sees a clean end rather than a cut.
+pub async fn handle_until<IO, W>(
+    tunnel: &mut Tunnel<IO>,
+    handling: &Handling<W>,
+    idle: Option<Duration>,
+    stop: impl std::future::Future<Output = ()>,
+) -> Result<Handled, Error>
+where
+    IO: AsyncRead + AsyncWrite + Unpin,
+    W: AsyncWrite + Unpin,
+{
     let mut handled = Handled {
         bytes: 0,
         idle_closed: false,
+        stopped: false,
     };
     let mut peer_closed = false;
+    let mut stop = std::pin::pin!(stop);
     loop {
-        let Some(chunk) = within(idle, tunnel.read_chunk(CHUNK)).await? else {
+        let read = tokio::select! {
+            read = within(idle, tunnel.read_chunk(CHUNK)) => read?,
+            () = &mut stop => {
+                handled.stopped = true;
+                break;
+            }
+        };
+        let Some(chunk) = read else {
             handled.idle_closed = true;
             break;
         };
