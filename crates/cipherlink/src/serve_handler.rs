@@ -201,7 +201,8 @@ mod tests {
             handled,
             Handled {
                 bytes: 5,
-                idle_closed: true
+                idle_closed: true,
+                stopped: false,
             }
         );
         assert_eq!(&*sink.lock().await, b"hello");
