@@ -140,7 +140,7 @@ async fn serve(a: ServeArgs) -> Result<()> {
         }
         let msg = tokio::select! {
             m = pool.recv_any(None) => m.context("receiving")?,
-            _ = tokio::signal::ctrl_c() => break Ok(()),
+            () = crate::shutdown::requested() => break Ok(()),
         };
         handled += 1;
         if a.echo {

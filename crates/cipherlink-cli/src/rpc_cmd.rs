@@ -206,7 +206,7 @@ async fn serve(a: ServeArgs) -> Result<()> {
     let _ = std::io::Write::write_all(&mut std::io::stderr(), line.as_bytes());
     server
         .run(async {
-            let _ = tokio::signal::ctrl_c().await;
+            crate::shutdown::requested().await;
         })
         .await?;
     Ok(())
