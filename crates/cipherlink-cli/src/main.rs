@@ -75,14 +75,26 @@ enum Command {
 }
 
 fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("CIPHERLINK_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // A typo in CIPHERLINK_LOG is said, not silently replaced by the default.
+    let (filter, refused) = match std::env::var("CIPHERLINK_LOG") {
+        Ok(spec) => match tracing_subscriber::EnvFilter::try_new(&spec) {
+            Ok(filter) => (filter, None),
+            Err(err) => (tracing_subscriber::EnvFilter::new("info"), Some((spec, err))),
+        },
+        Err(_) => (tracing_subscriber::EnvFilter::new("info"), None),
+    };
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_target(false)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
+    if let Some((spec, err)) = refused {
+        tracing::warn!(
+            "CIPHERLINK_LOG={spec:?} is not a log filter ({err}); logging at info. \
+             Write e.g. debug, or info,cipherlink_link=debug"
+        );
+    }
 }
 
 fn main() -> std::process::ExitCode {

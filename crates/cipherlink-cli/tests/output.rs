@@ -50,3 +50,17 @@ fn bench_json_dash_moves_the_table_to_stderr() {
     assert!(parsed.is_object(), "{parsed}");
     assert!(out.stderr.contains("plain"), "{}", out.describe());
 }
+
+/// A CIPHERLINK_LOG that is not a filter is reported, not silently ignored.
+#[test]
+fn an_invalid_log_filter_is_reported() {
+    let mut cmd = cipherlink();
+    cmd.arg("info").env("CIPHERLINK_LOG", "info,=[");
+    let out = run("info", cmd, b"");
+    assert!(out.status.success(), "{}", out.describe());
+    assert!(
+        out.stderr.contains("CIPHERLINK_LOG") && out.stderr.contains("not a log filter"),
+        "{}",
+        out.describe()
+    );
+}
