@@ -80,7 +80,9 @@ pub async fn run(args: ServeArgs) -> Result<()> {
             // info() parses the peer's certificate: only when it is logged.
             if tracing::enabled!(tracing::Level::INFO) {
                 if let Some(info) = tunnel.info() {
-                    tracing::info!(peer = tunnel.peer(), "accepted: {info}");
+                    // `from`, not `peer`: the info's own `peer=` is the
+                    // certificate identity, and one line has one of each key.
+                    tracing::info!(from = tunnel.peer(), "accepted: {info}");
                 }
             }
             let stopping = async move {
@@ -89,18 +91,18 @@ pub async fn run(args: ServeArgs) -> Result<()> {
             let handled = serve_handler::handle_until(&mut tunnel, &handling, idle, stopping)
                 .await
                 .map_err(|err| with_flag(err, IDLE_FLAG))?;
-            let peer = tunnel.peer();
+            let from = tunnel.peer();
             if handled.stopped {
-                tracing::info!(peer, "server stopping: closed with close_notify");
+                tracing::info!(from, "server stopping: closed with close_notify");
             }
             if handled.idle_closed {
                 tracing::info!(
-                    peer,
+                    from,
                     "idle for {:?} ({IDLE_FLAG}): closing",
                     idle.unwrap_or_default()
                 );
             }
-            tracing::info!(peer, "closed after {} bytes", handled.bytes);
+            tracing::info!(from, "closed after {} bytes", handled.bytes);
             Ok(())
         }
     });

@@ -79,7 +79,10 @@ fn init_logging() {
     let (filter, refused) = match std::env::var("CIPHERLINK_LOG") {
         Ok(spec) => match tracing_subscriber::EnvFilter::try_new(&spec) {
             Ok(filter) => (filter, None),
-            Err(err) => (tracing_subscriber::EnvFilter::new("info"), Some((spec, err))),
+            Err(err) => (
+                tracing_subscriber::EnvFilter::new("info"),
+                Some((spec, err)),
+            ),
         },
         Err(_) => (tracing_subscriber::EnvFilter::new("info"), None),
     };

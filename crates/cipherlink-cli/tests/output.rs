@@ -64,3 +64,19 @@ fn an_invalid_log_filter_is_reported() {
         out.describe()
     );
 }
+
+/// One key once per log line: serve's `accepted:` line names the client's
+/// address (`from=`) and its certificate identity (`peer=`), never `peer=` twice.
+#[test]
+fn log_lines_have_no_duplicate_keys() {
+    let pki = pki();
+    let mut serve = Serve::echo(&pki, false, &[]);
+    let out = connect(serve.addr, &args(&["--ca", &pki.arg("ca.crt")]), b"x");
+    assert!(out.status.success(), "{}", out.describe());
+    let line = serve.accepted(1);
+    assert_eq!(line.matches("peer=").count(), 1, "{line}");
+    assert!(
+        line.contains("from=") && line.contains("peer=anonymous"),
+        "{line}"
+    );
+}
