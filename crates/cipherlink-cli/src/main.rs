@@ -1,15 +1,14 @@
 //! `cipherlink`: encrypted links between parties, and honest measurements of them.
 
+mod bench_cmd;
 mod bench_conn_print;
 mod bench_idle_cmd;
 mod bench_pool_cmd;
+mod certs_cmd;
 mod chaos_cmd;
 mod chaos_run;
 mod chaos_subjects;
-mod cmd_bench;
-mod cmd_certs;
-mod cmd_connect;
-mod cmd_serve;
+mod connect_cmd;
 mod error_report;
 mod info_cmd;
 mod json_report;
@@ -18,6 +17,7 @@ mod output;
 mod pool_cmd;
 mod proxy_cmd;
 mod rpc_cmd;
+mod serve_cmd;
 mod shutdown;
 mod summarize_cmd;
 mod tls_args;
@@ -51,15 +51,15 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Write a test CA with server and client certificates.
-    Certs(cmd_certs::CertsArgs),
+    Certs(certs_cmd::CertsArgs),
     /// Run a TLS server (echo, or print what arrives).
-    Serve(cmd_serve::ServeArgs),
+    Serve(serve_cmd::ServeArgs),
     /// Connect to a TLS server, send stdin, print the reply.
-    Connect(cmd_connect::ConnectArgs),
+    Connect(connect_cmd::ConnectArgs),
     /// What each TLS implementation (rustls, OpenSSL) offers here.
     Info(info_cmd::InfoArgs),
     /// Benchmarks (connections/s, ...).
-    Bench(cmd_bench::BenchArgs),
+    Bench(bench_cmd::BenchArgs),
     /// gRPC latency lab: serve, steady, coldconn (then `summarize` the results).
     Rpc(rpc_cmd::RpcArgs),
     /// Summarize results files (numbers, SVG and HTML plots).
@@ -129,11 +129,11 @@ fn run_command() -> Result<()> {
 
 async fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        Command::Certs(args) => cmd_certs::run(args),
-        Command::Serve(args) => cmd_serve::run(args).await,
-        Command::Connect(args) => cmd_connect::run(args).await,
+        Command::Certs(args) => certs_cmd::run(args),
+        Command::Serve(args) => serve_cmd::run(args).await,
+        Command::Connect(args) => connect_cmd::run(args).await,
         Command::Info(args) => info_cmd::run(args),
-        Command::Bench(args) => cmd_bench::run(args).await,
+        Command::Bench(args) => bench_cmd::run(args).await,
         Command::Rpc(args) => rpc_cmd::run(args).await,
         Command::Summarize(args) => summarize_cmd::run(args),
         Command::Pool(args) => pool_cmd::run(args).await,
