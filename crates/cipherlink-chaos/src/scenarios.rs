@@ -43,8 +43,9 @@ fn def(
     }
 }
 
-/// Seed 003's scenarios, in the seed's order.
-pub fn seed_scenarios() -> Vec<ScenarioDef> {
+/// The scenarios of the PORT chaos notebook cipherlink started from, in its
+/// order (`long` is its 96-message sequence).
+pub fn standard_scenarios() -> Vec<ScenarioDef> {
     vec![
         def("ideal", "ideal network", "", 32, None),
         def(
@@ -54,13 +55,7 @@ pub fn seed_scenarios() -> Vec<ScenarioDef> {
             5,
             Some(4),
         ),
-        def(
-            "sequence96",
-            "a successful 96-message sequence",
-            "",
-            96,
-            None,
-        ),
+        def("long", "a long run: 96 messages in a row", "", 96, None),
         def("jitter", "jitter 25-175 ms", "delay 100ms 75ms", 32, None),
         def("loss", "30% loss", "loss 30%", 32, None),
         def("duplicate", "30% duplication", "duplicate 30%", 32, None),
@@ -77,7 +72,7 @@ pub fn seed_scenarios() -> Vec<ScenarioDef> {
 
 /// The scenarios `--scenario` names (`all` or one name).
 pub fn select(name: &str) -> Option<Vec<ScenarioDef>> {
-    let all = seed_scenarios();
+    let all = standard_scenarios();
     if name == "all" {
         return Some(all);
     }
@@ -133,7 +128,7 @@ mod tests {
 
     #[test]
     fn seed_list_parses_and_selects() {
-        let all = seed_scenarios();
+        let all = standard_scenarios();
         assert_eq!(all.len(), 8);
         for s in &all {
             crate::netem::parse(&s.netem).unwrap_or_else(|e| panic!("{}: {e}", s.name));

@@ -20,7 +20,7 @@ pub struct BenchArgs {
 /// Which benchmark.
 #[derive(Debug, Subcommand)]
 pub enum BenchCommand {
-    /// Connections per second: connect, handshake, PING/PONG, close (seed 000).
+    /// Connections per second: connect, handshake, PING/PONG, close.
     Conn(ConnArgs),
     /// Proxy pairs per transport against plain and stunnel4: MB/s, conns/s, idle memory.
     Proxy(crate::proxy_cmd::BenchProxyArgs),
@@ -65,7 +65,7 @@ pub struct ConnArgs {
     /// Time per case (a bare number is seconds).
     #[arg(long, default_value = "3s", value_name = "DURATION", value_parser = crate::values::duration_or_secs)]
     pub duration: Duration,
-    /// Connections in flight at once (1 = the seed's sequential loop).
+    /// Connections in flight at once (1: one after another, as Sandwich's benchmark).
     #[arg(long, default_value_t = 16)]
     pub concurrency: usize,
     /// Print a line every N connections (0 = none).

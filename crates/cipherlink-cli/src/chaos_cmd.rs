@@ -1,6 +1,6 @@
 //! `cipherlink chaos ...`: the chaos lab (issue 16). Glue from flags to
 //! `cipherlink_chaos`: the stream impairment proxy, a dry run of a netem
-//! string on the packet model, the TUN lab, and `run`, the seed's scenarios
+//! string on the packet model, the TUN lab, and `run`, the standard scenarios
 //! with a report (subjects in `chaos_subjects.rs`).
 
 use std::io::BufWriter;
@@ -42,7 +42,7 @@ pub enum ChaosCommand {
     /// netem string per packet (needs root); runs until SIGINT (Ctrl-C),
     /// SIGTERM or SIGHUP, then removes them.
     Lab(LabArgs),
-    /// Run seed 003's scenarios with a transport and write a report.
+    /// Run the standard network scenarios with a transport and write a report.
     ///
     /// For each scenario, a client in namespace A exchanges a checked
     /// sequence of numbered messages with an echo server in namespace B
@@ -51,7 +51,7 @@ pub enum ChaosCommand {
     /// jitter and corrupt a byte stream: scenarios it cannot do are reported
     /// as not run). Scenarios: ideal, stale (the peer goes silent after 4
     /// messages and must be declared gone: by the link protocol's keepalive,
-    /// by TCP_USER_TIMEOUT for the others), sequence96, jitter (delay 100ms
+    /// by TCP_USER_TIMEOUT for the others), long (96 messages), jitter (delay 100ms
     /// 75ms), loss (loss 30%), duplicate (duplicate 30%), reorder (delay
     /// 125ms reorder 30% 50%), corrupt (corrupt 30%).
     ///

@@ -1,4 +1,4 @@
-//! `cipherlink chaos run`: the seed's scenarios with one transport, in the
+//! `cipherlink chaos run`: the standard scenarios with one transport, in the
 //! TUN lab (root) or through the stream proxy, then the report. Its files
 //! go through `cipherlink_chaos::output` (a folder of the invoking user's,
 //! symlinks replaced, handed to the sudo user); SIGINT, SIGTERM and SIGHUP
@@ -51,7 +51,7 @@ pub async fn run(args: RunArgs) -> Result<()> {
 
 async fn run_all(args: RunArgs) -> Result<()> {
     let defs = scenarios::select(&args.scenario).with_context(|| {
-        let names: Vec<String> = scenarios::seed_scenarios()
+        let names: Vec<String> = scenarios::standard_scenarios()
             .into_iter()
             .map(|s| s.name)
             .collect();

@@ -1,5 +1,6 @@
 //! `cipherlink`: encrypted links between parties, and honest measurements of them.
 
+mod arg_errors;
 mod bench_cmd;
 mod bench_conn_print;
 mod bench_idle_cmd;
@@ -64,11 +65,11 @@ enum Command {
     Rpc(rpc_cmd::RpcArgs),
     /// Summarize results files (numbers, SVG and HTML plots).
     Summarize(summarize_cmd::SummarizeArgs),
-    /// A party of a tno.mpc.communication-compatible pool (seed 002): serve, send.
+    /// A party of a pool of named parties, wire-compatible with TNO's tno.mpc.communication: serve, send.
     Pool(pool_cmd::PoolArgs),
-    /// Chaos lab (seed 003): netem strings on the packet model, an impairment proxy, a TUN lab.
+    /// Chaos lab: netem strings on the packet model, an impairment proxy, a namespace lab, scenario runs.
     Chaos(chaos_cmd::ChaosArgs),
-    /// Encrypt any TCP service, like stunnel (seed 004): server, client, run, keygen.
+    /// Encrypt any TCP service, like stunnel: server, client, run, keygen.
     Proxy(proxy_cmd::ProxyArgs),
     /// The link protocol (hybrid post-quantum, probe-resistant): keygen, invite, revoke, serve, connect.
     Link(link_cmd::LinkArgs),
@@ -114,7 +115,8 @@ fn run_command() -> Result<()> {
     init_logging();
     // The seed's .env fills in environment variables, which flags read at parse time.
     rpc_cmd::load_dotenv();
-    let cli = Cli::parse();
+    let cli = Cli::try_parse()
+        .unwrap_or_else(|error| arg_errors::without_weakening_tips::<Cli>(error).exit());
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -84,7 +84,7 @@ struct SendArgs {
     /// Wait for a reply with the same id and print it as JSON.
     #[arg(long)]
     reply: bool,
-    /// The value as JSON; see `cipherlink_pool::json` for bytes, tuples, big ints.
+    /// The value as JSON; bytes, tuples and big ints are written as in docs/pool-wire.md.
     value: String,
 }
 

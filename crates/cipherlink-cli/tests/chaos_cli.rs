@@ -232,7 +232,7 @@ fn all_scenarios_in_the_lab(transport: &str) -> tempfile::TempDir {
     for name in [
         "ideal",
         "stale",
-        "sequence96",
+        "long",
         "jitter",
         "loss",
         "duplicate",
@@ -276,12 +276,12 @@ fn all_scenarios_in_the_lab(transport: &str) -> tempfile::TempDir {
     assert!(router("loss", "lost") > 0);
     assert!(router("duplicate", "duplicated") > 0);
     assert!(router("corrupt", "corrupted") > 0);
-    for name in ["ideal", "sequence96", "duplicate", "jitter", "reorder"] {
+    for name in ["ideal", "long", "duplicate", "jitter", "reorder"] {
         let r = result(&dir, transport, name);
         assert_eq!(r["client"]["completed"], true, "{name}");
         assert_eq!(r["delivered"], r["scenario"]["messages"], "{name}");
     }
-    assert_eq!(result(&dir, transport, "sequence96")["delivered"], 96);
+    assert_eq!(result(&dir, transport, "long")["delivered"], 96);
     // Corrupted packets are in the capture, flagged by their checksums.
     assert!(count_class(&result(&dir, transport, "corrupt"), "invalid") > 0);
     // Jitter 25-175 ms each way: no round trip under 50 ms.
@@ -415,7 +415,7 @@ fn run_names_the_scenarios_when_one_is_unknown() {
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stderr.contains("no scenario `nope`") && stderr.contains("sequence96"),
+        stderr.contains("no scenario `nope`") && stderr.contains("long"),
         "{stderr}"
     );
 }

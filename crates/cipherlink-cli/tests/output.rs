@@ -80,3 +80,82 @@ fn log_lines_have_no_duplicate_keys() {
         "{line}"
     );
 }
+
+/// `--help` speaks the user's language: no project jargon, type names or
+/// crate paths; and a mistyped flag is never answered with a weakening one.
+#[test]
+fn help_has_no_jargon_and_typos_are_not_steered_to_dangerous_flags() {
+    let commands: &[&[&str]] = &[
+        &[],
+        &["certs"],
+        &["serve"],
+        &["connect"],
+        &["info"],
+        &["bench"],
+        &["bench", "conn"],
+        &["bench", "idle"],
+        &["bench", "pool"],
+        &["bench", "proxy"],
+        &["bench", "link"],
+        &["rpc"],
+        &["rpc", "serve"],
+        &["rpc", "steady"],
+        &["rpc", "coldconn"],
+        &["summarize"],
+        &["pool"],
+        &["pool", "serve"],
+        &["pool", "send"],
+        &["chaos"],
+        &["chaos", "netem"],
+        &["chaos", "proxy"],
+        &["chaos", "lab"],
+        &["chaos", "run"],
+        &["proxy"],
+        &["proxy", "server"],
+        &["proxy", "client"],
+        &["proxy", "run"],
+        &["proxy", "keygen"],
+        &["link"],
+        &["link", "keygen"],
+        &["link", "invite"],
+        &["link", "revoke"],
+        &["link", "serve"],
+        &["link", "connect"],
+    ];
+    for command in commands {
+        let mut cmd = cipherlink();
+        cmd.args(*command).arg("--help");
+        let out = run("help", cmd, b"");
+        assert!(out.status.success(), "{command:?}: {}", out.describe());
+        for jargon in [
+            "seed 0",
+            "seed's",
+            "sequence96",
+            "01_steady",
+            "02_coldconn",
+            "goal >=",
+            "Option<",
+            "Vec<",
+            "cipherlink_",
+            "DnsName(",
+            "Impairments {",
+        ] {
+            assert!(
+                !out.stdout.contains(jargon),
+                "{command:?} --help says {jargon:?}:\n{}",
+                out.stdout
+            );
+        }
+    }
+    for typo in ["--skip-server-name-check", "--accept-legacy", "--accept-cn"] {
+        let mut cmd = cipherlink();
+        cmd.args(["connect", "127.0.0.1:1", typo]);
+        let out = run("connect", cmd, b"");
+        assert_eq!(out.status.code(), Some(2), "{}", out.describe());
+        assert!(
+            !out.stderr.contains("dangerous") && !out.stderr.contains("similar argument"),
+            "{typo}: {}",
+            out.stderr
+        );
+    }
+}
