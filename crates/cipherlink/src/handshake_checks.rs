@@ -179,4 +179,26 @@ mod tests {
         resumed.resumed = false;
         check(&resumed, &policy, at(not_after + 1)).expect("full handshake");
     }
+
+    /// OpenSSL keeps only the leaf of a resumed session: the date of the
+    /// chain its full handshake verified (an intermediate, the anchor)
+    /// decides too.
+    #[test]
+    fn a_resumed_session_needs_its_verified_chain_valid() {
+        let at = |secs| UnixTime::since_unix_epoch(std::time::Duration::from_secs(secs));
+        let mut resumed = settled(true, true, Some(KeyExchange::X25519), true);
+        resumed.chain_until = Some(1_000);
+        let policy = [KeyExchange::X25519];
+        check(&resumed, &policy, at(1_000)).expect("at the chain's notAfter");
+        let err = check(&resumed, &policy, at(1_001)).expect_err("past it");
+        assert!(
+            matches!(
+                err,
+                rustls::Error::InvalidCertificate(rustls::CertificateError::ExpiredContext { .. })
+            ),
+            "{err:?}"
+        );
+        resumed.resumed = false;
+        check(&resumed, &policy, at(1_001)).expect("a full handshake");
+    }
 }
