@@ -30,10 +30,20 @@ pub(crate) const CHAIN_CACHE_TTL: u64 = 300;
 /// memory.
 const CAPACITY: usize = 256;
 
-/// Chain digest -> Unix second until which it counts as verified. Shared
-/// with the OpenSSL implementation's cache (`openssl_tls::chain_cache`).
+/// Chain digest -> until when it counts as verified. Shared with the
+/// OpenSSL implementation's cache (`openssl_tls::chain_cache`).
 #[derive(Debug, Default)]
-pub(crate) struct Verdicts(Mutex<HashMap<[u8; 32], u64>>);
+pub(crate) struct Verdicts(Mutex<HashMap<[u8; 32], Held>>);
+
+/// A verdict's dates (Unix seconds).
+#[derive(Debug, Clone, Copy)]
+struct Held {
+    /// Until when it counts: the TTL or the chain's first notAfter.
+    until: u64,
+    /// The earliest notAfter in the chain, which dates the sessions of
+    /// the handshakes the verdict lets through.
+    chain_not_after: u64,
+}
 
 impl Verdicts {
     /// SHA-256 over length-prefixed parts, so no two different inputs share a key.
@@ -49,15 +59,21 @@ impl Verdicts {
     }
 
     pub(crate) fn holds(&self, key: &[u8; 32], now: UnixTime) -> bool {
-        self.0
-            .lock()
-            .is_ok_and(|map| map.get(key).is_some_and(|&until| now.as_secs() < until))
+        self.chain_not_after(key, now).is_some()
+    }
+
+    /// The earliest notAfter of the chain under `key`, if its verdict holds.
+    pub(crate) fn chain_not_after(&self, key: &[u8; 32], now: UnixTime) -> Option<u64> {
+        let map = self.0.lock().ok()?;
+        map.get(key)
+            .filter(|held| now.as_secs() < held.until)
+            .map(|held| held.chain_not_after)
     }
 
     /// The latest Unix second until which any verdict holds.
     #[cfg(all(test, feature = "openssl"))]
     pub(crate) fn latest_expiry(&self) -> Option<u64> {
-        self.0.lock().ok()?.values().copied().max()
+        self.0.lock().ok()?.values().map(|held| held.until).max()
     }
 
     /// Keeps a verdict until the TTL or the first notAfter in the chain.
@@ -68,19 +84,26 @@ impl Verdicts {
         intermediates: &[CertificateDer<'_>],
         now: UnixTime,
     ) {
-        let mut until = now.as_secs() + CHAIN_CACHE_TTL;
+        let mut chain_not_after = u64::MAX;
         for cert in std::iter::once(end_entity).chain(intermediates) {
             // A chain we cannot date is not remembered.
             let Ok(identity) = Identity::from_der(cert) else {
                 return;
             };
-            until = until.min(u64::try_from(identity.not_after).unwrap_or(0));
+            chain_not_after = chain_not_after.min(u64::try_from(identity.not_after).unwrap_or(0));
         }
+        let until = chain_not_after.min(now.as_secs() + CHAIN_CACHE_TTL);
         if let Ok(mut map) = self.0.lock() {
             if map.len() >= CAPACITY {
                 map.clear();
             }
-            map.insert(key, until);
+            map.insert(
+                key,
+                Held {
+                    until,
+                    chain_not_after,
+                },
+            );
         }
     }
 }
