@@ -48,7 +48,7 @@ pub(super) enum RustlsVerifier {
 }
 
 pub(super) struct PeerChecks {
-    accept_legacy: bool,
+    accept_legacy_certificates: bool,
     /// `dangerous.accept_cn_only_certificates` (a client's).
     cn_fallback: bool,
     rustls: RustlsVerifier,
@@ -75,7 +75,7 @@ impl PeerChecks {
         PeerChecks {
             verdict: indices.verdict,
             notes: indices.notes,
-            accept_legacy: config.dangerous.accept_legacy_certificates,
+            accept_legacy_certificates: config.dangerous.accept_legacy_certificates,
             cn_fallback: config.dangerous.accept_cn_only_certificates,
             rustls,
             server_name,
@@ -205,7 +205,7 @@ impl PeerChecks {
         if depth > 0 {
             return depth + 1 == chain.len();
         }
-        self.accept_legacy
+        self.accept_legacy_certificates
             && chain
                 .get(1)
                 .and_then(|issuer| issuer.to_der().ok())
@@ -216,7 +216,7 @@ impl PeerChecks {
     /// option is off, or the certificate is not a leaf), or a v1 leaf not
     /// issued directly by a trusted CA.
     fn v1_refusal(&self, der: &[u8], depth: u32) -> rustls::Error {
-        if self.accept_legacy && depth == 0 {
+        if self.accept_legacy_certificates && depth == 0 {
             return crate::legacy::not_issued_by_an_anchor(der);
         }
         rustls::Error::InvalidCertificate(rustls::CertificateError::Other(rustls::OtherError(
@@ -233,7 +233,7 @@ impl PeerChecks {
             openssl_sys::X509_V_ERR_HOSTNAME_MISMATCH | openssl_sys::X509_V_ERR_IP_ADDRESS_MISMATCH
         );
         // A v1 leaf reaching here was admitted by `v1_admitted`.
-        if !mismatch || !(self.cn_fallback || (v1 && self.accept_legacy)) {
+        if !mismatch || !(self.cn_fallback || (v1 && self.accept_legacy_certificates)) {
             return false;
         }
         let Some(name) = self
