@@ -166,7 +166,11 @@ fn server_core_config(tls: &ServerTls) -> Result<Config, RpcError> {
 
 /// The core configuration of a client.
 fn client_core_config(tls: &ClientTls) -> Result<Config, RpcError> {
-    if let Some((cert, _)) = tls.identity.as_ref().filter(|_| !tls.accept_legacy_certificates) {
+    if let Some((cert, _)) = tls
+        .identity
+        .as_ref()
+        .filter(|_| !tls.accept_legacy_certificates)
+    {
         refuse_v1(cert, "client certificate")?;
     }
     let mut config = Config::builder()
