@@ -120,12 +120,12 @@ fn chain_parts<'a>(
 /// [`ClientCertVerifier`] (keyed by chain; any allow-list check inside
 /// `inner` is part of the verdict).
 #[derive(Debug)]
-pub(crate) struct ChainCache<V: ?Sized> {
+pub(crate) struct CachingVerifier<V: ?Sized> {
     inner: Arc<V>,
     verdicts: Verdicts,
 }
 
-impl<V: ?Sized> ChainCache<V> {
+impl<V: ?Sized> CachingVerifier<V> {
     pub(crate) fn new(inner: Arc<V>) -> Self {
         Self {
             inner,
@@ -134,7 +134,7 @@ impl<V: ?Sized> ChainCache<V> {
     }
 }
 
-impl ServerCertVerifier for ChainCache<dyn ServerCertVerifier> {
+impl ServerCertVerifier for CachingVerifier<dyn ServerCertVerifier> {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
@@ -164,7 +164,7 @@ impl ServerCertVerifier for ChainCache<dyn ServerCertVerifier> {
     delegate_signature_checks!();
 }
 
-impl ClientCertVerifier for ChainCache<dyn ClientCertVerifier> {
+impl ClientCertVerifier for CachingVerifier<dyn ClientCertVerifier> {
     delegate_client_auth_policy!();
 
     fn verify_client_cert(
@@ -252,7 +252,7 @@ mod tests {
     #[test]
     fn a_verdict_is_reused_per_chain_and_expires() {
         let inner = Arc::new(Counting::default());
-        let cache = ChainCache::<dyn ClientCertVerifier>::new(inner.clone());
+        let cache = CachingVerifier::<dyn ClientCertVerifier>::new(inner.clone());
         let (a, b) = (leaf(30), leaf(30));
         let now = UnixTime::now();
         let calls = || inner.0.load(Ordering::Relaxed);
@@ -276,7 +276,7 @@ mod tests {
     #[test]
     fn a_verdict_never_outlives_the_certificate() {
         let inner = Arc::new(Counting::default());
-        let cache = ChainCache::<dyn ClientCertVerifier>::new(inner.clone());
+        let cache = CachingVerifier::<dyn ClientCertVerifier>::new(inner.clone());
         let short = leaf(1);
         let not_after = Identity::from_der(&short).expect("parse").not_after;
         let just_before = UnixTime::since_unix_epoch(std::time::Duration::from_secs(

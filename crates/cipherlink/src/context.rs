@@ -14,7 +14,7 @@ use rustls::sign::SingleCertAndKey;
 use rustls::{ClientConfig, RootCertStore, ServerConfig, SupportedProtocolVersion};
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use crate::chain_cache::ChainCache;
+use crate::chain_cache::CachingVerifier;
 use crate::chain_errors::{ExplainingClientVerifier, ExplainingServerVerifier};
 use crate::config::{Config, Implementation};
 use crate::error::Error;
@@ -265,7 +265,7 @@ pub(crate) fn client_tls(
     let provider = build_provider(config)?;
     let verifier = server_cert_verifier(config, &provider)?;
     let verifier: Arc<dyn ServerCertVerifier> = if config.chain_cache {
-        Arc::new(ChainCache::new(verifier))
+        Arc::new(CachingVerifier::new(verifier))
     } else {
         verifier
     };
@@ -463,7 +463,7 @@ fn client_verifier(
 ) -> Result<Arc<dyn ClientCertVerifier>, Error> {
     let verifier = client_cert_verifier(config, provider)?;
     Ok(if config.chain_cache {
-        Arc::new(ChainCache::new(verifier))
+        Arc::new(CachingVerifier::new(verifier))
     } else {
         verifier
     })
