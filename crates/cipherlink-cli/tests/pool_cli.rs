@@ -2,6 +2,8 @@
 //! loopback (one by a bare port), a message and its echo, in plaintext and
 //! over mutual TLS; the reply is printed as JSON.
 
+#![allow(clippy::unwrap_used)] // Tests fail loudly on purpose.
+
 mod common;
 
 use common::*;
