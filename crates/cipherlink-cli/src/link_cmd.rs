@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::{bail, Context as _, Result};
 use cipherlink_files::{Access, Existing};
 use cipherlink_link::driver::{connect, Link, LinkListener};
+use cipherlink_link::gate::ServerLimits;
 use cipherlink_link::token_file::{self, Reload, TokenFile};
 use cipherlink_link::{
     ClientConfig, ConnectionFile, EndpointOptions, LinkParams, ServerEndpoint, ServerKey,
@@ -278,12 +279,17 @@ async fn serve(a: ServeArgs) -> Result<()> {
     if let Reload::Failed { reason, .. } = tokens.reload(&endpoint) {
         bail!("token store {reason}");
     }
-    let mut listener = LinkListener::bind(&a.listen, endpoint.clone())
+    let (limits, fds) = admission_limits();
+    let mut listener = LinkListener::bind_with(&a.listen, endpoint.clone(), limits)
         .await
         .with_context(|| format!("listening on {}", a.listen))?;
     // Status, not payload: stdout carries only what clients send. Scripts
     // read this line from stderr to learn the port.
     eprintln!("listening on {}", listener.local_addr());
+    eprintln!(
+        "{fds}: holds up to {} connections before they authenticate ({} per address)",
+        limits.max_unauthenticated, limits.max_unauthenticated_per_ip
+    );
     let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel::<()>();
     let mut ended = 0u64;
     let mut reload = tokio::time::interval(TOKEN_RELOAD);
@@ -318,6 +324,29 @@ async fn serve(a: ServeArgs) -> Result<()> {
             },
             _ = tokio::signal::ctrl_c() => return Ok(()),
         }
+    }
+}
+
+/// Raises the open-file limit to the hard limit (every socket is a
+/// descriptor) and sizes the admission caps from what it allows
+/// (docs/link-protocol.md §6); also says what it did.
+fn admission_limits() -> (ServerLimits, String) {
+    match cipherlink_lab::fd_limit::raise() {
+        Ok(l) => {
+            let said = if l.soft > l.soft_before {
+                format!(
+                    "open-file limit raised from {} to {} (hard limit {})",
+                    l.soft_before, l.soft, l.hard
+                )
+            } else {
+                format!("open-file limit {} (hard limit {})", l.soft, l.hard)
+            };
+            (ServerLimits::for_open_files(l.soft, 1), said)
+        }
+        Err(e) => (
+            ServerLimits::for_this_process(1),
+            format!("open-file limit not raised ({e})"),
+        ),
     }
 }
 

@@ -323,6 +323,19 @@ fn single(
 }
 
 async fn serve(config: ProxyConfig) -> Result<()> {
+    // Every connection is a descriptor, two for each tunnel; a link
+    // server's admission caps are sized from this limit when it binds
+    // (docs/link-protocol.md §6).
+    match cipherlink_lab::fd_limit::raise() {
+        Ok(l) if l.soft > l.soft_before => tracing::info!(
+            "open-file limit raised from {} to {} (hard limit {})",
+            l.soft_before,
+            l.soft,
+            l.hard
+        ),
+        Ok(l) => tracing::info!("open-file limit {} (hard limit {})", l.soft, l.hard),
+        Err(e) => tracing::warn!("open-file limit not raised: {e}"),
+    }
     let proxy = cipherlink_proxy::Proxy::bind(&config).await?;
     for (name, addr) in proxy.addrs() {
         let service = &config.service[&name];

@@ -575,3 +575,87 @@ fn bench_proxy_runs_every_case_and_writes_json() {
     }
     assert!(report["tls_vs_plain_throughput"].is_number());
 }
+
+/// A link proxy server under a low open-file limit (`ulimit -n 200`, soft
+/// and hard): its admission caps come from the descriptors it may open, so
+/// more silent sockets than it could hold are evicted instead of using up
+/// every descriptor (accept failing with EMFILE), and a proxy client's
+/// tunnel still gets through.
+#[test]
+fn a_link_proxy_server_under_a_low_fd_limit_still_admits_a_client_past_a_flood() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = |name: &str| dir.path().join(name).display().to_string();
+    let link = |args: &[&str]| {
+        let mut cmd = cipherlink();
+        cmd.arg("link").args(args);
+        let out = run("link", cmd, b"");
+        assert!(out.status.success(), "{}", out.describe());
+    };
+    link(&["keygen", "--key", &file("server.key")]);
+    link(&[
+        "invite",
+        "--key",
+        &file("server.key"),
+        "--tokens",
+        &file("tokens.txt"),
+        "--name",
+        "alice",
+        "--server",
+        "127.0.0.1:1",
+        "--out",
+        &file("alice.link"),
+    ]);
+    let backend = echo_backend();
+    let bin = cipherlink().get_program().to_owned();
+    let mut cmd = Command::new("sh");
+    cmd.env("NO_COLOR", "1")
+        .arg("-c")
+        .arg("ulimit -n 200 && exec \"$0\" \"$@\"")
+        .arg(bin)
+        .args([
+            "proxy",
+            "server",
+            "--listen",
+            "127.0.0.1:0",
+            "--forward",
+            &backend.to_string(),
+            "--transport",
+            "link",
+            "--link-key",
+            &file("server.key"),
+            "--link-tokens",
+            &file("tokens.txt"),
+        ]);
+    let mut server = Proc::spawn("proxy server (ulimit -n 200)", cmd);
+    let server_addr = server.wait_addr(true, "listening on ");
+    let line = server.wait_stderr("before they authenticate");
+    assert!(
+        line.contains("up to 68 connections before they authenticate (17 per address)"),
+        "{line}"
+    );
+    let silent: Vec<TcpStream> = (0..300)
+        .map(|i| {
+            TcpStream::connect_timeout(&server_addr, std::time::Duration::from_secs(5))
+                .unwrap_or_else(|e| panic!("silent socket {i}: {e}"))
+        })
+        .collect();
+    let (client, client_addr) = start_proxy(
+        "proxy client",
+        &[
+            "client",
+            "--listen",
+            "127.0.0.1:0",
+            "--connect",
+            &server_addr.to_string(),
+            "--transport",
+            "link",
+            "--link-file",
+            &file("alice.link"),
+        ],
+    );
+    let data = b"past the flood".to_vec();
+    let back = round_trip(client_addr, &data)
+        .unwrap_or_else(|e| panic!("{e}\n{}\n{}", server.describe(), client.describe()));
+    assert_eq!(back, data, "{}\n{}", server.describe(), client.describe());
+    drop(silent);
+}

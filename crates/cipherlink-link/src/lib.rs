@@ -21,7 +21,10 @@ pub mod error;
 pub mod gate;
 pub mod keys;
 mod listener;
+mod log_limit;
+mod owned_file;
 pub mod proto;
+mod replay_file;
 pub mod replay_store;
 pub mod token_file;
 
