@@ -3,7 +3,7 @@
 //! probing, refused, lingering after its close), a cap per source address
 //! group, and eviction of the oldest when a new socket would go over.
 //!
-//! Every accepted socket holds a [`Ticket`] from `accept` until it is a link
+//! Every accepted socket holds a `Ticket` from `accept` until it is a link
 //! or its descriptor is closed: through its handshake (a first message
 //! whose MAC verified included, so its handshake slot is bounded by the
 //! same caps), through a probe's silence until its close time, and through

@@ -1,6 +1,6 @@
 //! The replay filter of one server key (docs §6): one per key in the
 //! process, shared by every endpoint of that key, and optionally kept in an
-//! embedded database file (redb, [`crate::replay_file`]) so that a restart
+//! embedded database file (redb, `replay_file`) so that a restart
 //! remembers it.
 //!
 //! Besides the marks of answered first messages it holds the marks whose
