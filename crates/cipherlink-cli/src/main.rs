@@ -5,6 +5,7 @@ mod bench_cmd;
 mod bench_conn_print;
 mod bench_idle_cmd;
 mod bench_pool_cmd;
+mod bench_proxy_cmd;
 mod certs_cmd;
 mod chaos_cmd;
 mod chaos_run;
