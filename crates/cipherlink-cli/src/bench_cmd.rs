@@ -29,7 +29,7 @@ pub enum BenchCommand {
     /// A server's memory per idle connection (TLS and plain TCP), in its own process.
     Idle(crate::bench_idle_cmd::BenchIdleArgs),
     /// The link protocol against TLS: handshakes/s and CPU per handshake, throughput, record overhead, idle memory.
-    Link(crate::link_cmd::BenchLinkArgs),
+    Link(crate::bench_link_cmd::BenchLinkArgs),
 }
 
 /// `bench conn` options.
@@ -98,7 +98,7 @@ pub async fn run(args: BenchArgs) -> Result<()> {
         BenchCommand::Proxy(proxy) => crate::bench_proxy_cmd::run(proxy).await,
         BenchCommand::Pool(pool) => crate::bench_pool_cmd::run(pool).await,
         BenchCommand::Idle(idle) => crate::bench_idle_cmd::run(idle).await,
-        BenchCommand::Link(link) => crate::link_cmd::bench(link).await,
+        BenchCommand::Link(link) => crate::bench_link_cmd::run(link).await,
     }
 }
 

@@ -187,24 +187,16 @@ fn bench_link_runs_every_case_and_writes_json() {
     assert!(stdout.contains("CPU per handshake, both ends"), "{stdout}");
     let r: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
-    let hs = &r["link"]["handshakes"];
+    let hs = &r["handshakes"];
     assert!(hs["connections"].as_u64().unwrap() > 0, "{r}");
     assert_eq!(hs["errors"].as_u64(), Some(0), "{r}");
     assert!(hs["cpu_us_per_handshake"].as_f64().unwrap() > 0.0, "{r}");
     assert!(r["tls_handshakes_per_sec"].as_f64().unwrap() > 0.0, "{r}");
     assert!(r["handshake_ratio_vs_tls"].as_f64().unwrap() > 0.0, "{r}");
-    assert_eq!(
-        r["link"]["bulk_link"]["bytes"].as_u64(),
-        Some(1 << 20),
-        "{r}"
-    );
+    assert_eq!(r["bulk_link"]["bytes"].as_u64(), Some(1 << 20), "{r}");
     assert_eq!(r["tls_bulk"]["bytes"].as_u64(), Some(1 << 20), "{r}");
-    assert_eq!(
-        r["link"]["overhead"]["link_no_padding"].as_f64(),
-        Some(21.0),
-        "{r}"
-    );
-    assert_eq!(r["link"]["idle"]["links"].as_u64(), Some(20), "{r}");
+    assert_eq!(r["overhead"]["link_no_padding"].as_f64(), Some(21.0), "{r}");
+    assert_eq!(r["idle"]["links"].as_u64(), Some(20), "{r}");
 }
 
 /// A failed command reports the error and its causes, each once, and no

@@ -159,6 +159,31 @@ pub enum LabError {
         /// Why.
         reason: BulkFailure,
     },
+    /// The link protocol refused a key, token or configuration.
+    #[error("link protocol: {0}")]
+    Link(#[from] cipherlink_link::Error),
+    /// A link could not be opened or carried its bytes.
+    #[error("link: {0}")]
+    LinkDriver(#[from] cipherlink_link::driver::DriverError),
+    /// Two link cores in memory did not finish their handshake.
+    #[error("the in-memory link handshake did not complete")]
+    InMemoryHandshake,
+    /// A task of the benchmark panicked or was cancelled.
+    #[error("{what} stopped: {source}")]
+    Task {
+        /// Which task.
+        what: &'static str,
+        /// Why.
+        source: tokio::task::JoinError,
+    },
+    /// A socket of the benchmark's own failed.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done.
+        what: &'static str,
+        /// Why.
+        source: std::io::Error,
+    },
     /// No room for a single idle tunnel under the open-file limit.
     #[error("the open-file limit ({soft}) leaves no room for idle tunnels")]
     NoRoom {

@@ -8,6 +8,7 @@
 
 pub mod bench_conn;
 pub mod bench_idle;
+pub mod bench_link;
 pub mod bench_pool;
 pub mod bench_proxy;
 pub mod cpu;

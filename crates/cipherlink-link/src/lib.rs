@@ -14,7 +14,6 @@
 //! * [`driver`]: [`driver::LinkListener`] and [`driver::connect`].
 //! * [`keys`]: server keys, tokens, connection files.
 
-pub mod bench;
 pub mod config;
 pub mod driver;
 pub mod error;
