@@ -74,7 +74,7 @@ pub fn registered_cert_id(der: &[u8]) -> Result<String, String> {
     };
     Ok(format!(
         "{cn}:{}",
-        cipherlink::pki::decimal_from_be_bytes(cert.raw_serial())
+        cipherlink::credentials::decimal_from_be_bytes(cert.raw_serial())
     ))
 }
 
@@ -101,7 +101,7 @@ impl ServerIdentity {
             label: format!(
                 "{}:{}",
                 cert.issuer(),
-                cipherlink::pki::decimal_from_be_bytes(cert.raw_serial())
+                cipherlink::credentials::decimal_from_be_bytes(cert.raw_serial())
             ),
         })
     }

@@ -9,10 +9,10 @@ use std::task::{Context as TaskContext, Poll};
 use rustls::HandshakeKind;
 use tokio::io::{AsyncBufRead, AsyncRead, AsyncWrite, ReadBuf};
 
+use crate::credentials::Identity;
 use crate::handshake_checks::{self, Settled};
 use crate::kx::KeyExchange;
 use crate::lean_server::LeanServer;
-use crate::pki::Identity;
 use crate::tunnel::TunnelInfo;
 
 // The rustls arm is over a kilobyte and OpenSSL's a few pointers, but the

@@ -382,7 +382,7 @@ fn write_files<const N: usize>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pki::Identity;
+    use crate::credentials::Identity;
     use rustls_pki_types::pem::PemObject;
     use rustls_pki_types::CertificateDer;
 

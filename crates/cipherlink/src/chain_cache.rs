@@ -20,7 +20,7 @@ use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::{DigitallySignedStruct, DistinguishedName, SignatureScheme};
 
-use crate::pki::Identity;
+use crate::credentials::Identity;
 use crate::verify::{delegate_client_auth_policy, delegate_signature_checks};
 
 /// How long a verified chain is trusted without re-verification, seconds.
@@ -194,7 +194,7 @@ mod tests {
     use super::*;
     use crate::certs::{self, CertOptions};
     use crate::config::PemSource;
-    use crate::pki::load_certificates;
+    use crate::credentials::load_certificates;
 
     /// Accepts every chain and counts how often it was asked.
     #[derive(Debug, Default)]

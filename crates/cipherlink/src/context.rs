@@ -17,10 +17,10 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use crate::chain_cache::CachingVerifier;
 use crate::chain_errors::{ExplainingClientVerifier, ExplainingServerVerifier};
 use crate::config::{Config, Implementation};
+use crate::credentials::{load_certificates, load_certified_key};
 use crate::error::Error;
 use crate::kx::KeyExchange;
 use crate::legacy::{LegacyClientVerifier, LegacyServerVerifier};
-use crate::pki::{load_certificates, load_certified_key};
 use crate::session_dates::{
     DatedClientSessions, DatedServerSessions, DatedTickets, DatingVerifier,
 };

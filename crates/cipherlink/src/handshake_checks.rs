@@ -79,7 +79,7 @@ pub(crate) fn check(
             }
         }
         for der in &settled.peer_certificates {
-            let not_after = crate::pki::not_after(der)
+            let not_after = crate::credentials::not_after(der)
                 .map(|secs| u64::try_from(secs).unwrap_or(0))
                 .ok_or(rustls::Error::InvalidCertificate(
                     rustls::CertificateError::BadEncoding,
@@ -104,7 +104,7 @@ mod tests {
     use super::*;
     use crate::certs::{self, CertOptions};
     use crate::config::PemSource;
-    use crate::pki::{load_certificates, Identity};
+    use crate::credentials::{load_certificates, Identity};
 
     fn settled(
         tls13: bool,

@@ -58,6 +58,7 @@ pub mod compliance;
 pub mod config;
 mod config_builder;
 mod context;
+pub mod credentials;
 pub mod error;
 mod failure_log;
 #[doc(hidden)]
@@ -72,7 +73,6 @@ pub mod legacy;
 mod name_constraints;
 #[cfg(feature = "openssl")]
 mod openssl_tls;
-pub mod pki;
 pub mod serve_handler;
 pub mod server;
 mod session_dates;
@@ -86,10 +86,10 @@ pub use compliance::{ClassicalChoice, Compliance, PostQuantumChoice, UnknownChoi
 pub use config::{Config, Dangerous, Implementation, PemSource, UnknownImplementation};
 pub use config_builder::ConfigBuilder;
 pub use context::{Context, Role};
+pub use credentials::Identity;
 pub use error::{Error, ImplementationDetail};
 pub use handshake_checks::SessionRefused;
 pub use kx::KeyExchange;
-pub use pki::Identity;
 pub use tunnel::{Tunnel, TunnelInfo, TunnelState};
 pub use verify::IdentityNotAllowed;
 

@@ -45,7 +45,7 @@ const DATES_PER_SERVER: usize = 8;
 pub(crate) fn earliest_not_after<'a>(certs: impl IntoIterator<Item = &'a [u8]>) -> Option<u64> {
     let mut earliest = None::<u64>;
     for der in certs {
-        let not_after = u64::try_from(crate::pki::not_after(der)?).unwrap_or(0);
+        let not_after = u64::try_from(crate::credentials::not_after(der)?).unwrap_or(0);
         earliest = Some(earliest.map_or(not_after, |e| e.min(not_after)));
     }
     earliest

@@ -20,10 +20,10 @@ use tokio_rustls::{Connect, TlsConnector};
 
 use crate::backend::Backend;
 use crate::context::{Context, TlsSide};
+use crate::credentials::Identity;
 use crate::error::Error;
 use crate::kx::KeyExchange;
 use crate::lean_server::LeanServer;
-use crate::pki::Identity;
 
 /// Where a tunnel is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -17,7 +17,7 @@ use rustls::{
 };
 use x509_parser::prelude::FromDer;
 
-use crate::pki::Identity;
+use crate::credentials::Identity;
 
 /// The handshake-signature methods a wrapping verifier passes to `self.inner`
 /// unchanged: the wrappers only add or relax a rule about the certificate

@@ -75,8 +75,9 @@ fn with_someone_elses_key(
     cert_pem: &str,
     key_pem: &str,
 ) -> Arc<cipherlink::rustls::sign::SingleCertAndKey> {
-    let chain = cipherlink::pki::load_certificates("certificate", &inline(cert_pem)).unwrap();
-    let key = cipherlink::pki::load_private_key("private_key", &inline(key_pem)).unwrap();
+    let chain =
+        cipherlink::credentials::load_certificates("certificate", &inline(cert_pem)).unwrap();
+    let key = cipherlink::credentials::load_private_key("private_key", &inline(key_pem)).unwrap();
     let signer = cipherlink::rustls::crypto::aws_lc_rs::default_provider()
         .key_provider
         .load_private_key(key)
@@ -219,8 +220,8 @@ every_pair! {
         // A server that does not check its own certificate (plain rustls), so the
         // client is the one to notice.
         let b = expired_bundle();
-        let certs = cipherlink::pki::load_certificates("certificate", &inline(&b.server.cert)).unwrap();
-        let key = cipherlink::pki::load_private_key("private_key", &inline(&b.server.key)).unwrap();
+        let certs = cipherlink::credentials::load_certificates("certificate", &inline(&b.server.cert)).unwrap();
+        let key = cipherlink::credentials::load_private_key("private_key", &inline(&b.server.key)).unwrap();
         let tls = cipherlink::rustls::ServerConfig::builder()
             .with_no_client_auth()
             .with_single_cert(certs, key)
@@ -587,7 +588,7 @@ async fn a_cached_client_chain_never_vouches_for_another_client() {
 
     // The genuine client certificate with someone else's key.
     let mut roots = cipherlink::rustls::RootCertStore::empty();
-    for ca in cipherlink::pki::load_certificates("ca", &inline(&b.ca.cert)).unwrap() {
+    for ca in cipherlink::credentials::load_certificates("ca", &inline(&b.ca.cert)).unwrap() {
         roots.add(ca).unwrap();
     }
     let tls = cipherlink::rustls::ClientConfig::builder()

@@ -11,7 +11,7 @@
 
 mod common;
 
-use cipherlink::pki::Identity;
+use cipherlink::credentials::Identity;
 use cipherlink::{Config, Context, Dangerous};
 use common::{inline, pair, Pair};
 use rcgen::{

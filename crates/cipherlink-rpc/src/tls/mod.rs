@@ -128,7 +128,7 @@ fn core_err(error: cipherlink::Error) -> RpcError {
 fn refuse_v1(path: &Path, what: &'static str) -> Result<(), RpcError> {
     // A file that cannot be read is left to the core, whose error names the
     // file and the setting.
-    let Ok(chain) = cipherlink::pki::load_certificates(what, &PemSource::path(path)) else {
+    let Ok(chain) = cipherlink::credentials::load_certificates(what, &PemSource::path(path)) else {
         return Ok(());
     };
     let Some(leaf) = chain.first() else {

@@ -99,7 +99,7 @@ pub(crate) fn map(
     }
     let failed_cert = verdict
         .and_then(|v| v.failed_cert.get())
-        .and_then(|der| crate::pki::Identity::from_der(der).ok());
+        .and_then(|der| crate::credentials::Identity::from_der(der).ok());
     let context = Context {
         ssl,
         server_name,
@@ -128,7 +128,7 @@ pub(crate) fn map(
 struct Context<'a> {
     ssl: Option<&'a SslRef>,
     server_name: Option<&'a str>,
-    failed_cert: Option<&'a crate::pki::Identity>,
+    failed_cert: Option<&'a crate::credentials::Identity>,
 }
 
 fn kind_of(reason: i32, context: &Context<'_>) -> Option<rustls::Error> {
@@ -190,7 +190,7 @@ fn certificate_error(code: i32, ssl: &SslRef, context: &Context<'_>) -> Certific
 
 /// An expired or not-yet-valid peer certificate, with its dates when the
 /// certificate at fault is the peer's leaf, as rustls reports them.
-fn validity_error(expired: bool, leaf: Option<&crate::pki::Identity>) -> CertificateError {
+fn validity_error(expired: bool, leaf: Option<&crate::credentials::Identity>) -> CertificateError {
     use rustls::pki_types::UnixTime;
     let now = UnixTime::now();
     let at =
@@ -216,7 +216,7 @@ fn validity_error(expired: bool, leaf: Option<&crate::pki::Identity>) -> Certifi
 /// The names the peer's certificate has, beside the one expected.
 fn name_mismatch(
     server_name: Option<&str>,
-    leaf: Option<&crate::pki::Identity>,
+    leaf: Option<&crate::credentials::Identity>,
 ) -> CertificateError {
     let expected =
         server_name.and_then(|name| rustls::pki_types::ServerName::try_from(name.to_string()).ok());

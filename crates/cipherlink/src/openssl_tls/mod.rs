@@ -53,9 +53,9 @@ use openssl::x509::verify::X509CheckFlags;
 use openssl::x509::X509;
 
 use crate::config::{Config, PemSource};
+use crate::credentials::{load_certificates, load_private_key};
 use crate::error::{Error, ImplementationDetail};
 use crate::kx::KeyExchange;
-use crate::pki::{load_certificates, load_private_key};
 use crate::validate::{self, ClientAuth};
 use chain_cache::ChainCache;
 use errors::Verdict;
@@ -394,9 +394,9 @@ fn own_identity(
     let chain = load_certificates("certificate", cert)?;
     let key_der = load_private_key("private_key", key)?;
     if crate::legacy::is_v1(chain[0].as_ref()) && !config.dangerous.accept_legacy_certificates {
-        return Err(crate::pki::v1_refused(cert));
+        return Err(crate::credentials::v1_refused(cert));
     }
-    crate::pki::check_currently_valid("certificate", cert, &chain[0])?;
+    crate::credentials::check_currently_valid("certificate", cert, &chain[0])?;
     let mut certs = chain.iter().map(|der| {
         X509::from_der(der.as_ref()).map_err(|e| {
             Error::config(

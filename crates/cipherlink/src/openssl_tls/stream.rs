@@ -13,10 +13,10 @@ use tokio_openssl::SslStream;
 
 use super::errors;
 use super::{build, ffi, ClientSide, ServerSide, Watch};
+use crate::credentials::Identity;
 use crate::error::Error;
 use crate::handshake_checks::Settled;
 use crate::kx::KeyExchange;
-use crate::pki::Identity;
 use crate::tunnel::TunnelInfo;
 
 /// An established OpenSSL session and what only the handshake could tell.

@@ -1,4 +1,5 @@
-//! Reading certificates and keys, and who a certificate says its owner is.
+//! Credentials: reading certificates and keys, and who a certificate says
+//! its owner is ([`crate::certs`] makes them).
 
 use std::sync::Arc;
 
