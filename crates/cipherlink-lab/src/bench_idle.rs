@@ -339,7 +339,7 @@ async fn measure(
             "{server} at {addr}: no warm-up connection opened: {err}"
         )));
     }
-    let rss_before = child::settled_rss(&pids).await?;
+    let rss_before = crate::procfs::settled_rss(&pids).await?;
     let observer = options.observer.as_ref();
     IdleObserver::emit(
         observer,
@@ -352,7 +352,7 @@ async fn measure(
     let mut opened = open_all(addr, &client, connections, options.concurrency, observer).await;
     let open_seconds = start.elapsed().as_secs_f64();
     IdleObserver::emit(observer, IdleEvent::Opened);
-    let rss_after = child::settled_rss(&pids).await?;
+    let rss_after = crate::procfs::settled_rss(&pids).await?;
     let mut still_open = 0;
     for conn in &mut opened.conns {
         still_open += usize::from(is_open(conn).await);

@@ -16,5 +16,6 @@ mod error;
 pub mod fd_limit;
 pub mod format;
 pub mod observer;
+mod procfs;
 
 pub use error::{BulkFailure, LabError};

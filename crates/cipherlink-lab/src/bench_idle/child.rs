@@ -97,42 +97,6 @@ fn listening_address(line: &str) -> Option<SocketAddr> {
     addr.trim_end_matches([',', ';', ')']).parse().ok()
 }
 
-/// The resident memory of `pids` together, in bytes (VmRSS).
-pub fn rss_bytes(pids: &[u32]) -> Result<u64, LabError> {
-    pids.iter().map(|&pid| rss_of(pid)).sum()
-}
-
-fn rss_of(pid: u32) -> Result<u64, LabError> {
-    let path = format!("/proc/{pid}/status");
-    let status = std::fs::read_to_string(&path)
-        .map_err(|e| LabError::Setup(format!("reading {path} (is PID {pid} running?): {e}")))?;
-    let kb = status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|rest| rest.trim().strip_suffix("kB"))
-        .and_then(|n| n.trim().parse::<u64>().ok())
-        .ok_or_else(|| LabError::Setup(format!("{path}: no VmRSS line")))?;
-    Ok(kb * 1024)
-}
-
-/// Waits until `pids`' memory stops moving (a server finishes handshakes
-/// and frees their buffers a little after the client is done), at most a
-/// few seconds; returns the last reading.
-pub async fn settled_rss(pids: &[u32]) -> Result<u64, LabError> {
-    const STEP: Duration = Duration::from_millis(250);
-    const STILL: u64 = 64 * 1024;
-    let mut last = rss_bytes(pids)?;
-    for _ in 0..20 {
-        tokio::time::sleep(STEP).await;
-        let now = rss_bytes(pids)?;
-        if now.abs_diff(last) <= STILL {
-            return Ok(now);
-        }
-        last = now;
-    }
-    Ok(last)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -149,14 +113,5 @@ mod tests {
             Some("[::1]:9".parse().expect("valid"))
         );
         assert_eq!(listening_address("accepted: TLSv1.3"), None);
-    }
-
-    #[test]
-    fn reads_own_rss() {
-        if !std::path::Path::new("/proc/self/status").exists() {
-            return; // not Linux
-        }
-        let rss = rss_bytes(&[std::process::id()]).expect("own status readable");
-        assert!(rss > 0);
     }
 }

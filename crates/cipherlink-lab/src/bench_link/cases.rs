@@ -226,29 +226,12 @@ pub(super) async fn link_bulk(fx: &Fixture, bytes: u64) -> Result<BulkResult, La
     Ok(result)
 }
 
-fn rss_bytes() -> Result<u64, LabError> {
-    const STATM: &str = "/proc/self/statm";
-    let statm = std::fs::read_to_string(STATM).map_err(|source| LabError::Proc {
-        pid: std::process::id(),
-        path: STATM.into(),
-        source,
-    })?;
-    let pages: u64 = statm
-        .split_whitespace()
-        .nth(1)
-        .and_then(|p| p.parse().ok())
-        .ok_or(LabError::ProcFormat {
-            path: STATM.into(),
-            field: "resident pages",
-        })?;
-    Ok(pages * 4096)
-}
-
 /// Opens `links` links (64 handshakes at a time), holds both ends, and
 /// measures how much the process grew.
 pub(super) async fn idle(fx: &Fixture, links: usize) -> Result<IdleResult, LabError> {
     let (mut listener, addr) = fx.listen().await?;
-    let rss_before = rss_bytes()?;
+    let me = [std::process::id()];
+    let rss_before = crate::procfs::rss_bytes(&me)?;
     let server = tokio::spawn(async move {
         let mut held = Vec::new();
         while let Some(link) = listener.accept().await {
@@ -290,7 +273,7 @@ pub(super) async fn idle(fx: &Fixture, links: usize) -> Result<IdleResult, LabEr
     })?;
     // Let handshake garbage be returned to the allocator before measuring.
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let rss_after = rss_bytes()?;
+    let rss_after = crate::procfs::rss_bytes(&me)?;
     let grown = rss_after.saturating_sub(rss_before) as f64;
     let n = clients.len().min(servers.len()).max(1) as f64;
     drop(clients);

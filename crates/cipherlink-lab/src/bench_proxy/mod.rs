@@ -18,7 +18,6 @@ mod material;
 mod options;
 mod pairs;
 mod process;
-mod procfs;
 mod report;
 mod socks5;
 

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use crate::bench_proxy::procfs;
+use crate::procfs;
 use crate::LabError;
 
 /// CPU time of a set of processes from a starting point.

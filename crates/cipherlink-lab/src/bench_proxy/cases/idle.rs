@@ -14,9 +14,9 @@ use std::sync::{Arc, Mutex};
 use crate::bench_proxy::client::{idle_tunnel, Entry};
 use crate::bench_proxy::options::IDLE_FALLBACK;
 use crate::bench_proxy::pairs::{Ctx, Pair, Subject};
-use crate::bench_proxy::procfs;
 use crate::fd_limit::FdLimit;
 use crate::format::thousands;
+use crate::procfs;
 use crate::LabError;
 
 /// Tunnels opened per pair (and kept) before the "before" reading, so

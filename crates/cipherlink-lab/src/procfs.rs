@@ -6,7 +6,7 @@ use std::time::Duration;
 use crate::LabError;
 
 /// Resident memory of `pids` together, bytes.
-pub(super) fn rss_bytes(pids: &[u32]) -> Result<u64, LabError> {
+pub(crate) fn rss_bytes(pids: &[u32]) -> Result<u64, LabError> {
     pids.iter().map(|&pid| rss_of(pid)).sum()
 }
 
@@ -29,9 +29,10 @@ fn rss_of(pid: u32) -> Result<u64, LabError> {
     Ok(kib * 1024)
 }
 
-/// Waits until `pids`' memory stops moving (ends free handshake buffers a
-/// little after the client is done), at most a few seconds; the last reading.
-pub(super) async fn settled_rss(pids: &[u32]) -> Result<u64, LabError> {
+/// Waits until `pids`' memory stops moving (a server or a tunnel end frees
+/// handshake buffers a little after the client is done), at most a few
+/// seconds; the last reading.
+pub(crate) async fn settled_rss(pids: &[u32]) -> Result<u64, LabError> {
     const STEP: Duration = Duration::from_millis(250);
     const STILL: u64 = 64 * 1024;
     let mut last = rss_bytes(pids)?;
@@ -47,7 +48,7 @@ pub(super) async fn settled_rss(pids: &[u32]) -> Result<u64, LabError> {
 }
 
 /// CPU time `pids` have used together (all their threads).
-pub(super) fn cpu_time(pids: &[u32]) -> Result<Duration, LabError> {
+pub(crate) fn cpu_time(pids: &[u32]) -> Result<Duration, LabError> {
     let ticks: u64 = pids
         .iter()
         .map(|&pid| cpu_ticks_of(pid))
