@@ -218,10 +218,10 @@ fn open_and_load(
             rows.push((m.value(), w.value()));
         }
         rows.sort_by_key(|&(_, w)| w);
-        let newest = rows.last().map_or(0, |&(_, w)| w);
+        let reference = load_reference_window(rows.last().map(|&(_, w)| w));
         let mut dropped = Vec::new();
         for &(m, w) in &rows {
-            dropped.extend(filter.insert(m, w, newest));
+            dropped.extend(filter.insert(m, w, reference));
         }
         for m in &dropped {
             table.remove(m).map_err(|e| store_err(path, "writing", e))?;
@@ -234,6 +234,22 @@ fn open_and_load(
     }
     txn.commit().map_err(|e| store_err(path, "writing", e))?;
     Ok(db)
+}
+
+/// The window that loading expires marks against. The newest row may be a
+/// client's next window (a server accepts its own window plus or minus one),
+/// so the server's window is at least one less than it; and never later
+/// than this machine's clock says, should the file come from a clock that
+/// ran ahead. Keeping a mark an hour too long costs 16 bytes; dropping one
+/// too early lets its first message be answered again.
+fn load_reference_window(newest_row: Option<u64>) -> u64 {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    newest_row
+        .unwrap_or(0)
+        .saturating_sub(1)
+        .min(crate::proto::handshake::window(now))
 }
 
 #[derive(Default)]

@@ -107,6 +107,49 @@ fn a_restarted_server_refuses_a_first_message_answered_before() {
     assert!(!answer(&forgetful, &m).0.is_empty());
 }
 
+/// A server accepts the window before and after its own, so the file can
+/// hold a client's next-hour mark while the server is still in this hour.
+/// Loading must not take that row's window for the server's: a first
+/// message of the previous hour, answered before the restart, is still
+/// inside the server's window after it and must stay refused.
+#[test]
+fn a_next_hour_mark_does_not_expire_the_previous_hour_on_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("link-tokens.replay");
+    let (key, store, cfg) = setup(52);
+    let hour = 3600;
+    let at = |unix: u64, seed: u64| {
+        let mut c = Connection::client(&cfg, rng(seed), Instant::now(), unix).unwrap();
+        let mut m = Vec::new();
+        c.poll_transmit(&mut m);
+        m
+    };
+    let previous_hour = at(VECTOR_UNIX - hour, 30);
+    let next_hour = at(VECTOR_UNIX + hour, 31);
+    {
+        let before = Arc::new(
+            ServerEndpoint::with_options(
+                key.clone(),
+                store.clone(),
+                params_fast(),
+                with_file(&file),
+            )
+            .unwrap(),
+        );
+        assert!(!answer(&before, &previous_hour).0.is_empty());
+        assert!(!answer(&before, &next_hour).0.is_empty());
+    }
+    let after = Arc::new(
+        ServerEndpoint::with_options(key, store, params_fast(), with_file(&file)).unwrap(),
+    );
+    let (out, why) = answer(&after, &previous_hour);
+    assert!(
+        out.is_empty(),
+        "answered last hour's first message again after a restart"
+    );
+    assert_eq!(why, Some("replayed first message"));
+}
+
 /// A file that cannot be opened is an error naming it (the server does not
 /// start without the filter it was told to keep); a second file for a key
 /// that already keeps one is refused.
