@@ -337,6 +337,16 @@ impl TokenStore {
         // secrets behind in freed memory (§7).
         let room = text.lines().filter(|l| l.len() >= MIN_TOKEN_LINE).count();
         store.entries.reserve_exact(room + 1);
+        // A line cut after `active` would still parse, as a token without
+        // its client key (§2): a store that does not end where a line ends
+        // may have lost such a tail, so it is refused whole.
+        if !text.is_empty() && !text.ends_with('\n') {
+            return Err(file_err(
+                F,
+                text.lines().count(),
+                "the file ends in the middle of a line (cut short?); if it is whole, end it with a newline",
+            ));
+        }
         let mut lines = numbered_lines(F, text)?;
         expect_header(F, &mut lines, "cipherlink-link-tokens 1")?;
         for (no, line) in lines {

@@ -143,3 +143,20 @@ fn a_low_order_client_key_in_the_store_refuses_the_token() {
         );
     }
 }
+
+/// A store cut right after a bound token's `active` would parse as a token
+/// without its client key, and a leaked store would then need only the
+/// token's secret: a store that does not end where a line ends is refused.
+#[test]
+fn a_token_store_cut_short_after_a_bound_token_is_refused() {
+    let mut store = TokenStore::new();
+    store
+        .issue_with("carol", true, &mut VectorRng::new(b"cut"))
+        .unwrap();
+    let whole = store.to_text();
+    let parsed = TokenStore::parse(&whole).unwrap();
+    assert!(parsed.entries()[0].token.client_key.is_some());
+    let cut = &whole[..whole.rfind(" active").unwrap() + " active".len()];
+    let err = TokenStore::parse(cut).expect_err("a cut store parsed");
+    assert!(err.to_string().contains("middle of a line"), "{err}");
+}
