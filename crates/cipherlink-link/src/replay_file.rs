@@ -266,7 +266,13 @@ struct Shared {
     /// False while the file cannot be written: first messages are probes.
     available: AtomicBool,
     faults: Arc<Faults>,
+    /// Every mark the store holds in memory, for writing back whole after a
+    /// failed write (the file may have been deleted or replaced meanwhile).
+    held_marks: MarksSnapshot,
 }
+
+/// Reads the marks a store holds, oldest first (empty once it is gone).
+pub(crate) type MarksSnapshot = Box<dyn Fn() -> Vec<([u8; 16], u64)> + Send + Sync>;
 
 /// The file of one replay store and its writer thread.
 pub(crate) struct ReplayFile {
@@ -275,8 +281,13 @@ pub(crate) struct ReplayFile {
 }
 
 impl ReplayFile {
-    /// Opens `path`, loads it into `filter`, and starts the writer.
-    pub(crate) fn open(path: &Path, filter: &mut ReplayFilter) -> Result<Self, Error> {
+    /// Opens `path`, loads it into `filter`, and starts the writer;
+    /// `held_marks` reads the filter again when the file must be rewritten.
+    pub(crate) fn open(
+        path: &Path,
+        filter: &mut ReplayFilter,
+        held_marks: MarksSnapshot,
+    ) -> Result<Self, Error> {
         let faults = Arc::new(Faults::default());
         let db = open_and_load(path, filter, &faults)?;
         let shared = Arc::new(Shared {
@@ -285,6 +296,7 @@ impl ReplayFile {
             cond: Condvar::new(),
             available: AtomicBool::new(true),
             faults,
+            held_marks,
         });
         let thread = std::thread::Builder::new()
             .name("link-replay-writer".into())
@@ -338,6 +350,11 @@ impl Drop for ReplayFile {
         lock(&self.shared.queue).stop = true;
         self.shared.cond.notify_all();
         if let Some(t) = self.thread.take() {
+            // The writer itself may end the store's last reference while
+            // it reads the marks back; it cannot wait for itself.
+            if t.thread().id() == std::thread::current().id() {
+                return;
+            }
             // What was queued is written first; the file is closed (and
             // its lock released) before a new store may open it again.
             let _ = t.join();
@@ -399,8 +416,10 @@ fn write_loop(shared: &Shared, db: Database) {
 }
 
 /// Reopens the file with a growing pause until a write works; first
-/// messages queued meanwhile fail at once (they become probes). `None`
-/// when the store is dropped first.
+/// messages queued meanwhile fail at once (they become probes). The write
+/// that proves it works puts back every mark the store holds: the batch
+/// that failed is lost, and the file may have been deleted or replaced
+/// meanwhile. `None` when the store is dropped first.
 fn recover(shared: &Shared) -> Option<Database> {
     let mut pause = RETRY_FIRST;
     loop {
@@ -426,8 +445,12 @@ fn recover(shared: &Shared) -> Option<Database> {
                     .0;
             }
         }
+        let held: Vec<Op> = (shared.held_marks)()
+            .into_iter()
+            .map(|(m, w)| Op::Add(m, w))
+            .collect();
         match open_db(&shared.path, &shared.faults) {
-            Ok(db) if commit(&db, &[]).is_ok() => return Some(db),
+            Ok(db) if commit(&db, &held).is_ok() => return Some(db),
             Ok(_) | Err(_) => pause = (pause * 2).min(RETRY_MAX),
         }
     }

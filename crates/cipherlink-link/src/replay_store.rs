@@ -20,7 +20,7 @@ use std::sync::{Arc, LazyLock, Mutex, MutexGuard, Weak};
 use crate::error::Error;
 use crate::proto::replay::ReplayFilter;
 pub use crate::replay_file::ReplayCommit;
-use crate::replay_file::{Op, ReplayFile};
+use crate::replay_file::{MarksSnapshot, Op, ReplayFile};
 
 /// Why a first message's mark cannot go on (the message is a probe).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -125,7 +125,14 @@ impl ReplayStore {
         Ok(store)
     }
 
-    fn attach(&self, path: &Path) -> Result<(), Error> {
+    fn attach(self: &Arc<Self>, path: &Path) -> Result<(), Error> {
+        let store = Arc::downgrade(self);
+        let held_marks: MarksSnapshot = Box::new(move || {
+            store
+                .upgrade()
+                .map(|s| lock(&s.inner).filter.marks().collect())
+                .unwrap_or_default()
+        });
         let mut inner = lock(&self.inner);
         match &inner.file {
             Some(f) if same_file(f.path(), path) => Ok(()),
@@ -136,7 +143,7 @@ impl ReplayStore {
             ))),
             None => {
                 // What this process saw before the file was attached goes in too.
-                let file = ReplayFile::open(path, &mut inner.filter)?;
+                let file = ReplayFile::open(path, &mut inner.filter, held_marks)?;
                 inner.file = Some(file);
                 Ok(())
             }

@@ -281,6 +281,46 @@ fn a_failed_write_refuses_first_messages_until_the_file_works_again() {
     assert!(!out.is_empty(), "still refusing: {why:?}");
 }
 
+/// A failed write closes the file and reopens it by path; if the file was
+/// deleted meanwhile (to free space after ENOSPC, say), the new one must
+/// get every mark back, or a restart would answer their replays.
+#[test]
+fn a_file_deleted_while_a_write_failed_gets_every_mark_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("r");
+    let (key, store, cfg) = setup(53);
+    let answered = msg1(&cfg, 40);
+    {
+        let e = Arc::new(
+            ServerEndpoint::with_options(
+                key.clone(),
+                store.clone(),
+                params_fast(),
+                with_file(&file),
+            )
+            .unwrap(),
+        );
+        assert!(!answer(&e, &answered).0.is_empty());
+        e.replay_store().inject_write_failures(1);
+        std::fs::remove_file(&file).unwrap();
+        assert!(answer(&e, &msg1(&cfg, 41)).0.is_empty());
+        let start = Instant::now();
+        while !e.replay_store().is_available() {
+            assert!(
+                start.elapsed() < std::time::Duration::from_secs(20),
+                "the store never recovered"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+    let after = Arc::new(
+        ServerEndpoint::with_options(key, store, params_fast(), with_file(&file)).unwrap(),
+    );
+    let (out, why) = answer(&after, &answered);
+    assert!(out.is_empty(), "a mark was lost with the deleted file");
+    assert_eq!(why, Some("replayed first message"));
+}
+
 /// The file is opened in place without following a symlink (a dangling one
 /// would make root create the database wherever it points), created 0600.
 #[test]
