@@ -133,9 +133,13 @@ async fn accept_loop(
             let mut conn = conn;
             match handshake(&stream, &mut conn, Some(&ticket), Some(addr)).await {
                 Ok(peer) => {
-                    // A link now: the application bounds links, not admission.
+                    // A link now: the application bounds links, not
+                    // admission. It takes them from a queue of
+                    // ACCEPT_QUEUE; a link that finds it full is closed
+                    // rather than waiting, since a waiting task would hold
+                    // its socket and buffers with nothing to bound them.
                     drop(ticket);
-                    let _ = tx.send(Link::start(stream, conn, peer)).await;
+                    hand_over(&tx, Link::start(stream, conn, peer), addr, &logs);
                 }
                 Err(e) => {
                     log_refusal(&logs, addr, &conn, &e);
@@ -144,6 +148,26 @@ async fn accept_loop(
                 }
             }
         });
+    }
+}
+
+/// Queues `link` for [`LinkListener::accept`], or ends it with an
+/// authenticated close saying the server is busy when the queue is full.
+fn hand_over(tx: &mpsc::Sender<Link>, link: Link, addr: SocketAddr, logs: &LogLimit) {
+    match tx.try_send(link) {
+        Ok(()) => {}
+        Err(mpsc::error::TrySendError::Full(link)) => {
+            if let Some(skipped) = logs.allow(std::time::Instant::now()) {
+                tracing::warn!(
+                    "link from {addr} ({}) closed: the server is not taking links as fast as they come ({ACCEPT_QUEUE} waiting){}",
+                    link.peer(),
+                    skipped_note(skipped)
+                );
+            }
+            link.abort("server busy");
+        }
+        // The listener was dropped: nobody will take it.
+        Err(mpsc::error::TrySendError::Closed(link)) => link.abort("server stopping"),
     }
 }
 

@@ -296,3 +296,41 @@ async fn connect_is_bounded_when_the_tcp_connect_never_completes() {
     );
     drop(listener);
 }
+
+/// Links the application has not taken wait in a queue of 128; a link past
+/// it is closed with "server busy" instead of waiting in a task of its own
+/// (those held a socket each, with nothing to bound them).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn links_the_application_does_not_take_are_bounded() {
+    const LINKS: usize = 200;
+    const QUEUE: usize = 128;
+    let world = World::new(params_fast());
+    // Bound, never accepted from.
+    let listener = LinkListener::bind("127.0.0.1:0", world.endpoint.clone())
+        .await
+        .unwrap();
+    let addr = listener.local_addr();
+    let cfg = world.client_cfg(&world.alice);
+    let mut links = Vec::new();
+    for _ in 0..LINKS {
+        links.push(connect(addr, &cfg).await.unwrap());
+    }
+    let mut held = server_sockets(addr.port());
+    for _ in 0..50 {
+        if held <= QUEUE {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        held = server_sockets(addr.port());
+    }
+    assert!(held <= QUEUE, "the server holds {held} links nobody took");
+    // The last one found the queue full: its reads fail naming the reason.
+    let mut last = links.pop().unwrap();
+    let mut buf = [0u8; 8];
+    let err = tokio::time::timeout(Duration::from_secs(20), last.read(&mut buf))
+        .await
+        .expect("the busy server never closed the link")
+        .expect_err("a link past the queue read data");
+    assert!(err.to_string().contains("server busy"), "{err}");
+    drop(listener);
+}
