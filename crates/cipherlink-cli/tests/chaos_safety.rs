@@ -451,3 +451,62 @@ fn run_removes_its_namespaces_when_interrupted() {
         assert!(left.is_empty(), "SIG{signal} left {left:?} (saw {seen:?})");
     }
 }
+
+/// Ctrl-C in a terminal sends SIGINT to the whole foreground process group.
+/// When `ip` was in ours, it could die half-way through `ip netns add`,
+/// leaving a namespace that was never listed, so never removed nor named
+/// (5 runs in 120). Now children have groups of their own, and a half-made
+/// namespace is removed. SIGINT to the group at spread-out moments of the
+/// set-up, a bounded number of times.
+#[test]
+fn sigint_to_the_process_group_during_set_up_leaves_no_namespace() {
+    if !lab_or_skip("sigint_to_the_process_group_during_set_up_leaves_no_namespace") {
+        return;
+    }
+    use std::os::unix::process::CommandExt;
+    const ROUNDS: u64 = 60;
+    let mut leaks = Vec::new();
+    for round in 0..ROUNDS {
+        let out = tempfile::tempdir().expect("temp dir");
+        let child = cipherlink()
+            .args(["chaos", "run", "--transport", "plain", "--scenario", "all"])
+            .arg("--out")
+            .arg(out.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .process_group(0)
+            .spawn()
+            .expect("start chaos run");
+        let pid = child.id();
+        let _sweep = SweepPid(pid);
+        // From start-up (no namespace yet) to well into the first lab.
+        std::thread::sleep(Duration::from_millis(round * 5));
+        let _ = Command::new("kill")
+            .args(["-INT", "--", &format!("-{pid}")])
+            .status();
+        // Killed outright when it came before the signals were caught,
+        // which is before any namespace exists.
+        finish(child, Duration::from_secs(60));
+        let left: Vec<String> = namespaces()
+            .into_iter()
+            .filter(|n| n.starts_with(&format!("cr{pid}x")))
+            .collect();
+        if !left.is_empty() {
+            leaks.push(format!("round {round}: {left:?}"));
+        }
+    }
+    assert!(leaks.is_empty(), "namespaces left: {leaks:?}");
+}
+
+/// Deletes every namespace of process `pid`'s that is left (after a
+/// failed check: the machine stays clean).
+struct SweepPid(u32);
+
+impl Drop for SweepPid {
+    fn drop(&mut self) {
+        let prefix = format!("cr{}x", self.0);
+        for name in namespaces().into_iter().filter(|n| n.starts_with(&prefix)) {
+            let _ = Command::new("ip").args(["netns", "del", &name]).status();
+        }
+    }
+}
