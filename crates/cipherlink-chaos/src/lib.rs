@@ -15,8 +15,8 @@
 //!
 //! The model is sans-IO: it takes the time as an argument and draws every
 //! random number from one seeded generator, so a run is repeatable from its
-//! seed and testable without sleeping. Drivers (the stream proxy here, a TUN
-//! router later) only move bytes and arm timers. Kernel netem is not
+//! seed and testable without sleeping. Drivers (the stream proxy and the TUN
+//! router) only move bytes and arm timers. Kernel netem is not
 //! available where the lab runs, which is why netem's behaviour is
 //! reimplemented here rather than configured with `tc`.
 

@@ -22,14 +22,14 @@ pub struct BenchArgs {
 pub enum BenchCommand {
     /// Connections per second: connect, handshake, PING/PONG, close.
     Conn(ConnArgs),
-    /// Proxy pairs per transport against plain and stunnel4: MB/s, conns/s, idle memory.
-    Proxy(crate::proxy_cmd::BenchProxyArgs),
+    /// Proxy pairs per transport against stunnel, HAProxy, shadowsocks, spiped and obfs4: conns/s, MB/s, CPU and idle memory per tunnel.
+    Proxy(crate::bench_proxy_cmd::BenchProxyArgs),
     /// Pool messages/s and round trips between two parties (Rust, and Python when installed).
     Pool(crate::bench_pool_cmd::BenchPoolArgs),
     /// A server's memory per idle connection (TLS and plain TCP), in its own process.
     Idle(crate::bench_idle_cmd::BenchIdleArgs),
     /// The link protocol against TLS: handshakes/s and CPU per handshake, throughput, record overhead, idle memory.
-    Link(crate::link_cmd::BenchLinkArgs),
+    Link(crate::bench_link_cmd::BenchLinkArgs),
 }
 
 /// `bench conn` options.
@@ -95,10 +95,10 @@ pub struct ConnArgs {
 pub async fn run(args: BenchArgs) -> Result<()> {
     match args.command {
         BenchCommand::Conn(conn) => run_conn(conn).await,
-        BenchCommand::Proxy(proxy) => crate::proxy_cmd::run_bench(proxy).await,
+        BenchCommand::Proxy(proxy) => crate::bench_proxy_cmd::run(proxy).await,
         BenchCommand::Pool(pool) => crate::bench_pool_cmd::run(pool).await,
         BenchCommand::Idle(idle) => crate::bench_idle_cmd::run(idle).await,
-        BenchCommand::Link(link) => crate::link_cmd::bench(link).await,
+        BenchCommand::Link(link) => crate::bench_link_cmd::run(link).await,
     }
 }
 

@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::{bail, Context as _, Result};
 use cipherlink_files::{Access, Existing};
 use cipherlink_link::driver::{connect, Link, LinkListener};
+use cipherlink_link::gate::ServerLimits;
 use cipherlink_link::token_file::{self, Reload, TokenFile};
 use cipherlink_link::{
     ClientConfig, ConnectionFile, EndpointOptions, LinkParams, ServerEndpoint, ServerKey,
@@ -137,7 +138,7 @@ pub async fn run(args: LinkArgs) -> Result<()> {
 }
 
 /// Parameters from the `PORT_*` environment variables (PORT's names and meaning).
-fn params_from_env() -> Result<LinkParams> {
+pub(crate) fn params_from_env() -> Result<LinkParams> {
     LinkParams::from_env(|k| std::env::var(k).ok()).context("reading PORT_* settings")
 }
 
@@ -278,12 +279,17 @@ async fn serve(a: ServeArgs) -> Result<()> {
     if let Reload::Failed { reason, .. } = tokens.reload(&endpoint) {
         bail!("token store {reason}");
     }
-    let mut listener = LinkListener::bind(&a.listen, endpoint.clone())
+    let (limits, fds) = admission_limits();
+    let mut listener = LinkListener::bind_with(&a.listen, endpoint.clone(), limits)
         .await
         .with_context(|| format!("listening on {}", a.listen))?;
     // Status, not payload: stdout carries only what clients send. Scripts
     // read this line from stderr to learn the port.
     eprintln!("listening on {}", listener.local_addr());
+    eprintln!(
+        "{fds}: holds up to {} connections before they authenticate ({} per address)",
+        limits.max_unauthenticated, limits.max_unauthenticated_per_ip
+    );
     let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel::<()>();
     let mut ended = 0u64;
     let mut reload = tokio::time::interval(TOKEN_RELOAD);
@@ -318,6 +324,29 @@ async fn serve(a: ServeArgs) -> Result<()> {
             },
             _ = tokio::signal::ctrl_c() => return Ok(()),
         }
+    }
+}
+
+/// Raises the open-file limit to the hard limit (every socket is a
+/// descriptor) and sizes the admission caps from what it allows
+/// (docs/link-protocol.md §6); also says what it did.
+fn admission_limits() -> (ServerLimits, String) {
+    match cipherlink_lab::fd_limit::raise() {
+        Ok(l) => {
+            let said = if l.soft > l.soft_before {
+                format!(
+                    "open-file limit raised from {} to {} (hard limit {})",
+                    l.soft_before, l.soft, l.hard
+                )
+            } else {
+                format!("open-file limit {} (hard limit {})", l.soft, l.hard)
+            };
+            (ServerLimits::for_open_files(l.soft, 1), said)
+        }
+        Err(e) => (
+            ServerLimits::for_this_process(1),
+            format!("open-file limit not raised ({e})"),
+        ),
     }
 }
 
@@ -395,146 +424,4 @@ async fn connect_cmd(a: ConnectArgs) -> Result<()> {
             download.await
         }
     }
-}
-
-/// `cipherlink bench link` options.
-#[derive(Debug, Args)]
-pub struct BenchLinkArgs {
-    /// Seconds of each handshake case (link, and TLS X25519MLKEM768 via `bench conn`).
-    #[arg(long, default_value_t = 3.0)]
-    duration: f64,
-    /// Handshakes in flight at once (both cases).
-    #[arg(long, default_value_t = 16)]
-    concurrency: usize,
-    /// MiB through one link and one TLS tunnel.
-    #[arg(long, default_value_t = 256)]
-    bulk_mib: u64,
-    /// Idle links to hold for the memory case (0 = skip).
-    #[arg(long, default_value_t = 10_000)]
-    idle: usize,
-    /// Write the full report as JSON here.
-    #[arg(long, value_name = "FILE")]
-    json: Option<PathBuf>,
-}
-
-/// Runs `cipherlink bench link`: the link numbers and their TLS baselines, in one run.
-pub async fn bench(a: BenchLinkArgs) -> Result<()> {
-    use cipherlink_lab::bench_conn::{self, ConnBenchOptions, Exchange, Mode};
-    let duration = Duration::try_from_secs_f64(a.duration)
-        .ok()
-        .filter(|d| !d.is_zero())
-        .context("--duration: expected a positive number of seconds")?;
-    let mut idle = a.idle;
-    if idle > 0 {
-        // Both ends of every idle link live in this process: two sockets each.
-        let limit = cipherlink_lab::fd_limit::raise().context("raising the open-file limit")?;
-        let most = limit.connections() / 2;
-        if idle > most {
-            eprintln!(
-                "open-file limit {}: holding {most} idle links, not {idle}",
-                limit.soft
-            );
-            idle = most;
-        }
-    }
-    println!("TLS 1.3 X25519MLKEM768 full handshakes (bench conn, same run):");
-    let tls = bench_conn::run(&ConnBenchOptions {
-        modes: vec![Mode::Tls],
-        groups: vec![cipherlink::KeyExchange::X25519MlKem768],
-        duration,
-        concurrency: a.concurrency,
-        batch: 0,
-        exchange: Exchange::PingPong,
-        ..ConnBenchOptions::default()
-    })
-    .await
-    .context("bench conn (the TLS baseline)")?;
-    let tls_case = tls.cases.first().context("bench conn returned no case")?;
-    let (tls_rate, tls_cpu) = (tls_case.conns_per_sec, tls_case.cpu_us_per_conn);
-    let report = cipherlink_link::bench::run(&cipherlink_link::bench::BenchOptions {
-        duration,
-        concurrency: a.concurrency,
-        bulk_bytes: a.bulk_mib << 20,
-        idle_links: idle,
-        params: params_from_env()?,
-        cpu_clock: Some(cipherlink_lab::cpu::process_cpu_time),
-    })
-    .await?;
-    let tls_bulk = tls_bulk(a.bulk_mib << 20)
-        .await
-        .context("TLS tunnel throughput")?;
-    let bulk_percent = 100.0 * report.bulk_link.mib_per_sec / tls_bulk.mib_per_sec.max(1e-9);
-    println!(
-        "bulk, one TLS 1.3 tunnel (X25519MLKEM768, AES-GCM), {} MiB: {:.0} MiB/s",
-        a.bulk_mib, tls_bulk.mib_per_sec
-    );
-    let ratio = report.handshakes.per_sec / tls_rate.max(1e-9);
-    println!(
-        "handshakes/s: link {:.0}, TLS X25519MLKEM768 {:.0}: {:.2}x (goal >= 1.3x)",
-        report.handshakes.per_sec, tls_rate, ratio
-    );
-    if let (Some(link_cpu), Some(tls_cpu)) = (report.handshakes.cpu_us_per_handshake, tls_cpu) {
-        println!(
-            "CPU per handshake, both ends: link {link_cpu:.0} us, TLS {tls_cpu:.0} us: the link costs {:.2}x",
-            link_cpu / tls_cpu.max(1e-9)
-        );
-    }
-    println!(
-        "bulk: link {:.0} MiB/s, TLS tunnel {:.0} MiB/s: {bulk_percent:.0}% (goal >= 90%)",
-        report.bulk_link.mib_per_sec, tls_bulk.mib_per_sec
-    );
-    if let Some(i) = &report.idle {
-        println!(
-            "idle: {:.1} KiB per link end with {} links (goal <= 32 KiB with 10,000)",
-            i.bytes_per_link_end / 1024.0,
-            i.links
-        );
-    }
-    let json = serde_json::json!({
-        "link": report,
-        "tls_handshakes_per_sec": tls_rate,
-        "handshake_ratio_vs_tls": ratio,
-        "tls_bulk": tls_bulk,
-        "bulk_percent_of_tls": bulk_percent,
-        "tls_conn_report": tls,
-    });
-    crate::json_report::write(a.json.as_deref(), &json)?;
-    Ok(())
-}
-
-/// One core Tunnel (TLS 1.3, X25519MLKEM768, the core's AES-GCM suites) over
-/// 127.0.0.1, the same bytes and the same push/sink as the link case.
-async fn tls_bulk(bytes: u64) -> Result<cipherlink_link::bench::BulkResult> {
-    use cipherlink::certs::{self, CertOptions};
-    use cipherlink::{Context, KeyExchange};
-    let bundle = certs::generate(&CertOptions::default())?;
-    let server_ctx = Context::server(&{
-        let mut edited = bundle.server_config();
-        edited.key_exchange = Some(vec![KeyExchange::X25519MlKem768]);
-        edited
-    })?;
-    let client_ctx = Context::client(&{
-        let mut edited = bundle.client_config();
-        edited.key_exchange = Some(vec![KeyExchange::X25519MlKem768]);
-        edited.server_name = Some("localhost".into());
-        edited
-    })?;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?;
-    let server = tokio::spawn(async move {
-        if let Ok((s, _)) = listener.accept().await {
-            let _ = s.set_nodelay(true);
-            if let Ok(t) = server_ctx.accept(s, "bench").await {
-                let _ = cipherlink_link::bench::sink(t, bytes).await;
-            }
-        }
-    });
-    let s = tokio::net::TcpStream::connect(addr).await?;
-    s.set_nodelay(true)?;
-    let tunnel = client_ctx.connect(s, "localhost").await?;
-    let (mut r, mut w) = tokio::io::split(tunnel);
-    let result = cipherlink_link::bench::push(&mut w, &mut r, bytes).await?;
-    let _ = w.shutdown().await;
-    let _ = server.await;
-    Ok(result)
 }

@@ -4,7 +4,9 @@ mod arg_errors;
 mod bench_cmd;
 mod bench_conn_print;
 mod bench_idle_cmd;
+mod bench_link_cmd;
 mod bench_pool_cmd;
+mod bench_proxy_cmd;
 mod certs_cmd;
 mod chaos_cmd;
 mod chaos_run;
@@ -113,10 +115,15 @@ fn main() -> std::process::ExitCode {
 
 fn run_command() -> Result<()> {
     init_logging();
-    // The seed's .env fills in environment variables, which flags read at parse time.
+    // The gRPC suite's .env fills in environment variables, which flags read at parse time.
     rpc_cmd::load_dotenv();
     let cli = Cli::try_parse()
         .unwrap_or_else(|error| arg_errors::without_weakening_tips::<Cli>(error).exit());
+    // Test-only (tests/docs_examples.rs): check a documented command line's
+    // flags and values without running it (benchmarks, root, foreign hosts).
+    if std::env::var_os("CIPHERLINK_PARSE_ONLY").is_some_and(|v| v == "1") {
+        return Ok(());
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -31,8 +31,9 @@ struct PartyArgs {
     /// This party's name.
     #[arg(long)]
     name: String,
-    /// Where to listen; peers identify us by this port.
-    #[arg(long, default_value = "127.0.0.1:0")]
+    /// Where to listen: HOST:PORT, or PORT alone for every interface; peers
+    /// identify us by this port.
+    #[arg(long, default_value = "127.0.0.1:0", value_parser = crate::values::listen_addr)]
     listen: SocketAddr,
     /// A peer: NAME=HOST:PORT, or NAME=HOST:PORT@CERT.pem to identify it by
     /// its client certificate under TLS. Repeatable.
@@ -53,10 +54,11 @@ struct PartyArgs {
     /// Which tno.mpc.communication wire to speak: 5 (default) or 4.
     #[arg(long, default_value = "5")]
     wire: WireVersion,
-    /// Seconds `send --reply` waits for the reply (0 = forever); `serve`
-    /// waits for messages until it is interrupted or has its --count.
-    #[arg(long, default_value_t = 60.0)]
-    timeout: f64,
+    /// How long `send --reply` waits for the reply, e.g. 60s (0: forever; a
+    /// bare number is seconds); `serve` waits for messages until it is
+    /// interrupted or has its --count.
+    #[arg(long, default_value = "60s", value_name = "DURATION", value_parser = crate::values::duration_or_secs)]
+    timeout: Duration,
 }
 
 #[derive(Debug, Args)]
@@ -96,21 +98,12 @@ pub async fn run(args: PoolArgs) -> Result<()> {
     }
 }
 
-fn timeout(secs: f64) -> Result<Option<Duration>> {
-    if secs == 0.0 {
-        return Ok(None);
-    }
-    Duration::try_from_secs_f64(secs)
-        .map(Some)
-        .with_context(|| format!("--timeout {secs}: expected a number of seconds >= 0"))
-}
-
 async fn start(p: &PartyArgs) -> Result<Pool> {
     let mut cfg = PoolConfig::new(&p.name, p.listen).wire(p.wire);
     for spec in &p.peers {
         cfg = cfg.peer(spec.parse::<PeerConfig>().context("--peer")?);
     }
-    cfg.limits.recv_timeout = timeout(p.timeout)?;
+    cfg.limits.recv_timeout = (!p.timeout.is_zero()).then_some(p.timeout);
     if p.tls {
         // By path, so the core's messages name the file at fault.
         let path = |what: &str, f: &Option<PathBuf>| -> Result<PemSource> {

@@ -323,6 +323,19 @@ fn single(
 }
 
 async fn serve(config: ProxyConfig) -> Result<()> {
+    // Every connection is a descriptor, two for each tunnel; a link
+    // server's admission caps are sized from this limit when it binds
+    // (docs/link-protocol.md §6).
+    match cipherlink_lab::fd_limit::raise() {
+        Ok(l) if l.soft > l.soft_before => tracing::info!(
+            "open-file limit raised from {} to {} (hard limit {})",
+            l.soft_before,
+            l.soft,
+            l.hard
+        ),
+        Ok(l) => tracing::info!("open-file limit {} (hard limit {})", l.soft, l.hard),
+        Err(e) => tracing::warn!("open-file limit not raised: {e}"),
+    }
     let proxy = cipherlink_proxy::Proxy::bind(&config).await?;
     for (name, addr) in proxy.addrs() {
         let service = &config.service[&name];
@@ -368,100 +381,4 @@ async fn shutdown_signal() {
         let _ = tokio::signal::ctrl_c().await;
     }
     tracing::info!("signal received: stopping (open tunnels may finish)");
-}
-
-/// `bench proxy` options.
-#[derive(Debug, Args)]
-pub struct BenchProxyArgs {
-    /// Our transports to measure besides plain, comma-separated.
-    #[arg(long, default_value = "tls,v1,link", value_delimiter = ',')]
-    pub transport: Vec<Transport>,
-    /// MiB sent through one connection for the throughput case.
-    #[arg(long, default_value_t = 1024)]
-    pub mib: u64,
-    /// Seconds per connection-rate case.
-    #[arg(long, default_value_t = 3.0)]
-    pub duration: f64,
-    /// Connections in flight at once in the rate case.
-    #[arg(long, default_value_t = 16)]
-    pub concurrency: usize,
-    /// Idle tunnels held to measure memory per tunnel pair (0 = skip).
-    #[arg(long, default_value_t = 10_000)]
-    pub idle: usize,
-    /// The stunnel4 program for the reference pair ("none" to skip).
-    #[arg(long, default_value = "stunnel4")]
-    pub stunnel: String,
-    /// Key-exchange groups for our TLS pair, most preferred first, e.g.
-    /// X25519MLKEM768,X25519 (default: the core's, hybrid first).
-    #[arg(long, value_name = "LIST", value_delimiter = ',')]
-    pub groups: Option<Vec<cipherlink::KeyExchange>>,
-    /// `--buffer-size` for our proxies (default: theirs).
-    #[arg(long, value_name = "BYTES")]
-    pub buffer_size: Option<usize>,
-    /// Write the report as JSON here.
-    #[arg(long, value_name = "FILE")]
-    pub json: Option<PathBuf>,
-    /// Internal: run only the bench's echo/sink backend on this address.
-    #[arg(long, hide = true, value_name = "ADDR")]
-    pub backend_only: Option<std::net::SocketAddr>,
-}
-
-/// Runs `bench proxy`.
-pub async fn run_bench(args: BenchProxyArgs) -> Result<()> {
-    if let Some(addr) = args.backend_only {
-        return Ok(cipherlink_proxy::bench::serve_backend(addr).await?);
-    }
-    if !(args.duration > 0.0 && args.duration.is_finite()) {
-        anyhow::bail!("--duration must be a positive number of seconds");
-    }
-    let stunnel = match args.stunnel.as_str() {
-        "none" => None,
-        name => find_program(name),
-    };
-    if stunnel.is_none() && args.stunnel != "none" {
-        println!(
-            "stunnel: {} not found; the stunnel pair is skipped",
-            args.stunnel
-        );
-    }
-    let options = cipherlink_proxy::bench::BenchOptions {
-        program: std::env::current_exe().context("finding the cipherlink binary")?,
-        transports: args.transport,
-        bytes: args.mib * 1024 * 1024,
-        duration: std::time::Duration::from_secs_f64(args.duration),
-        concurrency: args.concurrency,
-        idle: args.idle,
-        stunnel,
-        groups: args.groups,
-        buffer_size: args.buffer_size,
-    };
-    println!(
-        "bench proxy: {} MiB one connection, {:.1} s x {} concurrent new connections, {} idle tunnels",
-        args.mib, args.duration, args.concurrency, args.idle
-    );
-    let report = cipherlink_proxy::bench::run(&options, |line| println!("{line}")).await?;
-    if let Some(ratio) = report.tls_vs_plain_throughput {
-        println!(
-            "tls / plain throughput: {:.0}% (goal >= 60%)",
-            ratio * 100.0
-        );
-    }
-    if let Some(ratio) = report.tls_vs_stunnel_conns {
-        println!("tls / stunnel conns/s: {ratio:.1}x (goal >= 4x)");
-    }
-    crate::json_report::write(args.json.as_deref(), &report)?;
-    Ok(())
-}
-
-/// `name` as given if it has a slash, else the first match on PATH.
-fn find_program(name: &str) -> Option<PathBuf> {
-    if name.contains('/') {
-        let path = PathBuf::from(name);
-        return path.is_file().then_some(path);
-    }
-    std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|dir| dir.join(name))
-            .find(|path| path.is_file())
-    })
 }

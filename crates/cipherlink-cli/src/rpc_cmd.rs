@@ -91,7 +91,7 @@ pub async fn run(args: RpcArgs) -> Result<()> {
 const FIELD_FLAGS: [(Option<&str>, &str, &str); 19] = [
     (
         None,
-        "accept_legacy",
+        "accept_legacy_certificates",
         "--dangerous-accept-legacy-certs (or env TLS_LEGACY_CN=1)",
     ),
     (
@@ -101,7 +101,7 @@ const FIELD_FLAGS: [(Option<&str>, &str, &str); 19] = [
     ),
     (
         None,
-        "accept_cn_only",
+        "accept_cn_only_certificates",
         "--dangerous-accept-cn-only (or env TLS_LEGACY_CN=1)",
     ),
     (
@@ -182,7 +182,7 @@ async fn serve(a: ServeArgs) -> Result<()> {
             cert,
             key,
             client_ca: a.tls.ca.clone(),
-            accept_legacy: a.tls.accept_legacy(),
+            accept_legacy_certificates: a.tls.accept_legacy_certificates(),
             groups: a.tls.groups.clone(),
         })?)
     };
@@ -237,8 +237,8 @@ async fn connector(c: &ClientArgs, resumption: bool) -> Result<Connector> {
         Some(tls::client_config(&ClientTls {
             ca,
             identity,
-            accept_legacy: c.tls.accept_legacy(),
-            accept_cn_only: c.accept_cn_only(),
+            accept_legacy_certificates: c.tls.accept_legacy_certificates(),
+            accept_cn_only_certificates: c.accept_cn_only_certificates(),
             resumption,
             groups: c.tls.groups.clone(),
         })?)

@@ -187,24 +187,16 @@ fn bench_link_runs_every_case_and_writes_json() {
     assert!(stdout.contains("CPU per handshake, both ends"), "{stdout}");
     let r: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
-    let hs = &r["link"]["handshakes"];
+    let hs = &r["handshakes"];
     assert!(hs["connections"].as_u64().unwrap() > 0, "{r}");
     assert_eq!(hs["errors"].as_u64(), Some(0), "{r}");
     assert!(hs["cpu_us_per_handshake"].as_f64().unwrap() > 0.0, "{r}");
     assert!(r["tls_handshakes_per_sec"].as_f64().unwrap() > 0.0, "{r}");
     assert!(r["handshake_ratio_vs_tls"].as_f64().unwrap() > 0.0, "{r}");
-    assert_eq!(
-        r["link"]["bulk_link"]["bytes"].as_u64(),
-        Some(1 << 20),
-        "{r}"
-    );
+    assert_eq!(r["bulk_link"]["bytes"].as_u64(), Some(1 << 20), "{r}");
     assert_eq!(r["tls_bulk"]["bytes"].as_u64(), Some(1 << 20), "{r}");
-    assert_eq!(
-        r["link"]["overhead"]["link_no_padding"].as_f64(),
-        Some(21.0),
-        "{r}"
-    );
-    assert_eq!(r["link"]["idle"]["links"].as_u64(), Some(20), "{r}");
+    assert_eq!(r["overhead"]["link_no_padding"].as_f64(), Some(21.0), "{r}");
+    assert_eq!(r["idle"]["links"].as_u64(), Some(20), "{r}");
 }
 
 /// A failed command reports the error and its causes, each once, and no
@@ -526,4 +518,126 @@ fn serve_stdout_carries_only_what_clients_send() {
     let status = proc.wait_exit();
     assert!(status.success(), "{}", proc.describe());
     assert_eq!(proc.stdout(), "payload\n", "{}", proc.describe());
+}
+
+/// `link serve` under a shell's open-file limit (`ulimit -n`, soft and
+/// hard): the admission caps come from the descriptors it may open.
+fn serve_with_fd_limit(dir: &Path, limit: u32) -> (Proc, String) {
+    let bin = cipherlink().get_program().to_owned();
+    let mut cmd = std::process::Command::new("sh");
+    cmd.current_dir(dir)
+        .env("NO_COLOR", "1")
+        .env("CIPHERLINK_LOG", "info")
+        .arg("-c")
+        .arg(format!("ulimit -n {limit} && exec \"$0\" \"$@\""))
+        .arg(bin)
+        .args(["link", "serve", "--echo", "--listen", "127.0.0.1:0"]);
+    let mut proc = Proc::spawn("cipherlink link serve (ulimit)", cmd);
+    let addr = proc.wait_addr(true, "listening on ").to_string();
+    (proc, addr)
+}
+
+/// The red-team PoC of fd exhaustion: with admission caps above the
+/// open-file limit, silent sockets used up every descriptor, `accept`
+/// failed with EMFILE, and a real client waited in the kernel's queue
+/// until it timed out. Now the caps follow the limit (and the limit is
+/// raised as far as the hard limit lets it), so the oldest silent sockets
+/// are evicted and a real client connects.
+#[test]
+fn silent_sockets_past_the_open_file_limit_do_not_keep_a_client_out() {
+    let dir = keyed_dir();
+    let d = dir.path();
+    let (mut server, addr) = serve_with_fd_limit(d, 200);
+    let line = server.wait_stderr("before they authenticate");
+    // (200 - 64) / 2 = 68; a quarter of it per address.
+    assert!(
+        line.contains("up to 68 connections before they authenticate (17 per address)"),
+        "{line}"
+    );
+    let target: std::net::SocketAddr = addr.parse().unwrap();
+    let mut silent = Vec::new();
+    for i in 0..300u32 {
+        let sock = std::net::TcpStream::connect_timeout(&target, std::time::Duration::from_secs(5));
+        match sock {
+            Ok(s) => silent.push(s),
+            Err(e) => panic!("silent socket {i}: {e}"),
+        }
+    }
+    let out = run(
+        d,
+        &[
+            "link",
+            "connect",
+            "alice.link",
+            "--server",
+            &addr,
+            "--timeout",
+            "20",
+        ],
+        b"still served\n",
+    );
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        out.describe(),
+        server.describe()
+    );
+    assert_eq!(out.stdout, "still served\n");
+    drop(silent);
+}
+
+/// `link serve` raises its soft open-file limit to the hard limit at start
+/// and says so.
+#[test]
+fn serve_raises_its_open_file_limit() {
+    let dir = keyed_dir();
+    let d = dir.path();
+    let bin = cipherlink().get_program().to_owned();
+    let mut cmd = std::process::Command::new("sh");
+    cmd.current_dir(d)
+        .env("NO_COLOR", "1")
+        .arg("-c")
+        .arg("ulimit -Sn 256 && exec \"$0\" \"$@\"")
+        .arg(bin)
+        .args(["link", "serve", "--echo", "--listen", "127.0.0.1:0"]);
+    let mut server = Proc::spawn("cipherlink link serve (soft 256)", cmd);
+    let line = server.wait_stderr("before they authenticate");
+    assert!(
+        line.contains("open-file limit raised from 256 to "),
+        "{line}"
+    );
+}
+
+/// A holder of the server key can make a refusal per connection: the
+/// warnings are bounded (a burst, then one a second, the next one saying
+/// how many were left out), so it cannot fill the disk with them.
+#[test]
+fn refused_tokens_are_logged_at_a_bounded_rate() {
+    let dir = keyed_dir();
+    let d = dir.path();
+    ok(&run(d, &["link", "revoke", "--name", "alice"], b""));
+    let (mut server, addr) = serve(d);
+    let text = std::fs::read_to_string(d.join("alice.link")).unwrap();
+    let file = cipherlink_link::ConnectionFile::parse(&text).unwrap();
+    let cfg = cipherlink_link::ClientConfig::from_file(
+        &file,
+        cipherlink_link::LinkParams::default(),
+        |_| None,
+    );
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        for i in 0..40 {
+            let result = cipherlink_link::driver::connect(addr.as_str(), &cfg).await;
+            assert!(result.is_err(), "revoked token {i} was accepted");
+        }
+    });
+    // The first refusals are logged; then they are counted, not logged.
+    server.wait_stderr("refused: client");
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let log = server.stderr();
+    let lines = log
+        .lines()
+        .filter(|l| l.contains("refused: client"))
+        .count();
+    assert!(lines <= 15, "{lines} refusal lines for 40 refusals:\n{log}");
 }

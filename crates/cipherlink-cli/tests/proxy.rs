@@ -2,7 +2,8 @@
 //! (both directions), v1 keys from `proxy keygen` (which never overwrites
 //! without --force) and a two-service strict TOML file, stats lines, SIGTERM
 //! with an open tunnel, a strict v1 pair from flags, plain kept on loopback,
-//! and the link transport with the files `cipherlink link keygen/invite` write.
+//! the link transport with the files `cipherlink link keygen/invite` write,
+//! and `bench proxy` against every foreign tunnel installed.
 
 #![allow(clippy::unwrap_used)] // Tests fail loudly on purpose.
 
@@ -523,10 +524,30 @@ fn missing_keys_and_certificates_are_named() {
     assert!(out.stderr.contains("--cert"), "{}", out.describe());
 }
 
+/// Every case with every peer installed, briefly: each row is a working
+/// tunnel (zero errors, every byte counted by the backend), and `--json -`
+/// puts the one report on stdout. Timings are never checked.
 #[test]
-fn bench_proxy_runs_every_case_and_writes_json() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let json = dir.path().join("proxy.json");
+fn bench_proxy_runs_every_case_with_every_peer_and_writes_json() {
+    let mut peers = Vec::new();
+    for (peer, name) in [
+        (Peer::Stunnel, "stunnel"),
+        (Peer::Haproxy, "haproxy"),
+        (Peer::Shadowsocks, "ss-libev"),
+        (Peer::Spiped, "spiped"),
+        (Peer::Obfs4proxy, "obfs4"),
+    ] {
+        // A missing peer is a counted skip of its row (a failure in CI); the others run.
+        if let Some(program) = peer!(peer) {
+            peers.push((name, format!("{name}={}", program.display())));
+        }
+    }
+    let list = if peers.is_empty() {
+        "none".to_string()
+    } else {
+        let args: Vec<&str> = peers.iter().map(|(_, arg)| arg.as_str()).collect();
+        args.join(",")
+    };
     let mut cmd = cipherlink();
     cmd.args([
         "bench",
@@ -534,44 +555,154 @@ fn bench_proxy_runs_every_case_and_writes_json() {
         "--mib",
         "2",
         "--duration",
-        "0.3",
+        "300ms",
         "--concurrency",
         "2",
         "--idle",
         "20",
-        "--stunnel",
-        "none",
+        "--peers",
+        &list,
         // Parsed as the core's groups (aliases and case folded), handed to
         // the TLS pair by their names.
         "--groups",
         "x25519mlkem768,prime256v1",
         "--json",
-    ])
-    .arg(&json);
+        "-",
+    ]);
     let out = run("bench proxy", cmd, b"");
     assert!(out.status.success(), "{}", out.describe());
-    let report: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&json).expect("json written")).unwrap();
+    let report: serde_json::Value = serde_json::from_str(&out.stdout)
+        .unwrap_or_else(|e| panic!("stdout is not one JSON document: {e}\n{}", out.describe()));
+    // The table went to stderr.
+    assert!(out.stderr.contains("conns/s"), "{}", out.describe());
     let rows = report["rows"].as_array().expect("rows");
-    let cases: Vec<&str> = rows.iter().filter_map(|r| r["case"].as_str()).collect();
-    assert_eq!(
-        cases,
-        ["direct", "plain", "tls", "v1", "link"],
-        "{}",
-        out.describe()
-    );
+    let names: Vec<&str> = rows.iter().filter_map(|r| r["pair"].as_str()).collect();
+    let mut expected = vec!["direct", "plain", "tls", "link", "v1"];
+    expected.extend(peers.iter().map(|(name, _)| *name));
+    assert_eq!(names, expected, "{}", out.describe());
     for row in rows {
-        // Every case moved its bytes (the sink's count is checked) and made connections.
+        // Every pair carried its bytes (the backend's count is checked),
+        // echoed every new tunnel, and held every idle one.
+        assert!(row["mb_s"].as_f64().unwrap_or(0.0) > 0.0, "{row}");
+        assert!(row["conns_per_s"].as_f64().unwrap_or(0.0) > 0.0, "{row}");
+        assert!(row["tunnels"].as_u64().unwrap_or(0) > 0, "{row}");
+        assert_eq!(row["conn_errors"].as_u64(), Some(0), "{row}");
+        assert_eq!(row["idle_errors"].as_u64(), Some(0), "{row}");
         assert!(
-            row["throughput_mb_s"].as_f64().unwrap_or(0.0) > 0.0,
+            row["failure"].is_null() && row["bulk_error"].is_null(),
             "{row}"
         );
-        assert!(row["conns_per_s"].as_f64().unwrap_or(0.0) > 0.0, "{row}");
-        assert_eq!(row["conn_errors"].as_u64(), Some(0), "{row}");
+        assert!(!row["crypto"].as_str().unwrap_or("").is_empty(), "{row}");
     }
     for row in &rows[1..] {
         assert_eq!(row["idle_tunnels"].as_u64(), Some(20), "{row}");
-        assert!(row["idle_kib_per_pair"].is_number(), "{row}");
+        assert!(row["idle_bytes_per_tunnel"].is_number(), "{row}");
+        assert!(row["cpu_us_per_tunnel"].is_number(), "{row}");
     }
-    assert!(report["tls_vs_plain_throughput"].is_number());
+    // Each of our encrypted transports against each peer.
+    let ratios = report["ratios"].as_array().expect("ratios");
+    assert_eq!(ratios.len(), 3 * peers.len(), "{ratios:?}");
+    assert_eq!(report["idle"].as_u64(), Some(20));
+}
+
+#[test]
+fn bench_proxy_refuses_a_peer_it_cannot_find() {
+    let mut cmd = cipherlink();
+    cmd.args(["bench", "proxy", "--peers", "spiped=/nonexistent/spiped"]);
+    let out = run("bench proxy", cmd, b"");
+    assert!(!out.status.success(), "{}", out.describe());
+    assert!(
+        out.stderr.contains("--peers") && out.stderr.contains("/nonexistent/spiped"),
+        "{}",
+        out.describe()
+    );
+    let mut cmd = cipherlink();
+    cmd.args(["bench", "proxy", "--peers", "wireguard"]);
+    let out = run("bench proxy", cmd, b"");
+    assert_eq!(out.status.code(), Some(2), "{}", out.describe());
+    assert!(out.stderr.contains("ss-libev"), "{}", out.describe());
+}
+
+/// A link proxy server under a low open-file limit (`ulimit -n 200`, soft
+/// and hard): its admission caps come from the descriptors it may open, so
+/// more silent sockets than it could hold are evicted instead of using up
+/// every descriptor (accept failing with EMFILE), and a proxy client's
+/// tunnel still gets through.
+#[test]
+fn a_link_proxy_server_under_a_low_fd_limit_still_admits_a_client_past_a_flood() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = |name: &str| dir.path().join(name).display().to_string();
+    let link = |args: &[&str]| {
+        let mut cmd = cipherlink();
+        cmd.arg("link").args(args);
+        let out = run("link", cmd, b"");
+        assert!(out.status.success(), "{}", out.describe());
+    };
+    link(&["keygen", "--key", &file("server.key")]);
+    link(&[
+        "invite",
+        "--key",
+        &file("server.key"),
+        "--tokens",
+        &file("tokens.txt"),
+        "--name",
+        "alice",
+        "--server",
+        "127.0.0.1:1",
+        "--out",
+        &file("alice.link"),
+    ]);
+    let backend = echo_backend();
+    let bin = cipherlink().get_program().to_owned();
+    let mut cmd = Command::new("sh");
+    cmd.env("NO_COLOR", "1")
+        .arg("-c")
+        .arg("ulimit -n 200 && exec \"$0\" \"$@\"")
+        .arg(bin)
+        .args([
+            "proxy",
+            "server",
+            "--listen",
+            "127.0.0.1:0",
+            "--forward",
+            &backend.to_string(),
+            "--transport",
+            "link",
+            "--link-key",
+            &file("server.key"),
+            "--link-tokens",
+            &file("tokens.txt"),
+        ]);
+    let mut server = Proc::spawn("proxy server (ulimit -n 200)", cmd);
+    let server_addr = server.wait_addr(true, "listening on ");
+    let line = server.wait_stderr("before they authenticate");
+    assert!(
+        line.contains("up to 68 connections before they authenticate (17 per address)"),
+        "{line}"
+    );
+    let silent: Vec<TcpStream> = (0..300)
+        .map(|i| {
+            TcpStream::connect_timeout(&server_addr, std::time::Duration::from_secs(5))
+                .unwrap_or_else(|e| panic!("silent socket {i}: {e}"))
+        })
+        .collect();
+    let (client, client_addr) = start_proxy(
+        "proxy client",
+        &[
+            "client",
+            "--listen",
+            "127.0.0.1:0",
+            "--connect",
+            &server_addr.to_string(),
+            "--transport",
+            "link",
+            "--link-file",
+            &file("alice.link"),
+        ],
+    );
+    let data = b"past the flood".to_vec();
+    let back = round_trip(client_addr, &data)
+        .unwrap_or_else(|e| panic!("{e}\n{}\n{}", server.describe(), client.describe()));
+    assert_eq!(back, data, "{}\n{}", server.describe(), client.describe());
+    drop(silent);
 }

@@ -8,11 +8,13 @@
 
 pub mod bench_conn;
 pub mod bench_idle;
+pub mod bench_link;
 pub mod bench_pool;
+pub mod bench_proxy;
 pub mod cpu;
 mod error;
 pub mod fd_limit;
 pub mod format;
 pub mod observer;
 
-pub use error::LabError;
+pub use error::{BulkFailure, LabError};

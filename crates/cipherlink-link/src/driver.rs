@@ -634,10 +634,12 @@ impl AsyncWrite for Link {
 
 /// Runs the handshake on `stream` in the calling task; returns the peer name.
 /// Any output the core queued with the last step is written before returning.
+/// A server connection's admission `ticket` is the caller's until the
+/// socket is closed or a link (docs §6); its eviction ends the handshake.
 pub(crate) async fn handshake(
     stream: &TcpStream,
     conn: &mut Connection,
-    ticket: &mut Option<Ticket>,
+    ticket: Option<&Ticket>,
     peer_addr: Option<std::net::SocketAddr>,
 ) -> Result<String, Error> {
     let mut probe_logged = false;
@@ -670,10 +672,6 @@ pub(crate) async fn handshake(
             tracing::debug!("link probe from {addr}: {reason}");
             probe_logged = true;
         }
-        if ticket.is_some() && conn.first_message_verified() {
-            // Past the MAC: a handshake slot bounds it now, not admission.
-            *ticket = None;
-        }
         conn.poll_transmit(&mut out);
         let mut pos = 0;
         while pos < out.len() {
@@ -699,6 +697,8 @@ pub(crate) async fn handshake(
             }
         }
         let want = !sock_eof && conn.wants_input();
+        // A first message whose replay mark is on its way to disk (docs §6).
+        let commit = conn.pending_commit();
         tokio::select! {
             r = stream.readable(), if want => {
                 match r.and_then(|()| read_into(stream, conn)) {
@@ -712,8 +712,12 @@ pub(crate) async fn handshake(
                 }
             }
             _ = timer.as_mut(), if conn.poll_timeout().is_some() => conn.handle_timeout(now()),
+            _ = std::future::poll_fn(|cx| match &commit {
+                Some(c) => c.poll_durable(cx),
+                None => Poll::Pending,
+            }), if commit.is_some() => conn.handle_commit(now()),
             // Over an admission cap: closed like a probe, only earlier.
-            () = async { if let Some(t) = ticket.as_ref() { t.evicted().await } }, if ticket.is_some() => {
+            () = async { if let Some(t) = ticket { t.evicted().await } }, if ticket.is_some() => {
                 return Err(Error::Probe("evicted by a newer connection over the admission cap"));
             }
             // Neither input nor a timer: only an end can follow.
@@ -724,7 +728,9 @@ pub(crate) async fn handshake(
     }
 }
 
-/// Connects to `addr` and completes the handshake.
+/// Connects to `addr` and completes the handshake, both within the
+/// configuration's `handshake_timeout` (a server that never accepts the TCP
+/// connection fails it with [`Error::HandshakeTimeout`] too).
 pub async fn connect(addr: impl ToSocketAddrs, cfg: &ClientConfig) -> Result<Link, DriverError> {
     connecting(addr, cfg, false).await.map(|(link, _)| link)
 }
@@ -747,8 +753,16 @@ async fn connecting(
     cfg: &ClientConfig,
     export_keys: bool,
 ) -> Result<(Link, Option<TransportKeys>), DriverError> {
-    let stream = TcpStream::connect(addr)
+    cfg.params.validate()?;
+    // One limit for the TCP connect and the handshake: the core's own
+    // deadline starts only once connected, so it alone would let a server
+    // that never completes the connect hold the caller for the system's
+    // SYN retries (minutes).
+    let limit = cfg.params.handshake_timeout;
+    let deadline = tokio::time::Instant::now() + limit;
+    let stream = tokio::time::timeout_at(deadline, TcpStream::connect(addr))
         .await
+        .map_err(|_| Error::HandshakeTimeout)?
         .map_err(|e| DriverError::Io {
             what: "connecting to the link server".into(),
             source: e,
@@ -758,7 +772,9 @@ async fn connecting(
     if export_keys {
         conn.export_keys();
     }
-    let peer = handshake(&stream, &mut conn, &mut None, None).await?;
+    let peer = tokio::time::timeout_at(deadline, handshake(&stream, &mut conn, None, None))
+        .await
+        .map_err(|_| Error::HandshakeTimeout)??;
     let keys = conn.take_exported_keys();
     Ok((Link::start(stream, conn, peer), keys))
 }

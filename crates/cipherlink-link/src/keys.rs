@@ -54,11 +54,14 @@ impl ServerKey {
     /// The key file text (wiped when dropped: it holds the secret).
     pub fn to_text(&self) -> Zeroizing<String> {
         let secret = Zeroizing::new(hex::encode(&self.secret[..]));
-        Zeroizing::new(format!(
-            "cipherlink-link-server-key 1\nsecret {}\npublic {}\n",
-            secret.as_str(),
-            hex::encode(self.public)
-        ))
+        let public = hex::encode(self.public);
+        exact_text(&[
+            "cipherlink-link-server-key 1\nsecret ",
+            &secret,
+            "\npublic ",
+            &public,
+            "\n",
+        ])
     }
 
     /// Parses a key file; the public key must match the secret.
@@ -319,10 +322,21 @@ impl TokenStore {
         s
     }
 
+    /// Room for the entries (tests of §7: parsing never grows it).
+    #[doc(hidden)]
+    pub fn entries_capacity(&self) -> usize {
+        self.entries.capacity()
+    }
+
     /// Parses a store file.
     pub fn parse(text: &str) -> Result<Self, Error> {
         const F: &str = "token store";
         let mut store = Self::new();
+        // Room up front for every line long enough to be a token, and the
+        // one `invite` adds: a growing vector would leave copies of the
+        // secrets behind in freed memory (§7).
+        let room = text.lines().filter(|l| l.len() >= MIN_TOKEN_LINE).count();
+        store.entries.reserve_exact(room + 1);
         let mut lines = numbered_lines(F, text)?;
         expect_header(F, &mut lines, "cipherlink-link-tokens 1")?;
         for (no, line) in lines {
@@ -390,6 +404,20 @@ impl TokenStore {
     }
 }
 
+/// The shortest line that can be a token: `token`, a 1-character name,
+/// the 32 + 64 hex digits, `active`, and the spaces between.
+const MIN_TOKEN_LINE: usize = 5 + 1 + 32 + 64 + 6 + 4;
+
+/// The concatenation of `parts` in a buffer of exactly its length, wiped
+/// when dropped (no growth, so no copy of a secret left behind).
+fn exact_text(parts: &[&str]) -> Zeroizing<String> {
+    let mut s = Zeroizing::new(String::with_capacity(parts.iter().map(|p| p.len()).sum()));
+    for p in parts {
+        s.push_str(p);
+    }
+    s
+}
+
 /// What a client needs to connect (docs/link-protocol.md §8).
 #[derive(Debug, Clone)]
 pub struct ConnectionFile {
@@ -409,31 +437,38 @@ impl ConnectionFile {
     /// The file text (wiped when dropped: it holds the secrets).
     pub fn to_text(&self) -> Zeroizing<String> {
         let secret = Zeroizing::new(hex::encode(&self.token.secret[..]));
-        let mut s = Zeroizing::new(String::with_capacity(512));
-        for part in [
+        let client = Zeroizing::new(
+            self.token
+                .client_key
+                .as_ref()
+                .and_then(ClientKey::secret)
+                .map(hex::encode)
+                .unwrap_or_default(),
+        );
+        let (server_key, id, tail) = (
+            hex::encode(self.server_key),
+            hex::encode(self.token.id),
+            self.tail_length.to_string(),
+        );
+        let mut parts = vec![
             "cipherlink-link 1\nname ",
             &self.name,
             "\nserver ",
             &self.server,
             "\nserver-key ",
-            &hex::encode(self.server_key),
+            &server_key,
             "\ntoken-id ",
-            &hex::encode(self.token.id),
+            &id,
             "\ntoken-secret ",
             &secret,
             "\ntail-length ",
-            &self.tail_length.to_string(),
+            &tail,
             "\n",
-        ] {
-            s.push_str(part);
+        ];
+        if !client.is_empty() {
+            parts.extend(["client-key ", &client, "\n"]);
         }
-        if let Some(c) = self.token.client_key.as_ref().and_then(ClientKey::secret) {
-            let c = Zeroizing::new(hex::encode(c));
-            for part in ["client-key ", &c, "\n"] {
-                s.push_str(part);
-            }
-        }
-        s
+        exact_text(&parts)
     }
 
     /// Parses a connection file.

@@ -14,14 +14,16 @@
 //! * [`driver`]: [`driver::LinkListener`] and [`driver::connect`].
 //! * [`keys`]: server keys, tokens, connection files.
 
-pub mod bench;
 pub mod config;
 pub mod driver;
 pub mod error;
 pub mod gate;
 pub mod keys;
 mod listener;
+mod log_limit;
+mod owned_file;
 pub mod proto;
+mod replay_file;
 pub mod replay_store;
 pub mod token_file;
 

@@ -4,7 +4,9 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
+use rand::Rng;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, ToSocketAddrs};
 use tokio::sync::mpsc;
@@ -12,22 +14,19 @@ use tokio::task::JoinHandle;
 
 use crate::driver::{handshake, now, unix_now, DriverError, Link};
 use crate::error::Error;
-use crate::gate::{Gate, ServerLimits};
+use crate::gate::{Gate, ServerLimits, Ticket};
+use crate::log_limit::{skipped_note, LogLimit};
 use crate::proto::rng::ErasingRng;
 use crate::proto::{Connection, ServerEndpoint};
 
 /// Authenticated links waiting for [`LinkListener::accept`].
 const ACCEPT_QUEUE: usize = 128;
 
-/// How long a server keeps draining a connection it closed without
-/// authenticating it, after its FIN: unread data would make the kernel's
-/// close an RST, which would tell a probe apart from a clean close.
-const LINGER: std::time::Duration = std::time::Duration::from_secs(5);
-
 /// Accepts TCP connections and yields the ones that authenticate.
 pub struct LinkListener {
     rx: mpsc::Receiver<Link>,
     local: SocketAddr,
+    gate: Arc<Gate>,
     task: JoinHandle<()>,
 }
 
@@ -38,16 +37,17 @@ impl Drop for LinkListener {
 }
 
 impl LinkListener {
-    /// Listens on `addr` with the default [`ServerLimits`].
+    /// Listens on `addr` with the caps this process's open-file limit
+    /// allows one listener ([`ServerLimits::for_this_process`]).
     pub async fn bind(
         addr: impl ToSocketAddrs,
         endpoint: Arc<ServerEndpoint>,
     ) -> Result<Self, DriverError> {
-        Self::bind_with(addr, endpoint, ServerLimits::default()).await
+        Self::bind_with(addr, endpoint, ServerLimits::for_this_process(1)).await
     }
 
-    /// Listens on `addr`; `limits` caps the connections that have not
-    /// authenticated yet (docs §6).
+    /// Listens on `addr`; `limits` caps the sockets it holds before they
+    /// are links (docs §6).
     pub async fn bind_with(
         addr: impl ToSocketAddrs,
         endpoint: Arc<ServerEndpoint>,
@@ -63,8 +63,24 @@ impl LinkListener {
         })?;
         let (tx, rx) = mpsc::channel(ACCEPT_QUEUE);
         let gate = Gate::new(limits);
-        let task = tokio::spawn(accept_loop(listener, endpoint, gate, tx));
-        Ok(Self { rx, local, task })
+        let task = tokio::spawn(accept_loop(listener, endpoint, Arc::clone(&gate), tx));
+        Ok(Self {
+            rx,
+            local,
+            gate,
+            task,
+        })
+    }
+
+    /// The caps in force.
+    pub fn limits(&self) -> ServerLimits {
+        *self.gate.limits()
+    }
+
+    /// Sockets held that are not links: handshaking, probing, or lingering
+    /// after their close (at most [`ServerLimits::max_unauthenticated`]).
+    pub fn unauthenticated(&self) -> usize {
+        self.gate.len()
     }
 
     /// The bound address.
@@ -84,6 +100,8 @@ async fn accept_loop(
     gate: Arc<Gate>,
     tx: mpsc::Sender<Link>,
 ) {
+    let logs = Arc::new(LogLimit::new(std::time::Instant::now()));
+    let (lo, hi) = gate.limits().linger;
     loop {
         // Accepting never waits for a handshake slot: a socket that has not
         // authenticated holds only a place in the admission table (docs §6).
@@ -91,12 +109,14 @@ async fn accept_loop(
             Ok(s) => s,
             Err(e) => {
                 // EMFILE and friends: back off instead of spinning.
-                tracing::warn!("link accept failed: {e}");
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                if let Some(skipped) = logs.allow(std::time::Instant::now()) {
+                    tracing::warn!("link accept failed: {e}{}", skipped_note(skipped));
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
                 continue;
             }
         };
-        let mut ticket = Some(gate.admit(addr.ip()));
+        let ticket = gate.admit(addr.ip());
         let _ = stream.set_nodelay(true);
         let rng = match ErasingRng::from_os() {
             Ok(r) => r,
@@ -106,21 +126,21 @@ async fn accept_loop(
             }
         };
         let conn = Connection::server(Arc::clone(&endpoint), Box::new(rng), now(), unix_now());
-        tracing::trace!(
-            "link connection from {addr} ({} not yet authenticated)",
-            gate.len()
-        );
-        let tx = tx.clone();
+        let linger = rand::rng().random_range(lo..=hi.max(lo));
+        tracing::trace!("link connection from {addr} ({} held)", gate.len());
+        let (tx, logs) = (tx.clone(), Arc::clone(&logs));
         tokio::spawn(async move {
             let mut conn = conn;
-            match handshake(&stream, &mut conn, &mut ticket, Some(addr)).await {
+            match handshake(&stream, &mut conn, Some(&ticket), Some(addr)).await {
                 Ok(peer) => {
+                    // A link now: the application bounds links, not admission.
                     drop(ticket);
                     let _ = tx.send(Link::start(stream, conn, peer)).await;
                 }
                 Err(e) => {
-                    log_refusal(addr, &conn, &e);
-                    close_quietly(stream).await;
+                    log_refusal(&logs, addr, &conn, &e);
+                    drop(conn);
+                    close_quietly(stream, &ticket, linger).await;
                 }
             }
         });
@@ -128,14 +148,26 @@ async fn accept_loop(
 }
 
 /// Says why a server connection ended without a link: a refused token at
-/// warn level with the client's name (as sshd logs a refused key), a probe
-/// at debug level (a flood of them must not flood the log).
-fn log_refusal(addr: SocketAddr, conn: &Connection, e: &Error) {
+/// warn level with the client's name (as sshd logs a refused key), but no
+/// more than [`LogLimit`] lets through; a probe at debug level (a flood of
+/// them must not flood the log).
+fn log_refusal(logs: &LogLimit, addr: SocketAddr, conn: &Connection, e: &Error) {
     match (conn.refusal(), conn.probe_reason()) {
-        (Some(r), _) => match &r.name {
-            Some(name) => tracing::warn!("link from {addr} refused: client {name:?}: {}", r.reason),
-            None => tracing::warn!("link from {addr} refused: {}", r.reason),
-        },
+        (Some(r), _) => {
+            let Some(skipped) = logs.allow(std::time::Instant::now()) else {
+                return;
+            };
+            let note = skipped_note(skipped);
+            match &r.name {
+                Some(name) => {
+                    tracing::warn!(
+                        "link from {addr} refused: client {name:?}: {}{note}",
+                        r.reason
+                    )
+                }
+                None => tracing::warn!("link from {addr} refused: {}{note}", r.reason),
+            }
+        }
         // Logged by the handshake when it became one.
         (None, Some(_)) => {}
         (None, None) => tracing::debug!("link probe from {addr}: {e}"),
@@ -143,16 +175,25 @@ fn log_refusal(addr: SocketAddr, conn: &Connection, e: &Error) {
 }
 
 /// Ends a server connection that did not become a link the same way
-/// whatever it sent: drain what arrived, send a FIN, keep draining until the
-/// peer's FIN or [`LINGER`], then close. Closing with unread data would send
-/// an RST instead, and whether data was left unread depends on what the
-/// peer sent.
-async fn close_quietly(mut stream: TcpStream) {
+/// whatever it sent: drain what arrived, send a FIN, then keep reading and
+/// discarding until the peer's FIN, the socket's drawn `linger`, or its
+/// eviction (docs §6), then close. Closing with unread data would send an
+/// RST instead, and whether data was left unread depends on what the peer
+/// sent. An evicted socket is closed at once after its FIN: the
+/// descriptor budget needs its place.
+async fn close_quietly(mut stream: TcpStream, ticket: &Ticket, linger: Duration) {
     let mut sink = [0u8; 4096];
     while matches!(stream.try_read(&mut sink), Ok(n) if n > 0) {}
     let _ = stream.shutdown().await;
-    let _ = tokio::time::timeout(LINGER, async {
-        while matches!(stream.read(&mut sink).await, Ok(n) if n > 0) {}
-    })
-    .await;
+    if ticket.is_evicted() {
+        return;
+    }
+    ticket.closing();
+    tokio::select! {
+        _ = tokio::time::sleep(linger) => {}
+        () = ticket.evicted() => {}
+        () = async {
+            while matches!(stream.read(&mut sink).await, Ok(n) if n > 0) {}
+        } => {}
+    }
 }

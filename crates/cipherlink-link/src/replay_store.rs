@@ -1,46 +1,79 @@
 //! The replay filter of one server key (docs §6): one per key in the
 //! process, shared by every endpoint of that key, and optionally kept in an
-//! embedded database file (redb) so that a restart remembers it.
+//! embedded database file (redb, `replay_file`) so that a restart
+//! remembers it.
 //!
-//! The file mirrors the in-memory filter: the filter answers every lookup,
-//! and every mark it takes is committed to the file (durably, one fsync)
-//! before the first message is answered. When the file cannot be written
-//! the store fails closed: every later first message is refused (a probe)
-//! until the process is restarted with a working file, and the failure is
-//! logged at error level once.
+//! Besides the marks of answered first messages it holds the marks whose
+//! handshake is in progress: a first message whose MAC verified takes its
+//! mark here before it takes a handshake slot, so one recorded header holds
+//! at most one slot however many connections repeat it.
+//!
+//! The filter answers every lookup in memory; with a file, every mark it
+//! takes is committed (in a group, by the file's own thread) before its
+//! first message is answered. While the file cannot be written the store
+//! is unavailable and every first message is a probe (fail closed).
 
-use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
 use std::sync::{Arc, LazyLock, Mutex, MutexGuard, Weak};
-
-use redb::{Database, ReadableTable, TableDefinition};
 
 use crate::error::Error;
 use crate::proto::replay::ReplayFilter;
+pub use crate::replay_file::ReplayCommit;
+use crate::replay_file::{Op, ReplayFile};
 
-/// Mark `M` → its hour window `W`.
-const MARKS: TableDefinition<[u8; 16], u64> = TableDefinition::new("cipherlink-link/1 marks");
-
-/// What a lookup or an insert found.
+/// Why a first message's mark cannot go on (the message is a probe).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Seen {
-    /// Not seen: go on (after an insert: recorded, durably when there is a file).
-    Fresh,
-    /// Seen before: a replay.
+pub(crate) enum Refused {
+    /// Answered before.
     Replay,
-    /// The file failed: refuse, whatever the mark (fail closed).
+    /// Another connection is handshaking with the same mark right now.
+    InProgress,
+    /// The file cannot be written: refuse, whatever the mark (fail closed).
+    Unavailable,
+}
+
+impl Refused {
+    pub(crate) fn reason(self) -> &'static str {
+        match self {
+            Self::Replay => "replayed first message",
+            Self::InProgress => "first message already in progress",
+            Self::Unavailable => "replay store unavailable",
+        }
+    }
+}
+
+/// What recording a mark gave.
+pub(crate) enum Recorded {
+    /// Recorded (no file: in memory is all there is).
+    Done,
+    /// Recorded in memory; answer once this commit is durable.
+    Durable(Arc<ReplayCommit>),
+    /// The store became unavailable meanwhile.
     Unavailable,
 }
 
 struct Inner {
     filter: ReplayFilter,
-    db: Option<(PathBuf, Database)>,
-    failed: bool,
+    in_progress: HashSet<[u8; 16]>,
+    file: Option<ReplayFile>,
 }
 
 /// The replay filter of one server key.
 pub struct ReplayStore {
     inner: Mutex<Inner>,
+}
+
+/// A mark whose handshake is in progress, held until dropped.
+pub(crate) struct InProgress {
+    store: Arc<ReplayStore>,
+    mark: [u8; 16],
+}
+
+impl Drop for InProgress {
+    fn drop(&mut self) {
+        lock(&self.store.inner).in_progress.remove(&self.mark);
+    }
 }
 
 /// Every shared store of this process, by server public key.
@@ -51,62 +84,13 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-fn store_err(path: &Path, what: &str, e: impl std::fmt::Display) -> Error {
-    Error::Store {
-        path: path.display().to_string(),
-        reason: format!("{what}: {e}"),
-    }
-}
-
-/// Opens (or creates) the database at `path` and loads its marks into `filter`,
-/// oldest window first.
-fn open(path: &Path, filter: &mut ReplayFilter) -> Result<Database, Error> {
-    let db = Database::create(path).map_err(|e| store_err(path, "opening", e))?;
-    let txn = db
-        .begin_write()
-        .map_err(|e| store_err(path, "reading", e))?;
-    let mut marks = Vec::new();
-    {
-        let table = txn
-            .open_table(MARKS)
-            .map_err(|e| store_err(path, "reading", e))?;
-        for row in table.iter().map_err(|e| store_err(path, "reading", e))? {
-            let (m, w) = row.map_err(|e| store_err(path, "reading", e))?;
-            marks.push((m.value(), w.value()));
-        }
-    }
-    txn.commit().map_err(|e| store_err(path, "writing", e))?;
-    marks.sort_by_key(|&(_, w)| w);
-    let newest = marks.last().map_or(0, |&(_, w)| w);
-    for (m, w) in marks {
-        filter.insert(m, w, newest);
-    }
-    Ok(db)
-}
-
-/// One durable transaction (redb's default durability is `Immediate`:
-/// committed means on disk).
-fn commit(db: &Database, add: &[([u8; 16], u64)], dropped: &[[u8; 16]]) -> Result<(), String> {
-    let txn = db.begin_write().map_err(|e| e.to_string())?;
-    {
-        let mut table = txn.open_table(MARKS).map_err(|e| e.to_string())?;
-        for m in dropped {
-            table.remove(m).map_err(|e| e.to_string())?;
-        }
-        for (m, w) in add {
-            table.insert(m, w).map_err(|e| e.to_string())?;
-        }
-    }
-    txn.commit().map_err(|e| e.to_string())
-}
-
 impl ReplayStore {
     fn new(capacity: usize) -> Self {
         Self {
             inner: Mutex::new(Inner {
                 filter: ReplayFilter::new(capacity),
-                db: None,
-                failed: false,
+                in_progress: HashSet::new(),
+                file: None,
             }),
         }
     }
@@ -143,58 +127,58 @@ impl ReplayStore {
 
     fn attach(&self, path: &Path) -> Result<(), Error> {
         let mut inner = lock(&self.inner);
-        match &inner.db {
-            Some((p, _)) if same_file(p, path) => Ok(()),
-            Some((p, _)) => Err(Error::Config(format!(
+        match &inner.file {
+            Some(f) if same_file(f.path(), path) => Ok(()),
+            Some(f) => Err(Error::Config(format!(
                 "this server key already keeps its replay store in {}, not {}",
-                p.display(),
+                f.path().display(),
                 path.display()
             ))),
             None => {
-                let db = open(path, &mut inner.filter)?;
                 // What this process saw before the file was attached goes in too.
-                let held: Vec<_> = inner.filter.marks().collect();
-                commit(&db, &held, &[]).map_err(|e| store_err(path, "writing", e))?;
-                inner.db = Some((path.to_path_buf(), db));
+                let file = ReplayFile::open(path, &mut inner.filter)?;
+                inner.file = Some(file);
                 Ok(())
             }
         }
     }
 
-    /// Whether `mark` was seen (a lookup in memory).
-    pub(crate) fn check(&self, mark: &[u8; 16]) -> Seen {
-        let inner = lock(&self.inner);
-        if inner.failed {
-            Seen::Unavailable
-        } else if inner.filter.contains(mark) {
-            Seen::Replay
-        } else {
-            Seen::Fresh
-        }
-    }
-
-    /// Records `mark` of window `w` unless it was seen; with a file, durably
-    /// before returning `Fresh`.
-    pub(crate) fn insert(&self, mark: [u8; 16], w: u64, now_w: u64) -> Seen {
+    /// Takes `mark` for a handshake about to start, unless it was answered
+    /// before, is being handshaken right now, or the store is unavailable.
+    pub(crate) fn begin(self: &Arc<Self>, mark: [u8; 16]) -> Result<InProgress, Refused> {
         let mut inner = lock(&self.inner);
-        if inner.failed {
-            return Seen::Unavailable;
+        if inner.file.as_ref().is_some_and(|f| !f.available()) {
+            return Err(Refused::Unavailable);
         }
         if inner.filter.contains(&mark) {
-            return Seen::Replay;
+            return Err(Refused::Replay);
         }
-        let dropped = inner.filter.insert(mark, w, now_w);
-        if let Some((path, db)) = &inner.db {
-            if let Err(e) = commit(db, &[(mark, w)], &dropped) {
-                tracing::error!(
-                    "link replay store {}: {e}; refusing every first message until restarted with a working file",
-                    path.display()
-                );
-                inner.failed = true;
-                return Seen::Unavailable;
-            }
+        if !inner.in_progress.insert(mark) {
+            return Err(Refused::InProgress);
         }
-        Seen::Fresh
+        Ok(InProgress {
+            store: Arc::clone(self),
+            mark,
+        })
+    }
+
+    /// Records the mark of a first message that decrypted (window `w`,
+    /// `now_w` the server's window); with a file, the answer waits for the
+    /// returned commit.
+    pub(crate) fn record(&self, p: &InProgress, w: u64, now_w: u64) -> Recorded {
+        let mut inner = lock(&self.inner);
+        if inner.file.as_ref().is_some_and(|f| !f.available()) {
+            return Recorded::Unavailable;
+        }
+        let dropped = inner.filter.insert(p.mark, w, now_w);
+        let Some(file) = &inner.file else {
+            return Recorded::Done;
+        };
+        let mut ops: Vec<Op> = dropped.into_iter().map(Op::Remove).collect();
+        ops.push(Op::Add(p.mark, w));
+        let commit = Arc::new(ReplayCommit::default());
+        file.submit(&ops, Some(Arc::clone(&commit)));
+        Recorded::Durable(commit)
     }
 
     /// Marks held.
@@ -205,6 +189,41 @@ impl ReplayStore {
     /// Whether no mark is held.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// Whether first messages can be answered: `false` while the file
+    /// cannot be written (docs §6).
+    pub fn is_available(&self) -> bool {
+        lock(&self.inner)
+            .file
+            .as_ref()
+            .is_none_or(|f| f.available())
+    }
+
+    /// Tests only: the next `n` fsyncs of the file fail, as a full or
+    /// failing disk would make them.
+    #[doc(hidden)]
+    pub fn inject_write_failures(&self, n: u32) {
+        if let Some(f) = &lock(&self.inner).file {
+            f.inject_faults(n);
+        }
+    }
+
+    /// Tests only: every fsync of the file takes `ms` milliseconds more.
+    #[doc(hidden)]
+    pub fn slow_down_writes(&self, ms: u64) {
+        if let Some(f) = &lock(&self.inner).file {
+            f.slow_down(ms);
+        }
+    }
+
+    /// Group commits to the file since it was opened (each one fsync, for
+    /// any number of marks); 0 without a file.
+    pub fn file_commits(&self) -> u64 {
+        lock(&self.inner)
+            .file
+            .as_ref()
+            .map_or(0, ReplayFile::commits)
     }
 }
 

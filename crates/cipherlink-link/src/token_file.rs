@@ -2,9 +2,12 @@
 //! edit it use it (docs §8): reloaded when its content changes, failing
 //! closed when it does not parse, and locked around every edit.
 
-use std::fs::{File, OpenOptions};
-use std::os::unix::fs::OpenOptionsExt;
+use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use nix::errno::Errno;
+use nix::fcntl::{Flock, FlockArg};
 
 use zeroize::Zeroizing;
 
@@ -102,7 +105,7 @@ impl TokenFile {
 
 /// An exclusive lock on a token store, held until dropped.
 pub struct StoreLock {
-    _lock: nix::fcntl::Flock<File>,
+    _lock: Flock<File>,
 }
 
 impl std::fmt::Debug for StoreLock {
@@ -119,26 +122,44 @@ pub fn lock_path(store: &Path) -> PathBuf {
     store.with_file_name(name)
 }
 
-/// Waits for and takes the exclusive lock of the token store `store`, for
-/// one read-modify-write: two `invite`/`revoke` at once would otherwise
-/// each write back what they read, and one would undo the other.
+/// How long [`lock_store`] keeps trying before it gives up.
+pub const LOCK_WAIT: Duration = Duration::from_secs(10);
+
+/// Takes the exclusive lock of the token store `store`, for one
+/// read-modify-write: two `invite`/`revoke` at once would otherwise each
+/// write back what they read, and one would undo the other. Tries for up
+/// to [`LOCK_WAIT`], then fails naming the lock file.
 pub fn lock_store(store: &Path) -> Result<StoreLock, Error> {
+    lock_store_within(store, LOCK_WAIT)
+}
+
+/// [`lock_store`], trying for up to `wait`.
+pub fn lock_store_within(store: &Path, wait: Duration) -> Result<StoreLock, Error> {
     let path = lock_path(store);
-    let io = |e: &dyn std::fmt::Display| Error::FileIo {
+    let fail = |reason: String| Error::FileIo {
         path: path.display().to_string(),
-        reason: e.to_string(),
+        reason,
     };
-    // Never through a symlink (the commands may run as root), and 0600:
-    // the lock holds nothing, but nobody else needs to open it.
-    let file = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .mode(0o600)
-        .custom_flags(nix::libc::O_NOFOLLOW)
-        .open(&path)
-        .map_err(|e| io(&e))?;
-    let lock = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
-        .map_err(|(_, e)| io(&e))?;
-    Ok(StoreLock { _lock: lock })
+    // Never through a symlink, never a FIFO (the commands may run as root
+    // in a folder others can write to), only a file of ours, 0600: a lock
+    // file anyone else could open is a lock anyone else could hold.
+    let mut file = crate::owned_file::open_owned(&path).map_err(&fail)?;
+    let start = Instant::now();
+    loop {
+        match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+            Ok(lock) => return Ok(StoreLock { _lock: lock }),
+            Err((f, Errno::EWOULDBLOCK)) if start.elapsed() < wait => {
+                file = f;
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            Err((_, Errno::EWOULDBLOCK)) => {
+                return Err(fail(format!(
+                    "another process holds this lock (an invite or revoke still running?); \
+                     gave up after {} s",
+                    wait.as_secs_f64()
+                )))
+            }
+            Err((_, e)) => return Err(fail(e.to_string())),
+        }
+    }
 }

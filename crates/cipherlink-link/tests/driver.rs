@@ -321,6 +321,7 @@ async fn silent_sockets_over_the_cap_do_not_keep_a_client_out() {
     let limits = ServerLimits {
         max_unauthenticated: 4,
         max_unauthenticated_per_ip: 2,
+        ..ServerLimits::default()
     };
     let mut listener = LinkListener::bind_with("127.0.0.1:0", world.endpoint.clone(), limits)
         .await

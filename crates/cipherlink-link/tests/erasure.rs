@@ -126,3 +126,34 @@ fn secret_types_wipe_themselves() {
     wipes_itself::<Token>();
     wipes_itself::<ClientKey>();
 }
+
+/// The file texts the library writes are built in a buffer of exactly
+/// their length (a buffer that grows leaves a copy of the secret in the
+/// memory it frees), also for a long server name; a parsed token store
+/// has room for its entries and one more (`invite` adds one), so neither
+/// parsing nor that token moves the secrets.
+#[test]
+fn file_texts_and_parsed_stores_never_grow_their_buffers() {
+    let mut r = StdRng::seed_from_u64(3);
+    let key = ServerKey::generate(&mut r);
+    let text = key.to_text();
+    assert_eq!(text.capacity(), text.len(), "server key file");
+    let mut store = cipherlink_link::TokenStore::new();
+    let token = store.issue_with("alice", true, &mut r).unwrap();
+    for i in 0..40 {
+        store.issue(&format!("client-{i}"), &mut r).unwrap();
+    }
+    let file = cipherlink_link::ConnectionFile {
+        name: "alice".into(),
+        server: format!("{}.example:7443", "h".repeat(700)),
+        server_key: *key.public(),
+        token,
+        tail_length: 64,
+    };
+    let text = file.to_text();
+    assert_eq!(text.capacity(), text.len(), "connection file");
+    let text = store.to_text();
+    let parsed = cipherlink_link::TokenStore::parse(&text).unwrap();
+    assert_eq!(parsed.entries().len(), 41);
+    assert_eq!(parsed.entries_capacity(), 42, "token store entries");
+}

@@ -39,6 +39,11 @@ fn msg1(cfg: &ClientConfig, seed: u64) -> Vec<u8> {
 fn answer(endpoint: &Arc<ServerEndpoint>, m: &[u8]) -> (Vec<u8>, Option<&'static str>) {
     let mut s = Connection::server(endpoint.clone(), rng(9), Instant::now(), VECTOR_UNIX);
     s.handle_input(Instant::now(), m);
+    // With a file, msg2 waits for the mark to be on disk.
+    if let Some(commit) = s.pending_commit() {
+        commit.wait();
+        s.handle_commit(Instant::now());
+    }
     let mut out = Vec::new();
     s.poll_transmit(&mut out);
     (out, s.probe_reason())
@@ -148,4 +153,175 @@ fn a_full_filter_drops_the_oldest_mark() {
     }
     assert!(!answer(&e, &m1).0.is_empty(), "the oldest is forgotten");
     assert!(answer(&e, &m3).0.is_empty(), "a newer one is remembered");
+}
+
+/// With a file, msg2 waits until the mark is on disk: nothing is answered
+/// before the commit says so (the write runs on the file's own thread, not
+/// in the caller).
+#[test]
+fn msg2_waits_until_the_mark_is_durable() {
+    let dir = tempfile::tempdir().unwrap();
+    let (key, store, cfg) = setup(45);
+    let e = Arc::new(
+        ServerEndpoint::with_options(key, store, params_fast(), with_file(&dir.path().join("r")))
+            .unwrap(),
+    );
+    e.replay_store().slow_down_writes(200);
+    let mut s = Connection::server(e.clone(), rng(9), Instant::now(), VECTOR_UNIX);
+    s.handle_input(Instant::now(), &msg1(&cfg, 7));
+    let mut out = Vec::new();
+    s.poll_transmit(&mut out);
+    assert!(out.is_empty(), "answered before the mark was on disk");
+    let commit = s.pending_commit().expect("waiting for the commit");
+    assert!(commit.wait());
+    s.handle_commit(Instant::now());
+    s.poll_transmit(&mut out);
+    assert!(!out.is_empty());
+    assert!(s.is_open());
+}
+
+/// Marks that arrive while a commit is on its way to disk share the next
+/// one: two fsyncs for many first messages, not one each.
+#[test]
+fn first_messages_that_arrive_during_a_commit_share_the_next_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let (key, store, cfg) = setup(46);
+    let e = Arc::new(
+        ServerEndpoint::with_options(key, store, params_fast(), with_file(&dir.path().join("r")))
+            .unwrap(),
+    );
+    let before = e.replay_store().file_commits();
+    e.replay_store().slow_down_writes(300);
+    let mut conns = Vec::new();
+    for seed in 0..20 {
+        let mut s = Connection::server(e.clone(), rng(seed), Instant::now(), VECTOR_UNIX);
+        s.handle_input(Instant::now(), &msg1(&cfg, 100 + seed));
+        conns.push(s);
+    }
+    for s in &mut conns {
+        assert!(s.pending_commit().unwrap().wait());
+        s.handle_commit(Instant::now());
+        assert!(s.is_open());
+    }
+    let commits = e.replay_store().file_commits() - before;
+    assert!(commits <= 3, "{commits} commits for 20 first messages");
+}
+
+/// A write that fails (a full disk, say) makes first messages probes while
+/// the file cannot be written (fail closed), and the store reopens the file
+/// until a write works: then first messages are answered again, without a
+/// restart.
+#[test]
+fn a_failed_write_refuses_first_messages_until_the_file_works_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let (key, store, cfg) = setup(47);
+    let e = Arc::new(
+        ServerEndpoint::with_options(key, store, params_fast(), with_file(&dir.path().join("r")))
+            .unwrap(),
+    );
+    e.replay_store().inject_write_failures(1);
+    let (out, why) = answer(&e, &msg1(&cfg, 8));
+    assert!(
+        out.is_empty(),
+        "answered a first message whose mark was not written"
+    );
+    assert_eq!(why, Some("replay store write failed"));
+    let start = Instant::now();
+    while !e.replay_store().is_available() {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(20),
+            "the store never recovered"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let (out, why) = answer(&e, &msg1(&cfg, 9));
+    assert!(!out.is_empty(), "still refusing: {why:?}");
+}
+
+/// The file is opened in place without following a symlink (a dangling one
+/// would make root create the database wherever it points), created 0600.
+#[test]
+fn a_replay_file_is_never_opened_through_a_symlink_and_is_created_0600() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let (key, store, _) = setup(48);
+    let target = dir.path().join("elsewhere");
+    let link = dir.path().join("link-tokens.replay");
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+    let err =
+        ServerEndpoint::with_options(key.clone(), store.clone(), params_fast(), with_file(&link))
+            .err()
+            .expect("opened through a symlink");
+    assert!(err.to_string().contains("symlink"), "{err}");
+    assert!(!target.exists(), "the symlink's target was created");
+    let real = dir.path().join("real.replay");
+    drop(ServerEndpoint::with_options(key, store, params_fast(), with_file(&real)).unwrap());
+    let mode = std::fs::metadata(&real).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+}
+
+/// A replay file that belongs to another user is refused (running as
+/// root, the test makes one; otherwise it cannot and says so).
+#[test]
+fn a_replay_file_of_another_user_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (key, store, _) = setup(49);
+    let path = dir.path().join("theirs.replay");
+    std::fs::write(&path, b"").unwrap();
+    if std::os::unix::fs::chown(&path, Some(54321), None).is_err() {
+        eprintln!("not root: cannot make a file of another user; skipped");
+        return;
+    }
+    let err = ServerEndpoint::with_options(key, store, params_fast(), with_file(&path))
+        .err()
+        .expect("opened another user's file");
+    assert!(
+        err.to_string().contains("belongs to user id 54321"),
+        "{err}"
+    );
+}
+
+/// Rows the filter does not keep when the file is loaded (over capacity,
+/// or expired) are deleted from the file in the same transaction, so the
+/// file does not grow with rows nobody reads.
+#[test]
+fn rows_dropped_while_loading_are_deleted_from_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("r");
+    let (key, store, cfg) = setup(50);
+    {
+        let e = Arc::new(
+            ServerEndpoint::with_options(
+                key.clone(),
+                store.clone(),
+                params_fast(),
+                with_file(&file),
+            )
+            .unwrap(),
+        );
+        for seed in 21..24 {
+            assert!(!answer(&e, &msg1(&cfg, seed)).0.is_empty());
+        }
+        // Then one of three hours earlier (a server whose clock went
+        // back): kept now, expired once the file is loaded.
+        let then = VECTOR_UNIX - 3 * 3600;
+        let mut old = Connection::client(&cfg, rng(20), Instant::now(), then).unwrap();
+        let mut m = Vec::new();
+        old.poll_transmit(&mut m);
+        let mut s = Connection::server(e.clone(), rng(9), Instant::now(), then);
+        s.handle_input(Instant::now(), &m);
+        assert!(s.pending_commit().unwrap().wait());
+        assert_eq!(e.replay_store().len(), 4);
+    }
+    let options = EndpointOptions {
+        replay_capacity: 2,
+        ..with_file(&file)
+    };
+    drop(ServerEndpoint::with_options(key, store, params_fast(), options).unwrap());
+    let db = redb::Database::open(&file).unwrap();
+    let txn = db.begin_read().unwrap();
+    let marks: redb::TableDefinition<[u8; 16], u64> =
+        redb::TableDefinition::new("cipherlink-link/1 marks");
+    let rows = redb::ReadableTableMetadata::len(&txn.open_table(marks).unwrap()).unwrap();
+    assert_eq!(rows, 2, "rows the filter dropped are still in the file");
 }

@@ -16,9 +16,22 @@ use crate::int::Int;
 use crate::value::Value;
 
 /// A JSON value that does not describe a [`Value`].
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("JSON does not describe a value: {0}")]
-pub struct JsonError(String);
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum JsonError {
+    /// `{"$int": ...}` or `{"$mpz": ...}` around a string that is no integer.
+    #[error("JSON does not describe a value: {0}")]
+    Int(#[from] crate::int::ParseIntError),
+    /// `{"$float": ...}` with a word other than nan, inf or -inf.
+    #[error("JSON does not describe a value: $float {0:?}: expected nan, inf or -inf")]
+    Float(String),
+    /// `{"$bytes": ...}` that is not hex.
+    #[error("JSON does not describe a value: $bytes must be an even number of hex digits ({0})")]
+    Bytes(#[from] hex::FromHexError),
+    /// `{"$ndarray": ...}` without a shape of non-negative integers.
+    #[error("JSON does not describe a value: $ndarray needs a shape of non-negative ints")]
+    NdArrayShape,
+}
 
 /// Converts to JSON.
 pub fn to_json(v: &Value) -> Json {
@@ -244,7 +257,6 @@ pub fn from_json(j: &Json) -> Result<Value, JsonError> {
 // Out of line, so that the frame of `from_json`, which recurses, stays small.
 #[inline(never)]
 fn object(map: &Map<String, Json>) -> Result<Value, JsonError> {
-    let err = |m: &str| JsonError(m.to_string());
     let one = if map.len() == 1 {
         map.iter().next()
     } else {
@@ -252,9 +264,7 @@ fn object(map: &Map<String, Json>) -> Result<Value, JsonError> {
     };
     match one {
         Some((k, Json::String(s))) if k == "$int" || k == "$mpz" => {
-            let i: Int = s
-                .parse()
-                .map_err(|e: crate::int::ParseIntError| err(&e.to_string()))?;
+            let i: Int = s.parse()?;
             Ok(if k == "$int" {
                 Value::Int(i)
             } else {
@@ -265,14 +275,10 @@ fn object(map: &Map<String, Json>) -> Result<Value, JsonError> {
             "nan" => Ok(Value::Float(f64::NAN)),
             "inf" => Ok(Value::Float(f64::INFINITY)),
             "-inf" => Ok(Value::Float(f64::NEG_INFINITY)),
-            other => Err(err(&format!("$float {other:?}: expected nan, inf or -inf"))),
+            other => Err(JsonError::Float(other.to_string())),
         },
         Some((k, Json::String(s))) if k == "$bytes" => {
-            let bytes = hex::decode(s).map_err(|e| {
-                err(&format!(
-                    "$bytes must be an even number of hex digits ({e})"
-                ))
-            })?;
+            let bytes = hex::decode(s)?;
             Ok(Value::Bytes(bytes.into()))
         }
         Some((k, Json::Array(items))) if k == "$tuple" => Ok(Value::Tuple(
@@ -283,7 +289,7 @@ fn object(map: &Map<String, Json>) -> Result<Value, JsonError> {
                 .get("shape")
                 .and_then(Json::as_array)
                 .and_then(|a| a.iter().map(Json::as_u64).collect::<Option<Vec<_>>>())
-                .ok_or_else(|| err("$ndarray needs a shape of non-negative ints"))?;
+                .ok_or(JsonError::NdArrayShape)?;
             let values = from_json(inner.get("values").unwrap_or(&Json::Null))?;
             Ok(Value::NdArray {
                 shape,

@@ -156,57 +156,10 @@ impl Pool {
         let mut peers = Vec::new();
         let mut identities = Vec::new();
         for p in &cfg.peers {
-            let ip = resolve_ipv4(&p.name, &p.host, p.port).await?;
-            let cert_id = match &p.cert {
-                Some(der) => Some(identity::registered_cert_id(der).map_err(|reason| {
-                    ConfigError::PeerCert {
-                        peer: p.name.clone(),
-                        reason,
-                    }
-                })?),
-                None => None,
-            };
-            let tls = match &connector {
-                Some(c) if cert_id.is_none() => {
-                    warn!(
-                        "{}: peer {:?} has no registered certificate: under TLS its server is \
-                         checked against the CA only, not identified",
-                        cfg.name, p.name
-                    );
-                    Some(tls_target(c, p)?)
-                }
-                Some(c) => Some(tls_target(c, p)?),
-                None => None,
-            };
-            let server_identity = match &p.cert {
-                Some(der) => Some(identity::ServerIdentity::from_der(der).map_err(|reason| {
-                    ConfigError::PeerCert {
-                        peer: p.name.clone(),
-                        reason,
-                    }
-                })?),
-                None => None,
-            };
-            let address_id = identity::peer_address_id(ip, p.port);
-            identities.push(PeerIdentity {
-                name: p.name.clone(),
-                comparable_address_id: identity::comparable_network_id(cfg.wire, &address_id)
-                    .into_owned(),
-                address_id,
-                cert_id,
-            });
-            peers.push(Peer {
-                name: p.name.clone(),
-                client: PeerClient::new(
-                    &p.host,
-                    SocketAddr::new(ip, p.port),
-                    our_port,
-                    tls.map(|(c, name)| (c, name, server_identity)),
-                    opts,
-                ),
-                counters: Counters::default(),
-                bytes_sent: AtomicU64::new(0),
-            });
+            let (peer, identity) =
+                prepare_peer(&cfg, p, connector.as_ref(), our_port, opts).await?;
+            peers.push(peer);
+            identities.push(identity);
         }
 
         let mailbox = Arc::new(Mailbox::new(
@@ -674,4 +627,68 @@ async fn resolve_ipv4(peer: &str, host: &str, port: u16) -> Result<IpAddr, Confi
         .find(|a| a.is_ipv4())
         .map(|a| a.ip())
         .ok_or_else(|| err(format!("only non-IPv4 addresses: {addrs:?}")))
+}
+
+/// One configured peer: its address resolved, its registered certificate
+/// read, and its client ready (TLS when the pool uses it).
+async fn prepare_peer(
+    cfg: &PoolConfig,
+    p: &crate::config::PeerConfig,
+    connector: Option<&TlsConnector>,
+    our_port: u16,
+    opts: ClientOptions,
+) -> Result<(Peer, PeerIdentity), PoolError> {
+    let ip = resolve_ipv4(&p.name, &p.host, p.port).await?;
+    let cert_id = match &p.cert {
+        Some(der) => {
+            Some(
+                identity::registered_cert_id(der).map_err(|reason| ConfigError::PeerCert {
+                    peer: p.name.clone(),
+                    reason,
+                })?,
+            )
+        }
+        None => None,
+    };
+    let tls = match connector {
+        Some(c) if cert_id.is_none() => {
+            warn!(
+                "{}: peer {:?} has no registered certificate: under TLS its server is \
+                     checked against the CA only, not identified",
+                cfg.name, p.name
+            );
+            Some(tls_target(c, p)?)
+        }
+        Some(c) => Some(tls_target(c, p)?),
+        None => None,
+    };
+    let server_identity = match &p.cert {
+        Some(der) => Some(identity::ServerIdentity::from_der(der).map_err(|reason| {
+            ConfigError::PeerCert {
+                peer: p.name.clone(),
+                reason,
+            }
+        })?),
+        None => None,
+    };
+    let address_id = identity::peer_address_id(ip, p.port);
+    let identity = PeerIdentity {
+        name: p.name.clone(),
+        comparable_address_id: identity::comparable_network_id(cfg.wire, &address_id).into_owned(),
+        address_id,
+        cert_id,
+    };
+    let peer = Peer {
+        name: p.name.clone(),
+        client: PeerClient::new(
+            &p.host,
+            SocketAddr::new(ip, p.port),
+            our_port,
+            tls.map(|(c, name)| (c, name, server_identity)),
+            opts,
+        ),
+        counters: Counters::default(),
+        bytes_sent: AtomicU64::new(0),
+    };
+    Ok((peer, identity))
 }

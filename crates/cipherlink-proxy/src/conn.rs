@@ -401,7 +401,7 @@ async fn relay(
     };
     let result = match encrypted {
         Encrypted::Tls(tunnel) => {
-            if tunnel.state() != cipherlink::TunnelState::Done {
+            if tunnel.state() != cipherlink::TunnelState::Established {
                 return Err(TunnelError::Io {
                     during: "starting",
                     side: enc_name,

@@ -16,7 +16,6 @@
 //! sides instead of closing them cleanly. The v1 frame is a sans-IO codec in
 //! [`v1`] (spec: docs/v1-frame.md).
 
-pub mod bench;
 pub mod config;
 mod conn;
 pub mod error;

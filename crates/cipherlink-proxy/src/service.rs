@@ -19,6 +19,7 @@ use crate::stats::{stats_line, ServiceStats, Snapshot};
 use crate::v1::keys::{check_pair, read_public_key, read_secret_key};
 use crate::v1::{Keys, Mode, LIMIT_MAX_DATA_SIZE, OVERHEAD};
 use crate::v1_tunnel::V1Engine;
+use cipherlink_link::gate::ServerLimits;
 
 /// How the encrypted side is made, built once per service.
 #[derive(Debug)]
@@ -98,6 +99,17 @@ impl Service {
     /// Checks `config` whole (TLS through the core's Context, v1 key files,
     /// limits) and binds its listen address.
     pub async fn bind(name: &str, config: &ServiceConfig) -> Result<Service, ProxyError> {
+        Self::bind_sharing(name, config, 1).await
+    }
+
+    /// [`Service::bind`] as one of `link_servers` link servers of this
+    /// process: a link server's admission caps are its share of the
+    /// open-file limit (docs/link-protocol.md §6).
+    async fn bind_sharing(
+        name: &str,
+        config: &ServiceConfig,
+        link_servers: usize,
+    ) -> Result<Service, ProxyError> {
         let shared = Arc::new(check(name, config)?);
         if config.transport == Transport::Plain {
             check_plain_listen(name, config).await?;
@@ -108,16 +120,26 @@ impl Service {
             error,
         };
         let listener = match &shared.engine {
-            Engine::Link(LinkEngine::Server { endpoint, .. }) => Listener::Link(
-                cipherlink_link::driver::LinkListener::bind(&config.listen, endpoint.clone())
-                    .await
-                    .map_err(|e| match e {
-                        cipherlink_link::driver::DriverError::Io { source, .. } => {
-                            bind_error(source)
-                        }
-                        other => bind_error(std::io::Error::other(other)),
-                    })?,
-            ),
+            Engine::Link(LinkEngine::Server { endpoint, .. }) => {
+                let limits = ServerLimits::for_this_process(link_servers);
+                let listener = cipherlink_link::driver::LinkListener::bind_with(
+                    &config.listen,
+                    endpoint.clone(),
+                    limits,
+                )
+                .await
+                .map_err(|e| match e {
+                    cipherlink_link::driver::DriverError::Io { source, .. } => bind_error(source),
+                    other => bind_error(std::io::Error::other(other)),
+                })?;
+                tracing::info!(
+                    service = %name,
+                    "link server: holds up to {} connections before they authenticate ({} per address)",
+                    limits.max_unauthenticated,
+                    limits.max_unauthenticated_per_ip
+                );
+                Listener::Link(listener)
+            }
             _ => Listener::Tcp(
                 TcpListener::bind(&config.listen)
                     .await
@@ -496,9 +518,15 @@ impl Proxy {
                 reason: "no service is configured".into(),
             });
         }
+        // Link servers share the process's descriptors.
+        let link_servers = config
+            .service
+            .values()
+            .filter(|s| s.transport == Transport::Link && s.role == Role::Server)
+            .count();
         let mut services = Vec::new();
         for (name, service) in &config.service {
-            services.push(Service::bind(name, service).await?);
+            services.push(Service::bind_sharing(name, service, link_servers).await?);
         }
         Ok(Proxy {
             services,
@@ -562,8 +590,9 @@ async fn tick(services: Vec<(String, Arc<ServiceStats>)>, every: Duration) {
 }
 
 /// Re-reads a link server's token store when it changes (as `cipherlink
-/// link serve` does), so `link revoke` refuses new links without a restart.
-/// A store that no longer parses is logged and the old one kept.
+/// link serve` does), so `link revoke` refuses new links and closes the open
+/// links of the revoked tokens without a restart. A store that no longer
+/// reads or parses refuses every token and closes every link until fixed.
 async fn reload_tokens(
     name: String,
     endpoint: Arc<cipherlink_link::ServerEndpoint>,

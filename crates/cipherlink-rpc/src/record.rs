@@ -10,7 +10,7 @@
 //!
 //! The original Python suite writes the same objects without `test`, after
 //! a `#TEST=01_steady` (or `#TEST=02_coldconn`) header line, which is not
-//! JSON; [`crate::summary::read`] takes both forms.
+//! JSON; [`crate::summary::read()`] takes both forms.
 //!
 //! Times are written with microsecond precision (three decimals): with no
 //! server delay whole latencies are a fraction of a millisecond.

@@ -223,7 +223,7 @@ async fn cn_only_server_certificate_needs_the_documented_option() -> TestResult 
         let srv = start(Some(server_tls(&p, true, false)), Duration::ZERO, None).await?;
         let strict = connector(srv.addr, Some(client_tls(&p, true, false)), "localhost").await?;
         let err = channel_error(&strict).await;
-        assert!(err.contains("`accept_cn_only`"), "{err}");
+        assert!(err.contains("`accept_cn_only_certificates`"), "{err}");
         let lenient = connector(srv.addr, Some(client_tls(&p, true, true)), "localhost").await?;
         one_call(&lenient, "{}".into()).await?;
         // The CN must still name the host.

@@ -1,5 +1,5 @@
 //! The original suite's certificates, made with its openssl commands (X.509
-//! v1, CN=localhost, no subjectAltName), work with `accept_legacy`
+//! v1, CN=localhost, no subjectAltName), work with `accept_legacy_certificates`
 //! (`--dangerous-accept-legacy-certs`) alone on both sides, as with the
 //! core's flag, and are refused with a message naming it otherwise. Keys
 //! are RSA-2048 here instead of the suite's 4096 only to keep the test quick.
@@ -35,14 +35,14 @@ async fn seed_openssl_certificates_work_with_the_documented_option() -> TestResu
             cert: d.join("server.crt"),
             key: d.join("server.key"),
             client_ca: Some(d.join("ca.crt")),
-            accept_legacy: legacy,
+            accept_legacy_certificates: legacy,
             groups: tls::KeyExchange::default_list(),
         };
         let client = |legacy| ClientTls {
             ca: d.join("ca.crt"),
             identity: Some((d.join("client.crt"), d.join("client.key"))),
-            accept_legacy: legacy,
-            accept_cn_only: false,
+            accept_legacy_certificates: legacy,
+            accept_cn_only_certificates: false,
             resumption: false,
             groups: tls::KeyExchange::default_list(),
         };
@@ -52,7 +52,7 @@ async fn seed_openssl_certificates_work_with_the_documented_option() -> TestResu
             .map(|e| e.to_string())
             .unwrap_or_default();
         assert!(
-            err.contains("`accept_legacy`") && err.contains("v1"),
+            err.contains("`accept_legacy_certificates`") && err.contains("v1"),
             "{err}"
         );
 

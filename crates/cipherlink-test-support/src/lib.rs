@@ -60,6 +60,14 @@ pub enum Peer {
     Chromium,
     /// Debian's `tshark`, to read captures back.
     Tshark,
+    /// Debian's `haproxy` (a TLS tunnel in `mode tcp`, for `bench proxy`).
+    Haproxy,
+    /// Debian's shadowsocks-libev: the path of `ss-server`, with `ss-tunnel` beside it.
+    Shadowsocks,
+    /// Debian's `spiped`.
+    Spiped,
+    /// Debian's `obfs4proxy` (a pluggable transport, run managed).
+    Obfs4proxy,
 }
 
 impl Peer {
@@ -76,6 +84,10 @@ impl Peer {
             Peer::PythonNacl => "PYTHON_NACL",
             Peer::Chromium => "CHROMIUM",
             Peer::Tshark => "TSHARK",
+            Peer::Haproxy => "HAPROXY",
+            Peer::Shadowsocks => "SHADOWSOCKS",
+            Peer::Spiped => "SPIPED",
+            Peer::Obfs4proxy => "OBFS4PROXY",
         }
     }
 }

@@ -21,19 +21,21 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::CertificateDer;
 
 /// A certificate could not be made, parsed or written.
-#[derive(Debug)]
-pub struct PkiError(pub String);
-
-impl std::fmt::Display for PkiError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "test PKI: {}", self.0)
-    }
-}
-
-impl std::error::Error for PkiError {}
-
-fn err(what: &str) -> impl FnOnce(&dyn std::fmt::Display) -> PkiError + '_ {
-    move |e| PkiError(format!("{what}: {e}"))
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PkiError {
+    /// `cipherlink::certs` could not make the PKI.
+    #[error("test PKI: generating: {0}")]
+    Generate(#[source] cipherlink::Error),
+    /// A certificate just made did not parse back.
+    #[error("test PKI: parsing a certificate just made: {0}")]
+    Parse(#[from] rustls_pki_types::pem::Error),
+    /// The temporary folder could not be made.
+    #[error("test PKI: temporary folder: {0}")]
+    TempDir(#[from] std::io::Error),
+    /// The files could not be written.
+    #[error("test PKI: writing the files: {0}")]
+    Write(#[source] cipherlink::Error),
 }
 
 /// One leaf certificate, its key and its CA, as PEM and as files.
@@ -63,8 +65,7 @@ impl Leaf {
         pem: &Pem,
         ca_pem: &str,
     ) -> Result<Leaf, PkiError> {
-        let cert_der = CertificateDer::from_pem_slice(pem.cert.as_bytes())
-            .map_err(|e| err("parsing a certificate just made")(&e))?;
+        let cert_der = CertificateDer::from_pem_slice(pem.cert.as_bytes())?;
         Ok(Leaf {
             cert_path,
             key_path,
@@ -107,11 +108,9 @@ impl TestPki {
 
     /// The PKI `cipherlink certs` would make with these options.
     pub fn with_options(options: &CertOptions) -> Result<TestPki, PkiError> {
-        let bundle = cipherlink::certs::generate(options).map_err(|e| err("generating")(&e))?;
-        let dir = tempfile::tempdir().map_err(|e| err("temporary folder")(&e))?;
-        bundle
-            .write_to(dir.path())
-            .map_err(|e| err("writing the files")(&e))?;
+        let bundle = cipherlink::certs::generate(options).map_err(PkiError::Generate)?;
+        let dir = tempfile::tempdir()?;
+        bundle.write_to(dir.path()).map_err(PkiError::Write)?;
         let file = |name: &str| dir.path().join(name);
         let server = Leaf::new(
             file("server.crt"),

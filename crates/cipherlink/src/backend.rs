@@ -21,7 +21,7 @@ use crate::tunnel::TunnelInfo;
 #[allow(clippy::large_enum_variant)]
 pub(crate) enum Backend<IO> {
     /// Clients (tokio-rustls); servers are `LeanServer`.
-    Rustls(tokio_rustls::client::TlsStream<IO>),
+    RustlsClient(tokio_rustls::client::TlsStream<IO>),
     /// A rustls server on the unbuffered API: no buffer while idle.
     LeanServer(LeanServer<IO>),
     #[cfg(feature = "openssl")]
@@ -31,7 +31,7 @@ pub(crate) enum Backend<IO> {
 impl<IO> Backend<IO> {
     pub(crate) fn transport(&self) -> &IO {
         match self {
-            Backend::Rustls(stream) => stream.get_ref().0,
+            Backend::RustlsClient(stream) => stream.get_ref().0,
             Backend::LeanServer(stream) => stream.get_ref(),
             #[cfg(feature = "openssl")]
             Backend::Openssl(session) => session.stream.get_ref().get_ref(),
@@ -40,7 +40,7 @@ impl<IO> Backend<IO> {
 
     pub(crate) fn resumed(&self) -> bool {
         match self {
-            Backend::Rustls(stream) => {
+            Backend::RustlsClient(stream) => {
                 stream.get_ref().1.handshake_kind() == Some(HandshakeKind::Resumed)
             }
             Backend::LeanServer(stream) => {
@@ -56,7 +56,7 @@ impl<IO> Backend<IO> {
     pub(crate) fn check_settled(&self, policy: &[KeyExchange]) -> Result<(), rustls::Error> {
         let now = rustls::pki_types::UnixTime::now();
         match self {
-            Backend::Rustls(stream) => check_rustls(stream.get_ref().1, policy, now),
+            Backend::RustlsClient(stream) => check_rustls(stream.get_ref().1, policy, now),
             Backend::LeanServer(stream) => check_rustls(stream.connection(), policy, now),
             #[cfg(feature = "openssl")]
             Backend::Openssl(session) => {
@@ -68,7 +68,7 @@ impl<IO> Backend<IO> {
 
     pub(crate) fn info(&self) -> TunnelInfo {
         match self {
-            Backend::Rustls(stream) => rustls_info(stream.get_ref().1),
+            Backend::RustlsClient(stream) => rustls_info(stream.get_ref().1),
             Backend::LeanServer(stream) => rustls_info(stream.connection()),
             #[cfg(feature = "openssl")]
             Backend::Openssl(session) => session.info(),
@@ -97,6 +97,8 @@ fn check_rustls(
             .iter()
             .map(|c| c.as_ref())
             .collect(),
+        // rustls' session stores date their sessions themselves.
+        chain_until: None,
     };
     handshake_checks::check(&settled, policy, now)
 }
@@ -149,7 +151,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Backend<IO> {
     ) -> Poll<io::Result<Vec<u8>>> {
         let max = max.max(1);
         match self {
-            Backend::Rustls(stream) => {
+            Backend::RustlsClient(stream) => {
                 let mut stream = Pin::new(stream);
                 let chunk = match stream.as_mut().poll_fill_buf(cx) {
                     Poll::Ready(Ok(data)) => data[..data.len().min(max)].to_vec(),
@@ -186,7 +188,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncRead for Backend<IO> {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         match self.get_mut() {
-            Backend::Rustls(stream) => Pin::new(stream).poll_read(cx, buf),
+            Backend::RustlsClient(stream) => Pin::new(stream).poll_read(cx, buf),
             Backend::LeanServer(stream) => Pin::new(stream).poll_read(cx, buf),
             #[cfg(feature = "openssl")]
             Backend::Openssl(session) => session.poll_read(cx, buf),
@@ -201,7 +203,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncWrite for Backend<IO> {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         match self.get_mut() {
-            Backend::Rustls(stream) => Pin::new(stream).poll_write(cx, buf),
+            Backend::RustlsClient(stream) => Pin::new(stream).poll_write(cx, buf),
             Backend::LeanServer(stream) => Pin::new(stream).poll_write(cx, buf),
             #[cfg(feature = "openssl")]
             Backend::Openssl(session) => Pin::new(&mut session.stream).poll_write(cx, buf),
@@ -210,7 +212,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncWrite for Backend<IO> {
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
-            Backend::Rustls(stream) => Pin::new(stream).poll_flush(cx),
+            Backend::RustlsClient(stream) => Pin::new(stream).poll_flush(cx),
             Backend::LeanServer(stream) => Pin::new(stream).poll_flush(cx),
             #[cfg(feature = "openssl")]
             // OpenSSL buffers nothing itself: the transport's flush, for
@@ -221,7 +223,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncWrite for Backend<IO> {
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
-            Backend::Rustls(stream) => Pin::new(stream).poll_shutdown(cx),
+            Backend::RustlsClient(stream) => Pin::new(stream).poll_shutdown(cx),
             Backend::LeanServer(stream) => Pin::new(stream).poll_shutdown(cx),
             #[cfg(feature = "openssl")]
             Backend::Openssl(session) => Pin::new(&mut session.stream).poll_shutdown(cx),

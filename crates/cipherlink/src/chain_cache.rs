@@ -30,10 +30,20 @@ pub(crate) const CHAIN_CACHE_TTL: u64 = 300;
 /// memory.
 const CAPACITY: usize = 256;
 
-/// Chain digest -> Unix second until which it counts as verified. Shared
-/// with the OpenSSL implementation's cache (`openssl_tls::chain_cache`).
+/// Chain digest -> until when it counts as verified. Shared with the
+/// OpenSSL implementation's cache (`openssl_tls::chain_cache`).
 #[derive(Debug, Default)]
-pub(crate) struct Verdicts(Mutex<HashMap<[u8; 32], u64>>);
+pub(crate) struct Verdicts(Mutex<HashMap<[u8; 32], Held>>);
+
+/// A verdict's dates (Unix seconds).
+#[derive(Debug, Clone, Copy)]
+struct Held {
+    /// Until when it counts: the TTL or the chain's first notAfter.
+    until: u64,
+    /// The earliest notAfter in the chain, which dates the sessions of
+    /// the handshakes the verdict lets through.
+    chain_not_after: u64,
+}
 
 impl Verdicts {
     /// SHA-256 over length-prefixed parts, so no two different inputs share a key.
@@ -49,15 +59,21 @@ impl Verdicts {
     }
 
     pub(crate) fn holds(&self, key: &[u8; 32], now: UnixTime) -> bool {
-        self.0
-            .lock()
-            .is_ok_and(|map| map.get(key).is_some_and(|&until| now.as_secs() < until))
+        self.chain_not_after(key, now).is_some()
+    }
+
+    /// The earliest notAfter of the chain under `key`, if its verdict holds.
+    pub(crate) fn chain_not_after(&self, key: &[u8; 32], now: UnixTime) -> Option<u64> {
+        let map = self.0.lock().ok()?;
+        map.get(key)
+            .filter(|held| now.as_secs() < held.until)
+            .map(|held| held.chain_not_after)
     }
 
     /// The latest Unix second until which any verdict holds.
     #[cfg(all(test, feature = "openssl"))]
     pub(crate) fn latest_expiry(&self) -> Option<u64> {
-        self.0.lock().ok()?.values().copied().max()
+        self.0.lock().ok()?.values().map(|held| held.until).max()
     }
 
     /// Keeps a verdict until the TTL or the first notAfter in the chain.
@@ -68,19 +84,26 @@ impl Verdicts {
         intermediates: &[CertificateDer<'_>],
         now: UnixTime,
     ) {
-        let mut until = now.as_secs() + CHAIN_CACHE_TTL;
+        let mut chain_not_after = u64::MAX;
         for cert in std::iter::once(end_entity).chain(intermediates) {
             // A chain we cannot date is not remembered.
             let Ok(identity) = Identity::from_der(cert) else {
                 return;
             };
-            until = until.min(u64::try_from(identity.not_after).unwrap_or(0));
+            chain_not_after = chain_not_after.min(u64::try_from(identity.not_after).unwrap_or(0));
         }
+        let until = chain_not_after.min(now.as_secs() + CHAIN_CACHE_TTL);
         if let Ok(mut map) = self.0.lock() {
             if map.len() >= CAPACITY {
                 map.clear();
             }
-            map.insert(key, until);
+            map.insert(
+                key,
+                Held {
+                    until,
+                    chain_not_after,
+                },
+            );
         }
     }
 }
@@ -97,12 +120,12 @@ fn chain_parts<'a>(
 /// [`ClientCertVerifier`] (keyed by chain; any allow-list check inside
 /// `inner` is part of the verdict).
 #[derive(Debug)]
-pub(crate) struct ChainCache<V: ?Sized> {
+pub(crate) struct CachingVerifier<V: ?Sized> {
     inner: Arc<V>,
     verdicts: Verdicts,
 }
 
-impl<V: ?Sized> ChainCache<V> {
+impl<V: ?Sized> CachingVerifier<V> {
     pub(crate) fn new(inner: Arc<V>) -> Self {
         Self {
             inner,
@@ -111,7 +134,7 @@ impl<V: ?Sized> ChainCache<V> {
     }
 }
 
-impl ServerCertVerifier for ChainCache<dyn ServerCertVerifier> {
+impl ServerCertVerifier for CachingVerifier<dyn ServerCertVerifier> {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
@@ -141,7 +164,7 @@ impl ServerCertVerifier for ChainCache<dyn ServerCertVerifier> {
     delegate_signature_checks!();
 }
 
-impl ClientCertVerifier for ChainCache<dyn ClientCertVerifier> {
+impl ClientCertVerifier for CachingVerifier<dyn ClientCertVerifier> {
     delegate_client_auth_policy!();
 
     fn verify_client_cert(
@@ -229,7 +252,7 @@ mod tests {
     #[test]
     fn a_verdict_is_reused_per_chain_and_expires() {
         let inner = Arc::new(Counting::default());
-        let cache = ChainCache::<dyn ClientCertVerifier>::new(inner.clone());
+        let cache = CachingVerifier::<dyn ClientCertVerifier>::new(inner.clone());
         let (a, b) = (leaf(30), leaf(30));
         let now = UnixTime::now();
         let calls = || inner.0.load(Ordering::Relaxed);
@@ -253,7 +276,7 @@ mod tests {
     #[test]
     fn a_verdict_never_outlives_the_certificate() {
         let inner = Arc::new(Counting::default());
-        let cache = ChainCache::<dyn ClientCertVerifier>::new(inner.clone());
+        let cache = CachingVerifier::<dyn ClientCertVerifier>::new(inner.clone());
         let short = leaf(1);
         let not_after = Identity::from_der(&short).expect("parse").not_after;
         let just_before = UnixTime::since_unix_epoch(std::time::Duration::from_secs(

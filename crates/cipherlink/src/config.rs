@@ -244,13 +244,12 @@ pub struct Config {
     #[serde(default)]
     pub allow_tls12: bool,
     /// Remember a peer's verified certificate chain for up to 300 s (never
-    /// past a certificate's notAfter), so a reconnecting peer costs one
-    /// signature verification (its handshake signature) instead of two.
-    /// The handshake signature, which proves the peer holds its key now, is
-    /// checked every time; only successes are kept. On by default, as
-    /// browsers cache verdicts; `false` verifies every chain in full. The
-    /// OpenSSL implementation has no such cache and always verifies in full
-    /// (which this setting permits either way).
+    /// past the notAfter of a certificate in the chain), so a reconnecting
+    /// peer costs one signature verification (its handshake signature)
+    /// instead of two. The handshake signature, which proves the peer holds
+    /// its key now, is checked every time; only successes are kept. On by
+    /// default, as browsers cache verdicts; `false` verifies every chain in
+    /// full. Both implementations keep it (docs/config.md).
     #[serde(default = "default_true")]
     pub chain_cache: bool,
     /// Options that weaken verification, kept apart so they are seen.

@@ -14,7 +14,8 @@ use rustls::sign::SingleCertAndKey;
 use rustls::{ClientConfig, RootCertStore, ServerConfig, SupportedProtocolVersion};
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use crate::chain_cache::ChainCache;
+use crate::chain_cache::CachingVerifier;
+use crate::chain_errors::{ExplainingClientVerifier, ExplainingServerVerifier};
 use crate::config::{Config, Implementation};
 use crate::error::Error;
 use crate::kx::KeyExchange;
@@ -262,32 +263,9 @@ pub(crate) fn client_tls(
 ) -> Result<(Arc<ClientConfig>, Option<ServerName<'static>>), Error> {
     let own = validate::client(config)?;
     let provider = build_provider(config)?;
-    let (roots, anchors) = trust_anchors("trusted_cas", config)?;
-    let webpki = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
-        .build()
-        .map_err(|e| Error::config("trusted_cas", e.to_string()))?;
-    let verifier: Arc<dyn ServerCertVerifier> = if config.dangerous.accept_cn_only_certificates
-        || config.dangerous.skip_server_name_check
-    {
-        Arc::new(CnFallbackServerVerifier {
-            inner: webpki,
-            any_name: config.dangerous.skip_server_name_check,
-        })
-    } else {
-        webpki
-    };
-    let verifier: Arc<dyn ServerCertVerifier> = if config.dangerous.accept_legacy_certificates {
-        Arc::new(LegacyServerVerifier {
-            inner: verifier,
-            anchors,
-            algs: provider.signature_verification_algorithms,
-            check_name: !config.dangerous.skip_server_name_check,
-        })
-    } else {
-        verifier
-    };
+    let verifier = server_cert_verifier(config, &provider)?;
     let verifier: Arc<dyn ServerCertVerifier> = if config.chain_cache {
-        Arc::new(ChainCache::new(verifier))
+        Arc::new(CachingVerifier::new(verifier))
     } else {
         verifier
     };
@@ -329,6 +307,57 @@ pub(crate) fn client_tls(
     };
     let server_name = validate::server_name(config)?;
     Ok((Arc::new(tls), server_name))
+}
+
+/// The server-certificate verifier of a client `config`: webpki, with the
+/// CN fallback and the legacy path where the configuration asks for them
+/// (no cache, no session dating). The OpenSSL client runs this same
+/// verifier on every chain OpenSSL accepts, so that a chain passes there
+/// only if it passes here.
+pub(crate) fn server_cert_verifier(
+    config: &Config,
+    provider: &Arc<CryptoProvider>,
+) -> Result<Arc<dyn ServerCertVerifier>, Error> {
+    let (roots, anchors) = trust_anchors("trusted_cas", config)?;
+    let roots = Arc::new(roots);
+    let webpki = WebPkiServerVerifier::builder_with_provider(roots.clone(), provider.clone())
+        .build()
+        .map_err(|e| Error::config("trusted_cas", e.to_string()))?;
+    let verifier: Arc<dyn ServerCertVerifier> = if config.dangerous.accept_cn_only_certificates
+        || config.dangerous.skip_server_name_check
+    {
+        Arc::new(CnFallbackServerVerifier {
+            inner: webpki,
+            any_name: config.dangerous.skip_server_name_check,
+            roots,
+            algs: provider.signature_verification_algorithms,
+        })
+    } else {
+        webpki
+    };
+    let verifier: Arc<dyn ServerCertVerifier> = if config.dangerous.accept_legacy_certificates {
+        Arc::new(LegacyServerVerifier {
+            inner: verifier,
+            anchors: anchors.clone(),
+            algs: provider.signature_verification_algorithms,
+            check_name: !config.dangerous.skip_server_name_check,
+        })
+    } else {
+        verifier
+    };
+    Ok(Arc::new(ExplainingServerVerifier {
+        inner: verifier,
+        anchors,
+    }))
+}
+
+/// The provider whose certificate-signature algorithms the verifiers use:
+/// those of every provider [`build_provider`] makes (it changes only
+/// suites and groups), for the OpenSSL implementation's run of the rustls
+/// verifiers.
+#[cfg(feature = "openssl")]
+pub(crate) fn verification_provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::aws_lc_rs::default_provider())
 }
 
 impl Config {
@@ -432,6 +461,22 @@ fn client_verifier(
     config: &Config,
     provider: &Arc<CryptoProvider>,
 ) -> Result<Arc<dyn ClientCertVerifier>, Error> {
+    let verifier = client_cert_verifier(config, provider)?;
+    Ok(if config.chain_cache {
+        Arc::new(CachingVerifier::new(verifier))
+    } else {
+        verifier
+    })
+}
+
+/// The client-certificate verifier of a server `config`: webpki, the legacy
+/// path and the allow-list where the configuration asks for them (no
+/// cache). The OpenSSL server runs this same verifier on every chain
+/// OpenSSL accepts (see [`server_cert_verifier`]).
+pub(crate) fn client_cert_verifier(
+    config: &Config,
+    provider: &Arc<CryptoProvider>,
+) -> Result<Arc<dyn ClientCertVerifier>, Error> {
     if validate::client_auth(config)? == ClientAuth::None {
         return Ok(WebPkiClientVerifier::no_client_auth());
     }
@@ -447,23 +492,22 @@ fn client_verifier(
     let verifier: Arc<dyn ClientCertVerifier> = if config.dangerous.accept_legacy_certificates {
         Arc::new(LegacyClientVerifier {
             inner: verifier,
-            anchors,
+            anchors: anchors.clone(),
             algs: provider.signature_verification_algorithms,
         })
     } else {
         verifier
     };
-    let verifier: Arc<dyn ClientCertVerifier> = if config.allowed_identities.is_empty() {
+    let verifier = Arc::new(ExplainingClientVerifier {
+        inner: verifier,
+        anchors,
+    });
+    Ok(if config.allowed_identities.is_empty() {
         verifier
     } else {
         Arc::new(AllowListClientVerifier {
             inner: verifier,
             allowed: config.allowed_identities.clone(),
         })
-    };
-    Ok(if config.chain_cache {
-        Arc::new(ChainCache::new(verifier))
-    } else {
-        verifier
     })
 }

@@ -8,6 +8,8 @@ use std::io;
 use std::path::PathBuf;
 use std::time::Duration;
 
+pub use crate::chain_errors::{CertificateVersion2, WeakCertificate};
+
 use crate::compliance::PolicyViolation;
 use crate::kx::UnknownGroup;
 
@@ -246,6 +248,12 @@ pub fn explain_tls(err: &rustls::Error) -> String {
              rustls does not accept: set `dangerous.accept_legacy_certificates` to accept it as OpenSSL \
              does, or reissue it as v3 (`cipherlink certs`)"
                 .to_string()
+        }
+        // Ours (a v2 certificate, a weak key, a name outside the
+        // constraints, the legacy path's and the allow-list's refusals)
+        // and webpki's other kinds: their own words, not rustls' Debug.
+        E::InvalidCertificate(Cert::Other(other)) => {
+            format!("invalid peer certificate: {}", other.0)
         }
         E::InvalidCertificate(Cert::UnknownIssuer) => {
             "peer certificate is not signed by a trusted CA (check `trusted_cas`)".to_string()

@@ -6,8 +6,9 @@
 //!   group of the session it resumed. A TLS 1.2 resumption has no key
 //!   exchange of its own by design: it reuses the secret of the full
 //!   handshake (made under the same policy), and reports no group.
-//! - a resumed session's peer certificates are still valid: resuming skips
-//!   certificate verification. The session stores refuse such sessions
+//! - a resumed session's peer certificates, and the chain its full
+//!   handshake verified where the implementation dates one (OpenSSL), are
+//!   still valid: resuming skips certificate verification. The session stores refuse such sessions
 //!   before they are offered or accepted; this is the last word.
 
 use std::sync::Arc;
@@ -45,6 +46,10 @@ pub(crate) struct Settled<'a> {
     pub(crate) fresh_key_exchange: bool,
     /// The peer's certificates (DER) the session holds.
     pub(crate) peer_certificates: Vec<&'a [u8]>,
+    /// A resumed session's date (Unix seconds): the earliest notAfter of
+    /// the chain its full handshake verified, where the implementation
+    /// keeps one beside the session (OpenSSL keeps only the leaf).
+    pub(crate) chain_until: Option<u64>,
 }
 
 /// Refuses what `settled` must not be, under `policy` (the configured
@@ -68,6 +73,11 @@ pub(crate) fn check(
         }
     }
     if settled.resumed {
+        if let Some(until) = settled.chain_until {
+            if now.as_secs() > until {
+                return Err(expired(now, until));
+            }
+        }
         for der in &settled.peer_certificates {
             let not_after = crate::pki::not_after(der)
                 .map(|secs| u64::try_from(secs).unwrap_or(0))
@@ -75,18 +85,18 @@ pub(crate) fn check(
                     rustls::CertificateError::BadEncoding,
                 ))?;
             if now.as_secs() > not_after {
-                return Err(rustls::Error::InvalidCertificate(
-                    rustls::CertificateError::ExpiredContext {
-                        time: now,
-                        not_after: UnixTime::since_unix_epoch(std::time::Duration::from_secs(
-                            not_after,
-                        )),
-                    },
-                ));
+                return Err(expired(now, not_after));
             }
         }
     }
     Ok(())
+}
+
+fn expired(now: UnixTime, not_after: u64) -> rustls::Error {
+    rustls::Error::InvalidCertificate(rustls::CertificateError::ExpiredContext {
+        time: now,
+        not_after: UnixTime::since_unix_epoch(std::time::Duration::from_secs(not_after)),
+    })
 }
 
 #[cfg(test)]
@@ -108,6 +118,7 @@ mod tests {
             group,
             fresh_key_exchange: fresh,
             peer_certificates: Vec::new(),
+            chain_until: None,
         }
     }
 
@@ -167,5 +178,27 @@ mod tests {
         // A full handshake verified its chain itself.
         resumed.resumed = false;
         check(&resumed, &policy, at(not_after + 1)).expect("full handshake");
+    }
+
+    /// OpenSSL keeps only the leaf of a resumed session: the date of the
+    /// chain its full handshake verified (an intermediate, the anchor)
+    /// decides too.
+    #[test]
+    fn a_resumed_session_needs_its_verified_chain_valid() {
+        let at = |secs| UnixTime::since_unix_epoch(std::time::Duration::from_secs(secs));
+        let mut resumed = settled(true, true, Some(KeyExchange::X25519), true);
+        resumed.chain_until = Some(1_000);
+        let policy = [KeyExchange::X25519];
+        check(&resumed, &policy, at(1_000)).expect("at the chain's notAfter");
+        let err = check(&resumed, &policy, at(1_001)).expect_err("past it");
+        assert!(
+            matches!(
+                err,
+                rustls::Error::InvalidCertificate(rustls::CertificateError::ExpiredContext { .. })
+            ),
+            "{err:?}"
+        );
+        resumed.resumed = false;
+        check(&resumed, &policy, at(1_001)).expect("a full handshake");
     }
 }

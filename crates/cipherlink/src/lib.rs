@@ -51,6 +51,7 @@ mod alpn;
 mod backend;
 pub mod certs;
 mod chain_cache;
+mod chain_errors;
 #[cfg(feature = "clap")]
 pub mod clap_values;
 pub mod compliance;

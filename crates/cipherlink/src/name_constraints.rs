@@ -87,25 +87,72 @@ pub(crate) fn check(
     alt_names: &[GeneralName<'_>],
     ca: &X509Certificate<'_>,
 ) -> Result<(), String> {
-    let constraints = match ca.name_constraints() {
-        Ok(None) => return Ok(()),
-        Ok(Some(nc)) => nc.value,
-        Err(e) => {
-            return Err(format!(
-                "the CA {} has nameConstraints that do not parse ({e})",
-                ca.subject()
-            ))
+    match ca.name_constraints() {
+        Ok(None) => Ok(()),
+        Ok(Some(nc)) => check_names(leaf, alt_names, nc.value, &ca.subject().to_string()),
+        Err(e) => Err(format!(
+            "the CA {} has nameConstraints that do not parse ({e})",
+            ca.subject()
+        )),
+    }
+}
+
+/// Checks the names of a leaf whose subject CN stands in for its server
+/// name (`dangerous.accept_cn_only_certificates`: it has no subjectAltName)
+/// against the nameConstraints of one CA of its path, given as the content
+/// of the extension's SEQUENCE (as webpki keeps a trust anchor's). webpki
+/// applies constraints to subjectAltName entries only, so without this a
+/// CA constrained to `example.com` could vouch for a CN of `localhost`.
+pub(crate) fn check_cn_only_leaf(
+    leaf_der: &[u8],
+    constraints_content: &[u8],
+    ca: &str,
+) -> Result<(), String> {
+    use x509_parser::prelude::FromDer;
+    let (_, leaf) = X509Certificate::from_der(leaf_der)
+        .map_err(|e| format!("the certificate does not parse ({e})"))?;
+    let mut sequence = vec![0x30];
+    let len = constraints_content.len();
+    match u32::try_from(len) {
+        Ok(short) if short < 0x80 => sequence.push(short as u8),
+        Ok(long) => {
+            let bytes = long.to_be_bytes();
+            let skip = bytes.iter().take_while(|b| **b == 0).count();
+            sequence.push(0x80 | (4 - skip) as u8);
+            sequence.extend_from_slice(&bytes[skip..]);
         }
-    };
+        Err(_) => return Err(format!("the CA {ca} has nameConstraints too long to read")),
+    }
+    sequence.extend_from_slice(constraints_content);
+    let (_, constraints) = x509_parser::extensions::NameConstraints::from_der(&sequence)
+        .map_err(|e| format!("the CA {ca} has nameConstraints that do not parse ({e})"))?;
+    check_names(&leaf, &[], &constraints, ca)
+}
+
+/// [`check_cn_only_leaf`] for an intermediate CA of the path (DER).
+pub(crate) fn check_leaf_under(leaf_der: &[u8], ca_der: &[u8]) -> Result<(), String> {
+    use x509_parser::prelude::FromDer;
+    let (_, leaf) = X509Certificate::from_der(leaf_der)
+        .map_err(|e| format!("the certificate does not parse ({e})"))?;
+    let (_, ca) = X509Certificate::from_der(ca_der)
+        .map_err(|e| format!("a CA of its chain does not parse ({e})"))?;
+    check(&leaf, &[], &ca)
+}
+
+fn check_names(
+    leaf: &X509Certificate<'_>,
+    alt_names: &[GeneralName<'_>],
+    constraints: &x509_parser::extensions::NameConstraints<'_>,
+    ca: &str,
+) -> Result<(), String> {
     let permitted = constraints.permitted_subtrees.as_deref().unwrap_or(&[]);
     let excluded = constraints.excluded_subtrees.as_deref().unwrap_or(&[]);
     for name in leaf_names(leaf, alt_names) {
         check_one(&name, permitted, excluded).map_err(|why| {
             format!(
-                "{} ({}) {why} by the name constraints of CA {}",
+                "{} ({}) {why} by the name constraints of CA {ca}",
                 name.describe(),
                 name.form(),
-                ca.subject()
             )
         })?;
     }

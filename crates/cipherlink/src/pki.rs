@@ -73,12 +73,12 @@ pub(crate) fn v1_refused(cert_source: &PemSource) -> Error {
 
 /// Loads a chain and its key, and checks that they belong together and that
 /// the leaf is currently valid. An X.509 v1 leaf is refused unless
-/// `accept_legacy` (see [`crate::legacy`]).
+/// `accept_legacy_certificates` (see [`crate::legacy`]).
 pub(crate) fn load_certified_key(
     provider: &CryptoProvider,
     cert_source: &PemSource,
     key_source: &PemSource,
-    accept_legacy: bool,
+    accept_legacy_certificates: bool,
 ) -> Result<Arc<CertifiedKey>, Error> {
     let chain = load_certificates("certificate", cert_source)?;
     let key = load_private_key("private_key", key_source)?;
@@ -93,7 +93,7 @@ pub(crate) fn load_certified_key(
         .cert
         .first()
         .filter(|leaf| crate::legacy::is_v1(leaf.as_ref()));
-    let key_check = match (v1_leaf, accept_legacy) {
+    let key_check = match (v1_leaf, accept_legacy_certificates) {
         (None, _) => certified.keys_match(),
         (Some(leaf), true) => {
             let spki = certified.key.public_key();

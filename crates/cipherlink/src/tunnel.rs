@@ -33,11 +33,11 @@ pub enum TunnelState {
     /// The handshake is running.
     Handshaking,
     /// Handshake done: data may flow.
-    Done,
+    Established,
     /// Closed by [`Tunnel::close`].
     Closed,
     /// A step failed; the tunnel cannot be used again.
-    Error,
+    Failed,
 }
 
 impl fmt::Display for TunnelState {
@@ -45,9 +45,9 @@ impl fmt::Display for TunnelState {
         f.write_str(match self {
             TunnelState::NotStarted => "not started",
             TunnelState::Handshaking => "handshaking",
-            TunnelState::Done => "established",
+            TunnelState::Established => "established",
             TunnelState::Closed => "closed",
-            TunnelState::Error => "failed",
+            TunnelState::Failed => "failed",
         })
     }
 }
@@ -97,7 +97,7 @@ impl fmt::Display for TunnelInfo {
 enum Stage<IO> {
     NotStarted(IO),
     Handshaking,
-    Ready(Box<Backend<IO>>),
+    Established(Box<Backend<IO>>),
     Closed,
     Failed,
 }
@@ -124,9 +124,9 @@ impl<IO> Tunnel<IO> {
         match self.stage {
             Stage::NotStarted(_) => TunnelState::NotStarted,
             Stage::Handshaking => TunnelState::Handshaking,
-            Stage::Ready(_) => TunnelState::Done,
+            Stage::Established(_) => TunnelState::Established,
             Stage::Closed => TunnelState::Closed,
-            Stage::Failed => TunnelState::Error,
+            Stage::Failed => TunnelState::Failed,
         }
     }
 
@@ -203,7 +203,7 @@ where
                 let mut queued = 0;
                 let connected = connecting(config, name, io, first, &mut queued, limit, &self.peer)
                     .await
-                    .map(|r| r.map(|s| Box::new(Backend::Rustls(s))));
+                    .map(|r| r.map(|s| Box::new(Backend::RustlsClient(s))));
                 first = &first[queued..];
                 connected
             }
@@ -260,7 +260,7 @@ where
         };
         match result {
             Ok(Ok(stream)) => {
-                self.stage = Stage::Ready(stream);
+                self.stage = Stage::Established(stream);
                 Ok(())
             }
             Ok(Err(err)) => {
@@ -296,7 +296,7 @@ where
     /// What the handshake settled; `None` before it is done.
     pub fn info(&self) -> Option<TunnelInfo> {
         match &self.stage {
-            Stage::Ready(stream) => Some(stream.info()),
+            Stage::Established(stream) => Some(stream.info()),
             _ => None,
         }
     }
@@ -305,7 +305,7 @@ where
     /// parses the peer certificate).
     pub fn resumed(&self) -> bool {
         match &self.stage {
-            Stage::Ready(stream) => stream.resumed(),
+            Stage::Established(stream) => stream.resumed(),
             _ => false,
         }
     }
@@ -313,7 +313,7 @@ where
     fn ready(&mut self, op: &'static str) -> Result<&mut Backend<IO>, Error> {
         let state = self.state();
         match &mut self.stage {
-            Stage::Ready(stream) => Ok(stream),
+            Stage::Established(stream) => Ok(stream),
             _ => Err(Error::State { op, state }),
         }
     }
@@ -358,7 +358,7 @@ where
     pub async fn write_all_and_close(&mut self, buf: &[u8]) -> Result<(), Error> {
         let stream = self.ready("write")?;
         let queued = match stream {
-            Backend::Rustls(s) => queue_plaintext(s.get_mut().1.writer(), buf),
+            Backend::RustlsClient(s) => queue_plaintext(s.get_mut().1.writer(), buf),
             // Encrypted into the stream's outgoing buffer; close_notify
             // joins it there and both leave in one write.
             Backend::LeanServer(s) => s.queue_plaintext(buf).unwrap_or(0),
@@ -400,7 +400,7 @@ where
     pub fn transport(&self) -> Option<&IO> {
         match &self.stage {
             Stage::NotStarted(io) => Some(io),
-            Stage::Ready(stream) => Some(stream.transport()),
+            Stage::Established(stream) => Some(stream.transport()),
             Stage::Handshaking | Stage::Closed | Stage::Failed => None,
         }
     }
@@ -414,7 +414,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncRead for Tunnel<IO> {
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         match &mut this.stage {
-            Stage::Ready(stream) => Pin::new(stream.as_mut()).poll_read(cx, buf),
+            Stage::Established(stream) => Pin::new(stream.as_mut()).poll_read(cx, buf),
             _ => Poll::Ready(Err(not_ready(this.state()))),
         }
     }
@@ -428,7 +428,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncWrite for Tunnel<IO> {
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         match &mut this.stage {
-            Stage::Ready(stream) => Pin::new(stream.as_mut()).poll_write(cx, buf),
+            Stage::Established(stream) => Pin::new(stream.as_mut()).poll_write(cx, buf),
             _ => Poll::Ready(Err(not_ready(this.state()))),
         }
     }
@@ -436,7 +436,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncWrite for Tunnel<IO> {
     fn poll_flush(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         match &mut this.stage {
-            Stage::Ready(stream) => Pin::new(stream.as_mut()).poll_flush(cx),
+            Stage::Established(stream) => Pin::new(stream.as_mut()).poll_flush(cx),
             _ => Poll::Ready(Ok(())),
         }
     }
@@ -444,7 +444,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncWrite for Tunnel<IO> {
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         match &mut this.stage {
-            Stage::Ready(stream) => Pin::new(stream.as_mut()).poll_shutdown(cx),
+            Stage::Established(stream) => Pin::new(stream.as_mut()).poll_shutdown(cx),
             _ => Poll::Ready(Ok(())),
         }
     }

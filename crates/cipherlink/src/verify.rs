@@ -8,11 +8,14 @@ use std::sync::Arc;
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::WebPkiServerVerifier;
+use rustls::crypto::WebPkiSupportedAlgorithms;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::{
-    CertificateError, DigitallySignedStruct, DistinguishedName, OtherError, SignatureScheme,
+    CertificateError, DigitallySignedStruct, DistinguishedName, OtherError, RootCertStore,
+    SignatureScheme,
 };
+use x509_parser::prelude::FromDer;
 
 use crate::pki::Identity;
 
@@ -139,17 +142,33 @@ pub(crate) fn check_allowed(der: &[u8], allowed: &[String]) -> Result<(), rustls
     )))
 }
 
+/// A server certificate whose subject CN stood in for its server name
+/// (`dangerous.accept_cn_only_certificates`) names what a CA of its chain
+/// may not vouch for.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "the certificate names the server only in its subject CN \
+     (`dangerous.accept_cn_only_certificates`), and {0}"
+)]
+pub struct CnOutsideNameConstraints(pub String);
+
 /// WebPKI server verification, except that a certificate with no
 /// subjectAltName at all is accepted when its subject CN equals the server
 /// name (RFC 6125 section 6.4.4's legacy fallback, which gRPC and OpenSSL
-/// clients apply). WebPKI checks the chain before the name, so reaching the
-/// name error means the chain was already valid.
+/// clients apply) and the nameConstraints of every CA of its path allow
+/// that CN as a DNS name (webpki applies them to subjectAltName entries
+/// only). WebPKI checks the chain before the name, so reaching the name
+/// error means the chain was already valid.
 #[derive(Debug)]
 pub(crate) struct CnFallbackServerVerifier {
     pub(crate) inner: Arc<WebPkiServerVerifier>,
     /// Accept any name at all (the chain must still verify): what
     /// tno.mpc.communication does with `check_hostname=False`.
     pub(crate) any_name: bool,
+    /// The verifier's roots and algorithms, to find the path a CN-only
+    /// certificate was verified through.
+    pub(crate) roots: Arc<RootCertStore>,
+    pub(crate) algs: WebPkiSupportedAlgorithms,
 }
 
 impl ServerCertVerifier for CnFallbackServerVerifier {
@@ -171,7 +190,11 @@ impl ServerCertVerifier for CnFallbackServerVerifier {
         match result {
             Err(rustls::Error::InvalidCertificate(
                 CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
-            )) if self.any_name || cn_matches_without_san(end_entity, server_name) => {
+            )) if self.any_name => Ok(ServerCertVerified::assertion()),
+            Err(rustls::Error::InvalidCertificate(
+                CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
+            )) if cn_matches_without_san(end_entity, server_name) => {
+                self.cn_within_name_constraints(end_entity, intermediates, now)?;
                 Ok(ServerCertVerified::assertion())
             }
             other => other,
@@ -179,6 +202,55 @@ impl ServerCertVerifier for CnFallbackServerVerifier {
     }
 
     delegate_signature_checks!();
+}
+
+impl CnFallbackServerVerifier {
+    /// The CN of `end_entity` (which stands in for its server name) checked
+    /// against the nameConstraints of each CA of the path webpki verified
+    /// it through: the same path the inner verifier found, from the same
+    /// inputs.
+    fn cn_within_name_constraints(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<(), rustls::Error> {
+        let refused = |why: String| {
+            rustls::Error::InvalidCertificate(CertificateError::Other(OtherError(Arc::new(
+                CnOutsideNameConstraints(why),
+            ))))
+        };
+        let cert = webpki::EndEntityCert::try_from(end_entity)
+            .map_err(|_| rustls::Error::InvalidCertificate(CertificateError::BadEncoding))?;
+        let path = cert
+            .verify_for_usage(
+                self.algs.all,
+                &self.roots.roots,
+                intermediates,
+                now,
+                webpki::KeyUsage::server_auth(),
+                None,
+                None,
+            )
+            .map_err(|e| refused(format!("its chain no longer verifies ({e})")))?;
+        for ca in path.intermediate_certificates() {
+            crate::name_constraints::check_leaf_under(end_entity.as_ref(), ca.der().as_ref())
+                .map_err(refused)?;
+        }
+        let anchor = path.anchor();
+        if let Some(constraints) = &anchor.name_constraints {
+            let subject = x509_parser::x509::X509Name::from_der(anchor.subject.as_ref())
+                .map(|(_, name)| name.to_string())
+                .unwrap_or_else(|_| "(unreadable subject)".into());
+            crate::name_constraints::check_cn_only_leaf(
+                end_entity.as_ref(),
+                constraints.as_ref(),
+                &subject,
+            )
+            .map_err(refused)?;
+        }
+        Ok(())
+    }
 }
 
 /// Whether `end_entity` has no subjectAltName extension at all and its

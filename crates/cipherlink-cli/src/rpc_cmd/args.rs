@@ -38,7 +38,7 @@ pub struct RpcTlsArgs {
     /// TLS_LEGACY_CN=1 in the environment sets it (and, for a client,
     /// --dangerous-accept-cn-only).
     #[arg(long = "dangerous-accept-legacy-certs", alias = "accept-legacy-certs")]
-    pub accept_legacy: bool,
+    pub accept_legacy_certificates: bool,
     /// The old flag (env TLS_LEGACY_CN=1): --dangerous-accept-legacy-certs
     /// and, for a client, --dangerous-accept-cn-only.
     #[arg(
@@ -68,8 +68,8 @@ pub struct RpcTlsArgs {
 
 impl RpcTlsArgs {
     /// Whether X.509 v1 certificates are accepted.
-    pub fn accept_legacy(&self) -> bool {
-        self.accept_legacy || self.legacy_cn_certs
+    pub fn accept_legacy_certificates(&self) -> bool {
+        self.accept_legacy_certificates || self.legacy_cn_certs
     }
 
     /// Whether any file flag is set (ignored with --plaintext).
@@ -209,7 +209,7 @@ pub struct ClientArgs {
     /// CN equals the server name, as gRPC's own TLS stack does. The chain is
     /// still verified.
     #[arg(long = "dangerous-accept-cn-only", alias = "accept-cn-only")]
-    pub accept_cn_only: bool,
+    pub accept_cn_only_certificates: bool,
     /// Per-call deadline, e.g. 1s or 250ms (a bare number is milliseconds).
     #[arg(
         long,
@@ -237,8 +237,8 @@ impl ClientArgs {
     }
 
     /// Whether a server certificate may name its host only in the CN.
-    pub fn accept_cn_only(&self) -> bool {
-        self.accept_cn_only || self.tls.legacy_cn_certs
+    pub fn accept_cn_only_certificates(&self) -> bool {
+        self.accept_cn_only_certificates || self.tls.legacy_cn_certs
     }
 }
 

@@ -97,8 +97,27 @@ fn full_us(kx: f64, sign: f64, verify: f64, verifies: u32) -> f64 {
 
 /// Errors measuring the floor (a broken key, an unsupported algorithm).
 #[derive(Debug, thiserror::Error)]
-#[error("measuring the crypto floor: {0}")]
-pub struct FloorError(String);
+#[non_exhaustive]
+pub enum FloorError {
+    /// The key exchange refused its own shares.
+    #[error("measuring the crypto floor: key exchange: {0}")]
+    KeyExchange(cipherlink::rustls::Error),
+    /// The server key's PEM did not parse.
+    #[error("measuring the crypto floor: key PEM: {0}")]
+    KeyPem(cipherlink::rustls::pki_types::pem::Error),
+    /// The crypto provider refused the server key, or signing with it failed.
+    #[error("measuring the crypto floor: signing key: {0}")]
+    Key(cipherlink::rustls::Error),
+    /// The key cannot make the signatures the certificate needs.
+    #[error("measuring the crypto floor: the key cannot sign with {0:?}")]
+    NoScheme(cipherlink::rustls::SignatureScheme),
+    /// A signature made here did not verify with the certificate's key.
+    #[error("measuring the crypto floor: own signature does not verify")]
+    OwnSignature,
+    /// A measuring thread panicked.
+    #[error("measuring the crypto floor: a measuring thread panicked")]
+    ThreadPanicked,
+}
 
 /// Measures one sample: `budget` of wall time per operation kind, on
 /// `threads` threads at once. `chain_cache` says whether the measured client
@@ -114,43 +133,37 @@ pub fn measure(
 ) -> Result<CryptoFloor, FloorError> {
     let kx = group.rustls_group();
     let key_exchange_us = per_op(budget, threads, || {
-        let client = kx.start().map_err(|e| FloorError(e.to_string()))?;
+        let client = kx.start().map_err(FloorError::KeyExchange)?;
         let server = kx
             .start_and_complete(client.pub_key())
-            .map_err(|e| FloorError(e.to_string()))?;
+            .map_err(FloorError::KeyExchange)?;
         client
             .complete(&server.pub_key)
-            .map_err(|e| FloorError(e.to_string()))?;
+            .map_err(FloorError::KeyExchange)?;
         Ok(())
     })?;
 
     let provider = cipherlink::rustls::crypto::aws_lc_rs::default_provider();
-    let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes())
-        .map_err(|e| FloorError(format!("key PEM: {e}")))?;
+    let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).map_err(FloorError::KeyPem)?;
     let signing_key = provider
         .key_provider
         .load_private_key(key)
-        .map_err(|e| FloorError(e.to_string()))?;
+        .map_err(FloorError::Key)?;
     let (scheme, verify_alg) = schemes(algorithm);
     let signer = signing_key
         .choose_scheme(&[scheme])
-        .ok_or_else(|| FloorError(format!("key cannot sign with {scheme:?}")))?;
+        .ok_or(FloorError::NoScheme(scheme))?;
     // The size of a TLS 1.3 CertificateVerify input: 64 spaces, context, 0, hash.
     let message = [0x20u8; 130];
     let sign_us = per_op(budget, threads, || {
-        signer
-            .sign(&message)
-            .map(drop)
-            .map_err(|e| FloorError(e.to_string()))
+        signer.sign(&message).map(drop).map_err(FloorError::Key)
     })?;
-    let signature = signer
-        .sign(&message)
-        .map_err(|e| FloorError(e.to_string()))?;
+    let signature = signer.sign(&message).map_err(FloorError::Key)?;
     let public_key = UnparsedPublicKey::new(verify_alg, leaf_spki_key);
     let verify_us = per_op(budget, threads, || {
         public_key
             .verify(&message, &signature)
-            .map_err(|_| FloorError("own signature does not verify".into()))
+            .map_err(|_| FloorError::OwnSignature)
     })?;
     let verifies_per_handshake = if chain_cache { 1 } else { 2 };
     Ok(CryptoFloor {
@@ -205,10 +218,7 @@ fn per_op(
             .collect();
         workers
             .into_iter()
-            .map(|w| {
-                w.join()
-                    .map_err(|_| FloorError("a measuring thread panicked".into()))?
-            })
+            .map(|w| w.join().map_err(|_| FloorError::ThreadPanicked)?)
             .collect::<Result<Vec<f64>, FloorError>>()
     })?;
     let ops_per_us: f64 = per_thread.iter().map(|us| 1.0 / us).sum();

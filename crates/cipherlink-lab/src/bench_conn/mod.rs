@@ -443,11 +443,46 @@ async fn run_case(
     mode: Mode,
     tls: Option<Tls>,
 ) -> Result<CaseResult, BenchError> {
+    let (route, client_ctx) = route(options, fixture, mode, tls)?;
+    let exchange = if options.target.is_none() {
+        Exchange::PingPong
+    } else {
+        options.exchange
+    };
+    let shared = Arc::new(Shared {
+        issued: AtomicU64::new(0),
+        completed: AtomicU64::new(0),
+        errors: AtomicU64::new(0),
+        first_error: Mutex::new(None),
+        start: Instant::now(),
+        limit: options.connections,
+        deadline: Instant::now()
+            + if options.connections.is_some() {
+                options.duration.max(Duration::from_secs(60))
+            } else {
+                options.duration
+            },
+        batch: options.batch,
+        observer: options.observer.clone(),
+    });
+    let cpu_before = crate::cpu::process_cpu_time();
+    let outputs = drive(options, route, &shared, client_ctx, exchange).await?;
+    let cpu = cpu_before.zip(crate::cpu::process_cpu_time());
+    Ok(summarize(options, mode, tls, &shared, &outputs, cpu))
+}
+
+/// Where this case's clients connect, and with which client Context.
+fn route(
+    options: &ConnBenchOptions,
+    fixture: &Fixture,
+    mode: Mode,
+    tls: Option<Tls>,
+) -> Result<(Route, Option<Context>), BenchError> {
     let resumption = mode == Mode::TlsResume;
     // In process, each core runs its own server and its share of the
     // clients on a single-threaded runtime, so a connection never crosses
     // cores: what is measured is the TLS stack, not the scheduler.
-    let (route, client_ctx) = match (&options.target, tls) {
+    Ok(match (&options.target, tls) {
         (Some(target), Some(tls)) => (
             Route::Target(target.addr),
             Some(client_context(
@@ -474,31 +509,19 @@ async fn run_case(
                 Some(client),
             )
         }
-    };
-    let exchange = if options.target.is_none() {
-        Exchange::PingPong
-    } else {
-        options.exchange
-    };
+    })
+}
 
-    let shared = Arc::new(Shared {
-        issued: AtomicU64::new(0),
-        completed: AtomicU64::new(0),
-        errors: AtomicU64::new(0),
-        first_error: Mutex::new(None),
-        start: Instant::now(),
-        limit: options.connections,
-        deadline: Instant::now()
-            + if options.connections.is_some() {
-                options.duration.max(Duration::from_secs(60))
-            } else {
-                options.duration
-            },
-        batch: options.batch,
-        observer: options.observer.clone(),
-    });
-    let cpu_before = crate::cpu::process_cpu_time();
-    let outputs = match route {
+/// Runs the workers (tasks against a target, or one shard per core in
+/// process) until the case ends; one output per shard.
+async fn drive(
+    options: &ConnBenchOptions,
+    route: Route,
+    shared: &Arc<Shared>,
+    client_ctx: Option<Context>,
+    exchange: Exchange,
+) -> Result<Vec<ShardOutput>, BenchError> {
+    match route {
         Route::Target(addr) => {
             let mut workers = Vec::with_capacity(options.concurrency);
             for _ in 0..options.concurrency {
@@ -512,10 +535,10 @@ async fn run_case(
                         .map_err(|e| BenchError::Setup(format!("worker task: {e}")))?,
                 );
             }
-            vec![ShardOutput {
+            Ok(vec![ShardOutput {
                 results,
                 server_connections_left: None,
-            }]
+            }])
         }
         Route::InProcess(server_ctx) => {
             let shards = std::thread::available_parallelism()
@@ -542,14 +565,25 @@ async fn run_case(
                     .collect::<Result<Vec<_>, _>>()
             })
             .await
-            .map_err(|e| BenchError::Setup(format!("joining shards: {e}")))??
+            .map_err(|e| BenchError::Setup(format!("joining shards: {e}")))?
         }
-    };
+    }
+}
+
+/// The case's numbers from the shards' histograms and the shared counters.
+fn summarize(
+    options: &ConnBenchOptions,
+    mode: Mode,
+    tls: Option<Tls>,
+    shared: &Shared,
+    outputs: &[ShardOutput],
+    cpu: Option<(Duration, Duration)>,
+) -> CaseResult {
     let mut handshake = new_histogram();
     let mut connection = new_histogram();
     let mut resumed = 0;
     let mut server_connections_left = None;
-    for output in &outputs {
+    for output in outputs {
         for local in &output.results {
             handshake.add(&local.handshake).ok();
             connection.add(&local.connection).ok();
@@ -560,10 +594,9 @@ async fn run_case(
         }
     }
     let seconds = shared.start.elapsed().as_secs_f64();
-    let cpu = cpu_before.zip(crate::cpu::process_cpu_time());
     let completed = shared.completed.load(Ordering::Relaxed);
     let first_error = shared.first_error.lock().ok().and_then(|e| e.clone());
-    Ok(CaseResult {
+    CaseResult {
         mode,
         group: tls.map(|t| t.group.name().to_string()),
         implementation: tls.map(|t| t.implementation),
@@ -585,7 +618,7 @@ async fn run_case(
             _ => None,
         },
         server_connections_left,
-    })
+    }
 }
 
 /// Where the clients connect.

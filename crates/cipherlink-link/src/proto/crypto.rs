@@ -187,9 +187,9 @@ impl Symmetric {
     pub fn mix_key(&mut self, ikm: &[u8]) {
         let mut t = hmac(&self.ck[..], &[ikm]);
         let t_key = HmacKey::new(&t);
-        let ck = t_key.mac(&[&[1]]);
-        let mut k = t_key.mac(&[&ck, &[2]]);
-        *self.ck = ck;
+        let ck = Zeroizing::new(t_key.mac(&[&[1]]));
+        let mut k = t_key.mac(&[&ck[..], &[2]]);
+        *self.ck = *ck;
         self.k = Some(AeadKey::new(&k));
         self.n = 0;
         t.zeroize();

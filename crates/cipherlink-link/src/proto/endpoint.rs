@@ -14,7 +14,7 @@ use super::revocation::Revocation;
 use crate::config::LinkParams;
 use crate::error::Error;
 use crate::keys::{ServerKey, TokenStore};
-use crate::replay_store::{ReplayStore, Seen};
+use crate::replay_store::{InProgress, Recorded, ReplayStore};
 
 /// Default replay-filter capacity (16-byte marks).
 pub const DEFAULT_REPLAY_CAPACITY: usize = 1 << 20;
@@ -27,12 +27,15 @@ pub struct EndpointOptions {
     /// Marks the replay filter holds at most (docs §6).
     pub replay_capacity: usize,
     /// First messages past the MAC check whose handshake is not done yet,
-    /// at most: one more becomes a probe (only holders of `S` get there).
+    /// at most: one more becomes a probe. One mark holds at most one slot
+    /// (docs §6), and the listener's admission caps bound the sockets that
+    /// can hold them.
     pub max_handshakes: usize,
     /// Keep the replay filter in this database file too (docs §6), e.g.
     /// [`default_replay_file`] of the token store: a restarted server then
     /// still refuses first messages it answered before. Failing to open it
-    /// is an error; failing to write it refuses every first message.
+    /// is an error; while it cannot be written every first message is a
+    /// probe (it is reopened until a write works again).
     pub replay_file: Option<PathBuf>,
     /// Tests and fuzzing only: a filter of this endpoint's own instead of
     /// the one every endpoint of the key shares in this process.
@@ -57,12 +60,15 @@ impl Default for EndpointOptions {
     }
 }
 
-/// A handshake slot, given back when dropped.
-pub(super) struct HandshakeSlot(Arc<AtomicUsize>);
+/// A handshake slot and the mark it handshakes for, given back when dropped.
+pub(super) struct HandshakeSlot {
+    used: Arc<AtomicUsize>,
+    pub(super) mark: InProgress,
+}
 
 impl Drop for HandshakeSlot {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
+        self.used.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -340,13 +346,9 @@ impl ServerEndpoint {
         &self.params
     }
 
-    pub(super) fn replay_check(&self, mark: &[u8; 16]) -> Seen {
-        self.replay.check(mark)
-    }
-
-    /// Records the mark (durably, with a file) unless seen or the store failed.
-    pub(super) fn replay_insert(&self, mark: [u8; 16], w: u64, now_w: u64) -> Seen {
-        self.replay.insert(mark, w, now_w)
+    /// Records a decrypted first message's mark (durably, with a file).
+    pub(super) fn replay_record(&self, slot: &HandshakeSlot, w: u64, now_w: u64) -> Recorded {
+        self.replay.record(&slot.mark, w, now_w)
     }
 
     /// The replay filter this endpoint shares with every endpoint of its key.
@@ -354,16 +356,21 @@ impl ServerEndpoint {
         &self.replay
     }
 
-    /// A handshake slot, if one of `max_handshakes` is free.
-    pub(super) fn take_slot(&self) -> Option<HandshakeSlot> {
-        let taken = self
-            .slots_used
+    /// A handshake slot for `mark`: refused (the reason) when the mark was
+    /// answered before or is being handshaken right now (so one recorded
+    /// header holds at most one slot), when the replay store is
+    /// unavailable, or when all `max_handshakes` are taken.
+    pub(super) fn take_slot(&self, mark: [u8; 16]) -> Result<HandshakeSlot, &'static str> {
+        let mark = self.replay.begin(mark).map_err(|r| r.reason())?;
+        self.slots_used
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
                 (n < self.max_handshakes).then_some(n + 1)
-            });
-        taken
-            .ok()
-            .map(|_| HandshakeSlot(Arc::clone(&self.slots_used)))
+            })
+            .map_err(|_| "no handshake slot")?;
+        Ok(HandshakeSlot {
+            used: Arc::clone(&self.slots_used),
+            mark,
+        })
     }
 
     /// Handshakes past the MAC check right now.

@@ -37,6 +37,7 @@ use handshake::{ClientHandshake, TransportKeys};
 use keepalive::{Action, Keepalive};
 use record::Direction;
 pub use record::{RecordType, MAX_DATA, MAX_RECORD, MAX_RECORDS_PER_KEY};
+pub use server::FIRST_MESSAGE_TIME;
 
 /// A source of cryptographically secure random bytes, injected by the caller.
 pub trait Entropy: Send {
@@ -184,8 +185,11 @@ enum State {
     ServerHandshake {
         endpoint: Arc<ServerEndpoint>,
         header: Option<handshake::Msg1Header>,
-        /// Held from a first message whose MAC verified until the handshake ends.
-        slot: Option<endpoint::HandshakeSlot>,
+        /// Held from a first message whose MAC verified until the handshake
+        /// ends, or until the rest of the message is late (docs §6).
+        slot: Option<server::Slot>,
+        /// A decrypted first message waiting for its replay mark to be durable.
+        awaiting: Option<Box<server::Awaiting>>,
         /// The one close time, drawn at accept (docs §6).
         deadline: Instant,
     },
@@ -300,6 +304,7 @@ impl Connection {
                 endpoint,
                 header: None,
                 slot: None,
+                awaiting: None,
                 deadline,
             },
             rng,
@@ -457,10 +462,7 @@ impl Connection {
                     error: Some(Error::HandshakeTimeout),
                 });
             }
-            State::ServerHandshake { deadline, .. } if now >= *deadline => {
-                self.probe_reason = Some("handshake timeout");
-                self.state = State::Closed;
-            }
+            State::ServerHandshake { .. } => self.server_timeout(now),
             State::Probe { until, .. } if now >= *until => self.state = State::Closed,
             State::Open(o) => {
                 let action = o.keepalive.poll(now);
@@ -569,9 +571,8 @@ impl Connection {
     /// When to call [`Connection::handle_timeout`] next.
     pub fn poll_timeout(&self) -> Option<Instant> {
         match &self.state {
-            State::ClientHandshake { deadline, .. } | State::ServerHandshake { deadline, .. } => {
-                Some(*deadline)
-            }
+            State::ClientHandshake { deadline, .. } => Some(*deadline),
+            State::ServerHandshake { .. } => self.server_poll_timeout(),
             State::Probe { until, .. } => Some(*until),
             State::Open(o) => Some(o.keepalive.deadline()),
             State::Closed => None,

@@ -7,11 +7,11 @@
 
 /// The field of [`super::ServerTls`] / [`super::ClientTls`] that turns
 /// X.509 v1 acceptance on, as error messages name it.
-pub const LEGACY_FIELD: &str = "accept_legacy";
+pub const LEGACY_FIELD: &str = "accept_legacy_certificates";
 
 /// The field of [`super::ClientTls`] that accepts a server certificate
 /// naming its host only in the CN, as error messages name it.
-pub const CN_ONLY_FIELD: &str = "accept_cn_only";
+pub const CN_ONLY_FIELD: &str = "accept_cn_only_certificates";
 
 /// A legacy-shaped certificate was refused because acceptance is off.
 #[derive(Debug, thiserror::Error)]

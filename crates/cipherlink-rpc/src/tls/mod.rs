@@ -7,12 +7,12 @@
 //! then uses with ALPN `h2`.
 //!
 //! The original suite's openssl certificates (X.509 v1, host only in the
-//! CN) need [`ServerTls::accept_legacy`] / [`ClientTls::accept_legacy`], the
+//! CN) need [`ServerTls::accept_legacy_certificates`] / [`ClientTls::accept_legacy_certificates`], the
 //! core's `dangerous.accept_legacy_certificates` (see [`cipherlink::legacy`];
 //! `--dangerous-accept-legacy-certs`, as the core's flag); without it our own
 //! such certificate is refused up front with a message naming the option. A
 //! v3 server certificate that names its host only in the CN needs
-//! [`ClientTls::accept_cn_only`], the core's
+//! [`ClientTls::accept_cn_only_certificates`], the core's
 //! `dangerous.accept_cn_only_certificates` (`--dangerous-accept-cn-only`).
 
 mod legacy;
@@ -45,7 +45,7 @@ pub struct ServerTls {
     /// Accept X.509 v1 certificates (the original suite's openssl ones): the
     /// core's `dangerous.accept_legacy_certificates`, for our own certificate
     /// and for the clients'.
-    pub accept_legacy: bool,
+    pub accept_legacy_certificates: bool,
     /// Key-exchange groups, most preferred first.
     pub groups: Vec<KeyExchange>,
 }
@@ -57,7 +57,7 @@ impl ServerTls {
             cert,
             key,
             client_ca: None,
-            accept_legacy: false,
+            accept_legacy_certificates: false,
             groups: KeyExchange::default_list(),
         }
     }
@@ -72,10 +72,10 @@ pub struct ClientTls {
     pub identity: Option<(PathBuf, PathBuf)>,
     /// Accept X.509 v1 certificates, ours and the server's (which must then
     /// name the host in its CN): the core's `dangerous.accept_legacy_certificates`.
-    pub accept_legacy: bool,
+    pub accept_legacy_certificates: bool,
     /// Accept a server certificate without subjectAltName whose CN names the
     /// host: the core's `dangerous.accept_cn_only_certificates`.
-    pub accept_cn_only: bool,
+    pub accept_cn_only_certificates: bool,
     /// Allow TLS session resumption. Off for cold connections: one that
     /// resumes a session skips the public-key work it means to measure.
     pub resumption: bool,
@@ -89,8 +89,8 @@ impl ClientTls {
         Self {
             ca,
             identity: None,
-            accept_legacy: false,
-            accept_cn_only: false,
+            accept_legacy_certificates: false,
+            accept_cn_only_certificates: false,
             resumption: false,
             groups: KeyExchange::default_list(),
         }
@@ -146,7 +146,7 @@ fn refuse_v1(path: &Path, what: &'static str) -> Result<(), RpcError> {
 
 /// The core configuration of a server.
 fn server_core_config(tls: &ServerTls) -> Result<Config, RpcError> {
-    if !tls.accept_legacy {
+    if !tls.accept_legacy_certificates {
         refuse_v1(&tls.cert, "server certificate")?;
     }
     Ok(Config::builder()
@@ -158,7 +158,7 @@ fn server_core_config(tls: &ServerTls) -> Result<Config, RpcError> {
         // Tickets, so clients that ask to resume (`coldconn --resume`) can.
         .resumption(true)
         .dangerous(Dangerous {
-            accept_legacy_certificates: tls.accept_legacy,
+            accept_legacy_certificates: tls.accept_legacy_certificates,
             ..Dangerous::default()
         })
         .build())
@@ -166,7 +166,11 @@ fn server_core_config(tls: &ServerTls) -> Result<Config, RpcError> {
 
 /// The core configuration of a client.
 fn client_core_config(tls: &ClientTls) -> Result<Config, RpcError> {
-    if let Some((cert, _)) = tls.identity.as_ref().filter(|_| !tls.accept_legacy) {
+    if let Some((cert, _)) = tls
+        .identity
+        .as_ref()
+        .filter(|_| !tls.accept_legacy_certificates)
+    {
         refuse_v1(cert, "client certificate")?;
     }
     let mut config = Config::builder()
@@ -175,8 +179,8 @@ fn client_core_config(tls: &ClientTls) -> Result<Config, RpcError> {
         .alpn([ALPN_H2])
         .resumption(tls.resumption)
         .dangerous(Dangerous {
-            accept_legacy_certificates: tls.accept_legacy,
-            accept_cn_only_certificates: tls.accept_cn_only,
+            accept_legacy_certificates: tls.accept_legacy_certificates,
+            accept_cn_only_certificates: tls.accept_cn_only_certificates,
             ..Dangerous::default()
         });
     if let Some((cert, key)) = &tls.identity {

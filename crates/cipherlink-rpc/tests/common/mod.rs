@@ -72,7 +72,7 @@ pub fn server_tls(p: &Pki, mtls: bool, legacy: bool) -> ServerTls {
         cert: p.server.cert_path.clone(),
         key: p.server.key_path.clone(),
         client_ca: mtls.then(|| p.ca.ca_path()),
-        accept_legacy: legacy,
+        accept_legacy_certificates: legacy,
         groups: tls::KeyExchange::default_list(),
     }
 }
@@ -82,8 +82,8 @@ pub fn client_tls(p: &Pki, with_cert: bool, cn_only: bool) -> ClientTls {
     ClientTls {
         ca: p.ca.ca_path(),
         identity: with_cert.then(|| (p.client.cert_path.clone(), p.client.key_path.clone())),
-        accept_legacy: false,
-        accept_cn_only: cn_only,
+        accept_legacy_certificates: false,
+        accept_cn_only_certificates: cn_only,
         resumption: false,
         groups: tls::KeyExchange::default_list(),
     }

@@ -11,12 +11,14 @@
 //! either way: OpenSSL checks CertificateVerify outside this hook.
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use openssl::ex_data::Index;
 use openssl::ssl::Ssl;
 use openssl::x509::{X509StoreContext, X509StoreContextRef};
 use rustls::pki_types::{CertificateDer, UnixTime};
 
+use super::state::Notes;
 use crate::chain_cache::Verdicts;
 
 /// One context's verdicts.
@@ -25,25 +27,28 @@ pub(crate) struct ChainCache {
     /// A client connection's server name, part of the key (the verdict
     /// includes the name check); `None` on a server.
     server_name: Option<Index<Ssl, String>>,
+    /// Where a hit puts the cached chain's date (a miss: `PeerChecks`).
+    notes: Index<Ssl, Arc<Notes>>,
     /// Chains verified in full (cache misses).
     full_verifications: AtomicU64,
 }
 
 impl ChainCache {
     /// A client's cache, keyed by chain and the connection's server name.
-    pub(crate) fn client(server_name: Index<Ssl, String>) -> Self {
-        Self::new(Some(server_name))
+    pub(crate) fn client(server_name: Index<Ssl, String>, notes: Index<Ssl, Arc<Notes>>) -> Self {
+        Self::new(Some(server_name), notes)
     }
 
     /// A server's cache of client chains (the allow-list is part of the verdict).
-    pub(crate) fn server() -> Self {
-        Self::new(None)
+    pub(crate) fn server(notes: Index<Ssl, Arc<Notes>>) -> Self {
+        Self::new(None, notes)
     }
 
-    fn new(server_name: Option<Index<Ssl, String>>) -> Self {
+    fn new(server_name: Option<Index<Ssl, String>>, notes: Index<Ssl, Arc<Notes>>) -> Self {
         Self {
             verdicts: Verdicts::default(),
             server_name,
+            notes,
             full_verifications: AtomicU64::new(0),
         }
     }
@@ -57,21 +62,29 @@ impl ChainCache {
     /// OpenSSL's verdict on the chain in `ctx`, from the cache or in full.
     pub(crate) fn verify(&self, ctx: &mut X509StoreContextRef) -> bool {
         let chain = super::ffi::presented_chain(ctx);
+        let ssl = X509StoreContext::ssl_idx()
+            .ok()
+            .and_then(|ssl| ctx.ex_data(ssl));
         let name = self.server_name.and_then(|index| {
-            X509StoreContext::ssl_idx()
-                .ok()
-                .and_then(|ssl| ctx.ex_data(ssl))
-                .and_then(|ssl| ssl.ex_data(index))
+            ssl.and_then(|ssl| ssl.ex_data(index))
                 .map(|name| name.as_bytes().to_vec())
         });
+        let notes = ssl.and_then(|ssl| ssl.ex_data(self.notes)).cloned();
         if self.server_name.is_some() && name.is_none() {
             // No name to key on: verify in full, remember nothing.
             return self.verify_in_full(ctx);
         }
         let key = Verdicts::key(name.iter().chain(&chain).map(Vec::as_slice));
         let now = UnixTime::now();
-        if !chain.is_empty() && self.verdicts.holds(&key, now) {
-            return true;
+        if !chain.is_empty() {
+            if let Some(chain_not_after) = self.verdicts.chain_not_after(&key, now) {
+                // The sessions of this handshake end with the chain
+                // verified before, as they would after a miss.
+                if let Some(notes) = notes {
+                    notes.verified(chain_not_after);
+                }
+                return true;
+            }
         }
         let accepted = self.verify_in_full(ctx);
         if !accepted || chain.is_empty() {

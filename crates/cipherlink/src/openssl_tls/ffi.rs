@@ -86,7 +86,7 @@ type DecryptTicketCallback = unsafe extern "C" fn(
     arg: *mut c_void,
 ) -> c_int;
 
-/// `SSL_CTX_set_session_ticket_cb`'s generation callback (unused, NULL).
+/// `SSL_CTX_set_session_ticket_cb`'s generation callback.
 type GenerateTicketCallback = unsafe extern "C" fn(*mut openssl_sys::SSL, *mut c_void) -> c_int;
 
 // Ticket statuses and the decryption callback's answers (`ssl.h`).
@@ -110,6 +110,16 @@ extern "C" {
         arg: *mut c_void,
     ) -> c_int;
     fn SSL_SESSION_get0_peer(session: *mut openssl_sys::SSL_SESSION) -> *mut openssl_sys::X509;
+    fn SSL_SESSION_set1_ticket_appdata(
+        session: *mut openssl_sys::SSL_SESSION,
+        data: *const c_void,
+        len: usize,
+    ) -> c_int;
+    fn SSL_SESSION_get0_ticket_appdata(
+        session: *mut openssl_sys::SSL_SESSION,
+        data: *mut *mut c_void,
+        len: *mut usize,
+    ) -> c_int;
     fn SSL_CTX_set_cert_verify_callback(
         ctx: *mut openssl_sys::SSL_CTX,
         callback: Option<
@@ -118,9 +128,57 @@ extern "C" {
         arg: *mut c_void,
     );
     fn X509_STORE_CTX_get0_cert(ctx: *const openssl_sys::X509_STORE_CTX) -> *mut openssl_sys::X509;
+    fn SSL_CTX_set_block_padding_ex(
+        ctx: *mut openssl_sys::SSL_CTX,
+        app_block_size: usize,
+        hs_block_size: usize,
+    ) -> c_int;
     fn X509_STORE_CTX_get0_untrusted(
         ctx: *const openssl_sys::X509_STORE_CTX,
     ) -> *mut openssl_sys::stack_st_X509;
+}
+
+/// `SSL_CTX_set1_client_sigalgs_list` and `SSL_CTX_clear_cert_flags` are
+/// macros over these controls (`ssl.h`).
+const SSL_CTRL_CLEAR_CERT_FLAGS: c_int = 100;
+const SSL_CTRL_SET_CLIENT_SIGALGS_LIST: c_int = 102;
+/// `SSL_CERT_FLAG_TLS_STRICT` (`StrictCertCheck`).
+const SSL_CERT_FLAG_TLS_STRICT: std::os::raw::c_long = 1;
+
+/// Sets back what a system configuration may have set on a new context
+/// and the safe `openssl` crate has no setter for: the signature schemes
+/// asked of a client (`ClientSignatureAlgorithms`) to `sigalgs`, strict
+/// certificate-chain checks (`StrictCertCheck`, which refuse chains rustls
+/// accepts) off, and no record padding (`RecordPadding`).
+pub(crate) fn undo_system_config(
+    builder: &mut SslContextBuilder,
+    sigalgs: &str,
+) -> Result<(), openssl::error::ErrorStack> {
+    let sigalgs = std::ffi::CString::new(sigalgs).map_err(|_| openssl::error::ErrorStack::get())?;
+    // SAFETY: `builder` is a live SSL_CTX. The client-sigalgs control reads
+    // the NUL-terminated list for the duration of the call only; the
+    // cert-flags control takes a plain value and no pointer;
+    // SSL_CTX_set_block_padding_ex (OpenSSL 3.4+) takes sizes only.
+    let (listed, padding) = unsafe {
+        let listed = openssl_sys::SSL_CTX_ctrl(
+            builder.as_ptr(),
+            SSL_CTRL_SET_CLIENT_SIGALGS_LIST,
+            0,
+            sigalgs.as_ptr().cast_mut().cast::<c_void>(),
+        );
+        openssl_sys::SSL_CTX_ctrl(
+            builder.as_ptr(),
+            SSL_CTRL_CLEAR_CERT_FLAGS,
+            SSL_CERT_FLAG_TLS_STRICT,
+            std::ptr::null_mut(),
+        );
+        let padding = SSL_CTX_set_block_padding_ex(builder.as_ptr(), 0, 0);
+        (listed, padding)
+    };
+    if listed != 1 || padding != 1 {
+        return Err(openssl::error::ErrorStack::get());
+    }
+    Ok(())
 }
 
 /// Makes `cache` decide, for every connection of this context, whether the
@@ -199,25 +257,94 @@ pub(crate) fn presented_chain(ctx: &X509StoreContextRef) -> Vec<Vec<u8>> {
 }
 
 /// Makes a server context refuse (as if it could not decrypt it, so that
-/// a full handshake follows) any ticket whose session's client
-/// certificate has expired since: resuming skips certificate
-/// verification, and OpenSSL would resume it for the ticket's lifetime.
+/// a full handshake follows) any ticket whose session's client chain has
+/// expired since: resuming skips certificate verification, and OpenSSL
+/// would resume it for the ticket's lifetime. Each ticket carries (as its
+/// application data, inside the encrypted ticket) the earliest notAfter of
+/// the chain the client was verified through, intermediates and trust
+/// anchor included; the session itself keeps only the leaf.
 pub(crate) fn refuse_tickets_past_peer_expiry(builder: &mut SslContextBuilder) {
-    // SAFETY: `builder` is a live SSL_CTX; the callback keeps no state
-    // (NULL argument) and no ticket-generation callback is set.
+    // SAFETY: `builder` is a live SSL_CTX; the callbacks keep no state
+    // (NULL argument).
     unsafe {
         SSL_CTX_set_session_ticket_cb(
             builder.as_ptr(),
-            None,
+            Some(date_ticket),
             Some(decrypt_ticket),
             std::ptr::null_mut(),
         );
     }
 }
 
+/// OpenSSL's ticket-generation hook: writes the date of the chain verified
+/// in this handshake into the session's ticket data. A resumed session's
+/// new ticket keeps the data it was resumed with (OpenSSL copies it), as
+/// no chain was verified. 1 lets the ticket be made.
+unsafe extern "C" fn date_ticket(ssl: *mut openssl_sys::SSL, _arg: *mut c_void) -> c_int {
+    if ssl.is_null() {
+        return 1;
+    }
+    // A panic must not unwind into C: the ticket is then not dated, and
+    // `decrypt_ticket` refuses an undated one that has a client certificate.
+    let _ = std::panic::catch_unwind(|| {
+        // SAFETY: OpenSSL passes the live SSL making the ticket, ours to
+        // read until we return.
+        let ssl_ref = unsafe { SslRef::from_ptr(ssl) };
+        let Some(until) = super::state::indices()
+            .ok()
+            .and_then(|indices| ssl_ref.ex_data(indices.notes))
+            .and_then(|notes| notes.verified_until())
+        else {
+            return;
+        };
+        let data = until.to_be_bytes();
+        // SAFETY: SSL_get_session returns the SSL's current session (or
+        // NULL), borrowed; set1 copies `data`, which lives for the call.
+        unsafe {
+            let session = openssl_sys::SSL_get_session(ssl);
+            if !session.is_null() {
+                SSL_SESSION_set1_ticket_appdata(session, data.as_ptr().cast(), data.len());
+            }
+        }
+    });
+    1
+}
+
+/// The date `date_ticket` wrote into `session`'s ticket data, if any.
+///
+/// # Safety
+/// `session` must be a live SSL_SESSION, not freed during the call.
+unsafe fn ticket_date(session: *mut openssl_sys::SSL_SESSION) -> Option<u64> {
+    let mut data: *mut c_void = std::ptr::null_mut();
+    let mut len = 0usize;
+    // SAFETY: `session` is live (the caller's contract); get0 borrows the
+    // session's copy of the data, valid while the session is.
+    let got = unsafe { SSL_SESSION_get0_ticket_appdata(session, &mut data, &mut len) };
+    if got != 1 || data.is_null() || len != 8 {
+        return None;
+    }
+    // SAFETY: non-null, `len` (8) readable bytes borrowed from `session`.
+    let bytes = unsafe { std::slice::from_raw_parts(data.cast::<u8>(), len) };
+    bytes.try_into().ok().map(u64::from_be_bytes)
+}
+
+/// The date of the chain a resumed server session's client was verified
+/// through (its ticket data), if it has one.
+pub(crate) fn resumed_chain_date(ssl: &SslRef) -> Option<u64> {
+    // SAFETY: `ssl` is a live SSL; SSL_get_session borrows its session,
+    // alive as long as `ssl`'s borrow.
+    unsafe {
+        let session = openssl_sys::SSL_get_session(ssl.as_ptr());
+        if session.is_null() {
+            return None;
+        }
+        ticket_date(session)
+    }
+}
+
 /// OpenSSL's ticket-decryption hook: keeps its own decision (use, renew,
-/// ignore) except that a session whose peer certificate has expired is
-/// not used.
+/// ignore) except that a session whose client chain has expired, or that
+/// has a client certificate but no date, is not used.
 unsafe extern "C" fn decrypt_ticket(
     _ssl: *mut openssl_sys::SSL,
     session: *mut openssl_sys::SSL_SESSION,
@@ -240,10 +367,16 @@ unsafe extern "C" fn decrypt_ticket(
         if peer.is_null() {
             return false;
         }
+        // SAFETY: as above.
+        let Some(until) = (unsafe { ticket_date(session) }) else {
+            return true;
+        };
         // SAFETY: non-null and borrowed from `session`, as above.
         let peer = unsafe { X509Ref::from_ptr(peer) };
-        let now = openssl::asn1::Asn1Time::days_from_now(0);
-        now.map_or(true, |now| peer.not_after() <= now)
+        let now = rustls::pki_types::UnixTime::now().as_secs();
+        let leaf_expired = openssl::asn1::Asn1Time::days_from_now(0)
+            .map_or(true, |asn1_now| peer.not_after() <= asn1_now);
+        leaf_expired || now > until
     });
     match (expired, status) {
         (Ok(false), SSL_TICKET_SUCCESS) => SSL_TICKET_RETURN_USE,

@@ -13,8 +13,10 @@
 //! - X.509 v1 certificates (which OpenSSL accepts silently, anywhere in a
 //!   chain) are refused unless `dangerous.accept_legacy_certificates`, and
 //!   then admitted only as a leaf issued by a trusted CA itself;
-//! - the options a system configuration (`OPENSSL_CONF`) may set to allow
-//!   resumption without a key exchange (psk_ke) are cleared;
+//! - what a system configuration (`OPENSSL_CONF`) may set is set back
+//!   (`undo_system_config`): options (psk_ke resumption, no extended
+//!   master secret, TLS versions switched off), security level, signature
+//!   algorithms, verify mode, record padding;
 //! - a stream that ends without close_notify is an error, not a clean end
 //!   (`stream.rs`);
 //! - a resumable session ends with the peer certificates it was verified
@@ -57,7 +59,7 @@ use crate::pki::{load_certificates, load_private_key};
 use crate::validate::{self, ClientAuth};
 use chain_cache::ChainCache;
 use errors::Verdict;
-use peer_checks::PeerChecks;
+use peer_checks::{PeerChecks, RustlsVerifier};
 use session_cache::SessionCache;
 use state::{Indices, Notes};
 
@@ -69,12 +71,21 @@ const TLS12_SUITES: &str = "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-ECDSA-AES128-GCM
 ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-AES256-GCM-SHA384:ECDHE-RSA-AES128-GCM-SHA256:\
 ECDHE-RSA-CHACHA20-POLY1305";
 
-/// `SSL_OP_ALLOW_NO_DHE_KEX` (`AllowNoDHEKEX`: TLS 1.3 resumption without
-/// a key exchange, psk_ke, no forward secrecy) and
-/// `SSL_OP_PREFER_NO_DHE_KEX` (a server choosing it), which openssl-sys
-/// does not name.
-const OPTIONS_REFUSED_FROM_SYSTEM_CONFIG: SslOptions =
-    SslOptions::from_bits_retain((1 << 10) | (1 << 35));
+/// The handshake signature schemes rustls (aws-lc-rs) offers and accepts,
+/// in its order, as OpenSSL names them.
+const SIGNATURE_SCHEMES: &str = "ecdsa_secp384r1_sha384:ecdsa_secp256r1_sha256:\
+ecdsa_secp521r1_sha512:ed25519:rsa_pss_rsae_sha512:rsa_pss_rsae_sha384:rsa_pss_rsae_sha256:\
+rsa_pkcs1_sha512:rsa_pkcs1_sha384:rsa_pkcs1_sha256:mldsa44:mldsa65:mldsa87";
+
+/// OpenSSL's own defaults for a new context (`SSL_CTX_new_ex`), which a
+/// system configuration may have changed: no compression, middlebox
+/// compatibility on.
+const OPENSSL_DEFAULT_OPTIONS: SslOptions =
+    SslOptions::NO_COMPRESSION.union(SslOptions::ENABLE_MIDDLEBOX_COMPAT);
+
+/// OpenSSL's security level 2 (112-bit security: RSA and DH keys of 2048
+/// bits and more, no SHA-1 signatures): what rustls' floor is at least.
+const SECURITY_LEVEL: u32 = 2;
 
 /// What a server Context holds for OpenSSL.
 pub(crate) struct ServerSide {
@@ -130,6 +141,8 @@ pub(crate) fn server(config: &Config) -> Result<ServerSide, Error> {
     let mut builder = common(config, SslMethod::tls_server())?;
     own_identity(&mut builder, config, cert, key)?;
     let mut chain_cache = None;
+    // A system configuration's `VerifyMode` would ask for one otherwise.
+    builder.set_verify(SslVerifyMode::NONE);
     if auth != ClientAuth::None {
         let (store, cas) = trust_store(config)?;
         builder
@@ -143,16 +156,14 @@ pub(crate) fn server(config: &Config) -> Result<ServerSide, Error> {
         if auth == ClientAuth::Required {
             mode |= SslVerifyMode::FAIL_IF_NO_PEER_CERT;
         }
-        let checks = PeerChecks::new(
+        let rustls = RustlsVerifier::Client(crate::context::client_cert_verifier(
             config,
-            config.allowed_identities.clone(),
-            indices.verdict,
-            None,
-            &cas,
-        );
+            &crate::context::verification_provider(),
+        )?);
+        let checks = PeerChecks::new(config, rustls, &indices, None, &cas);
         builder.set_verify_callback(mode, move |ok, store| checks.check(ok, store));
         if config.chain_cache {
-            let cache = Arc::new(ChainCache::server());
+            let cache = Arc::new(ChainCache::server(indices.notes));
             ffi::install_chain_cache(&mut builder, indices.chain_cache, cache.clone());
             chain_cache = Some(cache);
         }
@@ -222,18 +233,16 @@ pub(crate) fn client(config: &Config) -> Result<ClientSide, Error> {
     builder
         .set_verify_cert_store(store)
         .map_err(build("trusted_cas"))?;
-    let checks = PeerChecks::new(
+    let rustls = RustlsVerifier::Server(crate::context::server_cert_verifier(
         config,
-        Vec::new(),
-        indices.verdict,
-        Some(indices.server_name),
-        &cas,
-    );
+        &crate::context::verification_provider(),
+    )?);
+    let checks = PeerChecks::new(config, rustls, &indices, Some(indices.server_name), &cas);
     builder.set_verify_callback(SslVerifyMode::PEER, move |ok, store| {
         checks.check(ok, store)
     });
     let chain_cache = if config.chain_cache {
-        let cache = Arc::new(ChainCache::client(indices.server_name));
+        let cache = Arc::new(ChainCache::client(indices.server_name, indices.notes));
         ffi::install_chain_cache(&mut builder, indices.chain_cache, cache.clone());
         Some(cache)
     } else {
@@ -271,7 +280,9 @@ fn first_group(config: &Config) -> Result<KeyExchange, Error> {
 
 /// The client's session cache: ours only (OpenSSL's internal store would
 /// keep up to 20,480 sessions per Context that nothing reads), each session
-/// dated by the peer certificates it was verified with.
+/// dated by the chain the server was verified through (the trust anchor
+/// and intermediates from the store included: a full handshake would fail
+/// once one of them expired).
 fn client_resumption(builder: &mut SslContextBuilder, indices: Indices) -> Arc<SessionCache> {
     let cache = Arc::new(SessionCache::default());
     let store = cache.clone();
@@ -282,15 +293,17 @@ fn client_resumption(builder: &mut SslContextBuilder, indices: Indices) -> Arc<S
         let Some(server) = ssl.ex_data(indices.server_name) else {
             return;
         };
-        let mut until = session_cache::peer_not_after(ssl);
-        if ssl.session_reused() {
-            // The new ticket of a resumed session: the resumed one's
-            // certificates, which OpenSSL keeps only the leaf of.
-            if let Some(offered) = ssl.ex_data(indices.offered_until) {
-                until = until.min(*offered);
-            }
-        }
-        store.put(server, &session, until);
+        let until = if ssl.session_reused() {
+            // The new ticket of a resumed session inherits its date.
+            ssl.ex_data(indices.offered_until).copied()
+        } else {
+            // The chain verified in this handshake, anchor included
+            // (`PeerChecks`, or the chain cache's verdict on a hit).
+            ssl.ex_data(indices.notes)
+                .and_then(|notes| notes.verified_until())
+        };
+        // Undated: not kept.
+        store.put(server, &session, until.unwrap_or(0));
     });
     cache
 }
@@ -336,18 +349,33 @@ fn common(config: &Config, method: SslMethod) -> Result<SslContextBuilder, Error
     builder
         .set_cipher_list(TLS12_SUITES)
         .map_err(build("cipher suites"))?;
-    // Neither old renegotiation nor compression, as in rustls.
-    builder.set_options(SslOptions::NO_RENEGOTIATION | SslOptions::NO_COMPRESSION);
-    // OpenSSL applies the system configuration (`OPENSSL_CONF`) to every
-    // new context; these options in it would break what the Config
-    // promises, and are cleared whatever it says.
-    builder.clear_options(OPTIONS_REFUSED_FROM_SYSTEM_CONFIG);
+    undo_system_config(&mut builder)?;
     builder.set_mode(SslMode::RELEASE_BUFFERS);
     if let Some(path) = &config.dangerous.key_log_file {
         let file = crate::key_log::KeyLogFile::open(path)?;
         builder.set_keylog_callback(move |_, line| file.write_line(line));
     }
     Ok(builder)
+}
+
+/// OpenSSL applies the system configuration (`OPENSSL_CONF`, its
+/// `system_default` section) to every new context, whatever library
+/// context it is made in (libssl keeps that section process-wide), so it
+/// cannot be kept out; what it can set is set back here. Versions, groups,
+/// suites (with the security level `@SECLEVEL` sets), tickets and the
+/// verify mode are set by the callers after this. Left to the system
+/// configuration: which providers implement the algorithms (e.g. FIPS).
+fn undo_system_config(builder: &mut SslContextBuilder) -> Result<(), Error> {
+    // Every option (`Options`, `Protocol`'s SSL_OP_NO_TLSv1_3, ...), then
+    // exactly ours: no renegotiation, no compression, as in rustls;
+    // extended master secret and encrypt-then-MAC stay on.
+    builder.clear_options(SslOptions::from_bits_retain(!0));
+    builder.set_options(OPENSSL_DEFAULT_OPTIONS | SslOptions::NO_RENEGOTIATION);
+    builder.set_security_level(SECURITY_LEVEL);
+    builder
+        .set_sigalgs_list(SIGNATURE_SCHEMES)
+        .map_err(build("signature algorithms"))?;
+    ffi::undo_system_config(builder, SIGNATURE_SCHEMES).map_err(build("signature algorithms"))
 }
 
 fn no_resumption(builder: &mut SslContextBuilder) -> Result<(), Error> {

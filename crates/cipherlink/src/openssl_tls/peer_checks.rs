@@ -1,34 +1,60 @@
-//! The certificate rules rustls applies that OpenSSL does not, or applies
-//! differently, run in OpenSSL's verify callback on each certificate of the
-//! peer's chain after OpenSSL's own verdict:
+//! The verdict of OpenSSL's verify callback on each certificate of the
+//! peer's chain, after OpenSSL's own. A chain OpenSSL accepts is then run
+//! through the very verifier the rustls implementation uses for this
+//! Config (`context::server_cert_verifier` / `client_cert_verifier`: webpki
+//! with the same roots, the CN fallback, the legacy path, the allow-list),
+//! so that OpenSSL accepts a chain only if rustls would: webpki refuses
+//! what OpenSSL's own rules let through (non-v3 certificates, a CA
+//! certificate as the leaf, an extended key usage without serverAuth or
+//! clientAuth, which OpenSSL's purposes read more loosely (SGC counts as
+//! serverAuth), RSA keys under 2048 bits, SHA-1 and SHA-224 signatures,
+//! curves and key types rustls does not verify). OpenSSL's own refusals
+//! stand as well (it also dates the trust anchor, which webpki does not).
+//!
+//! Before that, on each certificate:
 //! - X.509 v1: refused, except (with `dangerous.accept_legacy_certificates`)
 //!   a leaf whose issuer is one of the explicitly trusted CAs, as the rustls
 //!   legacy path (`crate::legacy`) accepts it; a trust anchor's version is
-//!   not checked, as on rustls. OpenSSL accepts v1 anywhere in a chain.
+//!   not checked, as on rustls. This gives rustls' message at the depth
+//!   at fault, before OpenSSL reports something else.
 //! - The server name: OpenSSL checks subjectAltName only
 //!   (`X509_CHECK_FLAG_NEVER_CHECK_SUBJECT`, set by the client Context); the
 //!   subject CN stands in only for a certificate with no subjectAltName
 //!   extension at all, and only with `dangerous.accept_cn_only_certificates`
 //!   or for an admitted v1 leaf. (OpenSSL's own fallback reads the CN
 //!   whenever there is no DNS entry, e.g. beside an IP-only subjectAltName.)
-//! - The allow-list of client identities (`allowed_identities`).
+//!   The rustls verifier then checks that CN against the CAs' name
+//!   constraints.
 
 use std::sync::Arc;
 
 use openssl::ex_data::Index;
 use openssl::ssl::Ssl;
 use openssl::x509::{X509StoreContextRef, X509VerifyResult, X509};
-use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::client::danger::ServerCertVerifier;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::server::danger::ClientCertVerifier;
 
 use super::errors::Verdict;
+use super::state::Notes;
 use crate::config::Config;
 
+/// The rustls verifier of the Context's Config, for its role.
+pub(super) enum RustlsVerifier {
+    /// A client's: the server's chain, for the connection's server name.
+    Server(Arc<dyn ServerCertVerifier>),
+    /// A server's: the client's chain.
+    Client(Arc<dyn ClientCertVerifier>),
+}
+
 pub(super) struct PeerChecks {
-    accept_legacy: bool,
+    accept_legacy_certificates: bool,
     /// `dangerous.accept_cn_only_certificates` (a client's).
     cn_fallback: bool,
-    allowed: Vec<String>,
+    rustls: RustlsVerifier,
     verdict: Index<Ssl, Arc<Verdict>>,
+    /// Where the date of the verified chain goes.
+    notes: Index<Ssl, Arc<Notes>>,
     /// A client connection's server name (the name check's fallback needs
     /// it); `None` on a server.
     server_name: Option<Index<Ssl, String>>,
@@ -41,16 +67,17 @@ pub(super) struct PeerChecks {
 impl PeerChecks {
     pub(super) fn new(
         config: &Config,
-        allowed: Vec<String>,
-        verdict: Index<Ssl, Arc<Verdict>>,
+        rustls: RustlsVerifier,
+        indices: &super::state::Indices,
         server_name: Option<Index<Ssl, String>>,
         trusted: &[X509],
     ) -> PeerChecks {
         PeerChecks {
-            accept_legacy: config.dangerous.accept_legacy_certificates,
+            verdict: indices.verdict,
+            notes: indices.notes,
+            accept_legacy_certificates: config.dangerous.accept_legacy_certificates,
             cn_fallback: config.dangerous.accept_cn_only_certificates,
-            allowed,
-            verdict,
+            rustls,
             server_name,
             trusted_subjects: trusted
                 .iter()
@@ -89,8 +116,13 @@ impl PeerChecks {
             }
             self.note_failure(store);
             return false;
-        } else if depth == 0 && !self.allowed.is_empty() {
-            crate::verify::check_allowed(&der, &self.allowed).err()
+        } else if depth == 0 {
+            // OpenSSL's last call, once the whole chain passed its checks.
+            let refusal = self.rustls_refusal(store);
+            if refusal.is_none() {
+                self.note_verified(store);
+            }
+            refusal
         } else {
             None
         };
@@ -102,6 +134,63 @@ impl PeerChecks {
         }
         store.set_error(X509VerifyResult::APPLICATION_VERIFICATION);
         false
+    }
+
+    /// Dates the connection's sessions by the chain OpenSSL verified.
+    fn note_verified(&self, store: &X509StoreContextRef) {
+        let Some(notes) = Self::ssl(store).and_then(|ssl| ssl.ex_data(self.notes)) else {
+            return;
+        };
+        let chain = store.chain().and_then(|chain| {
+            chain
+                .iter()
+                .map(|cert| cert.to_der().ok())
+                .collect::<Option<Vec<_>>>()
+        });
+        // A chain that cannot be dated dates no session (0: not kept).
+        let until = chain
+            .and_then(|chain| {
+                crate::session_dates::earliest_not_after(chain.iter().map(Vec::as_slice))
+            })
+            .unwrap_or(0);
+        notes.verified(until);
+    }
+
+    /// What the rustls verifier says of the chain the peer presented.
+    fn rustls_refusal(&self, store: &X509StoreContextRef) -> Option<rustls::Error> {
+        let chain = super::ffi::presented_chain(store);
+        let Some((leaf, rest)) = chain.split_first() else {
+            return Some(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::BadEncoding,
+            ));
+        };
+        let leaf = CertificateDer::from(leaf.as_slice());
+        let intermediates: Vec<CertificateDer<'_>> = rest
+            .iter()
+            .map(|der| CertificateDer::from(der.as_slice()))
+            .collect();
+        let now = UnixTime::now();
+        let verdict = match &self.rustls {
+            RustlsVerifier::Client(verifier) => verifier
+                .verify_client_cert(&leaf, &intermediates, now)
+                .map(drop),
+            RustlsVerifier::Server(verifier) => {
+                // Always set, to a name that parsed (`Tunnel::server_name`).
+                let name = self
+                    .server_name
+                    .and_then(|index| Self::ssl(store).and_then(|ssl| ssl.ex_data(index)))
+                    .and_then(|name| ServerName::try_from(name.as_str()).ok());
+                match name {
+                    Some(name) => verifier
+                        .verify_server_cert(&leaf, &intermediates, &name, &[], now)
+                        .map(drop),
+                    None => Err(rustls::Error::InvalidCertificate(
+                        rustls::CertificateError::NotValidForName,
+                    )),
+                }
+            }
+        };
+        verdict.err()
     }
 
     /// Whether a v1 certificate at `depth` may stand: the trust anchor at
@@ -116,7 +205,7 @@ impl PeerChecks {
         if depth > 0 {
             return depth + 1 == chain.len();
         }
-        self.accept_legacy
+        self.accept_legacy_certificates
             && chain
                 .get(1)
                 .and_then(|issuer| issuer.to_der().ok())
@@ -127,7 +216,7 @@ impl PeerChecks {
     /// option is off, or the certificate is not a leaf), or a v1 leaf not
     /// issued directly by a trusted CA.
     fn v1_refusal(&self, der: &[u8], depth: u32) -> rustls::Error {
-        if self.accept_legacy && depth == 0 {
+        if self.accept_legacy_certificates && depth == 0 {
             return crate::legacy::not_issued_by_an_anchor(der);
         }
         rustls::Error::InvalidCertificate(rustls::CertificateError::Other(rustls::OtherError(
@@ -144,7 +233,7 @@ impl PeerChecks {
             openssl_sys::X509_V_ERR_HOSTNAME_MISMATCH | openssl_sys::X509_V_ERR_IP_ADDRESS_MISMATCH
         );
         // A v1 leaf reaching here was admitted by `v1_admitted`.
-        if !mismatch || !(self.cn_fallback || (v1 && self.accept_legacy)) {
+        if !mismatch || !(self.cn_fallback || (v1 && self.accept_legacy_certificates)) {
             return false;
         }
         let Some(name) = self
@@ -167,7 +256,33 @@ impl PeerChecks {
         let Some(cert) = store.current_cert() else {
             return;
         };
-        if let Ok(der) = cert.to_der() {
+        // OpenSSL's purpose check: rustls' refusal says which usage was
+        // wanted and which the certificate allows.
+        if store.error().as_raw() == openssl_sys::X509_V_ERR_INVALID_PURPOSE {
+            if let Some(why) = self.rustls_refusal(store) {
+                verdict.refuse(why);
+            }
+        }
+        let der = cert.to_der().ok();
+        let weak = matches!(
+            store.error().as_raw(),
+            openssl_sys::X509_V_ERR_EE_KEY_TOO_SMALL
+                | openssl_sys::X509_V_ERR_CA_KEY_TOO_SMALL
+                | openssl_sys::X509_V_ERR_CA_MD_TOO_WEAK
+        );
+        // What the security level found weak, in rustls' words.
+        if let Some(why) = der
+            .as_deref()
+            .filter(|_| weak)
+            .and_then(crate::chain_errors::weakness)
+        {
+            verdict.refuse(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::Other(rustls::OtherError(Arc::new(
+                    crate::chain_errors::WeakCertificate(why),
+                ))),
+            ));
+        }
+        if let Some(der) = der {
             verdict.failed(der);
         }
         let no_issuer = matches!(

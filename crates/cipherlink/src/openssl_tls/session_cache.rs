@@ -8,16 +8,17 @@
 //! not resumable when that connection is dropped without close_notify
 //! (`ssl_clear_bad_session`), which would spoil the cached one too.
 //!
-//! Each session is kept with the earliest notAfter of the certificates the
-//! server was verified with, and is not offered from then on: resuming
-//! skips certificate verification, so a session must not outlive what was
-//! verified (OpenSSL would resume it for as long as the server's ticket
-//! lifetime says).
+//! Each session is kept with the earliest notAfter of the chain the server
+//! was verified through (trust anchor and intermediates from the store
+//! included, which OpenSSL dates), and is not offered from then on:
+//! resuming skips certificate verification, so a session must not outlive
+//! what was verified (OpenSSL would resume it for as long as the server's
+//! ticket lifetime says).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 
-use openssl::ssl::{SslRef, SslSession, SslSessionRef};
+use openssl::ssl::{SslSession, SslSessionRef};
 use rustls::pki_types::UnixTime;
 
 const SERVERS: usize = 256;
@@ -80,21 +81,6 @@ impl SessionCache {
         let session = SslSession::from_der(&kept.der).ok()?;
         Some((session, kept.until))
     }
-}
-
-/// The earliest notAfter (Unix seconds) of the peer certificates `ssl`
-/// holds: the chain the peer presented in a full handshake, the leaf alone
-/// after a resumption (which is all a session keeps). 0 (nothing to
-/// resume) when there is none or one cannot be read.
-pub(crate) fn peer_not_after(ssl: &SslRef) -> u64 {
-    let mut certs: Vec<Vec<u8>> = ssl
-        .peer_cert_chain()
-        .map(|chain| chain.iter().filter_map(|c| c.to_der().ok()).collect())
-        .unwrap_or_default();
-    if let Some(leaf) = ssl.peer_certificate().and_then(|c| c.to_der().ok()) {
-        certs.push(leaf);
-    }
-    crate::session_dates::earliest_not_after(certs.iter().map(Vec::as_slice)).unwrap_or(0)
 }
 
 #[cfg(test)]

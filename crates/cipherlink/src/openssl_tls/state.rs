@@ -3,7 +3,7 @@
 //! releases an ex-data index, so they are registered once per process, not
 //! once per Context (which leaked a few per Context built).
 
-use std::sync::atomic::{AtomicBool, AtomicU8};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use openssl::ex_data::Index;
@@ -22,6 +22,23 @@ pub(crate) struct Notes {
     /// carried a key share: in TLS 1.3, whether a fresh (EC)DHE or ML-KEM
     /// exchange ran. OpenSSL reports the session's original group either way.
     pub(crate) key_share: AtomicBool,
+    /// The earliest notAfter (Unix seconds) of the chain the peer was
+    /// verified through in this handshake, trust anchor and certificates
+    /// from the store included (OpenSSL dates them all); 0 if none was
+    /// verified (a resumption, or no peer certificate). It dates the
+    /// sessions the handshake leaves: resuming skips verification.
+    pub(crate) verified_until: AtomicU64,
+}
+
+impl Notes {
+    pub(crate) fn verified(&self, until: u64) {
+        self.verified_until.store(until, Ordering::Relaxed);
+    }
+
+    /// `verified_until`, `None` for 0.
+    pub(crate) fn verified_until(&self) -> Option<u64> {
+        Some(self.verified_until.load(Ordering::Relaxed)).filter(|&until| until != 0)
+    }
 }
 
 /// The ex-data indices, the same for every Context.

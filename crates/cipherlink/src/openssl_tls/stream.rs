@@ -282,6 +282,24 @@ impl<IO> Session<IO> {
             group: self.group(),
             fresh_key_exchange: self.key_share,
             peer_certificates: certs.iter().map(Vec::as_slice).collect(),
+            chain_until: self.resumed_chain_date(),
         }
+    }
+
+    /// A resumed session's date: that of the chain its full handshake
+    /// verified (a server's is in the ticket, a client's came with the
+    /// session it offered); `None` after a full handshake.
+    fn resumed_chain_date(&self) -> Option<u64> {
+        if !self.resumed() {
+            return None;
+        }
+        let ssl = self.stream.ssl();
+        if ssl.is_server() {
+            return ffi::resumed_chain_date(ssl);
+        }
+        super::state::indices()
+            .ok()
+            .and_then(|indices| ssl.ex_data(indices.offered_until))
+            .copied()
     }
 }
