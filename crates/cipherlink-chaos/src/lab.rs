@@ -24,6 +24,7 @@ use std::collections::BTreeSet;
 use std::fs::File;
 use std::future::Future;
 use std::net::Ipv4Addr;
+use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -364,21 +365,45 @@ impl Drop for Lab {
 /// that [`remove_all`] never misses one being made. `Ok(false)`: the name
 /// is taken (never deleted: it is not ours).
 fn add_namespace(name: &str) -> Result<bool, LabError> {
+    add_namespace_with(name, || ip(&["netns", "add", name]))
+}
+
+/// [`add_namespace`] with `add` making the namespace (tests make it fail
+/// half-way, as a signal would).
+fn add_namespace_with(
+    name: &str,
+    add: impl FnOnce() -> Result<(), LabError>,
+) -> Result<bool, LabError> {
     let mut reg = registry();
     if reg.closed {
         return Err(LabError::ShuttingDown);
     }
-    if Path::new("/run/netns").join(name).exists() {
+    let path = Path::new("/run/netns").join(name);
+    if path.symlink_metadata().is_ok() {
         return Ok(false);
     }
-    match ip(&["netns", "add", name]) {
-        Ok(()) => {
-            reg.names.insert(name.to_string());
-            Ok(true)
-        }
+    // Listed before it exists: however `ip` ends, the name is known.
+    reg.names.insert(name.to_string());
+    match add() {
+        Ok(()) => Ok(true),
         // Made by someone else between the check and the add.
-        Err(LabError::Command { detail, .. }) if detail.contains("File exists") => Ok(false),
-        Err(err) => Err(err),
+        Err(LabError::Command { detail, .. }) if detail.contains("File exists") => {
+            reg.names.remove(name);
+            Ok(false)
+        }
+        // Failed or stopped half-way: whatever it left is ours (the name
+        // carries our pid, was free above, and the lock is held), so it
+        // goes now. If it cannot, it stays listed for `remove_all`.
+        Err(err) => {
+            let left = path.symlink_metadata().is_ok();
+            match left.then(|| ip(&["netns", "del", name])) {
+                Some(Err(del)) => tracing::warn!("removing the half-made namespace {name}: {del}"),
+                _ => {
+                    reg.names.remove(name);
+                }
+            }
+            Err(err)
+        }
     }
 }
 
@@ -389,8 +414,12 @@ fn ip(args: &[&str]) -> Result<(), LabError> {
 
 fn run(program: &str, args: &[&str]) -> Result<(), LabError> {
     let command = format!("{program} {}", args.join(" "));
+    // A group of its own: a terminal's Ctrl-C (sent to the foreground
+    // group) reaches only us, and we clean up, instead of killing `ip`
+    // half-way through making a namespace.
     let out = Command::new(program)
         .args(args)
+        .process_group(0)
         .output()
         .map_err(|e| LabError::Command {
             command: command.clone(),
@@ -407,5 +436,66 @@ fn run(program: &str, args: &[&str]) -> Result<(), LabError> {
                 String::from_utf8_lossy(&out.stderr).trim()
             ),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commands_run_in_a_process_group_of_their_own() {
+        // Field 5 of /proc/PID/stat is the process group ("sh" has no space).
+        run(
+            "sh",
+            &["-c", r#"[ "$(cut -d' ' -f5 /proc/$$/stat)" = "$$" ]"#],
+        )
+        .expect("the child leads its own process group");
+    }
+
+    /// `ip netns add` stopped after making the namespace (as SIGINT did
+    /// when `ip` shared our process group): it is removed, not leaked.
+    #[test]
+    fn a_namespace_left_by_a_failed_add_is_removed() {
+        if let Err(why) = Lab::available() {
+            cipherlink_test_support::unavailable(
+                "TUN lab (root, ip netns)",
+                "a_namespace_left_by_a_failed_add_is_removed",
+                &why.to_string(),
+            );
+            return;
+        }
+        let name = format!("lt{}x0-a", std::process::id());
+        let result = add_namespace_with(&name, || {
+            ip(&["netns", "add", &name])?;
+            Err(LabError::Command {
+                command: format!("ip netns add {name}"),
+                detail: "signal: 2 (SIGINT)".into(),
+            })
+        });
+        assert!(
+            matches!(result, Err(LabError::Command { .. })),
+            "{result:?}"
+        );
+        let left = Path::new("/run/netns").join(&name).exists();
+        if left {
+            let _ = ip(&["netns", "del", &name]);
+        }
+        assert!(!left, "{name} was left behind");
+        assert!(!live_names().contains(&name), "{name} is still listed");
+        // Someone else's name, taken meanwhile, is neither deleted nor kept.
+        let theirs = format!("lt{}x1-a", std::process::id());
+        let result = add_namespace_with(&theirs, || {
+            ip(&["netns", "add", &theirs])?;
+            Err(LabError::Command {
+                command: format!("ip netns add {theirs}"),
+                detail: "exit status: 1: Cannot create namespace file: File exists".into(),
+            })
+        });
+        let left = Path::new("/run/netns").join(&theirs).exists();
+        let _ = ip(&["netns", "del", &theirs]);
+        assert!(matches!(result, Ok(false)), "{result:?}");
+        assert!(left, "another's namespace was deleted");
+        assert!(!live_names().contains(&theirs));
     }
 }

@@ -28,6 +28,8 @@ pub mod model;
 pub mod netem;
 mod netem_units;
 pub mod output;
+mod output_private;
+mod output_walk;
 pub mod recorder;
 pub mod report;
 pub mod results;

@@ -5,25 +5,37 @@
 //! cipherlink chaos run` would overwrite whatever it points to. Every file
 //! is therefore written through `cipherlink-files`: an exclusive temporary
 //! file, renamed into place, so a planted symlink is replaced, never
-//! followed.
+//! followed. Under sudo a name that exists is replaced only if it is the
+//! invoker's: root must not be a way to replace files they could not.
 //!
-//! The folder must belong to the user who ran the command (`SUDO_UID` under
-//! sudo), or be one this process creates: in a folder of someone else's,
-//! that someone could have left a file we would append to (the TLS key
-//! log) or swap the folder while we write. The folder is opened once,
-//! without following a symlink, and every file is named through that open
-//! descriptor (`/proc/self/fd/N/NAME`), so replacing the folder after the
-//! check changes nothing. What is written, and folders created, are handed
-//! to the invoking user (`SUDO_UID`/`SUDO_GID`).
+//! The folder is reached without trusting a path (`output_walk`: `openat`
+//! from `/`, one folder at a time, nothing chowned but through the
+//! descriptor of a folder this process made). It must belong to the user
+//! who ran the command (`SUDO_UID` under sudo), or be one this process
+//! creates in a folder of theirs (or a sticky one); a single file's folder
+//! may also be a sticky one of root's, such as /tmp. The folder is held
+//! open and every file is named through that descriptor
+//! (`/proc/self/fd/N/NAME`), so replacing the folder after the check
+//! changes nothing. What is written, and folders created, are handed to
+//! the invoking user (`SUDO_UID`/`SUDO_GID`).
+//!
+//! A file that other code opens by path (the TLS key log, which the core
+//! appends to) lives in a private folder of its own until the run ends
+//! ([`PrivateFile`]), where nobody else can plant or link anything.
 
-use std::fs::{DirBuilder, File, OpenOptions};
-use std::io::{self, Write};
+use std::fs::File;
+use std::io::{self, Read, Write};
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 
 use cipherlink_files::{Access, Existing, FileError, NewFile, Owner};
+use nix::errno::Errno;
+use nix::fcntl::{openat, AtFlags, OFlag};
+use nix::sys::stat::{fstatat, Mode};
+
+pub use crate::output_private::PrivateFile;
+use crate::output_walk::{self, Event, Rules};
 
 /// Who ran the command: whose folders are accepted, and who gets the files.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -102,6 +114,42 @@ pub enum OutputError {
         /// Why.
         source: io::Error,
     },
+    /// A folder on the way that someone else could change.
+    #[error("{}: {reason}", path.display())]
+    Unsafe {
+        /// The folder, or the symlink on the way to it.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A missing folder that would be made in a folder of someone else's.
+    #[error(
+        "{} is not created: the folder it would be in belongs to uid {found}, not to uid \
+         {expected} who ran this command, and is not sticky",
+        path.display()
+    )]
+    CannotCreate {
+        /// The folder that would be made.
+        path: PathBuf,
+        /// The owner of the folder it would be made in.
+        found: u32,
+        /// The invoking user.
+        expected: u32,
+    },
+    /// A file that exists and belongs to someone other than the invoker.
+    #[error(
+        "{} exists and belongs to uid {found}, not to uid {expected} who ran this command; \
+         refusing to replace it",
+        path.display()
+    )]
+    Taken {
+        /// The file.
+        path: PathBuf,
+        /// Its owner.
+        found: u32,
+        /// The invoking user.
+        expected: u32,
+    },
     /// `cipherlink-files` refused the file.
     #[error("{}: {reason}", path.display())]
     File {
@@ -112,7 +160,7 @@ pub enum OutputError {
     },
 }
 
-fn io_at(path: &Path) -> impl FnOnce(io::Error) -> OutputError + '_ {
+pub(crate) fn io_at(path: &Path) -> impl FnOnce(io::Error) -> OutputError + '_ {
     move |source| OutputError::Io {
         path: path.to_path_buf(),
         source,
@@ -126,6 +174,10 @@ fn file_err(shown: &Path) -> impl FnOnce(FileError) -> OutputError + '_ {
         FileError::Io { source, .. } => OutputError::Io {
             path: shown.to_path_buf(),
             source,
+        },
+        FileError::Exists { .. } => OutputError::File {
+            path: shown.to_path_buf(),
+            reason: "appeared while it was written; not replaced".into(),
         },
         other => OutputError::File {
             path: shown.to_path_buf(),
@@ -143,7 +195,7 @@ pub struct OutDir {
     /// Shared with every [`OutFile`]: the paths through it name this very
     /// descriptor, which must stay open until the last file is committed.
     folder: Arc<File>,
-    owner: Option<Owner>,
+    invoker: Invoker,
 }
 
 impl OutDir {
@@ -151,13 +203,13 @@ impl OutDir {
     /// the invoker) if missing, else it must be a folder, not a symlink,
     /// belonging to `invoker`.
     pub fn open(dir: &Path, invoker: Invoker) -> Result<OutDir, OutputError> {
-        OutDir::open_with(dir, invoker, false)
+        OutDir::open_hooked(dir, invoker, false, &mut |_, _| {})
     }
 
     /// The folder of a single output file (`--pcap FILE`), and the file's
-    /// name in it. The folder may also belong to root: no other user can
-    /// plant anything in a root folder except a sticky one like /tmp, where
-    /// the rename replaces whatever is there and follows nothing.
+    /// name in it. The folder may also be a sticky one of root's, like
+    /// /tmp: others may plant names there, which are then refused, never
+    /// replaced or followed.
     pub fn for_file(path: &Path, invoker: Invoker) -> Result<(OutDir, String), OutputError> {
         let name = match path.components().next_back() {
             Some(Component::Normal(name)) => name.to_string_lossy().into_owned(),
@@ -171,46 +223,28 @@ impl OutDir {
             Some(p) if !p.as_os_str().is_empty() => p,
             _ => Path::new("."),
         };
-        Ok((OutDir::open_with(folder, invoker, true)?, name))
+        Ok((
+            OutDir::open_hooked(folder, invoker, true, &mut |_, _| {})?,
+            name,
+        ))
     }
 
-    fn open_with(dir: &Path, invoker: Invoker, root_too: bool) -> Result<OutDir, OutputError> {
+    /// [`OutDir::open`] with `hook` called at each step of the walk, so
+    /// that tests can act between the steps.
+    pub(crate) fn open_hooked(
+        dir: &Path,
+        invoker: Invoker,
+        sticky_root_last: bool,
+        hook: &mut dyn FnMut(&Path, Event),
+    ) -> Result<OutDir, OutputError> {
         // Without a trailing slash: `link/` would follow the symlink.
         let shown: PathBuf = dir.components().collect();
-        let created = create_missing(&shown, invoker.owner)?;
-        let folder = OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC)
-            .open(&shown)
-            .map_err(|source| match source.raw_os_error() {
-                Some(libc::ELOOP) => OutputError::Symlink {
-                    path: shown.clone(),
-                },
-                Some(libc::ENOTDIR) if is_symlink(&shown) => OutputError::Symlink {
-                    path: shown.clone(),
-                },
-                Some(libc::ENOTDIR) => OutputError::NotFolder {
-                    path: shown.clone(),
-                },
-                _ => OutputError::Io {
-                    path: shown.clone(),
-                    source,
-                },
-            })?;
-        let found = folder.metadata().map_err(io_at(&shown))?.uid();
-        let ours = nix::unistd::geteuid().as_raw();
-        if created && found == ours {
-            if let Some(o) = invoker.owner {
-                std::os::unix::fs::fchown(&folder, Some(o.uid), Some(o.gid))
-                    .map_err(io_at(&shown))?;
-            }
-        } else if found != invoker.uid && !(root_too && found == 0) {
-            return Err(OutputError::NotYours {
-                path: shown,
-                found,
-                expected: invoker.uid,
-            });
-        }
+        let rules = Rules {
+            uid: invoker.uid,
+            owner: invoker.owner,
+            sticky_root_last,
+        };
+        let folder = output_walk::walk(&shown, rules, hook)?;
         let proc_path = PathBuf::from(format!("/proc/self/fd/{}", folder.as_raw_fd()));
         let pinned = if proc_path.is_dir() {
             proc_path
@@ -221,7 +255,7 @@ impl OutDir {
             shown,
             pinned,
             folder: Arc::new(folder),
-            owner: invoker.owner,
+            invoker,
         })
     }
 
@@ -235,20 +269,17 @@ impl OutDir {
         self.shown.join(name)
     }
 
-    /// `name` through the held folder, for code that opens the file itself
-    /// (the TLS key log, opened without following symlinks by the core).
-    pub fn pinned(&self, name: &str) -> Result<PathBuf, OutputError> {
-        plain(name)?;
-        Ok(self.pinned.join(name))
-    }
-
-    /// Starts writing `name` (replacing it, or a symlink there, at commit).
+    /// Starts writing `name`, which appears at commit. A name that exists
+    /// is replaced (a symlink too, never followed) if it is the invoker's,
+    /// else refused; one that appears meanwhile is not replaced.
     pub fn create(&self, name: &str) -> Result<OutFile, OutputError> {
+        plain(name)?;
         let shown = self.shown(name);
-        let pinned = self.pinned(name)?;
-        let file = match self.owner {
-            Some(owner) => NewFile::create_for(&pinned, Access::Public, Existing::Replace, owner),
-            None => NewFile::create(&pinned, Access::Public, Existing::Replace),
+        let existing = self.existing(name, &shown)?;
+        let pinned = self.pinned.join(name);
+        let file = match self.invoker.owner {
+            Some(owner) => NewFile::create_for(&pinned, Access::Public, existing, owner),
+            None => NewFile::create(&pinned, Access::Public, existing),
         }
         .map_err(file_err(&shown))?;
         Ok(OutFile {
@@ -258,6 +289,21 @@ impl OutDir {
         })
     }
 
+    /// What to do with what is at `name` now: nothing there, so nothing
+    /// may be replaced; the invoker's, replaced; anyone else's, refused.
+    fn existing(&self, name: &str, shown: &Path) -> Result<Existing, OutputError> {
+        match fstatat(&*self.folder, name, AtFlags::AT_SYMLINK_NOFOLLOW) {
+            Err(Errno::ENOENT) => Ok(Existing::Refuse),
+            Err(e) => Err(io_at(shown)(e.into())),
+            Ok(st) if st.st_uid == self.invoker.uid => Ok(Existing::Replace),
+            Ok(st) => Err(OutputError::Taken {
+                path: shown.to_path_buf(),
+                found: st.st_uid,
+                expected: self.invoker.uid,
+            }),
+        }
+    }
+
     /// Writes `name` whole; returns its path as the user would name it.
     pub fn write(&self, name: &str, contents: &[u8]) -> Result<PathBuf, OutputError> {
         let mut file = self.create(name)?;
@@ -265,92 +311,66 @@ impl OutDir {
         file.commit()
     }
 
-    /// Hands `name`, which other code wrote here, to the invoker; a symlink
-    /// is left alone (its target never changes hands), a missing file is
-    /// not an error.
-    pub fn hand_over(&self, name: &str) -> Result<(), OutputError> {
-        let (Some(owner), path) = (self.owner, self.pinned(name)?) else {
-            return Ok(());
-        };
-        match std::fs::symlink_metadata(&path) {
-            Ok(meta) if meta.is_file() => {
-                std::os::unix::fs::lchown(&path, Some(owner.uid), Some(owner.gid))
-                    .map_err(io_at(&self.shown(name)))
-            }
-            _ => Ok(()),
-        }
+    /// A private folder in this one for `name`, which other code opens by
+    /// path (the TLS key log); see [`PrivateFile`].
+    pub fn private(&self, name: &str) -> Result<PrivateFile, OutputError> {
+        plain(name)?;
+        PrivateFile::create(Arc::clone(&self.folder), &self.shown, name, self.invoker)
     }
 
     /// Reads back `name`, which this run wrote, up to `max` bytes (more is
-    /// an error), never through a symlink.
+    /// an error): never through a symlink, and only a regular file (a FIFO
+    /// there is refused, not waited on).
     pub fn read(&self, name: &str, max: u64) -> Result<Vec<u8>, OutputError> {
-        let shown = self.shown(name);
-        let file = OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-            .open(self.pinned(name)?)
-            .map_err(io_at(&shown))?;
-        let mut bytes = Vec::new();
-        io::Read::read_to_end(&mut io::Read::take(&file, max + 1), &mut bytes)
-            .map_err(io_at(&shown))?;
-        if bytes.len() as u64 > max {
-            return Err(OutputError::File {
-                path: shown,
-                reason: format!("longer than {max} bytes"),
-            });
-        }
-        Ok(bytes)
+        plain(name)?;
+        read_regular(&self.folder, name, &self.shown(name), max)
     }
 }
 
-fn is_symlink(path: &Path) -> bool {
-    path.symlink_metadata()
-        .is_ok_and(|m| m.file_type().is_symlink())
+/// Reads regular file `name` of `folder`, at most `max` bytes; `shown`
+/// names it in errors.
+pub(crate) fn read_regular(
+    folder: &File,
+    name: &str,
+    shown: &Path,
+    max: u64,
+) -> Result<Vec<u8>, OutputError> {
+    // O_NONBLOCK: a FIFO opens at once (and is refused below) instead of
+    // waiting for a writer.
+    let flags = OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC;
+    let file = File::from(
+        openat(folder, name, flags, Mode::empty()).map_err(|e| match e {
+            Errno::ELOOP => OutputError::Symlink {
+                path: shown.to_path_buf(),
+            },
+            e => io_at(shown)(e.into()),
+        })?,
+    );
+    if !file.metadata().map_err(io_at(shown))?.is_file() {
+        return Err(OutputError::File {
+            path: shown.to_path_buf(),
+            reason: "not a regular file".into(),
+        });
+    }
+    let mut bytes = Vec::new();
+    file.take(max + 1)
+        .read_to_end(&mut bytes)
+        .map_err(io_at(shown))?;
+    if bytes.len() as u64 > max {
+        return Err(OutputError::File {
+            path: shown.to_path_buf(),
+            reason: format!("longer than {max} bytes"),
+        });
+    }
+    Ok(bytes)
 }
 
-fn plain(name: &str) -> Result<(), OutputError> {
+pub(crate) fn plain(name: &str) -> Result<(), OutputError> {
     let mut parts = Path::new(name).components();
     match (parts.next(), parts.next()) {
         (Some(Component::Normal(_)), None) if !name.contains('/') => Ok(()),
         _ => Err(OutputError::BadName { name: name.into() }),
     }
-}
-
-/// Creates `dir` and its missing parents, outermost first, handing each to
-/// `owner`; returns whether `dir` itself was made here. A folder someone
-/// else makes meanwhile is left to the ownership check.
-fn create_missing(dir: &Path, owner: Option<Owner>) -> Result<bool, OutputError> {
-    let mut missing = Vec::new();
-    let mut at = dir;
-    loop {
-        match at.symlink_metadata() {
-            Ok(_) => break,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                missing.push(at);
-                match at.parent() {
-                    Some(p) if !p.as_os_str().is_empty() => at = p,
-                    _ => break,
-                }
-            }
-            Err(e) => return Err(io_at(at)(e)),
-        }
-    }
-    let mut made_last = false;
-    for folder in missing.iter().rev() {
-        match DirBuilder::new().mode(0o755).create(folder) {
-            Ok(()) => {
-                made_last = folder == &dir;
-                // The last one is handed over through its descriptor, once checked.
-                if let (Some(o), false) = (owner, made_last) {
-                    std::os::unix::fs::lchown(folder, Some(o.uid), Some(o.gid))
-                        .map_err(io_at(folder))?;
-                }
-            }
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => made_last = false,
-            Err(e) => return Err(io_at(folder)(e)),
-        }
-    }
-    Ok(made_last)
 }
 
 /// A file being written into an [`OutDir`]; it appears under its name only

@@ -1,5 +1,5 @@
 use std::fs;
-use std::os::unix::fs::{symlink, MetadataExt};
+use std::os::unix::fs::{symlink, MetadataExt, PermissionsExt};
 
 use super::*;
 
@@ -9,6 +9,36 @@ fn me() -> Invoker {
 
 fn is_root() -> bool {
     nix::unistd::geteuid().is_root()
+}
+
+fn root_or_skip(test: &str) -> bool {
+    if !is_root() {
+        cipherlink_test_support::unavailable("root (chown)", test, "not running as root");
+    }
+    is_root()
+}
+
+/// uid 4242 through sudo (group 4243).
+fn sudo_user() -> Invoker {
+    Invoker {
+        uid: 4242,
+        owner: Some(Owner {
+            uid: 4242,
+            gid: 4243,
+        }),
+    }
+}
+
+/// A temporary folder of the sudo user's, as their home would be.
+fn sudo_home() -> tempfile::TempDir {
+    let home = tempfile::tempdir().expect("temp dir");
+    std::os::unix::fs::chown(home.path(), Some(4242), Some(4243)).expect("chown");
+    home
+}
+
+fn owner_of(path: &Path) -> (u32, u32) {
+    let meta = fs::symlink_metadata(path).expect("metadata");
+    (meta.uid(), meta.gid())
 }
 
 #[test]
@@ -36,6 +66,12 @@ fn a_planted_symlink_is_replaced_and_its_target_untouched() {
         fs::read(out_path.join("stream.pcap")).expect("read"),
         b"part"
     );
+    // Written again, the run's own file is replaced.
+    out.write("stream.pcap", b"again").expect("rewrite");
+    assert_eq!(
+        fs::read(out_path.join("stream.pcap")).expect("read"),
+        b"again"
+    );
 }
 
 #[test]
@@ -51,10 +87,14 @@ fn a_symlinked_folder_is_refused() {
             other => panic!("{}: {other:?}", given.display()),
         }
     }
+    // On the way, a symlink of ours (or root's) is followed; the folder
+    // at the end is checked as any other.
+    OutDir::open(&link.join("sub"), me()).expect("through our own symlink");
+    assert!(real.join("sub").is_dir());
 }
 
 #[test]
-fn a_folder_of_another_user_is_refused_a_new_one_accepted() {
+fn a_folder_of_another_user_is_refused() {
     let dir = tempfile::tempdir().expect("temp dir");
     let someone_else = Invoker {
         uid: me().uid + 4242,
@@ -66,27 +106,40 @@ fn a_folder_of_another_user_is_refused_a_new_one_accepted() {
         }) => assert_eq!((found, expected), (me().uid, me().uid + 4242)),
         other => panic!("{other:?}"),
     }
-    // A folder this process creates is fine, whoever the invoker.
-    let fresh = dir.path().join("a/b");
-    OutDir::open(&fresh, someone_else).expect("a new folder");
-    // ... but only the one it created: the next run finds it existing.
-    assert!(matches!(
-        OutDir::open(&fresh, someone_else),
-        Err(OutputError::NotYours { .. })
-    ));
-    // A single file's folder may be root's (as /tmp is), not another user's.
+    // Nor is a folder made in it for them.
+    match OutDir::open(&dir.path().join("a/b"), someone_else) {
+        Err(OutputError::CannotCreate { path, .. }) => assert_eq!(path, dir.path().join("a")),
+        other => panic!("{other:?}"),
+    }
+    assert!(!dir.path().join("a").exists());
+    // A single file's folder must be theirs too, unless root's and sticky.
     let (_, name) = OutDir::for_file(&dir.path().join("x.pcap"), me()).expect("mine");
     assert_eq!(name, "x.pcap");
-    let other = tempfile::tempdir().expect("temp dir");
-    if is_root() {
-        // Root's folder is accepted for anyone; make it a third user's.
-        OutDir::for_file(&other.path().join("x.pcap"), someone_else).expect("root's");
-        std::os::unix::fs::chown(other.path(), Some(4343), Some(4343)).expect("chown");
-    }
     assert!(matches!(
-        OutDir::for_file(&other.path().join("x.pcap"), someone_else),
+        OutDir::for_file(&dir.path().join("x.pcap"), someone_else),
         Err(OutputError::NotYours { .. })
     ));
+}
+
+#[test]
+fn folders_others_may_write_are_refused_on_the_way_and_at_the_end() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let open = dir.path().join("open");
+    fs::create_dir(&open).expect("open");
+    fs::set_permissions(&open, fs::Permissions::from_mode(0o777)).expect("chmod");
+    for given in [open.clone(), open.join("below")] {
+        match OutDir::open(&given, me()) {
+            Err(OutputError::Unsafe { path, reason }) => {
+                assert_eq!(path, open, "{reason}");
+                assert!(reason.contains("777"), "{reason}");
+            }
+            other => panic!("{}: {other:?}", given.display()),
+        }
+    }
+    assert!(!open.join("below").exists());
+    // Sticky (as /tmp): nobody can rename another's entry away.
+    fs::set_permissions(&open, fs::Permissions::from_mode(0o1777)).expect("chmod");
+    OutDir::open(&open.join("below"), me()).expect("below a sticky folder");
 }
 
 #[test]
@@ -115,57 +168,91 @@ fn bad_names_and_long_reads_are_refused() {
             matches!(out.write(name, b"x"), Err(OutputError::BadName { .. })),
             "{name:?}"
         );
+        assert!(
+            matches!(out.private(name), Err(OutputError::BadName { .. })),
+            "{name:?}"
+        );
     }
     out.write("ten", b"0123456789").expect("write");
     assert_eq!(out.read("ten", 10).expect("read"), b"0123456789");
     assert!(matches!(out.read("ten", 9), Err(OutputError::File { .. })));
     symlink(dir.path().join("ten"), dir.path().join("link")).expect("symlink");
-    assert!(out.read("link", 100).is_err(), "read through a symlink");
+    assert!(
+        matches!(out.read("link", 100), Err(OutputError::Symlink { .. })),
+        "read through a symlink"
+    );
+}
+
+/// Runs `read` on a thread: a read that blocks fails the test after 20 s
+/// instead of hanging it.
+fn read_within<T: Send + 'static>(read: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(read());
+    });
+    rx.recv_timeout(std::time::Duration::from_secs(20))
+        .expect("the read blocked (a FIFO waited on)")
+}
+
+#[test]
+fn a_fifo_is_refused_not_waited_on() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    nix::unistd::mkfifo(&dir.path().join("fifo"), nix::sys::stat::Mode::S_IRWXU).expect("fifo");
+    let out = OutDir::open(dir.path(), me()).expect("out dir");
+    let result = read_within(move || out.read("fifo", 100).map(|_| ()));
+    match result {
+        Err(OutputError::File { reason, .. }) => assert!(reason.contains("regular"), "{reason}"),
+        other => panic!("{other:?}"),
+    }
 }
 
 #[test]
 fn files_and_created_folders_go_to_the_sudo_user() {
-    if !is_root() {
-        cipherlink_test_support::unavailable(
-            "root (chown)",
-            "files_and_created_folders_go_to_the_sudo_user",
-            "not running as root",
-        );
+    if !root_or_skip("files_and_created_folders_go_to_the_sudo_user") {
         return;
     }
-    let dir = tempfile::tempdir().expect("temp dir");
-    let sudo_user = Invoker {
-        uid: 4242,
-        owner: Some(Owner {
-            uid: 4242,
-            gid: 4243,
-        }),
-    };
-    let out_path = dir.path().join("new/report");
-    let out = OutDir::open(&out_path, sudo_user).expect("out dir");
+    let home = sudo_home();
+    let out_path = home.path().join("new/report");
+    let out = OutDir::open(&out_path, sudo_user()).expect("out dir");
     out.write("tls-ideal.json", b"{}").expect("write");
     let mut pcap = out.create("tls-ideal.pcap").expect("create");
     pcap.write_all(b"pcap").expect("write");
     pcap.commit().expect("commit");
-    // Written by other code (the TLS key log), then handed over.
-    fs::write(out.pinned("tls-keys.log").expect("path"), b"keys").expect("keys");
-    out.hand_over("tls-keys.log").expect("hand over");
+    // Written by other code (the TLS key log) in its private folder, then
+    // handed over and moved next to the rest.
+    let keys = out.private("tls-keys.log").expect("private");
+    fs::write(keys.path(), b"keys").expect("keys");
+    assert_eq!(keys.read(100).expect("read back"), b"keys");
+    assert_eq!(
+        keys.publish().expect("publish"),
+        Some(out_path.join("tls-keys.log"))
+    );
     for path in [
-        dir.path().join("new"),
+        home.path().join("new"),
         out_path.clone(),
         out_path.join("tls-ideal.json"),
         out_path.join("tls-ideal.pcap"),
         out_path.join("tls-keys.log"),
     ] {
-        let meta = fs::symlink_metadata(&path).expect("metadata");
-        assert_eq!((meta.uid(), meta.gid()), (4242, 4243), "{}", path.display());
+        assert_eq!(owner_of(&path), (4242, 4243), "{}", path.display());
     }
+    assert_eq!(
+        fs::read(out_path.join("tls-keys.log")).expect("keys"),
+        b"keys"
+    );
+    let mode = fs::metadata(out_path.join("tls-keys.log"))
+        .expect("keys")
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+    // Nothing else is left: the private folder is gone.
+    let names: Vec<_> = fs::read_dir(&out_path)
+        .expect("list")
+        .map(|e| e.expect("entry").file_name())
+        .collect();
+    assert_eq!(names.len(), 3, "{names:?}");
     // The user's own folder, next time, is accepted.
-    OutDir::open(&out_path, sudo_user).expect("the user's folder");
-    // A symlink handed over is left alone, and so is its target.
-    let target = dir.path().join("root-file");
-    fs::write(&target, b"root").expect("target");
-    symlink(&target, out_path.join("planted")).expect("symlink");
-    out.hand_over("planted").expect("hand over");
-    assert_eq!(fs::metadata(&target).expect("target").uid(), 0);
+    OutDir::open(&out_path, sudo_user()).expect("the user's folder");
 }
+
+#[path = "output_attack_tests.rs"]
+mod attacks;

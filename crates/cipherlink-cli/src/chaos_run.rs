@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Context as _, Result};
 use cipherlink_chaos::lab::{self, Lab};
-use cipherlink_chaos::output::{Invoker, OutDir};
+use cipherlink_chaos::output::{Invoker, OutDir, PrivateFile};
 use cipherlink_chaos::report;
 use cipherlink_chaos::results::{Mode, ScenarioResult};
 use cipherlink_chaos::run::{run_scenario, RunOptions, CAPTURE_LIMIT};
@@ -28,28 +28,11 @@ const PREFIX: &str = "cr";
 const KEY_LOG: &str = "tls-keys.log";
 
 /// Runs the scenarios, writes the report, fails if any scenario failed or
-/// a signal stopped the run (after removing its namespaces).
+/// a signal stopped the run (after removing its namespaces, and handing
+/// over the TLS key log).
 pub async fn run(args: RunArgs) -> Result<()> {
     // Caught before any namespace exists, so that none outlives a signal.
     let mut signals = StopSignals::catch().context("catching SIGINT, SIGTERM and SIGHUP")?;
-    let (signal, names) = tokio::select! {
-        result = run_all(args) => return result,
-        // The run is still alive here: its namespaces, still listed.
-        signal = signals.recv() => (signal, lab::live_names()),
-    };
-    // The run's future is gone, and its labs removed their namespaces as
-    // they were dropped; anything still listed goes now.
-    lab::remove_all();
-    if names.is_empty() {
-        bail!("interrupted by {signal}");
-    }
-    bail!(
-        "interrupted by {signal}; removed namespaces {}",
-        names.join(", ")
-    )
-}
-
-async fn run_all(args: RunArgs) -> Result<()> {
     let defs = scenarios::select(&args.scenario).with_context(|| {
         let names: Vec<String> = scenarios::standard_scenarios()
             .into_iter()
@@ -65,6 +48,41 @@ async fn run_all(args: RunArgs) -> Result<()> {
         OutDir::open(&args.out, Invoker::from_env())
             .with_context(|| format!("the output folder {}", args.out.display()))?,
     );
+    // The core writes the TLS key log in a folder only root can enter; it
+    // is handed over and moved next to the pcaps when the run ends, however
+    // it ends (threads of a stopped run may still hold the subject).
+    let keys = match args.transport {
+        Transport::Tls => Some(Arc::new(out.private(KEY_LOG).with_context(|| {
+            format!("making a place for {}", out.shown(KEY_LOG).display())
+        })?)),
+        _ => None,
+    };
+    let (signal, names) = tokio::select! {
+        result = run_all(args, defs, Arc::clone(&out), keys.clone()) => return result,
+        // The run is still alive here: its namespaces, still listed.
+        signal = signals.recv() => (signal, lab::live_names()),
+    };
+    // The run's future is gone, and its labs removed their namespaces as
+    // they were dropped; anything still listed goes now.
+    lab::remove_all();
+    if let Some(Err(e)) = keys.map(|k| k.publish()) {
+        eprintln!("chaos run: handing over the TLS key log: {e}");
+    }
+    if names.is_empty() {
+        bail!("interrupted by {signal}");
+    }
+    bail!(
+        "interrupted by {signal}; removed namespaces {}",
+        names.join(", ")
+    )
+}
+
+async fn run_all(
+    args: RunArgs,
+    defs: Vec<ScenarioDef>,
+    out: Arc<OutDir>,
+    keys: Option<Arc<PrivateFile>>,
+) -> Result<()> {
     let mut notes = Vec::new();
     let mode = if args.proxy {
         notes.push(
@@ -104,13 +122,17 @@ async fn run_all(args: RunArgs) -> Result<()> {
         capture_limit: CAPTURE_LIMIT,
     };
     let started = Instant::now();
+    // A key log that could not be handed over: reported after the report.
+    let mut key_log_error = None;
     let results = match args.transport {
         Transport::Tls => {
-            // Opened by the core without following symlinks, through the held folder.
-            let tls = Tls::new(&out.pinned(KEY_LOG)?)?;
+            let keys = keys.context("no place for the TLS key log")?;
+            let tls = Tls::new(Arc::clone(&keys))?;
             let results = run_each(&defs, &opts, |_| Ok(tls.clone())).await;
-            out.hand_over(KEY_LOG)
-                .with_context(|| format!("handing over {}", out.shown(KEY_LOG).display()))?;
+            drop(tls);
+            if let Err(e) = keys.publish() {
+                key_log_error = Some(anyhow::Error::new(e).context("handing over the TLS key log"));
+            }
             results?
         }
         Transport::V1 => {
@@ -139,9 +161,15 @@ async fn run_all(args: RunArgs) -> Result<()> {
         path.display()
     );
     if failed > 0 {
+        if let Some(e) = key_log_error {
+            eprintln!("chaos run: {e:#}");
+        }
         bail!("{failed} scenario(s) failed; see {}", path.display());
     }
-    Ok(())
+    match key_log_error {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
 }
 
 /// Every scenario in turn with the subject `make` gives for it, printing a

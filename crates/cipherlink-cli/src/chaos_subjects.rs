@@ -24,6 +24,7 @@ use std::time::Duration;
 use anyhow::{Context as _, Result};
 use cipherlink::certs::{self, CertOptions};
 use cipherlink::{Context, Tunnel};
+use cipherlink_chaos::output::PrivateFile;
 use cipherlink_chaos::subject::{PacketClass, Session, Subject, SubjectError};
 use cipherlink_chaos::tls_records::{KeyLog, RecordMap, Span};
 use cipherlink_link::proto::handshake::TransportKeys;
@@ -59,24 +60,28 @@ fn err(subject: &str, stage: &'static str, reason: impl std::fmt::Display) -> Su
 pub struct Tls {
     server: Context,
     client: Context,
-    key_log: std::path::PathBuf,
+    key_log: Arc<PrivateFile>,
 }
+
+/// The most of the key log read back (some 200 bytes a line, five lines a
+/// session): a bound, not a size a run comes near.
+const KEY_LOG_MAX: u64 = 16 << 20;
 
 impl Tls {
     /// Makes a CA, a server certificate for `localhost`, and both contexts;
     /// the client logs its sessions' secrets to `key_log`.
-    pub fn new(key_log: &std::path::Path) -> Result<Self> {
+    pub fn new(key_log: Arc<PrivateFile>) -> Result<Self> {
         let bundle =
             certs::generate(&CertOptions::default()).context("making test certificates")?;
         Ok(Tls {
             server: Context::server(&bundle.server_config()).context("TLS server context")?,
             client: Context::client(&{
                 let mut edited = bundle.client_config();
-                edited.dangerous.key_log_file = Some(key_log.to_path_buf());
+                edited.dangerous.key_log_file = Some(key_log.path());
                 edited
             })
             .context("TLS client context")?,
-            key_log: key_log.to_path_buf(),
+            key_log,
         })
     }
 }
@@ -111,9 +116,13 @@ impl Subject for Tls {
 
     /// The secrets the client logged, for decrypting the capture.
     fn key_log(&self) -> Option<KeyLog> {
-        std::fs::read_to_string(&self.key_log)
-            .ok()
-            .map(|text| KeyLog::parse(&text))
+        match self.key_log.read(KEY_LOG_MAX) {
+            Ok(bytes) => Some(KeyLog::parse(&String::from_utf8_lossy(&bytes))),
+            Err(e) => {
+                tracing::warn!("reading the TLS key log: {e}");
+                None
+            }
+        }
     }
 
     /// Without the key log: a TLS record header (content type, then

@@ -7,7 +7,7 @@
 use std::fs;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
-use std::os::unix::fs::{symlink, MetadataExt};
+use std::os::unix::fs::{symlink, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -205,8 +205,12 @@ fn proxy_pcap_replaces_a_planted_symlink_and_is_complete_after_sigterm() {
 // ------------------------------------------------------------ whose folder
 
 fn chaos_run_into(out: &Path, sudo: Option<(u32, u32)>) -> Output {
+    chaos_run_with("plain", out, sudo)
+}
+
+fn chaos_run_with(transport: &str, out: &Path, sudo: Option<(u32, u32)>) -> Output {
     let mut c = cipherlink();
-    c.args(["chaos", "run", "--transport", "plain", "--proxy"])
+    c.args(["chaos", "run", "--transport", transport, "--proxy"])
         .args(["--scenario", "ideal", "--out"])
         .arg(out);
     if let Some((uid, gid)) = sudo {
@@ -279,6 +283,78 @@ fn run_through_sudo_hands_its_folder_and_files_to_the_user() {
         let meta = fs::symlink_metadata(&path).expect("metadata");
         assert_eq!((meta.uid(), meta.gid()), (4242, 4243), "{}", path.display());
     }
+}
+
+/// The TLS key log used to be appended to by name in the output folder
+/// and handed over (`lchown`) by name after the run: a hard link the user
+/// planted there, to a file of root's, received the run's secrets and
+/// changed hands. Now the core writes in a private folder, and the name is
+/// replaced only if it is the user's own file.
+#[test]
+fn run_never_writes_to_or_hands_over_a_planted_key_log_link() {
+    if !root_or_skip("run_never_writes_to_or_hands_over_a_planted_key_log_link") {
+        return;
+    }
+    let home = tempfile::tempdir().expect("temp dir");
+    std::os::unix::fs::chown(home.path(), Some(4242), Some(4243)).expect("chown");
+    let out_dir = home.path().join("out");
+    fs::create_dir(&out_dir).expect("out");
+    std::os::unix::fs::chown(&out_dir, Some(4242), Some(4243)).expect("chown");
+    let root_dir = tempfile::tempdir().expect("temp dir");
+    let victim = root_dir.path().join("shadow");
+    fs::write(&victim, PRECIOUS).expect("victim");
+    fs::set_permissions(&victim, fs::Permissions::from_mode(0o600)).expect("chmod");
+    fs::hard_link(&victim, out_dir.join("tls-keys.log")).expect("plant a hard link");
+    let out = chaos_run_with("tls", &out_dir, Some((4242, 4243)));
+    let meta = fs::metadata(&victim).expect("victim");
+    let now = fs::read(&victim).expect("victim");
+    assert!(
+        now == PRECIOUS,
+        "the run wrote into root's file: {:?}",
+        String::from_utf8_lossy(&now[..now.len().min(80)])
+    );
+    assert_eq!((meta.uid(), meta.gid()), (0, 0), "root's file handed over");
+    assert!(!out.status.success(), "a refused key log is an error");
+    assert!(
+        stderr(&out).contains("tls-keys.log exists and belongs to uid 0"),
+        "{}",
+        stderr(&out)
+    );
+    // The report is written all the same, and the user's.
+    assert_eq!(
+        fs::symlink_metadata(out_dir.join("report.html"))
+            .expect("report")
+            .uid(),
+        4242
+    );
+}
+
+/// `SUDO_UID=4242 cipherlink chaos netem ... --json FILE` in a folder of
+/// root's: used to replace a file of root's with one of the user's, and to
+/// make a folder of the user's anywhere root can write.
+#[test]
+fn netem_json_through_sudo_never_replaces_or_makes_anything_of_roots() {
+    if !root_or_skip("netem_json_through_sudo_never_replaces_or_makes_anything_of_roots") {
+        return;
+    }
+    let root_dir = tempfile::tempdir().expect("temp dir");
+    let passwd = root_dir.path().join("passwd");
+    fs::write(&passwd, PRECIOUS).expect("passwd");
+    for target in [passwd.clone(), root_dir.path().join("newdir.d/x.json")] {
+        let run = cipherlink()
+            .args(["chaos", "netem", "loss 1%", "--packets", "1", "--json"])
+            .arg(&target)
+            .env("SUDO_UID", "4242")
+            .env("SUDO_GID", "4243")
+            .env("SUDO_USER", "someone")
+            .output()
+            .expect("run");
+        assert!(!run.status.success(), "{} accepted", target.display());
+        assert!(stderr(&run).contains("uid 0"), "{}", stderr(&run));
+    }
+    assert_eq!(fs::read(&passwd).expect("passwd"), PRECIOUS);
+    assert_eq!(fs::metadata(&passwd).expect("passwd").uid(), 0);
+    assert!(!root_dir.path().join("newdir.d").exists());
 }
 
 // ------------------------------------------------------------ namespaces
@@ -449,5 +525,107 @@ fn run_removes_its_namespaces_when_interrupted() {
         );
         let left: Vec<String> = namespaces().into_iter().filter(mine).collect();
         assert!(left.is_empty(), "SIG{signal} left {left:?} (saw {seen:?})");
+    }
+}
+
+/// A TLS run stopped by a signal still hands over its key log: it is moved
+/// out of the run's private folder, which is removed.
+#[test]
+fn an_interrupted_tls_run_hands_over_its_key_log() {
+    if !lab_or_skip("an_interrupted_tls_run_hands_over_its_key_log") {
+        return;
+    }
+    let out = tempfile::tempdir().expect("temp dir");
+    let child = cipherlink()
+        .args(["chaos", "run", "--transport", "tls", "--scenario", "all"])
+        .arg("--out")
+        .arg(out.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start chaos run");
+    let pid = child.id();
+    let _sweep = SweepPid(pid);
+    let t0 = Instant::now();
+    while !namespaces()
+        .iter()
+        .any(|n| n.starts_with(&format!("cr{pid}x")))
+    {
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "no namespace appeared"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    send_signal(pid, "INT");
+    let done = finish(child, Duration::from_secs(60));
+    assert!(stderr(&done).contains("SIGINT"), "{}", stderr(&done));
+    let keys = fs::symlink_metadata(out.path().join("tls-keys.log")).expect("tls-keys.log");
+    assert!(keys.is_file());
+    assert_eq!(keys.mode() & 0o777, 0o600);
+    let private: Vec<_> = fs::read_dir(out.path())
+        .expect("list")
+        .map(|e| e.expect("entry").file_name())
+        .filter(|n| n.to_string_lossy().starts_with(".cipherlink-"))
+        .collect();
+    assert!(private.is_empty(), "left behind: {private:?}");
+}
+
+/// Ctrl-C in a terminal sends SIGINT to the whole foreground process group.
+/// When `ip` was in ours, it could die half-way through `ip netns add`,
+/// leaving a namespace that was never listed, so never removed nor named
+/// (5 runs in 120). Now children have groups of their own, and a half-made
+/// namespace is removed. SIGINT to the group at spread-out moments of the
+/// set-up, a bounded number of times.
+#[test]
+fn sigint_to_the_process_group_during_set_up_leaves_no_namespace() {
+    if !lab_or_skip("sigint_to_the_process_group_during_set_up_leaves_no_namespace") {
+        return;
+    }
+    use std::os::unix::process::CommandExt;
+    const ROUNDS: u64 = 60;
+    let mut leaks = Vec::new();
+    for round in 0..ROUNDS {
+        let out = tempfile::tempdir().expect("temp dir");
+        let child = cipherlink()
+            .args(["chaos", "run", "--transport", "plain", "--scenario", "all"])
+            .arg("--out")
+            .arg(out.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .process_group(0)
+            .spawn()
+            .expect("start chaos run");
+        let pid = child.id();
+        let _sweep = SweepPid(pid);
+        // From start-up (no namespace yet) to well into the first lab.
+        std::thread::sleep(Duration::from_millis(round * 5));
+        let _ = Command::new("kill")
+            .args(["-INT", "--", &format!("-{pid}")])
+            .status();
+        // Killed outright when it came before the signals were caught,
+        // which is before any namespace exists.
+        finish(child, Duration::from_secs(60));
+        let left: Vec<String> = namespaces()
+            .into_iter()
+            .filter(|n| n.starts_with(&format!("cr{pid}x")))
+            .collect();
+        if !left.is_empty() {
+            leaks.push(format!("round {round}: {left:?}"));
+        }
+    }
+    assert!(leaks.is_empty(), "namespaces left: {leaks:?}");
+}
+
+/// Deletes every namespace of process `pid`'s that is left (after a
+/// failed check: the machine stays clean).
+struct SweepPid(u32);
+
+impl Drop for SweepPid {
+    fn drop(&mut self) {
+        let prefix = format!("cr{}x", self.0);
+        for name in namespaces().into_iter().filter(|n| n.starts_with(&prefix)) {
+            let _ = Command::new("ip").args(["netns", "del", &name]).status();
+        }
     }
 }

@@ -74,6 +74,17 @@ pub fn memory_bound(wire_len: usize) -> usize {
         .saturating_add(size_of::<Value>())
 }
 
+/// The most the decoder's own stack of open containers is charged when
+/// decoding `wire_len` bytes with nesting limit `max_depth` (each level
+/// takes a byte of input at least). The charge [`decode_accounted`]
+/// returns is at most [`memory_bound`] plus this: the stack's blocks are
+/// charged with the value, as the stack grows, so the charge bounds the
+/// decoder's peak, but the stack is bounded by the depth, not by the
+/// value's limit. 40 KiB at most for the default depth of 256.
+pub fn stack_bound(wire_len: usize, max_depth: usize) -> usize {
+    crate::decoder::stack_cost(wire_len.min(max_depth))
+}
+
 /// What the decoder may spend.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DecodeLimits {
@@ -135,7 +146,9 @@ pub fn decode_with_depth(input: &[u8], max_depth: usize) -> Result<Value, Decode
 }
 
 /// [`decode`] with limits, returning the value and the bytes of memory it
-/// was charged (at most `memory_bound(input.len())`).
+/// was charged: the value's blocks (at most `memory_bound(input.len())`)
+/// and the decoder's stack (at most [`stack_bound`]), everything it
+/// allocated while decoding, so the charge bounds the peak too.
 pub fn decode_accounted(input: &[u8], limits: DecodeLimits) -> Result<(Value, usize), DecodeError> {
     Decoder::new(input, None, limits).run()
 }

@@ -38,9 +38,13 @@ pub(crate) struct Decoder<'a> {
     owner: Option<&'a bytes::Bytes>,
     pos: usize,
     max_depth: usize,
-    /// Bytes of memory charged so far, and the most that may be.
+    /// Bytes of memory charged so far (the stack's included), and the
+    /// most the value's part may be.
     used: usize,
     max_memory: usize,
+    /// The part of `used` that is the decoder's own stack: it has a bound
+    /// of its own (its depth), not the value's.
+    stack_used: usize,
 }
 
 impl<'a> Decoder<'a> {
@@ -56,6 +60,7 @@ impl<'a> Decoder<'a> {
             max_depth: limits.max_depth,
             used: 0,
             max_memory: limits.max_memory.min(memory_bound(buf.len())),
+            stack_used: 0,
         }
     }
 
@@ -66,11 +71,11 @@ impl<'a> Decoder<'a> {
     }
 
     /// Charges `bytes` of memory before they are allocated. Nothing is
-    /// given back when a block is freed while decoding, so the charge
-    /// bounds the peak too.
+    /// given back when a block is freed while decoding (the decoder's own
+    /// stack included), so the charge bounds the peak too.
     fn charge(&mut self, bytes: usize, start: usize) -> Result<(), DecodeError> {
         self.used = self.used.saturating_add(bytes);
-        if self.used > self.max_memory {
+        if self.used - self.stack_used > self.max_memory {
             return Err(DecodeError::TooLarge {
                 offset: start,
                 limit: self.max_memory,
@@ -130,10 +135,28 @@ impl<'a> Decoder<'a> {
         Ok(u32::from_be_bytes(self.array_n(start)?) as usize)
     }
 
+    /// Opens a container: pushes its frame, growing the stack as
+    /// [`stack_cost`] says and charging each block it grows into (the old
+    /// one is alive too while its frames are moved over). The depth bounds
+    /// the stack (`check_container` keeps it below `max_depth`), so its
+    /// charge is not held against the value's limit.
+    fn push(&mut self, stack: &mut Vec<Frame>, frame: Frame) {
+        if stack.len() == stack.capacity() {
+            let cap = next_capacity(stack.capacity())
+                .min(self.max_depth)
+                .max(stack.len() + 1);
+            let cost = array_cost(cap, FRAME_SIZE);
+            self.used = self.used.saturating_add(cost);
+            self.stack_used = self.stack_used.saturating_add(cost);
+            stack.reserve_exact(cap - stack.len());
+        }
+        stack.push(frame);
+    }
+
     /// Decodes one value without recursion: containers are frames on an
     /// explicit stack, so depth costs heap (bounded by `max_depth`), never
-    /// thread stack, whatever the build profile. The stack is the
-    /// decoder's own, freed when it returns, and not charged to the value.
+    /// thread stack, whatever the build profile. The stack's blocks are
+    /// charged as it grows ([`Decoder::push`]), like the value's.
     fn value(&mut self) -> Result<Value, DecodeError> {
         let mut stack: Vec<Frame> = Vec::new();
         loop {
@@ -148,11 +171,12 @@ impl<'a> Decoder<'a> {
                         v
                     } else {
                         self.charge(array_cost(n, size_of::<Value>()), start)?;
-                        stack.push(Frame::List {
+                        let frame = Frame::List {
                             items: Vec::with_capacity(n),
                             left: n,
                             start,
-                        });
+                        };
+                        self.push(&mut stack, frame);
                         continue;
                     }
                 }
@@ -167,7 +191,7 @@ impl<'a> Decoder<'a> {
                     if n == 0 {
                         Value::Dict(Vec::new())
                     } else {
-                        stack.push(Frame::Map(MapFrame::new(n, start)));
+                        self.push(&mut stack, Frame::Map(MapFrame::new(n, start)));
                         continue;
                     }
                 }
@@ -334,6 +358,32 @@ impl<'a> Decoder<'a> {
         self.charge(tags::cost(&pairs), start)?;
         tags::untag(pairs, start)
     }
+}
+
+/// What one open container takes on the decoder's stack.
+const FRAME_SIZE: usize = size_of::<Frame>();
+
+/// The stack's capacities as it grows: 4 frames, then doubling (and never
+/// past `max_depth`, which [`Decoder::push`] applies).
+fn next_capacity(cap: usize) -> usize {
+    if cap == 0 {
+        4
+    } else {
+        cap.saturating_mul(2)
+    }
+}
+
+/// The most the decoder's stack is charged for `levels` open containers:
+/// every block it grows into, each charged as it is made and none given
+/// back. Each level takes a byte of input at least, so `levels` is at most
+/// the input's length, and `max_depth`.
+pub(crate) fn stack_cost(levels: usize) -> usize {
+    let (mut cap, mut cost) = (0usize, 0usize);
+    while cap < levels {
+        cap = next_capacity(cap);
+        cost = cost.saturating_add(array_cost(cap, FRAME_SIZE));
+    }
+    cost
 }
 
 enum Item {

@@ -549,3 +549,22 @@ fn numeric_lists_cost_at_most_their_factor() {
         n *= 2;
     }
 }
+
+/// The decoder's stack is charged as it grows, within its own bound: the
+/// deepest value allowed, alone, decodes (its stack costs more than the
+/// 50 bytes per byte its value is held to), and is charged its stack.
+#[test]
+fn the_stack_is_charged_within_its_own_bound() {
+    use crate::codec::stack_bound;
+    let depth = DEFAULT_MAX_DEPTH;
+    let deepest: Vec<u8> = std::iter::repeat_n(0x91, depth - 1).chain([0xc0]).collect();
+    let (_, memory) = decode_accounted(&deepest, DecodeLimits::default()).unwrap();
+    let stack = stack_bound(deepest.len(), depth);
+    eprintln!("frame {FRAME_SIZE} bytes; stack for {depth} levels {stack}; charged {memory}");
+    assert!(memory > memory_bound(deepest.len()), "{memory}");
+    assert!(memory <= memory_bound(deepest.len()) + stack, "{memory}");
+    assert!(stack <= 40 * 1024, "{stack}");
+    // A flat list: one block of four frames.
+    assert_eq!(stack_bound(1, depth), block_cost(4 * FRAME_SIZE));
+    assert_eq!(stack_bound(0, depth), 0);
+}

@@ -285,7 +285,7 @@ pub struct Decoded {
     pub value: Value,
     /// Memory the decoder charged for the value (see
     /// [`codec::decode_accounted`]); at most [`codec::memory_bound`] of the
-    /// body's length.
+    /// body's length, plus [`codec::stack_bound`] for the decoder's stack.
     pub memory: usize,
 }
 

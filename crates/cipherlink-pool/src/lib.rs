@@ -62,11 +62,11 @@ pub mod fuzzing {
     use crate::error::{DecodeError, EnvelopeError};
     use crate::value::Value;
 
-    pub use crate::codec::memory_bound;
+    pub use crate::codec::{memory_bound, stack_bound};
 
     /// The msgpack value decoder ([`codec::decode_accounted`]), returning
     /// the value and the memory it was charged (never more than
-    /// [`codec::memory_bound`] of the input).
+    /// [`codec::memory_bound`] of the input plus [`codec::stack_bound`]).
     pub fn decode_value(bytes: &[u8]) -> Result<(Value, usize), DecodeError> {
         codec::decode_accounted(bytes, DecodeLimits::default())
     }

@@ -422,7 +422,8 @@ impl Receiver {
 
 /// Up to this much of a declared body is allocated before it arrives; a
 /// larger body grows the buffer as its bytes come (so a peer that only
-/// announces a big body cannot make us commit memory for it).
+/// announces a big body cannot make us commit memory for it), never past
+/// the announced length.
 const PREALLOC_MAX: usize = 16 * 1024 * 1024;
 
 /// A body longer than allowed, or a broken stream.
@@ -434,28 +435,32 @@ enum BodyError {
     Http(#[from] hyper::Error),
 }
 
-/// Collects a body of `length` announced bytes into one buffer, sized once:
-/// one copy of each chunk and no regrowth (collecting chunk lists and
-/// joining them copied a large body twice). A body that arrives as one chunk,
-/// as small ones do, is used as it is.
+/// Collects a body of `length` announced bytes into one buffer of exactly
+/// its size, which is ours alone: the decoder may share a large `bytes`
+/// value out of it, and the mailbox charges that value its length. A body
+/// that arrived as one chunk is a slice of hyper's read buffer (up to
+/// ~400 KiB), which a shared value would keep alive whole; so it is always
+/// copied, once. Up to `PREALLOC_MAX` the buffer is sized from
+/// Content-Length; beyond, it doubles with what arrives but stops at the
+/// announced length, where hyper ends the body.
 async fn read_body(mut body: Incoming, length: usize, max: usize) -> Result<Bytes, BodyError> {
-    let mut buf: Vec<u8> = Vec::new();
+    let mut buf: Vec<u8> = Vec::with_capacity(length.min(PREALLOC_MAX));
     while let Some(frame) = body.frame().await {
         let Ok(data) = frame?.into_data() else {
             continue; // trailers: ignored, as the package does
         };
-        if buf.len().saturating_add(data.len()) > max {
+        let needed = buf.len().saturating_add(data.len());
+        if needed > max {
             return Err(BodyError::TooLong(max));
         }
-        if buf.is_empty() {
-            if data.len() >= length {
-                return Ok(data);
-            }
-            buf.reserve_exact(length.min(PREALLOC_MAX));
+        if needed > buf.capacity() {
+            let grown = buf.capacity().saturating_mul(2).min(length).max(needed);
+            buf.reserve_exact(grown - buf.len());
         }
         buf.extend_from_slice(&data);
     }
-    Ok(Bytes::from(buf))
+    // Exactly its length (a no-op when the body was as long as announced).
+    Ok(Bytes::from(buf.into_boxed_slice()))
 }
 
 /// The `server_port` cookie, from any `Cookie` header (other cookies allowed).
