@@ -246,6 +246,15 @@ async fn serve_http<I>(
 
 type Resp = Response<Full<Bytes>>;
 
+/// A request refused: the status and the reason the package's client reads.
+struct Refusal(StatusCode, Option<String>);
+
+impl Refusal {
+    fn response(self) -> Resp {
+        error(self.0, self.1.as_deref())
+    }
+}
+
 impl Receiver {
     async fn handle(&self, req: Request<Incoming>, info: &ConnInfo) -> Resp {
         match *req.method() {
@@ -263,6 +272,36 @@ impl Receiver {
     }
 
     async fn post(&self, req: Request<Incoming>, info: &ConnInfo) -> Resp {
+        let (length, port) = match self.check_post_headers(&req, info) {
+            Ok(x) => x,
+            Err(refusal) => return refusal.response(),
+        };
+        // The package logs this at info; here it is debug, because one
+        // formatted stderr line per message costs more than the rest of a
+        // small message's handling (see docs/pool-wire.md).
+        debug!("Received message from {}:{port}", info.remote.ip());
+        let peer = match self.identify_sender(info, &port) {
+            Ok(p) => p,
+            Err(refusal) => return refusal.response(),
+        };
+        let body = match self.receive_body(req, length, peer).await {
+            Ok(b) => b,
+            Err(refusal) => return refusal.response(),
+        };
+        let decoded = match self.decode_body(&body, peer) {
+            Ok(d) => d,
+            Err(refusal) => return refusal.response(),
+        };
+        self.deliver(peer, decoded, body.len() as u64)
+    }
+
+    /// The declared body length (within `max_body`) and the sender's
+    /// `server_port` cookie, or the refusal.
+    fn check_post_headers(
+        &self,
+        req: &Request<Incoming>,
+        info: &ConnInfo,
+    ) -> Result<(u64, String), Refusal> {
         let remote = info.remote;
         let length = req
             .headers()
@@ -271,95 +310,113 @@ impl Receiver {
             .and_then(|v| v.trim().parse::<u64>().ok());
         let Some(length) = length else {
             warn!("refused POST from {remote}: no Content-Length (a chunked body?)");
-            return error(StatusCode::LENGTH_REQUIRED, None);
+            return Err(Refusal(StatusCode::LENGTH_REQUIRED, None));
         };
         if length > self.limits.max_body as u64 {
             warn!(
                 "refused POST from {remote}: body of {length} bytes is over the limit of {}",
                 self.limits.max_body
             );
-            return error(
+            return Err(Refusal(
                 StatusCode::PAYLOAD_TOO_LARGE,
-                Some(&format!(
+                Some(format!(
                     "Body of {length} bytes exceeds the limit of {} bytes",
                     self.limits.max_body
                 )),
-            );
+            ));
         }
-        let Some(port) = server_port_cookie(&req) else {
+        let Some(port) = server_port_cookie(req) else {
             warn!("refused POST from {remote}: HTTP POST does not contain the server_port cookie");
-            return error(StatusCode::BAD_REQUEST, None);
+            return Err(Refusal(StatusCode::BAD_REQUEST, None));
         };
-        // The package logs this at info; here it is debug, because one
-        // formatted stderr line per message costs more than the rest of a
-        // small message's handling (see docs/pool-wire.md).
-        debug!("Received message from {}:{port}", remote.ip());
-        let peer = match self.identify(info, &port) {
-            Ok(p) => p,
-            Err(id) => {
-                warn!(
-                    "Received message from unknown sender: {}",
-                    cut(&id, 2 * MAX_PEER_TEXT)
-                );
-                let reason = match self.wire {
-                    WireVersion::V5 => Some("Server did not recognize sender."),
-                    WireVersion::V4 => None,
-                };
-                return error(StatusCode::UNAUTHORIZED, reason);
-            }
-        };
+        Ok((length, port))
+    }
+
+    /// The sending peer's index, or 401 as the package answers it.
+    fn identify_sender(&self, info: &ConnInfo, port: &str) -> Result<usize, Refusal> {
+        self.identify(info, port).map_err(|id| {
+            warn!(
+                "Received message from unknown sender: {}",
+                cut(&id, 2 * MAX_PEER_TEXT)
+            );
+            let reason = match self.wire {
+                WireVersion::V5 => Some("Server did not recognize sender.".into()),
+                WireVersion::V4 => None,
+            };
+            Refusal(StatusCode::UNAUTHORIZED, reason)
+        })
+    }
+
+    /// The whole body, read within `body_timeout`.
+    async fn receive_body(
+        &self,
+        req: Request<Incoming>,
+        length: u64,
+        peer: usize,
+    ) -> Result<Bytes, Refusal> {
         let name = &self.peers[peer].name;
-        // `length` was checked against max_body above, and hyper ends the
-        // body at Content-Length, so it fits in usize and bounds the read.
+        // `length` was checked against max_body, and hyper ends the body at
+        // Content-Length, so it fits in usize and bounds the read.
         let length = usize::try_from(length).unwrap_or(self.limits.max_body);
         let read = read_body(req.into_body(), length, self.limits.max_body);
-        let body = match tokio::time::timeout(self.limits.body_timeout, read).await {
-            Ok(Ok(body)) => body,
+        match tokio::time::timeout(self.limits.body_timeout, read).await {
+            Ok(Ok(body)) => Ok(body),
             Ok(Err(e)) => {
                 warn!("reading the body from {name} failed: {e}");
-                return error(
+                Err(Refusal(
                     StatusCode::BAD_REQUEST,
-                    Some("Failed reading the request body"),
-                );
+                    Some("Failed reading the request body".into()),
+                ))
             }
             Err(_) => {
                 warn!(
                     "body from {name} not received within {:?}",
                     self.limits.body_timeout
                 );
-                return error(StatusCode::REQUEST_TIMEOUT, None);
+                Err(Refusal(StatusCode::REQUEST_TIMEOUT, None))
             }
-        };
+        }
+    }
+
+    /// The message in `body`, decoded within the depth and memory limits.
+    fn decode_body(&self, body: &Bytes, peer: usize) -> Result<envelope::Decoded, Refusal> {
+        let name = &self.peers[peer].name;
         let limits = DecodeLimits {
             max_depth: self.limits.max_depth,
             max_memory: self.limits.max_decoded,
         };
-        let decoded = match envelope::decode_received(self.wire, &body, limits) {
-            Ok(x) => x,
-            Err(e) => {
-                warn!("refused message from {name}: {e}");
-                let status = match e {
-                    EnvelopeError::Outer(DecodeError::TooLarge { .. })
-                    | EnvelopeError::Inner(DecodeError::TooLarge { .. }) => {
-                        StatusCode::PAYLOAD_TOO_LARGE
-                    }
-                    _ => StatusCode::BAD_REQUEST,
-                };
-                let reason = format!("Failed processing received message: '{e}'");
-                return error(status, Some(&reason));
-            }
-        };
-        let envelope::Decoded { id, value, memory } = decoded;
+        let decoded = envelope::decode_received(self.wire, body, limits).map_err(|e| {
+            warn!("refused message from {name}: {e}");
+            let status = match e {
+                EnvelopeError::Outer(DecodeError::TooLarge { .. })
+                | EnvelopeError::Inner(DecodeError::TooLarge { .. }) => {
+                    StatusCode::PAYLOAD_TOO_LARGE
+                }
+                _ => StatusCode::BAD_REQUEST,
+            };
+            Refusal(
+                status,
+                Some(format!("Failed processing received message: '{e}'")),
+            )
+        })?;
         debug!(
-            "message {id} from {name}: {} ({} bytes)",
-            value.kind(),
+            "message {} from {name}: {} ({} bytes)",
+            decoded.id,
+            decoded.value.kind(),
             body.len()
         );
+        Ok(decoded)
+    }
+
+    /// Puts the message in `peer`'s mailbox, counting its bytes.
+    fn deliver(&self, peer: usize, decoded: envelope::Decoded, body_len: u64) -> Resp {
+        let name = &self.peers[peer].name;
+        let envelope::Decoded { id, value, memory } = decoded;
         // Counted before delivery: a waiting recv may return (and its party
         // report totals) before this handler runs again.
         let counter = self.bytes_received.get(peer);
         if let Some(c) = counter {
-            c.fetch_add(body.len() as u64, Ordering::Relaxed);
+            c.fetch_add(body_len, Ordering::Relaxed);
         }
         // Charged by what it holds in memory, not by what it took on the
         // wire: a list of small ints takes about its body, a list of
@@ -371,7 +428,7 @@ impl Receiver {
             Ok(()) => ok("Message received"),
             Err(e) => {
                 if let Some(c) = counter {
-                    c.fetch_sub(body.len() as u64, Ordering::Relaxed);
+                    c.fetch_sub(body_len, Ordering::Relaxed);
                 }
                 warn!("refused message {id} from {name}: {e}");
                 let status = match e {
