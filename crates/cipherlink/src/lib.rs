@@ -58,6 +58,7 @@ pub mod compliance;
 pub mod config;
 mod config_builder;
 mod context;
+pub mod duration;
 pub mod error;
 mod failure_log;
 #[doc(hidden)]
