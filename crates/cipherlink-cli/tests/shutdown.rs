@@ -60,3 +60,56 @@ fn a_second_interrupt_exits_at_once() {
     let mut rest = Vec::new();
     let _ = stalled.read_to_end(&mut rest);
 }
+
+/// A plain proxy server in front of an echo backend.
+fn plain_proxy() -> (Proc, std::net::SocketAddr) {
+    let backend = echo_backend();
+    let mut cmd = cipherlink();
+    cmd.args(["proxy", "server", "--listen", "127.0.0.1:0", "--forward"])
+        .arg(backend.to_string())
+        .args(["--transport", "plain"]);
+    let mut proc = Proc::spawn("proxy server", cmd);
+    let addr = proc.wait_addr(true, "listening on ");
+    (proc, addr)
+}
+
+/// A tunnel that stays open: it has carried one echo, and is still open.
+fn open_tunnel(addr: std::net::SocketAddr) -> TcpStream {
+    use std::io::Write;
+    let mut stream = TcpStream::connect(addr).expect("connect");
+    stream.set_read_timeout(Some(DEADLINE)).expect("timeout");
+    stream.write_all(b"ping").expect("write");
+    let mut back = [0u8; 4];
+    stream.read_exact(&mut back).expect("echo");
+    stream
+}
+
+/// The count in the stopping line is the tunnels still open, not those
+/// that ended since the last accept; once they end, the proxy says it
+/// stopped and exits 0.
+#[test]
+fn proxy_counts_open_tunnels_on_interrupt_and_says_it_stopped() {
+    let (mut proxy, addr) = plain_proxy();
+    let open: Vec<TcpStream> = (0..3).map(|_| open_tunnel(addr)).collect();
+    // One more tunnel that ends before the interrupt.
+    drop(open_tunnel(addr));
+    proxy.nth_stderr_line("close:", 1);
+    signal(&proxy, "INT");
+    let line = proxy.stderr_line("waiting up to");
+    assert!(line.contains("for 3 open tunnel(s)"), "{line}");
+    drop(open);
+    proxy.stderr_line("proxy stopped");
+    assert!(proxy.wait_exit().success(), "{}", proxy.describe());
+}
+
+#[test]
+fn proxy_exits_at_once_on_a_second_signal() {
+    let (mut proxy, addr) = plain_proxy();
+    let _open = open_tunnel(addr);
+    signal(&proxy, "INT");
+    proxy.stderr_line("for 1 open tunnel(s)");
+    signal(&proxy, "INT");
+    let status = proxy.wait_exit();
+    assert_eq!(status.code(), Some(130), "{}", proxy.describe());
+    assert!(proxy.stderr().contains("second signal: exiting now"));
+}
