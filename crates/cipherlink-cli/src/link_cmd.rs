@@ -1,6 +1,7 @@
 //! `cipherlink link ...`: keys, invitations and the link protocol's server and
 //! client (docs/link-protocol.md).
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,6 +20,8 @@ use rand::rngs::StdRng;
 use rand::SeedableRng;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use zeroize::Zeroizing;
+
+use crate::values::{duration_or_secs, listen_addr};
 
 /// The link protocol: hybrid post-quantum, probe-resistant, random-looking links.
 #[derive(Debug, Args)]
@@ -103,15 +106,19 @@ struct ServeArgs {
     /// (default: beside the token store, NAME.replay).
     #[arg(long)]
     replay_store: Option<PathBuf>,
-    /// Address to listen on.
-    #[arg(long, default_value = "127.0.0.1:7443")]
-    listen: String,
+    /// Where to listen: PORT (every interface), HOST:PORT or [IPv6]:PORT.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:7443", value_parser = listen_addr)]
+    listen: SocketAddr,
     /// Send everything back instead of printing it.
     #[arg(long)]
     echo: bool,
     /// Stop after this many links have ended (default: run until interrupted).
     #[arg(long)]
     count: Option<u64>,
+    /// On Ctrl-C or SIGTERM, let open links go on this long before they
+    /// are cut (a second Ctrl-C exits at once); a bare number is seconds.
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = duration_or_secs)]
+    shutdown_grace: Duration,
 }
 
 #[derive(Debug, Args)]
@@ -121,9 +128,10 @@ struct ConnectArgs {
     /// Connect here instead of the file's server address.
     #[arg(long)]
     server: Option<String>,
-    /// Connect and handshake time limit in seconds.
-    #[arg(long, default_value_t = 30.0)]
-    timeout: f64,
+    /// Time limit for connecting and the handshake; e.g. 30s or 500ms, a
+    /// bare number is seconds.
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = duration_or_secs)]
+    timeout: Duration,
 }
 
 /// Runs `cipherlink link ...`.
@@ -280,9 +288,10 @@ async fn serve(a: ServeArgs) -> Result<()> {
         bail!("token store {reason}");
     }
     let (limits, fds) = admission_limits();
-    let mut listener = LinkListener::bind_with(&a.listen, endpoint.clone(), limits)
+    let mut listener = LinkListener::bind_with(a.listen, endpoint.clone(), limits)
         .await
         .with_context(|| format!("listening on {}", a.listen))?;
+    crate::shutdown::take_over();
     // Status, not payload: stdout carries only what clients send. Scripts
     // read this line from stderr to learn the port.
     eprintln!("listening on {}", listener.local_addr());
@@ -290,28 +299,26 @@ async fn serve(a: ServeArgs) -> Result<()> {
         "{fds}: holds up to {} connections before they authenticate ({} per address)",
         limits.max_unauthenticated, limits.max_unauthenticated_per_ip
     );
-    let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel::<()>();
+    let mut links = tokio::task::JoinSet::new();
     let mut ended = 0u64;
     let mut reload = tokio::time::interval(TOKEN_RELOAD);
     loop {
         if a.count.is_some_and(|c| ended >= c) {
-            return Ok(());
+            break;
         }
         tokio::select! {
             link = listener.accept() => {
                 let Some(link) = link else { bail!("the listener stopped") };
                 tracing::info!("link from {}", link.peer());
-                let done = done_tx.clone();
                 let echo = a.echo;
-                tokio::spawn(async move {
+                links.spawn(async move {
                     let peer = link.peer().to_owned();
                     if let Err(e) = handle(link, echo).await {
                         tracing::warn!("link {peer}: {e:#}");
                     }
-                    let _ = done.send(());
                 });
             }
-            Some(()) = done_rx.recv() => ended += 1,
+            Some(_) = links.join_next() => ended += 1,
             _ = reload.tick() => match tokens.reload(&endpoint) {
                 Reload::Unchanged => {}
                 Reload::Applied { tokens: n, closed } => tracing::info!(
@@ -322,9 +329,37 @@ async fn serve(a: ServeArgs) -> Result<()> {
                     "token store {reason}: refusing every token until it is fixed (closed {closed} open links)"
                 ),
             },
-            _ = tokio::signal::ctrl_c() => return Ok(()),
+            () = crate::shutdown::requested() => {
+                drop(listener);
+                return stop(links, a.shutdown_grace).await;
+            }
         }
     }
+    eprintln!("stopped after {ended} link(s) (--count)");
+    Ok(())
+}
+
+/// The clean stop of `link serve`: no new links; the open ones may go on
+/// for `grace`, then they are cut.
+async fn stop(mut links: tokio::task::JoinSet<()>, grace: Duration) -> Result<()> {
+    // Links that ended since the last turn of the loop are not open.
+    while links.try_join_next().is_some() {}
+    eprintln!(
+        "stopping: no new links; waiting up to {} for {} open link(s) (interrupt again to exit now)",
+        cipherlink::duration::display(grace),
+        links.len()
+    );
+    let drained =
+        tokio::time::timeout(grace, async { while links.join_next().await.is_some() {} }).await;
+    if drained.is_err() {
+        eprintln!(
+            "cut {} link(s) still open after the grace period",
+            links.len()
+        );
+        links.shutdown().await;
+    }
+    eprintln!("stopped");
+    Ok(())
 }
 
 /// Raises the open-file limit to the hard limit (every socket is a
@@ -374,10 +409,10 @@ async fn connect_cmd(a: ConnectArgs) -> Result<()> {
     let file = ConnectionFile::parse(&text)
         .with_context(|| format!("connection file {}", a.file.display()))?;
     let params = params_from_env()?;
-    let limit = Duration::try_from_secs_f64(a.timeout)
-        .ok()
-        .filter(|d| !d.is_zero())
-        .context("--timeout: expected a positive number of seconds")?;
+    let limit = a.timeout;
+    if limit.is_zero() {
+        bail!("--timeout 0 would fail every connection; give a limit such as 30s");
+    }
     let mut cfg = ClientConfig::from_file(&file, params, |k| std::env::var(k).ok());
     cfg.params.handshake_timeout = limit;
     let addr = a.server.unwrap_or(file.server);

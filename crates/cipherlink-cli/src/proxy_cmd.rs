@@ -1,13 +1,16 @@
 //! `cipherlink proxy ...`: glue from flags (or a TOML file) to
 //! `cipherlink_proxy`, plus signal handling.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::{Context as _, Result};
 use cipherlink_proxy::{LinkConfig, ProxyConfig, Role, ServiceConfig, Transport, V1Config};
 use clap::{Args, Subcommand};
 
 use crate::tls_args::{build_context, ClientTlsArgs, ServerTlsArgs, TlsArgs};
+use crate::values::{duration_or_ms, duration_or_secs, listen_addr};
 
 /// Put encryption in front of any TCP service (like stunnel).
 #[derive(Debug, Args)]
@@ -32,9 +35,9 @@ pub enum ProxyCommand {
 /// Options every service has.
 #[derive(Debug, Args)]
 pub struct CommonArgs {
-    /// Address to accept connections on.
-    #[arg(long)]
-    pub listen: String,
+    /// Where to accept connections: PORT (every interface), HOST:PORT or [IPv6]:PORT.
+    #[arg(long, value_name = "ADDR", value_parser = listen_addr)]
+    pub listen: SocketAddr,
     /// How the encrypted side is carried: tls, v1, link (recommended against
     /// observers: random-looking, hybrid post-quantum) or plain (no encryption;
     /// for measurement).
@@ -56,9 +59,16 @@ pub struct CommonArgs {
     #[arg(long)]
     pub v1_strict: bool,
     /// v1 server: drop a connection whose first authentic frame has not
-    /// come within this many milliseconds (nothing is connected onward before it).
-    #[arg(long, value_name = "MS", default_value_t = 10_000)]
-    pub v1_auth_timeout_ms: u64,
+    /// come within this time (nothing is connected onward before it);
+    /// e.g. 10s or 500ms, a bare number is milliseconds.
+    #[arg(
+        long,
+        alias = "v1-auth-timeout-ms",
+        value_name = "DURATION",
+        default_value = "10s",
+        value_parser = duration_or_ms
+    )]
+    pub v1_auth_timeout: Duration,
     /// plain: listen on an address other than loopback, although anyone who
     /// reaches it reads and changes the traffic and reaches the service.
     #[arg(long)]
@@ -76,21 +86,31 @@ pub struct CommonArgs {
     /// Most tunnels open at once.
     #[arg(long, default_value_t = 16_384)]
     pub max_connections: usize,
-    /// Close a tunnel idle this many seconds (0 = never).
-    #[arg(long, default_value_t = 3_600)]
-    pub idle_timeout: u64,
-    /// Time limit for connecting onward, in milliseconds.
-    #[arg(long, default_value_t = 10_000)]
-    pub connect_timeout_ms: u64,
+    /// Close a tunnel with no byte either way for this long (0 = never);
+    /// e.g. 1h or 90s, a bare number is seconds.
+    #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = duration_or_secs)]
+    pub idle_timeout: Duration,
+    /// Time limit for connecting onward; e.g. 10s or 500ms, a bare number
+    /// is milliseconds.
+    #[arg(
+        long,
+        alias = "connect-timeout-ms",
+        value_name = "DURATION",
+        default_value = "10s",
+        value_parser = duration_or_ms
+    )]
+    pub connect_timeout: Duration,
     /// Bytes read at once per direction.
     #[arg(long, default_value_t = cipherlink_proxy::config::DEFAULT_BUFFER_SIZE)]
     pub buffer_size: usize,
-    /// Log a stats line every N seconds (0 = never).
-    #[arg(long, value_name = "SECS", default_value_t = 0)]
-    pub stats: u64,
-    /// On SIGINT/SIGTERM, let open tunnels go on this many seconds.
-    #[arg(long, value_name = "SECS", default_value_t = 30)]
-    pub shutdown_grace: u64,
+    /// Log a stats line this often when something changed (0 = never);
+    /// e.g. 10s, a bare number is seconds.
+    #[arg(long, value_name = "DURATION", default_value = "0", value_parser = duration_or_secs)]
+    pub stats: Duration,
+    /// On Ctrl-C or SIGTERM, let open tunnels go on this long before they
+    /// are cut (a second Ctrl-C exits at once); a bare number is seconds.
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = duration_or_secs)]
+    pub shutdown_grace: Duration,
     #[command(flatten)]
     pub tls: TlsArgs,
 }
@@ -126,9 +146,9 @@ pub struct RunArgs {
     /// The proxy configuration (TOML, `[service.NAME]` tables).
     #[arg(long, value_name = "FILE")]
     pub config: PathBuf,
-    /// Overrides the file's `stats_interval_secs`.
-    #[arg(long, value_name = "SECS")]
-    pub stats: Option<u64>,
+    /// Overrides the file's `stats_interval`; e.g. 10s, a bare number is seconds.
+    #[arg(long, value_name = "DURATION", value_parser = duration_or_secs)]
+    pub stats: Option<Duration>,
 }
 
 /// `proxy keygen`.
@@ -174,7 +194,7 @@ pub async fn run(args: ProxyArgs) -> Result<()> {
         ProxyCommand::Run(run) => {
             let mut config = ProxyConfig::from_toml_file(&run.config)?;
             if let Some(stats) = run.stats {
-                config.stats_interval_secs = stats;
+                config.stats_interval = stats;
             }
             serve(config).await
         }
@@ -219,10 +239,11 @@ fn single(
     tls: cipherlink::Config,
     fields: Vec<&'static str>,
 ) -> Result<ProxyConfig> {
-    let mut service = ServiceConfig::new(role, common.listen.clone(), connect, common.transport);
+    let mut service =
+        ServiceConfig::new(role, common.listen.to_string(), connect, common.transport);
     service.max_connections = common.max_connections;
-    service.idle_timeout_secs = common.idle_timeout;
-    service.connect_timeout_ms = common.connect_timeout_ms;
+    service.idle_timeout = common.idle_timeout;
+    service.connect_timeout = common.connect_timeout;
     service.buffer_size = common.buffer_size;
     service.dangerous.plain_on_network = common.dangerous_plain_on_network;
     match common.transport {
@@ -246,7 +267,7 @@ fn single(
             let mut v1 = V1Config::new(key, peer);
             v1.max_frame_size = common.max_frame_size;
             v1.strict = common.v1_strict;
-            v1.auth_timeout_ms = common.v1_auth_timeout_ms;
+            v1.auth_timeout = common.v1_auth_timeout;
             service.v1 = Some(v1);
         }
         Transport::Link => {
@@ -314,8 +335,8 @@ fn single(
         Role::Client => "client",
     };
     let mut config = ProxyConfig {
-        stats_interval_secs: common.stats,
-        shutdown_grace_secs: common.shutdown_grace,
+        stats_interval: common.stats,
+        shutdown_grace: common.shutdown_grace,
         ..ProxyConfig::default()
     };
     config.service.insert(name.to_string(), service);
@@ -337,6 +358,7 @@ async fn serve(config: ProxyConfig) -> Result<()> {
         Err(e) => tracing::warn!("open-file limit not raised: {e}"),
     }
     let proxy = cipherlink_proxy::Proxy::bind(&config).await?;
+    crate::shutdown::take_over();
     for (name, addr) in proxy.addrs() {
         let service = &config.service[&name];
         tracing::info!(
@@ -353,32 +375,17 @@ async fn serve(config: ProxyConfig) -> Result<()> {
             }
         );
     }
-    proxy.run(shutdown_signal()).await;
+    let grace = config.shutdown_grace;
+    proxy
+        .run(async move {
+            crate::shutdown::requested().await;
+            tracing::info!(
+                "stopping: no new tunnels; open ones may go on for up to {} \
+                 (interrupt again to exit now)",
+                cipherlink::duration::display(grace)
+            );
+        })
+        .await;
     tracing::info!("proxy stopped");
     Ok(())
-}
-
-/// Resolves on the first SIGINT or SIGTERM.
-async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(err) => {
-                tracing::warn!("cannot watch SIGTERM ({err}); only SIGINT stops the proxy");
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
-    tracing::info!("signal received: stopping (open tunnels may finish)");
 }

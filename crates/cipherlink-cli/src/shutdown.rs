@@ -20,16 +20,23 @@ pub async fn requested() {
     let _ = stop.wait_for(|stopping| *stopping).await;
 }
 
+/// Takes the signals over now, before a server says it listens: a signal
+/// sent as soon as it does is then a clean stop, not the default exit.
+pub fn take_over() {
+    STOP.get_or_init(install);
+}
+
 fn install() -> watch::Receiver<bool> {
     let (tx, rx) = watch::channel(false);
+    // Registered here, not in the task, so they hold once this returns.
+    let (Ok(mut interrupt), Ok(mut terminate)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
+        tracing::warn!("cannot watch for Ctrl-C and SIGTERM");
+        return rx;
+    };
     tokio::spawn(async move {
-        let (Ok(mut interrupt), Ok(mut terminate)) = (
-            signal(SignalKind::interrupt()),
-            signal(SignalKind::terminate()),
-        ) else {
-            tracing::warn!("cannot watch for Ctrl-C and SIGTERM");
-            return;
-        };
         let mut seen = 0;
         loop {
             let status = tokio::select! {

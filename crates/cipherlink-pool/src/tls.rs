@@ -57,13 +57,12 @@ pub fn core_party_configs(
         .trusted_ca(ca.clone())
         .require_client_cert(true)
         .build();
+    let mut dangerous = cipherlink::Dangerous::default();
+    dangerous.skip_server_name_check = true;
     let client = cipherlink::Config::builder()
         .identity(cert, key)
         .trusted_ca(ca)
-        .dangerous(cipherlink::Dangerous {
-            skip_server_name_check: true,
-            ..cipherlink::Dangerous::default()
-        })
+        .dangerous(dangerous)
         .build();
     (server, client)
 }

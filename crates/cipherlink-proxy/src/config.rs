@@ -3,9 +3,14 @@
 //! [`ServiceConfig`] for a single service. Nothing is checked here:
 //! [`crate::Service::bind`] checks a service whole and names the field.
 //!
+//! Durations are written as everywhere in cipherlink (`"30s"`, `"250ms"`,
+//! `"2m"`); a bare number keeps the unit of the field's old name
+//! (`connect_timeout_ms = 10000`, `idle_timeout_secs = 3600`), which stays
+//! accepted.
+//!
 //! ```toml
-//! stats_interval_secs = 10
-//! shutdown_grace_secs = 30
+//! stats_interval = "10s"
+//! shutdown_grace = "30s"
 //!
 //! [service.web]
 //! role = "server"                # encrypted in, plaintext out
@@ -19,6 +24,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -96,16 +102,21 @@ pub struct V1Config {
     #[serde(default)]
     pub strict: bool,
     /// Server: how long a new connection may take to deliver its first
-    /// authentic frame; nothing is connected onward before it.
-    #[serde(default = "default_auth_timeout")]
-    pub auth_timeout_ms: u64,
+    /// authentic frame; nothing is connected onward before it
+    /// (`auth_timeout`; a bare number is milliseconds, as `auth_timeout_ms`).
+    #[serde(
+        default = "default_auth_timeout",
+        alias = "auth_timeout_ms",
+        with = "millis"
+    )]
+    pub auth_timeout: Duration,
 }
 
 fn default_max_frame() -> u32 {
     DEFAULT_MAX_DATA_SIZE
 }
-fn default_auth_timeout() -> u64 {
-    10_000
+fn default_auth_timeout() -> Duration {
+    Duration::from_secs(10)
 }
 
 impl V1Config {
@@ -116,7 +127,7 @@ impl V1Config {
             peer_public_key: peer_public_key.into(),
             max_frame_size: default_max_frame(),
             strict: false,
-            auth_timeout_ms: default_auth_timeout(),
+            auth_timeout: default_auth_timeout(),
         }
     }
 }
@@ -177,13 +188,22 @@ pub struct ServiceConfig {
     /// Most tunnels open at once; more wait in the kernel's accept queue.
     #[serde(default = "default_max_connections")]
     pub max_connections: usize,
-    /// Close a tunnel after this many seconds with no byte in either
-    /// direction (0 = never).
-    #[serde(default = "default_idle_timeout")]
-    pub idle_timeout_secs: u64,
-    /// How long connecting to `connect` may take.
-    #[serde(default = "default_connect_timeout")]
-    pub connect_timeout_ms: u64,
+    /// Close a tunnel after this long with no byte in either direction
+    /// (0 = never; a bare number is seconds, as `idle_timeout_secs`).
+    #[serde(
+        default = "default_idle_timeout",
+        alias = "idle_timeout_secs",
+        with = "secs"
+    )]
+    pub idle_timeout: Duration,
+    /// How long connecting to `connect` may take (a bare number is
+    /// milliseconds, as `connect_timeout_ms`).
+    #[serde(
+        default = "default_connect_timeout",
+        alias = "connect_timeout_ms",
+        with = "millis"
+    )]
+    pub connect_timeout: Duration,
     /// Bytes read at once per direction (and the plaintext per v1 frame).
     #[serde(default = "default_buffer_size")]
     pub buffer_size: usize,
@@ -195,11 +215,11 @@ pub struct ServiceConfig {
 fn default_max_connections() -> usize {
     16_384
 }
-fn default_idle_timeout() -> u64 {
-    3_600
+fn default_idle_timeout() -> Duration {
+    Duration::from_secs(3_600)
 }
-fn default_connect_timeout() -> u64 {
-    10_000
+fn default_connect_timeout() -> Duration {
+    Duration::from_secs(10)
 }
 /// 16 KiB: one TLS record's worth of plaintext per read.
 pub const DEFAULT_BUFFER_SIZE: usize = 16 * 1024;
@@ -224,8 +244,8 @@ impl ServiceConfig {
             v1: None,
             link: None,
             max_connections: default_max_connections(),
-            idle_timeout_secs: default_idle_timeout(),
-            connect_timeout_ms: default_connect_timeout(),
+            idle_timeout: default_idle_timeout(),
+            connect_timeout: default_connect_timeout(),
             buffer_size: default_buffer_size(),
             dangerous: ServiceDangerous::default(),
         }
@@ -236,26 +256,70 @@ impl ServiceConfig {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProxyConfig {
-    /// Log a stats line per service this often (0 = never).
-    #[serde(default)]
-    pub stats_interval_secs: u64,
-    /// On SIGINT/SIGTERM, how long open tunnels may go on before they are cut.
-    #[serde(default = "default_grace")]
-    pub shutdown_grace_secs: u64,
+    /// Log a stats line per service this often, when something changed
+    /// (0 = never; a bare number is seconds, as `stats_interval_secs`).
+    #[serde(default, alias = "stats_interval_secs", with = "secs")]
+    pub stats_interval: Duration,
+    /// On SIGINT/SIGTERM, how long open tunnels may go on before they are
+    /// cut (a bare number is seconds, as `shutdown_grace_secs`).
+    #[serde(
+        default = "default_grace",
+        alias = "shutdown_grace_secs",
+        with = "secs"
+    )]
+    pub shutdown_grace: Duration,
     /// The services, by name.
     #[serde(default)]
     pub service: BTreeMap<String, ServiceConfig>,
 }
 
-fn default_grace() -> u64 {
-    30
+fn default_grace() -> Duration {
+    Duration::from_secs(30)
+}
+
+/// A duration field: a string with its unit, or a bare number in `bare`.
+fn deserialize_duration<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+    bare: cipherlink::duration::BareUnit,
+) -> Result<Duration, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Written {
+        Number(u64),
+        Text(String),
+    }
+    let text = match Written::deserialize(deserializer)? {
+        Written::Number(n) => n.to_string(),
+        Written::Text(text) => text,
+    };
+    cipherlink::duration::parse(&text, bare).map_err(serde::de::Error::custom)
+}
+
+/// Duration fields whose bare numbers are milliseconds.
+mod millis {
+    use super::*;
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        deserialize_duration(d, cipherlink::duration::BareUnit::Millis)
+    }
+    pub fn serialize<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&cipherlink::duration::display(*d))
+    }
+}
+
+/// Duration fields whose bare numbers are seconds.
+mod secs {
+    use super::*;
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        deserialize_duration(d, cipherlink::duration::BareUnit::Secs)
+    }
+    pub use super::millis::serialize;
 }
 
 impl Default for ProxyConfig {
     fn default() -> Self {
         ProxyConfig {
-            stats_interval_secs: 0,
-            shutdown_grace_secs: default_grace(),
+            stats_interval: Duration::ZERO,
+            shutdown_grace: default_grace(),
             service: BTreeMap::new(),
         }
     }
@@ -325,6 +389,7 @@ mod tests {
     fn a_file_with_two_services_parses_and_rebases() {
         let text = r#"
             stats_interval_secs = 5
+            shutdown_grace = "1m"
             [service.web]
             role = "server"
             listen = "127.0.0.1:8443"
@@ -342,6 +407,8 @@ mod tests {
             connect = "127.0.0.1:9001"
             transport = "v1"
             max_connections = 10
+            connect_timeout = "250ms"
+            idle_timeout_secs = 60
             [service.legacy.v1]
             secret_key = "client.key"
             peer_public_key = "/etc/server.pub"
@@ -350,6 +417,8 @@ mod tests {
             listen = "0.0.0.0:9200"
             connect = "127.0.0.1:9201"
             transport = "plain"
+            connect_timeout_ms = 2000
+            idle_timeout = "2m"
             [service.bench.dangerous]
             plain_on_network = true
             [service.hidden]
@@ -377,11 +446,19 @@ mod tests {
         assert_eq!(v1.peer_public_key, PathBuf::from("/etc/server.pub"));
         assert_eq!(v1.max_frame_size, DEFAULT_MAX_DATA_SIZE);
         assert!(!v1.strict);
-        assert_eq!(v1.auth_timeout_ms, 10_000);
+        assert_eq!(v1.auth_timeout, Duration::from_secs(10));
         assert!(config.service["bench"].dangerous.plain_on_network);
         assert!(!legacy.dangerous.plain_on_network);
         assert_eq!(legacy.max_connections, 10);
-        assert_eq!(config.stats_interval_secs, 5);
+        assert_eq!(config.stats_interval, Duration::from_secs(5));
+        assert_eq!(config.shutdown_grace, Duration::from_secs(60));
+        // A new name takes a unit; an old name's bare number keeps its unit.
+        assert_eq!(legacy.connect_timeout, Duration::from_millis(250));
+        assert_eq!(legacy.idle_timeout, Duration::from_secs(60));
+        let bench = &config.service["bench"];
+        assert_eq!(bench.connect_timeout, Duration::from_secs(2));
+        assert_eq!(bench.idle_timeout, Duration::from_secs(120));
+        assert_eq!(web.connect_timeout, Duration::from_secs(10));
         let hidden = &config.service["hidden"];
         assert_eq!(hidden.transport, Transport::Link);
         assert_eq!(
@@ -407,5 +484,13 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("listen_addr"), "{err}");
+        let err = ProxyConfig::from_toml(
+            "[service.a]\nrole=\"server\"\nlisten=\"x\"\nconnect=\"y\"\ntransport=\"tls\"\n\
+             connect_timeout=\"3 parsecs\"",
+            Path::new("p.toml"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("not a unit"), "{err}");
     }
 }

@@ -7,6 +7,7 @@
 //! ends cleanly closes them in order (half-close).
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
 use std::time::Instant;
 
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -33,27 +34,26 @@ const CUT_RESET_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
 const CLIENT: &str = "client";
 const TARGET: &str = "target";
 
-/// Handles one accepted connection to the end, logging its open and close.
-/// `cut` ends it at the end of a shutdown's grace period.
+/// Handles one accepted connection to the end, logging its open (once the
+/// encrypted side is established) and its close. `cut` ends it at the end
+/// of a shutdown's grace period.
 pub(crate) async fn handle(shared: &Shared, accepted: Accepted, id: u64, cut: CancellationToken) {
     let started = Instant::now();
-    // A TCP peer is named by its address, a link peer by its token's name.
-    let peer = match &accepted {
+    // `from` is the accepted TCP connection's address; `peer` who is at the
+    // encrypted end, once known (a link's token name is known at accept).
+    let (from, peer) = match &accepted {
         Accepted::Tcp(stream, addr) => {
             let _ = stream.set_nodelay(true);
-            addr.to_string()
+            (Some(addr.to_string()), OnceLock::new())
         }
-        Accepted::Link(link) => format!("link:{}", link.peer()),
+        Accepted::Link(link) => (None, OnceLock::from(format!("link:{}", link.peer()))),
     };
-    tracing::info!(
-        service = %shared.name,
-        tunnel = id,
-        %peer,
-        "open: {} {} -> {}",
-        role_name(shared.role),
-        shared.transport.name(),
-        shared.connect
-    );
+    let names = Names {
+        shared,
+        id,
+        from: from.as_deref(),
+        peer: &peer,
+    };
     let up = AtomicU64::new(0);
     let down = AtomicU64::new(0);
     let counts = Counts {
@@ -66,7 +66,7 @@ pub(crate) async fn handle(shared: &Shared, accepted: Accepted, id: u64, cut: Ca
             service: &shared.stats.down,
         },
     };
-    let tunnel = run(shared, accepted, &peer, counts, &cut);
+    let tunnel = run(&names, accepted, counts, &cut);
     tokio::pin!(tunnel);
     let result = tokio::select! {
         result = &mut tunnel => result,
@@ -80,20 +80,83 @@ pub(crate) async fn handle(shared: &Shared, accepted: Accepted, id: u64, cut: Ca
     };
     let (up, down) = (up.load(Ordering::Relaxed), down.load(Ordering::Relaxed));
     let duration = started.elapsed();
+    let from = names.from;
+    let peer = peer.get().map(|p| Quoted(p.as_str()));
     match &result {
         Ok(()) => {
             shared.stats.completed.fetch_add(1, Ordering::Relaxed);
             tracing::info!(
-                service = %shared.name, tunnel = id, %peer, up, down, ?duration,
+                service = %shared.name, tunnel = id,
+                from = from.map(tracing::field::display), peer = peer.map(tracing::field::display),
+                up, down, ?duration,
                 "close: done"
             );
         }
         Err(err) => {
             shared.stats.failed.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(
-                service = %shared.name, tunnel = id, %peer, up, down, ?duration,
+                service = %shared.name, tunnel = id,
+                from = from.map(tracing::field::display), peer = peer.map(tracing::field::display),
+                up, down, ?duration,
                 "close: {err}"
             );
+        }
+    }
+}
+
+/// What a tunnel's log lines name.
+struct Names<'a> {
+    shared: &'a Shared,
+    id: u64,
+    /// The accepted TCP connection's address (none for a link).
+    from: Option<&'a str>,
+    /// Who is at the encrypted end, set when it is established.
+    peer: &'a OnceLock<String>,
+}
+
+impl Names<'_> {
+    /// Logs the `open` line once the encrypted side is up: for TLS the
+    /// peer's certificate subject (or `anonymous`) and the key-exchange
+    /// group, for a link its client's token name.
+    fn opened(&self, encrypted: &Encrypted) {
+        let mut group = None;
+        if let Encrypted::Tls(tunnel) = encrypted {
+            if let Some(info) = tunnel.info() {
+                let _ = self.peer.set(
+                    info.peer_identity
+                        .map_or_else(|| "anonymous".to_string(), |id| id.subject),
+                );
+                group = Some(
+                    info.key_exchange
+                        .map_or_else(|| "none".to_string(), |kx| kx.to_string()),
+                );
+            }
+        }
+        let shared = self.shared;
+        tracing::info!(
+            service = %shared.name,
+            tunnel = self.id,
+            from = self.from.map(tracing::field::display),
+            peer = self.peer.get().map(|p| tracing::field::display(Quoted(p))),
+            group = group.map(tracing::field::display),
+            "open: {} {} -> {}",
+            role_name(shared.role),
+            shared.transport.name(),
+            shared.connect
+        );
+    }
+}
+
+/// A log value, quoted when it holds spaces or quotes (`peer="CN=a, O=b"`),
+/// so each `key=value` of a line reads back unambiguously.
+struct Quoted<'a>(&'a str);
+
+impl std::fmt::Display for Quoted<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.0.is_empty() || self.0.contains(|c: char| c.is_whitespace() || c == '"') {
+            write!(f, "{:?}", self.0)
+        } else {
+            f.write_str(self.0)
         }
     }
 }
@@ -113,18 +176,20 @@ pub(crate) struct Counts<'a> {
 }
 
 async fn run(
-    shared: &Shared,
+    names: &Names<'_>,
     accepted: Accepted,
-    peer: &str,
     counts: Counts<'_>,
     cut: &CancellationToken,
 ) -> Result<(), TunnelError> {
-    let accepted = match accepted {
+    let shared = names.shared;
+    let (accepted, addr) = match accepted {
         // The link listener authenticated it already.
         Accepted::Link(link) => {
-            return serve(shared, Encrypted::Link(Box::new(link)), counts, cut).await;
+            let encrypted = Encrypted::Link(Box::new(link));
+            names.opened(&encrypted);
+            return serve(shared, encrypted, counts, cut).await;
         }
-        Accepted::Tcp(stream, _) => stream,
+        Accepted::Tcp(stream, addr) => (stream, addr),
     };
     match shared.role {
         Role::Server => {
@@ -133,7 +198,7 @@ async fn run(
             let encrypted = match &shared.engine {
                 Engine::Tls(context) => {
                     match context
-                        .accept(ReadAhead::new(accepted, TLS_READ_AHEAD), peer.to_owned())
+                        .accept(ReadAhead::new(accepted, TLS_READ_AHEAD), addr.to_string())
                         .await
                     {
                         Ok(tunnel) => Encrypted::Tls(Box::new(tunnel)),
@@ -160,6 +225,7 @@ async fn run(
                     return Err(not_this_transport(CLIENT));
                 }
             };
+            names.opened(&encrypted);
             serve(shared, encrypted, counts, cut).await
         }
         Role::Client => {
@@ -170,6 +236,7 @@ async fn run(
                     return Err(err);
                 }
             };
+            names.opened(&encrypted);
             relay(shared, encrypted, accepted, false, counts, cut).await
         }
     }
@@ -241,7 +308,7 @@ async fn connect(shared: &Shared) -> Result<TcpStream, TunnelError> {
             error(std::io::Error::new(
                 std::io::ErrorKind::TimedOut,
                 format!(
-                    "timed out after {:?} (connect_timeout_ms)",
+                    "timed out after {:?} (--connect-timeout, connect_timeout)",
                     shared.connect_timeout
                 ),
             ))
@@ -251,7 +318,7 @@ async fn connect(shared: &Shared) -> Result<TcpStream, TunnelError> {
     Ok(stream)
 }
 
-/// Connects and authenticates a link, within connect_timeout_ms.
+/// Connects and authenticates a link, within the connect timeout.
 async fn connect_link(
     shared: &Shared,
     config: &cipherlink_link::ClientConfig,
@@ -269,7 +336,7 @@ async fn connect_link(
             error: std::io::Error::new(
                 std::io::ErrorKind::TimedOut,
                 format!(
-                    "no link handshake reply within {:?} (connect_timeout_ms; a server \
+                    "no link handshake reply within {:?} (--connect-timeout; a server \
                      key other than the connection file's gets none)",
                     shared.connect_timeout
                 ),

@@ -110,12 +110,12 @@ pub enum TunnelError {
     /// A v1 client sent no authentic first frame in time; nothing was
     /// connected onward.
     #[error(
-        "no authentic v1 frame from client within {0:?} (v1.auth_timeout_ms); nothing was \
-         connected onward"
+        "no authentic v1 frame from client within {0:?} (--v1-auth-timeout, v1.auth_timeout); \
+         nothing was connected onward"
     )]
     AuthTimeout(std::time::Duration),
     /// No byte moved either way for the idle limit.
-    #[error("idle for {0:?} (idle_timeout_secs)")]
+    #[error("idle for {0:?} (--idle-timeout, idle_timeout)")]
     Idle(std::time::Duration),
     /// The proxy shut down before the tunnel finished; both sides were reset.
     #[error("cut at shutdown after the grace period (both sides reset)")]

@@ -99,21 +99,39 @@ impl Service {
     /// Checks `config` whole (TLS through the core's Context, v1 key files,
     /// limits) and binds its listen address.
     pub async fn bind(name: &str, config: &ServiceConfig) -> Result<Service, ProxyError> {
-        Self::bind_sharing(name, config, 1).await
+        let checked = Checked::new(name, config).await?;
+        checked.bind(config, 1).await
+    }
+}
+
+/// A service whose configuration passed every check, not listening yet.
+struct Checked {
+    shared: Arc<Shared>,
+    /// Where to listen, a bare port made `0.0.0.0:PORT`.
+    listen: String,
+}
+
+impl Checked {
+    /// Every check of [`Service::bind`], without listening.
+    async fn new(name: &str, config: &ServiceConfig) -> Result<Checked, ProxyError> {
+        let shared = Arc::new(check(name, config)?);
+        let listen = listen_address(&config.listen);
+        if config.transport == Transport::Plain {
+            check_plain_listen(name, config, &listen).await?;
+        }
+        Ok(Checked { shared, listen })
     }
 
-    /// [`Service::bind`] as one of `link_servers` link servers of this
-    /// process: a link server's admission caps are its share of the
+    /// Binds the listen address, as one of `link_servers` link servers of
+    /// this process: a link server's admission caps are its share of the
     /// open-file limit (docs/link-protocol.md §6).
-    async fn bind_sharing(
-        name: &str,
+    async fn bind(
+        self,
         config: &ServiceConfig,
         link_servers: usize,
     ) -> Result<Service, ProxyError> {
-        let shared = Arc::new(check(name, config)?);
-        if config.transport == Transport::Plain {
-            check_plain_listen(name, config).await?;
-        }
+        let Checked { shared, listen } = self;
+        let name = shared.name.as_str();
         let bind_error = |error| ProxyError::Bind {
             service: name.to_string(),
             addr: config.listen.clone(),
@@ -123,7 +141,7 @@ impl Service {
             Engine::Link(LinkEngine::Server { endpoint, .. }) => {
                 let limits = ServerLimits::for_this_process(link_servers);
                 let listener = cipherlink_link::driver::LinkListener::bind_with(
-                    &config.listen,
+                    listen.as_str(),
                     endpoint.clone(),
                     limits,
                 )
@@ -140,11 +158,7 @@ impl Service {
                 );
                 Listener::Link(listener)
             }
-            _ => Listener::Tcp(
-                TcpListener::bind(&config.listen)
-                    .await
-                    .map_err(bind_error)?,
-            ),
+            _ => Listener::Tcp(TcpListener::bind(&listen).await.map_err(bind_error)?),
         };
         Ok(Service {
             listener,
@@ -152,7 +166,18 @@ impl Service {
             shared,
         })
     }
+}
 
+/// `listen` as the socket layer takes it: a bare port listens on every
+/// interface, as `--listen 8443` does in every command.
+fn listen_address(listen: &str) -> String {
+    match listen.trim().parse::<u16>() {
+        Ok(port) => format!("0.0.0.0:{port}"),
+        Err(_) => listen.to_string(),
+    }
+}
+
+impl Service {
     /// The bound address (useful with port 0).
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         match &self.listener {
@@ -228,11 +253,15 @@ impl Service {
             });
         }
         drop(self.listener);
+        // Tunnels that ended since the last accept are still in the set
+        // until joined: count only the open ones.
+        while tunnels.try_join_next().is_some() {}
         let open = tunnels.len();
         if open > 0 {
             tracing::info!(
                 service = %self.shared.name,
-                "stopped accepting; waiting up to {grace:?} for {open} open tunnel(s)"
+                "stopped accepting; waiting up to {} for {open} open tunnel(s)",
+                cipherlink::duration::display(grace)
             );
         }
         let drained = tokio::time::timeout(grace, async {
@@ -243,7 +272,8 @@ impl Service {
             let open = tunnels.len();
             tracing::warn!(
                 service = %self.shared.name,
-                "cut {open} tunnel(s) still open after the {grace:?} grace period"
+                "cut {open} tunnel(s) still open after the {} grace period",
+                cipherlink::duration::display(grace)
             );
             // Each tunnel resets both of its sockets (so the far ends see
             // the cut as an error, not as a clean end), counts itself as
@@ -341,8 +371,8 @@ fn check(name: &str, config: &ServiceConfig) -> Result<Shared, ProxyError> {
                 .map_err(|(field, reason)| bad(field, &reason))?;
             if let LinkEngine::Client(client) = &mut engine {
                 // The driver's own handshake limit, so an abandoned attempt
-                // does not outlive connect_timeout_ms.
-                client.params.handshake_timeout = Duration::from_millis(config.connect_timeout_ms);
+                // does not outlive connect_timeout.
+                client.params.handshake_timeout = config.connect_timeout;
             }
             if connect.is_empty() {
                 if let Some(server) = file_server {
@@ -374,9 +404,8 @@ fn check(name: &str, config: &ServiceConfig) -> Result<Shared, ProxyError> {
         transport: config.transport,
         connect,
         engine,
-        connect_timeout: Duration::from_millis(config.connect_timeout_ms),
-        idle_timeout: (config.idle_timeout_secs > 0)
-            .then(|| Duration::from_secs(config.idle_timeout_secs)),
+        connect_timeout: config.connect_timeout,
+        idle_timeout: (!config.idle_timeout.is_zero()).then_some(config.idle_timeout),
         buffer_size,
         stats: Arc::default(),
     })
@@ -398,11 +427,11 @@ fn check_limits(config: &ServiceConfig) -> Result<(), (&'static str, String)> {
             ),
         ));
     }
-    if config.connect_timeout_ms == 0 {
+    if config.connect_timeout.is_zero() {
         return Err((
-            "connect_timeout_ms",
-            "is 0, which would fail every connection at once; give a limit in milliseconds \
-             (default 10000)"
+            "connect_timeout",
+            "is 0, which would fail every connection at once; give a limit such as \"10s\" \
+             (the default)"
                 .into(),
         ));
     }
@@ -431,11 +460,11 @@ fn v1_engine(name: &str, config: &ServiceConfig) -> Result<V1Engine, ProxyError>
             format!("must be between {OVERHEAD} and {LIMIT_MAX_DATA_SIZE} (16 MiB of data)"),
         ));
     }
-    if v1.auth_timeout_ms == 0 {
+    if v1.auth_timeout.is_zero() {
         return Err(bad(
-            "v1.auth_timeout_ms",
-            "is 0, which would drop every client before its first frame; give a limit in \
-             milliseconds (default 10000)"
+            "v1.auth_timeout",
+            "is 0, which would drop every client before its first frame; give a limit such \
+             as \"10s\" (the default)"
                 .into(),
         ));
     }
@@ -460,15 +489,19 @@ fn v1_engine(name: &str, config: &ServiceConfig) -> Result<V1Engine, ProxyError>
         } else {
             Mode::Compatible
         },
-        auth_timeout: Duration::from_millis(v1.auth_timeout_ms),
+        auth_timeout: v1.auth_timeout,
     })
 }
 
 /// `plain` carries everything in the clear and lets anyone through: it
 /// listens on loopback only, unless the configuration says otherwise in
 /// its `dangerous` table, and it says so in the log either way.
-async fn check_plain_listen(name: &str, config: &ServiceConfig) -> Result<(), ProxyError> {
-    let addrs: Vec<SocketAddr> = tokio::net::lookup_host(config.listen.as_str())
+async fn check_plain_listen(
+    name: &str,
+    config: &ServiceConfig,
+    listen: &str,
+) -> Result<(), ProxyError> {
+    let addrs: Vec<SocketAddr> = tokio::net::lookup_host(listen)
         .await
         .map_err(|error| ProxyError::Bind {
             service: name.to_string(),
@@ -509,7 +542,8 @@ pub struct Proxy {
 }
 
 impl Proxy {
-    /// Checks and binds every service; nothing runs if one fails.
+    /// Checks every service, then binds them all: a mistake in any
+    /// service's configuration stops the proxy before any of them listens.
     pub async fn bind(config: &ProxyConfig) -> Result<Proxy, ProxyError> {
         if config.service.is_empty() {
             return Err(ProxyError::Config {
@@ -524,15 +558,18 @@ impl Proxy {
             .values()
             .filter(|s| s.transport == Transport::Link && s.role == Role::Server)
             .count();
-        let mut services = Vec::new();
+        let mut checked = Vec::new();
         for (name, service) in &config.service {
-            services.push(Service::bind_sharing(name, service, link_servers).await?);
+            checked.push((Checked::new(name, service).await?, service));
+        }
+        let mut services = Vec::new();
+        for (service, config) in checked {
+            services.push(service.bind(config, link_servers).await?);
         }
         Ok(Proxy {
             services,
-            stats_interval: (config.stats_interval_secs > 0)
-                .then(|| Duration::from_secs(config.stats_interval_secs)),
-            grace: Duration::from_secs(config.shutdown_grace_secs),
+            stats_interval: (!config.stats_interval.is_zero()).then_some(config.stats_interval),
+            grace: config.shutdown_grace,
         })
     }
 
@@ -572,20 +609,29 @@ impl Proxy {
     }
 }
 
+/// Logs a stats line per service every `every`, for the services where
+/// something moved since their last line: an idle proxy stays quiet, and
+/// the first line after a quiet spell covers all of it.
 async fn tick(services: Vec<(String, Arc<ServiceStats>)>, every: Duration) {
-    let mut before: Vec<Snapshot> = services.iter().map(|(_, s)| s.snapshot()).collect();
+    let start = tokio::time::Instant::now();
+    let mut before: Vec<(Snapshot, tokio::time::Instant)> = services
+        .iter()
+        .map(|(_, s)| (s.snapshot(), start))
+        .collect();
     let mut interval = tokio::time::interval(every);
     interval.tick().await;
-    let mut last = tokio::time::Instant::now();
     loop {
         interval.tick().await;
         let now = tokio::time::Instant::now();
-        for ((name, stats), prev) in services.iter().zip(before.iter_mut()) {
+        for ((name, stats), (prev, since)) in services.iter().zip(before.iter_mut()) {
             let snap = stats.snapshot();
-            tracing::info!("{}", stats_line(name, prev, &snap, now - last));
+            if snap == *prev {
+                continue;
+            }
+            tracing::info!("{}", stats_line(name, prev, &snap, now - *since));
             *prev = snap;
+            *since = now;
         }
-        last = now;
     }
 }
 

@@ -105,15 +105,15 @@ async fn limits_that_would_panic_or_fail_every_tunnel_are_refused() {
         &["`max_connections`", "between 1 and"],
     );
     let mut no_time = plain();
-    no_time.connect_timeout_ms = 0;
-    assert_names(&refused(&no_time).await, &["`connect_timeout_ms`", "is 0"]);
+    no_time.connect_timeout = std::time::Duration::ZERO;
+    assert_names(&refused(&no_time).await, &["`connect_timeout`", "is 0"]);
     let mut no_auth_time = v1_server(&material);
     if let Some(v1) = &mut no_auth_time.v1 {
-        v1.auth_timeout_ms = 0;
+        v1.auth_timeout = std::time::Duration::ZERO;
     }
     assert_names(
         &refused(&no_auth_time).await,
-        &["`v1.auth_timeout_ms`", "is 0"],
+        &["`v1.auth_timeout`", "is 0"],
     );
     let mut huge_frames = v1_server(&material);
     if let Some(v1) = &mut huge_frames.v1 {
@@ -123,7 +123,7 @@ async fn limits_that_would_panic_or_fail_every_tunnel_are_refused() {
     // The largest allowed values are taken.
     let mut most = plain();
     most.max_connections = tokio::sync::Semaphore::MAX_PERMITS;
-    most.connect_timeout_ms = 1;
+    most.connect_timeout = std::time::Duration::from_millis(1);
     assert!(Service::bind("svc", &most).await.is_ok());
 }
 

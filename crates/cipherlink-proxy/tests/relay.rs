@@ -212,7 +212,7 @@ async fn an_idle_tunnel_is_closed_after_the_idle_limit() {
         backend.to_string(),
         Transport::Plain,
     ));
-    config.idle_timeout_secs = 1;
+    config.idle_timeout = std::time::Duration::from_secs(1);
     let server = Running::start("idle", config).await;
     let mut stream = TcpStream::connect(server.addr).await.unwrap();
     stream.write_all(b"x").await.unwrap();
@@ -325,7 +325,7 @@ async fn link_client(material: &Material, file: &str, server: std::net::SocketAd
         connection_file: Some(material.path(file)),
         ..LinkConfig::default()
     });
-    config.connect_timeout_ms = 1_000;
+    config.connect_timeout = std::time::Duration::from_secs(1);
     Running::start(file, config).await
 }
 
@@ -351,7 +351,7 @@ async fn revoked_and_unknown_tokens_are_refused_and_the_server_goes_on() {
     }
     // A connection file pinning another server key: the server takes its
     // first message for a probe and answers nothing; the client gives up
-    // after connect_timeout_ms and resets its user.
+    // after connect_timeout and resets its user.
     let text = std::fs::read_to_string(material.path("alice.link")).unwrap();
     let key_line = text.lines().find(|l| l.starts_with("server-key ")).unwrap();
     let other = format!("server-key {}", "ab".repeat(32));

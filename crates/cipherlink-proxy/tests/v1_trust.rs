@@ -217,7 +217,7 @@ async fn a_deleted_frame_is_noticed_only_in_strict_mode() {
 async fn a_silent_or_slow_client_opens_no_service_connection() {
     let s = setup(Mode::Compatible, false, |config| {
         if let Some(v1) = &mut config.v1 {
-            v1.auth_timeout_ms = 300;
+            v1.auth_timeout = std::time::Duration::from_millis(300);
         }
     })
     .await;
@@ -250,7 +250,7 @@ async fn sixty_four_huge_first_frames_are_refused_at_the_header() {
         if let Some(v1) = &mut config.v1 {
             v1.max_frame_size = LIMIT_MAX_DATA_SIZE;
             // Longer than the test waits: only the header can get them refused.
-            v1.auth_timeout_ms = 10 * DEADLINE.as_millis() as u64;
+            v1.auth_timeout = 10 * DEADLINE;
         }
     })
     .await;

@@ -267,8 +267,12 @@ pub struct Config {
 /// [dangerous]
 /// accept_legacy_certificates = true
 /// ```
+///
+/// `#[non_exhaustive]`, as [`Config`]: start from `Dangerous::default()`
+/// and set the fields wanted, so a new option never breaks a caller.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[non_exhaustive]
 pub struct Dangerous {
     /// Accept X.509 v1 certificates (what `openssl x509 -req` writes without
     /// an extension file): our own, and the peer's when it is the leaf and

@@ -59,6 +59,7 @@ pub mod config;
 mod config_builder;
 mod context;
 pub mod credentials;
+pub mod duration;
 pub mod error;
 mod failure_log;
 #[doc(hidden)]

@@ -634,9 +634,10 @@ every_pair! {
                 .unwrap(),
             );
  edited.server_name = Some("party-bob.invalid".into());
- edited.dangerous = Dangerous {
-                skip_server_name_check: true,
-                ..Dangerous::default()
+ edited.dangerous = {
+                let mut dangerous = Dangerous::default();
+                dangerous.skip_server_name_check = true;
+                dangerous
             };
  edited
 })

@@ -21,9 +21,10 @@ fn no_server_name_check_with_the_system_roots_is_refused() {
     let config = {
         let mut edited = Config::default();
         edited.trusted_cas = vec![PemSource::system_roots()];
-        edited.dangerous = Dangerous {
-            skip_server_name_check: true,
-            ..Dangerous::default()
+        edited.dangerous = {
+            let mut dangerous = Dangerous::default();
+            dangerous.skip_server_name_check = true;
+            dangerous
         };
         edited
     };
@@ -78,9 +79,10 @@ fn dangerous_options_of_the_other_role_are_refused() {
     let b = bundle();
     let server = {
         let mut edited = server_config(&b);
-        edited.dangerous = Dangerous {
-            skip_server_name_check: true,
-            ..Dangerous::default()
+        edited.dangerous = {
+            let mut dangerous = Dangerous::default();
+            dangerous.skip_server_name_check = true;
+            dangerous
         };
         edited
     };
@@ -88,9 +90,10 @@ fn dangerous_options_of_the_other_role_are_refused() {
     assert_eq!(field, "dangerous.skip_server_name_check");
     let client = {
         let mut edited = client_config(&b);
-        edited.dangerous = Dangerous {
-            client_certs_from_system_roots: true,
-            ..Dangerous::default()
+        edited.dangerous = {
+            let mut dangerous = Dangerous::default();
+            dangerous.client_certs_from_system_roots = true;
+            dangerous
         };
         edited
     };

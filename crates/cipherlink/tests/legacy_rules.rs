@@ -151,10 +151,9 @@ fn v1_leaf(
 }
 
 fn legacy() -> Dangerous {
-    Dangerous {
-        accept_legacy_certificates: true,
-        ..Dangerous::default()
-    }
+    let mut dangerous = Dangerous::default();
+    dangerous.accept_legacy_certificates = true;
+    dangerous
 }
 
 /// The client's error (empty if none) when a client that trusts `ca` and
@@ -461,10 +460,9 @@ async fn client_verdict(
 }
 
 fn cn_only() -> Dangerous {
-    Dangerous {
-        accept_cn_only_certificates: true,
-        ..Dangerous::default()
-    }
+    let mut dangerous = Dangerous::default();
+    dangerous.accept_cn_only_certificates = true;
+    dangerous
 }
 
 every_pair! {
@@ -481,7 +479,8 @@ every_pair! {
         let err = client_verdict(p, &ca, leaf, "localhost", Dangerous::default()).await.unwrap_err();
         assert!(err.contains("not valid for server name"), "{err}");
         client_verdict(p, &ca, leaf, "localhost", cn_only()).await.unwrap();
-        let both = Dangerous { accept_legacy_certificates: true, ..cn_only() };
+        let mut both = cn_only();
+        both.accept_legacy_certificates = true;
         client_verdict(p, &ca, leaf, "localhost", both).await.unwrap();
         // Wildcards are no match for the CN fallback (rustls compares the
         // CN as a name).

@@ -28,9 +28,10 @@ fn server(dir: &Path, legacy: bool, mutual: bool) -> Config {
             Vec::new()
         };
         edited.require_client_cert = mutual;
-        edited.dangerous = Dangerous {
-            accept_legacy_certificates: legacy,
-            ..Dangerous::default()
+        edited.dangerous = {
+            let mut dangerous = Dangerous::default();
+            dangerous.accept_legacy_certificates = legacy;
+            dangerous
         };
         edited
     }
@@ -42,9 +43,10 @@ fn client(dir: &Path, ca_dir: &Path, legacy: bool) -> Config {
         edited.certificate = Some(pem(dir, "client.crt"));
         edited.private_key = Some(pem(dir, "client.key"));
         edited.trusted_cas = vec![pem(ca_dir, "ca.crt")];
-        edited.dangerous = Dangerous {
-            accept_legacy_certificates: legacy,
-            ..Dangerous::default()
+        edited.dangerous = {
+            let mut dangerous = Dangerous::default();
+            dangerous.accept_legacy_certificates = legacy;
+            dangerous
         };
         edited
     }

@@ -188,17 +188,15 @@ fn named(name: &str) -> impl FnOnce(&mut CertificateParams) + '_ {
 }
 
 fn legacy() -> Dangerous {
-    Dangerous {
-        accept_legacy_certificates: true,
-        ..Dangerous::default()
-    }
+    let mut dangerous = Dangerous::default();
+    dangerous.accept_legacy_certificates = true;
+    dangerous
 }
 
 fn cn_only() -> Dangerous {
-    Dangerous {
-        accept_cn_only_certificates: true,
-        ..Dangerous::default()
-    }
+    let mut dangerous = Dangerous::default();
+    dangerous.accept_cn_only_certificates = true;
+    dangerous
 }
 
 /// A Context built by `build` on `implementation`, or on the other one

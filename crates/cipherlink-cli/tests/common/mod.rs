@@ -7,6 +7,7 @@
 
 #![allow(dead_code, unused_imports)] // each test file uses a different part of this module
 
+use std::io::{Read as _, Write as _};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Command, ExitStatus};
@@ -94,6 +95,34 @@ pub fn connect(addr: impl std::fmt::Display, args: &[String], input: &[u8]) -> O
     let mut cmd = cipherlink();
     cmd.arg("connect").arg(addr.to_string()).args(args);
     run("cipherlink connect", cmd, input)
+}
+
+// ----- proxies -----
+
+/// A backend that echoes every connection until EOF, then closes.
+pub fn echo_backend() -> SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind echo");
+    let addr = listener.local_addr().expect("echo addr");
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            std::thread::spawn(move || {
+                let mut stream = stream;
+                let mut buf = [0u8; 16 * 1024];
+                loop {
+                    match stream.read(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => {
+                            if stream.write_all(&buf[..n]).is_err() {
+                                return;
+                            }
+                        }
+                    }
+                }
+                let _ = stream.shutdown(std::net::Shutdown::Write);
+            });
+        }
+    });
+    addr
 }
 
 /// Owned strings from string slices, for argument lists.

@@ -117,7 +117,8 @@ pub fn check(block: &Block, schema: Schema) -> Result<String, String> {
 }
 
 /// `cipherlink proxy run --config FILE` until every service listens: the
-/// proxy checks every service only on its way to binding it.
+/// proxy binds only once every service passed its checks, so all listening
+/// means the whole file was accepted.
 fn proxy_run(dir: &Path, file: &Path) -> Result<String, String> {
     let config = cipherlink_proxy::ProxyConfig::from_toml_file(file).map_err(|e| chain(&e))?;
     for (name, service) in &config.service {

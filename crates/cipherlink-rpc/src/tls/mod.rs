@@ -149,6 +149,8 @@ fn server_core_config(tls: &ServerTls) -> Result<Config, RpcError> {
     if !tls.accept_legacy_certificates {
         refuse_v1(&tls.cert, "server certificate")?;
     }
+    let mut dangerous = Dangerous::default();
+    dangerous.accept_legacy_certificates = tls.accept_legacy_certificates;
     Ok(Config::builder()
         .key_exchange(tls.groups.iter().copied())
         .identity(PemSource::path(&tls.cert), PemSource::path(&tls.key))
@@ -157,10 +159,7 @@ fn server_core_config(tls: &ServerTls) -> Result<Config, RpcError> {
         .alpn([ALPN_H2])
         // Tickets, so clients that ask to resume (`coldconn --resume`) can.
         .resumption(true)
-        .dangerous(Dangerous {
-            accept_legacy_certificates: tls.accept_legacy_certificates,
-            ..Dangerous::default()
-        })
+        .dangerous(dangerous)
         .build())
 }
 
@@ -173,16 +172,15 @@ fn client_core_config(tls: &ClientTls) -> Result<Config, RpcError> {
     {
         refuse_v1(cert, "client certificate")?;
     }
+    let mut dangerous = Dangerous::default();
+    dangerous.accept_legacy_certificates = tls.accept_legacy_certificates;
+    dangerous.accept_cn_only_certificates = tls.accept_cn_only_certificates;
     let mut config = Config::builder()
         .key_exchange(tls.groups.iter().copied())
         .trusted_ca(PemSource::path(&tls.ca))
         .alpn([ALPN_H2])
         .resumption(tls.resumption)
-        .dangerous(Dangerous {
-            accept_legacy_certificates: tls.accept_legacy_certificates,
-            accept_cn_only_certificates: tls.accept_cn_only_certificates,
-            ..Dangerous::default()
-        });
+        .dangerous(dangerous);
     if let Some((cert, key)) = &tls.identity {
         config = config.identity(PemSource::path(cert), PemSource::path(key));
     }
