@@ -48,7 +48,13 @@ impl SessionKey {
     }
 
     /// Appends `nonce || seal(plaintext, ad) || tag` to `out`.
-    pub fn seal_into(&self, nonce: &[u8; NONCE_LEN], plaintext: &[u8], ad: &[u8], out: &mut Vec<u8>) {
+    pub fn seal_into(
+        &self,
+        nonce: &[u8; NONCE_LEN],
+        plaintext: &[u8],
+        ad: &[u8],
+        out: &mut Vec<u8>,
+    ) {
         let aead = XChaCha20Poly1305::new(self.0.as_ref().into());
         out.extend_from_slice(nonce);
         let start = out.len();
@@ -72,7 +78,12 @@ impl SessionKey {
         let (ct, tag) = rest.split_at(rest.len() - TAG_LEN);
         let mut buf = ct.to_vec();
         XChaCha20Poly1305::new(self.0.as_ref().into())
-            .decrypt_in_place_detached(XNonce::from_slice(nonce), ad, &mut buf, Tag::from_slice(tag))
+            .decrypt_in_place_detached(
+                XNonce::from_slice(nonce),
+                ad,
+                &mut buf,
+                Tag::from_slice(tag),
+            )
             .map_err(|_| Error::Decrypt(what))?;
         Ok(buf)
     }

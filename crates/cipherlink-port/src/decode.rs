@@ -8,8 +8,7 @@ use crate::crypto::SessionKey;
 use crate::error::Error;
 use crate::keys::ServerKey;
 use crate::wire::{
-    self, Kind, CLIENT_INIT_HEADER_LEN, MESSAGE_HEADER_LEN, SERVER_INIT_HEADER_LEN,
-    STATUS_SUCCESS,
+    self, Kind, CLIENT_INIT_HEADER_LEN, MESSAGE_HEADER_LEN, SERVER_INIT_HEADER_LEN, STATUS_SUCCESS,
 };
 
 /// Moves bytes from `input` into `buf` until it holds `want`; true when it does.
@@ -195,7 +194,8 @@ impl ClientInitDecoder {
                     if !fill(&mut self.buf, h.token_len, input) {
                         return Ok(None);
                     }
-                    let token = Zeroizing::new(h.session.open(&self.buf, &[], "client INIT token")?);
+                    let token =
+                        Zeroizing::new(h.session.open(&self.buf, &[], "client INIT token")?);
                     let init = ClientInit {
                         session: h.session.clone(),
                         client_type: h.client_type,

@@ -111,7 +111,14 @@ impl ServerKey {
     pub fn to_text(&self) -> Zeroizing<String> {
         let private = Zeroizing::new(hex::encode(&self.private_bytes()[..]));
         let mut s = Zeroizing::new(String::with_capacity(HEADER.len() + 200));
-        for part in [HEADER, "\nprivate ", &private, "\npublic ", &self.public.to_hex(), "\n"] {
+        for part in [
+            HEADER,
+            "\nprivate ",
+            &private,
+            "\npublic ",
+            &self.public.to_hex(),
+            "\n",
+        ] {
             s.push_str(part);
         }
         s
@@ -149,10 +156,13 @@ impl ServerKey {
             }
         }
         let private = private.ok_or_else(|| file_err(F, "missing private"))?;
-        let b = Zeroizing::new(hex_key(private).ok_or_else(|| file_err(F, "private: expected 80 hex digits"))?);
+        let b = Zeroizing::new(
+            hex_key(private).ok_or_else(|| file_err(F, "private: expected 80 hex digits"))?,
+        );
         let key = Self::from_private(&b);
         let public = public.ok_or_else(|| file_err(F, "missing public"))?;
-        let public = hex_key(public).ok_or_else(|| file_err(F, "public: expected 80 hex digits"))?;
+        let public =
+            hex_key(public).ok_or_else(|| file_err(F, "public: expected 80 hex digits"))?;
         if key.public.to_bytes() != public {
             return Err(file_err(F, "public key does not match the private key"));
         }
@@ -170,11 +180,18 @@ fn parse_seaside(text: &str) -> Result<ServerKey, Error> {
         .ok_or_else(|| {
             file_err(
                 F,
-                format!("expected the header {HEADER:?} or a line {SEASIDE_VAR}=<base64 of 40 bytes>"),
+                format!(
+                    "expected the header {HEADER:?} or a line {SEASIDE_VAR}=<base64 of 40 bytes>"
+                ),
             )
         })?;
     // SeasideVPN's env files put a comment after the value.
-    let value = value.split('#').next().unwrap_or("").trim().trim_matches('"');
+    let value = value
+        .split('#')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .trim_matches('"');
     let b = Zeroizing::new(decode_key(value, F)?);
     Ok(ServerKey::from_private(&b))
 }
@@ -213,7 +230,10 @@ fn decode_key(s: &str, what: &'static str) -> Result<[u8; KEY_LEN], Error> {
             }
         }
     }
-    Err(file_err(what, "expected 40 bytes as 80 hex digits or base64"))
+    Err(file_err(
+        what,
+        "expected 40 bytes as 80 hex digits or base64",
+    ))
 }
 
 fn file_err(file: &'static str, reason: impl Into<String>) -> Error {

@@ -136,7 +136,8 @@ pub fn client_init(
     let eph_public = x25519_public(&r.ephemeral);
     let shared = x25519(&r.ephemeral, &server.key).ok_or(Error::WeakKey)?;
     let session = session_key(&shared, &eph_public, &server.key);
-    let mut out = Vec::with_capacity(CLIENT_INIT_HEADER_LEN + token.len() + OVERHEAD + r.tail.len());
+    let mut out =
+        Vec::with_capacity(CLIENT_INIT_HEADER_LEN + token.len() + OVERHEAD + r.tail.len());
     out.extend_from_slice(&r.n);
     out.extend_from_slice(&xor32(&eph_public, &mask(&r.n, &server.seed)));
     let mut header = [0u8; 7];
@@ -234,8 +235,7 @@ pub fn data(
     tail: &[u8],
 ) -> Result<Vec<u8>, Error> {
     let data_len = u16_len("data", payload.len() + OVERHEAD)?;
-    let mut out =
-        Vec::with_capacity(MESSAGE_HEADER_LEN + payload.len() + OVERHEAD + tail.len());
+    let mut out = Vec::with_capacity(MESSAGE_HEADER_LEN + payload.len() + OVERHEAD + tail.len());
     seal_header(session, FLAG_DATA, data_len, tail, header_nonce, &mut out)?;
     session.seal_into(data_nonce, payload, &[], &mut out);
     out.extend_from_slice(tail);

@@ -1,6 +1,8 @@
 //! Bounds and refusals of the codec: wrong keys, flags, lengths, key files,
 //! `PORT_*` settings.
 
+#![allow(clippy::unwrap_used)] // tests may unwrap
+
 use std::time::Duration;
 
 use cipherlink_port::decode::{ClientInitDecoder, Frame, MessageDecoder, ServerInitDecoder};
@@ -30,7 +32,9 @@ fn client_init_under_another_key_is_refused() {
     let other = ServerKey::generate(&mut StdRng::seed_from_u64(8));
     let (_, msg) = wire::client_init(other.public(), b"tok", 0, 0, &init_random(3)).unwrap();
     let mut input = &msg[..];
-    let err = ClientInitDecoder::new(server).decode(&mut input).unwrap_err();
+    let err = ClientInitDecoder::new(server)
+        .decode(&mut input)
+        .unwrap_err();
     assert_eq!(err, Error::Decrypt("client INIT header"));
 }
 
@@ -42,7 +46,9 @@ fn client_init_with_another_seed_is_refused() {
     wrong.seed[0] ^= 1;
     let (_, msg) = wire::client_init(&wrong, b"tok", 0, 0, &init_random(0)).unwrap();
     let mut input = &msg[..];
-    let err = ClientInitDecoder::new(server).decode(&mut input).unwrap_err();
+    let err = ClientInitDecoder::new(server)
+        .decode(&mut input)
+        .unwrap_err();
     assert!(matches!(err, Error::Decrypt(_) | Error::WeakKey), "{err:?}");
 }
 
@@ -55,7 +61,10 @@ fn flipped_bit_anywhere_in_a_message_is_refused() {
         bad[i] ^= 0x40;
         let mut d = MessageDecoder::new(key.clone());
         let mut input = &bad[..];
-        assert!(d.decode(&mut input).is_err(), "byte {i} flipped was accepted");
+        assert!(
+            d.decode(&mut input).is_err(),
+            "byte {i} flipped was accepted"
+        );
     }
 }
 
@@ -109,7 +118,10 @@ fn mid_message_follows_the_stream() {
     assert_eq!(d.decode(&mut input).unwrap(), None);
     assert!(d.mid_message());
     let mut input = &msg[1..msg.len() - 1];
-    assert_eq!(d.decode(&mut input).unwrap(), Some(Frame::Data(b"x".to_vec())));
+    assert_eq!(
+        d.decode(&mut input).unwrap(),
+        Some(Frame::Data(b"x".to_vec()))
+    );
     assert_eq!(input.len(), 9, "the data completes a frame before its tail");
     assert_eq!(d.decode(&mut input).unwrap(), None);
     assert!(input.is_empty());
@@ -126,7 +138,8 @@ fn key_file_round_trips_and_reads_seasides_form() {
     assert_eq!(back.public(), key.public());
     use base64::Engine as _;
     let b64 = base64::engine::general_purpose::STANDARD.encode(&key.private_bytes()[..]);
-    let env = format!("# conf.env\nSEASIDE_SERVER_KEY=abc\nSEASIDE_PRIVATE_KEY={b64}  # 40 bytes\n");
+    let env =
+        format!("# conf.env\nSEASIDE_SERVER_KEY=abc\nSEASIDE_PRIVATE_KEY={b64}  # 40 bytes\n");
     assert_eq!(ServerKey::parse(&env).unwrap().public(), key.public());
 }
 
@@ -135,10 +148,7 @@ fn key_file_with_a_mismatched_public_key_is_refused_without_showing_secrets() {
     let key = ServerKey::generate(&mut rng());
     let other = ServerKey::generate(&mut StdRng::seed_from_u64(9));
     let text = key.to_text().replace(&other.public().to_hex(), "x");
-    let text = text.replace(
-        &key.public().to_hex(),
-        &other.public().to_hex(),
-    );
+    let text = text.replace(&key.public().to_hex(), &other.public().to_hex());
     let err = ServerKey::parse(&text).unwrap_err().to_string();
     assert!(err.contains("does not match"), "{err}");
     let private = hex::encode(&key.private_bytes()[..]);

@@ -3,6 +3,8 @@
 //! random inputs our encoder must produce the same bytes, and our decoders
 //! must read SeasideVPN's bytes back.
 
+#![allow(clippy::unwrap_used)] // tests may unwrap
+
 use cipherlink_port::decode::{ClientInitDecoder, Frame, MessageDecoder, ServerInitDecoder};
 use cipherlink_port::wire::{self, ClientInitRandom};
 use cipherlink_port::{PublicKey, ServerKey, SessionKey};
@@ -32,8 +34,14 @@ fn session() -> SessionKey {
 #[test]
 fn server_key_public_half_is_seasides() {
     let v = vectors();
-    assert_eq!(server().public().to_bytes().to_vec(), hex(&v["server_key"]["public"]));
-    assert_eq!(server().private_bytes().to_vec(), hex(&v["server_key"]["private"]));
+    assert_eq!(
+        server().public().to_bytes().to_vec(),
+        hex(&v["server_key"]["public"])
+    );
+    assert_eq!(
+        server().private_bytes().to_vec(),
+        hex(&v["server_key"]["private"])
+    );
 }
 
 #[test]
@@ -78,7 +86,11 @@ fn client_init_decodes_byte_by_byte() {
         let r = d.decode(&mut input).unwrap();
         assert!(input.is_empty());
         if r.is_some() {
-            assert_eq!(i, msg.len() - 1, "the INIT completes with its last tail byte");
+            assert_eq!(
+                i,
+                msg.len() - 1,
+                "the INIT completes with its last tail byte"
+            );
             got = r;
         }
     }

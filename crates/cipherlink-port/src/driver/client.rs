@@ -25,7 +25,9 @@ pub async fn connect(
 ) -> Result<PortSession, Error> {
     let what = || format!("connecting to {addr}");
     let mut first = within(settings.timeout, what, async {
-        TcpStream::connect(addr).await.map_err(|e| io_err(what(), e))
+        TcpStream::connect(addr)
+            .await
+            .map_err(|e| io_err(what(), e))
     })
     .await?;
     let listener = first.peer_addr().map_err(|e| io_err(what(), e))?;
@@ -60,11 +62,18 @@ pub async fn connect(
     )
     .await?;
     let data_addr = SocketAddr::new(listener.ip(), user_id);
-    let data = within(settings.timeout, || format!("connecting to {data_addr}"), async {
-        TcpStream::connect(data_addr)
-            .await
-            .map_err(|e| io_err(format!("connecting to {data_addr} (the port the server INIT named)"), e))
-    })
+    let data = within(
+        settings.timeout,
+        || format!("connecting to {data_addr}"),
+        async {
+            TcpStream::connect(data_addr).await.map_err(|e| {
+                io_err(
+                    format!("connecting to {data_addr} (the port the server INIT named)"),
+                    e,
+                )
+            })
+        },
+    )
     .await?;
     drop(first);
     configure(&data, settings);

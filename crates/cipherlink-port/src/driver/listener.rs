@@ -124,7 +124,9 @@ async fn accept_loop(listener: TcpListener, server: Arc<Server>) {
             }
         };
         let Ok(permit) = pending.clone().try_acquire_owned() else {
-            tracing::warn!("PORT {peer}: closed at once: {MAX_PENDING} connections already pending");
+            tracing::warn!(
+                "PORT {peer}: closed at once: {MAX_PENDING} connections already pending"
+            );
             continue;
         };
         let server = server.clone();
@@ -227,7 +229,13 @@ async fn serve_user(
     let msg = {
         let mut rng = rand::rng();
         let tail = random_tail(s.tail_length, &mut rng);
-        wire::server_init(&init.session, STATUS_SUCCESS, port, &random_nonce(&mut rng), &tail)?
+        wire::server_init(
+            &init.session,
+            STATUS_SUCCESS,
+            port,
+            &random_nonce(&mut rng),
+            &tail,
+        )?
     };
     let deadline = Instant::now() + s.timeout;
     timeout_at(deadline, first.write_all(&msg))
@@ -243,7 +251,9 @@ async fn serve_user(
         if from.ip() == peer.ip() {
             break conn;
         }
-        tracing::warn!("PORT port {port} for {peer}: connection from {from} refused (not the INIT's host)");
+        tracing::warn!(
+            "PORT port {port} for {peer}: connection from {from} refused (not the INIT's host)"
+        );
     };
     drop(first);
     configure(&data, s);

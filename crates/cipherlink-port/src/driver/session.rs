@@ -49,7 +49,11 @@ pub struct PortWriter {
 }
 
 impl PortSession {
-    pub(crate) fn new(stream: TcpStream, key: SessionKey, settings: &PortSettings) -> Result<Self, Error> {
+    pub(crate) fn new(
+        stream: TcpStream,
+        key: SessionKey,
+        settings: &PortSettings,
+    ) -> Result<Self, Error> {
         let peer = stream
             .peer_addr()
             .map_err(|e| io_err("PORT data connection", e))?;
@@ -108,7 +112,12 @@ impl PortReader {
                         .await
                         .map_err(|e| io_err(format!("reading from {peer}"), e))
                 };
-                within(self.timeout, || format!("the rest of a message from {peer}"), read).await?
+                within(
+                    self.timeout,
+                    || format!("the rest of a message from {peer}"),
+                    read,
+                )
+                .await?
             } else {
                 self.half
                     .read(&mut self.buf)
@@ -157,7 +166,13 @@ impl PortWriter {
         let mut rng = rand::rng();
         let tail = random_tail(self.tail_length, &mut rng);
         match data {
-            Some(d) => wire::data(&self.key, d, &random_nonce(&mut rng), &random_nonce(&mut rng), &tail),
+            Some(d) => wire::data(
+                &self.key,
+                d,
+                &random_nonce(&mut rng),
+                &random_nonce(&mut rng),
+                &tail,
+            ),
             None => wire::term(&self.key, &random_nonce(&mut rng), &tail),
         }
     }
