@@ -16,6 +16,7 @@
 //! PORT has no forward secrecy and no replay protection; cipherlink's link
 //! protocol stays the recommended transport.
 
+pub mod conn_file;
 pub mod crypto;
 pub mod decode;
 pub mod driver;
@@ -24,6 +25,7 @@ pub mod keys;
 pub mod settings;
 pub mod wire;
 
+pub use conn_file::ConnectionFile;
 pub use crypto::SessionKey;
 pub use error::Error;
 pub use keys::{PublicKey, ServerKey};

@@ -185,3 +185,20 @@ fn settings_read_as_seaside_reads_them() {
         assert!(matches!(r, Err(Error::Setting { .. })), "{k}={v}: {r:?}");
     }
 }
+
+#[test]
+fn connection_file_round_trips_and_bounds_the_token() {
+    use cipherlink_port::ConnectionFile;
+    let key = ServerKey::generate(&mut rng());
+    let f = ConnectionFile {
+        name: "alice".into(),
+        server: "127.0.0.1:8587".into(),
+        server_key: *key.public(),
+        token: Zeroizing::new(vec![1, 2, 3]),
+    };
+    let back = ConnectionFile::parse(&f.to_text()).unwrap();
+    assert_eq!(back.server_key, *key.public());
+    assert_eq!(back.token.to_vec(), vec![1, 2, 3]);
+    let long = f.to_text().replace("010203", &"00".repeat(MAX_DATA + 1));
+    assert!(ConnectionFile::parse(&long).is_err());
+}

@@ -164,16 +164,21 @@ impl PortWriter {
 
     fn build(&self, data: Option<&[u8]>) -> Result<Vec<u8>, Error> {
         let mut rng = rand::rng();
-        let tail = random_tail(self.tail_length, &mut rng);
         match data {
-            Some(d) => wire::data(
-                &self.key,
-                d,
-                &random_nonce(&mut rng),
-                &random_nonce(&mut rng),
-                &tail,
-            ),
-            None => wire::term(&self.key, &random_nonce(&mut rng), &tail),
+            Some(d) => {
+                let tail = random_tail(self.tail_length, &mut rng);
+                wire::data(
+                    &self.key,
+                    d,
+                    &random_nonce(&mut rng),
+                    &random_nonce(&mut rng),
+                    &tail,
+                )
+            }
+            // No tail: SeasideVPN stops reading at a termination's header
+            // and closes, and a socket closed with unread bytes sends a TCP
+            // reset that destroys the replies still on their way to us.
+            None => wire::term(&self.key, &random_nonce(&mut rng), &[]),
         }
     }
 
