@@ -150,3 +150,28 @@ fn data_and_term_both_ways() {
     assert_eq!(frames, want);
     assert!(d.terminated());
 }
+
+#[test]
+fn doc_vectors_are_the_checked_ones() {
+    let doc = include_str!("../../../docs/port-wire.md");
+    let json = include_str!("vectors/port-vectors.json");
+    let section = doc.split("## 5. Test vectors").nth(1).unwrap();
+    let block = section
+        .split("```text")
+        .nth(1)
+        .unwrap()
+        .split("```")
+        .next()
+        .unwrap();
+    let mut checked = 0;
+    for word in block.split_whitespace() {
+        if word.len() >= 16 && word.bytes().all(|b| b.is_ascii_hexdigit()) {
+            assert!(
+                json.contains(word),
+                "docs/port-wire.md shows {word}, which the vectors do not have"
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked >= 15, "only {checked} values checked");
+}
