@@ -44,11 +44,43 @@ enum LinkCommand {
     Connect(ConnectArgs),
 }
 
+/// Which wire a command speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum Wire {
+    /// cipherlink's link protocol (recommended).
+    Link,
+    /// SeasideVPN's PORT (docs/port-wire.md): for SeasideVPN clients and
+    /// listeners; no forward secrecy, no replay protection.
+    Port,
+}
+
+/// `--key`'s default for each wire.
+fn default_key(wire: Wire) -> PathBuf {
+    PathBuf::from(match wire {
+        Wire::Link => "link-server.key",
+        Wire::Port => "port-server.key",
+    })
+}
+
+/// `--tokens`' default for each wire (one store per wire: a PORT client
+/// sends its whole token, so it must not also open links).
+fn default_tokens(wire: Wire) -> PathBuf {
+    PathBuf::from(match wire {
+        Wire::Link => "link-tokens.txt",
+        Wire::Port => "port-tokens.txt",
+    })
+}
+
 #[derive(Debug, Args)]
 struct KeygenArgs {
-    /// Where to write the server key file (mode 0600).
-    #[arg(long, default_value = "link-server.key")]
-    key: PathBuf,
+    /// The wire: `port` makes a SeasideVPN key (X25519 + 8-byte seed) and
+    /// prints its 40-byte public key as hex.
+    #[arg(long, value_enum, default_value = "link")]
+    wire: Wire,
+    /// Where to write the server key file, mode 0600 (default:
+    /// link-server.key, or port-server.key with --wire port).
+    #[arg(long)]
+    key: Option<PathBuf>,
     /// Overwrite an existing key file.
     #[arg(long)]
     force: bool,
@@ -56,19 +88,24 @@ struct KeygenArgs {
 
 #[derive(Debug, Args)]
 struct InviteArgs {
-    /// The server key file.
-    #[arg(long, default_value = "link-server.key")]
-    key: PathBuf,
-    /// The server's token store (created if missing).
-    #[arg(long, default_value = "link-tokens.txt")]
-    tokens: PathBuf,
+    /// The wire: `port` writes a PORT connection file (NAME.port) and
+    /// prints the token bytes a SeasideVPN PortClient presents, as hex.
+    #[arg(long, value_enum, default_value = "link")]
+    wire: Wire,
+    /// The server key file (default: link-server.key, or port-server.key).
+    #[arg(long)]
+    key: Option<PathBuf>,
+    /// The server's token store, created if missing (default:
+    /// link-tokens.txt, or port-tokens.txt).
+    #[arg(long)]
+    tokens: Option<PathBuf>,
     /// The client's name (1-64 of A-Z a-z 0-9 . _ -).
     #[arg(long)]
     name: String,
     /// The address clients connect to, HOST:PORT.
     #[arg(long)]
     server: String,
-    /// Where to write the connection file (default: NAME.link).
+    /// Where to write the connection file (default: NAME.link, or NAME.port).
     #[arg(long)]
     out: Option<PathBuf>,
     /// Replace an existing connection file at --out.
@@ -93,17 +130,24 @@ struct RevokeArgs {
 
 #[derive(Debug, Args)]
 struct ServeArgs {
-    /// The server key file.
-    #[arg(long, default_value = "link-server.key")]
-    key: PathBuf,
+    /// The wire: `port` serves SeasideVPN PortClients (each admitted client
+    /// reconnects to a port of its own on the same address).
+    #[arg(long, value_enum, default_value = "link")]
+    wire: Wire,
+    /// The server key file (default: link-server.key, or port-server.key;
+    /// with --wire port also SeasideVPN's `SEASIDE_PRIVATE_KEY=` line).
+    #[arg(long)]
+    key: Option<PathBuf>,
     /// The token store (re-read when its content changes: revoked tokens
     /// are refused and their open links closed; a store that does not parse
-    /// refuses every token until it is fixed).
-    #[arg(long, default_value = "link-tokens.txt")]
-    tokens: PathBuf,
+    /// refuses every token until it is fixed). Default: link-tokens.txt,
+    /// or port-tokens.txt.
+    #[arg(long)]
+    tokens: Option<PathBuf>,
     /// The replay store, a database file of the first messages answered in
     /// the last two hours, so that a restart does not answer them again
-    /// (default: beside the token store, NAME.replay).
+    /// (default: beside the token store, NAME.replay; not with --wire port,
+    /// which has no replay protection).
     #[arg(long)]
     replay_store: Option<PathBuf>,
     /// Where to listen: PORT (every interface), HOST:PORT or [IPv6]:PORT.
@@ -123,13 +167,18 @@ struct ServeArgs {
 
 #[derive(Debug, Args)]
 struct ConnectArgs {
+    /// The wire: `port` connects to a SeasideVPN PortListener (or `link
+    /// serve --wire port`) with a PORT connection file.
+    #[arg(long, value_enum, default_value = "link")]
+    wire: Wire,
     /// The connection file from `cipherlink link invite`.
     file: PathBuf,
     /// Connect here instead of the file's server address.
     #[arg(long)]
     server: Option<String>,
-    /// Time limit for connecting and the handshake; e.g. 30s or 500ms, a
-    /// bare number is seconds.
+    /// Time limit for connecting and the handshake (with --wire port: for
+    /// each step, as PORT_TIMEOUT); e.g. 30s or 500ms, a bare number is
+    /// seconds.
     #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = duration_or_secs)]
     timeout: Duration,
 }
@@ -137,10 +186,37 @@ struct ConnectArgs {
 /// Runs `cipherlink link ...`.
 pub async fn run(args: LinkArgs) -> Result<()> {
     match args.command {
+        LinkCommand::Keygen(a) if a.wire == Wire::Port => {
+            let key = a.key.unwrap_or_else(|| default_key(Wire::Port));
+            crate::link_port::keygen(&key, a.force)
+        }
         LinkCommand::Keygen(a) => keygen(a),
+        LinkCommand::Invite(a) if a.wire == Wire::Port => {
+            crate::link_port::invite(crate::link_port::Invite {
+                key: a.key.unwrap_or_else(|| default_key(Wire::Port)),
+                tokens: a.tokens.unwrap_or_else(|| default_tokens(Wire::Port)),
+                name: a.name,
+                server: a.server,
+                out: a.out,
+                force: a.force,
+            })
+        }
         LinkCommand::Invite(a) => invite(a),
         LinkCommand::Revoke(a) => revoke(a),
+        LinkCommand::Serve(a) if a.wire == Wire::Port => {
+            crate::link_port::serve(crate::link_port::Serve {
+                key: a.key.unwrap_or_else(|| default_key(Wire::Port)),
+                tokens: a.tokens.unwrap_or_else(|| default_tokens(Wire::Port)),
+                listen: a.listen,
+                echo: a.echo,
+                count: a.count,
+            })
+            .await
+        }
         LinkCommand::Serve(a) => serve(a).await,
+        LinkCommand::Connect(a) if a.wire == Wire::Port => {
+            crate::link_port::connect(&a.file, a.server, a.timeout).await
+        }
         LinkCommand::Connect(a) => connect_cmd(a).await,
     }
 }
@@ -152,13 +228,13 @@ pub(crate) fn params_from_env() -> Result<LinkParams> {
 
 /// Reads a secret file (key, token store, connection file): refused when
 /// group or others may read it, bounded, and wiped from memory when dropped.
-fn read_text(path: &Path, what: &str) -> Result<Zeroizing<String>> {
+pub(crate) fn read_text(path: &Path, what: &str) -> Result<Zeroizing<String>> {
     cipherlink_files::read_secret_text(path, cipherlink_link::keys::MAX_FILE_LEN as u64)
         .with_context(|| format!("reading the {what}"))
 }
 
 /// Writes a secret file whole (0600, never through a symlink).
-fn write_secret(path: &Path, text: &str, existing: Existing) -> Result<()> {
+pub(crate) fn write_secret(path: &Path, text: &str, existing: Existing) -> Result<()> {
     cipherlink_files::write(path, text.as_bytes(), Access::Private, existing).map_err(|err| {
         let exists = matches!(err, cipherlink_files::FileError::Exists { .. });
         let err = anyhow::Error::new(err);
@@ -175,7 +251,7 @@ fn load_key(path: &Path) -> Result<ServerKey> {
     ServerKey::parse(&text).with_context(|| format!("server key file {}", path.display()))
 }
 
-fn load_tokens(path: &Path, missing_ok: bool) -> Result<TokenStore> {
+pub(crate) fn load_tokens(path: &Path, missing_ok: bool) -> Result<TokenStore> {
     if missing_ok && !path.exists() {
         return Ok(TokenStore::new());
     }
@@ -184,13 +260,14 @@ fn load_tokens(path: &Path, missing_ok: bool) -> Result<TokenStore> {
 }
 
 /// Holds the token store's lock for one read-modify-write (`invite`, `revoke`).
-fn lock_tokens(path: &Path) -> Result<token_file::StoreLock> {
+pub(crate) fn lock_tokens(path: &Path) -> Result<token_file::StoreLock> {
     token_file::lock_store(path).with_context(|| format!("locking token store {}", path.display()))
 }
 
 fn keygen(a: KeygenArgs) -> Result<()> {
-    if a.key.symlink_metadata().is_ok() && !a.force {
-        bail!("{} exists (use --force to replace it; clients pinned to the old key will stop connecting)", a.key.display());
+    let path = a.key.unwrap_or_else(|| default_key(Wire::Link));
+    if path.symlink_metadata().is_ok() && !a.force {
+        bail!("{} exists (use --force to replace it; clients pinned to the old key will stop connecting)", path.display());
     }
     let key = ServerKey::generate(&mut StdRng::from_os_rng());
     let existing = if a.force {
@@ -198,20 +275,21 @@ fn keygen(a: KeygenArgs) -> Result<()> {
     } else {
         Existing::Refuse
     };
-    write_secret(&a.key, &key.to_text(), existing)?;
-    println!("wrote {}", a.key.display());
+    write_secret(&path, &key.to_text(), existing)?;
+    println!("wrote {}", path.display());
     println!("public key {}", hex_encode(key.public()));
     Ok(())
 }
 
-fn hex_encode(b: &[u8]) -> String {
+pub(crate) fn hex_encode(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
 fn invite(a: InviteArgs) -> Result<()> {
-    let key = load_key(&a.key)?;
-    let _lock = lock_tokens(&a.tokens)?;
-    let mut store = load_tokens(&a.tokens, true)?;
+    let key = load_key(&a.key.unwrap_or_else(|| default_key(Wire::Link)))?;
+    let tokens = a.tokens.unwrap_or_else(|| default_tokens(Wire::Link));
+    let _lock = lock_tokens(&tokens)?;
+    let mut store = load_tokens(&tokens, true)?;
     let params = params_from_env()?;
     let token = store.issue_with(&a.name, a.client_key, &mut StdRng::from_os_rng())?;
     let file = ConnectionFile {
@@ -236,13 +314,13 @@ fn invite(a: InviteArgs) -> Result<()> {
         );
     }
     // The store first: a connection file whose token is not recorded would be refused.
-    write_secret(&a.tokens, &store.to_text(), Existing::Replace)?;
+    write_secret(&tokens, &store.to_text(), Existing::Replace)?;
     write_secret(&out, &file.to_text(), existing)?;
     println!(
         "wrote {} for {} (token recorded in {})",
         out.display(),
         a.name,
-        a.tokens.display()
+        tokens.display()
     );
     if let Some(k) = &file.token.client_key {
         println!("client key {}", hex_encode(&k.public));
@@ -251,7 +329,7 @@ fn invite(a: InviteArgs) -> Result<()> {
 }
 
 /// How often `link serve` looks for a changed token store.
-const TOKEN_RELOAD: Duration = Duration::from_secs(2);
+pub(crate) const TOKEN_RELOAD: Duration = Duration::from_secs(2);
 
 fn revoke(a: RevokeArgs) -> Result<()> {
     let _lock = lock_tokens(&a.tokens)?;
@@ -270,11 +348,12 @@ fn revoke(a: RevokeArgs) -> Result<()> {
 }
 
 async fn serve(a: ServeArgs) -> Result<()> {
-    let key = load_key(&a.key)?;
+    let key = load_key(&a.key.unwrap_or_else(|| default_key(Wire::Link)))?;
+    let tokens_path = a.tokens.unwrap_or_else(|| default_tokens(Wire::Link));
     let replay = a
         .replay_store
         .clone()
-        .unwrap_or_else(|| cipherlink_link::proto::default_replay_file(&a.tokens));
+        .unwrap_or_else(|| cipherlink_link::proto::default_replay_file(&tokens_path));
     let options = EndpointOptions {
         replay_file: Some(replay.clone()),
         ..EndpointOptions::default()
@@ -283,7 +362,7 @@ async fn serve(a: ServeArgs) -> Result<()> {
         ServerEndpoint::with_options(key, TokenStore::new(), params_from_env()?, options)
             .with_context(|| format!("replay store {}", replay.display()))?,
     );
-    let mut tokens = TokenFile::new(&a.tokens);
+    let mut tokens = TokenFile::new(&tokens_path);
     if let Reload::Failed { reason, .. } = tokens.reload(&endpoint) {
         bail!("token store {reason}");
     }
@@ -323,7 +402,7 @@ async fn serve(a: ServeArgs) -> Result<()> {
                 Reload::Unchanged => {}
                 Reload::Applied { tokens: n, closed } => tracing::info!(
                     "reloaded {} ({n} tokens; closed {closed} open links of revoked tokens)",
-                    a.tokens.display()
+                    tokens_path.display()
                 ),
                 Reload::Failed { reason, closed } => tracing::error!(
                     "token store {reason}: refusing every token until it is fixed (closed {closed} open links)"

@@ -68,6 +68,12 @@ pub enum Peer {
     Spiped,
     /// Debian's `obfs4proxy` (a pluggable transport, run managed).
     Obfs4proxy,
+    /// A Python interpreter with pymonocypher 4.0.x, cryptography and
+    /// semver: what SeasideVPN's Python PORT code imports.
+    PythonSeaside,
+    /// The folder holding SeasideVPN's Python `sources/` (put it on
+    /// `PYTHONPATH` for [`Peer::PythonSeaside`]).
+    SeasideSrc,
 }
 
 impl Peer {
@@ -88,6 +94,8 @@ impl Peer {
             Peer::Shadowsocks => "SHADOWSOCKS",
             Peer::Spiped => "SPIPED",
             Peer::Obfs4proxy => "OBFS4PROXY",
+            Peer::PythonSeaside => "PYTHON_SEASIDE",
+            Peer::SeasideSrc => "SEASIDE_SRC",
         }
     }
 }

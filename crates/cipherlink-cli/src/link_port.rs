@@ -1,0 +1,299 @@
+//! `cipherlink link ... --wire port`: SeasideVPN's PORT (docs/port-wire.md)
+//! with the link's token store and invitation flow, and PORT's own key and
+//! token formats at the edges.
+//!
+//! A PORT token is a link token's id and secret, 48 bytes: the server finds
+//! the entry by the id and compares the secret in constant time.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context as _, Result};
+use cipherlink_files::Existing;
+use cipherlink_link::{Token, TokenStore};
+use cipherlink_port::driver::{connect as port_connect, Accepted, Admit, PortListener};
+use cipherlink_port::{ConnectionFile, PortSettings, ServerKey};
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::watch;
+use zeroize::Zeroizing;
+
+use crate::link_cmd::{
+    hex_encode, load_tokens, lock_tokens, read_text, write_secret, TOKEN_RELOAD,
+};
+
+/// Bytes of a PORT token made from a link token: id (16) and secret (32).
+const TOKEN_LEN: usize = 16 + 32;
+
+fn settings() -> Result<PortSettings> {
+    PortSettings::from_env(|k| std::env::var(k).ok()).context("reading PORT_* settings")
+}
+
+fn load_key(path: &Path) -> Result<ServerKey> {
+    let text = read_text(path, "PORT server key file")?;
+    ServerKey::parse(&text).with_context(|| format!("PORT server key file {}", path.display()))
+}
+
+/// `link keygen --wire port`.
+pub fn keygen(path: &Path, force: bool) -> Result<()> {
+    if path.symlink_metadata().is_ok() && !force {
+        bail!("{} exists (use --force to replace it; clients given the old public key will stop connecting)", path.display());
+    }
+    let key = ServerKey::generate(&mut StdRng::from_os_rng());
+    let existing = if force {
+        Existing::Replace
+    } else {
+        Existing::Refuse
+    };
+    write_secret(path, &key.to_text(), existing)?;
+    println!("wrote {}", path.display());
+    println!("public key {}", key.public().to_hex());
+    Ok(())
+}
+
+/// `link invite --wire port` options.
+pub struct Invite {
+    pub key: PathBuf,
+    pub tokens: PathBuf,
+    pub name: String,
+    pub server: String,
+    pub out: Option<PathBuf>,
+    pub force: bool,
+}
+
+fn token_bytes(t: &Token) -> Zeroizing<Vec<u8>> {
+    let mut b = Zeroizing::new(Vec::with_capacity(TOKEN_LEN));
+    b.extend_from_slice(&t.id);
+    b.extend_from_slice(&t.secret[..]);
+    b
+}
+
+/// `link invite --wire port`.
+pub fn invite(a: Invite) -> Result<()> {
+    let key = load_key(&a.key)?;
+    let _lock = lock_tokens(&a.tokens)?;
+    let mut store = load_tokens(&a.tokens, true)?;
+    let token = store.issue(&a.name, &mut StdRng::from_os_rng())?;
+    let out = a
+        .out
+        .unwrap_or_else(|| PathBuf::from(format!("{}.port", a.name)));
+    let existing = if a.force {
+        Existing::Replace
+    } else {
+        Existing::Refuse
+    };
+    if existing == Existing::Refuse && out.symlink_metadata().is_ok() {
+        bail!(
+            "{} already exists: use --force to replace it",
+            out.display()
+        );
+    }
+    let file = ConnectionFile {
+        name: a.name.clone(),
+        server: a.server,
+        server_key: *key.public(),
+        token: token_bytes(&token),
+    };
+    // The store first: a connection file whose token is not recorded would be refused.
+    write_secret(&a.tokens, &store.to_text(), Existing::Replace)?;
+    write_secret(&out, &file.to_text(), existing)?;
+    println!(
+        "wrote {} for {} (token recorded in {})",
+        out.display(),
+        a.name,
+        a.tokens.display()
+    );
+    println!("server public key {}", key.public().to_hex());
+    let hex = Zeroizing::new(hex_encode(&file.token));
+    println!("PortClient token {}", hex.as_str());
+    Ok(())
+}
+
+/// The name of an active entry whose id and secret make `token`.
+fn admit(store: &TokenStore, token: &[u8]) -> Option<String> {
+    use subtle::ConstantTimeEq as _;
+    if token.len() != TOKEN_LEN {
+        return None;
+    }
+    let id: [u8; 16] = token[..16].try_into().ok()?;
+    let e = store.lookup(&id)?;
+    let same: bool = e.token.secret[..].ct_eq(&token[16..]).into();
+    (same && !e.revoked).then(|| e.name.clone())
+}
+
+/// `link serve --wire port` options.
+pub struct Serve {
+    pub key: PathBuf,
+    pub tokens: PathBuf,
+    pub listen: std::net::SocketAddr,
+    pub echo: bool,
+    pub count: Option<u64>,
+}
+
+/// Reads the store; on failure every token is refused until it is fixed.
+fn reload(path: &Path) -> Result<TokenStore> {
+    let text = read_text(path, "token store")?;
+    TokenStore::parse(&text).with_context(|| format!("token store {}", path.display()))
+}
+
+/// `link serve --wire port`.
+pub async fn serve(a: Serve) -> Result<()> {
+    let key = load_key(&a.key)?;
+    let settings = settings()?;
+    let (store_tx, store_rx) = watch::channel(Arc::new(reload(&a.tokens)?));
+    let rx = store_rx.clone();
+    let check: Admit = Arc::new(move |t: &[u8]| admit(&rx.borrow(), t));
+    let mut listener = PortListener::bind(&a.listen.to_string(), key, check, settings)
+        .await
+        .with_context(|| format!("listening on {}", a.listen))?;
+    // Status on stderr: stdout carries only what clients send.
+    eprintln!(
+        "listening on {} (PORT; each client reconnects to a port of its own)",
+        listener.local_addr()
+    );
+    let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel::<()>();
+    let mut ended = 0u64;
+    let mut tick = tokio::time::interval(TOKEN_RELOAD);
+    let mut last = read_text(&a.tokens, "token store").ok();
+    loop {
+        if a.count.is_some_and(|c| ended >= c) {
+            return Ok(());
+        }
+        tokio::select! {
+            acc = listener.accept() => {
+                let Some(acc) = acc else { bail!("the PORT listener stopped") };
+                tracing::info!("PORT client {} from {}", acc.name, acc.peer);
+                let (done, rx, echo) = (done_tx.clone(), store_rx.clone(), a.echo);
+                tokio::spawn(async move {
+                    let who = format!("{} ({})", acc.name, acc.peer);
+                    if let Err(e) = handle(acc, rx, echo).await {
+                        tracing::warn!("PORT client {who}: {e:#}");
+                    }
+                    let _ = done.send(());
+                });
+            }
+            Some(()) = done_rx.recv() => ended += 1,
+            _ = tick.tick() => {
+                let now = read_text(&a.tokens, "token store").ok();
+                if now.as_deref().map(|s| s.as_str()) != last.as_deref().map(|s| s.as_str()) {
+                    last = now;
+                    match reload(&a.tokens) {
+                        Ok(s) => {
+                            tracing::info!("reloaded {} ({} tokens)", a.tokens.display(), s.entries().len());
+                            store_tx.send_replace(Arc::new(s));
+                        }
+                        Err(e) => {
+                            tracing::error!("{e:#}: refusing every token until it is fixed");
+                            store_tx.send_replace(Arc::new(TokenStore::new()));
+                        }
+                    }
+                }
+            }
+            _ = tokio::signal::ctrl_c() => return Ok(()),
+        }
+    }
+}
+
+/// Serves one client: echo or print its messages; ends it when its token
+/// is revoked.
+async fn handle(
+    acc: Accepted,
+    mut store: watch::Receiver<Arc<TokenStore>>,
+    echo: bool,
+) -> Result<()> {
+    let Accepted {
+        session,
+        token,
+        name,
+        ..
+    } = acc;
+    let (mut reader, mut writer) = (session.reader, session.writer);
+    let mut stdout = tokio::io::stdout();
+    loop {
+        tokio::select! {
+            m = reader.recv() => {
+                let Some(m) = m? else { break };
+                if echo {
+                    writer.send(&m).await?;
+                } else {
+                    stdout.write_all(&m).await?;
+                    stdout.flush().await?;
+                }
+            }
+            Ok(()) = store.changed() => {
+                if admit(&store.borrow_and_update(), &token).is_none() {
+                    tracing::info!("PORT client {name}: token revoked; terminating");
+                    break;
+                }
+            }
+        }
+    }
+    writer.terminate().await?;
+    Ok(())
+}
+
+/// Most stdin bytes per message: SeasideVPN's Python reader takes each part
+/// of a message with a single `recv`, so a message must arrive whole; with
+/// its header and largest tail this keeps one under loopback's 64 KiB
+/// segment (docs/port-wire.md, "SeasideVPN's reader").
+const STDIN_MESSAGE: usize = 60_000;
+
+/// `link connect --wire port FILE`.
+pub async fn connect(file: &Path, server: Option<String>, timeout: Duration) -> Result<()> {
+    let text = read_text(file, "PORT connection file")?;
+    let conn = ConnectionFile::parse(&text)
+        .with_context(|| format!("PORT connection file {}", file.display()))?;
+    let mut settings = settings()?;
+    if timeout.is_zero() {
+        anyhow::bail!("--timeout must be more than 0");
+    }
+    settings.timeout = timeout;
+    let addr = server.unwrap_or(conn.server.clone());
+    let session = port_connect(&addr, &conn.server_key, &conn.token, &settings)
+        .await
+        .with_context(|| format!("connecting to {addr} as {} (PORT)", conn.name))?;
+    eprintln!(
+        "connected to {addr} as {} (PORT, data on {}; no forward secrecy)",
+        conn.name,
+        session.peer()
+    );
+    let (mut reader, mut writer) = (session.reader, session.writer);
+    let upload = async {
+        let mut stdin = tokio::io::stdin();
+        let mut buf = vec![0u8; STDIN_MESSAGE];
+        loop {
+            let n = stdin.read(&mut buf).await.context("reading stdin")?;
+            if n == 0 {
+                break;
+            }
+            writer
+                .send(&buf[..n])
+                .await
+                .with_context(|| format!("sending to {addr}"))?;
+        }
+        writer.terminate().await.context("terminating")?;
+        anyhow::Ok(())
+    };
+    let download = async {
+        let mut stdout = tokio::io::stdout();
+        while let Some(m) = reader
+            .recv()
+            .await
+            .with_context(|| format!("receiving from {addr}"))?
+        {
+            stdout.write_all(&m).await?;
+            stdout.flush().await?;
+        }
+        anyhow::Ok(())
+    };
+    tokio::pin!(upload, download);
+    tokio::select! {
+        down = &mut download => down,
+        up = &mut upload => {
+            up?;
+            download.await
+        }
+    }
+}

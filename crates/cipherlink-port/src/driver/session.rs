@@ -1,0 +1,195 @@
+//! One PORT data connection: framed, sealed messages in both directions.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::TcpStream;
+
+use super::{io_err, within};
+use crate::crypto::SessionKey;
+use crate::decode::{Frame, MessageDecoder};
+use crate::error::Error;
+use crate::settings::PortSettings;
+use crate::wire::{self, MAX_DATA};
+use crate::{random_nonce, random_tail};
+
+const READ_BUF: usize = 16 * 1024;
+
+/// A data connection after the INITs.
+#[derive(Debug)]
+pub struct PortSession {
+    /// Receives the peer's messages.
+    pub reader: PortReader,
+    /// Sends ours.
+    pub writer: PortWriter,
+}
+
+/// The receiving half of a [`PortSession`].
+#[derive(Debug)]
+pub struct PortReader {
+    half: OwnedReadHalf,
+    decoder: MessageDecoder,
+    buf: Box<[u8]>,
+    start: usize,
+    end: usize,
+    timeout: Duration,
+    peer: SocketAddr,
+}
+
+/// The sending half of a [`PortSession`].
+#[derive(Debug)]
+pub struct PortWriter {
+    half: OwnedWriteHalf,
+    key: SessionKey,
+    tail_length: usize,
+    timeout: Duration,
+    peer: SocketAddr,
+}
+
+impl PortSession {
+    pub(crate) fn new(
+        stream: TcpStream,
+        key: SessionKey,
+        settings: &PortSettings,
+    ) -> Result<Self, Error> {
+        let peer = stream
+            .peer_addr()
+            .map_err(|e| io_err("PORT data connection", e))?;
+        let (r, w) = stream.into_split();
+        Ok(Self {
+            reader: PortReader {
+                half: r,
+                decoder: MessageDecoder::new(key.clone()),
+                buf: vec![0u8; READ_BUF].into_boxed_slice(),
+                start: 0,
+                end: 0,
+                timeout: settings.timeout,
+                peer,
+            },
+            writer: PortWriter {
+                half: w,
+                key,
+                tail_length: settings.tail_length,
+                timeout: settings.timeout,
+                peer,
+            },
+        })
+    }
+
+    /// The peer's address on the data connection.
+    pub fn peer(&self) -> SocketAddr {
+        self.reader.peer
+    }
+}
+
+impl PortReader {
+    /// The next message's data; `None` when the peer terminated or closed
+    /// between messages. Idle time between messages is unbounded (TCP
+    /// keepalive watches it, as in PORT); once a message has started, the
+    /// rest must arrive within `PORT_TIMEOUT`.
+    pub async fn recv(&mut self) -> Result<Option<Vec<u8>>, Error> {
+        loop {
+            if self.decoder.terminated() {
+                return Ok(None);
+            }
+            if self.start < self.end {
+                let mut input = &self.buf[self.start..self.end];
+                let frame = self.decoder.decode(&mut input)?;
+                self.start = self.end - input.len();
+                match frame {
+                    Some(Frame::Data(d)) => return Ok(Some(d)),
+                    Some(Frame::Term) => return Ok(None),
+                    None => continue,
+                }
+            }
+            let peer = self.peer;
+            let n = if self.decoder.mid_message() {
+                let read = async {
+                    self.half
+                        .read(&mut self.buf)
+                        .await
+                        .map_err(|e| io_err(format!("reading from {peer}"), e))
+                };
+                within(
+                    self.timeout,
+                    || format!("the rest of a message from {peer}"),
+                    read,
+                )
+                .await?
+            } else {
+                self.half
+                    .read(&mut self.buf)
+                    .await
+                    .map_err(|e| io_err(format!("reading from {peer}"), e))?
+            };
+            if n == 0 {
+                if self.decoder.mid_message() {
+                    return Err(Error::Truncated(peer.to_string()));
+                }
+                return Ok(None);
+            }
+            (self.start, self.end) = (0, n);
+        }
+    }
+}
+
+impl PortWriter {
+    /// Sends `data` as one message, or as several of at most
+    /// [`MAX_DATA`] bytes. Each message goes out in one write: SeasideVPN's
+    /// reader reads a message's parts with single `recv` calls.
+    pub async fn send(&mut self, data: &[u8]) -> Result<(), Error> {
+        for chunk in data.chunks(MAX_DATA) {
+            let msg = self.build(Some(chunk))?;
+            self.write(&msg).await?;
+        }
+        Ok(())
+    }
+
+    /// Sends a termination message and closes our side.
+    pub async fn terminate(&mut self) -> Result<(), Error> {
+        let msg = self.build(None)?;
+        self.write(&msg).await?;
+        let peer = self.peer;
+        let _ = within(self.timeout, || format!("closing to {peer}"), async {
+            self.half
+                .shutdown()
+                .await
+                .map_err(|e| io_err(format!("closing to {peer}"), e))
+        })
+        .await;
+        Ok(())
+    }
+
+    fn build(&self, data: Option<&[u8]>) -> Result<Vec<u8>, Error> {
+        let mut rng = rand::rng();
+        match data {
+            Some(d) => {
+                let tail = random_tail(self.tail_length, &mut rng);
+                wire::data(
+                    &self.key,
+                    d,
+                    &random_nonce(&mut rng),
+                    &random_nonce(&mut rng),
+                    &tail,
+                )
+            }
+            // No tail: SeasideVPN stops reading at a termination's header
+            // and closes, and a socket closed with unread bytes sends a TCP
+            // reset that destroys the replies still on their way to us.
+            None => wire::term(&self.key, &random_nonce(&mut rng), &[]),
+        }
+    }
+
+    async fn write(&mut self, msg: &[u8]) -> Result<(), Error> {
+        let peer = self.peer;
+        within(self.timeout, || format!("sending to {peer}"), async {
+            self.half
+                .write_all(msg)
+                .await
+                .map_err(|e| io_err(format!("sending to {peer}"), e))
+        })
+        .await
+    }
+}
