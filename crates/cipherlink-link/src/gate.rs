@@ -77,6 +77,22 @@ impl ServerLimits {
         }
     }
 
+    /// The descriptors `for_open_files(soft, listeners)` leaves to one
+    /// listener's links (authenticated): its share less its admission table.
+    pub fn link_descriptors(soft: u64, listeners: usize) -> u64 {
+        let share = soft.saturating_sub(RESERVED_DESCRIPTORS) / listeners.max(1) as u64;
+        let table = Self::for_open_files(soft, listeners).max_unauthenticated as u64;
+        share.saturating_sub(table)
+    }
+
+    /// [`Self::link_descriptors`] under this process's soft open-file limit
+    /// as it is now; `None` if it cannot be read.
+    pub fn link_descriptors_of_this_process(listeners: usize) -> Option<u64> {
+        nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
+            .ok()
+            .map(|(soft, _)| Self::link_descriptors(soft, listeners))
+    }
+
     /// [`Self::for_open_files`] with this process's soft open-file limit as
     /// it is now (raise it first: `cipherlink link serve` and the proxy
     /// raise it to the hard limit at start); the defaults if it cannot be read.

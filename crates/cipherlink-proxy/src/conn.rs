@@ -185,6 +185,11 @@ async fn run(
     let (accepted, addr) = match accepted {
         // The link listener authenticated it already.
         Accepted::Link(link) => {
+            // It may have waited for a permit: one revoked meanwhile, or
+            // whose peer went, must not make us connect the service.
+            if let Some(reason) = link.end_reason() {
+                return Err(TunnelError::LinkEnded(reason));
+            }
             let encrypted = Encrypted::Link(Box::new(link));
             names.opened(&encrypted);
             return serve(shared, encrypted, counts, cut).await;

@@ -120,4 +120,8 @@ pub enum TunnelError {
     /// The proxy shut down before the tunnel finished; both sides were reset.
     #[error("cut at shutdown after the grace period (both sides reset)")]
     Shutdown,
+    /// A link ended while it waited for a tunnel permit (revoked, or its
+    /// peer gone): the service is not connected for it.
+    #[error("the link ended before it was relayed{}", .0.as_ref().map(|e| format!(": {e}")).unwrap_or_default())]
+    LinkEnded(Option<cipherlink_link::Error>),
 }

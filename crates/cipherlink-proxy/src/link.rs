@@ -80,16 +80,10 @@ fn read(field: &str, path: &Path, kind: &str) -> Result<Zeroizing<String>, Strin
     Ok(text)
 }
 
-/// The first line of a file others may read anyway.
+/// The first line of a file others may read anyway: opened as any trusted
+/// file is (never blocking on a FIFO, regular files only, bounded).
 fn first_line(path: &Path, max: u64) -> Option<String> {
-    use std::io::Read;
-    let mut head = Vec::new();
-    std::fs::File::open(path)
-        .ok()?
-        .take(max.min(256))
-        .read_to_end(&mut head)
-        .ok()?;
-    let text = String::from_utf8_lossy(&head);
+    let text = cipherlink_files::read_trusted_text(path, max).ok()?;
     Some(text.lines().next().unwrap_or("").trim().to_string())
 }
 
@@ -196,5 +190,29 @@ pub(crate) fn engine(
             let client = ClientConfig::from_file(&file, params, |k| std::env::var(k).ok());
             Ok((LinkEngine::Client(Box::new(client)), Some(file.server)))
         }
+    }
+}
+
+#[cfg(test)]
+mod first_line_tests {
+    use super::first_line;
+
+    #[test]
+    fn a_fifo_is_refused_not_waited_on() {
+        let dir = tempfile::tempdir().expect("temporary folder");
+        let fifo = dir.path().join("tokens");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .expect("mkfifo runs");
+        assert!(made.success(), "mkfifo failed");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(first_line(&fifo, 4096));
+        });
+        let got = rx
+            .recv_timeout(std::time::Duration::from_secs(20))
+            .expect("first_line blocked on a FIFO");
+        assert_eq!(got, None);
     }
 }

@@ -160,11 +160,40 @@ impl Checked {
             }
             _ => Listener::Tcp(TcpListener::bind(&listen).await.map_err(bind_error)?),
         };
+        let max_connections = match &listener {
+            Listener::Link(_) => relayed_links_cap(name, config.max_connections, link_servers),
+            Listener::Tcp(_) => config.max_connections,
+        };
         Ok(Service {
             listener,
-            max_connections: config.max_connections,
+            max_connections,
             shared,
         })
+    }
+}
+
+/// `max_connections` for a link server, no more than its links' share of
+/// the open-file limit can hold (each relayed link is two sockets: the link
+/// and the service's), so that links cannot take the descriptors the
+/// admission table and every other service count on.
+fn relayed_links_cap(name: &str, configured: usize, link_servers: usize) -> usize {
+    let room = ServerLimits::link_descriptors_of_this_process(link_servers);
+    let held = cap_to_room(configured, room);
+    if held < configured {
+        tracing::warn!(
+            service = %name,
+            "max_connections {configured} is more than the open-file limit leaves this link server ({} descriptors, 2 per tunnel): holding {held} tunnels",
+            room.unwrap_or(0)
+        );
+    }
+    held
+}
+
+/// `configured`, or fewer: as many tunnels of two sockets as `room` holds.
+fn cap_to_room(configured: usize, room: Option<u64>) -> usize {
+    match room {
+        Some(room) => configured.min(usize::try_from(room / 2).unwrap_or(usize::MAX).max(1)),
+        None => configured,
     }
 }
 
@@ -664,5 +693,28 @@ async fn reload_tokens(
                 "token store {reason}: refusing every token until it is fixed (closed {closed} open links)"
             ),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A link server's relayed links fit in what the open-file limit
+    /// leaves them beside the admission table: a token holder cannot open
+    /// links until the process runs out of descriptors.
+    #[test]
+    fn relayed_links_fit_in_their_share_of_the_open_files() {
+        for (soft, servers) in [(1024u64, 1usize), (1024, 3), (65_536, 2)] {
+            let table = ServerLimits::for_open_files(soft, servers).max_unauthenticated as u64;
+            let room = ServerLimits::link_descriptors(soft, servers);
+            let held = cap_to_room(16_384, Some(room)) as u64;
+            assert!(
+                held * 2 + table <= soft / servers as u64,
+                "soft {soft}, {servers} servers: {held} tunnels and {table} in the table"
+            );
+        }
+        assert_eq!(cap_to_room(100, Some(1_000_000)), 100);
+        assert_eq!(cap_to_room(100, None), 100);
     }
 }
