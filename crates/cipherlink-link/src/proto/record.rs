@@ -18,7 +18,7 @@ pub const MAX_RECORD: usize = INNER_HEADER + MAX_DATA + MAX_TAIL + TAG_LEN;
 pub const MAX_RECORDS_PER_KEY: u64 = 1 << 24;
 
 /// Record types (inside the encryption).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[repr(u8)]
 pub enum RecordType {
     /// Application data.
