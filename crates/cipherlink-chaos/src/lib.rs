@@ -23,6 +23,7 @@
 pub mod capture;
 pub mod exchange;
 pub mod lab;
+pub mod lab_echo;
 pub mod memory;
 pub mod model;
 pub mod netem;
@@ -34,8 +35,7 @@ pub mod recorder;
 pub mod report;
 pub mod results;
 pub mod router;
-pub mod run;
-pub mod scenario;
+pub mod scenario_run;
 pub mod scenarios;
 pub mod signals;
 pub mod simulate;

@@ -13,7 +13,7 @@ use cipherlink_chaos::lab::Lab;
 use cipherlink_chaos::model::Model;
 use cipherlink_chaos::netem::parse;
 use cipherlink_chaos::router::Router;
-use cipherlink_chaos::scenario::{echo, EchoOutcome};
+use cipherlink_chaos::lab_echo::{echo, EchoOutcome};
 use cipherlink_chaos::subject::{
     classify_ipv4, PacketClass, PlainTcp, Session, Subject, SubjectError,
 };

@@ -12,7 +12,7 @@ use cipherlink_chaos::lab::{self, Lab};
 use cipherlink_chaos::output::{Invoker, OutDir, PrivateFile};
 use cipherlink_chaos::report;
 use cipherlink_chaos::results::{Mode, ScenarioResult};
-use cipherlink_chaos::run::{run_scenario, RunOptions, CAPTURE_LIMIT};
+use cipherlink_chaos::scenario_run::{run_scenario, RunOptions, CAPTURE_LIMIT};
 use cipherlink_chaos::scenarios::{self, ScenarioDef, Timers};
 use cipherlink_chaos::signals::StopSignals;
 use cipherlink_chaos::subject::Subject;
