@@ -19,6 +19,10 @@
 //! router) only move bytes and arm timers. Kernel netem is not
 //! available where the lab runs, which is why netem's behaviour is
 //! reimplemented here rather than configured with `tc`.
+//!
+//! The protocols under test plug in as [`subject::Subject`]s (TLS, the link
+//! protocol, the proxy's NaCl frame, plain TCP); [`scenarios`] lists the
+//! standard scenarios and [`scenario_run`] runs one of them.
 
 pub mod capture;
 pub mod exchange;
