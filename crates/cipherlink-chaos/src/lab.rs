@@ -103,7 +103,7 @@ fn base36(mut n: u32) -> String {
 /// Why the lab could not be set up or used.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
-pub enum LabError {
+pub enum TunLabError {
     /// Not running as root.
     #[error("the TUN lab needs root (network namespaces and TUN devices)")]
     NotRoot,
@@ -172,12 +172,12 @@ impl std::fmt::Debug for Lab {
 
 impl Lab {
     /// Whether this machine and user can run the lab.
-    pub fn available() -> Result<(), LabError> {
+    pub fn available() -> Result<(), TunLabError> {
         if !nix::unistd::geteuid().is_root() {
-            return Err(LabError::NotRoot);
+            return Err(TunLabError::NotRoot);
         }
         if !Path::new("/dev/net/tun").exists() {
-            return Err(LabError::NoTun);
+            return Err(TunLabError::NoTun);
         }
         ip(&["-V"])
     }
@@ -186,12 +186,12 @@ impl Lab {
     /// `IDb`, where ID is `prefix`, this process's pid, `x` and a counter;
     /// a name that exists already is skipped, not reused. Must run inside a
     /// tokio runtime (the devices register with its reactor).
-    pub fn create(prefix: &str) -> Result<Lab, LabError> {
+    pub fn create(prefix: &str) -> Result<Lab, TunLabError> {
         let valid = prefix
             .bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
         if prefix.is_empty() || prefix.len() > MAX_PREFIX || !valid {
-            return Err(LabError::BadTag(prefix.to_string()));
+            return Err(TunLabError::BadTag(prefix.to_string()));
         }
         Lab::available()?;
         let stem = format!("{prefix}{}", std::process::id());
@@ -218,10 +218,10 @@ impl Lab {
             tracing::info!("lab: namespaces {} and {}", lab.a.name, lab.b.name);
             return Ok(lab);
         }
-        Err(LabError::NoFreeName(stem))
+        Err(TunLabError::NoFreeName(stem))
     }
 
-    fn setup(&self, ns: &Namespace, peer: Ipv4Addr) -> Result<AsyncDevice, LabError> {
+    fn setup(&self, ns: &Namespace, peer: Ipv4Addr) -> Result<AsyncDevice, TunLabError> {
         let device = DeviceBuilder::new()
             .name(ns.device.clone())
             .mtu(MTU)
@@ -229,7 +229,7 @@ impl Lab {
             // namespace would queue its own packets (IPv6 solicitations) on it.
             .enable(false)
             .build_async()
-            .map_err(|source| LabError::Io {
+            .map_err(|source| TunLabError::Io {
                 what: format!("creating TUN device {}", ns.device),
                 source,
             })?;
@@ -284,7 +284,7 @@ impl Lab {
         ns: &Namespace,
         addr: std::net::SocketAddr,
         serve: F,
-    ) -> Result<std::thread::JoinHandle<Result<Option<T>, LabError>>, std::io::Error>
+    ) -> Result<std::thread::JoinHandle<Result<Option<T>, TunLabError>>, std::io::Error>
     where
         F: FnOnce(tokio::net::TcpListener) -> Fut + Send + 'static,
         Fut: Future<Output = T>,
@@ -315,7 +315,7 @@ impl Lab {
         &self,
         ns: &Namespace,
         task: F,
-    ) -> std::thread::JoinHandle<Result<T, LabError>>
+    ) -> std::thread::JoinHandle<Result<T, TunLabError>>
     where
         F: FnOnce() -> Fut + Send + 'static,
         Fut: Future<Output = T>,
@@ -324,18 +324,18 @@ impl Lab {
         let name = ns.name.clone();
         std::thread::spawn(move || {
             let path = format!("/run/netns/{name}");
-            let file = File::open(&path).map_err(|source| LabError::Io {
+            let file = File::open(&path).map_err(|source| TunLabError::Io {
                 what: format!("opening {path}"),
                 source,
             })?;
-            setns(&file, CloneFlags::CLONE_NEWNET).map_err(|e| LabError::Io {
+            setns(&file, CloneFlags::CLONE_NEWNET).map_err(|e| TunLabError::Io {
                 what: format!("entering namespace {name}"),
                 source: e.into(),
             })?;
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
-                .map_err(|source| LabError::Io {
+                .map_err(|source| TunLabError::Io {
                     what: "starting a runtime in the namespace".into(),
                     source,
                 })?;
@@ -364,7 +364,7 @@ impl Drop for Lab {
 /// Adds namespace `name` and registers it, under the registry's lock so
 /// that [`remove_all`] never misses one being made. `Ok(false)`: the name
 /// is taken (never deleted: it is not ours).
-fn add_namespace(name: &str) -> Result<bool, LabError> {
+fn add_namespace(name: &str) -> Result<bool, TunLabError> {
     add_namespace_with(name, || ip(&["netns", "add", name]))
 }
 
@@ -372,11 +372,11 @@ fn add_namespace(name: &str) -> Result<bool, LabError> {
 /// half-way, as a signal would).
 fn add_namespace_with(
     name: &str,
-    add: impl FnOnce() -> Result<(), LabError>,
-) -> Result<bool, LabError> {
+    add: impl FnOnce() -> Result<(), TunLabError>,
+) -> Result<bool, TunLabError> {
     let mut reg = registry();
     if reg.closed {
-        return Err(LabError::ShuttingDown);
+        return Err(TunLabError::ShuttingDown);
     }
     let path = Path::new("/run/netns").join(name);
     if path.symlink_metadata().is_ok() {
@@ -387,7 +387,7 @@ fn add_namespace_with(
     match add() {
         Ok(()) => Ok(true),
         // Made by someone else between the check and the add.
-        Err(LabError::Command { detail, .. }) if detail.contains("File exists") => {
+        Err(TunLabError::Command { detail, .. }) if detail.contains("File exists") => {
             reg.names.remove(name);
             Ok(false)
         }
@@ -408,11 +408,11 @@ fn add_namespace_with(
 }
 
 /// Runs `ip ARGS`; an error carries its standard error.
-fn ip(args: &[&str]) -> Result<(), LabError> {
+fn ip(args: &[&str]) -> Result<(), TunLabError> {
     run("ip", args)
 }
 
-fn run(program: &str, args: &[&str]) -> Result<(), LabError> {
+fn run(program: &str, args: &[&str]) -> Result<(), TunLabError> {
     let command = format!("{program} {}", args.join(" "));
     // A group of its own: a terminal's Ctrl-C (sent to the foreground
     // group) reaches only us, and we clean up, instead of killing `ip`
@@ -421,14 +421,14 @@ fn run(program: &str, args: &[&str]) -> Result<(), LabError> {
         .args(args)
         .process_group(0)
         .output()
-        .map_err(|e| LabError::Command {
+        .map_err(|e| TunLabError::Command {
             command: command.clone(),
             detail: e.to_string(),
         })?;
     if out.status.success() {
         Ok(())
     } else {
-        Err(LabError::Command {
+        Err(TunLabError::Command {
             command,
             detail: format!(
                 "{}: {}",
@@ -468,13 +468,13 @@ mod tests {
         let name = format!("lt{}x0-a", std::process::id());
         let result = add_namespace_with(&name, || {
             ip(&["netns", "add", &name])?;
-            Err(LabError::Command {
+            Err(TunLabError::Command {
                 command: format!("ip netns add {name}"),
                 detail: "signal: 2 (SIGINT)".into(),
             })
         });
         assert!(
-            matches!(result, Err(LabError::Command { .. })),
+            matches!(result, Err(TunLabError::Command { .. })),
             "{result:?}"
         );
         let left = Path::new("/run/netns").join(&name).exists();
@@ -487,7 +487,7 @@ mod tests {
         let theirs = format!("lt{}x1-a", std::process::id());
         let result = add_namespace_with(&theirs, || {
             ip(&["netns", "add", &theirs])?;
-            Err(LabError::Command {
+            Err(TunLabError::Command {
                 command: format!("ip netns add {theirs}"),
                 detail: "exit status: 1: Cannot create namespace file: File exists".into(),
             })

@@ -19,10 +19,15 @@
 //! router) only move bytes and arm timers. Kernel netem is not
 //! available where the lab runs, which is why netem's behaviour is
 //! reimplemented here rather than configured with `tc`.
+//!
+//! The protocols under test plug in as [`subject::Subject`]s (TLS, the link
+//! protocol, the proxy's NaCl frame, plain TCP); [`scenarios`] lists the
+//! standard scenarios and [`scenario_run`] runs one of them.
 
 pub mod capture;
 pub mod exchange;
 pub mod lab;
+pub mod lab_echo;
 pub mod memory;
 pub mod model;
 pub mod netem;
@@ -34,8 +39,7 @@ pub mod recorder;
 pub mod report;
 pub mod results;
 pub mod router;
-pub mod run;
-pub mod scenario;
+pub mod scenario_run;
 pub mod scenarios;
 pub mod signals;
 pub mod simulate;

@@ -1,5 +1,6 @@
-//! The scenarios `cipherlink chaos run` knows: seed 003's list, each a
-//! netem string (both directions) and a message sequence to exchange.
+//! The scenarios `cipherlink chaos run` knows: the PORT experiment's
+//! network conditions, each a netem string (both directions) and a message
+//! sequence to exchange.
 
 use std::time::Duration;
 

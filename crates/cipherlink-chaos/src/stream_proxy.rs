@@ -36,7 +36,7 @@ pub const QUEUE_CHUNKS: usize = 16;
 /// Errors of the proxy itself (per-connection failures are logged, not returned).
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
-pub enum ProxyError {
+pub enum StreamProxyError {
     /// The listening socket could not be opened.
     #[error("listening on {addr}: {source}")]
     Bind {
@@ -136,11 +136,11 @@ pub struct StreamProxy {
 
 impl StreamProxy {
     /// Opens the listening socket.
-    pub async fn bind(config: ProxyConfig) -> Result<Self, ProxyError> {
+    pub async fn bind(config: ProxyConfig) -> Result<Self, StreamProxyError> {
         let listener =
             TcpListener::bind(config.listen)
                 .await
-                .map_err(|source| ProxyError::Bind {
+                .map_err(|source| StreamProxyError::Bind {
                     addr: config.listen,
                     source,
                 })?;
@@ -156,7 +156,7 @@ impl StreamProxy {
     }
 
     /// Accepts and forwards until the task is dropped.
-    pub async fn run(self) -> Result<(), ProxyError> {
+    pub async fn run(self) -> Result<(), StreamProxyError> {
         let slots = Arc::new(Semaphore::new(self.config.max_connections.max(1)));
         let counter = AtomicU64::new(0);
         loop {
@@ -172,7 +172,7 @@ impl StreamProxy {
                     tokio::time::sleep(Duration::from_millis(100)).await;
                     continue;
                 }
-                Err(err) => return Err(ProxyError::Accept(err)),
+                Err(err) => return Err(StreamProxyError::Accept(err)),
             };
             let index = counter.fetch_add(1, Ordering::Relaxed);
             let config = self.config.clone();

@@ -1,102 +1,22 @@
-//! Subjects through the TUN lab: plain TCP and cipherlink TLS (a Subject
-//! written here, as a protocol's own adapter would be), with the packets
-//! classified from the lab's capture. Needs root and /dev/net/tun; without
-//! them each test prints a note and checks nothing.
+//! Subjects through the TUN lab: plain TCP and cipherlink TLS (the
+//! library's subjects, as `cipherlink chaos run` drives them), with the
+//! packets classified from the lab's capture. Needs root and /dev/net/tun;
+//! without them each test prints a note and checks nothing.
 
 use std::collections::HashMap;
 use std::time::Duration;
 
-use cipherlink::certs::{self, CertOptions};
-use cipherlink::{Context, Tunnel};
 use cipherlink_chaos::capture::Capture;
 use cipherlink_chaos::lab::Lab;
+use cipherlink_chaos::lab_echo::{echo, EchoOutcome};
 use cipherlink_chaos::model::Model;
 use cipherlink_chaos::netem::parse;
 use cipherlink_chaos::router::Router;
-use cipherlink_chaos::scenario::{echo, EchoOutcome};
-use cipherlink_chaos::subject::{
-    classify_ipv4, PacketClass, PlainTcp, Session, Subject, SubjectError,
-};
+use cipherlink_chaos::subject::{classify_ipv4, PacketClass, PlainTcp, Subject, Tls};
 use cipherlink_chaos::tun_router::{route, RouterStats};
-use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 
 const LIMIT: Duration = Duration::from_secs(90);
-
-#[derive(Clone)]
-struct Tls {
-    server: Context,
-    client: Context,
-}
-
-struct TlsSession(Tunnel<TcpStream>);
-
-fn tls_error(stage: &'static str, e: cipherlink::Error) -> SubjectError {
-    SubjectError {
-        subject: "tls".into(),
-        stage,
-        reason: e.to_string(),
-    }
-}
-
-impl Subject for Tls {
-    type Session = TlsSession;
-
-    fn name(&self) -> &str {
-        "tls"
-    }
-
-    async fn connect(&self, io: TcpStream) -> Result<TlsSession, SubjectError> {
-        let tunnel = self
-            .client
-            .connect(io, "localhost")
-            .await
-            .map_err(|e| tls_error("connect", e))?;
-        Ok(TlsSession(tunnel))
-    }
-
-    async fn accept(&self, io: TcpStream) -> Result<TlsSession, SubjectError> {
-        let tunnel = self
-            .server
-            .accept(io, "client")
-            .await
-            .map_err(|e| tls_error("accept", e))?;
-        Ok(TlsSession(tunnel))
-    }
-
-    /// A TLS record header: content type, then version 3.x.
-    fn classify(&self, payload: &[u8]) -> PacketClass {
-        cipherlink_chaos::tls_records::classify_header(payload)
-    }
-}
-
-impl Session for TlsSession {
-    async fn send(&mut self, data: &[u8]) -> Result<(), SubjectError> {
-        self.0
-            .write_all(data)
-            .await
-            .map_err(|e| tls_error("send", e))
-    }
-
-    async fn recv(&mut self, max: usize) -> Result<Vec<u8>, SubjectError> {
-        self.0
-            .read_chunk(max)
-            .await
-            .map_err(|e| tls_error("recv", e))
-    }
-
-    async fn close(&mut self) -> Result<(), SubjectError> {
-        self.0.close().await.map_err(|e| tls_error("close", e))
-    }
-}
-
-fn tls() -> Tls {
-    let bundle = certs::generate(&CertOptions::default()).expect("test certificates");
-    Tls {
-        server: Context::server(&bundle.server_config()).expect("server context"),
-        client: Context::client(&bundle.client_config()).expect("client context"),
-    }
-}
 
 /// Runs an echo of `n` bytes with `subject` through `netem` (both ways);
 /// returns the outcome, the router's counts and the delivered packets' classes.
@@ -172,7 +92,9 @@ async fn tls_survives_every_impairment_at_once() {
     // TCP below TLS repairs loss, duplicates, reordering and (by its
     // checksums) corruption: TLS sees a clean stream, only slower.
     let netem = "delay 20ms 10ms reorder 25% loss 10% duplicate 10% corrupt 10%";
-    let Some((outcome, stats, classes)) = run(tls(), netem, 40_000).await else {
+    let Some((outcome, stats, classes)) =
+        run(Tls::new().expect("TLS subject"), netem, 40_000).await
+    else {
         return;
     };
     assert_complete(&outcome, 40_000);

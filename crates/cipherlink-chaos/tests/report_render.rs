@@ -14,7 +14,7 @@ use cipherlink_chaos::lab::Lab;
 use cipherlink_chaos::output::{Invoker, OutDir};
 use cipherlink_chaos::report::write_all;
 use cipherlink_chaos::results::Mode;
-use cipherlink_chaos::run::{run_scenario, RunOptions, CAPTURE_LIMIT};
+use cipherlink_chaos::scenario_run::{run_scenario, RunOptions, CAPTURE_LIMIT};
 use cipherlink_chaos::scenarios::{select, Timers};
 use cipherlink_chaos::subject::PlainTcp;
 use cipherlink_test_support::{peer, Peer};

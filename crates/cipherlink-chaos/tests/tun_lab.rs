@@ -1,4 +1,4 @@
-//! Seed 003's scenarios on real TCP: two network namespaces joined through
+//! The PORT experiment's network conditions on real TCP: two network namespaces joined through
 //! the TUN router, the netem model applied per packet. Needs root and
 //! /dev/net/tun; without them each test prints a note and checks nothing.
 
@@ -39,7 +39,7 @@ fn router(netem: &str, seed: u64) -> Router {
 }
 
 /// Starts a TCP echo server in namespace B; returns once it listens.
-fn echo_in_b(lab: &Lab) -> std::thread::JoinHandle<Result<(), cipherlink_chaos::lab::LabError>> {
+fn echo_in_b(lab: &Lab) -> std::thread::JoinHandle<Result<(), cipherlink_chaos::lab::TunLabError>> {
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
     let handle = lab.spawn_in(&lab.b, move || async move {
         let listener = TcpListener::bind(SocketAddr::from((ADDR_B, PORT)))

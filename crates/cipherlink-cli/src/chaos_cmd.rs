@@ -1,7 +1,7 @@
 //! `cipherlink chaos ...`: the chaos lab (issue 16). Glue from flags to
 //! `cipherlink_chaos`: the stream impairment proxy, a dry run of a netem
 //! string on the packet model, the TUN lab, and `run`, the standard scenarios
-//! with a report (subjects in `chaos_subjects.rs`).
+//! with a report (its subjects are `cipherlink_chaos::subject`'s).
 
 use std::io::BufWriter;
 use std::net::SocketAddr;

@@ -12,13 +12,12 @@ use cipherlink_chaos::lab::{self, Lab};
 use cipherlink_chaos::output::{Invoker, OutDir, PrivateFile};
 use cipherlink_chaos::report;
 use cipherlink_chaos::results::{Mode, ScenarioResult};
-use cipherlink_chaos::run::{run_scenario, RunOptions, CAPTURE_LIMIT};
+use cipherlink_chaos::scenario_run::{run_scenario, RunOptions, CAPTURE_LIMIT};
 use cipherlink_chaos::scenarios::{self, ScenarioDef, Timers};
 use cipherlink_chaos::signals::StopSignals;
-use cipherlink_chaos::subject::Subject;
+use cipherlink_chaos::subject::{link_keepalive, Link, NaclFrame, PlainTcp, Subject, Tls};
 
 use crate::chaos_cmd::{RunArgs, Transport};
-use crate::chaos_subjects::{link_keepalive, Link, Tls, V1};
 
 /// The echo server's port in namespace B.
 const PORT: u16 = 7100;
@@ -127,7 +126,7 @@ async fn run_all(
     let results = match args.transport {
         Transport::Tls => {
             let keys = keys.context("no place for the TLS key log")?;
-            let tls = Tls::new(Arc::clone(&keys))?;
+            let tls = Tls::with_key_log(Arc::clone(&keys))?;
             let results = run_each(&defs, &opts, |_| Ok(tls.clone())).await;
             drop(tls);
             if let Err(e) = keys.publish() {
@@ -136,19 +135,17 @@ async fn run_all(
             results?
         }
         Transport::V1 => {
-            let v1 = V1::new();
-            run_each(&defs, &opts, |_| Ok(v1.clone())).await?
+            let frame = NaclFrame::new();
+            run_each(&defs, &opts, |_| Ok(frame.clone())).await?
         }
         // A fresh key and token per scenario, with the scenario's timers.
         Transport::Link => {
             run_each(&defs, &opts, |def| {
-                Link::new(link_keepalive(def.stale_after.is_some()))
+                Ok(Link::new(link_keepalive(def.stale_after.is_some()))?)
             })
             .await?
         }
-        Transport::Plain => {
-            run_each(&defs, &opts, |_| Ok(cipherlink_chaos::subject::PlainTcp)).await?
-        }
+        Transport::Plain => run_each(&defs, &opts, |_| Ok(PlainTcp)).await?,
     };
     let path = report::write_all(&out, &results, &notes).context("writing the report")?;
     let failed = results.iter().filter(|r| r.failed()).count();

@@ -10,7 +10,6 @@ mod bench_proxy_cmd;
 mod certs_cmd;
 mod chaos_cmd;
 mod chaos_run;
-mod chaos_subjects;
 mod connect_cmd;
 mod error_report;
 mod info_cmd;

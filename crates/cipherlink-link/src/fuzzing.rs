@@ -336,3 +336,17 @@ pub fn fuzz_records(data: &[u8]) -> usize {
     }
     to_app[0]
 }
+
+/// The client's first record under `keys`, sealed with whatever `body` the
+/// caller gives `ty` (the property tests: a peer that breaks the body
+/// bounds of docs §4, which the sealing side never checks).
+pub fn seal_first_client_record(
+    keys: &crate::wire::TransportKeys,
+    ty: crate::proto::RecordType,
+    body: &[u8],
+) -> Vec<u8> {
+    let mut dir = crate::proto::record::Direction::from_keys(&keys.c2s_key, &keys.c2s_len);
+    let mut out = Vec::new();
+    dir.seal(ty, body, 0, &mut out);
+    out
+}

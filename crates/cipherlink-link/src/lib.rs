@@ -13,6 +13,7 @@
 //! * [`proto`]: the core; no sockets, clocks or entropy of its own.
 //! * [`driver`]: [`driver::LinkListener`] and [`driver::connect`].
 //! * [`keys`]: server keys, tokens, connection files.
+//! * [`wire`]: reading a captured link with its exported keys (labs).
 
 pub mod config;
 pub mod driver;
@@ -26,6 +27,7 @@ pub mod proto;
 mod replay_file;
 pub mod replay_store;
 pub mod token_file;
+pub mod wire;
 
 #[doc(hidden)]
 pub mod fuzzing;

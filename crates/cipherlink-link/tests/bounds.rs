@@ -7,10 +7,9 @@ mod common;
 
 use std::time::Instant;
 
-use cipherlink_link::fuzzing::{exchange, VECTOR_UNIX};
-use cipherlink_link::proto::handshake::TransportKeys;
-use cipherlink_link::proto::record::Direction;
+use cipherlink_link::fuzzing::{exchange, seal_first_client_record, VECTOR_UNIX};
 use cipherlink_link::proto::RecordType;
+use cipherlink_link::wire::{Flow, RecordReader, TransportKeys};
 use cipherlink_link::{Connection, Error, Event, LinkParams, TokenStore};
 use common::{closed_error, params_fast, rng, World};
 
@@ -43,15 +42,14 @@ fn a_key_protects_exactly_rekey_after_records_records() {
             client.send(&[i]).unwrap();
         }
         client.poll_transmit(&mut wire);
-        let mut dir = Direction::new(keys.c2s_key, keys.c2s_len);
+        // The reader switches keys after each rekey record, as the server does.
+        let mut reader = RecordReader::new(&keys, Flow::ToServer);
         let (mut pos, mut under_key, mut rekeys) = (0, 0u64, 0);
-        while let Some(len) = dir.peek_len(&wire[pos..]).unwrap() {
-            let (ty, _) = dir.open(&mut wire[pos..pos + len]).unwrap();
+        while let Some((len, ty)) = reader.next_record(&wire[pos..]).unwrap() {
             pos += len;
             under_key += 1;
             if ty == RecordType::Rekey {
                 assert_eq!(under_key, n, "records under one key with n = {n}");
-                dir.rekey();
                 under_key = 0;
                 rekeys += 1;
             }
@@ -63,14 +61,6 @@ fn a_key_protects_exactly_rekey_after_records_records() {
         assert_eq!(pos, wire.len());
         assert!(rekeys >= 3, "n = {n}: {rekeys} rekeys");
     }
-}
-
-/// A record the peer sealed itself, with a body its type does not allow.
-fn forged_record(keys: &TransportKeys, ty: RecordType, body: &[u8]) -> Vec<u8> {
-    let mut dir = Direction::new(keys.c2s_key, keys.c2s_len);
-    let mut out = Vec::new();
-    dir.seal(ty, body, 0, &mut out);
-    out
 }
 
 /// Ping and pong bodies are the 8-byte id, a close reason at most 200
@@ -92,7 +82,7 @@ fn record_bodies_are_bounded_by_their_type() {
     .enumerate()
     {
         let (_client, mut server, keys) = pair_with_keys(&world, 80 + 2 * i as u64);
-        server.handle_input(Instant::now(), &forged_record(&keys, ty, &body));
+        server.handle_input(Instant::now(), &seal_first_client_record(&keys, ty, &body));
         let mut ev = Vec::new();
         while let Some(e) = server.poll_event() {
             ev.push(e);
@@ -108,7 +98,7 @@ fn record_bodies_are_bounded_by_their_type() {
     let (_client, mut server, keys) = pair_with_keys(&world, 99);
     server.handle_input(
         Instant::now(),
-        &forged_record(&keys, RecordType::Ping, &[1u8; 8]),
+        &seal_first_client_record(&keys, RecordType::Ping, &[1u8; 8]),
     );
     assert!(server.is_open() && server.has_transmit());
 }

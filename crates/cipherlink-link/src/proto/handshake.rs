@@ -14,15 +14,15 @@ use crate::error::Error;
 use crate::keys::Token;
 
 /// `R_e ‖ M ‖ X1`.
-pub const MSG1_HEADER: usize = 50;
+pub(crate) const MSG1_HEADER: usize = 50;
 /// `len(C1)` without padding: EK ‖ T_id ‖ P ‖ tag.
-pub const C1_MIN: usize = KEM_EK_LEN + 16 + 32 + TAG_LEN;
+pub(crate) const C1_MIN: usize = KEM_EK_LEN + 16 + 32 + TAG_LEN;
 /// `R_s ‖ X2`.
-pub const MSG2_HEADER: usize = 34;
+pub(crate) const MSG2_HEADER: usize = 34;
 /// `len(C2a)`: status ‖ CT ‖ tag.
-pub const C2A_LEN: usize = 1 + KEM_CT_LEN + TAG_LEN;
+pub(crate) const C2A_LEN: usize = 1 + KEM_CT_LEN + TAG_LEN;
 /// `len(C2a ‖ C2b)` without padding.
-pub const C2_MIN: usize = C2A_LEN + TAG_LEN;
+pub(crate) const C2_MIN: usize = C2A_LEN + TAG_LEN;
 /// Seconds per MAC window.
 pub const WINDOW_SECS: u64 = 3600;
 

@@ -16,7 +16,7 @@ pub mod crypto;
 mod endpoint;
 pub mod handshake;
 pub mod keepalive;
-pub mod record;
+pub(crate) mod record;
 pub mod replay;
 pub mod revocation;
 pub mod rng;

@@ -1,6 +1,6 @@
 //! The record layer (docs §4): masked lengths, implicit counters, padding, rekeying.
 
-use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
+use zeroize::{ZeroizeOnDrop, Zeroizing};
 
 use super::crypto::{hmac, AeadKey, LenMask, TAG_LEN};
 use crate::config::MAX_TAIL;
@@ -18,7 +18,7 @@ pub const MAX_RECORD: usize = INNER_HEADER + MAX_DATA + MAX_TAIL + TAG_LEN;
 pub const MAX_RECORDS_PER_KEY: u64 = 1 << 24;
 
 /// Record types (inside the encryption).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[repr(u8)]
 pub enum RecordType {
     /// Application data.
@@ -83,14 +83,6 @@ pub struct Direction {
 }
 
 impl Direction {
-    /// From the transport secrets of docs §3 (the copies passed in are wiped).
-    pub fn new(mut key: [u8; 32], mut len_key: [u8; 32]) -> Self {
-        let d = Self::from_keys(&key, &len_key);
-        key.zeroize();
-        len_key.zeroize();
-        d
-    }
-
     /// From the transport secrets of docs §3.
     pub fn from_keys(key: &[u8; 32], len_key: &[u8; 32]) -> Self {
         Self {
@@ -142,8 +134,8 @@ impl Direction {
     }
 
     /// The AEAD key in force (tests: after a rekey it is not the old one).
-    #[doc(hidden)]
-    pub fn key_bytes(&self) -> &[u8; 32] {
+    #[cfg(test)]
+    fn key_bytes(&self) -> &[u8; 32] {
         &self.key_bytes
     }
 
@@ -202,3 +194,33 @@ impl Direction {
 }
 
 impl ZeroizeOnDrop for Direction {}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    /// After a rekey a direction holds only `key' = HMAC(key, "rekey")`: not
+    /// `key`, and it no longer opens a record sealed under `key` (docs §7;
+    /// a unit test since `Direction` is the crate's own).
+    #[test]
+    fn a_rekeyed_direction_holds_no_old_key() {
+        let (key, len) = ([3u8; 32], [4u8; 32]);
+        let mut sender = Direction::from_keys(&key, &len);
+        let mut old = Vec::new();
+        sender.seal(RecordType::Data, b"under the old key", 0, &mut old);
+        let mut receiver = Direction::from_keys(&key, &len);
+        receiver.rekey();
+        assert_ne!(receiver.key_bytes(), &key);
+        let n = receiver.peek_len(&old).unwrap().unwrap();
+        assert!(receiver.open(&mut old[..n]).is_err());
+    }
+
+    fn wipes_itself<T: zeroize::ZeroizeOnDrop>() {}
+
+    /// A direction wipes its key bytes when dropped.
+    #[test]
+    fn a_direction_wipes_itself() {
+        wipes_itself::<Direction>();
+    }
+}

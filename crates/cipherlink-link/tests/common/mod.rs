@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use cipherlink_link::fuzzing::VECTOR_UNIX;
 use cipherlink_link::keys::{ServerKey, Token, TokenStore};
+use cipherlink_link::wire::TransportKeys;
 use cipherlink_link::{ClientConfig, Connection, Error, Event, LinkParams, ServerEndpoint};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
@@ -78,10 +79,24 @@ pub struct Pair {
 
 impl Pair {
     pub fn new(world: &World, seed: u64) -> Self {
+        Self::with(world, seed, false)
+    }
+
+    /// A pair whose client exported its transport keys, and the keys.
+    pub fn exporting_keys(world: &World, seed: u64) -> (Self, TransportKeys) {
+        let mut p = Self::with(world, seed, true);
+        let keys = p.client.take_exported_keys().unwrap();
+        (p, keys)
+    }
+
+    fn with(world: &World, seed: u64, export_keys: bool) -> Self {
         let now = Instant::now();
-        let client =
+        let mut client =
             Connection::client(&world.client_cfg(&world.alice), rng(seed), now, VECTOR_UNIX)
                 .unwrap();
+        if export_keys {
+            client.export_keys();
+        }
         let server = world.server(seed + 1, now);
         let mut p = Self {
             client,

@@ -1,5 +1,7 @@
-//! One scenario step: an echo through the lab with a [`Subject`], server
-//! in namespace B, client in namespace A, every wait bounded.
+//! An echo through the TUN lab with a [`Subject`]: a block at a time,
+//! server in namespace B, client in namespace A, every wait bounded. The
+//! lab's own tests use it; the scenarios of `chaos run` exchange numbered
+//! messages instead ([`crate::scenario_run`]).
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -7,7 +9,7 @@ use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::{timeout, Instant};
 
-use crate::lab::{Lab, LabError};
+use crate::lab::{Lab, TunLabError};
 use crate::subject::{Session, Subject, SubjectError};
 
 /// Bytes sent before waiting for their echo, so that neither side's
@@ -36,7 +38,7 @@ pub async fn echo<S: Subject + Clone>(
     payload: Vec<u8>,
     port: u16,
     limit: Duration,
-) -> Result<EchoOutcome, LabError> {
+) -> Result<EchoOutcome, TunLabError> {
     let server_addr = SocketAddr::from((lab.b.addr, port));
     let server_subject = subject.clone();
     // The server ends by itself (client gone, or its own time limit); the
@@ -45,7 +47,7 @@ pub async fn echo<S: Subject + Clone>(
         .serve_in(&lab.b, server_addr, move |listener| async move {
             let _ = timeout(limit, serve_echo(&listener, &server_subject)).await;
         })
-        .map_err(|source| LabError::Io {
+        .map_err(|source| TunLabError::Io {
             what: format!("echo server on {server_addr}"),
             source,
         })?;
@@ -67,11 +69,11 @@ pub async fn echo<S: Subject + Clone>(
     });
     let joined = tokio::task::spawn_blocking(move || client.join())
         .await
-        .map_err(|e| LabError::Io {
+        .map_err(|e| TunLabError::Io {
             what: "waiting for the client".into(),
             source: std::io::Error::other(e),
         })?;
-    joined.map_err(|_| LabError::ThreadPanicked(lab.a.name.clone()))?
+    joined.map_err(|_| TunLabError::ThreadPanicked(lab.a.name.clone()))?
 }
 
 async fn serve_echo<S: Subject>(listener: &TcpListener, subject: &S) -> Result<(), SubjectError> {

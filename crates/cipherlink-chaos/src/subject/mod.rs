@@ -1,13 +1,33 @@
 //! What a scenario puts through the lab: a protocol's two ends over TCP,
-//! and a classifier for its packets. TLS, the link protocol and the proxy's
-//! v1 transport each implement [`Subject`] next to the code that links
-//! them (this crate depends on none of them); [`PlainTcp`] is the baseline.
+//! and a classifier for its packets. The protocols `cipherlink chaos run`
+//! drives implement [`Subject`] here, one file each:
+//!
+//! - [`Tls`] (`tls.rs`): cipherlink's TLS (`Context`/`Tunnel`); the client
+//!   writes its secrets to a key log, with which the timeline decrypts every
+//!   TLS 1.3 record and classes packets by what they carry (Wireshark and
+//!   tshark read the same file next to the pcaps).
+//! - [`Link`] (`link.rs`): the link protocol, with `PORT_*` keepalive
+//!   timers shortened ([`link_keepalive`]) and no padding, its records read
+//!   through `cipherlink_link::wire` with each session's exported keys.
+//! - [`NaclFrame`] (`nacl_frame.rs`): the proxy's NaCl box frame (named
+//!   `v1` on the wire and in flags), pre-shared keys, classed by its header.
+//! - [`PlainTcp`] (`plain.rs`): TCP alone, the baseline every subject is
+//!   compared with.
 
 use std::future::Future;
 
 use etherparse::{SlicedPacket, TransportSlice};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+
+mod link;
+mod nacl_frame;
+mod plain;
+mod tls;
+
+pub use link::{link_keepalive, Link, LinkSession};
+pub use nacl_frame::{NaclFrame, NaclFrameSession};
+pub use plain::{PlainSession, PlainTcp};
+pub use tls::{Tls, TlsSession};
 
 /// A failure of a subject's session, naming the subject and the stage.
 #[derive(Debug, thiserror::Error)]
@@ -19,6 +39,42 @@ pub struct SubjectError {
     pub stage: &'static str,
     /// What went wrong.
     pub reason: String,
+}
+
+impl SubjectError {
+    pub(crate) fn new(
+        subject: &str,
+        stage: &'static str,
+        reason: impl std::fmt::Display,
+    ) -> SubjectError {
+        SubjectError {
+            subject: subject.into(),
+            stage,
+            reason: reason.to_string(),
+        }
+    }
+}
+
+/// Why a subject could not be made (before any session).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SetupError {
+    /// The TLS subject's test certificates or contexts.
+    #[error("TLS subject: {what}: {source}")]
+    Tls {
+        /// What was being made.
+        what: &'static str,
+        /// Why it failed.
+        source: cipherlink::Error,
+    },
+    /// The link subject's token or server endpoint.
+    #[error("link subject: {what}: {source}")]
+    Link {
+        /// What was being made.
+        what: &'static str,
+        /// Why it failed.
+        source: cipherlink_link::Error,
+    },
 }
 
 /// What a packet carried, for timelines.
@@ -132,65 +188,5 @@ pub fn classify_ipv4<S: Subject>(subject: &S, packet: &[u8]) -> PacketClass {
             ..
         }) => subject.classify(tcp.payload()),
         _ => PacketClass::Unknown,
-    }
-}
-
-/// Plain TCP, no protocol: the baseline every subject is compared with.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct PlainTcp;
-
-/// A plain TCP session.
-#[derive(Debug)]
-pub struct PlainSession(TcpStream);
-
-fn plain_error(stage: &'static str, err: std::io::Error) -> SubjectError {
-    SubjectError {
-        subject: "tcp".into(),
-        stage,
-        reason: err.to_string(),
-    }
-}
-
-impl Subject for PlainTcp {
-    type Session = PlainSession;
-
-    fn name(&self) -> &str {
-        "tcp"
-    }
-
-    async fn connect(&self, io: TcpStream) -> Result<PlainSession, SubjectError> {
-        Ok(PlainSession(io))
-    }
-
-    async fn accept(&self, io: TcpStream) -> Result<PlainSession, SubjectError> {
-        Ok(PlainSession(io))
-    }
-
-    fn classify(&self, _payload: &[u8]) -> PacketClass {
-        PacketClass::Data
-    }
-}
-
-impl Session for PlainSession {
-    async fn send(&mut self, data: &[u8]) -> Result<(), SubjectError> {
-        self.0
-            .write_all(data)
-            .await
-            .map_err(|e| plain_error("send", e))
-    }
-
-    async fn recv(&mut self, max: usize) -> Result<Vec<u8>, SubjectError> {
-        let mut buf = vec![0u8; max];
-        let n = self
-            .0
-            .read(&mut buf)
-            .await
-            .map_err(|e| plain_error("recv", e))?;
-        buf.truncate(n);
-        Ok(buf)
-    }
-
-    async fn close(&mut self) -> Result<(), SubjectError> {
-        self.0.shutdown().await.map_err(|e| plain_error("close", e))
     }
 }

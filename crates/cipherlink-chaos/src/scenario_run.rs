@@ -1,4 +1,4 @@
-//! Runs one scenario: a subject's client in namespace A and echo server in
+//! Runs one scenario of [`crate::scenarios`]: a subject's client in namespace A and echo server in
 //! namespace B, joined by the TUN router applying the scenario's netem
 //! string (root), or, without root, through the stream proxy on loopback.
 //! Every wait is bounded by the scenario's [`Timers`]; the lab's namespaces
@@ -15,7 +15,7 @@ use tokio::time::timeout;
 
 use crate::capture::{CappedBuf, Capture, CaptureError};
 use crate::exchange::{self, ClientLog, ClientPlan, ServerLog};
-use crate::lab::{Lab, LabError};
+use crate::lab::{Lab, TunLabError};
 use crate::model::Model;
 use crate::netem::{self, NetemError};
 use crate::output::{OutDir, OutputError};
@@ -30,8 +30,8 @@ use crate::timeline::{timeline, TimelineError};
 use crate::tun_router::route_with;
 
 /// A scenario's capture, held in memory (lab) or read back (proxy), is
-/// refused beyond this many bytes: 64 MiB, a thousand times what a seed
-/// scenario captures.
+/// refused beyond this many bytes: 64 MiB, a thousand times what a
+/// standard scenario ([`crate::scenarios`]) captures.
 pub const CAPTURE_LIMIT: usize = 64 * 1024 * 1024;
 
 /// How to run.
@@ -60,7 +60,7 @@ pub struct RunOptions {
 pub enum RunError {
     /// The lab could not be set up.
     #[error("the lab: {0}")]
-    Lab(#[from] LabError),
+    Lab(#[from] TunLabError),
     /// The scenario's netem string is wrong.
     #[error("scenario netem string: {0}")]
     Netem(#[from] NetemError),
@@ -243,7 +243,7 @@ async fn run_lab<S: Subject + Clone>(
 /// A panic of the code under test is a result (`Ok(Err(message))`), which
 /// the scenario reports; failing to enter the namespace is an error.
 async fn join<T: Send + 'static>(
-    handle: std::thread::JoinHandle<Result<T, LabError>>,
+    handle: std::thread::JoinHandle<Result<T, TunLabError>>,
     ns: &str,
 ) -> Result<Result<T, String>, RunError> {
     let joined = tokio::task::spawn_blocking(move || handle.join())

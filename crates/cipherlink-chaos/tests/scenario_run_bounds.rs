@@ -9,11 +9,11 @@ use cipherlink_chaos::capture::CaptureError;
 use cipherlink_chaos::lab::Lab;
 use cipherlink_chaos::output::{Invoker, OutDir, OutputError};
 use cipherlink_chaos::results::Mode;
-use cipherlink_chaos::run::{run_scenario, RunError, RunOptions};
+use cipherlink_chaos::scenario_run::{run_scenario, RunError, RunOptions};
 use cipherlink_chaos::scenarios::{select, Timers};
 use cipherlink_chaos::subject::PlainTcp;
 
-/// A seed scenario captures some 70 packets: 2,000 bytes hold a dozen.
+/// A standard scenario captures some 70 packets: 2,000 bytes hold a dozen.
 const TINY: usize = 2_000;
 
 fn options(dir: &std::path::Path, mode: Mode) -> RunOptions {
