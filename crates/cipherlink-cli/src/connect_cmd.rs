@@ -73,15 +73,7 @@ pub async fn run(args: ConnectArgs) -> Result<()> {
         stdout.flush().await.ok();
         copied.map_err(|e| explain_io(e, format!("receiving from {addr}")))
     };
-    tokio::pin!(upload, download);
-    tokio::select! {
-        // The server closed: done, even if stdin has more to give.
-        down = &mut download => down.map(drop),
-        up = &mut upload => {
-            up?;
-            (&mut download).await.map(drop)
-        }
-    }
+    crate::stdio_session::until_server_done(upload, download).await
 }
 
 /// In TLS 1.3 the server judges a client certificate after the client has

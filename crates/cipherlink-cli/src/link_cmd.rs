@@ -529,13 +529,5 @@ async fn connect_cmd(a: ConnectArgs) -> Result<()> {
         stdout.flush().await?;
         anyhow::Ok(())
     };
-    tokio::pin!(upload, download);
-    tokio::select! {
-        // The server closed: done, even if stdin (a terminal) is still open.
-        down = &mut download => down,
-        up = &mut upload => {
-            up?;
-            download.await
-        }
-    }
+    crate::stdio_session::until_server_done(upload, download).await
 }

@@ -288,12 +288,5 @@ pub async fn connect(file: &Path, server: Option<String>, timeout: Duration) -> 
         }
         anyhow::Ok(())
     };
-    tokio::pin!(upload, download);
-    tokio::select! {
-        down = &mut download => down,
-        up = &mut upload => {
-            up?;
-            download.await
-        }
-    }
+    crate::stdio_session::until_server_done(upload, download).await
 }

@@ -22,6 +22,7 @@ mod proxy_cmd;
 mod rpc_cmd;
 mod serve_cmd;
 mod shutdown;
+mod stdio_session;
 mod summarize_cmd;
 mod tls_args;
 mod values;
