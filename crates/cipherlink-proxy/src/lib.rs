@@ -20,6 +20,7 @@ pub mod config;
 mod conn;
 pub mod error;
 mod link;
+pub mod mux;
 mod read_ahead;
 mod relay;
 mod service;
