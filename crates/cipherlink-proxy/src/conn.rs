@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::Role;
 use crate::error::TunnelError;
 use crate::link::LinkEngine;
+use crate::mux::{MuxStream, Reason};
 use crate::read_ahead::ReadAhead;
 use crate::relay::{self, Count, Ends, Receiving};
 use crate::service::{Accepted, Engine, Shared};
@@ -23,7 +24,7 @@ use crate::v1::Side;
 use crate::v1_tunnel::{self, NoFirstFrame, V1Stream};
 
 /// Bytes a TLS side reads from its socket at once: two full records.
-const TLS_READ_AHEAD: usize = 32 * 1024;
+pub(crate) const TLS_READ_AHEAD: usize = 32 * 1024;
 
 /// How long a tunnel cut at shutdown may take to notice and reset its
 /// sockets before it is dropped.
@@ -44,6 +45,7 @@ pub(crate) async fn handle(shared: &Shared, accepted: Accepted, id: u64, cut: Ca
             addr.to_string()
         }
         Accepted::Link(link) => format!("link:{}", link.peer()),
+        Accepted::Mux(stream, peer) => format!("{peer} stream {}", stream.id()),
     };
     tracing::info!(
         service = %shared.name,
@@ -124,6 +126,10 @@ async fn run(
         Accepted::Link(link) => {
             return serve(shared, Encrypted::Link(Box::new(link)), counts, cut).await;
         }
+        // Its connection authenticated before any stream was accepted.
+        Accepted::Mux(stream, _) => {
+            return serve(shared, Encrypted::Mux(stream), counts, cut).await;
+        }
         Accepted::Tcp(stream, _) => stream,
     };
     match shared.role {
@@ -177,7 +183,7 @@ async fn run(
 
 /// A TCP connection handed to a transport it does not belong to (a link
 /// server's engine with a TCP listener): refused, never relayed in clear.
-fn not_this_transport(side: &'static str) -> TunnelError {
+pub(crate) fn not_this_transport(side: &'static str) -> TunnelError {
     TunnelError::Io {
         during: "starting",
         side,
@@ -185,9 +191,18 @@ fn not_this_transport(side: &'static str) -> TunnelError {
     }
 }
 
+/// Client side: a stream of the shared connection when the service
+/// multiplexes, otherwise a connection of its own.
+async fn open_encrypted(shared: &Shared) -> Result<Encrypted, TunnelError> {
+    match &shared.mux {
+        Some(mux) => mux.open(shared).await.map(Encrypted::Mux),
+        None => connect_encrypted(shared).await,
+    }
+}
+
 /// Client side: connects to the proxy server and sets up the encrypted
 /// side as the service's transport says.
-async fn open_encrypted(shared: &Shared) -> Result<Encrypted, TunnelError> {
+pub(crate) async fn connect_encrypted(shared: &Shared) -> Result<Encrypted, TunnelError> {
     match &shared.engine {
         Engine::Link(LinkEngine::Client(config)) => {
             let link = connect_link(shared, config).await?;
@@ -222,7 +237,12 @@ async fn serve(
     cut: &CancellationToken,
 ) -> Result<(), TunnelError> {
     match connect(shared).await {
-        Ok(target) => relay(shared, encrypted, target, true, counts, cut).await,
+        Ok(target) => {
+            if let Encrypted::Mux(stream) = &encrypted {
+                stream.accept();
+            }
+            relay(shared, encrypted, target, true, counts, cut).await
+        }
         Err(err) => {
             encrypted.reset(&err.to_string());
             Err(err)
@@ -279,17 +299,19 @@ async fn connect_link(
 }
 
 /// Makes the kernel answer with RST when the socket is dropped.
-fn reset(stream: &TcpStream) {
+pub(crate) fn reset(stream: &TcpStream) {
     let _ = stream.set_zero_linger();
 }
 
 /// A tunnel's encrypted side, one variant per transport: the relay picks
 /// the pumps from this alone, so no transport can be carried as another.
-enum Encrypted {
+pub(crate) enum Encrypted {
     Tls(Box<cipherlink::Tunnel<ReadAhead<TcpStream>>>),
     Link(Box<cipherlink_link::driver::Link>),
     V1(Box<V1Stream>),
     Plain(TcpStream),
+    /// One stream of a multiplexed tls or link connection.
+    Mux(MuxStream),
 }
 
 impl Encrypted {
@@ -301,6 +323,8 @@ impl Encrypted {
             Encrypted::Plain(stream) => reset(&stream),
             Encrypted::V1(v1) => reset(&v1.stream),
             Encrypted::Link(link) => link.abort(why),
+            // The only reset before relaying: the service is unreachable.
+            Encrypted::Mux(stream) => stream.reset(Reason::Unreachable),
             Encrypted::Tls(tunnel) => {
                 if let Some(transport) = tunnel.transport() {
                     reset(transport.get_ref());
@@ -424,6 +448,15 @@ async fn relay(
             if let Err(err) = &result {
                 // As a reset does for TCP: the far end learns the tunnel failed.
                 link.abort(&err.to_string());
+            }
+            result
+        }
+        Encrypted::Mux(stream) => {
+            // Its FIN is the stream's half-close; a failure resets the
+            // stream alone, never its connection.
+            let (result, stream) = pump_stream(stream, &mut plain, flow).await;
+            if result.is_err() {
+                stream.reset(Reason::Aborted);
             }
             result
         }

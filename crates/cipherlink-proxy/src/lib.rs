@@ -21,6 +21,7 @@ mod conn;
 pub mod error;
 mod link;
 pub mod mux;
+mod mux_tunnel;
 mod read_ahead;
 mod relay;
 mod service;
