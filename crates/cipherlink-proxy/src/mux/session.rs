@@ -100,8 +100,12 @@ impl Stream {
     }
 
     fn wake(&mut self) {
-        self.read_waker.take().map(Waker::wake);
-        self.write_waker.take().map(Waker::wake);
+        if let Some(waker) = self.read_waker.take() {
+            waker.wake();
+        }
+        if let Some(waker) = self.write_waker.take() {
+            waker.wake();
+        }
     }
 }
 
@@ -167,7 +171,9 @@ impl Session {
 
     fn queue(&mut self, frame: Frame) {
         frame.encode(&mut self.out);
-        self.writer_waker.take().map(Waker::wake);
+        if let Some(waker) = self.writer_waker.take() {
+            waker.wake();
+        }
         if self.out.len() > OUT_HARD {
             self.fail(MuxError::Protocol(format!(
                 "the peer made us queue over {OUT_HARD} bytes without reading them"
@@ -228,7 +234,9 @@ impl Session {
                 self.streams
                     .insert(id, Stream::new(self.limits.window, true));
                 self.incoming.push_back(id);
-                self.incoming_waker.take().map(Waker::wake);
+                if let Some(waker) = self.incoming_waker.take() {
+                    waker.wake();
+                }
             }
             return Ok(());
         }
