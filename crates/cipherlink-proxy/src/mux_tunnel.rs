@@ -211,8 +211,15 @@ pub(crate) async fn serve_connection(shared: Arc<Shared>, accepted: Accepted, se
     };
     tracing::info!(service = %shared.name, %peer, "mux: connection authenticated");
     serve_streams(&shared, &conn, &peer, serving).await;
-    let why = conn.failure().map_or_else(String::new, |e| e.to_string());
-    tracing::info!(service = %shared.name, %peer, "mux: connection ended: {why}");
+    match conn.failure() {
+        Some(why) => tracing::info!(service = %shared.name, %peer, "mux: connection ended: {why}"),
+        None => {
+            // Stopping with every stream done: their last frames go out
+            // before the close.
+            conn.close().await;
+            tracing::info!(service = %shared.name, %peer, "mux: connection closed at shutdown");
+        }
+    }
 }
 
 async fn serve_streams(shared: &Arc<Shared>, conn: &MuxConn, peer: &Arc<str>, serving: Serving) {

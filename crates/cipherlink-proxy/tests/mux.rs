@@ -336,3 +336,45 @@ async fn mux_is_refused_for_v1_and_plain() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_stopping_server_lets_open_streams_finish_then_closes_its_connection() {
+    let material = Material::new();
+    let backend = echo_server().await;
+    for transport in MUXED {
+        let mut config = material.secure(ServiceConfig::new(
+            cipherlink_proxy::Role::Server,
+            "127.0.0.1:0",
+            backend.to_string(),
+            transport,
+        ));
+        config.mux = true;
+        // Far longer than DEADLINE: the service may only end early because
+        // its connection closed once its last stream was done.
+        let grace = std::time::Duration::from_secs(600);
+        let server = Running::start_with_grace("server", config, grace).await;
+        let client = Pair::client(&material, transport, server.addr, &mux).await;
+        let mut open = TcpStream::connect(client.addr).await.unwrap();
+        open.write_all(b"before").await.unwrap();
+        let mut six = [0u8; 6];
+        open.read_exact(&mut six).await.unwrap();
+        server.stop();
+        // The open tunnel still carries both ways, and ends cleanly.
+        open.write_all(b"after!").await.unwrap();
+        open.read_exact(&mut six).await.unwrap();
+        assert_eq!(&six, b"after!");
+        open.shutdown().await.unwrap();
+        let mut rest = Vec::new();
+        tokio::time::timeout(DEADLINE, open.read_to_end(&mut rest))
+            .await
+            .unwrap()
+            .unwrap();
+        let mut server = server;
+        tokio::time::timeout(DEADLINE, &mut server.task)
+            .await
+            .expect("the service ended once its only stream was done")
+            .unwrap();
+        client.until_failed("nothing", 0).await;
+        assert_eq!(client.stats.snapshot().completed, 1, "{transport:?}");
+    }
+}

@@ -74,6 +74,13 @@ impl MuxConn {
         Some(MuxStream::new(self.session.clone(), id, None))
     }
 
+    /// Sends what is queued, closes the connection and waits (bounded) for
+    /// the driver to end.
+    pub async fn close(mut self) {
+        lock(&self.session).close();
+        let _ = tokio::time::timeout(CLOSE_WAIT * 2, &mut self.task).await;
+    }
+
     /// Whether the connection can take no new stream.
     pub fn is_spent(&self) -> bool {
         lock(&self.session).is_spent()

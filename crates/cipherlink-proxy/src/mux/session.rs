@@ -121,6 +121,8 @@ pub struct Session {
     incoming: VecDeque<u32>,
     out: BytesMut,
     failed: Option<MuxError>,
+    /// No more frames will be queued: the driver ends once `out` is sent.
+    closing: bool,
     writer_waker: Option<Waker>,
     incoming_waker: Option<Waker>,
     /// Writers waiting for the output queue, openers waiting for a slot.
@@ -146,6 +148,7 @@ impl Session {
             incoming: VecDeque::new(),
             out: BytesMut::new(),
             failed: None,
+            closing: false,
             writer_waker: None,
             incoming_waker: None,
             out_waiters: Vec::new(),
@@ -166,7 +169,7 @@ impl Session {
     /// Whether a client can open no more streams here (the connection
     /// ended, or its ids ran out): the next tunnel needs a new connection.
     pub fn is_spent(&self) -> bool {
-        self.failed.is_some() || self.last_id == u32::MAX
+        self.failed.is_some() || self.closing || self.last_id == u32::MAX
     }
 
     fn queue(&mut self, frame: Frame) {
@@ -200,6 +203,15 @@ impl Session {
         self.open_waiters.drain(..).for_each(Waker::wake);
     }
 
+    /// Ends the connection once what is queued went out (the driver then
+    /// closes it: a link's authenticated close, TLS's close_notify).
+    pub fn close(&mut self) {
+        self.closing = true;
+        if let Some(waker) = self.writer_waker.take() {
+            waker.wake();
+        }
+    }
+
     /// The driver: the encoded frames to write next, or `None` once the
     /// connection has failed.
     pub fn poll_output(&mut self, cx: &Context<'_>) -> Poll<Option<BytesMut>> {
@@ -207,6 +219,9 @@ impl Session {
             return Poll::Ready(None);
         }
         if self.out.is_empty() {
+            if self.closing {
+                return Poll::Ready(None);
+            }
             store(&mut self.writer_waker, cx);
             return Poll::Pending;
         }

@@ -11,6 +11,7 @@ use crate::LabError;
 pub(super) fn crypto(ours: OurTransport, options: &BenchProxyOptions) -> String {
     let crypto = crypto_of(ours.transport, options);
     if ours.mux {
+        let crypto = crypto.replace("; a full handshake per tunnel", "");
         format!("{crypto}; tunnels as streams of one connection (--mux, one handshake)")
     } else {
         crypto
