@@ -7,11 +7,10 @@ use std::time::Duration;
 
 use anyhow::{Context as _, Result};
 use cipherlink_lab::bench_proxy::{
-    self, BenchProxyOptions, BenchProxyReport, PeerKind, PeerProgram, ProxyEvent, ProxyObserver,
-    Row,
+    self, BenchProxyOptions, BenchProxyReport, OurTransport, PeerKind, PeerProgram, ProxyEvent,
+    ProxyObserver, Row,
 };
 use cipherlink_lab::format::thousands;
-use cipherlink_proxy::Transport;
 use clap::Args;
 
 use crate::output::report;
@@ -19,14 +18,15 @@ use crate::output::report;
 /// `bench proxy` options.
 #[derive(Debug, Args)]
 pub struct BenchProxyArgs {
-    /// Our transports to measure besides plain, comma-separated: tls, link, v1.
+    /// Our transports to measure besides plain, comma-separated: tls, link, v1,
+    /// and tls+mux, link+mux (tunnels as streams of one connection).
     #[arg(
         long,
         value_name = "LIST",
         default_value = "tls,link,v1",
         value_delimiter = ','
     )]
-    pub transport: Vec<Transport>,
+    pub transport: Vec<OurTransport>,
     /// Other tunnels to measure beside ours, comma-separated: stunnel, haproxy,
     /// ss-libev, spiped, obfs4; NAME=PROGRAM names the program; `none` for
     /// none (default: every one installed).

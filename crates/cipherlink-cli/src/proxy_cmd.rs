@@ -83,9 +83,14 @@ pub struct CommonArgs {
     /// link, client: the connection file `cipherlink link invite` issued.
     #[arg(long, value_name = "FILE")]
     pub link_file: Option<PathBuf>,
-    /// Most tunnels open at once.
+    /// Most tunnels open at once (with --mux on a server: streams).
     #[arg(long, default_value_t = 16_384)]
     pub max_connections: usize,
+    /// tls and link: carry the tunnels as streams over one long-lived
+    /// encrypted connection (docs/mux.md), so a new tunnel costs no
+    /// handshake. Both ends need it.
+    #[arg(long)]
+    pub mux: bool,
     /// Close a tunnel with no byte either way for this long (0 = never);
     /// e.g. 1h or 90s, a bare number is seconds.
     #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = duration_or_secs)]
@@ -245,6 +250,7 @@ fn single(
     service.idle_timeout = common.idle_timeout;
     service.connect_timeout = common.connect_timeout;
     service.buffer_size = common.buffer_size;
+    service.mux = common.mux;
     service.dangerous.plain_on_network = common.dangerous_plain_on_network;
     match common.transport {
         Transport::Tls => {

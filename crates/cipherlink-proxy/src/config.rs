@@ -207,6 +207,12 @@ pub struct ServiceConfig {
     /// Bytes read at once per direction (and the plaintext per v1 frame).
     #[serde(default = "default_buffer_size")]
     pub buffer_size: usize,
+    /// Carry the tunnels as streams over one long-lived encrypted
+    /// connection (docs/mux.md) instead of one connection and handshake per
+    /// tunnel: `tls` and `link` only, and both ends must set it. On a
+    /// server, `max_connections` then counts streams.
+    #[serde(default)]
+    pub mux: bool,
     /// Protections turned off (`[service.NAME.dangerous]`).
     #[serde(default)]
     pub dangerous: ServiceDangerous,
@@ -247,6 +253,7 @@ impl ServiceConfig {
             idle_timeout: default_idle_timeout(),
             connect_timeout: default_connect_timeout(),
             buffer_size: default_buffer_size(),
+            mux: false,
             dangerous: ServiceDangerous::default(),
         }
     }

@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::Role;
 use crate::error::TunnelError;
 use crate::link::LinkEngine;
+use crate::mux::{MuxStream, Reason};
 use crate::read_ahead::ReadAhead;
 use crate::relay::{self, Count, Ends, Receiving};
 use crate::service::{Accepted, Engine, Shared};
@@ -24,7 +25,7 @@ use crate::v1::Side;
 use crate::v1_tunnel::{self, NoFirstFrame, V1Stream};
 
 /// Bytes a TLS side reads from its socket at once: two full records.
-const TLS_READ_AHEAD: usize = 32 * 1024;
+pub(crate) const TLS_READ_AHEAD: usize = 32 * 1024;
 
 /// How long a tunnel cut at shutdown may take to notice and reset its
 /// sockets before it is dropped.
@@ -47,6 +48,11 @@ pub(crate) async fn handle(shared: &Shared, accepted: Accepted, id: u64, cut: Ca
             (Some(addr.to_string()), OnceLock::new())
         }
         Accepted::Link(link) => (None, OnceLock::from(format!("link:{}", link.peer()))),
+        // The stream's connection is named by who authenticated it.
+        Accepted::Mux(stream, peer) => (
+            None,
+            OnceLock::from(format!("{peer}/stream:{}", stream.id())),
+        ),
     };
     let names = Names {
         shared,
@@ -194,6 +200,12 @@ async fn run(
             names.opened(&encrypted);
             return serve(shared, encrypted, counts, cut).await;
         }
+        // Its connection authenticated before any stream was accepted.
+        Accepted::Mux(stream, _) => {
+            let encrypted = Encrypted::Mux(stream);
+            names.opened(&encrypted);
+            return serve(shared, encrypted, counts, cut).await;
+        }
         Accepted::Tcp(stream, addr) => (stream, addr),
     };
     match shared.role {
@@ -249,7 +261,7 @@ async fn run(
 
 /// A TCP connection handed to a transport it does not belong to (a link
 /// server's engine with a TCP listener): refused, never relayed in clear.
-fn not_this_transport(side: &'static str) -> TunnelError {
+pub(crate) fn not_this_transport(side: &'static str) -> TunnelError {
     TunnelError::Io {
         during: "starting",
         side,
@@ -257,9 +269,18 @@ fn not_this_transport(side: &'static str) -> TunnelError {
     }
 }
 
+/// Client side: a stream of the shared connection when the service
+/// multiplexes, otherwise a connection of its own.
+async fn open_encrypted(shared: &Shared) -> Result<Encrypted, TunnelError> {
+    match &shared.mux {
+        Some(mux) => mux.open(shared).await.map(Encrypted::Mux),
+        None => connect_encrypted(shared).await,
+    }
+}
+
 /// Client side: connects to the proxy server and sets up the encrypted
 /// side as the service's transport says.
-async fn open_encrypted(shared: &Shared) -> Result<Encrypted, TunnelError> {
+pub(crate) async fn connect_encrypted(shared: &Shared) -> Result<Encrypted, TunnelError> {
     match &shared.engine {
         Engine::Link(LinkEngine::Client(config)) => {
             let link = connect_link(shared, config).await?;
@@ -294,7 +315,12 @@ async fn serve(
     cut: &CancellationToken,
 ) -> Result<(), TunnelError> {
     match connect(shared).await {
-        Ok(target) => relay(shared, encrypted, target, true, counts, cut).await,
+        Ok(target) => {
+            if let Encrypted::Mux(stream) = &encrypted {
+                stream.accept();
+            }
+            relay(shared, encrypted, target, true, counts, cut).await
+        }
         Err(err) => {
             encrypted.reset(&err.to_string());
             Err(err)
@@ -351,17 +377,19 @@ async fn connect_link(
 }
 
 /// Makes the kernel answer with RST when the socket is dropped.
-fn reset(stream: &TcpStream) {
+pub(crate) fn reset(stream: &TcpStream) {
     let _ = stream.set_zero_linger();
 }
 
 /// A tunnel's encrypted side, one variant per transport: the relay picks
 /// the pumps from this alone, so no transport can be carried as another.
-enum Encrypted {
+pub(crate) enum Encrypted {
     Tls(Box<cipherlink::Tunnel<ReadAhead<TcpStream>>>),
     Link(Box<cipherlink_link::driver::Link>),
     V1(Box<V1Stream>),
     Plain(TcpStream),
+    /// One stream of a multiplexed tls or link connection.
+    Mux(MuxStream),
 }
 
 impl Encrypted {
@@ -373,6 +401,8 @@ impl Encrypted {
             Encrypted::Plain(stream) => reset(&stream),
             Encrypted::V1(v1) => reset(&v1.stream),
             Encrypted::Link(link) => link.abort(why),
+            // The only reset before relaying: the service is unreachable.
+            Encrypted::Mux(stream) => stream.reset(Reason::Unreachable),
             Encrypted::Tls(tunnel) => {
                 if let Some(transport) = tunnel.transport() {
                     reset(transport.get_ref());
@@ -496,6 +526,15 @@ async fn relay(
             if let Err(err) = &result {
                 // As a reset does for TCP: the far end learns the tunnel failed.
                 link.abort(&err.to_string());
+            }
+            result
+        }
+        Encrypted::Mux(stream) => {
+            // Its FIN is the stream's half-close; a failure resets the
+            // stream alone, never its connection.
+            let (result, stream) = pump_stream(stream, &mut plain, flow).await;
+            if result.is_err() {
+                stream.reset(Reason::Aborted);
             }
             result
         }

@@ -20,6 +20,8 @@ pub mod config;
 mod conn;
 pub mod error;
 mod link;
+pub mod mux;
+mod mux_tunnel;
 mod read_ahead;
 mod relay;
 mod service;
@@ -52,6 +54,57 @@ pub mod fuzzing {
             )
         })
         .clone()
+    }
+
+    /// Feeds `bytes` to the mux frame decoder in pieces (sized by the first
+    /// byte) and every frame to a server and a client session; must never
+    /// panic, every frame must re-encode to the bytes it came from, the
+    /// decoder must hold less than one whole frame after draining, and no
+    /// stream may buffer more than its window.
+    pub fn mux_frames(bytes: &[u8]) {
+        use crate::mux::frame::{Decoder, HEADER_LEN, MAX_DATA};
+        use crate::mux::session::{Limits, Session, Side};
+        let step = usize::from(bytes.first().copied().unwrap_or(1)).max(1);
+        let limits = Limits {
+            max_streams: 8,
+            window: 64 * 1024,
+        };
+        let mut sessions = [
+            Some(Session::new(Side::Server, limits)),
+            Some(Session::new(Side::Client, limits)),
+        ];
+        let mut decoder = Decoder::new();
+        let mut consumed = 0usize;
+        let mut held = Vec::new();
+        for piece in bytes.chunks(step) {
+            decoder.push(piece);
+            held.extend_from_slice(piece);
+            loop {
+                let before = decoder.pending();
+                let frame = match decoder.next_frame() {
+                    Ok(Some(frame)) => frame,
+                    Ok(None) => break,
+                    Err(_) => return,
+                };
+                let used = before - decoder.pending();
+                let mut again = bytes::BytesMut::new();
+                frame.encode(&mut again);
+                assert_eq!(&again[..], &held[consumed..consumed + used]);
+                consumed += used;
+                for slot in sessions.iter_mut() {
+                    if let Some(session) = slot {
+                        let id = frame.stream();
+                        if session.receive(frame.clone()).is_err() {
+                            *slot = None;
+                        } else {
+                            assert!(session.buffered(id) <= limits.window as usize);
+                            assert!(session.streams() <= limits.max_streams);
+                        }
+                    }
+                }
+            }
+            assert!(decoder.pending() < HEADER_LEN + MAX_DATA);
+        }
     }
 
     /// Feeds `bytes` to a v1 decoder in two pieces (split at the first

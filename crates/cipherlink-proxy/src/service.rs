@@ -46,6 +46,9 @@ pub(crate) struct Shared {
     pub(crate) idle_timeout: Option<Duration>,
     pub(crate) buffer_size: usize,
     pub(crate) stats: Arc<ServiceStats>,
+    /// Set when the service multiplexes (`mux = true`): the connection
+    /// limits, and on a client the connection its tunnels share.
+    pub(crate) mux: Option<crate::mux_tunnel::MuxSettings>,
 }
 
 /// Where a service's connections come from: TCP, or (a link server)
@@ -56,10 +59,12 @@ enum Listener {
 }
 
 /// What a listener hands over: a TCP connection and its address, or a link
-/// and its authenticated client name.
+/// and its authenticated client name; or (a mux server) one stream of an
+/// authenticated connection, with that connection's peer.
 pub(crate) enum Accepted {
     Tcp(tokio::net::TcpStream, SocketAddr),
     Link(cipherlink_link::driver::Link),
+    Mux(crate::mux::MuxStream, Arc<str>),
 }
 
 impl std::fmt::Debug for Listener {
@@ -241,8 +246,17 @@ impl Service {
             _ => None,
         };
         let permits = Arc::new(Semaphore::new(self.max_connections));
+        // A mux server's max_connections counts streams; its connections
+        // are held to the same number apart, so idle ones cannot pile up.
+        let mux_server = self.shared.mux.is_some() && self.shared.role == Role::Server;
+        let streams = permits.clone();
+        let permits = if mux_server {
+            Arc::new(Semaphore::new(self.max_connections))
+        } else {
+            permits
+        };
         let mut tunnels = JoinSet::new();
-        let ids = AtomicU64::new(0);
+        let ids = Arc::new(AtomicU64::new(0));
         let cut = CancellationToken::new();
         loop {
             // Reap finished tunnels so the set does not grow.
@@ -269,6 +283,20 @@ impl Service {
                     continue;
                 }
             };
+            if mux_server {
+                tunnels.spawn(crate::mux_tunnel::serve_connection(
+                    self.shared.clone(),
+                    accepted,
+                    crate::mux_tunnel::Serving {
+                        permit,
+                        streams: streams.clone(),
+                        ids: ids.clone(),
+                        cut: cut.clone(),
+                        stop: stop.clone(),
+                    },
+                ));
+                continue;
+            }
             let stats = &self.shared.stats;
             stats.accepted.fetch_add(1, Ordering::Relaxed);
             stats.active.fetch_add(1, Ordering::AcqRel);
@@ -329,7 +357,7 @@ impl Drop for AbortOnDrop {
 }
 
 /// Decrements the active count however a tunnel task ends (abort included).
-struct ActiveGuard<'a>(&'a ServiceStats);
+pub(crate) struct ActiveGuard<'a>(pub(crate) &'a ServiceStats);
 
 impl Drop for ActiveGuard<'_> {
     fn drop(&mut self) {
@@ -420,6 +448,22 @@ fn check(name: &str, config: &ServiceConfig) -> Result<Shared, ProxyError> {
     if connect.is_empty() {
         return Err(bad("connect", "is empty; give host:port"));
     }
+    let mux = match (config.mux, config.transport) {
+        (false, _) => None,
+        (true, Transport::Tls | Transport::Link) => Some(crate::mux_tunnel::MuxSettings::new(
+            config.role,
+            config.max_connections,
+        )),
+        (true, other) => {
+            return Err(bad(
+                "mux",
+                &format!(
+                    "is set, but transport is \"{}\"; multiplexing is for tls and link",
+                    other.name()
+                ),
+            ))
+        }
+    };
     // A v1 frame carries one read: keep it under the bound the peer enforces.
     let buffer_size = match &engine {
         Engine::V1(v1) => config
@@ -437,6 +481,7 @@ fn check(name: &str, config: &ServiceConfig) -> Result<Shared, ProxyError> {
         idle_timeout: (!config.idle_timeout.is_zero()).then_some(config.idle_timeout),
         buffer_size,
         stats: Arc::default(),
+        mux,
     })
 }
 

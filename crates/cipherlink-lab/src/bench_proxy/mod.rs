@@ -27,7 +27,8 @@ use cipherlink_proxy::Transport;
 
 pub use backend::serve_backend;
 pub use options::{
-    BenchProxyOptions, PeerKind, PeerProgram, ProxyEvent, ProxyObserver, IDLE_FALLBACK,
+    BenchProxyOptions, OurTransport, PeerKind, PeerProgram, ProxyEvent, ProxyObserver,
+    IDLE_FALLBACK,
 };
 pub use report::{BenchProxyReport, Ratio, Row, RowKind, BOTTLENECK_SHARE};
 pub use socks5::{Socks5Dialer, Socks5Error};
@@ -89,7 +90,10 @@ pub async fn run(options: &BenchProxyOptions) -> Result<BenchProxyReport, LabErr
 
 /// Direct, plain, our other transports (each once), then the peers.
 fn subjects(options: &BenchProxyOptions) -> Vec<Subject> {
-    let mut out = vec![Subject::Direct, Subject::Ours(Transport::Plain)];
+    let mut out = vec![
+        Subject::Direct,
+        Subject::Ours(OurTransport::plain_of(Transport::Plain)),
+    ];
     for &t in &options.transports {
         if !out
             .iter()

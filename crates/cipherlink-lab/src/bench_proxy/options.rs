@@ -13,13 +13,59 @@ use crate::LabError;
 /// asked for (said in the report's `limits`).
 pub const IDLE_FALLBACK: usize = 2_000;
 
+/// One of our pairs: a transport, and whether its tunnels are streams of
+/// one connection (`--mux`). Written `tls`, `link+mux`, ...
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OurTransport {
+    /// The proxy transport.
+    pub transport: Transport,
+    /// Both ends run with `--mux`.
+    pub mux: bool,
+}
+
+impl OurTransport {
+    /// A transport without mux.
+    pub fn plain_of(transport: Transport) -> OurTransport {
+        OurTransport {
+            transport,
+            mux: false,
+        }
+    }
+
+    /// The row's name: the transport's, `+mux` when multiplexed.
+    pub fn name(self) -> &'static str {
+        match (self.transport, self.mux) {
+            (Transport::Tls, true) => "tls+mux",
+            (Transport::Link, true) => "link+mux",
+            (other, _) => other.name(),
+        }
+    }
+}
+
+impl std::str::FromStr for OurTransport {
+    type Err = String;
+    fn from_str(s: &str) -> Result<OurTransport, String> {
+        let (name, mux) = match s.strip_suffix("+mux") {
+            Some(name) => (name, true),
+            None => (s, false),
+        };
+        let transport: Transport = name.parse()?;
+        if mux && !matches!(transport, Transport::Tls | Transport::Link) {
+            return Err(format!(
+                "{s}: only tls and link multiplex (tls+mux, link+mux)"
+            ));
+        }
+        Ok(OurTransport { transport, mux })
+    }
+}
+
 /// What to run.
 #[derive(Debug, Clone)]
 pub struct BenchProxyOptions {
     /// The `cipherlink` binary: our proxy ends, the backend helper, `link keygen`.
     pub program: PathBuf,
     /// Our transports besides plain (plain always runs: it is the baseline).
-    pub transports: Vec<Transport>,
+    pub transports: Vec<OurTransport>,
     /// The foreign tunnels, each as a client end + server end pair.
     pub peers: Vec<PeerProgram>,
     /// Bytes sent through one tunnel in the bulk case.

@@ -159,27 +159,52 @@ pub struct Pair {
 
 impl Pair {
     pub async fn start(material: &Material, transport: Transport, backend: SocketAddr) -> Pair {
-        let server = Running::start(
-            "server",
-            material.secure(ServiceConfig::new(
-                Role::Server,
-                "127.0.0.1:0",
-                backend.to_string(),
-                transport,
-            )),
-        )
-        .await;
-        let client = Running::start(
-            "client",
-            material.secure(ServiceConfig::new(
-                Role::Client,
-                "127.0.0.1:0",
-                server.addr.to_string(),
-                transport,
-            )),
-        )
-        .await;
+        Pair::start_with(material, transport, backend, |_| {}).await
+    }
+
+    /// A pair whose two configurations `adjust` changes first; the client
+    /// connects to the server, or to what `via` puts in front of it.
+    pub async fn start_with(
+        material: &Material,
+        transport: Transport,
+        backend: SocketAddr,
+        adjust: impl Fn(&mut ServiceConfig),
+    ) -> Pair {
+        let server = Pair::server(material, transport, backend, &adjust).await;
+        let client = Pair::client(material, transport, server.addr, &adjust).await;
         Pair { server, client }
+    }
+
+    pub async fn server(
+        material: &Material,
+        transport: Transport,
+        backend: SocketAddr,
+        adjust: &impl Fn(&mut ServiceConfig),
+    ) -> Running {
+        let mut config = material.secure(ServiceConfig::new(
+            Role::Server,
+            "127.0.0.1:0",
+            backend.to_string(),
+            transport,
+        ));
+        adjust(&mut config);
+        Running::start("server", config).await
+    }
+
+    pub async fn client(
+        material: &Material,
+        transport: Transport,
+        server: SocketAddr,
+        adjust: &impl Fn(&mut ServiceConfig),
+    ) -> Running {
+        let mut config = material.secure(ServiceConfig::new(
+            Role::Client,
+            "127.0.0.1:0",
+            server.to_string(),
+            transport,
+        ));
+        adjust(&mut config);
+        Running::start("client", config).await
     }
 }
 

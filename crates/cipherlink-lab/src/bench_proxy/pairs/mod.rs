@@ -12,11 +12,9 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
-use cipherlink_proxy::Transport;
-
 use super::client::Entry;
 use super::material::Material;
-use super::options::{BenchProxyOptions, PeerKind, PeerProgram};
+use super::options::{BenchProxyOptions, OurTransport, PeerKind, PeerProgram};
 use super::process::{retry_ports, Proc};
 use super::report::RowKind;
 use crate::LabError;
@@ -59,7 +57,7 @@ pub(super) enum Subject {
     /// No tunnel.
     Direct,
     /// A cipherlink proxy pair.
-    Ours(Transport),
+    Ours(OurTransport),
     /// A foreign pair.
     Peer(PeerProgram),
 }

@@ -4,11 +4,21 @@ use cipherlink_proxy::Transport;
 
 use super::{Ctx, Pair, END_SLACK};
 use crate::bench_proxy::client::Entry;
-use crate::bench_proxy::options::BenchProxyOptions;
+use crate::bench_proxy::options::{BenchProxyOptions, OurTransport};
 use crate::bench_proxy::process::{spare_addr, wait_listening, Proc};
 use crate::LabError;
 
-pub(super) fn crypto(transport: Transport, options: &BenchProxyOptions) -> String {
+pub(super) fn crypto(ours: OurTransport, options: &BenchProxyOptions) -> String {
+    let crypto = crypto_of(ours.transport, options);
+    if ours.mux {
+        let crypto = crypto.replace("; a full handshake per tunnel", "");
+        format!("{crypto}; tunnels as streams of one connection (--mux, one handshake)")
+    } else {
+        crypto
+    }
+}
+
+fn crypto_of(transport: Transport, options: &BenchProxyOptions) -> String {
     match transport {
         Transport::Plain => "none (the proxies' own cost, without encryption)".into(),
         Transport::Tls => {
@@ -31,13 +41,15 @@ pub(super) fn crypto(transport: Transport, options: &BenchProxyOptions) -> Strin
 
 pub(super) async fn start(
     ctx: &Ctx<'_>,
-    transport: Transport,
+    ours: OurTransport,
     capacity: usize,
 ) -> Result<Pair, LabError> {
     let (options, material) = (ctx.options, ctx.material);
+    let transport = ours.transport;
     let server_addr = spare_addr()?;
     let client_addr = spare_addr()?;
     let name = transport.name().to_string();
+    let row = ours.name();
     let most = (capacity + END_SLACK).to_string();
     let mut server: Vec<String> = [
         "proxy",
@@ -67,6 +79,11 @@ pub(super) async fn start(
     ]
     .map(String::from)
     .to_vec();
+    if ours.mux {
+        for args in [&mut server, &mut client] {
+            args.push("--mux".into());
+        }
+    }
     if let Some(size) = options.buffer_size {
         for args in [&mut server, &mut client] {
             args.extend(["--buffer-size".into(), size.to_string()]);
@@ -106,14 +123,14 @@ pub(super) async fn start(
     // Errors only: per-tunnel log lines are not what is measured.
     let env = [("CIPHERLINK_LOG", "error".to_string())];
     let mut server = Proc::spawn(
-        format!("cipherlink {name} server end"),
+        format!("cipherlink {row} server end"),
         &options.program,
         &server,
         &env,
     )?;
     wait_listening(&mut server, server_addr).await?;
     let mut client = Proc::spawn(
-        format!("cipherlink {name} client end"),
+        format!("cipherlink {row} client end"),
         &options.program,
         &client,
         &env,

@@ -1,0 +1,280 @@
+//! The proxy's tunnels as mux streams (`mux = true`, docs/mux.md).
+//!
+//! Client: every tunnel opens a stream on the one connection the service
+//! keeps to its server; the connection (a link, or a TLS tunnel over TCP)
+//! is made by the first tunnel that needs it, and again by the first
+//! tunnel after it was lost, so a lost connection costs the tunnels it
+//! carried, never the next one. Tunnels that arrive while a connection is
+//! being made wait for that one attempt rather than each dialling.
+//!
+//! Server: each accepted connection authenticates first (the link listener
+//! or the TLS handshake), then its streams are tunnels: each takes one of
+//! the service's `max_connections` permits or is refused with a RESET, and
+//! runs as any tunnel does (connect the service, relay, log).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Role;
+use crate::conn::{self, Encrypted, TLS_READ_AHEAD};
+use crate::error::TunnelError;
+use crate::mux::{Limits, MuxConn, MuxError, MuxStream, Reason, Side};
+use crate::read_ahead::ReadAhead;
+use crate::service::{Accepted, ActiveGuard, Engine, Shared};
+
+/// Most streams on one connection (fewer when max_connections is lower).
+const MAX_STREAMS: usize = 1024;
+
+/// A multiplexing service's settings; a client's shared connection.
+#[derive(Debug)]
+pub(crate) struct MuxSettings {
+    limits: Limits,
+    max_connections: usize,
+    pool: Option<Pool>,
+}
+
+impl MuxSettings {
+    pub(crate) fn new(role: Role, max_connections: usize) -> MuxSettings {
+        // A server refuses past max_connections with its semaphore (logged,
+        // counted); the session's own cap only bounds one connection.
+        let max_streams = match role {
+            Role::Client => max_connections.clamp(1, MAX_STREAMS),
+            Role::Server => MAX_STREAMS,
+        };
+        let limits = Limits {
+            max_streams,
+            ..Limits::default()
+        };
+        MuxSettings {
+            limits,
+            max_connections,
+            pool: (role == Role::Client).then(Pool::default),
+        }
+    }
+
+    /// Client: a new stream to the server, on the current connection or a
+    /// new one.
+    pub(crate) async fn open(&self, shared: &Shared) -> Result<MuxStream, TunnelError> {
+        let Some(pool) = &self.pool else {
+            return Err(conn::not_this_transport("target"));
+        };
+        // A connection lost between our check and the open: one retry on a
+        // fresh one, so the loss is not this tunnel's.
+        match pool.open(shared, self.limits).await {
+            Err(Retry::Lost(_)) => match pool.open(shared, self.limits).await {
+                Ok(stream) => Ok(stream),
+                Err(Retry::Lost(error)) => Err(lost(shared, error)),
+                Err(Retry::Failed(error)) => Err(error),
+            },
+            Ok(stream) => Ok(stream),
+            Err(Retry::Failed(error)) => Err(error),
+        }
+    }
+}
+
+fn lost(shared: &Shared, error: MuxError) -> TunnelError {
+    TunnelError::Connect {
+        target: shared.connect.clone(),
+        error: std::io::Error::new(std::io::ErrorKind::ConnectionAborted, error.to_string()),
+    }
+}
+
+enum Retry {
+    Lost(MuxError),
+    Failed(TunnelError),
+}
+
+/// The client's connection, made on demand.
+#[derive(Debug, Default)]
+struct Pool {
+    current: tokio::sync::Mutex<Option<Arc<MuxConn>>>,
+    /// Attempts to connect that failed, so tunnels that waited for a
+    /// failing attempt fail with it instead of each trying in turn.
+    failures: AtomicU64,
+    last_failure: std::sync::Mutex<Option<String>>,
+}
+
+impl Pool {
+    async fn open(&self, shared: &Shared, limits: Limits) -> Result<MuxStream, Retry> {
+        let failures = self.failures.load(Ordering::Acquire);
+        let conn = {
+            let mut current = self.current.lock().await;
+            match current.as_ref() {
+                Some(conn) if !conn.is_spent() => conn.clone(),
+                _ => {
+                    if self.failures.load(Ordering::Acquire) != failures {
+                        let why = self
+                            .last_failure
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .clone()
+                            .unwrap_or_default();
+                        return Err(Retry::Failed(TunnelError::Connect {
+                            target: shared.connect.clone(),
+                            error: std::io::Error::other(format!(
+                                "the shared mux connection failed just now: {why}"
+                            )),
+                        }));
+                    }
+                    *current = None;
+                    match connect(shared, limits).await {
+                        Ok(conn) => {
+                            let conn = Arc::new(conn);
+                            *current = Some(conn.clone());
+                            conn
+                        }
+                        Err(error) => {
+                            *self.last_failure.lock().unwrap_or_else(|p| p.into_inner()) =
+                                Some(error.to_string());
+                            self.failures.fetch_add(1, Ordering::AcqRel);
+                            return Err(Retry::Failed(error));
+                        }
+                    }
+                }
+            }
+        };
+        conn.open(shared.connect_timeout).await.map_err(Retry::Lost)
+    }
+}
+
+/// Makes and authenticates the client's connection.
+async fn connect(shared: &Shared, limits: Limits) -> Result<MuxConn, TunnelError> {
+    let conn = match conn::connect_encrypted(shared).await? {
+        Encrypted::Link(link) => MuxConn::start(link, Side::Client, limits),
+        Encrypted::Tls(tunnel) => MuxConn::start(tunnel, Side::Client, limits),
+        Encrypted::V1(_) | Encrypted::Plain(_) | Encrypted::Mux(_) => {
+            return Err(conn::not_this_transport("target"))
+        }
+    };
+    tracing::info!(
+        service = %shared.name,
+        "mux: connected to {}; new tunnels are streams on it",
+        shared.connect
+    );
+    Ok(conn)
+}
+
+/// What a server's connection task needs from its service.
+pub(crate) struct Serving {
+    /// The connection's own permit.
+    pub(crate) permit: OwnedSemaphorePermit,
+    /// One per stream: the service's max_connections.
+    pub(crate) streams: Arc<Semaphore>,
+    pub(crate) ids: Arc<AtomicU64>,
+    pub(crate) cut: CancellationToken,
+    pub(crate) stop: watch::Receiver<bool>,
+}
+
+/// Server: authenticates one connection, then serves its streams until it
+/// ends (or the service stops and its streams are done).
+pub(crate) async fn serve_connection(shared: Arc<Shared>, accepted: Accepted, serving: Serving) {
+    let Some(limits) = shared.mux.as_ref().map(|m| m.limits) else {
+        return;
+    };
+    let (conn, peer): (MuxConn, Arc<str>) = match accepted {
+        Accepted::Link(link) => {
+            let peer = format!("link:{}", link.peer()).into();
+            (MuxConn::start(link, Side::Server, limits), peer)
+        }
+        Accepted::Tcp(stream, addr) => {
+            let Engine::Tls(context) = &shared.engine else {
+                conn::reset(&stream);
+                return;
+            };
+            let _ = stream.set_nodelay(true);
+            let handshake = tokio::time::timeout(
+                shared.connect_timeout,
+                context.accept(ReadAhead::new(stream, TLS_READ_AHEAD), addr.to_string()),
+            );
+            match handshake.await {
+                Ok(Ok(tunnel)) => (
+                    MuxConn::start(tunnel, Side::Server, limits),
+                    addr.to_string().into(),
+                ),
+                Ok(Err(error)) => {
+                    shared.stats.failed.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(service = %shared.name, peer = %addr, "mux: TLS handshake: {error}");
+                    return;
+                }
+                Err(_) => {
+                    shared.stats.failed.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(service = %shared.name, peer = %addr, "mux: no TLS handshake within {:?}", shared.connect_timeout);
+                    return;
+                }
+            }
+        }
+        Accepted::Mux(..) => return,
+    };
+    tracing::info!(service = %shared.name, %peer, "mux: connection authenticated");
+    serve_streams(&shared, &conn, &peer, serving).await;
+    match conn.failure() {
+        Some(why) => tracing::info!(service = %shared.name, %peer, "mux: connection ended: {why}"),
+        None => {
+            // Stopping with every stream done: their last frames go out
+            // before the close.
+            conn.close().await;
+            tracing::info!(service = %shared.name, %peer, "mux: connection closed at shutdown");
+        }
+    }
+}
+
+async fn serve_streams(shared: &Arc<Shared>, conn: &MuxConn, peer: &Arc<str>, serving: Serving) {
+    let Serving {
+        permit: _permit,
+        streams: permits,
+        ids,
+        cut,
+        mut stop,
+    } = serving;
+    let mut streams = JoinSet::new();
+    let mut stopping = false;
+    loop {
+        if stopping && streams.is_empty() {
+            break;
+        }
+        tokio::select! {
+            accepted = conn.accept() => {
+                let Some(stream) = accepted else { break };
+                let permit = if stopping { None } else { permits.clone().try_acquire_owned().ok() };
+                let Some(permit) = permit else {
+                    refuse(shared, peer, &stream, stopping);
+                    continue;
+                };
+                shared.stats.accepted.fetch_add(1, Ordering::Relaxed);
+                shared.stats.active.fetch_add(1, Ordering::AcqRel);
+                let shared = shared.clone();
+                let id = ids.fetch_add(1, Ordering::Relaxed);
+                let cut = cut.clone();
+                let peer = peer.clone();
+                streams.spawn(async move {
+                    let _permit = permit;
+                    let _active = ActiveGuard(&shared.stats);
+                    conn::handle(&shared, Accepted::Mux(stream, peer), id, cut).await;
+                });
+            }
+            Some(_) = streams.join_next(), if !streams.is_empty() => {}
+            _ = stop.wait_for(|stop| *stop), if !stopping => stopping = true,
+            () = cut.cancelled() => break,
+        }
+    }
+    // Streams of a lost connection fail on their own; cut ones reset.
+    while streams.join_next().await.is_some() {}
+}
+
+fn refuse(shared: &Shared, peer: &str, stream: &MuxStream, stopping: bool) {
+    stream.reset(Reason::Refused);
+    shared.stats.failed.fetch_add(1, Ordering::Relaxed);
+    let why = if stopping {
+        "the service is shutting down".to_string()
+    } else {
+        format!(
+            "max_connections ({}) streams are open",
+            shared.mux.as_ref().map_or(0, |m| m.max_connections)
+        )
+    };
+    tracing::warn!(service = %shared.name, %peer, stream = stream.id(), "mux: refused a stream: {why}");
+}
