@@ -51,7 +51,7 @@ pub struct CommonArgs {
     pub v1_peer: Option<PathBuf>,
     /// v1: largest frame data size accepted and sent (16 + plaintext; the
     /// first frame of a connection is held to 65552 whatever this says).
-    #[arg(long, default_value_t = cipherlink_proxy::v1::DEFAULT_MAX_DATA_SIZE)]
+    #[arg(long, default_value_t = cipherlink_proxy::nacl_frame::DEFAULT_MAX_DATA_SIZE)]
     pub max_frame_size: u32,
     /// v1 between two cipherlink proxies: each direction is one nonce
     /// sequence, so frames spliced from another connection, deleted or
@@ -210,7 +210,7 @@ pub async fn run(args: ProxyArgs) -> Result<()> {
                     keygen.transport.name()
                 );
             }
-            use cipherlink_proxy::v1::keys::{write_key_pair, Existing};
+            use cipherlink_proxy::nacl_frame::keys::{write_key_pair, Existing};
             let existing = if keygen.force {
                 Existing::Replace
             } else {

@@ -96,7 +96,7 @@ pub enum LabError {
     },
     /// A v1 key pair for the proxy's v1 transport.
     #[error(transparent)]
-    V1Key(#[from] cipherlink_proxy::v1::keys::KeyError),
+    V1Key(#[from] cipherlink_proxy::nacl_frame::keys::KeyError),
     /// Reading another process's figures from /proc.
     #[error("reading {path} (is PID {pid} still running?): {source}")]
     Proc {

@@ -29,7 +29,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::error::ProxyError;
-use crate::v1::DEFAULT_MAX_DATA_SIZE;
+use crate::nacl_frame::DEFAULT_MAX_DATA_SIZE;
 
 /// How a service's encrypted side is carried.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

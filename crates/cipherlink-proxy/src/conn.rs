@@ -18,11 +18,11 @@ use crate::config::Role;
 use crate::error::TunnelError;
 use crate::link::LinkEngine;
 use crate::mux::{MuxStream, Reason};
+use crate::nacl_frame::Side;
+use crate::nacl_frame_tunnel::{self, NoFirstFrame, V1Stream};
 use crate::read_ahead::ReadAhead;
 use crate::relay::{self, Count, Ends, Receiving};
 use crate::service::{Accepted, Engine, Shared};
-use crate::v1::Side;
-use crate::v1_tunnel::{self, NoFirstFrame, V1Stream};
 
 /// Bytes a TLS side reads from its socket at once: two full records.
 pub(crate) const TLS_READ_AHEAD: usize = 32 * 1024;
@@ -226,7 +226,7 @@ async fn run(
                 }
                 Engine::V1(v1) => {
                     let mut stream = v1.stream(accepted, Side::Server);
-                    match v1_tunnel::authenticate(&mut stream, v1.auth_timeout).await {
+                    match nacl_frame_tunnel::authenticate(&mut stream, v1.auth_timeout).await {
                         Ok(()) => Encrypted::V1(Box::new(stream)),
                         // Closed before a byte: nothing to carry anywhere.
                         Err(NoFirstFrame::Closed) => return Ok(()),

@@ -5,8 +5,8 @@
 use std::io;
 use std::path::PathBuf;
 
-use crate::v1::keys::KeyError;
-use crate::v1::V1Error;
+use crate::nacl_frame::keys::KeyError;
+use crate::nacl_frame::V1Error;
 
 /// A proxy that cannot start, or a configuration that does not parse.
 #[derive(Debug, thiserror::Error)]

@@ -14,7 +14,7 @@
 //! or nonce sequence (v1); both directions stream at once with a bounded
 //! buffer each, half-close travels through, and a failure resets both
 //! sides instead of closing them cleanly. The v1 frame is a sans-IO codec in
-//! [`v1`] (spec: docs/v1-frame.md).
+//! [`nacl_frame`] (spec: docs/v1-frame.md).
 
 pub mod config;
 mod conn;
@@ -22,12 +22,12 @@ pub mod error;
 mod link;
 pub mod mux;
 mod mux_tunnel;
+pub mod nacl_frame;
+mod nacl_frame_tunnel;
 mod read_ahead;
 mod relay;
 mod service;
 pub mod stats;
-pub mod v1;
-mod v1_tunnel;
 
 pub use config::{
     LinkConfig, ProxyConfig, Role, ServiceConfig, ServiceDangerous, Transport, V1Config,
@@ -41,7 +41,9 @@ pub use stats::{ServiceStats, Snapshot};
 pub mod fuzzing {
     use std::sync::OnceLock;
 
-    use crate::v1::{Decoder, Keys, Mode, Opener, ReplayGuard, Side, NONCE_LEN, PREFIX_LEN};
+    use crate::nacl_frame::{
+        Decoder, Keys, Mode, Opener, ReplayGuard, Side, NONCE_LEN, PREFIX_LEN,
+    };
 
     /// Fixed keys, derived once: an X25519 step per input would be most of
     /// the fuzzer's time.

@@ -20,7 +20,7 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio_util::sync::CancellationToken;
 
 use crate::error::TunnelError;
-use crate::v1::{Decoder, Opener, Sealer};
+use crate::nacl_frame::{Decoder, Opener, Sealer};
 
 /// One direction's byte count: the tunnel's own and its service's total.
 #[derive(Clone, Copy)]
@@ -214,14 +214,14 @@ where
         if n == 0 {
             decoder
                 .finish()
-                .map_err(|e| v1_error(crate::v1::V1Error::Frame(e)))?;
+                .map_err(|e| v1_error(crate::nacl_frame::V1Error::Frame(e)))?;
             return pass_end(&mut writer, ends).await;
         }
         let mut input = &buf[..n];
         while !input.is_empty() {
             let Some(frame) = decoder
                 .decode(&mut input)
-                .map_err(|e| v1_error(crate::v1::V1Error::Frame(e)))?
+                .map_err(|e| v1_error(crate::nacl_frame::V1Error::Frame(e)))?
             else {
                 continue;
             };

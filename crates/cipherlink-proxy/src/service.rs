@@ -15,10 +15,10 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{ProxyConfig, Role, ServiceConfig, Transport};
 use crate::error::ProxyError;
 use crate::link::LinkEngine;
+use crate::nacl_frame::keys::{check_pair, read_public_key, read_secret_key};
+use crate::nacl_frame::{Keys, Mode, LIMIT_MAX_DATA_SIZE, OVERHEAD};
+use crate::nacl_frame_tunnel::V1Engine;
 use crate::stats::{stats_line, ServiceStats, Snapshot};
-use crate::v1::keys::{check_pair, read_public_key, read_secret_key};
-use crate::v1::{Keys, Mode, LIMIT_MAX_DATA_SIZE, OVERHEAD};
-use crate::v1_tunnel::V1Engine;
 use cipherlink_link::gate::ServerLimits;
 
 /// How the encrypted side is made, built once per service.
@@ -468,7 +468,7 @@ fn check(name: &str, config: &ServiceConfig) -> Result<Shared, ProxyError> {
     let buffer_size = match &engine {
         Engine::V1(v1) => config
             .buffer_size
-            .min(v1.max_frame as usize - crate::v1::TAG_LEN),
+            .min(v1.max_frame as usize - crate::nacl_frame::TAG_LEN),
         _ => config.buffer_size,
     };
     Ok(Shared {

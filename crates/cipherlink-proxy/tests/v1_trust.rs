@@ -10,7 +10,7 @@ mod common;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use cipherlink_proxy::v1::{
+use cipherlink_proxy::nacl_frame::{
     self, keys, Decoder, Header, Keys, Mode, Opener, Sealer, Side, DEFAULT_MAX_DATA_SIZE,
     HEADER_LEN, LIMIT_MAX_DATA_SIZE, NONCE_LEN,
 };
@@ -35,7 +35,7 @@ impl Client {
     /// With `max` as the largest frame it seals.
     async fn connect_max(addr: SocketAddr, keys: &Keys, mode: Mode, max: u32) -> Client {
         let stream = TcpStream::connect(addr).await.unwrap();
-        let (sealer, opener) = v1::session(keys.clone(), max, Side::Client, mode);
+        let (sealer, opener) = nacl_frame::session(keys.clone(), max, Side::Client, mode);
         Client {
             stream,
             sealer,

@@ -3,7 +3,7 @@
 
 #![allow(clippy::unwrap_used)] // Tests fail loudly on purpose.
 
-use cipherlink_proxy::v1::{
+use cipherlink_proxy::nacl_frame::{
     seal_frame, Decoder, FrameError, Keys, NonceSequence, Opener, Sealer, V1Error,
     DEFAULT_MAX_DATA_SIZE,
 };

@@ -10,7 +10,7 @@
 
 mod common;
 
-use cipherlink_proxy::v1::{keys, seal_frame, Keys, NonceSequence, DEFAULT_MAX_DATA_SIZE};
+use cipherlink_proxy::nacl_frame::{keys, seal_frame, Keys, NonceSequence, DEFAULT_MAX_DATA_SIZE};
 use cipherlink_proxy::{Role, ServiceConfig, Transport};
 use common::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

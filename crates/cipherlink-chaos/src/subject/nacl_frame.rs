@@ -2,7 +2,7 @@
 //! in reports): two fresh key pairs, pre-shared; frames classed by their
 //! header.
 
-use cipherlink_proxy::v1;
+use cipherlink_proxy::nacl_frame as frame;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -14,18 +14,18 @@ const READ: usize = 16 * 1024;
 /// The proxy's NaCl box frame with two fresh key pairs.
 #[derive(Clone)]
 pub struct NaclFrame {
-    client: v1::Keys,
-    server: v1::Keys,
+    client: frame::Keys,
+    server: frame::Keys,
 }
 
 impl NaclFrame {
     /// Two fresh key pairs and both ends' boxes.
     pub fn new() -> Self {
-        let (client, client_pub) = v1::keys::generate_pair();
-        let (server, server_pub) = v1::keys::generate_pair();
+        let (client, client_pub) = frame::keys::generate_pair();
+        let (server, server_pub) = frame::keys::generate_pair();
         NaclFrame {
-            client: v1::Keys::new(&client, &server_pub),
-            server: v1::Keys::new(&server, &client_pub),
+            client: frame::Keys::new(&client, &server_pub),
+            server: frame::Keys::new(&server, &client_pub),
         }
     }
 }
@@ -39,23 +39,27 @@ impl Default for NaclFrame {
 /// A NaCl frame session: frames out, frames in.
 pub struct NaclFrameSession {
     io: TcpStream,
-    sealer: v1::Sealer,
-    opener: v1::Opener,
-    decoder: v1::Decoder,
+    sealer: frame::Sealer,
+    opener: frame::Opener,
+    decoder: frame::Decoder,
     plain: Vec<u8>,
 }
 
 impl NaclFrameSession {
-    fn new(io: TcpStream, keys: v1::Keys, side: v1::Side) -> Self {
+    fn new(io: TcpStream, keys: frame::Keys, side: frame::Side) -> Self {
         // Both halves together, so the opener knows our own nonce prefix and
         // refuses our frames reflected back, as the proxy does.
-        let (sealer, opener) =
-            v1::session(keys, v1::DEFAULT_MAX_DATA_SIZE, side, v1::Mode::Compatible);
+        let (sealer, opener) = frame::session(
+            keys,
+            frame::DEFAULT_MAX_DATA_SIZE,
+            side,
+            frame::Mode::Compatible,
+        );
         NaclFrameSession {
             io,
             sealer,
             opener,
-            decoder: v1::Decoder::new(v1::DEFAULT_MAX_DATA_SIZE),
+            decoder: frame::Decoder::new(frame::DEFAULT_MAX_DATA_SIZE),
             plain: Vec::new(),
         }
     }
@@ -76,7 +80,7 @@ impl Subject for NaclFrame {
         Ok(NaclFrameSession::new(
             io,
             self.client.clone(),
-            v1::Side::Client,
+            frame::Side::Client,
         ))
     }
 
@@ -84,7 +88,7 @@ impl Subject for NaclFrame {
         Ok(NaclFrameSession::new(
             io,
             self.server.clone(),
-            v1::Side::Server,
+            frame::Side::Server,
         ))
     }
 
@@ -99,7 +103,7 @@ impl Subject for NaclFrame {
 
 impl Session for NaclFrameSession {
     async fn send(&mut self, data: &[u8]) -> Result<(), SubjectError> {
-        let mut out = Vec::with_capacity(data.len() + v1::OVERHEAD);
+        let mut out = Vec::with_capacity(data.len() + frame::OVERHEAD);
         self.sealer
             .seal(data, &mut out)
             .map_err(|e| err("send", e))?;

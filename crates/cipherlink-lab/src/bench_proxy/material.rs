@@ -41,10 +41,10 @@ impl Material {
         let pem = format!("{}{}", bundle.server.cert, bundle.server.key);
         material.write("server.pem", pem.as_bytes(), Access::Private)?;
         for name in ["v1-server", "v1-client"] {
-            cipherlink_proxy::v1::keys::write_key_pair(
+            cipherlink_proxy::nacl_frame::keys::write_key_pair(
                 material.dir.path(),
                 name,
-                cipherlink_proxy::v1::keys::Existing::Refuse,
+                cipherlink_proxy::nacl_frame::keys::Existing::Refuse,
             )?;
         }
         // spiped's recommended key: 32 bytes from the system's random source.

@@ -13,8 +13,8 @@
 //! connection-level window (each stream's buffer is bounded by its own
 //! window, and the number of streams by `Limits::max_streams`). It is split
 //! as the link crate's protocol is: [`frame`] (codec, fuzzed) and
-//! [`session`] (state, no I/O) are tested without sockets; [`driver`] and
-//! [`stream`] are the tokio side.
+//! [`session`] (state, no I/O) are tested without sockets; `driver` and
+//! `stream` are the tokio side.
 //!
 //! Flow control: each stream starts with a window of
 //! [`session::DEFAULT_WINDOW`] bytes each way. A sender sends no more than

@@ -29,7 +29,7 @@ impl Material {
     pub fn new() -> Material {
         let dir = tempfile::tempdir().unwrap();
         let bundle = certs::generate(&certs::CertOptions::default()).unwrap();
-        use cipherlink_proxy::v1::keys::{write_key_pair, Existing};
+        use cipherlink_proxy::nacl_frame::keys::{write_key_pair, Existing};
         write_key_pair(dir.path(), "server", Existing::Refuse).unwrap();
         write_key_pair(dir.path(), "client", Existing::Refuse).unwrap();
         write_link_files(dir.path());

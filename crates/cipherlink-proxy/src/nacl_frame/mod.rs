@@ -1,4 +1,5 @@
-//! The v1 frame of the seed's asyncio tunnel, sans-IO (docs/v1-frame.md).
+//! The NaCl frame of the asyncio tunnel ("v1", its name on the wire and in
+//! flags and files), sans-IO (docs/v1-frame.md).
 //!
 //! ```text
 //!  plaintext --Sealer::seal--> [9-byte header | 24-byte nonce | tag + box] --> bytes

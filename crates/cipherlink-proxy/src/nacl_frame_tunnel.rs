@@ -1,4 +1,4 @@
-//! The v1 side of one tunnel: its session (our nonce prefix, the peer's
+//! The NaCl-frame ("v1") side of one tunnel: its session (our nonce prefix, the peer's
 //! nonce checks, the decoder) and, on a server, the first frame read and
 //! authenticated before anything is connected onward (docs/v1-frame.md,
 //! "What a server does before connecting onward").
@@ -9,7 +9,9 @@ use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 
 use crate::error::TunnelError;
-use crate::v1::{self, Decoder, Keys, Mode, Opener, Sealer, Side, V1Error, MAX_FIRST_DATA_SIZE};
+use crate::nacl_frame::{
+    self, Decoder, Keys, Mode, Opener, Sealer, Side, V1Error, MAX_FIRST_DATA_SIZE,
+};
 
 /// Bytes read at once while the first frame arrives.
 const FIRST_READ: usize = 16 * 1024;
@@ -40,7 +42,8 @@ pub(crate) struct V1Stream {
 impl V1Engine {
     /// A fresh session over `stream`, as `side`.
     pub(crate) fn stream(&self, stream: TcpStream, side: Side) -> V1Stream {
-        let (sealer, opener) = v1::session(self.keys.clone(), self.max_frame, side, self.mode);
+        let (sealer, opener) =
+            nacl_frame::session(self.keys.clone(), self.max_frame, side, self.mode);
         V1Stream {
             stream,
             sealer,
