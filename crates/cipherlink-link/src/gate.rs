@@ -46,6 +46,10 @@ pub struct ServerLimits {
     /// and discarding until its peer closes, or for a time drawn uniformly
     /// from this range, or until it is evicted (docs §6).
     pub linger: (Duration, Duration),
+    /// Links (authenticated) that may wait, beyond the accept queue of 128,
+    /// for the application to take them, each for up to 10 s; a link past
+    /// that is closed with "server busy" (docs §6).
+    pub max_waiting_links: usize,
 }
 
 impl Default for ServerLimits {
@@ -54,6 +58,7 @@ impl Default for ServerLimits {
             max_unauthenticated: DEFAULT_MAX_UNAUTHENTICATED,
             max_unauthenticated_per_ip: DEFAULT_MAX_UNAUTHENTICATED / 4,
             linger: (Duration::from_secs(15), Duration::from_secs(45)),
+            max_waiting_links: 1024,
         }
     }
 }

@@ -22,6 +22,10 @@ use crate::proto::{Connection, ServerEndpoint};
 /// Authenticated links waiting for [`LinkListener::accept`].
 const ACCEPT_QUEUE: usize = 128;
 
+/// How long a link waits for room in a full accept queue (see
+/// [`ServerLimits::max_waiting_links`]).
+const HANDOVER_WAIT: Duration = Duration::from_secs(10);
+
 /// Accepts TCP connections and yields the ones that authenticate.
 pub struct LinkListener {
     rx: mpsc::Receiver<Link>,
@@ -102,6 +106,7 @@ async fn accept_loop(
 ) {
     let logs = Arc::new(LogLimit::new(std::time::Instant::now()));
     let (lo, hi) = gate.limits().linger;
+    let waiting = Arc::new(tokio::sync::Semaphore::new(gate.limits().max_waiting_links));
     loop {
         // Accepting never waits for a handshake slot: a socket that has not
         // authenticated holds only a place in the admission table (docs §6).
@@ -128,18 +133,19 @@ async fn accept_loop(
         let conn = Connection::server(Arc::clone(&endpoint), Box::new(rng), now(), unix_now());
         let linger = rand::rng().random_range(lo..=hi.max(lo));
         tracing::trace!("link connection from {addr} ({} held)", gate.len());
-        let (tx, logs) = (tx.clone(), Arc::clone(&logs));
+        let (tx, logs, waiting) = (tx.clone(), Arc::clone(&logs), Arc::clone(&waiting));
         tokio::spawn(async move {
             let mut conn = conn;
             match handshake(&stream, &mut conn, Some(&ticket), Some(addr)).await {
                 Ok(peer) => {
                     // A link now: the application bounds links, not
                     // admission. It takes them from a queue of
-                    // ACCEPT_QUEUE; a link that finds it full is closed
-                    // rather than waiting, since a waiting task would hold
-                    // its socket and buffers with nothing to bound them.
+                    // ACCEPT_QUEUE; past it, up to `max_waiting_links`
+                    // wait a while, and one more is closed rather than
+                    // held by a task that nothing bounds.
                     drop(ticket);
-                    hand_over(&tx, Link::start(stream, conn, peer), addr, &logs);
+                    let link = Link::start(stream, conn, peer);
+                    hand_over(&tx, &waiting, link, addr, &logs).await;
                 }
                 Err(e) => {
                     log_refusal(&logs, addr, &conn, &e);
@@ -151,24 +157,42 @@ async fn accept_loop(
     }
 }
 
-/// Queues `link` for [`LinkListener::accept`], or ends it with an
-/// authenticated close saying the server is busy when the queue is full.
-fn hand_over(tx: &mpsc::Sender<Link>, link: Link, addr: SocketAddr, logs: &LogLimit) {
-    match tx.try_send(link) {
-        Ok(()) => {}
-        Err(mpsc::error::TrySendError::Full(link)) => {
-            if let Some(skipped) = logs.allow(std::time::Instant::now()) {
-                tracing::warn!(
-                    "link from {addr} ({}) closed: the server is not taking links as fast as they come ({ACCEPT_QUEUE} waiting){}",
-                    link.peer(),
-                    skipped_note(skipped)
-                );
-            }
-            link.abort("server busy");
+/// Queues `link` for [`LinkListener::accept`]. When the queue is full it
+/// waits up to [`HANDOVER_WAIT`], as one of `waiting`'s permits; with no
+/// permit left, or after the wait, it ends the link with an authenticated
+/// close saying the server is busy.
+async fn hand_over(
+    tx: &mpsc::Sender<Link>,
+    waiting: &tokio::sync::Semaphore,
+    link: Link,
+    addr: SocketAddr,
+    logs: &LogLimit,
+) {
+    let busy = |link: Link| {
+        if let Some(skipped) = logs.allow(std::time::Instant::now()) {
+            tracing::warn!(
+                "link from {addr} ({}) closed: the server is not taking links as fast as they come{}",
+                link.peer(),
+                skipped_note(skipped)
+            );
         }
-        // The listener was dropped: nobody will take it.
-        Err(mpsc::error::TrySendError::Closed(link)) => link.abort("server stopping"),
-    }
+        link.abort("server busy");
+    };
+    let slot = match tx.try_reserve() {
+        Ok(slot) => slot,
+        Err(mpsc::error::TrySendError::Closed(())) => return link.abort("server stopping"),
+        Err(mpsc::error::TrySendError::Full(())) => {
+            let Ok(_waiting) = waiting.try_acquire() else {
+                return busy(link);
+            };
+            match tokio::time::timeout(HANDOVER_WAIT, tx.reserve()).await {
+                Ok(Ok(slot)) => slot,
+                Ok(Err(_)) => return link.abort("server stopping"),
+                Err(_) => return busy(link),
+            }
+        }
+    };
+    slot.send(link);
 }
 
 /// Says why a server connection ended without a link: a refused token at

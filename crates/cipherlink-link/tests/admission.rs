@@ -192,6 +192,7 @@ async fn silent_sockets_past_the_budget_hold_no_more_descriptors_than_it() {
         max_unauthenticated: 8,
         max_unauthenticated_per_ip: 8,
         linger: (Duration::from_secs(60), Duration::from_secs(60)),
+        ..ServerLimits::default()
     };
     let addr = serve(world.endpoint.clone(), limits).await;
     let mut silent = Vec::new();
@@ -297,16 +298,22 @@ async fn connect_is_bounded_when_the_tcp_connect_never_completes() {
     drop(listener);
 }
 
-/// Links the application has not taken wait in a queue of 128; a link past
-/// it is closed with "server busy" instead of waiting in a task of its own
-/// (those held a socket each, with nothing to bound them).
+/// Links the application has not taken wait in a queue of 128, and
+/// `max_waiting_links` more for a while; a link past those is closed with
+/// "server busy" instead of waiting in a task of its own (those held a
+/// socket each, with nothing to bound them).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn links_the_application_does_not_take_are_bounded() {
     const LINKS: usize = 200;
-    const QUEUE: usize = 128;
+    const WAITING: usize = 8;
+    const QUEUE: usize = 128 + WAITING;
     let world = World::new(params_fast());
+    let limits = ServerLimits {
+        max_waiting_links: WAITING,
+        ..ServerLimits::default()
+    };
     // Bound, never accepted from.
-    let listener = LinkListener::bind("127.0.0.1:0", world.endpoint.clone())
+    let listener = LinkListener::bind_with("127.0.0.1:0", world.endpoint.clone(), limits)
         .await
         .unwrap();
     let addr = listener.local_addr();
