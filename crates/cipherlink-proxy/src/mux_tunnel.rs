@@ -137,7 +137,14 @@ impl Pool {
                 }
             }
         };
-        conn.open(shared.connect_timeout).await.map_err(Retry::Lost)
+        conn.open(shared.connect_timeout)
+            .await
+            .map_err(|error| match error {
+                // The connection is alive but full: a new one would not
+                // help, and waiting twice would break the documented limit.
+                MuxError::NoSlot(_) => Retry::Failed(lost(shared, error)),
+                error => Retry::Lost(error),
+            })
     }
 }
 

@@ -20,6 +20,12 @@ const READ_CHUNK: usize = 64 * 1024;
 /// session ended.
 const CLOSE_WAIT: Duration = Duration::from_secs(2);
 
+/// How long one write to the connection may make no progress before the
+/// connection is declared lost: a peer that stops reading would otherwise
+/// hold every stream (and its slot) of the connection for as long as it
+/// keeps them busy.
+pub(crate) const WRITE_STALL: Duration = Duration::from_secs(60);
+
 pub(crate) type SharedSession = Arc<Mutex<Session>>;
 
 pub(crate) fn lock(session: &SharedSession) -> MutexGuard<'_, Session> {
@@ -61,9 +67,7 @@ impl MuxConn {
         match tokio::time::timeout(timeout, opening).await {
             Ok(Ok(id)) => Ok(MuxStream::new(self.session.clone(), id, Some(timeout))),
             Ok(Err(error)) => Err(error),
-            Err(_) => Err(MuxError::Lost(
-                format!("no free stream slot within {timeout:?}").into(),
-            )),
+            Err(_) => Err(MuxError::NoSlot(timeout)),
         }
     }
 
@@ -109,8 +113,7 @@ where
             let Some(batch) = batch else {
                 return Ok::<(), std::io::Error>(());
             };
-            writer.write_all(&batch).await?;
-            writer.flush().await?;
+            write_with_progress(&mut writer, &batch).await?;
         }
     };
     let error = tokio::select! {
@@ -124,6 +127,32 @@ where
     lock(&session).fail(error);
     // A link sends its authenticated close, TLS its close_notify.
     let _ = tokio::time::timeout(CLOSE_WAIT, writer.shutdown()).await;
+}
+
+/// Writes all of `batch`, failing if any one write (or the flush) makes no
+/// progress within [`WRITE_STALL`]; a slow peer that keeps reading is fine.
+async fn write_with_progress<W: AsyncWrite + Unpin>(
+    writer: &mut W,
+    batch: &[u8],
+) -> std::io::Result<()> {
+    let stalled = || {
+        std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            format!("the peer read nothing for {WRITE_STALL:?}"),
+        )
+    };
+    let mut rest = batch;
+    while !rest.is_empty() {
+        match tokio::time::timeout(WRITE_STALL, writer.write(rest)).await {
+            Ok(Ok(0)) => return Err(std::io::ErrorKind::WriteZero.into()),
+            Ok(Ok(n)) => rest = &rest[n..],
+            Ok(Err(error)) => return Err(error),
+            Err(_) => return Err(stalled()),
+        }
+    }
+    tokio::time::timeout(WRITE_STALL, writer.flush())
+        .await
+        .map_err(|_| stalled())?
 }
 
 /// Reads until the connection ends; `None` for a clean end with no stream

@@ -4,7 +4,7 @@
 //! decoded frames and drains its output; stream handles call the `poll_*`
 //! methods. Everything a peer can make it hold is bounded (docs/mux.md §4).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::io;
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
@@ -63,6 +63,9 @@ pub enum MuxError {
     /// The encrypted connection ended or failed.
     #[error("mux connection lost: {0}")]
     Lost(Arc<str>),
+    /// Every stream slot of the connection stayed taken this long.
+    #[error("no free stream slot within {0:?}")]
+    NoSlot(std::time::Duration),
 }
 
 #[derive(Debug)]
@@ -125,10 +128,19 @@ pub struct Session {
     closing: bool,
     writer_waker: Option<Waker>,
     incoming_waker: Option<Waker>,
-    /// Writers waiting for the output queue, openers waiting for a slot.
-    out_waiters: Vec<Waker>,
+    /// Streams whose writer waits for the output queue to drain (its waker
+    /// is the stream's own `write_waker`: one per stream, however often
+    /// it is polled).
+    out_blocked: HashSet<u32>,
+    /// Openers waiting for a slot, one waker per task (at most
+    /// [`MAX_OPEN_WAITERS`]; past it every one is woken to poll again).
     open_waiters: Vec<Waker>,
 }
+
+/// Openers remembered at once: a task whose open timed out leaves its
+/// waker behind until the next wake-up, so the list is emptied (every
+/// opener woken, the live ones poll again) when it reaches this.
+const MAX_OPEN_WAITERS: usize = 4096;
 
 fn store(slot: &mut Option<Waker>, cx: &Context<'_>) {
     match slot {
@@ -151,7 +163,7 @@ impl Session {
             closing: false,
             writer_waker: None,
             incoming_waker: None,
-            out_waiters: Vec::new(),
+            out_blocked: HashSet::new(),
             open_waiters: Vec::new(),
         }
     }
@@ -199,7 +211,7 @@ impl Session {
         {
             waker.wake();
         }
-        self.out_waiters.drain(..).for_each(Waker::wake);
+        self.out_blocked.clear();
         self.open_waiters.drain(..).for_each(Waker::wake);
     }
 
@@ -226,7 +238,11 @@ impl Session {
             return Poll::Pending;
         }
         let batch = self.out.split();
-        self.out_waiters.drain(..).for_each(Waker::wake);
+        for id in self.out_blocked.drain() {
+            if let Some(waker) = self.streams.get_mut(&id).and_then(|s| s.write_waker.take()) {
+                waker.wake();
+            }
+        }
         Poll::Ready(Some(batch))
     }
 
@@ -288,7 +304,7 @@ impl Session {
             }
             Frame::Window(_, credit) => {
                 match stream.send_credit.checked_add(credit) {
-                    Some(total) if total <= self.limits.window.saturating_mul(4) => {
+                    Some(total) if total <= self.limits.window => {
                         stream.send_credit = total;
                     }
                     _ => return violation(format!("stream {id}'s credit grew past its window")),
@@ -318,7 +334,12 @@ impl Session {
             return Poll::Ready(Err(MuxError::Lost("stream ids exhausted".into())));
         }
         if self.streams.len() >= self.limits.max_streams {
-            self.open_waiters.push(cx.waker().clone());
+            if !self.open_waiters.iter().any(|w| w.will_wake(cx.waker())) {
+                if self.open_waiters.len() >= MAX_OPEN_WAITERS {
+                    self.open_waiters.drain(..).for_each(Waker::wake);
+                }
+                self.open_waiters.push(cx.waker().clone());
+            }
             return Poll::Pending;
         }
         self.last_id += 1;
@@ -431,13 +452,14 @@ impl Session {
         if let Err(error) = self.live(id) {
             return Poll::Ready(Err(error));
         }
-        if self.out.len() >= OUT_HIGH {
-            self.out_waiters.push(cx.waker().clone());
-            return Poll::Pending;
-        }
         let Some(stream) = self.streams.get_mut(&id) else {
             return Poll::Ready(Err(io::Error::other("mux stream already closed")));
         };
+        if self.out.len() >= OUT_HIGH {
+            store(&mut stream.write_waker, cx);
+            self.out_blocked.insert(id);
+            return Poll::Pending;
+        }
         if stream.local_fin {
             return Poll::Ready(Err(io::Error::new(
                 io::ErrorKind::BrokenPipe,

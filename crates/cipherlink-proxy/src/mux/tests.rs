@@ -253,3 +253,126 @@ async fn a_peer_sending_past_its_credit_loses_the_connection() {
     let failure = server.failure().expect("the connection ended");
     assert!(failure.to_string().contains("credit"), "{failure}");
 }
+
+/// Counts the clones of a waker that are alive.
+struct CountingWaker;
+
+impl std::task::Wake for CountingWaker {
+    fn wake(self: std::sync::Arc<Self>) {}
+}
+
+/// A writer polled again and again while the output queue is full keeps
+/// one waker, not one per poll (each poll of a busy relay used to add a
+/// clone: memory without bound while the peer does not read).
+#[test]
+fn a_writer_blocked_on_the_output_queue_keeps_one_waker() {
+    let counter = std::sync::Arc::new(CountingWaker);
+    let waker = std::task::Waker::from(counter.clone());
+    let cx = std::task::Context::from_waker(&waker);
+    let mut session = session::Session::new(Side::Client, Limits::default());
+    let std::task::Poll::Ready(Ok(id)) = session.poll_open(&cx) else {
+        panic!("no stream")
+    };
+    let data = vec![0u8; frame::MAX_DATA];
+    let mut blocked = 0;
+    for _ in 0..10_000 {
+        if session.poll_write(id, &cx, &data).is_pending() {
+            blocked += 1;
+        }
+    }
+    assert!(blocked > 9_000, "the queue never filled");
+    assert!(
+        std::sync::Arc::strong_count(&counter) <= 3,
+        "{} wakers held",
+        std::sync::Arc::strong_count(&counter)
+    );
+}
+
+/// Openers waiting for a slot are remembered once each, and never more
+/// than a bounded number in all.
+#[test]
+fn openers_waiting_for_a_slot_are_bounded() {
+    let counter = std::sync::Arc::new(CountingWaker);
+    let waker = std::task::Waker::from(counter.clone());
+    let cx = std::task::Context::from_waker(&waker);
+    let limits = Limits {
+        max_streams: 1,
+        ..Limits::default()
+    };
+    let mut session = session::Session::new(Side::Client, limits);
+    assert!(session.poll_open(&cx).is_ready());
+    for _ in 0..10_000 {
+        assert!(session.poll_open(&cx).is_pending());
+    }
+    assert!(std::sync::Arc::strong_count(&counter) <= 3);
+    // Distinct tasks (each its own waker) are bounded too.
+    let others: Vec<_> = (0..10_000)
+        .map(|_| std::sync::Arc::new(CountingWaker))
+        .collect();
+    for other in &others {
+        let waker = std::task::Waker::from(other.clone());
+        assert!(session
+            .poll_open(&std::task::Context::from_waker(&waker))
+            .is_pending());
+    }
+    let held: usize = others
+        .iter()
+        .map(|o| std::sync::Arc::strong_count(o) - 1)
+        .sum();
+    assert!(held <= 4096, "{held} opener wakers held");
+}
+
+/// A peer that stops reading the connection loses it after the write
+/// stall limit, instead of pinning its streams for as long as it likes.
+#[tokio::test(start_paused = true)]
+async fn a_peer_that_stops_reading_loses_the_connection() {
+    use bytes::BytesMut;
+    let (mut raw, b) = tokio::io::duplex(1024);
+    let server = MuxConn::start(b, Side::Server, Limits::default());
+    let mut wire = BytesMut::new();
+    Frame::Open(1).encode(&mut wire);
+    raw.write_all(&wire).await.unwrap();
+    let stream = server.accept().await.unwrap();
+    stream.accept();
+    let (_r, mut w) = tokio::io::split(stream);
+    // More than the duplex holds; the peer (`raw`) never reads.
+    let writing = tokio::spawn(async move { w.write_all(&vec![7u8; 200 * 1024]).await });
+    tokio::time::sleep(driver::WRITE_STALL + Duration::from_secs(5)).await;
+    let failure = server
+        .failure()
+        .expect("the connection was not declared lost");
+    assert!(failure.to_string().contains("read nothing"), "{failure}");
+    let _ = tokio::time::timeout(LONG, writing).await;
+    drop(raw);
+}
+
+/// Credit is never granted past the window: a peer that does so breaks
+/// the protocol.
+#[test]
+fn credit_past_the_window_is_a_violation() {
+    let waker = std::task::Waker::noop();
+    let cx = std::task::Context::from_waker(waker);
+    let mut session = session::Session::new(Side::Client, Limits::default());
+    let std::task::Poll::Ready(Ok(id)) = session.poll_open(&cx) else {
+        panic!("no stream")
+    };
+    let error = session
+        .receive(Frame::Window(id, session::DEFAULT_WINDOW))
+        .expect_err("credit of twice the window was taken");
+    assert!(error.to_string().contains("credit"), "{error}");
+}
+
+/// A connection whose slots stay full fails the open once, after the
+/// timeout, as a full connection (not a lost one to retry on).
+#[tokio::test(start_paused = true)]
+async fn an_open_with_no_free_slot_fails_once_with_its_own_error() {
+    let limits = Limits {
+        max_streams: 1,
+        ..Limits::default()
+    };
+    let (a, _b) = tokio::io::duplex(64 * 1024);
+    let client = MuxConn::start(a, Side::Client, limits);
+    let _held = client.open(LONG).await.unwrap();
+    let error = client.open(Duration::from_secs(3)).await.unwrap_err();
+    assert!(matches!(error, MuxError::NoSlot(_)), "{error}");
+}
