@@ -202,6 +202,15 @@ async fn run(
         }
         // Its connection authenticated before any stream was accepted.
         Accepted::Mux(stream, _) => {
+            // Opened and reset at once, or its connection gone while it
+            // waited: the service is not connected for it.
+            if let Some(error) = stream.dead() {
+                return Err(TunnelError::Io {
+                    during: "opening",
+                    side: CLIENT,
+                    error,
+                });
+            }
             let encrypted = Encrypted::Mux(stream);
             names.opened(&encrypted);
             return serve(shared, encrypted, counts, cut).await;

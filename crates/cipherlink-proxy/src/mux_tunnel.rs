@@ -217,9 +217,13 @@ pub(crate) async fn serve_connection(shared: Arc<Shared>, accepted: Accepted, se
         Accepted::Mux(..) => return,
     };
     tracing::info!(service = %shared.name, %peer, "mux: connection authenticated");
-    serve_streams(&shared, &conn, &peer, serving).await;
+    let ended = serve_streams(&shared, &conn, &peer, serving).await;
     match conn.failure() {
         Some(why) => tracing::info!(service = %shared.name, %peer, "mux: connection ended: {why}"),
+        None if ended == Ended::Idle => {
+            conn.close().await;
+            tracing::info!(service = %shared.name, %peer, "mux: connection closed: no stream for the idle timeout");
+        }
         None => {
             // Stopping with every stream done: their last frames go out
             // before the close.
@@ -229,7 +233,22 @@ pub(crate) async fn serve_connection(shared: Arc<Shared>, accepted: Accepted, se
     }
 }
 
-async fn serve_streams(shared: &Arc<Shared>, conn: &MuxConn, peer: &Arc<str>, serving: Serving) {
+/// Why a server stopped taking streams on a connection.
+#[derive(Debug, PartialEq, Eq)]
+enum Ended {
+    /// The connection ended, or the service stopped or cut it.
+    Done,
+    /// It carried no stream for the idle timeout: an idle connection must
+    /// not hold one of `max_connections` forever.
+    Idle,
+}
+
+async fn serve_streams(
+    shared: &Arc<Shared>,
+    conn: &MuxConn,
+    peer: &Arc<str>,
+    serving: Serving,
+) -> Ended {
     let Serving {
         permit: _permit,
         streams: permits,
@@ -239,11 +258,20 @@ async fn serve_streams(shared: &Arc<Shared>, conn: &MuxConn, peer: &Arc<str>, se
     } = serving;
     let mut streams = JoinSet::new();
     let mut stopping = false;
+    let idle_limit = shared.idle_timeout;
+    let far = std::time::Duration::from_secs(365 * 24 * 3600);
+    let idle = tokio::time::sleep(idle_limit.unwrap_or(far));
+    tokio::pin!(idle);
+    let mut ended = Ended::Done;
     loop {
         if stopping && streams.is_empty() {
             break;
         }
         tokio::select! {
+            () = &mut idle, if streams.is_empty() && idle_limit.is_some() => {
+                ended = Ended::Idle;
+                break;
+            }
             accepted = conn.accept() => {
                 let Some(stream) = accepted else { break };
                 let permit = if stopping { None } else { permits.clone().try_acquire_owned().ok() };
@@ -263,13 +291,18 @@ async fn serve_streams(shared: &Arc<Shared>, conn: &MuxConn, peer: &Arc<str>, se
                     conn::handle(&shared, Accepted::Mux(stream, peer), id, cut).await;
                 });
             }
-            Some(_) = streams.join_next(), if !streams.is_empty() => {}
+            Some(_) = streams.join_next(), if !streams.is_empty() => {
+                if let Some(limit) = idle_limit {
+                    idle.as_mut().reset(tokio::time::Instant::now() + limit);
+                }
+            }
             _ = stop.wait_for(|stop| *stop), if !stopping => stopping = true,
             () = cut.cancelled() => break,
         }
     }
     // Streams of a lost connection fail on their own; cut ones reset.
     while streams.join_next().await.is_some() {}
+    ended
 }
 
 fn refuse(shared: &Shared, peer: &str, stream: &MuxStream, stopping: bool) {

@@ -378,3 +378,40 @@ async fn a_stopping_server_lets_open_streams_finish_then_closes_its_connection()
         assert_eq!(client.stats.snapshot().completed, 1, "{transport:?}");
     }
 }
+
+/// A mux connection that carries no stream for the idle timeout is closed
+/// by the server: it must not hold one of `max_connections` forever (with
+/// one slot, a second client was locked out for as long as the first
+/// client's idle connection stayed open).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_mux_connection_gives_its_slot_back() {
+    let material = Material::new();
+    let backend = echo_server().await;
+    for transport in MUXED {
+        let server = Pair::server(&material, transport, backend, &|c: &mut ServiceConfig| {
+            c.mux = true;
+            c.max_connections = 1;
+            c.idle_timeout = std::time::Duration::from_secs(1);
+        })
+        .await;
+        let first = Pair::client(&material, transport, server.addr, &mux).await;
+        let back = round_trip(first.addr, b"first").await.unwrap();
+        assert_eq!(back, b"first", "{transport:?}");
+        let second = Pair::client(&material, transport, server.addr, &mux).await;
+        let start = std::time::Instant::now();
+        loop {
+            match tokio::time::timeout(DEADLINE, round_trip(second.addr, b"second")).await {
+                Ok(Ok(back)) => {
+                    assert_eq!(back, b"second", "{transport:?}");
+                    break;
+                }
+                _ => assert!(
+                    start.elapsed() < DEADLINE,
+                    "{transport:?}: the first client's idle connection kept the only slot"
+                ),
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+        drop(first);
+    }
+}

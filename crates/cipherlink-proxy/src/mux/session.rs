@@ -377,6 +377,12 @@ impl Session {
         Ok(stream.accepted)
     }
 
+    /// Why stream `id` can carry nothing more (reset, or the connection
+    /// ended), if so.
+    pub fn dead(&self, id: u32) -> Option<io::Error> {
+        self.live(id).err()
+    }
+
     fn live(&self, id: u32) -> Result<&Stream, io::Error> {
         let stream = self
             .streams

@@ -51,6 +51,12 @@ impl MuxStream {
         lock(&self.session).accept(self.id);
     }
 
+    /// Why this stream can carry nothing more (the peer reset it, or the
+    /// connection ended), if so.
+    pub fn dead(&self) -> Option<io::Error> {
+        lock(&self.session).dead(self.id)
+    }
+
     /// Resets the stream both ways, telling the peer `reason`.
     pub fn reset(&self, reason: Reason) {
         lock(&self.session).reset(self.id, reason);

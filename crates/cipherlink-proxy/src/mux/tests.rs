@@ -376,3 +376,14 @@ async fn an_open_with_no_free_slot_fails_once_with_its_own_error() {
     let error = client.open(Duration::from_secs(3)).await.unwrap_err();
     assert!(matches!(error, MuxError::NoSlot(_)), "{error}");
 }
+
+/// A stream the client reset before the server took it reads as dead, so
+/// the server does not connect its service for it.
+#[test]
+fn a_stream_reset_before_it_is_taken_is_dead() {
+    let mut session = session::Session::new(Side::Server, Limits::default());
+    session.receive(Frame::Open(1)).unwrap();
+    assert!(session.dead(1).is_none());
+    session.receive(Frame::Reset(1, Reason::Aborted)).unwrap();
+    assert!(session.dead(1).is_some());
+}
