@@ -113,7 +113,19 @@ pub(super) async fn start(
         }
         Transport::Link => {
             server.extend(["--link-key".into(), material.arg("link-server.key")]);
-            server.extend(["--link-tokens".into(), material.arg("link-tokens.txt")]);
+            // A server end keeps its replay store beside its token store,
+            // and one store file serves one process: the idle case runs
+            // several server ends, so each gets a copy of the tokens.
+            let folder = material.fresh_folder("link-server")?;
+            let tokens = folder.join("link-tokens.txt");
+            let text = cipherlink_files::read_secret(&material.path("link-tokens.txt"), 1 << 20)?;
+            cipherlink_files::write(
+                &tokens,
+                &text,
+                cipherlink_files::Access::Private,
+                cipherlink_files::Existing::Replace,
+            )?;
+            server.extend(["--link-tokens".into(), tokens.display().to_string()]);
             client.extend(["--link-file".into(), material.arg("bench.link")]);
         }
         // Plain needs nothing; a transport added later without its
