@@ -120,11 +120,19 @@ pub(in crate::bench_proxy) async fn run(
     ctx: &Ctx<'_>,
     plan: &IdlePlan,
 ) -> Result<IdleOutcome, LabError> {
-    let mut pairs: Vec<Pair> = Vec::with_capacity(plan.pairs);
+    // A pair that bounds its own tunnels (a multiplexed connection's
+    // streams) gets company: more pairs, the same tunnels in all.
+    let pair_count = match subject.tunnels_per_pair() {
+        Some(most) => plan
+            .pairs
+            .max((plan.count + WARM_UP * plan.pairs).div_ceil(most)),
+        None => plan.pairs,
+    };
+    let mut pairs: Vec<Pair> = Vec::with_capacity(pair_count);
     // What each pair will hold, not its most: HAProxy sizes its file table
     // from it and cannot go past the hard limit.
-    let load = plan.count.div_ceil(plan.pairs.max(1)) + WARM_UP;
-    for _ in 0..plan.pairs {
+    let load = plan.count.div_ceil(pair_count.max(1)) + WARM_UP;
+    for _ in 0..pair_count {
         if let Some(pair) = subject.start(ctx, load).await? {
             pairs.push(pair);
         }

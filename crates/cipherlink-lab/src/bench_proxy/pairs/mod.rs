@@ -71,6 +71,15 @@ impl Subject {
         }
     }
 
+    /// Tunnels one pair can carry at once, if the pair itself bounds it: a
+    /// multiplexed client holds one connection of at most 1,024 streams.
+    pub(super) fn tunnels_per_pair(&self) -> Option<usize> {
+        match self {
+            Subject::Ours(t) if t.mux => Some(1_000),
+            _ => None,
+        }
+    }
+
     pub(super) fn kind(&self) -> RowKind {
         match self {
             Subject::Direct => RowKind::Direct,
