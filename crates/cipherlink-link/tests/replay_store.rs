@@ -49,6 +49,14 @@ fn answer(endpoint: &Arc<ServerEndpoint>, m: &[u8]) -> (Vec<u8>, Option<&'static
     (out, s.probe_reason())
 }
 
+/// A server endpoint of `key` that keeps its replay store in `file`.
+fn served_from(key: &ServerKey, store: &TokenStore, file: &std::path::Path) -> Arc<ServerEndpoint> {
+    Arc::new(
+        ServerEndpoint::with_options(key.clone(), store.clone(), params_fast(), with_file(file))
+            .unwrap(),
+    )
+}
+
 fn with_file(path: &std::path::Path) -> EndpointOptions {
     EndpointOptions {
         replay_file: Some(path.to_path_buf()),
@@ -81,21 +89,10 @@ fn a_restarted_server_refuses_a_first_message_answered_before() {
     let (key, store, cfg) = setup(42);
     let m = msg1(&cfg, 2);
     {
-        let before = Arc::new(
-            ServerEndpoint::with_options(
-                key.clone(),
-                store.clone(),
-                params_fast(),
-                with_file(&file),
-            )
-            .unwrap(),
-        );
+        let before = served_from(&key, &store, &file);
         assert!(!answer(&before, &m).0.is_empty());
     }
-    let after = Arc::new(
-        ServerEndpoint::with_options(key.clone(), store.clone(), params_fast(), with_file(&file))
-            .unwrap(),
-    );
+    let after = served_from(&key, &store, &file);
     assert_eq!(after.replay_store().len(), 1);
     let (out, why) = answer(&after, &m);
     assert!(out.is_empty(), "answered a replay after a restart");
@@ -127,21 +124,11 @@ fn a_next_hour_mark_does_not_expire_the_previous_hour_on_restart() {
     let previous_hour = at(VECTOR_UNIX - hour, 30);
     let next_hour = at(VECTOR_UNIX + hour, 31);
     {
-        let before = Arc::new(
-            ServerEndpoint::with_options(
-                key.clone(),
-                store.clone(),
-                params_fast(),
-                with_file(&file),
-            )
-            .unwrap(),
-        );
+        let before = served_from(&key, &store, &file);
         assert!(!answer(&before, &previous_hour).0.is_empty());
         assert!(!answer(&before, &next_hour).0.is_empty());
     }
-    let after = Arc::new(
-        ServerEndpoint::with_options(key, store, params_fast(), with_file(&file)).unwrap(),
-    );
+    let after = served_from(&key, &store, &file);
     let (out, why) = answer(&after, &previous_hour);
     assert!(
         out.is_empty(),
@@ -291,15 +278,7 @@ fn a_file_deleted_while_a_write_failed_gets_every_mark_back() {
     let (key, store, cfg) = setup(53);
     let answered = msg1(&cfg, 40);
     {
-        let e = Arc::new(
-            ServerEndpoint::with_options(
-                key.clone(),
-                store.clone(),
-                params_fast(),
-                with_file(&file),
-            )
-            .unwrap(),
-        );
+        let e = served_from(&key, &store, &file);
         assert!(!answer(&e, &answered).0.is_empty());
         e.replay_store().inject_write_failures(1);
         std::fs::remove_file(&file).unwrap();
@@ -313,9 +292,7 @@ fn a_file_deleted_while_a_write_failed_gets_every_mark_back() {
             std::thread::sleep(std::time::Duration::from_millis(20));
         }
     }
-    let after = Arc::new(
-        ServerEndpoint::with_options(key, store, params_fast(), with_file(&file)).unwrap(),
-    );
+    let after = served_from(&key, &store, &file);
     let (out, why) = answer(&after, &answered);
     assert!(out.is_empty(), "a mark was lost with the deleted file");
     assert_eq!(why, Some("replayed first message"));
@@ -373,15 +350,7 @@ fn rows_dropped_while_loading_are_deleted_from_the_file() {
     let file = dir.path().join("r");
     let (key, store, cfg) = setup(50);
     {
-        let e = Arc::new(
-            ServerEndpoint::with_options(
-                key.clone(),
-                store.clone(),
-                params_fast(),
-                with_file(&file),
-            )
-            .unwrap(),
-        );
+        let e = served_from(&key, &store, &file);
         for seed in 21..24 {
             assert!(!answer(&e, &msg1(&cfg, seed)).0.is_empty());
         }

@@ -259,8 +259,9 @@ async fn serve_streams(
     let mut streams = JoinSet::new();
     let mut stopping = false;
     let idle_limit = shared.idle_timeout;
-    let far = std::time::Duration::from_secs(365 * 24 * 3600);
-    let idle = tokio::time::sleep(idle_limit.unwrap_or(far));
+    // Without a limit the branch below is disabled; tokio clamps the
+    // deadline of Duration::MAX to its far future.
+    let idle = tokio::time::sleep(idle_limit.unwrap_or(std::time::Duration::MAX));
     tokio::pin!(idle);
     let mut ended = Ended::Done;
     loop {
