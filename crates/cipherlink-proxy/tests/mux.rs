@@ -90,38 +90,7 @@ async fn many_tunnels_share_one_connection_every_byte_checked() {
     let backend = echo_server().await;
     for transport in MUXED {
         let (pair, middle) = pair_via_middle(&material, transport, backend, mux).await;
-        let clients = 100u64;
-        let mut tasks = Vec::new();
-        for seed in 0..clients {
-            let addr = pair.client.addr;
-            tasks.push(tokio::spawn(async move {
-                let data = pattern(seed, 1 + (seed as usize * 517) % 100_000);
-                let back = round_trip(addr, &data).await.unwrap();
-                assert!(
-                    back == data,
-                    "tunnel {seed}: {} of {}",
-                    back.len(),
-                    data.len()
-                );
-                data.len() as u64
-            }));
-        }
-        let mut sent = 0;
-        for task in tasks {
-            sent += tokio::time::timeout(DEADLINE, task).await.unwrap().unwrap();
-        }
-        let (server, client) = (pair.server.stats.clone(), pair.client.stats.clone());
-        until("every tunnel closed", || {
-            server.snapshot().completed == clients && client.snapshot().completed == clients
-        })
-        .await;
-        let snap = client.snapshot();
-        assert_eq!(
-            (snap.up, snap.down, snap.failed),
-            (sent, sent, 0),
-            "{transport:?}"
-        );
-        assert_eq!(server.snapshot().up, sent);
+        many_echoes_counted(&pair, 100, transport).await;
         assert_eq!(
             middle.accepted(),
             1,

@@ -24,38 +24,7 @@ async fn many_clients_n(transport: Transport, clients: u64) {
     let material = Material::new();
     let backend = echo_server().await;
     let pair = Pair::start(&material, transport, backend).await;
-    let mut tasks = Vec::new();
-    for seed in 0..clients {
-        let addr = pair.client.addr;
-        tasks.push(tokio::spawn(async move {
-            // Sizes from 1 byte to ~100 KiB, so frames and records split differently.
-            let data = pattern(seed, 1 + (seed as usize * 517) % 100_000);
-            let back = round_trip(addr, &data).await.unwrap();
-            assert!(
-                back == data,
-                "tunnel {seed}: {} bytes back of {}",
-                back.len(),
-                data.len()
-            );
-            data.len() as u64
-        }));
-    }
-    let mut sent = 0;
-    for task in tasks {
-        sent += tokio::time::timeout(DEADLINE, task).await.unwrap().unwrap();
-    }
-    let (server, client) = (pair.server.stats.clone(), pair.client.stats.clone());
-    until("every tunnel closed", || {
-        server.snapshot().completed == clients && client.snapshot().completed == clients
-    })
-    .await;
-    let snap = client.snapshot();
-    assert_eq!(
-        (snap.up, snap.down, snap.failed),
-        (sent, sent, 0),
-        "{transport:?}"
-    );
-    assert_eq!(server.snapshot().up, sent);
+    many_echoes_counted(&pair, clients, transport).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

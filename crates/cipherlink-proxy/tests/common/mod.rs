@@ -320,3 +320,40 @@ pub fn write_private(path: impl AsRef<std::path::Path>, contents: impl AsRef<[u8
     std::fs::write(path.as_ref(), contents).unwrap();
     std::fs::set_permissions(path.as_ref(), std::fs::Permissions::from_mode(0o600)).unwrap();
 }
+
+/// `clients` tunnels at once through `pair`, each an echo of 1 B to ~100 KiB
+/// (so frames and records split differently) checked byte for byte; then
+/// every tunnel closed on both ends and every byte counted once each way.
+pub async fn many_echoes_counted(pair: &Pair, clients: u64, transport: Transport) {
+    let mut tasks = Vec::new();
+    for seed in 0..clients {
+        let addr = pair.client.addr;
+        tasks.push(tokio::spawn(async move {
+            let data = pattern(seed, 1 + (seed as usize * 517) % 100_000);
+            let back = round_trip(addr, &data).await.unwrap();
+            assert!(
+                back == data,
+                "tunnel {seed}: {} bytes back of {}",
+                back.len(),
+                data.len()
+            );
+            data.len() as u64
+        }));
+    }
+    let mut sent = 0;
+    for task in tasks {
+        sent += tokio::time::timeout(DEADLINE, task).await.unwrap().unwrap();
+    }
+    let (server, client) = (pair.server.stats.clone(), pair.client.stats.clone());
+    until("every tunnel closed", || {
+        server.snapshot().completed == clients && client.snapshot().completed == clients
+    })
+    .await;
+    let snap = client.snapshot();
+    assert_eq!(
+        (snap.up, snap.down, snap.failed),
+        (sent, sent, 0),
+        "{transport:?}"
+    );
+    assert_eq!(server.snapshot().up, sent);
+}
