@@ -288,7 +288,7 @@ pub async fn server<S: Session>(session: &mut S, epoch: Instant, log: &mut Serve
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::subject::{PlainTcp, Subject};
+    use crate::subject::{PlainTcp, StreamSubject};
     use tokio::net::{TcpListener, TcpStream};
 
     #[tokio::test]

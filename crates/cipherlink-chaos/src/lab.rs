@@ -290,22 +290,55 @@ impl Lab {
         Fut: Future<Output = T>,
         T: Send + 'static,
     {
+        self.listen_in(
+            ns,
+            std::time::Duration::from_secs(10),
+            move || async move {
+                tokio::net::TcpListener::bind(addr)
+                    .await
+                    .map_err(|e| e.to_string())
+            },
+            serve,
+        )
+    }
+
+    /// Runs `listen` inside namespace `ns`, then `serve` with what it
+    /// made, on a thread there (see [`Lab::spawn_in`]); returns once
+    /// `listen` succeeded. `Err`: why it failed, or that it did not end
+    /// within `limit`. The thread's value is `None` only if `listen` failed.
+    #[allow(clippy::type_complexity)]
+    pub fn listen_in<L, LFut, Listening, F, Fut, T>(
+        &self,
+        ns: &Namespace,
+        limit: std::time::Duration,
+        listen: L,
+        serve: F,
+    ) -> Result<std::thread::JoinHandle<Result<Option<T>, TunLabError>>, std::io::Error>
+    where
+        L: FnOnce() -> LFut + Send + 'static,
+        LFut: Future<Output = Result<Listening, String>>,
+        F: FnOnce(Listening) -> Fut + Send + 'static,
+        Fut: Future<Output = T>,
+        T: Send + 'static,
+    {
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let handle = self.spawn_in(ns, move || async move {
-            let listener = match tokio::net::TcpListener::bind(addr).await {
+            let listening = match listen().await {
                 Ok(l) => l,
                 Err(e) => {
-                    let _ = ready_tx.send(Err(e.to_string()));
+                    let _ = ready_tx.send(Err(e));
                     return None;
                 }
             };
             let _ = ready_tx.send(Ok(()));
-            Some(serve(listener).await)
+            Some(serve(listening).await)
         });
-        match ready_rx.recv_timeout(std::time::Duration::from_secs(10)) {
+        match ready_rx.recv_timeout(limit) {
             Ok(Ok(())) => Ok(handle),
             Ok(Err(reason)) => Err(std::io::Error::other(reason)),
-            Err(_) => Err(std::io::Error::other("not listening within 10 s")),
+            Err(_) => Err(std::io::Error::other(format!(
+                "not listening within {limit:?}"
+            ))),
         }
     }
 

@@ -1,4 +1,4 @@
-//! An echo through the TUN lab with a [`Subject`]: a block at a time,
+//! An echo through the TUN lab with a [`StreamSubject`]: a block at a time,
 //! server in namespace B, client in namespace A, every wait bounded. The
 //! lab's own tests use it; the scenarios of `chaos run` exchange numbered
 //! messages instead ([`crate::scenario_run`]).
@@ -10,7 +10,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::time::{timeout, Instant};
 
 use crate::lab::{Lab, TunLabError};
-use crate::subject::{Session, Subject, SubjectError};
+use crate::subject::{Session, StreamSubject, SubjectError};
 
 /// Bytes sent before waiting for their echo, so that neither side's
 /// buffers can fill up and stall the other.
@@ -32,7 +32,7 @@ pub struct EchoOutcome {
 }
 
 /// Echoes `payload` from A to B and back with `subject` on `port`, within `limit`.
-pub async fn echo<S: Subject + Clone>(
+pub async fn echo<S: StreamSubject + Clone>(
     lab: &Lab,
     subject: S,
     payload: Vec<u8>,
@@ -76,7 +76,10 @@ pub async fn echo<S: Subject + Clone>(
     joined.map_err(|_| TunLabError::ThreadPanicked(lab.a.name.clone()))?
 }
 
-async fn serve_echo<S: Subject>(listener: &TcpListener, subject: &S) -> Result<(), SubjectError> {
+async fn serve_echo<S: StreamSubject>(
+    listener: &TcpListener,
+    subject: &S,
+) -> Result<(), SubjectError> {
     let (tcp, _) = listener.accept().await.map_err(|e| SubjectError {
         subject: subject.name().into(),
         stage: "accept",
@@ -92,7 +95,7 @@ async fn serve_echo<S: Subject>(listener: &TcpListener, subject: &S) -> Result<(
     }
 }
 
-async fn client_echo<S: Subject>(
+async fn client_echo<S: StreamSubject>(
     subject: &S,
     server: SocketAddr,
     payload: &[u8],

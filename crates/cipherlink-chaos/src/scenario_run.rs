@@ -9,7 +9,6 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
 use tokio::time::timeout;
 
@@ -25,7 +24,7 @@ use crate::router::Router;
 use crate::scenarios::{ScenarioDef, Timers};
 use crate::stream_proxy::{ProxyConfig, StreamProxy};
 use crate::stream_shaper::Impairments;
-use crate::subject::Subject;
+use crate::subject::{Dial, LabSubject};
 use crate::timeline::{timeline, TimelineError};
 use crate::tun_router::route_with;
 
@@ -33,6 +32,10 @@ use crate::tun_router::route_with;
 /// refused beyond this many bytes: 64 MiB, a thousand times what a
 /// standard scenario ([`crate::scenarios`]) captures.
 pub const CAPTURE_LIMIT: usize = 64 * 1024 * 1024;
+
+/// How long a subject's server may take to listen: a foreign program
+/// (an interpreter and its imports) is given time on a slow machine.
+const LISTEN_LIMIT: Duration = Duration::from_secs(20);
 
 /// How to run.
 #[derive(Debug, Clone)]
@@ -101,7 +104,7 @@ pub fn pcap_name(transport: &str, scenario: &str) -> String {
 }
 
 /// Runs `def` with `subject`.
-pub async fn run_scenario<S: Subject + Clone>(
+pub async fn run_scenario<S: LabSubject + Clone>(
     subject: S,
     def: &ScenarioDef,
     opts: &RunOptions,
@@ -115,14 +118,14 @@ pub async fn run_scenario<S: Subject + Clone>(
 
 /// The transport's bound for declaring a silent peer gone, and whether the
 /// lab must set `TCP_USER_TIMEOUT` to get one.
-fn gone_bound<S: Subject>(subject: &S, timers: &Timers) -> (Duration, bool) {
+fn gone_bound<S: LabSubject>(subject: &S, timers: &Timers) -> (Duration, bool) {
     match subject.gone_within() {
         Some(d) => (d, false),
         None => (timers.tcp_user_timeout, true),
     }
 }
 
-async fn run_lab<S: Subject + Clone>(
+async fn run_lab<S: LabSubject + Clone>(
     subject: S,
     def: &ScenarioDef,
     netem: netem::Netem,
@@ -162,17 +165,29 @@ async fn run_lab<S: Subject + Clone>(
     let server_addr = SocketAddr::from((lab.b.addr, opts.port));
     let (server_stop, server_stopped) = oneshot::channel::<()>();
     let server_subject = subject.clone();
+    let listen_subject = subject.clone();
     let server = lab
-        .serve_in(&lab.b, server_addr, move |listener| async move {
-            serve(
-                &server_subject,
-                &listener,
-                epoch,
-                timers.scenario,
-                server_stopped,
-            )
-            .await
-        })
+        .listen_in(
+            &lab.b,
+            LISTEN_LIMIT,
+            move || async move {
+                listen_subject
+                    .listen(server_addr)
+                    .await
+                    .map(|(listening, _)| listening)
+                    .map_err(|e| e.to_string())
+            },
+            move |listening| async move {
+                serve(
+                    &server_subject,
+                    listening,
+                    epoch,
+                    timers.scenario,
+                    server_stopped,
+                )
+                .await
+            },
+        )
         .map_err(io_err(format!("server on {server_addr}")))?;
 
     let (bound, user_timeout) = gone_bound(&subject, &timers);
@@ -187,6 +202,13 @@ async fn run_lab<S: Subject + Clone>(
     let client_subject = subject.clone();
     let client = lab.spawn_in(&lab.a, move || async move {
         let tcp_timeout = (stale && user_timeout).then_some(timers.tcp_user_timeout);
+        if let Err(e) = client_subject.prepare_client_namespace(tcp_timeout) {
+            return ClientLog {
+                error: Some(e.to_string()),
+                failed_at: Some(plan.epoch.elapsed().as_secs_f64()),
+                ..ClientLog::default()
+            };
+        }
         run_client(
             &client_subject,
             server_addr,
@@ -274,17 +296,19 @@ fn server_panicked(panic: String) -> ServerLog {
     }
 }
 
-async fn serve<S: Subject>(
+async fn serve<S: LabSubject>(
     subject: &S,
-    listener: &TcpListener,
+    mut listening: S::Listening,
     epoch: Instant,
     limit: Duration,
     stop: oneshot::Receiver<()>,
 ) -> ServerLog {
     let mut log = ServerLog::default();
     let work = async {
-        let (tcp, _) = listener.accept().await.map_err(|e| e.to_string())?;
-        let mut session = subject.accept(tcp).await.map_err(|e| e.to_string())?;
+        let mut session = subject
+            .take(&mut listening)
+            .await
+            .map_err(|e| e.to_string())?;
         exchange::server(&mut session, epoch, &mut log).await;
         Ok::<(), String>(())
     };
@@ -303,24 +327,23 @@ async fn serve<S: Subject>(
     log
 }
 
-async fn run_client<S: Subject>(
+async fn run_client<S: LabSubject>(
     subject: &S,
     server: SocketAddr,
     plan: &ClientPlan,
     limit: Duration,
-    tcp_user_timeout: Option<Duration>,
+    user_timeout: Option<Duration>,
 ) -> ClientLog {
     let mut log = ClientLog::default();
+    let dial = Dial {
+        server,
+        user_timeout,
+    };
     let work = async {
-        let tcp = TcpStream::connect(server)
-            .await
-            .map_err(|e| format!("connecting to {server}: {e}"))?;
-        if let Some(t) = tcp_user_timeout {
-            set_user_timeout(&tcp, t)?;
+        let mut session = subject.dial(&dial).await.map_err(|e| e.to_string())?;
+        if subject.observes_setup() {
+            log.connected = Some(plan.epoch.elapsed().as_secs_f64());
         }
-        let _ = tcp.set_nodelay(true);
-        let mut session = subject.connect(tcp).await.map_err(|e| e.to_string())?;
-        log.connected = Some(plan.epoch.elapsed().as_secs_f64());
         exchange::client(&mut session, plan, &mut log).await;
         Ok::<(), String>(())
     };
@@ -337,13 +360,6 @@ async fn run_client<S: Subject>(
         }
     }
     log
-}
-
-/// TCP declares the peer gone when sent data stays unacknowledged this long.
-fn set_user_timeout(tcp: &TcpStream, t: Duration) -> Result<(), String> {
-    let ms = u32::try_from(t.as_millis()).unwrap_or(u32::MAX);
-    nix::sys::socket::setsockopt(tcp, nix::sys::socket::sockopt::TcpUserTimeout, &ms)
-        .map_err(|e| format!("setting TCP_USER_TIMEOUT: {e}"))
 }
 
 /// What the stream proxy cannot do to a byte stream, if the scenario needs it.
@@ -373,14 +389,14 @@ fn proxy_cannot(def: &ScenarioDef, netem: &netem::Netem) -> Option<String> {
     })
 }
 
-async fn run_proxy<S: Subject + Clone>(
+async fn run_proxy<S: LabSubject + Clone>(
     subject: S,
     def: &ScenarioDef,
     netem: netem::Netem,
     opts: &RunOptions,
 ) -> Result<ScenarioResult, RunError> {
     let timers = opts.timers;
-    if let Some(why) = proxy_cannot(def, &netem) {
+    if let Some(why) = subject.needs_lab().or_else(|| proxy_cannot(def, &netem)) {
         return Ok(ScenarioResult::skipped(
             def.clone(),
             subject.name(),
@@ -390,12 +406,10 @@ async fn run_proxy<S: Subject + Clone>(
         ));
     }
     let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
-    let listener = TcpListener::bind(loopback)
+    let (listening, upstream) = subject
+        .listen(loopback)
         .await
-        .map_err(io_err("binding the echo server"))?;
-    let upstream = listener
-        .local_addr()
-        .map_err(io_err("the server's address"))?;
+        .map_err(|e| other("starting the echo server", e))?;
     let imp = Impairments {
         latency: netem.delay.map(|d| d.latency).unwrap_or_default(),
         jitter: netem.delay.map(|d| d.jitter).unwrap_or_default(),
@@ -422,7 +436,7 @@ async fn run_proxy<S: Subject + Clone>(
     let server = tokio::spawn(async move {
         serve(
             &server_subject,
-            &listener,
+            listening,
             epoch,
             timers.scenario,
             server_stopped,

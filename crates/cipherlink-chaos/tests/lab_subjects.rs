@@ -12,7 +12,7 @@ use cipherlink_chaos::lab_echo::{echo, EchoOutcome};
 use cipherlink_chaos::model::Model;
 use cipherlink_chaos::netem::parse;
 use cipherlink_chaos::router::Router;
-use cipherlink_chaos::subject::{classify_ipv4, PacketClass, PlainTcp, Subject, Tls};
+use cipherlink_chaos::subject::{classify_ipv4, PacketClass, PlainTcp, StreamSubject, Tls};
 use cipherlink_chaos::tun_router::{route, RouterStats};
 use tokio::sync::oneshot;
 
@@ -20,7 +20,7 @@ const LIMIT: Duration = Duration::from_secs(90);
 
 /// Runs an echo of `n` bytes with `subject` through `netem` (both ways);
 /// returns the outcome, the router's counts and the delivered packets' classes.
-async fn run<S: Subject + Clone>(
+async fn run<S: StreamSubject + Clone>(
     subject: S,
     netem: &str,
     n: usize,

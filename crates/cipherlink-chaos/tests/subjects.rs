@@ -7,7 +7,9 @@ use std::time::Duration;
 use cipherlink_chaos::output::{Invoker, OutDir};
 use cipherlink_chaos::recorder::Recorder;
 use cipherlink_chaos::stream_proxy::{ProxyConfig, StreamProxy};
-use cipherlink_chaos::subject::{link_keepalive, Link, NaclFrame, PacketClass, Session, Subject};
+use cipherlink_chaos::subject::{
+    link_keepalive, Link, NaclFrame, PacketClass, Session, StreamSubject, Subject,
+};
 use tokio::net::{TcpListener, TcpStream};
 
 /// A real link through the recording proxy: with the exported keys every

@@ -42,23 +42,31 @@ pub enum ChaosCommand {
     /// netem string per packet (needs root); runs until SIGINT (Ctrl-C),
     /// SIGTERM or SIGHUP, then removes them.
     Lab(LabArgs),
-    /// Run the standard network scenarios with a transport and write a report.
+    /// Run the standard network scenarios with one or more transports and write a report.
     ///
-    /// For each scenario, a client in namespace A exchanges a checked
+    /// For each transport and scenario, a client in namespace A exchanges a checked
     /// sequence of numbered messages with an echo server in namespace B
     /// through the TUN router (root needed; without root, or with --proxy,
     /// the stream proxy on loopback is used instead, which can only delay,
     /// jitter and corrupt a byte stream: scenarios it cannot do are reported
     /// as not run). Scenarios: ideal, stale (the peer goes silent after 4
     /// messages and must be declared gone: by the link protocol's keepalive,
-    /// by TCP_USER_TIMEOUT for the others), long (96 messages), jitter (delay 100ms
+    /// by TCP's give-up time for the others), long (96 messages), jitter (delay 100ms
     /// 75ms), loss (loss 30%), duplicate (duplicate 30%), reorder (delay
     /// 125ms reorder 30% 50%), corrupt (corrupt 30%).
     ///
     /// Writes into --out, per scenario: TRANSPORT-NAME.pcap (every delivered
     /// packet), TRANSPORT-NAME.json (result, timings, packet timeline),
     /// TRANSPORT-NAME-packets.svg and TRANSPORT-NAME-sequence.svg; and
-    /// report.html with every scenario, its verdict and timings. --out must
+    /// report.html with every scenario, its verdict and timings, and, for
+    /// several transports, a side-by-side comparison per scenario (also in
+    /// comparison.json).
+    ///
+    /// A foreign program pair (--subject-cmd, --client-cmd) runs beside or
+    /// instead of cipherlink's transports: the commands get the server's
+    /// address as {host}, {port}, {addr} and CIPHERLINK_CHAOS_HOST/PORT/ADDR,
+    /// and their standard input and output carry the session (docs/chaos.md,
+    /// "Foreign programs"). --out must
     /// be a folder of the user who ran the command (SUDO_UID under sudo) or
     /// a new one; what is written is handed to that user. Exits non-zero if
     /// any scenario failed, or if interrupted (SIGINT, SIGTERM, SIGHUP:
@@ -75,16 +83,47 @@ pub enum Transport {
     Link,
     /// The proxy's v1 frame (NaCl box, pre-shared keys).
     V1,
+    /// SeasideVPN's PORT wire (two connections per session; TUN lab only).
+    Port,
     /// Plain TCP, the baseline.
     Plain,
+}
+
+/// How `chaos run` reads a foreign program's packets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ForeignWire {
+    /// Nothing known: payload is "unknown".
+    Opaque,
+    /// TLS record headers.
+    Tls,
+    /// SeasideVPN's PORT, read with --subject-key.
+    Port,
 }
 
 /// `cipherlink chaos run`.
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// The protocol under test.
-    #[arg(long, value_enum, default_value = "tls")]
-    pub transport: Transport,
+    /// The protocols under test, comma-separated (e.g. tls,link,port,plain);
+    /// default tls, or none when --subject-cmd is given.
+    #[arg(long, value_enum, value_delimiter = ',')]
+    pub transport: Vec<Transport>,
+    /// A foreign program's server command (`sh -c`; see the help above),
+    /// run in namespace B for each scenario.
+    #[arg(long, value_name = "COMMAND", requires = "client_cmd")]
+    pub subject_cmd: Option<String>,
+    /// The foreign program's client command, run in namespace A.
+    #[arg(long, value_name = "COMMAND", requires = "subject_cmd")]
+    pub client_cmd: Option<String>,
+    /// The foreign subject's name in the report and file names.
+    #[arg(long, value_name = "NAME", default_value = "foreign")]
+    pub subject_name: String,
+    /// How to read the foreign program's packets.
+    #[arg(long, value_enum, default_value = "opaque")]
+    pub subject_wire: ForeignWire,
+    /// The PORT server key file the foreign server uses (for
+    /// --subject-wire port: its messages are read with it).
+    #[arg(long, value_name = "FILE")]
+    pub subject_key: Option<PathBuf>,
     /// A scenario's name, or `all`.
     #[arg(long, default_value = "all")]
     pub scenario: String,

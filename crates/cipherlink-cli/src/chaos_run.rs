@@ -1,5 +1,6 @@
-//! `cipherlink chaos run`: the standard scenarios with one transport, in the
-//! TUN lab (root) or through the stream proxy, then the report. Its files
+//! `cipherlink chaos run`: the standard scenarios with each transport asked
+//! for (and a foreign program pair), in the TUN lab (root) or through the
+//! stream proxy, then one report. Its files
 //! go through `cipherlink_chaos::output` (a folder of the invoking user's,
 //! symlinks replaced, handed to the sudo user); SIGINT, SIGTERM and SIGHUP
 //! stop it after removing its namespaces.
@@ -15,9 +16,11 @@ use cipherlink_chaos::results::{Mode, ScenarioResult};
 use cipherlink_chaos::scenario_run::{run_scenario, RunOptions, CAPTURE_LIMIT};
 use cipherlink_chaos::scenarios::{self, ScenarioDef, Timers};
 use cipherlink_chaos::signals::StopSignals;
-use cipherlink_chaos::subject::{link_keepalive, Link, NaclFrame, PlainTcp, Subject, Tls};
+use cipherlink_chaos::subject::{
+    link_keepalive, Foreign, ForeignClassifier, LabSubject, Link, NaclFrame, PlainTcp, Port, Tls,
+};
 
-use crate::chaos_cmd::{RunArgs, Transport};
+use crate::chaos_cmd::{ForeignWire, RunArgs, Transport};
 
 /// The echo server's port in namespace B.
 const PORT: u16 = 7100;
@@ -50,14 +53,16 @@ pub async fn run(args: RunArgs) -> Result<()> {
     // The core writes the TLS key log in a folder only root can enter; it
     // is handed over and moved next to the pcaps when the run ends, however
     // it ends (threads of a stopped run may still hold the subject).
-    let keys = match args.transport {
-        Transport::Tls => Some(Arc::new(out.private(KEY_LOG).with_context(|| {
+    let transports = transports(&args);
+    let foreign = foreign_subject(&args)?;
+    let keys = match transports.contains(&Transport::Tls) {
+        true => Some(Arc::new(out.private(KEY_LOG).with_context(|| {
             format!("making a place for {}", out.shown(KEY_LOG).display())
         })?)),
-        _ => None,
+        false => None,
     };
     let (signal, names) = tokio::select! {
-        result = run_all(args, defs, Arc::clone(&out), keys.clone()) => return result,
+        result = run_all(args, Plan { transports, foreign, defs }, Arc::clone(&out), keys.clone()) => return result,
         // The run is still alive here: its namespaces, still listed.
         signal = signals.recv() => (signal, lab::live_names()),
     };
@@ -76,12 +81,75 @@ pub async fn run(args: RunArgs) -> Result<()> {
     )
 }
 
+/// The transports asked for: `tls` when none is named and no foreign
+/// program is given; each once, in the order given.
+fn transports(args: &RunArgs) -> Vec<Transport> {
+    let mut list = Vec::new();
+    for t in &args.transport {
+        if !list.contains(t) {
+            list.push(*t);
+        }
+    }
+    if list.is_empty() && args.subject_cmd.is_none() {
+        list.push(Transport::Tls);
+    }
+    list
+}
+
+/// The foreign program pair of --subject-cmd and --client-cmd, if given.
+fn foreign_subject(args: &RunArgs) -> Result<Option<Foreign>> {
+    let (Some(server), Some(client)) = (&args.subject_cmd, &args.client_cmd) else {
+        return Ok(None);
+    };
+    let classifier = match (args.subject_wire, &args.subject_key) {
+        (ForeignWire::Port, Some(path)) => {
+            ForeignClassifier::Port(crate::link_port::load_key(path).context("--subject-key")?)
+        }
+        (ForeignWire::Port, None) => {
+            bail!("--subject-wire port reads PORT messages with the server's key: give --subject-key FILE")
+        }
+        (_, Some(_)) => bail!("--subject-key is for --subject-wire port"),
+        (ForeignWire::Tls, None) => ForeignClassifier::Tls,
+        (ForeignWire::Opaque, None) => ForeignClassifier::Opaque,
+    };
+    let names: Vec<&str> = args.transport.iter().map(|t| transport_name(*t)).collect();
+    if names.contains(&args.subject_name.as_str()) {
+        bail!(
+            "--subject-name {} is also a transport's name; pick another (it names the files)",
+            args.subject_name
+        );
+    }
+    Ok(Some(
+        Foreign::new(&args.subject_name, server, client, classifier)
+            .context("--subject-name, --subject-cmd, --client-cmd")?,
+    ))
+}
+
+/// The subject's name, as in reports and file names.
+fn transport_name(t: Transport) -> &'static str {
+    match t {
+        Transport::Tls => "tls",
+        Transport::Link => "link",
+        Transport::V1 => "v1",
+        Transport::Port => "port",
+        Transport::Plain => "tcp",
+    }
+}
+
+/// What to run: each transport, then the foreign pair, over `defs`.
+struct Plan {
+    transports: Vec<Transport>,
+    foreign: Option<Foreign>,
+    defs: Vec<ScenarioDef>,
+}
+
 async fn run_all(
     args: RunArgs,
-    defs: Vec<ScenarioDef>,
+    plan: Plan,
     out: Arc<OutDir>,
     keys: Option<Arc<PrivateFile>>,
 ) -> Result<()> {
+    let defs = plan.defs;
     let mut notes = Vec::new();
     let mode = if args.proxy {
         notes.push(
@@ -123,30 +191,38 @@ async fn run_all(
     let started = Instant::now();
     // A key log that could not be handed over: reported after the report.
     let mut key_log_error = None;
-    let results = match args.transport {
-        Transport::Tls => {
-            let keys = keys.context("no place for the TLS key log")?;
-            let tls = Tls::with_key_log(Arc::clone(&keys))?;
-            let results = run_each(&defs, &opts, |_| Ok(tls.clone())).await;
-            drop(tls);
-            if let Err(e) = keys.publish() {
-                key_log_error = Some(anyhow::Error::new(e).context("handing over the TLS key log"));
+    let mut results = Vec::new();
+    for transport in plan.transports {
+        match transport {
+            Transport::Tls => {
+                let keys = keys.clone().context("no place for the TLS key log")?;
+                let tls = Tls::with_key_log(Arc::clone(&keys))?;
+                let run = run_each(&defs, &opts, |_| Ok(tls.clone())).await;
+                drop(tls);
+                if let Err(e) = keys.publish() {
+                    key_log_error =
+                        Some(anyhow::Error::new(e).context("handing over the TLS key log"));
+                }
+                results.extend(run?);
             }
-            results?
+            Transport::V1 => {
+                let frame = NaclFrame::new();
+                results.extend(run_each(&defs, &opts, |_| Ok(frame.clone())).await?);
+            }
+            // A fresh key and token per scenario, with the scenario's timers.
+            Transport::Link => results.extend(
+                run_each(&defs, &opts, |def| {
+                    Ok(Link::new(link_keepalive(def.stale_after.is_some()))?)
+                })
+                .await?,
+            ),
+            Transport::Port => results.extend(run_each(&defs, &opts, |_| Ok(Port::new())).await?),
+            Transport::Plain => results.extend(run_each(&defs, &opts, |_| Ok(PlainTcp)).await?),
         }
-        Transport::V1 => {
-            let frame = NaclFrame::new();
-            run_each(&defs, &opts, |_| Ok(frame.clone())).await?
-        }
-        // A fresh key and token per scenario, with the scenario's timers.
-        Transport::Link => {
-            run_each(&defs, &opts, |def| {
-                Ok(Link::new(link_keepalive(def.stale_after.is_some()))?)
-            })
-            .await?
-        }
-        Transport::Plain => run_each(&defs, &opts, |_| Ok(PlainTcp)).await?,
-    };
+    }
+    if let Some(foreign) = plan.foreign {
+        results.extend(run_each(&defs, &opts, |_| Ok(foreign.clone())).await?);
+    }
     let path = report::write_all(&out, &results, &notes).context("writing the report")?;
     let failed = results.iter().filter(|r| r.failed()).count();
     let passed = results.iter().filter(|r| r.verdict.pass).count();
@@ -171,7 +247,7 @@ async fn run_all(
 
 /// Every scenario in turn with the subject `make` gives for it, printing a
 /// line per scenario.
-async fn run_each<S: Subject + Clone>(
+async fn run_each<S: LabSubject + Clone>(
     defs: &[ScenarioDef],
     opts: &RunOptions,
     mut make: impl FnMut(&ScenarioDef) -> Result<S>,
@@ -186,7 +262,7 @@ async fn run_each<S: Subject + Clone>(
 }
 
 /// One scenario; a scenario that could not be run at all is a failed result.
-async fn one<S: Subject + Clone>(
+async fn one<S: LabSubject + Clone>(
     subject: S,
     def: &ScenarioDef,
     opts: &RunOptions,

@@ -31,7 +31,7 @@ fn settings() -> Result<PortSettings> {
     PortSettings::from_env(|k| std::env::var(k).ok()).context("reading PORT_* settings")
 }
 
-fn load_key(path: &Path) -> Result<ServerKey> {
+pub(crate) fn load_key(path: &Path) -> Result<ServerKey> {
     let text = read_text(path, "PORT server key file")?;
     ServerKey::parse(&text).with_context(|| format!("PORT server key file {}", path.display()))
 }

@@ -22,7 +22,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::timeout;
 
-use super::{PacketClass, Session, SetupError, Subject, SubjectError};
+use super::{PacketClass, Session, SetupError, StreamSubject, Subject, SubjectError};
 use crate::tls_records::{RecordMap, Span};
 
 /// Bound on the loopback splice's own set-up.
@@ -117,6 +117,46 @@ impl Subject for Link {
         "link"
     }
 
+    fn classify(&self, _payload: &[u8]) -> PacketClass {
+        PacketClass::Data
+    }
+
+    /// Every record read with the sessions' exported transport keys:
+    /// data, keepalive (ping, pong), close, or rekey (counted as handshake).
+    fn decode_records(&self, pcap: &[u8]) -> Option<RecordMap> {
+        let keys = self.keys.lock().ok()?.clone();
+        if keys.is_empty() {
+            return None;
+        }
+        Some(RecordMap::from_streams(pcap, |up, down| {
+            link_records(up, down, &keys)
+        }))
+    }
+
+    /// Without the keys: msg1 (client) and msg2 (server) are the first
+    /// bytes of each direction, of fixed length without padding. After
+    /// them a record's type is encrypted, but a ping or pong is the only
+    /// record of [`wire::UNPADDED_KEEPALIVE_LEN`] bytes (an 8-byte body)
+    /// and every message of a scenario is larger.
+    fn classify_at(&self, from_client: bool, offset: u64, payload: &[u8]) -> PacketClass {
+        let handshake = flow(from_client).unpadded_handshake_len() as u64;
+        let keepalive = wire::UNPADDED_KEEPALIVE_LEN;
+        if offset < handshake {
+            PacketClass::Handshake
+        } else if payload.len().is_multiple_of(keepalive) && payload.len() <= 3 * keepalive {
+            PacketClass::Keepalive
+        } else {
+            PacketClass::Data
+        }
+    }
+
+    fn gone_within(&self) -> Option<Duration> {
+        let k = &self.client.params.keepalive;
+        Some(k.max_next_in + k.max_timeout * (k.max_retries + 1))
+    }
+}
+
+impl StreamSubject for Link {
     async fn connect(&self, io: TcpStream) -> Result<Self::Session, SubjectError> {
         let local = TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
             .await
@@ -156,44 +196,6 @@ impl Subject for Link {
             Ok(None) => Err(err("accept", "the listener stopped")),
             Err(_) => Err(err("accept", "no authenticated link in time")),
         }
-    }
-
-    fn classify(&self, _payload: &[u8]) -> PacketClass {
-        PacketClass::Data
-    }
-
-    /// Every record read with the sessions' exported transport keys:
-    /// data, keepalive (ping, pong), close, or rekey (counted as handshake).
-    fn decode_records(&self, pcap: &[u8]) -> Option<RecordMap> {
-        let keys = self.keys.lock().ok()?.clone();
-        if keys.is_empty() {
-            return None;
-        }
-        Some(RecordMap::from_streams(pcap, |up, down| {
-            link_records(up, down, &keys)
-        }))
-    }
-
-    /// Without the keys: msg1 (client) and msg2 (server) are the first
-    /// bytes of each direction, of fixed length without padding. After
-    /// them a record's type is encrypted, but a ping or pong is the only
-    /// record of [`wire::UNPADDED_KEEPALIVE_LEN`] bytes (an 8-byte body)
-    /// and every message of a scenario is larger.
-    fn classify_at(&self, from_client: bool, offset: u64, payload: &[u8]) -> PacketClass {
-        let handshake = flow(from_client).unpadded_handshake_len() as u64;
-        let keepalive = wire::UNPADDED_KEEPALIVE_LEN;
-        if offset < handshake {
-            PacketClass::Handshake
-        } else if payload.len().is_multiple_of(keepalive) && payload.len() <= 3 * keepalive {
-            PacketClass::Keepalive
-        } else {
-            PacketClass::Data
-        }
-    }
-
-    fn gone_within(&self) -> Option<Duration> {
-        let k = &self.client.params.keepalive;
-        Some(k.max_next_in + k.max_timeout * (k.max_retries + 1))
     }
 }
 

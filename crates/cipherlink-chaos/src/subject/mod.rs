@@ -13,20 +13,33 @@
 //!   `v1` on the wire and in flags), pre-shared keys, classed by its header.
 //! - [`PlainTcp`] (`plain.rs`): TCP alone, the baseline every subject is
 //!   compared with.
+//! - [`Port`] (`port.rs`): SeasideVPN's PORT wire, two connections per
+//!   session, its messages read with the server key.
+//! - [`Foreign`] (`foreign.rs`): any other program, a client and a server
+//!   command whose standard input and output carry the session.
+//!
+//! [`StreamSubject`]s run over the one TCP connection the lab hands them;
+//! [`LabSubject`] is what the lab runs (each stream subject is one).
 
 use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
 
 use etherparse::{SlicedPacket, TransportSlice};
-use tokio::net::TcpStream;
+use tokio::net::{TcpListener, TcpStream};
 
+mod foreign;
 mod link;
 mod nacl_frame;
 mod plain;
+mod port;
 mod tls;
 
+pub use foreign::{expand, Foreign, ForeignClassifier, ForeignListening, ForeignSession};
 pub use link::{link_keepalive, Link, LinkSession};
 pub use nacl_frame::{NaclFrame, NaclFrameSession};
 pub use plain::{PlainSession, PlainTcp};
+pub use port::{port_records, Port, PortChaosSession};
 pub use tls::{Tls, TlsSession};
 
 /// A failure of a subject's session, naming the subject and the stage.
@@ -116,22 +129,12 @@ impl PacketClass {
     }
 }
 
-/// A protocol under test.
+/// A protocol under test: its sessions and how its packets read.
 pub trait Subject: Send + Sync + 'static {
     /// An established session.
     type Session: Session;
     /// Name for reports.
     fn name(&self) -> &str;
-    /// Client end: open a session over `io`.
-    fn connect(
-        &self,
-        io: TcpStream,
-    ) -> impl Future<Output = Result<Self::Session, SubjectError>> + Send;
-    /// Server end: accept a session over `io`.
-    fn accept(
-        &self,
-        io: TcpStream,
-    ) -> impl Future<Output = Result<Self::Session, SubjectError>> + Send;
     /// Class of a TCP segment's payload (never empty).
     fn classify(&self, payload: &[u8]) -> PacketClass;
     /// Class of a TCP segment's payload that starts `offset` bytes into
@@ -163,6 +166,142 @@ pub trait Subject: Send + Sync + 'static {
         self.key_log()
             .map(|keys| crate::tls_records::RecordMap::from_capture(pcap, &keys))
     }
+}
+
+/// A protocol that runs over one TCP connection the lab hands it
+/// (TLS, link, v1, plain); [`LabSubject`] comes with it.
+pub trait StreamSubject: Subject {
+    /// Client end: open a session over `io`.
+    fn connect(
+        &self,
+        io: TcpStream,
+    ) -> impl Future<Output = Result<Self::Session, SubjectError>> + Send;
+    /// Server end: accept a session over `io`.
+    fn accept(
+        &self,
+        io: TcpStream,
+    ) -> impl Future<Output = Result<Self::Session, SubjectError>> + Send;
+}
+
+/// How a subject's client reaches the server: its address and the socket
+/// options the lab wants on every connection the client makes.
+#[derive(Debug, Clone)]
+pub struct Dial {
+    /// The server's address (the first one, for protocols with several).
+    pub server: SocketAddr,
+    /// `TCP_USER_TIMEOUT` for subjects that rely on TCP to notice a silent
+    /// peer (the stale scenario), set on each connection.
+    pub user_timeout: Option<Duration>,
+}
+
+impl Dial {
+    /// A TCP connection to `addr` with the lab's options (no Nagle delay,
+    /// the user timeout); `subject` names the error.
+    pub async fn tcp(&self, subject: &str, addr: SocketAddr) -> Result<TcpStream, SubjectError> {
+        let tcp = TcpStream::connect(addr)
+            .await
+            .map_err(|e| SubjectError::new(subject, "connect", format!("{addr}: {e}")))?;
+        self.configure(subject, &tcp)?;
+        Ok(tcp)
+    }
+
+    /// The lab's options on a connection the subject's own code made.
+    pub fn configure(&self, subject: &str, tcp: &TcpStream) -> Result<(), SubjectError> {
+        let _ = tcp.set_nodelay(true);
+        if let Some(t) = self.user_timeout {
+            let ms = u32::try_from(t.as_millis()).unwrap_or(u32::MAX);
+            nix::sys::socket::setsockopt(tcp, nix::sys::socket::sockopt::TcpUserTimeout, &ms)
+                .map_err(|e| {
+                    SubjectError::new(subject, "connect", format!("setting TCP_USER_TIMEOUT: {e}"))
+                })?;
+        }
+        Ok(())
+    }
+}
+
+/// A subject as the lab runs it: the server end listens at an address in
+/// namespace B and takes one session; the client end dials from A. Every
+/// [`StreamSubject`] is one; PORT (two connections) and foreign programs
+/// (their own sockets) implement it directly.
+pub trait LabSubject: Subject {
+    /// What the server end holds while it listens.
+    type Listening: Send;
+    /// Server end: listen at `addr` (port 0: any); returns once a client
+    /// may connect, with the address it listens at.
+    fn listen(
+        &self,
+        addr: SocketAddr,
+    ) -> impl Future<Output = Result<(Self::Listening, SocketAddr), SubjectError>> + Send;
+    /// Server end: the first session.
+    fn take(
+        &self,
+        listening: &mut Self::Listening,
+    ) -> impl Future<Output = Result<Self::Session, SubjectError>> + Send;
+    /// Client end: a session with the server at `dial.server`.
+    fn dial(&self, dial: &Dial)
+        -> impl Future<Output = Result<Self::Session, SubjectError>> + Send;
+    /// Whether [`LabSubject::dial`] returns when the session is set up
+    /// (the lab then times the set-up); a foreign program's client is
+    /// started, and its set-up is only seen in the capture.
+    fn observes_setup(&self) -> bool {
+        true
+    }
+    /// Why this subject cannot run through the stream proxy, which carries
+    /// one connection to one address.
+    fn needs_lab(&self) -> Option<String> {
+        None
+    }
+    /// The scenario's namespace A is about to run the client, which relies
+    /// on TCP to notice a silent peer but whose sockets the lab cannot
+    /// reach: a subject may set what it needs there (run in A's thread).
+    fn prepare_client_namespace(&self, user_timeout: Option<Duration>) -> Result<(), SubjectError> {
+        let _ = user_timeout;
+        Ok(())
+    }
+}
+
+impl<T: StreamSubject> LabSubject for T {
+    type Listening = TcpListener;
+
+    async fn listen(&self, addr: SocketAddr) -> Result<(TcpListener, SocketAddr), SubjectError> {
+        let err = |e: std::io::Error| {
+            SubjectError::new(self.name(), "accept", format!("listening on {addr}: {e}"))
+        };
+        let listener = TcpListener::bind(addr).await.map_err(err)?;
+        let local = listener.local_addr().map_err(err)?;
+        Ok((listener, local))
+    }
+
+    async fn take(&self, listening: &mut TcpListener) -> Result<Self::Session, SubjectError> {
+        let (tcp, _) = listening
+            .accept()
+            .await
+            .map_err(|e| SubjectError::new(self.name(), "accept", e))?;
+        let _ = tcp.set_nodelay(true);
+        self.accept(tcp).await
+    }
+
+    async fn dial(&self, dial: &Dial) -> Result<Self::Session, SubjectError> {
+        let tcp = dial.tcp(self.name(), dial.server).await?;
+        self.connect(tcp).await
+    }
+}
+
+/// Makes the calling thread's network namespace give up on a TCP
+/// connection whose sent data stays unacknowledged for about `t`, as
+/// `TCP_USER_TIMEOUT` does for one socket: for clients whose sockets the
+/// lab cannot reach (their own code's, or another program's). Linux
+/// counts retransmissions against a time as if each timeout started at
+/// 200 ms and doubled (`tcp_retries2` n: 0.2 s · (2^(n+1) − 1)); the
+/// largest n whose time is at most half of `t` leaves room for the real,
+/// longer timeouts of a delayed path.
+pub fn tcp_gives_up_within(t: Duration) -> Result<(), std::io::Error> {
+    let budget = t.as_secs_f64() / 2.0;
+    let retries = (1..=15u32)
+        .take_while(|n| 0.2 * (2f64.powi(*n as i32 + 1) - 1.0) <= budget)
+        .last()
+        .unwrap_or(1);
+    std::fs::write("/proc/sys/net/ipv4/tcp_retries2", format!("{retries}\n"))
 }
 
 /// An established session; the lab bounds every call in time.

@@ -6,7 +6,7 @@ use cipherlink_proxy::nacl_frame as frame;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use super::{PacketClass, Session, Subject, SubjectError};
+use super::{PacketClass, Session, StreamSubject, Subject, SubjectError};
 
 /// Largest read from the socket at once.
 const READ: usize = 16 * 1024;
@@ -76,6 +76,16 @@ impl Subject for NaclFrame {
         "v1"
     }
 
+    /// A frame header: version 1, nonce size 24 (big-endian).
+    fn classify(&self, payload: &[u8]) -> PacketClass {
+        match payload {
+            [1, 0, 0, 0, 24, ..] => PacketClass::Data,
+            _ => PacketClass::Unknown,
+        }
+    }
+}
+
+impl StreamSubject for NaclFrame {
     async fn connect(&self, io: TcpStream) -> Result<NaclFrameSession, SubjectError> {
         Ok(NaclFrameSession::new(
             io,
@@ -90,14 +100,6 @@ impl Subject for NaclFrame {
             self.server.clone(),
             frame::Side::Server,
         ))
-    }
-
-    /// A frame header: version 1, nonce size 24 (big-endian).
-    fn classify(&self, payload: &[u8]) -> PacketClass {
-        match payload {
-            [1, 0, 0, 0, 24, ..] => PacketClass::Data,
-            _ => PacketClass::Unknown,
-        }
     }
 }
 

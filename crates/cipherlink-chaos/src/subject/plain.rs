@@ -3,7 +3,7 @@
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use super::{PacketClass, Session, Subject, SubjectError};
+use super::{PacketClass, Session, StreamSubject, Subject, SubjectError};
 
 /// Plain TCP, no protocol: the baseline every subject is compared with.
 #[derive(Debug, Clone, Copy, Default)]
@@ -24,16 +24,18 @@ impl Subject for PlainTcp {
         "tcp"
     }
 
+    fn classify(&self, _payload: &[u8]) -> PacketClass {
+        PacketClass::Data
+    }
+}
+
+impl StreamSubject for PlainTcp {
     async fn connect(&self, io: TcpStream) -> Result<PlainSession, SubjectError> {
         Ok(PlainSession(io))
     }
 
     async fn accept(&self, io: TcpStream) -> Result<PlainSession, SubjectError> {
         Ok(PlainSession(io))
-    }
-
-    fn classify(&self, _payload: &[u8]) -> PacketClass {
-        PacketClass::Data
     }
 }
 

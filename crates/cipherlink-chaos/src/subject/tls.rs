@@ -8,7 +8,7 @@ use cipherlink::certs::{self, CertOptions};
 use cipherlink::{Context, Tunnel};
 use tokio::net::TcpStream;
 
-use super::{PacketClass, Session, SetupError, Subject, SubjectError};
+use super::{PacketClass, Session, SetupError, StreamSubject, Subject, SubjectError};
 use crate::output::PrivateFile;
 use crate::tls_records::{self, KeyLog};
 
@@ -66,24 +66,6 @@ impl Subject for Tls {
         "tls"
     }
 
-    async fn connect(&self, io: TcpStream) -> Result<TlsSession, SubjectError> {
-        let tunnel = self
-            .client
-            .connect(io, "localhost")
-            .await
-            .map_err(|e| err("connect", e))?;
-        Ok(TlsSession(tunnel))
-    }
-
-    async fn accept(&self, io: TcpStream) -> Result<TlsSession, SubjectError> {
-        let tunnel = self
-            .server
-            .accept(io, "client")
-            .await
-            .map_err(|e| err("accept", e))?;
-        Ok(TlsSession(tunnel))
-    }
-
     /// The secrets the client logged, for decrypting the capture.
     fn key_log(&self) -> Option<KeyLog> {
         match self.key_log.as_ref()?.read(KEY_LOG_MAX) {
@@ -100,6 +82,26 @@ impl Subject for Tls {
     /// application data, which the key log's decryption sees through.
     fn classify(&self, payload: &[u8]) -> PacketClass {
         tls_records::classify_header(payload)
+    }
+}
+
+impl StreamSubject for Tls {
+    async fn connect(&self, io: TcpStream) -> Result<TlsSession, SubjectError> {
+        let tunnel = self
+            .client
+            .connect(io, "localhost")
+            .await
+            .map_err(|e| err("connect", e))?;
+        Ok(TlsSession(tunnel))
+    }
+
+    async fn accept(&self, io: TcpStream) -> Result<TlsSession, SubjectError> {
+        let tunnel = self
+            .server
+            .accept(io, "client")
+            .await
+            .map_err(|e| err("accept", e))?;
+        Ok(TlsSession(tunnel))
     }
 }
 
