@@ -25,6 +25,9 @@
 //! standard scenarios and [`scenario_run`] runs one of them.
 
 pub mod capture;
+pub mod comparison;
+pub mod comparison_html;
+mod comparison_words;
 pub mod exchange;
 pub mod lab;
 pub mod lab_echo;

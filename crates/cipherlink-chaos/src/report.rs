@@ -1,15 +1,18 @@
 //! The HTML report: every scenario's verdict, timings, router counts and
-//! both SVGs inline, in one self-contained file.
+//! both SVGs inline, in one self-contained file; with more than one
+//! transport, their comparison ([`crate::comparison`]) after the summary.
 
 use std::fmt::Write;
 
+use crate::comparison::{compare, Comparison};
+use crate::comparison_html;
 use crate::results::{Mode, ScenarioResult};
 use crate::svg::{escape, packet_plot, sequence_diagram};
 
 /// The report's page. `notes` are shown at the top (e.g. why the proxy
 /// was used instead of the lab).
 pub fn html(results: &[ScenarioResult], notes: &[String]) -> String {
-    html_with(results, notes, &plots(results))
+    html_with(results, notes, &plots(results), compare(results).as_ref())
 }
 
 /// Each result's packet plot and sequence diagram (`None` for a scenario
@@ -29,6 +32,7 @@ fn html_with(
     results: &[ScenarioResult],
     notes: &[String],
     plots: &[Option<(String, String)>],
+    comparison: Option<&Comparison>,
 ) -> String {
     let passed = results.iter().filter(|r| r.verdict.pass).count();
     let not_run = results.iter().filter(|r| r.skipped.is_some()).count();
@@ -36,11 +40,12 @@ fn html_with(
     let _ = write!(
         s,
         "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>cipherlink chaos run</title>\
-         <style>body{{font-family:sans-serif;margin:24px;color:#222}}table{{border-collapse:collapse}}\
-         td,th{{border:1px solid #bbb;padding:3px 8px;text-align:right}}td.l,th.l{{text-align:left}}\
+         <style>body{{font-family:sans-serif;margin:24px;color:#222}}table{{border-collapse:collapse;font-size:14px}}\
+         td,th{{border:1px solid #bbb;padding:3px 6px;text-align:right}}td.l,th.l{{text-align:left}}\
          .pass{{background:#c8f0c8}}.fail{{background:#f6c6c6}}.skip{{background:#eeeeee}}section{{margin-top:32px}}\
-         svg{{border:1px solid #ddd;margin:4px}}</style></head><body>\
+         svg{{border:1px solid #ddd;margin:4px}}{}</style></head><body>\
          <h1>cipherlink chaos run</h1><p><b>{passed} of {} scenarios passed, {} failed, {not_run} not run.</b></p>",
+        comparison_html::STYLE,
         results.len(),
         results.iter().filter(|r| r.failed()).count()
     );
@@ -93,6 +98,9 @@ fn html_with(
         );
     }
     s.push_str("</table>");
+    if let Some(c) = comparison {
+        s.push_str(&comparison_html::section(c));
+    }
     for (r, plot) in results.iter().zip(plots) {
         let _ = write!(
             s,
@@ -159,7 +167,8 @@ pub enum ReportError {
 
 /// Writes, into `out`, per scenario `TRANSPORT-NAME.json`,
 /// `TRANSPORT-NAME-packets.svg` and `TRANSPORT-NAME-sequence.svg`, and the
-/// whole `report.html`; returns the report's path.
+/// whole `report.html`; with more than one transport, `comparison.json`
+/// too. Returns the report's path.
 pub fn write_all(
     out: &crate::output::OutDir,
     results: &[ScenarioResult],
@@ -178,5 +187,14 @@ pub fn write_all(
             out.write(&format!("{base}-sequence.svg"), sequence.as_bytes())?;
         }
     }
-    Ok(out.write("report.html", html_with(results, notes, &plots).as_bytes())?)
+    let comparison = compare(results);
+    if let Some(c) = &comparison {
+        let json = serde_json::to_string_pretty(c).map_err(|source| ReportError::Json {
+            name: "comparison".into(),
+            source,
+        })?;
+        out.write("comparison.json", json.as_bytes())?;
+    }
+    let page = html_with(results, notes, &plots, comparison.as_ref());
+    Ok(out.write("report.html", page.as_bytes())?)
 }

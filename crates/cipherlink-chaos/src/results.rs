@@ -233,6 +233,43 @@ impl ScenarioResult {
         format!("{}-{}", self.transport, self.scenario.name)
     }
 
+    /// Echoes a run must have for every message to be through: all of
+    /// them, or in the stale scenario those sent before the silence.
+    pub fn expected_echoes(&self) -> u32 {
+        self.scenario.stale_after.unwrap_or(self.scenario.messages)
+    }
+
+    /// Whether the server accepted the messages in order, each once (its
+    /// sequence is 0, 1, 2, ...).
+    pub fn in_order_once(&self) -> bool {
+        self.server
+            .received
+            .iter()
+            .enumerate()
+            .all(|(i, (seq, _))| *seq as usize == i)
+    }
+
+    /// Whether no end saw wrong data: no wrong echo, no extra byte, no
+    /// wrong message at the server.
+    pub fn no_wrong_data(&self) -> bool {
+        self.client.wrong == 0 && self.server.wrong == 0 && self.client.extra_bytes == 0
+    }
+
+    /// Seconds from the silence until the transport declared the silent
+    /// peer gone; `None` if it was not silenced, or never declared it (the
+    /// run's own limit ended the wait, which says so in the error).
+    pub fn declared_gone_after(&self) -> Option<f64> {
+        let c = &self.client;
+        let declared = c
+            .error
+            .as_deref()
+            .is_some_and(|e| !e.contains("did not declare"));
+        match (c.silenced_at, c.failed_at) {
+            (Some(s), Some(f)) if declared => Some(f - s),
+            _ => None,
+        }
+    }
+
     /// A scenario this mode cannot do (the stream proxy and packet loss),
     /// with the reason: neither passed nor failed.
     pub fn skipped(
@@ -291,21 +328,14 @@ pub fn evaluate(r: &ScenarioResult) -> Verdict {
         },
     );
     check(
-        c.wrong == 0 && r.server.wrong == 0 && c.extra_bytes == 0,
+        r.no_wrong_data(),
         format!(
             "no wrong data (client saw {} wrong echoes and {} extra bytes, server {} wrong messages)",
             c.wrong, c.extra_bytes, r.server.wrong
         ),
     );
-    // In order, exactly once: the server's accepted sequence is 0, 1, 2, ...
-    let in_order = r
-        .server
-        .received
-        .iter()
-        .enumerate()
-        .all(|(i, (seq, _))| *seq as usize == i);
     check(
-        in_order,
+        r.in_order_once(),
         "messages reached the server in order, each once".into(),
     );
     let within = r.duration <= r.timers.scenario.as_secs_f64() + 1.0;
@@ -349,12 +379,11 @@ pub fn evaluate(r: &ScenarioResult) -> Verdict {
             match (c.silenced_at, c.failed_at, r.gone_bound) {
                 (Some(s), Some(f), Some(bound)) => {
                     let took = f - s;
-                    let declared = c
-                        .error
-                        .as_deref()
-                        .is_some_and(|e| !e.contains("did not declare"));
+                    let in_time = r
+                        .declared_gone_after()
+                        .is_some_and(|t| t <= bound + r.timers.stale_slack.as_secs_f64());
                     check(
-                        declared && took <= bound + r.timers.stale_slack.as_secs_f64(),
+                        in_time,
                         format!(
                             "peer declared gone {took:.2} s after the silence (bound {bound:.2} s + slack): {}",
                             c.error.as_deref().unwrap_or("")

@@ -1,7 +1,9 @@
 //! The report as a person sees it: scenarios run, the HTML report written,
 //! rendered by headless chromium to a PNG, and the picture checked for
 //! content (many colours, the packet plot's bars in their colours) against
-//! a blank page rendered the same way.
+//! a blank page rendered the same way. A report of several transports is
+//! also laid out by chromium with a measuring script: its comparison
+//! tables are there and fit the window.
 
 use std::collections::HashMap;
 use std::io::Read;
@@ -13,10 +15,10 @@ use std::time::{Duration, Instant};
 use cipherlink_chaos::lab::Lab;
 use cipherlink_chaos::output::{Invoker, OutDir};
 use cipherlink_chaos::report::write_all;
-use cipherlink_chaos::results::Mode;
+use cipherlink_chaos::results::{Mode, ScenarioResult};
 use cipherlink_chaos::scenario_run::{run_scenario, RunOptions, CAPTURE_LIMIT};
 use cipherlink_chaos::scenarios::{select, Timers};
-use cipherlink_chaos::subject::PlainTcp;
+use cipherlink_chaos::subject::{link_keepalive, Link, NaclFrame, PlainTcp, Subject};
 use cipherlink_test_support::{peer, Peer};
 
 /// Renders `page` to a PNG with headless chromium, bounded in time.
@@ -127,31 +129,70 @@ fn colours(png: &[u8]) -> HashMap<[u8; 3], usize> {
     counts
 }
 
+/// Loads `page` in headless chromium and returns the DOM after its
+/// scripts ran, bounded in time.
+fn dump_dom(chromium: &Path, page: &Path, profile: &Path) -> String {
+    let mut child = Command::new(chromium)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--hide-scrollbars",
+            "--window-size=1200,1800",
+            "--dump-dom",
+        ])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .arg(format!("file://{}", page.display()))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start chromium");
+    let mut stdout = child.stdout.take().expect("stdout");
+    let reader = std::thread::spawn(move || {
+        let mut dom = String::new();
+        let _ = stdout.read_to_string(&mut dom);
+        dom
+    });
+    let t0 = Instant::now();
+    while child.try_wait().expect("wait").is_none() {
+        if t0.elapsed() > Duration::from_secs(90) {
+            let _ = child.kill();
+            panic!("chromium did not finish within 90 s");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    reader.join().expect("reader")
+}
+
+/// The lab when this machine allows it, else the proxy: either way real
+/// packets, classified, in the plots and the comparison.
+fn options(dir: &Path, prefix: &str, port: u16) -> RunOptions {
+    let mode = if Lab::available().is_ok() {
+        Mode::Lab
+    } else {
+        Mode::Proxy
+    };
+    RunOptions {
+        seed: 1,
+        timers: Timers {
+            scenario: Duration::from_secs(60),
+            ..Timers::default()
+        },
+        out: Arc::new(OutDir::open(dir, Invoker::current_user()).expect("out dir")),
+        mode,
+        prefix: prefix.into(),
+        port,
+        capture_limit: CAPTURE_LIMIT,
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn report_renders_with_plots_in_chromium() {
     let Some(chromium) = peer!(Peer::Chromium) else {
         return;
     };
     let dir = tempfile::tempdir().expect("temp dir");
-    // The lab when this machine allows it, else the proxy: either way
-    // real packets, classified, in both plots.
-    let mode = if Lab::available().is_ok() {
-        Mode::Lab
-    } else {
-        Mode::Proxy
-    };
-    let opts = RunOptions {
-        seed: 1,
-        timers: Timers {
-            scenario: Duration::from_secs(60),
-            ..Timers::default()
-        },
-        out: Arc::new(OutDir::open(dir.path(), Invoker::current_user()).expect("out dir")),
-        mode,
-        prefix: "rr".into(),
-        port: 7200,
-        capture_limit: CAPTURE_LIMIT,
-    };
+    let opts = options(dir.path(), "rr", 7200);
     let mut results = Vec::new();
     for def in select("ideal")
         .into_iter()
@@ -192,5 +233,112 @@ async fn report_renders_with_plots_in_chromium() {
         pixels([0x2c, 0xa0, 0x2c])
     );
     assert!(pixels([0x7f, 0x7f, 0x7f]) > 20, "TCP-only bars");
+    assert!(pixels([0xc8, 0xf0, 0xc8]) > 1000, "pass rows");
+}
+
+/// Measures the laid-out page: the window's width, the document's, the
+/// comparison's tables and rows, and the first elements whose right edge
+/// passes the window's.
+const MEASURE: &str = "<script>(function(){var w=window.innerWidth,over=[];\
+document.querySelectorAll('body *').forEach(function(e){\
+var r=e.getBoundingClientRect();if(r.right>w+0.5&&over.length<8){\
+over.push(e.tagName+'.'+e.className+'#'+e.id+'@'+Math.round(r.right));}});\
+var p=document.createElement('pre');p.id='layout';p.textContent='width='+w+' scroll='+\
+document.documentElement.scrollWidth+' tables='+document.querySelectorAll('table.cmp').length+\
+' rows='+document.querySelectorAll('tr.cmp-row').length+' over='+over.join(',');\
+document.body.appendChild(p);})();</script>";
+
+async fn run<S: Subject + Clone>(subject: S, scenario: &str, opts: &RunOptions) -> ScenarioResult {
+    let def = select(scenario)
+        .and_then(|v| v.into_iter().next())
+        .expect("scenario");
+    run_scenario(subject, &def, opts).await.expect("scenario")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_report_of_several_transports_shows_their_comparison() {
+    let Some(chromium) = peer!(Peer::Chromium) else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("temp dir");
+    let opts = options(dir.path(), "rc", 7300);
+    let link = |stale: bool| Link::new(link_keepalive(stale)).expect("link subject");
+    let mut results = vec![
+        run(PlainTcp, "ideal", &opts).await,
+        run(NaclFrame::new(), "ideal", &opts).await,
+        run(link(false), "ideal", &opts).await,
+        // Not run by the proxy (no root): then their rows say so.
+        run(PlainTcp, "stale", &opts).await,
+        run(link(true), "stale", &opts).await,
+    ];
+    assert!(
+        results[..3].iter().all(|r| r.verdict.pass),
+        "{:?}",
+        results.iter().map(|r| &r.verdict).collect::<Vec<_>>()
+    );
+    // A program whose set-up the lab cannot see: link's packets, no
+    // set-up time of its own (estimated from the capture instead).
+    let mut foreign = results[2].clone();
+    foreign.transport = "foreign".into();
+    foreign.client.connected = None;
+    results.push(foreign);
+    let page = write_all(&opts.out, &results, &[]).expect("report");
+
+    let html = std::fs::read_to_string(&page).expect("report.html");
+    assert_eq!(html.matches("<table class=\"cmp\"").count(), 2);
+    assert_eq!(html.matches("<tr class=\"cmp-row").count(), 2 * 4);
+    assert!(html.contains("<small>capture</small>"), "foreign's set-up");
+    let json =
+        std::fs::read_to_string(dir.path().join("comparison.json")).expect("comparison.json");
+    let comparison: serde_json::Value = serde_json::from_str(&json).expect("JSON");
+    assert_eq!(
+        comparison["transports"],
+        serde_json::json!(["tcp", "v1", "link", "foreign"])
+    );
+
+    // Laid out at the window's width, nothing of the comparison passes it.
+    let measured = dir.path().join("measured.html");
+    let body_end = html.rfind("</body>").expect("</body>");
+    let probe = format!("{}{MEASURE}{}", &html[..body_end], &html[body_end..]);
+    std::fs::write(&measured, probe).expect("measured page");
+    let dom = dump_dom(&chromium, &measured, &dir.path().join("profile"));
+    let layout = dom
+        .split("<pre id=\"layout\">")
+        .nth(1)
+        .and_then(|rest| rest.split("</pre>").next())
+        .expect("the measuring script ran");
+    println!("layout: {layout}");
+    let field = |name: &str| {
+        layout
+            .split(' ')
+            .find_map(|kv| kv.strip_prefix(name).and_then(|v| v.strip_prefix('=')))
+            .unwrap_or_else(|| panic!("{name} in {layout}"))
+    };
+    assert_eq!((field("tables"), field("rows")), ("2", "8"), "{layout}");
+    assert_eq!(
+        field("over"),
+        "",
+        "elements pass the window's edge: {layout}"
+    );
+    let width: u32 = field("width").parse().expect("width");
+    let scroll: u32 = field("scroll").parse().expect("scroll");
+    assert!(
+        scroll <= width,
+        "the page is wider than the window: {layout}"
+    );
+
+    // Rendered: the comparison's header rows show, next to the rest.
+    let png = dir.path().join("report.png");
+    render(&chromium, &page, &png, &dir.path().join("profile"));
+    let counts = colours(&std::fs::read(&png).expect("png"));
+    let pixels = |rgb: [u8; 3]| counts.get(&rgb).copied().unwrap_or(0);
+    println!(
+        "report: {} colours, comparison headers {} px, pass rows {} px",
+        counts.len(),
+        pixels([0xdd, 0xe6, 0xf3]),
+        pixels([0xc8, 0xf0, 0xc8])
+    );
+    assert!(counts.len() >= 50, "only {} colours", counts.len());
+    assert!(pixels([0xdd, 0xe6, 0xf3]) > 2000, "comparison headers");
     assert!(pixels([0xc8, 0xf0, 0xc8]) > 1000, "pass rows");
 }
