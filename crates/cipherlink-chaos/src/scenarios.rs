@@ -71,14 +71,23 @@ pub fn standard_scenarios() -> Vec<ScenarioDef> {
     ]
 }
 
-/// The scenarios `--scenario` names (`all` or one name).
-pub fn select(name: &str) -> Option<Vec<ScenarioDef>> {
+/// The scenarios named in `names`: `all`, one name, or names separated
+/// by commas (in the standard order, each once); `None` if a name is
+/// unknown.
+pub fn select(names: &str) -> Option<Vec<ScenarioDef>> {
     let all = standard_scenarios();
-    if name == "all" {
+    if names == "all" {
         return Some(all);
     }
-    let one: Vec<_> = all.into_iter().filter(|s| s.name == name).collect();
-    (!one.is_empty()).then_some(one)
+    let wanted: Vec<&str> = names.split(',').map(str::trim).collect();
+    if wanted.iter().any(|w| !all.iter().any(|s| s.name == *w)) {
+        return None;
+    }
+    Some(
+        all.into_iter()
+            .filter(|s| wanted.contains(&s.name.as_str()))
+            .collect(),
+    )
 }
 
 /// Time limits of a run; every wait of a scenario is bounded by one of these.

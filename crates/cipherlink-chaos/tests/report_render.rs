@@ -18,7 +18,7 @@ use cipherlink_chaos::report::write_all;
 use cipherlink_chaos::results::{Mode, ScenarioResult};
 use cipherlink_chaos::scenario_run::{run_scenario, RunOptions, CAPTURE_LIMIT};
 use cipherlink_chaos::scenarios::{select, Timers};
-use cipherlink_chaos::subject::{link_keepalive, Link, NaclFrame, PlainTcp, Subject};
+use cipherlink_chaos::subject::{link_keepalive, LabSubject, Link, NaclFrame, PlainTcp};
 use cipherlink_test_support::{peer, Peer};
 
 /// Renders `page` to a PNG with headless chromium, bounded in time.
@@ -248,7 +248,11 @@ document.documentElement.scrollWidth+' tables='+document.querySelectorAll('table
 ' rows='+document.querySelectorAll('tr.cmp-row').length+' over='+over.join(',');\
 document.body.appendChild(p);})();</script>";
 
-async fn run<S: Subject + Clone>(subject: S, scenario: &str, opts: &RunOptions) -> ScenarioResult {
+async fn run<S: LabSubject + Clone>(
+    subject: S,
+    scenario: &str,
+    opts: &RunOptions,
+) -> ScenarioResult {
     let def = select(scenario)
         .and_then(|v| v.into_iter().next())
         .expect("scenario");

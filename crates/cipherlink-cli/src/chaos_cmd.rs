@@ -124,7 +124,7 @@ pub struct RunArgs {
     /// --subject-wire port: its messages are read with it).
     #[arg(long, value_name = "FILE")]
     pub subject_key: Option<PathBuf>,
-    /// A scenario's name, or `all`.
+    /// Scenarios: `all`, a name, or names separated by commas (ideal,stale).
     #[arg(long, default_value = "all")]
     pub scenario: String,
     /// Where the report and its files go: a folder of yours (not a

@@ -41,11 +41,13 @@ pub async fn run(args: RunArgs) -> Result<()> {
             .map(|s| s.name)
             .collect();
         format!(
-            "no scenario `{}`: use one of {} or all",
+            "no scenario `{}`: use all, or one or more of {} (separated by commas)",
             args.scenario,
             names.join(", ")
         )
     })?;
+    let transports = transports(&args);
+    let foreign = foreign_subject(&args)?;
     let out = Arc::new(
         OutDir::open(&args.out, Invoker::from_env())
             .with_context(|| format!("the output folder {}", args.out.display()))?,
@@ -53,8 +55,6 @@ pub async fn run(args: RunArgs) -> Result<()> {
     // The core writes the TLS key log in a folder only root can enter; it
     // is handed over and moved next to the pcaps when the run ends, however
     // it ends (threads of a stopped run may still hold the subject).
-    let transports = transports(&args);
-    let foreign = foreign_subject(&args)?;
     let keys = match transports.contains(&Transport::Tls) {
         true => Some(Arc::new(out.private(KEY_LOG).with_context(|| {
             format!("making a place for {}", out.shown(KEY_LOG).display())

@@ -124,6 +124,7 @@ pub fn expand(cmd: &str, addr: SocketAddr) -> String {
 struct Program {
     child: Child,
     stderr: Arc<Mutex<Vec<u8>>>,
+    stderr_reader: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Program {
@@ -144,10 +145,26 @@ impl Program {
             return Err(std::io::Error::other("no pipes to the command"));
         };
         let stderr = Arc::new(Mutex::new(Vec::new()));
-        if let Some(pipe) = child.stderr.take() {
-            tokio::spawn(keep_tail(pipe, Arc::clone(&stderr)));
+        let stderr_reader = child
+            .stderr
+            .take()
+            .map(|pipe| tokio::spawn(keep_tail(pipe, Arc::clone(&stderr))));
+        let program = Program {
+            child,
+            stderr,
+            stderr_reader,
+        };
+        Ok((program, stdin, stdout))
+    }
+
+    /// The end of its standard error once it has ended: what it wrote
+    /// last is read first (for at most a second: a child of the shell may
+    /// still hold the pipe).
+    async fn stderr_at_exit(&mut self) -> String {
+        if let Some(reader) = self.stderr_reader.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(1), reader).await;
         }
-        Ok((Program { child, stderr }, stdin, stdout))
+        stderr_tail(&self.stderr)
     }
 
     fn stderr_tail(&self) -> String {
@@ -252,12 +269,12 @@ impl LabSubject for Foreign {
         let started = Instant::now();
         while !listening_on(addr.port()) {
             if let Ok(Some(status)) = program.child.try_wait() {
+                let stderr = program.stderr_at_exit().await;
                 return Err(self.err(
                     "accept",
                     format!(
-                        "the server command ended ({status}) before listening on port {}{}",
+                        "the server command ended ({status}) before listening on port {}{stderr}",
                         addr.port(),
-                        program.stderr_tail()
                     ),
                 ));
             }
@@ -384,3 +401,7 @@ impl Session for ForeignSession {
         Ok(())
     }
 }
+
+#[cfg(test)]
+#[path = "foreign_tests.rs"]
+mod tests;

@@ -296,12 +296,19 @@ impl<T: StreamSubject> LabSubject for T {
 /// largest n whose time is at most half of `t` leaves room for the real,
 /// longer timeouts of a delayed path.
 pub fn tcp_gives_up_within(t: Duration) -> Result<(), std::io::Error> {
+    std::fs::write(
+        "/proc/sys/net/ipv4/tcp_retries2",
+        format!("{}\n", tcp_retries2_for(t)),
+    )
+}
+
+/// The `tcp_retries2` of [`tcp_gives_up_within`] (at least 1).
+pub fn tcp_retries2_for(t: Duration) -> u32 {
     let budget = t.as_secs_f64() / 2.0;
-    let retries = (1..=15u32)
+    (1..=15u32)
         .take_while(|n| 0.2 * (2f64.powi(*n as i32 + 1) - 1.0) <= budget)
         .last()
-        .unwrap_or(1);
-    std::fs::write("/proc/sys/net/ipv4/tcp_retries2", format!("{retries}\n"))
+        .unwrap_or(1)
 }
 
 /// An established session; the lab bounds every call in time.
