@@ -14,6 +14,17 @@ use chaos_support::{
     all_scenarios_in_the_lab, chaos_run, cipherlink, count_class, lab_or_skip, result,
 };
 
+const ALL: [&str; 8] = [
+    "ideal",
+    "stale",
+    "long",
+    "jitter",
+    "loss",
+    "duplicate",
+    "reorder",
+    "corrupt",
+];
+
 macro_rules! peer {
     ($p:expr) => {
         find($p, module_path!())
@@ -168,7 +179,7 @@ fn seaside_port_as_a_foreign_subject_beside_ours() {
             "--transport",
             "port,plain",
             "--scenario",
-            "stale,duplicate",
+            "all",
             "--subject-name",
             "seaside-port",
             "--subject-wire",
@@ -181,12 +192,20 @@ fn seaside_port_as_a_foreign_subject_beside_ours() {
             &cmd("client"),
         ],
         &out_dir,
-        Duration::from_secs(300),
+        Duration::from_secs(900),
     );
     let text = stdout_of(&out);
     assert!(text.contains("seaside-port stale"), "{text}");
-    for name in ["stale", "duplicate"] {
+    for name in ALL {
         let theirs = result(&out_dir, "seaside-port", name);
+        assert!(theirs["skipped"].is_null(), "{name} not run");
+        for svg in ["packets", "sequence"] {
+            let path = out_dir.join(format!("seaside-port-{name}-{svg}.svg"));
+            assert!(
+                std::fs::read_to_string(&path).is_ok_and(|t| t.starts_with("<svg")),
+                "{name} {svg}"
+            );
+        }
         // Their listener and client really ran PORT: their INITs and data
         // open with the key the server command was given.
         assert!(count_class(&theirs, "handshake") >= 2, "{name}: {theirs}");
@@ -199,6 +218,15 @@ fn seaside_port_as_a_foreign_subject_beside_ours() {
     }
     let stale = result(&out_dir, "seaside-port", "stale");
     assert_eq!(stale["verdict"]["pass"], true, "{}", stale["verdict"]);
+    // Ours, on the same wire in the same run, passes every scenario.
+    for name in ALL {
+        let ours = result(&out_dir, "port", name);
+        assert_eq!(
+            ours["verdict"]["pass"], true,
+            "port {name}: {}",
+            ours["verdict"]
+        );
+    }
     // One report puts the three side by side, per scenario.
     let comparison: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(out_dir.join("comparison.json")).expect("comparison.json"),
