@@ -121,7 +121,8 @@ fn foreign_subject(args: &RunArgs) -> Result<Option<Foreign>> {
     }
     Ok(Some(
         Foreign::new(&args.subject_name, server, client, classifier)
-            .context("--subject-name, --subject-cmd, --client-cmd")?,
+            .context("--subject-name, --subject-cmd, --client-cmd")?
+            .run_as(Invoker::from_env().owner),
     ))
 }
 

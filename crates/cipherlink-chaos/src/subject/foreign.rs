@@ -67,6 +67,7 @@ pub struct Foreign {
     server: String,
     client: String,
     classifier: ForeignClassifier,
+    run_as: Option<cipherlink_files::Owner>,
 }
 
 impl Foreign {
@@ -104,7 +105,16 @@ impl Foreign {
             server: server.into(),
             client: client.into(),
             classifier,
+            run_as: None,
         })
+    }
+
+    /// Runs both commands as `owner` (the user who ran `sudo`), not as
+    /// the root the lab needs: they are still in the lab's namespaces,
+    /// which a process joins by descriptor, not by privilege.
+    pub fn run_as(mut self, owner: Option<cipherlink_files::Owner>) -> Self {
+        self.run_as = owner;
+        self
     }
 
     fn err(&self, stage: &'static str, reason: impl std::fmt::Display) -> SubjectError {
@@ -128,8 +138,17 @@ struct Program {
 }
 
 impl Program {
-    fn spawn(cmd: &str, addr: SocketAddr) -> std::io::Result<(Program, ChildStdin, ChildStdout)> {
-        let mut child = Command::new("sh")
+    fn spawn(
+        cmd: &str,
+        addr: SocketAddr,
+        run_as: Option<&cipherlink_files::Owner>,
+    ) -> std::io::Result<(Program, ChildStdin, ChildStdout)> {
+        let mut command = Command::new("sh");
+        if let Some(owner) = run_as {
+            // std drops the supplementary groups when it sets the user.
+            command.uid(owner.uid).gid(owner.gid);
+        }
+        let mut child = command
             .arg("-c")
             .arg(expand(cmd, addr))
             .env("CIPHERLINK_CHAOS_HOST", addr.ip().to_string())
@@ -264,7 +283,7 @@ impl LabSubject for Foreign {
         &self,
         addr: SocketAddr,
     ) -> Result<(ForeignListening, SocketAddr), SubjectError> {
-        let (mut program, stdin, stdout) = Program::spawn(&self.server, addr)
+        let (mut program, stdin, stdout) = Program::spawn(&self.server, addr, self.run_as.as_ref())
             .map_err(|e| self.err("accept", format!("starting the server command: {e}")))?;
         let started = Instant::now();
         while !listening_on(addr.port()) {
@@ -316,8 +335,9 @@ impl LabSubject for Foreign {
     }
 
     async fn dial(&self, dial: &Dial) -> Result<ForeignSession, SubjectError> {
-        let (program, stdin, stdout) = Program::spawn(&self.client, dial.server)
-            .map_err(|e| self.err("connect", format!("starting the client command: {e}")))?;
+        let (program, stdin, stdout) =
+            Program::spawn(&self.client, dial.server, self.run_as.as_ref())
+                .map_err(|e| self.err("connect", format!("starting the client command: {e}")))?;
         Ok(ForeignSession {
             name: self.name.clone(),
             stderr: Arc::clone(&program.stderr),

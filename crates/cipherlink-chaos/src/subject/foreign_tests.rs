@@ -47,7 +47,7 @@ async fn a_listening_port_is_seen_without_connecting() {
 async fn a_dropped_program_takes_its_shell_children_with_it() {
     let addr: SocketAddr = "127.0.0.1:9".parse().unwrap();
     let (program, _stdin, mut stdout) =
-        Program::spawn("sleep 60 & echo $!; wait", addr).expect("spawn");
+        Program::spawn("sleep 60 & echo $!; wait", addr, None).expect("spawn");
     let mut line = Vec::new();
     let mut byte = [0u8; 1];
     while stdout.read(&mut byte).await.expect("read") == 1 && byte[0] != b'\n' {
@@ -103,4 +103,32 @@ async fn the_pipes_carry_the_session() {
     assert_eq!(got, b"hello");
     s.close().await.expect("close");
     assert!(s.recv(64).await.expect("end").is_empty());
+}
+
+#[tokio::test]
+async fn the_commands_run_as_the_user_who_ran_sudo() {
+    if !nix::unistd::geteuid().is_root() {
+        return; // only root can run a command as someone else
+    }
+    let owner = cipherlink_files::Owner {
+        uid: 65534,
+        gid: 65534,
+    };
+    let f = Foreign::new("t", "true", "id -u; id -g", ForeignClassifier::Opaque)
+        .unwrap()
+        .run_as(Some(owner));
+    let dial = Dial {
+        server: "127.0.0.1:9".parse().unwrap(),
+        user_timeout: None,
+    };
+    let mut s = f.dial(&dial).await.expect("dial");
+    let mut out = Vec::new();
+    loop {
+        let chunk = s.recv(64).await.expect("recv");
+        if chunk.is_empty() {
+            break;
+        }
+        out.extend(chunk);
+    }
+    assert_eq!(String::from_utf8(out).unwrap(), "65534\n65534\n");
 }
