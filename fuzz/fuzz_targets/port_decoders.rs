@@ -1,10 +1,13 @@
 //! SeasideVPN's PORT decoders (cipherlink-port), fed any bytes in two
-//! pieces: the client INIT decoder under the vectors' server key, the server
-//! INIT and message decoders under their session key, raw and behind a
-//! header sealed with fuzzed fields (flags and lengths that authenticate);
-//! and the key and connection file parsers. Never a panic.
+//! pieces: the client INIT decoder under the vectors' server key, raw and
+//! behind a client INIT header that authenticates with fuzzed fields (token
+//! and tail lengths, flag); the server INIT and message decoders under their
+//! session key, raw and behind a header sealed with fuzzed fields (flags and
+//! lengths that authenticate); and the key and connection file parsers.
+//! Never a panic.
 #![no_main]
 
+use cipherlink_port::crypto::{blake2b_256, x25519, x25519_public};
 use cipherlink_port::decode::{ClientInitDecoder, MessageDecoder, ServerInitDecoder};
 use cipherlink_port::{ConnectionFile, ServerKey, SessionKey};
 use libfuzzer_sys::fuzz_target;
@@ -39,6 +42,34 @@ fn feed(key: &SessionKey, bytes: &[u8], cut: usize) {
     }
 }
 
+/// A client INIT to `server` whose header opens, its 7 plaintext bytes
+/// `fields` (flag, type, version, token length, tail length), then `rest`.
+fn authentic_client_init(server: &ServerKey, fields: &[u8], rest: &[u8]) -> Option<Vec<u8>> {
+    let ephemeral = [7u8; 32];
+    let eph_public = x25519_public(&ephemeral);
+    let pk = server.public();
+    let shared = x25519(&ephemeral, &pk.key)?;
+    let key = SessionKey::from_bytes(blake2b_256(&[&shared[..], &eph_public, &pk.key]));
+    let n = [1u8, 2];
+    let mask = blake2b_256(&[&n, &pk.seed]);
+    let mut out = n.to_vec();
+    out.extend(eph_public.iter().zip(mask).map(|(a, b)| a ^ b));
+    key.seal_into(&[3; 24], fields, &eph_public, &mut out);
+    out.extend_from_slice(rest);
+    Some(out)
+}
+
+fn feed_client_init(server: &ServerKey, bytes: &[u8], cut: usize) {
+    let mut c = ClientInitDecoder::new(server.clone());
+    let cut = cut.min(bytes.len());
+    for piece in [&bytes[..cut], &bytes[cut..]] {
+        let mut input = piece;
+        if c.decode(&mut input).is_err() {
+            break;
+        }
+    }
+}
+
 fuzz_target!(|data: &[u8]| {
     let Some((&cut, body)) = data.split_first() else {
         return;
@@ -57,12 +88,10 @@ fuzz_target!(|data: &[u8]| {
         }
     }
     let server = ServerKey::from_private(&SERVER);
-    let mut c = ClientInitDecoder::new(server);
-    let cut = cut.min(body.len());
-    for piece in [&body[..cut], &body[cut..]] {
-        let mut input = piece;
-        if c.decode(&mut input).is_err() {
-            break;
+    feed_client_init(&server, body, cut);
+    if body.len() >= 7 {
+        if let Some(init) = authentic_client_init(&server, &body[..7], &body[7..]) {
+            feed_client_init(&server, &init, cut);
         }
     }
     if let Ok(text) = std::str::from_utf8(body) {

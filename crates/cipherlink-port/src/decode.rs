@@ -58,6 +58,7 @@ pub struct MessageDecoder {
     key: SessionKey,
     stage: Stage,
     buf: Vec<u8>,
+    ended: u64,
 }
 
 impl MessageDecoder {
@@ -67,7 +68,15 @@ impl MessageDecoder {
             key,
             stage: Stage::Header,
             buf: Vec::with_capacity(MESSAGE_HEADER_LEN),
+            ended: 0,
         }
+    }
+
+    /// How many messages have ended (tail included): a change between two
+    /// calls tells the caller that a new message started, whose deadline
+    /// is its own.
+    pub fn messages_ended(&self) -> u64 {
+        self.ended
     }
 
     /// True while a message has started but not ended (its header, data or
@@ -103,6 +112,7 @@ impl MessageDecoder {
                     let h = wire::parse_message_header(&self.key, fixed(&self.buf))?;
                     self.buf.clear();
                     if h.kind == Kind::Term {
+                        self.ended += 1;
                         self.stage = Stage::Terminated;
                         self.buf = Vec::new();
                         return Ok(Some(Frame::Term));
@@ -120,6 +130,7 @@ impl MessageDecoder {
                     // Back to header size: a large message's buffer is not kept.
                     self.buf = Vec::with_capacity(MESSAGE_HEADER_LEN);
                     self.stage = if tail == 0 {
+                        self.ended += 1;
                         Stage::Header
                     } else {
                         Stage::Tail(tail)
@@ -130,6 +141,7 @@ impl MessageDecoder {
                     if !skip(left, input) {
                         return Ok(None);
                     }
+                    self.ended += 1;
                     self.stage = Stage::Header;
                 }
             }

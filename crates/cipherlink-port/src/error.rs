@@ -49,6 +49,10 @@ pub enum Error {
     /// The peer closed the connection in the middle of a message.
     #[error("{0}: the peer closed the connection in the middle of a message")]
     Truncated(String),
+    /// The client's token was revoked after its INIT was admitted, while
+    /// its user port waited for the second connection.
+    #[error("{0}: the token was revoked while the user port waited")]
+    Revoked(String),
     /// A key file, key text or connection file that does not parse.
     #[error("{file}: {reason}")]
     File {

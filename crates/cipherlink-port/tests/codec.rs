@@ -132,6 +132,28 @@ fn mid_message_follows_the_stream() {
 }
 
 #[test]
+fn a_message_ends_after_its_tail_and_a_termination_at_its_header() {
+    let key = SessionKey::from_bytes([1; 32]);
+    let mut stream = wire::data(&key, b"x", &[2; 24], &[3; 24], &[0; 3]).unwrap();
+    stream.extend(wire::data(&key, b"y", &[4; 24], &[5; 24], &[]).unwrap());
+    stream.extend(wire::term(&key, &[6; 24], &[0; 7]).unwrap());
+    let mut d = MessageDecoder::new(key);
+    let mut input = &stream[..];
+    assert_eq!(
+        d.decode(&mut input).unwrap(),
+        Some(Frame::Data(b"x".to_vec()))
+    );
+    assert_eq!(d.messages_ended(), 0, "its tail is still to come");
+    assert_eq!(
+        d.decode(&mut input).unwrap(),
+        Some(Frame::Data(b"y".to_vec()))
+    );
+    assert_eq!(d.messages_ended(), 2);
+    assert_eq!(d.decode(&mut input).unwrap(), Some(Frame::Term));
+    assert_eq!(d.messages_ended(), 3);
+}
+
+#[test]
 fn key_file_round_trips_and_reads_seasides_form() {
     let key = ServerKey::generate(&mut rng());
     let back = ServerKey::parse(&key.to_text()).unwrap();

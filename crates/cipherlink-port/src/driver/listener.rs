@@ -5,17 +5,20 @@
 //! Input that is not an INIT under our key, or carries a token `admit`
 //! refuses, gets silence: nothing is sent, the connection is read and
 //! discarded until `PORT_TIMEOUT` after it was accepted, then closed, and
-//! one log line names the peer and the reason.
+//! one log line names the peer and the reason. A recording of an admitted
+//! INIT, replayed, is refused the same way while the listener remembers it.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::mpsc;
 use tokio::time::{timeout_at, Instant};
 use zeroize::Zeroizing;
 
+use super::gate::{Gate, Ticket};
+use super::replay::Seen;
 use super::{configure, io_err, PortSession};
 use crate::decode::{ClientInit, ClientInitDecoder};
 use crate::error::Error;
@@ -24,9 +27,14 @@ use crate::settings::PortSettings;
 use crate::wire::{self, STATUS_SUCCESS};
 use crate::{random_nonce, random_tail};
 
-/// Connections held at once before they are admitted (INIT not yet read,
-/// or second connection not yet made); more are closed at once.
+/// Connections held at once before they are sessions (INIT not yet read,
+/// refused and drained, or second connection not yet made); a newer one
+/// over the cap closes the oldest (docs/port-wire.md §3).
 pub const MAX_PENDING: usize = 256;
+/// Of those, the most from one address group (an IPv4 address, an IPv6 /64).
+pub const MAX_PENDING_PER_IP: usize = MAX_PENDING / 4;
+/// Admitted INITs remembered to refuse their replays (32 bytes each).
+pub const REPLAY_MEMORY: usize = 1 << 16;
 /// Admitted sessions waiting for [`PortListener::accept`].
 const QUEUE: usize = 64;
 
@@ -83,6 +91,7 @@ impl PortListener {
             settings,
             ip: local.ip(),
             tx,
+            seen: Seen::new(REPLAY_MEMORY),
         });
         let task = tokio::spawn(accept_loop(listener, server));
         Ok(Self {
@@ -109,10 +118,11 @@ struct Server {
     settings: PortSettings,
     ip: IpAddr,
     tx: mpsc::Sender<Accepted>,
+    seen: Seen,
 }
 
 async fn accept_loop(listener: TcpListener, server: Arc<Server>) {
-    let pending = Arc::new(Semaphore::new(MAX_PENDING));
+    let gate = Gate::new(MAX_PENDING, MAX_PENDING_PER_IP);
     loop {
         let (conn, peer) = match listener.accept().await {
             Ok(c) => c,
@@ -123,26 +133,32 @@ async fn accept_loop(listener: TcpListener, server: Arc<Server>) {
                 continue;
             }
         };
-        let Ok(permit) = pending.clone().try_acquire_owned() else {
+        let (ticket, mut evicted_by, evicted) = gate.admit(peer.ip());
+        if evicted > 0 {
             tracing::warn!(
-                "PORT {peer}: closed at once: {MAX_PENDING} connections already pending"
+                "PORT {peer}: {evicted} older pending connection(s) closed to make room \
+                 (at most {MAX_PENDING} pending, {MAX_PENDING_PER_IP} per address)"
             );
-            continue;
-        };
+        }
         let server = server.clone();
         tokio::spawn(async move {
-            handshake(conn, peer, &server).await;
-            drop(permit);
+            tokio::select! {
+                () = handshake(conn, peer, &server, &ticket) => {}
+                () = evicted_by.wait() => {
+                    tracing::info!("PORT {peer}: closed early: its place went to a newer connection");
+                }
+            }
         });
     }
 }
 
-async fn handshake(mut conn: TcpStream, peer: SocketAddr, server: &Server) {
+async fn handshake(mut conn: TcpStream, peer: SocketAddr, server: &Server, ticket: &Ticket) {
     let deadline = Instant::now() + server.settings.timeout;
     let init = match timeout_at(deadline, read_init(&mut conn, &server.key)).await {
         Ok(Ok(init)) => init,
         Ok(Err(reason)) => {
             tracing::warn!("PORT {peer}: {reason}; staying silent");
+            ticket.refused();
             return drain(conn, deadline).await;
         }
         Err(_) => {
@@ -159,8 +175,17 @@ async fn handshake(mut conn: TcpStream, peer: SocketAddr, server: &Server) {
              ({} bytes); staying silent",
             init.token.len()
         );
+        ticket.refused();
         return drain(conn, deadline).await;
     };
+    if !server.seen.first_time(&init.session) {
+        tracing::warn!(
+            "PORT {peer} ({name}): a replayed INIT (its ephemeral key was already admitted); \
+             staying silent"
+        );
+        ticket.refused();
+        return drain(conn, deadline).await;
+    }
     match serve_user(conn, peer, &init, server).await {
         Ok(session) => {
             let accepted = Accepted {
@@ -256,6 +281,10 @@ async fn serve_user(
         );
     };
     drop(first);
+    // The token may have been revoked while the port waited.
+    if (server.admit)(&init.token).is_none() {
+        return Err(Error::Revoked(format!("port {port}")));
+    }
     configure(&data, s);
     PortSession::new(data, init.session.clone(), s)
 }

@@ -3,11 +3,13 @@
 //! yielding a [`PortSession`] of framed messages.
 
 mod client;
+mod gate;
 mod listener;
+mod replay;
 mod session;
 
 pub use client::connect;
-pub use listener::{Accepted, Admit, PortListener, MAX_PENDING};
+pub use listener::{Accepted, Admit, PortListener, MAX_PENDING, MAX_PENDING_PER_IP, REPLAY_MEMORY};
 pub use session::{PortReader, PortSession, PortWriter};
 
 use std::future::Future;

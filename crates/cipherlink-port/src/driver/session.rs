@@ -6,6 +6,7 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
+use tokio::time::{timeout_at, Instant};
 
 use super::{io_err, within};
 use crate::crypto::SessionKey;
@@ -35,6 +36,9 @@ pub struct PortReader {
     start: usize,
     end: usize,
     timeout: Duration,
+    /// When the message under way must have arrived whole: set at the
+    /// first read that waits for its rest, cleared when it is done.
+    deadline: Option<Instant>,
     peer: SocketAddr,
 }
 
@@ -66,6 +70,7 @@ impl PortSession {
                 start: 0,
                 end: 0,
                 timeout: settings.timeout,
+                deadline: None,
                 peer,
             },
             writer: PortWriter {
@@ -88,7 +93,8 @@ impl PortReader {
     /// The next message's data; `None` when the peer terminated or closed
     /// between messages. Idle time between messages is unbounded (TCP
     /// keepalive watches it, as in PORT); once a message has started, the
-    /// rest must arrive within `PORT_TIMEOUT`.
+    /// rest must arrive within `PORT_TIMEOUT` of the first wait for it.
+    /// Cancel-safe: a message's bytes and its deadline survive a dropped call.
     pub async fn recv(&mut self) -> Result<Option<Vec<u8>>, Error> {
         loop {
             if self.decoder.terminated() {
@@ -96,8 +102,14 @@ impl PortReader {
             }
             if self.start < self.end {
                 let mut input = &self.buf[self.start..self.end];
+                let ended = self.decoder.messages_ended();
                 let frame = self.decoder.decode(&mut input)?;
                 self.start = self.end - input.len();
+                // A message that ended takes its deadline along, even when
+                // the next one started in the same bytes.
+                if ended != self.decoder.messages_ended() || !self.decoder.mid_message() {
+                    self.deadline = None;
+                }
                 match frame {
                     Some(Frame::Data(d)) => return Ok(Some(d)),
                     Some(Frame::Term) => return Ok(None),
@@ -106,18 +118,16 @@ impl PortReader {
             }
             let peer = self.peer;
             let n = if self.decoder.mid_message() {
-                let read = async {
-                    self.half
-                        .read(&mut self.buf)
-                        .await
-                        .map_err(|e| io_err(format!("reading from {peer}"), e))
-                };
-                within(
-                    self.timeout,
-                    || format!("the rest of a message from {peer}"),
-                    read,
-                )
-                .await?
+                // One deadline for the whole rest, not one per read: a peer
+                // trickling a byte at a time must not hold a message open.
+                let deadline = *self
+                    .deadline
+                    .get_or_insert_with(|| Instant::now() + self.timeout);
+                let read = self.half.read(&mut self.buf);
+                timeout_at(deadline, read)
+                    .await
+                    .map_err(|_| Error::Timeout(format!("the rest of a message from {peer}")))?
+                    .map_err(|e| io_err(format!("reading from {peer}"), e))?
             } else {
                 self.half
                     .read(&mut self.buf)
