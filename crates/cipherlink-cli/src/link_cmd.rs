@@ -22,6 +22,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use zeroize::Zeroizing;
 
 use crate::values::{duration_or_secs, listen_addr};
+use crate::wire_policy::PolicyArgs;
 
 /// The link protocol: hybrid post-quantum, probe-resistant, random-looking links.
 #[derive(Debug, Args)]
@@ -156,6 +157,8 @@ struct ServeArgs {
     /// Send everything back instead of printing it.
     #[arg(long)]
     echo: bool,
+    #[command(flatten)]
+    policy: PolicyArgs,
     /// Stop after this many links have ended (default: run until interrupted).
     #[arg(long)]
     count: Option<u64>,
@@ -181,6 +184,8 @@ struct ConnectArgs {
     /// seconds.
     #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = duration_or_secs)]
     timeout: Duration,
+    #[command(flatten)]
+    policy: PolicyArgs,
 }
 
 /// Runs `cipherlink link ...`.
@@ -204,6 +209,7 @@ pub async fn run(args: LinkArgs) -> Result<()> {
         LinkCommand::Invite(a) => invite(a),
         LinkCommand::Revoke(a) => revoke(a),
         LinkCommand::Serve(a) if a.wire == Wire::Port => {
+            a.policy.check(a.wire)?;
             crate::link_port::serve(crate::link_port::Serve {
                 key: a.key.unwrap_or_else(|| default_key(Wire::Port)),
                 tokens: a.tokens.unwrap_or_else(|| default_tokens(Wire::Port)),
@@ -213,11 +219,18 @@ pub async fn run(args: LinkArgs) -> Result<()> {
             })
             .await
         }
-        LinkCommand::Serve(a) => serve(a).await,
+        LinkCommand::Serve(a) => {
+            a.policy.check(a.wire)?;
+            serve(a).await
+        }
         LinkCommand::Connect(a) if a.wire == Wire::Port => {
+            a.policy.check(a.wire)?;
             crate::link_port::connect(&a.file, a.server, a.timeout).await
         }
-        LinkCommand::Connect(a) => connect_cmd(a).await,
+        LinkCommand::Connect(a) => {
+            a.policy.check(a.wire)?;
+            connect_cmd(a).await
+        }
     }
 }
 

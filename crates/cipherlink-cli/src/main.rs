@@ -26,6 +26,7 @@ mod stdio_session;
 mod summarize_cmd;
 mod tls_args;
 mod values;
+mod wire_policy;
 
 use anyhow::{Context as _, Result};
 

@@ -1,0 +1,97 @@
+//! `--classical` and `--post-quantum` for `link serve` and `link connect`:
+//! the core's compliance policy, held against the key exchange of each
+//! wire. The link protocol's is hybrid X25519 + ML-KEM-768 and forward
+//! secret; PORT's is X25519 alone, from a static server key, with no
+//! forward secrecy. No setting asks for forward secrecy on its own: any
+//! requirement of post-quantum protection, or `--classical forbid`,
+//! refuses PORT.
+
+use anyhow::{anyhow, Result};
+use cipherlink::compliance::{ClassicalChoice, Compliance, PostQuantumChoice};
+use cipherlink::KeyExchange;
+use clap::Args;
+
+use crate::link_cmd::Wire;
+
+/// The compliance policy a link command must keep.
+#[derive(Debug, Args, Default)]
+pub(crate) struct PolicyArgs {
+    /// Whether classical-only key exchange may be used (`forbid` refuses
+    /// --wire port).
+    #[arg(long)]
+    classical: Option<ClassicalChoice>,
+    /// Post-quantum requirement (`require-hybrid` refuses --wire port;
+    /// `require-pure` refuses both wires).
+    #[arg(long = "post-quantum")]
+    post_quantum: Option<PostQuantumChoice>,
+}
+
+impl PolicyArgs {
+    fn policy(&self) -> Compliance {
+        Compliance {
+            classical: self.classical.unwrap_or_default(),
+            post_quantum: self.post_quantum.unwrap_or_default(),
+        }
+    }
+
+    /// Refuses `wire` when its key exchange breaks the policy.
+    pub(crate) fn check(&self, wire: Wire) -> Result<()> {
+        let (group, what) = match wire {
+            Wire::Link => (
+                KeyExchange::X25519MlKem768,
+                "the link protocol's key exchange is hybrid X25519 + ML-KEM-768",
+            ),
+            Wire::Port => (
+                KeyExchange::X25519,
+                "PORT's key exchange is X25519 alone, with a static server key and no forward \
+                 secrecy; the link protocol (--wire link) is hybrid post-quantum and forward secret",
+            ),
+        };
+        self.policy()
+            .check(&[group])
+            .map_err(|v| anyhow!("--wire {}: {what}: {v}", wire_name(wire)))
+    }
+}
+
+fn wire_name(wire: Wire) -> &'static str {
+    match wire {
+        Wire::Link => "link",
+        Wire::Port => "port",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(classical: Option<ClassicalChoice>, pq: Option<PostQuantumChoice>) -> PolicyArgs {
+        PolicyArgs {
+            classical,
+            post_quantum: pq,
+        }
+    }
+
+    #[test]
+    fn port_is_refused_when_the_policy_asks_for_more_than_x25519() {
+        assert!(args(None, None).check(Wire::Port).is_ok());
+        for a in [
+            args(Some(ClassicalChoice::Forbid), None),
+            args(None, Some(PostQuantumChoice::RequireHybrid)),
+            args(None, Some(PostQuantumChoice::RequirePure)),
+        ] {
+            let e = a.check(Wire::Port).unwrap_err().to_string();
+            assert!(e.contains("--wire port") && e.contains("no forward secrecy"), "{e}");
+        }
+    }
+
+    #[test]
+    fn link_keeps_every_policy_but_pure_ml_kem() {
+        assert!(args(Some(ClassicalChoice::Forbid), None).check(Wire::Link).is_ok());
+        assert!(args(None, Some(PostQuantumChoice::RequireHybrid))
+            .check(Wire::Link)
+            .is_ok());
+        assert!(args(None, Some(PostQuantumChoice::RequirePure))
+            .check(Wire::Link)
+            .is_err());
+    }
+}
