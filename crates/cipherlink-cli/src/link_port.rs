@@ -148,9 +148,15 @@ pub async fn serve(a: Serve) -> Result<()> {
     let mut listener = PortListener::bind(&a.listen.to_string(), key, check, settings)
         .await
         .with_context(|| format!("listening on {}", a.listen))?;
+    // Every client holds two descriptors while it connects, and one per
+    // session after: the hard limit, not the default 1024, bounds them.
+    let fds = match cipherlink_lab::fd_limit::raise() {
+        Ok(l) => format!("open-file limit {} (hard limit {})", l.soft, l.hard),
+        Err(e) => format!("open-file limit not raised ({e})"),
+    };
     // Status on stderr: stdout carries only what clients send.
     eprintln!(
-        "listening on {} (PORT; each client reconnects to a port of its own)",
+        "listening on {} (PORT; each client reconnects to a port of its own); {fds}",
         listener.local_addr()
     );
     let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel::<()>();

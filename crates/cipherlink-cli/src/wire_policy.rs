@@ -80,13 +80,18 @@ mod tests {
             args(None, Some(PostQuantumChoice::RequirePure)),
         ] {
             let e = a.check(Wire::Port).unwrap_err().to_string();
-            assert!(e.contains("--wire port") && e.contains("no forward secrecy"), "{e}");
+            assert!(
+                e.contains("--wire port") && e.contains("no forward secrecy"),
+                "{e}"
+            );
         }
     }
 
     #[test]
     fn link_keeps_every_policy_but_pure_ml_kem() {
-        assert!(args(Some(ClassicalChoice::Forbid), None).check(Wire::Link).is_ok());
+        assert!(args(Some(ClassicalChoice::Forbid), None)
+            .check(Wire::Link)
+            .is_ok());
         assert!(args(None, Some(PostQuantumChoice::RequireHybrid))
             .check(Wire::Link)
             .is_ok());
