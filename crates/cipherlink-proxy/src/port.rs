@@ -9,6 +9,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+use cipherlink::compliance::{ClassicalChoice, Compliance, PostQuantumChoice};
 use cipherlink_link::{Token, TokenStore};
 use cipherlink_port::driver::Admit;
 use tokio::sync::watch;
@@ -41,6 +42,29 @@ pub fn admit(store: &TokenStore, token: &[u8]) -> Option<String> {
     let e = store.lookup(&id)?;
     let same: bool = e.token.secret[..].ct_eq(&token[16..]).into();
     (same && !e.revoked).then(|| e.name.clone())
+}
+
+/// The setting of `policy` PORT cannot meet (`post_quantum` or
+/// `classical`) and why, if any: PORT's session key is one X25519 exchange
+/// with the server's static key, with no post-quantum part and no forward
+/// secrecy.
+pub fn unmet_policy(policy: &Compliance) -> Option<(&'static str, String)> {
+    let (setting, wants) = if policy.post_quantum != PostQuantumChoice::Allow {
+        ("post_quantum", "post-quantum key exchange")
+    } else if policy.classical == ClassicalChoice::Forbid {
+        ("classical", "no classical-only key exchange")
+    } else {
+        return None;
+    };
+    Some((
+        setting,
+        format!(
+            "requires {wants} ({policy}), and transport port cannot meet it: PORT's session key \
+             is one X25519 exchange with the server's static key (no post-quantum part, no \
+             forward secrecy, docs/port-wire.md §6); use transport link (hybrid ML-KEM, forward \
+             secret) or tls"
+        ),
+    ))
 }
 
 /// A token store that cannot be used.
@@ -85,7 +109,8 @@ pub enum Reload {
 pub struct PortTokens {
     path: PathBuf,
     store: watch::Sender<Arc<TokenStore>>,
-    /// The text last read, to tell whether the file changed.
+    /// The text last read (`None` after a failed read), to tell whether
+    /// the file changed.
     last: Mutex<Option<Zeroizing<String>>>,
 }
 
@@ -131,8 +156,9 @@ impl PortTokens {
     pub fn reload(&self) -> Reload {
         let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
         let read = read_store(&self.path);
+        // A store still broken is reported once, not every time.
         let text = read.as_ref().ok().map(|(t, _)| t.as_str());
-        if text.is_some() && text == last.as_deref().map(|s| s.as_str()) {
+        if text == last.as_deref().map(|s| s.as_str()) {
             return Reload::Unchanged;
         }
         match read {
@@ -143,7 +169,6 @@ impl PortTokens {
                 Reload::Applied { tokens }
             }
             Err(reason) => {
-                // Read again next time: a fixed file applies at once.
                 *last = None;
                 self.store.send_replace(Arc::new(TokenStore::new()));
                 Reload::Failed { reason }
@@ -191,6 +216,8 @@ mod tests {
         assert!(matches!(tokens.reload(), Reload::Unchanged));
         write_private(&path, "not a token store");
         assert!(matches!(tokens.reload(), Reload::Failed { .. }));
+        assert_eq!(check(&alice), None);
+        assert!(matches!(tokens.reload(), Reload::Unchanged));
         assert_eq!(check(&alice), None);
         write_private(&path, &store.to_text());
         assert!(matches!(tokens.reload(), Reload::Applied { tokens: 1 }));

@@ -574,31 +574,22 @@ fn check_limits(config: &ServiceConfig) -> Result<(), (&'static str, String)> {
     Ok(())
 }
 
-/// A compliance policy that requires post-quantum key exchange or forbids
-/// classical-only groups cannot be met by PORT (one static X25519
-/// exchange: no post-quantum part, no forward secrecy): refused by name
-/// rather than ignored with the rest of the `tls` section.
+/// A compliance policy PORT cannot meet is refused by name rather than
+/// ignored with the rest of the `tls` section.
 fn check_port_policy(config: &ServiceConfig) -> Result<(), (&'static str, String)> {
-    use cipherlink::compliance::{ClassicalChoice, PostQuantumChoice};
-    let Some(policy) = config.tls.as_ref().map(|t| t.compliance) else {
+    let Some(tls) = &config.tls else {
         return Ok(());
     };
-    let (field, wants) = if policy.post_quantum != PostQuantumChoice::Allow {
-        ("tls.compliance.post_quantum", "post-quantum key exchange")
-    } else if policy.classical == ClassicalChoice::Forbid {
-        ("tls.compliance.classical", "no classical-only key exchange")
-    } else {
-        return Ok(());
-    };
-    Err((
-        field,
-        format!(
-            "requires {wants} ({policy}), and transport port cannot meet it: PORT's session key \
-             is one X25519 exchange with the server's static key (no post-quantum part, no \
-             forward secrecy, docs/port-wire.md §6); use transport link (hybrid ML-KEM, forward \
-             secret) or tls"
-        ),
-    ))
+    match crate::port::unmet_policy(&tls.compliance) {
+        Some((setting, reason)) => Err((
+            match setting {
+                "classical" => "tls.compliance.classical",
+                _ => "tls.compliance.post_quantum",
+            },
+            reason,
+        )),
+        None => Ok(()),
+    }
 }
 
 /// The v1 section: bounds, then the key files (0600 secret key, no
