@@ -2,8 +2,10 @@
 //! with the link's token store and invitation flow, and PORT's own key and
 //! token formats at the edges.
 //!
-//! A PORT token is a link token's id and secret, 48 bytes: the server finds
-//! the entry by the id and compares the secret in constant time.
+//! A PORT token is a link token's id and secret, 48 bytes
+//! ([`cipherlink_proxy::port`], shared with the proxy's `port` transport):
+//! the server finds the entry by the id and compares the secret in
+//! constant time.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -11,9 +13,10 @@ use std::time::Duration;
 
 use anyhow::{bail, Context as _, Result};
 use cipherlink_files::Existing;
-use cipherlink_link::{Token, TokenStore};
-use cipherlink_port::driver::{connect as port_connect, Accepted, Admit, PortListener};
+use cipherlink_link::TokenStore;
+use cipherlink_port::driver::{connect as port_connect, Accepted, PortListener};
 use cipherlink_port::{ConnectionFile, PortSettings, ServerKey};
+use cipherlink_proxy::port::{admit, token_bytes, PortTokens, Reload, MAX_MESSAGE};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -23,9 +26,6 @@ use zeroize::Zeroizing;
 use crate::link_cmd::{
     hex_encode, load_tokens, lock_tokens, read_text, write_secret, TOKEN_RELOAD,
 };
-
-/// Bytes of a PORT token made from a link token: id (16) and secret (32).
-const TOKEN_LEN: usize = 16 + 32;
 
 fn settings() -> Result<PortSettings> {
     PortSettings::from_env(|k| std::env::var(k).ok()).context("reading PORT_* settings")
@@ -61,13 +61,6 @@ pub struct Invite {
     pub server: String,
     pub out: Option<PathBuf>,
     pub force: bool,
-}
-
-fn token_bytes(t: &Token) -> Zeroizing<Vec<u8>> {
-    let mut b = Zeroizing::new(Vec::with_capacity(TOKEN_LEN));
-    b.extend_from_slice(&t.id);
-    b.extend_from_slice(&t.secret[..]);
-    b
 }
 
 /// `link invite --wire port`.
@@ -111,18 +104,6 @@ pub fn invite(a: Invite) -> Result<()> {
     Ok(())
 }
 
-/// The name of an active entry whose id and secret make `token`.
-fn admit(store: &TokenStore, token: &[u8]) -> Option<String> {
-    use subtle::ConstantTimeEq as _;
-    if token.len() != TOKEN_LEN {
-        return None;
-    }
-    let id: [u8; 16] = token[..16].try_into().ok()?;
-    let e = store.lookup(&id)?;
-    let same: bool = e.token.secret[..].ct_eq(&token[16..]).into();
-    (same && !e.revoked).then(|| e.name.clone())
-}
-
 /// `link serve --wire port` options.
 pub struct Serve {
     pub key: PathBuf,
@@ -132,20 +113,12 @@ pub struct Serve {
     pub count: Option<u64>,
 }
 
-/// Reads the store; on failure every token is refused until it is fixed.
-fn reload(path: &Path) -> Result<TokenStore> {
-    let text = read_text(path, "token store")?;
-    TokenStore::parse(&text).with_context(|| format!("token store {}", path.display()))
-}
-
 /// `link serve --wire port`.
 pub async fn serve(a: Serve) -> Result<()> {
     let key = load_key(&a.key)?;
     let settings = settings()?;
-    let (store_tx, store_rx) = watch::channel(Arc::new(reload(&a.tokens)?));
-    let rx = store_rx.clone();
-    let check: Admit = Arc::new(move |t: &[u8]| admit(&rx.borrow(), t));
-    let mut listener = PortListener::bind(&a.listen.to_string(), key, check, settings)
+    let tokens = PortTokens::open(&a.tokens).context("reading the token store")?;
+    let mut listener = PortListener::bind(&a.listen.to_string(), key, tokens.admit_fn(), settings)
         .await
         .with_context(|| format!("listening on {}", a.listen))?;
     // Every client holds two descriptors while it connects, and one per
@@ -162,7 +135,6 @@ pub async fn serve(a: Serve) -> Result<()> {
     let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel::<()>();
     let mut ended = 0u64;
     let mut tick = tokio::time::interval(TOKEN_RELOAD);
-    let mut last = read_text(&a.tokens, "token store").ok();
     loop {
         if a.count.is_some_and(|c| ended >= c) {
             return Ok(());
@@ -171,7 +143,7 @@ pub async fn serve(a: Serve) -> Result<()> {
             acc = listener.accept() => {
                 let Some(acc) = acc else { bail!("the PORT listener stopped") };
                 tracing::info!("PORT client {} from {}", acc.name, acc.peer);
-                let (done, rx, echo) = (done_tx.clone(), store_rx.clone(), a.echo);
+                let (done, rx, echo) = (done_tx.clone(), tokens.watch(), a.echo);
                 tokio::spawn(async move {
                     let who = format!("{} ({})", acc.name, acc.peer);
                     if let Err(e) = handle(acc, rx, echo).await {
@@ -181,22 +153,15 @@ pub async fn serve(a: Serve) -> Result<()> {
                 });
             }
             Some(()) = done_rx.recv() => ended += 1,
-            _ = tick.tick() => {
-                let now = read_text(&a.tokens, "token store").ok();
-                if now.as_deref().map(|s| s.as_str()) != last.as_deref().map(|s| s.as_str()) {
-                    last = now;
-                    match reload(&a.tokens) {
-                        Ok(s) => {
-                            tracing::info!("reloaded {} ({} tokens)", a.tokens.display(), s.entries().len());
-                            store_tx.send_replace(Arc::new(s));
-                        }
-                        Err(e) => {
-                            tracing::error!("{e:#}: refusing every token until it is fixed");
-                            store_tx.send_replace(Arc::new(TokenStore::new()));
-                        }
-                    }
+            _ = tick.tick() => match tokens.reload() {
+                Reload::Applied { tokens: n } => {
+                    tracing::info!("reloaded {} ({n} tokens)", a.tokens.display());
                 }
-            }
+                Reload::Failed { reason } => {
+                    tracing::error!("{reason}: refusing every token until it is fixed");
+                }
+                _ => {}
+            },
             _ = tokio::signal::ctrl_c() => return Ok(()),
         }
     }
@@ -240,12 +205,6 @@ async fn handle(
     Ok(())
 }
 
-/// Most stdin bytes per message: SeasideVPN's Python reader takes each part
-/// of a message with a single `recv`, so a message must arrive whole; with
-/// its header and largest tail this keeps one under loopback's 64 KiB
-/// segment (docs/port-wire.md, "SeasideVPN's reader").
-const STDIN_MESSAGE: usize = 60_000;
-
 /// `link connect --wire port FILE`.
 pub async fn connect(file: &Path, server: Option<String>, timeout: Duration) -> Result<()> {
     let text = read_text(file, "PORT connection file")?;
@@ -268,7 +227,8 @@ pub async fn connect(file: &Path, server: Option<String>, timeout: Duration) -> 
     let (mut reader, mut writer) = (session.reader, session.writer);
     let upload = async {
         let mut stdin = tokio::io::stdin();
-        let mut buf = vec![0u8; STDIN_MESSAGE];
+        // A message must arrive whole at SeasideVPN's reader (MAX_MESSAGE).
+        let mut buf = vec![0u8; MAX_MESSAGE];
         loop {
             let n = stdin.read(&mut buf).await.context("reading stdin")?;
             if n == 0 {

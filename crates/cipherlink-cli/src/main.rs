@@ -74,7 +74,8 @@ enum Command {
     /// Chaos lab: netem strings on the packet model, an impairment proxy, a namespace lab, scenario runs.
     Chaos(chaos_cmd::ChaosArgs),
     /// Encrypt any TCP service, like stunnel: server, client, run, keygen.
-    Proxy(proxy_cmd::ProxyArgs),
+    // Boxed: its flags for every transport make it the largest variant.
+    Proxy(Box<proxy_cmd::ProxyArgs>),
     /// The link protocol (hybrid post-quantum, probe-resistant): keygen, invite, revoke, serve, connect.
     Link(link_cmd::LinkArgs),
 }
@@ -149,7 +150,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Summarize(args) => summarize_cmd::run(args),
         Command::Pool(args) => pool_cmd::run(args).await,
         Command::Chaos(args) => chaos_cmd::run(args).await,
-        Command::Proxy(args) => proxy_cmd::run(args).await,
+        Command::Proxy(args) => proxy_cmd::run(*args).await,
         Command::Link(args) => link_cmd::run(args).await,
     }
 }

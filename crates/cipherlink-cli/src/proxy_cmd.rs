@@ -6,7 +6,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context as _, Result};
-use cipherlink_proxy::{LinkConfig, ProxyConfig, Role, ServiceConfig, Transport, V1Config};
+use cipherlink_proxy::{
+    LinkConfig, PortConfig, ProxyConfig, Role, ServiceConfig, Transport, V1Config,
+};
 use clap::{Args, Subcommand};
 
 use crate::tls_args::{build_context, ClientTlsArgs, ServerTlsArgs, TlsArgs};
@@ -39,8 +41,9 @@ pub struct CommonArgs {
     #[arg(long, value_name = "ADDR", value_parser = listen_addr)]
     pub listen: SocketAddr,
     /// How the encrypted side is carried: tls, v1, link (recommended against
-    /// observers: random-looking, hybrid post-quantum) or plain (no encryption;
-    /// for measurement).
+    /// observers: random-looking, hybrid post-quantum), port (SeasideVPN's
+    /// PORT wire, for SeasideVPN peers: no forward secrecy, no post-quantum
+    /// part; docs/port-wire.md) or plain (no encryption; for measurement).
     #[arg(long, default_value = "tls")]
     pub transport: Transport,
     /// v1: our X25519 secret key file (hex, base64 or 32 raw bytes).
@@ -83,6 +86,18 @@ pub struct CommonArgs {
     /// link, client: the connection file `cipherlink link invite` issued.
     #[arg(long, value_name = "FILE")]
     pub link_file: Option<PathBuf>,
+    /// port, server: the PORT server key file (`cipherlink link keygen --wire
+    /// port --key`, or SeasideVPN's conf.env with SEASIDE_PRIVATE_KEY=).
+    #[arg(long, value_name = "FILE")]
+    pub port_key: Option<PathBuf>,
+    /// port, server: the token store (`cipherlink link invite --wire port
+    /// --tokens`); re-read when it changes, a revoked token's tunnels end.
+    #[arg(long, value_name = "FILE")]
+    pub port_tokens: Option<PathBuf>,
+    /// port, client: the PORT connection file `cipherlink link invite --wire
+    /// port` issued (or one written for a SeasideVPN listener).
+    #[arg(long, value_name = "FILE")]
+    pub port_file: Option<PathBuf>,
     /// Most tunnels open at once (with --mux on a server: streams).
     #[arg(long, default_value_t = 16_384)]
     pub max_connections: usize,
@@ -135,8 +150,8 @@ pub struct ServerArgs {
 /// `proxy client`.
 #[derive(Debug, Args)]
 pub struct ClientArgs {
-    /// The proxy server to connect to (host:port); with --transport link,
-    /// defaults to the connection file's server.
+    /// The proxy server to connect to (host:port); with --transport link or
+    /// port, defaults to the connection file's server.
     #[arg(long)]
     pub connect: Option<String>,
     #[command(flatten)]
@@ -189,7 +204,7 @@ pub async fn run(args: ProxyArgs) -> Result<()> {
             let connect = match (client.connect, client.common.transport) {
                 (Some(connect), _) => connect,
                 // Empty: the service takes the connection file's server.
-                (None, Transport::Link) => String::new(),
+                (None, Transport::Link | Transport::Port) => String::new(),
                 (None, _) => anyhow::bail!("--connect HOST:PORT is required"),
             };
             let fields = client.client.fields();
@@ -206,7 +221,9 @@ pub async fn run(args: ProxyArgs) -> Result<()> {
         ProxyCommand::Keygen(keygen) => {
             if keygen.transport != Transport::V1 {
                 anyhow::bail!(
-                    "--transport {}: only v1 has its own keys; for tls use `cipherlink certs --out DIR`",
+                    "--transport {}: only v1 has its own keys here; for tls use `cipherlink certs \
+                     --out DIR`, for link `cipherlink link keygen`, for port `cipherlink link \
+                     keygen --wire port`",
                     keygen.transport.name()
                 );
             }
@@ -308,25 +325,21 @@ fn single(
             };
             service.link = Some(link);
         }
+        Transport::Port => {
+            // A policy PORT cannot meet is refused, not ignored.
+            if let Some((setting, reason)) = cipherlink_proxy::port::unmet_policy(&tls.compliance) {
+                let flag = if setting == "classical" {
+                    "--classical"
+                } else {
+                    "--post-quantum"
+                };
+                anyhow::bail!("{flag} {reason}");
+            }
+            service.port = Some(port_files(role, common)?);
+        }
         _ => {}
     }
-    let misplaced = match (common.transport, role) {
-        (Transport::Link, Role::Server) => common.link_file.as_ref().map(|_| "--link-file"),
-        (Transport::Link, Role::Client) => common
-            .link_key
-            .as_ref()
-            .map(|_| "--link-key")
-            .or(common.link_tokens.as_ref().map(|_| "--link-tokens")),
-        _ => common
-            .link_key
-            .as_ref()
-            .or(common.link_tokens.as_ref())
-            .or(common.link_file.as_ref())
-            .map(|_| "--link-*"),
-    };
-    let misplaced = misplaced
-        .or((common.v1_strict && common.transport != Transport::V1).then_some("--v1-strict"));
-    if let Some(flag) = misplaced {
+    if let Some(flag) = misplaced(role, common) {
         anyhow::bail!(
             "{flag} does not apply to a {} with --transport {}",
             match role {
@@ -347,6 +360,72 @@ fn single(
     };
     config.service.insert(name.to_string(), service);
     Ok(config)
+}
+
+/// A transport's file flag given to another transport or role.
+fn misplaced(role: Role, common: &CommonArgs) -> Option<&'static str> {
+    let link = match (common.transport, role) {
+        (Transport::Link, Role::Server) => common.link_file.as_ref().map(|_| "--link-file"),
+        (Transport::Link, Role::Client) => common
+            .link_key
+            .as_ref()
+            .map(|_| "--link-key")
+            .or(common.link_tokens.as_ref().map(|_| "--link-tokens")),
+        _ => common
+            .link_key
+            .as_ref()
+            .or(common.link_tokens.as_ref())
+            .or(common.link_file.as_ref())
+            .map(|_| "--link-*"),
+    };
+    let port = match (common.transport, role) {
+        (Transport::Port, Role::Server) => common.port_file.as_ref().map(|_| "--port-file"),
+        (Transport::Port, Role::Client) => common
+            .port_key
+            .as_ref()
+            .map(|_| "--port-key")
+            .or(common.port_tokens.as_ref().map(|_| "--port-tokens")),
+        _ => common
+            .port_key
+            .as_ref()
+            .or(common.port_tokens.as_ref())
+            .or(common.port_file.as_ref())
+            .map(|_| "--port-*"),
+    };
+    link.or(port)
+        .or((common.v1_strict && common.transport != Transport::V1).then_some("--v1-strict"))
+}
+
+/// The port transport's files from flags, as the link transport's.
+fn port_files(role: Role, common: &CommonArgs) -> Result<PortConfig> {
+    Ok(match role {
+        Role::Server => {
+            let (Some(key), Some(tokens)) = (&common.port_key, &common.port_tokens) else {
+                anyhow::bail!(
+                    "--transport port on a server needs --port-key (`cipherlink link keygen \
+                     --wire port --key FILE`) and --port-tokens (the store `cipherlink link \
+                     invite --wire port --tokens FILE` writes)"
+                );
+            };
+            PortConfig {
+                server_key: Some(key.clone()),
+                token_store: Some(tokens.clone()),
+                connection_file: None,
+            }
+        }
+        Role::Client => {
+            let Some(file) = &common.port_file else {
+                anyhow::bail!(
+                    "--transport port on a client needs --port-file (the connection file \
+                     `cipherlink link invite --wire port` issued)"
+                );
+            };
+            PortConfig {
+                connection_file: Some(file.clone()),
+                ..PortConfig::default()
+            }
+        }
+    })
 }
 
 async fn serve(config: ProxyConfig) -> Result<()> {

@@ -57,7 +57,8 @@
 //! Checked in a folder holding what the docs' commands make
 //! ([`docs_support::toml_check::FIXTURE`]: `certs --out .` and
 //! `--out certs/`, v1 keys in `keys/`, a link key and token store in
-//! `link/`, `alice.link`), so their paths name real files. `core-server` and
+//! `link/`, `alice.link`, a PORT key and token store in `port/`,
+//! `alice.port`), so their paths name real files. `core-server` and
 //! `core-client`: `Config::from_toml_file`, then `Context::server`/`client`
 //! (every check the core makes). `proxy`: `cipherlink proxy run --config`
 //! until every service listens (the proxy checks a service as it binds it).

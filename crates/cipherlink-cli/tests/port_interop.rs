@@ -273,3 +273,121 @@ fn link_connect_wire_port_against_their_port_listener() {
     listener.wait_stdout("token 0102");
     listener.close_stdin();
 }
+
+/// Starts `cipherlink proxy ARGS` and waits for its listening line.
+fn start_proxy(name: &str, args: &[&str]) -> (Proc, std::net::SocketAddr) {
+    let mut cmd = cipherlink();
+    cmd.arg("proxy").args(args);
+    let mut proc = Proc::spawn(name, cmd);
+    let addr = proc.wait_addr(true, "listening on ");
+    (proc, addr)
+}
+
+/// The proxy's `port` transport against SeasideVPN's own code, both ends:
+/// its PortClient through `proxy server --transport port` to an echo
+/// service, and `proxy client --transport port` into its PortListener
+/// (which echoes each message).
+#[test]
+fn their_port_client_and_listener_through_the_port_proxy() {
+    use std::io::{Read, Write};
+    let Some(python) = peer!(Peer::PythonSeaside) else {
+        return;
+    };
+    let Some(src) = peer!(Peer::SeasideSrc) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (public, token) = keygen_invite(d);
+    let backend = common::echo_backend().to_string();
+    let (mut server, addr) = start_proxy(
+        "proxy server --transport port",
+        &[
+            "server",
+            "--listen",
+            "127.0.0.1:0",
+            "--forward",
+            &backend,
+            "--transport",
+            "port",
+            "--port-key",
+            d.join("port-server.key").to_str().unwrap(),
+            "--port-tokens",
+            d.join("port-tokens.txt").to_str().unwrap(),
+        ],
+    );
+    // Each reply must come back as one message: sizes one read of the
+    // echo service returns whole.
+    let out = seaside_cmd(
+        &python,
+        &src,
+        &[
+            "client",
+            &public,
+            &token,
+            &addr.port().to_string(),
+            "1",
+            "1000",
+            "8000",
+            "2",
+        ],
+    )
+    .output()
+    .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("echoed 4"),
+        "{text} {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        server.describe()
+    );
+    let log = server.wait_stderr("close:");
+    assert!(log.contains("port:alice"), "{log}");
+
+    let keys = seaside_cmd(&python, &src, &["keygen"]).output().unwrap();
+    let keys = String::from_utf8_lossy(&keys.stdout).to_string();
+    let (private, public) = (field(&keys, "private "), field(&keys, "public "));
+    let mut listener = Proc::spawn(
+        "SeasideVPN PortListener",
+        seaside_cmd(&python, &src, &["listen", &private]),
+    );
+    let port = field(&listener.wait_stdout("listening "), "listening ");
+    let file = d.join("seaside.port");
+    write_private(
+        &file,
+        &format!("cipherlink-port 1\nname me\nserver 127.0.0.1:{port}\nserver-key {public}\ntoken 0203\n"),
+    );
+    // No --connect: the connection file's server.
+    let (mut client, client_addr) = start_proxy(
+        "proxy client --transport port",
+        &[
+            "client",
+            "--listen",
+            "127.0.0.1:0",
+            "--transport",
+            "port",
+            "--port-file",
+            file.to_str().unwrap(),
+        ],
+    );
+    let input: Vec<u8> = (0..150_000u32).map(|i| b'a' + (i % 17) as u8).collect();
+    let mut app = std::net::TcpStream::connect(client_addr).unwrap();
+    app.set_read_timeout(Some(common::DEADLINE)).unwrap();
+    let mut writer = app.try_clone().unwrap();
+    let sent = input.clone();
+    let sender = std::thread::spawn(move || writer.write_all(&sent));
+    // The whole echo before our end: SeasideVPN closes the connection at
+    // our termination message, and replies still on their way are lost.
+    let mut back = vec![0u8; input.len()];
+    app.read_exact(&mut back)
+        .unwrap_or_else(|e| panic!("{e}\n{}", client.describe()));
+    sender.join().unwrap().unwrap();
+    assert!(back == input, "the echo differs");
+    app.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut rest = Vec::new();
+    app.read_to_end(&mut rest).unwrap();
+    assert!(rest.is_empty(), "{} bytes after the echo", rest.len());
+    listener.wait_stdout("token 0203");
+    client.wait_stderr("close: done");
+    listener.close_stdin();
+}

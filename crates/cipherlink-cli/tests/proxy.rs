@@ -2,8 +2,9 @@
 //! (both directions), v1 keys from `proxy keygen` (which never overwrites
 //! without --force) and a two-service strict TOML file, stats lines, SIGTERM
 //! with an open tunnel, a strict v1 pair from flags, plain kept on loopback,
-//! the link transport with the files `cipherlink link keygen/invite` write,
-//! and `bench proxy` against every foreign tunnel installed.
+//! the link and port transports with the files `cipherlink link
+//! keygen/invite` write, and `bench proxy` against every foreign tunnel
+//! installed.
 
 #![allow(clippy::unwrap_used)] // Tests fail loudly on purpose.
 
@@ -186,6 +187,98 @@ fn link_keygen_invite_then_a_link_proxy_pair_carries_an_echo() {
         "{}",
         out.describe()
     );
+}
+
+#[test]
+fn port_keygen_invite_then_a_port_proxy_pair_carries_an_echo() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = |name: &str| dir.path().join(name).display().to_string();
+    let link = |args: &[&str]| {
+        let mut cmd = cipherlink();
+        cmd.args(["link"]).args(args);
+        let out = run("link --wire port", cmd, b"");
+        assert!(out.status.success(), "{}", out.describe());
+    };
+    link(&["keygen", "--wire", "port", "--key", &file("port.key")]);
+    link(&[
+        "invite",
+        "--wire",
+        "port",
+        "--key",
+        &file("port.key"),
+        "--tokens",
+        &file("port-tokens.txt"),
+        "--name",
+        "alice",
+        "--server",
+        "127.0.0.1:1",
+        "--out",
+        &file("alice.port"),
+    ]);
+    let server_args = |key: &str| {
+        args(&[
+            "--transport",
+            "port",
+            "--port-key",
+            key,
+            "--port-tokens",
+            &file("port-tokens.txt"),
+        ])
+    };
+    let backend = echo_backend().to_string();
+    let mut server_cmd = vec!["server", "--listen", "127.0.0.1:0", "--forward", &backend];
+    let key_args = server_args(&file("port.key"));
+    server_cmd.extend(key_args.iter().map(String::as_str));
+    let (mut server, server_addr) = start_proxy("proxy server", &server_cmd);
+    let (mut client, client_addr) = start_proxy(
+        "proxy client",
+        &[
+            "client",
+            "--listen",
+            "127.0.0.1:0",
+            "--connect",
+            &server_addr.to_string(),
+            "--transport",
+            "port",
+            "--port-file",
+            &file("alice.port"),
+        ],
+    );
+    carries(client_addr, 241, &mut client);
+    // The server's tunnel log names the client by its token's name.
+    let log = server.wait_stderr("close:");
+    assert!(log.contains("port:alice"), "{log}");
+    // Files in the wrong place, a policy PORT cannot meet, another
+    // transport's flag: named, before anything listens.
+    let wrong = server_args(&file("alice.port"));
+    let out = proxy_server_refuses(
+        "wrong key file",
+        &wrong.iter().map(String::as_str).collect::<Vec<_>>(),
+    );
+    assert!(out.stderr.contains("port.server_key"), "{}", out.describe());
+    let mut pq = key_args.clone();
+    pq.extend(args(&["--post-quantum", "require-hybrid"]));
+    let out = proxy_server_refuses(
+        "port with PQ",
+        &pq.iter().map(String::as_str).collect::<Vec<_>>(),
+    );
+    assert!(
+        out.stderr.contains("--post-quantum") && out.stderr.contains("no forward secrecy"),
+        "{}",
+        out.describe()
+    );
+    let mut misplaced = key_args.clone();
+    misplaced.extend(args(&["--port-file", &file("alice.port")]));
+    let out = proxy_server_refuses(
+        "port file on a server",
+        &misplaced.iter().map(String::as_str).collect::<Vec<_>>(),
+    );
+    assert!(out.stderr.contains("--port-file"), "{}", out.describe());
+    let out = proxy_server_refuses(
+        "port flag on plain",
+        &["--transport", "plain", "--port-key", &file("port.key")],
+    );
+    assert!(out.stderr.contains("--port-*"), "{}", out.describe());
 }
 
 /// Starts stunnel4 with one service, `[name]` accepting on a loopback port

@@ -43,6 +43,10 @@ pub enum Transport {
     /// The link protocol (docs/link-protocol.md): random-looking bytes,
     /// hybrid post-quantum, forward secret, token-authenticated clients.
     Link,
+    /// SeasideVPN's PORT wire (docs/port-wire.md): for SeasideVPN peers.
+    /// No forward secrecy, no post-quantum key exchange, no replay
+    /// protection.
+    Port,
     /// No encryption: a baseline for measurement.
     Plain,
 }
@@ -54,6 +58,7 @@ impl Transport {
             Transport::Tls => "tls",
             Transport::V1 => "v1",
             Transport::Link => "link",
+            Transport::Port => "port",
             Transport::Plain => "plain",
         }
     }
@@ -66,9 +71,10 @@ impl std::str::FromStr for Transport {
             "tls" => Ok(Transport::Tls),
             "v1" => Ok(Transport::V1),
             "link" => Ok(Transport::Link),
+            "port" => Ok(Transport::Port),
             "plain" => Ok(Transport::Plain),
             other => Err(format!(
-                "unknown transport {other:?}; valid: tls, v1, link, plain"
+                "unknown transport {other:?}; valid: tls, v1, link, port, plain"
             )),
         }
     }
@@ -161,6 +167,28 @@ pub struct LinkConfig {
     pub connection_file: Option<PathBuf>,
 }
 
+/// The port transport's files, as `cipherlink link keygen --wire port` and
+/// `link invite --wire port` write them; the fields mean what
+/// [`LinkConfig`]'s do. A server needs `server_key` and `token_store`; a
+/// client needs `connection_file`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PortConfig {
+    /// Server: the PORT server key file (`link keygen --wire port --key`,
+    /// or SeasideVPN's `conf.env` with its `SEASIDE_PRIVATE_KEY=` line).
+    #[serde(default)]
+    pub server_key: Option<PathBuf>,
+    /// Server: the token store (`link invite --wire port --tokens`);
+    /// re-read when it changes, so `link revoke` refuses new sessions and
+    /// ends the open ones of the revoked token.
+    #[serde(default)]
+    pub token_store: Option<PathBuf>,
+    /// Client: the PORT connection file `link invite --wire port` issued
+    /// (or one written by hand for a SeasideVPN listener).
+    #[serde(default)]
+    pub connection_file: Option<PathBuf>,
+}
+
 /// One named service.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -171,7 +199,8 @@ pub struct ServiceConfig {
     pub listen: String,
     /// Where each accepted connection goes (`host:port`): a server's
     /// plaintext service (also spelled `forward`), or a client's proxy server.
-    /// A link client may leave it empty to use its connection file's server.
+    /// A link or port client may leave it empty to use its connection
+    /// file's server.
     #[serde(alias = "forward", default)]
     pub connect: String,
     /// How the encrypted side is carried.
@@ -185,6 +214,9 @@ pub struct ServiceConfig {
     /// Files for `transport = "link"`.
     #[serde(default)]
     pub link: Option<LinkConfig>,
+    /// Files for `transport = "port"`.
+    #[serde(default)]
+    pub port: Option<PortConfig>,
     /// Most tunnels open at once; more wait in the kernel's accept queue.
     #[serde(default = "default_max_connections")]
     pub max_connections: usize,
@@ -249,6 +281,7 @@ impl ServiceConfig {
             tls: None,
             v1: None,
             link: None,
+            port: None,
             max_connections: default_max_connections(),
             idle_timeout: default_idle_timeout(),
             connect_timeout: default_connect_timeout(),
@@ -373,16 +406,23 @@ impl ServiceConfig {
                 }
             }
         }
-        if let Some(link) = &mut self.link {
-            let files = [
-                &mut link.server_key,
-                &mut link.token_store,
-                &mut link.connection_file,
-            ];
-            for path in files.into_iter().flatten() {
-                if path.is_relative() {
-                    *path = base.join(&*path);
-                }
+        let link = self.link.as_mut().map(|l| {
+            [
+                &mut l.server_key,
+                &mut l.token_store,
+                &mut l.connection_file,
+            ]
+        });
+        let port = self.port.as_mut().map(|p| {
+            [
+                &mut p.server_key,
+                &mut p.token_store,
+                &mut p.connection_file,
+            ]
+        });
+        for path in link.into_iter().chain(port).flatten().flatten() {
+            if path.is_relative() {
+                *path = base.join(&*path);
             }
         }
     }
@@ -434,6 +474,14 @@ mod tests {
             transport = "link"
             [service.hidden.link]
             connection_file = "alice.link"
+            [service.seaside]
+            role = "server"
+            listen = "127.0.0.1:8587"
+            forward = "127.0.0.1:8080"
+            transport = "port"
+            [service.seaside.port]
+            server_key = "port-server.key"
+            token_store = "/etc/port-tokens.txt"
         "#;
         let mut config = ProxyConfig::from_toml(text, Path::new("p.toml")).unwrap();
         for service in config.service.values_mut() {
@@ -475,6 +523,15 @@ mod tests {
         assert_eq!(
             hidden.link.as_ref().unwrap().connection_file,
             Some(PathBuf::from("/etc/cl/alice.link"))
+        );
+        let seaside = config.service["seaside"].port.as_ref().unwrap();
+        assert_eq!(config.service["seaside"].transport, Transport::Port);
+        assert_eq!(
+            (&seaside.server_key, &seaside.token_store),
+            (
+                &Some(PathBuf::from("/etc/cl/port-server.key")),
+                &Some(PathBuf::from("/etc/port-tokens.txt"))
+            )
         );
     }
 

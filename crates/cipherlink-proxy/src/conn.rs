@@ -20,6 +20,7 @@ use crate::link::LinkEngine;
 use crate::mux::{MuxStream, Reason};
 use crate::nacl_frame::Side;
 use crate::nacl_frame_tunnel::{self, NoFirstFrame, V1Stream};
+use crate::port_tunnel::{PortSide, Revocation};
 use crate::read_ahead::ReadAhead;
 use crate::relay::{self, Count, Ends, Receiving};
 use crate::service::{Accepted, Engine, Shared};
@@ -48,6 +49,11 @@ pub(crate) async fn handle(shared: &Shared, accepted: Accepted, id: u64, cut: Ca
             (Some(addr.to_string()), OnceLock::new())
         }
         Accepted::Link(link) => (None, OnceLock::from(format!("link:{}", link.peer()))),
+        // The INIT's address, and the name the token store gives its token.
+        Accepted::Port(port) => (
+            Some(port.peer.to_string()),
+            OnceLock::from(format!("port:{}", port.name)),
+        ),
         // The stream's connection is named by who authenticated it.
         Accepted::Mux(stream, peer) => (
             None,
@@ -215,6 +221,40 @@ async fn run(
             names.opened(&encrypted);
             return serve(shared, encrypted, counts, cut).await;
         }
+        // The PORT listener admitted its token already.
+        Accepted::Port(accepted) => {
+            let cipherlink_port::driver::Accepted {
+                session,
+                name,
+                token,
+                ..
+            } = *accepted;
+            let revocation = Revocation {
+                store: match &shared.engine {
+                    Engine::Port(crate::port_tunnel::PortEngine::Server { tokens, .. }) => {
+                        tokens.watch()
+                    }
+                    _ => {
+                        session.reset();
+                        return Err(not_this_transport(CLIENT));
+                    }
+                },
+                token,
+                name,
+            };
+            // It may have waited for a permit: a token revoked meanwhile
+            // must not make us connect the service.
+            if let Err(err) = revocation.check() {
+                session.reset();
+                return Err(err);
+            }
+            let encrypted = Encrypted::Port(Box::new(PortSide {
+                session,
+                revocation: Some(revocation),
+            }));
+            names.opened(&encrypted);
+            return serve(shared, encrypted, counts, cut).await;
+        }
         Accepted::Tcp(stream, addr) => (stream, addr),
     };
     match shared.role {
@@ -246,7 +286,7 @@ async fn run(
                     }
                 }
                 Engine::Plain => Encrypted::Plain(accepted),
-                Engine::Link(_) => {
+                Engine::Link(_) | Engine::Port(_) => {
                     reset(&accepted);
                     return Err(not_this_transport(CLIENT));
                 }
@@ -310,6 +350,9 @@ pub(crate) async fn connect_encrypted(shared: &Shared) -> Result<Encrypted, Tunn
             let upstream = connect(shared).await?;
             Ok(Encrypted::V1(Box::new(v1.stream(upstream, Side::Client))))
         }
+        Engine::Port(engine) => crate::port_tunnel::connect(shared, engine)
+            .await
+            .map(|side| Encrypted::Port(Box::new(side))),
         Engine::Plain => Ok(Encrypted::Plain(connect(shared).await?)),
     }
 }
@@ -396,6 +439,7 @@ pub(crate) enum Encrypted {
     Tls(Box<cipherlink::Tunnel<ReadAhead<TcpStream>>>),
     Link(Box<cipherlink_link::driver::Link>),
     V1(Box<V1Stream>),
+    Port(Box<PortSide>),
     Plain(TcpStream),
     /// One stream of a multiplexed tls or link connection.
     Mux(MuxStream),
@@ -409,6 +453,7 @@ impl Encrypted {
         match self {
             Encrypted::Plain(stream) => reset(&stream),
             Encrypted::V1(v1) => reset(&v1.stream),
+            Encrypted::Port(port) => port.session.reset(),
             Encrypted::Link(link) => link.abort(why),
             // The only reset before relaying: the service is unreachable.
             Encrypted::Mux(stream) => stream.reset(Reason::Unreachable),
@@ -424,18 +469,18 @@ impl Encrypted {
 /// What one tunnel's two directions share: buffer size, idle limit, and
 /// per direction the byte counters and end names.
 #[derive(Clone, Copy)]
-struct Flow<'a> {
-    size: usize,
-    idle: Option<std::time::Duration>,
-    cut: &'a CancellationToken,
-    to_plain: Count<'a>,
-    into_plain: Ends,
-    to_encrypted: Count<'a>,
-    into_encrypted: Ends,
+pub(crate) struct Flow<'a> {
+    pub(crate) size: usize,
+    pub(crate) idle: Option<std::time::Duration>,
+    pub(crate) cut: &'a CancellationToken,
+    pub(crate) to_plain: Count<'a>,
+    pub(crate) into_plain: Ends,
+    pub(crate) to_encrypted: Count<'a>,
+    pub(crate) into_encrypted: Ends,
 }
 
 impl<'a> Flow<'a> {
-    fn moved(&self) -> [&'a AtomicU64; 2] {
+    pub(crate) fn moved(&self) -> [&'a AtomicU64; 2] {
         [self.to_plain.tunnel, self.to_encrypted.tunnel]
     }
 }
@@ -528,6 +573,8 @@ async fn relay(
             result
         }
         Encrypted::V1(v1) => relay_v1(*v1, &mut plain, flow).await,
+        // Resets its data connection itself when it fails.
+        Encrypted::Port(port) => crate::port_tunnel::relay(*port, &mut plain, flow).await,
         Encrypted::Link(link) => {
             // Shutting the link's write side sends its authenticated close:
             // half-close travels exactly as through a TLS tunnel.

@@ -86,6 +86,26 @@ pub enum TunnelError {
         /// Why (the link crate's reason).
         error: cipherlink_link::driver::DriverError,
     },
+    /// Opening a PORT session to the proxy server failed.
+    #[error("PORT to {target}: {error}")]
+    PortConnect {
+        /// Where.
+        target: String,
+        /// Why (the PORT driver's reason).
+        error: cipherlink_port::Error,
+    },
+    /// A PORT session failed while relaying.
+    #[error("PORT {side}: {error}")]
+    Port {
+        /// Which side: `client` or `target`.
+        side: &'static str,
+        /// Why.
+        error: cipherlink_port::Error,
+    },
+    /// A PORT client's token was revoked (the token store was re-read);
+    /// its tunnel was ended and its session reset.
+    #[error("the token of {0} was revoked (token store re-read); tunnel ended")]
+    Revoked(String),
     /// The TLS handshake failed.
     #[error("{0}")]
     Tls(#[from] cipherlink::Error),

@@ -1,10 +1,11 @@
 //! cipherlink-proxy: put encryption in front of any TCP service, as stunnel
 //! does, with TLS (the core's Context), the link protocol (the
 //! `cipherlink-link` crate: random-looking, hybrid post-quantum), the seed's
-//! v1 NaCl-box frame, or plain TCP (for measurement).
+//! v1 NaCl-box frame, SeasideVPN's PORT wire (the `cipherlink-port` crate:
+//! for SeasideVPN peers; no forward secrecy), or plain TCP (for measurement).
 //!
 //! ```text
-//!  plaintext client --TCP--> [proxy client] ==tls|link|v1|plain==> [proxy server] --TCP--> service
+//!  plaintext client --TCP--> [proxy client] ==tls|link|v1|port|plain==> [proxy server] --TCP--> service
 //!                            listen / connect                 listen / forward
 //! ```
 //!
@@ -24,13 +25,15 @@ pub mod mux;
 mod mux_tunnel;
 pub mod nacl_frame;
 mod nacl_frame_tunnel;
+pub mod port;
+mod port_tunnel;
 mod read_ahead;
 mod relay;
 mod service;
 pub mod stats;
 
 pub use config::{
-    LinkConfig, ProxyConfig, Role, ServiceConfig, ServiceDangerous, Transport, V1Config,
+    LinkConfig, PortConfig, ProxyConfig, Role, ServiceConfig, ServiceDangerous, Transport, V1Config,
 };
 pub use error::{ProxyError, TunnelError};
 pub use service::{Proxy, Service};

@@ -153,7 +153,7 @@ async fn connect(shared: &Shared, limits: Limits) -> Result<MuxConn, TunnelError
     let conn = match conn::connect_encrypted(shared).await? {
         Encrypted::Link(link) => MuxConn::start(link, Side::Client, limits),
         Encrypted::Tls(tunnel) => MuxConn::start(tunnel, Side::Client, limits),
-        Encrypted::V1(_) | Encrypted::Plain(_) | Encrypted::Mux(_) => {
+        Encrypted::V1(_) | Encrypted::Plain(_) | Encrypted::Mux(_) | Encrypted::Port(_) => {
             return Err(conn::not_this_transport("target"))
         }
     };
@@ -186,6 +186,11 @@ pub(crate) async fn serve_connection(shared: Arc<Shared>, accepted: Accepted, se
         Accepted::Link(link) => {
             let peer = format!("link:{}", link.peer()).into();
             (MuxConn::start(link, Side::Server, limits), peer)
+        }
+        // Never: mux is refused for port when the service is checked.
+        Accepted::Port(port) => {
+            port.session.reset();
+            return;
         }
         Accepted::Tcp(stream, addr) => {
             let Engine::Tls(context) = &shared.engine else {

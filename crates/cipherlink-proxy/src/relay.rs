@@ -30,7 +30,7 @@ pub(crate) struct Count<'a> {
 }
 
 impl Count<'_> {
-    fn add(&self, n: usize) {
+    pub(crate) fn add(&self, n: usize) {
         self.tunnel.fetch_add(n as u64, Ordering::Relaxed);
         self.service.fetch_add(n as u64, Ordering::Relaxed);
     }
@@ -77,7 +77,7 @@ async fn read_some<R: AsyncRead + Unpin>(
 
 /// The next chunk's length into `buf` (see [`read_some`]); 0 when the
 /// reader has ended.
-async fn next_chunk<R: AsyncRead + Unpin>(
+pub(crate) async fn next_chunk<R: AsyncRead + Unpin>(
     reader: &mut R,
     buf: &mut Vec<u8>,
     size: usize,
@@ -89,7 +89,7 @@ async fn next_chunk<R: AsyncRead + Unpin>(
 }
 
 /// Writes all of `bytes` to the direction's far end.
-async fn send<W: AsyncWrite + Unpin>(
+pub(crate) async fn send<W: AsyncWrite + Unpin>(
     writer: &mut W,
     bytes: &[u8],
     ends: Ends,
@@ -102,7 +102,10 @@ async fn send<W: AsyncWrite + Unpin>(
 
 /// The reader ended: shut the writer's write side, so the half-close
 /// travels on.
-async fn pass_end<W: AsyncWrite + Unpin>(writer: &mut W, ends: Ends) -> Result<(), TunnelError> {
+pub(crate) async fn pass_end<W: AsyncWrite + Unpin>(
+    writer: &mut W,
+    ends: Ends,
+) -> Result<(), TunnelError> {
     writer
         .shutdown()
         .await

@@ -18,6 +18,7 @@ use crate::link::LinkEngine;
 use crate::nacl_frame::keys::{check_pair, read_public_key, read_secret_key};
 use crate::nacl_frame::{Keys, Mode, LIMIT_MAX_DATA_SIZE, OVERHEAD};
 use crate::nacl_frame_tunnel::V1Engine;
+use crate::port_tunnel::PortEngine;
 use crate::stats::{stats_line, ServiceStats, Snapshot};
 use cipherlink_link::gate::ServerLimits;
 
@@ -27,6 +28,7 @@ pub(crate) enum Engine {
     Tls(cipherlink::Context),
     V1(V1Engine),
     Link(LinkEngine),
+    Port(PortEngine),
     Plain,
 }
 
@@ -51,11 +53,12 @@ pub(crate) struct Shared {
     pub(crate) mux: Option<crate::mux_tunnel::MuxSettings>,
 }
 
-/// Where a service's connections come from: TCP, or (a link server)
-/// links that have already authenticated.
+/// Where a service's connections come from: TCP, or (a link or port
+/// server) sessions that have already authenticated.
 enum Listener {
     Tcp(TcpListener),
     Link(cipherlink_link::driver::LinkListener),
+    Port(cipherlink_port::driver::PortListener),
 }
 
 /// What a listener hands over: a TCP connection and its address, or a link
@@ -64,6 +67,7 @@ enum Listener {
 pub(crate) enum Accepted {
     Tcp(tokio::net::TcpStream, SocketAddr),
     Link(cipherlink_link::driver::Link),
+    Port(Box<cipherlink_port::driver::Accepted>),
     Mux(crate::mux::MuxStream, Arc<str>),
 }
 
@@ -75,6 +79,7 @@ impl std::fmt::Debug for Listener {
                 .debug_struct("LinkListener")
                 .field("local", &l.local_addr())
                 .finish(),
+            Listener::Port(l) => l.fmt(f),
         }
     }
 }
@@ -88,6 +93,11 @@ impl Listener {
                 .await
                 .map(Accepted::Link)
                 .ok_or_else(|| std::io::Error::other("the link listener stopped")),
+            Listener::Port(l) => l
+                .accept()
+                .await
+                .map(|a| Accepted::Port(Box::new(a)))
+                .ok_or_else(|| std::io::Error::other("the PORT listener stopped")),
         }
     }
 }
@@ -163,11 +173,33 @@ impl Checked {
                 );
                 Listener::Link(listener)
             }
+            Engine::Port(PortEngine::Server {
+                key,
+                tokens,
+                settings,
+            }) => {
+                let listener = cipherlink_port::driver::PortListener::bind(
+                    listen.as_str(),
+                    key.clone(),
+                    tokens.admit_fn(),
+                    settings.clone(),
+                )
+                .await
+                .map_err(|e| bind_error(std::io::Error::other(e)))?;
+                tracing::info!(
+                    service = %name,
+                    "PORT server: holds up to {} connections before they are admitted; \
+                     PORT_TIMEOUT {} s for each INIT and second connection",
+                    cipherlink_port::driver::MAX_PENDING,
+                    settings.timeout.as_secs()
+                );
+                Listener::Port(listener)
+            }
             _ => Listener::Tcp(TcpListener::bind(&listen).await.map_err(bind_error)?),
         };
         let max_connections = match &listener {
             Listener::Link(_) => relayed_links_cap(name, config.max_connections, link_servers),
-            Listener::Tcp(_) => config.max_connections,
+            Listener::Tcp(_) | Listener::Port(_) => config.max_connections,
         };
         Ok(Service {
             listener,
@@ -217,6 +249,7 @@ impl Service {
         match &self.listener {
             Listener::Tcp(l) => l.local_addr(),
             Listener::Link(l) => Ok(l.local_addr()),
+            Listener::Port(l) => Ok(l.local_addr()),
         }
     }
 
@@ -243,6 +276,9 @@ impl Service {
                 endpoint.clone(),
                 token_store.clone(),
             )))),
+            Engine::Port(PortEngine::Server { tokens, .. }) => Some(AbortOnDrop(tokio::spawn(
+                reload_port_tokens(self.shared.name.clone(), tokens.clone()),
+            ))),
             _ => None,
         };
         let permits = Arc::new(Semaphore::new(self.max_connections));
@@ -272,7 +308,7 @@ impl Service {
             };
             let accepted = match accepted {
                 Ok(accepted) => accepted,
-                Err(err) if matches!(self.listener, Listener::Link(_)) => {
+                Err(err) if matches!(self.listener, Listener::Link(_) | Listener::Port(_)) => {
                     tracing::warn!(service = %self.shared.name, "{err}");
                     break;
                 }
@@ -399,6 +435,7 @@ fn check(name: &str, config: &ServiceConfig) -> Result<Shared, ProxyError> {
         Transport::Tls => {
             section(config.v1.is_some(), "v1")?;
             section(config.link.is_some(), "link")?;
+            section(config.port.is_some(), "port")?;
             let tls = config.tls.clone().unwrap_or_default();
             let built = match config.role {
                 Role::Server => cipherlink::Context::server(&tls),
@@ -412,11 +449,13 @@ fn check(name: &str, config: &ServiceConfig) -> Result<Shared, ProxyError> {
         Transport::V1 => {
             section(config.tls.is_some(), "tls")?;
             section(config.link.is_some(), "link")?;
+            section(config.port.is_some(), "port")?;
             Engine::V1(v1_engine(name, config)?)
         }
         Transport::Link => {
             section(config.tls.is_some(), "tls")?;
             section(config.v1.is_some(), "v1")?;
+            section(config.port.is_some(), "port")?;
             let Some(link) = &config.link else {
                 return Err(bad(
                     "link",
@@ -438,10 +477,33 @@ fn check(name: &str, config: &ServiceConfig) -> Result<Shared, ProxyError> {
             }
             Engine::Link(engine)
         }
+        Transport::Port => {
+            check_port_policy(config).map_err(|(field, reason)| bad(field, &reason))?;
+            section(config.tls.is_some(), "tls")?;
+            section(config.v1.is_some(), "v1")?;
+            section(config.link.is_some(), "link")?;
+            let Some(port) = &config.port else {
+                return Err(bad(
+                    "port",
+                    "is missing: a port server needs `server_key` and `token_store`, a port \
+                     client `connection_file` (`cipherlink link keygen --wire port` / \
+                     `link invite --wire port`)",
+                ));
+            };
+            let (engine, file_server) = crate::port_tunnel::engine(config.role, port)
+                .map_err(|(field, reason)| bad(field, &reason))?;
+            if connect.is_empty() {
+                if let Some(server) = file_server {
+                    connect = server;
+                }
+            }
+            Engine::Port(engine)
+        }
         Transport::Plain => {
             section(config.tls.is_some(), "tls")?;
             section(config.v1.is_some(), "v1")?;
             section(config.link.is_some(), "link")?;
+            section(config.port.is_some(), "port")?;
             Engine::Plain
         }
     };
@@ -510,6 +572,24 @@ fn check_limits(config: &ServiceConfig) -> Result<(), (&'static str, String)> {
         ));
     }
     Ok(())
+}
+
+/// A compliance policy PORT cannot meet is refused by name rather than
+/// ignored with the rest of the `tls` section.
+fn check_port_policy(config: &ServiceConfig) -> Result<(), (&'static str, String)> {
+    let Some(tls) = &config.tls else {
+        return Ok(());
+    };
+    match crate::port::unmet_policy(&tls.compliance) {
+        Some((setting, reason)) => Err((
+            match setting {
+                "classical" => "tls.compliance.classical",
+                _ => "tls.compliance.post_quantum",
+            },
+            reason,
+        )),
+        None => Ok(()),
+    }
 }
 
 /// The v1 section: bounds, then the key files (0600 secret key, no
@@ -736,6 +816,30 @@ async fn reload_tokens(
             Reload::Failed { reason, closed } => tracing::error!(
                 service = %name,
                 "token store {reason}: refusing every token until it is fixed (closed {closed} open links)"
+            ),
+        }
+    }
+}
+
+/// Re-reads a port server's token store when it changes, as `cipherlink
+/// link serve --wire port` does: a revoked token is refused from then on
+/// and its open tunnels are ended; a store that no longer reads or parses
+/// refuses every token until fixed.
+async fn reload_port_tokens(name: String, tokens: Arc<crate::port::PortTokens>) {
+    use crate::port::Reload;
+    let mut every = tokio::time::interval(Duration::from_secs(2));
+    loop {
+        every.tick().await;
+        match tokens.reload() {
+            Reload::Unchanged => {}
+            Reload::Applied { tokens: n } => tracing::info!(
+                service = %name,
+                "reloaded {} ({n} tokens; tunnels of revoked tokens are ended)",
+                tokens.path().display()
+            ),
+            Reload::Failed { reason } => tracing::error!(
+                service = %name,
+                "{reason}: refusing every token until it is fixed (open tunnels are ended)"
             ),
         }
     }

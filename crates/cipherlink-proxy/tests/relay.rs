@@ -1,6 +1,6 @@
-//! The relay end to end, in process, for every transport: many clients at
-//! once with every byte checked, half-close, a service that is down,
-//! shutdown with open tunnels, idle tunnels.
+//! The relay end to end, in process, for every transport (port included):
+//! many clients at once with every byte checked, half-close, a service that
+//! is down, shutdown with open tunnels, idle tunnels.
 
 #![allow(clippy::unwrap_used)] // Tests fail loudly on purpose.
 
@@ -14,7 +14,12 @@ use common::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-const TRANSPORTS: [Transport; 3] = [Transport::Tls, Transport::V1, Transport::Plain];
+const TRANSPORTS: [Transport; 4] = [
+    Transport::Tls,
+    Transport::V1,
+    Transport::Port,
+    Transport::Plain,
+];
 
 async fn many_clients(transport: Transport) {
     many_clients_n(transport, 200).await;
@@ -40,6 +45,11 @@ async fn two_hundred_concurrent_clients_v1() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_hundred_concurrent_clients_plain() {
     many_clients(Transport::Plain).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hundred_concurrent_clients_port() {
+    many_clients_n(Transport::Port, 100).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -536,5 +546,52 @@ async fn a_tunnel_still_moving_data_when_the_grace_ends_is_reset() {
         );
         // Counted (and logged) as a failed tunnel.
         client.until_failed("the cut tunnel counted", 1).await;
+    }
+}
+
+/// A backend that sends some bytes to every connection, then resets it.
+async fn resetting_server() -> std::net::SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let _ = stream.write_all(&[5u8; 1000]).await;
+                let _ = stream.set_zero_linger();
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn a_service_that_resets_mid_stream_resets_the_user() {
+    let material = Material::new();
+    let backend = resetting_server().await;
+    for transport in TRANSPORTS.into_iter().chain([Transport::Link]) {
+        let pair = Pair::start(&material, transport, backend).await;
+        let mut app = TcpStream::connect(pair.client.addr).await.unwrap();
+        // Whatever arrived first, the stream must end in an error, not in
+        // a clean EOF that passes the cut-off data off as complete.
+        let mut sink = [0u8; 4096];
+        let end = tokio::time::timeout(DEADLINE, async {
+            loop {
+                match app.read(&mut sink).await {
+                    Ok(0) => return Ok(()),
+                    Ok(_) => {}
+                    Err(err) => return Err(err.kind()),
+                }
+            }
+        })
+        .await
+        .expect("the tunnel ended");
+        assert_eq!(
+            end,
+            Err(std::io::ErrorKind::ConnectionReset),
+            "{transport:?}"
+        );
+        pair.server
+            .until_failed("the reset tunnel counted", 1)
+            .await;
     }
 }

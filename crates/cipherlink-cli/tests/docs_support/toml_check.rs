@@ -14,8 +14,8 @@ use super::runner::LISTEN_DEADLINE;
 
 /// The commands that fill the folder a TOML example is checked in, as the
 /// docs write them (config.md's `server.crt`, proxy.md's `certs/`, `keys/`,
-/// `link/`, `alice.link`).
-pub const FIXTURE: [&[&str]; 6] = [
+/// `link/`, `alice.link`; port-wire.md's `port/`, `alice.port`).
+pub const FIXTURE: [&[&str]; 8] = [
     &["certs", "--out", "."],
     &["certs", "--out", "certs/"],
     &[
@@ -52,6 +52,30 @@ pub const FIXTURE: [&[&str]; 6] = [
         "127.0.0.1:7443",
         "--out",
         "alice.link",
+    ],
+    &[
+        "link",
+        "keygen",
+        "--wire",
+        "port",
+        "--key",
+        "port/server.key",
+    ],
+    &[
+        "link",
+        "invite",
+        "--wire",
+        "port",
+        "--key",
+        "port/server.key",
+        "--tokens",
+        "port/tokens.txt",
+        "--name",
+        "alice",
+        "--server",
+        "127.0.0.1:8589",
+        "--out",
+        "alice.port",
     ],
 ];
 

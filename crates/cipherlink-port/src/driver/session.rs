@@ -87,6 +87,15 @@ impl PortSession {
     pub fn peer(&self) -> SocketAddr {
         self.reader.peer
     }
+
+    /// Ends the connection with a TCP reset instead of a close. PORT has no
+    /// abort message and a close between messages reads as a clean end, so
+    /// a relay that failed resets: the peer's next read is an error.
+    pub fn reset(self) {
+        if let Ok(stream) = self.reader.half.reunite(self.writer.half) {
+            let _ = stream.set_zero_linger();
+        }
+    }
 }
 
 impl PortReader {

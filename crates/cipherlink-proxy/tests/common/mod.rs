@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use cipherlink::certs;
 use cipherlink_proxy::{
-    LinkConfig, Role, Service, ServiceConfig, ServiceStats, Transport, V1Config,
+    LinkConfig, PortConfig, Role, Service, ServiceConfig, ServiceStats, Transport, V1Config,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -33,6 +33,7 @@ impl Material {
         write_key_pair(dir.path(), "server", Existing::Refuse).unwrap();
         write_key_pair(dir.path(), "client", Existing::Refuse).unwrap();
         write_link_files(dir.path());
+        write_port_files(dir.path());
         Material { dir, bundle }
     }
 
@@ -56,6 +57,19 @@ impl Material {
                 config.link = Some(LinkConfig {
                     connection_file: Some(self.path("alice.link")),
                     ..LinkConfig::default()
+                })
+            }
+            (Transport::Port, Role::Server) => {
+                config.port = Some(PortConfig {
+                    server_key: Some(self.path("port-server.key")),
+                    token_store: Some(self.path("port-tokens.txt")),
+                    connection_file: None,
+                })
+            }
+            (Transport::Port, Role::Client) => {
+                config.port = Some(PortConfig {
+                    connection_file: Some(self.path("alice.port")),
+                    ..PortConfig::default()
                 })
             }
             (Transport::V1, role) => {
@@ -103,6 +117,39 @@ fn write_link_files(dir: &std::path::Path) {
             tail_length: LinkParams::default().tail_length,
         };
         write_private(dir.join(format!("{name}.link")), file.to_text().as_bytes());
+    }
+}
+
+/// The files `cipherlink link keygen --wire port` and `link invite --wire
+/// port` write: a PORT server key, a token store where `alice` is active and
+/// `mallory` revoked, and a PORT connection file each for alice, mallory and
+/// `stranger` (whose token the store never recorded).
+fn write_port_files(dir: &std::path::Path) {
+    use cipherlink_link::{Token, TokenStore};
+    use cipherlink_port::{ConnectionFile, ServerKey};
+    use cipherlink_proxy::port::token_bytes;
+    use rand::SeedableRng;
+    let mut rng = rand::rngs::StdRng::from_os_rng();
+    let key = ServerKey::generate(&mut rng);
+    let mut store = TokenStore::new();
+    let alice = store.issue("alice", &mut rng).unwrap();
+    let mallory = store.issue("mallory", &mut rng).unwrap();
+    assert_eq!(store.revoke("mallory"), 1);
+    let stranger = Token::generate(&mut rng);
+    write_private(dir.join("port-server.key"), key.to_text().as_bytes());
+    write_private(dir.join("port-tokens.txt"), store.to_text().as_bytes());
+    for (name, token) in [
+        ("alice", alice),
+        ("mallory", mallory),
+        ("stranger", stranger),
+    ] {
+        let file = ConnectionFile {
+            name: name.into(),
+            server: "127.0.0.1:1".into(),
+            server_key: *key.public(),
+            token: token_bytes(&token),
+        };
+        write_private(dir.join(format!("{name}.port")), file.to_text().as_bytes());
     }
 }
 
