@@ -7,8 +7,7 @@
 //! refuses PORT.
 
 use anyhow::{anyhow, Result};
-use cipherlink::compliance::{ClassicalChoice, Compliance, PostQuantumChoice};
-use cipherlink::KeyExchange;
+use cipherlink::{ClassicalChoice, Compliance, KeyExchange, PostQuantumChoice};
 use clap::Args;
 
 use crate::link_cmd::Wire;
@@ -34,29 +33,28 @@ impl PolicyArgs {
         }
     }
 
-    /// Refuses `wire` when its key exchange breaks the policy.
+    /// Refuses `wire` when its key exchange breaks the policy (PORT's
+    /// rule is the proxy's `port` transport's, one function for both).
     pub(crate) fn check(&self, wire: Wire) -> Result<()> {
-        let (group, what) = match wire {
-            Wire::Link => (
-                KeyExchange::X25519MlKem768,
-                "the link protocol's key exchange is hybrid X25519 + ML-KEM-768",
-            ),
-            Wire::Port => (
-                KeyExchange::X25519,
-                "PORT's key exchange is X25519 alone, with a static server key and no forward \
-                 secrecy; the link protocol (--wire link) is hybrid post-quantum and forward secret",
-            ),
-        };
-        self.policy()
-            .check(&[group])
-            .map_err(|v| anyhow!("--wire {}: {what}: {v}", wire_name(wire)))
-    }
-}
-
-fn wire_name(wire: Wire) -> &'static str {
-    match wire {
-        Wire::Link => "link",
-        Wire::Port => "port",
+        let policy = self.policy();
+        match wire {
+            Wire::Port => match cipherlink_proxy::port::unmet_policy(&policy) {
+                Some((setting, reason)) => {
+                    let flag = if setting == "classical" {
+                        "--classical"
+                    } else {
+                        "--post-quantum"
+                    };
+                    Err(anyhow!("--wire port with {flag}: {reason}"))
+                }
+                None => Ok(()),
+            },
+            Wire::Link => policy.check(&[KeyExchange::X25519MlKem768]).map_err(|v| {
+                anyhow!(
+                    "--wire link: the link protocol's key exchange is hybrid X25519 + ML-KEM-768: {v}"
+                )
+            }),
+        }
     }
 }
 
