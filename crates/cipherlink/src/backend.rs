@@ -7,12 +7,12 @@ use std::pin::Pin;
 use std::task::{Context as TaskContext, Poll};
 
 use rustls::HandshakeKind;
-use tokio::io::{AsyncBufRead, AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use crate::credentials::Identity;
 use crate::handshake_checks::{self, Settled};
 use crate::kx::KeyExchange;
-use crate::lean_server::LeanServer;
+use crate::lean_stream::{LeanClient, LeanServer};
 use crate::tunnel::TunnelInfo;
 
 // The rustls arm is over a kilobyte and OpenSSL's a few pointers, but the
@@ -20,8 +20,8 @@ use crate::tunnel::TunnelInfo;
 // only add an allocation.
 #[allow(clippy::large_enum_variant)]
 pub(crate) enum Backend<IO> {
-    /// Clients (tokio-rustls); servers are `LeanServer`.
-    RustlsClient(tokio_rustls::client::TlsStream<IO>),
+    /// A rustls client on the unbuffered API: no buffer while idle.
+    LeanClient(LeanClient<IO>),
     /// A rustls server on the unbuffered API: no buffer while idle.
     LeanServer(LeanServer<IO>),
     #[cfg(feature = "openssl")]
@@ -31,7 +31,7 @@ pub(crate) enum Backend<IO> {
 impl<IO> Backend<IO> {
     pub(crate) fn transport(&self) -> &IO {
         match self {
-            Backend::RustlsClient(stream) => stream.get_ref().0,
+            Backend::LeanClient(stream) => stream.get_ref(),
             Backend::LeanServer(stream) => stream.get_ref(),
             #[cfg(feature = "openssl")]
             Backend::Openssl(session) => session.stream.get_ref().get_ref(),
@@ -40,8 +40,8 @@ impl<IO> Backend<IO> {
 
     pub(crate) fn resumed(&self) -> bool {
         match self {
-            Backend::RustlsClient(stream) => {
-                stream.get_ref().1.handshake_kind() == Some(HandshakeKind::Resumed)
+            Backend::LeanClient(stream) => {
+                stream.connection().handshake_kind() == Some(HandshakeKind::Resumed)
             }
             Backend::LeanServer(stream) => {
                 stream.connection().handshake_kind() == Some(HandshakeKind::Resumed)
@@ -56,7 +56,7 @@ impl<IO> Backend<IO> {
     pub(crate) fn check_settled(&self, policy: &[KeyExchange]) -> Result<(), rustls::Error> {
         let now = rustls::pki_types::UnixTime::now();
         match self {
-            Backend::RustlsClient(stream) => check_rustls(stream.get_ref().1, policy, now),
+            Backend::LeanClient(stream) => check_rustls(stream.connection(), policy, now),
             Backend::LeanServer(stream) => check_rustls(stream.connection(), policy, now),
             #[cfg(feature = "openssl")]
             Backend::Openssl(session) => {
@@ -68,7 +68,7 @@ impl<IO> Backend<IO> {
 
     pub(crate) fn info(&self) -> TunnelInfo {
         match self {
-            Backend::RustlsClient(stream) => rustls_info(stream.get_ref().1),
+            Backend::LeanClient(stream) => rustls_info(stream.connection()),
             Backend::LeanServer(stream) => rustls_info(stream.connection()),
             #[cfg(feature = "openssl")]
             Backend::Openssl(session) => session.info(),
@@ -151,16 +151,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Backend<IO> {
     ) -> Poll<io::Result<Vec<u8>>> {
         let max = max.max(1);
         match self {
-            Backend::RustlsClient(stream) => {
-                let mut stream = Pin::new(stream);
-                let chunk = match stream.as_mut().poll_fill_buf(cx) {
-                    Poll::Ready(Ok(data)) => data[..data.len().min(max)].to_vec(),
-                    Poll::Ready(Err(err)) => return Poll::Ready(Err(err)),
-                    Poll::Pending => return Poll::Pending,
-                };
-                stream.consume(chunk.len());
-                Poll::Ready(Ok(chunk))
-            }
+            Backend::LeanClient(stream) => stream.poll_read_chunk(cx, max),
             Backend::LeanServer(stream) => stream.poll_read_chunk(cx, max),
             #[cfg(feature = "openssl")]
             Backend::Openssl(session) => {
@@ -188,7 +179,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncRead for Backend<IO> {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         match self.get_mut() {
-            Backend::RustlsClient(stream) => Pin::new(stream).poll_read(cx, buf),
+            Backend::LeanClient(stream) => Pin::new(stream).poll_read(cx, buf),
             Backend::LeanServer(stream) => Pin::new(stream).poll_read(cx, buf),
             #[cfg(feature = "openssl")]
             Backend::Openssl(session) => session.poll_read(cx, buf),
@@ -203,7 +194,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncWrite for Backend<IO> {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         match self.get_mut() {
-            Backend::RustlsClient(stream) => Pin::new(stream).poll_write(cx, buf),
+            Backend::LeanClient(stream) => Pin::new(stream).poll_write(cx, buf),
             Backend::LeanServer(stream) => Pin::new(stream).poll_write(cx, buf),
             #[cfg(feature = "openssl")]
             Backend::Openssl(session) => Pin::new(&mut session.stream).poll_write(cx, buf),
@@ -212,7 +203,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncWrite for Backend<IO> {
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
-            Backend::RustlsClient(stream) => Pin::new(stream).poll_flush(cx),
+            Backend::LeanClient(stream) => Pin::new(stream).poll_flush(cx),
             Backend::LeanServer(stream) => Pin::new(stream).poll_flush(cx),
             #[cfg(feature = "openssl")]
             // OpenSSL buffers nothing itself: the transport's flush, for
@@ -223,7 +214,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncWrite for Backend<IO> {
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
-            Backend::RustlsClient(stream) => Pin::new(stream).poll_shutdown(cx),
+            Backend::LeanClient(stream) => Pin::new(stream).poll_shutdown(cx),
             Backend::LeanServer(stream) => Pin::new(stream).poll_shutdown(cx),
             #[cfg(feature = "openssl")]
             Backend::Openssl(session) => Pin::new(&mut session.stream).poll_shutdown(cx),

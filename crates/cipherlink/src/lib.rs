@@ -69,7 +69,7 @@ mod hkdf;
 pub mod implementations;
 mod key_log;
 pub mod kx;
-mod lean_server;
+mod lean_stream;
 pub mod legacy;
 mod name_constraints;
 #[cfg(feature = "openssl")]

@@ -15,15 +15,13 @@ use std::time::Duration;
 use rustls::pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::time::error::Elapsed;
-use tokio::time::Timeout;
-use tokio_rustls::{Connect, TlsConnector};
 
 use crate::backend::Backend;
 use crate::context::{Context, TlsSide};
 use crate::credentials::Identity;
 use crate::error::Error;
 use crate::kx::KeyExchange;
-use crate::lean_server::LeanServer;
+use crate::lean_stream::{LeanClient, LeanServer};
 
 /// Where a tunnel is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -198,12 +196,12 @@ where
                         return Err(err);
                     }
                 };
-                // Client data that did not fit rustls' buffer (64 KiB) goes
-                // out after the handshake instead of in its last flight.
+                // Client data past the send bound (64 KiB) goes out after
+                // the handshake instead of in its last flight.
                 let mut queued = 0;
                 let connected = connecting(config, name, io, first, &mut queued, limit, &self.peer)
                     .await
-                    .map(|r| r.map(|s| Box::new(Backend::RustlsClient(s))));
+                    .map(|r| r.map(|s| Box::new(Backend::LeanClient(s))));
                 first = &first[queued..];
                 connected
             }
@@ -358,9 +356,9 @@ where
     pub async fn write_all_and_close(&mut self, buf: &[u8]) -> Result<(), Error> {
         let stream = self.ready("write")?;
         let queued = match stream {
-            Backend::RustlsClient(s) => queue_plaintext(s.get_mut().1.writer(), buf),
             // Encrypted into the stream's outgoing buffer; close_notify
             // joins it there and both leave in one write.
+            Backend::LeanClient(s) => s.queue_plaintext(buf).unwrap_or(0),
             Backend::LeanServer(s) => s.queue_plaintext(buf).unwrap_or(0),
             // OpenSSL writes each record as it is given: no flight to join.
             #[cfg(feature = "openssl")]
@@ -459,7 +457,7 @@ fn not_ready(state: TunnelState) -> io::Error {
 
 /// A server handshake within `limit`, boxed (see `handshake_inner`), on
 /// the unbuffered stream that holds no buffer while idle (see
-/// `lean_server`).
+/// `lean_stream`).
 async fn accepting<IO: AsyncRead + AsyncWrite + Unpin>(
     config: &Arc<rustls::ServerConfig>,
     io: IO,
@@ -468,16 +466,17 @@ async fn accepting<IO: AsyncRead + AsyncWrite + Unpin>(
 ) -> Result<Result<LeanServer<IO>, Error>, Elapsed> {
     let handshake = Box::pin(tokio::time::timeout(
         limit,
-        crate::lean_server::accept(config.clone(), io),
+        crate::lean_stream::accept(config.clone(), io),
     ));
     handshake
         .await
         .map(|r| r.map_err(|err| Error::from_io(peer, "handshake", err)))
 }
 
-/// A client handshake within `limit`, boxed (see `handshake_inner`), with
-/// as much of `first` as fits queued to leave with the client's Finished;
-/// `queued` says how much.
+/// A client handshake within `limit`, boxed (see `handshake_inner`), on
+/// the unbuffered stream that holds no buffer while idle, with as much of
+/// `first` as fits queued to leave with the client's Finished; `queued`
+/// says how much.
 async fn connecting<IO: AsyncRead + AsyncWrite + Unpin>(
     config: &Arc<rustls::ClientConfig>,
     name: ServerName<'static>,
@@ -486,27 +485,18 @@ async fn connecting<IO: AsyncRead + AsyncWrite + Unpin>(
     queued: &mut usize,
     limit: Duration,
     peer: &str,
-) -> Result<Result<tokio_rustls::client::TlsStream<IO>, Error>, Elapsed> {
-    let connect = TlsConnector::from(config.clone()).connect_with(name, io, |conn| {
-        *queued = queue_plaintext(conn.writer(), first);
-    });
-    let handshake: Pin<Box<Timeout<Connect<IO>>>> = Box::pin(tokio::time::timeout(limit, connect));
-    handshake
-        .await
-        .map(|r| r.map_err(|err| Error::from_io(peer, "handshake", err)))
-}
-
-/// Hands as much of `buf` to rustls as its buffer takes (64 KiB by
-/// default) without any I/O; returns how much it took.
-fn queue_plaintext(mut writer: rustls::Writer<'_>, buf: &[u8]) -> usize {
-    let mut queued = 0;
-    while queued < buf.len() {
-        match std::io::Write::write(&mut writer, &buf[queued..]) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => queued += n,
+) -> Result<Result<LeanClient<IO>, Error>, Elapsed> {
+    let handshake = Box::pin(tokio::time::timeout(
+        limit,
+        crate::lean_stream::connect(config.clone(), name, io, first),
+    ));
+    handshake.await.map(|r| match r {
+        Ok((stream, n)) => {
+            *queued = n;
+            Ok(stream)
         }
-    }
-    queued
+        Err(err) => Err(Error::from_io(peer, "handshake", err)),
+    })
 }
 
 /// The host part of `host:port`, `[v6]:port`, or a bare host.

@@ -14,7 +14,7 @@ use tokio_rustls::TlsConnector;
 use super::{accept, LeanServer};
 use crate::test_fixtures::contexts;
 
-fn configs() -> (Arc<rustls::ServerConfig>, Arc<rustls::ClientConfig>) {
+pub(super) fn configs() -> (Arc<rustls::ServerConfig>, Arc<rustls::ClientConfig>) {
     let (server, client) = contexts();
     (
         server.rustls_server_config().expect("rustls server"),
@@ -24,9 +24,9 @@ fn configs() -> (Arc<rustls::ServerConfig>, Arc<rustls::ClientConfig>) {
 
 /// A transport that hands out at most `max` bytes per read: every
 /// record arrives in many pieces.
-struct Trickle<IO> {
-    inner: IO,
-    max: usize,
+pub(super) struct Trickle<IO> {
+    pub(super) inner: IO,
+    pub(super) max: usize,
 }
 
 impl<IO: AsyncRead + Unpin> AsyncRead for Trickle<IO> {
@@ -77,7 +77,7 @@ async fn handshake<IO: AsyncRead + AsyncWrite + Unpin>(
     )
 }
 
-fn pattern(len: usize) -> Vec<u8> {
+pub(super) fn pattern(len: usize) -> Vec<u8> {
     (0..len).map(|i| (i * 7 + i / 251) as u8).collect()
 }
 
@@ -304,9 +304,9 @@ async fn an_idle_connection_holds_no_buffer() {
 }
 
 /// Counts the writes that reach the transport.
-struct Counted<IO> {
-    inner: IO,
-    writes: Arc<std::sync::atomic::AtomicUsize>,
+pub(super) struct Counted<IO> {
+    pub(super) inner: IO,
+    pub(super) writes: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl<IO: AsyncRead + Unpin> AsyncRead for Counted<IO> {

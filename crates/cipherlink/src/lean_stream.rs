@@ -1,26 +1,30 @@
-//! A server TLS stream that holds no buffer while its connection is idle.
+//! A TLS stream that holds no buffer while its connection is idle, for
+//! both ends of a Tunnel on rustls.
 //!
-//! Why this exists: rustls' buffered `ServerConnection` (what tokio-rustls
-//! drives) keeps its record read buffer, 4 KiB, for the connection's whole
-//! life once the first byte has been read: it shrinks it when empty, but
-//! never below 4 KiB. A server of 10,000 idle clients pays 40 MB for
-//! buffers that hold nothing (`docs/benchmarks.md`, "bench idle": that
-//! buffer was 4,096 of the 7,298 heap bytes of an idle connection).
+//! Why this exists: rustls' buffered connections (what tokio-rustls
+//! drives) keep their record read buffer, 4 KiB, for the connection's
+//! whole life once the first byte has been read: they shrink it when
+//! empty, but never below 4 KiB. A server of 10,000 idle clients pays
+//! 40 MB for buffers that hold nothing (`docs/benchmarks.md`, "bench
+//! idle": that buffer was 4,096 of the 7,298 heap bytes of an idle
+//! connection), and so does a proxy's client end with 10,000 idle tunnels.
 //!
-//! rustls' unbuffered API (`UnbufferedServerConnection`) leaves the buffers
-//! to the caller. Here each of them is a `Vec` that exists only while it
-//! holds something: received TLS bytes while a record is partially
-//! received, encrypted bytes until the transport took them, decrypted
-//! bytes until the reader took them. A connection waiting for its peer
-//! holds none of them, and the one read buffer that does exist while
-//! polling is dropped again if the transport had nothing. Measured with
-//! `cipherlink bench idle --connections 10000` (`cipherlink serve --echo`):
-//! 9,187 bytes per idle TLS 1.3 connection on tokio-rustls, 5,183 on this
-//! stream (medians of five runs; plain TCP: 838).
+//! rustls' unbuffered API (`UnbufferedServerConnection`,
+//! `UnbufferedClientConnection`) leaves the buffers to the caller. Here
+//! each of them is a `Vec` that exists only while it holds something:
+//! received TLS bytes while a record is partially received, encrypted
+//! bytes until the transport took them, decrypted bytes until the reader
+//! took them. A connection waiting for its peer holds none of them, and
+//! the one read buffer that does exist while polling is dropped again if
+//! the transport had nothing. Measured with `cipherlink bench idle
+//! --connections 10000` (`cipherlink serve --echo`): 9,187 bytes per idle
+//! TLS 1.3 server connection on tokio-rustls, 5,183 on this stream
+//! (medians of five runs; plain TCP: 838).
 //!
-//! Only the server side uses it: a server holds the idle connections, and
-//! clients keep tokio-rustls (and its client-only features: data queued
-//! with the client's Finished, session resumption on the client side).
+//! The two ends differ only in the rustls connection ([`Unbuffered`]) and
+//! in what the client can do as its handshake ends: the first
+//! application bytes leave in the same write as its Finished
+//! ([`connect`]).
 //!
 //! Every buffer is bounded: received bytes by the largest handshake
 //! message rustls accepts (64 KiB) plus one record, outgoing bytes by a
@@ -34,9 +38,13 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{ready, Context as TaskContext, Poll};
 
+use rustls::client::{ClientConnectionData, UnbufferedClientConnection};
+use rustls::pki_types::ServerName;
 use rustls::server::{ServerConnectionData, UnbufferedServerConnection};
-use rustls::unbuffered::{ConnectionState, EncodeError, EncryptError, UnbufferedStatus};
-use rustls::ServerConfig;
+use rustls::unbuffered::{
+    ConnectionState, EncodeError, EncryptError, UnbufferedConnectionCommon, UnbufferedStatus,
+};
+use rustls::{ClientConfig, ServerConfig};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 /// A TLS record on the wire: header, at most 16 KiB of plaintext, and the
@@ -54,10 +62,48 @@ const MAX_INCOMING: usize = 0xffff + 4 + MAX_RECORD_WIRE;
 /// rustls' own default send buffer.
 const MAX_PENDING_OUT: usize = 64 * 1024;
 
-/// A server-side TLS stream over `IO` on rustls' unbuffered API.
-pub(crate) struct LeanServer<IO> {
+/// One end's rustls connection on the unbuffered API.
+pub(crate) trait Unbuffered:
+    Unpin + std::ops::DerefMut<Target = UnbufferedConnectionCommon<Self::Data>>
+{
+    /// Client or server connection data.
+    type Data;
+    /// `process_tls_records`, which rustls defines per side.
+    fn process<'c, 'i>(
+        &'c mut self,
+        incoming: &'i mut [u8],
+    ) -> UnbufferedStatus<'c, 'i, Self::Data>;
+}
+
+impl Unbuffered for UnbufferedServerConnection {
+    type Data = ServerConnectionData;
+    fn process<'c, 'i>(
+        &'c mut self,
+        incoming: &'i mut [u8],
+    ) -> UnbufferedStatus<'c, 'i, Self::Data> {
+        self.process_tls_records(incoming)
+    }
+}
+
+impl Unbuffered for UnbufferedClientConnection {
+    type Data = ClientConnectionData;
+    fn process<'c, 'i>(
+        &'c mut self,
+        incoming: &'i mut [u8],
+    ) -> UnbufferedStatus<'c, 'i, Self::Data> {
+        self.process_tls_records(incoming)
+    }
+}
+
+/// A server-side stream.
+pub(crate) type LeanServer<IO> = LeanStream<IO, UnbufferedServerConnection>;
+/// A client-side stream.
+pub(crate) type LeanClient<IO> = LeanStream<IO, UnbufferedClientConnection>;
+
+/// A TLS stream over `IO` on rustls' unbuffered API.
+pub(crate) struct LeanStream<IO, C> {
     io: IO,
-    conn: UnbufferedServerConnection,
+    conn: C,
     /// Received TLS bytes not yet consumed by rustls (a partial record, or
     /// the records of a handshake message still being joined). Empty means
     /// unallocated.
@@ -109,21 +155,29 @@ where
     IO: AsyncRead + AsyncWrite + Unpin,
 {
     let conn = UnbufferedServerConnection::new(config).map_err(tls_error)?;
-    let mut stream = LeanServer {
-        io,
-        conn,
-        incoming: Vec::new(),
-        outgoing: Vec::new(),
-        sent: 0,
-        unflushed: false,
-        plain: Vec::new(),
-        plain_read: 0,
-        eof: false,
-        write_closed: false,
-        failed: None,
-    };
-    poll_fn(|cx| stream.poll_handshake(cx)).await?;
+    let mut stream = LeanStream::new(io, conn);
+    poll_fn(|cx| stream.poll_handshake(cx, &[], &mut 0)).await?;
     Ok(stream)
+}
+
+/// A client handshake over `io` to `name`; as much of `first` as the send
+/// bound takes is encrypted as the handshake ends and leaves in the same
+/// write as the client's Finished. Returns the stream and how much of
+/// `first` it sent. The caller bounds it in time.
+pub(crate) async fn connect<IO>(
+    config: Arc<ClientConfig>,
+    name: ServerName<'static>,
+    io: IO,
+    first: &[u8],
+) -> io::Result<(LeanClient<IO>, usize)>
+where
+    IO: AsyncRead + AsyncWrite + Unpin,
+{
+    let conn = UnbufferedClientConnection::new(config, name).map_err(tls_error)?;
+    let mut stream = LeanStream::new(io, conn);
+    let mut queued = 0;
+    poll_fn(|cx| stream.poll_handshake(cx, first, &mut queued)).await?;
+    Ok((stream, queued))
 }
 
 /// A TLS failure as tokio-rustls reports it: `InvalidData` carrying the
@@ -139,7 +193,23 @@ fn eof_without_close_notify() -> io::Error {
     )
 }
 
-impl<IO> LeanServer<IO> {
+impl<IO, C: Unbuffered> LeanStream<IO, C> {
+    fn new(io: IO, conn: C) -> Self {
+        LeanStream {
+            io,
+            conn,
+            incoming: Vec::new(),
+            outgoing: Vec::new(),
+            sent: 0,
+            unflushed: false,
+            plain: Vec::new(),
+            plain_read: 0,
+            eof: false,
+            write_closed: false,
+            failed: None,
+        }
+    }
+
     /// The transport under the TLS session.
     pub(crate) fn get_ref(&self) -> &IO {
         &self.io
@@ -147,7 +217,8 @@ impl<IO> LeanServer<IO> {
 
     /// The rustls state: what was negotiated, the peer's certificates.
     pub(crate) fn connection(&self) -> &rustls::CommonState {
-        &self.conn
+        let common: &UnbufferedConnectionCommon<C::Data> = &self.conn;
+        common
     }
 
     /// Bytes this stream holds in its own buffers (allocated capacity):
@@ -183,8 +254,7 @@ impl<IO> LeanServer<IO> {
 
     fn step_inner(&mut self, want: Want<'_>) -> io::Result<Step> {
         loop {
-            let UnbufferedStatus { mut discard, state } =
-                self.conn.process_tls_records(&mut self.incoming);
+            let UnbufferedStatus { mut discard, state } = self.conn.process(&mut self.incoming);
             let outcome = match state {
                 Err(err) => {
                     self.discard(discard);
@@ -225,9 +295,10 @@ impl<IO> LeanServer<IO> {
                         Want::Write(_) | Want::Close => None,
                     }
                 }
-                // The server config enables no early data, so rustls
-                // refuses it itself; if it ever offered some, refuse here
-                // rather than hand the application replayable bytes.
+                // (Server only.) The server config enables no early data,
+                // so rustls refuses it itself; if it ever offered some,
+                // refuse here rather than hand the application replayable
+                // bytes.
                 Ok(ConnectionState::ReadEarlyData(_)) => {
                     return Err(io::Error::new(
                         io::ErrorKind::InvalidData,
@@ -300,7 +371,7 @@ impl<IO> LeanServer<IO> {
         // it looks at input again, and a second call would deframe the
         // offending bytes again and queue a second fatal alert (a debug
         // assertion in rustls). A failure queues one alert.
-        let UnbufferedStatus { discard, state } = self.conn.process_tls_records(&mut self.incoming);
+        let UnbufferedStatus { discard, state } = self.conn.process(&mut self.incoming);
         if let Ok(ConnectionState::EncodeTlsData(mut encode)) = state {
             // Best effort: the failure is reported either way.
             let _ = encode_into(
@@ -353,9 +424,9 @@ fn outgoing_tail<'a>(outgoing: &'a mut Vec<u8>, sent: &mut usize) -> &'a mut Vec
 
 /// Appends a handshake record rustls made to `out`, sized exactly: an
 /// empty slice first makes rustls say how much it needs.
-fn encode_into(
+fn encode_into<Data>(
     out: &mut Vec<u8>,
-    encode: &mut rustls::unbuffered::EncodeTlsData<'_, ServerConnectionData>,
+    encode: &mut rustls::unbuffered::EncodeTlsData<'_, Data>,
 ) -> io::Result<()> {
     let need = match encode.encode(&mut []) {
         // An empty record: nothing to append.
@@ -406,7 +477,7 @@ fn encrypt_into(
     }
 }
 
-impl<IO: AsyncRead + AsyncWrite + Unpin> LeanServer<IO> {
+impl<IO: AsyncRead + AsyncWrite + Unpin, C: Unbuffered> LeanStream<IO, C> {
     /// Reads what the transport has into `incoming`. The read lands in
     /// uninitialised stack scratch and only the bytes that came are copied
     /// (zeroing a record-sized buffer on every poll cost more than the
@@ -468,8 +539,21 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> LeanServer<IO> {
         Poll::Ready(Err(err))
     }
 
-    fn poll_handshake(&mut self, cx: &mut TaskContext<'_>) -> Poll<io::Result<()>> {
+    /// Runs the handshake; once it is done, as much of `first` as fits is
+    /// queued (`queued` says how much) to leave with our last flight.
+    fn poll_handshake(
+        &mut self,
+        cx: &mut TaskContext<'_>,
+        first: &[u8],
+        queued: &mut usize,
+    ) -> Poll<io::Result<()>> {
         loop {
+            if !self.conn.is_handshaking() && *queued == 0 && !first.is_empty() {
+                match self.queue_plaintext(first) {
+                    Ok(n) => *queued = n,
+                    Err(err) => return self.fail(cx, err),
+                }
+            }
             // The peer answers only once it has our flight, flushed.
             ready!(self.poll_send_and_flush(cx))?;
             if !self.conn.is_handshaking() {
@@ -478,7 +562,8 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> LeanServer<IO> {
             match self.step(Want::Read) {
                 Err(err) => return self.fail(cx, err),
                 // Application data that came with the client's Finished
-                // waits in `plain` for the first read.
+                // (or after the server's, for a client) waits in `plain`
+                // for the first read.
                 Ok(Step::Data) | Ok(Step::Wrote(_)) => {}
                 Ok(Step::Eof) => {
                     return Poll::Ready(Err(io::Error::new(
@@ -567,7 +652,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> LeanServer<IO> {
     }
 }
 
-impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncRead for LeanServer<IO> {
+impl<IO: AsyncRead + AsyncWrite + Unpin, C: Unbuffered> AsyncRead for LeanStream<IO, C> {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut TaskContext<'_>,
@@ -586,7 +671,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncRead for LeanServer<IO> {
     }
 }
 
-impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncWrite for LeanServer<IO> {
+impl<IO: AsyncRead + AsyncWrite + Unpin, C: Unbuffered> AsyncWrite for LeanStream<IO, C> {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut TaskContext<'_>,
@@ -648,3 +733,6 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncWrite for LeanServer<IO> {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod client_tests;
