@@ -10,7 +10,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cipherlink_port::decode::ServerInitDecoder;
-use cipherlink_port::driver::{connect, Accepted, PortListener, MAX_PENDING, MAX_PENDING_PER_IP};
+use cipherlink_port::driver::{connect, Accepted, PendingLimits, PortListener};
+
+/// Caps small enough to fill from one test process's descriptors.
+const LIMITS: PendingLimits = PendingLimits {
+    total: 256,
+    per_group: 64,
+};
+const MAX_PENDING: usize = LIMITS.total;
+const MAX_PENDING_PER_IP: usize = LIMITS.per_group;
 use cipherlink_port::wire::{self, ClientInitRandom};
 use cipherlink_port::{Error, PortSettings, PublicKey, ServerKey, SessionKey};
 use rand::rngs::StdRng;
@@ -41,9 +49,15 @@ async fn listener(
         b"bob-token" => Some("bob".to_string()),
         _ => None,
     });
-    let l = PortListener::bind("127.0.0.1:0", key.clone(), admit, settings(timeout_secs))
-        .await
-        .unwrap();
+    let l = PortListener::bind_with_limits(
+        "127.0.0.1:0",
+        key.clone(),
+        admit,
+        settings(timeout_secs),
+        LIMITS,
+    )
+    .await
+    .unwrap();
     let addr = l.local_addr();
     (l, addr)
 }

@@ -29,10 +29,32 @@ use crate::{random_nonce, random_tail};
 
 /// Connections held at once before they are sessions (INIT not yet read,
 /// refused and drained, or second connection not yet made); a newer one
-/// over the cap closes the oldest (docs/port-wire.md §3).
-pub const MAX_PENDING: usize = 256;
+/// over the cap closes the oldest (docs/port-wire.md §3). As the link
+/// listener's default (`cipherlink_link::gate`): a proxy client opens a
+/// session per tunnel, so a burst of tunnels from one host is a burst of
+/// pending connections from one address.
+pub const MAX_PENDING: usize = 1024;
 /// Of those, the most from one address group (an IPv4 address, an IPv6 /64).
 pub const MAX_PENDING_PER_IP: usize = MAX_PENDING / 4;
+
+/// The caps on pending connections ([`MAX_PENDING`], [`MAX_PENDING_PER_IP`]
+/// by default).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PendingLimits {
+    /// In all.
+    pub total: usize,
+    /// Per address group.
+    pub per_group: usize,
+}
+
+impl Default for PendingLimits {
+    fn default() -> Self {
+        PendingLimits {
+            total: MAX_PENDING,
+            per_group: MAX_PENDING_PER_IP,
+        }
+    }
+}
 /// Admitted INITs remembered to refuse their replays (32 bytes each).
 pub const REPLAY_MEMORY: usize = 1 << 16;
 /// Admitted sessions waiting for [`PortListener::accept`].
@@ -78,6 +100,21 @@ impl PortListener {
         admit: Admit,
         settings: PortSettings,
     ) -> Result<Self, Error> {
+        Self::bind_with_limits(addr, key, admit, settings, PendingLimits::default()).await
+    }
+
+    /// [`PortListener::bind`] with other caps on pending connections.
+    pub async fn bind_with_limits(
+        addr: &str,
+        key: ServerKey,
+        admit: Admit,
+        settings: PortSettings,
+        limits: PendingLimits,
+    ) -> Result<Self, Error> {
+        let limits = PendingLimits {
+            total: limits.total.max(1),
+            per_group: limits.per_group.clamp(1, limits.total.max(1)),
+        };
         let listener = TcpListener::bind(addr)
             .await
             .map_err(|e| io_err(format!("listening on {addr}"), e))?;
@@ -93,7 +130,7 @@ impl PortListener {
             tx,
             seen: Seen::new(REPLAY_MEMORY),
         });
-        let task = tokio::spawn(accept_loop(listener, server));
+        let task = tokio::spawn(accept_loop(listener, server, limits));
         Ok(Self {
             local,
             incoming,
@@ -121,8 +158,8 @@ struct Server {
     seen: Seen,
 }
 
-async fn accept_loop(listener: TcpListener, server: Arc<Server>) {
-    let gate = Gate::new(MAX_PENDING, MAX_PENDING_PER_IP);
+async fn accept_loop(listener: TcpListener, server: Arc<Server>, limits: PendingLimits) {
+    let gate = Gate::new(limits.total, limits.per_group);
     loop {
         let (conn, peer) = match listener.accept().await {
             Ok(c) => c,
@@ -137,7 +174,9 @@ async fn accept_loop(listener: TcpListener, server: Arc<Server>) {
         if evicted > 0 {
             tracing::warn!(
                 "PORT {peer}: {evicted} older pending connection(s) closed to make room \
-                 (at most {MAX_PENDING} pending, {MAX_PENDING_PER_IP} per address)"
+                 (at most {} pending, {} per address)",
+                limits.total,
+                limits.per_group
             );
         }
         let server = server.clone();

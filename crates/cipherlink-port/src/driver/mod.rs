@@ -9,7 +9,9 @@ mod replay;
 mod session;
 
 pub use client::connect;
-pub use listener::{Accepted, Admit, PortListener, MAX_PENDING, MAX_PENDING_PER_IP, REPLAY_MEMORY};
+pub use listener::{
+    Accepted, Admit, PendingLimits, PortListener, MAX_PENDING, MAX_PENDING_PER_IP, REPLAY_MEMORY,
+};
 pub use session::{PortReader, PortSession, PortWriter};
 
 use std::future::Future;
