@@ -12,18 +12,8 @@ mod chaos_support;
 
 use chaos_support::{
     all_scenarios_in_the_lab, chaos_run, cipherlink, count_class, lab_or_skip, result,
+    ALL_SCENARIOS,
 };
-
-const ALL: [&str; 8] = [
-    "ideal",
-    "stale",
-    "long",
-    "jitter",
-    "loss",
-    "duplicate",
-    "reorder",
-    "corrupt",
-];
 
 macro_rules! peer {
     ($p:expr) => {
@@ -196,7 +186,7 @@ fn seaside_port_as_a_foreign_subject_beside_plain_tcp() {
     );
     let text = stdout_of(&out);
     assert!(text.contains("seaside-port stale"), "{text}");
-    for name in ALL {
+    for name in ALL_SCENARIOS {
         let theirs = result(&out_dir, "seaside-port", name);
         assert!(theirs["skipped"].is_null(), "{name} not run");
         for svg in ["packets", "sequence"] {
@@ -235,53 +225,35 @@ fn seaside_port_as_a_foreign_subject_beside_plain_tcp() {
 #[test]
 fn foreign_flags_are_checked_before_any_namespace() {
     let tmp = tempfile::tempdir().expect("temp dir");
-    let out = cipherlink()
-        .args([
-            "chaos",
-            "run",
-            "--subject-cmd",
-            "true",
-            "--client-cmd",
-            "true",
-        ])
-        .args(["--subject-name", "tls", "--transport", "tls", "--out"])
-        .arg(tmp.path().join("r"))
-        .output()
-        .expect("run");
-    assert!(!out.status.success());
-    assert!(
-        stdout_of(&out).contains("--subject-name tls is also a transport's name"),
-        "{}",
-        stdout_of(&out)
-    );
-    let out = cipherlink()
-        .args([
-            "chaos",
-            "run",
-            "--subject-cmd",
-            "true",
-            "--client-cmd",
-            "true",
-        ])
-        .args(["--subject-wire", "port", "--out"])
-        .arg(tmp.path().join("r"))
-        .output()
-        .expect("run");
-    assert!(!out.status.success());
-    assert!(
-        stdout_of(&out).contains("give --subject-key FILE"),
-        "{}",
-        stdout_of(&out)
-    );
-    let out = cipherlink()
-        .args(["chaos", "run", "--subject-cmd", "true", "--out"])
-        .arg(tmp.path().join("r"))
-        .output()
-        .expect("run");
-    assert!(!out.status.success());
-    assert!(
-        stdout_of(&out).contains("--client-cmd"),
-        "{}",
-        stdout_of(&out)
-    );
+    let pair = ["--subject-cmd", "true", "--client-cmd", "true"];
+    let cases: [(&[&str], &str); 3] = [
+        (
+            &[&pair[..], &["--subject-name", "tls", "--transport", "tls"]].concat(),
+            "--subject-name tls is also a transport's name",
+        ),
+        (
+            &[&pair[..], &["--subject-wire", "port"]].concat(),
+            "give --subject-key FILE",
+        ),
+        (&["--subject-cmd", "true"], "--client-cmd"),
+    ];
+    for (args, said) in cases {
+        let out = cipherlink()
+            .args(["chaos", "run"])
+            .args(args)
+            .arg("--out")
+            .arg(tmp.path().join("r"))
+            .output()
+            .expect("run");
+        assert!(!out.status.success(), "{args:?}");
+        assert!(
+            stdout_of(&out).contains(said),
+            "{args:?}: {}",
+            stdout_of(&out)
+        );
+        assert!(
+            !tmp.path().join("r").exists(),
+            "{args:?} made the output folder"
+        );
+    }
 }

@@ -7,6 +7,18 @@
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// The eight standard scenarios, in their order.
+pub const ALL_SCENARIOS: [&str; 8] = [
+    "ideal",
+    "stale",
+    "long",
+    "jitter",
+    "loss",
+    "duplicate",
+    "reorder",
+    "corrupt",
+];
+
 pub fn cipherlink() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_cipherlink"));
     c.env("RUST_BACKTRACE", "0");
@@ -103,16 +115,7 @@ pub fn all_scenarios_in_the_lab(transport: &str) -> tempfile::TempDir {
     );
     assert!(stdout.contains(&format!("report: {}", dir.join("report.html").display())));
     let html = std::fs::read_to_string(dir.join("report.html")).expect("report");
-    for name in [
-        "ideal",
-        "stale",
-        "long",
-        "jitter",
-        "loss",
-        "duplicate",
-        "reorder",
-        "corrupt",
-    ] {
+    for name in ALL_SCENARIOS {
         let r = result(&dir, transport, name);
         assert_eq!(r["verdict"]["pass"], true, "{name}: {}", r["verdict"]);
         assert_eq!(r["mode"], "lab");
