@@ -132,6 +132,8 @@ pub fn expand(cmd: &str, addr: SocketAddr) -> String {
 /// A command of the pair, in its own process group (the shell's children
 /// too are killed when it is dropped), its standard error's end kept.
 struct Program {
+    /// Held for its drop (`kill_on_drop`, then reaped by tokio).
+    #[allow(dead_code)]
     child: Child,
     /// The shell's pid, which is its process group's id (`process_group(0)`).
     /// The shell is never reaped before the group is killed (see
