@@ -132,7 +132,7 @@ async fn run_lab<S: LabSubject + Clone>(
     opts: &RunOptions,
 ) -> Result<ScenarioResult, RunError> {
     let timers = opts.timers;
-    let mut lab = Lab::create(&opts.prefix)?;
+    let mut lab = SweptLab(Lab::create(&opts.prefix)?);
     let (a, b) = lab
         .take_devices()
         .ok_or_else(|| other("the lab", "its TUN devices are missing"))?;
@@ -258,6 +258,91 @@ async fn run_lab<S: LabSubject + Clone>(
         packets,
         Some(name),
     ))
+}
+
+/// A lab whose namespaces are emptied before they are removed, however the
+/// scenario ends: a foreign command's process that left its process group
+/// (a daemon, `setsid`) escapes the kill of that group, and would run on,
+/// as root or the sudo user, in a namespace no longer named anywhere.
+struct SweptLab(Lab);
+
+impl std::ops::Deref for SweptLab {
+    type Target = Lab;
+    fn deref(&self) -> &Lab {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for SweptLab {
+    fn deref_mut(&mut self) -> &mut Lab {
+        &mut self.0
+    }
+}
+
+impl Drop for SweptLab {
+    fn drop(&mut self) {
+        for ns in [&self.0.a, &self.0.b] {
+            let ended = end_processes_in(&ns.name);
+            if ended > 0 {
+                tracing::warn!(
+                    "ended {ended} process(es) still in namespace {} at the end of the scenario",
+                    ns.name
+                );
+            }
+        }
+    }
+}
+
+/// Kills every process in network namespace `name` (of `/run/netns`), this
+/// one excepted; how many. Never the host's namespace, whatever `name`.
+fn end_processes_in(name: &str) -> usize {
+    use std::os::unix::fs::MetadataExt;
+    let id = |m: std::fs::Metadata| (m.dev(), m.ino());
+    let Ok(target) = std::fs::metadata(format!("/run/netns/{name}")).map(id) else {
+        return 0;
+    };
+    let ours = std::fs::metadata("/proc/self/ns/net").map(id);
+    let host = std::fs::metadata("/proc/1/ns/net").map(id);
+    if ours.as_ref().ok() == Some(&target) || host.as_ref().ok() == Some(&target) {
+        return 0;
+    }
+    let me = std::process::id();
+    let mut ended = std::collections::BTreeSet::new();
+    // Again while any were found: one may have forked meanwhile.
+    for _ in 0..8 {
+        let Ok(procs) = std::fs::read_dir("/proc") else {
+            break;
+        };
+        let mut found = 0;
+        for entry in procs.flatten() {
+            let Some(pid) = entry
+                .file_name()
+                .to_str()
+                .and_then(|s| s.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            // A zombie has no namespace left: it is not found.
+            let inside = std::fs::metadata(entry.path().join("ns/net")).map(id);
+            if pid == me || inside.ok() != Some(target) {
+                continue;
+            }
+            let Ok(raw) = i32::try_from(pid) else {
+                continue;
+            };
+            let signal = nix::sys::signal::Signal::SIGKILL;
+            if nix::sys::signal::kill(nix::unistd::Pid::from_raw(raw), signal).is_ok() {
+                found += 1;
+                ended.insert(pid);
+            }
+        }
+        if found == 0 {
+            break;
+        }
+        // The killed leave their namespace as they exit.
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    ended.len()
 }
 
 /// Waits for a namespace thread without blocking the runtime. The thread

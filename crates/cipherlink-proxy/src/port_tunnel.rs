@@ -41,8 +41,18 @@ pub(crate) enum PortEngine {
         server_key: PublicKey,
         token: Zeroizing<Vec<u8>>,
         settings: PortSettings,
+        /// Session set-ups under way at once ([`SETUPS_AT_ONCE`]).
+        setups: tokio::sync::Semaphore,
     },
 }
+
+/// Session set-ups one proxy client runs at once. Every tunnel of a client
+/// comes from one address, and a PORT listener holds at most
+/// `MAX_PENDING_PER_IP` connections of an address before they are sessions,
+/// closing the oldest for a newer one: a burst of more set-ups would close
+/// its own earlier ones (their users reset). Half the cap leaves room for
+/// the server's side of a set-up that ends a little after ours.
+pub(crate) const SETUPS_AT_ONCE: usize = cipherlink_port::driver::MAX_PENDING_PER_IP / 2;
 
 impl std::fmt::Debug for PortEngine {
     // Never the keys or the token: only which files and whom.
@@ -142,6 +152,7 @@ pub(crate) fn engine(
                 server_key: file.server_key,
                 token: file.token,
                 settings,
+                setups: tokio::sync::Semaphore::new(SETUPS_AT_ONCE),
             };
             Ok((engine, Some(file.server)))
         }
@@ -192,12 +203,17 @@ pub(crate) async fn connect(shared: &Shared, engine: &PortEngine) -> Result<Port
         server_key,
         token,
         settings,
+        setups,
         ..
     } = engine
     else {
         return Err(crate::conn::not_this_transport("target"));
     };
-    let attempt = cipherlink_port::driver::connect(&shared.connect, server_key, token, settings);
+    // Waiting for a turn counts against the connect timeout too.
+    let attempt = async {
+        let _turn = setups.acquire().await.ok();
+        cipherlink_port::driver::connect(&shared.connect, server_key, token, settings).await
+    };
     let error = |error| TunnelError::PortConnect {
         target: shared.connect.clone(),
         error,

@@ -137,7 +137,7 @@ impl Checked {
         Ok(Checked { shared, listen })
     }
 
-    /// Binds the listen address, as one of `link_servers` link servers of
+    /// Binds the listen address, as one of `link_servers` link and port servers of
     /// this process: a link server's admission caps are its share of the
     /// open-file limit (docs/link-protocol.md §6).
     async fn bind(
@@ -198,8 +198,17 @@ impl Checked {
             _ => Listener::Tcp(TcpListener::bind(&listen).await.map_err(bind_error)?),
         };
         let max_connections = match &listener {
-            Listener::Link(_) => relayed_links_cap(name, config.max_connections, link_servers),
-            Listener::Tcp(_) | Listener::Port(_) => config.max_connections,
+            Listener::Link(_) => relayed_tunnels_cap(
+                name,
+                config.max_connections,
+                ServerLimits::link_descriptors_of_this_process(link_servers),
+            ),
+            Listener::Port(_) => relayed_tunnels_cap(
+                name,
+                config.max_connections,
+                port_descriptors_of_this_process(link_servers),
+            ),
+            Listener::Tcp(_) => config.max_connections,
         };
         Ok(Service {
             listener,
@@ -209,21 +218,41 @@ impl Checked {
     }
 }
 
-/// `max_connections` for a link server, no more than its links' share of
-/// the open-file limit can hold (each relayed link is two sockets: the link
-/// and the service's), so that links cannot take the descriptors the
+/// `max_connections` for a link or port server, no more than its tunnels'
+/// share of the open-file limit (`room`) can hold (each relayed tunnel is
+/// two sockets: the authenticated connection and the service's), so that
+/// one token holder's tunnels cannot take the descriptors the listener's
 /// admission table and every other service count on.
-fn relayed_links_cap(name: &str, configured: usize, link_servers: usize) -> usize {
-    let room = ServerLimits::link_descriptors_of_this_process(link_servers);
+fn relayed_tunnels_cap(name: &str, configured: usize, room: Option<u64>) -> usize {
     let held = cap_to_room(configured, room);
     if held < configured {
         tracing::warn!(
             service = %name,
-            "max_connections {configured} is more than the open-file limit leaves this link server ({} descriptors, 2 per tunnel): holding {held} tunnels",
+            "max_connections {configured} is more than the open-file limit leaves this server's tunnels ({} descriptors, 2 per tunnel): holding {held} tunnels",
             room.unwrap_or(0)
         );
     }
     held
+}
+
+/// Descriptors a PORT listener holds apart from its tunnels: each pending
+/// place its first connection, its user port and the second connection,
+/// and the admitted sessions queued for a permit (`QUEUE` in
+/// cipherlink-port's listener, docs/port-wire.md "Through the proxy").
+const PORT_LISTENER_DESCRIPTORS: u64 = 3 * cipherlink_port::driver::MAX_PENDING as u64 + 64;
+
+/// What a port server's tunnels may hold of `soft` open files, shared
+/// with `servers` admitting (link and port) servers of the process.
+fn port_descriptors(soft: u64, servers: usize) -> u64 {
+    let share =
+        soft.saturating_sub(cipherlink_link::gate::RESERVED_DESCRIPTORS) / servers.max(1) as u64;
+    share.saturating_sub(PORT_LISTENER_DESCRIPTORS)
+}
+
+fn port_descriptors_of_this_process(servers: usize) -> Option<u64> {
+    nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
+        .ok()
+        .map(|(soft, _)| port_descriptors(soft, servers))
 }
 
 /// `configured`, or fewer: as many tunnels of two sockets as `room` holds.
@@ -706,11 +735,13 @@ impl Proxy {
                 reason: "no service is configured".into(),
             });
         }
-        // Link servers share the process's descriptors.
+        // Link and port servers (whose listeners hold connections before
+        // they are tunnels) share the process's descriptors.
         let link_servers = config
             .service
             .values()
-            .filter(|s| s.transport == Transport::Link && s.role == Role::Server)
+            .filter(|s| matches!(s.transport, Transport::Link | Transport::Port))
+            .filter(|s| s.role == Role::Server)
             .count();
         let mut checked = Vec::new();
         for (name, service) in &config.service {
@@ -865,5 +896,53 @@ mod tests {
         }
         assert_eq!(cap_to_room(100, Some(1_000_000)), 100);
         assert_eq!(cap_to_room(100, None), 100);
+    }
+
+    /// A port server's tunnels (two sockets each) and its listener's
+    /// pending connections fit in the open-file limit: one token holder
+    /// cannot open tunnels until the listener has no descriptor left for
+    /// the INITs and user ports of every other client.
+    #[tokio::test]
+    async fn a_port_servers_tunnels_fit_in_its_share_of_the_open_files() {
+        use nix::sys::resource::{getrlimit, setrlimit, Resource};
+        use rand::SeedableRng;
+        let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).expect("getrlimit");
+        let soft = soft.min(2048);
+        setrlimit(Resource::RLIMIT_NOFILE, soft, hard).expect("setrlimit");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut rng = rand::rngs::StdRng::from_os_rng();
+        let key = cipherlink_port::ServerKey::generate(&mut rng);
+        let mut store = cipherlink_link::TokenStore::new();
+        store.issue("alice", &mut rng).expect("issue");
+        for (file, text) in [
+            ("server.key", key.to_text().to_string()),
+            ("tokens.txt", store.to_text().to_string()),
+        ] {
+            use std::io::Write;
+            use std::os::unix::fs::OpenOptionsExt;
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(dir.path().join(file))
+                .expect("create");
+            f.write_all(text.as_bytes()).expect("write");
+        }
+        let mut config =
+            ServiceConfig::new(Role::Server, "127.0.0.1:0", "127.0.0.1:9", Transport::Port);
+        config.port = Some(crate::config::PortConfig {
+            server_key: Some(dir.path().join("server.key")),
+            token_store: Some(dir.path().join("tokens.txt")),
+            connection_file: None,
+        });
+        let service = Service::bind("port", &config).await.expect("bind");
+        // Each pending place holds its first connection, its user port and
+        // the second connection; admitted sessions wait in a queue of 64.
+        let listener = 3 * cipherlink_port::driver::MAX_PENDING as u64 + 64;
+        let tunnels = service.max_connections as u64;
+        assert!(
+            tunnels * 2 + listener + cipherlink_link::gate::RESERVED_DESCRIPTORS <= soft,
+            "{tunnels} tunnels and {listener} listener descriptors in an open-file limit of {soft}"
+        );
     }
 }

@@ -132,7 +132,14 @@ pub fn expand(cmd: &str, addr: SocketAddr) -> String {
 /// A command of the pair, in its own process group (the shell's children
 /// too are killed when it is dropped), its standard error's end kept.
 struct Program {
+    /// Held for its drop (`kill_on_drop`, then reaped by tokio).
+    #[allow(dead_code)]
     child: Child,
+    /// The shell's pid, which is its process group's id (`process_group(0)`).
+    /// The shell is never reaped before the group is killed (see
+    /// [`Program::ended`]): its zombie keeps the id from going to another
+    /// group, and its children stay in the group after it exits.
+    group: Option<nix::unistd::Pid>,
     stderr: Arc<Mutex<Vec<u8>>>,
     stderr_reader: Option<tokio::task::JoinHandle<()>>,
 }
@@ -168,12 +175,33 @@ impl Program {
             .stderr
             .take()
             .map(|pipe| tokio::spawn(keep_tail(pipe, Arc::clone(&stderr))));
+        let group = child
+            .id()
+            .and_then(|p| i32::try_from(p).ok())
+            .map(nix::unistd::Pid::from_raw);
         let program = Program {
             child,
+            group,
             stderr,
             stderr_reader,
         };
         Ok((program, stdin, stdout))
+    }
+
+    /// How the shell ended, if it has, without reaping it: reaped, it
+    /// would leave children in its group that the drop no longer finds
+    /// (`child.id()` is gone) and free the group's id for reuse.
+    fn ended(&self) -> Option<String> {
+        use nix::sys::wait::{waitid, Id, WaitPidFlag, WaitStatus};
+        let pid = self.group?;
+        let flags = WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT;
+        match waitid(Id::Pid(pid), flags) {
+            Ok(WaitStatus::StillAlive) => None,
+            Ok(WaitStatus::Exited(_, code)) => Some(format!("exit status: {code}")),
+            Ok(WaitStatus::Signaled(_, signal, _)) => Some(format!("signal: {signal}")),
+            Ok(other) => Some(format!("{other:?}")),
+            Err(e) => Some(format!("not waitable: {e}")),
+        }
     }
 
     /// The end of its standard error once it has ended: what it wrote
@@ -205,11 +233,9 @@ fn stderr_tail(kept: &Mutex<Vec<u8>>) -> String {
 
 impl Drop for Program {
     fn drop(&mut self) {
-        if let Some(pid) = self.child.id().and_then(|p| i32::try_from(p).ok()) {
-            let _ = nix::sys::signal::killpg(
-                nix::unistd::Pid::from_raw(pid),
-                nix::sys::signal::Signal::SIGKILL,
-            );
+        // Never reaped before this, the shell's zombie still holds the id.
+        if let Some(group) = self.group {
+            let _ = nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGKILL);
         }
     }
 }
@@ -287,7 +313,7 @@ impl LabSubject for Foreign {
             .map_err(|e| self.err("accept", format!("starting the server command: {e}")))?;
         let started = Instant::now();
         while !listening_on(addr.port()) {
-            if let Ok(Some(status)) = program.child.try_wait() {
+            if let Some(status) = program.ended() {
                 let stderr = program.stderr_at_exit().await;
                 return Err(self.err(
                     "accept",

@@ -132,3 +132,42 @@ async fn the_commands_run_as_the_user_who_ran_sudo() {
     }
     assert_eq!(String::from_utf8(out).unwrap(), "65534\n65534\n");
 }
+
+/// `pid`'s process is gone (or a zombie waiting for init), within seconds.
+fn ends(pid: i32) -> bool {
+    let alive = |pid: i32| nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok();
+    (0..150).any(|_| {
+        std::thread::sleep(Duration::from_millis(20));
+        !alive(pid)
+            || std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .is_ok_and(|s| s.contains(") Z "))
+    })
+}
+
+#[tokio::test]
+async fn a_server_whose_shell_exits_early_leaves_no_child_behind() {
+    // The shell starts a child in its process group and exits before
+    // listening: `listen` reaps the shell, and its child must still go.
+    let dir = tempfile::tempdir().unwrap();
+    let pidfile = dir.path().join("pid");
+    let cmd = format!(
+        "sleep 60 </dev/null >/dev/null 2>&1 & echo $! > {}; exit 3",
+        pidfile.display()
+    );
+    let f = Foreign::new("t", &cmd, "true", ForeignClassifier::Opaque).unwrap();
+    let addr: SocketAddr = "127.0.0.1:1".parse().unwrap();
+    assert!(f.listen(addr).await.is_err(), "listened");
+    let sleeper: i32 = std::fs::read_to_string(&pidfile)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let gone = ends(sleeper);
+    if !gone {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(sleeper),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+    assert!(gone, "the server shell's child {sleeper} outlived it");
+}
