@@ -178,19 +178,22 @@ impl Checked {
                 tokens,
                 settings,
             }) => {
-                let listener = cipherlink_port::driver::PortListener::bind(
+                let pending = port_pending_of_this_process(link_servers);
+                let listener = cipherlink_port::driver::PortListener::bind_with_limits(
                     listen.as_str(),
                     key.clone(),
                     tokens.admit_fn(),
                     settings.clone(),
+                    pending,
                 )
                 .await
                 .map_err(|e| bind_error(std::io::Error::other(e)))?;
                 tracing::info!(
                     service = %name,
-                    "PORT server: holds up to {} connections before they are admitted; \
-                     PORT_TIMEOUT {} s for each INIT and second connection",
-                    cipherlink_port::driver::MAX_PENDING,
+                    "PORT server: holds up to {} connections before they are admitted ({} per \
+                     address); PORT_TIMEOUT {} s for each INIT and second connection",
+                    pending.total,
+                    pending.per_group,
                     settings.timeout.as_secs()
                 );
                 Listener::Port(listener)
@@ -239,20 +242,51 @@ fn relayed_tunnels_cap(name: &str, configured: usize, room: Option<u64>) -> usiz
 /// place its first connection, its user port and the second connection,
 /// and the admitted sessions queued for a permit (`QUEUE` in
 /// cipherlink-port's listener, docs/port-wire.md "Through the proxy").
-const PORT_LISTENER_DESCRIPTORS: u64 = 3 * cipherlink_port::driver::MAX_PENDING as u64 + 64;
+fn port_listener_descriptors(pending: cipherlink_port::driver::PendingLimits) -> u64 {
+    3 * pending.total as u64 + 64
+}
 
-/// What a port server's tunnels may hold of `soft` open files, shared
-/// with `servers` admitting (link and port) servers of the process.
+/// One admitting server's share of `soft` open files, shared with
+/// `servers` admitting (link and port) servers of the process.
+fn server_share(soft: u64, servers: usize) -> u64 {
+    soft.saturating_sub(cipherlink_link::gate::RESERVED_DESCRIPTORS) / servers.max(1) as u64
+}
+
+/// A port server's pending places, as the link listener sizes its table:
+/// half of its share of the descriptors (three a place), at most
+/// `MAX_PENDING`, a quarter of that per address group.
+fn port_pending(soft: u64, servers: usize) -> cipherlink_port::driver::PendingLimits {
+    let half = server_share(soft, servers) / 2;
+    let total = usize::try_from(half.saturating_sub(64) / 3)
+        .unwrap_or(usize::MAX)
+        .clamp(1, cipherlink_port::driver::MAX_PENDING);
+    cipherlink_port::driver::PendingLimits {
+        total,
+        per_group: (total / 4).max(1),
+    }
+}
+
+/// What a port server's tunnels may hold of `soft` open files: its share
+/// less its listener's.
 fn port_descriptors(soft: u64, servers: usize) -> u64 {
-    let share =
-        soft.saturating_sub(cipherlink_link::gate::RESERVED_DESCRIPTORS) / servers.max(1) as u64;
-    share.saturating_sub(PORT_LISTENER_DESCRIPTORS)
+    server_share(soft, servers)
+        .saturating_sub(port_listener_descriptors(port_pending(soft, servers)))
+}
+
+fn soft_open_files() -> Option<u64> {
+    nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
+        .ok()
+        .map(|(soft, _)| soft)
 }
 
 fn port_descriptors_of_this_process(servers: usize) -> Option<u64> {
-    nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
-        .ok()
-        .map(|(soft, _)| port_descriptors(soft, servers))
+    soft_open_files().map(|soft| port_descriptors(soft, servers))
+}
+
+fn port_pending_of_this_process(servers: usize) -> cipherlink_port::driver::PendingLimits {
+    soft_open_files()
+        .map(|soft| port_pending(soft, servers))
+        .unwrap_or_default()
 }
 
 /// `configured`, or fewer: as many tunnels of two sockets as `room` holds.
@@ -938,7 +972,7 @@ mod tests {
         let service = Service::bind("port", &config).await.expect("bind");
         // Each pending place holds its first connection, its user port and
         // the second connection; admitted sessions wait in a queue of 64.
-        let listener = 3 * cipherlink_port::driver::MAX_PENDING as u64 + 64;
+        let listener = port_listener_descriptors(port_pending(soft, 1));
         let tunnels = service.max_connections as u64;
         assert!(
             tunnels * 2 + listener + cipherlink_link::gate::RESERVED_DESCRIPTORS <= soft,
