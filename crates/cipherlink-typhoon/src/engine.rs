@@ -143,12 +143,7 @@ impl Engine {
         rng: Random,
         now: u64,
     ) -> Self {
-        let mut e = Self::new(
-            Role::Server { user_id },
-            s,
-            rng,
-            Some(init.session.clone()),
-        );
+        let mut e = Self::new(Role::Server { user_id }, s, rng, Some(init.session.clone()));
         e.packet_number = init.packet_number;
         e.phase = Phase::Answer {
             at: now + u64::from(init.next_in),
@@ -423,7 +418,9 @@ impl Engine {
             (_, Phase::Answer { .. } | Phase::Init { .. } | Phase::Closed) => return,
             // The client takes only the echo of its own latest handshake
             // (a replayed or stale one would keep a dead session alive).
-            (Role::Client { .. }, _) if self.sent_at.is_none() || packet_number != self.packet_number => {
+            (Role::Client { .. }, _)
+                if self.sent_at.is_none() || packet_number != self.packet_number =>
+            {
                 return
             }
             (Role::Server { .. }, _) => self.packet_number = packet_number,

@@ -150,7 +150,8 @@ impl TyphoonSettings {
         }
         if let Some(v) = lookup("TYPHOON_MAX_TAIL_LENGTH") {
             // The tail length travels as a u16.
-            s.max_tail_length = whole("TYPHOON_MAX_TAIL_LENGTH", &v, 0, u64::from(u16::MAX))? as usize;
+            s.max_tail_length =
+                whole("TYPHOON_MAX_TAIL_LENGTH", &v, 0, u64::from(u16::MAX))? as usize;
         }
         s.check()?;
         Ok(s)
@@ -209,7 +210,10 @@ mod tests {
 
     #[test]
     fn seconds_become_truncated_milliseconds() {
-        let s = with(&[("TYPHOON_MIN_RTT", " 0.0015 "), ("TYPHOON_MAX_NEXT_IN", "1_000")]);
+        let s = with(&[
+            ("TYPHOON_MIN_RTT", " 0.0015 "),
+            ("TYPHOON_MAX_NEXT_IN", "1_000"),
+        ]);
         let s = s.unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(s.min_rtt, 1);
         assert_eq!(s.max_next_in, 1_000_000);

@@ -209,7 +209,8 @@ pub fn parse_client_init(key: &ServerKey, packet: &[u8]) -> Result<ClientInit, E
     let mut masked = [0u8; MASKED_KEY_LEN];
     masked.copy_from_slice(m);
     let (session, eph_public) = unmask_ephemeral(key, &masked).map_err(|_| Error::WeakKey)?;
-    let plain = open(&session, sealed, &eph_public, CLIENT_INIT_HEADER).ok_or(Error::Malformed(W))?;
+    let plain =
+        open(&session, sealed, &eph_public, CLIENT_INIT_HEADER).ok_or(Error::Malformed(W))?;
     if plain[0] != FLAG_INIT || !CLIENT_TYPES.contains(&plain[5]) || plain[6] < CLIENT_VERSION {
         return Err(Error::Malformed(W));
     }

@@ -159,6 +159,9 @@ fn term_encodes_and_decodes_as_seaside() {
     let v = &vectors()["term"];
     let msg = wire::term(&session(), &pad(v)).unwrap();
     assert_eq!(msg, hex(&v["message"]));
-    assert_eq!(wire::parse_message(&session(), &msg).unwrap(), Message::Term);
+    assert_eq!(
+        wire::parse_message(&session(), &msg).unwrap(),
+        Message::Term
+    );
     assert_eq!(num(&v["seaside_reads"]["type"]), u64::from(wire::FLAG_TERM));
 }

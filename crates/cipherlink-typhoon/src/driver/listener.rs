@@ -233,7 +233,10 @@ impl Server {
             }
         };
         if !Engine::init_next_in_ok(&self.settings, init.next_in) {
-            tracing::debug!("TYPHOON {from}: INIT next_in {} out of range; dropped", init.next_in);
+            tracing::debug!(
+                "TYPHOON {from}: INIT next_in {} out of range; dropped",
+                init.next_in
+            );
             return None;
         }
         let Some(name) = (self.admit)(&init.token) else {
@@ -336,7 +339,9 @@ impl Server {
                 Event::Connected { .. } => {
                     if let Some(acc) = slot.pending.take() {
                         if self.accepted.try_send(acc).is_err() {
-                            tracing::warn!("TYPHOON {a}: dropped: {QUEUE} sessions already wait to be served");
+                            tracing::warn!(
+                                "TYPHOON {a}: dropped: {QUEUE} sessions already wait to be served"
+                            );
                             slot.engine.close();
                         }
                     }
