@@ -1,5 +1,7 @@
 """Drives SeasideVPN's own TyphoonListener and TyphoonClient for the interop tests.
 
+    typhoon_peer.py keygen
+        prints a fresh SeasideVPN key pair: "private HEX" and "public HEX".
     typhoon_peer.py listen PRIVATE_HEX
         runs a TyphoonListener on 127.0.0.1 that echoes every message;
         prints "listening PORT", then one "token HEX type NAME" line per
@@ -19,6 +21,7 @@ from ipaddress import IPv4Address
 
 from sources.protocol import TyphoonClient, TyphoonListener
 from sources.protocol.utils import ProtocolReturnCode
+from sources.utils.crypto import Asymmetric
 
 
 def payload(i: int, size: int) -> bytes:
@@ -68,6 +71,10 @@ async def client(public: bytes, token: bytes, port: int, sizes) -> int:
 
 def main() -> int:
     cmd = sys.argv[1]
+    if cmd == "keygen":
+        key = Asymmetric()
+        print(f"private {key.private_key.hex()}\npublic {key.public_key.hex()}", flush=True)
+        return 0
     if cmd == "listen":
         asyncio.run(listen(bytes.fromhex(sys.argv[2])))
         return 0
