@@ -211,7 +211,9 @@ pub fn parse_client_init(key: &ServerKey, packet: &[u8]) -> Result<ClientInit, E
     let (session, eph_public) = unmask_ephemeral(key, &masked).map_err(|_| Error::WeakKey)?;
     let plain =
         open(&session, sealed, &eph_public, CLIENT_INIT_HEADER).ok_or(Error::Malformed(W))?;
-    if plain[0] != FLAG_INIT || !CLIENT_TYPES.contains(&plain[5]) || plain[6] < CLIENT_VERSION {
+    // SeasideVPN refuses a version below its own major version, 0: every
+    // version passes, so only the flag and the type are checked.
+    if plain[0] != FLAG_INIT || !CLIENT_TYPES.contains(&plain[5]) {
         return Err(Error::Malformed(W));
     }
     let token = body(&plain, CLIENT_INIT_HEADER, 11).ok_or(Error::Malformed(W))?;
