@@ -205,7 +205,10 @@ pub async fn connect(file: &Path, server: Option<String>, timeout: Duration) -> 
         session.peer()
     );
     let (mut reader, mut writer) = (session.reader, session.writer);
-    let upload = async {
+    // A termination ends a TYPHOON session both ways (unlike PORT's, which
+    // the server answers after its last message): after stdin's end we
+    // read until the server terminates or stays quiet for LINGER.
+    let upload = async move {
         let mut stdin = tokio::io::stdin();
         let mut buf = vec![0u8; MAX_MESSAGE];
         loop {
@@ -218,20 +221,41 @@ pub async fn connect(file: &Path, server: Option<String>, timeout: Duration) -> 
                 .await
                 .with_context(|| format!("sending to {addr}"))?;
         }
-        writer.terminate().await.context("terminating")?;
-        anyhow::Ok(())
+        anyhow::Ok(writer)
     };
-    let download = async {
-        let mut stdout = tokio::io::stdout();
-        while let Some(m) = reader
-            .recv()
-            .await
-            .with_context(|| format!("receiving from {addr}"))?
-        {
-            stdout.write_all(&m).await?;
-            stdout.flush().await?;
+    tokio::pin!(upload);
+    let mut stdout = tokio::io::stdout();
+    let mut done: Option<cipherlink_typhoon::driver::TyphoonWriter> = None;
+    loop {
+        let lingering = done.is_some();
+        tokio::select! {
+            w = &mut upload, if !lingering => done = Some(w?),
+            m = recv_or_quiet(&mut reader, lingering) => {
+                let Some(m) = m.context("receiving")? else { break };
+                stdout.write_all(&m).await?;
+                stdout.flush().await?;
+            }
         }
-        anyhow::Ok(())
-    };
-    crate::stdio_session::until_server_done(upload, download).await
+    }
+    if let Some(w) = done {
+        w.terminate().await.context("terminating")?;
+    }
+    Ok(())
+}
+
+/// How long `link connect` waits for more after stdin ended.
+const LINGER: Duration = Duration::from_secs(2);
+
+/// The next message; `None` at the server's termination, or after LINGER
+/// without one once `lingering`.
+async fn recv_or_quiet(
+    reader: &mut cipherlink_typhoon::driver::TyphoonReader,
+    lingering: bool,
+) -> Result<Option<Vec<u8>>, cipherlink_typhoon::Error> {
+    if !lingering {
+        return reader.recv().await;
+    }
+    tokio::time::timeout(LINGER, reader.recv())
+        .await
+        .unwrap_or(Ok(None))
 }
