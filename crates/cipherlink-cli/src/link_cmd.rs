@@ -53,13 +53,16 @@ pub(crate) enum Wire {
     /// SeasideVPN's PORT (docs/port-wire.md): for SeasideVPN clients and
     /// listeners; no forward secrecy, no replay protection.
     Port,
+    /// SeasideVPN's TYPHOON over UDP (docs/typhoon-wire.md): PORT's keys,
+    /// tokens and files; no forward secrecy, no retransmission.
+    Typhoon,
 }
 
 /// `--key`'s default for each wire.
 fn default_key(wire: Wire) -> PathBuf {
     PathBuf::from(match wire {
         Wire::Link => "link-server.key",
-        Wire::Port => "port-server.key",
+        Wire::Port | Wire::Typhoon => "port-server.key",
     })
 }
 
@@ -68,7 +71,7 @@ fn default_key(wire: Wire) -> PathBuf {
 fn default_tokens(wire: Wire) -> PathBuf {
     PathBuf::from(match wire {
         Wire::Link => "link-tokens.txt",
-        Wire::Port => "port-tokens.txt",
+        Wire::Port | Wire::Typhoon => "port-tokens.txt",
     })
 }
 
@@ -191,8 +194,8 @@ struct ConnectArgs {
 /// Runs `cipherlink link ...`.
 pub async fn run(args: LinkArgs) -> Result<()> {
     match args.command {
-        LinkCommand::Keygen(a) if a.wire == Wire::Port => {
-            let key = a.key.unwrap_or_else(|| default_key(Wire::Port));
+        LinkCommand::Keygen(a) if a.wire != Wire::Link => {
+            let key = a.key.unwrap_or_else(|| default_key(a.wire));
             crate::link_port::keygen(&key, a.force)
         }
         LinkCommand::Keygen(a) => keygen(a),
@@ -200,6 +203,16 @@ pub async fn run(args: LinkArgs) -> Result<()> {
             crate::link_port::invite(crate::link_port::Invite {
                 key: a.key.unwrap_or_else(|| default_key(Wire::Port)),
                 tokens: a.tokens.unwrap_or_else(|| default_tokens(Wire::Port)),
+                name: a.name,
+                server: a.server,
+                out: a.out,
+                force: a.force,
+            })
+        }
+        LinkCommand::Invite(a) if a.wire == Wire::Typhoon => {
+            crate::link_typhoon::invite(crate::link_typhoon::Invite {
+                key: a.key.unwrap_or_else(|| default_key(Wire::Typhoon)),
+                tokens: a.tokens.unwrap_or_else(|| default_tokens(Wire::Typhoon)),
                 name: a.name,
                 server: a.server,
                 out: a.out,
@@ -219,6 +232,17 @@ pub async fn run(args: LinkArgs) -> Result<()> {
             })
             .await
         }
+        LinkCommand::Serve(a) if a.wire == Wire::Typhoon => {
+            a.policy.check(a.wire)?;
+            crate::link_typhoon::serve(crate::link_typhoon::Serve {
+                key: a.key.unwrap_or_else(|| default_key(Wire::Typhoon)),
+                tokens: a.tokens.unwrap_or_else(|| default_tokens(Wire::Typhoon)),
+                listen: a.listen,
+                echo: a.echo,
+                count: a.count,
+            })
+            .await
+        }
         LinkCommand::Serve(a) => {
             a.policy.check(a.wire)?;
             serve(a).await
@@ -226,6 +250,10 @@ pub async fn run(args: LinkArgs) -> Result<()> {
         LinkCommand::Connect(a) if a.wire == Wire::Port => {
             a.policy.check(a.wire)?;
             crate::link_port::connect(&a.file, a.server, a.timeout).await
+        }
+        LinkCommand::Connect(a) if a.wire == Wire::Typhoon => {
+            a.policy.check(a.wire)?;
+            crate::link_typhoon::connect(&a.file, a.server, a.timeout).await
         }
         LinkCommand::Connect(a) => {
             a.policy.check(a.wire)?;

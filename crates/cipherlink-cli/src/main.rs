@@ -16,6 +16,7 @@ mod info_cmd;
 mod json_report;
 mod link_cmd;
 mod link_port;
+mod link_typhoon;
 mod output;
 mod pool_cmd;
 mod proxy_cmd;

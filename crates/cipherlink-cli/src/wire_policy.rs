@@ -38,14 +38,16 @@ impl PolicyArgs {
     pub(crate) fn check(&self, wire: Wire) -> Result<()> {
         let policy = self.policy();
         match wire {
-            Wire::Port => match cipherlink_proxy::port::unmet_policy(&policy) {
+            // TYPHOON's key exchange is PORT's: the same rule.
+            Wire::Port | Wire::Typhoon => match cipherlink_proxy::port::unmet_policy(&policy) {
                 Some((setting, reason)) => {
                     let flag = if setting == "classical" {
                         "--classical"
                     } else {
                         "--post-quantum"
                     };
-                    Err(anyhow!("--wire port with {flag}: {reason}"))
+                    let name = if wire == Wire::Port { "port" } else { "typhoon" };
+                    Err(anyhow!("--wire {name} with {flag}: {reason}"))
                 }
                 None => Ok(()),
             },
@@ -82,6 +84,20 @@ mod tests {
                 e.contains("--wire port") && e.contains("no forward secrecy"),
                 "{e}"
             );
+        }
+    }
+
+    #[test]
+    fn typhoon_is_refused_exactly_like_port() {
+        assert!(args(None, None).check(Wire::Typhoon).is_ok());
+        for a in [
+            args(Some(ClassicalChoice::Forbid), None),
+            args(None, Some(PostQuantumChoice::RequireHybrid)),
+            args(None, Some(PostQuantumChoice::RequirePure)),
+        ] {
+            let port = a.check(Wire::Port).unwrap_err().to_string();
+            let typhoon = a.check(Wire::Typhoon).unwrap_err().to_string();
+            assert_eq!(typhoon, port.replace("--wire port", "--wire typhoon"));
         }
     }
 

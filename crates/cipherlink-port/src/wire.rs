@@ -123,6 +123,37 @@ fn session_key(shared: &[u8; 32], ephemeral: &[u8; 32], server: &[u8; 32]) -> Se
     SessionKey::from_bytes(blake2b_256(&[shared, ephemeral, server]))
 }
 
+/// The client's side of SeasideVPN's `Asymmetric` (shared with TYPHOON,
+/// whose INIT seals its body whole after the same masked key): the session
+/// key, the ephemeral public key (the body's associated data) and
+/// `n || masked ephemeral key`.
+pub fn mask_ephemeral(
+    server: &PublicKey,
+    ephemeral: &[u8; 32],
+    n: &[u8; 2],
+) -> Result<(SessionKey, [u8; 32], [u8; MASKED_KEY_LEN]), Error> {
+    let eph_public = x25519_public(ephemeral);
+    let shared = x25519(ephemeral, &server.key).ok_or(Error::WeakKey)?;
+    let session = session_key(&shared, &eph_public, &server.key);
+    let mut masked = [0u8; MASKED_KEY_LEN];
+    masked[..2].copy_from_slice(n);
+    masked[2..].copy_from_slice(&xor32(&eph_public, &mask(n, &server.seed)));
+    Ok((session, eph_public, masked))
+}
+
+/// The server's side of [`mask_ephemeral`]: the session key and the
+/// client's ephemeral public key.
+pub fn unmask_ephemeral(
+    key: &ServerKey,
+    masked: &[u8; MASKED_KEY_LEN],
+) -> Result<(SessionKey, [u8; 32]), Error> {
+    let n = [masked[0], masked[1]];
+    let eph_public = xor32(&masked[2..], &mask(&n, &key.public().seed));
+    let shared = x25519(key.secret(), &eph_public).ok_or(Error::WeakKey)?;
+    let session = session_key(&shared, &eph_public, &key.public().key);
+    Ok((session, eph_public))
+}
+
 /// Builds a client INIT: the session key and the bytes to send.
 pub fn client_init(
     server: &PublicKey,
@@ -133,13 +164,10 @@ pub fn client_init(
 ) -> Result<(SessionKey, Vec<u8>), Error> {
     let token_len = u16_len("token", token.len() + OVERHEAD)?;
     let tail_len = u16_len("tail", r.tail.len())?;
-    let eph_public = x25519_public(&r.ephemeral);
-    let shared = x25519(&r.ephemeral, &server.key).ok_or(Error::WeakKey)?;
-    let session = session_key(&shared, &eph_public, &server.key);
+    let (session, eph_public, masked) = mask_ephemeral(server, &r.ephemeral, &r.n)?;
     let mut out =
         Vec::with_capacity(CLIENT_INIT_HEADER_LEN + token.len() + OVERHEAD + r.tail.len());
-    out.extend_from_slice(&r.n);
-    out.extend_from_slice(&xor32(&eph_public, &mask(&r.n, &server.seed)));
+    out.extend_from_slice(&masked);
     let mut header = [0u8; 7];
     header[0] = FLAG_INIT;
     header[1] = client_type;
@@ -158,10 +186,9 @@ pub fn parse_client_init_header(
     header: &[u8; CLIENT_INIT_HEADER_LEN],
 ) -> Result<ClientInitHeader, Error> {
     let (masked, sealed) = header.split_at(MASKED_KEY_LEN);
-    let n = [masked[0], masked[1]];
-    let eph_public = xor32(&masked[2..], &mask(&n, &key.public().seed));
-    let shared = x25519(key.secret(), &eph_public).ok_or(Error::WeakKey)?;
-    let session = session_key(&shared, &eph_public, &key.public().key);
+    let mut m = [0u8; MASKED_KEY_LEN];
+    m.copy_from_slice(masked);
+    let (session, eph_public) = unmask_ephemeral(key, &m)?;
     let plain = session.open(sealed, &eph_public, "client INIT header")?;
     if plain[0] != FLAG_INIT {
         return Err(Error::Flag {

@@ -1,0 +1,261 @@
+//! `cipherlink link ... --wire typhoon`: SeasideVPN's TYPHOON over UDP
+//! (docs/typhoon-wire.md) with the link's token store and invitation flow.
+//! Keys, tokens and connection files are PORT's (SeasideVPN uses one key
+//! format for both transports): a token is a link token's id and secret,
+//! 48 bytes, checked by [`cipherlink_proxy::port::admit`].
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context as _, Result};
+use cipherlink_files::Existing;
+use cipherlink_link::TokenStore;
+use cipherlink_port::ConnectionFile;
+use cipherlink_proxy::port::{admit, token_bytes, PortTokens, Reload};
+use cipherlink_typhoon::driver::{connect as typhoon_connect, Accepted, TyphoonListener};
+use cipherlink_typhoon::TyphoonSettings;
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::watch;
+use zeroize::Zeroizing;
+
+use crate::link_cmd::{
+    hex_encode, load_tokens, lock_tokens, read_text, write_secret, TOKEN_RELOAD,
+};
+use crate::link_port::load_key;
+
+/// Most bytes of stdin sent as one message: one datagram each way must
+/// hold it whole (and SeasideVPN's peer adds up to 1 KiB of tail).
+const MAX_MESSAGE: usize = 60_000;
+
+fn settings() -> Result<TyphoonSettings> {
+    TyphoonSettings::from_env(|k| std::env::var(k).ok()).context("reading TYPHOON_* settings")
+}
+
+/// `link invite --wire typhoon` options.
+pub struct Invite {
+    pub key: PathBuf,
+    pub tokens: PathBuf,
+    pub name: String,
+    pub server: String,
+    pub out: Option<PathBuf>,
+    pub force: bool,
+}
+
+/// `link invite --wire typhoon`.
+pub fn invite(a: Invite) -> Result<()> {
+    let key = load_key(&a.key)?;
+    let _lock = lock_tokens(&a.tokens)?;
+    let mut store = load_tokens(&a.tokens, true)?;
+    let token = store.issue(&a.name, &mut StdRng::from_os_rng())?;
+    let out = a
+        .out
+        .unwrap_or_else(|| PathBuf::from(format!("{}.typhoon", a.name)));
+    let existing = if a.force {
+        Existing::Replace
+    } else {
+        Existing::Refuse
+    };
+    if existing == Existing::Refuse && out.symlink_metadata().is_ok() {
+        bail!(
+            "{} already exists: use --force to replace it",
+            out.display()
+        );
+    }
+    let file = ConnectionFile {
+        name: a.name.clone(),
+        server: a.server,
+        server_key: *key.public(),
+        token: token_bytes(&token),
+    };
+    // The store first: a connection file whose token is not recorded would be refused.
+    write_secret(&a.tokens, &store.to_text(), Existing::Replace)?;
+    write_secret(&out, &file.to_text(), existing)?;
+    println!(
+        "wrote {} for {} (token recorded in {})",
+        out.display(),
+        a.name,
+        a.tokens.display()
+    );
+    println!("server public key {}", key.public().to_hex());
+    let hex = Zeroizing::new(hex_encode(&file.token));
+    println!("TyphoonClient token {}", hex.as_str());
+    Ok(())
+}
+
+/// `link serve --wire typhoon` options.
+pub struct Serve {
+    pub key: PathBuf,
+    pub tokens: PathBuf,
+    pub listen: std::net::SocketAddr,
+    pub echo: bool,
+    pub count: Option<u64>,
+}
+
+/// `link serve --wire typhoon`.
+pub async fn serve(a: Serve) -> Result<()> {
+    let key = load_key(&a.key)?;
+    let settings = settings()?;
+    let tokens = PortTokens::open(&a.tokens).context("reading the token store")?;
+    let mut listener =
+        TyphoonListener::bind(&a.listen.to_string(), key, tokens.admit_fn(), settings)
+            .await
+            .with_context(|| format!("listening on {} (UDP)", a.listen))?;
+    // Status on stderr: stdout carries only what clients send.
+    eprintln!(
+        "listening on {} (TYPHOON over UDP; every client sends to this port)",
+        listener.local_addr()
+    );
+    let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel::<()>();
+    let mut ended = 0u64;
+    let mut tick = tokio::time::interval(TOKEN_RELOAD);
+    loop {
+        if a.count.is_some_and(|c| ended >= c) {
+            return Ok(());
+        }
+        tokio::select! {
+            acc = listener.accept() => {
+                let Some(acc) = acc else { bail!("the TYPHOON listener stopped") };
+                tracing::info!("TYPHOON client {} from {}", acc.name, acc.peer);
+                let (done, rx, echo) = (done_tx.clone(), tokens.watch(), a.echo);
+                tokio::spawn(async move {
+                    let who = format!("{} ({})", acc.name, acc.peer);
+                    if let Err(e) = handle(acc, rx, echo).await {
+                        tracing::warn!("TYPHOON client {who}: {e:#}");
+                    }
+                    let _ = done.send(());
+                });
+            }
+            Some(()) = done_rx.recv() => ended += 1,
+            _ = tick.tick() => match tokens.reload() {
+                Reload::Applied { tokens: n } => {
+                    tracing::info!("reloaded {} ({n} tokens)", a.tokens.display());
+                }
+                Reload::Failed { reason } => {
+                    tracing::error!("{reason}: refusing every token until it is fixed");
+                }
+                _ => {}
+            },
+            _ = tokio::signal::ctrl_c() => return Ok(()),
+        }
+    }
+}
+
+/// Serves one client: echo or print its messages; ends it when its token
+/// is revoked.
+async fn handle(
+    acc: Accepted,
+    mut store: watch::Receiver<Arc<TokenStore>>,
+    echo: bool,
+) -> Result<()> {
+    let Accepted {
+        session,
+        token,
+        name,
+        ..
+    } = acc;
+    let (mut reader, mut writer) = (session.reader, session.writer);
+    let mut stdout = tokio::io::stdout();
+    loop {
+        tokio::select! {
+            m = reader.recv() => {
+                let Some(m) = m? else { break };
+                if echo {
+                    writer.send(&m).await?;
+                } else {
+                    stdout.write_all(&m).await?;
+                    stdout.flush().await?;
+                }
+            }
+            Ok(()) = store.changed() => {
+                if admit(&store.borrow_and_update(), &token).is_none() {
+                    tracing::info!("TYPHOON client {name}: token revoked; terminating");
+                    break;
+                }
+            }
+        }
+    }
+    writer.terminate().await?;
+    Ok(())
+}
+
+/// `link connect --wire typhoon FILE`.
+pub async fn connect(file: &Path, server: Option<String>, timeout: Duration) -> Result<()> {
+    let text = read_text(file, "TYPHOON connection file")?;
+    let conn = ConnectionFile::parse(&text)
+        .with_context(|| format!("TYPHOON connection file {}", file.display()))?;
+    let settings = settings()?;
+    if timeout.is_zero() {
+        bail!("--timeout must be more than 0");
+    }
+    let addr = server.unwrap_or(conn.server.clone());
+    let session = tokio::time::timeout(
+        timeout,
+        typhoon_connect(&addr, &conn.server_key, &conn.token, &settings),
+    )
+    .await
+    .map_err(|_| anyhow::anyhow!("no server INIT within --timeout"))
+    .and_then(|r| r.map_err(anyhow::Error::from))
+    .with_context(|| format!("connecting to {addr} as {} (TYPHOON)", conn.name))?;
+    eprintln!(
+        "connected to {addr} as {} (TYPHOON over UDP, data to {}; no forward secrecy, no retransmission)",
+        conn.name,
+        session.peer()
+    );
+    let (mut reader, mut writer) = (session.reader, session.writer);
+    // A termination ends a TYPHOON session both ways (unlike PORT's, which
+    // the server answers after its last message): after stdin's end we
+    // read until the server terminates or stays quiet for LINGER.
+    let upload = async move {
+        let mut stdin = tokio::io::stdin();
+        let mut buf = vec![0u8; MAX_MESSAGE];
+        loop {
+            let n = stdin.read(&mut buf).await.context("reading stdin")?;
+            if n == 0 {
+                break;
+            }
+            writer
+                .send(&buf[..n])
+                .await
+                .with_context(|| format!("sending to {addr}"))?;
+        }
+        anyhow::Ok(writer)
+    };
+    tokio::pin!(upload);
+    let mut stdout = tokio::io::stdout();
+    let mut done: Option<cipherlink_typhoon::driver::TyphoonWriter> = None;
+    loop {
+        let lingering = done.is_some();
+        tokio::select! {
+            w = &mut upload, if !lingering => done = Some(w?),
+            m = recv_or_quiet(&mut reader, lingering) => {
+                let Some(m) = m.context("receiving")? else { break };
+                stdout.write_all(&m).await?;
+                stdout.flush().await?;
+            }
+        }
+    }
+    if let Some(w) = done {
+        w.terminate().await.context("terminating")?;
+    }
+    Ok(())
+}
+
+/// How long `link connect` waits for more after stdin ended.
+const LINGER: Duration = Duration::from_secs(2);
+
+/// The next message; `None` at the server's termination, or after LINGER
+/// without one once `lingering`.
+async fn recv_or_quiet(
+    reader: &mut cipherlink_typhoon::driver::TyphoonReader,
+    lingering: bool,
+) -> Result<Option<Vec<u8>>, cipherlink_typhoon::Error> {
+    if !lingering {
+        return reader.recv().await;
+    }
+    tokio::time::timeout(LINGER, reader.recv())
+        .await
+        .unwrap_or(Ok(None))
+}
