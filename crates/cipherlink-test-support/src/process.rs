@@ -270,7 +270,14 @@ impl Proc {
         let start = Instant::now();
         loop {
             let log = self.stderr();
-            if let Some(line) = log.lines().filter(|l| l.contains(needle)).nth(n - 1) {
+            // Whole lines only: an unbuffered stderr writes a formatted
+            // line in pieces, and a line read half-written misleads.
+            let exited = !self.running();
+            let whole = log
+                .split_inclusive('\n')
+                .filter(|l| exited || l.ends_with('\n'))
+                .map(|l| l.trim_end_matches(['\n', '\r']));
+            if let Some(line) = whole.filter(|l| l.contains(needle)).nth(n - 1) {
                 return line.to_string();
             }
             assert!(

@@ -66,14 +66,28 @@ pub fn descendants(root: u32) -> Vec<u32> {
 /// (socket inode, port) of every listening TCP socket (IPv4 and IPv6).
 fn listening() -> Vec<(u64, u16)> {
     let mut out = Vec::new();
-    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+    // TCP in state 0A (LISTEN); UDP unconnected (07) with no remote: a
+    // datagram server's socket (`link serve --wire typhoon`).
+    let tables = [
+        ("/proc/net/tcp", "0A"),
+        ("/proc/net/tcp6", "0A"),
+        ("/proc/net/udp", "07"),
+        ("/proc/net/udp6", "07"),
+    ];
+    for (table, state) in tables {
         let Ok(text) = fs::read_to_string(table) else {
             continue;
         };
         for row in text.lines().skip(1) {
+            // sl local_address rem_address st ... inode
             let fields: Vec<&str> = row.split_whitespace().collect();
-            // sl local_address rem_address st ... inode: state 0A is LISTEN.
-            if fields.get(3) != Some(&"0A") {
+            if fields.get(3) != Some(&state) {
+                continue;
+            }
+            let unconnected = fields
+                .get(2)
+                .is_some_and(|r| r.split(':').next_back().is_some_and(|p| p == "0000"));
+            if state == "07" && !unconnected {
                 continue;
             }
             let port = fields
