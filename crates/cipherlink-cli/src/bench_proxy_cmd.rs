@@ -18,8 +18,8 @@ use crate::output::report;
 /// `bench proxy` options.
 #[derive(Debug, Args)]
 pub struct BenchProxyArgs {
-    /// Our transports to measure besides plain, comma-separated: tls, link, v1,
-    /// and tls+mux, link+mux (tunnels as streams of one connection).
+    /// Our transports to measure besides plain, comma-separated: tls, link, v1, port
+    /// (SeasideVPN's PORT), and tls+mux, link+mux (tunnels as streams of one connection).
     #[arg(
         long,
         value_name = "LIST",

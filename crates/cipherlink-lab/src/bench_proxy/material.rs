@@ -1,7 +1,8 @@
 //! Key material for every pair, in one temporary folder: a test PKI (TLS
-//! pairs: ours, stunnel, HAProxy), v1 key pairs, a link server key with a
-//! connection file (made by `cipherlink link keygen`/`link invite`, as a
-//! user makes them), spiped's shared key and shadowsocks' password.
+//! pairs: ours, stunnel, HAProxy), v1 key pairs, a link server key and a
+//! PORT server key, each with a connection file (made by `cipherlink link
+//! keygen`/`link invite`, as a user makes them), spiped's shared key and
+//! shadowsocks' password.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -50,7 +51,8 @@ impl Material {
         // spiped's recommended key: 32 bytes from the system's random source.
         let key = random_bytes::<32>("spiped's key")?;
         material.write("spiped.key", &key, Access::Private)?;
-        material.link_files(program).await?;
+        material.invite_files(program, "link").await?;
+        material.invite_files(program, "port").await?;
         Ok(material)
     }
 
@@ -86,9 +88,11 @@ impl Material {
         &self.ss_password
     }
 
-    async fn link_files(&self, program: &Path) -> Result<(), LabError> {
-        let key = self.arg("link-server.key");
-        helper(program, &["link", "keygen", "--key", &key]).await?;
+    /// `WIRE-server.key`, `WIRE-tokens.txt` and `bench.WIRE` for the link
+    /// protocol or PORT (`wire` is `link` or `port`).
+    async fn invite_files(&self, program: &Path, wire: &str) -> Result<(), LabError> {
+        let key = self.arg(&format!("{wire}-server.key"));
+        helper(program, &["link", "keygen", "--wire", wire, "--key", &key]).await?;
         // Each pair's client is given its server with --connect; the one
         // token holds many links at once.
         helper(
@@ -96,16 +100,18 @@ impl Material {
             &[
                 "link",
                 "invite",
+                "--wire",
+                wire,
                 "--key",
                 &key,
                 "--tokens",
-                &self.arg("link-tokens.txt"),
+                &self.arg(&format!("{wire}-tokens.txt")),
                 "--name",
                 "bench",
                 "--server",
                 "127.0.0.1:1",
                 "--out",
-                &self.arg("bench.link"),
+                &self.arg(&format!("bench.{wire}")),
             ],
         )
         .await

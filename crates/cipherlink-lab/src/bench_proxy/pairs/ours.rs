@@ -35,6 +35,10 @@ fn crypto_of(transport: Transport, options: &BenchProxyOptions) -> String {
                             AES-256-GCM records, a token per client; a full handshake per tunnel)"
             .into(),
         Transport::V1 => "v1 frame: NaCl box (X25519 static keys, XSalsa20-Poly1305)".into(),
+        Transport::Port => "SeasideVPN's PORT (X25519 with a static server key, \
+                            XChaCha20-Poly1305, random tails; two connections and a full \
+                            exchange per tunnel)"
+            .into(),
         other => format!("{} transport", other.name()),
     }
 }
@@ -127,6 +131,11 @@ pub(super) async fn start(
             )?;
             server.extend(["--link-tokens".into(), tokens.display().to_string()]);
             client.extend(["--link-file".into(), material.arg("bench.link")]);
+        }
+        Transport::Port => {
+            server.extend(["--port-key".into(), material.arg("port-server.key")]);
+            server.extend(["--port-tokens".into(), material.arg("port-tokens.txt")]);
+            client.extend(["--port-file".into(), material.arg("bench.port")]);
         }
         // Plain needs nothing; a transport added later without its
         // material here fails to start, and its row says so.
