@@ -627,6 +627,8 @@ fn bench_proxy_runs_every_case_with_every_peer_and_writes_json() {
         "2",
         "--idle",
         "20",
+        "--transport",
+        "tls,link,v1,port",
         "--peers",
         &list,
         // Parsed as the core's groups (aliases and case folded), handed to
@@ -644,7 +646,7 @@ fn bench_proxy_runs_every_case_with_every_peer_and_writes_json() {
     assert!(out.stderr.contains("conns/s"), "{}", out.describe());
     let rows = report["rows"].as_array().expect("rows");
     let names: Vec<&str> = rows.iter().filter_map(|r| r["pair"].as_str()).collect();
-    let mut expected = vec!["direct", "plain", "tls", "link", "v1"];
+    let mut expected = vec!["direct", "plain", "tls", "link", "v1", "port"];
     expected.extend(peers.iter().map(|(name, _)| *name));
     assert_eq!(names, expected, "{}", out.describe());
     for row in rows {
@@ -668,7 +670,7 @@ fn bench_proxy_runs_every_case_with_every_peer_and_writes_json() {
     }
     // Each of our encrypted transports against each peer.
     let ratios = report["ratios"].as_array().expect("ratios");
-    assert_eq!(ratios.len(), 3 * peers.len(), "{ratios:?}");
+    assert_eq!(ratios.len(), 4 * peers.len(), "{ratios:?}");
     assert_eq!(report["idle"].as_u64(), Some(20));
 }
 
