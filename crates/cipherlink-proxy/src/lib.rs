@@ -30,6 +30,7 @@ mod port_tunnel;
 mod read_ahead;
 mod relay;
 mod service;
+mod service_limits;
 pub mod stats;
 
 pub use config::{

@@ -19,6 +19,9 @@ use crate::nacl_frame::keys::{check_pair, read_public_key, read_secret_key};
 use crate::nacl_frame::{Keys, Mode, LIMIT_MAX_DATA_SIZE, OVERHEAD};
 use crate::nacl_frame_tunnel::V1Engine;
 use crate::port_tunnel::PortEngine;
+use crate::service_limits::{
+    port_descriptors_of_this_process, port_pending_of_this_process, relayed_tunnels_cap,
+};
 use crate::stats::{stats_line, ServiceStats, Snapshot};
 use cipherlink_link::gate::ServerLimits;
 
@@ -106,7 +109,7 @@ impl Listener {
 #[derive(Debug)]
 pub struct Service {
     listener: Listener,
-    max_connections: usize,
+    pub(crate) max_connections: usize,
     shared: Arc<Shared>,
 }
 
@@ -218,82 +221,6 @@ impl Checked {
             max_connections,
             shared,
         })
-    }
-}
-
-/// `max_connections` for a link or port server, no more than its tunnels'
-/// share of the open-file limit (`room`) can hold (each relayed tunnel is
-/// two sockets: the authenticated connection and the service's), so that
-/// one token holder's tunnels cannot take the descriptors the listener's
-/// admission table and every other service count on.
-fn relayed_tunnels_cap(name: &str, configured: usize, room: Option<u64>) -> usize {
-    let held = cap_to_room(configured, room);
-    if held < configured {
-        tracing::warn!(
-            service = %name,
-            "max_connections {configured} is more than the open-file limit leaves this server's tunnels ({} descriptors, 2 per tunnel): holding {held} tunnels",
-            room.unwrap_or(0)
-        );
-    }
-    held
-}
-
-/// Descriptors a PORT listener holds apart from its tunnels: each pending
-/// place its first connection, its user port and the second connection,
-/// and the admitted sessions queued for a permit (`QUEUE` in
-/// cipherlink-port's listener, docs/port-wire.md "Through the proxy").
-fn port_listener_descriptors(pending: cipherlink_port::driver::PendingLimits) -> u64 {
-    3 * pending.total as u64 + 64
-}
-
-/// One admitting server's share of `soft` open files, shared with
-/// `servers` admitting (link and port) servers of the process.
-fn server_share(soft: u64, servers: usize) -> u64 {
-    soft.saturating_sub(cipherlink_link::gate::RESERVED_DESCRIPTORS) / servers.max(1) as u64
-}
-
-/// A port server's pending places, as the link listener sizes its table:
-/// half of its share of the descriptors (three a place), at most
-/// `MAX_PENDING`, a quarter of that per address group.
-fn port_pending(soft: u64, servers: usize) -> cipherlink_port::driver::PendingLimits {
-    let half = server_share(soft, servers) / 2;
-    let total = usize::try_from(half.saturating_sub(64) / 3)
-        .unwrap_or(usize::MAX)
-        .clamp(1, cipherlink_port::driver::MAX_PENDING);
-    cipherlink_port::driver::PendingLimits {
-        total,
-        per_group: (total / 4).max(1),
-    }
-}
-
-/// What a port server's tunnels may hold of `soft` open files: its share
-/// less its listener's.
-fn port_descriptors(soft: u64, servers: usize) -> u64 {
-    server_share(soft, servers)
-        .saturating_sub(port_listener_descriptors(port_pending(soft, servers)))
-}
-
-fn soft_open_files() -> Option<u64> {
-    nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
-        .ok()
-        .map(|(soft, _)| soft)
-}
-
-fn port_descriptors_of_this_process(servers: usize) -> Option<u64> {
-    soft_open_files().map(|soft| port_descriptors(soft, servers))
-}
-
-fn port_pending_of_this_process(servers: usize) -> cipherlink_port::driver::PendingLimits {
-    soft_open_files()
-        .map(|soft| port_pending(soft, servers))
-        .unwrap_or_default()
-}
-
-/// `configured`, or fewer: as many tunnels of two sockets as `room` holds.
-fn cap_to_room(configured: usize, room: Option<u64>) -> usize {
-    match room {
-        Some(room) => configured.min(usize::try_from(room / 2).unwrap_or(usize::MAX).max(1)),
-        None => configured,
     }
 }
 
@@ -471,20 +398,10 @@ fn check(name: &str, config: &ServiceConfig) -> Result<Shared, ProxyError> {
         reason: reason.to_string(),
     };
     check_limits(config).map_err(|(field, reason)| bad(field, &reason))?;
-    let mut connect = config.connect.clone();
-    let section = |present: bool, field: &'static str| -> Result<(), ProxyError> {
-        if present {
-            Err(bad(
-                field,
-                &format!(
-                    "is set, but transport is \"{}\"; remove it or change the transport",
-                    config.transport.name()
-                ),
-            ))
-        } else {
-            Ok(())
-        }
-    };
+    if config.transport == Transport::Port {
+        check_port_policy(config).map_err(|(field, reason)| bad(field, &reason))?;
+    }
+    check_sections(config).map_err(|(field, reason)| bad(field, &reason))?;
     if config.dangerous.plain_on_network && config.transport != Transport::Plain {
         return Err(bad(
             "dangerous.plain_on_network",
@@ -494,81 +411,11 @@ fn check(name: &str, config: &ServiceConfig) -> Result<Shared, ProxyError> {
             ),
         ));
     }
-    let engine = match config.transport {
-        Transport::Tls => {
-            section(config.v1.is_some(), "v1")?;
-            section(config.link.is_some(), "link")?;
-            section(config.port.is_some(), "port")?;
-            let tls = config.tls.clone().unwrap_or_default();
-            let built = match config.role {
-                Role::Server => cipherlink::Context::server(&tls),
-                Role::Client => cipherlink::Context::client(&tls),
-            };
-            Engine::Tls(built.map_err(|error| ProxyError::Tls {
-                service: name.to_string(),
-                error,
-            })?)
-        }
-        Transport::V1 => {
-            section(config.tls.is_some(), "tls")?;
-            section(config.link.is_some(), "link")?;
-            section(config.port.is_some(), "port")?;
-            Engine::V1(v1_engine(name, config)?)
-        }
-        Transport::Link => {
-            section(config.tls.is_some(), "tls")?;
-            section(config.v1.is_some(), "v1")?;
-            section(config.port.is_some(), "port")?;
-            let Some(link) = &config.link else {
-                return Err(bad(
-                    "link",
-                    "is missing: a link server needs `server_key` and `token_store`, a link \
-                     client `connection_file` (`cipherlink link keygen` / `link invite`)",
-                ));
-            };
-            let (mut engine, file_server) = crate::link::engine(config.role, link)
-                .map_err(|(field, reason)| bad(field, &reason))?;
-            if let LinkEngine::Client(client) = &mut engine {
-                // The driver's own handshake limit, so an abandoned attempt
-                // does not outlive connect_timeout.
-                client.params.handshake_timeout = config.connect_timeout;
-            }
-            if connect.is_empty() {
-                if let Some(server) = file_server {
-                    connect = server;
-                }
-            }
-            Engine::Link(engine)
-        }
-        Transport::Port => {
-            check_port_policy(config).map_err(|(field, reason)| bad(field, &reason))?;
-            section(config.tls.is_some(), "tls")?;
-            section(config.v1.is_some(), "v1")?;
-            section(config.link.is_some(), "link")?;
-            let Some(port) = &config.port else {
-                return Err(bad(
-                    "port",
-                    "is missing: a port server needs `server_key` and `token_store`, a port \
-                     client `connection_file` (`cipherlink link keygen --wire port` / \
-                     `link invite --wire port`)",
-                ));
-            };
-            let (engine, file_server) = crate::port_tunnel::engine(config.role, port)
-                .map_err(|(field, reason)| bad(field, &reason))?;
-            if connect.is_empty() {
-                if let Some(server) = file_server {
-                    connect = server;
-                }
-            }
-            Engine::Port(engine)
-        }
-        Transport::Plain => {
-            section(config.tls.is_some(), "tls")?;
-            section(config.v1.is_some(), "v1")?;
-            section(config.link.is_some(), "link")?;
-            section(config.port.is_some(), "port")?;
-            Engine::Plain
-        }
+    let (engine, file_server) = engine(name, config)?;
+    // A client without `connect` goes to its connection file's server.
+    let connect = match (config.connect.is_empty(), file_server) {
+        (true, Some(server)) => server,
+        _ => config.connect.clone(),
     };
     if connect.is_empty() {
         return Err(bad("connect", "is empty; give host:port"));
@@ -607,6 +454,84 @@ fn check(name: &str, config: &ServiceConfig) -> Result<Shared, ProxyError> {
         buffer_size,
         stats: Arc::default(),
         mux,
+    })
+}
+
+/// A transport's own table only: (field, reason) for another's.
+fn check_sections(config: &ServiceConfig) -> Result<(), (&'static str, String)> {
+    let tables = [
+        (config.tls.is_some(), "tls", Transport::Tls),
+        (config.v1.is_some(), "v1", Transport::V1),
+        (config.link.is_some(), "link", Transport::Link),
+        (config.port.is_some(), "port", Transport::Port),
+    ];
+    for (present, field, owner) in tables {
+        if present && owner != config.transport {
+            return Err((
+                field,
+                format!(
+                    "is set, but transport is \"{}\"; remove it or change the transport",
+                    config.transport.name()
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The transport's keys and settings, and the server a connection file
+/// names (link and port clients).
+fn engine(name: &str, config: &ServiceConfig) -> Result<(Engine, Option<String>), ProxyError> {
+    let bad = |field: &'static str, reason: &str| ProxyError::Config {
+        service: name.to_string(),
+        field,
+        reason: reason.to_string(),
+    };
+    Ok(match config.transport {
+        Transport::Tls => {
+            let tls = config.tls.clone().unwrap_or_default();
+            let built = match config.role {
+                Role::Server => cipherlink::Context::server(&tls),
+                Role::Client => cipherlink::Context::client(&tls),
+            };
+            let context = built.map_err(|error| ProxyError::Tls {
+                service: name.to_string(),
+                error,
+            })?;
+            (Engine::Tls(context), None)
+        }
+        Transport::V1 => (Engine::V1(v1_engine(name, config)?), None),
+        Transport::Link => {
+            let Some(link) = &config.link else {
+                return Err(bad(
+                    "link",
+                    "is missing: a link server needs `server_key` and `token_store`, a link \
+                     client `connection_file` (`cipherlink link keygen` / `link invite`)",
+                ));
+            };
+            let (mut engine, file_server) = crate::link::engine(config.role, link)
+                .map_err(|(field, reason)| bad(field, &reason))?;
+            if let LinkEngine::Client(client) = &mut engine {
+                // The driver's own handshake limit, so an abandoned attempt
+                // does not outlive connect_timeout.
+                client.params.handshake_timeout = config.connect_timeout;
+            }
+            (Engine::Link(engine), file_server)
+        }
+        Transport::Port => {
+            let Some(port) = &config.port else {
+                return Err(bad(
+                    "port",
+                    "is missing: a port server needs `server_key` and `token_store`, a port \
+                     client `connection_file` (`cipherlink link keygen --wire port` / \
+                     `link invite --wire port`)",
+                ));
+            };
+            let (engine, file_server) = crate::port_tunnel::engine(config.role, port)
+                .map_err(|(field, reason)| bad(field, &reason))?;
+            (Engine::Port(engine), file_server)
+        }
+        Transport::Plain => (Engine::Plain, None),
     })
 }
 
@@ -907,76 +832,5 @@ async fn reload_port_tokens(name: String, tokens: Arc<crate::port::PortTokens>) 
                 "{reason}: refusing every token until it is fixed (open tunnels are ended)"
             ),
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// A link server's relayed links fit in what the open-file limit
-    /// leaves them beside the admission table: a token holder cannot open
-    /// links until the process runs out of descriptors.
-    #[test]
-    fn relayed_links_fit_in_their_share_of_the_open_files() {
-        for (soft, servers) in [(1024u64, 1usize), (1024, 3), (65_536, 2)] {
-            let table = ServerLimits::for_open_files(soft, servers).max_unauthenticated as u64;
-            let room = ServerLimits::link_descriptors(soft, servers);
-            let held = cap_to_room(16_384, Some(room)) as u64;
-            assert!(
-                held * 2 + table <= soft / servers as u64,
-                "soft {soft}, {servers} servers: {held} tunnels and {table} in the table"
-            );
-        }
-        assert_eq!(cap_to_room(100, Some(1_000_000)), 100);
-        assert_eq!(cap_to_room(100, None), 100);
-    }
-
-    /// A port server's tunnels (two sockets each) and its listener's
-    /// pending connections fit in the open-file limit: one token holder
-    /// cannot open tunnels until the listener has no descriptor left for
-    /// the INITs and user ports of every other client.
-    #[tokio::test]
-    async fn a_port_servers_tunnels_fit_in_its_share_of_the_open_files() {
-        use nix::sys::resource::{getrlimit, setrlimit, Resource};
-        use rand::SeedableRng;
-        let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).expect("getrlimit");
-        let soft = soft.min(2048);
-        setrlimit(Resource::RLIMIT_NOFILE, soft, hard).expect("setrlimit");
-        let dir = tempfile::tempdir().expect("tempdir");
-        let mut rng = rand::rngs::StdRng::from_os_rng();
-        let key = cipherlink_port::ServerKey::generate(&mut rng);
-        let mut store = cipherlink_link::TokenStore::new();
-        store.issue("alice", &mut rng).expect("issue");
-        for (file, text) in [
-            ("server.key", key.to_text().to_string()),
-            ("tokens.txt", store.to_text().to_string()),
-        ] {
-            use std::io::Write;
-            use std::os::unix::fs::OpenOptionsExt;
-            let mut f = std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(dir.path().join(file))
-                .expect("create");
-            f.write_all(text.as_bytes()).expect("write");
-        }
-        let mut config =
-            ServiceConfig::new(Role::Server, "127.0.0.1:0", "127.0.0.1:9", Transport::Port);
-        config.port = Some(crate::config::PortConfig {
-            server_key: Some(dir.path().join("server.key")),
-            token_store: Some(dir.path().join("tokens.txt")),
-            connection_file: None,
-        });
-        let service = Service::bind("port", &config).await.expect("bind");
-        // Each pending place holds its first connection, its user port and
-        // the second connection; admitted sessions wait in a queue of 64.
-        let listener = port_listener_descriptors(port_pending(soft, 1));
-        let tunnels = service.max_connections as u64;
-        assert!(
-            tunnels * 2 + listener + cipherlink_link::gate::RESERVED_DESCRIPTORS <= soft,
-            "{tunnels} tunnels and {listener} listener descriptors in an open-file limit of {soft}"
-        );
     }
 }
