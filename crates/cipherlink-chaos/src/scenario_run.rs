@@ -164,31 +164,7 @@ async fn run_lab<S: LabSubject + Clone>(
     let epoch = Instant::now();
     let server_addr = SocketAddr::from((lab.b.addr, opts.port));
     let (server_stop, server_stopped) = oneshot::channel::<()>();
-    let server_subject = subject.clone();
-    let listen_subject = subject.clone();
-    let server = lab
-        .listen_in(
-            &lab.b,
-            LISTEN_LIMIT,
-            move || async move {
-                listen_subject
-                    .listen(server_addr)
-                    .await
-                    .map(|(listening, _)| listening)
-                    .map_err(|e| e.to_string())
-            },
-            move |listening| async move {
-                serve(
-                    &server_subject,
-                    listening,
-                    epoch,
-                    timers.scenario,
-                    server_stopped,
-                )
-                .await
-            },
-        )
-        .map_err(io_err(format!("server on {server_addr}")))?;
+    let server = start_server(&lab, &subject, server_addr, epoch, timers, server_stopped)?;
 
     let (bound, user_timeout) = gone_bound(&subject, &timers);
     let stale = def.stale_after.is_some();
@@ -258,6 +234,35 @@ async fn run_lab<S: LabSubject + Clone>(
         packets,
         Some(name),
     ))
+}
+
+/// The subject's server in namespace B, listening at `addr` once this
+/// returns, serving one session until `stopped`.
+#[allow(clippy::type_complexity)]
+fn start_server<S: LabSubject + Clone>(
+    lab: &Lab,
+    subject: &S,
+    addr: SocketAddr,
+    epoch: Instant,
+    timers: Timers,
+    stopped: oneshot::Receiver<()>,
+) -> Result<std::thread::JoinHandle<Result<Option<ServerLog>, TunLabError>>, RunError> {
+    let (listen_subject, server_subject) = (subject.clone(), subject.clone());
+    lab.listen_in(
+        &lab.b,
+        LISTEN_LIMIT,
+        move || async move {
+            listen_subject
+                .listen(addr)
+                .await
+                .map(|(listening, _)| listening)
+                .map_err(|e| e.to_string())
+        },
+        move |listening| async move {
+            serve(&server_subject, listening, epoch, timers.scenario, stopped).await
+        },
+    )
+    .map_err(io_err(format!("server on {addr}")))
 }
 
 /// A lab whose namespaces are emptied before they are removed, however the
