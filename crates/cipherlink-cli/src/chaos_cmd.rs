@@ -66,7 +66,10 @@ pub enum ChaosCommand {
     /// instead of cipherlink's transports: the commands get the server's
     /// address as {host}, {port}, {addr} and CIPHERLINK_CHAOS_HOST/PORT/ADDR,
     /// and their standard input and output carry the session (docs/chaos.md,
-    /// "Foreign programs"). --out must
+    /// "Foreign programs"), e.g. --subject-name openssl --subject-wire tls
+    /// --subject-cmd 'openssl s_server -accept {port} -naccept 1 -quiet -cert
+    /// server.crt -key server.key' --client-cmd 'openssl s_client -connect
+    /// {addr} -quiet -no_ign_eof -CAfile ca.crt'. --out must
     /// be a folder of the user who ran the command (SUDO_UID under sudo) or
     /// a new one; what is written is handed to that user. Exits non-zero if
     /// any scenario failed, or if interrupted (SIGINT, SIGTERM, SIGHUP:
