@@ -303,3 +303,25 @@ fn a_termination_ends_both_sides() {
     assert!(n.server.as_ref().unwrap().deadline().is_none());
     assert_eq!(n.client.send(n.now, b"late"), Err(Error::Closed));
 }
+
+#[test]
+fn the_server_init_is_never_longer_than_the_init_it_answers() {
+    // A replayed INIT from a spoofed address makes us send a server INIT
+    // there: it must not carry more bytes than the INIT did.
+    let key = ServerKey::from_private(&[9u8; 40]);
+    let s = TyphoonSettings::default();
+    for seed in 0..32 {
+        let mut c = Engine::client(s.clone(), *key.public(), &[1u8; 48], rng(seed), 0).unwrap();
+        let init = c.poll_transmit().unwrap();
+        let parsed = wire::parse_client_init(&key, &init).unwrap();
+        let mut e = Engine::server(s.clone(), &parsed, 1, rng(seed + 100), 0);
+        e.handle_timeout(20_000);
+        let answer = e.poll_transmit().unwrap();
+        assert!(
+            answer.len() <= init.len(),
+            "seed {seed}: {} bytes answer {} bytes",
+            answer.len(),
+            init.len()
+        );
+    }
+}
