@@ -118,6 +118,7 @@ impl Engine {
         rng: Random,
         now: u64,
     ) -> Result<Self, Error> {
+        s.check()?;
         if token.len() > wire::MAX_TOKEN {
             return Err(Error::TooLong {
                 what: "token",
@@ -136,7 +137,8 @@ impl Engine {
     }
 
     /// A server for an admitted client INIT (its `next_in` checked by the
-    /// caller with [`Engine::init_next_in_ok`]); the server INIT leaves
+    /// caller with [`Engine::init_next_in_ok`], the settings with
+    /// [`TyphoonSettings::check`]); the server INIT leaves
     /// after the client's `next_in`, as SeasideVPN's does.
     pub fn server(
         s: TyphoonSettings,

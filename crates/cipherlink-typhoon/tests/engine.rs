@@ -325,3 +325,30 @@ fn the_server_init_is_never_longer_than_the_init_it_answers() {
         );
     }
 }
+
+#[test]
+fn settings_built_by_hand_with_a_minimum_above_its_maximum_are_refused() {
+    // `TyphoonSettings`' fields are public: the engine must not trust them
+    // (a clamp or a random range would panic).
+    let key = ServerKey::from_private(&[9u8; 40]);
+    for s in [
+        TyphoonSettings {
+            min_timeout: 9_000,
+            max_timeout: 1_000,
+            ..TyphoonSettings::default()
+        },
+        TyphoonSettings {
+            min_rtt: 9_000,
+            max_rtt: 1_000,
+            ..TyphoonSettings::default()
+        },
+        TyphoonSettings {
+            min_next_in: 9_000,
+            max_next_in: 1_000,
+            ..TyphoonSettings::default()
+        },
+    ] {
+        let e = Engine::client(s, *key.public(), b"t", rng(1), 0);
+        assert!(matches!(e, Err(Error::Setting { .. })), "{e:?}");
+    }
+}

@@ -84,6 +84,7 @@ impl TyphoonListener {
         settings: TyphoonSettings,
         max_sessions: usize,
     ) -> Result<Self, Error> {
+        settings.check()?;
         let socket = UdpSocket::bind(addr)
             .await
             .map_err(|e| io_err(format!("listening on {addr} (UDP)"), e))?;
