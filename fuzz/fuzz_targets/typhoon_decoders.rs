@@ -39,6 +39,7 @@ fuzz_target!(|data: &[u8]| {
         client_version: 0,
         next_in: 5_000,
         token: Zeroizing::new(Vec::new()),
+        len: data.len(),
     };
     let rng = || Box::new(rand::rngs::StdRng::seed_from_u64(1));
     let s = TyphoonSettings::default();

@@ -157,6 +157,14 @@ async fn handle(
         ..
     } = acc;
     let (mut reader, mut writer) = (session.reader, session.writer);
+    // The INIT was admitted up to MAX_NEXT_IN × INITIAL_NEXT_IN earlier, and
+    // `store` only reports changes after now: a revocation in between shows
+    // only here.
+    if admit(&store.borrow_and_update(), &token).is_none() {
+        tracing::info!("TYPHOON client {name}: token revoked; terminating");
+        writer.terminate().await?;
+        return Ok(());
+    }
     let mut stdout = tokio::io::stdout();
     loop {
         tokio::select! {

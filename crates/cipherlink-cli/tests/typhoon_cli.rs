@@ -81,6 +81,11 @@ fn keygen_invite(d: &Path) -> (String, String) {
 }
 
 fn serve(dir: &Path) -> (Proc, String) {
+    serve_with(dir, &[])
+}
+
+/// `serve`, with `extra` variables over TIMERS.
+fn serve_with(dir: &Path, extra: &[(&str, &str)]) -> (Proc, String) {
     let mut cmd = cipherlink();
     cmd.current_dir(dir)
         .args([
@@ -93,7 +98,8 @@ fn serve(dir: &Path) -> (Proc, String) {
             "127.0.0.1:0",
         ])
         .env("CIPHERLINK_LOG", "info")
-        .envs(TIMERS.iter().copied());
+        .envs(TIMERS.iter().copied())
+        .envs(extra.iter().copied());
     let mut proc = Proc::spawn("cipherlink link serve --wire typhoon", cmd);
     let addr = proc.wait_addr(true, "listening on ").to_string();
     (proc, addr)
@@ -148,6 +154,57 @@ fn keygen_invite_serve_connect_over_typhoon() {
     assert!(!o.status.success(), "{}", short(&o));
     assert!(o.stderr.contains("TYPHOON"), "{}", short(&o));
     server.wait_stderr("unknown or revoked token");
+}
+
+/// INITs answered after 6-7 s: time to revoke the token in between.
+const SLOW_INIT: &[(&str, &str)] = &[
+    ("TYPHOON_MIN_NEXT_IN", "6.0"),
+    ("TYPHOON_MAX_NEXT_IN", "7.0"),
+    ("TYPHOON_INITIAL_NEXT_IN", "1.0"),
+];
+
+#[test]
+fn a_token_revoked_before_the_server_init_gets_no_service() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_path_buf();
+    keygen_invite(&d);
+    let (mut server, addr) = serve_with(&d, SLOW_INIT);
+    let client = {
+        let d = d.clone();
+        std::thread::spawn(move || {
+            let mut cmd = cipherlink();
+            cmd.current_dir(&d)
+                .args(["link", "connect", "--wire", "typhoon", "alice.typhoon"])
+                .args(["--server", &addr])
+                .envs(TIMERS.iter().copied())
+                .envs(SLOW_INIT.iter().copied());
+            common::run(
+                "cipherlink link connect --wire typhoon",
+                cmd,
+                b"after revocation\n",
+            )
+        })
+    };
+    // Admitted; its server INIT leaves 6-7 s later. Revoked meanwhile (the
+    // server re-reads the store every 2 s).
+    server.wait_stderr("INIT admitted");
+    let revoke = [
+        "link",
+        "revoke",
+        "--tokens",
+        "port-tokens.txt",
+        "--name",
+        "alice",
+    ];
+    ok(&run(&d, &revoke, b""));
+    server.wait_stderr("reloaded");
+    let o = client.join().unwrap();
+    assert!(
+        o.stdout.is_empty(),
+        "served after revocation: {}",
+        short(&o)
+    );
+    server.wait_stderr("token revoked; terminating");
 }
 
 #[test]

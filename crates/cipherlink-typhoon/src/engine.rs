@@ -70,6 +70,8 @@ enum Role {
     },
     Server {
         user_id: u16,
+        /// Bytes of the client INIT: the most the server INIT may take.
+        init_len: usize,
     },
 }
 
@@ -116,6 +118,7 @@ impl Engine {
         rng: Random,
         now: u64,
     ) -> Result<Self, Error> {
+        s.check()?;
         if token.len() > wire::MAX_TOKEN {
             return Err(Error::TooLong {
                 what: "token",
@@ -134,7 +137,8 @@ impl Engine {
     }
 
     /// A server for an admitted client INIT (its `next_in` checked by the
-    /// caller with [`Engine::init_next_in_ok`]); the server INIT leaves
+    /// caller with [`Engine::init_next_in_ok`], the settings with
+    /// [`TyphoonSettings::check`]); the server INIT leaves
     /// after the client's `next_in`, as SeasideVPN's does.
     pub fn server(
         s: TyphoonSettings,
@@ -143,7 +147,11 @@ impl Engine {
         rng: Random,
         now: u64,
     ) -> Self {
-        let mut e = Self::new(Role::Server { user_id }, s, rng, Some(init.session.clone()));
+        let role = Role::Server {
+            user_id,
+            init_len: init.len,
+        };
+        let mut e = Self::new(role, s, rng, Some(init.session.clone()));
         e.packet_number = init.packet_number;
         e.phase = Phase::Answer {
             at: now + u64::from(init.next_in),
@@ -231,9 +239,16 @@ impl Engine {
     }
 
     fn pad(&mut self, fixed: usize, body: usize) -> Pad {
+        self.pad_within(fixed, body, MAX_DATAGRAM)
+    }
+
+    /// A pad for a datagram of at most `most` bytes.
+    fn pad_within(&mut self, fixed: usize, body: usize, most: usize) -> Pad {
         let mut nonce = [0u8; NONCE_LEN];
         self.rng.fill_bytes(&mut nonce);
-        let room = MAX_DATAGRAM.saturating_sub(fixed + OVERHEAD + body);
+        let room = most
+            .min(MAX_DATAGRAM)
+            .saturating_sub(fixed + OVERHEAD + body);
         let max = self.s.max_tail_length.min(room);
         // At least 1: SeasideVPN reads a message with no tail as empty
         // (`data[header:-0]`), losing its data or token.
@@ -510,12 +525,14 @@ impl Engine {
     }
 
     fn answer_init(&mut self, now: u64, timeout: u64, retries: u64) {
-        let (Role::Server { user_id }, Some(key)) = (&self.role, self.key.clone()) else {
+        let (Role::Server { user_id, init_len }, Some(key)) = (&self.role, self.key.clone()) else {
             return;
         };
-        let user_id = *user_id;
+        let (user_id, init_len) = (*user_id, *init_len);
         self.next_in = self.random_next_in();
-        let pad = self.pad(wire::SERVER_INIT_HEADER, 0);
+        // The INIT's source may be forged (a replay): no amplification.
+        // Every client INIT (at least 87 bytes) leaves room for a 1-byte tail.
+        let pad = self.pad_within(wire::SERVER_INIT_HEADER, 0, init_len);
         let init = ServerInit {
             packet_number: self.packet_number,
             status: wire::STATUS_SUCCESS,

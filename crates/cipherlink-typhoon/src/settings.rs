@@ -157,7 +157,9 @@ impl TyphoonSettings {
         Ok(s)
     }
 
-    fn check(&self) -> Result<(), Error> {
+    /// Refuses ranges whose minimum exceeds their maximum: the fields are
+    /// public, and the timers' clamps and random draws need `min <= max`.
+    pub fn check(&self) -> Result<(), Error> {
         let pairs = [
             ("TYPHOON_MIN_RTT", self.min_rtt, self.max_rtt),
             ("TYPHOON_MIN_TIMEOUT", self.min_timeout, self.max_timeout),

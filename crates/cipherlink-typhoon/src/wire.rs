@@ -89,6 +89,9 @@ pub struct ClientInit {
     pub next_in: u32,
     /// The token (wiped when dropped).
     pub token: Zeroizing<Vec<u8>>,
+    /// Bytes of the datagram it came in: the server INIT answering it
+    /// (sent to an address anyone can forge) is never longer.
+    pub len: usize,
 }
 
 /// What a server INIT says.
@@ -224,6 +227,7 @@ pub fn parse_client_init(key: &ServerKey, packet: &[u8]) -> Result<ClientInit, E
         next_in: be32(&plain[7..11]),
         token: Zeroizing::new(token.to_vec()),
         session,
+        len: packet.len(),
     })
 }
 

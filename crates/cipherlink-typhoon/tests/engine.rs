@@ -303,3 +303,52 @@ fn a_termination_ends_both_sides() {
     assert!(n.server.as_ref().unwrap().deadline().is_none());
     assert_eq!(n.client.send(n.now, b"late"), Err(Error::Closed));
 }
+
+#[test]
+fn the_server_init_is_never_longer_than_the_init_it_answers() {
+    // A replayed INIT from a spoofed address makes us send a server INIT
+    // there: it must not carry more bytes than the INIT did.
+    let key = ServerKey::from_private(&[9u8; 40]);
+    let s = TyphoonSettings::default();
+    for seed in 0..32 {
+        let mut c = Engine::client(s.clone(), *key.public(), &[1u8; 48], rng(seed), 0).unwrap();
+        let init = c.poll_transmit().unwrap();
+        let parsed = wire::parse_client_init(&key, &init).unwrap();
+        let mut e = Engine::server(s.clone(), &parsed, 1, rng(seed + 100), 0);
+        e.handle_timeout(20_000);
+        let answer = e.poll_transmit().unwrap();
+        assert!(
+            answer.len() <= init.len(),
+            "seed {seed}: {} bytes answer {} bytes",
+            answer.len(),
+            init.len()
+        );
+    }
+}
+
+#[test]
+fn settings_built_by_hand_with_a_minimum_above_its_maximum_are_refused() {
+    // `TyphoonSettings`' fields are public: the engine must not trust them
+    // (a clamp or a random range would panic).
+    let key = ServerKey::from_private(&[9u8; 40]);
+    for s in [
+        TyphoonSettings {
+            min_timeout: 9_000,
+            max_timeout: 1_000,
+            ..TyphoonSettings::default()
+        },
+        TyphoonSettings {
+            min_rtt: 9_000,
+            max_rtt: 1_000,
+            ..TyphoonSettings::default()
+        },
+        TyphoonSettings {
+            min_next_in: 9_000,
+            max_next_in: 1_000,
+            ..TyphoonSettings::default()
+        },
+    ] {
+        let e = Engine::client(s, *key.public(), b"t", rng(1), 0);
+        assert!(matches!(e, Err(Error::Setting { .. })), "{e:?}");
+    }
+}

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
 
-use super::session::{Command, Incoming, INBOX};
+use super::session::{inbox, Command, InboxTx, INBOX};
 use super::{io_err, os_rng, Clock, TyphoonSession};
 use crate::engine::{Engine, Event};
 use crate::error::Error;
@@ -49,7 +49,7 @@ pub async fn connect(
     let clock = Clock::new();
     let engine = Engine::client(settings.clone(), *server, token, os_rng(), clock.now())?;
     let (cmd_tx, cmd_rx) = mpsc::channel(INBOX);
-    let (in_tx, in_rx) = mpsc::channel(INBOX);
+    let (in_tx, in_rx) = inbox();
     let (ready_tx, ready_rx) = oneshot::channel();
     let alive = Arc::new(AtomicBool::new(true));
     let task = Task {
@@ -71,7 +71,7 @@ struct Task {
     target: SocketAddr,
     engine: Engine,
     clock: Clock,
-    inbox: mpsc::Sender<Incoming>,
+    inbox: InboxTx,
     /// Told the data address, or why there is none, once.
     ready: Option<oneshot::Sender<Result<SocketAddr, Error>>>,
     alive: Arc<AtomicBool>,
@@ -133,7 +133,7 @@ impl Task {
                     }
                 }
                 Event::Data(d) => {
-                    let _ = self.inbox.try_send(Incoming::Data(d));
+                    self.inbox.data(d);
                 }
                 Event::Terminated => return self.end(Ok(())),
                 Event::Failed(e) => return self.end(Err(e)),
@@ -148,7 +148,7 @@ impl Task {
                 let _ = ready.send(r.and(Err(Error::Closed)));
             }
             None => {
-                let _ = self.inbox.try_send(Incoming::End(r));
+                self.inbox.end(r);
             }
         }
         true

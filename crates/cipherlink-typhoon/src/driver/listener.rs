@@ -17,7 +17,7 @@ use tokio::sync::mpsc;
 use zeroize::Zeroizing;
 
 use super::client::sleep_until;
-use super::session::{Command, Incoming, INBOX};
+use super::session::{inbox, Command, InboxTx, INBOX};
 use super::{io_err, os_rng, Admit, Clock, TyphoonSession};
 use crate::engine::{Engine, Event};
 use crate::error::Error;
@@ -27,8 +27,9 @@ use crate::wire::{self, MAX_DATAGRAM};
 use crate::ServerKey;
 
 /// Sessions held at once (admitted, not ended). A new client over the cap
-/// takes the place of the oldest one whose server INIT has not left yet;
-/// with none, its INIT is dropped.
+/// takes the place of a session of a token holding at least two more than
+/// its own, else of its own token, else the oldest session whose server
+/// INIT has not left; with none, its INIT is dropped.
 pub const MAX_SESSIONS: usize = 1024;
 /// Admitted INITs remembered to refuse their replays (16 bytes each).
 pub const REPLAY_MEMORY: usize = 1 << 16;
@@ -83,6 +84,7 @@ impl TyphoonListener {
         settings: TyphoonSettings,
         max_sessions: usize,
     ) -> Result<Self, Error> {
+        settings.check()?;
         let socket = UdpSocket::bind(addr)
             .await
             .map_err(|e| io_err(format!("listening on {addr} (UDP)"), e))?;
@@ -129,11 +131,13 @@ impl TyphoonListener {
 struct Slot {
     id: u64,
     engine: Engine,
-    inbox: mpsc::Sender<Incoming>,
+    inbox: InboxTx,
     alive: Arc<AtomicBool>,
     /// Until the server INIT leaves: handed to `accept` then.
     pending: Option<Accepted>,
     created: u64,
+    /// The name `admit` gave its token.
+    name: String,
 }
 
 struct Server {
@@ -251,37 +255,75 @@ impl Server {
             tracing::warn!("TYPHOON {from} ({name}): a replayed INIT; staying silent");
             return None;
         }
-        if !self.sessions.contains_key(&from) && !self.make_room() {
+        // Whoever holds any token can send from another client's address;
+        // only that client's own token may start its session again.
+        if let Some(other) = self.sessions.get(&from).filter(|s| s.name != name) {
             tracing::warn!(
-                "TYPHOON {from} ({name}): {} sessions already; INIT dropped",
+                "TYPHOON {from}: an INIT for {name} from the address of {}'s session; dropped",
+                other.name
+            );
+            return None;
+        }
+        if !self.sessions.contains_key(&from) && !self.make_room(&name) {
+            tracing::warn!(
+                "TYPHOON {from} ({name}): {} sessions of as many tokens; INIT dropped",
                 self.max_sessions
             );
             return None;
         }
+        tracing::info!(
+            "TYPHOON {from} ({name}): INIT admitted; server INIT in {} ms",
+            init.next_in
+        );
         self.open(from, &init, name, now);
         Some(from)
     }
 
-    /// Frees a place by dropping the oldest session still before its
-    /// server INIT; false when every session is past it.
-    fn make_room(&mut self) -> bool {
+    /// When the table is full, frees a place for a session of `name`:
+    /// from a token holding at least two more sessions than `name`, else
+    /// from `name`'s own, else (every token holds one) the oldest session
+    /// before its server INIT; false when there is none. Within a token,
+    /// the oldest before its server INIT goes first, else the oldest. One
+    /// token, whatever addresses it sends from, thus displaces only its own
+    /// sessions or those of a token holding more.
+    fn make_room(&mut self, name: &str) -> bool {
         if self.sessions.len() < self.max_sessions {
             return true;
         }
+        let mut held: HashMap<&str, usize> = HashMap::new();
+        for s in self.sessions.values() {
+            *held.entry(s.name.as_str()).or_default() += 1;
+        }
+        let own = held.get(name).copied().unwrap_or(0);
+        let (top, most) = held
+            .into_iter()
+            .max_by_key(|(_, n)| *n)
+            .unwrap_or((name, 0));
+        let victim = if most > own + 1 {
+            Some(top.to_owned())
+        } else if own > 0 {
+            Some(name.to_owned())
+        } else {
+            None
+        };
         let oldest = self
             .sessions
             .iter()
-            .filter(|(_, s)| s.pending.is_some())
-            .min_by_key(|(_, s)| s.created)
-            .map(|(a, _)| *a);
-        match oldest {
-            Some(a) => {
-                tracing::warn!("TYPHOON {a}: dropped before its server INIT to make room");
-                self.remove(a);
-                true
-            }
-            None => false,
-        }
+            .filter(|(_, s)| match &victim {
+                Some(v) => s.name == *v,
+                None => s.pending.is_some(),
+            })
+            .min_by_key(|(_, s)| (s.pending.is_none(), s.created))
+            .map(|(a, s)| (*a, s.name.clone()));
+        let Some((a, whose)) = oldest else {
+            return false;
+        };
+        tracing::warn!(
+            "TYPHOON {a} ({whose}): dropped to make room for {name} ({} sessions)",
+            self.max_sessions
+        );
+        self.remove(a);
+        true
     }
 
     fn open(&mut self, from: SocketAddr, init: &wire::ClientInit, name: String, now: u64) {
@@ -292,12 +334,12 @@ impl Server {
         let id = self.next_id;
         self.next_id += 1;
         let engine = Engine::server(self.settings.clone(), init, self.user_id, os_rng(), now);
-        let (in_tx, in_rx) = mpsc::channel(INBOX);
+        let (in_tx, in_rx) = inbox();
         let alive = Arc::new(AtomicBool::new(true));
         let session = TyphoonSession::new(id, from, self.commands.clone(), in_rx, alive.clone());
         let accepted = Accepted {
             session,
-            name,
+            name: name.clone(),
             token: init.token.clone(),
             client_type: init.client_type,
             peer: from,
@@ -312,6 +354,7 @@ impl Server {
                 alive,
                 pending: Some(accepted),
                 created: now,
+                name,
             },
         );
     }
@@ -347,7 +390,7 @@ impl Server {
                     }
                 }
                 Event::Data(d) => {
-                    let _ = slot.inbox.try_send(Incoming::Data(d));
+                    slot.inbox.data(d);
                 }
                 Event::Terminated => end = Some(Ok(())),
                 Event::Failed(e) => {
@@ -357,7 +400,7 @@ impl Server {
             }
         }
         if let Some(r) = end {
-            let _ = slot.inbox.try_send(Incoming::End(r));
+            slot.inbox.end(r);
         }
         if slot.engine.is_closed() {
             // A close asked for here may have left a termination to send.

@@ -9,7 +9,7 @@ mod session;
 pub use cipherlink_port::driver::Admit;
 pub use client::connect;
 pub use listener::{Accepted, TyphoonListener, MAX_SESSIONS, REPLAY_MEMORY};
-pub use session::{TyphoonReader, TyphoonSession, TyphoonWriter};
+pub use session::{TyphoonReader, TyphoonSession, TyphoonWriter, INBOX_BYTES};
 
 use tokio::time::Instant;
 

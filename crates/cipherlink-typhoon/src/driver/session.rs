@@ -2,7 +2,7 @@
 //! that owns the socket and the engine (the client's, or the listener's).
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use tokio::sync::mpsc;
@@ -13,6 +13,59 @@ use crate::wire::MAX_DATA;
 /// Messages queued for one session's owner; more are dropped, as a full
 /// socket buffer would drop them.
 pub(crate) const INBOX: usize = 256;
+/// Bytes of data queued for one session's owner; more are dropped. Without
+/// it, INBOX messages of up to 64 KiB would hold 16 MiB per session that
+/// its owner does not read (16 GiB for a listener's 1,024).
+pub const INBOX_BYTES: usize = 512 * 1024;
+
+/// The driving task's end of a session's queue: at most [`INBOX`]
+/// messages and [`INBOX_BYTES`] bytes of data.
+#[derive(Debug)]
+pub(crate) struct InboxTx {
+    tx: mpsc::Sender<Incoming>,
+    held: Arc<AtomicUsize>,
+}
+
+/// The owner's end of a session's queue.
+#[derive(Debug)]
+pub(crate) struct InboxRx {
+    rx: mpsc::Receiver<Incoming>,
+    held: Arc<AtomicUsize>,
+}
+
+/// A session's queue, empty.
+pub(crate) fn inbox() -> (InboxTx, InboxRx) {
+    let (tx, rx) = mpsc::channel(INBOX);
+    let held = Arc::new(AtomicUsize::new(0));
+    (
+        InboxTx {
+            tx,
+            held: held.clone(),
+        },
+        InboxRx { rx, held },
+    )
+}
+
+impl InboxTx {
+    /// Queues the peer's data; dropped when the queue is full.
+    pub(crate) fn data(&self, d: Vec<u8>) {
+        let len = d.len();
+        // The driving task is the only one adding: no other can pass the
+        // check between it and the addition.
+        if self.held.load(Ordering::Acquire).saturating_add(len) > INBOX_BYTES {
+            return;
+        }
+        self.held.fetch_add(len, Ordering::AcqRel);
+        if self.tx.try_send(Incoming::Data(d)).is_err() {
+            self.held.fetch_sub(len, Ordering::AcqRel);
+        }
+    }
+
+    /// Tells the owner the session ended.
+    pub(crate) fn end(&self, r: Result<(), Error>) {
+        let _ = self.tx.try_send(Incoming::End(r));
+    }
+}
 
 /// What the driving task hands a session.
 #[derive(Debug)]
@@ -41,7 +94,7 @@ pub struct TyphoonSession {
 /// The receiving half of a [`TyphoonSession`].
 #[derive(Debug)]
 pub struct TyphoonReader {
-    rx: mpsc::Receiver<Incoming>,
+    inbox: InboxRx,
     ended: bool,
 }
 
@@ -60,11 +113,14 @@ impl TyphoonSession {
         id: u64,
         peer: SocketAddr,
         tx: mpsc::Sender<Command>,
-        rx: mpsc::Receiver<Incoming>,
+        inbox: InboxRx,
         alive: Arc<AtomicBool>,
     ) -> Self {
         Self {
-            reader: TyphoonReader { rx, ended: false },
+            reader: TyphoonReader {
+                inbox,
+                ended: false,
+            },
             writer: TyphoonWriter {
                 id,
                 tx,
@@ -89,8 +145,11 @@ impl TyphoonReader {
         if self.ended {
             return Ok(None);
         }
-        match self.rx.recv().await {
-            Some(Incoming::Data(d)) => Ok(Some(d)),
+        match self.inbox.rx.recv().await {
+            Some(Incoming::Data(d)) => {
+                self.inbox.held.fetch_sub(d.len(), Ordering::AcqRel);
+                Ok(Some(d))
+            }
             Some(Incoming::End(r)) => {
                 self.ended = true;
                 r.map(|()| None)
