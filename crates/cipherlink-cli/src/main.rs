@@ -29,6 +29,9 @@ mod tls_args;
 mod values;
 mod wire_policy;
 
+#[cfg(test)]
+mod allocator_tests;
+
 use anyhow::{Context as _, Result};
 
 /// rustls and hyper allocate many small, short-lived buffers across threads;
