@@ -199,24 +199,16 @@ pub async fn run(args: LinkArgs) -> Result<()> {
             crate::link_port::keygen(&key, a.force)
         }
         LinkCommand::Keygen(a) => keygen(a),
-        LinkCommand::Invite(a) if a.wire == Wire::Port => {
+        // PORT and TYPHOON share their keys, tokens and connection files.
+        LinkCommand::Invite(a) if a.wire != Wire::Link => {
             crate::link_port::invite(crate::link_port::Invite {
-                key: a.key.unwrap_or_else(|| default_key(Wire::Port)),
-                tokens: a.tokens.unwrap_or_else(|| default_tokens(Wire::Port)),
+                key: a.key.unwrap_or_else(|| default_key(a.wire)),
+                tokens: a.tokens.unwrap_or_else(|| default_tokens(a.wire)),
                 name: a.name,
                 server: a.server,
                 out: a.out,
                 force: a.force,
-            })
-        }
-        LinkCommand::Invite(a) if a.wire == Wire::Typhoon => {
-            crate::link_typhoon::invite(crate::link_typhoon::Invite {
-                key: a.key.unwrap_or_else(|| default_key(Wire::Typhoon)),
-                tokens: a.tokens.unwrap_or_else(|| default_tokens(Wire::Typhoon)),
-                name: a.name,
-                server: a.server,
-                out: a.out,
-                force: a.force,
+                typhoon: a.wire == Wire::Typhoon,
             })
         }
         LinkCommand::Invite(a) => invite(a),

@@ -53,7 +53,7 @@ pub fn keygen(path: &Path, force: bool) -> Result<()> {
     Ok(())
 }
 
-/// `link invite --wire port` options.
+/// `link invite --wire port|typhoon` options.
 pub struct Invite {
     pub key: PathBuf,
     pub tokens: PathBuf,
@@ -61,17 +61,25 @@ pub struct Invite {
     pub server: String,
     pub out: Option<PathBuf>,
     pub force: bool,
+    /// TYPHOON's invitation (`NAME.typhoon`, a TyphoonClient's token): the
+    /// same keys, store and file as PORT's.
+    pub typhoon: bool,
 }
 
-/// `link invite --wire port`.
+/// `link invite --wire port|typhoon`.
 pub fn invite(a: Invite) -> Result<()> {
+    let (extension, client) = if a.typhoon {
+        ("typhoon", "TyphoonClient")
+    } else {
+        ("port", "PortClient")
+    };
     let key = load_key(&a.key)?;
     let _lock = lock_tokens(&a.tokens)?;
     let mut store = load_tokens(&a.tokens, true)?;
     let token = store.issue(&a.name, &mut StdRng::from_os_rng())?;
     let out = a
         .out
-        .unwrap_or_else(|| PathBuf::from(format!("{}.port", a.name)));
+        .unwrap_or_else(|| PathBuf::from(format!("{}.{extension}", a.name)));
     let existing = if a.force {
         Existing::Replace
     } else {
@@ -100,7 +108,7 @@ pub fn invite(a: Invite) -> Result<()> {
     );
     println!("server public key {}", key.public().to_hex());
     let hex = Zeroizing::new(hex_encode(&file.token));
-    println!("PortClient token {}", hex.as_str());
+    println!("{client} token {}", hex.as_str());
     Ok(())
 }
 

@@ -9,21 +9,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context as _, Result};
-use cipherlink_files::Existing;
 use cipherlink_link::TokenStore;
 use cipherlink_port::ConnectionFile;
-use cipherlink_proxy::port::{admit, token_bytes, PortTokens, Reload};
+use cipherlink_proxy::port::{admit, PortTokens, Reload};
 use cipherlink_typhoon::driver::{connect as typhoon_connect, Accepted, TyphoonListener};
 use cipherlink_typhoon::TyphoonSettings;
-use rand::rngs::StdRng;
-use rand::SeedableRng;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::watch;
-use zeroize::Zeroizing;
 
-use crate::link_cmd::{
-    hex_encode, load_tokens, lock_tokens, read_text, write_secret, TOKEN_RELOAD,
-};
+use crate::link_cmd::{read_text, TOKEN_RELOAD};
 use crate::link_port::load_key;
 
 /// Most bytes of stdin sent as one message: one datagram each way must
@@ -32,57 +26,6 @@ const MAX_MESSAGE: usize = 60_000;
 
 fn settings() -> Result<TyphoonSettings> {
     TyphoonSettings::from_env(|k| std::env::var(k).ok()).context("reading TYPHOON_* settings")
-}
-
-/// `link invite --wire typhoon` options.
-pub struct Invite {
-    pub key: PathBuf,
-    pub tokens: PathBuf,
-    pub name: String,
-    pub server: String,
-    pub out: Option<PathBuf>,
-    pub force: bool,
-}
-
-/// `link invite --wire typhoon`.
-pub fn invite(a: Invite) -> Result<()> {
-    let key = load_key(&a.key)?;
-    let _lock = lock_tokens(&a.tokens)?;
-    let mut store = load_tokens(&a.tokens, true)?;
-    let token = store.issue(&a.name, &mut StdRng::from_os_rng())?;
-    let out = a
-        .out
-        .unwrap_or_else(|| PathBuf::from(format!("{}.typhoon", a.name)));
-    let existing = if a.force {
-        Existing::Replace
-    } else {
-        Existing::Refuse
-    };
-    if existing == Existing::Refuse && out.symlink_metadata().is_ok() {
-        bail!(
-            "{} already exists: use --force to replace it",
-            out.display()
-        );
-    }
-    let file = ConnectionFile {
-        name: a.name.clone(),
-        server: a.server,
-        server_key: *key.public(),
-        token: token_bytes(&token),
-    };
-    // The store first: a connection file whose token is not recorded would be refused.
-    write_secret(&a.tokens, &store.to_text(), Existing::Replace)?;
-    write_secret(&out, &file.to_text(), existing)?;
-    println!(
-        "wrote {} for {} (token recorded in {})",
-        out.display(),
-        a.name,
-        a.tokens.display()
-    );
-    println!("server public key {}", key.public().to_hex());
-    let hex = Zeroizing::new(hex_encode(&file.token));
-    println!("TyphoonClient token {}", hex.as_str());
-    Ok(())
 }
 
 /// `link serve --wire typhoon` options.
