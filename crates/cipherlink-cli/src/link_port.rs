@@ -16,16 +16,14 @@ use cipherlink_files::Existing;
 use cipherlink_link::TokenStore;
 use cipherlink_port::driver::{connect as port_connect, Accepted, PortListener};
 use cipherlink_port::{ConnectionFile, PortSettings, ServerKey};
-use cipherlink_proxy::port::{admit, token_bytes, PortTokens, Reload, MAX_MESSAGE};
+use cipherlink_proxy::port::{admit, token_bytes, PortTokens, MAX_MESSAGE};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::watch;
 use zeroize::Zeroizing;
 
-use crate::link_cmd::{
-    hex_encode, load_tokens, lock_tokens, read_text, write_secret, TOKEN_RELOAD,
-};
+use crate::link_cmd::{hex_encode, load_tokens, lock_tokens, read_text, write_secret};
 
 fn settings() -> Result<PortSettings> {
     PortSettings::from_env(|k| std::env::var(k).ok()).context("reading PORT_* settings")
@@ -126,7 +124,7 @@ pub async fn serve(a: Serve) -> Result<()> {
     let key = load_key(&a.key)?;
     let settings = settings()?;
     let tokens = PortTokens::open(&a.tokens).context("reading the token store")?;
-    let mut listener = PortListener::bind(&a.listen.to_string(), key, tokens.admit_fn(), settings)
+    let listener = PortListener::bind(&a.listen.to_string(), key, tokens.admit_fn(), settings)
         .await
         .with_context(|| format!("listening on {}", a.listen))?;
     // Every client holds two descriptors while it connects, and one per
@@ -140,39 +138,10 @@ pub async fn serve(a: Serve) -> Result<()> {
         "listening on {} (PORT; each client reconnects to a port of its own); {fds}",
         listener.local_addr()
     );
-    let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel::<()>();
-    let mut ended = 0u64;
-    let mut tick = tokio::time::interval(TOKEN_RELOAD);
-    loop {
-        if a.count.is_some_and(|c| ended >= c) {
-            return Ok(());
-        }
-        tokio::select! {
-            acc = listener.accept() => {
-                let Some(acc) = acc else { bail!("the PORT listener stopped") };
-                tracing::info!("PORT client {} from {}", acc.name, acc.peer);
-                let (done, rx, echo) = (done_tx.clone(), tokens.watch(), a.echo);
-                tokio::spawn(async move {
-                    let who = format!("{} ({})", acc.name, acc.peer);
-                    if let Err(e) = handle(acc, rx, echo).await {
-                        tracing::warn!("PORT client {who}: {e:#}");
-                    }
-                    let _ = done.send(());
-                });
-            }
-            Some(()) = done_rx.recv() => ended += 1,
-            _ = tick.tick() => match tokens.reload() {
-                Reload::Applied { tokens: n } => {
-                    tracing::info!("reloaded {} ({n} tokens)", a.tokens.display());
-                }
-                Reload::Failed { reason } => {
-                    tracing::error!("{reason}: refusing every token until it is fixed");
-                }
-                _ => {}
-            },
-            _ = tokio::signal::ctrl_c() => return Ok(()),
-        }
-    }
+    crate::seaside_serve::serve(
+        "PORT", listener, &tokens, &a.tokens, a.echo, a.count, handle,
+    )
+    .await
 }
 
 /// Serves one client: echo or print its messages; ends it when its token

@@ -11,13 +11,13 @@ use std::time::Duration;
 use anyhow::{bail, Context as _, Result};
 use cipherlink_link::TokenStore;
 use cipherlink_port::ConnectionFile;
-use cipherlink_proxy::port::{admit, PortTokens, Reload};
+use cipherlink_proxy::port::{admit, PortTokens};
 use cipherlink_typhoon::driver::{connect as typhoon_connect, Accepted, TyphoonListener};
 use cipherlink_typhoon::TyphoonSettings;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::watch;
 
-use crate::link_cmd::{read_text, TOKEN_RELOAD};
+use crate::link_cmd::read_text;
 use crate::link_port::load_key;
 
 /// Most bytes of stdin sent as one message: one datagram each way must
@@ -42,48 +42,18 @@ pub async fn serve(a: Serve) -> Result<()> {
     let key = load_key(&a.key)?;
     let settings = settings()?;
     let tokens = PortTokens::open(&a.tokens).context("reading the token store")?;
-    let mut listener =
-        TyphoonListener::bind(&a.listen.to_string(), key, tokens.admit_fn(), settings)
-            .await
-            .with_context(|| format!("listening on {} (UDP)", a.listen))?;
+    let listener = TyphoonListener::bind(&a.listen.to_string(), key, tokens.admit_fn(), settings)
+        .await
+        .with_context(|| format!("listening on {} (UDP)", a.listen))?;
     // Status on stderr: stdout carries only what clients send.
     eprintln!(
         "listening on {} (TYPHOON over UDP; every client sends to this port)",
         listener.local_addr()
     );
-    let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel::<()>();
-    let mut ended = 0u64;
-    let mut tick = tokio::time::interval(TOKEN_RELOAD);
-    loop {
-        if a.count.is_some_and(|c| ended >= c) {
-            return Ok(());
-        }
-        tokio::select! {
-            acc = listener.accept() => {
-                let Some(acc) = acc else { bail!("the TYPHOON listener stopped") };
-                tracing::info!("TYPHOON client {} from {}", acc.name, acc.peer);
-                let (done, rx, echo) = (done_tx.clone(), tokens.watch(), a.echo);
-                tokio::spawn(async move {
-                    let who = format!("{} ({})", acc.name, acc.peer);
-                    if let Err(e) = handle(acc, rx, echo).await {
-                        tracing::warn!("TYPHOON client {who}: {e:#}");
-                    }
-                    let _ = done.send(());
-                });
-            }
-            Some(()) = done_rx.recv() => ended += 1,
-            _ = tick.tick() => match tokens.reload() {
-                Reload::Applied { tokens: n } => {
-                    tracing::info!("reloaded {} ({n} tokens)", a.tokens.display());
-                }
-                Reload::Failed { reason } => {
-                    tracing::error!("{reason}: refusing every token until it is fixed");
-                }
-                _ => {}
-            },
-            _ = tokio::signal::ctrl_c() => return Ok(()),
-        }
-    }
+    crate::seaside_serve::serve(
+        "TYPHOON", listener, &tokens, &a.tokens, a.echo, a.count, handle,
+    )
+    .await
 }
 
 /// Serves one client: echo or print its messages; ends it when its token

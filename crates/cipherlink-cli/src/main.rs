@@ -21,6 +21,7 @@ mod output;
 mod pool_cmd;
 mod proxy_cmd;
 mod rpc_cmd;
+mod seaside_serve;
 mod serve_cmd;
 mod shutdown;
 mod stdio_session;
