@@ -74,6 +74,12 @@ pub enum Peer {
     /// The folder holding SeasideVPN's Python `sources/` (put it on
     /// `PYTHONPATH` for [`Peer::PythonSeaside`]).
     SeasideSrc,
+    /// Debian's `dnsmasq` (from dnsmasq-base): a DNS server behind `proxy --udp`.
+    Dnsmasq,
+    /// Debian's `iperf3`: UDP rate and loss through `proxy --udp`.
+    Iperf3,
+    /// Debian's `wireguard-go`, with `wg` (wireguard-tools) beside it.
+    WireguardGo,
 }
 
 impl Peer {
@@ -96,6 +102,9 @@ impl Peer {
             Peer::Obfs4proxy => "OBFS4PROXY",
             Peer::PythonSeaside => "PYTHON_SEASIDE",
             Peer::SeasideSrc => "SEASIDE_SRC",
+            Peer::Dnsmasq => "DNSMASQ",
+            Peer::Iperf3 => "IPERF3",
+            Peer::WireguardGo => "WIREGUARD_GO",
         }
     }
 }
