@@ -61,6 +61,10 @@ pub enum Error {
         /// The peer's reason text.
         reason: String,
     },
+    /// A datagram server closed this session to make room for another
+    /// client's (its session cap, docs §11.6).
+    #[error("session closed to make room for another client's (the server's session cap)")]
+    Displaced,
     /// The peer broke a rule of the protocol.
     #[error("protocol violation: {0}")]
     Protocol(&'static str),
@@ -87,6 +91,14 @@ pub enum Error {
         /// The file.
         path: String,
         /// What failed.
+        reason: String,
+    },
+    /// A socket could not be opened, bound or resolved.
+    #[error("{what}: {reason}")]
+    Socket {
+        /// What was being done, naming the address.
+        what: String,
+        /// The system's reason.
         reason: String,
     },
     /// The server closed this link: its token was revoked (or the token

@@ -16,6 +16,7 @@
 //! * [`wire`]: reading a captured link with its exported keys (labs).
 
 pub mod config;
+pub mod dgram;
 pub mod driver;
 pub mod error;
 pub mod gate;

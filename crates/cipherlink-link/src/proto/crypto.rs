@@ -151,7 +151,22 @@ pub struct Symmetric {
     ck: Zeroizing<[u8; 32]>,
     h: [u8; 32],
     k: Option<AeadKey>,
+    /// `k`'s bytes, so that a state can be copied (a datagram client tries
+    /// a candidate msg2 on a copy: a forged one must not change its state).
+    k_bytes: Zeroizing<[u8; 32]>,
     n: u64,
+}
+
+impl Clone for Symmetric {
+    fn clone(&self) -> Self {
+        Self {
+            ck: self.ck.clone(),
+            h: self.h,
+            k: self.k.as_ref().map(|_| AeadKey::new(&self.k_bytes)),
+            k_bytes: self.k_bytes.clone(),
+            n: self.n,
+        }
+    }
 }
 
 impl Symmetric {
@@ -162,6 +177,7 @@ impl Symmetric {
             ck: Zeroizing::new(h),
             h,
             k: None,
+            k_bytes: Zeroizing::new([0u8; 32]),
             n: 0,
         };
         s.mix_hash(server_public);
@@ -191,6 +207,7 @@ impl Symmetric {
         let mut k = t_key.mac(&[&ck[..], &[2]]);
         *self.ck = *ck;
         self.k = Some(AeadKey::new(&k));
+        *self.k_bytes = k;
         self.n = 0;
         t.zeroize();
         k.zeroize();

@@ -61,9 +61,9 @@ impl Default for EndpointOptions {
 }
 
 /// A handshake slot and the mark it handshakes for, given back when dropped.
-pub(super) struct HandshakeSlot {
+pub(crate) struct HandshakeSlot {
     used: Arc<AtomicUsize>,
-    pub(super) mark: InProgress,
+    pub(crate) mark: InProgress,
 }
 
 impl Drop for HandshakeSlot {
@@ -91,7 +91,7 @@ enum ClientDh {
 }
 
 /// What the handshake decided about a first message's token.
-pub(super) enum Verdict {
+pub(crate) enum Verdict {
     /// The token is active and its proof holds.
     Accept {
         /// Registered while the table that accepted it was in force, so a
@@ -206,10 +206,10 @@ impl ServerTokens {
 /// Shared server state: key, tokens, replay filter (one per listening endpoint).
 pub struct ServerEndpoint {
     key: ServerKey,
-    pub(super) static_dh: crypto::StaticDh,
+    pub(crate) static_dh: crypto::StaticDh,
     /// `K_obf`'s HMAC key, set up once: every first message (and every
     /// probe) is checked against it.
-    pub(super) k_obf: crypto::HmacKey,
+    pub(crate) k_obf: crypto::HmacKey,
     tokens: RwLock<ServerTokens>,
     replay: Arc<ReplayStore>,
     pub(super) params: LinkParams,
@@ -218,6 +218,9 @@ pub struct ServerEndpoint {
     max_handshakes: usize,
     /// The open links, by token id, to close when their token goes.
     links: Mutex<HashMap<[u8; 16], Vec<Weak<Revocation>>>>,
+    /// Bumped whenever a link is revoked: a datagram server, which holds
+    /// many sessions in one task, looks for revoked ones only when it moved.
+    revocations: AtomicU64,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -272,6 +275,7 @@ impl ServerEndpoint {
             slots_used: Arc::new(AtomicUsize::new(0)),
             max_handshakes: options.max_handshakes.max(1),
             links: Mutex::new(HashMap::new()),
+            revocations: AtomicU64::new(0),
         })
     }
 
@@ -323,7 +327,17 @@ impl ServerEndpoint {
             }
             !watches.is_empty()
         });
+        if n > 0 {
+            self.revocations.fetch_add(1, Ordering::AcqRel);
+        }
         n
+    }
+
+    /// Moves on every revocation that closed a link (see
+    /// [`ServerEndpoint::set_tokens`]): compare two readings to learn
+    /// whether any open link may have been revoked since.
+    pub fn revocation_generation(&self) -> u64 {
+        self.revocations.load(Ordering::Acquire)
     }
 
     /// A watch for a link just opened with token `id`.
@@ -347,7 +361,7 @@ impl ServerEndpoint {
     }
 
     /// Records a decrypted first message's mark (durably, with a file).
-    pub(super) fn replay_record(&self, slot: &HandshakeSlot, w: u64, now_w: u64) -> Recorded {
+    pub(crate) fn replay_record(&self, slot: &HandshakeSlot, w: u64, now_w: u64) -> Recorded {
         self.replay.record(&slot.mark, w, now_w)
     }
 
@@ -360,7 +374,7 @@ impl ServerEndpoint {
     /// answered before or is being handshaken right now (so one recorded
     /// header holds at most one slot), when the replay store is
     /// unavailable, or when all `max_handshakes` are taken.
-    pub(super) fn take_slot(&self, mark: [u8; 16]) -> Result<HandshakeSlot, &'static str> {
+    pub(crate) fn take_slot(&self, mark: [u8; 16]) -> Result<HandshakeSlot, &'static str> {
         let mark = self.replay.begin(mark).map_err(|r| r.reason())?;
         self.slots_used
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
@@ -379,7 +393,7 @@ impl ServerEndpoint {
     }
 
     /// Looks up the first message's token and checks its proof.
-    pub(super) fn verdict(&self, msg1: &ServerMsg1) -> Verdict {
+    pub(crate) fn verdict(&self, msg1: &ServerMsg1) -> Verdict {
         let t = match self.tokens.read() {
             Ok(t) => t,
             Err(p) => p.into_inner(),

@@ -29,6 +29,29 @@ pub const WINDOW_SECS: u64 = 3600;
 const STATUS_ACCEPTED: u8 = 0;
 const STATUS_REFUSED: u8 = 1;
 
+/// Which transport a handshake runs on. The datagram mode (docs §11)
+/// mixes a label into `h` right after `S`, so that a handshake cannot be
+/// carried from one mode into the other: its token proof and every key
+/// depend on the mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// One TCP connection (§3).
+    Stream,
+    /// UDP datagrams (§11).
+    Datagram,
+}
+
+/// The label `MixHash`ed after `S` in datagram mode.
+pub const DATAGRAM_LABEL: &[u8] = b"cipherlink-link/1 datagram";
+
+fn transcript(server_public: &[u8; 32], mode: Mode) -> Symmetric {
+    let mut sym = Symmetric::new(server_public);
+    if mode == Mode::Datagram {
+        sym.mix_hash(DATAGRAM_LABEL);
+    }
+    sym
+}
+
 /// The hour window of a unix time.
 pub fn window(unix_secs: u64) -> u64 {
     unix_secs / WINDOW_SECS
@@ -151,6 +174,7 @@ impl ClientHandshake {
     /// Builds msg1 into `out`. Randomness, in order: the ephemeral key
     /// (33 bytes per attempt), the ML-KEM seed (64), the padding length (4).
     pub fn start(
+        mode: Mode,
         server_public: &[u8; 32],
         token: &Token,
         unix_secs: u64,
@@ -166,7 +190,7 @@ impl ClientHandshake {
         let m = mark_with(&k_obf, window(unix_secs), &r);
         let x1 = xor_len(C1_MIN + pad, mask2_with(&k_obf, &r));
 
-        let mut sym = Symmetric::new(server_public);
+        let mut sym = transcript(server_public, mode);
         sym.mix_hash(&r);
         let mut mx = [0u8; 18];
         mx[..16].copy_from_slice(&m);
@@ -246,6 +270,29 @@ impl ClientHandshake {
         }
         self.sym.decrypt_and_hash(c2b)?;
         Ok(Some((total, TransportKeys::split(self.sym.ck()))))
+    }
+}
+
+impl ClientHandshake {
+    /// Reads a datagram that may be msg2 (docs §11.3): all of it must be
+    /// msg2. `Ok(None)`: it is not (forged, damaged, or something else), and
+    /// the handshake's state is as it was, so the real msg2 still works.
+    /// `Err(Refused)`: the server refused our token.
+    pub fn read_msg2_datagram(
+        &mut self,
+        datagram: &mut [u8],
+    ) -> Result<Option<TransportKeys>, Error> {
+        let saved = self.sym.clone();
+        let result = self.read_msg2(datagram);
+        match result {
+            Ok(Some((used, keys))) if used == datagram.len() => Ok(Some(keys)),
+            Err(Error::Refused) => Err(Error::Refused),
+            _ => {
+                self.sym = saved;
+                self.msg2_len = None;
+                Ok(None)
+            }
+        }
     }
 }
 
@@ -345,12 +392,13 @@ pub struct ServerMsg1 {
 
 /// Server step 4: decrypts msg1 (`buf` is exactly `Msg1Header::total` bytes).
 pub fn server_read_msg1(
+    mode: Mode,
     public: &[u8; 32],
     key: &crypto::StaticDh,
     buf: &mut [u8],
 ) -> Result<ServerMsg1, &'static str> {
     let r = arr32(&buf[..32]);
-    let mut sym = Symmetric::new(public);
+    let mut sym = transcript(public, mode);
     sym.mix_hash(&r);
     sym.mix_hash(&buf[32..MSG1_HEADER]);
     let client_e = crypto::point_from_representative(&r);

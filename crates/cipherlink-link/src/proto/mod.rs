@@ -13,7 +13,7 @@
 //! After every input or command, drain the outputs and re-arm the timer.
 
 pub mod crypto;
-mod endpoint;
+pub(crate) mod endpoint;
 pub mod handshake;
 pub mod keepalive;
 pub(crate) mod record;
@@ -90,7 +90,7 @@ pub enum CloseCode {
 }
 
 impl CloseCode {
-    fn to_u8(self) -> u8 {
+    pub(crate) fn to_u8(self) -> u8 {
         match self {
             Self::Normal => 0,
             Self::PeerGone => 1,
@@ -102,7 +102,7 @@ impl CloseCode {
         }
     }
 
-    fn from_u8(c: u8) -> Self {
+    pub(crate) fn from_u8(c: u8) -> Self {
         match c {
             0 => Self::Normal,
             1 => Self::PeerGone,
@@ -257,6 +257,7 @@ impl Connection {
         cfg.params.validate()?;
         let mut outbuf = Vec::new();
         let hs = ClientHandshake::start(
+            handshake::Mode::Stream,
             &cfg.server_key,
             &cfg.token,
             unix_secs,

@@ -53,7 +53,7 @@ pub const PING_LEN: usize = 8;
 
 /// The body sizes of docs §4 for each type: a peer that sends more (a
 /// ping of 16 KiB asking for a pong of 16 KiB, say) breaks the protocol.
-fn check_body(ty: RecordType, len: usize) -> Result<(), Error> {
+pub(crate) fn check_body(ty: RecordType, len: usize) -> Result<(), Error> {
     let ok = match ty {
         RecordType::Data => len <= MAX_DATA,
         RecordType::Ping | RecordType::Pong => len == PING_LEN,

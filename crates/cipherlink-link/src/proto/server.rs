@@ -176,6 +176,7 @@ impl Connection {
         }
         *header = None;
         let read = handshake::server_read_msg1(
+            handshake::Mode::Stream,
             endpoint.public_key(),
             &endpoint.static_dh,
             &mut self.inbuf[..total],

@@ -1,0 +1,304 @@
+//! One direction's record datagrams (docs §11.4): an encrypted header
+//! `AES(K_hdr, sid ‖ counter)`, then `ENC(key_epoch, counter, header,
+//! type ‖ body_len ‖ body ‖ pad)`. The counter travels in the header, so
+//! datagrams may be lost, duplicated or reordered: the receiver's window
+//! accepts each counter once, and the key of a counter follows from the
+//! counter (a ratchet step every [`EPOCH`] records), so no rekey message
+//! can be lost.
+
+use std::ops::Range;
+
+use zeroize::Zeroizing;
+
+use super::window::{ReplayWindow, WINDOW};
+use super::wire::{HeaderSealer, EPOCH, HEADER, INNER_HEADER, MAX_DATA, MIN_RECORD_DATAGRAM};
+use crate::error::Error;
+use crate::proto::crypto::{hmac, AeadKey};
+use crate::proto::record::{RecordType, MAX_CLOSE_REASON, PING_LEN};
+
+/// Why a datagram was dropped without an answer. Anyone can send these, so
+/// none of them ends a session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dropped {
+    /// Too short to be a record.
+    Short,
+    /// Its counter was received before, or is behind the window.
+    Replayed,
+    /// Its counter is more than one key epoch ahead.
+    FarAhead,
+    /// The tag did not verify.
+    Tag,
+}
+
+impl Dropped {
+    /// For logs and counters.
+    pub fn reason(self) -> &'static str {
+        match self {
+            Dropped::Short => "short datagram",
+            Dropped::Replayed => "replayed or too late",
+            Dropped::FarAhead => "counter far ahead",
+            Dropped::Tag => "tag",
+        }
+    }
+}
+
+/// `key' = HMAC(key, "rekey")`, as the stream mode's rekey (§4).
+fn ratchet(key: &[u8; 32]) -> Zeroizing<[u8; 32]> {
+    Zeroizing::new(hmac(key, &[b"rekey"]))
+}
+
+/// The sending half.
+pub struct Sender {
+    sid: u64,
+    header: HeaderSealer,
+    key_bytes: Zeroizing<[u8; 32]>,
+    key: AeadKey,
+    epoch: u64,
+    counter: u64,
+}
+
+impl Sender {
+    /// Counter 0 under `key`, headers sealed with `header` for session `sid`.
+    pub fn new(sid: u64, header: HeaderSealer, key: &[u8; 32]) -> Self {
+        Self {
+            sid,
+            header,
+            key_bytes: Zeroizing::new(*key),
+            key: AeadKey::new(key),
+            epoch: 0,
+            counter: 0,
+        }
+    }
+
+    /// One record datagram: `body` and `pad` zero bytes under the next counter.
+    pub fn seal(&mut self, ty: RecordType, body: &[u8], pad: usize) -> Vec<u8> {
+        let epoch = self.counter / EPOCH;
+        while self.epoch < epoch {
+            // The old key's bytes are overwritten and its schedule freed.
+            let next = ratchet(&self.key_bytes);
+            self.key = AeadKey::new(&next);
+            *self.key_bytes = *next;
+            self.epoch += 1;
+        }
+        let header = self.header.seal(self.sid, self.counter);
+        let mut out = Vec::with_capacity(MIN_RECORD_DATAGRAM + body.len() + pad);
+        out.extend_from_slice(&header);
+        out.push(ty as u8);
+        // Callers bound bodies by MAX_DATA (< 2^16).
+        out.extend_from_slice(&(body.len() as u16).to_be_bytes());
+        out.extend_from_slice(body);
+        out.resize(out.len() + pad, 0);
+        self.key.seal(self.counter, &header, &mut out, HEADER);
+        self.counter += 1;
+        out
+    }
+
+    /// Records sealed so far.
+    pub fn sent(&self) -> u64 {
+        self.counter
+    }
+}
+
+/// An opened record: its type and where its body lies in the datagram.
+#[derive(Debug)]
+pub struct Opened {
+    /// The record type.
+    pub ty: RecordType,
+    /// The body's bytes within the datagram.
+    pub body: Range<usize>,
+    /// Whether its counter is the highest received (the peer's address is
+    /// only followed for these, as WireGuard does).
+    pub newest: bool,
+}
+
+/// The receiving half.
+pub struct Receiver {
+    window: ReplayWindow,
+    epoch: u64,
+    key_bytes: Zeroizing<[u8; 32]>,
+    key: AeadKey,
+    /// The key of `epoch - 1`, while the window still reaches into it.
+    previous: Option<AeadKey>,
+}
+
+impl Receiver {
+    /// Counter 0 under `key`.
+    pub fn new(key: &[u8; 32]) -> Self {
+        Self {
+            window: ReplayWindow::new(),
+            epoch: 0,
+            key_bytes: Zeroizing::new(*key),
+            key: AeadKey::new(key),
+            previous: None,
+        }
+    }
+
+    /// Opens `datagram` (header included) as record `counter`, in place.
+    /// `Ok(Err(_))`: dropped silently; `Err`: an authenticated record that
+    /// breaks the protocol.
+    pub fn open(
+        &mut self,
+        counter: u64,
+        datagram: &mut [u8],
+    ) -> Result<Result<Opened, Dropped>, Error> {
+        if datagram.len() < MIN_RECORD_DATAGRAM {
+            return Ok(Err(Dropped::Short));
+        }
+        if !self.window.may_accept(counter) {
+            return Ok(Err(Dropped::Replayed));
+        }
+        let epoch = counter / EPOCH;
+        // The next epoch's key, tried without being kept until a record
+        // under it verifies.
+        let ahead = (epoch == self.epoch + 1).then(|| {
+            let bytes = ratchet(&self.key_bytes);
+            (AeadKey::new(&bytes), bytes)
+        });
+        let key = if epoch == self.epoch {
+            &self.key
+        } else if epoch + 1 == self.epoch {
+            match &self.previous {
+                Some(k) => k,
+                None => return Ok(Err(Dropped::Replayed)),
+            }
+        } else if let Some((k, _)) = &ahead {
+            k
+        } else {
+            return Ok(Err(Dropped::FarAhead));
+        };
+        let (header, sealed) = datagram.split_at_mut(HEADER);
+        let Ok(pt_len) = key.open(counter, header, sealed) else {
+            return Ok(Err(Dropped::Tag));
+        };
+        if let Some((k, bytes)) = ahead {
+            self.previous = Some(std::mem::replace(&mut self.key, k));
+            *self.key_bytes = *bytes;
+            self.epoch = epoch;
+        }
+        let newest = self.window.mark(counter);
+        if let (Some(top), Some(_)) = (self.window.highest(), &self.previous) {
+            // The window no longer reaches the previous epoch: its key goes.
+            if top.saturating_sub(WINDOW) >= self.epoch * EPOCH {
+                self.previous = None;
+            }
+        }
+        let pt = &sealed[..pt_len];
+        let ty = match pt[0] {
+            0 => RecordType::Data,
+            1 => RecordType::Ping,
+            2 => RecordType::Pong,
+            3 => RecordType::Close,
+            _ => return Err(Error::Malformed("datagram record type")),
+        };
+        let body_len = usize::from(u16::from_be_bytes([pt[1], pt[2]]));
+        if body_len > pt_len - INNER_HEADER {
+            return Err(Error::Malformed("datagram record body length"));
+        }
+        let fits = match ty {
+            RecordType::Data => body_len <= MAX_DATA,
+            RecordType::Ping | RecordType::Pong => body_len == PING_LEN,
+            RecordType::Close => (1..=1 + MAX_CLOSE_REASON).contains(&body_len),
+            RecordType::Rekey => false,
+        };
+        if !fits {
+            return Err(Error::Length {
+                what: "datagram record body for its type",
+                len: body_len,
+            });
+        }
+        let start = HEADER + INNER_HEADER;
+        Ok(Ok(Opened {
+            ty,
+            body: start..start + body_len,
+            newest,
+        }))
+    }
+
+    /// The epoch of the newest key (tests).
+    #[cfg(test)]
+    pub fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
+    /// Whether the previous epoch's key is still held (tests).
+    #[cfg(test)]
+    pub fn holds_previous(&self) -> bool {
+        self.previous.is_some()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::dgram::wire::HeaderOpener;
+
+    fn pair() -> (Sender, Receiver, HeaderOpener) {
+        let hk = [9u8; 32];
+        (
+            Sender::new(77, HeaderSealer::new(&hk), &[1u8; 32]),
+            Receiver::new(&[1u8; 32]),
+            HeaderOpener::new(&hk),
+        )
+    }
+
+    fn deliver(rx: &mut Receiver, h: &HeaderOpener, mut d: Vec<u8>) -> Result<Vec<u8>, Dropped> {
+        let (sid, counter) = h.open(&d);
+        assert_eq!(sid, 77);
+        let o = rx.open(counter, &mut d).unwrap()?;
+        Ok(d[o.body].to_vec())
+    }
+
+    #[test]
+    fn reordered_duplicated_and_replayed() {
+        let (mut tx, mut rx, h) = pair();
+        let d: Vec<_> = (0..5u8)
+            .map(|i| tx.seal(RecordType::Data, &[i; 3], 2))
+            .collect();
+        for i in [3usize, 0, 4, 1, 2] {
+            assert_eq!(
+                deliver(&mut rx, &h, d[i].clone()).unwrap(),
+                vec![i as u8; 3]
+            );
+        }
+        for x in &d {
+            assert_eq!(deliver(&mut rx, &h, x.clone()), Err(Dropped::Replayed));
+        }
+        let mut bad = tx.seal(RecordType::Data, b"x", 0);
+        let last = bad.len() - 1;
+        bad[last] ^= 1;
+        assert_eq!(deliver(&mut rx, &h, bad), Err(Dropped::Tag));
+    }
+
+    /// Crossing an epoch: the receiver follows the ratchet, still opens a
+    /// late record of the old epoch while the window reaches it, then
+    /// forgets the old key.
+    #[test]
+    fn epochs_ratchet_and_the_old_key_goes() {
+        let (mut tx, mut rx, h) = pair();
+        tx.counter = EPOCH - 2;
+        let late = tx.seal(RecordType::Data, b"late", 0);
+        let last_old = tx.seal(RecordType::Data, b"old", 0);
+        let first_new = tx.seal(RecordType::Data, b"new", 0);
+        assert_eq!(deliver(&mut rx, &h, last_old).unwrap(), b"old");
+        assert_eq!(deliver(&mut rx, &h, first_new).unwrap(), b"new");
+        assert_eq!(rx.epoch(), 1);
+        assert!(rx.holds_previous());
+        assert_eq!(deliver(&mut rx, &h, late).unwrap(), b"late");
+        tx.counter = EPOCH + WINDOW + 5;
+        let far = tx.seal(RecordType::Data, b"far", 0);
+        assert_eq!(deliver(&mut rx, &h, far).unwrap(), b"far");
+        assert!(!rx.holds_previous());
+        tx.counter = 3 * EPOCH;
+        let jump = tx.seal(RecordType::Data, b"jump", 0);
+        assert_eq!(deliver(&mut rx, &h, jump), Err(Dropped::FarAhead));
+    }
+
+    #[test]
+    fn a_rekey_type_is_a_protocol_error() {
+        let (mut tx, mut rx, h) = pair();
+        let mut d = tx.seal(RecordType::Rekey, b"", 0);
+        let (_, c) = h.open(&d);
+        assert!(rx.open(c, &mut d).is_err());
+    }
+}

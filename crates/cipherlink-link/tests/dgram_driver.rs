@@ -1,0 +1,76 @@
+//! The datagram mode on tokio over loopback UDP: a session opens, carries
+//! datagrams both ways, and ends for both sides when the client closes it.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use cipherlink_link::dgram::driver::{connect, DgramListener};
+use cipherlink_link::dgram::DgramServerOptions;
+use cipherlink_link::LinkParams;
+use common::World;
+
+#[tokio::test]
+async fn echo_over_loopback_then_close() {
+    let w = World::new(LinkParams::default());
+    let mut listener = DgramListener::bind(
+        "127.0.0.1:0",
+        w.endpoint.clone(),
+        DgramServerOptions::default(),
+    )
+    .await
+    .unwrap();
+    let addr = listener.local_addr().to_string();
+    let server = tokio::spawn(async move {
+        let mut a = listener.accept().await.unwrap();
+        assert_eq!(a.name, "alice");
+        let mut n = 0;
+        while let Some(d) = a.session.reader.recv().await.unwrap() {
+            a.session.writer.send(&d).await.unwrap();
+            n += 1;
+        }
+        n
+    });
+    let mut s = connect(&addr, w.client_cfg(&w.alice)).await.unwrap();
+    let mut got = 0;
+    for i in 0..100u32 {
+        let msg = [i.to_be_bytes().as_slice(), &[7u8; 1200]].concat();
+        s.writer.send(&msg).await.unwrap();
+        // Loopback loses nothing at this pace; wait for each echo.
+        let back = tokio::time::timeout(Duration::from_secs(5), s.reader.recv())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        assert_eq!(back, msg);
+        got += 1;
+    }
+    assert_eq!(got, 100);
+    s.writer.close().await.unwrap();
+    let n = tokio::time::timeout(Duration::from_secs(5), server)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(n, 100);
+}
+
+#[tokio::test]
+async fn a_wrong_server_key_times_out() {
+    let w = World::new(LinkParams {
+        handshake_timeout: Duration::from_millis(1500),
+        ..LinkParams::default()
+    });
+    let _listener = DgramListener::bind(
+        "127.0.0.1:0",
+        w.endpoint.clone(),
+        DgramServerOptions::default(),
+    )
+    .await
+    .unwrap();
+    let addr = _listener.local_addr().to_string();
+    let mut cfg = w.client_cfg(&w.alice);
+    cfg.server_key[0] ^= 1;
+    let e = connect(&addr, cfg).await.unwrap_err();
+    assert!(matches!(e, cipherlink_link::Error::HandshakeTimeout), "{e}");
+}
