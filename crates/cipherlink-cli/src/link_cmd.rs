@@ -160,6 +160,12 @@ struct ServeArgs {
     /// Send everything back instead of printing it.
     #[arg(long)]
     echo: bool,
+    /// Serve the link protocol over UDP (its datagram mode,
+    /// docs/link-protocol.md §11): same key, tokens and replay store; each
+    /// datagram a client sends is one write to stdout. Keepalive from the
+    /// TYPHOON_* variables.
+    #[arg(long)]
+    udp: bool,
     #[command(flatten)]
     policy: PolicyArgs,
     /// Stop after this many links have ended (default: run until interrupted).
@@ -182,6 +188,10 @@ struct ConnectArgs {
     /// Connect here instead of the file's server address.
     #[arg(long)]
     server: Option<String>,
+    /// Connect over UDP (the link's datagram mode): each read of stdin is
+    /// one datagram; datagrams may be lost, nothing is resent.
+    #[arg(long)]
+    udp: bool,
     /// Time limit for connecting and the handshake (with --wire port: for
     /// each step, as PORT_TIMEOUT); e.g. 30s or 500ms, a bare number is
     /// seconds.
@@ -193,6 +203,14 @@ struct ConnectArgs {
 
 /// Runs `cipherlink link ...`.
 pub async fn run(args: LinkArgs) -> Result<()> {
+    let udp_wire = match &args.command {
+        LinkCommand::Serve(a) if a.udp => Some(a.wire),
+        LinkCommand::Connect(a) if a.udp => Some(a.wire),
+        _ => None,
+    };
+    if udp_wire.is_some_and(|w| w != Wire::Link) {
+        bail!("--udp runs the link protocol over UDP: drop --wire (typhoon is UDP already; port is TCP only)");
+    }
     match args.command {
         LinkCommand::Keygen(a) if a.wire != Wire::Link => {
             let key = a.key.unwrap_or_else(|| default_key(a.wire));
@@ -235,6 +253,18 @@ pub async fn run(args: LinkArgs) -> Result<()> {
             })
             .await
         }
+        LinkCommand::Serve(a) if a.udp => {
+            a.policy.check(a.wire)?;
+            crate::link_udp::serve(crate::link_udp::Serve {
+                key: a.key.unwrap_or_else(|| default_key(Wire::Link)),
+                tokens: a.tokens.unwrap_or_else(|| default_tokens(Wire::Link)),
+                replay_store: a.replay_store,
+                listen: a.listen,
+                echo: a.echo,
+                count: a.count,
+            })
+            .await
+        }
         LinkCommand::Serve(a) => {
             a.policy.check(a.wire)?;
             serve(a).await
@@ -246,6 +276,10 @@ pub async fn run(args: LinkArgs) -> Result<()> {
         LinkCommand::Connect(a) if a.wire == Wire::Typhoon => {
             a.policy.check(a.wire)?;
             crate::link_typhoon::connect(&a.file, a.server, a.timeout).await
+        }
+        LinkCommand::Connect(a) if a.udp => {
+            a.policy.check(a.wire)?;
+            crate::link_udp::connect_cmd(&a.file, a.server, a.timeout).await
         }
         LinkCommand::Connect(a) => {
             a.policy.check(a.wire)?;
@@ -279,7 +313,7 @@ pub(crate) fn write_secret(path: &Path, text: &str, existing: Existing) -> Resul
     })
 }
 
-fn load_key(path: &Path) -> Result<ServerKey> {
+pub(crate) fn load_key(path: &Path) -> Result<ServerKey> {
     let text = read_text(path, "server key file")?;
     ServerKey::parse(&text).with_context(|| format!("server key file {}", path.display()))
 }

@@ -17,6 +17,7 @@ mod json_report;
 mod link_cmd;
 mod link_port;
 mod link_typhoon;
+mod link_udp;
 mod output;
 mod pool_cmd;
 mod proxy_cmd;

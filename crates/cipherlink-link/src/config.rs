@@ -161,9 +161,25 @@ impl LinkParams {
 
     /// Defaults overridden by the `PORT_*` variables `lookup` returns (e.g. `std::env::var`).
     pub fn from_env(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, Error> {
+        Self::from_names(lookup, "PORT_", "PORT_TAIL_LENGTH")
+    }
+
+    /// The datagram mode's parameters (docs §11.5): defaults overridden by
+    /// the `TYPHOON_*` variables of the same meaning (`TYPHOON_MIN_NEXT_IN`,
+    /// ..., `TYPHOON_MAX_RETRIES`, and `TYPHOON_MAX_TAIL_LENGTH` for the tail).
+    pub fn from_typhoon_env(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, Error> {
+        Self::from_names(lookup, "TYPHOON_", "TYPHOON_MAX_TAIL_LENGTH")
+    }
+
+    fn from_names(
+        lookup: impl Fn(&str) -> Option<String>,
+        prefix: &str,
+        tail: &str,
+    ) -> Result<Self, Error> {
         let mut p = Self::default();
         let secs = |name: &str, slot: &mut Duration| -> Result<(), Error> {
-            if let Some(v) = lookup(name) {
+            let name = format!("{prefix}{name}");
+            if let Some(v) = lookup(&name) {
                 let f: f64 = v
                     .trim()
                     .parse()
@@ -174,22 +190,23 @@ impl LinkParams {
             Ok(())
         };
         let k = &mut p.keepalive;
-        secs("PORT_MIN_NEXT_IN", &mut k.min_next_in)?;
-        secs("PORT_MAX_NEXT_IN", &mut k.max_next_in)?;
-        secs("PORT_MIN_TIMEOUT", &mut k.min_timeout)?;
-        secs("PORT_MAX_TIMEOUT", &mut k.max_timeout)?;
-        secs("PORT_DEFAULT_TIMEOUT", &mut k.default_timeout)?;
-        if let Some(v) = lookup("PORT_MAX_RETRIES") {
+        secs("MIN_NEXT_IN", &mut k.min_next_in)?;
+        secs("MAX_NEXT_IN", &mut k.max_next_in)?;
+        secs("MIN_TIMEOUT", &mut k.min_timeout)?;
+        secs("MAX_TIMEOUT", &mut k.max_timeout)?;
+        secs("DEFAULT_TIMEOUT", &mut k.default_timeout)?;
+        let retries = format!("{prefix}MAX_RETRIES");
+        if let Some(v) = lookup(&retries) {
             k.max_retries = v
                 .trim()
                 .parse()
-                .map_err(|_| Error::Config(format!("PORT_MAX_RETRIES={v:?}: not a count")))?;
+                .map_err(|_| Error::Config(format!("{retries}={v:?}: not a count")))?;
         }
-        if let Some(v) = lookup("PORT_TAIL_LENGTH") {
+        if let Some(v) = lookup(tail) {
             p.tail_length = v
                 .trim()
                 .parse()
-                .map_err(|_| Error::Config(format!("PORT_TAIL_LENGTH={v:?}: not a byte count")))?;
+                .map_err(|_| Error::Config(format!("{tail}={v:?}: not a byte count")))?;
         }
         p.validate()?;
         Ok(p)

@@ -446,3 +446,21 @@ fn one_token_cannot_fill_the_server() {
     open_names.sort();
     assert_eq!(open_names, ["alice", "bob"]);
 }
+
+/// The fuzz targets' entry points hold on random inputs, and the records
+/// one really reaches past the tag (a data record is delivered).
+#[test]
+fn fuzz_entry_points_hold() {
+    use cipherlink_link::fuzzing::{fuzz_dgram_client, fuzz_dgram_records, fuzz_dgram_server};
+    let mut r = rand::rngs::StdRng::seed_from_u64(40);
+    for _ in 0..30 {
+        let len = r.random_range(0..4000);
+        let mut d = vec![0u8; len];
+        r.fill(&mut d[..]);
+        fuzz_dgram_server(&d);
+        fuzz_dgram_client(&d);
+        fuzz_dgram_records(&d);
+    }
+    let data = [&[0u8, 12][..], &[0, 0, 5], b"hello", &[0; 4]].concat();
+    assert_eq!(fuzz_dgram_records(&[data.clone(), data].concat()), 2);
+}

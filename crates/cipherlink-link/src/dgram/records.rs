@@ -70,16 +70,21 @@ impl Sender {
         }
     }
 
-    /// One record datagram: `body` and `pad` zero bytes under the next counter.
-    pub fn seal(&mut self, ty: RecordType, body: &[u8], pad: usize) -> Vec<u8> {
+    /// Ratchets to the key of the next counter's epoch: the old key's bytes
+    /// are overwritten and its schedule freed.
+    fn follow_epoch(&mut self) {
         let epoch = self.counter / EPOCH;
         while self.epoch < epoch {
-            // The old key's bytes are overwritten and its schedule freed.
             let next = ratchet(&self.key_bytes);
             self.key = AeadKey::new(&next);
             *self.key_bytes = *next;
             self.epoch += 1;
         }
+    }
+
+    /// One record datagram: `body` and `pad` zero bytes under the next counter.
+    pub fn seal(&mut self, ty: RecordType, body: &[u8], pad: usize) -> Vec<u8> {
+        self.follow_epoch();
         let header = self.header.seal(self.sid, self.counter);
         let mut out = Vec::with_capacity(MIN_RECORD_DATAGRAM + body.len() + pad);
         out.extend_from_slice(&header);
@@ -91,6 +96,25 @@ impl Sender {
         self.key.seal(self.counter, &header, &mut out, HEADER);
         self.counter += 1;
         out
+    }
+
+    /// Fuzzing only: seals `plaintext` (type, body length, body, padding)
+    /// as it is, under the next counter.
+    #[doc(hidden)]
+    pub fn seal_plaintext(&mut self, plaintext: &[u8]) -> Vec<u8> {
+        self.follow_epoch();
+        let header = self.header.seal(self.sid, self.counter);
+        let mut out = header.to_vec();
+        out.extend_from_slice(plaintext);
+        self.key.seal(self.counter, &header, &mut out, HEADER);
+        self.counter += 1;
+        out
+    }
+
+    /// Fuzzing only: skips `n` counters (as lost datagrams would).
+    #[doc(hidden)]
+    pub fn skip(&mut self, n: u64) {
+        self.counter = self.counter.saturating_add(n);
     }
 
     /// Records sealed so far.

@@ -47,7 +47,13 @@ pub async fn connect(addr: &str, config: ClientConfig) -> Result<DgramSession, E
     let (cmd_tx, cmd_rx) = mpsc::channel(QUEUED);
     let (session, inbox) = DgramSession::new(0, cmd_tx);
     let (ready_tx, ready_rx) = oneshot::channel();
-    tokio::spawn(run(socket, core, cmd_rx, inbox, ready_tx));
+    // Dropped when the task ends: a writer's close waits for that.
+    let (done_tx, done_rx) = oneshot::channel::<()>();
+    let session = session.with_task_done(done_rx);
+    tokio::spawn(async move {
+        run(socket, core, cmd_rx, inbox, ready_tx).await;
+        drop(done_tx);
+    });
     match ready_rx.await {
         Ok(Ok(())) => Ok(session),
         Ok(Err(e)) => Err(e),

@@ -4,7 +4,7 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 use crate::dgram::wire::MAX_DATA;
 use crate::error::Error;
@@ -83,9 +83,18 @@ pub struct DgramWriter {
     sid: u64,
     tx: mpsc::Sender<Command>,
     closed: bool,
+    /// A client's: ends when its task has sent the close and stopped, so
+    /// that [`DgramWriter::close`] returns after the close left.
+    task_done: Option<oneshot::Receiver<()>>,
 }
 
 impl DgramSession {
+    /// Ties a client's writer to its task's end (see [`DgramWriter::close`]).
+    pub(crate) fn with_task_done(mut self, done: oneshot::Receiver<()>) -> Self {
+        self.writer.task_done = Some(done);
+        self
+    }
+
     /// A session `sid` whose commands go to `tx`, and the inbox feeding it.
     pub(crate) fn new(sid: u64, tx: mpsc::Sender<Command>) -> (Self, Inbox) {
         let (in_tx, rx) = mpsc::channel(QUEUED);
@@ -104,6 +113,7 @@ impl DgramSession {
                 sid,
                 tx,
                 closed: false,
+                task_done: None,
             },
         };
         (session, inbox)
@@ -153,13 +163,18 @@ impl DgramWriter {
             .map_err(|_| Error::NotOpen)
     }
 
-    /// Closes the session (the peer is told, best effort).
+    /// Closes the session (the peer is told, best effort): a client's
+    /// returns once its close datagram was sent (at most a second).
     pub async fn close(mut self) -> Result<(), Error> {
         self.closed = true;
         self.tx
             .send(Command::Close(self.sid))
             .await
-            .map_err(|_| Error::NotOpen)
+            .map_err(|_| Error::NotOpen)?;
+        if let Some(done) = self.task_done.take() {
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(1), done).await;
+        }
+        Ok(())
     }
 }
 
