@@ -140,7 +140,7 @@ pub async fn run_datagram_scenario<S: DatagramSubject + Clone>(
     opts.out.write(&name, &pcap)?;
     let packets = timeline(&DatagramClasses(&subject), &pcap)?;
     let sent = u32::try_from(client_log.messages.len()).unwrap_or(u32::MAX);
-    let datagram = DatagramStats::new(
+    let mut datagram = DatagramStats::new(
         &netem,
         sent,
         INTERVAL.as_secs_f64() * 1e3,
@@ -149,6 +149,11 @@ pub async fn run_datagram_scenario<S: DatagramSubject + Clone>(
         subject.at_most_once(),
     );
     let stale = def.stale_after.is_some();
+    if stale {
+        // The silence, not the impairment, decides what the stale scenario loses.
+        datagram.expected_fraction = None;
+        datagram.min_fraction = None;
+    }
     Ok(ScenarioResult::new(
         def,
         subject.name(),
