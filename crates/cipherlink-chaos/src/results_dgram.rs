@@ -58,6 +58,8 @@ impl DatagramStats {
         at_most_once: bool,
     ) -> Self {
         let expected = expected_fraction(netem);
+        // Nothing impairs the network: every datagram, no margin.
+        let unimpaired = *netem == Netem::default();
         DatagramStats {
             sent,
             interval_ms,
@@ -65,7 +67,11 @@ impl DatagramStats {
             client,
             at_most_once,
             expected_fraction: expected,
-            min_fraction: expected.map(|e| min_fraction(e, sent)),
+            min_fraction: if unimpaired {
+                Some(1.0)
+            } else {
+                expected.map(|e| min_fraction(e, sent))
+            },
         }
     }
 
@@ -179,7 +185,7 @@ fn delivery_checks(r: &ScenarioResult, d: &DatagramStats, check: &mut impl FnMut
     let c = &r.client;
     let fraction = f64::from(r.delivered) / f64::from(d.sent.max(1));
     let pct = |f: f64| format!("{:.1}%", f * 100.0);
-    if r.scenario.netem.is_empty() {
+    if d.min_fraction == Some(1.0) {
         check(
             d.sent > 0 && r.delivered == d.sent,
             format!(

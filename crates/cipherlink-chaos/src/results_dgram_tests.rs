@@ -120,7 +120,10 @@ fn expected_fractions_follow_the_impairment() {
 
 #[test]
 fn an_ideal_run_must_deliver_everything() {
-    assert!(Run::new("ideal", 256, |_| true).passes());
+    let ideal = Run::new("ideal", 256, |_| true).judge();
+    assert!(ideal.verdict.pass, "{:?}", ideal.verdict);
+    let min = ideal.datagram.and_then(|d| d.min_fraction);
+    assert_eq!(min, Some(1.0), "no margin without impairment");
     fails_with(
         Run::new("ideal", 256, |s| s != 100).judge(),
         "unimpaired network delivers everything",
