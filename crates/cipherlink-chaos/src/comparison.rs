@@ -4,6 +4,10 @@
 //! the data came through intact and once), each computed from one
 //! [`ScenarioResult`] alone, then grouped per scenario with every row set
 //! against the plain TCP row, or the best row when plain TCP did not run.
+//! Datagram transports' rows (plain UDP, TYPHOON) sit in the same tables
+//! with their own numbers (delivered fraction, repeats, reordering) and
+//! are set against the plain UDP row, or the best datagram row; stream
+//! rows are compared among themselves only.
 //! The report shows it as a table ([`crate::comparison_html`]) and writes
 //! it as `comparison.json`.
 
@@ -18,6 +22,8 @@ use crate::timeline::PacketRecord;
 /// Transport names of plain TCP, the baseline: the subject calls itself
 /// `tcp`, the command line calls it `plain`.
 pub const PLAIN: &[&str] = &["tcp", "plain"];
+/// Transport names of plain UDP, the datagram baseline.
+pub const PLAIN_UDP: &[&str] = &["udp", "plain-udp"];
 
 /// Where a set-up time comes from. The two clocks differ:
 /// `client.connected` counts from the scenario's start, packet times from
@@ -65,6 +71,30 @@ pub enum Gone {
         /// How the session ended instead.
         why: String,
     },
+    /// A datagram transport with no way to notice a silent peer (plain
+    /// UDP): nothing was declared, and nothing could be.
+    NoMechanism,
+}
+
+/// A datagram transport's own numbers in one scenario.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DatagramMetrics {
+    /// Datagrams sent.
+    pub sent: u32,
+    /// Datagrams whose echo came back intact.
+    pub delivered: u32,
+    /// `delivered / sent`.
+    pub delivered_fraction: f64,
+    /// The least fraction the verdict accepts (`None`: not worked out).
+    pub min_fraction: Option<f64>,
+    /// Deliveries of a datagram already delivered, both ends.
+    pub duplicates: u32,
+    /// First arrivals after a higher number, both ends.
+    pub reordered: u32,
+    /// Altered datagrams delivered, both ends (must be 0).
+    pub altered: u32,
+    /// Whether the transport promises at most once.
+    pub at_most_once: bool,
 }
 
 /// Whether every message came back intact and once, and if not, why.
@@ -111,8 +141,19 @@ pub struct Metrics {
     pub wire_bytes_by_class: BTreeMap<String, u64>,
     /// The silent peer (stale scenario that ran), else `None`.
     pub gone: Option<Gone>,
-    /// Intact and once (`None` when not run).
+    /// Intact and once (`None` when not run). For a datagram transport:
+    /// nothing altered, and no repeat if it promises at most once.
     pub intact: Option<Intact>,
+    /// A datagram transport's numbers (`None` for a stream).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub datagram: Option<DatagramMetrics>,
+}
+
+impl Metrics {
+    /// Whether this row is a datagram transport's.
+    pub fn is_datagram(&self) -> bool {
+        self.datagram.is_some()
+    }
 }
 
 /// The numbers of `r`.
@@ -143,6 +184,16 @@ pub fn metrics(r: &ScenarioResult) -> Metrics {
         wire_bytes_by_class: by_class,
         gone: ran.then(|| gone(r)).flatten(),
         intact: ran.then(|| intact(r)),
+        datagram: r.datagram.as_ref().map(|d| DatagramMetrics {
+            sent: d.sent,
+            delivered: r.delivered,
+            delivered_fraction: f64::from(r.delivered) / f64::from(d.sent.max(1)),
+            min_fraction: d.min_fraction,
+            duplicates: d.duplicates(),
+            reordered: d.reordered(),
+            altered: r.client.wrong + r.server.wrong,
+            at_most_once: d.at_most_once,
+        }),
     }
 }
 
@@ -197,6 +248,9 @@ pub fn setup_from_capture(packets: &[PacketRecord]) -> Option<f64> {
 pub fn gone(r: &ScenarioResult) -> Option<Gone> {
     r.scenario.stale_after?;
     let bound_s = r.gone_bound;
+    if r.datagram.is_some() && bound_s.is_none() && r.client.error.is_none() {
+        return Some(Gone::NoMechanism);
+    }
     Some(match r.declared_gone_after() {
         Some(after_s) => Gone::Declared {
             after_s,
@@ -216,6 +270,9 @@ pub fn gone(r: &ScenarioResult) -> Option<Gone> {
 
 /// Intact and once, from the checks the verdict makes.
 pub fn intact(r: &ScenarioResult) -> Intact {
+    if let Some(d) = &r.datagram {
+        return datagram_intact(r, d);
+    }
     let mut why = Vec::new();
     let expected = r.expected_echoes();
     if r.delivered < expected {
@@ -229,6 +286,26 @@ pub fn intact(r: &ScenarioResult) -> Intact {
     }
     if !r.in_order_once() {
         why.push("messages reached the server out of order or twice".into());
+    }
+    Intact {
+        ok: why.is_empty(),
+        why,
+    }
+}
+
+/// A datagram run: nothing altered, no repeat where at most once is
+/// promised (loss is its delivered fraction's business).
+fn datagram_intact(r: &ScenarioResult, d: &crate::results_dgram::DatagramStats) -> Intact {
+    let mut why = Vec::new();
+    let altered = r.client.wrong + r.server.wrong;
+    if altered > 0 {
+        why.push(format!("{altered} altered datagrams delivered"));
+    }
+    if d.at_most_once && d.duplicates() > 0 {
+        why.push(format!(
+            "{} repeats delivered, though it promises at most once",
+            d.duplicates()
+        ));
     }
     Intact {
         ok: why.is_empty(),
@@ -305,10 +382,17 @@ pub struct ScenarioBlock {
     pub title: String,
     /// Its netem options.
     pub netem: String,
-    /// What the ratios are against.
+    /// What the stream rows' ratios are against.
     pub baseline: Baseline,
-    /// The reference values.
+    /// The stream rows' reference values.
     pub references: References,
+    /// What the datagram rows' ratios are against (plain UDP, or the
+    /// best datagram row); `None` without datagram rows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub datagram_baseline: Option<Baseline>,
+    /// The datagram rows' reference values.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub datagram_references: Option<References>,
     /// One per transport, in the order of the run.
     pub rows: Vec<Row>,
 }
@@ -372,49 +456,35 @@ fn block(first: &ScenarioResult, rows: Vec<(String, Option<Metrics>)>) -> Scenar
         .filter_map(|(_, m)| m.as_ref())
         .filter(|m| m.not_run.is_none())
         .collect();
-    let plain = ran
+    let streams: Vec<&Metrics> = ran.iter().copied().filter(|m| !m.is_datagram()).collect();
+    let datagrams: Vec<&Metrics> = ran.iter().copied().filter(|m| m.is_datagram()).collect();
+    let (baseline, references) = baseline_of(&streams, PLAIN);
+    let has_datagrams = rows
         .iter()
-        .find(|m| PLAIN.contains(&m.transport.as_str()))
-        .copied();
-    let (baseline, references) = match plain {
-        Some(p) => (
-            Baseline::Plain,
-            References {
-                setup_ms: reference(p, p.setup.map(|s| s.ms)),
-                rtt_p50_ms: reference(p, p.rtt_p50_ms),
-                goodput_bytes_per_s: reference(p, p.goodput_bytes_per_s),
-                wire_per_payload: reference(p, p.wire_per_payload),
-            },
-        ),
-        None => (
-            Baseline::Best,
-            References {
-                setup_ms: best(&ran, |m| m.setup.map(|s| s.ms), false),
-                rtt_p50_ms: best(&ran, |m| m.rtt_p50_ms, false),
-                goodput_bytes_per_s: best(&ran, |m| m.goodput_bytes_per_s, true),
-                wire_per_payload: best(&ran, |m| m.wire_per_payload, false),
-            },
-        ),
-    };
-    // A row alone is the best of nothing.
-    let references = if baseline == Baseline::Best && ran.len() < 2 {
-        References::default()
-    } else {
-        references
-    };
+        .any(|(_, m)| m.as_ref().is_some_and(Metrics::is_datagram));
+    let (datagram_baseline, datagram_references) = baseline_of(&datagrams, PLAIN_UDP);
     let rows = rows
         .into_iter()
         .map(|(transport, metrics)| {
+            let dgram = metrics.as_ref().is_some_and(Metrics::is_datagram);
+            let (b, refs, plain) = if dgram {
+                (datagram_baseline, &datagram_references, PLAIN_UDP)
+            } else {
+                (baseline, &references, PLAIN)
+            };
             let ratios = metrics
                 .as_ref()
-                .map(|m| ratios(m, &references))
+                .map(|m| ratios(m, refs))
                 .unwrap_or_default();
             let sentence = crate::comparison_words::sentence(
                 &transport,
                 metrics.as_ref(),
                 &ratios,
-                baseline,
-                &references,
+                crate::comparison_words::Against {
+                    baseline: b,
+                    refs,
+                    plain,
+                },
             );
             Row {
                 transport,
@@ -430,8 +500,44 @@ fn block(first: &ScenarioResult, rows: Vec<(String, Option<Metrics>)>) -> Scenar
         netem: first.scenario.netem.clone(),
         baseline,
         references,
+        datagram_baseline: has_datagrams.then_some(datagram_baseline),
+        datagram_references: has_datagrams.then_some(datagram_references),
         rows,
     }
+}
+
+/// The baseline of rows of one kind: the row named in `plain` when it
+/// ran, else per column the best row (none when fewer than two ran).
+fn baseline_of(ran: &[&Metrics], plain: &[&str]) -> (Baseline, References) {
+    let plain = ran
+        .iter()
+        .find(|m| plain.contains(&m.transport.as_str()))
+        .copied();
+    let (baseline, references) = match plain {
+        Some(p) => (
+            Baseline::Plain,
+            References {
+                setup_ms: reference(p, p.setup.map(|s| s.ms)),
+                rtt_p50_ms: reference(p, p.rtt_p50_ms),
+                goodput_bytes_per_s: reference(p, p.goodput_bytes_per_s),
+                wire_per_payload: reference(p, p.wire_per_payload),
+            },
+        ),
+        None => (
+            Baseline::Best,
+            References {
+                setup_ms: best(ran, |m| m.setup.map(|s| s.ms), false),
+                rtt_p50_ms: best(ran, |m| m.rtt_p50_ms, false),
+                goodput_bytes_per_s: best(ran, |m| m.goodput_bytes_per_s, true),
+                wire_per_payload: best(ran, |m| m.wire_per_payload, false),
+            },
+        ),
+    };
+    // A row alone is the best of nothing.
+    if baseline == Baseline::Best && ran.len() < 2 {
+        return (baseline, References::default());
+    }
+    (baseline, references)
 }
 
 fn reference(m: &Metrics, value: Option<f64>) -> Option<Reference> {

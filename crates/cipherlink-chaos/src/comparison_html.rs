@@ -3,7 +3,7 @@
 
 use std::fmt::Write;
 
-use crate::comparison::{Baseline, Comparison, Gone, Metrics, Row, SetupSource};
+use crate::comparison::{Baseline, Comparison, DatagramMetrics, Gone, Metrics, Row, SetupSource};
 use crate::comparison_words::times;
 use crate::svg::escape;
 
@@ -28,6 +28,14 @@ pub fn section(c: &Comparison) -> String {
         c.transports.len(),
         escape(&c.transports.join(", "))
     );
+    if c.scenarios.iter().any(|b| b.datagram_baseline.is_some()) {
+        s.push_str(
+            "<p>Datagram transports (UDP) send numbered datagrams at a steady rate and may lose \
+             some: their rows (marked <i>datagrams</i>) say what fraction came back against the \
+             least the impairment explains, how many arrived twice or out of order, and are set \
+             against plain UDP (or the best datagram row), not TCP.</p>",
+        );
+    }
     for b in &c.scenarios {
         let _ = write!(
             s,
@@ -35,13 +43,15 @@ pub fn section(c: &Comparison) -> String {
              <table class=\"cmp\" data-scenario=\"{0}\"><tr><th class=\"l\">transport</th><th>verdict</th>\
              <th>set-up ms</th><th>RTT p50 ms</th><th>RTT p95 ms</th><th>goodput kB/s</th>\
              <th>wire B per payload B</th><th>packets per KiB</th><th>silent peer gone after s</th>\
-             <th class=\"l\">intact, once</th><th class=\"l\">in plain words</th></tr>",
+             <th class=\"l\">intact, once{4}</th><th class=\"l\">in plain words</th></tr>",
             escape(&b.scenario),
             escape(&b.title),
             escape(if b.netem.is_empty() { "no impairment" } else { &b.netem }),
-            match b.baseline {
-                Baseline::Plain => "plain TCP",
-                Baseline::Best => "the best row",
+            against_words(b.baseline, b.datagram_baseline),
+            if b.datagram_baseline.is_some() {
+                "; datagrams: delivered, repeats, reordered"
+            } else {
+                ""
             }
         );
         for row in &b.rows {
@@ -51,6 +61,19 @@ pub fn section(c: &Comparison) -> String {
     }
     s.push_str("</section>");
     s
+}
+
+/// `plain TCP`, and for blocks with datagram rows `; datagrams: plain UDP`.
+fn against_words(stream: Baseline, datagram: Option<Baseline>) -> String {
+    let stream = match stream {
+        Baseline::Plain => "plain TCP",
+        Baseline::Best => "the best row",
+    };
+    match datagram {
+        None => stream.into(),
+        Some(Baseline::Plain) => format!("{stream}; datagrams: plain UDP"),
+        Some(Baseline::Best) => format!("{stream}; datagrams: the best datagram row"),
+    }
 }
 
 fn row_html(row: &Row) -> String {
@@ -78,8 +101,14 @@ fn row_html(row: &Row) -> String {
             format!("{:.1} <small>capture</small>{}", s.ms, x(row.ratios.setup))
         }
     });
+    let kind = if m.is_datagram() { " dgram" } else { "" };
+    let name = if m.is_datagram() {
+        format!("{t} <small>datagrams</small>")
+    } else {
+        t.to_string()
+    };
     format!(
-        "<tr class=\"cmp-row {}\" data-transport=\"{t}\"><td class=\"l\">{t}</td><td>{}</td><td>{setup}</td>\
+        "<tr class=\"cmp-row {}{kind}\" data-transport=\"{t}\"><td class=\"l\">{name}</td><td>{}</td><td>{setup}</td>\
          <td>{}{}</td><td>{}</td><td>{}{}</td><td>{}{}</td><td>{}</td><td>{}</td><td class=\"l\">{}</td>\
          <td class=\"l words\">{words}</td></tr>",
         match m.verdict.as_str() {
@@ -111,15 +140,37 @@ fn gone_cell(m: &Metrics) -> String {
             after_s, bound_s, ..
         }) => format!("{after_s:.2}{}", bound(bound_s)),
         Some(Gone::NotDeclared { bound_s, .. }) => format!("not declared{}", bound(bound_s)),
+        Some(Gone::NoMechanism) => "none <small>no way to notice</small>".into(),
     }
 }
 
 fn intact_cell(m: &Metrics) -> String {
+    if let Some(d) = &m.datagram {
+        return datagram_cell(m, d);
+    }
     match &m.intact {
         None => dash(),
         Some(i) if i.ok => "yes".into(),
         Some(i) => format!("no: {}", escape(&i.why.join(", "))),
     }
+}
+
+/// `yes; 44.1% <small>min 36.5%</small>, 0 repeats, 3 reordered`.
+fn datagram_cell(m: &Metrics, d: &DatagramMetrics) -> String {
+    let intact = match &m.intact {
+        Some(i) if !i.ok => format!("no: {}", escape(&i.why.join(", "))),
+        _ => "yes".into(),
+    };
+    let min = d
+        .min_fraction
+        .map(|f| format!(" <small>min {:.1}%</small>", f * 100.0))
+        .unwrap_or_default();
+    format!(
+        "{intact}; {:.1}%{min}, {} repeats, {} reordered",
+        d.delivered_fraction * 100.0,
+        d.duplicates,
+        d.reordered
+    )
 }
 
 fn num(v: Option<f64>, digits: usize) -> String {

@@ -535,8 +535,11 @@ fn where_the_wire_bytes_went_names_the_notable_classes() {
         "link",
         Some(&m),
         &Ratios::default(),
-        Baseline::Best,
-        &References::default(),
+        crate::comparison_words::Against {
+            baseline: Baseline::Best,
+            refs: &References::default(),
+            plain: PLAIN,
+        },
     );
     assert!(
         s.starts_with(
@@ -554,4 +557,140 @@ fn small_ratios_keep_their_digits() {
     assert_eq!(times(1.4), "1.4x");
     assert_eq!(times(0.1), "0.1x");
     assert_eq!(times(0.034), "0.03x");
+}
+
+/// A datagram run of `transport`: `echoed` of 256 datagrams back, spread
+/// over the run, each `rtt` after it was sent, with repeats.
+fn datagram_result(
+    scenario: &str,
+    transport: &str,
+    echoed: u32,
+    rtt: f64,
+    duplicates: u32,
+) -> ScenarioResult {
+    let def = crate::dgram_run::datagram_scenario(&def(scenario));
+    let netem = crate::netem::parse(&def.netem).expect("netem");
+    let stale = def.stale_after.is_some();
+    let (mut client, server) = logs(256, echoed);
+    for m in &mut client.messages {
+        let back = u64::from(m.seq) * u64::from(echoed) % 256 < u64::from(echoed);
+        m.echoed = back.then_some(m.sent + rtt);
+    }
+    client.completed = true;
+    if stale {
+        client.silenced_at = Some(3.0);
+    }
+    let dup = crate::dgram_exchange::Arrivals {
+        duplicates,
+        reordered: 2,
+    };
+    let stats = crate::results_dgram::DatagramStats::new(&netem, 256, 10.0, dup, dup, false);
+    ScenarioResult::new(
+        def,
+        transport,
+        Mode::Lab,
+        1,
+        Timers::default(),
+        None,
+        client,
+        server,
+        3.0,
+        None,
+        capture(echoed.max(1), 1.2),
+        None,
+    )
+    .with_datagram(stats)
+}
+
+#[test]
+fn datagram_rows_sit_beside_streams_against_plain_udp() {
+    let results = vec![
+        result("loss", "tcp", logs(32, 32), capture(32, 1.5)),
+        result("loss", "link", logs(32, 32), capture(32, 2.1)),
+        datagram_result("loss", "udp", 128, 0.005, 0),
+        datagram_result("loss", "typhoon", 120, 0.010, 3),
+        datagram_result("stale", "udp", 32, 0.005, 0),
+    ];
+    let c = compare(&results).expect("a comparison");
+    let loss = &c.scenarios[0];
+    // The streams are set against TCP as before, the datagrams against UDP.
+    assert_eq!(loss.baseline, Baseline::Plain);
+    assert_eq!(loss.datagram_baseline, Some(Baseline::Plain));
+    let refs = loss
+        .datagram_references
+        .as_ref()
+        .expect("datagram references");
+    assert_eq!(
+        refs.rtt_p50_ms.as_ref().map(|r| r.transport.as_str()),
+        Some("udp")
+    );
+    assert_eq!(
+        loss.references
+            .rtt_p50_ms
+            .as_ref()
+            .map(|r| r.transport.as_str()),
+        Some("tcp")
+    );
+    let [tcp, link, udp, typhoon] = &loss.rows[..] else {
+        panic!("rows")
+    };
+    assert!(tcp.metrics.as_ref().is_some_and(|m| m.datagram.is_none()));
+    assert!(link.sentence.contains("1.4x plain:"), "{}", link.sentence);
+    let ratio = typhoon.ratios.rtt_p50.expect("ratio");
+    assert!((ratio - 2.0).abs() < 1e-6, "{ratio}");
+    let d = typhoon
+        .metrics
+        .as_ref()
+        .and_then(|m| m.datagram.as_ref())
+        .expect("datagram metrics");
+    assert_eq!(
+        (d.sent, d.delivered, d.duplicates, d.reordered),
+        (256, 120, 6, 4)
+    );
+    assert!((d.delivered_fraction - 120.0 / 256.0).abs() < 1e-9);
+    assert!(
+        udp.sentence.starts_with("udp: the baseline"),
+        "{}",
+        udp.sentence
+    );
+    assert!(
+        typhoon.sentence.contains(
+            "delivered 46.9% of 256 datagrams (at least 36.5% expected), 6 repeats passed on \
+             (it does not promise at most once), 4 reordered"
+        ),
+        "{}",
+        typhoon.sentence
+    );
+    assert!(typhoon
+        .sentence
+        .contains("median round trip 10.0 ms, 2.0x plain UDP"));
+    assert!(
+        typhoon.sentence.contains("nothing altered"),
+        "{}",
+        typhoon.sentence
+    );
+
+    // Plain UDP cannot notice a silent peer: it is said, not failed.
+    let stale = &c.scenarios[1];
+    let udp = &stale.rows[2];
+    assert_eq!(
+        udp.metrics.as_ref().and_then(|m| m.gone.clone()),
+        Some(Gone::NoMechanism)
+    );
+    assert!(
+        udp.sentence.contains("has no way to notice a silent peer"),
+        "{}",
+        udp.sentence
+    );
+
+    // The table: the datagram rows marked, their numbers in the last cell.
+    let html = crate::comparison_html::section(&c);
+    assert!(html.contains("<tr class=\"cmp-row pass dgram\" data-transport=\"typhoon\">"));
+    assert!(html.contains("yes; 46.9% <small>min 36.5%</small>, 6 repeats, 4 reordered"));
+    assert!(html.contains("none <small>no way to notice</small>"));
+    assert!(html.contains("against plain TCP; datagrams: plain UDP"));
+    // A stream-only table keeps its header.
+    let streams = compare(&three_transports()).expect("a comparison");
+    let html = crate::comparison_html::section(&streams);
+    assert!(!html.contains("datagrams"), "{html}");
 }

@@ -2,18 +2,30 @@
 //! against the scenario's plain TCP row (or best row), and where the
 //! bytes on the wire went, read from the packet classes.
 
-use crate::comparison::{Baseline, Gone, Metrics, Ratios, Reference, References, PLAIN};
+use crate::comparison::{Baseline, DatagramMetrics, Gone, Metrics, Ratios, Reference, References};
 
 /// A class's share of the wire below which the sentence leaves it out.
 const NOTABLE_SHARE: f64 = 0.05;
+
+/// What a row is set against: the baseline of its kind (stream or
+/// datagram), its references, and the plain transport's names.
+#[derive(Debug, Clone, Copy)]
+pub struct Against<'a> {
+    /// Plain, or the best row.
+    pub baseline: Baseline,
+    /// The reference values.
+    pub refs: &'a References,
+    /// The names of the plain transport of the row's kind
+    /// ([`crate::comparison::PLAIN`] or [`crate::comparison::PLAIN_UDP`]).
+    pub plain: &'a [&'a str],
+}
 
 /// What `metrics` (of `transport` in one scenario) show, in plain words.
 pub fn sentence(
     transport: &str,
     metrics: Option<&Metrics>,
     ratios: &Ratios,
-    baseline: Baseline,
-    refs: &References,
+    against_: Against<'_>,
 ) -> String {
     let Some(m) = metrics else {
         return format!("{transport}: no result for this scenario in this run.");
@@ -21,10 +33,22 @@ pub fn sentence(
     if let Some(why) = &m.not_run {
         return format!("{transport}: not run in this scenario ({why}).");
     }
-    let vs = |ratio: Option<f64>, r: &Option<Reference>| against(transport, ratio, r, baseline);
+    let (baseline, refs) = (against_.baseline, against_.refs);
+    // "plain" for TCP, as before; "plain UDP" for the datagram rows.
+    let plain_word = if against_.plain.contains(&"udp") {
+        "plain UDP"
+    } else {
+        "plain"
+    };
+    let vs = |ratio: Option<f64>, r: &Option<Reference>| {
+        against(transport, ratio, r, baseline, plain_word)
+    };
     let mut parts = Vec::new();
-    if baseline == Baseline::Plain && PLAIN.contains(&transport) {
+    if baseline == Baseline::Plain && against_.plain.contains(&transport) {
         parts.push("the baseline the other rows are set against".to_string());
+    }
+    if let Some(d) = &m.datagram {
+        parts.push(datagram_words(d));
     }
     parts.push(match m.wire_per_payload {
         Some(w) => format!(
@@ -58,7 +82,9 @@ pub fn sentence(
         parts.push(gone_words(g));
     }
     if let Some(i) = &m.intact {
-        parts.push(if i.ok {
+        parts.push(if i.ok && m.is_datagram() {
+            "nothing altered".into()
+        } else if i.ok {
             "every message echoed intact, once".into()
         } else {
             let ended = match (&m.error, &m.gone) {
@@ -78,13 +104,14 @@ fn against(
     ratio: Option<f64>,
     r: &Option<Reference>,
     baseline: Baseline,
+    plain_word: &str,
 ) -> String {
     let (Some(ratio), Some(r)) = (ratio, r) else {
         return String::new();
     };
     match baseline {
         Baseline::Plain if r.transport == transport => String::new(),
-        Baseline::Plain => format!(", {} plain", times(ratio)),
+        Baseline::Plain => format!(", {} {plain_word}", times(ratio)),
         Baseline::Best if r.transport == transport => ", the best here".into(),
         Baseline::Best => format!(", {} the best ({})", times(ratio), r.transport),
     }
@@ -141,8 +168,31 @@ fn class_words(class: &str) -> &'static str {
     }
 }
 
+/// `delivered 44.1% of 256 datagrams (at least 36.5% expected), 0
+/// repeats, 3 reordered`.
+fn datagram_words(d: &DatagramMetrics) -> String {
+    let min = d
+        .min_fraction
+        .map(|m| format!(" (at least {:.1}% expected)", m * 100.0))
+        .unwrap_or_default();
+    let repeats = match (d.duplicates, d.at_most_once) {
+        (0, _) => "no repeats".to_string(),
+        (n, true) => format!("{n} repeats though it promises at most once"),
+        (n, false) => format!("{n} repeats passed on (it does not promise at most once)"),
+    };
+    format!(
+        "delivered {:.1}% of {} datagrams{min}, {repeats}, {} reordered",
+        d.delivered_fraction * 100.0,
+        d.sent,
+        d.reordered
+    )
+}
+
 fn gone_words(g: &Gone) -> String {
     match g {
+        Gone::NoMechanism => {
+            "has no way to notice a silent peer (the application must)".into()
+        }
         Gone::Declared {
             after_s,
             bound_s: Some(bound),

@@ -21,13 +21,17 @@
 //! reimplemented here rather than configured with `tc`.
 //!
 //! The protocols under test plug in as [`subject::Subject`]s (TLS, the link
-//! protocol, the proxy's NaCl frame, plain TCP); [`scenarios`] lists the
-//! standard scenarios and [`scenario_run`] runs one of them.
+//! protocol, the proxy's NaCl frame, plain TCP) or, datagram transports,
+//! as [`subject::DatagramSubject`]s (plain UDP, TYPHOON); [`scenarios`]
+//! lists the standard scenarios, [`scenario_run`] runs one of them over
+//! a stream and [`dgram_run`] with datagrams.
 
 pub mod capture;
 pub mod comparison;
 pub mod comparison_html;
 mod comparison_words;
+pub mod dgram_exchange;
+pub mod dgram_run;
 pub mod exchange;
 pub mod lab;
 pub mod lab_echo;
@@ -41,6 +45,7 @@ mod output_walk;
 pub mod recorder;
 pub mod report;
 pub mod results;
+pub mod results_dgram;
 pub mod router;
 pub mod scenario_run;
 pub mod scenarios;

@@ -79,7 +79,7 @@ fn html_with(
             },
             r.verdict_word(),
             r.delivered,
-            r.scenario.messages,
+            r.datagram.as_ref().map_or(r.scenario.messages, |d| d.sent),
             opt(r.client.connected.map(|c| c * 1e3), 1),
             r.duration,
             opt(r.rate_bytes_per_s.map(|b| b / 1e3), 1),

@@ -127,6 +127,10 @@ pub struct ScenarioResult {
     pub packets: Vec<PacketRecord>,
     /// The pcap file, relative to the report.
     pub pcap: Option<String>,
+    /// A datagram transport's run ([`crate::results_dgram`]): its own
+    /// counts, and the verdict is judged by the datagram rules.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub datagram: Option<crate::results_dgram::DatagramStats>,
     /// The verdict.
     pub verdict: Verdict,
 }
@@ -188,6 +192,7 @@ impl ScenarioResult {
             router,
             packets,
             pcap,
+            datagram: None,
             verdict: Verdict {
                 pass: false,
                 checks: Vec::new(),
@@ -195,6 +200,14 @@ impl ScenarioResult {
         };
         result.verdict = evaluate(&result);
         result
+    }
+
+    /// The result of a datagram transport's run: `stats` added, and the
+    /// verdict judged by the datagram rules instead.
+    pub fn with_datagram(mut self, stats: crate::results_dgram::DatagramStats) -> Self {
+        self.datagram = Some(stats);
+        self.verdict = evaluate(&self);
+        self
     }
 
     /// A scenario that failed before it could start (the lab could not be
@@ -296,6 +309,7 @@ impl ScenarioResult {
             router: None,
             packets: Vec::new(),
             pcap: None,
+            datagram: None,
             verdict: Verdict {
                 pass: false,
                 checks: vec![format!("not run: {why}")],
@@ -304,8 +318,11 @@ impl ScenarioResult {
     }
 }
 
-/// Checks the pass criteria.
+/// Checks the pass criteria (a datagram transport's: [`crate::results_dgram::evaluate`]).
 pub fn evaluate(r: &ScenarioResult) -> Verdict {
+    if let Some(d) = &r.datagram {
+        return crate::results_dgram::evaluate(r, d);
+    }
     let mut checks = Vec::new();
     let mut pass = true;
     let mut check = |ok: bool, text: String| {

@@ -182,3 +182,42 @@ fn stop_and_wait_survives_loss_on_a_virtual_clock() {
     let (delivered, took, sends) = transfer("", 7, 200);
     assert_eq!((delivered.len(), took, sends), (200, Duration::ZERO, 200));
 }
+
+/// An IPv4 packet of `len` bytes carrying TCP or UDP.
+fn ip_packet(udp: bool, len: usize) -> Vec<u8> {
+    let b = etherparse::PacketBuilder::ipv4([10, 66, 1, 2], [10, 66, 2, 2], 64);
+    let payload = vec![7u8; len - 20 - if udp { 8 } else { 20 }];
+    let mut out = Vec::new();
+    if udp {
+        b.udp(40000, 7100).write(&mut out, &payload)
+    } else {
+        b.tcp(40000, 7100, 1, 1000).write(&mut out, &payload)
+    }
+    .expect("packet");
+    out
+}
+
+#[test]
+fn udp_meets_the_same_impairments_as_tcp() {
+    // The model sees a packet's length and time, never its protocol: the
+    // same train of lengths meets the same fate, UDP or TCP.
+    let netem = "delay 20ms 10ms loss 30% duplicate 20% reorder 25% 50% corrupt 10%";
+    let fate = |udp: bool| {
+        let mut r = router(netem, netem, 9);
+        let mut out = Vec::new();
+        for i in 0..300u64 {
+            let len = 60 + (i as usize * 389) % 1400;
+            let d = r.handle_packet(Port::A, ip_packet(udp, len), ms(i));
+            out.push(format!("{d:?}"));
+        }
+        let mut delivered = Vec::new();
+        while let Some((to, p)) = r.poll_transmit(ms(10_000)) {
+            delivered.push((to, p.len()));
+        }
+        (out, delivered)
+    };
+    let (tcp, udp) = (fate(false), fate(true));
+    assert_eq!(tcp, udp);
+    assert!(tcp.0.iter().any(|d| d.contains("Loss")), "some lost");
+    assert!(tcp.1.len() > 150, "most delivered: {}", tcp.1.len());
+}

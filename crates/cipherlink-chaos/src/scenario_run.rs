@@ -35,7 +35,7 @@ pub const CAPTURE_LIMIT: usize = 64 * 1024 * 1024;
 
 /// How long a subject's server may take to listen: a foreign program
 /// (an interpreter and its imports) is given time on a slow machine.
-const LISTEN_LIMIT: Duration = Duration::from_secs(20);
+pub(crate) const LISTEN_LIMIT: Duration = Duration::from_secs(20);
 
 /// How to run.
 #[derive(Debug, Clone)]
@@ -86,12 +86,12 @@ pub enum RunError {
     },
 }
 
-fn io_err(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> RunError {
+pub(crate) fn io_err(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> RunError {
     let what = what.into();
     move |source| RunError::Io { what, source }
 }
 
-fn other(what: &str, reason: impl std::fmt::Display) -> RunError {
+pub(crate) fn other(what: &str, reason: impl std::fmt::Display) -> RunError {
     RunError::Io {
         what: what.into(),
         source: std::io::Error::other(reason.to_string()),
@@ -132,34 +132,12 @@ async fn run_lab<S: LabSubject + Clone>(
     opts: &RunOptions,
 ) -> Result<ScenarioResult, RunError> {
     let timers = opts.timers;
-    let mut lab = SweptLab(Lab::create(&opts.prefix)?);
-    let (a, b) = lab
-        .take_devices()
-        .ok_or_else(|| other("the lab", "its TUN devices are missing"))?;
-    let router = Router::new(
-        Model::new(netem.clone(), opts.seed.wrapping_mul(2)),
-        Model::new(netem, opts.seed.wrapping_mul(2).wrapping_add(1)),
-    );
-    let silence = Arc::new(AtomicBool::new(false));
-    let (router_stop, router_stopped) = oneshot::channel::<()>();
-    let router_silence = Arc::clone(&silence);
-    let capture_limit = opts.capture_limit;
-    let router_task = tokio::spawn(async move {
-        let mut capture = Capture::new(CappedBuf::new(capture_limit))?;
-        let stats = route_with(
-            a,
-            b,
-            router,
-            Some(&mut capture),
-            async {
-                let _ = router_stopped.await;
-            },
-            &router_silence,
-        )
-        .await
-        .map_err(io_err("routing"))?;
-        Ok::<_, RunError>((stats, capture.into_inner()))
-    });
+    let LabRun {
+        lab,
+        silence,
+        router_stop,
+        router_task,
+    } = start_lab(netem, opts)?;
 
     let epoch = Instant::now();
     let server_addr = SocketAddr::from((lab.b.addr, opts.port));
@@ -209,14 +187,7 @@ async fn run_lab<S: LabSubject + Clone>(
         .await?
         .map(Option::unwrap_or_default)
         .unwrap_or_else(server_panicked);
-    let _ = router_stop.send(());
-    let (stats, pcap) = router_task
-        .await
-        .map_err(|e| other("the router task", e))??;
-    drop(lab);
-
-    // A capture cut at its bound would mislead: the scenario fails with why.
-    let pcap = pcap.into_bytes()?;
+    let (stats, pcap) = stop_lab(lab, router_stop, router_task).await?;
     let name = pcap_name(subject.name(), &def.name);
     opts.out.write(&name, &pcap)?;
     let packets = timeline(&subject, &pcap)?;
@@ -234,6 +205,75 @@ async fn run_lab<S: LabSubject + Clone>(
         packets,
         Some(name),
     ))
+}
+
+/// The router's task: its counts and capture once told to stop.
+pub(crate) type RouterTask =
+    tokio::task::JoinHandle<Result<(crate::tun_router::RouterStats, CappedBuf), RunError>>;
+
+/// A scenario's lab while it runs: the namespaces, the router between
+/// them (a model per direction, capturing), and the switch that silences
+/// the peer.
+pub(crate) struct LabRun {
+    pub(crate) lab: SweptLab,
+    pub(crate) silence: Arc<AtomicBool>,
+    pub(crate) router_stop: oneshot::Sender<()>,
+    pub(crate) router_task: RouterTask,
+}
+
+/// Makes the namespaces and starts routing between them with `netem`
+/// each way (A→B draws from 2·seed, B→A from 2·seed+1).
+pub(crate) fn start_lab(netem: netem::Netem, opts: &RunOptions) -> Result<LabRun, RunError> {
+    let mut lab = SweptLab(Lab::create(&opts.prefix)?);
+    let (a, b) = lab
+        .take_devices()
+        .ok_or_else(|| other("the lab", "its TUN devices are missing"))?;
+    let router = Router::new(
+        Model::new(netem.clone(), opts.seed.wrapping_mul(2)),
+        Model::new(netem, opts.seed.wrapping_mul(2).wrapping_add(1)),
+    );
+    let silence = Arc::new(AtomicBool::new(false));
+    let (router_stop, router_stopped) = oneshot::channel::<()>();
+    let router_silence = Arc::clone(&silence);
+    let capture_limit = opts.capture_limit;
+    let router_task = tokio::spawn(async move {
+        let mut capture = Capture::new(CappedBuf::new(capture_limit))?;
+        let stats = route_with(
+            a,
+            b,
+            router,
+            Some(&mut capture),
+            async {
+                let _ = router_stopped.await;
+            },
+            &router_silence,
+        )
+        .await
+        .map_err(io_err("routing"))?;
+        Ok::<_, RunError>((stats, capture.into_inner()))
+    });
+    Ok(LabRun {
+        lab,
+        silence,
+        router_stop,
+        router_task,
+    })
+}
+
+/// Stops the router, removes the namespaces, and returns the router's
+/// counts and the capture (an error if it was cut at its bound: it would
+/// mislead, so the scenario fails with why).
+pub(crate) async fn stop_lab(
+    lab: SweptLab,
+    router_stop: oneshot::Sender<()>,
+    router_task: RouterTask,
+) -> Result<(crate::tun_router::RouterStats, Vec<u8>), RunError> {
+    let _ = router_stop.send(());
+    let (stats, pcap) = router_task
+        .await
+        .map_err(|e| other("the router task", e))??;
+    drop(lab);
+    Ok((stats, pcap.into_bytes()?))
 }
 
 /// The subject's server in namespace B, listening at `addr` once this
@@ -269,7 +309,7 @@ fn start_server<S: LabSubject + Clone>(
 /// scenario ends: a foreign command's process that left its process group
 /// (a daemon, `setsid`) escapes the kill of that group, and would run on,
 /// as root or the sudo user, in a namespace no longer named anywhere.
-struct SweptLab(Lab);
+pub(crate) struct SweptLab(Lab);
 
 impl std::ops::Deref for SweptLab {
     type Target = Lab;
@@ -354,7 +394,7 @@ fn end_processes_in(name: &str) -> usize {
 /// ends by itself: everything it waits on is bounded by the scenario's timers.
 /// A panic of the code under test is a result (`Ok(Err(message))`), which
 /// the scenario reports; failing to enter the namespace is an error.
-async fn join<T: Send + 'static>(
+pub(crate) async fn join<T: Send + 'static>(
     handle: std::thread::JoinHandle<Result<T, TunLabError>>,
     ns: &str,
 ) -> Result<Result<T, String>, RunError> {
@@ -370,7 +410,7 @@ async fn join<T: Send + 'static>(
     }
 }
 
-fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
     payload
         .downcast_ref::<&str>()
         .map(|s| (*s).to_string())
@@ -378,7 +418,7 @@ fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
         .unwrap_or_else(|| "(no message)".into())
 }
 
-fn server_panicked(panic: String) -> ServerLog {
+pub(crate) fn server_panicked(panic: String) -> ServerLog {
     ServerLog {
         error: Some(format!("the server panicked: {panic}")),
         panicked: true,

@@ -12,13 +12,16 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use cipherlink_chaos::dgram_run::run_datagram_scenario;
 use cipherlink_chaos::lab::Lab;
 use cipherlink_chaos::output::{Invoker, OutDir};
 use cipherlink_chaos::report::write_all;
 use cipherlink_chaos::results::{Mode, ScenarioResult};
 use cipherlink_chaos::scenario_run::{run_scenario, RunOptions, CAPTURE_LIMIT};
 use cipherlink_chaos::scenarios::{select, Timers};
-use cipherlink_chaos::subject::{link_keepalive, LabSubject, Link, NaclFrame, PlainTcp};
+use cipherlink_chaos::subject::{
+    link_keepalive, DatagramSubject, LabSubject, Link, NaclFrame, PlainTcp, PlainUdp,
+};
 use cipherlink_test_support::{peer, Peer};
 
 /// Renders `page` to a PNG with headless chromium, bounded in time.
@@ -259,6 +262,19 @@ async fn run<S: LabSubject + Clone>(
     run_scenario(subject, &def, opts).await.expect("scenario")
 }
 
+async fn run_datagram<S: DatagramSubject + Clone>(
+    subject: S,
+    scenario: &str,
+    opts: &RunOptions,
+) -> ScenarioResult {
+    let def = select(scenario)
+        .and_then(|v| v.into_iter().next())
+        .expect("scenario");
+    run_datagram_scenario(subject, &def, opts)
+        .await
+        .expect("scenario")
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_report_of_several_transports_shows_their_comparison() {
     let Some(chromium) = peer!(Peer::Chromium) else {
@@ -274,12 +290,18 @@ async fn a_report_of_several_transports_shows_their_comparison() {
         // Not run by the proxy (no root): then their rows say so.
         run(PlainTcp, "stale", &opts).await,
         run(link(true), "stale", &opts).await,
+        // A datagram transport beside the streams (the lab only: without
+        // root its rows say it was not run).
+        run_datagram(PlainUdp, "ideal", &opts).await,
+        run_datagram(PlainUdp, "stale", &opts).await,
     ];
     assert!(
         results[..3].iter().all(|r| r.verdict.pass),
         "{:?}",
         results.iter().map(|r| &r.verdict).collect::<Vec<_>>()
     );
+    let lab = opts.mode == Mode::Lab;
+    assert_eq!(results[5].verdict.pass, lab, "{:?}", results[5].verdict);
     // A program whose set-up the lab cannot see: link's packets, no
     // set-up time of its own (estimated from the capture instead).
     let mut foreign = results[2].clone();
@@ -290,15 +312,34 @@ async fn a_report_of_several_transports_shows_their_comparison() {
 
     let html = std::fs::read_to_string(&page).expect("report.html");
     assert_eq!(html.matches("<table class=\"cmp\"").count(), 2);
-    assert_eq!(html.matches("<tr class=\"cmp-row").count(), 2 * 4);
+    assert_eq!(html.matches("<tr class=\"cmp-row").count(), 2 * 5);
     assert!(html.contains("<small>capture</small>"), "foreign's set-up");
+    // The datagram row: its own numbers, set against plain UDP.
+    if lab {
+        assert!(
+            html.contains("<tr class=\"cmp-row pass dgram\" data-transport=\"udp\">"),
+            "the datagram row"
+        );
+        assert!(html.contains("; 100.0% <small>min"), "delivered fraction");
+        assert!(html.contains("datagrams: plain UDP"), "its baseline");
+        assert!(
+            html.contains("none <small>no way to notice</small>"),
+            "UDP's silence"
+        );
+    }
     let json =
         std::fs::read_to_string(dir.path().join("comparison.json")).expect("comparison.json");
     let comparison: serde_json::Value = serde_json::from_str(&json).expect("JSON");
     assert_eq!(
         comparison["transports"],
-        serde_json::json!(["tcp", "v1", "link", "foreign"])
+        serde_json::json!(["tcp", "v1", "link", "udp", "foreign"])
     );
+    if lab {
+        let udp = &comparison["scenarios"][0]["rows"][3]["metrics"]["datagram"];
+        assert_eq!(udp["sent"], 256, "{udp}");
+        assert_eq!(udp["delivered_fraction"], 1.0, "{udp}");
+        assert_eq!(udp["duplicates"], 0, "{udp}");
+    }
 
     // Laid out at the window's width, nothing of the comparison passes it.
     let measured = dir.path().join("measured.html");
@@ -318,7 +359,7 @@ async fn a_report_of_several_transports_shows_their_comparison() {
             .find_map(|kv| kv.strip_prefix(name).and_then(|v| v.strip_prefix('=')))
             .unwrap_or_else(|| panic!("{name} in {layout}"))
     };
-    assert_eq!((field("tables"), field("rows")), ("2", "8"), "{layout}");
+    assert_eq!((field("tables"), field("rows")), ("2", "10"), "{layout}");
     assert_eq!(
         field("over"),
         "",

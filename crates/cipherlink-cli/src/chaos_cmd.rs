@@ -53,7 +53,10 @@ pub enum ChaosCommand {
     /// messages and must be declared gone: by the link protocol's keepalive,
     /// by TCP's give-up time for the others), long (96 messages), jitter (delay 100ms
     /// 75ms), loss (loss 30%), duplicate (duplicate 30%), reorder (delay
-    /// 125ms reorder 30% 50%), corrupt (corrupt 30%).
+    /// 125ms reorder 30% 50%), corrupt (corrupt 30%). Datagram transports
+    /// (plain-udp, typhoon) send 8 datagrams per message, one every 10 ms,
+    /// and must deliver nothing altered and lose no more than the
+    /// impairment explains.
     ///
     /// Writes into --out, per scenario: TRANSPORT-NAME.pcap (every delivered
     /// packet), TRANSPORT-NAME.json (result, timings, packet timeline),
@@ -90,6 +93,10 @@ pub enum Transport {
     Port,
     /// Plain TCP, the baseline.
     Plain,
+    /// Plain UDP, the datagram baseline (TUN lab only).
+    PlainUdp,
+    /// SeasideVPN's TYPHOON wire over UDP, timers shortened (TUN lab only).
+    Typhoon,
 }
 
 /// How `chaos run` reads a foreign program's packets.
@@ -106,8 +113,11 @@ pub enum ForeignWire {
 /// `cipherlink chaos run`.
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// The protocols under test, comma-separated (e.g. tls,link,port,plain);
-    /// default tls, or none when --subject-cmd is given.
+    /// The protocols under test, comma-separated (e.g.
+    /// tls,link,port,plain,plain-udp,typhoon); default tls, or none when
+    /// --subject-cmd is given. plain-udp and typhoon are datagram
+    /// transports: they exchange numbered datagrams at a steady rate and
+    /// are judged by the datagram rules (docs/chaos.md).
     #[arg(long, value_enum, value_delimiter = ',')]
     pub transport: Vec<Transport>,
     /// A foreign program's server command (`sh -c`; see the help above),

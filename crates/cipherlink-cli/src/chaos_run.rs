@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{bail, Context as _, Result};
+use cipherlink_chaos::dgram_run::run_datagram_scenario;
 use cipherlink_chaos::lab::{self, Lab};
 use cipherlink_chaos::output::{Invoker, OutDir, PrivateFile};
 use cipherlink_chaos::report;
@@ -17,7 +18,8 @@ use cipherlink_chaos::scenario_run::{run_scenario, RunOptions, CAPTURE_LIMIT};
 use cipherlink_chaos::scenarios::{self, ScenarioDef, Timers};
 use cipherlink_chaos::signals::StopSignals;
 use cipherlink_chaos::subject::{
-    link_keepalive, Foreign, ForeignClassifier, LabSubject, Link, NaclFrame, PlainTcp, Port, Tls,
+    link_keepalive, typhoon_timers, DatagramSubject, Foreign, ForeignClassifier, LabSubject, Link,
+    NaclFrame, PlainTcp, PlainUdp, Port, Tls, Typhoon,
 };
 
 use crate::chaos_cmd::{ForeignWire, RunArgs, Transport};
@@ -134,6 +136,8 @@ fn transport_name(t: Transport) -> &'static str {
         Transport::V1 => "v1",
         Transport::Port => "port",
         Transport::Plain => "tcp",
+        Transport::PlainUdp => "udp",
+        Transport::Typhoon => "typhoon",
     }
 }
 
@@ -219,6 +223,17 @@ async fn run_all(
             ),
             Transport::Port => results.extend(run_each(&defs, &opts, |_| Ok(Port::new())).await?),
             Transport::Plain => results.extend(run_each(&defs, &opts, |_| Ok(PlainTcp)).await?),
+            Transport::PlainUdp => {
+                results.extend(run_each_datagram(&defs, &opts, |_| PlainUdp).await)
+            }
+            // A fresh key and token per scenario; the stale scenario's
+            // timers give a silent server up sooner.
+            Transport::Typhoon => results.extend(
+                run_each_datagram(&defs, &opts, |def| {
+                    Typhoon::new(typhoon_timers(def.stale_after.is_some()))
+                })
+                .await,
+            ),
         }
     }
     if let Some(foreign) = plan.foreign {
@@ -262,6 +277,28 @@ async fn run_each<S: LabSubject + Clone>(
     Ok(results)
 }
 
+/// [`run_each`] for a datagram transport.
+async fn run_each_datagram<S: DatagramSubject + Clone>(
+    defs: &[ScenarioDef],
+    opts: &RunOptions,
+    make: impl Fn(&ScenarioDef) -> S,
+) -> Vec<ScenarioResult> {
+    let mut results = Vec::new();
+    for def in defs {
+        let subject = make(def);
+        let name = subject.name().to_string();
+        let result = match run_datagram_scenario(subject, def, opts).await {
+            Ok(r) => r,
+            Err(e) => {
+                ScenarioResult::error(def.clone(), &name, opts.mode, opts.timers, e.to_string())
+            }
+        };
+        println!("{}", summary_line(&result));
+        results.push(result);
+    }
+    results
+}
+
 /// One scenario; a scenario that could not be run at all is a failed result.
 async fn one<S: LabSubject + Clone>(
     subject: S,
@@ -278,12 +315,16 @@ async fn one<S: LabSubject + Clone>(
 fn summary_line(r: &ScenarioResult) -> String {
     let verdict = r.verdict_word();
     let ms = |d: Option<f64>| d.map_or("-".into(), |v| format!("{v:.1}"));
+    let sent = match &r.datagram {
+        Some(d) => d.sent,
+        None => r.scenario.messages,
+    };
     let mut line = format!(
         "{} {:<10} {verdict}  {}/{} echoed in {:.2} s, set-up {} ms, RTT p50 {} ms p95 {} ms, {} kB/s",
         r.transport,
         r.scenario.name,
         r.delivered,
-        r.scenario.messages,
+        sent,
         r.duration,
         ms(r.client.connected.map(|c| c * 1e3)),
         ms(r.rtt_ms.map(|q| q.p50)),

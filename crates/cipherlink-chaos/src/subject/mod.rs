@@ -20,6 +20,8 @@
 //!
 //! [`StreamSubject`]s run over the one TCP connection the lab hands them;
 //! [`LabSubject`] is what the lab runs (each stream subject is one).
+//! Datagram transports (plain UDP, TYPHOON) are [`DatagramSubject`]s
+//! (`datagram.rs`), checked by a datagram exchange of their own.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -28,12 +30,21 @@ use std::time::Duration;
 use etherparse::{SlicedPacket, TransportSlice};
 use tokio::net::{TcpListener, TcpStream};
 
+pub mod datagram;
 mod foreign;
 mod link;
 mod nacl_frame;
 mod plain;
+mod plain_udp;
 mod port;
 mod tls;
+mod typhoon;
+
+pub use datagram::{DatagramSession, DatagramSubject};
+pub use plain_udp::{PlainUdp, PlainUdpSession};
+pub use typhoon::{
+    gone_bound as typhoon_gone_bound, typhoon_classes, typhoon_timers, Typhoon, TyphoonChaosSession,
+};
 
 pub use foreign::{expand, Foreign, ForeignClassifier, ForeignListening, ForeignSession};
 pub use link::{link_keepalive, Link, LinkSession};
@@ -322,7 +333,7 @@ pub trait Session: Send {
 }
 
 /// Classifies one IPv4 packet of a subject's traffic: TCP without payload
-/// is [`PacketClass::Control`], other payloads go to the subject.
+/// is [`PacketClass::Control`], other TCP and UDP payloads go to the subject.
 pub fn classify_ipv4<S: Subject>(subject: &S, packet: &[u8]) -> PacketClass {
     match SlicedPacket::from_ip(packet) {
         Ok(SlicedPacket {
@@ -333,6 +344,10 @@ pub fn classify_ipv4<S: Subject>(subject: &S, packet: &[u8]) -> PacketClass {
             transport: Some(TransportSlice::Tcp(tcp)),
             ..
         }) => subject.classify(tcp.payload()),
+        Ok(SlicedPacket {
+            transport: Some(TransportSlice::Udp(udp)),
+            ..
+        }) => subject.classify(udp.payload()),
         _ => PacketClass::Unknown,
     }
 }

@@ -118,7 +118,7 @@ fn header(s: &mut String, r: &ScenarioResult, height: f64) {
         escape(&r.transport),
         escape(&r.scenario.title),
         r.delivered,
-        r.scenario.messages,
+        r.datagram.as_ref().map_or(r.scenario.messages, |d| d.sent),
         r.packets.len(),
     );
 }
