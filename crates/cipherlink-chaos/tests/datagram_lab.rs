@@ -1,5 +1,5 @@
 //! Datagram transports through the TUN lab, as `cipherlink chaos run
-//! --transport plain-udp,typhoon` runs them: real UDP packets through the
+//! --transport plain-udp,typhoon,link-udp` runs them: real UDP packets through the
 //! router's models, the datagram verdict judged on what came back, the
 //! capture classed. Needs root and /dev/net/tun; without them each test
 //! prints a note and checks nothing (CIPHERLINK_REQUIRE_PEERS=1 makes
@@ -14,7 +14,9 @@ use cipherlink_chaos::output::{Invoker, OutDir};
 use cipherlink_chaos::results::{Mode, ScenarioResult};
 use cipherlink_chaos::scenario_run::{RunOptions, CAPTURE_LIMIT};
 use cipherlink_chaos::scenarios::{select, Timers};
-use cipherlink_chaos::subject::{typhoon_timers, DatagramSubject, PacketClass, PlainUdp, Typhoon};
+use cipherlink_chaos::subject::{
+    link_keepalive, typhoon_timers, DatagramSubject, LinkUdp, PacketClass, PlainUdp, Typhoon,
+};
 
 fn lab_or_note(test: &str) -> bool {
     match Lab::available() {
@@ -144,4 +146,60 @@ async fn typhoon_declares_a_silent_peer_gone_within_its_bound() {
     );
     let rc = r.router.expect("router counts");
     assert!(rc.silenced[0] > 0, "the client's datagrams met the silence");
+}
+
+/// The link's datagram mode: everything on an ideal network, read from the
+/// capture with the session's secrets (two pieces and msg2, data, one
+/// close, nothing unread); through loss what the loss explains; and the
+/// network's duplicates never reach the application (its replay window).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn link_udp_through_the_lab() {
+    if !lab_or_note("link_udp_through_the_lab") {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    let subject = || LinkUdp::new(link_keepalive(false)).expect("link subject");
+    let ideal = run(subject(), "ideal", dir.path()).await;
+    assert!(ideal.verdict.pass, "{:?}", ideal.verdict);
+    assert_eq!(ideal.delivered, 256);
+    assert!(
+        classes(&ideal, PacketClass::Handshake) >= 3,
+        "{:?}",
+        ideal.packets
+    );
+    assert!(classes(&ideal, PacketClass::Data) >= 2 * 256);
+    assert_eq!(classes(&ideal, PacketClass::Close), 1);
+    assert_eq!(classes(&ideal, PacketClass::Unknown), 0);
+    assert_eq!(classes(&ideal, PacketClass::Invalid), 0);
+
+    let loss = run(subject(), "loss", dir.path()).await;
+    assert_lossy(&loss);
+
+    let dup = run(subject(), "duplicate", dir.path()).await;
+    assert!(dup.verdict.pass, "{:?}", dup.verdict);
+    let d = dup.datagram.as_ref().expect("datagram stats");
+    assert_eq!(
+        d.server.duplicates + d.client.duplicates,
+        0,
+        "duplicates reached the application"
+    );
+    let rc = dup.router.expect("router counts");
+    assert!(
+        rc.duplicated.iter().sum::<u64>() > 0,
+        "the router duplicated nothing"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn link_udp_declares_a_silent_peer_gone_within_its_bound() {
+    if !lab_or_note("link_udp_declares_a_silent_peer_gone_within_its_bound") {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    let subject = LinkUdp::new(link_keepalive(true)).expect("link subject");
+    let r = run(subject, "stale", dir.path()).await;
+    assert!(r.verdict.pass, "{:?}", r.verdict);
+    let after = r.declared_gone_after().expect("declared gone");
+    let bound = r.gone_bound.expect("a bound");
+    assert!(after <= bound + 3.0, "{after} > {bound}");
 }

@@ -97,6 +97,8 @@ pub enum Transport {
     PlainUdp,
     /// SeasideVPN's TYPHOON wire over UDP, timers shortened (TUN lab only).
     Typhoon,
+    /// The link protocol's datagram mode over UDP (TUN lab only).
+    LinkUdp,
 }
 
 /// How `chaos run` reads a foreign program's packets.
@@ -114,8 +116,8 @@ pub enum ForeignWire {
 #[derive(Debug, Args)]
 pub struct RunArgs {
     /// The protocols under test, comma-separated (e.g.
-    /// tls,link,port,plain,plain-udp,typhoon); default tls, or none when
-    /// --subject-cmd is given. plain-udp and typhoon are datagram
+    /// tls,link,port,plain,plain-udp,typhoon,link-udp); default tls, or none
+    /// when --subject-cmd is given. plain-udp, typhoon and link-udp are datagram
     /// transports: they exchange numbered datagrams at a steady rate and
     /// are judged by the datagram rules (docs/chaos.md).
     #[arg(long, value_enum, value_delimiter = ',')]

@@ -19,7 +19,7 @@ use cipherlink_chaos::scenarios::{self, ScenarioDef, Timers};
 use cipherlink_chaos::signals::StopSignals;
 use cipherlink_chaos::subject::{
     link_keepalive, typhoon_timers, DatagramSubject, Foreign, ForeignClassifier, LabSubject, Link,
-    NaclFrame, PlainTcp, PlainUdp, Port, Tls, Typhoon,
+    LinkUdp, NaclFrame, PlainTcp, PlainUdp, Port, Tls, Typhoon,
 };
 
 use crate::chaos_cmd::{ForeignWire, RunArgs, Transport};
@@ -138,6 +138,7 @@ fn transport_name(t: Transport) -> &'static str {
         Transport::Plain => "tcp",
         Transport::PlainUdp => "udp",
         Transport::Typhoon => "typhoon",
+        Transport::LinkUdp => "link-udp",
     }
 }
 
@@ -224,15 +225,21 @@ async fn run_all(
             Transport::Port => results.extend(run_each(&defs, &opts, |_| Ok(Port::new())).await?),
             Transport::Plain => results.extend(run_each(&defs, &opts, |_| Ok(PlainTcp)).await?),
             Transport::PlainUdp => {
-                results.extend(run_each_datagram(&defs, &opts, |_| PlainUdp).await)
+                results.extend(run_each_datagram(&defs, &opts, |_| Ok(PlainUdp)).await?)
             }
             // A fresh key and token per scenario; the stale scenario's
             // timers give a silent server up sooner.
             Transport::Typhoon => results.extend(
                 run_each_datagram(&defs, &opts, |def| {
-                    Typhoon::new(typhoon_timers(def.stale_after.is_some()))
+                    Ok(Typhoon::new(typhoon_timers(def.stale_after.is_some())))
                 })
-                .await,
+                .await?,
+            ),
+            Transport::LinkUdp => results.extend(
+                run_each_datagram(&defs, &opts, |def| {
+                    Ok(LinkUdp::new(link_keepalive(def.stale_after.is_some()))?)
+                })
+                .await?,
             ),
         }
     }
@@ -281,11 +288,11 @@ async fn run_each<S: LabSubject + Clone>(
 async fn run_each_datagram<S: DatagramSubject + Clone>(
     defs: &[ScenarioDef],
     opts: &RunOptions,
-    make: impl Fn(&ScenarioDef) -> S,
-) -> Vec<ScenarioResult> {
+    make: impl Fn(&ScenarioDef) -> Result<S>,
+) -> Result<Vec<ScenarioResult>> {
     let mut results = Vec::new();
     for def in defs {
-        let subject = make(def);
+        let subject = make(def)?;
         let name = subject.name().to_string();
         let result = match run_datagram_scenario(subject, def, opts).await {
             Ok(r) => r,
@@ -296,7 +303,7 @@ async fn run_each_datagram<S: DatagramSubject + Clone>(
         println!("{}", summary_line(&result));
         results.push(result);
     }
-    results
+    Ok(results)
 }
 
 /// One scenario; a scenario that could not be run at all is a failed result.

@@ -4,9 +4,11 @@
 //! file implementing [`DatagramSubject`], shaped like the drivers it wraps
 //! (`connect` -> session, `listener.accept()`):
 //!
-//! - [`PlainUdp`] (`plain_udp.rs`): UDP alone, the baseline.
-//! - [`Typhoon`] (`typhoon.rs`): SeasideVPN's TYPHOON (`cipherlink-typhoon`),
+//! - [`super::PlainUdp`] (`plain_udp.rs`): UDP alone, the baseline.
+//! - [`super::Typhoon`] (`typhoon.rs`): SeasideVPN's TYPHOON (`cipherlink-typhoon`),
 //!   its datagrams read with the server key.
+//! - [`super::LinkUdp`] (`link_udp.rs`): the link protocol's datagram mode, its
+//!   datagrams read with the sessions' exported secrets.
 //!
 //! A datagram subject runs only in the TUN lab: the stream proxy carries
 //! one TCP connection.

@@ -33,6 +33,7 @@ use tokio::net::{TcpListener, TcpStream};
 pub mod datagram;
 mod foreign;
 mod link;
+mod link_udp;
 mod nacl_frame;
 mod plain;
 mod plain_udp;
@@ -41,6 +42,7 @@ mod tls;
 mod typhoon;
 
 pub use datagram::{DatagramSession, DatagramSubject};
+pub use link_udp::{LinkUdp, LinkUdpSession};
 pub use plain_udp::{PlainUdp, PlainUdpSession};
 pub use typhoon::{
     gone_bound as typhoon_gone_bound, typhoon_classes, typhoon_timers, Typhoon, TyphoonChaosSession,

@@ -65,6 +65,9 @@ pub struct DgramClient {
     rng: Box<dyn Entropy>,
     out: VecDeque<Vec<u8>>,
     events: VecDeque<ClientEvent>,
+    /// Labs only: the session's transport secrets, kept when asked for
+    /// ([`DgramClient::export_keys`]).
+    export: Option<Option<handshake::TransportKeys>>,
 }
 
 impl DgramClient {
@@ -109,6 +112,7 @@ impl DgramClient {
             rng,
             out,
             events: VecDeque::new(),
+            export: None,
         })
     }
 
@@ -170,7 +174,23 @@ impl DgramClient {
         }
     }
 
+    /// Labs only: keep the session's transport secrets for
+    /// [`DgramClient::take_exported_keys`] (to read a capture with
+    /// [`super::capture::CaptureReader`]). Whoever holds them can read and
+    /// forge the session.
+    pub fn export_keys(&mut self) {
+        self.export = Some(None);
+    }
+
+    /// The transport secrets kept by [`DgramClient::export_keys`], once open.
+    pub fn take_exported_keys(&mut self) -> Option<handshake::TransportKeys> {
+        self.export.as_mut().and_then(Option::take)
+    }
+
     fn open(&mut self, now: Instant, keys: &handshake::TransportKeys) {
+        if let Some(slot) = &mut self.export {
+            *slot = Some(keys.clone());
+        }
         let (sid, s2c_hdr) = wire::session_secrets(&keys.c2s_len, &keys.s2c_len);
         let c2s_hdr = wire::c2s_header_key(&self.k_obf);
         // The handshake's generator is done: the session draws from a

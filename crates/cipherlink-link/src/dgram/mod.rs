@@ -14,6 +14,7 @@
 //! * [`wire`]: sizes, the record header, the pieces of msg1, cookies.
 //! * [`driver`]: both on tokio ([`driver::connect`], [`driver::DgramListener`]).
 
+pub mod capture;
 pub mod client;
 mod cookie;
 pub mod driver;

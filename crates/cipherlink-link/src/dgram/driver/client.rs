@@ -12,12 +12,33 @@ use super::session::{Command, DgramSession, Inbox, QUEUED};
 use crate::dgram::client::{ClientEvent, DgramClient};
 use crate::dgram::wire::MAX_DATAGRAM;
 use crate::error::Error;
+use crate::proto::handshake::TransportKeys;
 use crate::proto::{ClientConfig, CloseCode};
 
 /// Opens a datagram session to `addr` (`host:port`): msg1 goes out at once
 /// and again on a doubling timer until msg2, or until
 /// `config.params.handshake_timeout`.
 pub async fn connect(addr: &str, config: ClientConfig) -> Result<DgramSession, Error> {
+    connecting(addr, config, false).await.map(|(s, _)| s)
+}
+
+/// Labs only: [`connect`], also returning the session's transport secrets
+/// (to read a capture with [`crate::dgram::capture::CaptureReader`]).
+/// Whoever holds them can read and forge the session.
+pub async fn connect_exporting_keys(
+    addr: &str,
+    config: ClientConfig,
+) -> Result<(DgramSession, TransportKeys), Error> {
+    let (session, keys) = connecting(addr, config, true).await?;
+    let keys = keys.ok_or(Error::Protocol("opened without keys"))?;
+    Ok((session, keys))
+}
+
+async fn connecting(
+    addr: &str,
+    config: ClientConfig,
+    export: bool,
+) -> Result<(DgramSession, Option<TransportKeys>), Error> {
     let target = tokio::net::lookup_host(addr)
         .await
         .map_err(|e| io_err(format!("resolving {addr}"), e))?
@@ -43,7 +64,10 @@ pub async fn connect(addr: &str, config: ClientConfig) -> Result<DgramSession, E
         .map(|d| d.as_secs())
         .unwrap_or(0);
     let rng = Box::new(rand::rngs::StdRng::from_os_rng());
-    let core = DgramClient::new(config, unix, Instant::now(), rng)?;
+    let mut core = DgramClient::new(config, unix, Instant::now(), rng)?;
+    if export {
+        core.export_keys();
+    }
     let (cmd_tx, cmd_rx) = mpsc::channel(QUEUED);
     let (session, inbox) = DgramSession::new(0, cmd_tx);
     let (ready_tx, ready_rx) = oneshot::channel();
@@ -55,7 +79,7 @@ pub async fn connect(addr: &str, config: ClientConfig) -> Result<DgramSession, E
         drop(done_tx);
     });
     match ready_rx.await {
-        Ok(Ok(())) => Ok(session),
+        Ok(Ok(keys)) => Ok((session, keys)),
         Ok(Err(e)) => Err(e),
         Err(_) => Err(Error::NotOpen),
     }
@@ -66,7 +90,7 @@ async fn run(
     mut core: DgramClient,
     mut commands: mpsc::Receiver<Command>,
     inbox: Inbox,
-    ready: oneshot::Sender<Result<(), Error>>,
+    ready: oneshot::Sender<Result<Option<TransportKeys>, Error>>,
 ) {
     let mut ready = Some(ready);
     let mut inbox = Some(inbox);
@@ -80,7 +104,7 @@ async fn run(
             match ev {
                 ClientEvent::Connected => {
                     if let Some(r) = ready.take() {
-                        let _ = r.send(Ok(()));
+                        let _ = r.send(Ok(core.take_exported_keys()));
                     }
                 }
                 ClientEvent::Data(d) => {

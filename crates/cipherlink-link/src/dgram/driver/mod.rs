@@ -6,7 +6,7 @@ mod client;
 mod listener;
 mod session;
 
-pub use client::connect;
+pub use client::{connect, connect_exporting_keys};
 pub use listener::{DgramAccepted, DgramListener};
 pub use session::{DgramReader, DgramSession, DgramWriter, QUEUED_BYTES};
 
