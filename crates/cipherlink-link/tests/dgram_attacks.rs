@@ -62,3 +62,33 @@ fn every_length_to_every_state() {
     assert!(n.client.is_open());
     assert_eq!(n.server.sessions(), 1);
 }
+
+/// A second piece from another address is ignored and does not renew its
+/// first piece's time: a waiting first piece lives at most 2 s (§11.3),
+/// however many pieces someone else sends for it.
+#[test]
+fn a_second_piece_from_elsewhere_does_not_keep_a_first_piece_waiting() {
+    let w = world();
+    let t0 = std::time::Instant::now();
+    let mut client = DgramClient::new(w.client_cfg(&w.alice), VECTOR_UNIX, t0, rng(50)).unwrap();
+    let mut server = DgramServer::new(
+        w.endpoint.clone(),
+        DgramServerOptions::default(),
+        t0,
+        rng(51),
+    );
+    let (mut p0, p1) = (
+        client.poll_transmit().unwrap(),
+        client.poll_transmit().unwrap(),
+    );
+    let from = addr("192.0.2.1:4000");
+    server.handle_datagram(t0, VECTOR_UNIX, from, &mut p0);
+    let t1 = t0 + Duration::from_millis(1500);
+    server.handle_timeout(t1);
+    server.handle_datagram(t1, VECTOR_UNIX, addr("198.51.100.3:3"), &mut p1.clone());
+    let t2 = t0 + Duration::from_millis(2500);
+    server.handle_timeout(t2);
+    server.handle_datagram(t2, VECTOR_UNIX, from, &mut p1.clone());
+    assert_eq!(server.stats().accepted, 0, "a first piece outlived 2 s");
+    assert!(server.poll_transmit().is_none());
+}
