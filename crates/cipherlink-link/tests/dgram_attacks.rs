@@ -92,3 +92,44 @@ fn a_second_piece_from_elsewhere_does_not_keep_a_first_piece_waiting() {
     assert_eq!(server.stats().accepted, 0, "a first piece outlived 2 s");
     assert!(server.poll_transmit().is_none());
 }
+
+/// A valid client that opens and closes sessions as fast as it can
+/// leaves no timer behind each: the server's timer heap stays within a
+/// bound of its open sessions, instead of growing with every session
+/// opened in the last `max_next_in` (up to a day).
+#[test]
+fn closed_sessions_leave_no_timers_behind() {
+    let w = world();
+    let now = std::time::Instant::now();
+    let mut server = DgramServer::new(
+        w.endpoint.clone(),
+        DgramServerOptions::default(),
+        now,
+        rng(60),
+    );
+    for i in 0..300u16 {
+        let from = addr(&format!("192.0.2.1:{}", 1000 + i));
+        let mut c = DgramClient::new(
+            w.client_cfg(&w.alice),
+            VECTOR_UNIX,
+            now,
+            rng(1000 + u64::from(i)),
+        )
+        .unwrap();
+        while let Some(mut d) = c.poll_transmit() {
+            server.handle_datagram(now, VECTOR_UNIX, from, &mut d);
+        }
+        while let Some((_, mut d)) = server.poll_transmit() {
+            c.handle_datagram(now, &mut d);
+        }
+        assert!(c.is_open());
+        c.close(cipherlink_link::CloseCode::Normal);
+        while let Some(mut d) = c.poll_transmit() {
+            server.handle_datagram(now, VECTOR_UNIX, from, &mut d);
+        }
+        while server.poll_event().is_some() {}
+    }
+    assert_eq!(server.sessions(), 0);
+    let timers = server.timer_entries();
+    assert!(timers <= 128, "{timers} timers for no session");
+}

@@ -546,7 +546,7 @@ impl DgramServer {
             },
         );
         *self.per_token.entry(token_id).or_default() += 1;
-        self.timers.push(Timer::new(deadline, sid));
+        self.push_timer(deadline, sid);
     }
 
     /// Runs every timer due by `now`.

@@ -14,6 +14,9 @@ use crate::error::Error;
 use crate::proto::revocation::Revocation;
 use crate::proto::CloseCode;
 
+/// Stale timer entries tolerated beyond twice the open sessions.
+const TIMER_SLACK: usize = 64;
+
 /// An open session on the server.
 pub(super) struct Session {
     /// Where its datagrams go: the address of its newest authenticated one.
@@ -130,9 +133,30 @@ impl DgramServer {
             let d = s.est.deadline();
             if d < s.scheduled {
                 s.scheduled = d;
-                self.timers.push(super::server_sessions::Timer::new(d, sid));
+                self.push_timer(d, sid);
             }
         }
+    }
+
+    /// Pushes a timer entry. Entries of closed sessions, and those a moved
+    /// deadline replaced, stay in the heap until they are due (up to
+    /// `max_next_in`, a day at most): a client that opens and closes
+    /// sessions fast would grow it by one each, so it is swept of them
+    /// when it holds twice as many entries as sessions (and some room).
+    pub(super) fn push_timer(&mut self, at: Instant, sid: u64) {
+        self.timers.push(Timer::new(at, sid));
+        if self.timers.len() > 2 * self.sessions.len() + TIMER_SLACK {
+            let sessions = &self.sessions;
+            self.timers.retain(|Timer(Reverse((at, sid)))| {
+                sessions.get(sid).is_some_and(|s| s.scheduled == *at)
+            });
+        }
+    }
+
+    /// Entries in the timer heap (tests).
+    #[doc(hidden)]
+    pub fn timer_entries(&self) -> usize {
+        self.timers.len()
     }
 
     pub(super) fn session_timers(&mut self, now: Instant) {
