@@ -133,3 +133,25 @@ fn closed_sessions_leave_no_timers_behind() {
     let timers = server.timer_entries();
     assert!(timers <= 128, "{timers} timers for no session");
 }
+
+/// A normal close by the server (code 0, or 4 for a shutdown) is a normal
+/// end at the client, as at the server (§11.5): not an error.
+#[test]
+fn a_normal_close_by_the_server_is_not_an_error_at_the_client() {
+    use cipherlink_link::dgram::ClientEvent;
+    use cipherlink_link::CloseCode;
+    for (seed, code) in [(70, CloseCode::Normal), (71, CloseCode::Shutdown)] {
+        let w = world();
+        let mut n = Net::new(&w, DgramServerOptions::default(), Faults::default(), seed);
+        n.connect();
+        let sid = n.sid();
+        n.server.close(sid, code);
+        n.drive();
+        assert!(n.client.is_closed());
+        assert!(
+            matches!(n.client_events.last(), Some(ClientEvent::Closed(None))),
+            "{code:?}: {:?}",
+            n.client_events.last()
+        );
+    }
+}
