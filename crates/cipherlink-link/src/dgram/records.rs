@@ -10,7 +10,7 @@ use std::ops::Range;
 
 use zeroize::Zeroizing;
 
-use super::window::{ReplayWindow, WINDOW};
+use super::window::ReplayWindow;
 use super::wire::{HeaderSealer, EPOCH, HEADER, INNER_HEADER, MAX_DATA, MIN_RECORD_DATAGRAM};
 use crate::error::Error;
 use crate::proto::crypto::{hmac, AeadKey};
@@ -176,11 +176,10 @@ impl Receiver {
             self.epoch = epoch;
         }
         let newest = self.window.mark(counter);
-        if let (Some(top), Some(_)) = (self.window.highest(), &self.previous) {
-            // The window no longer reaches the previous epoch: its key goes.
-            if top.saturating_sub(WINDOW) >= self.epoch * EPOCH {
-                self.previous = None;
-            }
+        // The window no longer reaches the previous epoch's last counter
+        // (it moves a ring word at a time): its key goes.
+        if self.previous.is_some() && !self.window.reaches(self.epoch * EPOCH - 1) {
+            self.previous = None;
         }
         let pt = &sealed[..pt_len];
         let ty = match pt[0] {
@@ -231,6 +230,7 @@ impl Receiver {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+    use crate::dgram::window::WINDOW;
     use crate::dgram::wire::HeaderOpener;
 
     fn pair() -> (Sender, Receiver, HeaderOpener) {
@@ -292,6 +292,25 @@ mod tests {
         tx.counter = 3 * EPOCH;
         let jump = tx.seal(RecordType::Data, b"jump", 0);
         assert_eq!(deliver(&mut rx, &h, jump), Err(Dropped::FarAhead));
+    }
+
+    /// §11.4: the previous epoch's key goes as soon as the window cannot
+    /// accept any counter of that epoch, not up to a ring word later.
+    #[test]
+    fn the_old_key_goes_when_the_window_leaves_its_epoch() {
+        let (mut tx, mut rx, h) = pair();
+        tx.counter = EPOCH - 1;
+        let last_old = tx.seal(RecordType::Data, b"old", 0);
+        assert_eq!(deliver(&mut rx, &h, last_old).unwrap(), b"old");
+        let mut c = EPOCH;
+        while rx.window.reaches(EPOCH - 1) {
+            tx.counter = c;
+            let d = tx.seal(RecordType::Data, b"new", 0);
+            assert_eq!(deliver(&mut rx, &h, d).unwrap(), b"new");
+            c += 1;
+        }
+        assert!(c < EPOCH + WINDOW, "the window never left the old epoch");
+        assert!(!rx.holds_previous(), "old key kept at counter {}", c - 1);
     }
 
     #[test]
