@@ -119,6 +119,14 @@ pub struct Receiver {
     key: AeadKey,
     /// The key of `epoch - 1`, while the window still reaches into it.
     previous: Option<AeadKey>,
+    /// The key of `epoch + 1` and its bytes, derived once the first record
+    /// claiming that epoch arrives: a forged header (any holder of `S` who
+    /// saw `sid` can make one) then costs a tag check, not a ratchet step
+    /// and a key schedule each.
+    next: Option<(AeadKey, Zeroizing<[u8; 32]>)>,
+    /// Ratchet steps taken (tests).
+    #[cfg(test)]
+    steps: u64,
 }
 
 impl Receiver {
@@ -130,6 +138,9 @@ impl Receiver {
             key_bytes: Zeroizing::new(*key),
             key: AeadKey::new(key),
             previous: None,
+            next: None,
+            #[cfg(test)]
+            steps: 0,
         }
     }
 
@@ -148,12 +159,16 @@ impl Receiver {
             return Ok(Err(Dropped::Replayed));
         }
         let epoch = counter / EPOCH;
-        // The next epoch's key, tried without being kept until a record
-        // under it verifies.
-        let ahead = (epoch == self.epoch + 1).then(|| {
+        let ahead = epoch == self.epoch + 1;
+        if ahead && self.next.is_none() {
+            // The next epoch's key, used only once a record under it verifies.
             let bytes = ratchet(&self.key_bytes);
-            (AeadKey::new(&bytes), bytes)
-        });
+            self.next = Some((AeadKey::new(&bytes), bytes));
+            #[cfg(test)]
+            {
+                self.steps += 1;
+            }
+        }
         let key = if epoch == self.epoch {
             &self.key
         } else if epoch + 1 == self.epoch {
@@ -161,7 +176,7 @@ impl Receiver {
                 Some(k) => k,
                 None => return Ok(Err(Dropped::Replayed)),
             }
-        } else if let Some((k, _)) = &ahead {
+        } else if let (true, Some((k, _))) = (ahead, &self.next) {
             k
         } else {
             return Ok(Err(Dropped::FarAhead));
@@ -170,10 +185,12 @@ impl Receiver {
         let Ok(pt_len) = key.open(counter, header, sealed) else {
             return Ok(Err(Dropped::Tag));
         };
-        if let Some((k, bytes)) = ahead {
-            self.previous = Some(std::mem::replace(&mut self.key, k));
-            *self.key_bytes = *bytes;
-            self.epoch = epoch;
+        if ahead {
+            if let Some((k, bytes)) = self.next.take() {
+                self.previous = Some(std::mem::replace(&mut self.key, k));
+                *self.key_bytes = *bytes;
+                self.epoch = epoch;
+            }
         }
         let newest = self.window.mark(counter);
         // The window no longer reaches the previous epoch's last counter
@@ -217,6 +234,12 @@ impl Receiver {
     #[cfg(test)]
     pub fn epoch(&self) -> u64 {
         self.epoch
+    }
+
+    /// Ratchet steps taken (tests).
+    #[cfg(test)]
+    pub fn steps(&self) -> u64 {
+        self.steps
     }
 
     /// Whether the previous epoch's key is still held (tests).
@@ -311,6 +334,24 @@ mod tests {
         }
         assert!(c < EPOCH + WINDOW, "the window never left the old epoch");
         assert!(!rx.holds_previous(), "old key kept at counter {}", c - 1);
+    }
+
+    /// Forged records claiming the next epoch (bad tags) cost one ratchet
+    /// step in all, not one each; the real one then opens under it.
+    #[test]
+    fn forged_next_epoch_records_ratchet_once() {
+        let (mut tx, mut rx, h) = pair();
+        tx.counter = EPOCH + 7;
+        let real = tx.seal(RecordType::Data, b"real", 0);
+        for i in 0..100 {
+            let mut forged = real.clone();
+            forged[HEADER + 1 + i % 4] ^= 1;
+            assert_eq!(deliver(&mut rx, &h, forged), Err(Dropped::Tag));
+        }
+        assert_eq!(rx.epoch(), 0);
+        assert_eq!(deliver(&mut rx, &h, real).unwrap(), b"real");
+        assert_eq!(rx.epoch(), 1);
+        assert_eq!(rx.steps(), 1);
     }
 
     #[test]
