@@ -239,8 +239,12 @@ impl DgramServer {
 
     /// Sends a close (best effort) and removes the session.
     pub(super) fn end_session(&mut self, sid: u64, code: CloseCode, error: Option<Error>) {
+        self.end_session_with(sid, code, "", error);
+    }
+
+    fn end_session_with(&mut self, sid: u64, code: CloseCode, reason: &str, error: Option<Error>) {
         if let Some(s) = self.sessions.get_mut(&sid) {
-            let close = s.est.seal_close(code, "", self.rng.as_mut());
+            let close = s.est.seal_close(code, reason, self.rng.as_mut());
             self.out.push_back((s.peer, close));
         }
         self.remove_session(sid, error);
@@ -276,6 +280,13 @@ impl DgramServer {
     /// Closes session `sid` from here (the peer is told, best effort).
     pub fn close(&mut self, sid: u64, code: CloseCode) {
         self.end_session(sid, code, None);
+    }
+
+    /// Ends session `sid` at once because the application here failed
+    /// (code 5 with `reason`, as the stream mode's abort): the peer's
+    /// reads fail with the reason.
+    pub fn abort(&mut self, sid: u64, reason: &str) {
+        self.end_session_with(sid, CloseCode::Aborted, reason, None);
     }
 
     /// Where session `sid`'s datagrams go now.

@@ -168,10 +168,16 @@ impl Task {
                         self.inboxes.insert(sid, inbox);
                         tracing::debug!("link (UDP) session from {peer} for {name:?}");
                     } else {
-                        tracing::warn!(
-                            "link (UDP) from {peer} ({name:?}): accept queue full, closed"
-                        );
-                        self.core.close(sid, CloseCode::Shutdown);
+                        // Any valid client can open sessions faster than
+                        // they are taken: its lines are rate-limited, and
+                        // it is told why, as by the stream listener.
+                        if let Some(skipped) = self.logs.allow(Instant::now()) {
+                            tracing::warn!(
+                                "link (UDP) from {peer} ({name:?}) closed: the server is not taking sessions as fast as they come{}",
+                                skipped_note(skipped)
+                            );
+                        }
+                        self.core.abort(sid, "server busy");
                     }
                 }
                 ServerEvent::Data { sid, data } => {
