@@ -155,3 +155,37 @@ fn a_normal_close_by_the_server_is_not_an_error_at_the_client() {
         );
     }
 }
+
+/// A session that ends before its client's first record (its token
+/// revoked while msg2 was lost) is not handed out again: the client's
+/// resend no longer brings the old msg2, which would open a session the
+/// server no longer has (and the client would learn only from its
+/// keepalive, minutes later, that nobody is there).
+#[test]
+fn a_revoked_session_is_not_answered_again() {
+    use cipherlink_link::dgram::ClientEvent;
+    let w = world();
+    let mut n = Net::new(&w, DgramServerOptions::default(), Faults::default(), 80);
+    while let Some(mut d) = n.client.poll_transmit() {
+        n.server
+            .handle_datagram(n.now, VECTOR_UNIX, n.client_addr, &mut d);
+    }
+    // msg2 is lost on the way.
+    assert!(n.server.poll_transmit().is_some());
+    assert_eq!(n.server.sessions(), 1);
+    let mut store = cipherlink_link::TokenStore::new();
+    store
+        .issue("someone-else", &mut rand::rngs::StdRng::seed_from_u64(81))
+        .unwrap();
+    assert_eq!(w.endpoint.set_tokens(store), 1);
+    n.step(Duration::from_millis(1));
+    assert_eq!(n.server.sessions(), 0);
+    n.run_until(Duration::from_secs(40), |n| n.client.is_closed());
+    assert!(
+        !n.client_events
+            .iter()
+            .any(|e| matches!(e, ClientEvent::Connected)),
+        "a ghost session opened: {:?}",
+        n.client_events
+    );
+}

@@ -254,6 +254,11 @@ impl DgramServer {
         let Some(s) = self.sessions.remove(&sid) else {
             return;
         };
+        if let Some(mark) = s.mark {
+            // Its msg2 must not be sent again: it would open, at a client
+            // that lost it, a session that is no longer here.
+            self.answered.remove(&mark);
+        }
         if let Some(n) = self.per_token.get_mut(&s.token_id) {
             *n -= 1;
             if *n == 0 {
