@@ -74,3 +74,110 @@ async fn a_wrong_server_key_times_out() {
     let e = connect(&addr, cfg).await.unwrap_err();
     assert!(matches!(e, cipherlink_link::Error::HandshakeTimeout), "{e}");
 }
+
+/// Log lines written by the test's subscriber.
+#[derive(Clone, Default)]
+struct Lines(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Lines {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(b);
+        Ok(b.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Lines {
+    type Writer = Lines;
+
+    fn make_writer(&'a self) -> Lines {
+        self.clone()
+    }
+}
+
+/// Any holder of `S` can make a refusal per handshake: the listener logs
+/// them as the stream mode does (§3 step 6), ten at once and then one a
+/// second, not a line each.
+#[tokio::test]
+async fn refusals_are_logged_at_a_bounded_rate() {
+    let lines = Lines::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(lines.clone())
+        .with_max_level(tracing::Level::WARN)
+        .with_ansi(false)
+        .finish();
+    // The listener's task runs on this (current-thread) runtime's thread.
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let w = World::new(LinkParams::default());
+    let listener = DgramListener::bind(
+        "127.0.0.1:0",
+        w.endpoint.clone(),
+        DgramServerOptions::default(),
+    )
+    .await
+    .unwrap();
+    let addr = listener.local_addr().to_string();
+    for _ in 0..30 {
+        let e = connect(&addr, w.client_cfg(&w.mallory)).await.unwrap_err();
+        assert!(matches!(e, cipherlink_link::Error::Refused), "{e}");
+    }
+    // Let the listener's task log the last refusal.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let text = String::from_utf8(lines.0.lock().unwrap().clone()).unwrap();
+    let refused = text.lines().filter(|l| l.contains("refused")).count();
+    // Ten at once, and one more per second the test may have taken.
+    assert!((1..=13).contains(&refused), "{refused} lines:\n{text}");
+}
+
+/// An application that takes no sessions: past the accept queue of 128,
+/// each new session is ended at once with an authenticated close saying
+/// the server is busy (code 5, as the stream listener's), which the
+/// client reads as an error, and the listener's lines about it are
+/// rate-limited (any valid client can open sessions as fast as it likes).
+#[tokio::test]
+async fn past_the_accept_queue_sessions_end_as_server_busy() {
+    let lines = Lines::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(lines.clone())
+        .with_max_level(tracing::Level::WARN)
+        .with_ansi(false)
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let w = World::new(LinkParams::default());
+    let listener = DgramListener::bind(
+        "127.0.0.1:0",
+        w.endpoint.clone(),
+        DgramServerOptions::default(),
+    )
+    .await
+    .unwrap();
+    let addr = listener.local_addr().to_string();
+    let mut queued = Vec::new();
+    for _ in 0..128 {
+        queued.push(connect(&addr, w.client_cfg(&w.alice)).await.unwrap());
+    }
+    for _ in 0..30 {
+        let mut s = connect(&addr, w.client_cfg(&w.alice)).await.unwrap();
+        let e = tokio::time::timeout(Duration::from_secs(5), s.reader.recv())
+            .await
+            .unwrap()
+            .unwrap_err();
+        assert!(
+            matches!(
+                &e,
+                cipherlink_link::Error::PeerClosed {
+                    code: cipherlink_link::CloseCode::Aborted,
+                    reason,
+                } if reason == "server busy"
+            ),
+            "{e:?}"
+        );
+    }
+    let text = String::from_utf8(lines.0.lock().unwrap().clone()).unwrap();
+    let busy = text.lines().filter(|l| l.contains("127.0.0.1")).count();
+    assert!((1..=13).contains(&busy), "{busy} lines:\n{text}");
+    drop(queued);
+}

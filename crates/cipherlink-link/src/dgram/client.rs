@@ -32,7 +32,8 @@ pub enum ClientEvent {
     Connected,
     /// One datagram of application data.
     Data(Vec<u8>),
-    /// The session ended: `None` when the application closed it.
+    /// The session ended: `None` when the application here closed it or
+    /// the server closed it normally (code 0 or 4).
     Closed(Option<Error>),
 }
 
@@ -161,9 +162,10 @@ impl DgramClient {
                                 .events
                                 .push_back(ClientEvent::Data(datagram[r].to_vec())),
                             Received::Keepalive => {}
-                            Received::Closed(code, reason) => {
-                                self.end(Some(Error::PeerClosed { code, reason }))
-                            }
+                            Received::Closed(code, reason) => self.end(match code {
+                                CloseCode::Normal | CloseCode::Shutdown => None,
+                                _ => Some(Error::PeerClosed { code, reason }),
+                            }),
                         }
                     }
                     Ok(Err(_dropped)) => {}

@@ -82,6 +82,11 @@ impl<K: Hash + Eq + Clone, V> Expiring<K, V> {
     }
 
     /// The entry for `key`.
+    pub fn get(&self, key: &K) -> Option<&V> {
+        self.map.get(key).map(|(v, _)| v)
+    }
+
+    /// The entry for `key`, to change.
     pub fn get_mut(&mut self, key: &K) -> Option<&mut V> {
         self.map.get_mut(key).map(|(v, _)| v)
     }

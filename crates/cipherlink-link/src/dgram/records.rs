@@ -10,7 +10,7 @@ use std::ops::Range;
 
 use zeroize::Zeroizing;
 
-use super::window::{ReplayWindow, WINDOW};
+use super::window::ReplayWindow;
 use super::wire::{HeaderSealer, EPOCH, HEADER, INNER_HEADER, MAX_DATA, MIN_RECORD_DATAGRAM};
 use crate::error::Error;
 use crate::proto::crypto::{hmac, AeadKey};
@@ -143,6 +143,14 @@ pub struct Receiver {
     key: AeadKey,
     /// The key of `epoch - 1`, while the window still reaches into it.
     previous: Option<AeadKey>,
+    /// The key of `epoch + 1` and its bytes, derived once the first record
+    /// claiming that epoch arrives: a forged header (any holder of `S` who
+    /// saw `sid` can make one) then costs a tag check, not a ratchet step
+    /// and a key schedule each.
+    next: Option<(AeadKey, Zeroizing<[u8; 32]>)>,
+    /// Ratchet steps taken (tests).
+    #[cfg(test)]
+    steps: u64,
 }
 
 impl Receiver {
@@ -154,6 +162,9 @@ impl Receiver {
             key_bytes: Zeroizing::new(*key),
             key: AeadKey::new(key),
             previous: None,
+            next: None,
+            #[cfg(test)]
+            steps: 0,
         }
     }
 
@@ -172,12 +183,16 @@ impl Receiver {
             return Ok(Err(Dropped::Replayed));
         }
         let epoch = counter / EPOCH;
-        // The next epoch's key, tried without being kept until a record
-        // under it verifies.
-        let ahead = (epoch == self.epoch + 1).then(|| {
+        let ahead = epoch == self.epoch + 1;
+        if ahead && self.next.is_none() {
+            // The next epoch's key, used only once a record under it verifies.
             let bytes = ratchet(&self.key_bytes);
-            (AeadKey::new(&bytes), bytes)
-        });
+            self.next = Some((AeadKey::new(&bytes), bytes));
+            #[cfg(test)]
+            {
+                self.steps += 1;
+            }
+        }
         let key = if epoch == self.epoch {
             &self.key
         } else if epoch + 1 == self.epoch {
@@ -185,7 +200,7 @@ impl Receiver {
                 Some(k) => k,
                 None => return Ok(Err(Dropped::Replayed)),
             }
-        } else if let Some((k, _)) = &ahead {
+        } else if let (true, Some((k, _))) = (ahead, &self.next) {
             k
         } else {
             return Ok(Err(Dropped::FarAhead));
@@ -194,17 +209,18 @@ impl Receiver {
         let Ok(pt_len) = key.open(counter, header, sealed) else {
             return Ok(Err(Dropped::Tag));
         };
-        if let Some((k, bytes)) = ahead {
-            self.previous = Some(std::mem::replace(&mut self.key, k));
-            *self.key_bytes = *bytes;
-            self.epoch = epoch;
+        if ahead {
+            if let Some((k, bytes)) = self.next.take() {
+                self.previous = Some(std::mem::replace(&mut self.key, k));
+                *self.key_bytes = *bytes;
+                self.epoch = epoch;
+            }
         }
         let newest = self.window.mark(counter);
-        if let (Some(top), Some(_)) = (self.window.highest(), &self.previous) {
-            // The window no longer reaches the previous epoch: its key goes.
-            if top.saturating_sub(WINDOW) >= self.epoch * EPOCH {
-                self.previous = None;
-            }
+        // The window no longer reaches the previous epoch's last counter
+        // (it moves a ring word at a time): its key goes.
+        if self.previous.is_some() && !self.window.reaches(self.epoch * EPOCH - 1) {
+            self.previous = None;
         }
         let pt = &sealed[..pt_len];
         let ty = match pt[0] {
@@ -244,6 +260,12 @@ impl Receiver {
         self.epoch
     }
 
+    /// Ratchet steps taken (tests).
+    #[cfg(test)]
+    pub fn steps(&self) -> u64 {
+        self.steps
+    }
+
     /// Whether the previous epoch's key is still held (tests).
     #[cfg(test)]
     pub fn holds_previous(&self) -> bool {
@@ -255,6 +277,7 @@ impl Receiver {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+    use crate::dgram::window::WINDOW;
     use crate::dgram::wire::HeaderOpener;
 
     fn pair() -> (Sender, Receiver, HeaderOpener) {
@@ -316,6 +339,43 @@ mod tests {
         tx.counter = 3 * EPOCH;
         let jump = tx.seal(RecordType::Data, b"jump", 0);
         assert_eq!(deliver(&mut rx, &h, jump), Err(Dropped::FarAhead));
+    }
+
+    /// §11.4: the previous epoch's key goes as soon as the window cannot
+    /// accept any counter of that epoch, not up to a ring word later.
+    #[test]
+    fn the_old_key_goes_when_the_window_leaves_its_epoch() {
+        let (mut tx, mut rx, h) = pair();
+        tx.counter = EPOCH - 1;
+        let last_old = tx.seal(RecordType::Data, b"old", 0);
+        assert_eq!(deliver(&mut rx, &h, last_old).unwrap(), b"old");
+        let mut c = EPOCH;
+        while rx.window.reaches(EPOCH - 1) {
+            tx.counter = c;
+            let d = tx.seal(RecordType::Data, b"new", 0);
+            assert_eq!(deliver(&mut rx, &h, d).unwrap(), b"new");
+            c += 1;
+        }
+        assert!(c < EPOCH + WINDOW, "the window never left the old epoch");
+        assert!(!rx.holds_previous(), "old key kept at counter {}", c - 1);
+    }
+
+    /// Forged records claiming the next epoch (bad tags) cost one ratchet
+    /// step in all, not one each; the real one then opens under it.
+    #[test]
+    fn forged_next_epoch_records_ratchet_once() {
+        let (mut tx, mut rx, h) = pair();
+        tx.counter = EPOCH + 7;
+        let real = tx.seal(RecordType::Data, b"real", 0);
+        for i in 0..100 {
+            let mut forged = real.clone();
+            forged[HEADER + 1 + i % 4] ^= 1;
+            assert_eq!(deliver(&mut rx, &h, forged), Err(Dropped::Tag));
+        }
+        assert_eq!(rx.epoch(), 0);
+        assert_eq!(deliver(&mut rx, &h, real).unwrap(), b"real");
+        assert_eq!(rx.epoch(), 1);
+        assert_eq!(rx.steps(), 1);
     }
 
     #[test]

@@ -283,14 +283,15 @@ impl DgramServer {
             self.resent(from, mark, datagram.len());
             return;
         }
-        match self.pending.remove(&pm) {
-            Some(first) if first.from == from => {
-                self.assemble(now, unix_secs, pm, first, datagram.to_vec())
+        match self.pending.get(&pm).map(|first| first.from == from) {
+            Some(true) => {
+                if let Some(first) = self.pending.remove(&pm) {
+                    self.assemble(now, unix_secs, pm, first, datagram.to_vec());
+                }
             }
-            Some(first) => {
-                // Not its sender: put the first piece back, ignore this.
-                self.pending.insert(now, pm, first);
-            }
+            // Not its sender: ignored, and the first piece keeps its time
+            // (putting it back would renew it for whoever sends these).
+            Some(false) => self.stats.unanswered += 1,
             None => {
                 self.strays.insert(
                     now,
@@ -545,7 +546,7 @@ impl DgramServer {
             },
         );
         *self.per_token.entry(token_id).or_default() += 1;
-        self.timers.push(Timer::new(deadline, sid));
+        self.push_timer(deadline, sid);
     }
 
     /// Runs every timer due by `now`.

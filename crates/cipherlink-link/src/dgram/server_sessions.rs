@@ -14,6 +14,9 @@ use crate::error::Error;
 use crate::proto::revocation::Revocation;
 use crate::proto::CloseCode;
 
+/// Stale timer entries tolerated beyond twice the open sessions.
+const TIMER_SLACK: usize = 64;
+
 /// An open session on the server.
 pub(super) struct Session {
     /// Where its datagrams go: the address of its newest authenticated one.
@@ -130,9 +133,30 @@ impl DgramServer {
             let d = s.est.deadline();
             if d < s.scheduled {
                 s.scheduled = d;
-                self.timers.push(super::server_sessions::Timer::new(d, sid));
+                self.push_timer(d, sid);
             }
         }
+    }
+
+    /// Pushes a timer entry. Entries of closed sessions, and those a moved
+    /// deadline replaced, stay in the heap until they are due (up to
+    /// `max_next_in`, a day at most): a client that opens and closes
+    /// sessions fast would grow it by one each, so it is swept of them
+    /// when it holds twice as many entries as sessions (and some room).
+    pub(super) fn push_timer(&mut self, at: Instant, sid: u64) {
+        self.timers.push(Timer::new(at, sid));
+        if self.timers.len() > 2 * self.sessions.len() + TIMER_SLACK {
+            let sessions = &self.sessions;
+            self.timers.retain(|Timer(Reverse((at, sid)))| {
+                sessions.get(sid).is_some_and(|s| s.scheduled == *at)
+            });
+        }
+    }
+
+    /// Entries in the timer heap (tests).
+    #[doc(hidden)]
+    pub fn timer_entries(&self) -> usize {
+        self.timers.len()
     }
 
     pub(super) fn session_timers(&mut self, now: Instant) {
@@ -215,8 +239,12 @@ impl DgramServer {
 
     /// Sends a close (best effort) and removes the session.
     pub(super) fn end_session(&mut self, sid: u64, code: CloseCode, error: Option<Error>) {
+        self.end_session_with(sid, code, "", error);
+    }
+
+    fn end_session_with(&mut self, sid: u64, code: CloseCode, reason: &str, error: Option<Error>) {
         if let Some(s) = self.sessions.get_mut(&sid) {
-            let close = s.est.seal_close(code, "", self.rng.as_mut());
+            let close = s.est.seal_close(code, reason, self.rng.as_mut());
             self.out.push_back((s.peer, close));
         }
         self.remove_session(sid, error);
@@ -226,6 +254,11 @@ impl DgramServer {
         let Some(s) = self.sessions.remove(&sid) else {
             return;
         };
+        if let Some(mark) = s.mark {
+            // Its msg2 must not be sent again: it would open, at a client
+            // that lost it, a session that is no longer here.
+            self.answered.remove(&mark);
+        }
         if let Some(n) = self.per_token.get_mut(&s.token_id) {
             *n -= 1;
             if *n == 0 {
@@ -252,6 +285,13 @@ impl DgramServer {
     /// Closes session `sid` from here (the peer is told, best effort).
     pub fn close(&mut self, sid: u64, code: CloseCode) {
         self.end_session(sid, code, None);
+    }
+
+    /// Ends session `sid` at once because the application here failed
+    /// (code 5 with `reason`, as the stream mode's abort): the peer's
+    /// reads fail with the reason.
+    pub fn abort(&mut self, sid: u64, reason: &str) {
+        self.end_session_with(sid, CloseCode::Aborted, reason, None);
     }
 
     /// Where session `sid`'s datagrams go now.

@@ -1,6 +1,6 @@
 //! An open datagram session, either end (docs §11.5): records both ways,
-//! pings and pongs on the stream mode's keepalive timers (§5, read from
-//! `TYPHOON_*` here), and the close record.
+//! pings and pongs on the stream mode's keepalive timers (§5, the
+//! `LinkParams` of each side), and the close record.
 
 use std::time::Instant;
 

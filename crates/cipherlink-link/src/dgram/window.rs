@@ -48,6 +48,13 @@ impl ReplayWindow {
         self.bits[word] & (1 << bit) == 0
     }
 
+    /// Whether `counter` is still within the ring (received or not): a
+    /// counter behind it can never be accepted again.
+    pub fn reaches(&self, counter: u64) -> bool {
+        self.highest()
+            .is_none_or(|h| counter > h || h / 64 - counter / 64 < WORDS as u64)
+    }
+
     /// Records `counter` as received (after [`ReplayWindow::may_accept`] and
     /// the tag). Returns whether it was the newest so far.
     pub fn mark(&mut self, counter: u64) -> bool {

@@ -152,7 +152,8 @@ pub struct Pieces {
 }
 
 impl Pieces {
-    /// Cuts `msg1` (at most [`MSG1_MAX_PAD`] of padding).
+    /// Cuts `msg1` (at most [`MSG1_MAX_PAD`] of padding; anything shorter
+    /// than a first message is an error).
     pub fn cut(
         msg1: &[u8],
         k_obf: &HmacKey,
@@ -161,7 +162,10 @@ impl Pieces {
     ) -> Result<Self, Error> {
         let c1 = msg1
             .get(MSG1_HEADER..)
-            .filter(|c| c.len() <= 2 * HANDSHAKE_DATAGRAM - MSG1_HEADER - PIECE1_HEADER)
+            // A real C1 is at least C1_MIN; the cut below needs two bytes.
+            .filter(|c| {
+                (C1_MIN..=2 * HANDSHAKE_DATAGRAM - MSG1_HEADER - PIECE1_HEADER).contains(&c.len())
+            })
             .ok_or(Error::Length {
                 what: "msg1 for datagrams",
                 len: msg1.len(),

@@ -16,6 +16,7 @@ use super::session::{Command, DgramSession, Inbox, QUEUED};
 use crate::dgram::server::{DgramServer, DgramServerOptions, ServerEvent};
 use crate::dgram::wire::MAX_DATAGRAM;
 use crate::error::Error;
+use crate::log_limit::{skipped_note, LogLimit};
 use crate::proto::{CloseCode, ServerEndpoint};
 
 /// Sessions opened and not yet taken by [`DgramListener::accept`], at
@@ -74,6 +75,7 @@ impl DgramListener {
                 accepted: tx,
                 commands: cmd_tx,
                 inboxes: HashMap::new(),
+                logs: LogLimit::new(Instant::now()),
             }
             .run(cmd_rx),
         );
@@ -101,6 +103,9 @@ struct Task {
     accepted: mpsc::Sender<DgramAccepted>,
     commands: mpsc::Sender<Command>,
     inboxes: HashMap<u64, Inbox>,
+    /// Any holder of `S` can make a refusal per handshake: their lines are
+    /// rate-limited as the stream listener's are (§3 step 6).
+    logs: LogLimit,
 }
 
 fn unix_now() -> u64 {
@@ -163,10 +168,16 @@ impl Task {
                         self.inboxes.insert(sid, inbox);
                         tracing::debug!("link (UDP) session from {peer} for {name:?}");
                     } else {
-                        tracing::warn!(
-                            "link (UDP) from {peer} ({name:?}): accept queue full, closed"
-                        );
-                        self.core.close(sid, CloseCode::Shutdown);
+                        // Any valid client can open sessions faster than
+                        // they are taken: its lines are rate-limited, and
+                        // it is told why, as by the stream listener.
+                        if let Some(skipped) = self.logs.allow(Instant::now()) {
+                            tracing::warn!(
+                                "link (UDP) from {peer} ({name:?}) closed: the server is not taking sessions as fast as they come{}",
+                                skipped_note(skipped)
+                            );
+                        }
+                        self.core.abort(sid, "server busy");
                     }
                 }
                 ServerEvent::Data { sid, data } => {
@@ -179,10 +190,18 @@ impl Task {
                         i.end(error.map_or(Ok(()), Err));
                     }
                 }
-                ServerEvent::Refused { name, reason, peer } => match name {
-                    Some(n) => tracing::warn!("link (UDP) from {peer} refused: {n:?}: {reason}"),
-                    None => tracing::warn!("link (UDP) from {peer} refused: {reason}"),
-                },
+                ServerEvent::Refused { name, reason, peer } => {
+                    let Some(skipped) = self.logs.allow(Instant::now()) else {
+                        continue;
+                    };
+                    let note = skipped_note(skipped);
+                    match name {
+                        Some(n) => tracing::warn!(
+                            "link (UDP) from {peer} refused: client {n:?}: {reason}{note}"
+                        ),
+                        None => tracing::warn!("link (UDP) from {peer} refused: {reason}{note}"),
+                    }
+                }
             }
         }
         // Closing a session above may have queued its close datagram.
