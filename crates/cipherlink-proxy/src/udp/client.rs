@@ -328,7 +328,7 @@ impl ClientEnd {
             return UdpStats::add(&stats.malformed);
         };
         self.flows.touch(&dst, activity::now());
-        match self.app.try_send_to(payload, dst) {
+        match super::send_now(&self.app, payload, Some(dst)) {
             Ok(_) => stats.carried(false, payload.len()),
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                 UdpStats::add(&stats.queue_full)

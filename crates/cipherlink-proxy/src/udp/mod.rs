@@ -131,6 +131,23 @@ pub(crate) async fn stopped(stop: &mut watch::Receiver<bool>) {
     let _ = stop.wait_for(|s| *s).await;
 }
 
+/// Sends one datagram on a non-blocking socket without waiting:
+/// `WouldBlock` when its buffer is full. A direct send, not tokio's
+/// `try_send`: that refuses until the reactor has seen the socket
+/// writable, which a new flow's socket has not yet, and its first datagram
+/// would be dropped.
+pub(crate) fn send_now(
+    socket: &UdpSocket,
+    payload: &[u8],
+    to: Option<SocketAddr>,
+) -> std::io::Result<usize> {
+    let raw = socket2::SockRef::from(socket);
+    match to {
+        Some(to) => raw.send_to(payload, &to.into()),
+        None => raw.send(payload),
+    }
+}
+
 /// The wildcard address of `peer`'s family, any port.
 pub(crate) fn unspecified(peer: SocketAddr) -> SocketAddr {
     match peer {

@@ -176,7 +176,7 @@ impl ServerEnd {
                 None => return,
             },
         };
-        match socket.try_send(payload) {
+        match super::send_now(&socket, payload, None) {
             Ok(_) => self.stats().carried(true, payload.len()),
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                 UdpStats::add(&self.stats().queue_full)
