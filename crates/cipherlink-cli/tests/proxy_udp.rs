@@ -15,13 +15,18 @@ use std::time::{Duration, Instant};
 use cipherlink_test_support::{peer, Peer};
 use common::*;
 
-/// INITs answered after 50-100 ms instead of 3.2-12.8 s (docs/typhoon-wire.md §3).
+/// INITs answered after 50-100 ms instead of 3.2-12.8 s, handshakes every
+/// 1-2 s, a session given up after three unanswered (docs/typhoon-wire.md §3).
 const TIMERS: &[(&str, &str)] = &[
     ("TYPHOON_MIN_NEXT_IN", "1.0"),
     ("TYPHOON_MAX_NEXT_IN", "2.0"),
     ("TYPHOON_DEFAULT_RTT", "0.2"),
     ("TYPHOON_MIN_RTT", "0.1"),
     ("TYPHOON_MAX_RTT", "0.5"),
+    ("TYPHOON_MIN_TIMEOUT", "1.0"),
+    ("TYPHOON_MAX_TIMEOUT", "3.0"),
+    ("TYPHOON_DEFAULT_TIMEOUT", "2.0"),
+    ("TYPHOON_MAX_RETRIES", "3"),
 ];
 
 /// The name dnsmasq answers, and its address.
@@ -310,4 +315,82 @@ fn iperf3_udp_through_a_udp_pair_reports_received_datagrams() {
     // The data went through the UDP service, not around it.
     let line = client.stderr_line("stats data: udp");
     assert!(!line.contains(" up=0 "), "{line}");
+}
+
+#[test]
+fn a_lost_typhoon_session_is_opened_again_on_the_next_datagram() {
+    let Some(bin) = peer!(Peer::Dnsmasq) else {
+        return;
+    };
+    let (_dns, port) = dnsmasq(&bin);
+    let dir = tempfile::tempdir().unwrap();
+    typhoon_files(dir.path());
+    let service = SocketAddr::from(([127, 0, 0, 1], port));
+    let server_files = ["--port-key", "server.key", "--port-tokens", "tokens.txt"];
+    let (server, mut client, addr) = pair(
+        dir.path(),
+        "typhoon",
+        service,
+        &server_files,
+        &["--port-file", "alice.typhoon"],
+    );
+    assert_eq!(resolve(addr, 1).unwrap(), ADDRESS);
+    // The server end goes away (its sessions with it) and comes back on
+    // the same address: the client's TYPHOON session gives up after its
+    // retries, and a later datagram opens a new one.
+    let listen = server.stderr();
+    let listen = listen
+        .split("listening on ")
+        .nth(1)
+        .and_then(|r| r.split(',').next())
+        .unwrap()
+        .to_string();
+    drop(server);
+    let forward = service.to_string();
+    let mut args = vec!["server", "--udp", "--transport", "typhoon"];
+    args.extend(["--listen", &listen, "--forward", &forward]);
+    args.extend(server_files);
+    let (mut server, _) = proxy("proxy server --udp (again)", dir.path(), &args);
+    client.wait_stderr("lost:");
+    let got = resolve(addr, 2)
+        .unwrap_or_else(|e| panic!("{e}\n{}\n{}", client.describe(), server.describe()));
+    assert_eq!(got, ADDRESS);
+    assert_eq!(
+        client.stderr().matches("udp: session to").count(),
+        3,
+        "up, lost, up"
+    );
+    server.wait_stderr("(alice) open");
+}
+
+#[test]
+fn udp_flags_with_a_stream_transport_or_without_udp_are_refused_by_name() {
+    let refused = |args: &[&str], flag: &str| {
+        let mut cmd = cipherlink();
+        cmd.arg("proxy").args(args);
+        let out = run("cipherlink proxy", cmd, b"");
+        assert!(!out.status.success(), "{}", out.describe());
+        assert!(out.stderr.contains(flag), "{flag}: {}", out.describe());
+    };
+    let server = [
+        "server",
+        "--listen",
+        "127.0.0.1:0",
+        "--forward",
+        "127.0.0.1:53",
+    ];
+    for transport in ["tls", "v1", "port", "link"] {
+        let mut args = server.to_vec();
+        args.extend(["--udp", "--transport", transport]);
+        refused(&args, "--udp");
+    }
+    let mut args = server.to_vec();
+    args.extend(["--transport", "typhoon"]);
+    refused(&args, "--udp");
+    let mut args = server.to_vec();
+    args.extend(["--transport", "plain", "--max-flows", "10"]);
+    refused(&args, "--max-flows");
+    let mut args = server.to_vec();
+    args.extend(["--transport", "plain", "--udp", "--mux"]);
+    refused(&args, "--mux");
 }

@@ -577,6 +577,50 @@ mod tests {
     }
 
     #[test]
+    fn a_udp_service_parses_with_its_flow_limits_and_defaults() {
+        let text = r#"
+            [service.dns]
+            role = "client"
+            listen = "127.0.0.1:5353"
+            connect = "10.0.0.2:8053"
+            transport = "plain"
+            udp = true
+            flow_idle_timeout = "90s"
+            max_flows = 128
+            [service.game]
+            role = "server"
+            listen = "0.0.0.0:8542"
+            forward = "127.0.0.1:27015"
+            transport = "typhoon"
+            udp = true
+            flow_idle_timeout = 30
+            [service.game.port]
+            server_key = "port-server.key"
+            token_store = "port-tokens.txt"
+            [service.web]
+            role = "server"
+            listen = "127.0.0.1:8443"
+            forward = "127.0.0.1:8080"
+            transport = "plain"
+        "#;
+        let config = ProxyConfig::from_toml(text, Path::new("p.toml")).unwrap();
+        let dns = &config.service["dns"];
+        assert!(dns.udp);
+        assert_eq!(dns.flow_idle_timeout, Duration::from_secs(90));
+        assert_eq!(dns.max_flows, 128);
+        let game = &config.service["game"];
+        assert_eq!((game.transport, game.udp), (Transport::Typhoon, true));
+        // A bare number is seconds.
+        assert_eq!(game.flow_idle_timeout, Duration::from_secs(30));
+        assert_eq!(game.max_flows, DEFAULT_MAX_FLOWS);
+        let web = &config.service["web"];
+        assert!(!web.udp);
+        assert_eq!(web.flow_idle_timeout, DEFAULT_FLOW_IDLE_TIMEOUT);
+        assert_eq!("typhoon".parse::<Transport>(), Ok(Transport::Typhoon));
+        assert!(Transport::Typhoon.carries_datagrams() && !Transport::Tls.carries_datagrams());
+    }
+
+    #[test]
     fn unknown_fields_and_transports_are_named() {
         let err = ProxyConfig::from_toml(
             "[service.a]\nrole=\"server\"\nlisten=\"x\"\nconnect=\"y\"\ntransport=\"ssh\"",

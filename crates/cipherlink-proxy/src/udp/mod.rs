@@ -425,3 +425,53 @@ fn check_fields(config: &ServiceConfig) -> Result<(), (&'static str, String)> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn service(transport: Transport) -> ServiceConfig {
+        let mut c = ServiceConfig::new(Role::Server, "127.0.0.1:0", "127.0.0.1:53", transport);
+        c.udp = true;
+        c
+    }
+
+    async fn refusal(config: &ServiceConfig) -> String {
+        let e = check("dns", config).await.unwrap_err().to_string();
+        assert!(e.contains("service `dns`"), "{e}");
+        e
+    }
+
+    #[tokio::test]
+    async fn a_stream_transport_or_a_bad_limit_is_refused_by_field() {
+        for t in [Transport::Tls, Transport::V1, Transport::Port, Transport::Link] {
+            let e = refusal(&service(t)).await;
+            assert!(e.contains("`udp`") && e.contains(t.name()), "{e}");
+        }
+        let mut c = service(Transport::Plain);
+        c.max_flows = 0;
+        assert!(refusal(&c).await.contains("`max_flows`"));
+        let mut c = service(Transport::Plain);
+        c.flow_idle_timeout = Duration::ZERO;
+        assert!(refusal(&c).await.contains("`flow_idle_timeout`"));
+        let mut c = service(Transport::Plain);
+        c.mux = true;
+        assert!(refusal(&c).await.contains("`mux`"));
+        let mut c = service(Transport::Plain);
+        c.listen = "0.0.0.0:0".into();
+        assert!(refusal(&c).await.contains("plain_on_network"));
+        let c = service(Transport::Typhoon);
+        assert!(refusal(&c).await.contains("`port`"));
+        let mut c = service(Transport::Plain);
+        c.connect = String::new();
+        assert!(refusal(&c).await.contains("`connect`"));
+    }
+
+    #[tokio::test]
+    async fn typhoon_without_udp_is_refused_naming_udp() {
+        let mut c = service(Transport::Typhoon);
+        c.udp = false;
+        let e = crate::Service::bind("game", &c).await.unwrap_err().to_string();
+        assert!(e.contains("`udp`") && e.contains("typhoon"), "{e}");
+    }
+}
