@@ -57,7 +57,13 @@ pub(crate) struct UdpShared {
     /// The most bytes of one message, header included.
     pub(crate) max_message: usize,
     pub(crate) stats: Arc<UdpStats>,
+    /// Bytes a server end's per-session queues hold together.
+    pub(crate) budget: queue::Budget,
 }
+
+/// What the per-session queues of a server end hold together at most,
+/// whatever the number of sessions.
+pub const SERVER_QUEUE_BUDGET: usize = 16 * 1024 * 1024;
 
 /// A UDP service whose configuration passed every check, not bound yet.
 #[derive(Debug)]
@@ -238,6 +244,7 @@ impl UdpChecked {
                             self.shared.idle,
                             self.shared.max_flows,
                             self.shared.stats.clone(),
+                            self.shared.budget.clone(),
                         )
                         .await
                         .map_err(bind_error)?;
@@ -329,6 +336,7 @@ pub async fn check(name: &str, config: &ServiceConfig) -> Result<UdpChecked, Pro
             max_flows: config.max_flows,
             max_message: transport::max_message(config.transport),
             stats: Arc::default(),
+            budget: queue::Budget::new(SERVER_QUEUE_BUDGET),
         }),
         listen,
         end,
@@ -444,7 +452,12 @@ mod tests {
 
     #[tokio::test]
     async fn a_stream_transport_or_a_bad_limit_is_refused_by_field() {
-        for t in [Transport::Tls, Transport::V1, Transport::Port, Transport::Link] {
+        for t in [
+            Transport::Tls,
+            Transport::V1,
+            Transport::Port,
+            Transport::Link,
+        ] {
             let e = refusal(&service(t)).await;
             assert!(e.contains("`udp`") && e.contains(t.name()), "{e}");
         }
@@ -471,7 +484,10 @@ mod tests {
     async fn typhoon_without_udp_is_refused_naming_udp() {
         let mut c = service(Transport::Typhoon);
         c.udp = false;
-        let e = crate::Service::bind("game", &c).await.unwrap_err().to_string();
+        let e = crate::Service::bind("game", &c)
+            .await
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("`udp`") && e.contains("typhoon"), "{e}");
     }
 }

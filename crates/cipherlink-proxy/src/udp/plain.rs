@@ -15,13 +15,18 @@ use tokio::sync::mpsc;
 use super::activity::{self, expire_unless_active, Activity};
 use super::flows::FlowTable;
 use super::header;
-use super::queue::{queue, QueueRx, QueueTx, Refused, QUEUE_BYTES, QUEUE_MESSAGES};
+use super::queue::{queue_within, Budget, QueueRx, QueueTx, Refused};
 use super::stats::UdpStats;
 use super::transport::{Accepted, Reader, Session, TransportError, Writer};
 use super::AbortOnDrop;
 
 /// Sessions waiting for the server end to take them.
 const ACCEPT_QUEUE: usize = 64;
+/// Messages of one source address waiting for its session's reader (which
+/// hands them on at once; more are dropped).
+const INBOX_MESSAGES: usize = 64;
+/// Their bytes.
+const INBOX_BYTES: usize = 128 * 1024;
 
 /// Receive buffer: larger than any UDP payload, so nothing is cut.
 pub(crate) const RECV_BUFFER: usize = 65_536;
@@ -143,6 +148,8 @@ struct Demux {
     peers: FlowTable<SocketAddr, Peer>,
     accepted: mpsc::Sender<Accepted>,
     stats: Arc<UdpStats>,
+    /// Shared by every source address's inbox (and the server end's queues).
+    budget: Budget,
 }
 
 impl PlainListener {
@@ -153,6 +160,7 @@ impl PlainListener {
         idle: Duration,
         cap: usize,
         stats: Arc<UdpStats>,
+        budget: Budget,
     ) -> std::io::Result<Self> {
         let socket = Arc::new(UdpSocket::bind(addr).await?);
         let local = socket.local_addr()?;
@@ -162,6 +170,7 @@ impl PlainListener {
             peers: FlowTable::new(idle, cap),
             accepted: tx,
             stats,
+            budget,
         };
         Ok(Self {
             local,
@@ -220,7 +229,7 @@ impl Demux {
                 }
             }
         }
-        let (inbox, rx) = queue(QUEUE_MESSAGES, QUEUE_BYTES);
+        let (inbox, rx) = queue_within(INBOX_MESSAGES, INBOX_BYTES, Some(self.budget.clone()));
         let activity = Activity::new(now);
         let session = Session {
             reader: Reader::Plain(PlainReader::Inbox(rx)),

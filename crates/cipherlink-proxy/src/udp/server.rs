@@ -20,7 +20,7 @@ use super::activity::{self, expire_unless_active, Activity};
 use super::flows::FlowTable;
 use super::header::{self, HEADER_LEN};
 use super::plain::RECV_BUFFER;
-use super::queue::{queue, QueueRx, QueueTx, Refused, QUEUE_BYTES, QUEUE_MESSAGES};
+use super::queue::{queue, queue_within, QueueRx, QueueTx, Refused, QUEUE_BYTES, QUEUE_MESSAGES};
 use super::stats::UdpStats;
 use super::transport::{Accepted, Listener, Reader, TransportError, Writer};
 use super::typhoon::Revoke;
@@ -109,7 +109,11 @@ impl ServerEnd {
         }
         let id = self.next_session;
         self.next_session += 1;
-        let (out, rx) = queue(QUEUE_MESSAGES, QUEUE_BYTES);
+        let (out, rx) = queue_within(
+            QUEUE_MESSAGES,
+            QUEUE_BYTES,
+            Some(self.shared.budget.clone()),
+        );
         let tasks = [
             AbortOnDrop(tokio::spawn(write(
                 a.session.writer,
