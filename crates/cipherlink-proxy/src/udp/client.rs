@@ -103,14 +103,14 @@ pub(crate) async fn run(
         let deadline = end.flows.next_expiry().map(tokio::time::Instant::from_std);
         tokio::select! {
             r = app.recv_from(&mut buf) => match r {
-                Ok((n, from)) => end.from_app(from, &buf[..n]),
+                Ok((n, from)) => end.on_app_datagram(from, &buf[..n]),
                 Err(e) => {
                     // ICMP errors from replies sent to gone applications.
                     tracing::debug!(service = %end.shared.name, "udp: receive: {e}");
                     tokio::time::sleep(Duration::from_millis(10)).await;
                 }
             },
-            Some(m) = replies.recv() => end.from_server(&m),
+            Some(m) = replies.recv() => end.on_server_message(&m),
             Some(c) = control.recv() => end.control(c),
             () = super::sleep_until(deadline) => end.expire(),
             () = super::stopped(&mut stop) => break,
@@ -123,7 +123,7 @@ impl ClientEnd {
         &self.shared.stats
     }
 
-    fn from_app(&mut self, src: SocketAddr, payload: &[u8]) {
+    fn on_app_datagram(&mut self, src: SocketAddr, payload: &[u8]) {
         if HEADER_LEN + payload.len() > self.shared.max_message {
             return UdpStats::add(&self.stats().too_large);
         }
@@ -318,7 +318,7 @@ impl ClientEnd {
             .store(n, std::sync::atomic::Ordering::Relaxed);
     }
 
-    fn from_server(&mut self, message: &[u8]) {
+    fn on_server_message(&mut self, message: &[u8]) {
         let stats = &self.shared.stats;
         let Ok((flow, payload)) = header::decode(message) else {
             return UdpStats::add(&stats.malformed);

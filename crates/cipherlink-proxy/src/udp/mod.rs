@@ -78,7 +78,7 @@ enum CheckedEnd {
     Client(transport::Connector),
     Server {
         service: SocketAddr,
-        typhoon: Option<TyphoonFiles>,
+        typhoon: Option<Box<TyphoonFiles>>,
     },
 }
 
@@ -230,7 +230,8 @@ impl UdpChecked {
             }
             CheckedEnd::Server { service, typhoon } => {
                 let (listener, tokens) = match typhoon {
-                    Some(TyphoonFiles(files)) => {
+                    Some(files) => {
+                        let TyphoonFiles(files) = *files;
                         let tokens = files.tokens();
                         let listener = files
                             .bind(&self.listen)
@@ -297,7 +298,7 @@ pub async fn check(name: &str, config: &ServiceConfig) -> Result<UdpChecked, Pro
                 Transport::Typhoon => {
                     let (c, server) = typhoon::client(port_files()?, config.connect_timeout)
                         .map_err(|(field, reason)| bad(field, reason))?;
-                    (transport::Connector::Typhoon(c), Some(server))
+                    (transport::Connector::Typhoon(Box::new(c)), Some(server))
                 }
                 _ => (transport::Connector::Plain(plain::PlainConnector), None),
             };
@@ -309,10 +310,10 @@ pub async fn check(name: &str, config: &ServiceConfig) -> Result<UdpChecked, Pro
         }
         Role::Server => {
             let typhoon = match config.transport {
-                Transport::Typhoon => Some(TyphoonFiles(
+                Transport::Typhoon => Some(Box::new(TyphoonFiles(
                     typhoon::server_files(port_files()?)
                         .map_err(|(field, reason)| bad(field, reason))?,
-                )),
+                ))),
                 _ => None,
             };
             let service = resolve(&config.connect)

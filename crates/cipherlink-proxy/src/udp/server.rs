@@ -82,7 +82,7 @@ pub(crate) async fn run(
                     break;
                 }
             },
-            Some((id, m)) = inbound.recv() => end.from_session(id, &m),
+            Some((id, m)) = inbound.recv() => end.on_session_message(id, &m),
             Some((id, e)) = ended.recv() => end.end_session(id, e),
             () = super::sleep_until(deadline) => end.expire(),
             () = super::stopped(&mut stop) => break,
@@ -168,7 +168,7 @@ impl ServerEnd {
         stats.sessions.store(self.sessions.len(), Ordering::Relaxed);
     }
 
-    fn from_session(&mut self, id: u64, message: &[u8]) {
+    fn on_session_message(&mut self, id: u64, message: &[u8]) {
         let Ok((flow, payload)) = header::decode(message) else {
             return UdpStats::add(&self.stats().malformed);
         };

@@ -46,7 +46,8 @@ pub enum TransportError {
 #[derive(Debug)]
 pub(crate) enum Connector {
     Plain(PlainConnector),
-    Typhoon(TyphoonConnector),
+    // One per service: its size does not matter.
+    Typhoon(Box<TyphoonConnector>),
 }
 
 /// One session: the server end (or the client end) on the other side.
