@@ -394,3 +394,53 @@ fn udp_flags_with_a_stream_transport_or_without_udp_are_refused_by_name() {
     args.extend(["--transport", "plain", "--udp", "--mux"]);
     refused(&args, "--mux");
 }
+
+#[test]
+fn a_revoked_token_ends_its_typhoon_session_and_opens_no_new_one() {
+    let Some(bin) = peer!(Peer::Dnsmasq) else {
+        return;
+    };
+    let (_dns, port) = dnsmasq(&bin);
+    let dir = tempfile::tempdir().unwrap();
+    typhoon_files(dir.path());
+    let service = SocketAddr::from(([127, 0, 0, 1], port));
+    let (mut server, mut client, addr) = pair(
+        dir.path(),
+        "typhoon",
+        service,
+        &["--port-key", "server.key", "--port-tokens", "tokens.txt"],
+        &["--port-file", "alice.typhoon"],
+    );
+    assert_eq!(resolve(addr, 1).unwrap(), ADDRESS);
+    let mut cmd = cipherlink();
+    cmd.current_dir(dir.path()).args([
+        "link",
+        "revoke",
+        "--tokens",
+        "tokens.txt",
+        "--name",
+        "alice",
+    ]);
+    let out = run("cipherlink link revoke", cmd, b"");
+    assert!(out.status.success(), "{}", out.describe());
+    server.wait_stderr("the token of alice was revoked");
+    client.wait_stderr("lost:");
+    // The next query tries a new session, which the server refuses in
+    // silence: no answer, and no second session.
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(3)))
+        .unwrap();
+    socket.send_to(&query(3), addr).unwrap();
+    let mut buf = [0u8; 512];
+    assert!(
+        socket.recv_from(&mut buf).is_err(),
+        "an answer after the revocation"
+    );
+    assert_eq!(
+        server.stderr().matches("(alice) open").count(),
+        1,
+        "{}",
+        server.describe()
+    );
+}

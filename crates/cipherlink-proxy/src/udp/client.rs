@@ -300,13 +300,7 @@ impl ClientEnd {
 
     /// No session: the next attempt waits a backoff after `failed` ones.
     fn down(&mut self, failed: bool) {
-        self.backoff = if !failed {
-            Duration::ZERO
-        } else if self.backoff.is_zero() {
-            FIRST_BACKOFF
-        } else {
-            (self.backoff * 2).min(MAX_BACKOFF)
-        };
+        self.backoff = next_backoff(self.backoff, failed);
         let retry_at = (!self.backoff.is_zero()).then(|| activity::now() + self.backoff);
         self.state = State::Down { retry_at };
     }
@@ -349,6 +343,19 @@ impl ClientEnd {
     }
 }
 
+/// The wait before the next attempt: none after a session that lived,
+/// [`FIRST_BACKOFF`] after a first failure, then twice the last, at most
+/// [`MAX_BACKOFF`].
+fn next_backoff(last: Duration, failed: bool) -> Duration {
+    if !failed {
+        Duration::ZERO
+    } else if last.is_zero() {
+        FIRST_BACKOFF
+    } else {
+        (last * 2).min(MAX_BACKOFF)
+    }
+}
+
 /// Sends the queued messages over the session until it fails.
 async fn write(
     mut writer: Writer,
@@ -386,5 +393,25 @@ async fn read(
         };
         let _ = control.send(Control::Ended(generation, ended));
         return;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failures_double_the_wait_up_to_its_cap_and_a_session_that_lived_resets_it() {
+        let mut wait = Duration::ZERO;
+        let mut seen = Vec::new();
+        for _ in 0..10 {
+            wait = next_backoff(wait, true);
+            seen.push(wait.as_millis());
+        }
+        assert_eq!(
+            seen,
+            [250, 500, 1000, 2000, 4000, 8000, 16000, 30000, 30000, 30000]
+        );
+        assert_eq!(next_backoff(wait, false), Duration::ZERO);
     }
 }
