@@ -14,7 +14,8 @@ use clap::{Args, Subcommand};
 use crate::tls_args::{build_context, ClientTlsArgs, ServerTlsArgs, TlsArgs};
 use crate::values::{duration_or_ms, duration_or_secs, listen_addr};
 
-/// Put encryption in front of any TCP service (like stunnel).
+/// Put encryption in front of any TCP service (like stunnel), or of a UDP
+/// service with --udp.
 #[derive(Debug, Args)]
 pub struct ProxyArgs {
     #[command(subcommand)]
@@ -24,9 +25,11 @@ pub struct ProxyArgs {
 /// Which end, or a whole configuration file.
 #[derive(Debug, Subcommand)]
 pub enum ProxyCommand {
-    /// Accept encrypted connections and forward their plaintext to --forward.
+    /// Accept encrypted connections (with --udp: sessions) and forward their
+    /// plaintext to --forward.
     Server(ServerArgs),
-    /// Accept plaintext connections and carry them encrypted to --connect.
+    /// Accept plaintext connections (with --udp: datagrams) and carry them
+    /// encrypted to --connect.
     Client(ClientArgs),
     /// Run every service of a TOML file (docs/proxy.md) in one process.
     Run(RunArgs),
@@ -44,8 +47,25 @@ pub struct CommonArgs {
     /// observers: random-looking, hybrid post-quantum), port (SeasideVPN's
     /// PORT wire, for SeasideVPN peers: no forward secrecy, no post-quantum
     /// part; docs/port-wire.md) or plain (no encryption; for measurement).
+    /// With --udp: plain (no encryption) or typhoon (SeasideVPN's TYPHOON
+    /// over UDP, with the port transport's files; docs/typhoon-wire.md).
     #[arg(long, default_value = "tls")]
     pub transport: Transport,
+    /// Carry a UDP service instead of TCP connections (docs/proxy.md, "UDP
+    /// services"): the client end binds --listen as a UDP socket, keeps a
+    /// flow per application source address and carries every datagram over
+    /// one session to the server end, which sends it to --forward from a
+    /// socket per flow. --transport plain or typhoon; both ends need it.
+    #[arg(long)]
+    pub udp: bool,
+    /// --udp: forget a flow with no datagram either way for this long
+    /// [default: 60s]; a bare number is seconds.
+    #[arg(long, value_name = "DURATION", value_parser = duration_or_secs)]
+    pub flow_idle_timeout: Option<Duration>,
+    /// --udp: most flows held at once [default: 4096]; a new flow beyond
+    /// it evicts the least recently used.
+    #[arg(long, value_name = "N")]
+    pub max_flows: Option<usize>,
     /// v1: our X25519 secret key file (hex, base64 or 32 raw bytes).
     #[arg(long, value_name = "FILE")]
     pub v1_key: Option<PathBuf>,
@@ -86,16 +106,18 @@ pub struct CommonArgs {
     /// link, client: the connection file `cipherlink link invite` issued.
     #[arg(long, value_name = "FILE")]
     pub link_file: Option<PathBuf>,
-    /// port, server: the PORT server key file (`cipherlink link keygen --wire
-    /// port --key`, or SeasideVPN's conf.env with SEASIDE_PRIVATE_KEY=).
+    /// port and typhoon, server: the server key file (`cipherlink link keygen
+    /// --wire port|typhoon --key`, or SeasideVPN's conf.env with
+    /// SEASIDE_PRIVATE_KEY=).
     #[arg(long, value_name = "FILE")]
     pub port_key: Option<PathBuf>,
-    /// port, server: the token store (`cipherlink link invite --wire port
-    /// --tokens`); re-read when it changes, a revoked token's tunnels end.
+    /// port and typhoon, server: the token store (`cipherlink link invite
+    /// --wire port|typhoon --tokens`); re-read when it changes, a revoked
+    /// token's tunnels (sessions) end.
     #[arg(long, value_name = "FILE")]
     pub port_tokens: Option<PathBuf>,
-    /// port, client: the PORT connection file `cipherlink link invite --wire
-    /// port` issued (or one written for a SeasideVPN listener).
+    /// port and typhoon, client: the connection file `cipherlink link invite
+    /// --wire port|typhoon` issued (or one written for a SeasideVPN listener).
     #[arg(long, value_name = "FILE")]
     pub port_file: Option<PathBuf>,
     /// Most tunnels open at once (with --mux on a server: streams).
@@ -138,7 +160,8 @@ pub struct CommonArgs {
 /// `proxy server`.
 #[derive(Debug, Args)]
 pub struct ServerArgs {
-    /// The plaintext service to forward to (host:port).
+    /// The plaintext service to forward to (host:port; with --udp a UDP
+    /// service, resolved once at start).
     #[arg(long)]
     pub forward: String,
     #[command(flatten)]
@@ -150,8 +173,8 @@ pub struct ServerArgs {
 /// `proxy client`.
 #[derive(Debug, Args)]
 pub struct ClientArgs {
-    /// The proxy server to connect to (host:port); with --transport link or
-    /// port, defaults to the connection file's server.
+    /// The proxy server to connect to (host:port); with --transport link,
+    /// port or typhoon, defaults to the connection file's server.
     #[arg(long)]
     pub connect: Option<String>,
     #[command(flatten)]
@@ -204,7 +227,7 @@ pub async fn run(args: ProxyArgs) -> Result<()> {
             let connect = match (client.connect, client.common.transport) {
                 (Some(connect), _) => connect,
                 // Empty: the service takes the connection file's server.
-                (None, Transport::Link | Transport::Port) => String::new(),
+                (None, Transport::Link | Transport::Port | Transport::Typhoon) => String::new(),
                 (None, _) => anyhow::bail!("--connect HOST:PORT is required"),
             };
             let fields = client.client.fields();
@@ -269,6 +292,7 @@ fn single(
     service.buffer_size = common.buffer_size;
     service.mux = common.mux;
     service.dangerous.plain_on_network = common.dangerous_plain_on_network;
+    udp_flags(common, &mut service)?;
     match common.transport {
         Transport::Tls => {
             // The same checks as `serve`/`connect`, naming the flag at fault.
@@ -325,13 +349,18 @@ fn single(
             };
             service.link = Some(link);
         }
-        Transport::Port => {
-            // A policy PORT cannot meet is refused, not ignored.
+        Transport::Port | Transport::Typhoon => {
+            // A policy PORT (and TYPHOON, the same key exchange) cannot
+            // meet is refused, not ignored.
             if let Some((setting, reason)) = cipherlink_proxy::port::unmet_policy(&tls.compliance) {
                 let flag = if setting == "classical" {
                     "--classical"
                 } else {
                     "--post-quantum"
+                };
+                let reason = match common.transport {
+                    Transport::Typhoon => reason.replace("transport port", "transport typhoon"),
+                    _ => reason,
                 };
                 anyhow::bail!("{flag} {reason}");
             }
@@ -379,8 +408,10 @@ fn misplaced(role: Role, common: &CommonArgs) -> Option<&'static str> {
             .map(|_| "--link-*"),
     };
     let port = match (common.transport, role) {
-        (Transport::Port, Role::Server) => common.port_file.as_ref().map(|_| "--port-file"),
-        (Transport::Port, Role::Client) => common
+        (Transport::Port | Transport::Typhoon, Role::Server) => {
+            common.port_file.as_ref().map(|_| "--port-file")
+        }
+        (Transport::Port | Transport::Typhoon, Role::Client) => common
             .port_key
             .as_ref()
             .map(|_| "--port-key")
@@ -396,15 +427,17 @@ fn misplaced(role: Role, common: &CommonArgs) -> Option<&'static str> {
         .or((common.v1_strict && common.transport != Transport::V1).then_some("--v1-strict"))
 }
 
-/// The port transport's files from flags, as the link transport's.
+/// The port (and typhoon) transport's files from flags, as the link
+/// transport's.
 fn port_files(role: Role, common: &CommonArgs) -> Result<PortConfig> {
+    let wire = common.transport.name();
     Ok(match role {
         Role::Server => {
             let (Some(key), Some(tokens)) = (&common.port_key, &common.port_tokens) else {
                 anyhow::bail!(
-                    "--transport port on a server needs --port-key (`cipherlink link keygen \
-                     --wire port --key FILE`) and --port-tokens (the store `cipherlink link \
-                     invite --wire port --tokens FILE` writes)"
+                    "--transport {wire} on a server needs --port-key (`cipherlink link keygen \
+                     --wire {wire} --key FILE`) and --port-tokens (the store `cipherlink link \
+                     invite --wire {wire} --tokens FILE` writes)"
                 );
             };
             PortConfig {
@@ -416,8 +449,8 @@ fn port_files(role: Role, common: &CommonArgs) -> Result<PortConfig> {
         Role::Client => {
             let Some(file) = &common.port_file else {
                 anyhow::bail!(
-                    "--transport port on a client needs --port-file (the connection file \
-                     `cipherlink link invite --wire port` issued)"
+                    "--transport {wire} on a client needs --port-file (the connection file \
+                     `cipherlink link invite --wire {wire}` issued)"
                 );
             };
             PortConfig {
@@ -426,6 +459,48 @@ fn port_files(role: Role, common: &CommonArgs) -> Result<PortConfig> {
             }
         }
     })
+}
+
+/// The --udp flags: a transport that carries datagrams, and the flow
+/// limits only with --udp.
+fn udp_flags(common: &CommonArgs, service: &mut ServiceConfig) -> Result<()> {
+    if !common.udp {
+        if common.transport == Transport::Typhoon {
+            anyhow::bail!("--transport typhoon carries datagrams: add --udp (a UDP service)");
+        }
+        for (set, flag) in [
+            (common.flow_idle_timeout.is_some(), "--flow-idle-timeout"),
+            (common.max_flows.is_some(), "--max-flows"),
+        ] {
+            if set {
+                anyhow::bail!("{flag} applies to UDP services only: add --udp");
+            }
+        }
+        return Ok(());
+    }
+    match common.transport {
+        Transport::Plain | Transport::Typhoon => {}
+        Transport::Link => anyhow::bail!(
+            "--udp: transport link has no datagram mode in the proxy yet; use --transport \
+             plain or typhoon"
+        ),
+        other => anyhow::bail!(
+            "--udp: transport {} carries streams, not datagrams; use --transport plain or \
+             typhoon",
+            other.name()
+        ),
+    }
+    if common.mux {
+        anyhow::bail!("--mux does not apply with --udp (one session carries every flow)");
+    }
+    service.udp = true;
+    if let Some(idle) = common.flow_idle_timeout {
+        service.flow_idle_timeout = idle;
+    }
+    if let Some(n) = common.max_flows {
+        service.max_flows = n;
+    }
+    Ok(())
 }
 
 async fn serve(config: ProxyConfig) -> Result<()> {
@@ -447,12 +522,13 @@ async fn serve(config: ProxyConfig) -> Result<()> {
     for (name, addr) in proxy.addrs() {
         let service = &config.service[&name];
         tracing::info!(
-            "service {name}: {} {} listening on {addr}, connecting to {}",
+            "service {name}: {} {}{} listening on {addr}, connecting to {}",
             match service.role {
                 Role::Server => "server",
                 Role::Client => "client",
             },
             service.transport.name(),
+            if service.udp { " (UDP)" } else { "" },
             if service.connect.is_empty() {
                 "the connection file's server"
             } else {

@@ -49,6 +49,10 @@ pub enum Transport {
     Port,
     /// No encryption: a baseline for measurement.
     Plain,
+    /// SeasideVPN's TYPHOON wire over UDP (docs/typhoon-wire.md), for
+    /// `udp = true` services only, with the port transport's files. No
+    /// forward secrecy, no post-quantum key exchange, no replay protection.
+    Typhoon,
 }
 
 impl Transport {
@@ -60,7 +64,14 @@ impl Transport {
             Transport::Link => "link",
             Transport::Port => "port",
             Transport::Plain => "plain",
+            Transport::Typhoon => "typhoon",
         }
+    }
+
+    /// Whether it carries datagrams (`udp = true`): `plain` over UDP and
+    /// `typhoon`. The stream transports (tls, v1, port) cannot.
+    pub fn carries_datagrams(self) -> bool {
+        matches!(self, Transport::Plain | Transport::Typhoon)
     }
 }
 
@@ -73,8 +84,9 @@ impl std::str::FromStr for Transport {
             "link" => Ok(Transport::Link),
             "port" => Ok(Transport::Port),
             "plain" => Ok(Transport::Plain),
+            "typhoon" => Ok(Transport::Typhoon),
             other => Err(format!(
-                "unknown transport {other:?}; valid: tls, v1, link, port, plain"
+                "unknown transport {other:?}; valid: tls, v1, link, port, plain, typhoon (udp)"
             )),
         }
     }
@@ -170,7 +182,9 @@ pub struct LinkConfig {
 /// The port transport's files, as `cipherlink link keygen --wire port` and
 /// `link invite --wire port` write them; the fields mean what
 /// [`LinkConfig`]'s do. A server needs `server_key` and `token_store`; a
-/// client needs `connection_file`.
+/// client needs `connection_file`. The `typhoon` transport takes the same
+/// table (TYPHOON uses PORT's keys, tokens and connection files:
+/// `link keygen|invite --wire typhoon` write them).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PortConfig {
@@ -214,7 +228,7 @@ pub struct ServiceConfig {
     /// Files for `transport = "link"`.
     #[serde(default)]
     pub link: Option<LinkConfig>,
-    /// Files for `transport = "port"`.
+    /// Files for `transport = "port"` and `transport = "typhoon"`.
     #[serde(default)]
     pub port: Option<PortConfig>,
     /// Most tunnels open at once; more wait in the kernel's accept queue.
@@ -245,6 +259,20 @@ pub struct ServiceConfig {
     /// server, `max_connections` then counts streams.
     #[serde(default)]
     pub mux: bool,
+    /// Carry UDP datagrams instead of TCP connections (docs/proxy.md, "UDP
+    /// services"): transports `plain` and `typhoon`. The client end keeps a
+    /// flow per application source address, the server end a UDP socket to
+    /// `connect` per flow; both ends must set it.
+    #[serde(default)]
+    pub udp: bool,
+    /// `udp`: forget a flow with no datagram either way for this long (a
+    /// bare number is seconds).
+    #[serde(default = "default_flow_idle_timeout", with = "secs")]
+    pub flow_idle_timeout: Duration,
+    /// `udp`: most flows held at once; a new flow beyond it evicts the
+    /// least recently used one.
+    #[serde(default = "default_max_flows")]
+    pub max_flows: usize,
     /// Protections turned off (`[service.NAME.dangerous]`).
     #[serde(default)]
     pub dangerous: ServiceDangerous,
@@ -258,6 +286,16 @@ fn default_idle_timeout() -> Duration {
 }
 fn default_connect_timeout() -> Duration {
     Duration::from_secs(10)
+}
+/// 60 s: the flow idle timeout of a `udp` service (as a NAT's UDP mapping).
+pub const DEFAULT_FLOW_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+fn default_flow_idle_timeout() -> Duration {
+    DEFAULT_FLOW_IDLE_TIMEOUT
+}
+/// 4,096: the most flows of a `udp` service held at once.
+pub const DEFAULT_MAX_FLOWS: usize = 4096;
+fn default_max_flows() -> usize {
+    DEFAULT_MAX_FLOWS
 }
 /// 16 KiB: one TLS record's worth of plaintext per read.
 pub const DEFAULT_BUFFER_SIZE: usize = 16 * 1024;
@@ -287,6 +325,9 @@ impl ServiceConfig {
             connect_timeout: default_connect_timeout(),
             buffer_size: default_buffer_size(),
             mux: false,
+            udp: false,
+            flow_idle_timeout: default_flow_idle_timeout(),
+            max_flows: default_max_flows(),
             dangerous: ServiceDangerous::default(),
         }
     }
@@ -533,6 +574,50 @@ mod tests {
                 &Some(PathBuf::from("/etc/port-tokens.txt"))
             )
         );
+    }
+
+    #[test]
+    fn a_udp_service_parses_with_its_flow_limits_and_defaults() {
+        let text = r#"
+            [service.dns]
+            role = "client"
+            listen = "127.0.0.1:5353"
+            connect = "10.0.0.2:8053"
+            transport = "plain"
+            udp = true
+            flow_idle_timeout = "90s"
+            max_flows = 128
+            [service.game]
+            role = "server"
+            listen = "0.0.0.0:8542"
+            forward = "127.0.0.1:27015"
+            transport = "typhoon"
+            udp = true
+            flow_idle_timeout = 30
+            [service.game.port]
+            server_key = "port-server.key"
+            token_store = "port-tokens.txt"
+            [service.web]
+            role = "server"
+            listen = "127.0.0.1:8443"
+            forward = "127.0.0.1:8080"
+            transport = "plain"
+        "#;
+        let config = ProxyConfig::from_toml(text, Path::new("p.toml")).unwrap();
+        let dns = &config.service["dns"];
+        assert!(dns.udp);
+        assert_eq!(dns.flow_idle_timeout, Duration::from_secs(90));
+        assert_eq!(dns.max_flows, 128);
+        let game = &config.service["game"];
+        assert_eq!((game.transport, game.udp), (Transport::Typhoon, true));
+        // A bare number is seconds.
+        assert_eq!(game.flow_idle_timeout, Duration::from_secs(30));
+        assert_eq!(game.max_flows, DEFAULT_MAX_FLOWS);
+        let web = &config.service["web"];
+        assert!(!web.udp);
+        assert_eq!(web.flow_idle_timeout, DEFAULT_FLOW_IDLE_TIMEOUT);
+        assert_eq!("typhoon".parse::<Transport>(), Ok(Transport::Typhoon));
+        assert!(Transport::Typhoon.carries_datagrams() && !Transport::Tls.carries_datagrams());
     }
 
     #[test]

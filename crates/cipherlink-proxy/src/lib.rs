@@ -32,6 +32,7 @@ mod relay;
 mod service;
 mod service_limits;
 pub mod stats;
+pub mod udp;
 
 pub use config::{
     LinkConfig, PortConfig, ProxyConfig, Role, ServiceConfig, ServiceDangerous, Transport, V1Config,

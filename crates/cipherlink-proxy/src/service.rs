@@ -226,7 +226,7 @@ impl Checked {
 
 /// `listen` as the socket layer takes it: a bare port listens on every
 /// interface, as `--listen 8443` does in every command.
-fn listen_address(listen: &str) -> String {
+pub(crate) fn listen_address(listen: &str) -> String {
     match listen.trim().parse::<u16>() {
         Ok(port) => format!("0.0.0.0:{port}"),
         Err(_) => listen.to_string(),
@@ -397,6 +397,12 @@ fn check(name: &str, config: &ServiceConfig) -> Result<Shared, ProxyError> {
         field,
         reason: reason.to_string(),
     };
+    if config.udp || config.transport == Transport::Typhoon {
+        return Err(bad(
+            "udp",
+            "is not set, but transport \"typhoon\" carries datagrams: set udp = true (--udp)",
+        ));
+    }
     check_limits(config).map_err(|(field, reason)| bad(field, &reason))?;
     if config.transport == Transport::Port {
         check_port_policy(config).map_err(|(field, reason)| bad(field, &reason))?;
@@ -532,6 +538,12 @@ fn engine(name: &str, config: &ServiceConfig) -> Result<(Engine, Option<String>)
             (Engine::Port(engine), file_server)
         }
         Transport::Plain => (Engine::Plain, None),
+        Transport::Typhoon => {
+            return Err(bad(
+                "udp",
+                "is not set, but transport \"typhoon\" carries datagrams: set udp = true",
+            ))
+        }
     })
 }
 
@@ -638,7 +650,7 @@ fn v1_engine(name: &str, config: &ServiceConfig) -> Result<V1Engine, ProxyError>
 /// `plain` carries everything in the clear and lets anyone through: it
 /// listens on loopback only, unless the configuration says otherwise in
 /// its `dangerous` table, and it says so in the log either way.
-async fn check_plain_listen(
+pub(crate) async fn check_plain_listen(
     name: &str,
     config: &ServiceConfig,
     listen: &str,
@@ -679,6 +691,8 @@ async fn check_plain_listen(
 #[derive(Debug)]
 pub struct Proxy {
     services: Vec<Service>,
+    /// The `udp = true` services.
+    udp: Vec<crate::udp::UdpService>,
     stats_interval: Option<Duration>,
     grace: Duration,
 }
@@ -703,15 +717,25 @@ impl Proxy {
             .filter(|s| s.role == Role::Server)
             .count();
         let mut checked = Vec::new();
+        let mut udp_checked = Vec::new();
         for (name, service) in &config.service {
-            checked.push((Checked::new(name, service).await?, service));
+            if service.udp {
+                udp_checked.push(crate::udp::check(name, service).await?);
+            } else {
+                checked.push((Checked::new(name, service).await?, service));
+            }
         }
         let mut services = Vec::new();
         for (service, config) in checked {
             services.push(service.bind(config, link_servers).await?);
         }
+        let mut udp = Vec::new();
+        for service in udp_checked {
+            udp.push(service.bind().await?);
+        }
         Ok(Proxy {
             services,
+            udp,
             stats_interval: (!config.stats_interval.is_zero()).then_some(config.stats_interval),
             grace: config.shutdown_grace,
         })
@@ -722,12 +746,25 @@ impl Proxy {
         self.services
             .iter()
             .filter_map(|s| s.local_addr().ok().map(|a| (s.name().to_string(), a)))
+            .chain(
+                self.udp
+                    .iter()
+                    .map(|s| (s.name().to_string(), s.local_addr())),
+            )
             .collect()
     }
 
     /// Each service's name and counters.
     pub fn stats(&self) -> Vec<(String, Arc<ServiceStats>)> {
         self.services
+            .iter()
+            .map(|s| (s.name().to_string(), s.stats()))
+            .collect()
+    }
+
+    /// Each UDP service's name and counters.
+    pub fn udp_stats(&self) -> Vec<(String, Arc<crate::udp::UdpStats>)> {
+        self.udp
             .iter()
             .map(|s| (s.name().to_string(), s.stats()))
             .collect()
@@ -740,6 +777,9 @@ impl Proxy {
         let mut running = JoinSet::new();
         for service in self.services {
             running.spawn(service.run(stop_rx.clone(), self.grace));
+        }
+        for service in self.udp {
+            running.spawn(service.run(stop_rx.clone(), self.stats_interval));
         }
         let ticker = self
             .stats_interval
@@ -815,7 +855,7 @@ async fn reload_tokens(
 /// link serve --wire port` does: a revoked token is refused from then on
 /// and its open tunnels are ended; a store that no longer reads or parses
 /// refuses every token until fixed.
-async fn reload_port_tokens(name: String, tokens: Arc<crate::port::PortTokens>) {
+pub(crate) async fn reload_port_tokens(name: String, tokens: Arc<crate::port::PortTokens>) {
     use crate::port::Reload;
     let mut every = tokio::time::interval(Duration::from_secs(2));
     loop {

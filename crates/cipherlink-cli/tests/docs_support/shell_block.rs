@@ -13,10 +13,11 @@ use super::shell::{self, Line, Step};
 /// Foreign programs a run block may call, found as the interop tests find
 /// them (missing: the block is skipped, or fails under
 /// `CIPHERLINK_REQUIRE_PEERS=1`).
-pub const PEER_PROGRAMS: [(&str, Peer); 3] = [
+pub const PEER_PROGRAMS: [(&str, Peer); 4] = [
     ("tshark", Peer::Tshark),
     ("openssl", Peer::Openssl),
     ("stunnel4", Peer::Stunnel),
+    ("dnsmasq", Peer::Dnsmasq),
 ];
 
 /// What the test needs to run blocks.
