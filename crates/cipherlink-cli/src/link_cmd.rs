@@ -150,8 +150,8 @@ struct ServeArgs {
     tokens: Option<PathBuf>,
     /// The replay store, a database file of the first messages answered in
     /// the last two hours, so that a restart does not answer them again
-    /// (default: beside the token store, NAME.replay; not with --wire port,
-    /// which has no replay protection).
+    /// (default: beside the token store, NAME.replay, or NAME.udp.replay with
+    /// --udp; not with --wire port, which has no replay protection).
     #[arg(long)]
     replay_store: Option<PathBuf>,
     /// Where to listen: PORT (every interface), HOST:PORT or [IPv6]:PORT.

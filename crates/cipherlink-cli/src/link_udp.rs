@@ -42,10 +42,13 @@ pub struct Serve {
 /// `link serve --udp`.
 pub async fn serve(a: Serve) -> Result<()> {
     let key = load_key(&a.key)?;
-    let replay = a
-        .replay_store
-        .clone()
-        .unwrap_or_else(|| cipherlink_link::proto::default_replay_file(&a.tokens));
+    // A file of its own beside the TCP server's (`NAME.udp.replay`): the
+    // file can be open in one process only, and a first message of one
+    // mode never opens the other (docs/link-protocol.md §11.1), so the two
+    // need not share marks.
+    let replay = a.replay_store.clone().unwrap_or_else(|| {
+        cipherlink_link::proto::default_replay_file(&a.tokens).with_extension("udp.replay")
+    });
     let options = EndpointOptions {
         replay_file: Some(replay.clone()),
         ..EndpointOptions::default()

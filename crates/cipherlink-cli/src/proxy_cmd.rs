@@ -47,15 +47,17 @@ pub struct CommonArgs {
     /// observers: random-looking, hybrid post-quantum), port (SeasideVPN's
     /// PORT wire, for SeasideVPN peers: no forward secrecy, no post-quantum
     /// part; docs/port-wire.md) or plain (no encryption; for measurement).
-    /// With --udp: plain (no encryption) or typhoon (SeasideVPN's TYPHOON
-    /// over UDP, with the port transport's files; docs/typhoon-wire.md).
+    /// With --udp: link (the link's datagram mode, with the link files;
+    /// docs/link-protocol.md §11), plain (no encryption) or typhoon
+    /// (SeasideVPN's TYPHOON over UDP, with the port transport's files;
+    /// docs/typhoon-wire.md).
     #[arg(long, default_value = "tls")]
     pub transport: Transport,
     /// Carry a UDP service instead of TCP connections (docs/proxy.md, "UDP
     /// services"): the client end binds --listen as a UDP socket, keeps a
     /// flow per application source address and carries every datagram over
     /// one session to the server end, which sends it to --forward from a
-    /// socket per flow. --transport plain or typhoon; both ends need it.
+    /// socket per flow. --transport link, plain or typhoon; both ends need it.
     #[arg(long)]
     pub udp: bool,
     /// --udp: forget a flow with no datagram either way for this long
@@ -479,14 +481,10 @@ fn udp_flags(common: &CommonArgs, service: &mut ServiceConfig) -> Result<()> {
         return Ok(());
     }
     match common.transport {
-        Transport::Plain | Transport::Typhoon => {}
-        Transport::Link => anyhow::bail!(
-            "--udp: transport link has no datagram mode in the proxy yet; use --transport \
-             plain or typhoon"
-        ),
+        Transport::Plain | Transport::Typhoon | Transport::Link => {}
         other => anyhow::bail!(
-            "--udp: transport {} carries streams, not datagrams; use --transport plain or \
-             typhoon",
+            "--udp: transport {} carries streams, not datagrams; use --transport link, plain \
+             or typhoon",
             other.name()
         ),
     }

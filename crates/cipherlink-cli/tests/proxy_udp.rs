@@ -220,6 +220,58 @@ fn a_dns_query_through_a_typhoon_udp_pair_reaches_dnsmasq() {
     );
 }
 
+/// `link keygen|invite` in `dir`: the server's key and token store, and
+/// alice's connection file.
+fn link_files(dir: &Path) {
+    for args in [
+        &["link", "keygen", "--key", "server.key"][..],
+        &[
+            "link",
+            "invite",
+            "--key",
+            "server.key",
+            "--tokens",
+            "tokens.txt",
+            "--name",
+            "alice",
+            "--server",
+            "127.0.0.1:1",
+            "--out",
+            "alice.link",
+        ],
+    ] {
+        let mut cmd = cipherlink();
+        cmd.current_dir(dir).args(args);
+        let out = run("cipherlink link", cmd, b"");
+        assert!(out.status.success(), "{}", out.describe());
+    }
+}
+
+/// The link's datagram mode carries DNS as well (docs/link-protocol.md §11).
+#[test]
+fn a_dns_query_through_a_link_udp_pair_reaches_dnsmasq() {
+    let Some(bin) = peer!(Peer::Dnsmasq) else {
+        return;
+    };
+    let (_dns, port) = dnsmasq(&bin);
+    let dir = tempfile::tempdir().unwrap();
+    link_files(dir.path());
+    let service = SocketAddr::from(([127, 0, 0, 1], port));
+    let (mut server, mut client, addr) = pair(
+        dir.path(),
+        "link",
+        service,
+        &["--link-key", "server.key", "--link-tokens", "tokens.txt"],
+        &["--link-file", "alice.link"],
+    );
+    two_flows_resolve(addr, &mut server, &mut client);
+    assert!(
+        server.stderr().contains("(alice) open"),
+        "{}",
+        server.describe()
+    );
+}
+
 /// The address in the log line of service `name` (`service NAME: ...
 /// listening on ADDR, ...`).
 fn service_addr(proc: &mut Proc, name: &str) -> SocketAddr {
@@ -252,16 +304,37 @@ fn iperf3_server(bin: &Path) -> (Proc, u16) {
 
 #[test]
 fn iperf3_udp_through_a_udp_pair_reports_received_datagrams() {
+    iperf3_through("plain");
+}
+
+/// iperf3 through the link's datagram mode.
+#[test]
+fn iperf3_udp_through_a_link_udp_pair_reports_received_datagrams() {
+    iperf3_through("link");
+}
+
+/// `iperf3 -u` through a UDP service of `transport` (plain or link), its
+/// control connection through a plain TCP service beside it.
+fn iperf3_through(transport: &str) {
     let Some(bin) = peer!(Peer::Iperf3) else {
         return;
     };
     let (mut iperf, port) = iperf3_server(&bin);
     let dir = tempfile::tempdir().unwrap();
+    let (server_table, client_table) = if transport == "link" {
+        link_files(dir.path());
+        (
+            "[service.data.link]\nserver_key = \"server.key\"\ntoken_store = \"tokens.txt\"\n",
+            "[service.data.link]\nconnection_file = \"alice.link\"\n",
+        )
+    } else {
+        ("", "")
+    };
     // The server end: a UDP service for the data, a TCP one for iperf3's
     // control connection, from one file.
     let server_toml = format!(
         "[service.data]\nrole = \"server\"\nlisten = \"127.0.0.1:0\"\nforward = \"127.0.0.1:{port}\"\n\
-         transport = \"plain\"\nudp = true\n\
+         transport = \"{transport}\"\nudp = true\n{server_table}\
          [service.control]\nrole = \"server\"\nlisten = \"127.0.0.1:0\"\nforward = \"127.0.0.1:{port}\"\n\
          transport = \"plain\"\n"
     );
@@ -279,7 +352,7 @@ fn iperf3_udp_through_a_udp_pair_reports_received_datagrams() {
         let toml = format!(
             "stats_interval = \"1s\"\n\
              [service.data]\nrole = \"client\"\nlisten = \"127.0.0.1:{local}\"\nconnect = \"{data}\"\n\
-             transport = \"plain\"\nudp = true\nflow_idle_timeout = \"30s\"\nmax_flows = 64\n\
+             transport = \"{transport}\"\nudp = true\nflow_idle_timeout = \"30s\"\nmax_flows = 64\n{client_table}\
              [service.control]\nrole = \"client\"\nlisten = \"127.0.0.1:{local}\"\nconnect = \"{control}\"\n\
              transport = \"plain\"\n"
         );
@@ -289,9 +362,12 @@ fn iperf3_udp_through_a_udp_pair_reports_received_datagrams() {
             .args(["proxy", "run", "--config", "client.toml"])
             .env("CIPHERLINK_LOG", "info");
         let mut proc = Proc::spawn("proxy run (client)", cmd);
-        proc.try_wait_for(true, "service data: client plain (UDP) listening on")
-            .and_then(|_| proc.try_wait_for(true, "service control: "))
-            .map(|_| (proc, local))
+        proc.try_wait_for(
+            true,
+            &format!("service data: client {transport} (UDP) listening on"),
+        )
+        .and_then(|_| proc.try_wait_for(true, "service control: "))
+        .map(|_| (proc, local))
     });
     let mut cmd = std::process::Command::new(&bin);
     cmd.args(["-c", "127.0.0.1", "-p", &local.to_string()])
@@ -379,7 +455,7 @@ fn udp_flags_with_a_stream_transport_or_without_udp_are_refused_by_name() {
         "--forward",
         "127.0.0.1:53",
     ];
-    for transport in ["tls", "v1", "port", "link"] {
+    for transport in ["tls", "v1", "port"] {
         let mut args = server.to_vec();
         args.extend(["--udp", "--transport", transport]);
         refused(&args, "--udp");
@@ -427,6 +503,56 @@ fn a_revoked_token_ends_its_typhoon_session_and_opens_no_new_one() {
     client.wait_stderr("lost:");
     // The next query tries a new session, which the server refuses in
     // silence: no answer, and no second session.
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(3)))
+        .unwrap();
+    socket.send_to(&query(3), addr).unwrap();
+    let mut buf = [0u8; 512];
+    assert!(
+        socket.recv_from(&mut buf).is_err(),
+        "an answer after the revocation"
+    );
+    assert_eq!(
+        server.stderr().matches("(alice) open").count(),
+        1,
+        "{}",
+        server.describe()
+    );
+}
+
+/// Revoking a link token ends its open UDP session (the link's sweep), and
+/// the next datagram's new session is refused: no answer gets through.
+#[test]
+fn a_revoked_token_ends_its_link_udp_session_and_opens_no_new_one() {
+    let Some(bin) = peer!(Peer::Dnsmasq) else {
+        return;
+    };
+    let (_dns, port) = dnsmasq(&bin);
+    let dir = tempfile::tempdir().unwrap();
+    link_files(dir.path());
+    let service = SocketAddr::from(([127, 0, 0, 1], port));
+    let (mut server, mut client, addr) = pair(
+        dir.path(),
+        "link",
+        service,
+        &["--link-key", "server.key", "--link-tokens", "tokens.txt"],
+        &["--link-file", "alice.link"],
+    );
+    assert_eq!(resolve(addr, 1).unwrap(), ADDRESS);
+    let mut cmd = cipherlink();
+    cmd.current_dir(dir.path()).args([
+        "link",
+        "revoke",
+        "--tokens",
+        "tokens.txt",
+        "--name",
+        "alice",
+    ]);
+    let out = run("cipherlink link revoke", cmd, b"");
+    assert!(out.status.success(), "{}", out.describe());
+    server.wait_stderr("closed 1 open links");
+    client.wait_stderr("lost:");
     let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
     socket
         .set_read_timeout(Some(Duration::from_secs(3)))

@@ -117,6 +117,15 @@ pub(crate) fn engine(
     // (docs/link-protocol.md §5), so one deployment's settings apply to both.
     let params = LinkParams::from_env(|k| std::env::var(k).ok())
         .map_err(|e| ("link", format!("PORT_* environment: {e}")))?;
+    engine_with(role, config, params)
+}
+
+/// [`engine`] with `params` (the datagram mode reads `TYPHOON_*` names).
+pub(crate) fn engine_with(
+    role: Role,
+    config: &LinkConfig,
+    params: LinkParams,
+) -> Result<(LinkEngine, Option<String>), (&'static str, String)> {
     match role {
         Role::Server => {
             if config.connection_file.is_some() {

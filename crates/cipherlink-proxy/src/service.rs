@@ -823,7 +823,7 @@ async fn tick(services: Vec<(String, Arc<ServiceStats>)>, every: Duration) {
 /// link serve` does), so `link revoke` refuses new links and closes the open
 /// links of the revoked tokens without a restart. A store that no longer
 /// reads or parses refuses every token and closes every link until fixed.
-async fn reload_tokens(
+pub(crate) async fn reload_tokens(
     name: String,
     endpoint: Arc<cipherlink_link::ServerEndpoint>,
     path: std::path::PathBuf,

@@ -20,6 +20,7 @@ mod activity;
 mod client;
 pub mod flows;
 pub mod header;
+mod link;
 mod plain;
 mod queue;
 mod server;
@@ -79,6 +80,7 @@ enum CheckedEnd {
     Server {
         service: SocketAddr,
         typhoon: Option<Box<TyphoonFiles>>,
+        link: Option<Box<link::LinkUdpFiles>>,
     },
 }
 
@@ -111,6 +113,9 @@ enum BoundEnd {
         listener: transport::Listener,
         service: SocketAddr,
         tokens: Option<Arc<PortTokens>>,
+        /// A link server's endpoint and token store, re-read as a TCP
+        /// link service's.
+        link_tokens: Option<Box<link::LinkUdpFiles>>,
     },
 }
 
@@ -199,11 +204,20 @@ impl UdpService {
                 listener,
                 service,
                 tokens,
+                link_tokens,
             } => {
                 let _reload = tokens.map(|t| {
                     AbortOnDrop(tokio::spawn(crate::service::reload_port_tokens(
                         shared.name.clone(),
                         t,
+                    )))
+                });
+                let _reload_link = link_tokens.map(|files| {
+                    let (endpoint, path) = files.reload();
+                    AbortOnDrop(tokio::spawn(crate::service::reload_tokens(
+                        shared.name.clone(),
+                        endpoint,
+                        path,
                     )))
                 });
                 server::run(shared, listener, service, stop).await
@@ -228,7 +242,28 @@ impl UdpChecked {
                 let connector = Arc::new(connector);
                 (BoundEnd::Client { app, connector }, local)
             }
-            CheckedEnd::Server { service, typhoon } => {
+            CheckedEnd::Server {
+                service,
+                typhoon,
+                link: Some(files),
+            } => {
+                let _ = typhoon;
+                let listener = files
+                    .bind(&self.listen)
+                    .await
+                    .map_err(|e| bind_error(std::io::Error::other(e)))?;
+                let local = listener.local_addr();
+                let end = BoundEnd::Server {
+                    listener: transport::Listener::Link(listener),
+                    service,
+                    tokens: None,
+                    link_tokens: Some(files),
+                };
+                (end, local)
+            }
+            CheckedEnd::Server {
+                service, typhoon, ..
+            } => {
                 let (listener, tokens) = match typhoon {
                     Some(files) => {
                         let TyphoonFiles(files) = *files;
@@ -257,6 +292,7 @@ impl UdpChecked {
                     listener,
                     service,
                     tokens,
+                    link_tokens: None,
                 };
                 (end, local)
             }
@@ -292,6 +328,16 @@ pub async fn check(name: &str, config: &ServiceConfig) -> Result<UdpChecked, Pro
             )
         })
     };
+    let link_files = || {
+        config.link.as_ref().ok_or_else(|| {
+            bad(
+                "link",
+                "is missing: a link server needs `server_key` and `token_store`, a link client \
+                 `connection_file` (`cipherlink link keygen|invite`)"
+                    .into(),
+            )
+        })
+    };
     let (end, connect) = match config.role {
         Role::Client => {
             let (connector, file_server) = match config.transport {
@@ -299,6 +345,11 @@ pub async fn check(name: &str, config: &ServiceConfig) -> Result<UdpChecked, Pro
                     let (c, server) = typhoon::client(port_files()?, config.connect_timeout)
                         .map_err(|(field, reason)| bad(field, reason))?;
                     (transport::Connector::Typhoon(Box::new(c)), Some(server))
+                }
+                Transport::Link => {
+                    let (c, server) = link::client(link_files()?, config.connect_timeout)
+                        .map_err(|(field, reason)| bad(field, reason))?;
+                    (transport::Connector::Link(Box::new(c)), server)
                 }
                 _ => (transport::Connector::Plain(plain::PlainConnector), None),
             };
@@ -316,11 +367,22 @@ pub async fn check(name: &str, config: &ServiceConfig) -> Result<UdpChecked, Pro
                 ))),
                 _ => None,
             };
+            let link = match config.transport {
+                Transport::Link => Some(Box::new(
+                    link::server_files(link_files()?)
+                        .map_err(|(field, reason)| bad(field, reason))?,
+                )),
+                _ => None,
+            };
             let service = resolve(&config.connect)
                 .await
                 .map_err(|reason| bad("connect", reason))?;
             (
-                CheckedEnd::Server { service, typhoon },
+                CheckedEnd::Server {
+                    service,
+                    typhoon,
+                    link,
+                },
                 config.connect.clone(),
             )
         }
@@ -360,21 +422,13 @@ async fn resolve(connect: &str) -> Result<SocketAddr, String> {
 /// The fields of a UDP service: (field, reason) for the first wrong one.
 fn check_fields(config: &ServiceConfig) -> Result<(), (&'static str, String)> {
     match config.transport {
-        Transport::Plain | Transport::Typhoon => {}
-        Transport::Link => {
-            return Err((
-                "udp",
-                "is set, but transport \"link\" has no datagram mode in the proxy yet; use \
-                 plain or typhoon"
-                    .into(),
-            ))
-        }
+        Transport::Plain | Transport::Typhoon | Transport::Link => {}
         other => {
             return Err((
                 "udp",
                 format!(
-                    "is set, but transport \"{}\" carries streams; a UDP service takes plain \
-                     or typhoon",
+                    "is set, but transport \"{}\" carries streams; a UDP service takes link, \
+                     plain or typhoon",
                     other.name()
                 ),
             ))
@@ -386,7 +440,10 @@ fn check_fields(config: &ServiceConfig) -> Result<(), (&'static str, String)> {
     let tables = [
         (config.tls.is_some(), "tls"),
         (config.v1.is_some(), "v1"),
-        (config.link.is_some(), "link"),
+        (
+            config.link.is_some() && config.transport != Transport::Link,
+            "link",
+        ),
         (
             config.port.is_some() && config.transport != Transport::Typhoon,
             "port",
@@ -453,12 +510,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_stream_transport_or_a_bad_limit_is_refused_by_field() {
-        for t in [
-            Transport::Tls,
-            Transport::V1,
-            Transport::Port,
-            Transport::Link,
-        ] {
+        for t in [Transport::Tls, Transport::V1, Transport::Port] {
             let e = refusal(&service(t)).await;
             assert!(e.contains("`udp`") && e.contains(t.name()), "{e}");
         }

@@ -9,8 +9,10 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use super::link::{LinkUdpConnector, LinkUdpServer};
 use super::plain::{PlainConnector, PlainListener, PlainReader, PlainWriter};
 use super::typhoon::{Revoke, TyphoonConnector, TyphoonServer};
+use cipherlink_link::dgram::driver::{DgramReader, DgramWriter};
 use cipherlink_typhoon::driver::{TyphoonReader, TyphoonWriter};
 
 /// Largest UDP payload over IPv4: the most one `plain` message holds.
@@ -31,6 +33,9 @@ pub enum TransportError {
     /// The TYPHOON driver's reason.
     #[error("TYPHOON: {0}")]
     Typhoon(#[from] cipherlink_typhoon::Error),
+    /// The link's reason (its datagram mode).
+    #[error("link: {0}")]
+    Link(#[from] cipherlink_link::Error),
     /// No session within the time allowed.
     #[error("no session within {0:?} (--connect-timeout, connect_timeout{1})")]
     Timeout(Duration, &'static str),
@@ -48,6 +53,7 @@ pub(crate) enum Connector {
     Plain(PlainConnector),
     // One per service: its size does not matter.
     Typhoon(Box<TyphoonConnector>),
+    Link(Box<LinkUdpConnector>),
 }
 
 /// One session: the server end (or the client end) on the other side.
@@ -60,12 +66,14 @@ pub(crate) struct Session {
 pub(crate) enum Reader {
     Plain(PlainReader),
     Typhoon(TyphoonReader),
+    Link(DgramReader),
 }
 
 /// The sending half of a session.
 pub(crate) enum Writer {
     Plain(PlainWriter),
     Typhoon(TyphoonWriter),
+    Link(DgramWriter),
 }
 
 /// How a server end takes sessions.
@@ -73,6 +81,7 @@ pub(crate) enum Writer {
 pub(crate) enum Listener {
     Plain(PlainListener),
     Typhoon(TyphoonServer),
+    Link(LinkUdpServer),
 }
 
 /// A session a server end accepted.
@@ -89,6 +98,7 @@ pub(crate) struct Accepted {
 pub(crate) fn max_message(transport: crate::config::Transport) -> usize {
     match transport {
         crate::config::Transport::Typhoon => cipherlink_typhoon::wire::MAX_DATA,
+        crate::config::Transport::Link => cipherlink_link::dgram::wire::MAX_DATA,
         _ => MAX_UDP_PAYLOAD,
     }
 }
@@ -99,6 +109,7 @@ impl Connector {
         match self {
             Connector::Plain(c) => c.connect(target).await,
             Connector::Typhoon(c) => c.connect(target).await,
+            Connector::Link(c) => c.connect(target).await,
         }
     }
 }
@@ -109,6 +120,7 @@ impl Reader {
         match self {
             Reader::Plain(r) => r.recv().await,
             Reader::Typhoon(r) => Ok(r.recv().await?),
+            Reader::Link(r) => Ok(r.recv().await?),
         }
     }
 }
@@ -119,6 +131,7 @@ impl Writer {
         match self {
             Writer::Plain(w) => w.send(message).await,
             Writer::Typhoon(w) => Ok(w.send(message).await?),
+            Writer::Link(w) => Ok(w.send(message).await?),
         }
     }
 }
@@ -129,6 +142,7 @@ impl Listener {
         match self {
             Listener::Plain(l) => l.accept().await,
             Listener::Typhoon(l) => l.accept().await,
+            Listener::Link(l) => l.accept().await,
         }
     }
 
@@ -137,6 +151,7 @@ impl Listener {
         match self {
             Listener::Plain(l) => l.local_addr(),
             Listener::Typhoon(l) => l.local_addr(),
+            Listener::Link(l) => l.local_addr(),
         }
     }
 }
