@@ -269,3 +269,103 @@ pub(super) fn finish(
         rows,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bench_datagram::cases::Tally;
+
+    fn row(name: &str, per_sec_handshakes: u64, mb: f64, rtt: (f64, f64), idle: f64) -> Row {
+        let mut r = Row::new(name, "veth");
+        let mut t = Tally::default();
+        for _ in 0..per_sec_handshakes {
+            t.record(Ok(std::time::Duration::from_micros(100)));
+        }
+        r.handshakes = Some(t.result(1, 1.0, None, "test"));
+        r.throughput = Some(ThroughputResult {
+            payload: 1200,
+            seconds: 1.0,
+            sent: 10,
+            delivered: 10,
+            lost: 0,
+            loss_percent: 0.0,
+            datagrams_per_sec: 10.0,
+            mb_per_sec: mb,
+            send_errors: 0,
+            first_error: None,
+        });
+        r.latency = Some(LatencyResult {
+            payload: 1200,
+            pings: 1,
+            answered: 1,
+            rtt_p50_us: rtt.0,
+            rtt_p99_us: rtt.1,
+            added_p50_us: None,
+            added_p99_us: None,
+        });
+        r.idle = Some(IdleResult {
+            requested: 1,
+            sessions: 1,
+            rss_before: 0,
+            rss_after: 0,
+            bytes_per_session: idle,
+            ends: "test".into(),
+        });
+        r
+    }
+
+    fn options() -> DatagramBenchOptions {
+        DatagramBenchOptions {
+            transports: Vec::new(),
+            wireguard_go: None,
+            path: PathKind::Veth,
+            duration: std::time::Duration::from_secs(1),
+            concurrency: 1,
+            payload: 1200,
+            max_datagrams: 1,
+            rate: 0,
+            pings: 1,
+            idle: 1,
+            typhoon: cipherlink_typhoon::TyphoonSettings::default(),
+            observer: None,
+            end_log: None,
+        }
+    }
+
+    #[test]
+    fn ratios_added_latency_and_goals_come_from_the_rows() {
+        let rows = vec![
+            row("plain", 4000, 100.0, (100.0, 200.0), 100.0),
+            row("typhoon", 2000, 90.0, (180.0, 500.0), 5000.0),
+            row("wireguard-go", 1000, 100.0, (150.0, 260.0), 9000.0),
+        ];
+        let r = finish(&options(), rows, None, Vec::new(), 1);
+        let typhoon = r.rows[1]
+            .latency
+            .as_ref()
+            .map(|l| (l.added_p50_us, l.added_p99_us));
+        assert_eq!(typhoon, Some((Some(40.0), Some(150.0))));
+        let wg = r.rows[2].latency.as_ref().map(|l| l.added_p99_us);
+        assert_eq!(wg, Some(Some(30.0)));
+        assert_eq!(r.against_plain.len(), 2);
+        assert_eq!(r.against_plain[0].handshakes, Some(0.5));
+        assert_eq!(r.against_wireguard.len(), 1);
+        assert_eq!(r.against_wireguard[0].handshakes, Some(2.0));
+        let met: Vec<Option<bool>> = r.goals.iter().map(|g| g.met).collect();
+        // 2x WireGuard's handshakes, 90% of its MB/s, 150 us added, 4.9 KiB.
+        assert_eq!(met, [Some(true), Some(true), Some(false), Some(false)]);
+        assert!(r.goals.iter().all(|g| g.transport == "typhoon"));
+    }
+
+    #[test]
+    fn without_wireguard_its_goals_are_not_measured() {
+        let rows = vec![
+            row("plain", 4000, 100.0, (100.0, 200.0), 100.0),
+            row("typhoon", 2000, 90.0, (180.0, 250.0), 1000.0),
+        ];
+        let r = finish(&options(), rows, None, Vec::new(), 1);
+        let met: Vec<Option<bool>> = r.goals.iter().map(|g| g.met).collect();
+        assert_eq!(met, [None, None, Some(true), Some(true)]);
+        assert!(r.against_wireguard.is_empty());
+    }
+}
