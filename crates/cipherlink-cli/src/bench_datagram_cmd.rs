@@ -132,19 +132,11 @@ fn end_log() -> Option<tracing::Dispatch> {
 /// wireguard-go's program: the one named, the installed one, or none.
 fn wireguard_go(peers: Option<&[String]>) -> Result<Option<PathBuf>> {
     let Some(peers) = peers else {
-        let found = ["/usr/bin/wireguard-go", "/usr/local/bin/wireguard-go"]
-            .into_iter()
-            .map(PathBuf::from)
-            .chain(
-                std::env::var_os("PATH")
-                    .map(|p| {
-                        std::env::split_paths(&p)
-                            .map(|d| d.join("wireguard-go"))
-                            .collect()
-                    })
-                    .unwrap_or_else(Vec::new),
-            )
-            .find(|p| p.is_file());
+        let found = which(std::path::Path::new("wireguard-go")).or_else(|| {
+            // sbin-less PATHs (sudo's secure_path is not everyone's).
+            let debian = PathBuf::from("/usr/bin/wireguard-go");
+            debian.is_file().then_some(debian)
+        });
         if found.is_none() {
             report!("wireguard-go is not installed: no WireGuard row");
         }

@@ -7,14 +7,13 @@
 #![allow(clippy::unwrap_used)] // Tests fail loudly on purpose.
 
 use std::path::PathBuf;
-use std::sync::Mutex;
 use std::time::Duration;
 
 use cipherlink_lab::bench_datagram::{self, netns, DatagramBenchOptions, PathKind, Transport};
 use cipherlink_test_support::Peer;
 
 /// The namespace tests look for leftovers of this process: one at a time.
-static NAMESPACES: Mutex<()> = Mutex::new(());
+static NAMESPACES: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 fn options(path: PathKind, wireguard_go: Option<PathBuf>) -> DatagramBenchOptions {
     DatagramBenchOptions {
@@ -137,7 +136,7 @@ async fn a_run_with_wireguard_leaves_no_namespace_or_process_behind() {
     else {
         return;
     };
-    let _one = NAMESPACES.lock().unwrap_or_else(|p| p.into_inner());
+    let _one = NAMESPACES.lock().await;
     let report = bench_datagram::run(&options(PathKind::Veth, Some(wg)))
         .await
         .unwrap();
@@ -155,7 +154,7 @@ async fn a_cancelled_run_leaves_no_namespace_or_process_behind() {
     let Some(wg) = wireguard_lab("a_cancelled_run_leaves_no_namespace_or_process_behind") else {
         return;
     };
-    let _one = NAMESPACES.lock().unwrap_or_else(|p| p.into_inner());
+    let _one = NAMESPACES.lock().await;
     let mut o = options(PathKind::Veth, Some(wg));
     o.transports = vec![Transport::Plain];
     o.idle = 0;
@@ -193,7 +192,7 @@ async fn a_wireguard_that_fails_to_start_leaves_no_namespace_behind() {
         );
         return;
     }
-    let _one = NAMESPACES.lock().unwrap_or_else(|p| p.into_inner());
+    let _one = NAMESPACES.lock().await;
     let mut o = options(PathKind::Loopback, Some(PathBuf::from("/bin/false")));
     o.transports = vec![Transport::Plain];
     o.idle = 0;
