@@ -297,6 +297,16 @@ pub fn table(r: &DatagramReport) -> Vec<String> {
         "TYPHOON: INIT next_in {lo}-{hi} ms (SeasideVPN's default answers after 3,200-12,800 ms on purpose; TYPHOON_INITIAL_NEXT_IN sets it), random tail up to {} bytes per message.",
         r.typhoon_max_tail
     ));
+    if let Some(f) = &r.floor {
+        out.push(format!(
+            "public-key floor: X25519 {:.1} us here; a handshake needs {} (TYPHOON, {:.0} us) or {} (WireGuard's Noise IK, {:.0} us at this speed), both ends.",
+            f.x25519_us,
+            f.typhoon_x25519_ops,
+            f.x25519_us * f64::from(f.typhoon_x25519_ops),
+            f.wireguard_x25519_ops,
+            f.x25519_us * f64::from(f.wireguard_x25519_ops)
+        ));
+    }
     if let Some(m) = &r.wireguard_handshake_method {
         out.push(format!("WireGuard handshakes: {m}."));
         out.push("WireGuard throughput and round trips: plain UDP through the tunnel addresses; idle: see above.".into());

@@ -11,6 +11,7 @@
 //! CPU time and memory count both ends, as `bench link` counts them.
 
 mod cases;
+mod floor;
 pub mod netns;
 mod report;
 mod side;
@@ -31,6 +32,7 @@ use crate::observer::Observer;
 use crate::LabError;
 
 pub use cases::{HandshakeResult, IdleResult, LatencyResult, ThroughputResult};
+pub use floor::Floor;
 pub use report::{DatagramReport, Goal, Ratios, Row};
 pub use transport::Transport;
 pub use wg_cases::HANDSHAKE_METHOD as WIREGUARD_HANDSHAKE_METHOD;
@@ -222,7 +224,9 @@ pub async fn run(o: &DatagramBenchOptions) -> Result<DatagramReport, LabError> {
         }
         rows.push(wireguard_row(program, ns, veth, &fx, o, idle, &emit).await);
     }
-    Ok(report::finish(o, rows, wg_baseline.as_ref(), notes, idle))
+    let mut report = report::finish(o, rows, wg_baseline.as_ref(), notes, idle);
+    report.floor = Some(floor::measure(2_000));
+    Ok(report)
 }
 
 /// The idle sessions the open-file limit allows (both ends in this

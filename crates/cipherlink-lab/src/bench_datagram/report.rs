@@ -165,6 +165,8 @@ pub struct DatagramReport {
     pub goals: Vec<Goal>,
     /// Limits and skips.
     pub notes: Vec<String>,
+    /// The handshakes' public-key floor.
+    pub floor: Option<super::floor::Floor>,
 }
 
 impl DatagramReport {
@@ -267,6 +269,7 @@ pub(super) fn finish(
         goals,
         notes,
         rows,
+        floor: None,
     }
 }
 
