@@ -309,6 +309,13 @@ pub fn table(r: &DatagramReport) -> Vec<String> {
     }
     if let Some(m) = &r.wireguard_handshake_method {
         out.push(format!("WireGuard handshakes: {m}."));
+        if let Some(f) = &r.wireguard_forget {
+            out.push(format!(
+                "  the removing and re-adding alone (no datagram, no handshake): {} rounds/s, {:.0} cpu-us each; that part of each forced handshake is not WireGuard's handshake.",
+                thousands(f.per_sec.round() as u64),
+                f.cpu_us
+            ));
+        }
         out.push("WireGuard throughput and round trips: plain UDP through the tunnel addresses; idle: see above.".into());
     }
     for n in &r.notes {

@@ -35,7 +35,7 @@ pub use cases::{HandshakeResult, IdleResult, LatencyResult, ThroughputResult};
 pub use floor::Floor;
 pub use report::{DatagramReport, Goal, Ratios, Row};
 pub use transport::Transport;
-pub use wg_cases::HANDSHAKE_METHOD as WIREGUARD_HANDSHAKE_METHOD;
+pub use wg_cases::{ForgetCost, HANDSHAKE_METHOD as WIREGUARD_HANDSHAKE_METHOD};
 
 use cases::{Blast, Path};
 use side::Side;
@@ -205,7 +205,7 @@ pub async fn run(o: &DatagramBenchOptions) -> Result<DatagramReport, LabError> {
     for t in order {
         rows.push(transport_row(t, &fx, ends, o, idle, &emit).await);
     }
-    let mut wg_baseline = None;
+    let (mut wg_baseline, mut wg_forget) = (None, None);
     if let (Some(program), Some(ns), Some(veth)) = (&wireguard, &ns, &veth) {
         if o.path != PathKind::Veth {
             // WireGuard's added latency is against plain UDP on its own path.
@@ -222,10 +222,13 @@ pub async fn run(o: &DatagramBenchOptions) -> Result<DatagramReport, LabError> {
                 .await?,
             );
         }
-        rows.push(wireguard_row(program, ns, veth, &fx, o, idle, &emit).await);
+        let (row, forget) = wireguard_row(program, ns, veth, &fx, o, idle, &emit).await;
+        rows.push(row);
+        wg_forget = forget;
     }
     let mut report = report::finish(o, rows, wg_baseline.as_ref(), notes, idle);
     report.floor = Some(floor::measure(2_000));
+    report.wireguard_forget = wg_forget;
     Ok(report)
 }
 
@@ -295,7 +298,7 @@ async fn wireguard_row(
     o: &DatagramBenchOptions,
     idle: usize,
     emit: &impl Fn(DatagramEvent),
-) -> Row {
+) -> (Row, Option<wg_cases::ForgetCost>) {
     let mut row = Row::new("wireguard-go", PathKind::Veth.name());
     let case = |name| emit(DatagramEvent::Case("wireguard-go".into(), name));
     case("starting");
@@ -303,7 +306,7 @@ async fn wireguard_row(
         Ok(lab) => lab,
         Err(e) => {
             row.failures.push(format!("starting wireguard-go: {e}"));
-            return row;
+            return (row, None);
         }
     };
     let tunnel = match lab.pairs.first() {
@@ -311,10 +314,18 @@ async fn wireguard_row(
             listen: p.ctl.server_ip().into(),
             reach: p.ctl.server_ip().into(),
         },
-        None => return row,
+        None => return (row, None),
     };
     case("handshakes");
     row.take_handshakes(wg_cases::handshakes(&lab, veth.pair(), o.duration).await);
+    case("reconfiguration alone");
+    let forget = match wg_cases::forget_cost(&lab, &veth.client, o.duration).await {
+        Ok(f) => Some(f),
+        Err(e) => {
+            row.failures.push(format!("reconfiguration alone: {e}"));
+            None
+        }
+    };
     // Plain UDP through the tunnel: the bench's traffic, WireGuard's crypto.
     case("throughput");
     row.take_throughput(
@@ -336,5 +347,5 @@ async fn wireguard_row(
         case("idle sessions");
         row.take_idle(wg_cases::idle(&lab, idle).await);
     }
-    row
+    (row, forget)
 }

@@ -167,6 +167,8 @@ pub struct DatagramReport {
     pub notes: Vec<String>,
     /// The handshakes' public-key floor.
     pub floor: Option<super::floor::Floor>,
+    /// What WireGuard's forced handshakes cost in reconfiguration alone.
+    pub wireguard_forget: Option<super::wg_cases::ForgetCost>,
 }
 
 impl DatagramReport {
@@ -270,6 +272,7 @@ pub(super) fn finish(
         notes,
         rows,
         floor: None,
+        wireguard_forget: None,
     }
 }
 

@@ -143,3 +143,64 @@ pub(super) async fn idle(lab: &WgLab, peers: usize) -> Result<IdleResult, LabErr
         ends: "server end only: configured peers of one wireguard-go interface (no handshake; a client interface holds one session)".into(),
     })
 }
+
+/// What forcing a handshake costs by itself: both ends removing and
+/// re-adding their peer (wireguard-go then stops and starts the peer's
+/// goroutines and computes its static-static DH again), with no datagram
+/// and so no handshake. Part of every forced handshake's CPU and time.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ForgetCost {
+    /// Remove-and-re-add rounds (both ends) done.
+    pub rounds: u64,
+    /// Rounds per second, all pairs at once.
+    pub per_sec: f64,
+    /// CPU per round: both wireguard-go processes + this process.
+    pub cpu_us: f64,
+}
+
+/// Forgets and re-adds every pair's peers, over and over, for `duration`.
+pub(super) async fn forget_cost(
+    lab: &WgLab,
+    client: &Side,
+    duration: Duration,
+) -> Result<ForgetCost, LabError> {
+    let pids = lab.pids();
+    let before = (
+        crate::procfs::cpu_time(&pids)?,
+        crate::cpu::process_cpu_time(),
+    );
+    let start = Instant::now();
+    let deadline = start + duration;
+    let mut workers = Vec::new();
+    for pair in &lab.pairs {
+        let ctl = pair.ctl.clone();
+        workers.push(client.spawn(async move {
+            let mut rounds = 0u64;
+            while Instant::now() < deadline {
+                if ctl.forget_sessions().await.is_err() {
+                    break;
+                }
+                rounds += 1;
+            }
+            rounds
+        })?);
+    }
+    let mut rounds = 0;
+    for w in workers {
+        rounds += w.await.map_err(|source| LabError::Task {
+            what: "a WireGuard reconfiguration worker",
+            source,
+        })?;
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    let wg_cpu = crate::procfs::cpu_time(&pids)?.saturating_sub(before.0);
+    let own = match (before.1, crate::cpu::process_cpu_time()) {
+        (Some(b), Some(a)) => a.saturating_sub(b),
+        _ => Duration::ZERO,
+    };
+    Ok(ForgetCost {
+        rounds,
+        per_sec: rounds as f64 / seconds.max(1e-9),
+        cpu_us: (wg_cpu + own).as_secs_f64() * 1e6 / rounds.max(1) as f64,
+    })
+}

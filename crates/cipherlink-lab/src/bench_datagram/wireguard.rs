@@ -22,8 +22,10 @@ use super::netns::{ip, Netns, ADDR_B};
 use crate::LabError;
 
 /// UDP port of pair 0's interfaces; pair `i` listens on `WG_PORT + i` (all
-/// server interfaces share namespace b).
-const WG_PORT: u16 = 51820;
+/// server interfaces share namespace b). Below the kernel's ephemeral
+/// range (32768-60999), where the other rows' 10,000 client sockets, some
+/// still closing, would hold WireGuard's usual 51820 and up.
+const WG_PORT: u16 = 15820;
 /// Longest a control-socket exchange may take.
 const UAPI_TIMEOUT: Duration = Duration::from_secs(5);
 /// Longest wireguard-go may take to make its control socket.
@@ -329,4 +331,42 @@ pub(super) fn idle_peers(first: u32, count: u32) -> String {
         ));
     }
     body
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wireguard_ports_are_below_the_ephemeral_range() {
+        // A client socket of an earlier row, still closing, may hold any
+        // ephemeral port; an interface must never need one of them.
+        let Ok(range) = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range") else {
+            return; // not Linux
+        };
+        let low: u16 = range
+            .split_whitespace()
+            .next()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(32768);
+        assert!(WG_PORT + 100 < low, "{WG_PORT} + 100 pairs reach {low}");
+    }
+
+    #[test]
+    fn idle_peers_have_keys_and_addresses_of_their_own() {
+        let body = idle_peers(250, 3);
+        let keys: std::collections::HashSet<&str> = body
+            .lines()
+            .filter_map(|l| l.strip_prefix("public_key="))
+            .collect();
+        assert_eq!(keys.len(), 3);
+        let ips: Vec<&str> = body
+            .lines()
+            .filter_map(|l| l.strip_prefix("allowed_ip="))
+            .collect();
+        assert_eq!(
+            ips,
+            ["10.100.0.250/32", "10.100.0.251/32", "10.100.0.252/32"]
+        );
+    }
 }
