@@ -290,6 +290,12 @@ pub fn table(r: &DatagramReport) -> Vec<String> {
             ));
         }
     }
+    footnotes(r, &mut out);
+    out
+}
+
+/// How the numbers were made, and the run's notes.
+fn footnotes(r: &DatagramReport, out: &mut Vec<String>) {
     out.push(String::new());
     out.push("hs: a new session and its first answer (plain UDP: a new socket's first round trip). added: (rtt - plain rtt on the same path) / 2.".into());
     let (lo, hi) = r.typhoon_initial_next_in_ms;
@@ -321,7 +327,6 @@ pub fn table(r: &DatagramReport) -> Vec<String> {
     for n in &r.notes {
         out.push(format!("note: {n}"));
     }
-    out
 }
 
 fn ratio_lines(out: &mut Vec<String>, title: &str, ratios: &[Ratios]) {
