@@ -30,6 +30,8 @@ pub enum BenchCommand {
     Idle(crate::bench_idle_cmd::BenchIdleArgs),
     /// The link protocol against TLS: handshakes/s and CPU per handshake, throughput, record overhead, idle memory.
     Link(crate::bench_link_cmd::BenchLinkArgs),
+    /// Datagram transports (plain UDP, TYPHOON) beside WireGuard: handshakes/s, datagrams/s, added latency, idle memory.
+    Datagram(crate::bench_datagram_cmd::BenchDatagramArgs),
 }
 
 /// `bench conn` options.
@@ -99,6 +101,7 @@ pub async fn run(args: BenchArgs) -> Result<()> {
         BenchCommand::Pool(pool) => crate::bench_pool_cmd::run(pool).await,
         BenchCommand::Idle(idle) => crate::bench_idle_cmd::run(idle).await,
         BenchCommand::Link(link) => crate::bench_link_cmd::run(link).await,
+        BenchCommand::Datagram(d) => crate::bench_datagram_cmd::run(d).await,
     }
 }
 

@@ -3,6 +3,7 @@
 mod arg_errors;
 mod bench_cmd;
 mod bench_conn_print;
+mod bench_datagram_cmd;
 mod bench_idle_cmd;
 mod bench_link_cmd;
 mod bench_pool_cmd;

@@ -97,6 +97,7 @@ fn help_has_no_jargon_and_typos_are_not_steered_to_dangerous_flags() {
         &["bench", "pool"],
         &["bench", "proxy"],
         &["bench", "link"],
+        &["bench", "datagram"],
         &["rpc"],
         &["rpc", "serve"],
         &["rpc", "steady"],

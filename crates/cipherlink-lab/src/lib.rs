@@ -7,6 +7,7 @@
 //! next.
 
 pub mod bench_conn;
+pub mod bench_datagram;
 pub mod bench_idle;
 pub mod bench_link;
 pub mod bench_pool;

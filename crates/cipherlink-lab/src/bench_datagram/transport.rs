@@ -1,0 +1,334 @@
+//! The datagram transports under test, one arm each: a client session
+//! ([`connect`]) and a listener whose roles the cases need (answer every
+//! message, count them, hold sessions). Plain UDP is the baseline: one
+//! socket, no handshake, nothing kept per peer on the server. The link
+//! protocol's datagram mode, when it lands, is one more arm in each match.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+use serde::Serialize;
+use tokio::net::UdpSocket;
+
+use cipherlink_typhoon::driver::{
+    connect as typhoon_connect, Admit, TyphoonListener, TyphoonReader, TyphoonWriter,
+};
+use cipherlink_typhoon::{PublicKey, ServerKey, TyphoonSettings};
+
+use crate::LabError;
+
+/// Longest datagram any transport here delivers (TYPHOON's 64 KiB bound).
+const RECV_BUF: usize = 65_536;
+
+/// A transport the bench measures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Transport {
+    /// Plain UDP: the baseline every other row is divided by.
+    Plain,
+    /// SeasideVPN's TYPHOON (cipherlink-typhoon).
+    Typhoon,
+}
+
+impl Transport {
+    /// Every transport this build has, in the order the bench runs them.
+    pub const ALL: [Transport; 2] = [Transport::Plain, Transport::Typhoon];
+
+    /// Its name in `--transport` and in the report.
+    pub fn name(self) -> &'static str {
+        match self {
+            Transport::Plain => "plain",
+            Transport::Typhoon => "typhoon",
+        }
+    }
+}
+
+impl std::fmt::Display for Transport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for Transport {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Transport::ALL
+            .into_iter()
+            .find(|t| t.name() == s)
+            .ok_or_else(|| format!("unknown datagram transport {s:?}; valid: plain, typhoon"))
+    }
+}
+
+/// The keys and settings every transport's ends share for one run.
+pub(super) struct Fixture {
+    typhoon_key: ServerKey,
+    typhoon_public: PublicKey,
+    pub(super) typhoon_settings: TyphoonSettings,
+}
+
+const TOKEN: &[u8] = b"cipherlink-bench-datagram";
+
+impl Fixture {
+    pub(super) fn new(typhoon_settings: TyphoonSettings) -> Fixture {
+        let typhoon_key = ServerKey::generate(&mut StdRng::from_os_rng());
+        Fixture {
+            typhoon_public: *typhoon_key.public(),
+            typhoon_key,
+            typhoon_settings,
+        }
+    }
+}
+
+fn err(what: &str, e: impl std::fmt::Display) -> LabError {
+    LabError::Setup(format!("{what}: {e}"))
+}
+
+/// A client's session: messages both ways.
+pub(super) struct Session {
+    pub(super) reader: Reader,
+    pub(super) writer: Writer,
+}
+
+/// The sending half of a [`Session`].
+pub(super) enum Writer {
+    Plain(Arc<UdpSocket>),
+    Typhoon(TyphoonWriter),
+}
+
+/// The receiving half of a [`Session`].
+pub(super) enum Reader {
+    Plain(Arc<UdpSocket>),
+    Typhoon(TyphoonReader),
+}
+
+impl Writer {
+    /// Sends one message.
+    pub(super) async fn send(&mut self, data: &[u8]) -> Result<(), String> {
+        match self {
+            Writer::Plain(s) => s.send(data).await.map(drop).map_err(|e| e.to_string()),
+            Writer::Typhoon(w) => w.send(data).await.map_err(|e| e.to_string()),
+        }
+    }
+
+    /// Ends the session the transport's way (TYPHOON sends a termination).
+    pub(super) async fn close(self) {
+        match self {
+            Writer::Plain(_) => {}
+            Writer::Typhoon(w) => {
+                let _ = w.terminate().await;
+            }
+        }
+    }
+}
+
+impl Reader {
+    /// The next message, into `buf`; `Ok(false)` when the peer ended the session.
+    pub(super) async fn recv(&mut self, buf: &mut Vec<u8>) -> Result<bool, String> {
+        match self {
+            Reader::Plain(s) => {
+                buf.resize(RECV_BUF, 0);
+                let n = s.recv(buf).await.map_err(|e| e.to_string())?;
+                buf.truncate(n);
+                Ok(true)
+            }
+            Reader::Typhoon(r) => match r.recv().await.map_err(|e| e.to_string())? {
+                Some(d) => {
+                    *buf = d;
+                    Ok(true)
+                }
+                None => Ok(false),
+            },
+        }
+    }
+}
+
+/// Opens a session to `addr` from the calling runtime's network namespace.
+pub(super) async fn connect(
+    t: Transport,
+    fx: &Fixture,
+    addr: SocketAddr,
+) -> Result<Session, String> {
+    match t {
+        Transport::Plain => {
+            let local: SocketAddr = if addr.is_ipv4() {
+                ([0, 0, 0, 0], 0).into()
+            } else {
+                (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+            };
+            let s = UdpSocket::bind(local).await.map_err(|e| e.to_string())?;
+            s.connect(addr).await.map_err(|e| e.to_string())?;
+            let s = Arc::new(s);
+            Ok(Session {
+                reader: Reader::Plain(s.clone()),
+                writer: Writer::Plain(s),
+            })
+        }
+        Transport::Typhoon => {
+            let s = typhoon_connect(
+                &addr.to_string(),
+                &fx.typhoon_public,
+                TOKEN,
+                &fx.typhoon_settings,
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+            Ok(Session {
+                reader: Reader::Typhoon(s.reader),
+                writer: Writer::Typhoon(s.writer),
+            })
+        }
+    }
+}
+
+/// A transport's server end, bound.
+pub(super) enum Listener {
+    Plain(UdpSocket),
+    Typhoon(TyphoonListener),
+}
+
+/// Binds `t`'s server end at `addr`, holding at most `max_sessions`.
+pub(super) async fn listen(
+    t: Transport,
+    fx: &Fixture,
+    addr: SocketAddr,
+    max_sessions: usize,
+) -> Result<Listener, LabError> {
+    match t {
+        Transport::Plain => UdpSocket::bind(addr)
+            .await
+            .map(Listener::Plain)
+            .map_err(|source| LabError::Listen {
+                who: "plain UDP",
+                addr,
+                source,
+            }),
+        Transport::Typhoon => {
+            let admit: Admit = Arc::new(|token: &[u8]| (token == TOKEN).then(|| "bench".into()));
+            TyphoonListener::bind_capped(
+                &addr.to_string(),
+                fx.typhoon_key.clone(),
+                admit,
+                fx.typhoon_settings.clone(),
+                max_sessions,
+            )
+            .await
+            .map(Listener::Typhoon)
+            .map_err(|e| err(&format!("TYPHOON listener on {addr}"), e))
+        }
+    }
+}
+
+impl Listener {
+    /// The address clients connect to.
+    pub(super) fn local_addr(&self) -> Result<SocketAddr, LabError> {
+        match self {
+            Listener::Plain(s) => s.local_addr().map_err(|source| LabError::Io {
+                what: "the plain UDP listener's address",
+                source,
+            }),
+            Listener::Typhoon(l) => Ok(l.local_addr()),
+        }
+    }
+
+    /// Answers every message of every session with itself, until dropped.
+    pub(super) async fn echo(self) {
+        match self {
+            Listener::Plain(s) => {
+                let mut buf = vec![0u8; RECV_BUF];
+                while let Ok((n, from)) = s.recv_from(&mut buf).await {
+                    let _ = s.send_to(&buf[..n], from).await;
+                }
+            }
+            Listener::Typhoon(mut l) => {
+                while let Some(acc) = l.accept().await {
+                    let mut s = acc.session;
+                    tokio::spawn(async move {
+                        while let Ok(Some(d)) = s.reader.recv().await {
+                            if s.writer.send(&d).await.is_err() {
+                                break;
+                            }
+                        }
+                    });
+                }
+            }
+        }
+    }
+
+    /// Counts the messages and bytes of the first session (plain: of every
+    /// sender) into `count`, until dropped.
+    pub(super) async fn sink(self, count: Arc<Counter>) {
+        match self {
+            Listener::Plain(s) => {
+                let mut buf = vec![0u8; RECV_BUF];
+                while let Ok(n) = s.recv(&mut buf).await {
+                    count.add(n);
+                }
+            }
+            Listener::Typhoon(mut l) => {
+                let Some(acc) = l.accept().await else {
+                    return;
+                };
+                let mut r = acc.session.reader;
+                // The writer half stays open: dropping it would end the session.
+                let _w = acc.session.writer;
+                while let Ok(Some(d)) = r.recv().await {
+                    count.add(d.len());
+                }
+            }
+        }
+    }
+
+    /// Answers every message, and keeps every session that completes its
+    /// handshake until `done` resolves: the server end of the idle case.
+    pub(super) async fn hold(self, done: tokio::sync::oneshot::Receiver<()>) -> usize {
+        match self {
+            Listener::Plain(s) => {
+                // Plain UDP keeps nothing per peer: answering is all it does.
+                tokio::select! {
+                    () = Listener::Plain(s).echo() => {}
+                    _ = done => {}
+                }
+                0
+            }
+            Listener::Typhoon(mut l) => {
+                let mut held = Vec::new();
+                let mut done = done;
+                loop {
+                    tokio::select! {
+                        acc = l.accept() => match acc {
+                            Some(acc) => held.push(acc.session),
+                            None => break,
+                        },
+                        _ = &mut done => break,
+                    }
+                }
+                held.len()
+            }
+        }
+    }
+}
+
+/// Messages and bytes a sink has counted.
+#[derive(Debug, Default)]
+pub(super) struct Counter {
+    messages: AtomicU64,
+    bytes: AtomicU64,
+}
+
+impl Counter {
+    fn add(&self, n: usize) {
+        self.messages.fetch_add(1, Ordering::Relaxed);
+        self.bytes.fetch_add(n as u64, Ordering::Relaxed);
+    }
+
+    /// (messages, bytes) so far.
+    pub(super) fn read(&self) -> (u64, u64) {
+        (
+            self.messages.load(Ordering::Relaxed),
+            self.bytes.load(Ordering::Relaxed),
+        )
+    }
+}
