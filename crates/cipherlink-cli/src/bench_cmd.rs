@@ -30,7 +30,7 @@ pub enum BenchCommand {
     Idle(crate::bench_idle_cmd::BenchIdleArgs),
     /// The link protocol against TLS: handshakes/s and CPU per handshake, throughput, record overhead, idle memory.
     Link(crate::bench_link_cmd::BenchLinkArgs),
-    /// Datagram transports (plain UDP, TYPHOON) beside WireGuard: handshakes/s, datagrams/s, added latency, idle memory.
+    /// Datagram transports (plain UDP, TYPHOON, the link's datagram mode) beside WireGuard: handshakes/s, datagrams/s, added latency, idle memory.
     Datagram(crate::bench_datagram_cmd::BenchDatagramArgs),
 }
 

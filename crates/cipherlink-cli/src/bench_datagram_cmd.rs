@@ -18,13 +18,13 @@ use crate::output::report;
 /// `bench datagram` options.
 #[derive(Debug, Args)]
 pub struct BenchDatagramArgs {
-    /// Datagram transports, comma-separated: plain, typhoon (plain always
-    /// runs: it is the baseline).
+    /// Datagram transports, comma-separated: plain, typhoon, link (the
+    /// link protocol's datagram mode; plain always runs: it is the baseline).
     #[arg(
         long,
         value_name = "LIST",
         value_delimiter = ',',
-        default_value = "plain,typhoon"
+        default_value = "plain,typhoon,link"
     )]
     transport: Vec<Transport>,
     /// WireGuard to measure beside them: wireguard-go, or
@@ -32,7 +32,7 @@ pub struct BenchDatagramArgs {
     /// installed). Needs root, for its network namespaces.
     #[arg(long, value_name = "LIST", value_delimiter = ',')]
     peers: Option<Vec<String>>,
-    /// The path of plain and TYPHOON: veth (two network namespaces of the
+    /// The path of plain, TYPHOON and link: veth (two network namespaces of the
     /// bench's own, as WireGuard's; root), loopback, or auto (veth as root).
     #[arg(long, default_value = "auto", value_parser = ["auto", "veth", "loopback"])]
     path: String,

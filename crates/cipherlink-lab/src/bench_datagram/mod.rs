@@ -197,7 +197,7 @@ pub async fn run(o: &DatagramBenchOptions) -> Result<DatagramReport, LabError> {
         .as_ref()
         .or(veth.as_ref())
         .ok_or_else(|| LabError::Setup("no path for the transports".into()))?;
-    let fx = Arc::new(transport::Fixture::new(o.typhoon.clone()));
+    let fx = Arc::new(transport::Fixture::new(o.typhoon.clone())?);
     let mut rows = Vec::new();
     let mut order = vec![Transport::Plain];
     order.extend(o.transports.iter().filter(|t| **t != Transport::Plain));

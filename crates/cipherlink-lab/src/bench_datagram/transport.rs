@@ -2,7 +2,8 @@
 //! ([`connect`]) and a listener whose roles the cases need (answer every
 //! message, count them, hold sessions). Plain UDP is the baseline: one
 //! socket, no handshake, nothing kept per peer on the server. The link
-//! protocol's datagram mode, when it lands, is one more arm in each match.
+//! protocol's datagram mode (`link`) and SeasideVPN's TYPHOON are the
+//! encrypted ones.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -13,6 +14,10 @@ use rand::SeedableRng;
 use serde::Serialize;
 use tokio::net::UdpSocket;
 
+use cipherlink_link::dgram::driver::{
+    connect as link_connect, DgramListener, DgramReader, DgramWriter,
+};
+use cipherlink_link::dgram::DgramServerOptions;
 use cipherlink_typhoon::driver::{
     connect as typhoon_connect, Admit, TyphoonListener, TyphoonReader, TyphoonWriter,
 };
@@ -31,17 +36,20 @@ pub enum Transport {
     Plain,
     /// SeasideVPN's TYPHOON (cipherlink-typhoon).
     Typhoon,
+    /// The link protocol's datagram mode (cipherlink-link's `dgram`).
+    Link,
 }
 
 impl Transport {
     /// Every transport this build has, in the order the bench runs them.
-    pub const ALL: [Transport; 2] = [Transport::Plain, Transport::Typhoon];
+    pub const ALL: [Transport; 3] = [Transport::Plain, Transport::Typhoon, Transport::Link];
 
     /// Its name in `--transport` and in the report.
     pub fn name(self) -> &'static str {
         match self {
             Transport::Plain => "plain",
             Transport::Typhoon => "typhoon",
+            Transport::Link => "link",
         }
     }
 }
@@ -58,7 +66,7 @@ impl std::str::FromStr for Transport {
         Transport::ALL
             .into_iter()
             .find(|t| t.name() == s)
-            .ok_or_else(|| format!("unknown datagram transport {s:?}; valid: plain, typhoon"))
+            .ok_or_else(|| format!("unknown datagram transport {s:?}; valid: plain, typhoon, link"))
     }
 }
 
@@ -67,19 +75,58 @@ pub(super) struct Fixture {
     typhoon_key: ServerKey,
     typhoon_public: PublicKey,
     pub(super) typhoon_settings: TyphoonSettings,
+    link_endpoint: Arc<cipherlink_link::ServerEndpoint>,
+    link_client: cipherlink_link::ClientConfig,
 }
 
 const TOKEN: &[u8] = b"cipherlink-bench-datagram";
 
 impl Fixture {
-    pub(super) fn new(typhoon_settings: TyphoonSettings) -> Fixture {
-        let typhoon_key = ServerKey::generate(&mut StdRng::from_os_rng());
-        Fixture {
+    pub(super) fn new(typhoon_settings: TyphoonSettings) -> Result<Fixture, LabError> {
+        let mut rng = StdRng::from_os_rng();
+        let typhoon_key = ServerKey::generate(&mut rng);
+        let (link_endpoint, link_client) = link_fixture(&mut rng)?;
+        Ok(Fixture {
             typhoon_public: *typhoon_key.public(),
             typhoon_key,
             typhoon_settings,
-        }
+            link_endpoint,
+            link_client,
+        })
     }
+}
+
+/// A link server key with one token, its endpoint (a replay filter of its
+/// own, in memory) and the client's configuration; default parameters.
+fn link_fixture(
+    rng: &mut StdRng,
+) -> Result<
+    (
+        Arc<cipherlink_link::ServerEndpoint>,
+        cipherlink_link::ClientConfig,
+    ),
+    LabError,
+> {
+    use cipherlink_link::{ClientConfig, EndpointOptions, LinkParams, ServerEndpoint, TokenStore};
+    let key = cipherlink_link::ServerKey::generate(rng);
+    let server_key = *key.public();
+    let mut tokens = TokenStore::new();
+    let token = tokens
+        .issue("bench", rng)
+        .map_err(|e| err("issuing a link token", e))?;
+    let options = EndpointOptions {
+        private_replay: true,
+        ..EndpointOptions::default()
+    };
+    let endpoint = ServerEndpoint::with_options(key, tokens, LinkParams::default(), options)
+        .map_err(|e| err("the link endpoint", e))?;
+    let client = ClientConfig {
+        server_key,
+        token,
+        name: "bench".into(),
+        params: LinkParams::default(),
+    };
+    Ok((Arc::new(endpoint), client))
 }
 
 fn err(what: &str, e: impl std::fmt::Display) -> LabError {
@@ -96,12 +143,14 @@ pub(super) struct Session {
 pub(super) enum Writer {
     Plain(Arc<UdpSocket>),
     Typhoon(TyphoonWriter),
+    Link(DgramWriter),
 }
 
 /// The receiving half of a [`Session`].
 pub(super) enum Reader {
     Plain(Arc<UdpSocket>),
     Typhoon(TyphoonReader),
+    Link(DgramReader),
 }
 
 impl Writer {
@@ -110,6 +159,7 @@ impl Writer {
         match self {
             Writer::Plain(s) => s.send(data).await.map(drop).map_err(|e| e.to_string()),
             Writer::Typhoon(w) => w.send(data).await.map_err(|e| e.to_string()),
+            Writer::Link(w) => w.send(data).await.map_err(|e| e.to_string()),
         }
     }
 
@@ -119,6 +169,9 @@ impl Writer {
             Writer::Plain(_) => {}
             Writer::Typhoon(w) => {
                 let _ = w.terminate().await;
+            }
+            Writer::Link(w) => {
+                let _ = w.close().await;
             }
         }
     }
@@ -135,6 +188,13 @@ impl Reader {
                 Ok(true)
             }
             Reader::Typhoon(r) => match r.recv().await.map_err(|e| e.to_string())? {
+                Some(d) => {
+                    *buf = d;
+                    Ok(true)
+                }
+                None => Ok(false),
+            },
+            Reader::Link(r) => match r.recv().await.map_err(|e| e.to_string())? {
                 Some(d) => {
                     *buf = d;
                     Ok(true)
@@ -180,6 +240,15 @@ pub(super) async fn connect(
                 writer: Writer::Typhoon(s.writer),
             })
         }
+        Transport::Link => {
+            let s = link_connect(&addr.to_string(), fx.link_client.clone())
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok(Session {
+                reader: Reader::Link(s.reader),
+                writer: Writer::Link(s.writer),
+            })
+        }
     }
 }
 
@@ -187,6 +256,7 @@ pub(super) async fn connect(
 pub(super) enum Listener {
     Plain(UdpSocket),
     Typhoon(TyphoonListener),
+    Link(DgramListener),
 }
 
 /// Binds `t`'s server end at `addr`, holding at most `max_sessions`.
@@ -218,6 +288,17 @@ pub(super) async fn listen(
             .map(Listener::Typhoon)
             .map_err(|e| err(&format!("TYPHOON listener on {addr}"), e))
         }
+        Transport::Link => {
+            // The server's defaults, cookies under load included.
+            let options = DgramServerOptions {
+                max_sessions: max_sessions.max(1),
+                ..DgramServerOptions::default()
+            };
+            DgramListener::bind(&addr.to_string(), Arc::clone(&fx.link_endpoint), options)
+                .await
+                .map(Listener::Link)
+                .map_err(|e| err(&format!("link (UDP) listener on {addr}"), e))
+        }
     }
 }
 
@@ -230,6 +311,7 @@ impl Listener {
                 source,
             }),
             Listener::Typhoon(l) => Ok(l.local_addr()),
+            Listener::Link(l) => Ok(l.local_addr()),
         }
     }
 
@@ -243,6 +325,18 @@ impl Listener {
                 }
             }
             Listener::Typhoon(mut l) => {
+                while let Some(acc) = l.accept().await {
+                    let mut s = acc.session;
+                    tokio::spawn(async move {
+                        while let Ok(Some(d)) = s.reader.recv().await {
+                            if s.writer.send(&d).await.is_err() {
+                                break;
+                            }
+                        }
+                    });
+                }
+            }
+            Listener::Link(mut l) => {
                 while let Some(acc) = l.accept().await {
                     let mut s = acc.session;
                     tokio::spawn(async move {
@@ -278,6 +372,17 @@ impl Listener {
                     count.add(d.len());
                 }
             }
+            Listener::Link(mut l) => {
+                let Some(acc) = l.accept().await else {
+                    return;
+                };
+                let mut r = acc.session.reader;
+                // The writer half stays open: dropping it would end the session.
+                let _w = acc.session.writer;
+                while let Ok(Some(d)) = r.recv().await {
+                    count.add(d.len());
+                }
+            }
         }
     }
 
@@ -294,6 +399,20 @@ impl Listener {
                 0
             }
             Listener::Typhoon(mut l) => {
+                let mut held = Vec::new();
+                let mut done = done;
+                loop {
+                    tokio::select! {
+                        acc = l.accept() => match acc {
+                            Some(acc) => held.push(acc.session),
+                            None => break,
+                        },
+                        _ = &mut done => break,
+                    }
+                }
+                held.len()
+            }
+            Listener::Link(mut l) => {
                 let mut held = Vec::new();
                 let mut done = done;
                 loop {
