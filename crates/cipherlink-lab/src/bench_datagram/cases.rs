@@ -410,6 +410,13 @@ pub(super) async fn idle(
     let (done_tx, done_rx) = tokio::sync::oneshot::channel();
     let holder = server.spawn(listener.hold(done_rx))?;
     let rss_before = crate::procfs::settled_rss(&me).await?;
+    if t == Transport::Link {
+        let r =
+            super::idle_server::link_server_end(fx, client, addr, sessions, rss_before, me).await;
+        let _ = done_tx.send(());
+        let _ = holder.await;
+        return r;
+    }
     let fx2 = fx.clone();
     let opened = client
         .run(async move {

@@ -12,6 +12,7 @@
 
 mod cases;
 mod floor;
+mod idle_server;
 pub mod netns;
 mod report;
 mod side;

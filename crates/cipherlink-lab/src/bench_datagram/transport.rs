@@ -96,6 +96,13 @@ impl Fixture {
     }
 }
 
+impl Fixture {
+    /// The link client's configuration.
+    pub(super) fn link_client(&self) -> cipherlink_link::ClientConfig {
+        self.link_client.clone()
+    }
+}
+
 /// A link server key with one token, its endpoint (a replay filter of its
 /// own, in memory) and the client's configuration; default parameters.
 fn link_fixture(

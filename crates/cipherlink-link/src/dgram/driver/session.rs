@@ -1,10 +1,10 @@
 //! A datagram session as its owner sees it: datagrams in and out through
 //! the task that owns the socket and the sans-IO core.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, Notify};
 
 use crate::dgram::wire::MAX_DATA;
 use crate::error::Error;
@@ -16,40 +16,62 @@ pub(crate) const QUEUED: usize = 256;
 /// would otherwise be 16 MiB a session).
 pub const QUEUED_BYTES: usize = 256 * 1024;
 
-/// What the driving task hands an owner.
-#[derive(Debug)]
-pub(crate) enum Incoming {
-    Data(Vec<u8>),
-    /// `Ok` for a normal close by the peer.
-    End(Result<(), Error>),
+/// One owner's queue. A deque allocates nothing until a datagram waits
+/// (a channel would hold a block of slots for every idle session).
+#[derive(Debug, Default)]
+struct Queue {
+    datagrams: VecDeque<Vec<u8>>,
+    bytes: usize,
+    /// Set once: `Ok` for a normal close by the peer.
+    end: Option<Result<(), Error>>,
+    /// The driving task dropped its end without saying why.
+    gone: bool,
+}
+
+#[derive(Debug, Default)]
+struct Shared {
+    queue: Mutex<Queue>,
+    ready: Notify,
+}
+
+fn lock(q: &Mutex<Queue>) -> std::sync::MutexGuard<'_, Queue> {
+    // Every holder leaves the queue consistent between statements.
+    q.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// The driving task's end of an owner's queue.
 #[derive(Debug)]
 pub(crate) struct Inbox {
-    tx: mpsc::Sender<Incoming>,
-    bytes: Arc<AtomicUsize>,
+    shared: Arc<Shared>,
 }
 
 impl Inbox {
     /// Queues data unless the queue is full (then it is dropped: UDP).
     pub(crate) fn deliver(&self, data: Vec<u8>) -> bool {
-        let n = data.len();
-        // Only the driving task adds, so nothing passes between check and add.
-        if self.bytes.load(Ordering::Acquire) + n > QUEUED_BYTES {
-            return false;
+        {
+            let mut q = lock(&self.shared.queue);
+            if q.end.is_some() || q.datagrams.len() >= QUEUED || q.bytes + data.len() > QUEUED_BYTES
+            {
+                return false;
+            }
+            q.bytes += data.len();
+            q.datagrams.push_back(data);
         }
-        self.bytes.fetch_add(n, Ordering::AcqRel);
-        if self.tx.try_send(Incoming::Data(data)).is_err() {
-            self.bytes.fetch_sub(n, Ordering::AcqRel);
-            return false;
-        }
+        self.shared.ready.notify_one();
         true
     }
 
     /// Tells the owner the session is over (dropping the inbox tells it too).
     pub(crate) fn end(self, r: Result<(), Error>) {
-        let _ = self.tx.try_send(Incoming::End(r));
+        lock(&self.shared.queue).end.get_or_insert(r);
+        self.shared.ready.notify_one();
+    }
+}
+
+impl Drop for Inbox {
+    fn drop(&mut self) {
+        lock(&self.shared.queue).gone = true;
+        self.shared.ready.notify_one();
     }
 }
 
@@ -72,8 +94,7 @@ pub struct DgramSession {
 /// Receives the peer's datagrams.
 #[derive(Debug)]
 pub struct DgramReader {
-    rx: mpsc::Receiver<Incoming>,
-    bytes: Arc<AtomicUsize>,
+    shared: Arc<Shared>,
     over: bool,
 }
 
@@ -97,16 +118,13 @@ impl DgramSession {
 
     /// A session `sid` whose commands go to `tx`, and the inbox feeding it.
     pub(crate) fn new(sid: u64, tx: mpsc::Sender<Command>) -> (Self, Inbox) {
-        let (in_tx, rx) = mpsc::channel(QUEUED);
-        let bytes = Arc::new(AtomicUsize::new(0));
+        let shared = Arc::new(Shared::default());
         let inbox = Inbox {
-            tx: in_tx,
-            bytes: Arc::clone(&bytes),
+            shared: Arc::clone(&shared),
         };
         let session = Self {
             reader: DgramReader {
-                rx,
-                bytes,
+                shared,
                 over: false,
             },
             writer: DgramWriter {
@@ -124,22 +142,28 @@ impl DgramReader {
     /// The next datagram; `None` once the peer closed the session normally,
     /// an error when it ended otherwise (peer gone, revoked, refused).
     pub async fn recv(&mut self) -> Result<Option<Vec<u8>>, Error> {
-        if self.over {
-            return Ok(None);
-        }
-        match self.rx.recv().await {
-            Some(Incoming::Data(d)) => {
-                self.bytes.fetch_sub(d.len(), Ordering::AcqRel);
-                Ok(Some(d))
+        loop {
+            if self.over {
+                return Ok(None);
             }
-            Some(Incoming::End(r)) => {
-                self.over = true;
-                r.map(|()| None)
+            // Registered before looking, so a delivery in between wakes it.
+            let ready = self.shared.ready.notified();
+            {
+                let mut q = lock(&self.shared.queue);
+                if let Some(d) = q.datagrams.pop_front() {
+                    q.bytes -= d.len();
+                    return Ok(Some(d));
+                }
+                if let Some(end) = q.end.take() {
+                    self.over = true;
+                    return end.map(|()| None);
+                }
+                if q.gone {
+                    self.over = true;
+                    return Err(Error::NotOpen);
+                }
             }
-            None => {
-                self.over = true;
-                Err(Error::NotOpen)
-            }
+            ready.await;
         }
     }
 }
