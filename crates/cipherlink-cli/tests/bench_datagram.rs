@@ -40,12 +40,13 @@ fn a_tiny_run_prints_the_table_and_writes_json() {
         .iter()
         .map(|r| r["transport"].as_str().unwrap())
         .collect();
-    assert_eq!(rows, ["plain", "typhoon"]);
+    assert_eq!(rows, ["plain", "typhoon", "link"]);
     assert_eq!(json["idle_sessions"], 16);
     let table = &out.stderr;
     for needle in [
         "\nplain ",
         "\ntyphoon ",
+        "\nlink ",
         "goals:",
         "against plain UDP",
         "TYPHOON: INIT next_in 0-0 ms",

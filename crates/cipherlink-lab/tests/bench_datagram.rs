@@ -17,7 +17,7 @@ static NAMESPACES: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 fn options(path: PathKind, wireguard_go: Option<PathBuf>) -> DatagramBenchOptions {
     DatagramBenchOptions {
-        transports: vec![Transport::Plain, Transport::Typhoon],
+        transports: vec![Transport::Plain, Transport::Typhoon, Transport::Link],
         wireguard_go,
         path,
         duration: Duration::from_millis(200),
@@ -34,12 +34,12 @@ fn options(path: PathKind, wireguard_go: Option<PathBuf>) -> DatagramBenchOption
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_short_run_has_plain_and_typhoon_rows_with_every_case() {
+async fn a_short_run_has_plain_typhoon_and_link_rows_with_every_case() {
     let report = bench_datagram::run(&options(PathKind::Loopback, None))
         .await
         .unwrap();
     let names: Vec<&str> = report.rows.iter().map(|r| r.transport.as_str()).collect();
-    assert_eq!(names, ["plain", "typhoon"]);
+    assert_eq!(names, ["plain", "typhoon", "link"]);
     for row in &report.rows {
         assert!(
             row.failures.is_empty(),
@@ -62,7 +62,10 @@ async fn a_short_run_has_plain_and_typhoon_rows_with_every_case() {
     }
     let typhoon = &report.rows[1];
     assert!(typhoon.latency.as_ref().unwrap().added_p99_us.is_some());
-    assert_eq!(report.against_plain.len(), 1);
+    // The link's idle sessions are counted at the server end.
+    let link = &report.rows[2];
+    assert!(link.idle.as_ref().unwrap().ends.starts_with("server end"));
+    assert_eq!(report.against_plain.len(), 2);
     // No WireGuard row: its goals are there, not measured.
     assert!(report.against_wireguard.is_empty());
     let hs_goal = &report.goals[0];

@@ -322,118 +322,97 @@ impl Listener {
         }
     }
 
+    /// The next session of an encrypted transport (`None` for plain UDP,
+    /// which has none, or when the listener stopped).
+    async fn accept(&mut self) -> Option<Session> {
+        match self {
+            Listener::Plain(_) => None,
+            Listener::Typhoon(l) => l.accept().await.map(|a| Session {
+                reader: Reader::Typhoon(a.session.reader),
+                writer: Writer::Typhoon(a.session.writer),
+            }),
+            Listener::Link(l) => l.accept().await.map(|a| Session {
+                reader: Reader::Link(a.session.reader),
+                writer: Writer::Link(a.session.writer),
+            }),
+        }
+    }
+
     /// Answers every message of every session with itself, until dropped.
     pub(super) async fn echo(self) {
-        match self {
+        let mut l = match self {
             Listener::Plain(s) => {
                 let mut buf = vec![0u8; RECV_BUF];
                 while let Ok((n, from)) = s.recv_from(&mut buf).await {
                     let _ = s.send_to(&buf[..n], from).await;
                 }
+                return;
             }
-            Listener::Typhoon(mut l) => {
-                while let Some(acc) = l.accept().await {
-                    let mut s = acc.session;
-                    tokio::spawn(async move {
-                        while let Ok(Some(d)) = s.reader.recv().await {
-                            if s.writer.send(&d).await.is_err() {
-                                break;
-                            }
-                        }
-                    });
+            l => l,
+        };
+        while let Some(mut s) = l.accept().await {
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                while let Ok(true) = s.reader.recv(&mut buf).await {
+                    if s.writer.send(&buf).await.is_err() {
+                        break;
+                    }
                 }
-            }
-            Listener::Link(mut l) => {
-                while let Some(acc) = l.accept().await {
-                    let mut s = acc.session;
-                    tokio::spawn(async move {
-                        while let Ok(Some(d)) = s.reader.recv().await {
-                            if s.writer.send(&d).await.is_err() {
-                                break;
-                            }
-                        }
-                    });
-                }
-            }
+            });
         }
     }
 
     /// Counts the messages and bytes of the first session (plain: of every
     /// sender) into `count`, until dropped.
     pub(super) async fn sink(self, count: Arc<Counter>) {
-        match self {
+        let mut l = match self {
             Listener::Plain(s) => {
                 let mut buf = vec![0u8; RECV_BUF];
                 while let Ok(n) = s.recv(&mut buf).await {
                     count.add(n);
                 }
+                return;
             }
-            Listener::Typhoon(mut l) => {
-                let Some(acc) = l.accept().await else {
-                    return;
-                };
-                let mut r = acc.session.reader;
-                // The writer half stays open: dropping it would end the session.
-                let _w = acc.session.writer;
-                while let Ok(Some(d)) = r.recv().await {
-                    count.add(d.len());
-                }
-            }
-            Listener::Link(mut l) => {
-                let Some(acc) = l.accept().await else {
-                    return;
-                };
-                let mut r = acc.session.reader;
-                // The writer half stays open: dropping it would end the session.
-                let _w = acc.session.writer;
-                while let Ok(Some(d)) = r.recv().await {
-                    count.add(d.len());
-                }
-            }
+            l => l,
+        };
+        let Some(s) = l.accept().await else {
+            return;
+        };
+        let mut r = s.reader;
+        // The writer half stays open: dropping it would end the session.
+        let _w = s.writer;
+        let mut buf = Vec::new();
+        while let Ok(true) = r.recv(&mut buf).await {
+            count.add(buf.len());
         }
     }
 
     /// Answers every message, and keeps every session that completes its
     /// handshake until `done` resolves: the server end of the idle case.
     pub(super) async fn hold(self, done: tokio::sync::oneshot::Receiver<()>) -> usize {
-        match self {
+        let mut l = match self {
             Listener::Plain(s) => {
                 // Plain UDP keeps nothing per peer: answering is all it does.
                 tokio::select! {
                     () = Listener::Plain(s).echo() => {}
                     _ = done => {}
                 }
-                0
+                return 0;
             }
-            Listener::Typhoon(mut l) => {
-                let mut held = Vec::new();
-                let mut done = done;
-                loop {
-                    tokio::select! {
-                        acc = l.accept() => match acc {
-                            Some(acc) => held.push(acc.session),
-                            None => break,
-                        },
-                        _ = &mut done => break,
-                    }
-                }
-                held.len()
-            }
-            Listener::Link(mut l) => {
-                let mut held = Vec::new();
-                let mut done = done;
-                loop {
-                    tokio::select! {
-                        acc = l.accept() => match acc {
-                            Some(acc) => held.push(acc.session),
-                            None => break,
-                        },
-                        _ = &mut done => break,
-                    }
-                }
-                held.len()
+            l => l,
+        };
+        let mut held = Vec::new();
+        let mut done = done;
+        loop {
+            tokio::select! {
+                acc = l.accept() => match acc {
+                    Some(s) => held.push(s),
+                    None => break,
+                },
+                _ = &mut done => break,
             }
         }
+        held.len()
     }
 }
 
