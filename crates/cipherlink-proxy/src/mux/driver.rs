@@ -61,6 +61,17 @@ impl MuxConn {
         MuxConn { session, task }
     }
 
+    /// Client: takes no new stream and closes cleanly once its last one
+    /// ends (the driver then finishes on its own).
+    pub fn retire(&self) {
+        lock(&self.session).retire();
+    }
+
+    /// Whether the driver ended (the connection is closed or lost).
+    pub fn is_finished(&self) -> bool {
+        self.task.is_finished()
+    }
+
     /// Client: opens a stream, waiting (up to `timeout`) for a free slot.
     pub async fn open(&self, timeout: Duration) -> Result<MuxStream, MuxError> {
         let opening = poll_fn(|cx| lock(&self.session).poll_open(cx));

@@ -8,6 +8,7 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::io;
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 
@@ -31,6 +32,10 @@ pub struct Limits {
     /// Each stream's receive window, both ways: the most bytes a stream
     /// buffers for a reader that does not read.
     pub window: u32,
+    /// Client: the last stream id it opens; the connection then takes no
+    /// new stream and closes once its last stream ends. `u32::MAX` but in
+    /// tests, which make ids run out.
+    pub last_stream_id: u32,
 }
 
 /// 256 KiB: a stream moves at full speed over a fast path with this in
@@ -42,6 +47,7 @@ impl Default for Limits {
         Limits {
             max_streams: 1024,
             window: DEFAULT_WINDOW,
+            last_stream_id: u32::MAX,
         }
     }
 }
@@ -65,7 +71,7 @@ pub enum MuxError {
     Lost(Arc<str>),
     /// Every stream slot of the connection stayed taken this long.
     #[error("no free stream slot within {0:?}")]
-    NoSlot(std::time::Duration),
+    NoSlot(Duration),
 }
 
 #[derive(Debug)]
@@ -135,6 +141,8 @@ pub struct Session {
     /// Openers waiting for a slot, one waker per task (at most
     /// [`MAX_OPEN_WAITERS`]; past it every one is woken to poll again).
     open_waiters: Vec<Waker>,
+    /// Client: takes no new stream, and closes once its last one ends.
+    retired: bool,
 }
 
 /// Openers remembered at once: a task whose open timed out leaves its
@@ -165,6 +173,7 @@ impl Session {
             incoming_waker: None,
             out_blocked: HashSet::new(),
             open_waiters: Vec::new(),
+            retired: false,
         }
     }
 
@@ -181,7 +190,19 @@ impl Session {
     /// Whether a client can open no more streams here (the connection
     /// ended, or its ids ran out): the next tunnel needs a new connection.
     pub fn is_spent(&self) -> bool {
-        self.failed.is_some() || self.closing || self.last_id == u32::MAX
+        self.failed.is_some()
+            || self.closing
+            || self.retired
+            || self.last_id >= self.limits.last_stream_id
+    }
+
+    /// Client: takes no new stream from now on and closes cleanly once
+    /// its last stream ends (the streams it carries go on until then).
+    pub fn retire(&mut self) {
+        self.retired = true;
+        if self.streams.is_empty() {
+            self.close();
+        }
     }
 
     fn queue(&mut self, frame: Frame) {
@@ -330,7 +351,12 @@ impl Session {
         if let Some(failed) = &self.failed {
             return Poll::Ready(Err(failed.clone()));
         }
-        if self.last_id == u32::MAX {
+        if self.retired || self.closing {
+            return Poll::Ready(Err(MuxError::Lost(
+                "the connection takes no new stream".into(),
+            )));
+        }
+        if self.last_id >= self.limits.last_stream_id {
             return Poll::Ready(Err(MuxError::Lost("stream ids exhausted".into())));
         }
         if self.streams.len() >= self.limits.max_streams {
@@ -524,6 +550,9 @@ impl Session {
             self.queue(Frame::Reset(id, Reason::Aborted));
         }
         self.open_waiters.drain(..).for_each(Waker::wake);
+        if self.retired && self.streams.is_empty() {
+            self.close();
+        }
     }
 
     /// Bytes buffered for stream `id`'s reader (tests and bounds).
