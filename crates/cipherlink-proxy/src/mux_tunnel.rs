@@ -8,7 +8,9 @@
 //! being made wait for that one attempt rather than each dialling. A
 //! connection that can take no new stream (its stream ids ran out) is set
 //! aside rather than dropped: its tunnels go on, and it closes cleanly
-//! once the last one ends; at most [`MAX_SPENT`] linger so.
+//! once the last one ends; at most [`MAX_SPENT`] linger so. A connection
+//! that has been silent for a while is probed before a tunnel is trusted
+//! to it, and replaced if the peer does not answer.
 //!
 //! Server: each accepted connection authenticates first (the link listener
 //! or the TLS handshake), then its streams are tunnels: each takes one of
@@ -152,8 +154,9 @@ impl Pool {
         D: Fn() -> F,
         F: Future<Output = Result<MuxConn, TunnelError>>,
     {
-        // A connection lost between our check and the open: one retry on a
-        // fresh one, so the loss is not this tunnel's.
+        // A connection lost between our check and the open, or silent when
+        // probed: one retry on a fresh one, so the loss is not this
+        // tunnel's.
         match self.try_open(target, timeout, &dial).await {
             Err(Retry::Lost(_)) => match self.try_open(target, timeout, &dial).await {
                 Ok(stream) => Ok(stream),
@@ -212,6 +215,14 @@ impl Pool {
                 }
             }
         };
+        if conn.needs_probe() {
+            if let Err(error) = conn.probe().await {
+                tracing::info!(
+                    "mux: the connection to {target} is gone ({error}); a new one takes the tunnel"
+                );
+                return Err(Retry::Lost(error));
+            }
+        }
         conn.open(timeout).await.map_err(|error| match error {
             // The connection is alive but full: a new one would not
             // help, and waiting twice would break the documented limit.
@@ -221,10 +232,19 @@ impl Pool {
     }
 }
 
+/// A link pings an idle connection itself (docs/link-protocol.md) and
+/// fails it when the peer is gone: the mux's own periodic pings would
+/// double that. Its probe before an open still runs.
+fn over_link(limits: Limits) -> Limits {
+    let mut limits = limits;
+    limits.keepalive.periodic = false;
+    limits
+}
+
 /// Makes and authenticates the client's connection.
 async fn connect(shared: &Shared, limits: Limits) -> Result<MuxConn, TunnelError> {
     let conn = match conn::connect_encrypted(shared).await? {
-        Encrypted::Link(link) => MuxConn::start(link, Side::Client, limits),
+        Encrypted::Link(link) => MuxConn::start(link, Side::Client, over_link(limits)),
         Encrypted::Tls(tunnel) => MuxConn::start(tunnel, Side::Client, limits),
         Encrypted::V1(_) | Encrypted::Plain(_) | Encrypted::Mux(_) | Encrypted::Port(_) => {
             return Err(conn::not_this_transport("target"))
@@ -258,7 +278,7 @@ pub(crate) async fn serve_connection(shared: Arc<Shared>, accepted: Accepted, se
     let (conn, peer): (MuxConn, Arc<str>) = match accepted {
         Accepted::Link(link) => {
             let peer = format!("link:{}", link.peer()).into();
-            (MuxConn::start(link, Side::Server, limits), peer)
+            (MuxConn::start(link, Side::Server, over_link(limits)), peer)
         }
         // Never: mux is refused for port when the service is checked.
         Accepted::Port(port) => {

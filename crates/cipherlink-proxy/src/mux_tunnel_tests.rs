@@ -1,6 +1,7 @@
 //! The client's pool of mux connections over in-memory connections: spent
 //! connections linger for their streams (and no more than MAX_SPENT of
-//! them), and the next tunnel gets a fresh connection.
+//! them), a silent peer is found by the keepalive or by a probe before an
+//! open, and the next tunnel gets a fresh connection.
 
 #![allow(clippy::unwrap_used)] // Tests fail loudly on purpose.
 
@@ -10,6 +11,7 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, DuplexStream};
 
 use super::*;
+use crate::mux::KeepaliveConfig;
 
 const LONG: Duration = Duration::from_secs(30);
 
@@ -84,6 +86,11 @@ impl Dialer {
 
     fn dials(&self) -> usize {
         self.dials.load(Ordering::SeqCst)
+    }
+
+    /// The last connection's peer vanishes silently.
+    fn freeze(&self) {
+        self.frozen.lock().unwrap().store(true, Ordering::SeqCst);
     }
 }
 
@@ -177,4 +184,88 @@ async fn at_most_max_spent_connections_linger() {
     for stream in &mut streams {
         echoes(stream, b"the others live").await.unwrap();
     }
+}
+
+fn quick_keepalive(periodic: bool) -> Limits {
+    Limits {
+        keepalive: KeepaliveConfig {
+            periodic,
+            min_idle: Duration::from_secs(15),
+            max_idle: Duration::from_secs(30),
+            reply_timeout: Duration::from_secs(5),
+            retries: 3,
+            probe_after: Duration::from_secs(5),
+        },
+        ..Limits::default()
+    }
+}
+
+/// An idle connection whose peer vanished without a FIN is declared gone
+/// within the keepalive's bound (virtual time), its streams fail with that
+/// reason, and the next tunnel works on a new connection.
+#[tokio::test(start_paused = true)]
+async fn a_silent_peer_is_detected_by_the_keepalive_and_replaced() {
+    let limits = quick_keepalive(true);
+    let dialer = Dialer::new(limits);
+    let pool = Pool::default();
+    let mut idle = open(&pool, &dialer).await;
+    echoes(&mut idle, b"hello").await.unwrap();
+    let conn = pool.conns.lock().await.current.clone().unwrap();
+    // Idle and alive: pings are answered, nothing fails.
+    tokio::time::sleep(Duration::from_secs(600)).await;
+    assert!(conn.failure().is_none(), "{:?}", conn.failure());
+    echoes(&mut idle, b"still here").await.unwrap();
+    dialer.freeze();
+    let frozen_at = tokio::time::Instant::now();
+    let mut buf = [0u8; 1];
+    let error = tokio::time::timeout(LONG * 10, idle.read(&mut buf))
+        .await
+        .expect("the idle stream on a dead connection hung")
+        .unwrap_err();
+    let detected = frozen_at.elapsed();
+    assert!(
+        matches!(conn.failure(), Some(MuxError::Silent { .. })),
+        "{error}"
+    );
+    assert!(error.to_string().contains("keepalive"), "{error}");
+    let bound = limits.keepalive.detection_bound();
+    assert!(
+        detected <= bound,
+        "detected after {detected:?}, bound {bound:?}"
+    );
+    let mut next = open(&pool, &dialer).await;
+    echoes(&mut next, b"on a new connection").await.unwrap();
+    assert_eq!(dialer.dials(), 2);
+}
+
+/// A tunnel opened on a connection that has been quiet (no periodic pings,
+/// as over a link) probes it first; the peer being gone, the tunnel goes
+/// to a fresh connection within one reply timeout instead of hanging.
+#[tokio::test(start_paused = true)]
+async fn an_open_on_a_silent_connection_fails_over_after_one_probe() {
+    let limits = quick_keepalive(false);
+    let dialer = Dialer::new(limits);
+    let pool = Pool::default();
+    let mut first = open(&pool, &dialer).await;
+    echoes(&mut first, b"hello").await.unwrap();
+    drop(first);
+    // Quiet past probe_after, alive: the probe is answered, same connection.
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    let mut second = open(&pool, &dialer).await;
+    echoes(&mut second, b"alive").await.unwrap();
+    drop(second);
+    assert_eq!(dialer.dials(), 1);
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    dialer.freeze();
+    let asked_at = tokio::time::Instant::now();
+    let mut third = tokio::time::timeout(LONG, open(&pool, &dialer))
+        .await
+        .expect("the open on a dead connection hung");
+    let took = asked_at.elapsed();
+    assert!(
+        took <= limits.keepalive.reply_timeout + Duration::from_secs(1),
+        "failed over after {took:?}"
+    );
+    echoes(&mut third, b"on a new connection").await.unwrap();
+    assert_eq!(dialer.dials(), 2);
 }

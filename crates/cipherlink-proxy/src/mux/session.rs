@@ -8,11 +8,12 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::io;
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 
 use super::frame::{Frame, Reason, MAX_DATA};
+use super::keepalive::{Action, Keepalive, KeepaliveConfig};
 
 /// Which end of the connection: the client opens streams, the server
 /// accepts them.
@@ -24,7 +25,7 @@ pub enum Side {
     Server,
 }
 
-/// A connection's bounds.
+/// A connection's bounds and timers.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
     /// Most streams open at once on the connection.
@@ -36,6 +37,8 @@ pub struct Limits {
     /// new stream and closes once its last stream ends. `u32::MAX` but in
     /// tests, which make ids run out.
     pub last_stream_id: u32,
+    /// When an idle connection is pinged and declared gone.
+    pub keepalive: KeepaliveConfig,
 }
 
 /// 256 KiB: a stream moves at full speed over a fast path with this in
@@ -48,6 +51,7 @@ impl Default for Limits {
             max_streams: 1024,
             window: DEFAULT_WINDOW,
             last_stream_id: u32::MAX,
+            keepalive: KeepaliveConfig::default(),
         }
     }
 }
@@ -72,6 +76,15 @@ pub enum MuxError {
     /// Every stream slot of the connection stayed taken this long.
     #[error("no free stream slot within {0:?}")]
     NoSlot(Duration),
+    /// The peer answered no keepalive ping: it vanished without closing
+    /// (host down, a NAT or firewall forgot the connection).
+    #[error("the peer answered none of {pings} keepalive ping(s), waiting {wait:?} for each")]
+    Silent {
+        /// Pings sent in a row without an answer.
+        pings: u32,
+        /// How long each was waited for.
+        wait: Duration,
+    },
 }
 
 #[derive(Debug)]
@@ -141,6 +154,9 @@ pub struct Session {
     /// Openers waiting for a slot, one waker per task (at most
     /// [`MAX_OPEN_WAITERS`]; past it every one is woken to poll again).
     open_waiters: Vec<Waker>,
+    keepalive: Keepalive,
+    /// The driver's keepalive timer, woken when a probe moves its deadline.
+    timer_waker: Option<Waker>,
     /// Client: takes no new stream, and closes once its last one ends.
     retired: bool,
 }
@@ -173,6 +189,8 @@ impl Session {
             incoming_waker: None,
             out_blocked: HashSet::new(),
             open_waiters: Vec::new(),
+            keepalive: Keepalive::new(limits.keepalive),
+            timer_waker: None,
             retired: false,
         }
     }
@@ -205,6 +223,59 @@ impl Session {
         }
     }
 
+    /// Bytes arrived from the peer (the driver, after each read).
+    pub fn heard(&mut self, now: Instant) {
+        self.keepalive.heard(now);
+    }
+
+    /// How long the peer has been silent.
+    pub fn quiet(&self, now: Instant) -> Duration {
+        self.keepalive.quiet(now)
+    }
+
+    /// Asks the peer whether it is there (one PING unless one already
+    /// waits for its answer); any bytes from it answer.
+    pub fn probe(&mut self, now: Instant) {
+        if self.failed.is_some() || self.closing {
+            return;
+        }
+        if let Some(id) = self.keepalive.probe(now) {
+            self.queue(Frame::Ping(id));
+            if let Some(waker) = self.timer_waker.take() {
+                waker.wake();
+            }
+        }
+    }
+
+    /// The keepalive settings in force.
+    pub fn keepalive(&self) -> &KeepaliveConfig {
+        self.keepalive.config()
+    }
+
+    /// The driver's timer: sends the pings that are due, fails the
+    /// connection once the peer answered none, and returns when to call
+    /// again (`None`: not before a probe or the end).
+    pub fn poll_timer(&mut self, now: Instant, cx: &Context<'_>) -> Option<Instant> {
+        if self.failed.is_some() || self.closing {
+            return None;
+        }
+        store(&mut self.timer_waker, cx);
+        loop {
+            match self.keepalive.tick(now) {
+                (Action::Wait, deadline) => return deadline,
+                (Action::Ping(id), _) => self.queue(Frame::Ping(id)),
+                (Action::Gone(pings), _) => {
+                    let wait = self.keepalive.config().reply_timeout;
+                    self.fail(MuxError::Silent { pings, wait });
+                    return None;
+                }
+            }
+            if self.failed.is_some() {
+                return None;
+            }
+        }
+    }
+
     fn queue(&mut self, frame: Frame) {
         frame.encode(&mut self.out);
         if let Some(waker) = self.writer_waker.take() {
@@ -226,9 +297,13 @@ impl Session {
         self.failed = Some(error);
         self.out.clear();
         self.streams.values_mut().for_each(Stream::wake);
-        for waker in [self.writer_waker.take(), self.incoming_waker.take()]
-            .into_iter()
-            .flatten()
+        for waker in [
+            self.writer_waker.take(),
+            self.incoming_waker.take(),
+            self.timer_waker.take(),
+        ]
+        .into_iter()
+        .flatten()
         {
             waker.wake();
         }
@@ -271,6 +346,17 @@ impl Session {
     /// caller passes it to [`Session::fail`]).
     pub fn receive(&mut self, frame: Frame) -> Result<(), MuxError> {
         let violation = |what: String| Err(MuxError::Protocol(what));
+        match frame {
+            Frame::Ping(value) => {
+                if self.failed.is_none() {
+                    self.queue(Frame::Pong(value));
+                }
+                return Ok(());
+            }
+            // Liveness is whatever arrives ([`Session::heard`]).
+            Frame::Pong(_) => return Ok(()),
+            _ => {}
+        }
         let id = frame.stream();
         if let Frame::Open(_) = frame {
             if self.side == Side::Client {
@@ -300,7 +386,7 @@ impl Session {
             return Ok(());
         };
         match frame {
-            Frame::Open(_) => {}
+            Frame::Open(_) | Frame::Ping(_) | Frame::Pong(_) => {}
             Frame::Accept(_) if self.side == Side::Server => {
                 return violation(format!("the client accepted stream {id}"));
             }
