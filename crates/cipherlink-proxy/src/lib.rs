@@ -75,6 +75,7 @@ pub mod fuzzing {
         let limits = Limits {
             max_streams: 8,
             window: 64 * 1024,
+            ..Limits::default()
         };
         let mut sessions = [
             Some(Session::new(Side::Server, limits)),

@@ -5,15 +5,23 @@
 //! is made by the first tunnel that needs it, and again by the first
 //! tunnel after it was lost, so a lost connection costs the tunnels it
 //! carried, never the next one. Tunnels that arrive while a connection is
-//! being made wait for that one attempt rather than each dialling.
+//! being made wait for that one attempt rather than each dialling. A
+//! connection that can take no new stream (its stream ids ran out) is set
+//! aside rather than dropped: its tunnels go on, and it closes cleanly
+//! once the last one ends; at most [`MAX_SPENT`] linger so. A connection
+//! that has been silent for a while is probed before a tunnel is trusted
+//! to it, and replaced if the peer does not answer.
 //!
 //! Server: each accepted connection authenticates first (the link listener
 //! or the TLS handshake), then its streams are tunnels: each takes one of
 //! the service's `max_connections` permits or is refused with a RESET, and
 //! runs as any tunnel does (connect the service, relay, log).
 
+use std::collections::VecDeque;
+use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
@@ -28,6 +36,11 @@ use crate::service::{Accepted, ActiveGuard, Engine, Shared};
 
 /// Most streams on one connection (fewer when max_connections is lower).
 const MAX_STREAMS: usize = 1024;
+
+/// Spent connections that may linger for the streams they still carry;
+/// past it the oldest is closed and its streams fail. Each holds at most
+/// its streams' windows, which `max_connections` already bounds.
+pub(crate) const MAX_SPENT: usize = 4;
 
 /// A multiplexing service's settings; a client's shared connection.
 #[derive(Debug)]
@@ -62,23 +75,17 @@ impl MuxSettings {
         let Some(pool) = &self.pool else {
             return Err(conn::not_this_transport("target"));
         };
-        // A connection lost between our check and the open: one retry on a
-        // fresh one, so the loss is not this tunnel's.
-        match pool.open(shared, self.limits).await {
-            Err(Retry::Lost(_)) => match pool.open(shared, self.limits).await {
-                Ok(stream) => Ok(stream),
-                Err(Retry::Lost(error)) => Err(lost(shared, error)),
-                Err(Retry::Failed(error)) => Err(error),
-            },
-            Ok(stream) => Ok(stream),
-            Err(Retry::Failed(error)) => Err(error),
-        }
+        let limits = self.limits;
+        pool.open(&shared.connect, shared.connect_timeout, || {
+            connect(shared, limits)
+        })
+        .await
     }
 }
 
-fn lost(shared: &Shared, error: MuxError) -> TunnelError {
+fn lost(target: &str, error: MuxError) -> TunnelError {
     TunnelError::Connect {
-        target: shared.connect.clone(),
+        target: target.to_string(),
         error: std::io::Error::new(std::io::ErrorKind::ConnectionAborted, error.to_string()),
     }
 }
@@ -88,10 +95,46 @@ enum Retry {
     Failed(TunnelError),
 }
 
+/// The client's connections: the one new streams go to, and spent ones
+/// that still carry streams.
+#[derive(Debug, Default)]
+struct Conns {
+    current: Option<Arc<MuxConn>>,
+    /// Oldest first; each closes itself once its last stream ends.
+    spent: VecDeque<Arc<MuxConn>>,
+}
+
+impl Conns {
+    /// The current connection takes no new stream: it lingers while it
+    /// carries streams (at most [`MAX_SPENT`] do), or goes.
+    fn set_aside(&mut self, target: &str) {
+        self.spent.retain(|conn| !conn.is_finished());
+        let Some(old) = self.current.take() else {
+            return;
+        };
+        if old.failure().is_some() {
+            return;
+        }
+        // With no stream left it closes at once (close_notify or the link's
+        // close), and is forgotten once its driver is done.
+        old.retire();
+        self.spent.push_back(old);
+        while self.spent.len() > MAX_SPENT {
+            let Some(oldest) = self.spent.pop_front() else {
+                break;
+            };
+            tracing::warn!(
+                "mux: {MAX_SPENT} spent connections to {target} still carry streams; closing the oldest, failing its {} stream(s)",
+                oldest.streams()
+            );
+        }
+    }
+}
+
 /// The client's connection, made on demand.
 #[derive(Debug, Default)]
 struct Pool {
-    current: tokio::sync::Mutex<Option<Arc<MuxConn>>>,
+    conns: tokio::sync::Mutex<Conns>,
     /// Attempts to connect that failed, so tunnels that waited for a
     /// failing attempt fail with it instead of each trying in turn.
     failures: AtomicU64,
@@ -99,11 +142,46 @@ struct Pool {
 }
 
 impl Pool {
-    async fn open(&self, shared: &Shared, limits: Limits) -> Result<MuxStream, Retry> {
+    /// A new stream to `target`, on the current connection or one `dial`
+    /// makes.
+    async fn open<D, F>(
+        &self,
+        target: &str,
+        timeout: Duration,
+        dial: D,
+    ) -> Result<MuxStream, TunnelError>
+    where
+        D: Fn() -> F,
+        F: Future<Output = Result<MuxConn, TunnelError>>,
+    {
+        // A connection lost between our check and the open, or silent when
+        // probed: one retry on a fresh one, so the loss is not this
+        // tunnel's.
+        match self.try_open(target, timeout, &dial).await {
+            Err(Retry::Lost(_)) => match self.try_open(target, timeout, &dial).await {
+                Ok(stream) => Ok(stream),
+                Err(Retry::Lost(error)) => Err(lost(target, error)),
+                Err(Retry::Failed(error)) => Err(error),
+            },
+            Ok(stream) => Ok(stream),
+            Err(Retry::Failed(error)) => Err(error),
+        }
+    }
+
+    async fn try_open<D, F>(
+        &self,
+        target: &str,
+        timeout: Duration,
+        dial: &D,
+    ) -> Result<MuxStream, Retry>
+    where
+        D: Fn() -> F,
+        F: Future<Output = Result<MuxConn, TunnelError>>,
+    {
         let failures = self.failures.load(Ordering::Acquire);
         let conn = {
-            let mut current = self.current.lock().await;
-            match current.as_ref() {
+            let mut conns = self.conns.lock().await;
+            match conns.current.as_ref() {
                 Some(conn) if !conn.is_spent() => conn.clone(),
                 _ => {
                     if self.failures.load(Ordering::Acquire) != failures {
@@ -114,17 +192,17 @@ impl Pool {
                             .clone()
                             .unwrap_or_default();
                         return Err(Retry::Failed(TunnelError::Connect {
-                            target: shared.connect.clone(),
+                            target: target.to_string(),
                             error: std::io::Error::other(format!(
                                 "the shared mux connection failed just now: {why}"
                             )),
                         }));
                     }
-                    *current = None;
-                    match connect(shared, limits).await {
+                    conns.set_aside(target);
+                    match dial().await {
                         Ok(conn) => {
                             let conn = Arc::new(conn);
-                            *current = Some(conn.clone());
+                            conns.current = Some(conn.clone());
                             conn
                         }
                         Err(error) => {
@@ -137,21 +215,36 @@ impl Pool {
                 }
             }
         };
-        conn.open(shared.connect_timeout)
-            .await
-            .map_err(|error| match error {
-                // The connection is alive but full: a new one would not
-                // help, and waiting twice would break the documented limit.
-                MuxError::NoSlot(_) => Retry::Failed(lost(shared, error)),
-                error => Retry::Lost(error),
-            })
+        if conn.needs_probe() {
+            if let Err(error) = conn.probe().await {
+                tracing::info!(
+                    "mux: the connection to {target} is gone ({error}); a new one takes the tunnel"
+                );
+                return Err(Retry::Lost(error));
+            }
+        }
+        conn.open(timeout).await.map_err(|error| match error {
+            // The connection is alive but full: a new one would not
+            // help, and waiting twice would break the documented limit.
+            MuxError::NoSlot(_) => Retry::Failed(lost(target, error)),
+            error => Retry::Lost(error),
+        })
     }
+}
+
+/// A link pings an idle connection itself (docs/link-protocol.md) and
+/// fails it when the peer is gone: the mux's own periodic pings would
+/// double that. Its probe before an open still runs.
+fn over_link(limits: Limits) -> Limits {
+    let mut limits = limits;
+    limits.keepalive.periodic = false;
+    limits
 }
 
 /// Makes and authenticates the client's connection.
 async fn connect(shared: &Shared, limits: Limits) -> Result<MuxConn, TunnelError> {
     let conn = match conn::connect_encrypted(shared).await? {
-        Encrypted::Link(link) => MuxConn::start(link, Side::Client, limits),
+        Encrypted::Link(link) => MuxConn::start(link, Side::Client, over_link(limits)),
         Encrypted::Tls(tunnel) => MuxConn::start(tunnel, Side::Client, limits),
         Encrypted::V1(_) | Encrypted::Plain(_) | Encrypted::Mux(_) | Encrypted::Port(_) => {
             return Err(conn::not_this_transport("target"))
@@ -185,7 +278,7 @@ pub(crate) async fn serve_connection(shared: Arc<Shared>, accepted: Accepted, se
     let (conn, peer): (MuxConn, Arc<str>) = match accepted {
         Accepted::Link(link) => {
             let peer = format!("link:{}", link.peer()).into();
-            (MuxConn::start(link, Side::Server, limits), peer)
+            (MuxConn::start(link, Side::Server, over_link(limits)), peer)
         }
         // Never: mux is refused for port when the service is checked.
         Accepted::Port(port) => {
@@ -324,3 +417,7 @@ fn refuse(shared: &Shared, peer: &str, stream: &MuxStream, stopping: bool) {
     };
     tracing::warn!(service = %shared.name, %peer, stream = stream.id(), "mux: refused a stream: {why}");
 }
+
+#[cfg(test)]
+#[path = "mux_tunnel_tests.rs"]
+mod tests;

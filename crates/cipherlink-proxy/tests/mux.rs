@@ -1,8 +1,9 @@
 //! `mux = true` end to end, for tls and link: many tunnels over one
 //! connection with every byte checked, half-close, a stalled tunnel that
 //! does not hold up the others, a connection killed mid-transfer (its
-//! tunnels fail, the next one works on a new connection), and a server
-//! that refuses streams past max_connections.
+//! tunnels fail, the next one works on a new connection), a connection
+//! whose server vanished silently (the next tunnel fails over to a new
+//! one), and a server that refuses streams past max_connections.
 
 #![allow(clippy::unwrap_used)] // Tests fail loudly on purpose.
 
@@ -25,11 +26,39 @@ fn mux(config: &mut ServiceConfig) {
 }
 
 /// A TCP relay between the proxy client and server that counts the
-/// connections it carries and can kill them all (RST) at once.
+/// connections it carries and can kill them all (RST) at once, or freeze
+/// them (forward nothing more, close nothing: a peer that vanished).
 struct Middle {
     addr: SocketAddr,
     accepted: Arc<AtomicUsize>,
     live: Arc<Mutex<Vec<tokio::task::AbortHandle>>>,
+    /// Connections numbered below this forward nothing more.
+    frozen_below: Arc<AtomicUsize>,
+}
+
+/// Copies one direction until the connection's number is frozen; then
+/// holds both ends without a byte more.
+async fn forward(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    number: usize,
+    frozen_below: Arc<AtomicUsize>,
+) {
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = match from.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        if number < frozen_below.load(Ordering::SeqCst) {
+            let _hold = (from, to);
+            std::future::pending::<()>().await;
+            return;
+        }
+        if to.write_all(&buf[..n]).await.is_err() {
+            return;
+        }
+    }
 }
 
 impl Middle {
@@ -38,19 +67,25 @@ impl Middle {
         let addr = listener.local_addr().unwrap();
         let accepted = Arc::new(AtomicUsize::new(0));
         let live = Arc::new(Mutex::new(Vec::new()));
-        let (count, tasks) = (accepted.clone(), live.clone());
+        let frozen_below = Arc::new(AtomicUsize::new(0));
+        let (count, tasks, frozen) = (accepted.clone(), live.clone(), frozen_below.clone());
         tokio::spawn(async move {
             while let Ok((inbound, _)) = listener.accept().await {
-                count.fetch_add(1, Ordering::SeqCst);
+                let number = count.fetch_add(1, Ordering::SeqCst);
+                let frozen = frozen.clone();
                 let task = tokio::spawn(async move {
-                    let mut inbound = inbound;
-                    let Ok(mut outbound) = TcpStream::connect(target).await else {
+                    let Ok(outbound) = TcpStream::connect(target).await else {
                         return;
                     };
                     // Dropped by an abort: both sides see a reset.
                     let _ = inbound.set_zero_linger();
                     let _ = outbound.set_zero_linger();
-                    let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    let (in_r, in_w) = inbound.into_split();
+                    let (out_r, out_w) = outbound.into_split();
+                    tokio::join!(
+                        forward(in_r, out_w, number, frozen.clone()),
+                        forward(out_r, in_w, number, frozen),
+                    );
                 });
                 tasks.lock().unwrap().push(task.abort_handle());
             }
@@ -59,11 +94,17 @@ impl Middle {
             addr,
             accepted,
             live,
+            frozen_below,
         }
     }
 
     fn kill_all(&self) {
         self.live.lock().unwrap().drain(..).for_each(|t| t.abort());
+    }
+
+    /// Every connection carried so far goes silent; new ones forward.
+    fn freeze_all(&self) {
+        self.frozen_below.store(self.accepted(), Ordering::SeqCst);
     }
 
     fn accepted(&self) -> usize {
@@ -244,6 +285,30 @@ async fn a_connection_killed_mid_transfer_fails_its_tunnels_and_the_next_works()
         assert_eq!(middle.accepted(), 2, "{transport:?}: one new connection");
     }
     let _ = echo;
+}
+
+/// The server end vanishes silently (no FIN, no RST: the middle forwards
+/// nothing more). A tunnel opened once the connection has been quiet for
+/// the probe threshold probes it, gets no answer within the reply timeout,
+/// and goes to a new connection instead of hanging on the dead one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tunnel_after_the_server_vanished_silently_goes_to_a_new_connection() {
+    let material = Material::new();
+    let backend = echo_server().await;
+    let keepalive = cipherlink_proxy::mux::KeepaliveConfig::default();
+    for transport in MUXED {
+        let (pair, middle) = pair_via_middle(&material, transport, backend, mux).await;
+        let data = pattern(1, 10_000);
+        assert_eq!(round_trip(pair.client.addr, &data).await.unwrap(), data);
+        middle.freeze_all();
+        tokio::time::sleep(keepalive.probe_after + std::time::Duration::from_secs(1)).await;
+        let back = tokio::time::timeout(DEADLINE, round_trip(pair.client.addr, &data))
+            .await
+            .expect("a tunnel hung on the dead connection")
+            .unwrap();
+        assert!(back == data, "{transport:?}: the tunnel after the loss");
+        assert_eq!(middle.accepted(), 2, "{transport:?}: one new connection");
+    }
 }
 
 #[tokio::test]

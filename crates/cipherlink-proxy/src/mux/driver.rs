@@ -1,13 +1,14 @@
 //! The I/O side of one mux connection: a task that reads the encrypted
-//! connection into the decoder and the session, and writes the session's
-//! queued frames out; and [`MuxConn`], the handle streams are opened or
-//! accepted through.
+//! connection into the decoder and the session, writes the session's
+//! queued frames out and runs its keepalive timer; and [`MuxConn`], the
+//! handle streams are opened or accepted through.
 
-use std::future::poll_fn;
+use std::future::{poll_fn, Future};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::watch;
 
 use super::frame::{Decoder, MAX_DATA};
 use super::session::{Limits, MuxError, Session, Side};
@@ -41,6 +42,8 @@ pub(crate) fn lock(session: &SharedSession) -> MutexGuard<'_, Session> {
 pub struct MuxConn {
     session: SharedSession,
     task: tokio::task::JoinHandle<()>,
+    /// Counts the reads that brought bytes, for a probe to wait on.
+    heard: watch::Receiver<u64>,
 }
 
 impl Drop for MuxConn {
@@ -57,8 +60,59 @@ impl MuxConn {
         S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
     {
         let session = Arc::new(Mutex::new(Session::new(side, limits)));
-        let task = tokio::spawn(drive(io, session.clone()));
-        MuxConn { session, task }
+        let (heard_tx, heard) = watch::channel(0);
+        let task = tokio::spawn(drive(io, session.clone(), heard_tx));
+        MuxConn {
+            session,
+            task,
+            heard,
+        }
+    }
+
+    /// Client: whether the peer has been silent for so long that it should
+    /// be asked ([`MuxConn::probe`]) before a new stream is trusted to it.
+    pub fn needs_probe(&self) -> bool {
+        let session = lock(&self.session);
+        session.quiet(now()) >= session.keepalive().probe_after
+    }
+
+    /// Pings the peer and waits up to the keepalive's reply timeout for
+    /// anything from it; a peer that stays silent fails the connection
+    /// (and so every stream it carries) with [`MuxError::Silent`].
+    pub async fn probe(&self) -> Result<(), MuxError> {
+        let mut heard = self.heard.clone();
+        heard.mark_unchanged();
+        let wait = {
+            let mut session = lock(&self.session);
+            if let Some(failed) = session.failure() {
+                return Err(failed.clone());
+            }
+            session.probe(now());
+            session.keepalive().reply_timeout
+        };
+        let answered = matches!(
+            tokio::time::timeout(wait, heard.changed()).await,
+            Ok(Ok(()))
+        );
+        let mut session = lock(&self.session);
+        if !answered {
+            session.fail(MuxError::Silent { pings: 1, wait });
+        }
+        match session.failure() {
+            Some(failed) => Err(failed.clone()),
+            None => Ok(()),
+        }
+    }
+
+    /// Client: takes no new stream and closes cleanly once its last one
+    /// ends (the driver then finishes on its own).
+    pub fn retire(&self) {
+        lock(&self.session).retire();
+    }
+
+    /// Whether the driver ended (the connection is closed or lost).
+    pub fn is_finished(&self) -> bool {
+        self.task.is_finished()
     }
 
     /// Client: opens a stream, waiting (up to `timeout`) for a free slot.
@@ -101,12 +155,17 @@ impl MuxConn {
     }
 }
 
-async fn drive<S>(io: S, session: SharedSession)
+/// The session's clock: tokio's, so tests can pause it.
+fn now() -> std::time::Instant {
+    tokio::time::Instant::now().into_std()
+}
+
+async fn drive<S>(io: S, session: SharedSession, heard: watch::Sender<u64>)
 where
     S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
 {
     let (mut reader, mut writer) = tokio::io::split(io);
-    let reading = read_frames(&mut reader, &session);
+    let reading = read_frames(&mut reader, &session, &heard);
     let writing = async {
         loop {
             let batch = poll_fn(|cx| lock(&session).poll_output(cx)).await;
@@ -118,6 +177,7 @@ where
     };
     let error = tokio::select! {
         error = reading => error,
+        error = keepalive(&session) => Some(error),
         written = writing => match written {
             Ok(()) => None,
             Err(error) => Some(MuxError::Lost(format!("writing: {error}").into())),
@@ -127,6 +187,37 @@ where
     lock(&session).fail(error);
     // A link sends its authenticated close, TLS its close_notify.
     let _ = tokio::time::timeout(CLOSE_WAIT, writer.shutdown()).await;
+}
+
+/// Runs the session's keepalive timer until it declares the peer gone (or
+/// the session ended otherwise).
+async fn keepalive(session: &SharedSession) -> MuxError {
+    let mut sleep = Box::pin(tokio::time::sleep(Duration::ZERO));
+    // The driver's every wake-up polls this; the timer is re-armed only
+    // when its deadline moved.
+    let mut armed = None;
+    poll_fn(|cx| loop {
+        let mut guard = lock(session);
+        let deadline = guard.poll_timer(now(), cx);
+        if let Some(failed) = guard.failure() {
+            return std::task::Poll::Ready(failed.clone());
+        }
+        drop(guard);
+        let Some(deadline) = deadline else {
+            return std::task::Poll::Pending;
+        };
+        if armed != Some(deadline) {
+            sleep
+                .as_mut()
+                .reset(tokio::time::Instant::from_std(deadline));
+            armed = Some(deadline);
+        }
+        if sleep.as_mut().poll(cx).is_pending() {
+            return std::task::Poll::Pending;
+        }
+        armed = None;
+    })
+    .await
 }
 
 /// Writes all of `batch`, failing if any one write (or the flush) makes no
@@ -160,6 +251,7 @@ async fn write_with_progress<W: AsyncWrite + Unpin>(
 async fn read_frames<R: AsyncRead + Unpin>(
     reader: &mut R,
     session: &SharedSession,
+    heard: &watch::Sender<u64>,
 ) -> Option<MuxError> {
     let mut decoder = Decoder::new();
     loop {
@@ -180,7 +272,12 @@ async fn read_frames<R: AsyncRead + Unpin>(
             Ok(_) => {}
             Err(error) => return Some(MuxError::Lost(format!("reading: {error}").into())),
         }
+        // Only a probe waits on this (a clone of the handle's receiver).
+        if heard.receiver_count() > 1 {
+            heard.send_modify(|reads| *reads = reads.wrapping_add(1));
+        }
         let mut session = lock(session);
+        session.heard(now());
         loop {
             match decoder.next_frame() {
                 Ok(Some(frame)) => {

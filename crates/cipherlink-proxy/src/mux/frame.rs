@@ -18,6 +18,8 @@ const DATA: u8 = 2;
 const WINDOW: u8 = 3;
 const FIN: u8 = 4;
 const RESET: u8 = 5;
+const PING: u8 = 6;
+const PONG: u8 = 7;
 
 /// Why a stream was reset, as carried in a RESET frame's value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,7 +65,8 @@ impl std::fmt::Display for Reason {
     }
 }
 
-/// One frame. Stream ids are never 0.
+/// One frame. Stream ids are never 0, except on PING and PONG, which are
+/// about the connection and always carry stream 0.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Frame {
     /// Client to server: a new stream, with the initial window both ways.
@@ -78,6 +81,10 @@ pub enum Frame {
     Fin(u32),
     /// The stream is gone both ways.
     Reset(u32, Reason),
+    /// Either end: are you there? Answered with a PONG of the same value.
+    Ping(u32),
+    /// The answer to the PING of this value.
+    Pong(u32),
 }
 
 /// A frame that breaks docs/mux.md: the connection ends.
@@ -86,9 +93,12 @@ pub enum FrameError {
     /// An unknown kind byte.
     #[error("unknown mux frame kind {0}")]
     Kind(u8),
-    /// Stream id 0.
+    /// Stream id 0 on a stream's frame.
     #[error("mux frame for stream 0")]
     StreamZero,
+    /// PING or PONG for a stream other than 0.
+    #[error("mux PING or PONG for stream {0} (0 expected)")]
+    PingStream(u32),
     /// DATA with no bytes or more than [`MAX_DATA`].
     #[error("mux DATA frame of {0} bytes (1 to {MAX_DATA} allowed)")]
     DataLength(u32),
@@ -111,6 +121,8 @@ impl Frame {
             Frame::Window(s, credit) => (WINDOW, *s, *credit),
             Frame::Fin(s) => (FIN, *s, 0),
             Frame::Reset(s, reason) => (RESET, *s, reason.code()),
+            Frame::Ping(value) => (PING, 0, *value),
+            Frame::Pong(value) => (PONG, 0, *value),
         };
         out.reserve(HEADER_LEN);
         out.put_u8(kind);
@@ -121,9 +133,10 @@ impl Frame {
         }
     }
 
-    /// The stream the frame is about.
+    /// The stream the frame is about (0 for the connection's own).
     pub fn stream(&self) -> u32 {
         match self {
+            Frame::Ping(_) | Frame::Pong(_) => 0,
             Frame::Open(s)
             | Frame::Accept(s)
             | Frame::Data(s, _)
@@ -171,8 +184,19 @@ impl Decoder {
         let kind = self.buf[0];
         let stream = u32::from_be_bytes([self.buf[1], self.buf[2], self.buf[3], self.buf[4]]);
         let value = u32::from_be_bytes([self.buf[5], self.buf[6], self.buf[7], self.buf[8]]);
-        if kind > RESET {
+        if kind > PONG {
             return Err(FrameError::Kind(kind));
+        }
+        if kind == PING || kind == PONG {
+            if stream != 0 {
+                return Err(FrameError::PingStream(stream));
+            }
+            self.buf.advance(HEADER_LEN);
+            return Ok(Some(if kind == PING {
+                Frame::Ping(value)
+            } else {
+                Frame::Pong(value)
+            }));
         }
         if stream == 0 {
             return Err(FrameError::StreamZero);
@@ -231,6 +255,8 @@ mod tests {
             bytes(&Frame::Reset(0x0102_0304, Reason::Refused)),
             h("050102030400000001")
         );
+        assert_eq!(bytes(&Frame::Ping(0x0a0b_0c0d)), h("06000000000a0b0c0d"));
+        assert_eq!(bytes(&Frame::Pong(0x0a0b_0c0d)), h("07000000000a0b0c0d"));
     }
 
     #[test]
@@ -243,6 +269,8 @@ mod tests {
             Frame::Fin(u32::MAX),
             Frame::Reset(3, Reason::Other(77)),
             Frame::Reset(3, Reason::Unreachable),
+            Frame::Ping(0),
+            Frame::Pong(u32::MAX),
         ];
         let mut wire = BytesMut::new();
         frames.iter().for_each(|f| f.encode(&mut wire));
@@ -260,8 +288,9 @@ mod tests {
 
     #[test]
     fn bad_headers_are_refused_before_their_body() {
-        let cases: [(&str, FrameError); 6] = [
-            ("060000000100000000", FrameError::Kind(6)),
+        let cases: [(&str, FrameError); 7] = [
+            ("080000000000000000", FrameError::Kind(8)),
+            ("060000000100000000", FrameError::PingStream(1)),
             ("000000000000000000", FrameError::StreamZero),
             ("020000000100000000", FrameError::DataLength(0)),
             ("020000000100004001", FrameError::DataLength(16_385)),

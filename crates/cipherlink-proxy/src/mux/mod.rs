@@ -8,7 +8,8 @@
 //! both the connection and every stream, and the proxy's own rules on top
 //! (a lost connection failing each stream as an error rather than an end of
 //! stream, the server refusing streams with a reason, an open that must be
-//! answered in time). The protocol those rules need is small: six frames,
+//! answered in time, a keepalive for a peer that vanished silently). The
+//! protocol those rules need is small: eight frames,
 //! per-stream credit windows as yamux and HTTP/2 have them, no
 //! connection-level window (each stream's buffer is bounded by its own
 //! window, and the number of streams by `Limits::max_streams`). It is split
@@ -26,6 +27,7 @@
 //! loses the connection.
 
 pub mod frame;
+pub mod keepalive;
 pub mod session;
 
 mod driver;
@@ -33,6 +35,7 @@ mod stream;
 
 pub use driver::MuxConn;
 pub use frame::{Frame, FrameError, Reason};
+pub use keepalive::KeepaliveConfig;
 pub use session::{Limits, MuxError, Side};
 pub use stream::MuxStream;
 

@@ -8,10 +8,12 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::io;
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 
 use super::frame::{Frame, Reason, MAX_DATA};
+use super::keepalive::{Action, Keepalive, KeepaliveConfig};
 
 /// Which end of the connection: the client opens streams, the server
 /// accepts them.
@@ -23,7 +25,7 @@ pub enum Side {
     Server,
 }
 
-/// A connection's bounds.
+/// A connection's bounds and timers.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
     /// Most streams open at once on the connection.
@@ -31,6 +33,12 @@ pub struct Limits {
     /// Each stream's receive window, both ways: the most bytes a stream
     /// buffers for a reader that does not read.
     pub window: u32,
+    /// Client: the last stream id it opens; the connection then takes no
+    /// new stream and closes once its last stream ends. `u32::MAX` but in
+    /// tests, which make ids run out.
+    pub last_stream_id: u32,
+    /// When an idle connection is pinged and declared gone.
+    pub keepalive: KeepaliveConfig,
 }
 
 /// 256 KiB: a stream moves at full speed over a fast path with this in
@@ -42,6 +50,8 @@ impl Default for Limits {
         Limits {
             max_streams: 1024,
             window: DEFAULT_WINDOW,
+            last_stream_id: u32::MAX,
+            keepalive: KeepaliveConfig::default(),
         }
     }
 }
@@ -65,7 +75,16 @@ pub enum MuxError {
     Lost(Arc<str>),
     /// Every stream slot of the connection stayed taken this long.
     #[error("no free stream slot within {0:?}")]
-    NoSlot(std::time::Duration),
+    NoSlot(Duration),
+    /// The peer answered no keepalive ping: it vanished without closing
+    /// (host down, a NAT or firewall forgot the connection).
+    #[error("the peer answered none of {pings} keepalive ping(s), waiting {wait:?} for each")]
+    Silent {
+        /// Pings sent in a row without an answer.
+        pings: u32,
+        /// How long each was waited for.
+        wait: Duration,
+    },
 }
 
 #[derive(Debug)]
@@ -135,6 +154,11 @@ pub struct Session {
     /// Openers waiting for a slot, one waker per task (at most
     /// [`MAX_OPEN_WAITERS`]; past it every one is woken to poll again).
     open_waiters: Vec<Waker>,
+    keepalive: Keepalive,
+    /// The driver's keepalive timer, woken when a probe moves its deadline.
+    timer_waker: Option<Waker>,
+    /// Client: takes no new stream, and closes once its last one ends.
+    retired: bool,
 }
 
 /// Openers remembered at once: a task whose open timed out leaves its
@@ -165,6 +189,9 @@ impl Session {
             incoming_waker: None,
             out_blocked: HashSet::new(),
             open_waiters: Vec::new(),
+            keepalive: Keepalive::new(limits.keepalive),
+            timer_waker: None,
+            retired: false,
         }
     }
 
@@ -181,7 +208,72 @@ impl Session {
     /// Whether a client can open no more streams here (the connection
     /// ended, or its ids ran out): the next tunnel needs a new connection.
     pub fn is_spent(&self) -> bool {
-        self.failed.is_some() || self.closing || self.last_id == u32::MAX
+        self.failed.is_some()
+            || self.closing
+            || self.retired
+            || self.last_id >= self.limits.last_stream_id
+    }
+
+    /// Client: takes no new stream from now on and closes cleanly once
+    /// its last stream ends (the streams it carries go on until then).
+    pub fn retire(&mut self) {
+        self.retired = true;
+        if self.streams.is_empty() {
+            self.close();
+        }
+    }
+
+    /// Bytes arrived from the peer (the driver, after each read).
+    pub fn heard(&mut self, now: Instant) {
+        self.keepalive.heard(now);
+    }
+
+    /// How long the peer has been silent.
+    pub fn quiet(&self, now: Instant) -> Duration {
+        self.keepalive.quiet(now)
+    }
+
+    /// Asks the peer whether it is there (one PING unless one already
+    /// waits for its answer); any bytes from it answer.
+    pub fn probe(&mut self, now: Instant) {
+        if self.failed.is_some() || self.closing {
+            return;
+        }
+        if let Some(id) = self.keepalive.probe(now) {
+            self.queue(Frame::Ping(id));
+            if let Some(waker) = self.timer_waker.take() {
+                waker.wake();
+            }
+        }
+    }
+
+    /// The keepalive settings in force.
+    pub fn keepalive(&self) -> &KeepaliveConfig {
+        self.keepalive.config()
+    }
+
+    /// The driver's timer: sends the pings that are due, fails the
+    /// connection once the peer answered none, and returns when to call
+    /// again (`None`: not before a probe or the end).
+    pub fn poll_timer(&mut self, now: Instant, cx: &Context<'_>) -> Option<Instant> {
+        if self.failed.is_some() || self.closing {
+            return None;
+        }
+        store(&mut self.timer_waker, cx);
+        loop {
+            match self.keepalive.tick(now) {
+                (Action::Wait, deadline) => return deadline,
+                (Action::Ping(id), _) => self.queue(Frame::Ping(id)),
+                (Action::Gone(pings), _) => {
+                    let wait = self.keepalive.config().reply_timeout;
+                    self.fail(MuxError::Silent { pings, wait });
+                    return None;
+                }
+            }
+            if self.failed.is_some() {
+                return None;
+            }
+        }
     }
 
     fn queue(&mut self, frame: Frame) {
@@ -205,9 +297,13 @@ impl Session {
         self.failed = Some(error);
         self.out.clear();
         self.streams.values_mut().for_each(Stream::wake);
-        for waker in [self.writer_waker.take(), self.incoming_waker.take()]
-            .into_iter()
-            .flatten()
+        for waker in [
+            self.writer_waker.take(),
+            self.incoming_waker.take(),
+            self.timer_waker.take(),
+        ]
+        .into_iter()
+        .flatten()
         {
             waker.wake();
         }
@@ -250,6 +346,17 @@ impl Session {
     /// caller passes it to [`Session::fail`]).
     pub fn receive(&mut self, frame: Frame) -> Result<(), MuxError> {
         let violation = |what: String| Err(MuxError::Protocol(what));
+        match frame {
+            Frame::Ping(value) => {
+                if self.failed.is_none() {
+                    self.queue(Frame::Pong(value));
+                }
+                return Ok(());
+            }
+            // Liveness is whatever arrives ([`Session::heard`]).
+            Frame::Pong(_) => return Ok(()),
+            _ => {}
+        }
         let id = frame.stream();
         if let Frame::Open(_) = frame {
             if self.side == Side::Client {
@@ -279,7 +386,7 @@ impl Session {
             return Ok(());
         };
         match frame {
-            Frame::Open(_) => {}
+            Frame::Open(_) | Frame::Ping(_) | Frame::Pong(_) => {}
             Frame::Accept(_) if self.side == Side::Server => {
                 return violation(format!("the client accepted stream {id}"));
             }
@@ -330,7 +437,12 @@ impl Session {
         if let Some(failed) = &self.failed {
             return Poll::Ready(Err(failed.clone()));
         }
-        if self.last_id == u32::MAX {
+        if self.retired || self.closing {
+            return Poll::Ready(Err(MuxError::Lost(
+                "the connection takes no new stream".into(),
+            )));
+        }
+        if self.last_id >= self.limits.last_stream_id {
             return Poll::Ready(Err(MuxError::Lost("stream ids exhausted".into())));
         }
         if self.streams.len() >= self.limits.max_streams {
@@ -524,6 +636,9 @@ impl Session {
             self.queue(Frame::Reset(id, Reason::Aborted));
         }
         self.open_waiters.drain(..).for_each(Waker::wake);
+        if self.retired && self.streams.is_empty() {
+            self.close();
+        }
     }
 
     /// Bytes buffered for stream `id`'s reader (tests and bounds).

@@ -328,7 +328,16 @@ fn openers_waiting_for_a_slot_are_bounded() {
 async fn a_peer_that_stops_reading_loses_the_connection() {
     use bytes::BytesMut;
     let (mut raw, b) = tokio::io::duplex(1024);
-    let server = MuxConn::start(b, Side::Server, Limits::default());
+    // The keepalive would declare this silent peer gone first; this is
+    // about the write stall alone.
+    let limits = Limits {
+        keepalive: KeepaliveConfig {
+            periodic: false,
+            ..KeepaliveConfig::default()
+        },
+        ..Limits::default()
+    };
+    let server = MuxConn::start(b, Side::Server, limits);
     let mut wire = BytesMut::new();
     Frame::Open(1).encode(&mut wire);
     raw.write_all(&wire).await.unwrap();
