@@ -12,9 +12,11 @@ use anyhow::{bail, Context as _, Result};
 use cipherlink_link::TokenStore;
 use cipherlink_port::ConnectionFile;
 use cipherlink_proxy::port::{admit, PortTokens};
-use cipherlink_typhoon::driver::{connect as typhoon_connect, Accepted, TyphoonListener};
+use cipherlink_typhoon::driver::{
+    connect as typhoon_connect, Accepted, TyphoonListener, TyphoonReader, TyphoonWriter,
+};
 use cipherlink_typhoon::TyphoonSettings;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::sync::watch;
 
 use crate::link_cmd::read_text;
@@ -125,58 +127,24 @@ pub async fn connect(file: &Path, server: Option<String>, timeout: Duration) -> 
         conn.name,
         session.peer()
     );
-    let (mut reader, mut writer) = (session.reader, session.writer);
     // A termination ends a TYPHOON session both ways (unlike PORT's, which
-    // the server answers after its last message): after stdin's end we
-    // read until the server terminates or stays quiet for LINGER.
-    let upload = async move {
-        let mut stdin = tokio::io::stdin();
-        let mut buf = vec![0u8; MAX_MESSAGE];
-        loop {
-            let n = stdin.read(&mut buf).await.context("reading stdin")?;
-            if n == 0 {
-                break;
-            }
-            writer
-                .send(&buf[..n])
-                .await
-                .with_context(|| format!("sending to {addr}"))?;
-        }
-        anyhow::Ok(writer)
-    };
-    tokio::pin!(upload);
-    let mut stdout = tokio::io::stdout();
-    let mut done: Option<cipherlink_typhoon::driver::TyphoonWriter> = None;
-    loop {
-        let lingering = done.is_some();
-        tokio::select! {
-            w = &mut upload, if !lingering => done = Some(w?),
-            m = recv_or_quiet(&mut reader, lingering) => {
-                let Some(m) = m.context("receiving")? else { break };
-                stdout.write_all(&m).await?;
-                stdout.flush().await?;
-            }
-        }
-    }
-    if let Some(w) = done {
-        w.terminate().await.context("terminating")?;
-    }
-    Ok(())
+    // the server answers after its last message): after stdin's end the
+    // pipe reads until the server terminates or stays quiet for a while.
+    crate::stdio_session::datagrams(session.reader, session.writer, MAX_MESSAGE).await
 }
 
-/// How long `link connect` waits for more after stdin ended.
-const LINGER: Duration = Duration::from_secs(2);
-
-/// The next message; `None` at the server's termination, or after LINGER
-/// without one once `lingering`.
-async fn recv_or_quiet(
-    reader: &mut cipherlink_typhoon::driver::TyphoonReader,
-    lingering: bool,
-) -> Result<Option<Vec<u8>>, cipherlink_typhoon::Error> {
-    if !lingering {
-        return reader.recv().await;
+impl crate::stdio_session::DatagramSource for TyphoonReader {
+    async fn next(&mut self) -> Result<Option<Vec<u8>>> {
+        Ok(self.recv().await?)
     }
-    tokio::time::timeout(LINGER, reader.recv())
-        .await
-        .unwrap_or(Ok(None))
+}
+
+impl crate::stdio_session::DatagramSink for TyphoonWriter {
+    async fn put(&mut self, datagram: &[u8]) -> Result<()> {
+        Ok(self.send(datagram).await?)
+    }
+
+    async fn finish(self) -> Result<()> {
+        Ok(self.terminate().await?)
+    }
 }

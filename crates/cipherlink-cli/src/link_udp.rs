@@ -9,20 +9,20 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context as _, Result};
-use cipherlink_link::dgram::driver::{connect, DgramAccepted, DgramListener, DgramReader};
+use cipherlink_link::dgram::driver::{
+    connect, DgramAccepted, DgramListener, DgramReader, DgramWriter,
+};
 use cipherlink_link::dgram::DgramServerOptions;
 use cipherlink_link::keys::ConnectionFile;
 use cipherlink_link::proto::EndpointOptions;
 use cipherlink_link::token_file::{Reload, TokenFile};
 use cipherlink_link::{ClientConfig, LinkParams, ServerEndpoint, TokenStore};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 
 use crate::link_cmd::{load_key, read_text, TOKEN_RELOAD};
 
 /// Most bytes of stdin sent as one datagram.
 const MAX_MESSAGE: usize = 60_000;
-/// How long `link connect --udp` waits for more after stdin ended.
-const LINGER: Duration = Duration::from_secs(2);
 
 /// The datagram mode's parameters, from the `TYPHOON_*` environment.
 fn params() -> Result<LinkParams> {
@@ -153,52 +153,21 @@ pub async fn connect_cmd(file: &Path, server: Option<String>, timeout: Duration)
         "connected to {addr} as {} (hybrid X25519+ML-KEM-768 link over UDP; datagrams may be lost, nothing is resent)",
         conn.name
     );
-    let (mut reader, mut writer) = (session.reader, session.writer);
-    let upload = async move {
-        let mut stdin = tokio::io::stdin();
-        let mut buf = vec![0u8; MAX_MESSAGE];
-        loop {
-            let n = stdin.read(&mut buf).await.context("reading stdin")?;
-            if n == 0 {
-                break;
-            }
-            writer
-                .send(&buf[..n])
-                .await
-                .with_context(|| format!("sending to {addr}"))?;
-        }
-        anyhow::Ok(writer)
-    };
-    tokio::pin!(upload);
-    let mut stdout = tokio::io::stdout();
-    let mut done = None;
-    loop {
-        let lingering = done.is_some();
-        tokio::select! {
-            w = &mut upload, if !lingering => done = Some(w?),
-            d = recv_or_quiet(&mut reader, lingering) => {
-                let Some(d) = d.context("receiving")? else { break };
-                stdout.write_all(&d).await?;
-                stdout.flush().await?;
-            }
-        }
-    }
-    if let Some(w) = done {
-        w.close().await.context("closing")?;
-    }
-    Ok(())
+    crate::stdio_session::datagrams(session.reader, session.writer, MAX_MESSAGE).await
 }
 
-/// The next datagram; `None` when the server closed, or after LINGER
-/// without one once `lingering`.
-async fn recv_or_quiet(
-    reader: &mut DgramReader,
-    lingering: bool,
-) -> Result<Option<Vec<u8>>, cipherlink_link::Error> {
-    if !lingering {
-        return reader.recv().await;
+impl crate::stdio_session::DatagramSource for DgramReader {
+    async fn next(&mut self) -> Result<Option<Vec<u8>>> {
+        Ok(self.recv().await?)
     }
-    tokio::time::timeout(LINGER, reader.recv())
-        .await
-        .unwrap_or(Ok(None))
+}
+
+impl crate::stdio_session::DatagramSink for DgramWriter {
+    async fn put(&mut self, datagram: &[u8]) -> Result<()> {
+        Ok(self.send(datagram).await?)
+    }
+
+    async fn finish(self) -> Result<()> {
+        Ok(self.close().await?)
+    }
 }

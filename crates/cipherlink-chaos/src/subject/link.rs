@@ -67,14 +67,6 @@ pub fn link_keepalive(stale: bool) -> KeepaliveConfig {
 impl Link {
     /// A server key, one token for the client `chaos`, and `keepalive`.
     pub fn new(keepalive: KeepaliveConfig) -> Result<Self, SetupError> {
-        let link = |what| move |source| SetupError::Link { what, source };
-        let mut rng = StdRng::from_os_rng();
-        let key = ServerKey::generate(&mut rng);
-        let server_key = *key.public();
-        let mut tokens = TokenStore::new();
-        let token = tokens
-            .issue("chaos", &mut rng)
-            .map_err(link("issuing a link token"))?;
         let params = LinkParams {
             keepalive,
             // Exact handshake sizes for the classifier (no random padding).
@@ -82,19 +74,43 @@ impl Link {
             handshake_timeout: Duration::from_secs(30),
             ..LinkParams::default()
         };
-        let endpoint = ServerEndpoint::new(key, tokens, params.clone())
-            .map_err(link("the link server endpoint"))?;
+        let (endpoint, client) = fresh(params)?;
         Ok(Link {
-            endpoint: Arc::new(endpoint),
-            client: Arc::new(ClientConfig {
-                server_key,
-                token,
-                name: "chaos".into(),
-                params,
-            }),
+            endpoint,
+            client,
             keys: Arc::default(),
         })
     }
+}
+
+/// A fresh server key with one token for the client `chaos`, its endpoint
+/// (a replay filter of its own) and the client's configuration, both with
+/// `params`: the link subjects over TCP and over UDP start here.
+pub(super) fn fresh(
+    params: LinkParams,
+) -> Result<(Arc<ServerEndpoint>, Arc<ClientConfig>), SetupError> {
+    let link = |what| move |source| SetupError::Link { what, source };
+    let mut rng = StdRng::from_os_rng();
+    let key = ServerKey::generate(&mut rng);
+    let server_key = *key.public();
+    let mut tokens = TokenStore::new();
+    let token = tokens
+        .issue("chaos", &mut rng)
+        .map_err(link("issuing a link token"))?;
+    let options = cipherlink_link::EndpointOptions {
+        // Nothing else in the process shares the key.
+        private_replay: true,
+        ..Default::default()
+    };
+    let endpoint = ServerEndpoint::with_options(key, tokens, params.clone(), options)
+        .map_err(link("the link server endpoint"))?;
+    let client = ClientConfig {
+        server_key,
+        token,
+        name: "chaos".into(),
+        params,
+    };
+    Ok((Arc::new(endpoint), Arc::new(client)))
 }
 
 fn err(stage: &'static str, reason: impl std::fmt::Display) -> SubjectError {

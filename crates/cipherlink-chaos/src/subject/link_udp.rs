@@ -17,11 +17,7 @@ use cipherlink_link::dgram::driver::{
 use cipherlink_link::dgram::DgramServerOptions;
 use cipherlink_link::proto::RecordType;
 use cipherlink_link::wire::TransportKeys;
-use cipherlink_link::{
-    ClientConfig, KeepaliveConfig, LinkParams, ServerEndpoint, ServerKey, TokenStore,
-};
-use rand::rngs::StdRng;
-use rand::SeedableRng;
+use cipherlink_link::{ClientConfig, KeepaliveConfig, LinkParams, ServerEndpoint};
 
 use super::datagram::{DatagramSession, DatagramSubject};
 use super::{PacketClass, SetupError, SubjectError};
@@ -41,33 +37,14 @@ fn err(stage: &'static str, reason: impl std::fmt::Display) -> SubjectError {
 impl LinkUdp {
     /// A server key, one token for the client `chaos`, and `keepalive`.
     pub fn new(keepalive: KeepaliveConfig) -> Result<Self, SetupError> {
-        let link = |what| move |source| SetupError::Link { what, source };
-        let mut rng = StdRng::from_os_rng();
-        let key = ServerKey::generate(&mut rng);
-        let server_key = *key.public();
-        let mut tokens = TokenStore::new();
-        let token = tokens
-            .issue("chaos", &mut rng)
-            .map_err(link("issuing a link token"))?;
         let params = LinkParams {
             keepalive,
             ..LinkParams::default()
         };
-        let options = cipherlink_link::EndpointOptions {
-            // The lab's own filter: nothing else in the process shares the key.
-            private_replay: true,
-            ..Default::default()
-        };
-        let endpoint = ServerEndpoint::with_options(key, tokens, params.clone(), options)
-            .map_err(link("making the link endpoint"))?;
+        let (endpoint, client) = super::link::fresh(params)?;
         Ok(Self {
-            endpoint: Arc::new(endpoint),
-            client: Arc::new(ClientConfig {
-                server_key,
-                token,
-                name: "chaos".into(),
-                params,
-            }),
+            endpoint,
+            client,
             keys: Arc::new(Mutex::new(Vec::new())),
         })
     }
