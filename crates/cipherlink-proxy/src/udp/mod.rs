@@ -12,12 +12,14 @@
 //! server end keeps a socket connected to the service per (session, flow)
 //! and sends its replies back with that flow's id. Both ends expire idle
 //! flows and hold at most `max_flows` ([`flows::FlowTable`]), the least
-//! recently used evicted. Nothing waits on the network: a datagram too large
+//! recently used evicted (at the server end, of the session holding the
+//! most: `fair`). Nothing waits on the network: a datagram too large
 //! for the transport, or one that finds a queue full, is dropped and counted
 //! ([`UdpStats`]).
 
 mod activity;
 mod client;
+mod fair;
 pub mod flows;
 pub mod header;
 mod link;
