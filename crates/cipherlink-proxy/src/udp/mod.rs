@@ -64,6 +64,14 @@ pub(crate) struct UdpShared {
     pub(crate) budget: queue::Budget,
 }
 
+/// The sessions a server end holds at most: a `plain` one's source
+/// addresses are `max_flows`, TYPHOON's listener holds 1,024, and the
+/// link's is given this bound, so its token-fair admission (§11.6) decides
+/// who stays rather than a refusal here.
+pub(crate) fn max_sessions(max_flows: usize) -> usize {
+    max_flows.max(1024)
+}
+
 /// What the per-session queues of a server end hold together at most,
 /// whatever the number of sessions.
 pub const SERVER_QUEUE_BUDGET: usize = 16 * 1024 * 1024;
@@ -251,7 +259,7 @@ impl UdpChecked {
             } => {
                 let _ = typhoon;
                 let listener = files
-                    .bind(&self.listen)
+                    .bind(&self.listen, max_sessions(self.shared.max_flows))
                     .await
                     .map_err(|e| bind_error(std::io::Error::other(e)))?;
                 let local = listener.local_addr();

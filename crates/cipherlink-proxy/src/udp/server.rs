@@ -96,8 +96,11 @@ impl ServerEnd {
     }
 
     fn open_session(&mut self, a: Accepted) {
-        // The listener bounds its sessions; this bounds them here too.
-        if self.sessions.len() >= self.shared.max_flows.max(1024) {
+        // The listener bounds its sessions (`max_sessions`), ending one to
+        // make room for another; that end may reach us after the newcomer,
+        // so refusing at the bound itself would refuse the newcomer the
+        // listener chose to admit. This only catches a listener gone wrong.
+        if self.sessions.len() >= 2 * super::max_sessions(self.shared.max_flows) {
             tracing::warn!(
                 service = %self.shared.name,
                 "udp: session from {} ({}) refused: {} sessions open",
