@@ -252,3 +252,43 @@ async fn a_datagram_too_large_for_the_transport_is_dropped_and_counted_both_ways
     assert_eq!(ask(&app, p.client, b"after").await, b"after");
     let _ = p.server;
 }
+
+#[tokio::test]
+async fn a_flood_of_flow_ids_from_one_session_leaves_another_sessions_flow_alone() {
+    const CAP: usize = 8;
+    let service = echo().await;
+    let (server, stats, _stop) = start("server", udp(Role::Server, service, CAP)).await;
+    // Two plain sessions (two source addresses): the victim's flow first.
+    let victim = socket().await;
+    let hello = header::encode(7, b"victim");
+    assert_eq!(ask(&victim, server, &hello).await, hello);
+    let attacker = socket().await;
+    for flow in 0..200u32 {
+        let _ = attacker.send_to(&header::encode(flow, b"x"), server).await;
+    }
+    // Its last flow's echo: every datagram before it was taken.
+    let last = header::encode(99_999, b"last");
+    let mut buf = vec![0u8; 65_536];
+    let start = tokio::time::Instant::now();
+    'asking: loop {
+        attacker.send_to(&last, server).await.unwrap();
+        while let Ok(n) =
+            tokio::time::timeout(Duration::from_secs(1), attacker.recv(&mut buf)).await
+        {
+            if buf[..n.unwrap()] == last[..] {
+                break 'asking;
+            }
+        }
+        assert!(start.elapsed() < DEADLINE, "no answer on flow 99999");
+    }
+    let flooded = stats.snapshot();
+    assert!(flooded.evicted > 0, "{flooded:?}");
+    // The victim's flow is still there: no new socket for it.
+    assert_eq!(ask(&victim, server, &hello).await, hello);
+    let s = stats.snapshot();
+    assert_eq!(
+        s.opened, flooded.opened,
+        "the victim's flow was evicted: {s:?}"
+    );
+    assert_eq!(s.flows, CAP, "{s:?}");
+}

@@ -95,14 +95,17 @@ impl LinkUdpConnector {
 }
 
 impl LinkUdpFiles {
-    /// Listens on `addr` (UDP).
-    pub(crate) async fn bind(&self, addr: &str) -> Result<LinkUdpServer, cipherlink_link::Error> {
-        let listener = DgramListener::bind(
-            addr,
-            Arc::clone(&self.endpoint),
-            DgramServerOptions::default(),
-        )
-        .await?;
+    /// Listens on `addr` (UDP), holding at most `max_sessions`.
+    pub(crate) async fn bind(
+        &self,
+        addr: &str,
+        max_sessions: usize,
+    ) -> Result<LinkUdpServer, cipherlink_link::Error> {
+        let options = DgramServerOptions {
+            max_sessions,
+            ..DgramServerOptions::default()
+        };
+        let listener = DgramListener::bind(addr, Arc::clone(&self.endpoint), options).await?;
         Ok(LinkUdpServer { listener })
     }
 

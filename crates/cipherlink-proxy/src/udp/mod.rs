@@ -12,12 +12,14 @@
 //! server end keeps a socket connected to the service per (session, flow)
 //! and sends its replies back with that flow's id. Both ends expire idle
 //! flows and hold at most `max_flows` ([`flows::FlowTable`]), the least
-//! recently used evicted. Nothing waits on the network: a datagram too large
+//! recently used evicted (at the server end, of the session holding the
+//! most: `fair`). Nothing waits on the network: a datagram too large
 //! for the transport, or one that finds a queue full, is dropped and counted
 //! ([`UdpStats`]).
 
 mod activity;
 mod client;
+mod fair;
 pub mod flows;
 pub mod header;
 mod link;
@@ -60,6 +62,14 @@ pub(crate) struct UdpShared {
     pub(crate) stats: Arc<UdpStats>,
     /// Bytes a server end's per-session queues hold together.
     pub(crate) budget: queue::Budget,
+}
+
+/// The sessions a server end holds at most: a `plain` one's source
+/// addresses are `max_flows`, TYPHOON's listener holds 1,024, and the
+/// link's is given this bound, so its token-fair admission (§11.6) decides
+/// who stays rather than a refusal here.
+pub(crate) fn max_sessions(max_flows: usize) -> usize {
+    max_flows.max(1024)
 }
 
 /// What the per-session queues of a server end hold together at most,
@@ -249,7 +259,7 @@ impl UdpChecked {
             } => {
                 let _ = typhoon;
                 let listener = files
-                    .bind(&self.listen)
+                    .bind(&self.listen, max_sessions(self.shared.max_flows))
                     .await
                     .map_err(|e| bind_error(std::io::Error::other(e)))?;
                 let local = listener.local_addr();

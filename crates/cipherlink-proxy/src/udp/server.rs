@@ -16,8 +16,8 @@ use std::sync::Arc;
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, watch};
 
-use super::activity::{self, expire_unless_active, Activity};
-use super::flows::FlowTable;
+use super::activity::{self, Activity};
+use super::fair::FairFlows;
 use super::header::{self, HEADER_LEN};
 use super::plain::RECV_BUFFER;
 use super::queue::{queue, queue_within, QueueRx, QueueTx, Refused, QUEUE_BYTES, QUEUE_MESSAGES};
@@ -45,7 +45,7 @@ struct SessionSlot {
 struct ServerEnd {
     shared: Arc<UdpShared>,
     service: SocketAddr,
-    flows: FlowTable<(u64, u32), Flow>,
+    flows: FairFlows<Flow>,
     sessions: HashMap<u64, SessionSlot>,
     next_session: u64,
     inbound_tx: QueueTx<(u64, Vec<u8>)>,
@@ -64,7 +64,7 @@ pub(crate) async fn run(
     // At most two per session, and the listener bounds the sessions.
     let (ended_tx, mut ended) = mpsc::unbounded_channel();
     let mut end = ServerEnd {
-        flows: FlowTable::new(shared.idle, shared.max_flows),
+        flows: FairFlows::new(shared.idle, shared.max_flows),
         shared,
         service,
         sessions: HashMap::new(),
@@ -96,8 +96,11 @@ impl ServerEnd {
     }
 
     fn open_session(&mut self, a: Accepted) {
-        // The listener bounds its sessions; this bounds them here too.
-        if self.sessions.len() >= self.shared.max_flows.max(1024) {
+        // The listener bounds its sessions (`max_sessions`), ending one to
+        // make room for another; that end may reach us after the newcomer,
+        // so refusing at the bound itself would refuse the newcomer the
+        // listener chose to admit. This only catches a listener gone wrong.
+        if self.sessions.len() >= 2 * super::max_sessions(self.shared.max_flows) {
             tracing::warn!(
                 service = %self.shared.name,
                 "udp: session from {} ({}) refused: {} sessions open",
@@ -152,7 +155,7 @@ impl ServerEnd {
         let Some(slot) = self.sessions.remove(&id) else {
             return;
         };
-        let flows = self.flows.remove_where(|k| k.0 == id).len();
+        let flows = self.flows.remove_session(id);
         tracing::info!(
             service = %self.shared.name,
             "udp: session from {} ({}) ended: {e} ({flows} flows closed)",
@@ -231,7 +234,7 @@ impl ServerEnd {
     }
 
     fn expire(&mut self) {
-        let gone = expire_unless_active(&mut self.flows, activity::now(), |f| f.activity.last());
+        let gone = self.flows.expire(activity::now(), |f| f.activity.last());
         let n = gone.len() as u64;
         self.stats().expired.fetch_add(n, Ordering::Relaxed);
         self.set_gauges();
