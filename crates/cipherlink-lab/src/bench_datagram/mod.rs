@@ -1,5 +1,5 @@
-//! `cipherlink bench datagram`: datagram transports (plain UDP, TYPHOON)
-//! beside WireGuard (userspace wireguard-go), in one run: handshakes/s and
+//! `cipherlink bench datagram`: datagram transports (plain UDP, TYPHOON,
+//! the link's datagram mode) beside WireGuard (userspace wireguard-go), in one run: handshakes/s and
 //! CPU per handshake, one session's datagrams/s at 1,200-byte payloads
 //! (delivered and lost), the latency each adds to a datagram over plain
 //! UDP on the same path, and memory per idle session.
@@ -7,8 +7,9 @@
 //! The path: as root, two network namespaces joined by a veth pair
 //! ([`netns`]), every transport and WireGuard's tunnel across it; without
 //! root, loopback, and no WireGuard. Each end is a runtime of its own in
-//! its namespace ([`side`]); both are in this process, so this process's
-//! CPU time and memory count both ends, as `bench link` counts them.
+//! its namespace (`side.rs`); both are in this process, so this process's
+//! CPU time and memory count both ends, as `bench link` counts them (the
+//! link's idle sessions are counted at the server end: `idle_server.rs`).
 
 mod cases;
 mod floor;
