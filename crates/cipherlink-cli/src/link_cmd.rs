@@ -465,16 +465,7 @@ async fn serve(a: ServeArgs) -> Result<()> {
                 });
             }
             Some(_) = links.join_next() => ended += 1,
-            _ = reload.tick() => match tokens.reload(&endpoint) {
-                Reload::Unchanged => {}
-                Reload::Applied { tokens: n, closed } => tracing::info!(
-                    "reloaded {} ({n} tokens; closed {closed} open links of revoked tokens)",
-                    tokens_path.display()
-                ),
-                Reload::Failed { reason, closed } => tracing::error!(
-                    "token store {reason}: refusing every token until it is fixed (closed {closed} open links)"
-                ),
-            },
+            _ = reload.tick() => log_reload(tokens.reload(&endpoint), &tokens_path, "links"),
             () = crate::shutdown::requested() => {
                 drop(listener);
                 return stop(links, a.shutdown_grace).await;
@@ -483,6 +474,21 @@ async fn serve(a: ServeArgs) -> Result<()> {
     }
     eprintln!("stopped after {ended} link(s) (--count)");
     Ok(())
+}
+
+/// Says what a re-read of the token store did (`what`: the open links or
+/// sessions it closes).
+pub(crate) fn log_reload(r: Reload, path: &Path, what: &str) {
+    match r {
+        Reload::Unchanged => {}
+        Reload::Applied { tokens, closed } => tracing::info!(
+            "reloaded {} ({tokens} tokens; closed {closed} open {what} of revoked tokens)",
+            path.display()
+        ),
+        Reload::Failed { reason, closed } => tracing::error!(
+            "token store {reason}: refusing every token until it is fixed (closed {closed} open {what})"
+        ),
+    }
 }
 
 /// The clean stop of `link serve`: no new links; the open ones may go on

@@ -14,9 +14,11 @@ use std::time::Duration;
 use anyhow::{bail, Context as _, Result};
 use cipherlink_files::Existing;
 use cipherlink_link::TokenStore;
-use cipherlink_port::driver::{connect as port_connect, Accepted, PortListener};
+use cipherlink_port::driver::{
+    connect as port_connect, Accepted, PortListener, PortReader, PortWriter,
+};
 use cipherlink_port::{ConnectionFile, PortSettings, ServerKey};
-use cipherlink_proxy::port::{admit, token_bytes, PortTokens, MAX_MESSAGE};
+use cipherlink_proxy::port::{token_bytes, PortTokens, MAX_MESSAGE};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -146,40 +148,31 @@ pub async fn serve(a: Serve) -> Result<()> {
 
 /// Serves one client: echo or print its messages; ends it when its token
 /// is revoked.
-async fn handle(
-    acc: Accepted,
-    mut store: watch::Receiver<Arc<TokenStore>>,
-    echo: bool,
-) -> Result<()> {
+async fn handle(acc: Accepted, store: watch::Receiver<Arc<TokenStore>>, echo: bool) -> Result<()> {
     let Accepted {
         session,
         token,
         name,
         ..
     } = acc;
-    let (mut reader, mut writer) = (session.reader, session.writer);
-    let mut stdout = tokio::io::stdout();
-    loop {
-        tokio::select! {
-            m = reader.recv() => {
-                let Some(m) = m? else { break };
-                if echo {
-                    writer.send(&m).await?;
-                } else {
-                    stdout.write_all(&m).await?;
-                    stdout.flush().await?;
-                }
-            }
-            Ok(()) = store.changed() => {
-                if admit(&store.borrow_and_update(), &token).is_none() {
-                    tracing::info!("PORT client {name}: token revoked; terminating");
-                    break;
-                }
-            }
-        }
+    let halves = (session.reader, session.writer);
+    crate::seaside_serve::echo_or_print(halves, (&token, &name), "PORT", store, echo).await
+}
+
+impl crate::stdio_session::DatagramSource for PortReader {
+    async fn next(&mut self) -> Result<Option<Vec<u8>>> {
+        Ok(self.recv().await?)
     }
-    writer.terminate().await?;
-    Ok(())
+}
+
+impl crate::stdio_session::DatagramSink for PortWriter {
+    async fn put(&mut self, message: &[u8]) -> Result<()> {
+        Ok(self.send(message).await?)
+    }
+
+    async fn finish(mut self) -> Result<()> {
+        Ok(self.terminate().await?)
+    }
 }
 
 /// `link connect --wire port FILE`.

@@ -16,7 +16,6 @@ use cipherlink_typhoon::driver::{
     connect as typhoon_connect, Accepted, TyphoonListener, TyphoonReader, TyphoonWriter,
 };
 use cipherlink_typhoon::TyphoonSettings;
-use tokio::io::AsyncWriteExt;
 use tokio::sync::watch;
 
 use crate::link_cmd::read_text;
@@ -71,37 +70,16 @@ async fn handle(
         name,
         ..
     } = acc;
-    let (mut reader, mut writer) = (session.reader, session.writer);
     // The INIT was admitted up to MAX_NEXT_IN × INITIAL_NEXT_IN earlier, and
     // `store` only reports changes after now: a revocation in between shows
     // only here.
     if admit(&store.borrow_and_update(), &token).is_none() {
         tracing::info!("TYPHOON client {name}: token revoked; terminating");
-        writer.terminate().await?;
+        session.writer.terminate().await?;
         return Ok(());
     }
-    let mut stdout = tokio::io::stdout();
-    loop {
-        tokio::select! {
-            m = reader.recv() => {
-                let Some(m) = m? else { break };
-                if echo {
-                    writer.send(&m).await?;
-                } else {
-                    stdout.write_all(&m).await?;
-                    stdout.flush().await?;
-                }
-            }
-            Ok(()) = store.changed() => {
-                if admit(&store.borrow_and_update(), &token).is_none() {
-                    tracing::info!("TYPHOON client {name}: token revoked; terminating");
-                    break;
-                }
-            }
-        }
-    }
-    writer.terminate().await?;
-    Ok(())
+    let halves = (session.reader, session.writer);
+    crate::seaside_serve::echo_or_print(halves, (&token, &name), "TYPHOON", store, echo).await
 }
 
 /// `link connect --wire typhoon FILE`.

@@ -96,16 +96,9 @@ pub async fn serve(a: Serve) -> Result<()> {
                 });
             }
             Some(()) = done_rx.recv() => ended += 1,
-            _ = reload.tick() => match tokens.reload(&endpoint) {
-                Reload::Unchanged => {}
-                Reload::Applied { tokens: n, closed } => tracing::info!(
-                    "reloaded {} ({n} tokens; closed {closed} open sessions of revoked tokens)",
-                    a.tokens.display()
-                ),
-                Reload::Failed { reason, closed } => tracing::error!(
-                    "token store {reason}: refusing every token until it is fixed (closed {closed} open sessions)"
-                ),
-            },
+            _ = reload.tick() => {
+                crate::link_cmd::log_reload(tokens.reload(&endpoint), &a.tokens, "sessions");
+            }
             () = crate::shutdown::requested() => return Ok(()),
         }
     }

@@ -11,8 +11,11 @@ use std::sync::Arc;
 
 use anyhow::{bail, Result};
 use cipherlink_link::TokenStore;
-use cipherlink_proxy::port::{PortTokens, Reload};
+use cipherlink_proxy::port::{admit, PortTokens, Reload};
+use tokio::io::AsyncWriteExt;
 use tokio::sync::watch;
+
+use crate::stdio_session::{DatagramSink, DatagramSource};
 
 use crate::link_cmd::TOKEN_RELOAD;
 
@@ -97,4 +100,37 @@ where
             _ = tokio::signal::ctrl_c() => return Ok(()),
         }
     }
+}
+
+/// Serves one admitted session: echoes or prints its messages until the
+/// client ends it, then terminates it; ends it at once when the re-read
+/// store no longer admits its token. `wire` names it in logs.
+pub(crate) async fn echo_or_print<R: DatagramSource, W: DatagramSink>(
+    (mut reader, mut writer): (R, W),
+    (token, name): (&[u8], &str),
+    wire: &str,
+    mut store: watch::Receiver<Arc<TokenStore>>,
+    echo: bool,
+) -> Result<()> {
+    let mut stdout = tokio::io::stdout();
+    loop {
+        tokio::select! {
+            m = reader.next() => {
+                let Some(m) = m? else { break };
+                if echo {
+                    writer.put(&m).await?;
+                } else {
+                    stdout.write_all(&m).await?;
+                    stdout.flush().await?;
+                }
+            }
+            Ok(()) = store.changed() => {
+                if admit(&store.borrow_and_update(), token).is_none() {
+                    tracing::info!("{wire} client {name}: token revoked; terminating");
+                    break;
+                }
+            }
+        }
+    }
+    writer.finish().await
 }

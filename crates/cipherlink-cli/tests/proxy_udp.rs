@@ -170,25 +170,28 @@ fn a_dns_query_through_a_plain_udp_pair_reaches_dnsmasq() {
 /// `link keygen|invite --wire typhoon` in `dir`: the server's key and
 /// token store, and alice's connection file.
 fn typhoon_files(dir: &Path) {
-    for args in [
-        &["link", "keygen", "--wire", "typhoon", "--key", "server.key"][..],
+    keygen_invite(dir, &["--wire", "typhoon"], "alice.typhoon");
+}
+
+/// `link keygen|invite` (with `wire`'s flags) in `dir`: `server.key`,
+/// `tokens.txt`, and alice's connection file `out`.
+fn keygen_invite(dir: &Path, wire: &[&str], out: &str) {
+    let keygen = [&["link", "keygen"][..], wire, &["--key", "server.key"]].concat();
+    let invite = [
+        &["link", "invite"][..],
+        wire,
         &[
-            "link",
-            "invite",
-            "--wire",
-            "typhoon",
             "--key",
             "server.key",
             "--tokens",
             "tokens.txt",
             "--name",
             "alice",
-            "--server",
-            "127.0.0.1:1",
-            "--out",
-            "alice.typhoon",
         ],
-    ] {
+        &["--server", "127.0.0.1:1", "--out", out],
+    ]
+    .concat();
+    for args in [keygen, invite] {
         let mut cmd = cipherlink();
         cmd.current_dir(dir).args(args);
         let out = run("cipherlink link", cmd, b"");
@@ -223,28 +226,7 @@ fn a_dns_query_through_a_typhoon_udp_pair_reaches_dnsmasq() {
 /// `link keygen|invite` in `dir`: the server's key and token store, and
 /// alice's connection file.
 fn link_files(dir: &Path) {
-    for args in [
-        &["link", "keygen", "--key", "server.key"][..],
-        &[
-            "link",
-            "invite",
-            "--key",
-            "server.key",
-            "--tokens",
-            "tokens.txt",
-            "--name",
-            "alice",
-            "--server",
-            "127.0.0.1:1",
-            "--out",
-            "alice.link",
-        ],
-    ] {
-        let mut cmd = cipherlink();
-        cmd.current_dir(dir).args(args);
-        let out = run("cipherlink link", cmd, b"");
-        assert!(out.status.success(), "{}", out.describe());
-    }
+    keygen_invite(dir, &[], "alice.link");
 }
 
 /// The link's datagram mode carries DNS as well (docs/link-protocol.md §11).
@@ -473,20 +455,35 @@ fn udp_flags_with_a_stream_transport_or_without_udp_are_refused_by_name() {
 
 #[test]
 fn a_revoked_token_ends_its_typhoon_session_and_opens_no_new_one() {
+    revoked_token_gets_no_new_session(
+        "typhoon",
+        typhoon_files,
+        &["--port-key", "server.key", "--port-tokens", "tokens.txt"],
+        &["--port-file", "alice.typhoon"],
+        "the token of alice was revoked",
+    );
+}
+
+/// A pair of `transport` in front of dnsmasq answers one query; then alice's
+/// token is revoked: the server end says `ended` and the client end loses
+/// its session, and the next query (a new session, which the server refuses
+/// in silence) gets no answer and opens no second session.
+fn revoked_token_gets_no_new_session(
+    transport: &str,
+    files: fn(&Path),
+    server_files: &[&str],
+    client_files: &[&str],
+    ended: &str,
+) {
     let Some(bin) = peer!(Peer::Dnsmasq) else {
         return;
     };
     let (_dns, port) = dnsmasq(&bin);
     let dir = tempfile::tempdir().unwrap();
-    typhoon_files(dir.path());
+    files(dir.path());
     let service = SocketAddr::from(([127, 0, 0, 1], port));
-    let (mut server, mut client, addr) = pair(
-        dir.path(),
-        "typhoon",
-        service,
-        &["--port-key", "server.key", "--port-tokens", "tokens.txt"],
-        &["--port-file", "alice.typhoon"],
-    );
+    let (mut server, mut client, addr) =
+        pair(dir.path(), transport, service, server_files, client_files);
     assert_eq!(resolve(addr, 1).unwrap(), ADDRESS);
     let mut cmd = cipherlink();
     cmd.current_dir(dir.path()).args([
@@ -499,10 +496,8 @@ fn a_revoked_token_ends_its_typhoon_session_and_opens_no_new_one() {
     ]);
     let out = run("cipherlink link revoke", cmd, b"");
     assert!(out.status.success(), "{}", out.describe());
-    server.wait_stderr("the token of alice was revoked");
+    server.wait_stderr(ended);
     client.wait_stderr("lost:");
-    // The next query tries a new session, which the server refuses in
-    // silence: no answer, and no second session.
     let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
     socket
         .set_read_timeout(Some(Duration::from_secs(3)))
@@ -525,48 +520,11 @@ fn a_revoked_token_ends_its_typhoon_session_and_opens_no_new_one() {
 /// the next datagram's new session is refused: no answer gets through.
 #[test]
 fn a_revoked_token_ends_its_link_udp_session_and_opens_no_new_one() {
-    let Some(bin) = peer!(Peer::Dnsmasq) else {
-        return;
-    };
-    let (_dns, port) = dnsmasq(&bin);
-    let dir = tempfile::tempdir().unwrap();
-    link_files(dir.path());
-    let service = SocketAddr::from(([127, 0, 0, 1], port));
-    let (mut server, mut client, addr) = pair(
-        dir.path(),
+    revoked_token_gets_no_new_session(
         "link",
-        service,
+        link_files,
         &["--link-key", "server.key", "--link-tokens", "tokens.txt"],
         &["--link-file", "alice.link"],
-    );
-    assert_eq!(resolve(addr, 1).unwrap(), ADDRESS);
-    let mut cmd = cipherlink();
-    cmd.current_dir(dir.path()).args([
-        "link",
-        "revoke",
-        "--tokens",
-        "tokens.txt",
-        "--name",
-        "alice",
-    ]);
-    let out = run("cipherlink link revoke", cmd, b"");
-    assert!(out.status.success(), "{}", out.describe());
-    server.wait_stderr("closed 1 open links");
-    client.wait_stderr("lost:");
-    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
-    socket
-        .set_read_timeout(Some(Duration::from_secs(3)))
-        .unwrap();
-    socket.send_to(&query(3), addr).unwrap();
-    let mut buf = [0u8; 512];
-    assert!(
-        socket.recv_from(&mut buf).is_err(),
-        "an answer after the revocation"
-    );
-    assert_eq!(
-        server.stderr().matches("(alice) open").count(),
-        1,
-        "{}",
-        server.describe()
+        "closed 1 open links",
     );
 }

@@ -14,13 +14,7 @@ use common::World;
 #[tokio::test]
 async fn echo_over_loopback_then_close() {
     let w = World::new(LinkParams::default());
-    let mut listener = DgramListener::bind(
-        "127.0.0.1:0",
-        w.endpoint.clone(),
-        DgramServerOptions::default(),
-    )
-    .await
-    .unwrap();
+    let mut listener = listen(&w).await;
     let addr = listener.local_addr().to_string();
     let server = tokio::spawn(async move {
         let mut a = listener.accept().await.unwrap();
@@ -61,13 +55,7 @@ async fn a_wrong_server_key_times_out() {
         handshake_timeout: Duration::from_millis(1500),
         ..LinkParams::default()
     });
-    let _listener = DgramListener::bind(
-        "127.0.0.1:0",
-        w.endpoint.clone(),
-        DgramServerOptions::default(),
-    )
-    .await
-    .unwrap();
+    let _listener = listen(&w).await;
     let addr = _listener.local_addr().to_string();
     let mut cfg = w.client_cfg(&w.alice);
     cfg.server_key[0] ^= 1;
@@ -90,6 +78,28 @@ impl std::io::Write for Lines {
     }
 }
 
+impl Lines {
+    /// A subscriber writing warnings and worse here.
+    fn subscriber(&self) -> impl tracing::Subscriber + Send + Sync {
+        tracing_subscriber::fmt()
+            .with_writer(self.clone())
+            .with_max_level(tracing::Level::WARN)
+            .with_ansi(false)
+            .finish()
+    }
+}
+
+/// A listener on a loopback port for `w`'s endpoint, default options.
+async fn listen(w: &World) -> DgramListener {
+    DgramListener::bind(
+        "127.0.0.1:0",
+        w.endpoint.clone(),
+        DgramServerOptions::default(),
+    )
+    .await
+    .unwrap()
+}
+
 impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Lines {
     type Writer = Lines;
 
@@ -104,21 +114,11 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Lines {
 #[tokio::test]
 async fn refusals_are_logged_at_a_bounded_rate() {
     let lines = Lines::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(lines.clone())
-        .with_max_level(tracing::Level::WARN)
-        .with_ansi(false)
-        .finish();
+    let subscriber = lines.subscriber();
     // The listener's task runs on this (current-thread) runtime's thread.
     let _guard = tracing::subscriber::set_default(subscriber);
     let w = World::new(LinkParams::default());
-    let listener = DgramListener::bind(
-        "127.0.0.1:0",
-        w.endpoint.clone(),
-        DgramServerOptions::default(),
-    )
-    .await
-    .unwrap();
+    let listener = listen(&w).await;
     let addr = listener.local_addr().to_string();
     for _ in 0..30 {
         let e = connect(&addr, w.client_cfg(&w.mallory)).await.unwrap_err();
@@ -140,20 +140,10 @@ async fn refusals_are_logged_at_a_bounded_rate() {
 #[tokio::test]
 async fn past_the_accept_queue_sessions_end_as_server_busy() {
     let lines = Lines::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(lines.clone())
-        .with_max_level(tracing::Level::WARN)
-        .with_ansi(false)
-        .finish();
+    let subscriber = lines.subscriber();
     let _guard = tracing::subscriber::set_default(subscriber);
     let w = World::new(LinkParams::default());
-    let listener = DgramListener::bind(
-        "127.0.0.1:0",
-        w.endpoint.clone(),
-        DgramServerOptions::default(),
-    )
-    .await
-    .unwrap();
+    let listener = listen(&w).await;
     let addr = listener.local_addr().to_string();
     let mut queued = Vec::new();
     for _ in 0..128 {

@@ -9,7 +9,7 @@ use super::wire::{
     self, HeaderOpener, COOKIE_REPLY, COOKIE_REPLY_MAX_PAD, EPOCH, HANDSHAKE_DATAGRAM, HEADER,
     MIN_RECORD_DATAGRAM, MSG2_MIN,
 };
-use crate::proto::crypto::{hmac, AeadKey, HmacKey};
+use crate::proto::crypto::{AeadKey, HmacKey};
 use crate::proto::handshake::{self, TransportKeys, MSG1_HEADER};
 use crate::proto::record::RecordType;
 
@@ -125,19 +125,13 @@ impl CaptureReader {
 /// The record type of `datagram` under the first key `key` (ratcheted to
 /// its counter's epoch), if its tag verifies.
 fn open_type(key: &[u8; 32], counter: u64, datagram: &[u8]) -> Option<RecordType> {
-    let mut k = *key;
+    let mut k = zeroize::Zeroizing::new(*key);
     // Labs run few epochs; a forged far counter costs at most this many steps.
     for _ in 0..(counter / EPOCH).min(64) {
-        k = hmac(&k, &[b"rekey"]);
+        k = super::records::ratchet(&k);
     }
     let mut buf = datagram.to_vec();
     let (header, sealed) = buf.split_at_mut(HEADER);
     let n = AeadKey::new(&k).open(counter, header, sealed).ok()?;
-    Some(match sealed[..n].first()? {
-        0 => RecordType::Data,
-        1 => RecordType::Ping,
-        2 => RecordType::Pong,
-        3 => RecordType::Close,
-        _ => return None,
-    })
+    RecordType::from_u8(*sealed[..n].first()?).filter(|t| *t != RecordType::Rekey)
 }

@@ -96,8 +96,7 @@ impl DgramClient {
         let k_obf = HmacKey::new(&handshake::obfs_key(&config.server_key));
         let pieces = Pieces::cut(&msg1, &k_obf, None, rng.as_mut())?;
         let mut out = VecDeque::with_capacity(2);
-        out.push_back(pieces.first.clone());
-        out.push_back(pieces.second.clone());
+        pieces.send(&mut out);
         let deadline = now + config.params.handshake_timeout;
         Ok(Self {
             state: State::Handshaking(Box::new(Handshaking {
@@ -136,8 +135,7 @@ impl DgramClient {
                     {
                         h.cookie_replies += 1;
                         h.pieces.with_cookie(&cookie);
-                        self.out.push_back(h.pieces.first.clone());
-                        self.out.push_back(h.pieces.second.clone());
+                        h.pieces.send(&mut self.out);
                     }
                 }
             }
@@ -241,8 +239,7 @@ impl DgramClient {
                 if now >= h.deadline {
                     self.end(Some(Error::HandshakeTimeout));
                 } else if now >= h.resend_at {
-                    self.out.push_back(h.pieces.first.clone());
-                    self.out.push_back(h.pieces.second.clone());
+                    h.pieces.send(&mut self.out);
                     h.interval = (h.interval * 2).min(MAX_RESEND);
                     h.resend_at = now + h.interval;
                 }

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use zeroize::Zeroizing;
 
+use super::wire::first16;
 use crate::proto::crypto::hmac;
 use crate::proto::Entropy;
 
@@ -88,14 +89,14 @@ impl CookieJar {
 
     /// The cookie of `addr` under the current secret.
     pub fn cookie(&self, addr: &SocketAddr) -> [u8; 16] {
-        first16(&hmac(&self.current[..], &[&address_bytes(addr)]))
+        cookie_under(&self.current, &address_bytes(addr))
     }
 
     /// Whether `q` proves a cookie of `addr` (current or previous secret) for `mark`.
     pub fn check(&self, addr: &SocketAddr, mark: &[u8; 16], q: &[u8]) -> bool {
         let a = address_bytes(addr);
-        let now = first16(&hmac(&self.current[..], &[&a]));
-        let before = first16(&hmac(&self.previous[..], &[&a]));
+        let now = cookie_under(&self.current, &a);
+        let before = cookie_under(&self.previous, &a);
         // Both, so that timing does not tell which.
         let x = super::wire::proves_cookie(&now, mark, q);
         let y = super::wire::proves_cookie(&before, mark, q);
@@ -117,8 +118,7 @@ impl CookieJar {
     }
 }
 
-fn first16(b: &[u8; 32]) -> [u8; 16] {
-    let mut m = [0u8; 16];
-    m.copy_from_slice(&b[..16]);
-    m
+/// `HMAC(secret, address ‖ port)[0..16]`.
+fn cookie_under(secret: &[u8; 32], address: &[u8]) -> [u8; 16] {
+    first16(&hmac(secret, &[address]))
 }

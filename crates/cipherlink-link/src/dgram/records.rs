@@ -43,7 +43,7 @@ impl Dropped {
 }
 
 /// `key' = HMAC(key, "rekey")`, as the stream mode's rekey (§4).
-fn ratchet(key: &[u8; 32]) -> Zeroizing<[u8; 32]> {
+pub(super) fn ratchet(key: &[u8; 32]) -> Zeroizing<[u8; 32]> {
     Zeroizing::new(hmac(key, &[b"rekey"]))
 }
 
@@ -223,13 +223,10 @@ impl Receiver {
             self.previous = None;
         }
         let pt = &sealed[..pt_len];
-        let ty = match pt[0] {
-            0 => RecordType::Data,
-            1 => RecordType::Ping,
-            2 => RecordType::Pong,
-            3 => RecordType::Close,
-            _ => return Err(Error::Malformed("datagram record type")),
-        };
+        // Rekey records have no place here: keys follow the counter.
+        let ty = RecordType::from_u8(pt[0])
+            .filter(|t| *t != RecordType::Rekey)
+            .ok_or(Error::Malformed("datagram record type"))?;
         let body_len = usize::from(u16::from_be_bytes([pt[1], pt[2]]));
         if body_len > pt_len - INNER_HEADER {
             return Err(Error::Malformed("datagram record body length"));

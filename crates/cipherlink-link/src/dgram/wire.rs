@@ -133,7 +133,7 @@ pub fn cookie_proof(cookie: &[u8; 16], mark: &[u8; 16]) -> [u8; 16] {
     first16(&hmac(cookie, &[b"cookie", mark]))
 }
 
-fn first16(b: &[u8; 32]) -> [u8; 16] {
+pub(super) fn first16(b: &[u8; 32]) -> [u8; 16] {
     let mut m = [0u8; 16];
     m.copy_from_slice(&b[..16]);
     m
@@ -193,6 +193,12 @@ impl Pieces {
             first: msg1[..MSG1_HEADER + a].to_vec(),
             second,
         })
+    }
+
+    /// Queues both pieces to be sent (again).
+    pub fn send(&self, out: &mut std::collections::VecDeque<Vec<u8>>) {
+        out.push_back(self.first.clone());
+        out.push_back(self.second.clone());
     }
 
     /// A new second piece carrying the proof of `cookie` (after a cookie reply).

@@ -34,7 +34,7 @@ pub enum RecordType {
 }
 
 impl RecordType {
-    fn from_u8(b: u8) -> Option<Self> {
+    pub(crate) fn from_u8(b: u8) -> Option<Self> {
         Some(match b {
             0 => Self::Data,
             1 => Self::Ping,

@@ -149,64 +149,69 @@ impl Task {
         }
     }
 
+    /// Sends what the core queued and hands out its events, until it has
+    /// neither (an event's handling may queue a datagram: an abort's close).
     async fn flush(&mut self) {
-        while let Some((to, d)) = self.core.poll_transmit() {
-            if let Err(e) = self.socket.send_to(&d, to).await {
-                tracing::debug!("link (UDP) send to {to}: {e}");
+        loop {
+            while let Some((to, d)) = self.core.poll_transmit() {
+                if let Err(e) = self.socket.send_to(&d, to).await {
+                    tracing::debug!("link (UDP) send to {to}: {e}");
+                }
             }
+            let Some(ev) = self.core.poll_event() else {
+                return;
+            };
+            self.on_event(ev);
         }
-        while let Some(ev) = self.core.poll_event() {
-            match ev {
-                ServerEvent::Accepted { sid, peer, name } => {
-                    let (session, inbox) = DgramSession::new(sid, self.commands.clone());
-                    let accepted = DgramAccepted {
-                        session,
-                        name: name.clone(),
-                        peer,
-                    };
-                    if self.accepted.try_send(accepted).is_ok() {
-                        self.inboxes.insert(sid, inbox);
-                        tracing::debug!("link (UDP) session from {peer} for {name:?}");
-                    } else {
-                        // Any valid client can open sessions faster than
-                        // they are taken: its lines are rate-limited, and
-                        // it is told why, as by the stream listener.
-                        if let Some(skipped) = self.logs.allow(Instant::now()) {
-                            tracing::warn!(
+    }
+
+    fn on_event(&mut self, ev: ServerEvent) {
+        match ev {
+            ServerEvent::Accepted { sid, peer, name } => {
+                let (session, inbox) = DgramSession::new(sid, self.commands.clone());
+                let accepted = DgramAccepted {
+                    session,
+                    name: name.clone(),
+                    peer,
+                };
+                if self.accepted.try_send(accepted).is_ok() {
+                    self.inboxes.insert(sid, inbox);
+                    tracing::debug!("link (UDP) session from {peer} for {name:?}");
+                } else {
+                    // Any valid client can open sessions faster than
+                    // they are taken: its lines are rate-limited, and
+                    // it is told why, as by the stream listener.
+                    if let Some(skipped) = self.logs.allow(Instant::now()) {
+                        tracing::warn!(
                                 "link (UDP) from {peer} ({name:?}) closed: the server is not taking sessions as fast as they come{}",
                                 skipped_note(skipped)
                             );
-                        }
-                        self.core.abort(sid, "server busy");
                     }
-                }
-                ServerEvent::Data { sid, data } => {
-                    if let Some(i) = self.inboxes.get(&sid) {
-                        i.deliver(data);
-                    }
-                }
-                ServerEvent::Closed { sid, error } => {
-                    if let Some(i) = self.inboxes.remove(&sid) {
-                        i.end(error.map_or(Ok(()), Err));
-                    }
-                }
-                ServerEvent::Refused { name, reason, peer } => {
-                    let Some(skipped) = self.logs.allow(Instant::now()) else {
-                        continue;
-                    };
-                    let note = skipped_note(skipped);
-                    match name {
-                        Some(n) => tracing::warn!(
-                            "link (UDP) from {peer} refused: client {n:?}: {reason}{note}"
-                        ),
-                        None => tracing::warn!("link (UDP) from {peer} refused: {reason}{note}"),
-                    }
+                    self.core.abort(sid, "server busy");
                 }
             }
-        }
-        // Closing a session above may have queued its close datagram.
-        while let Some((to, d)) = self.core.poll_transmit() {
-            let _ = self.socket.send_to(&d, to).await;
+            ServerEvent::Data { sid, data } => {
+                if let Some(i) = self.inboxes.get(&sid) {
+                    i.deliver(data);
+                }
+            }
+            ServerEvent::Closed { sid, error } => {
+                if let Some(i) = self.inboxes.remove(&sid) {
+                    i.end(error.map_or(Ok(()), Err));
+                }
+            }
+            ServerEvent::Refused { name, reason, peer } => {
+                let Some(skipped) = self.logs.allow(Instant::now()) else {
+                    return;
+                };
+                let note = skipped_note(skipped);
+                match name {
+                    Some(n) => tracing::warn!(
+                        "link (UDP) from {peer} refused: client {n:?}: {reason}{note}"
+                    ),
+                    None => tracing::warn!("link (UDP) from {peer} refused: {reason}{note}"),
+                }
+            }
         }
     }
 }
