@@ -312,9 +312,4 @@ impl DgramClient {
     pub fn is_closed(&self) -> bool {
         matches!(self.state, State::Closed)
     }
-
-    /// The connection file's name for the server.
-    pub fn name(&self) -> &str {
-        &self.config.name
-    }
 }

@@ -116,11 +116,6 @@ impl Sender {
     pub fn skip(&mut self, n: u64) {
         self.counter = self.counter.saturating_add(n);
     }
-
-    /// Records sealed so far.
-    pub fn sent(&self) -> u64 {
-        self.counter
-    }
 }
 
 /// An opened record: its type and where its body lies in the datagram.

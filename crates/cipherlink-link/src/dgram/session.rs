@@ -157,9 +157,4 @@ impl Established {
             Action::Gone(n) => Tick::Gone(n),
         }
     }
-
-    /// Records sent so far (tests).
-    pub fn sent(&self) -> u64 {
-        self.tx.sent()
-    }
 }
